@@ -1,0 +1,57 @@
+# The README's two commands go through here: `make demo` and `make test`.
+PYTHON  ?= python3
+VENV    ?= .venv
+PY      := $(VENV)/bin/python
+CLANG   ?= clang
+BPFTOOL ?= bpftool
+BUILD   := build
+
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Wno-unused-function -I bpf/include -I $(BUILD)
+BPF_SRCS   := $(shell find bpf -name '*.bpf.c' | sort)
+BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
+# The capture program ships inside the package: a user's host has no clang.
+SHIPPED    := xdptcp/data/xdptcp.bpf.o
+
+.PHONY: all venv bpf test lint demo bench clean shipped
+
+all: bpf
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[test]'
+	touch $@
+
+venv: $(VENV)/.installed
+
+# vmlinux.h of the running kernel, for the CO-RE test programs.
+$(BUILD)/vmlinux.h:
+	@mkdir -p $(dir $@)
+	$(BPFTOOL) btf dump file /sys/kernel/btf/vmlinux format c > $@.tmp && mv $@.tmp $@
+
+$(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h bpf/*.h) $(BUILD)/vmlinux.h
+	@mkdir -p $(dir $@)
+	$(CLANG) $(BPF_CFLAGS) -I $(dir $<) -c $< -o $@
+
+bpf: $(BPF_OBJS)
+
+# Rebuild the shipped object and record the hash of the sources it came from.
+shipped: $(BUILD)/bpf/xdptcp.bpf.o venv
+	cp $< $(SHIPPED)
+	$(PY) -m xdptcp.objhash --write
+
+lint: venv
+	$(VENV)/bin/ruff check pybpf xdptcp tests bench
+	$(VENV)/bin/ruff format --check pybpf xdptcp tests bench
+
+test: venv bpf lint
+	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+demo: venv
+	$(PY) -m xdptcp --demo
+
+bench: venv bpf
+	$(PY) -m bench
+
+clean:
+	rm -rf $(BUILD)

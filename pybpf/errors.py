@@ -1,0 +1,112 @@
+"""One exception hierarchy for everything pybpf raises.
+
+Every error names what it was working on (object, program, map, interface), the step, and the
+kernel's own words, so that a command-line tool can print ``str(err)`` as a single line.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import Optional
+
+# What a user can do about the errno values the bpf() syscall and netlink answer most often.
+ERRNO_HINTS = {
+    _errno.EPERM: "needs root, or CAP_BPF with CAP_NET_ADMIN / CAP_PERFMON",
+    _errno.EACCES: "the kernel refused access (verifier, or missing CAP_BPF/CAP_SYS_ADMIN)",
+    _errno.E2BIG: "a size or count is larger than this kernel accepts",
+    _errno.ENOSPC: "out of space (log buffer, map entries, or ring buffer)",
+    _errno.EINVAL: "the kernel rejected an argument (unsupported on this kernel, or malformed)",
+    _errno.ENOENT: "no such object",
+    _errno.EBUSY: "already in use (for XDP: another program is attached)",
+    _errno.EEXIST: "already exists",
+    _errno.ENOTSUPP if hasattr(_errno, "ENOTSUPP") else 524: "not supported by this kernel or driver",
+    _errno.EOPNOTSUPP: "operation not supported (driver or mode)",
+    _errno.ENOMEM: "out of memory (or RLIMIT_MEMLOCK on kernels before 5.11)",
+    _errno.ENODEV: "no such device",
+    _errno.EBADF: "bad file descriptor",
+    _errno.EFAULT: "bad address passed to the kernel",
+}
+
+ENOTSUPP = 524  # kernel-internal errno that leaks to user space from BPF code paths
+
+
+def errno_name(err: int) -> str:
+    if err == ENOTSUPP:
+        return "ENOTSUPP"
+    return _errno.errorcode.get(err, f"errno {err}")
+
+
+class BPFError(Exception):
+    """Root of every error pybpf raises."""
+
+
+class ParseError(BPFError):
+    """The object file is not something pybpf can read (not ELF, not BPF, malformed section...)."""
+
+
+class BTFError(ParseError):
+    """BTF or .BTF.ext is malformed or uses something not understood."""
+
+
+class RelocationError(BPFError):
+    """A relocation cannot be applied (unknown symbol, bad instruction, unsupported target)."""
+
+
+class CORERelocationError(RelocationError):
+    """A CO-RE relocation cannot be resolved against the target BTF."""
+
+
+class SyscallError(BPFError):
+    """A bpf() (or other) system call failed; carries errno and a hint."""
+
+    def __init__(self, what: str, err: int, detail: Optional[str] = None):
+        self.what = what
+        self.errno = err
+        self.detail = detail
+        msg = f"{what}: {errno_name(err)} ({os.strerror(err)})"
+        if detail:
+            msg += f": {detail}"
+        hint = ERRNO_HINTS.get(err)
+        if hint and not detail:
+            msg += f" — {hint}"
+        super().__init__(msg)
+
+
+class VerifierError(SyscallError):
+    """The verifier rejected a program. ``log`` is the whole log, ``summary`` its last lines."""
+
+    def __init__(self, program: str, section: str, err: int, log: str):
+        self.program = program
+        self.section = section
+        self.log = log
+        lines = [ln for ln in log.splitlines() if ln.strip()]
+        self.summary = "\n".join(lines[-4:]) if lines else "(the verifier wrote no log)"
+        last = _last_meaningful_line(lines)
+        detail = f"the verifier rejected it: {last}" if last else None
+        super().__init__(f"cannot load program '{program}' (section {section})", err, detail)
+
+
+def _last_meaningful_line(lines: list[str]) -> Optional[str]:
+    """The verifier's reason is the last line that is not a statistics line."""
+    for ln in reversed(lines):
+        s = ln.strip()
+        if s.startswith(("processed ", "verification time", "stack depth", "mark_precise")):
+            continue
+        return s
+    return None
+
+
+class NetlinkError(BPFError):
+    """rtnetlink answered an error; carries the kernel's extack message when there is one."""
+
+    def __init__(self, what: str, err: int, extack: Optional[str] = None):
+        self.what = what
+        self.errno = err
+        self.extack = extack
+        msg = f"{what}: {errno_name(err)} ({os.strerror(err)})"
+        if extack:
+            msg += f": {extack}"
+        elif err in ERRNO_HINTS:
+            msg += f" — {ERRNO_HINTS[err]}"
+        super().__init__(msg)

@@ -1,0 +1,64 @@
+"""Shared fixtures.
+
+System tests (marker ``system``) need root and the running kernel. Outside CI they skip with the
+reason; under ``CI=true`` a system test that cannot run fails, so a green CI always means they ran.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+BUILD = ROOT / "build" / "bpf"
+IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def cannot_run(reason: str) -> None:
+    """Skip outside CI, fail under CI."""
+    if IN_CI:
+        pytest.fail(f"system test cannot run under CI: {reason}")
+    pytest.skip(reason)
+
+
+def system_problem() -> str | None:
+    if os.geteuid() != 0:
+        return "needs root"
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
+    if shutil.which("ip") is None:
+        return "iproute2 (ip) is not installed"
+    return None
+
+
+@pytest.fixture(autouse=True)
+def _system_gate(request: pytest.FixtureRequest) -> None:
+    if request.node.get_closest_marker("system") is not None:
+        problem = system_problem()
+        if problem:
+            cannot_run(problem)
+
+
+def bpf_object(name: str) -> Path:
+    """Path of an object built by `make bpf` from bpf/<name>.bpf.c."""
+    path = BUILD / f"{name}.bpf.o"
+    if not path.exists():
+        if IN_CI:
+            pytest.fail(f"{path} is missing: `make bpf` did not build it")
+        pytest.skip(f"{path} is missing: run `make bpf`")
+    return path
+
+
+def need_tool(name: str) -> str:
+    path = shutil.which(name)
+    if path is None:
+        cannot_run(f"{name} is not installed")
+    return path
+
+
+def run(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
+    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
