@@ -20,7 +20,9 @@ ERRNO_HINTS = {
     _errno.ENOENT: "no such object",
     _errno.EBUSY: "already in use (for XDP: another program is attached)",
     _errno.EEXIST: "already exists",
-    _errno.ENOTSUPP if hasattr(_errno, "ENOTSUPP") else 524: "not supported by this kernel or driver",
+    _errno.ENOTSUPP
+    if hasattr(_errno, "ENOTSUPP")
+    else 524: "not supported by this kernel or driver",
     _errno.EOPNOTSUPP: "operation not supported (driver or mode)",
     _errno.ENOMEM: "out of memory (or RLIMIT_MEMLOCK on kernels before 5.11)",
     _errno.ENODEV: "no such device",
