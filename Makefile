@@ -6,7 +6,10 @@ CLANG   ?= clang
 BPFTOOL ?= bpftool
 BUILD   := build
 
-BPF_CFLAGS := -O2 -g -target bpf -Wall -Wno-unused-function -I bpf/include -I $(BUILD)
+# The kernel UAPI headers include <asm/types.h>, which Debian keeps under the multiarch path.
+MULTIARCH  := $(shell gcc -dumpmachine 2>/dev/null || echo $$(uname -m)-linux-gnu)
+BPF_CFLAGS := -O2 -g -target bpf -Wall -Wno-unused-function -I bpf/include -I $(BUILD) \
+              -I /usr/include/$(MULTIARCH)
 BPF_SRCS   := $(shell find bpf -name '*.bpf.c' | sort)
 BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
 # The capture program ships inside the package: a user's host has no clang.
