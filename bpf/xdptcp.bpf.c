@@ -1,0 +1,467 @@
+// SPDX-License-Identifier: GPL-2.0
+/*
+ * xdptcp: observe TCP at XDP. Every frame is parsed; each TCP frame the in-kernel filter accepts
+ * becomes one fixed-size record in a ring buffer. The program always returns XDP_PASS: it
+ * watches, it never drops.
+ *
+ * What counts as a TCP frame: Ethernet, up to XDPTCP_MAX_VLANS 802.1Q/802.1ad tags, IPv4 (IHL
+ * 5..15, fragment offset 0) or IPv6 (fixed header, then at most XDPTCP_MAX_EXTHDRS of hop-by-hop,
+ * routing, destination options and fragment headers with offset 0), then a TCP header with doff
+ * 5..15 that lies entirely inside the frame. A TCP header cut short by the end of the frame is
+ * not emitted (counted as truncated): a record never claims bytes that were not read.
+ * IP length fields are not trusted; the frame's own length is what bounds every read.
+ *
+ * Only the linear part of the frame is looked at: the section is "xdp", not "xdp.frags", so a
+ * multi-buffer frame never reaches this program and wire_len = data_end - data is the whole frame.
+ *
+ * Configuration is read from .rodata, set by user space before load. The verifier sees frozen
+ * .rodata values as constants: the ring reservation size is a constant, and with no filter the
+ * filter code is dead and removed at load time.
+ */
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/ipv6.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "xdptcp.h"
+
+char LICENSE[] SEC("license") = "GPL";
+
+/* 0: capture from the start of the frame to the end of the TCP header; N: N bytes of the frame. */
+volatile const __u32 xdptcp_snaplen = 0;
+/* Bytes of frame reserved in every record (1..XDPTCP_MAX_CAPACITY). */
+volatile const __u32 xdptcp_capacity = XDPTCP_DEFAULT_CAPACITY;
+volatile const __u32 xdptcp_wakeup_mode = XDPTCP_WAKEUP_DEFAULT;
+volatile const __u32 xdptcp_wakeup_arg = 0;
+/* Number of filter instructions; 0 = no filter, every TCP frame matches. */
+volatile const __u32 xdptcp_filter_len = 0;
+volatile const struct xdptcp_filter_insn xdptcp_filter[XDPTCP_FILTER_MAX] = {};
+
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	/* 4 MiB by default; a loader may resize it before load (a power-of-two number of pages). */
+	__uint(max_entries, 1 << 22);
+} xdptcp_ring SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, 1);
+	__type(key, __u32);
+	__type(value, struct xdptcp_counters);
+} xdptcp_counters SEC(".maps");
+
+/* Names the record type in .rodata so its layout is in the object's BTF for tools and tests
+ * (a type used only inside inlined code leaves no BTF behind). */
+struct xdptcp_record *const xdptcp_record_type = 0;
+
+
+#define ETH_P_8021AD_ 0x88A8
+#define ETH_P_QINQ_9100 0x9100
+#define IPV6_FRAG_OFFSET_MASK 0xfff8 /* fragment offset bits of frag_off, network order */
+#define IPV4_FRAG_OFFSET_MASK 0x1fff
+
+/* Why a frame is not a TCP frame: each reason is one counter. */
+enum verdict {
+	V_TCP = 0,
+	V_NOT_IP,
+	V_NOT_TCP,
+	V_FRAGMENT,
+	V_TRUNCATED,
+	V_MALFORMED,
+	V_VLAN_TOO_DEEP,
+	V_EXT_TOO_DEEP,
+};
+
+/* What the parser learned; the filter reads only this, never the frame. */
+struct frame {
+	__u32 l3_off;
+	__u32 l4_off;
+	__u32 l4_len;
+	__u8 vlans;
+	__u8 ip_version;
+	__u8 tcp_flags;
+	/* libpcap `port`: IPv4, or IPv6 whose fixed header says TCP */
+	__u8 port_ok;
+	/* libpcap `tcp`: IPv4, or IPv6 with TCP next, directly or after one fragment header */
+	__u8 tcp_ok;
+	__u16 sport;
+	__u16 dport;
+	__u16 vid[XDPTCP_MAX_VLANS];
+	__u32 saddr[4];
+	__u32 daddr[4];
+};
+
+static __always_inline int is_vlan_tpid(__u16 proto)
+{
+	return proto == bpf_htons(ETH_P_8021Q) || proto == bpf_htons(ETH_P_8021AD_) ||
+	       proto == bpf_htons(ETH_P_QINQ_9100);
+}
+
+/* One tag: a straight-line step, called twice, so no loop is needed for the VLAN stack. */
+static __always_inline int pop_vlan(void *data, void *data_end, __u32 *off, __u16 *proto,
+				    struct frame *f, int i)
+{
+	__u8 *tag = data + *off;
+
+	if ((void *)(tag + 4) > data_end)
+		return V_TRUNCATED;
+	f->vid[i] = ((tag[0] << 8) | tag[1]) & 0x0fff;
+	*proto = *(__u16 *)(tag + 2);
+	*off += 4;
+	f->vlans = i + 1;
+	return V_TCP;
+}
+
+static __always_inline void copy_addrs(struct frame *f, __u32 *src, __u32 *dst, int words)
+{
+	/* Only the filter reads addresses: with no filter this is dead code at load time. */
+	if (!xdptcp_filter_len)
+		return;
+	for (int i = 0; i < 4; i++) {
+		f->saddr[i] = i < words ? src[i] : 0;
+		f->daddr[i] = i < words ? dst[i] : 0;
+	}
+}
+
+static __always_inline int parse_ipv4(void *data, void *data_end, struct frame *f)
+{
+	struct iphdr *ip = data + f->l3_off;
+	__u32 ihl;
+
+	if ((void *)(ip + 1) > data_end)
+		return V_TRUNCATED;
+	if (ip->version != 4 || ip->ihl < 5)
+		return V_MALFORMED;
+	ihl = ip->ihl * 4;
+	if ((void *)ip + ihl > data_end)
+		return V_TRUNCATED;
+	if (ip->frag_off & bpf_htons(IPV4_FRAG_OFFSET_MASK))
+		return V_FRAGMENT;
+	if (ip->protocol != IPPROTO_TCP)
+		return V_NOT_TCP;
+	f->ip_version = 4;
+	f->port_ok = 1;
+	f->tcp_ok = 1;
+	f->l4_off = f->l3_off + ihl;
+	copy_addrs(f, &ip->saddr, &ip->daddr, 1);
+	return V_TCP;
+}
+
+/*
+ * Walk the IPv6 extension headers this program understands: hop-by-hop (0), routing (43),
+ * destination options (60) — length (hdrlen + 1) * 8 — and fragment (44, 8 bytes; only the
+ * first fragment, offset 0, carries the TCP header). Anything else that is not TCP (ESP, AH,
+ * no-next-header, mobility, ...) ends the walk as not TCP.
+ */
+static __always_inline int walk_ipv6_ext(void *data, void *data_end, struct frame *f, __u8 nexthdr,
+					 __u32 *off)
+{
+	for (int i = 0; i < XDPTCP_MAX_EXTHDRS; i++) {
+		__u8 *h;
+
+		if (nexthdr == IPPROTO_TCP)
+			return V_TCP;
+		h = data + *off;
+		if ((void *)(h + 8) > data_end)
+			return V_TRUNCATED;
+		switch (nexthdr) {
+		case IPPROTO_HOPOPTS:
+		case IPPROTO_ROUTING:
+		case IPPROTO_DSTOPTS:
+			*off += (h[1] + 1) * 8;
+			break;
+		case IPPROTO_FRAGMENT:
+			if (*(__u16 *)(h + 2) & bpf_htons(IPV6_FRAG_OFFSET_MASK))
+				return V_FRAGMENT;
+			/* libpcap's `tcp` looks through exactly one fragment header. */
+			if (i == 0 && h[0] == IPPROTO_TCP)
+				f->tcp_ok = 1;
+			*off += 8;
+			break;
+		default:
+			return V_NOT_TCP;
+		}
+		nexthdr = h[0];
+	}
+	return nexthdr == IPPROTO_TCP ? V_TCP : V_EXT_TOO_DEEP;
+}
+
+static __always_inline int parse_ipv6(void *data, void *data_end, struct frame *f)
+{
+	struct ipv6hdr *ip6 = data + f->l3_off;
+	__u32 off;
+	int v;
+
+	if ((void *)(ip6 + 1) > data_end)
+		return V_TRUNCATED;
+	if (ip6->version != 6)
+		return V_MALFORMED;
+	f->ip_version = 6;
+	f->port_ok = ip6->nexthdr == IPPROTO_TCP;
+	f->tcp_ok = f->port_ok;
+	off = f->l3_off + sizeof(*ip6);
+	v = walk_ipv6_ext(data, data_end, f, ip6->nexthdr, &off);
+	if (v != V_TCP)
+		return v;
+	f->l4_off = off;
+	copy_addrs(f, (__u32 *)&ip6->saddr, (__u32 *)&ip6->daddr, 4);
+	return V_TCP;
+}
+
+static __always_inline int parse_tcp(void *data, void *data_end, struct frame *f)
+{
+	struct tcphdr *th = data + f->l4_off;
+	__u8 *raw = (__u8 *)th;
+	__u32 len;
+
+	if ((void *)(th + 1) > data_end)
+		return V_TRUNCATED;
+	if (th->doff < 5)
+		return V_MALFORMED;
+	len = th->doff * 4;
+	if ((void *)th + len > data_end)
+		return V_TRUNCATED;
+	f->l4_len = len;
+	f->sport = bpf_ntohs(th->source);
+	f->dport = bpf_ntohs(th->dest);
+	f->tcp_flags = raw[13];
+	return V_TCP;
+}
+
+static __always_inline int parse(void *data, void *data_end, struct frame *f)
+{
+	struct ethhdr *eth = data;
+	__u32 off = sizeof(*eth);
+	__u16 proto;
+	int v;
+
+	if ((void *)(eth + 1) > data_end)
+		return V_TRUNCATED;
+	proto = eth->h_proto;
+	if (is_vlan_tpid(proto)) {
+		v = pop_vlan(data, data_end, &off, &proto, f, 0);
+		if (v != V_TCP)
+			return v;
+		if (is_vlan_tpid(proto)) {
+			v = pop_vlan(data, data_end, &off, &proto, f, 1);
+			if (v != V_TCP)
+				return v;
+			if (is_vlan_tpid(proto))
+				return V_VLAN_TOO_DEEP;
+		}
+	}
+	f->l3_off = off;
+	if (proto == bpf_htons(ETH_P_IP))
+		v = parse_ipv4(data, data_end, f);
+	else if (proto == bpf_htons(ETH_P_IPV6))
+		v = parse_ipv6(data, data_end, f);
+	else
+		return V_NOT_IP;
+	if (v != V_TCP)
+		return v;
+	return parse_tcp(data, data_end, f);
+}
+
+static __always_inline int addr_matches(const __u32 *have, const volatile __u32 *want,
+					const volatile __u32 *mask)
+{
+	__u32 diff = 0;
+
+	for (int i = 0; i < 4; i++)
+		diff |= (have[i] & mask[i]) ^ want[i];
+	return diff == 0;
+}
+
+static __always_inline int compare(__u32 have, __u32 cmp, __u32 want)
+{
+	switch (cmp) {
+	case XDPTCP_CMP_EQ:
+		return have == want;
+	case XDPTCP_CMP_NE:
+		return have != want;
+	case XDPTCP_CMP_LT:
+		return have < want;
+	case XDPTCP_CMP_LE:
+		return have <= want;
+	case XDPTCP_CMP_GT:
+		return have > want;
+	default:
+		return have >= want;
+	}
+}
+
+/* One predicate of the decision graph (see enum xdptcp_filter_op). */
+static __always_inline int test_insn(const volatile struct xdptcp_filter_insn *in,
+				     const struct frame *f)
+{
+	__u32 op = in->op, vlans = in->vlans, lo = in->lo, hi = in->hi;
+
+	if (op == XDPTCP_OP_VLAN) {
+		if (f->vlans <= vlans)
+			return 0;
+		return hi || f->vid[vlans & 1] == lo;
+	}
+	/* Every other predicate reads what libpcap reads at 12 + 4 * vlans: the real ethertype
+	 * only when the frame has exactly that many tags. */
+	if (f->vlans != vlans)
+		return 0;
+	switch (op) {
+	case XDPTCP_OP_L3:
+		return f->ip_version == lo;
+	case XDPTCP_OP_TCP:
+		return f->tcp_ok;
+	case XDPTCP_OP_SRC_ADDR:
+		return f->ip_version == lo && addr_matches(f->saddr, in->addr, in->mask);
+	case XDPTCP_OP_DST_ADDR:
+		return f->ip_version == lo && addr_matches(f->daddr, in->addr, in->mask);
+	case XDPTCP_OP_SRC_PORT:
+		return f->port_ok && f->sport >= lo && f->sport <= hi;
+	case XDPTCP_OP_DST_PORT:
+		return f->port_ok && f->dport >= lo && f->dport <= hi;
+	case XDPTCP_OP_FLAGS:
+		return f->ip_version == 4 && compare(f->tcp_flags & lo, hi >> 8, hi & 0xff);
+	default:
+		return 0;
+	}
+}
+
+/*
+ * Run the decision graph. The program counter only moves forward, so XDPTCP_FILTER_MAX steps
+ * always reach a verdict; the loop is bounded for the verifier. Because .rodata is frozen, the
+ * verifier knows every instruction and follows only the predicates actually configured.
+ */
+static __always_inline int run_filter(const struct frame *f)
+{
+	__u32 pc = 0;
+
+	for (int i = 0; i < XDPTCP_FILTER_MAX; i++) {
+		const volatile struct xdptcp_filter_insn *in;
+
+		if (pc >= xdptcp_filter_len || pc >= XDPTCP_FILTER_MAX)
+			return 0;
+		in = &xdptcp_filter[pc];
+		pc = test_insn(in, f) ? in->jt : in->jf;
+		if (pc == XDPTCP_FILTER_ACCEPT)
+			return 1;
+		if (pc == XDPTCP_FILTER_REJECT)
+			return 0;
+	}
+	return 0;
+}
+
+static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c)
+{
+	switch (xdptcp_wakeup_mode) {
+	case XDPTCP_WAKEUP_EVERY_N:
+		if (xdptcp_wakeup_arg <= 1 || c->emitted % xdptcp_wakeup_arg == 0)
+			return BPF_RB_FORCE_WAKEUP;
+		return BPF_RB_NO_WAKEUP;
+	case XDPTCP_WAKEUP_AVAIL_BYTES:
+		if (bpf_ringbuf_query(&xdptcp_ring, BPF_RB_AVAIL_DATA) >= xdptcp_wakeup_arg)
+			return BPF_RB_FORCE_WAKEUP;
+		return BPF_RB_NO_WAKEUP;
+	default:
+		return 0;
+	}
+}
+
+static __always_inline void emit(struct xdp_md *ctx, const struct frame *f, __u32 wire_len,
+				 struct xdptcp_counters *c)
+{
+	/* Clamp the capacity itself so a bogus configuration cannot make the reservation huge. */
+	__u64 capacity = xdptcp_capacity;
+	struct xdptcp_record *rec;
+	/* 64-bit on purpose: a 32-bit length makes clang check a truncated copy of the value it
+	 * passes to the helper, and the verifier then cannot bound the one it sees. */
+	__u64 len;
+
+	if (capacity < 1 || capacity > XDPTCP_MAX_CAPACITY)
+		capacity = XDPTCP_DEFAULT_CAPACITY;
+	rec = bpf_ringbuf_reserve(&xdptcp_ring, sizeof(*rec) + capacity, 0);
+	if (!rec) {
+		c->ring_full++;
+		return;
+	}
+	len = xdptcp_snaplen ? xdptcp_snaplen : f->l4_off + f->l4_len;
+	if (len > wire_len)
+		len = wire_len;
+	if (len > capacity)
+		len = capacity;
+	/* The helper wants a provably non-zero size no larger than the reserved area; the barrier
+	 * keeps clang from folding the two clamps into a form the verifier cannot bound. */
+	asm volatile("" : "+r"(len));
+	if (len < 1 || len > capacity ||
+	    bpf_xdp_load_bytes(ctx, 0, rec->data, len) < 0)
+		len = 0;
+	rec->ts_ns = bpf_ktime_get_ns();
+	rec->ifindex = ctx->ingress_ifindex;
+	rec->rx_queue = ctx->rx_queue_index;
+	rec->wire_len = wire_len;
+	rec->cap_len = len;
+	rec->l3_off = f->l3_off;
+	rec->l4_off = f->l4_off;
+	rec->l4_len = f->l4_len;
+	rec->ip_version = f->ip_version;
+	rec->vlans = f->vlans;
+	rec->reserved = 0;
+	c->emitted++;
+	bpf_ringbuf_submit(rec, wakeup_flags(c));
+}
+
+static __always_inline void count_verdict(struct xdptcp_counters *c, int v)
+{
+	switch (v) {
+	case V_NOT_IP:
+		c->not_ip++;
+		break;
+	case V_NOT_TCP:
+		c->not_tcp++;
+		break;
+	case V_FRAGMENT:
+		c->fragments++;
+		break;
+	case V_TRUNCATED:
+		c->truncated++;
+		break;
+	case V_MALFORMED:
+		c->malformed++;
+		break;
+	case V_VLAN_TOO_DEEP:
+		c->vlan_too_deep++;
+		break;
+	default:
+		c->ext_too_deep++;
+		break;
+	}
+}
+
+SEC("xdp")
+int xdp_capture(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct xdptcp_counters *c;
+	struct frame f = {};
+	__u32 zero = 0;
+	int v;
+
+	c = bpf_map_lookup_elem(&xdptcp_counters, &zero);
+	if (!c)
+		return XDP_PASS;
+	c->packets++;
+	v = parse(data, data_end, &f);
+	if (v != V_TCP) {
+		count_verdict(c, v);
+		return XDP_PASS;
+	}
+	c->tcp++;
+	if (xdptcp_filter_len && !run_filter(&f))
+		return XDP_PASS;
+	c->matched++;
+	emit(ctx, &f, data_end - data, c);
+	return XDP_PASS;
+}

@@ -1,0 +1,116 @@
+/* SPDX-License-Identifier: GPL-2.0 OR MIT */
+/*
+ * Layouts shared by the xdptcp capture program (bpf/xdptcp.bpf.c) and user space
+ * (xdptcp/record.py declares the same layouts with construct; a test compares them with the
+ * BTF that clang emits for these structs).
+ *
+ * Every multi-byte field of a record or counter is in host byte order; the captured frame
+ * bytes are as they were on the wire.
+ */
+#ifndef XDPTCP_H
+#define XDPTCP_H
+
+#include <linux/types.h>
+
+/*
+ * One ring-buffer record per emitted TCP frame. The reservation is always
+ * sizeof(struct xdptcp_record) + xdptcp_capacity bytes, so every record of one loaded
+ * program has the same size and user space unpacks it with one precompiled struct.
+ */
+struct xdptcp_record {
+	__u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC, not wall-clock time */
+	__u32 ifindex;    /* ctx->ingress_ifindex */
+	__u32 rx_queue;   /* ctx->rx_queue_index */
+	__u32 wire_len;   /* data_end - data: the whole frame as XDP saw it */
+	__u16 cap_len;    /* bytes of data[] that hold frame bytes; never more than read */
+	__u16 l3_off;     /* offset of the IPv4/IPv6 header in the frame (14, 18 or 22) */
+	__u16 l4_off;     /* offset of the TCP header in the frame */
+	__u16 l4_len;     /* TCP header length in bytes (doff * 4, 20..60) */
+	__u8 ip_version;  /* 4 or 6 */
+	__u8 vlans;       /* number of 802.1Q/802.1ad tags before the IP header (0..2) */
+	__u16 reserved;   /* zero */
+	__u8 data[];      /* xdptcp_capacity bytes reserved, cap_len of them valid */
+};
+
+/*
+ * Per-CPU counters, one array entry. Every frame the program sees is counted in `packets` and
+ * in exactly one of `tcp` or the not_ip .. ext_too_deep reasons, so
+ *   packets == tcp + not_ip + not_tcp + fragments + truncated + malformed
+ *              + vlan_too_deep + ext_too_deep
+ * and every TCP frame the filter accepts is either emitted or lost to a full ring:
+ *   matched == emitted + ring_full
+ */
+struct xdptcp_counters {
+	__u64 packets;       /* every frame the program ran on */
+	__u64 tcp;           /* complete TCP header inside the frame */
+	__u64 matched;       /* TCP frames the filter accepted (all of them without a filter) */
+	__u64 emitted;       /* records submitted to the ring */
+	__u64 ring_full;     /* bpf_ringbuf_reserve() failed: the record was lost */
+	__u64 not_ip;        /* ethertype after the tags is neither IPv4 nor IPv6 */
+	__u64 not_tcp;       /* IP, but the transport is not TCP (or an unwalked IPv6 header) */
+	__u64 fragments;     /* IPv4/IPv6 fragment with a non-zero offset: no TCP header in it */
+	__u64 truncated;     /* a header runs past the end of the frame */
+	__u64 malformed;     /* IP version nibble wrong, IPv4 IHL < 5 or TCP doff < 5 */
+	__u64 vlan_too_deep; /* more than XDPTCP_MAX_VLANS tags */
+	__u64 ext_too_deep;  /* more than XDPTCP_MAX_EXTHDRS IPv6 extension headers */
+};
+
+#define XDPTCP_MAX_VLANS 2
+#define XDPTCP_MAX_EXTHDRS 6
+/* Largest data capacity user space may configure; it bounds cap_len for the verifier. */
+#define XDPTCP_MAX_CAPACITY 4096
+#define XDPTCP_DEFAULT_CAPACITY 256
+
+/* xdptcp_wakeup_mode: when the consumer is woken up after a record is submitted. */
+enum xdptcp_wakeup {
+	XDPTCP_WAKEUP_DEFAULT = 0,    /* the kernel's rule: wake when the ring was empty */
+	XDPTCP_WAKEUP_EVERY_N = 1,    /* force a wakeup every xdptcp_wakeup_arg records per CPU */
+	XDPTCP_WAKEUP_AVAIL_BYTES = 2, /* force when unread bytes >= xdptcp_wakeup_arg */
+};
+
+/*
+ * The in-kernel filter: a forward-only decision graph. Instruction i tests one predicate on
+ * the parsed frame and continues at jt (true) or jf (false); a target is either a later
+ * instruction or XDPTCP_FILTER_ACCEPT / XDPTCP_FILTER_REJECT. xdptcp/filter.py compiles
+ * pcap-filter expressions into this form.
+ *
+ * `vlans` carries libpcap's offset rule: each `vlan` keyword shifts the offsets of everything
+ * after it by 4 bytes, so a predicate compiled after k `vlan` keywords only holds on a frame
+ * with exactly k tags (the ethertype it reads is then the real one).
+ */
+enum xdptcp_filter_op {
+	XDPTCP_OP_L3 = 1,       /* ip version == lo (ethertype 0x0800 / 0x86dd) */
+	XDPTCP_OP_TCP = 2,      /* libpcap `tcp`: IPv4, or IPv6 next header TCP (maybe via fragment) */
+	XDPTCP_OP_SRC_ADDR = 3, /* ip version == lo and (saddr & mask) == addr */
+	XDPTCP_OP_DST_ADDR = 4,
+	XDPTCP_OP_SRC_PORT = 5, /* lo <= sport <= hi (IPv4, or IPv6 with TCP right after) */
+	XDPTCP_OP_DST_PORT = 6,
+	XDPTCP_OP_FLAGS = 7,    /* IPv4 only (as libpcap): (flags & lo) CMP (hi & 0xff), CMP = hi >> 8 */
+	XDPTCP_OP_VLAN = 8,     /* frame has more than `vlans` tags and (hi or tag[vlans].vid == lo) */
+};
+
+enum xdptcp_filter_cmp {
+	XDPTCP_CMP_EQ = 0,
+	XDPTCP_CMP_NE = 1,
+	XDPTCP_CMP_LT = 2,
+	XDPTCP_CMP_LE = 3,
+	XDPTCP_CMP_GT = 4,
+	XDPTCP_CMP_GE = 5,
+};
+
+#define XDPTCP_FILTER_MAX 64
+#define XDPTCP_FILTER_ACCEPT 254
+#define XDPTCP_FILTER_REJECT 255
+
+struct xdptcp_filter_insn {
+	__u8 op;       /* enum xdptcp_filter_op */
+	__u8 vlans;    /* number of `vlan` keywords before this predicate */
+	__u8 jt;       /* next instruction when the predicate holds */
+	__u8 jf;       /* next instruction when it does not */
+	__u16 lo;      /* operand (see the ops) */
+	__u16 hi;      /* operand (see the ops) */
+	__u32 addr[4]; /* network byte order, already masked; IPv4 uses addr[0] */
+	__u32 mask[4]; /* network byte order; zero words match anything */
+};
+
+#endif /* XDPTCP_H */

@@ -1,0 +1,235 @@
+"""What the capture program writes: ring-buffer records, per-CPU counters, and its frame rules.
+
+The layouts are declared once with construct (``RECORD_HEADER``, ``COUNTERS``: readable, and the
+test oracle) and mirrored by precompiled ``struct.Struct`` twins for the hot path; a test proves
+the twins equal to the construct declarations and to the BTF clang emits for ``bpf/xdptcp.h``.
+All integers are in host byte order; the captured frame bytes are as on the wire.
+
+``parse_frame`` restates in Python how ``bpf/xdptcp.bpf.c`` parses a frame and which counter it
+lands in; the filter's Python evaluator and the tests use it as the reference.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from typing import NamedTuple, Optional
+
+from construct import Bytes, Computed, Int8un, Int16un, Int32un, Int64un, Struct, this
+
+# struct xdptcp_record (without data[]): 32 bytes, so data[] starts 8-byte aligned.
+RECORD_HEADER = Struct(
+    "ts_ns" / Int64un,  # bpf_ktime_get_ns(): CLOCK_MONOTONIC
+    "ifindex" / Int32un,
+    "rx_queue" / Int32un,
+    "wire_len" / Int32un,
+    "cap_len" / Int16un,
+    "l3_off" / Int16un,
+    "l4_off" / Int16un,
+    "l4_len" / Int16un,
+    "ip_version" / Int8un,
+    "vlans" / Int8un,
+    "reserved" / Int16un,
+)
+RECORD_HEADER_SIZE = RECORD_HEADER.sizeof()
+
+# struct xdptcp_counters: one per-CPU array entry.
+COUNTER_NAMES = (
+    "packets",
+    "tcp",
+    "matched",
+    "emitted",
+    "ring_full",
+    "not_ip",
+    "not_tcp",
+    "fragments",
+    "truncated",
+    "malformed",
+    "vlan_too_deep",
+    "ext_too_deep",
+)
+COUNTERS = Struct(*(name / Int64un for name in COUNTER_NAMES))
+
+DEFAULT_CAPACITY = 256  # XDPTCP_DEFAULT_CAPACITY
+MAX_CAPACITY = 4096  # XDPTCP_MAX_CAPACITY
+MAX_VLANS = 2  # XDPTCP_MAX_VLANS
+MAX_EXTHDRS = 6  # XDPTCP_MAX_EXTHDRS
+
+
+def record_layout(capacity: int = DEFAULT_CAPACITY) -> Struct:
+    """A whole ring-buffer record as reserved by a program loaded with this capacity."""
+    return Struct(
+        "header" / RECORD_HEADER,
+        "data" / Bytes(capacity),
+        "captured" / Computed(this.data[: this.header.cap_len]),
+    )
+
+
+class Record(NamedTuple):
+    ts_ns: int
+    ifindex: int
+    rx_queue: int
+    wire_len: int
+    cap_len: int
+    l3_off: int
+    l4_off: int
+    l4_len: int
+    ip_version: int
+    vlans: int
+    data: bytes  # the cap_len captured bytes, from the start of the frame
+
+    @property
+    def truncated(self) -> bool:
+        """True when the record holds less than the whole frame."""
+        return self.cap_len < self.wire_len
+
+
+# The hot-path twin of RECORD_HEADER: "=" is native order with no padding, like the C layout.
+_HEADER = struct.Struct("=QIIIHHHHBBH")
+assert _HEADER.size == RECORD_HEADER_SIZE
+COUNTERS_STRUCT = struct.Struct("=" + "Q" * len(COUNTER_NAMES))
+
+
+def decode(buf: bytes) -> Record:
+    """One record from a ring-buffer sample (any length >= header + cap_len)."""
+    h = _HEADER.unpack_from(buf)
+    cap_len = h[4]
+    end = RECORD_HEADER_SIZE + cap_len
+    if len(buf) < end:
+        raise ValueError(f"record claims {cap_len} captured bytes but the sample has {len(buf)}")
+    return Record(*h[:10], bytes(buf[RECORD_HEADER_SIZE:end]))
+
+
+def encode(rec: Record, capacity: int = DEFAULT_CAPACITY) -> bytes:
+    """The bytes the program would write for ``rec`` (tests and replay)."""
+    head = _HEADER.pack(*rec[:10], 0)
+    return head + rec.data.ljust(capacity, b"\0")
+
+
+def sum_counters(per_cpu: list[bytes]) -> dict[str, int]:
+    """Add up the per-CPU values of the counters map into one dict."""
+    total = [0] * len(COUNTER_NAMES)
+    for value in per_cpu:
+        for i, n in enumerate(COUNTERS_STRUCT.unpack_from(value)):
+            total[i] += n
+    return dict(zip(COUNTER_NAMES, total))
+
+
+# ---- the program's frame rules --------------------------------------------------------------
+
+
+class Verdict(enum.Enum):
+    """Where the program counts a frame (the counter of the same name)."""
+
+    TCP = "tcp"
+    NOT_IP = "not_ip"
+    NOT_TCP = "not_tcp"
+    FRAGMENT = "fragments"
+    TRUNCATED = "truncated"
+    MALFORMED = "malformed"
+    VLAN_TOO_DEEP = "vlan_too_deep"
+    EXT_TOO_DEEP = "ext_too_deep"
+
+
+class Frame(NamedTuple):
+    """struct frame of the C program: what the filter may look at."""
+
+    vlans: int
+    vids: tuple[int, ...]
+    ip_version: int
+    l3_off: int
+    l4_off: int
+    l4_len: int
+    saddr: bytes
+    daddr: bytes
+    sport: int
+    dport: int
+    tcp_flags: int
+    port_ok: bool  # libpcap `port`: IPv4, or IPv6 whose fixed header says TCP
+    tcp_ok: bool  # libpcap `tcp`: also IPv6 -> fragment header -> TCP
+
+
+_TPIDS = (0x8100, 0x88A8, 0x9100)
+_IPV6_EXT_LEN = (0, 43, 60)  # hop-by-hop, routing, destination options: (len + 1) * 8
+_IPV6_FRAGMENT = 44
+
+
+def parse_frame(frame: bytes) -> tuple[Verdict, Optional[Frame]]:
+    """Classify a frame exactly as bpf/xdptcp.bpf.c does; a Frame only for Verdict.TCP."""
+    n = len(frame)
+    if n < 14:
+        return Verdict.TRUNCATED, None
+    proto, off, vids = int.from_bytes(frame[12:14], "big"), 14, []
+    while proto in _TPIDS:
+        if len(vids) == MAX_VLANS:
+            return Verdict.VLAN_TOO_DEEP, None
+        if off + 4 > n:
+            return Verdict.TRUNCATED, None
+        vids.append(int.from_bytes(frame[off : off + 2], "big") & 0x0FFF)
+        proto, off = int.from_bytes(frame[off + 2 : off + 4], "big"), off + 4
+    if proto == 0x0800:
+        verdict, l3 = _ipv4(frame, off)
+    elif proto == 0x86DD:
+        verdict, l3 = _ipv6(frame, off)
+    else:
+        return Verdict.NOT_IP, None
+    if verdict is not Verdict.TCP:
+        return verdict, None
+    version, l4, saddr, daddr, port_ok, tcp_ok = l3
+    if l4 + 20 > n:
+        return Verdict.TRUNCATED, None
+    doff = frame[l4 + 12] >> 4
+    if doff < 5:
+        return Verdict.MALFORMED, None
+    if l4 + doff * 4 > n:
+        return Verdict.TRUNCATED, None
+    sport, dport = struct.unpack_from("!HH", frame, l4)
+    return Verdict.TCP, Frame(
+        len(vids), tuple(vids), version, off, l4, doff * 4, saddr, daddr,
+        sport, dport, frame[l4 + 13], port_ok, tcp_ok,
+    )  # fmt: skip
+
+
+def _ipv4(frame: bytes, off: int) -> tuple[Verdict, Optional[tuple]]:
+    if off + 20 > len(frame):
+        return Verdict.TRUNCATED, None
+    version, ihl = frame[off] >> 4, frame[off] & 0x0F
+    if version != 4 or ihl < 5:
+        return Verdict.MALFORMED, None
+    if off + ihl * 4 > len(frame):
+        return Verdict.TRUNCATED, None
+    if int.from_bytes(frame[off + 6 : off + 8], "big") & 0x1FFF:
+        return Verdict.FRAGMENT, None
+    if frame[off + 9] != 6:
+        return Verdict.NOT_TCP, None
+    addrs = bytes(frame[off + 12 : off + 16]), bytes(frame[off + 16 : off + 20])
+    return Verdict.TCP, (4, off + ihl * 4, *addrs, True, True)
+
+
+def _ipv6(frame: bytes, off: int) -> tuple[Verdict, Optional[tuple]]:
+    if off + 40 > len(frame):
+        return Verdict.TRUNCATED, None
+    if frame[off] >> 4 != 6:
+        return Verdict.MALFORMED, None
+    nexthdr = frame[off + 6]
+    port_ok = tcp_ok = nexthdr == 6
+    addrs = bytes(frame[off + 8 : off + 24]), bytes(frame[off + 24 : off + 40])
+    pos = off + 40
+    for i in range(MAX_EXTHDRS):
+        if nexthdr == 6:
+            break
+        if pos + 8 > len(frame):
+            return Verdict.TRUNCATED, None
+        if nexthdr in _IPV6_EXT_LEN:
+            step = (frame[pos + 1] + 1) * 8
+        elif nexthdr == _IPV6_FRAGMENT:
+            if int.from_bytes(frame[pos + 2 : pos + 4], "big") & 0xFFF8:
+                return Verdict.FRAGMENT, None
+            tcp_ok = tcp_ok or (i == 0 and frame[pos] == 6)
+            step = 8
+        else:
+            return Verdict.NOT_TCP, None
+        nexthdr, pos = frame[pos], pos + step
+    if nexthdr != 6:
+        return Verdict.EXT_TOO_DEEP, None
+    return Verdict.TCP, (6, pos, *addrs, port_ok, tcp_ok)
