@@ -106,6 +106,40 @@ def encode(rec: Record, capacity: int = DEFAULT_CAPACITY) -> bytes:
     return head + rec.data.ljust(capacity, b"\0")
 
 
+HEADER_SIZE = RECORD_HEADER_SIZE
+# Just what a capture loop needs per record: ts_ns, ifindex, rx_queue, wire_len, cap_len.
+_BATCH = struct.Struct("=QIIIH")
+
+
+def unpack_records(
+    blob: bytes,
+    capacity: int,
+    clock_offset_ns: int = 0,
+    names: Optional[dict[int, str]] = None,
+) -> list[tuple[int, str, bytes, int]]:
+    """Decode back-to-back records of one capacity, the hot path of a capture loop.
+
+    Returns ``(ts_ns + clock_offset_ns, interface name, captured bytes, wire_len)`` per record;
+    ``clock_offset_ns`` turns CLOCK_MONOTONIC into wall-clock time, ``names`` maps ifindex to a
+    name (``if<N>`` when missing).
+    """
+    size = RECORD_HEADER_SIZE + capacity
+    names = names or {}
+    view = memoryview(blob)
+    out = []
+    for off in range(0, len(blob) - size + 1, size):
+        ts, ifindex, _, wire_len, cap_len = _BATCH.unpack_from(blob, off)
+        start = off + RECORD_HEADER_SIZE
+        data = bytes(view[start : start + min(cap_len, capacity)])
+        out.append((ts + clock_offset_ns, names.get(ifindex) or f"if{ifindex}", data, wire_len))
+    return out
+
+
+def decode_counters(value: bytes) -> dict[str, int]:
+    """One CPU's struct xdptcp_counters as a dict."""
+    return dict(zip(COUNTER_NAMES, COUNTERS_STRUCT.unpack_from(value)))
+
+
 def sum_counters(per_cpu: list[bytes]) -> dict[str, int]:
     """Add up the per-CPU values of the counters map into one dict."""
     total = [0] * len(COUNTER_NAMES)
