@@ -7,6 +7,7 @@ constants changed before ``spec.load()`` makes it live.
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from enum import Enum
 from typing import TYPE_CHECKING, Optional, Union
@@ -113,6 +114,17 @@ class MapSpec:
 
 
 @dataclass(frozen=True)
+class SectionHeader:
+    """An ELF section as ``pybpf inspect`` lists it."""
+
+    index: int
+    name: str
+    type: str  # SHT_PROGBITS, SHT_NOBITS, SHT_REL, ...
+    size: int
+    flags: str  # "AX", "WA", ... as readelf spells sh_flags
+
+
+@dataclass(frozen=True)
 class Variable:
     """A global variable in a data section, as its symbol and BTF describe it."""
 
@@ -148,6 +160,7 @@ class ObjectSpec:
         externs: dict[str, str],
         btf: Optional[BTF],
         btf_ext: Optional[BTFExt],
+        section_headers: tuple[SectionHeader, ...] = (),
     ) -> None:
         self.path = path
         self.name = name
@@ -163,9 +176,19 @@ class ObjectSpec:
         self.externs = externs  # extern symbol name -> ".kconfig" / ".ksyms"
         self.btf = btf
         self.btf_ext = btf_ext
+        self.section_headers = section_headers
         self._data = {m.origin: bytearray(m.data) for m in maps.values() if m.is_data_section}
         self.rodata = VariableView(self, readonly_sections=True)
         self.data = VariableView(self, readonly_sections=False)
+
+    def set_max_entries(self, map_name: str, max_entries: int) -> None:
+        """Resize a map before load (a ring buffer's size, a table's capacity)."""
+        ms = self.maps.get(map_name)
+        if ms is None:
+            raise BPFError(f"{self.name}: no map named '{map_name}'")
+        if max_entries < 1:
+            raise BPFError(f"{self.name}: map '{map_name}': max_entries must be at least 1")
+        self.maps[map_name] = dataclasses.replace(ms, max_entries=max_entries)
 
     def section_data(self, section: str) -> bytes:
         """The current initial contents of a data section (with any values set by the user)."""

@@ -1,0 +1,5 @@
+import sys
+
+from pybpf.cli import main
+
+sys.exit(main())

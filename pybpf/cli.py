@@ -1,0 +1,150 @@
+"""``pybpf``: show each stage of loading a BPF object, or load it.
+
+    pybpf inspect OBJ [--json]          what the object holds: sections, programs, maps, relocations
+    pybpf disasm OBJ [PROGRAM]          linked instructions, relocations marked, source lines
+    pybpf load OBJ [--pin DIR] [-v]     load every map and program; -v shows each step
+    pybpf test-run OBJ PROGRAM --data FILE [--repeat N]
+
+A thin layer over the library: each command is a few calls to ``pybpf.ObjectSpec`` and friends.
+A user mistake gives one line ``pybpf: error: ...`` and exit status 1 (2 for bad usage).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from typing import Optional, Sequence
+
+from pybpf.errors import BPFError
+from pybpf.spec import ObjectSpec
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = _parser()
+    args = parser.parse_args(argv)
+    try:
+        return args.func(args)
+    except BPFError as e:
+        _error(str(e))
+    except OSError as e:
+        _error(f"{e.filename or ''}: {e.strerror}" if e.filename else str(e))
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # the reader went away (pybpf inspect | head): not an error
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
+    return 1
+
+
+def _error(msg: str) -> None:
+    print(f"pybpf: error: {msg}", file=sys.stderr)
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="pybpf", description="A pure-Python eBPF loader.")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    s = sub.add_parser("inspect", help="show sections, programs, maps and relocations")
+    s.add_argument("object")
+    s.add_argument("--json", action="store_true", help="machine-readable output")
+    s.set_defaults(func=cmd_inspect)
+
+    s = sub.add_parser("disasm", help="disassemble programs after linking")
+    s.add_argument("object")
+    s.add_argument("program", nargs="?")
+    s.set_defaults(func=cmd_disasm)
+
+    s = sub.add_parser("load", help="load every map and program into the kernel")
+    s.add_argument("object")
+    s.add_argument("--pin", metavar="DIR", help="pin each program at DIR/<name>")
+    s.add_argument("-v", "--verbose", action="store_true", help="show each loading step")
+    s.set_defaults(func=cmd_load)
+
+    s = sub.add_parser("test-run", help="run a program once (or N times) on given data")
+    s.add_argument("object")
+    s.add_argument("program")
+    s.add_argument("--data", required=True, metavar="FILE", help="packet/context bytes")
+    s.add_argument("--repeat", type=int, default=1)
+    s.set_defaults(func=cmd_test_run)
+    return p
+
+
+# --- inspect -------------------------------------------------------------------------------
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from pybpf.describe import describe, format_description
+
+    spec = ObjectSpec.from_file(args.object)
+    desc = describe(spec)
+    if args.json:
+        print(json.dumps(desc, indent=2))
+    else:
+        print(format_description(desc))
+    return 0
+
+
+# --- disasm --------------------------------------------------------------------------------
+
+
+def cmd_disasm(args: argparse.Namespace) -> int:
+    from pybpf.describe import disassemble_program
+
+    spec = ObjectSpec.from_file(args.object)
+    names = [args.program] if args.program else list(spec.programs)
+    for name in names:
+        if name not in spec.programs:
+            raise BPFError(f"{spec.name}: no program named '{name}'")
+    for n, name in enumerate(names):
+        if n:
+            print()
+        print("\n".join(disassemble_program(spec, spec.programs[name])))
+    return 0
+
+
+# --- load ----------------------------------------------------------------------------------
+
+
+def cmd_load(args: argparse.Namespace) -> int:
+    spec = ObjectSpec.from_file(args.object)
+    log = (lambda line: print(f"  {line}", file=sys.stderr)) if args.verbose else None
+    if args.pin:
+        from pybpf import bpffs
+
+        bpffs.ensure_dir(args.pin)
+    with spec.load(log=log) as obj:
+        for name, prog in obj.programs.items():
+            n = len(obj.linked[name].insns)
+            ps = spec.programs[name]
+            print(f"{name}: {ps.prog_type.lower()} id {prog.id} tag {prog.tag} insns {n}")
+            if args.pin:
+                prog.pin(os.path.join(args.pin, name))
+        for warning in obj.warnings:
+            print(f"pybpf: warning: {warning}", file=sys.stderr)
+    return 0
+
+
+# --- test-run ------------------------------------------------------------------------------
+
+
+def cmd_test_run(args: argparse.Namespace) -> int:
+    spec = ObjectSpec.from_file(args.object)
+    if args.program not in spec.programs:
+        raise BPFError(f"{spec.name}: no program named '{args.program}'")
+    if args.repeat < 1:
+        raise BPFError("--repeat must be at least 1")
+    with open(args.data, "rb") as f:
+        data = f.read()
+    with spec.load(programs=[args.program]) as obj:
+        res = obj.programs[args.program].test_run(data, repeat=args.repeat)
+    print(f"retval {res.retval}")
+    print(f"duration {res.duration_ns} ns")
+    print(f"data_out {len(res.data_out)} bytes: {res.data_out[:64].hex()}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,555 @@
+"""Reading a BPF ELF object into an ``ObjectSpec`` — no system calls (rule 1).
+
+The object is what ``clang -target bpf -c`` writes: executable sections whose names say the program
+type (``xdp``, ``fentry/tcp_connect``), ``.text`` with the subprograms they call, ``.maps`` (map
+definitions, described in BTF), data sections (``.rodata``, ``.data``, ``.bss``) that become array
+maps, ``license``, ``.BTF``/``.BTF.ext``, and ``.rel<section>`` relocation sections that say which
+instructions refer to which symbol. Relocations are classified by the section of their symbol and the
+instruction they patch — never applied the way a linker would (pyelftools' relocation recipes
+compute linker values; they are not used here).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import struct
+from dataclasses import dataclass
+from typing import Optional
+
+from elftools.elf.elffile import ELFFile
+
+from pybpf import insn as isa
+from pybpf.btf import BTF, Datasec, Var
+from pybpf.btf_ext import BTFExt
+from pybpf.btfmaps import parse_btf_maps
+from pybpf.errors import BPFError, ParseError
+from pybpf.sections import match_section
+from pybpf.spec import (
+    Function,
+    MapSpec,
+    ObjectSpec,
+    ProgramSpec,
+    Relocation,
+    RelocKind,
+    SectionHeader,
+    Variable,
+)
+
+SHT_PROGBITS = "SHT_PROGBITS"
+SHT_NOBITS = "SHT_NOBITS"
+SHF_EXECINSTR = 0x4
+BPF_F_RDONLY_PROG = 1 << 7
+BPF_F_MMAPABLE = 1 << 10
+OBJ_NAME_LEN = 16  # kernel's BPF_OBJ_NAME_LEN, including the terminating NUL
+
+
+@dataclass(frozen=True)
+class Section:
+    index: int
+    name: str
+    type: str
+    flags: int
+    size: int
+    data: bytes  # empty for SHT_NOBITS
+    info: int  # sh_info: for a relocation section, the section it applies to
+
+    @property
+    def executable(self) -> bool:
+        return bool(self.flags & SHF_EXECINSTR)
+
+
+@dataclass(frozen=True)
+class Symbol:
+    index: int
+    name: str
+    value: int
+    size: int
+    type: str  # STT_FUNC, STT_OBJECT, STT_SECTION, STT_NOTYPE
+    bind: str  # STB_GLOBAL, STB_LOCAL, STB_WEAK
+    shndx: object  # section index, or "SHN_UNDEF"/"SHN_ABS"/"SHN_COMMON"
+
+
+def is_data_section(name: str) -> bool:
+    return any(name == p or name.startswith(p + ".") for p in (".rodata", ".data", ".bss"))
+
+
+def read_object(path: str) -> ObjectSpec:
+    """Read the object at ``path``. Raises ``ParseError`` naming the file and the problem."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError as e:
+        raise ParseError(f"cannot read {path}: {e.strerror}") from None
+    name = os.path.basename(path).split(".", 1)[0] or "object"
+    return read_object_bytes(data, name, path=path)
+
+
+def read_object_bytes(data: bytes, name: str, path: str = "") -> ObjectSpec:
+    label = path or name
+    try:
+        return _Reader(data, name, path).read()
+    except BPFError as e:
+        if str(e).startswith(label):
+            raise
+        raise type(e)(f"{label}: {e}") from None
+    except RecursionError:
+        raise ParseError(f"{label}: malformed object (nesting too deep)") from None
+    except Exception as e:  # pyelftools and construct raise many kinds on malformed files
+        raise ParseError(f"{label}: malformed ELF object ({type(e).__name__}: {e})") from None
+
+
+class _Reader:
+    def __init__(self, data: bytes, name: str, path: str) -> None:
+        self.name = name
+        self.path = path
+        if data[:4] != b"\x7fELF":
+            raise ParseError("not an ELF file")
+        self.elf = ELFFile(io.BytesIO(data))
+        if self.elf.elfclass != 64:
+            raise ParseError(f"not a 64-bit ELF object (ELFCLASS{self.elf.elfclass})")
+        machine = self.elf["e_machine"]
+        if machine != "EM_BPF":
+            raise ParseError(f"not a BPF object (e_machine is {machine}, expected EM_BPF)")
+        self.little = self.elf.little_endian
+        self.sections = self._sections()
+        self.by_name = {s.name: s for s in self.sections}
+        self.symbols = self._symbols()
+
+    # --- raw ELF -------------------------------------------------------------------------------
+
+    def _sections(self) -> list[Section]:
+        out = []
+        for i in range(self.elf.num_sections()):
+            s = self.elf.get_section(i)
+            sh = s.header
+            data = b"" if sh["sh_type"] == SHT_NOBITS else s.data()
+            out.append(
+                Section(
+                    i, s.name, sh["sh_type"], sh["sh_flags"], sh["sh_size"], data, sh["sh_info"]
+                )
+            )
+        return out
+
+    def _symbols(self) -> list[Symbol]:
+        tabs = [s for s in self.elf.iter_sections() if s.header["sh_type"] == "SHT_SYMTAB"]
+        if not tabs:
+            raise ParseError("no symbol table (.symtab): was the object stripped?")
+        out = []
+        for i, sym in enumerate(tabs[0].iter_symbols()):
+            info = sym["st_info"]
+            out.append(
+                Symbol(
+                    i,
+                    sym.name,
+                    sym["st_value"],
+                    sym["st_size"],
+                    info["type"],
+                    info["bind"],
+                    sym["st_shndx"],
+                )
+            )
+        return out
+
+    def section_of(self, sym: Symbol) -> Optional[Section]:
+        if isinstance(sym.shndx, int) and 0 < sym.shndx < len(self.sections):
+            return self.sections[sym.shndx]
+        return None
+
+    # --- the object ----------------------------------------------------------------------------
+
+    def read(self) -> ObjectSpec:
+        license = self._license()
+        kern_version = self._kern_version()
+        btf, btf_ext = self._btf()
+        self._externs_by_section = _extern_sections(btf)
+        code = {s.name: s for s in self.sections if s.executable and s.size > 0}
+        sections = {n: tuple(isa.decode(s.data, self.little)) for n, s in code.items()}
+        functions = self._functions(code, sections)
+        programs = self._programs(code, functions, license, kern_version)
+        relocations = {n: self._relocations(s, sections[n]) for n, s in code.items()}
+        variables = self._variables(btf)
+        maps = self._maps(btf)
+        externs = self._externs(btf)
+        return ObjectSpec(
+            path=self.path,
+            name=self.name,
+            little_endian=self.little,
+            license=license,
+            kern_version=kern_version,
+            programs=programs,
+            functions=functions,
+            sections=sections,
+            relocations=relocations,
+            maps=maps,
+            variables=variables,
+            externs=externs,
+            btf=btf,
+            btf_ext=btf_ext,
+            section_headers=tuple(
+                SectionHeader(s.index, s.name, s.type, s.size, _flag_letters(s.flags))
+                for s in self.sections[1:]
+            ),
+        )
+
+    def _license(self) -> str:
+        sec = self.by_name.get("license")
+        if sec is None:
+            return ""
+        return sec.data.split(b"\0", 1)[0].decode("utf-8", "replace")
+
+    def _kern_version(self) -> int:
+        sec = self.by_name.get("version")
+        if sec is None or len(sec.data) != 4:
+            return 0
+        return struct.unpack("<I" if self.little else ">I", sec.data)[0]
+
+    def _functions(
+        self, code: dict[str, Section], sections: dict[str, tuple[isa.Instruction, ...]]
+    ) -> dict[str, Function]:
+        funcs: dict[str, Function] = {}
+        for sec in code.values():
+            syms = sorted(
+                (s for s in self.symbols if s.shndx == sec.index and s.type == "STT_FUNC"),
+                key=lambda s: s.value,
+            )
+            insns = sections[sec.name]
+            for n, sym in enumerate(syms):
+                if sym.value % 8:
+                    raise ParseError(f"function '{sym.name}' is not instruction-aligned")
+                start = sym.value // 8
+                end = (sym.value + sym.size) // 8 if sym.size else None
+                if end is None:  # old objects leave st_size 0: run to the next function
+                    end = syms[n + 1].value // 8 if n + 1 < len(syms) else len(insns)
+                if not 0 <= start < end <= len(insns):
+                    raise ParseError(
+                        f"function '{sym.name}' lies outside section {sec.name} "
+                        f"(instructions {start}..{end} of {len(insns)})"
+                    )
+                if sym.name in funcs:
+                    raise ParseError(f"function '{sym.name}' is defined twice")
+                funcs[sym.name] = Function(
+                    sym.name, sec.name, start, insns[start:end], sym.bind != "STB_LOCAL"
+                )
+        return funcs
+
+    def _programs(
+        self,
+        code: dict[str, Section],
+        functions: dict[str, Function],
+        license: str,
+        kern_version: int,
+    ) -> dict[str, ProgramSpec]:
+        programs: dict[str, ProgramSpec] = {}
+        for sec in code.values():
+            if sec.name == ".text":
+                continue
+            sdef = match_section(sec.name)
+            if sdef is None:
+                # Unknown section: libbpf refuses to load such a program; keep reading the
+                # object so that inspect can still show it, and let load() report it.
+                sdef = None
+            entries = [f for f in functions.values() if f.section == sec.name]
+            for f in entries:
+                if not f.is_global:
+                    raise ParseError(
+                        f"program '{f.name}' in section {sec.name} is static: "
+                        "programs must be global functions"
+                    )
+                programs[f.name] = ProgramSpec(
+                    name=f.name,
+                    section=sec.name,
+                    prog_type=sdef.prog_type if sdef else "",
+                    attach_type=sdef.attach_type if sdef else None,
+                    attach_target=sdef.target if sdef else "",
+                    needs_btf_target=sdef.needs_btf_target if sdef else False,
+                    prog_flags=sdef.flags if sdef else 0,
+                    insn_start=f.insn_start,
+                    insns=f.insns,
+                    license=license,
+                    kern_version=kern_version,
+                )
+        return programs
+
+    # --- relocations ---------------------------------------------------------------------------
+
+    def _rel_entries(self, target: Section) -> list[tuple[int, Symbol]]:
+        """(r_offset, symbol) of every relocation that applies to ``target``."""
+        out = []
+        for s in self.elf.iter_sections():
+            if s.header["sh_type"] != "SHT_REL" or s.header["sh_info"] != target.index:
+                continue
+            for r in s.iter_relocations():
+                idx = r["r_info_sym"]
+                if not 0 <= idx < len(self.symbols):
+                    raise ParseError(
+                        f"relocation in {s.name} names symbol #{idx}, which does not exist"
+                    )
+                out.append((r["r_offset"], self.symbols[idx]))
+        return out
+
+    def _relocations(
+        self, sec: Section, insns: tuple[isa.Instruction, ...]
+    ) -> tuple[Relocation, ...]:
+        out = []
+        for r_offset, sym in self._rel_entries(sec):
+            where = f"section {sec.name}, offset {r_offset}"
+            if r_offset % 8 or r_offset // 8 >= len(insns):
+                raise ParseError(f"relocation at {where} does not point at an instruction")
+            idx = r_offset // 8
+            ins = insns[idx]
+            kind, target = self._reloc_kind(sym, ins, where)
+            if ins.is_ld_imm64 and idx + 1 >= len(insns):
+                raise ParseError(f"ld_imm64 at {where} has no second half")
+            name = sym.name or (target.name if target is not None else "")
+            out.append(
+                Relocation(idx, kind, name, target.name if target is not None else "", sym.value)
+            )
+        return tuple(out)
+
+    def _reloc_kind(
+        self, sym: Symbol, ins: isa.Instruction, where: str
+    ) -> tuple[RelocKind, Optional[Section]]:
+        """Classify by the symbol's section and the instruction, never by the ELF reloc type."""
+        target = self.section_of(sym)
+        if sym.shndx == "SHN_UNDEF":
+            kind = (
+                RelocKind.KCONFIG
+                if self._extern_section(sym.name) == ".kconfig"
+                else RelocKind.KSYM
+            )
+            if not (ins.is_ld_imm64 or ins.is_call):
+                raise ParseError(
+                    f"extern '{sym.name}' used by an instruction that is neither ld_imm64 nor call ({where})"
+                )
+            return kind, None
+        if target is None:
+            raise ParseError(f"relocation at {where} against symbol '{sym.name}' with no section")
+        if target.executable:
+            if ins.is_call:
+                return RelocKind.CALL, target
+            if ins.is_ld_imm64:
+                return RelocKind.FUNC, target
+            raise ParseError(
+                f"relocation at {where} to code, but the instruction is not a call or ld_imm64"
+            )
+        if not ins.is_ld_imm64:
+            raise ParseError(
+                f"relocation at {where} against '{sym.name or target.name}' patches an instruction "
+                f"that is not ld_imm64 (opcode {ins.code:#04x})"
+            )
+        if target.name in (".maps", "maps"):
+            return RelocKind.MAP, target
+        if is_data_section(target.name) or target.name == ".kconfig":
+            return RelocKind.DATA, target
+        raise ParseError(
+            f"relocation at {where} against '{sym.name or target.name}' in section {target.name}, "
+            "which is neither a map nor a data section"
+        )
+
+    # --- BTF, variables, externs ---------------------------------------------------------------
+
+    def _btf(self) -> tuple[Optional[BTF], Optional[BTFExt]]:
+        sec = self.by_name.get(".BTF")
+        if sec is None:
+            return None, None
+        btf = BTF.parse(sec.data, self.little)
+        sizes = {s.name: s.size for s in self.sections if s.name}
+        offsets: dict[str, dict[str, int]] = {}
+        for sym in self.symbols:
+            target = self.section_of(sym)
+            if target is not None and sym.type == "STT_OBJECT" and sym.name:
+                offsets.setdefault(target.name, {})[sym.name] = sym.value
+        btf = btf.with_datasec_fixup(sizes, offsets)
+        ext = self.by_name.get(".BTF.ext")
+        btf_ext = BTFExt.parse(ext.data, self.little, btf) if ext is not None else None
+        return btf, btf_ext
+
+    def _extern_section(self, name: str) -> str:
+        """ ".kconfig" or ".ksyms": which BTF DATASEC lists the extern ``name``."""
+        return self._externs_by_section.get(name, ".ksyms")
+
+    def _externs(self, btf: Optional[BTF]) -> dict[str, str]:
+        return {
+            s.name: self._extern_section(s.name)
+            for s in self.symbols
+            if s.shndx == "SHN_UNDEF" and s.name and s.bind in ("STB_GLOBAL", "STB_WEAK")
+        }
+
+    def _variables(self, btf: Optional[BTF]) -> dict[str, Variable]:
+        types = {(sec, var): tid for sec, var, tid in datasec_vars(btf)}
+        out = {}
+        for sym in self.symbols:
+            target = self.section_of(sym)
+            if target is None or sym.type != "STT_OBJECT" or not sym.name:
+                continue
+            if not is_data_section(target.name):
+                continue
+            out[sym.name] = Variable(
+                sym.name, target.name, sym.value, sym.size, types.get((target.name, sym.name), 0)
+            )
+        return out
+
+    # --- maps ----------------------------------------------------------------------------------
+
+    def _maps(self, btf: Optional[BTF]) -> dict[str, MapSpec]:
+        maps: dict[str, MapSpec] = {}
+        for m in self._btf_maps(btf) + self._legacy_maps() + self._data_maps(btf):
+            if m.name in maps:
+                raise ParseError(f"map '{m.name}' is defined twice")
+            maps[m.name] = m
+        return maps
+
+    def _btf_maps(self, btf: Optional[BTF]) -> list[MapSpec]:
+        sec = self.by_name.get(".maps")
+        if sec is None:
+            return []
+        if btf is None:
+            raise ParseError("section .maps needs BTF to describe its maps, and there is no .BTF")
+        defs = parse_btf_maps(btf, ".maps")
+        slots = self._map_init_slots(sec, defs)
+        return [_map_spec_from_btf(d, ".maps", slots.get(d.name, ())) for d in defs]
+
+    def _map_init_slots(self, sec: Section, defs: list) -> dict[str, tuple[tuple[int, str], ...]]:
+        """``.values = { [0] = &prog }``: relocations in .maps say which slot holds what."""
+        out: dict[str, list[tuple[int, str]]] = {}
+        for r_offset, sym in self._rel_entries(sec):
+            owner = next(
+                (
+                    d
+                    for d in defs
+                    if d.values_offset is not None
+                    and d.offset + d.values_offset <= r_offset < d.offset + d.size
+                ),
+                None,
+            )
+            if owner is None:
+                raise ParseError(f"relocation at .maps+{r_offset} is not inside a map's values")
+            slot = (r_offset - owner.offset - owner.values_offset) // 8
+            out.setdefault(owner.name, []).append((slot, sym.name))
+        return {k: tuple(sorted(v)) for k, v in out.items()}
+
+    def _legacy_maps(self) -> list[MapSpec]:
+        """The pre-BTF ``maps`` section: an array of struct bpf_map_def, one symbol each."""
+        sec = self.by_name.get("maps")
+        if sec is None:
+            return []
+        syms = sorted(
+            (
+                s
+                for s in self.symbols
+                if s.shndx == sec.index and s.name and s.type != "STT_SECTION"
+            ),
+            key=lambda s: s.value,
+        )
+        if not syms:
+            return []
+        size = sec.size // len(syms)
+        if size < 20 or size * len(syms) != sec.size:
+            raise ParseError(f"legacy maps section: {len(syms)} maps in {sec.size} bytes")
+        fmt = ("<" if self.little else ">") + "5I"
+        out = []
+        for sym in syms:
+            raw = sec.data[sym.value : sym.value + size]
+            mtype, ksize, vsize, entries, flags = struct.unpack_from(fmt, raw)
+            out.append(MapSpec(sym.name, "maps", mtype, ksize, vsize, entries, flags))
+        return out
+
+    def _data_maps(self, btf: Optional[BTF]) -> list[MapSpec]:
+        out = []
+        for sec in self.sections:
+            if not is_data_section(sec.name) or sec.size == 0:
+                continue
+            flags = BPF_F_RDONLY_PROG if sec.name.startswith(".rodata") else 0
+            value_type = 0
+            if btf is not None:
+                ds = btf.find(sec.name, Datasec)
+                if ds is not None:
+                    value_type = ds
+                    if _has_global_var(btf, ds):
+                        flags |= BPF_F_MMAPABLE
+            data = sec.data if sec.type != SHT_NOBITS else bytes(sec.size)
+            out.append(
+                MapSpec(
+                    internal_map_name(self.name, sec.name),
+                    sec.name,
+                    MAP_TYPE_ARRAY,
+                    4,
+                    sec.size,
+                    1,
+                    flags,
+                    value_type_id=value_type,
+                    data=data,
+                )
+            )
+        return out
+
+
+MAP_TYPE_ARRAY = 2
+
+
+def internal_map_name(obj_name: str, section: str) -> str:
+    """The kernel name libbpf gives a data-section map: ``<object prefix><section>``.
+
+    Up to 8 characters of the object's name, then the section name, 15 characters in all
+    (``xdptcp.rodata``); custom sections with a second dot (``.rodata.cfg``) get no prefix.
+    """
+    limit = OBJ_NAME_LEN - 1
+    suffix = min(max(7, len(section)), limit)
+    prefix = 0 if "." in section[1:] else min(limit - suffix, len(obj_name))
+    return kernel_name(obj_name[:prefix] + section[:suffix])
+
+
+def kernel_name(name: str) -> str:
+    """Names the kernel accepts: letters, digits, '_' and '.', at most 15 characters."""
+    return "".join(c if c.isalnum() or c in "_." else "_" for c in name[: OBJ_NAME_LEN - 1])
+
+
+def _map_spec_from_btf(d, origin: str, slots: tuple[tuple[int, str], ...]) -> MapSpec:
+    inner = _map_spec_from_btf(d.inner, origin, ()) if d.inner is not None else None
+    return MapSpec(
+        name=d.name,
+        origin=origin,
+        map_type=d.map_type,
+        key_size=d.key_size,
+        value_size=d.value_size,
+        max_entries=d.max_entries,
+        flags=d.map_flags,
+        key_type_id=d.key_type_id,
+        value_type_id=d.value_type_id,
+        inner=inner,
+        pinning=d.pinning,
+        map_extra=d.map_extra,
+        numa_node=d.numa_node,
+        init_slots=slots,
+    )
+
+
+def datasec_vars(btf: Optional[BTF]):
+    """(section name, variable name, variable type id) for every variable of every DATASEC."""
+    if btf is None:
+        return
+    for t in btf.types:
+        if isinstance(t, Datasec):
+            for v in t.vars:
+                var = btf.type(v.type_id)
+                if isinstance(var, Var):
+                    yield t.name, var.name, var.type
+
+
+def _extern_sections(btf: Optional[BTF]) -> dict[str, str]:
+    return {var: sec for sec, var, _ in datasec_vars(btf) if sec in (".kconfig", ".ksyms")}
+
+
+def _has_global_var(btf: BTF, datasec_id: int) -> bool:
+    """libbpf makes a data map mmap-able when one of its variables is not static."""
+    ds = btf.type(datasec_id)
+    return any(
+        isinstance(btf.type(v.type_id), Var) and btf.type(v.type_id).linkage != 0 for v in ds.vars
+    )
+
+
+def _flag_letters(flags: int) -> str:
+    """sh_flags the way readelf prints them: W(rite) A(lloc) X(ecute) M(erge) S(trings)."""
+    letters = ((0x1, "W"), (0x2, "A"), (0x4, "X"), (0x10, "M"), (0x20, "S"), (0x40, "I"))
+    return "".join(ch for bit, ch in letters if flags & bit)

@@ -1,0 +1,171 @@
+"""Linking: one program's instructions with every subprogram it calls appended, ready to patch.
+
+A program section holds only its entry points; functions they call live in ``.text`` and are
+copied after the program's own instructions, once per program that calls them (each program is
+loaded on its own, so each carries its own copy). The order is libbpf's: depth first, a callee is
+appended — and its own calls followed — at the first call that reaches it. Loading the same
+instructions as libbpf matters: the kernel's program tag is a hash of them.
+
+Everything here is pure computation on the spec: map and data references are listed with their
+final instruction index, and the loader patches file descriptors into them afterwards.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Mapping, Optional, Sequence
+
+from pybpf import insn as isa
+from pybpf.errors import RelocationError
+from pybpf.insn import Instruction
+from pybpf.spec import Function, ObjectSpec, ProgramSpec, Relocation, RelocKind
+
+
+@dataclass(frozen=True)
+class Piece:
+    """A run of a section's instructions placed in the linked program."""
+
+    function: str
+    section: str
+    section_start: int  # index of its first instruction in its section
+    length: int
+    start: int  # index of its first instruction in the linked program
+
+
+@dataclass(frozen=True)
+class LinkedProgram:
+    spec: ProgramSpec
+    insns: tuple[Instruction, ...]
+    pieces: tuple[Piece, ...]
+    # References left for the loader, with ``insn_idx`` renumbered into ``insns``.
+    relocations: tuple[Relocation, ...]
+    func_info: tuple = ()  # btf_ext.FuncInfo records, renumbered
+    line_info: tuple = ()  # btf_ext.LineInfo records, renumbered
+    calls: tuple[tuple[int, str, str], ...] = ()  # (insn_idx, "call"/"func", callee)
+
+    def source_of(self, idx: int) -> tuple[str, int]:
+        """(section, index in section) of linked instruction ``idx``."""
+        for p in self.pieces:
+            if p.start <= idx < p.start + p.length:
+                return p.section, p.section_start + idx - p.start
+        raise IndexError(idx)
+
+
+class _Linker:
+    def __init__(
+        self,
+        spec: ObjectSpec,
+        prog: ProgramSpec,
+        code: Mapping[str, Sequence[Instruction]],
+    ) -> None:
+        self.spec = spec
+        self.prog = prog
+        self.code = code
+        self.insns: list[Instruction] = list(
+            code[prog.section][prog.insn_start : prog.insn_start + len(prog.insns)]
+        )
+        self.pieces = [Piece(prog.name, prog.section, prog.insn_start, len(prog.insns), 0)]
+        self.placed: dict[str, int] = {prog.name: 0}
+        self.refs: list[Relocation] = []
+        self.calls: list[tuple[int, str, str]] = []
+        self.relocs = {sec: {r.insn_idx: r for r in rels} for sec, rels in spec.relocations.items()}
+
+    def fail(self, piece: Piece, idx: int, msg: str) -> RelocationError:
+        return RelocationError(
+            f"program '{self.prog.name}': {msg} "
+            f"(instruction {piece.section_start + idx} of section {piece.section})"
+        )
+
+    def link(self, piece: Piece) -> None:
+        """Patch calls in ``piece``; append each callee at its first call, depth first."""
+        rels = self.relocs.get(piece.section, {})
+        for i in range(piece.length):
+            at = piece.start + i
+            ins = self.insns[at]
+            rel = rels.get(piece.section_start + i)
+            if rel is not None and rel.kind not in (RelocKind.CALL, RelocKind.FUNC):
+                self.refs.append(dataclasses.replace(rel, insn_idx=at))
+                continue
+            if rel is None and not ins.is_pseudo_call:
+                continue
+            target = self.target_index(piece, i, ins, rel)
+            callee = self.function_at(piece, i, target)
+            if callee.name not in self.placed:
+                self.append(callee)
+            dest = self.placed[callee.name] + (target - callee.insn_start)
+            src = isa.PSEUDO_CALL if ins.is_call else isa.PseudoSrc.FUNC
+            self.insns[at] = ins.with_(src=src, imm=dest - (at + 1))
+            self.calls.append((at, "call" if ins.is_call else "func", callee.name))
+
+    def target_index(
+        self, piece: Piece, i: int, ins: Instruction, rel: Optional[Relocation]
+    ) -> int:
+        if rel is None:  # a call to a static function of the same section carries no relocation
+            if piece.section != ".text":
+                raise self.fail(piece, i, "call without relocation outside .text")
+            return piece.section_start + i + ins.imm + 1
+        if rel.target_section != ".text":
+            raise self.fail(
+                piece, i, f"call into section {rel.target_section}: callees must be in .text"
+            )
+        if rel.kind is RelocKind.CALL:
+            # global callee: imm is -1 and the symbol's value is its offset; static callee:
+            # the symbol is the section and imm is the callee's index minus one.
+            return rel.offset // isa.INSN_SIZE + ins.imm + 1
+        return (rel.offset + ins.imm) // isa.INSN_SIZE  # function address: byte offsets
+
+    def function_at(self, piece: Piece, i: int, target: int) -> Function:
+        for f in self.spec.functions.values():
+            if f.section == ".text" and f.insn_start <= target < f.insn_start + len(f.insns):
+                return f
+        raise self.fail(piece, i, f"call to .text instruction {target}, which is in no function")
+
+    def append(self, callee: Function) -> None:
+        start = len(self.insns)
+        self.placed[callee.name] = start
+        body = self.code[callee.section][callee.insn_start : callee.insn_start + len(callee.insns)]
+        self.insns.extend(body)
+        piece = Piece(callee.name, callee.section, callee.insn_start, len(callee.insns), start)
+        self.pieces.append(piece)
+        self.link(piece)
+
+
+def link_program(
+    spec: ObjectSpec,
+    prog: ProgramSpec,
+    code: Optional[Mapping[str, Sequence[Instruction]]] = None,
+) -> LinkedProgram:
+    """Link ``prog``: append its subprograms and list the references the loader must patch.
+
+    ``code`` is the object's executable sections, by default as read from the file; the loader
+    passes them after CO-RE relocation.
+    """
+    linker = _Linker(spec, prog, code if code is not None else spec.sections)
+    linker.link(linker.pieces[0])
+    pieces = tuple(linker.pieces)
+    func_info = line_info = ()
+    if spec.btf_ext is not None:
+        func_info = _renumber(spec.btf_ext.func_info, pieces)
+        line_info = _renumber(spec.btf_ext.line_info, pieces)
+    return LinkedProgram(
+        prog,
+        tuple(linker.insns),
+        pieces,
+        tuple(linker.refs),
+        func_info,
+        line_info,
+        tuple(sorted(linker.calls)),
+    )
+
+
+def _renumber(by_section: Mapping[str, Sequence], pieces: Sequence[Piece]) -> tuple:
+    """Keep the records that fall in a placed piece, with their index in the linked program."""
+    out = []
+    for p in pieces:
+        for rec in by_section.get(p.section, ()):
+            if p.section_start <= rec.insn_idx < p.section_start + p.length:
+                out.append(
+                    dataclasses.replace(rec, insn_idx=rec.insn_idx - p.section_start + p.start)
+                )
+    return tuple(out)

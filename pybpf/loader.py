@@ -1,0 +1,369 @@
+"""Loading: from an ``ObjectSpec`` to maps and programs that live in the kernel.
+
+The steps, in the order libbpf takes them:
+
+1. load the object's BTF (``BPF_BTF_LOAD``) so maps and programs can refer to its types;
+2. create every map; fill the data-section maps with their initial bytes, freeze ``.rodata``;
+3. for each program: CO-RE-relocate the code, link its subprograms, patch each map reference
+   with a file descriptor, and ``BPF_PROG_LOAD`` it with its func_info/line_info;
+4. fill prog arrays and map-in-map slots that the object initialised (``.values = {...}``).
+
+If any step fails, everything created so far is closed again (in reverse order) and the error
+names the map or program, the step and the kernel's words.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from typing import Callable, Iterable, Optional
+
+from pybpf import insn as isa
+from pybpf.errors import BPFError, RelocationError, SyscallError
+from pybpf.linker import LinkedProgram, link_program
+from pybpf.spec import MapSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
+
+Log = Optional[Callable[[str], None]]
+
+# Map types whose key/value types the kernel does not accept as BTF (libbpf clears them too).
+_NO_BTF_KV = {
+    "PERF_EVENT_ARRAY",
+    "CGROUP_ARRAY",
+    "STACK_TRACE",
+    "ARRAY_OF_MAPS",
+    "HASH_OF_MAPS",
+    "DEVMAP",
+    "DEVMAP_HASH",
+    "CPUMAP",
+    "XSKMAP",
+    "SOCKMAP",
+    "SOCKHASH",
+    "QUEUE",
+    "STACK",
+    "ARENA",
+    "RINGBUF",
+    "USER_RINGBUF",
+}
+
+
+class LoadedObject:
+    """Maps and programs of one object, alive in the kernel. Closing releases every fd.
+
+    ``maps`` and ``programs`` are dicts by name (the names of the C source). Use as a context
+    manager: ``with spec.load() as obj: obj.programs["xdp_capture"].test_run(frame)``.
+    """
+
+    def __init__(self, spec: ObjectSpec) -> None:
+        self.spec = spec
+        self.btf_fd: Optional[int] = None
+        self.maps: dict = {}
+        self.programs: dict = {}
+        self.linked: dict[str, LinkedProgram] = {}
+        self.warnings: list[str] = []
+
+    def close(self) -> None:
+        """Close programs, then maps, then BTF: the reverse of creation."""
+        for prog in reversed(list(self.programs.values())):
+            prog.close()
+        for m in reversed(list(self.maps.values())):
+            m.close()
+        if self.btf_fd is not None:
+            os.close(self.btf_fd)
+            self.btf_fd = None
+        self.programs.clear()
+        self.maps.clear()
+
+    def __enter__(self) -> LoadedObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        try:
+            self.close()
+        except Exception:
+            pass
+
+
+def load(
+    spec: ObjectSpec,
+    *,
+    programs: Optional[Iterable[str]] = None,
+    log: Log = None,
+    log_level: Optional[int] = None,
+    kernel_btf: object = None,
+) -> LoadedObject:
+    """Make ``spec`` live. ``programs`` limits which programs are loaded (all by default);
+    ``log`` receives a line for each step (``pybpf load -v``); ``log_level`` asks the verifier
+    for its log on success too."""
+    if spec.little_endian != (sys.byteorder == "little"):
+        order = "little" if spec.little_endian else "big"
+        raise BPFError(f"{spec.name}: the object is {order}-endian, this host is not")
+    wanted = list(spec.programs) if programs is None else list(programs)
+    for name in wanted:
+        if name not in spec.programs:
+            raise BPFError(f"{spec.name}: no program named '{name}'")
+    obj = LoadedObject(spec)
+    try:
+        _load_btf(obj, log)
+        _create_maps(obj, log)
+        code = _core_relocate(spec, obj, log, kernel_btf)
+        for name in wanted:
+            _load_program(obj, spec.programs[name], code, log, log_level)
+        _fill_slots(obj, log)
+    except BaseException:
+        obj.close()
+        raise
+    return obj
+
+
+def _say(log: Log, msg: str) -> None:
+    if log is not None:
+        log(msg)
+
+
+# --- BTF -----------------------------------------------------------------------------------
+
+
+def _load_btf(obj: LoadedObject, log: Log) -> None:
+    from pybpf import syscall
+
+    btf = obj.spec.btf
+    if btf is None:
+        return
+    try:
+        obj.btf_fd = syscall.btf_load(btf.encode())
+    except SyscallError as e:
+        # Like libbpf: without BTF, maps and programs still load (with less information).
+        obj.warnings.append(f"BTF not loaded, continuing without it: {e}")
+        _say(log, f"btf: kernel refused the object's BTF ({e}); continuing without it")
+        return
+    _say(log, f"btf: loaded {len(btf.types) - 1} types, fd {obj.btf_fd}")
+
+
+# --- maps ----------------------------------------------------------------------------------
+
+
+def _create_maps(obj: LoadedObject, log: Log) -> None:
+    for ms in obj.spec.maps.values():
+        m = _create_map(obj, ms)
+        obj.maps[ms.name] = m
+        if ms.is_data_section:
+            m.update(b"\0\0\0\0", obj.spec.section_data(ms.origin))
+            if ms.frozen_after_fill:
+                m.freeze()
+        _say(log, f"map '{ms.name}': created {_type_name(ms)} id {m.id} fd {m.fd}")
+
+
+def _type_name(ms: MapSpec) -> str:
+    from pybpf.syscall import MapType
+
+    try:
+        return MapType(ms.map_type).name
+    except ValueError:
+        return f"type {ms.map_type}"
+
+
+def _create_map(obj: LoadedObject, ms: MapSpec, inner: bool = False):
+    from pybpf.maps import Map
+
+    kernel_name = obj_map_name(ms)
+    type_name = _type_name(ms)
+    max_entries = _max_entries(ms, type_name)
+    use_btf = obj.btf_fd is not None and type_name not in _NO_BTF_KV and not inner
+    inner_map = _create_map(obj, ms.inner, inner=True) if ms.inner is not None else None
+    kwargs = dict(
+        map_type=ms.map_type,
+        key_size=ms.key_size,
+        value_size=ms.value_size,
+        max_entries=max_entries,
+        flags=ms.flags,
+        name=kernel_name,
+        inner_map_fd=inner_map.fd if inner_map is not None else 0,
+        map_extra=ms.map_extra,
+    )
+    try:
+        if use_btf and (ms.key_type_id or ms.value_type_id):
+            try:
+                return Map.create(
+                    **kwargs,
+                    btf_fd=obj.btf_fd,
+                    btf_key_type_id=ms.key_type_id,
+                    btf_value_type_id=ms.value_type_id,
+                )
+            except SyscallError as e:
+                # libbpf retries without BTF: older kernels reject some key/value types.
+                obj.warnings.append(f"map '{ms.name}': created without BTF ({e})")
+        return Map.create(**kwargs)
+    except SyscallError as e:
+        raise SyscallError(
+            f"cannot create map '{ms.name}' ({type_name})", e.errno, e.detail
+        ) from None
+    finally:
+        if inner_map is not None:
+            inner_map.close()  # the outer map holds its own reference to the template
+
+
+def obj_map_name(ms: MapSpec) -> str:
+    from pybpf.elf import kernel_name
+
+    return ms.name if ms.is_data_section else kernel_name(ms.name)
+
+
+def _max_entries(ms: MapSpec, type_name: str) -> int:
+    """Sizes the kernel wants that objects often leave to the loader."""
+    if type_name == "PERF_EVENT_ARRAY" and ms.max_entries == 0:
+        return _possible_cpus()  # one slot per CPU
+    if type_name in ("RINGBUF", "USER_RINGBUF"):
+        # a power-of-two multiple of the page size
+        page = os.sysconf("SC_PAGE_SIZE")
+        size = max(ms.max_entries, page)
+        return 1 << (size - 1).bit_length()
+    return ms.max_entries
+
+
+def _possible_cpus() -> int:
+    from pybpf.maps import possible_cpus
+
+    return possible_cpus()
+
+
+def _fill_slots(obj: LoadedObject, log: Log) -> None:
+    """``.values = { [i] = &x }``: prog arrays get program fds, map-in-maps get map fds."""
+    for ms in obj.spec.maps.values():
+        for slot, target in ms.init_slots:
+            src = obj.programs.get(target) or obj.maps.get(target)
+            if src is None:
+                if target in obj.spec.programs:
+                    continue  # a program the caller chose not to load
+                raise RelocationError(f"map '{ms.name}': slot {slot} refers to unknown '{target}'")
+            m = obj.maps[ms.name]
+            m.update(slot.to_bytes(4, sys.byteorder), src.fd.to_bytes(4, sys.byteorder))
+            _say(log, f"map '{ms.name}': slot {slot} = {target}")
+
+
+# --- programs ------------------------------------------------------------------------------
+
+
+def _core_relocate(spec: ObjectSpec, obj: LoadedObject, log: Log, kernel_btf: object) -> dict:
+    """The code of every executable section after CO-RE relocation against the kernel's BTF."""
+    ext = spec.btf_ext
+    relos = getattr(ext, "core_relos", None) if ext is not None else None
+    if not relos:
+        return dict(spec.sections)
+    from pybpf import core
+
+    if kernel_btf is None:
+        from pybpf.kernel_btf import KernelBTF
+
+        kernel_btf = KernelBTF.system()
+    code = dict(spec.sections)
+    for section, records in relos.items():
+        if section in code and records:
+            _say(log, f"core: section {section}: {len(records)} relocations")
+            code[section] = tuple(
+                core.relocate(list(code[section]), records, spec.btf, kernel_btf, log)
+            )
+    return code
+
+
+def _load_program(
+    obj: LoadedObject, ps: ProgramSpec, code: dict, log: Log, log_level: Optional[int]
+) -> None:
+    from pybpf import btf_ext
+    from pybpf.program import Program
+    from pybpf.syscall import AttachType, ProgType
+
+    if not ps.prog_type:
+        raise BPFError(f"program '{ps.name}': section '{ps.section}' names no known program type")
+    linked = link_program(obj.spec, ps, code)
+    insns = patch_references(obj, linked)
+    obj.linked[ps.name] = linked
+    kwargs = {}
+    if obj.btf_fd is not None and linked.func_info:
+        fi, fi_size = btf_ext.encode_func_info(linked.func_info)
+        li, li_size = btf_ext.encode_line_info(linked.line_info, obj.spec.btf)
+        kwargs = dict(
+            btf_fd=obj.btf_fd,
+            func_info=fi,
+            func_info_rec_size=fi_size,
+            line_info=li,
+            line_info_rec_size=li_size,
+        )
+    attach = AttachType[ps.attach_type] if ps.attach_type else 0
+    if ps.needs_btf_target:
+        kwargs.update(_attach_target(ps))
+    prog = Program.load(
+        ProgType[ps.prog_type],
+        insns,
+        license=ps.license,
+        name=ps.name,
+        expected_attach_type=attach,
+        prog_flags=ps.prog_flags,
+        kern_version=ps.kern_version,
+        section=ps.section,
+        log_level=log_level,
+        **kwargs,
+    )
+    obj.programs[ps.name] = prog
+    _say(
+        log,
+        f"program '{ps.name}': loaded {ps.prog_type} id {prog.id} tag {prog.tag}, "
+        f"{len(insns)} instructions ({len(linked.pieces) - 1} subprograms appended)",
+    )
+
+
+def _attach_target(ps: ProgramSpec) -> dict:
+    """fentry/, fexit/, tp_btf/, lsm/, iter/ need the kernel BTF id of what they attach to."""
+    from pybpf.kernel_btf import KernelBTF
+
+    if not ps.attach_target:
+        raise BPFError(f"program '{ps.name}': section '{ps.section}' names no attach target")
+    return KernelBTF.system().attach_btf_id(ps)
+
+
+def patch_references(obj: LoadedObject, linked: LinkedProgram) -> list[isa.Instruction]:
+    """Write map fds (and value offsets) into the ld_imm64 instructions that name maps/data."""
+    insns = list(linked.insns)
+    for rel in linked.relocations:
+        _patch_one(obj, linked.spec, insns, rel)
+    return insns
+
+
+def _patch_one(obj: LoadedObject, ps: ProgramSpec, insns: list, rel: Relocation) -> None:
+    i = rel.insn_idx
+    first, second = insns[i], insns[i + 1]
+    if rel.kind is RelocKind.MAP:
+        m = _map_for(obj, ps, rel)
+        insns[i] = first.with_(src=isa.PseudoSrc.MAP_FD, imm=m.fd)
+    elif rel.kind is RelocKind.DATA:
+        m = _data_map_for(obj, ps, rel.target_section, rel)
+        # section symbols carry the variable's offset in imm; named symbols in st_value
+        insns[i] = first.with_(src=isa.PseudoSrc.MAP_VALUE, imm=m.fd)
+        insns[i + 1] = second.with_(imm=first.imm + rel.offset)
+    else:
+        raise RelocationError(
+            f"program '{ps.name}': instruction {i} refers to extern '{rel.symbol}' "
+            f"({rel.kind.value}), which this loader does not resolve yet"
+        )
+
+
+def _map_for(obj: LoadedObject, ps: ProgramSpec, rel: Relocation):
+    m = obj.maps.get(rel.symbol)
+    if m is None:
+        raise RelocationError(
+            f"program '{ps.name}': instruction {rel.insn_idx} refers to map '{rel.symbol}', "
+            "which the object does not define"
+        )
+    return m
+
+
+def _data_map_for(obj: LoadedObject, ps: ProgramSpec, section: str, rel: Relocation):
+    for ms in obj.spec.maps.values():
+        if ms.origin == section:
+            return obj.maps[ms.name]
+    raise RelocationError(
+        f"program '{ps.name}': instruction {rel.insn_idx} refers to '{rel.symbol}' in "
+        f"section {section}, which has no data"
+    )

@@ -1,0 +1,195 @@
+"""Loading for real: maps and programs in the running kernel, checked against the kernel's own
+answers and against what libbpf (through bpftool) loads from the same object."""
+
+from __future__ import annotations
+
+import glob
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+from conftest import bpf_object, need_tool
+
+from pybpf import BPFError, ObjectSpec, VerifierError
+
+pytestmark = pytest.mark.system
+
+XDP_DROP, XDP_PASS = 1, 2
+FRAME = bytes(64)
+CORPUS = ["tests/globals", "tests/subprog", "tests/maps_all", "tests/tailcall"]
+XDP_TOOLS = sorted(glob.glob("/usr/lib/*/bpf/*.o"))
+
+
+def bpftool_tags(obj_path: str) -> dict[str, str]:
+    """Load with libbpf (bpftool prog loadall) and return {program name: tag}."""
+    need_tool("bpftool")
+    pin = f"/sys/fs/bpf/pybpf-ref-{uuid.uuid4().hex[:8]}"
+    try:
+        res = subprocess.run(
+            ["bpftool", "prog", "loadall", obj_path, pin], capture_output=True, text=True
+        )
+        if res.returncode != 0:
+            return {}
+        tags = {}
+        for entry in os.listdir(pin):
+            info = json.loads(
+                subprocess.check_output(["bpftool", "-j", "prog", "show", "pinned", f"{pin}/{entry}"])
+            )
+            tags[info["name"]] = info["tag"]
+        return tags
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+
+
+def kernel_name(name: str) -> str:
+    return name[:15]
+
+
+@pytest.mark.parametrize("name", CORPUS)
+def test_corpus_object_loads_with_the_same_tags_as_libbpf(name):
+    path = str(bpf_object(name))
+    expected = bpftool_tags(path)
+    assert expected, f"bpftool could not load {path}"
+    with ObjectSpec.from_file(path).load() as obj:
+        got = {kernel_name(n): p.tag for n, p in obj.programs.items()}
+    assert got == expected
+
+
+@pytest.mark.parametrize("path", XDP_TOOLS or ["(xdp-tools not installed)"])
+def test_xdp_tools_objects_load_like_libbpf(path):
+    if path.startswith("("):
+        from conftest import cannot_run
+
+        cannot_run("xdp-tools is not installed")
+    expected = bpftool_tags(path)
+    res = subprocess.run(
+        [sys.executable, "-m", "pybpf", "load", path], capture_output=True, text=True
+    )
+    assert "Traceback" not in res.stderr
+    if not expected:
+        # libbpf cannot load it on its own (e.g. fentry/func needs a target program):
+        # neither can we, and we say why in one line.
+        assert res.returncode == 1
+        assert len(res.stderr.strip().splitlines()) == 1, res.stderr
+        return
+    assert res.returncode == 0, res.stderr
+    got = {}
+    for line in res.stdout.splitlines():
+        name, rest = line.split(": ", 1)
+        got[kernel_name(name)] = rest.split(" tag ")[1].split()[0]
+    assert got == expected
+
+
+def test_rodata_configures_the_program_and_globals_are_read_back():
+    spec = ObjectSpec.from_file(str(bpf_object("tests/globals")))
+    spec.rodata["cfg_verdict"] = XDP_DROP
+    spec.rodata["cfg_name"] = "abc"
+    with spec.load() as obj:
+        res = obj.programs["xdp_globals"].test_run(FRAME, repeat=3)
+        assert res.retval == XDP_DROP
+        bss = obj.maps["globals.bss"].lookup(b"\0\0\0\0")
+        data = obj.maps["globals.data"].lookup(b"\0\0\0\0")
+        stats = obj.maps[".data.stats"].lookup(b"\0\0\0\0")
+
+    def var(name, raw):
+        v = spec.variables[name]
+        return int.from_bytes(raw[v.offset : v.offset + v.size], sys.byteorder)
+
+    assert var("runs", bss) == 3
+    assert var("last_len", data) == len(FRAME)
+    assert var("seen_magic", stats) == 1
+    assert var("name_sum", stats) == sum(b"abc")
+
+
+def test_rodata_is_frozen_after_load():
+    spec = ObjectSpec.from_file(str(bpf_object("tests/globals")))
+    with spec.load() as obj:
+        ro = obj.maps["globals.rodata"]
+        with pytest.raises(BPFError, match="EPERM"):
+            ro.update(b"\0\0\0\0", bytes(ro.value_size))
+
+
+def test_subprograms_compute_what_the_source_says():
+    spec = ObjectSpec.from_file(str(bpf_object("tests/subprog")))
+    with spec.load() as obj:
+        assert obj.programs["xdp_calls"].test_run(FRAME).retval == XDP_PASS
+        assert obj.programs["xdp_calls_too"].test_run(FRAME).retval == XDP_PASS
+        results = obj.maps["results"]
+        got = [int.from_bytes(results.lookup(i.to_bytes(4, sys.byteorder)), sys.byteorder)
+               for i in range(4)]
+    n = len(FRAME)
+    assert got == [n * 3 + 1 + 10, n ^ 0xFF, n + 100, sum(range(10))]
+
+
+def test_prog_array_initialiser_makes_the_tail_call_work():
+    with ObjectSpec.from_file(str(bpf_object("tests/tailcall"))).load() as obj:
+        assert obj.programs["xdp_entry"].test_run(FRAME).retval == XDP_DROP
+
+
+def test_every_map_type_is_created_as_declared():
+    with ObjectSpec.from_file(str(bpf_object("tests/maps_all"))).load() as obj:
+        shown = {}
+        for name, m in obj.maps.items():
+            info = json.loads(subprocess.check_output(["bpftool", "-j", "map", "show", "id", str(m.id)]))
+            shown[name] = info["type"]
+        assert obj.programs["xdp_maps"].test_run(FRAME).retval == XDP_PASS
+        inner_a = obj.maps["m_inner_a"].lookup(b"\0\0\0\0")
+    assert shown["m_array"] == "array"
+    assert shown["m_percpu_hash"] == "percpu_hash"
+    assert shown["m_lru_hash"] == "lru_hash"
+    assert shown["m_ringbuf"] == "ringbuf"
+    assert shown["m_perf"] == "perf_event_array"
+    assert shown["m_progs"] == "prog_array"
+    assert shown["m_array_of_maps"] == "array_of_maps"
+    assert shown["m_hash_of_maps"] == "hash_of_maps"
+    # slot 0 of the array of maps is m_inner_a: the program wrote 42 through it
+    assert int.from_bytes(inner_a, sys.byteorder) == 42
+
+
+def test_verifier_rejection_names_program_and_reason():
+    spec = ObjectSpec.from_file(str(bpf_object("tests/verifier_reject")))
+    with pytest.raises(VerifierError) as info:
+        spec.load()
+    err = info.value
+    assert "xdp_unchecked" in str(err) and "section xdp" in str(err)
+    assert "invalid access to packet" in str(err)
+    assert "processed" in err.log or "R1" in err.log  # the whole log is kept
+    res = subprocess.run(
+        [sys.executable, "-m", "pybpf", "load", str(bpf_object("tests/verifier_reject"))],
+        capture_output=True, text=True,
+    )
+    assert res.returncode == 1
+    assert res.stderr.startswith("pybpf: error: cannot load program 'xdp_unchecked'")
+    assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_cli_load_prints_id_and_tag_and_pins(tmp_path):
+    pin = f"/sys/fs/bpf/pybpf-test-{uuid.uuid4().hex[:8]}"
+    path = str(bpf_object("tests/subprog"))
+    try:
+        res = subprocess.run(
+            [sys.executable, "-m", "pybpf", "load", path, "--pin", pin],
+            capture_output=True, text=True,
+        )
+        assert res.returncode == 0, res.stderr
+        assert sorted(os.listdir(pin)) == ["xdp_calls", "xdp_calls_too"]
+        info = json.loads(subprocess.check_output(["bpftool", "-j", "prog", "show", "pinned", f"{pin}/xdp_calls"]))
+        assert f"tag {info['tag']}" in res.stdout
+        assert f"id {info['id']}" in res.stdout
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+
+
+def _map_names() -> list[str]:
+    return [m.get("name", "") for m in json.loads(subprocess.check_output(["bpftool", "-j", "map"]))]
+
+
+def test_a_failed_load_leaves_no_maps_behind():
+    with pytest.raises(VerifierError):
+        ObjectSpec.from_file(str(bpf_object("tests/verifier_reject"))).load()
+    names = _map_names()
+    assert "seen" not in names and "verifier.bss" not in names

@@ -1,0 +1,5 @@
+import sys
+
+from xdptcp.cli import main
+
+sys.exit(main())

@@ -1,0 +1,335 @@
+"""The live capture: load the capture program, attach it, drain its ring, detach on every exit.
+
+This module is a user of pybpf's public API like any other: it opens the shipped object, sets the
+``.rodata`` configuration, loads it, attaches the program to each interface (rtnetlink by default,
+or a bpf_link), and reads records from the ring buffer in batches.
+
+The promise to the user: whatever happens — a signal, ``-c`` reached, a broken pipe, an error in
+an output writer — ``close()`` detaches what we attached, and only what we attached. A program that
+an earlier, killed xdptcp left behind is recognised (its name and its ring map's name) and removed;
+somebody else's program is never touched unless ``replace=True``, and then it is put back on exit.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from importlib import resources
+from typing import Callable, Iterator, Optional, Sequence
+
+from pybpf import ObjectSpec
+from pybpf.errors import BPFError, NetlinkError, SyscallError
+from xdptcp.netns import in_netns
+
+PROGRAM = "xdp_capture"
+RING = "xdptcp_ring"
+COUNTERS = "xdptcp_counters"
+OBJECT = "xdptcp.bpf.o"
+
+MODES = ("auto", "native", "skb")
+
+
+class CaptureError(BPFError):
+    """A problem the user can act on; its text is one line."""
+
+
+def shipped_object() -> str:
+    """Path of the compiled capture program that ships inside the package."""
+    return str(resources.files("xdptcp").joinpath("data", OBJECT))
+
+
+@dataclass
+class Interface:
+    name: str
+    ifindex: int
+    netns: Optional[str] = None  # a named network namespace (used by --demo), or the current one
+
+
+@dataclass
+class Attachment:
+    iface: Interface
+    mode: str  # "native" or "skb"
+    flags: int  # the mode flag used to attach: the same one must detach
+    link: object = None  # a pybpf Link when attached with bpf_link
+    restore: object = None  # the program we replaced (--replace), put back on exit
+    prog_id: int = 0
+
+
+@dataclass(frozen=True)
+class Counters:
+    packets: int = 0
+    tcp: int = 0
+    matched: int = 0
+    emitted: int = 0
+    ring_full: int = 0
+
+    @classmethod
+    def from_values(cls, values: dict[str, int]) -> Counters:
+        return cls(**{k: values.get(k, 0) for k in cls.__dataclass_fields__})
+
+
+def describe_program(prog_id: int) -> tuple[str, bool]:
+    """(name, is it an xdptcp capture program) for a program attached somewhere."""
+    from pybpf.program import Program
+
+    from pybpf.maps import Map
+
+    try:
+        with Program.from_id(prog_id) as prog:
+            info = prog.info()
+            name = info.name
+            ours = name == PROGRAM and any(
+                _map_name(Map, map_id) == RING for map_id in info.map_ids
+            )
+            return name, ours
+    except BPFError:
+        return "?", False
+
+
+def _map_name(map_cls: type, map_id: int) -> str:
+    try:
+        with map_cls.from_id(map_id) as m:
+            return m.name
+    except BPFError:
+        return ""
+
+
+class Capture:
+    """One capture session over one or more interfaces."""
+
+    def __init__(
+        self,
+        interfaces: Sequence[Interface],
+        *,
+        mode: str = "auto",
+        rodata: Optional[dict[str, object]] = None,
+        ring_size: Optional[int] = None,
+        replace: bool = False,
+        use_link: bool = False,
+        notice: Callable[[str], None] = lambda msg: None,
+        object_path: Optional[str] = None,
+    ) -> None:
+        if mode not in MODES:
+            raise CaptureError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
+        self.interfaces = list(interfaces)
+        self.mode = mode
+        self.replace = replace
+        self.use_link = use_link
+        self.notice = notice
+        self.spec = ObjectSpec.from_file(object_path or shipped_object())
+        for name, value in (rodata or {}).items():
+            self.spec.rodata[name] = value
+        if ring_size is not None:
+            self.spec.set_max_entries(RING, ring_size)
+        self.obj = None
+        self.ring = None
+        self.attachments: list[Attachment] = []
+        # bpf_ktime_get_ns() is CLOCK_MONOTONIC; records get wall-clock time by this offset.
+        self.clock_offset_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
+
+    # --- life cycle ---------------------------------------------------------------------
+
+    def open(self) -> Capture:
+        from pybpf.ringbuf import RingBuffer
+
+        try:
+            self.obj = self.spec.load()
+            self.ring = RingBuffer(self.obj.maps[RING])
+            for iface in self.interfaces:
+                self._attach(iface)
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def close_attachments(self) -> list[str]:
+        """Detach everything we attached; the ring and the counters stay readable.
+
+        Returns the problems met on the way (never raises): this runs on error paths."""
+        problems = []
+        for att in reversed(self.attachments):
+            try:
+                self._detach(att)
+            except Exception as e:  # keep detaching the others
+                problems.append(f"{att.iface.name}: {e}")
+        self.attachments.clear()
+        return problems
+
+    def close(self) -> list[str]:
+        """Detach, then release the ring and the object (maps and program)."""
+        problems = self.close_attachments()
+        if self.ring is not None:
+            self.ring.close()
+            self.ring = None
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+        return problems
+
+    def __enter__(self) -> Capture:
+        return self.open()
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # --- attach / detach ------------------------------------------------------------------
+
+    def _attach(self, iface: Interface) -> None:
+        from pybpf import netlink
+
+        prog = self.obj.programs[PROGRAM]
+        with in_netns(iface.netns):
+            current = netlink.xdp_query(iface.ifindex)
+            restore = None
+            if current.prog_id:
+                restore = self._handle_existing(iface, current)
+            if self.use_link:
+                att = self._attach_link(iface, prog)
+            else:
+                att = self._attach_netlink(iface, prog, restore)
+            att.prog_id = prog.id
+            att.restore = restore
+            self.attachments.append(att)
+
+    def _handle_existing(self, iface: Interface, current) -> object:
+        """Stale xdptcp program: remove it. Someone else's: refuse, or take it for --replace."""
+        from pybpf.program import Program
+
+        from pybpf import netlink
+
+        name, ours = describe_program(current.prog_id)
+        mode = _mode_name(current.mode)
+        if ours:
+            netlink.xdp_detach(iface.ifindex, _mode_flag(mode))
+            self.notice(
+                f"removed a stale xdptcp program (id {current.prog_id}) left on {iface.name} "
+                "by an earlier run"
+            )
+            return None
+        if not self.replace:
+            raise CaptureError(
+                f"{iface.name} already has an XDP program attached (id {current.prog_id}, "
+                f"'{name}', {mode} mode); use --replace to replace it while capturing"
+            )
+        old = Program.from_id(current.prog_id)
+        netlink.xdp_detach(iface.ifindex, _mode_flag(mode))
+        self.notice(
+            f"replacing '{name}' (id {current.prog_id}) on {iface.name}; it is put back on exit"
+        )
+        return (old, mode)
+
+    def _attach_netlink(self, iface: Interface, prog, restore) -> Attachment:
+        from pybpf import netlink
+
+        modes = ("native", "skb") if self.mode == "auto" else (self.mode,)
+        last: Optional[BPFError] = None
+        for mode in modes:
+            flags = _mode_flag(mode)
+            try:
+                netlink.xdp_attach(
+                    iface.ifindex, prog.fd, flags | netlink.XDPFlags.UPDATE_IF_NOEXIST
+                )
+                return Attachment(iface, mode, flags)
+            except NetlinkError as e:
+                last = e
+        self._put_back(iface, restore)
+        raise CaptureError(f"cannot attach to {iface.name}: {last}")
+
+    def _attach_link(self, iface: Interface, prog) -> Attachment:
+        from pybpf import link
+
+        modes = ("native", "skb") if self.mode == "auto" else (self.mode,)
+        last: Optional[BPFError] = None
+        for mode in modes:
+            try:
+                lk = link.xdp_link(prog, iface.ifindex, _mode_flag(mode))
+                return Attachment(iface, mode, _mode_flag(mode), link=lk)
+            except (SyscallError, NetlinkError) as e:
+                last = e
+        raise CaptureError(f"cannot attach to {iface.name} with bpf_link: {last}")
+
+    def _detach(self, att: Attachment) -> None:
+        from pybpf import netlink
+
+        if att.link is not None:
+            att.link.close()  # the last fd of a bpf_link: the kernel detaches
+            return
+        with in_netns(att.iface.netns):
+            try:
+                current = netlink.xdp_query(att.iface.ifindex)
+            except (NetlinkError, BPFError) as e:
+                if getattr(e, "errno", None) in (19, 2):  # ENODEV, ENOENT: interface gone
+                    return
+                raise
+            if current.prog_id == att.prog_id:
+                netlink.xdp_detach(att.iface.ifindex, att.flags)
+            self._put_back(att.iface, att.restore)
+
+    def _put_back(self, iface: Interface, restore) -> None:
+        from pybpf import netlink
+
+        if not restore:
+            return
+        old, mode = restore
+        try:
+            netlink.xdp_attach(iface.ifindex, old.fd, _mode_flag(mode))
+        finally:
+            old.close()
+
+    # --- reading --------------------------------------------------------------------------
+
+    def counters(self) -> Counters:
+        """The per-CPU counters, summed over CPUs."""
+        from xdptcp.record import decode_counters
+
+        per_cpu = self.obj.maps[COUNTERS].lookup(b"\0\0\0\0")
+        total: dict[str, int] = {}
+        for raw in per_cpu:
+            for k, v in decode_counters(raw).items():
+                total[k] = total.get(k, 0) + v
+        return Counters.from_values(total)
+
+    def wait(self, timeout_ms: int) -> bool:
+        return self.ring.poll(timeout_ms)
+
+    def batches(self) -> Iterator[list]:
+        """Records available now, decoded, in batches (one drain of the ring each)."""
+        from xdptcp.record import unpack_records
+
+        names = {i.ifindex: i.name for i in self.interfaces}
+        capacity = self.spec.rodata.get_int("xdptcp_capacity")
+        while True:
+            blob = self.ring.drain_fixed(_record_size(capacity))
+            if not blob:
+                return
+            yield unpack_records(blob, capacity, self.clock_offset_ns, names)
+
+
+def _record_size(capacity: int) -> int:
+    from xdptcp.record import HEADER_SIZE
+
+    return HEADER_SIZE + capacity
+
+
+def _mode_flag(mode: str) -> int:
+    from pybpf.netlink import XDPFlags
+
+    return {"native": XDPFlags.DRV_MODE, "skb": XDPFlags.SKB_MODE, "hw": XDPFlags.HW_MODE}[mode]
+
+
+def _mode_name(attach_mode) -> str:
+    name = getattr(attach_mode, "name", str(attach_mode)).lower()
+    return {"drv": "native", "skb": "skb", "hw": "hw"}.get(name, "native")
+
+
+def interface(name: str, netns: Optional[str] = None) -> Interface:
+    """Resolve an interface name, with a clear error for one that does not exist."""
+    from pybpf import netlink
+
+    with in_netns(netns):
+        try:
+            return Interface(name, netlink.ifindex_of(name), netns)
+        except BPFError:
+            raise CaptureError(
+                f"no such interface '{name}' (xdptcp -D lists the interfaces)"
+            ) from None

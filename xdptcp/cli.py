@@ -1,0 +1,248 @@
+"""``xdptcp``: capture TCP at XDP and print it the way ``tcpdump -nn`` does.
+
+    xdptcp -i IFACE [-i IFACE ...] [options] [filter expression]
+    xdptcp -r FILE [options] [filter expression]
+    xdptcp -D | --detach -i IFACE | --demo
+
+Everything here is argument handling and output plumbing; the work is done by
+``xdptcp.capture`` (kernel side, through pybpf) and the formatters.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import signal
+import sys
+from typing import Optional, Sequence
+
+from pybpf.errors import BPFError
+
+EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
+MAX_CAPACITY = 4096  # XDPTCP_MAX_CAPACITY in bpf/xdptcp.h
+DEFAULT_CAPACITY = 256
+TS_MODES = {0: "default", 1: "none", 2: "epoch", 3: "delta", 4: "date", 5: "since_first"}
+
+
+class UsageError(Exception):
+    """Bad command line: one line on stderr, exit status 2."""
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="xdptcp",
+        description="Capture TCP at XDP, the earliest point of ingress, and print it like "
+        "tcpdump -nn.",
+    )
+    p.add_argument(
+        "-i",
+        "--interface",
+        action="append",
+        default=[],
+        metavar="IFACE",
+        help="capture on IFACE (repeat for several)",
+    )
+    p.add_argument("-r", dest="read", metavar="FILE", help="read packets from a pcap file")
+    p.add_argument("-w", dest="write", metavar="FILE", help="write a pcap file ('-' = stdout)")
+    p.add_argument("-c", dest="count", type=int, metavar="N", help="stop after N packets")
+    p.add_argument(
+        "-s",
+        dest="snaplen",
+        type=int,
+        metavar="SNAPLEN",
+        help="capture SNAPLEN bytes of each frame (default: headers through TCP)",
+    )
+    p.add_argument(
+        "-S", dest="absolute", action="store_true", help="print absolute TCP sequence numbers"
+    )
+    p.add_argument(
+        "-t",
+        dest="ts",
+        action="count",
+        default=0,
+        help="-t no timestamp, -tt epoch, -ttt delta, -tttt date, -ttttt since first",
+    )
+    p.add_argument(
+        "-n",
+        dest="numeric",
+        action="count",
+        default=0,
+        help="accepted for tcpdump habits: output is always numeric",
+    )
+    p.add_argument("--nano", action="store_true", help="nanosecond timestamps (text and pcap)")
+    p.add_argument("--json", action="store_true", help="one JSON object per packet")
+    p.add_argument(
+        "-D",
+        "--list-interfaces",
+        action="store_true",
+        help="list interfaces and the XDP program attached to each",
+    )
+    p.add_argument(
+        "--mode",
+        choices=("auto", "native", "skb"),
+        default="auto",
+        help="XDP mode: native (driver), skb (generic), auto tries native first",
+    )
+    p.add_argument(
+        "--ring-size",
+        type=_size,
+        metavar="BYTES",
+        help="ring buffer size (power of two, multiple of the page size; K/M suffix)",
+    )
+    p.add_argument(
+        "--replace",
+        action="store_true",
+        help="replace another XDP program while capturing; it is put back on exit",
+    )
+    p.add_argument(
+        "--link",
+        action="store_true",
+        help="attach with a bpf_link (detached by the kernel when xdptcp dies)",
+    )
+    p.add_argument(
+        "--detach",
+        action="store_true",
+        help="remove an xdptcp program left on the -i interfaces, then exit",
+    )
+    p.add_argument(
+        "--stats",
+        action="store_true",
+        help="with -w: print a line of counts on stderr every second",
+    )
+    p.add_argument(
+        "--demo",
+        action="store_true",
+        help="make two test hosts, capture a short TCP conversation, clean up",
+    )
+    p.add_argument("expression", nargs="*", help="filter (a pcap-filter subset, run in the kernel)")
+    return p
+
+
+def _size(text: str) -> int:
+    mult = {"k": 1 << 10, "m": 1 << 20, "g": 1 << 30}.get(text[-1:].lower(), 1)
+    try:
+        return int(text[:-1] if mult > 1 else text) * mult
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a size: '{text}'") from None
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        check_usage(args)
+        return run(args)
+    except UsageError as e:
+        print(f"xdptcp: {e}", file=sys.stderr)
+        return EXIT_USAGE
+    except BPFError as e:
+        print(f"xdptcp: {e}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as e:
+        where = f"{e.filename}: " if e.filename else ""
+        print(f"xdptcp: {where}{e.strerror or e}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        return EXIT_OK
+
+
+def check_usage(args: argparse.Namespace) -> None:
+    jobs = [bool(args.interface) or args.detach, bool(args.read), args.list_interfaces, args.demo]
+    if args.detach and not args.interface:
+        raise UsageError("--detach needs -i IFACE")
+    if sum(bool(j) for j in jobs) > 1:
+        raise UsageError("choose one of -i, -r, -D and --demo")
+    if not any(jobs):
+        raise UsageError("nothing to do: give -i IFACE, -r FILE, -D or --demo (see --help)")
+    if args.count is not None and args.count < 1:
+        raise UsageError(f"-c must be at least 1 (got {args.count})")
+    if args.snaplen is not None and args.snaplen < 0:
+        raise UsageError(f"-s must not be negative (got {args.snaplen})")
+    if args.ts > 5:
+        raise UsageError("-t may be given at most five times")
+    if args.json and args.write:
+        raise UsageError("--json and -w both choose the output: pick one")
+    if args.stats and not args.write:
+        raise UsageError("--stats goes with -w (text output already shows each packet)")
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.list_interfaces:
+        from xdptcp.live import list_interfaces
+
+        return list_interfaces(sys.stdout)
+    if args.demo:
+        from xdptcp.demo import run_demo
+
+        return run_demo(args)
+    filt = compile_expression(args.expression)
+    if args.read:
+        from xdptcp.offline import read_file
+
+        return read_file(args, filt)
+    if args.detach:
+        from xdptcp.live import detach_stale
+
+        return detach_stale(args.interface)
+    from xdptcp.live import capture_live
+
+    return capture_live(args, filt)
+
+
+def compile_expression(words: Sequence[str]):
+    """The filter, compiled; None when there is none. Bad filters are usage errors."""
+    text = " ".join(words).strip()
+    if not text:
+        return None
+    from xdptcp.filter import FilterError, compile_filter
+
+    try:
+        return compile_filter(text)
+    except FilterError as e:
+        raise UsageError(f"filter: {e}") from None
+
+
+def make_formatter(args: argparse.Namespace, several_interfaces: bool = False):
+    if args.json:
+        from xdptcp.jsonfmt import JsonFormatter
+
+        return JsonFormatter(absolute_seq=args.absolute)
+    from xdptcp.tcpdump import TextFormatter
+
+    return TextFormatter(
+        ts_mode=TS_MODES[args.ts],
+        absolute_seq=args.absolute,
+        show_ifname=several_interfaces,
+        nano=args.nano,
+    )
+
+
+def capacity_for(snaplen: Optional[int]) -> tuple[int, int, Optional[str]]:
+    """(snaplen for the kernel, record capacity, a notice for the user or None)."""
+    if snaplen is None:
+        return 0, DEFAULT_CAPACITY, None
+    if snaplen == 0 or snaplen > MAX_CAPACITY:
+        return MAX_CAPACITY, MAX_CAPACITY, f"snaplen limited to {MAX_CAPACITY} bytes per packet"
+    capacity = max(64, (snaplen + 7) // 8 * 8)
+    return snaplen, capacity, None
+
+
+def install_signal_handlers(stop) -> None:
+    """SIGINT, SIGTERM, SIGHUP end the capture cleanly: the loop sees the flag and unwinds."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        stop.set()
+
+    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        signal.signal(sig, handler)
+
+
+def stdout_gone() -> None:
+    """After a broken pipe: send the rest of our output nowhere, so exiting flushes nothing."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,213 @@
+"""The live jobs of the command line: capture, -D, --detach."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import threading
+import time
+from typing import Optional, TextIO
+
+from xdptcp.capture import Capture, Counters, describe_program, interface
+from xdptcp.cli import EXIT_OK, UsageError, capacity_for, install_signal_handlers, make_formatter
+
+
+def capture_live(args: argparse.Namespace, filt, netns: Optional[str] = None) -> int:
+    ifaces = [interface(name, netns) for name in dict.fromkeys(args.interface)]
+    snaplen, capacity, notice = capacity_for(args.snaplen)
+    if notice:
+        print(f"xdptcp: {notice}", file=sys.stderr)
+    rodata: dict[str, object] = {"xdptcp_snaplen": snaplen, "xdptcp_capacity": capacity}
+    if filt is not None:
+        rodata.update(filt.rodata_values())
+    stop = threading.Event()
+    install_signal_handlers(stop)
+    sink = open_sink(args, several=len(ifaces) > 1)
+    cap = Capture(
+        ifaces,
+        mode=args.mode,
+        rodata=rodata,
+        ring_size=args.ring_size,
+        replace=args.replace,
+        use_link=args.link,
+        notice=lambda msg: print(f"xdptcp: {msg}", file=sys.stderr),
+    )
+    with cap:
+        names = ", ".join(f"{a.iface.name} ({a.mode})" for a in cap.attachments)
+        print(f"xdptcp: capturing on {names}", file=sys.stderr)
+        captured, unread, error = run_loop(cap, sink, args, stop)
+        # Detach before the last drain and the final counts: nothing arrives after this.
+        problems = cap.close_attachments()
+        unread += drain_rest(cap, sink, args, captured)
+        counters = cap.counters()
+    sink_problem = sink.close()
+    for problem in problems:
+        print(f"xdptcp: {problem}", file=sys.stderr)
+    print_summary(captured + sink.late, counters, unread, sys.stderr)
+    if error is not None:
+        raise error
+    if sink_problem:
+        print(f"xdptcp: {sink_problem}", file=sys.stderr)
+    return EXIT_OK
+
+
+def run_loop(cap: Capture, sink, args, stop: threading.Event):
+    """Drain batches until a signal, -c, or an output error. Returns (captured, unread, error)."""
+    captured = unread = 0
+    next_stats = time.monotonic() + 1.0
+    try:
+        while not stop.is_set():
+            cap.wait(100)
+            for batch in cap.batches():
+                if args.count is not None and captured + len(batch) >= args.count:
+                    keep = args.count - captured
+                    sink.write(batch[:keep])
+                    captured += keep
+                    unread += len(batch) - keep
+                    return captured, unread, None
+                sink.write(batch)
+                captured += len(batch)
+            if args.stats and time.monotonic() >= next_stats:
+                next_stats += 1.0
+                c = cap.counters()
+                print(
+                    f"xdptcp: {captured} captured, {c.tcp} received by filter, "
+                    f"{c.ring_full} dropped",
+                    file=sys.stderr,
+                )
+    except BrokenPipeError:
+        sink.broken()
+    except OSError as e:
+        return captured, unread, e
+    return captured, unread, None
+
+
+def drain_rest(cap: Capture, sink, args, captured: int) -> int:
+    """Records still in the ring after detaching: written unless -c was reached or output broke.
+
+    Returns how many were left unread (counted in the summary, never silently lost)."""
+    unread = 0
+    for batch in cap.batches():
+        room = len(batch) if args.count is None else max(0, args.count - captured)
+        if room and not sink.is_broken:
+            try:
+                sink.write(batch[:room])
+                sink.late += min(room, len(batch))
+                captured += min(room, len(batch))
+            except (BrokenPipeError, OSError):
+                sink.broken()
+                room = 0
+        unread += len(batch) - min(room, len(batch))
+    return unread
+
+
+def print_summary(captured: int, c: Counters, unread: int, out: TextIO) -> None:
+    """tcpdump's three lines, with xdptcp's exact meanings (see docs/xdptcp.md)."""
+    out.write(f"{captured} packet{'s' if captured != 1 else ''} captured\n")
+    out.write(f"{c.tcp} packet{'s' if c.tcp != 1 else ''} received by filter\n")
+    out.write(
+        f"{c.ring_full} packet{'s' if c.ring_full != 1 else ''} dropped by kernel "
+        "(ring buffer full)\n"
+    )
+    if unread:
+        out.write(
+            f"{unread} packet{'s' if unread != 1 else ''} matched but not shown "
+            "(count reached or output closed)\n"
+        )
+    out.flush()
+
+
+class TextSink:
+    """Formats records as text/JSON lines; one write per batch."""
+
+    def __init__(self, formatter, out: TextIO) -> None:
+        self.formatter = formatter
+        self.out = out
+        self.is_broken = False
+        self.late = 0
+
+    def write(self, batch) -> None:
+        fmt = self.formatter.format
+        lines = [fmt(ts, frame, wire_len, ifname) for ts, ifname, frame, wire_len in batch]
+        text = "\n".join(line for line in lines if line is not None)
+        if text:
+            self.out.write(text + "\n")
+            self.out.flush()
+
+    def broken(self) -> None:
+        from xdptcp.cli import stdout_gone
+
+        self.is_broken = True
+        stdout_gone()
+
+    def close(self) -> Optional[str]:
+        return None
+
+
+class PcapSink(TextSink):
+    def __init__(self, writer) -> None:
+        super().__init__(None, None)
+        self.writer = writer
+
+    def write(self, batch) -> None:
+        self.writer.write_batch((ts, frame, wire_len) for ts, _, frame, wire_len in batch)
+        self.writer.flush()
+
+    def close(self) -> Optional[str]:
+        try:
+            self.writer.close()
+        except OSError as e:
+            return f"closing the pcap file: {e.strerror}"
+        return None
+
+
+def open_sink(args: argparse.Namespace, several: bool):
+    if args.write:
+        from xdptcp.pcap import PcapError, PcapWriter
+
+        snaplen = args.snaplen if args.snaplen else 262144
+        try:
+            return PcapSink(PcapWriter(args.write, snaplen=snaplen, nano=args.nano))
+        except PcapError as e:
+            raise UsageError(str(e)) from None
+    return TextSink(make_formatter(args, several), sys.stdout)
+
+
+def list_interfaces(out: TextIO) -> int:
+    """-D: every interface, its state, and any XDP program on it."""
+    from pybpf import netlink
+
+    for n, link in enumerate(netlink.list_links(), 1):
+        state = "Up" if link.up else "Down"
+        xdp = "no XDP program"
+        if link.xdp.prog_id:
+            name, ours = describe_program(link.xdp.prog_id)
+            mode = getattr(link.xdp.mode, "name", str(link.xdp.mode)).lower()
+            xdp = f"XDP id {link.xdp.prog_id} '{name}' ({mode})" + (" [xdptcp]" if ours else "")
+        kind = f", {link.kind}" if link.kind else ""
+        out.write(f"{n}.{link.name} [{state}{kind}] {xdp}\n")
+    return EXIT_OK
+
+
+def detach_stale(names) -> int:
+    """--detach: remove xdptcp programs left behind (a killed run). Never touches others'."""
+    from pybpf import netlink
+    from xdptcp.capture import _mode_flag, _mode_name
+
+    for name in dict.fromkeys(names):
+        iface = interface(name)
+        current = netlink.xdp_query(iface.ifindex)
+        if not current.prog_id:
+            print(f"xdptcp: {name}: no XDP program attached", file=sys.stderr)
+            continue
+        prog_name, ours = describe_program(current.prog_id)
+        if not ours:
+            from xdptcp.capture import CaptureError
+
+            raise CaptureError(
+                f"{name}: the XDP program attached (id {current.prog_id}, '{prog_name}') is not "
+                "xdptcp's; not touching it"
+            )
+        netlink.xdp_detach(iface.ifindex, _mode_flag(_mode_name(current.mode)))
+        print(f"xdptcp: {name}: removed xdptcp program id {current.prog_id}", file=sys.stderr)
+    return EXIT_OK
