@@ -15,7 +15,7 @@ import enum
 import struct
 from typing import NamedTuple, Optional
 
-from construct import Bytes, Computed, Int8un, Int16un, Int32un, Int64un, Struct, this
+from construct import Bytes, Computed, Int8un, Int16un, Int32un, Int64un, Struct
 
 # struct xdptcp_record (without data[]): 32 bytes, so data[] starts 8-byte aligned.
 RECORD_HEADER = Struct(
@@ -61,7 +61,7 @@ def record_layout(capacity: int = DEFAULT_CAPACITY) -> Struct:
     return Struct(
         "header" / RECORD_HEADER,
         "data" / Bytes(capacity),
-        "captured" / Computed(this.data[: this.header.cap_len]),
+        "captured" / Computed(lambda ctx: ctx.data[: ctx.header.cap_len]),
     )
 
 

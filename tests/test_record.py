@@ -1,0 +1,113 @@
+"""Record and counter layouts: construct declaration == struct twin == the BTF clang emits."""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from tests.conftest import bpf_object, need_tool, run
+from xdptcp.record import (
+    COUNTER_NAMES,
+    COUNTERS,
+    COUNTERS_STRUCT,
+    RECORD_HEADER,
+    RECORD_HEADER_SIZE,
+    Record,
+    decode,
+    decode_counters,
+    encode,
+    record_layout,
+    unpack_records,
+)
+
+
+def random_records(n: int, capacity: int) -> list[Record]:
+    rnd = random.Random(n)
+    out = []
+    for _ in range(n):
+        cap = rnd.randrange(0, capacity + 1)
+        out.append(
+            Record(
+                ts_ns=rnd.getrandbits(64),
+                ifindex=rnd.getrandbits(32),
+                rx_queue=rnd.getrandbits(32),
+                wire_len=rnd.getrandbits(32),
+                cap_len=cap,
+                l3_off=rnd.choice([14, 18, 22]),
+                l4_off=rnd.getrandbits(16),
+                l4_len=rnd.choice(range(20, 61, 4)),
+                ip_version=rnd.choice([4, 6]),
+                vlans=rnd.choice([0, 1, 2]),
+                data=rnd.randbytes(cap),
+            )
+        )
+    return out
+
+
+@pytest.mark.parametrize("capacity", [64, 256, 4096])
+def test_struct_twin_equals_construct_both_ways(capacity: int) -> None:
+    layout = record_layout(capacity)
+    for rec in random_records(200, capacity):
+        raw = encode(rec, capacity)
+        assert len(raw) == layout.sizeof() == RECORD_HEADER_SIZE + capacity
+        parsed = layout.parse(raw)
+        header = {k: v for k, v in parsed.header.items() if not k.startswith("_")}
+        assert [header[f] for f in Record._fields[:-1]] == list(rec[:-1])
+        assert parsed.captured == rec.data
+        assert decode(raw) == rec
+        built = layout.build({"header": {**rec._asdict(), "reserved": 0}, "data": raw[32:]})
+        assert built == raw
+
+
+def test_batch_decoding_agrees_with_single_records() -> None:
+    recs = random_records(50, 128)
+    blob = b"".join(encode(r, 128) for r in recs)
+    out = unpack_records(blob, 128, clock_offset_ns=5, names={recs[0].ifindex: "eth9"})
+    assert [(ts - 5, data, wire) for ts, _, data, wire in out] == [
+        (r.ts_ns, r.data, r.wire_len) for r in recs
+    ]
+    assert out[0][1] == "eth9"
+
+
+def test_counters_twin_equals_construct() -> None:
+    rnd = random.Random(1)
+    for _ in range(100):
+        values = {name: rnd.getrandbits(64) for name in COUNTER_NAMES}
+        raw = COUNTERS.build(values)
+        assert raw == COUNTERS_STRUCT.pack(*values.values())
+        assert decode_counters(raw) == values
+
+
+def btf_struct(obj, name: str) -> dict:
+    out = run(need_tool("bpftool"), "btf", "dump", "file", str(obj), "-j").stdout
+    types = json.loads(out)["types"]
+    found = [t for t in types if t["kind"] == "STRUCT" and t["name"] == name]
+    assert len(found) == 1, f"{name} not in the object's BTF"
+    return found[0]
+
+
+def construct_offsets(layout) -> dict[str, tuple[int, int]]:
+    offsets, pos = {}, 0
+    for sub in layout.subcons:
+        offsets[sub.name] = (pos, sub.sizeof())
+        pos += sub.sizeof()
+    return offsets
+
+
+def test_record_btf_matches_the_construct_layout() -> None:
+    btf = btf_struct(bpf_object("xdptcp"), "xdptcp_record")
+    assert btf["size"] == RECORD_HEADER_SIZE == 32
+    ours = construct_offsets(RECORD_HEADER)
+    members = {m["name"]: m["bits_offset"] // 8 for m in btf["members"]}
+    assert members.pop("data") == RECORD_HEADER_SIZE  # the flexible array starts after the header
+    assert members == {name: off for name, (off, _) in ours.items()}
+
+
+def test_counters_btf_matches_the_construct_layout() -> None:
+    btf = btf_struct(bpf_object("xdptcp"), "xdptcp_counters")
+    assert btf["size"] == COUNTERS.sizeof()
+    assert [(m["name"], m["bits_offset"] // 8) for m in btf["members"]] == [
+        (name, off) for name, (off, _) in construct_offsets(COUNTERS).items()
+    ]
