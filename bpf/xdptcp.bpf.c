@@ -301,9 +301,14 @@ static __always_inline int test_insn(const volatile struct xdptcp_filter_insn *i
 	__u32 op = in->op, vlans = in->vlans, lo = in->lo, hi = in->hi;
 
 	if (op == XDPTCP_OP_VLAN) {
+		/* Two loads and a choice, not vid[vlans]: clang turns an indexed stack address into
+		 * "fp | index", which the verifier refuses (no bitwise ops on pointers). */
+		__u32 v0 = f->vid[0], v1 = f->vid[1];
+
+		barrier_var(v1);
 		if (f->vlans <= vlans)
 			return 0;
-		return hi || f->vid[vlans & 1] == lo;
+		return hi || (vlans ? v1 : v0) == lo;
 	}
 	/* Every other predicate reads what libpcap reads at 12 + 4 * vlans: the real ethertype
 	 * only when the frame has exactly that many tags. */
