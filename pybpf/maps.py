@@ -84,6 +84,9 @@ class Map:
         map_extra: int = 0,
         ifindex: int = 0,
     ) -> Map:
+        if map_type == MapType.PERF_EVENT_ARRAY and max_entries == 0:
+            # libbpf's convention, which BPF objects rely on: one slot per possible CPU.
+            max_entries = possible_cpus()
         fd = sc.map_create(
             map_type,
             key_size,

@@ -1,0 +1,174 @@
+"""Program load, the verifier-log protocol, tags against bpftool, test runs, pinning."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from conftest import need_tool, run
+
+from pybpf import insn as I
+from pybpf.errors import SyscallError, VerifierError
+from pybpf.program import Program
+from pybpf.syscall import ProgType
+
+pytestmark = pytest.mark.system
+
+XDP_DROP, XDP_PASS = 1, 2
+_pin_counter = itertools.count()
+
+
+def xdp_return(action: int) -> list[I.Instruction]:
+    return [I.mov64_imm(0, action), I.exit_insn()]
+
+
+def xdp_swap_macs() -> list[I.Instruction]:
+    """Swap the first two bytes of the frame with bytes 6-7, bounds-checked: a program that
+    changes data_out."""
+    return [
+        I.ldx_mem(I.Size.W, 2, 1, 0),  # r2 = ctx->data
+        I.ldx_mem(I.Size.W, 3, 1, 4),  # r3 = ctx->data_end
+        I.mov64_reg(4, 2),
+        I.alu64_imm(I.ALUOp.ADD, 4, 100),
+        I.jmp_reg(I.JmpOp.JGT, 4, 3, 6),  # if data + 100 > data_end goto drop
+        I.ldx_mem(I.Size.H, 5, 2, 0),
+        I.ldx_mem(I.Size.H, 6, 2, 6),
+        I.stx_mem(I.Size.H, 2, 6, 0),
+        I.stx_mem(I.Size.H, 2, 5, 6),
+        I.mov64_imm(0, XDP_PASS),
+        I.exit_insn(),
+        I.mov64_imm(0, XDP_DROP),  # drop:
+        I.exit_insn(),
+    ]
+
+
+def long_program(n: int) -> list[I.Instruction]:
+    return [I.mov64_imm(0, 0)] + [I.alu64_imm(I.ALUOp.ADD, 0, 1)] * n + [I.exit_insn()]
+
+
+def bpftool_show(prog_id: int) -> dict:
+    return json.loads(run(need_tool("bpftool"), "prog", "show", "id", str(prog_id), "-j").stdout)
+
+
+def test_xdp_pass_and_drop_and_tag_equals_bpftools() -> None:
+    for action in (XDP_PASS, XDP_DROP):
+        with Program.load(ProgType.XDP, xdp_return(action), name=f"ret{action}") as p:
+            assert p.test_run(bytes(64)).retval == action
+            shown = bpftool_show(p.id)
+            assert shown["tag"] == p.tag
+            assert shown["type"] == "xdp" and p.type == ProgType.XDP
+            assert shown["name"] == f"ret{action}" == p.name
+
+
+def test_test_run_data_out_duration_and_repeat() -> None:
+    frame = bytes(range(128))
+    with Program.load(ProgType.XDP, xdp_swap_macs(), name="swap") as p:
+        res = p.test_run(frame)
+        assert res.retval == XDP_PASS
+        expect = bytearray(frame)
+        expect[0:2], expect[6:8] = frame[6:8], frame[0:2]
+        assert res.data_out == bytes(expect)
+        # Repetitions run on the same buffer: an even number of swaps gives the frame back.
+        many = p.test_run(frame, repeat=1000)
+        assert many.data_out == frame and many.duration_ns > 0
+        assert p.test_run(bytes(64)).retval == XDP_DROP  # too short for the bounds check
+
+
+def test_instruction_bytes_or_list_load_the_same() -> None:
+    insns = xdp_return(XDP_PASS)
+    with Program.load(ProgType.XDP, insns) as a, Program.load(ProgType.XDP, I.encode(insns)) as b:
+        assert a.tag == b.tag and a.id != b.id
+
+
+def test_verifier_rejection_carries_reason_and_whole_log() -> None:
+    bad = [I.mov64_reg(0, 2), I.exit_insn()]  # r2 is never written: the verifier refuses
+    with pytest.raises(VerifierError) as exc:
+        Program.load(ProgType.XDP, bad, name="reads_r2", section="xdp")
+    err = exc.value
+    assert "cannot load program 'reads_r2' (section xdp): EACCES" in str(err)
+    assert "R2 !read_ok" in str(err)
+    assert "0: (bf) r0 = r2" in err.log
+    assert err.log.splitlines()[-1].startswith("processed 1 insns")
+    assert err.program == "reads_r2" and err.section == "xdp"
+
+
+def test_missing_exit_is_reported_in_the_kernels_words() -> None:
+    with pytest.raises(VerifierError, match="last insn is not an exit or jmp"):
+        Program.load(ProgType.XDP, [I.mov64_imm(0, 2)], name="noexit")
+
+
+def test_log_buffer_grows_until_the_whole_log_fits() -> None:
+    """A failing program with a long log, and a first buffer far too small for it."""
+    insns = long_program(2000)[:-1] + [I.mov64_reg(0, 3), I.exit_insn()]
+    with pytest.raises(VerifierError) as exc:
+        Program.load(ProgType.XDP, insns, name="long", log_size=256)
+    log = exc.value.log
+    assert len(log) > 256 * 8
+    assert log.startswith("func#0") or log.startswith("0: R1=ctx()")
+    assert "R3 !read_ok" in log and "processed " in log
+
+
+def test_log_of_a_successful_load_on_request() -> None:
+    with Program.load(ProgType.XDP, long_program(500), log_level=2, log_size=256) as p:
+        assert "processed 502 insns" in p.verifier_log
+        assert p.verifier_log.count("\n") > 500  # level 2: a line per state, not truncated
+    with Program.load(ProgType.XDP, long_program(5)) as p:
+        assert p.verifier_log == ""  # no log unless asked for
+
+
+def test_unprivileged_style_errors_are_not_verifier_errors() -> None:
+    with pytest.raises(SyscallError) as exc:
+        Program.load(ProgType.XDP, b"", name="empty")
+    assert not isinstance(exc.value, VerifierError) or exc.value.log
+
+
+def test_pin_from_pinned_and_from_id() -> None:
+    pin_dir = Path(f"/sys/fs/bpf/pybpf-test-{os.getpid()}-p{next(_pin_counter)}")
+    try:
+        with Program.load(ProgType.XDP, xdp_return(XDP_PASS), name="pinme") as p:
+            p.pin(str(pin_dir / "prog"))
+            shown = json.loads(
+                run(
+                    need_tool("bpftool"), "prog", "show", "pinned", str(pin_dir / "prog"), "-j"
+                ).stdout
+            )
+            assert shown["id"] == p.id
+            with Program.from_pinned(str(pin_dir / "prog")) as again:
+                assert again.id == p.id and again.tag == p.tag and again.name == "pinme"
+            with Program.from_id(p.id) as by_id:
+                assert by_id.test_run(bytes(64)).retval == XDP_PASS
+    finally:
+        shutil.rmtree(pin_dir, ignore_errors=True)
+
+
+def test_xlated_code_matches_bpftool_dump(tmp_path: Path) -> None:
+    with Program.load(ProgType.XDP, xdp_swap_macs(), name="xl") as p:
+        out = tmp_path / "xlated.bin"
+        run(need_tool("bpftool"), "prog", "dump", "xlated", "id", str(p.id), "file", str(out))
+        assert p.xlated() == out.read_bytes()
+
+
+def test_close_releases_the_program() -> None:
+    p = Program.load(ProgType.XDP, xdp_return(XDP_PASS))
+    prog_id = p.id
+    p.close()
+    p.close()
+    with pytest.raises(SyscallError, match="ENOENT"):
+        Program.from_id(prog_id)
+
+
+@pytest.fixture
+def loaded() -> Iterator[Program]:
+    with Program.load(ProgType.XDP, xdp_return(XDP_PASS), name="info") as p:
+        yield p
+
+
+def test_info_fields(loaded: Program) -> None:
+    info = loaded.info()
+    assert info.xlated_prog_len == 16 and info.gpl_compatible and info.verified_insns == 2
+    assert info.map_ids == ()
