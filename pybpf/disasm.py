@@ -89,9 +89,17 @@ def format_insn(
     *,
     map_namer: MapNamer = default_map_namer,
     opcode: bool = False,
+    xlated: bool = False,
 ) -> str:
     """One instruction in the verifier's notation. ``next_insn`` is the second slot of an
-    ld_imm64. With ``opcode=True`` the line starts with ``(xx) `` as in bpftool's output."""
+    ld_imm64. With ``opcode=True`` the line starts with ``(xx) `` as in bpftool's output.
+
+    ``xlated=True`` reads code the kernel gave back after JIT (``bpftool prog dump xlated ...
+    file``): there a bpf-to-bpf call keeps the callee's subprogram index in ``imm`` and its
+    relative offset in ``off``.
+    """
+    if xlated and insn.is_pseudo_call:
+        insn = insn.with_(imm=insn.off)
     text = _format(insn, next_insn, map_namer)
     return f"({insn.code:02x}) {text}" if opcode else text
 
@@ -101,6 +109,7 @@ def disassemble(
     *,
     map_namer: MapNamer = default_map_namer,
     opcode: bool = False,
+    xlated: bool = False,
 ) -> list[str]:
     """One string per instruction slot; the second slot of an ld_imm64 is the empty string."""
     out: list[str] = []
@@ -111,7 +120,7 @@ def disassemble(
             skip = False
             continue
         nxt = insns[i + 1] if i + 1 < len(insns) else None
-        out.append(format_insn(insn, nxt, map_namer=map_namer, opcode=opcode))
+        out.append(format_insn(insn, nxt, map_namer=map_namer, opcode=opcode, xlated=xlated))
         skip = insn.is_ld_imm64
     return out
 
