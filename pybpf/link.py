@@ -1,0 +1,133 @@
+"""bpf_link: an attachment that is itself a kernel object with an fd.
+
+A netlink XDP attachment belongs to the interface and stays after the process exits. A bpf_link
+(``BPF_LINK_CREATE``, attach type ``BPF_XDP``) belongs to its fds (and pins): when the last one
+is closed the program is detached, so a crash cannot leave a program behind. While a link holds
+an interface, netlink attach/detach on it is refused (EBUSY), which protects it from other tools.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import socket
+from typing import Optional, Protocol, Union
+
+from pybpf import syscall as sc
+from pybpf.errors import SyscallError
+from pybpf.syscall import AttachFlags, AttachType, BPFLinkInfo
+
+
+class HasFd(Protocol):
+    """Anything with an ``fd`` attribute: a Program."""
+
+    @property
+    def fd(self) -> int: ...
+
+
+ProgramLike = Union[int, HasFd]
+
+
+def _fd(obj: ProgramLike) -> int:
+    return obj if isinstance(obj, int) else obj.fd
+
+
+class Link:
+    """A bpf_link owned through its fd. Closing the last fd (and removing pins) detaches it."""
+
+    def __init__(self, fd: int):
+        self._fd = fd
+
+    @classmethod
+    def create(
+        cls, program: ProgramLike, target: int, attach_type: AttachType, flags: int = 0
+    ) -> Link:
+        return cls(sc.link_create(_fd(program), target, attach_type, flags=flags))
+
+    @classmethod
+    def from_pinned(cls, path: str) -> Link:
+        return cls(sc.obj_get(str(path)))
+
+    @classmethod
+    def from_id(cls, link_id: int) -> Link:
+        return cls(sc.link_get_fd_by_id(link_id))
+
+    @property
+    def fd(self) -> int:
+        if self._fd < 0:
+            raise ValueError("link is closed")
+        return self._fd
+
+    @property
+    def closed(self) -> bool:
+        return self._fd < 0
+
+    def close(self) -> None:
+        """Drop this fd. The kernel detaches the program when no fd or pin is left."""
+        fd, self._fd = self._fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+    def __enter__(self) -> Link:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __del__(self) -> None:
+        if getattr(self, "_fd", -1) >= 0:
+            self.close()
+
+    def __repr__(self) -> str:
+        return f"Link(fd={self._fd})"
+
+    def info(self) -> BPFLinkInfo:
+        """Link id, type, program id and (for XDP) the interface."""
+        return sc.link_info(self.fd)
+
+    @property
+    def id(self) -> int:
+        return self.info().id
+
+    def update(self, program: ProgramLike, old_program: Optional[ProgramLike] = None) -> None:
+        """Swap the program atomically; with ``old_program`` only if that one is attached."""
+        if old_program is None:
+            sc.link_update(self.fd, _fd(program))
+        else:
+            sc.link_update(
+                self.fd, _fd(program), flags=AttachFlags.REPLACE, old_prog_fd=_fd(old_program)
+            )
+
+    def detach(self) -> None:
+        """Detach now, even while other fds or pins still hold the link (it becomes defunct)."""
+        sc.link_detach(self.fd)
+
+    def pin(self, path: str) -> None:
+        """Pin the link: the attachment then survives this process until the pin is removed."""
+        from pybpf.bpffs import ensure_parent
+
+        ensure_parent(str(path))
+        sc.obj_pin(self.fd, str(path))
+
+
+def xdp_link(program: ProgramLike, ifindex: int, flags: int = 0) -> Link:
+    """Attach an XDP program to an interface through a bpf_link.
+
+    ``flags`` takes one XDP mode flag (pybpf.netlink.XDPFlags.SKB_MODE / DRV_MODE) or 0 for the
+    best mode the driver supports.
+    """
+    try:
+        return Link.create(program, ifindex, AttachType.XDP, flags)
+    except SyscallError as e:
+        # The kernel answers a bare EINVAL for an ifindex that does not exist: say so.
+        if e.errno == errno.EINVAL and not _interface_exists(ifindex):
+            raise SyscallError(e.what, e.errno, f"no interface with ifindex {ifindex}") from None
+        raise
+
+
+def _interface_exists(ifindex: int) -> bool:
+    try:
+        socket.if_indextoname(ifindex)
+    except OSError:
+        return False
+    return True
