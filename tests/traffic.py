@@ -440,9 +440,21 @@ def _handshake_and_data(rng: random.Random, src, dst, sport, dport, **kw) -> lis
     ]  # fmt: skip
     for i in range(rng.randint(2, 5)):
         n = rng.randint(1, 300)
-        frames.append(tcp_frame(src, dst, sport, dport, seq=c, ack=s, flags="P.", win=502,
-                                options=(nop(), nop(), timestamp(ts_c + 2 + i, ts_s)),
-                                payload=bytes(rng.getrandbits(8) for _ in range(n)), **kw))  # fmt: skip
+        frames.append(
+            tcp_frame(
+                src,
+                dst,
+                sport,
+                dport,
+                seq=c,
+                ack=s,
+                flags="P.",
+                win=502,
+                options=(nop(), nop(), timestamp(ts_c + 2 + i, ts_s)),
+                payload=bytes(rng.getrandbits(8) for _ in range(n)),
+                **kw,
+            )
+        )
         c += n
         m = rng.choice((0, 0, rng.randint(1, 200)))
         frames.append(tcp_frame(dst, src, dport, sport, seq=s, ack=c, flags="P." if m else ".",

@@ -1,0 +1,307 @@
+"""The fast frame decoder: Ethernet (+VLAN tags) → IPv4/IPv6 (+extension headers) → TCP.
+
+``Decoder.decode(frame, wire_len)`` turns captured bytes into a ``Packet`` or None when the frame
+is not TCP as tcpdump would print it. The rules follow tcpdump 4.99 (print-ether.c, print-ip.c,
+print-ip6.c, print-tcp.c) so that ``xdptcp.tcpdump`` can reproduce its lines:
+
+- VLAN tags with TPID 0x8100, 0x88a8, 0x9100, 0x9200 are walked at any depth.
+- IPv4 with any IHL; a non-first fragment is a ``Kind.FRAGMENT`` packet (no TCP header).
+- IPv6 extension headers walked: hop-by-hop, destination options, routing types 0/2/4 and
+  fragment (a non-first fragment is ``Kind.FRAGMENT``). Others (mobility, ESP, AH...) end the
+  walk: not TCP.
+- The bytes tcpdump may read end at ``snap_end``: the captured length cut to the IP datagram's
+  length. A TCP header cut short is ``Kind.TRUNCATED``; a data offset below 5 ``Kind.BAD_HDR_LEN``.
+- ``tcp_len`` is the TCP segment length from the IP header (what tcpdump's ``length`` is made
+  from), never the captured length: XDP hands over headers only.
+
+The layouts are declared with construct in ``xdptcp.layouts``; this module uses precompiled
+``struct.Struct`` twins on the frame, and a test proves both decode the same.
+"""
+
+from __future__ import annotations
+
+import enum
+import struct
+from socket import AF_INET, AF_INET6, inet_ntop
+from typing import NamedTuple, Optional
+
+_ETH_TYPE = struct.Struct("!H")
+_VLAN = struct.Struct("!HH")
+# version/ihl, tos, tot_len, id, frag_off, ttl, protocol, check, saddr, daddr
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+# version/class/flow, payload_len, nexthdr, hop_limit, saddr, daddr
+_IPV6 = struct.Struct("!IHBB16s16s")
+# source, dest, seq, ack_seq, doff/ae, flags, window, check, urg_ptr
+_TCP = struct.Struct("!HHIIBBHHH")
+_PORTS = struct.Struct("!HH")
+_FRAG6 = struct.Struct("!BxHI")
+
+_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
+_HOPOPTS, _TCP_PROTO, _ROUTING, _FRAGMENT, _DSTOPTS = 0, 6, 43, 44, 60
+_ADDR_CACHE_MAX = 1 << 16
+
+
+class Kind(enum.IntEnum):
+    TCP = 0  # the fixed TCP header (and doff >= 5) is there
+    FRAGMENT = 1  # a non-first IP fragment: addresses only
+    TRUNCATED = 2  # the TCP header is cut before its 20th byte (sport/dport may be there)
+    BAD_HDR_LEN = 3  # data offset < 5
+
+
+class Packet(NamedTuple):
+    kind: Kind
+    ip_version: int
+    src: str
+    dst: str
+    ttl: int  # hop limit for IPv6
+    vlans: tuple  # VLAN ids, outermost first
+    l3_off: int
+    l4_off: int  # where TCP starts (after IPv4 options / IPv6 extension headers)
+    tcp_len: int  # TCP header + payload length by the IP header
+    sport: int
+    dport: int
+    seq: int
+    ack: int
+    flags: int  # the 8 flag bits + AE as 0x100 (xdptcp.layouts.TCPFlag)
+    win: int
+    urg: int
+    tcp_hdr_len: int  # data offset * 4
+    payload_len: int  # tcp_len - tcp_hdr_len (may be negative for a lying header)
+    options: bytes  # the option bytes that were captured (raw; walk with iter_options)
+    cap_len: int
+    wire_len: int
+    snap_end: int  # end of the bytes a printer may read: capture cut to the IP length
+    ip_missing: int  # bytes the IP length claims beyond the wire length (tcpdump: "missing!")
+    ext: tuple  # IPv6 extension headers before TCP: (protocol, raw bytes) each
+    frag_offset: int  # bytes
+    more_frags: bool
+    first_nh: int  # IPv6 next header of the fixed header (IPPROTO_TCP for IPv4)
+
+
+class Decoder:
+    """Decodes frames; owns a small cache of address strings (formatting them is the slow bit)."""
+
+    def __init__(self) -> None:
+        self._addrs: dict[bytes, str] = {}
+
+    def addr(self, raw: bytes) -> str:
+        """inet_ntop, memoised: IPv6 in RFC 5952 form, as tcpdump prints it."""
+        s = self._addrs.get(raw)
+        if s is None:
+            if len(self._addrs) >= _ADDR_CACHE_MAX:
+                self._addrs.clear()
+            s = inet_ntop(AF_INET if len(raw) == 4 else AF_INET6, raw)
+            self._addrs[raw] = s
+        return s
+
+    def decode(self, frame, wire_len: Optional[int] = None) -> Optional[Packet]:
+        cap = len(frame)
+        if wire_len is None:
+            wire_len = cap
+        if cap < 14 or wire_len < cap:
+            return None
+        (etype,) = _ETH_TYPE.unpack_from(frame, 12)
+        off = 14
+        vlans: tuple = ()
+        while etype in _TPIDS:
+            if off + 4 > cap:
+                return None
+            tci, etype = _VLAN.unpack_from(frame, off)
+            vlans += (tci & 0x0FFF,)
+            off += 4
+        if etype == 0x0800:
+            return self._ipv4(frame, off, cap, wire_len, vlans)
+        if etype == 0x86DD:
+            return self._ipv6(frame, off, cap, wire_len, vlans)
+        return None
+
+    def _ipv4(self, frame, l3: int, cap: int, wire_len: int, vlans: tuple) -> Optional[Packet]:
+        if l3 + 20 > cap or wire_len - l3 < 20:
+            return None
+        vihl, _, ip_len, _, frag, ttl, proto, _, saddr, daddr = _IPV4.unpack_from(frame, l3)
+        hlen = (vihl & 0x0F) * 4
+        if vihl >> 4 != 4 or hlen < 20 or ip_len < hlen or proto != _TCP_PROTO:
+            return None
+        length = wire_len - l3
+        missing = ip_len - length if length < ip_len else 0
+        snap_end = min(cap, l3 + ip_len)
+        src, dst = self.addr(saddr), self.addr(daddr)
+        frag_off = (frag & 0x1FFF) * 8
+        if frag_off:
+            return _short(Kind.FRAGMENT, 4, src, dst, ttl, vlans, l3, l3 + hlen, ip_len - hlen,
+                          cap, wire_len, snap_end, missing, (), frag_off, bool(frag & 0x2000),
+                          _TCP_PROTO)  # fmt: skip
+        if l3 + hlen > cap:
+            return None
+        return self._tcp(
+            frame,
+            4,
+            src,
+            dst,
+            ttl,
+            vlans,
+            l3,
+            l3 + hlen,
+            ip_len - hlen,
+            cap,
+            wire_len,
+            snap_end,
+            missing,
+            (),
+            0,
+            bool(frag & 0x2000),
+            _TCP_PROTO,
+        )
+
+    def _ipv6(self, frame, l3: int, cap: int, wire_len: int, vlans: tuple) -> Optional[Packet]:
+        if l3 + 40 > cap or wire_len - l3 < 40:
+            return None
+        vtf, plen, nh, hlim, saddr, daddr = _IPV6.unpack_from(frame, l3)
+        if vtf >> 28 != 6:
+            return None
+        length = wire_len - l3
+        first_nh = nh
+        if plen:
+            total = plen + 40
+            missing = total - length if length < total else 0
+            snap_end = min(cap, l3 + total)
+        else:
+            # No jumbo payload on Ethernet: tcpdump then cuts the packet at the fixed header.
+            total, missing, snap_end = 40, 0, min(cap, l3 + 40)
+        src, dst = self.addr(saddr), self.addr(daddr)
+        off, ext = l3 + 40, ()
+        frag_off, more = 0, False
+        while nh != _TCP_PROTO:
+            if len(ext) == 16 or not plen or off + 8 > snap_end:
+                return None
+            if nh == _FRAGMENT:
+                nxt, offlg, _ = _FRAG6.unpack_from(frame, off)
+                ext += ((nh, bytes(frame[off : off + 8])),)
+                frag_off, more = offlg & 0xFFF8, bool(offlg & 1)
+                if frag_off:
+                    return _short(Kind.FRAGMENT, 6, src, dst, hlim, vlans, l3, off + 8,
+                                  total - (off + 8 - l3), cap, wire_len, snap_end, missing, ext,
+                                  frag_off, more, first_nh)  # fmt: skip
+                size = 8
+            elif nh in (_HOPOPTS, _DSTOPTS, _ROUTING):
+                nxt, size = frame[off], (frame[off + 1] + 1) * 8
+                if off + size > snap_end or off + size - l3 > total:
+                    return None
+                raw = bytes(frame[off : off + size])
+                if nh == _HOPOPTS and (ext or not _hbh_ok(raw)):
+                    return None
+                if nh == _ROUTING and not _routing_ok(raw):
+                    return None
+                ext += ((nh, raw),)
+            else:
+                return None
+            if off + size >= snap_end and nh == _FRAGMENT:
+                return None  # tcpdump stops after "frag (0|n) " when nothing follows
+            off += size
+            nh = nxt
+        return self._tcp(frame, 6, src, dst, hlim, vlans, l3, off, total - (off - l3), cap,
+                         wire_len, snap_end, missing, ext, frag_off, more, first_nh)  # fmt: skip
+
+    def _tcp(self, frame, version, src, dst, ttl, vlans, l3, l4, tcp_len, cap, wire_len,
+             snap_end, missing, ext, frag_off, more, first_nh) -> Packet:  # fmt: skip
+        if l4 + 20 > snap_end:
+            ports = _PORTS.unpack_from(frame, l4) if l4 + 4 <= snap_end else (0, 0)
+            return Packet(Kind.TRUNCATED, version, src, dst, ttl, vlans, l3, l4, tcp_len,
+                          ports[0], ports[1], 0, 0, 0, 0, 0, 0, 0, b"", cap, wire_len, snap_end,
+                          missing, ext, frag_off, more, first_nh)  # fmt: skip
+        sport, dport, seq, ack, offx, flags, win, _, urg = _TCP.unpack_from(frame, l4)
+        hlen = (offx >> 4) * 4
+        kind = Kind.TCP if hlen >= 20 else Kind.BAD_HDR_LEN
+        opts = bytes(frame[l4 + 20 : min(l4 + hlen, snap_end)]) if hlen > 20 else b""
+        return Packet(kind, version, src, dst, ttl, vlans, l3, l4, tcp_len, sport, dport, seq,
+                      ack, flags | (offx & 1) << 8, win, urg, hlen, tcp_len - hlen, opts, cap,
+                      wire_len, snap_end, missing, ext, frag_off, more, first_nh)  # fmt: skip
+
+
+def _short(kind, version, src, dst, ttl, vlans, l3, l4, tcp_len, cap, wire_len, snap_end,
+           missing, ext, frag_off, more, first_nh) -> Packet:  # fmt: skip
+    return Packet(
+        kind,
+        version,
+        src,
+        dst,
+        ttl,
+        vlans,
+        l3,
+        l4,
+        tcp_len,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        0,
+        b"",
+        cap,
+        wire_len,
+        snap_end,
+        missing,
+        ext,
+        frag_off,
+        more,
+        first_nh,
+    )
+
+
+def _hbh_ok(raw: bytes) -> bool:
+    """Hop-by-hop options tcpdump accepts silently (no jumbo: it needs a zero payload length)."""
+    i, end = 2, len(raw)
+    while i < end:
+        kind = raw[i]
+        if kind == 0:  # Pad1
+            i += 1
+            continue
+        if i + 1 >= end:
+            return False
+        size = raw[i + 1] + 2
+        if i + size > end:
+            return False
+        if kind == 0xC2:  # jumbo payload
+            return False
+        if kind == 0x05 and size != 4:  # router alert is exactly 4 bytes
+            return False
+        if kind == 0xC9 and size < 18:  # home address
+            return False
+        i += size
+    return True
+
+
+def _routing_ok(raw: bytes) -> bool:
+    """Routing headers tcpdump prints and steps over: types 0, 2 and 4 with an even length."""
+    return raw[2] in (0, 2, 4) and raw[1] % 2 == 0
+
+
+def decode(frame, wire_len: Optional[int] = None) -> Optional[Packet]:
+    """One frame, without a shared address cache (tests, one-off use)."""
+    return Decoder().decode(frame, wire_len)
+
+
+def iter_options(opts: bytes):
+    """Yield ``(kind, data)`` for each well-formed TCP option; stops at EOL or a bad length.
+
+    A bad length ends the walk by yielding ``(kind, None)``.
+    """
+    i, end = 0, len(opts)
+    while i < end:
+        kind = opts[i]
+        if kind == 0:
+            yield 0, b""
+            return
+        if kind == 1:
+            yield 1, b""
+            i += 1
+            continue
+        if i + 1 >= end or opts[i + 1] < 2 or i + opts[i + 1] > end:
+            yield kind, None
+            return
+        size = opts[i + 1]
+        yield kind, opts[i + 2 : i + size]
+        i += size

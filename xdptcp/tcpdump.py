@@ -1,0 +1,574 @@
+"""Text output identical to ``tcpdump -nn`` (4.99) for TCP over IPv4/IPv6.
+
+``TextFormatter.format(ts_ns, frame, wire_len, ifname)`` returns tcpdump's line for the frame
+(without the newline), or None when the frame is not TCP as ``xdptcp.packet`` decodes it.
+
+What tcpdump does, and so do we (print-tcp.c unless said otherwise):
+
+- Relative sequence numbers: a conversation is keyed by both addresses and ports in one order
+  (the lower port first; equal ports: the lower source address). Only segments with ACK set take
+  part. The first ACK segment seen of a conversation, or any SYN, records the base and is printed
+  absolute; later ones print ``seq - base``, ``ack - base`` and SACK blocks relative to the
+  peer's base. ``-S`` (``absolute_seq``) prints the header's values.
+- ``seq a:b`` appears when there is payload, or SYN/FIN/RST is set; ``length`` is the TCP payload
+  length computed from the IP length, never from the capture.
+- Options print as tcpdump spells them, including its checks: an option whose length byte is
+  below 2 or beyond the header prints ``[bad opt]`` and ends the line, a length different from
+  the kind's prints ``[len N]``, options cut by the capture end in `` [|tcp]``.
+- A non-first IPv4 fragment prints ``IP a > b: ip-proto-6``; a non-first IPv6 fragment
+  ``IP6 a > b: frag (off|len)``. IPv6 extension headers print their names (``HBH``, ``DSTOPT``,
+  ``RT6 (...)``, ``frag (0|n)``) before the ports, and then tcpdump prints the ports without
+  addresses.
+- VLAN tags are not printed (tcpdump shows them only with -e).
+
+Timestamps: ``default`` local time ``HH:MM:SS.ffffff`` (``TZ`` is honoured), ``none`` (-t),
+``epoch`` (-tt), ``delta`` (-ttt, since the previous packet printed, with a sign column),
+``date`` (-tttt), ``since_first`` (-ttttt); ``nano=True`` prints nine digits as tcpdump's
+``--time-stamp-precision=nano``. ``show_ifname`` puts the interface first as ``tcpdump -i any``
+does (``%-5s In  ``: XDP sees received frames only).
+"""
+
+from __future__ import annotations
+
+import struct
+import time
+from typing import Optional
+
+from xdptcp.packet import Decoder, Kind, Packet
+
+TS_MODES = ("default", "none", "epoch", "delta", "date", "since_first")
+M32 = 0xFFFFFFFF
+SYN, FIN, RST, ACK, URG = 0x02, 0x01, 0x04, 0x10, 0x20
+
+# bittok2str_nosep(tcp_flag_values): in this order, "none" when no bit is set.
+_FLAG_LETTERS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"),
+                 (0x40, "E"), (0x80, "W"))  # fmt: skip
+FLAG_TEXT = tuple("".join(c for bit, c in _FLAG_LETTERS if f & bit) or "none" for f in range(256))
+
+OPTION_NAMES = {0: "eol", 1: "nop", 2: "mss", 3: "wscale", 4: "sackOK", 5: "sack", 6: "echo",
+                7: "echoreply", 8: "TS", 11: "cc", 12: "ccnew", 13: "", 19: "md5", 20: "scps",
+                28: "uto", 29: "tcp-ao", 30: "mptcp", 34: "tfo", 254: "exp"}  # fmt: skip
+
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+_U64 = struct.Struct("!Q")
+_TS = struct.Struct("!II")
+FLOW_TABLE_MAX = 1 << 20  # conversations remembered; tcpdump never forgets, a live capture must
+
+
+class SeqTracker:
+    """tcpdump's table of initial sequence numbers (tcp_seq_hash4/6 in print-tcp.c)."""
+
+    def __init__(self) -> None:
+        self._flows: dict[tuple, tuple[int, int]] = {}
+
+    def relative(self, p: Packet, frame) -> tuple[int, int, int, int, int]:
+        """(seq, ack, rev, thseq, thack) as tcp_print computes them for an ACK segment."""
+        sport, dport, seq, ack = p.sport, p.dport, p.seq, p.ack
+        rev = sport > dport
+        if sport == dport:
+            a = 12 if p.ip_version == 4 else 8
+            n = 4 if p.ip_version == 4 else 16
+            rev = bytes(frame[p.l3_off + a : p.l3_off + a + n]) > bytes(
+                frame[p.l3_off + a + n : p.l3_off + a + 2 * n]
+            )
+        key = (p.dst, p.src, dport, sport) if rev else (p.src, p.dst, sport, dport)
+        flows = self._flows
+        base = flows.get(key)
+        if base is None or p.flags & SYN:
+            if len(flows) >= FLOW_TABLE_MAX:
+                flows.clear()
+            base = ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
+            flows[key] = base
+        elif rev:
+            seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
+        else:
+            seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
+        return seq, ack, rev, base[0], base[1]
+
+
+class Clock:
+    """ts_print() of tcpdump's util-print.c, for one output stream."""
+
+    def __init__(self, mode: str = "default", nano: bool = False) -> None:
+        if mode not in TS_MODES:
+            raise ValueError(f"unknown timestamp mode '{mode}' (one of {', '.join(TS_MODES)})")
+        self.mode, self.nano = mode, nano
+        self._unit = 1 if nano else 1000
+        self._per_sec = 1_000_000_000 // self._unit
+        self._frac = "{:09d}" if nano else "{:06d}"
+        self._ref: Optional[int] = None
+        self._sec = -1
+        self._sec_text = ""
+
+    def stamp(self, ts_ns: int) -> str:
+        """The timestamp and its trailing space ('' for mode none)."""
+        mode = self.mode
+        t = ts_ns // self._unit
+        sec, frac = divmod(t, self._per_sec)
+        if mode == "default" or mode == "date":
+            if sec != self._sec:
+                self._sec = sec
+                fmt = "%H:%M:%S" if mode == "default" else "%Y-%m-%d %H:%M:%S"
+                self._sec_text = time.strftime(fmt, time.localtime(sec))
+            return f"{self._sec_text}.{self._frac.format(frac)} "
+        if mode == "epoch":
+            return f"{sec}.{self._frac.format(frac)} "
+        if mode == "none":
+            return ""
+        if self._ref is None:
+            self._ref = t
+        d = t - self._ref
+        if mode == "delta":
+            self._ref = t
+        sign = "-" if d < 0 else " "
+        dsec, dfrac = divmod(abs(d), self._per_sec)
+        h, rem = divmod(dsec % 86400, 3600)
+        return f"{sign}{h:02d}:{rem // 60:02d}:{rem % 60:02d}.{self._frac.format(dfrac)} "
+
+
+class TextFormatter:
+    """tcpdump -nn lines for TCP frames; keeps tcpdump's per-conversation state."""
+
+    def __init__(
+        self,
+        ts_mode: str = "default",
+        absolute_seq: bool = False,
+        show_ifname: bool = False,
+        nano: bool = False,
+    ) -> None:
+        self.clock = Clock(ts_mode, nano)
+        self.absolute_seq = absolute_seq
+        self.show_ifname = show_ifname
+        self.decoder = Decoder()
+        self.seqs = SeqTracker()
+
+    def format(self, ts_ns: int, frame, wire_len: int, ifname: str = "") -> Optional[str]:
+        p = self.decoder.decode(frame, wire_len)
+        if p is None:
+            return None
+        head = self.clock.stamp(ts_ns)
+        if self.show_ifname:
+            head += f"{ifname:<5} In  "
+        return head + self.body(p, frame)
+
+    # -- the line after the timestamp --------------------------------------------------------
+
+    def body(self, p: Packet, frame) -> str:
+        if p.ip_version == 4:
+            ip = "IP "
+            if p.ip_missing:
+                ip += f"truncated-ip - {p.ip_missing} bytes missing! "
+            if p.kind == Kind.FRAGMENT:
+                return f"{ip}{p.src} > {p.dst}: ip-proto-6"
+            with_addrs = True
+        else:
+            ip = "IP6 "
+            if p.ip_missing:
+                ip += f"truncated-ip6 - {p.ip_missing} bytes missing!"
+            with_addrs = p.first_nh == 6
+            if not with_addrs:
+                ip += f"{p.src} > {p.dst}: "
+            if p.ext:
+                ip += _ext_text(p, self.decoder)
+            if p.kind == Kind.FRAGMENT:
+                return ip[:-1]  # tcpdump stops after "frag (off|len)", no trailing space
+        return ip + self.tcp(p, frame, with_addrs)
+
+    def tcp(self, p: Packet, frame, with_addrs: bool) -> str:
+        """tcp_print() of print-tcp.c."""
+        if p.kind == Kind.TRUNCATED and p.l4_off + 4 > p.snap_end:
+            return f"{p.src} > {p.dst}: [|tcp]"
+        if with_addrs:
+            out = f"{p.src}.{p.sport} > {p.dst}.{p.dport}: "
+        else:
+            out = f"{p.sport} > {p.dport}: "
+        if p.kind == Kind.TRUNCATED:
+            return out + " [|tcp]"
+        hlen, length = p.tcp_hdr_len, p.tcp_len
+        if hlen < 20:
+            return out + (f" tcp {(length - hlen) & M32} [bad hdr length {hlen} - too short, < 20]")
+        flags = p.flags & 0xFF
+        out += f"Flags [{FLAG_TEXT[flags]}]"
+        seq, ack, rev, thseq, thack = p.seq, p.ack, 0, 0, 0
+        if flags & ACK and not self.absolute_seq:
+            seq, ack, rev, thseq, thack = self.seqs.relative(p, frame)
+        if hlen > length:
+            return out + f" [bad hdr length {hlen} - too long, > {length}]"
+        length -= hlen
+        if length > 0 or flags & (SYN | FIN | RST):
+            out += f", seq {seq}" + (f":{(seq + length) & M32}" if length > 0 else "")
+        if flags & ACK:
+            out += f", ack {ack}"
+        out += f", win {p.win}"
+        if flags & URG:
+            out += f", urg {p.urg}"
+        proto = "tcp"
+        if hlen > 20:
+            text, proto, ended = _options(p, frame, flags, rev, thseq, thack)
+            out += text
+            if ended:
+                return out
+        out += f", length {length}"
+        if length and p.l4_off + hlen > p.snap_end:
+            avail = p.snap_end - p.l4_off
+            out += f" [remaining caplen({avail}) < header length({hlen})] [|{proto}]"
+        return out
+
+
+def _ext_text(p: Packet, dec: Decoder) -> str:
+    """What ip6_print prints for each extension header (print-ip6opts.c, rt6, frag6)."""
+    out = ""
+    pos = p.l3_off + 40
+    for proto, raw in p.ext:
+        if proto == 0:
+            out += "HBH "
+        elif proto == 60:
+            out += "DSTOPT "
+        elif proto == 44:
+            offlg = _U16.unpack_from(raw, 2)[0] & 0xFFF8
+            rest = 40 + (p.tcp_len + (p.l4_off - p.l3_off) - 40) - (pos - p.l3_off) - 8
+            out += f"frag ({offlg}|{rest}) "
+        else:
+            out += _rt6_text(raw, dec)
+        pos += len(raw)
+    return out
+
+
+def _rt6_text(raw: bytes, dec: Decoder) -> str:
+    length, rtype, segleft = raw[1], raw[2], raw[3]
+    out = f"RT6 (len={length}, type={rtype}"
+    if rtype == 0:
+        out += " [Deprecated]"
+    out += f", segleft={segleft}"
+    if rtype == 4:
+        out += f", last-entry={raw[4]}"
+        if raw[5]:
+            out += f", flags=0x{raw[5]:x}"
+        out += f", tag={_U16.unpack_from(raw, 6)[0]:x}"
+    else:
+        reserved = _U32.unpack_from(raw, 4)[0]
+        if reserved:
+            out += f", rsv=0x{reserved:x}"
+    for i in range(length // 2):
+        out += f", [{i}]{dec.addr(raw[8 + 16 * i : 24 + 16 * i])}"
+    return out + ") "
+
+
+class _Bad(Exception):
+    """tcpdump's `goto bad`: a length that does not fit."""
+
+
+class _Trunc(Exception):
+    """tcpdump's `goto trunc` (LENCHECK on uncaptured bytes)."""
+
+
+class _Jump(Exception):
+    """tcpdump's longjmp from a GET_ macro past the captured bytes."""
+
+
+def _options(p: Packet, frame, flags: int, rev, thseq: int, thack: int) -> tuple[str, str, bool]:
+    """The options list: (text, protocol name for truncation, whether the line ends here)."""
+    opts = p.options  # captured option bytes (cut at the capture / IP end)
+    if opts == b"\x01\x01\x08\x0a" + opts[4:] and p.tcp_hdr_len == 32 and len(opts) == 12:
+        val, ecr = _TS.unpack_from(opts, 4)  # the common case: nop,nop,TS
+        return f", options [nop,nop,TS val {val} ecr {ecr}]", "tcp", False
+    walk = _OptionWalk(p, flags, rev, thseq, thack)
+    try:
+        walk.run()
+    except _Bad:
+        return ", options [" + "".join(walk.out) + "[bad opt]" + ("]" if walk.ch else ""), "", True
+    except _Trunc:
+        tail = f" [|{walk.proto}]" + (">" if walk.ch else "")
+        return ", options [" + "".join(walk.out) + tail, walk.proto, True
+    except _Jump:
+        return ", options [" + "".join(walk.out) + f" [|{walk.proto}]", walk.proto, True
+    return ", options [" + "".join(walk.out) + "]", walk.proto, False
+
+
+class _OptionWalk:
+    """The option loop of tcp_print, byte for byte, including its length arithmetic."""
+
+    def __init__(self, p: Packet, flags: int, rev, thseq: int, thack: int) -> None:
+        self.p, self.flags, self.rev, self.thseq, self.thack = p, flags, rev, thseq, thack
+        self.o = p.options
+        self.out: list[str] = []
+        self.ch = False
+        self.proto = "tcp"
+        self.hlen = p.tcp_hdr_len - 20
+        self.cp = 0
+
+    def byte(self, i: int) -> int:
+        if i >= len(self.o):
+            raise _Jump
+        return self.o[i]
+
+    def lencheck(self, n: int) -> None:
+        if n > self.hlen:
+            raise _Bad
+        if self.cp + n > len(self.o):
+            raise _Trunc
+
+    def run(self) -> None:
+        out = self.out
+        while self.hlen > 0:
+            if self.ch:
+                out.append(",")
+            opt = self.byte(self.cp)
+            self.cp += 1
+            if opt <= 1:
+                length = 1
+            else:
+                length = self.byte(self.cp)
+                self.cp += 1
+                if length < 2 or length > self.hlen:
+                    raise _Bad
+                self.hlen -= 1
+            self.hlen -= 1
+            name = OPTION_NAMES.get(opt)
+            out.append(f"unknown-{opt}" if name is None else name)
+            datalen = self.one(opt, length)
+            self.cp += datalen
+            self.hlen -= datalen
+            datalen += 1 if opt <= 1 else 2
+            if datalen != length:
+                out.append(f"[len {length}]")
+            self.ch = True
+            if opt == 0:
+                break
+
+    def one(self, opt: int, length: int) -> int:
+        """Print one option's data; return the data length tcpdump steps over."""
+        o, cp, out = self.o, self.cp, self.out
+        if opt in (0, 1, 4):
+            return 0
+        if opt == 2 or opt == 28 or opt == 20:
+            self.lencheck(2)
+            v = _U16.unpack_from(o, cp)[0]
+            if opt == 2:
+                out.append(f" {v}")
+            elif opt == 20:
+                out.append(f" cap {o[cp]:02x} id {o[cp + 1]}")
+            else:
+                minutes = (v >> 1) * 60 if v & 1 else v >> 1
+                out.append(f" 0x{v:x} {minutes}")
+            return 2
+        if opt == 3:
+            self.lencheck(1)
+            out.append(f" {o[cp]}")
+            return 1
+        if opt == 8:
+            self.lencheck(8)
+            out.append(" val {} ecr {}".format(*_TS.unpack_from(o, cp)))
+            return 8
+        if opt in (6, 7, 11, 12, 13):
+            self.lencheck(4)
+            out.append(f" {_U32.unpack_from(o, cp)[0]}")
+            return 4
+        datalen = length - 2
+        if opt == 5:
+            return self.sack(datalen)
+        if opt == 19:
+            self.lencheck(16)
+            out.append(" " + self.md5_words() + o[cp : cp + 16].hex())
+            return 16
+        if opt == 29:
+            return self.tcp_ao(datalen)
+        if opt == 30:
+            self.lencheck(datalen)
+            text, ok = _mptcp(o[cp - 2 : cp + datalen], length, self.flags)
+            self.proto = "mptcp"
+            out.append(text)
+            if not ok:
+                raise _Bad
+            return datalen
+        if opt == 34:
+            self.lencheck(datalen)
+            out.append(" " + _fastopen(o[cp : cp + datalen], False))
+            return datalen
+        if opt == 254:
+            self.lencheck(datalen)
+            if datalen < 2:
+                raise _Bad
+            magic = _U16.unpack_from(o, cp)[0]
+            if magic == 0xF989:
+                out.append("-" + _fastopen(o[cp + 2 : cp + datalen], True))
+            else:
+                out.append(f"-{magic:04x}")
+            return datalen
+        if datalen:
+            out.append(" 0x")
+        for i in range(datalen):
+            self.lencheck(i + 1)
+            out.append(f"{o[cp + i]:02x}")
+        return datalen
+
+    def sack(self, datalen: int) -> int:
+        if datalen % 8:
+            self.out.append(" invalid sack")
+            return datalen
+        self.out.append(f" {datalen // 8} ")
+        base = self.thseq if self.rev else self.thack
+        for i in range(0, datalen, 8):
+            self.lencheck(i + 4)
+            self.lencheck(i + 8)
+            s, e = _TS.unpack_from(self.o, self.cp + i)
+            self.out.append(f"{{{(s - base) & M32}:{(e - base) & M32}}}")
+        return datalen
+
+    def tcp_ao(self, datalen: int) -> int:
+        o, cp = self.o, self.cp
+        if datalen < 2:
+            self.out.append(" (invalid)")
+            return datalen
+        self.lencheck(1)
+        self.out.append(f" keyid {o[cp]}")
+        self.lencheck(2)
+        self.out.append(f" rnextkeyid {o[cp + 1]}")
+        if datalen > 2:
+            self.out.append(" mac 0x")
+            for i in range(2, datalen):
+                self.lencheck(i + 1)
+                self.out.append(f"{o[cp + i]:02x}")
+        return datalen
+
+    def md5_words(self) -> str:
+        """tcp_verify_signature() without a secret (-M): it only says why it cannot check."""
+        p = self.p
+        if p.l4_off + p.tcp_hdr_len + (p.tcp_len - p.tcp_hdr_len) > p.snap_end:
+            return "snaplen too short, can't check - "
+        return "shared secret not supplied with -M, can't check - "
+
+
+def _fastopen(cookie: bytes, exp: bool) -> str:
+    """print_tcp_fastopen_option()."""
+    out = "tfo" if exp else ""
+    n = len(cookie)
+    if n == 0:
+        return out + " cookiereq"
+    if n % 2 or n < 4 or n > 16:
+        return out + " (invalid)"
+    return out + " cookie " + cookie.hex()
+
+
+_MPTCP_NAMES = ("capable", "join", "dss", "add-addr", "rem-addr", "prio", "fail", "fast-close",
+                "unknown")  # fmt: skip
+
+
+def _mptcp(opt: bytes, length: int, flags: int) -> tuple[str, bool]:
+    """mptcp_print() of print-mptcp.c: (text, ok); not ok where it returns 0 (bad opt)."""
+    if length < 3:
+        return "", False
+    subtype = min(opt[2] >> 4, 8)
+    head = f" {length} {_MPTCP_NAMES[subtype]}"
+    body = _MPTCP_PRINTERS[subtype](opt, length, flags)
+    return (head, False) if body is None else (head + body, True)
+
+
+def _mp_capable(opt: bytes, n: int, flags: int) -> Optional[str]:
+    if not ((n in (12, 4) and flags & SYN) or (n in (20, 22) and flags & (SYN | ACK) == ACK)):
+        return None
+    version = opt[2] & 0xF
+    if version > 1:
+        return f" Unknown Version ({version})"
+    out = f" v{version}"
+    if opt[3] & 0x80:
+        out += " csum"
+    if n == 12 or n >= 20:
+        out += f" {{0x{_U64.unpack_from(opt, 4)[0]:x}"
+        if n >= 20:
+            out += f",0x{_U64.unpack_from(opt, 12)[0]:x}"
+        out += "}"
+    return out
+
+
+def _mp_join(opt: bytes, n: int, flags: int) -> Optional[str]:
+    if not ((n == 12 and flags & SYN) or (n == 16 and flags & (SYN | ACK) == SYN | ACK)
+            or (n == 24 and flags & ACK)):  # fmt: skip
+        return None
+    out = ""
+    if n != 24:
+        out += (" backup" if opt[2] & 1 else "") + f" id {opt[3]}"
+    if n == 12:
+        out += f" token 0x{_U32.unpack_from(opt, 4)[0]:x} nonce 0x{_U32.unpack_from(opt, 8)[0]:x}"
+    elif n == 16:
+        out += f" hmac 0x{_U64.unpack_from(opt, 4)[0]:x} nonce 0x{_U32.unpack_from(opt, 12)[0]:x}"
+    else:
+        out += " hmac 0x" + opt[4:24].hex()
+    return out
+
+
+def _mp_dss(opt: bytes, n: int, flags: int) -> Optional[str]:
+    if n < 4 or flags & SYN:
+        return None
+    f = opt[3]
+    out = " fin" if f & 0x10 else ""
+    i, left = 4, n - 4
+    if f & 0x01:
+        size = 8 if f & 0x02 else 4
+        if left < size:
+            return None
+        out += f" ack {int.from_bytes(opt[i : i + size], 'big')}"
+        i, left = i + size, left - size
+    if f & 0x04:
+        size = 8 if f & 0x08 else 4
+        if left < size:
+            return None
+        out += f" seq {int.from_bytes(opt[i : i + size], 'big')}"
+        i, left = i + size, left - size
+        if left < 4:
+            return None
+        out += f" subseq {_U32.unpack_from(opt, i)[0]}"
+        i, left = i + 4, left - 4
+        if left < 2:
+            return None
+        out += f" len {_U16.unpack_from(opt, i)[0]}"
+        i, left = i + 2, left - 2
+        if left >= 2:
+            out += f" csum 0x{_U16.unpack_from(opt, i)[0]:x}"
+            left -= 2
+    return None if left else out
+
+
+_ADD_ADDR_ECHO = {0x6: "v0-ip6", 0x4: "v0-ip4", 0x1: "v1-echo", 0x0: "v1"}
+
+
+def _mp_add_addr(opt: bytes, n: int, flags: int) -> Optional[str]:
+    if n not in (8, 10, 16, 18, 20, 22, 28, 30):
+        return None
+    out = f" {_ADD_ADDR_ECHO.get(opt[2] & 0xF, '[bad version/echo]')} id {opt[3]}"
+    v6 = n >= 20
+    alen = 16 if v6 else 4
+    out += " " + Decoder().addr(bytes(opt[4 : 4 + alen]))
+    if n in (10, 18, 22, 30):
+        out += f":{_U16.unpack_from(opt, 4 + alen)[0]}"
+    if n in (16, 28):
+        out += f" hmac 0x{_U64.unpack_from(opt, 4 + alen)[0]:x}"
+    if n in (18, 30):
+        out += f" hmac 0x{_U64.unpack_from(opt, 6 + alen)[0]:x}"
+    return out
+
+
+def _mp_remove_addr(opt: bytes, n: int, flags: int) -> Optional[str]:
+    if n < 4:
+        return None
+    return " id" + "".join(f" {b}" for b in opt[3:n])
+
+
+def _mp_prio(opt: bytes, n: int, flags: int) -> Optional[str]:
+    if n not in (3, 4):
+        return None
+    out = " backup" if opt[2] & 1 else " non-backup"
+    return out + (f" id {opt[3]}" if n == 4 else "")
+
+
+def _mp_fail(opt: bytes, n: int, flags: int) -> Optional[str]:
+    return f" seq {_U64.unpack_from(opt, 4)[0]}" if n == 12 else None
+
+
+def _mp_fast_close(opt: bytes, n: int, flags: int) -> Optional[str]:
+    return f" key 0x{_U64.unpack_from(opt, 4)[0]:x}" if n == 12 else None
+
+
+_MPTCP_PRINTERS = (_mp_capable, _mp_join, _mp_dss, _mp_add_addr, _mp_remove_addr, _mp_prio,
+                   _mp_fail, _mp_fast_close, lambda opt, n, flags: "")  # fmt: skip
