@@ -101,7 +101,7 @@ def make_producer(ring_size: int, record_size: int, discard_every: int = 0) -> P
 
 
 def _fill(prod: Producer, rb: RingBuffer) -> int:
-    n = rb.size // slot_size(prod.record_size)
+    n = (rb.size - 1) // slot_size(prod.record_size)  # a producer stays < size bytes ahead
     prod.run(n)
     return n
 

@@ -151,24 +151,23 @@ class RingBuffer:
             prod = min(prod, cons + max_records * slot)
         while cons < prod:
             off = cons & self._mask
-            n = (prod - cons) // slot
-            if n == 0:
-                raise ValueError(f"ring holds a partial record at position {cons}")
-            headers = self._words[off >> 2 : (off >> 2) + n * stride : stride]
-            if headers.tobytes() == pattern * n:
-                parts.append(self._data[off : off + n * slot].tobytes())
-                count += n
-                cons += n * slot
-                break
-            good = _first_mismatch(headers, record_size)
+            # Slots in the span; at least one header is there to look at (cons < prod).
+            n = max(1, (prod - cons) // slot)
+            with self._words[off >> 2 : (off >> 2) + n * stride : stride] as headers:
+                if headers.tobytes() == pattern * n:
+                    good, hdr = n, record_size
+                else:
+                    good = _first_mismatch(headers, record_size)
+                    hdr = headers[good]
             if good:
                 parts.append(self._data[off : off + good * slot].tobytes())
                 count += good
                 cons += good * slot
-            hdr = headers[good]
-            if hdr & BUSY:
+            if good == n or hdr & BUSY:
                 break
             if not hdr & DISCARD:
+                if parts:  # hand over what we have; the next call reports the odd record
+                    break
                 raise ValueError(
                     f"ring record at position {cons} is {hdr & _LEN_MASK} bytes, "
                     f"not the fixed size {record_size}"
@@ -204,8 +203,11 @@ class RingBuffer:
         self._epoll.close()
         for view in (self._cons, self._prod, self._words, self._data):
             view.release()
-        self._cons_map.close()
-        self._prod_map.close()
+        for m in (self._cons_map, self._prod_map):
+            try:
+                m.close()
+            except BufferError:  # a caller still holds a view: unmapped when that goes away
+                pass
 
     def __enter__(self) -> RingBuffer:
         return self

@@ -1,0 +1,165 @@
+"""The ring-buffer reader against a real ring filled by a real program.
+
+The producer (bench/ringbuf_drain.py, the same one the benchmark measures) is an XDP program run
+with BPF_PROG_TEST_RUN: each run takes a sequence number from an array map with an atomic
+fetch-add and submits a record ``seq, ~seq`` (or discards it). So a reader that loses, repeats or
+reorders a record, or reads a wrapped one wrongly, shows up as a broken sequence.
+"""
+
+from __future__ import annotations
+
+import struct
+import threading
+import time
+
+import pytest
+
+from pybpf.ringbuf import RingBuffer, slot_size
+
+pytestmark = pytest.mark.system
+
+MASK = (1 << 64) - 1
+
+
+@pytest.fixture
+def producer_factory():
+    from bench.ringbuf_drain import make_producer
+
+    made = []
+
+    def make(ring_size: int, record_size: int, discard_every: int = 0):
+        p = make_producer(ring_size, record_size, discard_every)
+        made.append(p)
+        return p, RingBuffer.from_map(p.ring_map)
+
+    yield make
+    for p in made:
+        p.close()
+
+
+def seqs_of(records: list[bytes], record_size: int) -> list[int]:
+    out = []
+    for r in records:
+        assert len(r) == record_size
+        seq, inv = struct.unpack_from("=QQ", r)
+        assert inv == seq ^ MASK, "record body corrupted"
+        out.append(seq)
+    return out
+
+
+def seqs_of_blob(blob: bytes, count: int, record_size: int) -> list[int]:
+    slot = slot_size(record_size)
+    assert len(blob) == count * slot
+    rec = struct.Struct(f"=8xQQ{slot - 24}x")
+    out = []
+    for seq, inv in rec.iter_unpack(blob):
+        assert inv == seq ^ MASK
+        out.append(seq)
+    return out
+
+
+def test_every_record_read_once_in_order(producer_factory) -> None:
+    prod, rb = producer_factory(1 << 20, 40)
+    prod.run(5000)
+    assert rb.available() == 5000 * slot_size(40)
+    records = rb.drain()
+    assert seqs_of(records, 40) == list(range(5000))
+    assert rb.available() == 0
+    assert rb.drain() == []
+    rb.close()
+
+
+def test_max_records_then_the_rest(producer_factory) -> None:
+    prod, rb = producer_factory(1 << 16, 16)
+    prod.run(100)
+    first = rb.drain(max_records=30)
+    rest = rb.drain()
+    assert seqs_of(first + rest, 16) == list(range(100))
+    rb.close()
+
+
+def test_small_ring_wraps_and_records_straddle_the_end(producer_factory) -> None:
+    # 4096-byte ring, 72-byte slots: 4096 is not a multiple of 72, so records cross the end of
+    # the data area and read back whole only thanks to the double mapping.
+    prod, rb = producer_factory(4096, 64)
+    seen: list[int] = []
+    for _ in range(50):
+        prod.run(37)
+        seen += seqs_of(rb.drain(), 64)
+    assert seen == list(range(50 * 37))
+    assert rb.consumer_pos > 10 * rb.size  # wrapped many times
+    rb.close()
+
+
+def test_drain_fixed_on_a_wrapping_ring(producer_factory) -> None:
+    prod, rb = producer_factory(4096, 24)
+    seen: list[int] = []
+    for _ in range(40):
+        prod.run(50)
+        blob, count = rb.drain_fixed(24)
+        assert count == 50
+        seen += seqs_of_blob(blob, count, 24)
+    assert seen == list(range(40 * 50))
+    rb.close()
+
+
+def test_discarded_records_are_skipped(producer_factory) -> None:
+    prod, rb = producer_factory(1 << 16, 16, discard_every=3)
+    prod.run(300)
+    expected = [s for s in range(300) if s % 3 != 2]
+    assert seqs_of(rb.drain(), 16) == expected
+    prod.run(300)
+    blob, count = rb.drain_fixed(16)
+    assert seqs_of_blob(blob, count, 16) == [s for s in range(300, 600) if s % 3 != 2]
+    rb.close()
+
+
+def test_full_ring_keeps_the_oldest_records(producer_factory) -> None:
+    prod, rb = producer_factory(4096, 56)
+    # The kernel lets the producer run at most size - 1 bytes ahead of the consumer.
+    fits = (4096 - 1) // slot_size(56)
+    prod.run(fits + 25)  # the last 25 reservations fail: the ring is full
+    assert seqs_of(rb.drain(), 56) == list(range(fits))
+    prod.run(3)
+    assert seqs_of(rb.drain(), 56) == [fits + 25, fits + 26, fits + 27]
+    rb.close()
+
+
+def test_drain_fixed_refuses_a_record_of_another_size(producer_factory) -> None:
+    prod, rb = producer_factory(4096, 32)
+    prod.run(2)
+    # 24-byte records would also take 32-byte slots; the length in the header tells them apart.
+    with pytest.raises(ValueError, match="is 32 bytes, not the fixed size 24"):
+        rb.drain_fixed(24)
+    assert rb.available() == 2 * slot_size(32)  # nothing consumed
+    blob, count = rb.drain_fixed(32)
+    assert seqs_of_blob(blob, count, 32) == [0, 1]
+    rb.close()
+
+
+def test_poll_sleeps_without_data_and_wakes_when_data_arrives(producer_factory) -> None:
+    prod, rb = producer_factory(1 << 16, 16)
+    t0 = time.monotonic()
+    assert rb.poll(100) is False
+    assert time.monotonic() - t0 >= 0.09
+    timer = threading.Timer(0.2, prod.run, args=(3,))
+    timer.start()
+    try:
+        t0 = time.monotonic()
+        assert rb.poll(10_000) is True
+        woke = time.monotonic() - t0
+    finally:
+        timer.join()
+    assert 0.15 <= woke < 5
+    assert seqs_of(rb.drain(), 16) == [0, 1, 2]
+    rb.close()
+
+
+def test_close_is_idempotent_and_context_manager(producer_factory) -> None:
+    prod, rb = producer_factory(4096, 16)
+    with rb:
+        prod.run(1)
+        assert len(rb.drain()) == 1
+    rb.close()
+    with pytest.raises(ValueError, match="power of two"):
+        RingBuffer(prod.ring_map.fd, 3000)
