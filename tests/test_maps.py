@@ -202,3 +202,32 @@ def test_wrong_key_size_is_refused_before_the_kernel() -> None:
     m = Map.create(MapType.HASH, 8, 4, 1, name="k8")
     with m, pytest.raises(ValueError, match="key is 4 bytes, not 8"):
         m.update(b"abcd", 1)
+
+
+def test_pinning_mounts_bpffs_when_missing() -> None:
+    """In a private mount namespace without bpffs, pinning mounts it at /sys/fs/bpf first."""
+    code = (
+        "import sys\n"
+        "from pybpf.maps import Map\n"
+        "from pybpf.bpffs import is_bpffs\n"
+        "assert not is_bpffs('/sys/fs/bpf'), 'bpffs still mounted'\n"
+        "with Map.create(2, 4, 4, 1, name='m') as m:\n"
+        "    m.pin('/sys/fs/bpf/pybpf-mount-test/m')\n"
+        "print(is_bpffs('/sys/fs/bpf/pybpf-mount-test'))\n"
+    )
+    script = f'umount -l /sys/fs/bpf 2>/dev/null; exec {sys.executable} -c "$0"'
+    res = run(
+        need_tool("unshare"),
+        "--mount",
+        "--propagation",
+        "private",
+        "sh",
+        "-c",
+        script,
+        code,
+        check=False,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.strip() == "True"
+    # The host's own bpffs is untouched.
+    assert not Path("/sys/fs/bpf/pybpf-mount-test").exists()
