@@ -1,0 +1,286 @@
+"""pcap files: a writer for captures and a reader for ``-r`` (classic pcap and pcapng).
+
+Classic pcap (draft-ietf-opsawg-pcap): a 24-byte file header, then per packet a 16-byte record
+header and the captured bytes; the magic number gives the byte order and whether the fraction
+is micro- or nanoseconds (layouts in ``xdptcp.layouts``). pcapng (draft-ietf-opsawg-pcapng) is
+read too: section header, interface description (link type, ``if_tsresol``), enhanced and simple
+packet blocks; other blocks are skipped.
+
+The writer opens a path with ``O_NOFOLLOW`` so that a symlink planted where the capture goes is
+never followed (writing as root through someone else's symlink would clobber its target), and
+creates the file with mode 0644 minus the umask. ``-`` writes to standard output.
+"""
+
+from __future__ import annotations
+
+import os
+import struct
+import sys
+from collections.abc import Iterable, Iterator
+from typing import BinaryIO, Union
+
+from xdptcp.layouts import LINKTYPE_ETHERNET, PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO, PCAPNG_MAGIC
+
+MAX_RECORD = 262144  # tcpdump's MAXIMUM_SNAPLEN: no record is allowed to be longer
+_FILE_HEADER = {"<": struct.Struct("<IHHiIII"), ">": struct.Struct(">IHHiIII")}
+_RECORD = {"<": struct.Struct("<IIII"), ">": struct.Struct(">IIII")}
+_NATIVE_RECORD = struct.Struct("=IIII")
+
+PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
+
+
+class PcapError(Exception):
+    """A pcap file that cannot be written or read; the message names the file and record."""
+
+
+class PcapWriter:
+    """Writes a classic pcap file in the machine's byte order; a context manager."""
+
+    def __init__(
+        self,
+        file_or_path: PathOrFile,
+        snaplen: int = 262144,
+        nano: bool = False,
+        linktype: int = LINKTYPE_ETHERNET,
+    ) -> None:
+        self.snaplen = snaplen
+        self.nano = nano
+        self._div = 1 if nano else 1000
+        self._per_sec = 1_000_000_000 // self._div
+        self._owned = False
+        self._is_stdout = file_or_path == "-"
+        if self._is_stdout:
+            self._out = sys.stdout.buffer
+        elif isinstance(file_or_path, (str, os.PathLike)):
+            self._out = _open_no_follow(os.fspath(file_or_path))
+            self._owned = True
+        else:
+            self._out = file_or_path
+        self.name = "stdout" if self._is_stdout else str(getattr(self._out, "name", "pcap file"))
+        magic = PCAP_MAGIC_NANO if nano else PCAP_MAGIC_MICRO
+        self._out.write(struct.pack("=IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
+        if self._is_stdout:
+            self._out.flush()
+
+    def _record(self, ts_ns: int, data, wire_len: int) -> bytes:
+        sec, frac = divmod(ts_ns // self._div, self._per_sec)
+        incl = min(len(data), self.snaplen)
+        return _NATIVE_RECORD.pack(sec, frac, incl, max(wire_len, incl)) + bytes(data[:incl])
+
+    def write(self, ts_ns: int, data, wire_len: int) -> None:
+        self._out.write(self._record(ts_ns, data, wire_len))
+
+    def write_batch(self, records: Iterable[tuple[int, bytes, int]]) -> None:
+        """Many (ts_ns, data, wire_len) in one write call; stdout is flushed per batch."""
+        rec = self._record
+        self._out.write(b"".join([rec(ts, data, wire) for ts, data, wire in records]))
+        if self._is_stdout:
+            self._out.flush()
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._out is None:
+            return
+        try:
+            self._out.flush()
+        finally:
+            if self._owned:
+                self._out.close()
+            self._out = None
+
+    def __enter__(self) -> PcapWriter:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def _open_no_follow(path: str) -> BinaryIO:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC | os.O_NOFOLLOW
+    try:
+        fd = os.open(path, flags, 0o644)
+    except OSError as e:
+        if os.path.islink(path):
+            raise PcapError(
+                f"{path}: is a symbolic link; refusing to write a capture through it "
+                "(name the target itself)"
+            ) from None
+        raise PcapError(f"{path}: cannot create the pcap file: {e.strerror}") from None
+    return os.fdopen(fd, "wb", buffering=1 << 16)
+
+
+class PcapReader:
+    """Iterates ``(ts_ns, data, wire_len)`` over a pcap or pcapng file of Ethernet frames."""
+
+    def __init__(self, file_or_path: PathOrFile) -> None:
+        self._owned = isinstance(file_or_path, (str, os.PathLike))
+        if self._owned:
+            self.name = os.fspath(file_or_path)
+            try:
+                self._in: BinaryIO = open(self.name, "rb")  # noqa: SIM115 (closed by close())
+            except OSError as e:
+                raise PcapError(f"{self.name}: cannot open: {e.strerror}") from None
+        else:
+            self._in = file_or_path
+            self.name = str(getattr(file_or_path, "name", "pcap file"))
+        head = self._in.read(24)
+        if len(head) < 4:
+            self.close()
+            raise PcapError(f"{self.name}: not a pcap file (only {len(head)} bytes)")
+        (magic,) = struct.unpack("<I", head[:4])
+        self.pcapng = magic == PCAPNG_MAGIC
+        if self.pcapng:
+            self._head = head
+            self.nano, self.snaplen, self.linktype = False, MAX_RECORD, LINKTYPE_ETHERNET
+            return
+        for order in "<>":
+            (m,) = struct.unpack(order + "I", head[:4])
+            if m in (PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO):
+                break
+        else:
+            self.close()
+            raise PcapError(f"{self.name}: not a pcap file (magic 0x{magic:08x})")
+        if len(head) < 24:
+            self.close()
+            raise PcapError(f"{self.name}: truncated pcap file header ({len(head)} of 24 bytes)")
+        self._order = order
+        _, _, _, _, _, self.snaplen, linktype = _FILE_HEADER[order].unpack(head)
+        self.nano = m == PCAP_MAGIC_NANO
+        self.linktype = linktype & 0xFFFF
+        if self.linktype != LINKTYPE_ETHERNET:
+            self.close()
+            raise PcapError(
+                f"{self.name}: link type {self.linktype} is not Ethernet (1); xdptcp reads "
+                "Ethernet captures only"
+            )
+
+    def __iter__(self) -> Iterator[tuple[int, bytes, int]]:
+        if self.pcapng:
+            yield from _pcapng_records(self._in, self._head, self.name)
+            return
+        read, rec = self._in.read, _RECORD[self._order]
+        mult = 1 if self.nano else 1000
+        n = 0
+        while True:
+            head = read(16)
+            n += 1
+            if not head:
+                return
+            if len(head) < 16:
+                raise PcapError(
+                    f"{self.name}: record {n}: truncated record header ({len(head)} of 16 bytes)"
+                )
+            sec, frac, incl, orig = rec.unpack(head)
+            if incl > MAX_RECORD:
+                raise PcapError(
+                    f"{self.name}: record {n}: captured length {incl} is bogus "
+                    f"(more than {MAX_RECORD}); the file is damaged"
+                )
+            data = read(incl)
+            if len(data) < incl:
+                raise PcapError(
+                    f"{self.name}: record {n}: truncated data ({len(data)} of {incl} bytes)"
+                )
+            yield (sec * 1_000_000_000 + frac * mult, data, orig)
+
+    def close(self) -> None:
+        if self._owned and self._in is not None:
+            self._in.close()
+        self._in = None
+
+    def __enter__(self) -> PcapReader:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+def read_pcap(path: PathOrFile) -> list[tuple[int, bytes, int]]:
+    """Every record of a file (small files and tests)."""
+    with PcapReader(path) as r:
+        return list(r)
+
+
+# ---- pcapng ----------------------------------------------------------------------------------
+
+_SHB, _IDB, _SPB, _EPB = 0x0A0D0D0A, 1, 3, 6
+_BYTE_ORDER_MAGIC = 0x1A2B3C4D
+_MAX_BLOCK = MAX_RECORD + 4096  # a packet block never needs more; anything else is skipped
+
+
+def _pcapng_records(f: BinaryIO, head: bytes, name: str) -> Iterator[tuple[int, bytes, int]]:
+    """Enhanced/simple packet blocks of every section, timestamps scaled by ``if_tsresol``."""
+    buf = head
+    order = "<"
+    ifaces: list[tuple[int, int]] = []  # (linktype, ticks per second) per interface
+    n = 0
+    while True:
+        need = 8 - len(buf)
+        if need > 0:
+            buf += f.read(need)
+        if not buf:
+            return
+        n += 1
+        if len(buf) < 8:
+            raise PcapError(f"{name}: block {n}: truncated block header ({len(buf)} of 8 bytes)")
+        btype = struct.unpack_from("<I", buf)[0]
+        if btype == _SHB:
+            rest = buf[8:12] if len(buf) >= 12 else buf[8:] + f.read(12 - len(buf))
+            if len(rest) < 4:
+                raise PcapError(f"{name}: block {n}: truncated section header")
+            order = "<" if struct.unpack("<I", rest)[0] == _BYTE_ORDER_MAGIC else ">"
+            ifaces = []
+        btype, blen = struct.unpack_from(order + "II", buf)
+        if blen < 12 or blen % 4 or blen > 1 << 24:
+            raise PcapError(f"{name}: block {n}: bogus block length {blen}; the file is damaged")
+        body = f.read(blen - len(buf)) if btype in (_SHB, _IDB, _SPB, _EPB) else None
+        if body is None:
+            if blen > _MAX_BLOCK:
+                f.seek(blen - len(buf), os.SEEK_CUR)
+            else:
+                body = f.read(blen - len(buf))
+                if len(body) < blen - len(buf):
+                    raise PcapError(f"{name}: block {n}: truncated block")
+            buf = b""
+            continue
+        block = buf[8:] + body
+        buf = b""
+        if len(block) < blen - 8:
+            raise PcapError(f"{name}: block {n}: truncated ({len(block) + 8} of {blen} bytes)")
+        if btype == _IDB:
+            ifaces.append(_interface(block, order, name, n))
+        elif btype == _EPB:
+            iface, hi, lo, incl, orig = struct.unpack_from(order + "IIIII", block)
+            if iface >= len(ifaces) or incl > MAX_RECORD or 20 + incl > len(block):
+                raise PcapError(f"{name}: block {n}: bad enhanced packet block")
+            yield _ns((hi << 32) | lo, ifaces[iface][1]), block[20 : 20 + incl], orig
+        elif btype == _SPB and ifaces:
+            (orig,) = struct.unpack_from(order + "I", block)
+            incl = min(orig, len(block) - 8)
+            yield 0, block[4 : 4 + incl], orig
+
+
+def _interface(block: bytes, order: str, name: str, n: int) -> tuple[int, int]:
+    linktype = struct.unpack_from(order + "H", block)[0]
+    if linktype != LINKTYPE_ETHERNET:
+        raise PcapError(
+            f"{name}: block {n}: interface link type {linktype} is not Ethernet (1); xdptcp "
+            "reads Ethernet captures only"
+        )
+    ticks, i = 1_000_000, 8
+    while i + 4 <= len(block) - 4:
+        code, olen = struct.unpack_from(order + "HH", block, i)
+        if code == 0:
+            break
+        if code == 9 and olen >= 1:  # if_tsresol: 10^-v, or 2^-v with the top bit set
+            v = block[i + 4]
+            ticks = 1 << (v & 0x7F) if v & 0x80 else 10**v
+        i += 4 + (olen + 3) // 4 * 4
+    return linktype, ticks
+
+
+def _ns(ticks: int, per_second: int) -> int:
+    sec, frac = divmod(ticks, per_second)
+    return sec * 1_000_000_000 + frac * 1_000_000_000 // per_second

@@ -1,0 +1,48 @@
+"""The ``-r FILE`` job: read a capture file and print its TCP packets with a formatter.
+
+``formatter`` is anything with ``format(ts_ns, frame, wire_len, ifname) -> str | None``
+(``xdptcp.tcpdump.TextFormatter``, ``xdptcp.jsonfmt.JsonFormatter``); frames it answers None for
+(not TCP) are skipped. Output is written in batches: one write call per batch of lines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Optional, TextIO
+
+from xdptcp.packet import Decoder
+from xdptcp.pcap import PathOrFile, PcapReader
+
+BATCH = 1024
+
+
+def print_file(path: PathOrFile, formatter, out: TextIO, count: Optional[int] = None) -> int:
+    """Print the TCP packets of ``path`` to ``out``; stop after ``count``. Returns how many."""
+    printed = 0
+    lines: list[str] = []
+    fmt = formatter.format
+    with PcapReader(path) as reader:
+        for ts_ns, data, wire_len in reader:
+            line = fmt(ts_ns, data, wire_len, "")
+            if line is None:
+                continue
+            lines.append(line)
+            printed += 1
+            if count is not None and printed >= count:
+                break
+            if len(lines) >= BATCH:
+                out.write("\n".join(lines) + "\n")
+                lines = []
+    if lines:
+        out.write("\n".join(lines) + "\n")
+    out.flush()
+    return printed
+
+
+def read_tcp_frames(path: PathOrFile) -> Iterator[tuple[int, bytes, int]]:
+    """``(ts_ns, frame, wire_len)`` for each frame of the file that decodes as TCP."""
+    decoder = Decoder()
+    with PcapReader(path) as reader:
+        for ts_ns, data, wire_len in reader:
+            if decoder.decode(data, wire_len) is not None:
+                yield ts_ns, data, wire_len
