@@ -233,6 +233,13 @@ class Map:
         """Delete ``key``; False when there was no such key."""
         return sc.map_delete_elem(self.fd, self._key(key), name=self.name)
 
+    def pop(self, key: Union[bytes, int] = b"") -> Optional[Value]:
+        """Look up and delete in one step (a queue's or stack's pop; no key for those)."""
+        raw = sc.map_lookup_and_delete_elem(
+            self.fd, self._key(key), self._buffer_size(), name=self.name
+        )
+        return None if raw is None else self._split(raw)
+
     def keys(self) -> Iterator[bytes]:
         """Keys in the kernel's order. A hash map changed while iterating may restart or skip
         (the kernel continues from the first key when the current one was deleted)."""

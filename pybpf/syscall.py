@@ -545,6 +545,11 @@ def _in_buf(data: bytes) -> ctypes.Array:
     return ctypes.create_string_buffer(bytes(data), max(len(data), 1))
 
 
+def _key_buf(key: bytes) -> Optional[ctypes.Array]:
+    # Maps without keys (queue, stack, bloom filter) want a NULL key pointer: non-NULL is EINVAL.
+    return _in_buf(key) if key else None
+
+
 _NAME_CHARS = frozenset("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.")
 
 
@@ -618,7 +623,7 @@ def map_lookup_elem(
     map_fd: int, key: bytes, value_size: int, *, flags: int = 0, name: str = ""
 ) -> Optional[bytes]:
     """The value stored under ``key``, or None when there is none (ENOENT)."""
-    kbuf = _in_buf(key)
+    kbuf = _key_buf(key)
     vbuf = ctypes.create_string_buffer(max(value_size, 1))
     ret, err, _ = bpf_raw(
         BPFCmd.MAP_LOOKUP_ELEM,
@@ -635,10 +640,30 @@ def map_lookup_elem(
     return vbuf.raw[:value_size]
 
 
+def map_lookup_and_delete_elem(
+    map_fd: int, key: bytes, value_size: int, *, name: str = ""
+) -> Optional[bytes]:
+    """Take the value under ``key`` out of the map (for a queue or stack: pop). None if empty."""
+    kbuf = _key_buf(key)
+    vbuf = ctypes.create_string_buffer(max(value_size, 1))
+    ret, err, _ = bpf_raw(
+        BPFCmd.MAP_LOOKUP_AND_DELETE_ELEM,
+        map_elem_attr,
+        map_fd=map_fd,
+        key=_addr(kbuf),
+        value=_addr(vbuf),
+    )
+    if ret < 0:
+        if err == _errno.ENOENT:
+            return None
+        raise SyscallError(f"cannot take an element out of {_quoted('map', name)}", err)
+    return vbuf.raw[:value_size]
+
+
 def map_update_elem(
     map_fd: int, key: bytes, value: bytes, *, flags: int = BPF_ANY, name: str = ""
 ) -> None:
-    kbuf, vbuf = _in_buf(key), _in_buf(value)
+    kbuf, vbuf = _key_buf(key), _in_buf(value)
     bpf(
         BPFCmd.MAP_UPDATE_ELEM,
         map_elem_attr,
@@ -652,7 +677,7 @@ def map_update_elem(
 
 def map_delete_elem(map_fd: int, key: bytes, *, name: str = "") -> bool:
     """Delete ``key``. False when it was not there (ENOENT)."""
-    kbuf = _in_buf(key)
+    kbuf = _key_buf(key)
     ret, err, _ = bpf_raw(BPFCmd.MAP_DELETE_ELEM, map_elem_attr, map_fd=map_fd, key=_addr(kbuf))
     if ret < 0:
         if err == _errno.ENOENT:
@@ -665,7 +690,7 @@ def map_get_next_key(
     map_fd: int, key: Optional[bytes], key_size: int, *, name: str = ""
 ) -> Optional[bytes]:
     """The key after ``key`` (the first key when ``key`` is None); None at the end."""
-    kbuf = _in_buf(key) if key is not None else None
+    kbuf = _key_buf(key) if key is not None else None
     nbuf = ctypes.create_string_buffer(max(key_size, 1))
     ret, err, _ = bpf_raw(
         BPFCmd.MAP_GET_NEXT_KEY,

@@ -231,3 +231,12 @@ def test_pinning_mounts_bpffs_when_missing() -> None:
     assert res.stdout.strip() == "True"
     # The host's own bpffs is untouched.
     assert not Path("/sys/fs/bpf/pybpf-mount-test").exists()
+
+
+def test_queue_has_no_keys_and_peeks_in_fifo_order() -> None:
+    with Map.create(MapType.QUEUE, 0, 4, 4, name="q") as q:
+        q.update(b"", u32(1))
+        q.update(b"", u32(2))
+        assert q.lookup(b"") == u32(1)  # a peek: the oldest element stays
+        assert q.lookup(b"") == u32(1)
+        assert [q.pop(), q.pop(), q.pop()] == [u32(1), u32(2), None]
