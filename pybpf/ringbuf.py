@@ -25,7 +25,7 @@ from __future__ import annotations
 import mmap
 import select
 import struct
-from typing import Optional
+from typing import Any, Optional, Union
 
 BUSY = 1 << 31
 DISCARD = 1 << 30
@@ -47,7 +47,14 @@ class RingBuffer:
     of :func:`slot_size` bytes per record) copied in one slice, for ``struct.iter_unpack``.
     """
 
-    def __init__(self, map_fd: int, max_entries: Optional[int] = None):
+    def __init__(self, ring_map: Union[int, Any], max_entries: Optional[int] = None):
+        """``ring_map`` is a :class:`pybpf.maps.Map` of type RINGBUF or a map fd; the size is
+        read from the map (or its info) unless given."""
+        if isinstance(ring_map, int):
+            map_fd = ring_map
+        else:
+            map_fd = ring_map.fd
+            max_entries = max_entries or ring_map.max_entries
         if max_entries is None:
             from pybpf.syscall import map_info
 
@@ -74,9 +81,9 @@ class RingBuffer:
         self._closed = False
 
     @classmethod
-    def from_map(cls, bpf_map: object) -> RingBuffer:
-        """From a :class:`pybpf.maps.Map` of type RINGBUF."""
-        return cls(bpf_map.fd, bpf_map.max_entries)  # type: ignore[attr-defined]
+    def from_map(cls, bpf_map: Any) -> RingBuffer:
+        """From a :class:`pybpf.maps.Map` of type RINGBUF (same as ``RingBuffer(bpf_map)``)."""
+        return cls(bpf_map)
 
     # --- positions ----------------------------------------------------------------------------
 

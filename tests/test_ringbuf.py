@@ -163,3 +163,14 @@ def test_close_is_idempotent_and_context_manager(producer_factory) -> None:
     rb.close()
     with pytest.raises(ValueError, match="power of two"):
         RingBuffer(prod.ring_map.fd, 3000)
+
+
+def test_open_by_map_object_or_by_fd(producer_factory) -> None:
+    prod, rb = producer_factory(8192, 16)
+    rb.close()
+    with RingBuffer(prod.ring_map) as by_map, RingBuffer(prod.ring_map.fd) as by_fd:
+        assert by_map.size == by_fd.size == 8192  # by fd: the size comes from the map's info
+        prod.run(4)
+        assert by_fd.available() == by_map.available() == 4 * slot_size(16)
+        assert seqs_of(by_map.drain(), 16) == [0, 1, 2, 3]
+        assert by_fd.available() == 0  # one ring, one consumer position
