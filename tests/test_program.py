@@ -172,3 +172,27 @@ def test_info_fields(loaded: Program) -> None:
     info = loaded.info()
     assert info.xlated_prog_len == 16 and info.gpl_compatible and info.verified_insns == 2
     assert info.map_ids == ()
+
+
+def test_log_buffer_doubles_on_kernels_without_log_true_size(monkeypatch) -> None:
+    """Before 6.4 the kernel only says ENOSPC; the buffer doubles until the log fits."""
+    import ctypes
+
+    from pybpf import program as program_mod
+    from pybpf.syscall import ProgLoadResult
+
+    full_log = ("0: (b7) r0 = 0\n" * 700 + "R3 !read_ok\n").encode()
+    sizes = []
+
+    def fake_attempt(prog_type, code, *, log_level=0, log_buf=None, **kw):
+        sizes.append(len(log_buf))
+        ctypes.memmove(log_buf, full_log, min(len(full_log), len(log_buf) - 1))
+        fits = len(log_buf) > len(full_log)
+        return ProgLoadResult(-1, 13 if fits else 28, 0)  # EACCES, or ENOSPC; no true size
+
+    monkeypatch.setattr(program_mod.sc, "prog_load_attempt", fake_attempt)
+    with pytest.raises(VerifierError) as exc:
+        program_mod._load_with_log(ProgType.XDP, b"", {}, 1, 1024, "old", "xdp")
+    assert sizes == [1024, 2048, 4096, 8192, 16384]
+    assert exc.value.errno == 13 and exc.value.log == full_log.decode()
+    assert "R3 !read_ok" in str(exc.value)
