@@ -750,7 +750,10 @@ def map_freeze(map_fd: int, *, name: str = "") -> None:
 
 
 def kernel_supports_map_type(map_type: MapType) -> bool:
-    """Create a tiny map of this type and close it: the only reliable probe."""
+    """Create a tiny map of this type and close it: the only reliable probe.
+
+    Types that need BTF for their key/value (sk/inode/task storage) report False here.
+    """
     key, value, entries, flags = 4, 4, 1, 0
     if map_type in (MapType.RINGBUF, MapType.USER_RINGBUF):
         key, value, entries = 0, 0, os.sysconf("SC_PAGE_SIZE")

@@ -220,3 +220,13 @@ def test_unknown_interfaces_are_clear_errors() -> None:
 @system
 def test_ifindex_of_agrees_with_sysfs(veth: VethPair) -> None:
     assert nl.ifindex_of(veth.outer) == veth.outer_ifindex
+
+
+@system
+def test_list_links_agrees_with_ip_link(veth: VethPair) -> None:
+    shown = json.loads(run("ip", "-j", "link", "show").stdout)
+    ours = nl.list_links()
+    assert [(x.ifindex, x.name, x.mtu) for x in ours] == [
+        (x["ifindex"], x["ifname"], x["mtu"]) for x in shown
+    ]
+    assert [x.operstate.name for x in ours] == [x["operstate"] for x in shown]
