@@ -109,33 +109,31 @@ class RingBuffer:
     # --- reading --------------------------------------------------------------------------------
 
     def drain(self, max_records: Optional[int] = None) -> list[bytes]:
-        """Every submitted record available now (up to ``max_records``), each copied once."""
+        """The submitted records available now (up to ``max_records``), each copied once.
+
+        One pass up to the producer position read on entry: a producer faster than us cannot
+        keep a call from returning. ``poll()`` looks at the producer position again before it
+        sleeps, so nothing that arrives meanwhile is left waiting for a wakeup.
+        """
         out: list[bytes] = []
         append = out.append  # the loop below runs a million times a second: keep it local
         data, words, mask = self._data, self._words, self._mask
-        room = (1 << 62) if max_records is None else max_records
-        cons = self._cons[0]
-        while room > 0:
-            start, busy = cons, False
-            prod = self._prod[0]  # re-read: producers may have added records meanwhile
-            while cons < prod:
-                off = cons & mask
-                hdr = words[off >> 2]
-                if hdr & BUSY:  # reserved but not submitted yet: later records must wait
-                    busy = True
-                    break
-                length = hdr & _LEN_MASK
-                if not hdr & DISCARD:
-                    off += HDR_SIZE
-                    append(data[off : off + length].tobytes())
-                    room -= 1
-                cons += (length + HDR_SIZE + 7) & ~7
-                if not room:
-                    break
-            if cons != start:
-                self._publish(cons)
-            if busy or cons == start:
+        room = -1 if max_records is None else max_records
+        cons = start = self._cons[0]
+        prod = self._prod[0]
+        while cons < prod and room:
+            off = cons & mask
+            hdr = words[off >> 2]
+            if hdr & BUSY:  # reserved but not submitted yet: later records must wait
                 break
+            length = hdr & _LEN_MASK
+            if not hdr & DISCARD:
+                off += HDR_SIZE
+                append(data[off : off + length].tobytes())
+                room -= 1
+            cons += (length + HDR_SIZE + 7) & ~7
+        if cons != start:
+            self._publish(cons)
         return out
 
     def drain_fixed(self, record_size: int, max_records: Optional[int] = None) -> tuple[bytes, int]:
