@@ -53,6 +53,9 @@ _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
 _TS = struct.Struct("!II")
+# From the IP header of an untagged frame through the fixed TCP header (offsets in _fast).
+_FAST4 = struct.Struct("!BxHxxHxB2x4s4sHHIIBBH2xH")
+_FAST6 = struct.Struct("!IHBx16s16sHHIIBBH2xH")
 FLOW_TABLE_MAX = 1 << 20  # conversations remembered; tcpdump never forgets, a live capture must
 
 
@@ -101,6 +104,16 @@ class Clock:
         self._sec = -1
         self._sec_text = ""
 
+        if mode == "default" and not nano:
+            self.stamp = self._default_micro  # the usual case, measured: keep it short
+
+    def _default_micro(self, ts_ns: int) -> str:
+        sec, frac = divmod(ts_ns // 1000, 1_000_000)
+        if sec != self._sec:
+            self._sec = sec
+            self._sec_text = time.strftime("%H:%M:%S", time.localtime(sec))
+        return f"{self._sec_text}.{frac:06d} "
+
     def stamp(self, ts_ns: int) -> str:
         """The timestamp and its trailing space ('' for mode none)."""
         mode = self.mode
@@ -144,13 +157,84 @@ class TextFormatter:
         self.seqs = SeqTracker()
 
     def format(self, ts_ns: int, frame, wire_len: int, ifname: str = "") -> Optional[str]:
-        p = self.decoder.decode(frame, wire_len)
-        if p is None:
-            return None
-        head = self.clock.stamp(ts_ns)
+        body = self._fast(frame, wire_len)
+        if body is None:
+            p = self.decoder.decode(frame, wire_len)
+            if p is None:
+                return None
+            body = self.body(p, frame)
         if self.show_ifname:
-            head += f"{ifname:<5} In  "
-        return head + self.body(p, frame)
+            return f"{self.clock.stamp(ts_ns)}{ifname:<5} In  {body}"
+        return self.clock.stamp(ts_ns) + body
+
+    def _fast(self, frame, wire_len: int) -> Optional[str]:
+        """The common case in one pass: untagged IPv4 (IHL 5) or IPv6 without extension headers,
+        a whole TCP header with no options or nop,nop,TS, nothing odd. None: use the general path.
+
+        It computes exactly what ``body`` would (a test runs both on every frame it has).
+        """
+        n = len(frame)
+        if n > wire_len:
+            return None
+        if n >= 54 and frame[12] == 8 and frame[13] == 0:
+            vihl, ip_len, frag, proto, saddr, daddr, sport, dport, seq, ack, offx, flags, win, \
+                urg = _FAST4.unpack_from(frame, 14)  # fmt: skip
+            if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > wire_len - 14:
+                return None
+            end, length = 14 + ip_len, ip_len - 20
+            l4, ip = 34, "IP "
+        elif n >= 74 and frame[12] == 0x86 and frame[13] == 0xDD:
+            vtf, plen, nh, saddr, daddr, sport, dport, seq, ack, offx, flags, win, urg = \
+                _FAST6.unpack_from(frame, 14)  # fmt: skip
+            if vtf >> 28 != 6 or nh != 6 or not plen or plen + 40 > wire_len - 14:
+                return None
+            end, length = 54 + plen, plen
+            l4, ip = 54, "IP6 "
+        else:
+            return None
+        hlen = (offx >> 4) * 4
+        if n < end:
+            end = n
+        if hlen < 20 or hlen > length or l4 + hlen > end:
+            return None
+        if hlen == 20:
+            opts = ""
+        elif hlen == 32 and frame[l4 + 20 : l4 + 24] == b"\x01\x01\x08\x0a":
+            val, ecr = _TS.unpack_from(frame, l4 + 24)
+            opts = f", options [nop,nop,TS val {val} ecr {ecr}]"
+        else:
+            return None
+        addrs = self.decoder._addrs
+        src = addrs.get(saddr) or self.decoder.addr(saddr)
+        dst = addrs.get(daddr) or self.decoder.addr(daddr)
+        if flags & ACK and not self.absolute_seq:
+            rev = sport > dport
+            if sport == dport:
+                rev = saddr > daddr
+            key = (dst, src, dport, sport) if rev else (src, dst, sport, dport)
+            flows = self.seqs._flows
+            base = flows.get(key)
+            if base is None or flags & SYN:
+                if len(flows) >= FLOW_TABLE_MAX:
+                    flows.clear()
+                flows[key] = ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
+            elif rev:
+                seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
+            else:
+                seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
+        length -= hlen
+        if length > 0:
+            seqs = f", seq {seq}:{(seq + length) & M32}"
+        elif flags & 0x07:
+            seqs = f", seq {seq}"
+        else:
+            seqs = ""
+        acks = f", ack {ack}" if flags & ACK else ""
+        urgs = f", urg {urg}" if flags & URG else ""
+        return (
+            f"{ip}{src}.{sport} > {dst}.{dport}: Flags [{FLAG_TEXT[flags]}]{seqs}{acks}, "
+            f"win {win}{urgs}{opts}, length {length}"
+        )
 
     # -- the line after the timestamp --------------------------------------------------------
 
@@ -273,7 +357,8 @@ def _options(p: Packet, frame, flags: int, rev, thseq: int, thack: int) -> tuple
     if opts == b"\x01\x01\x08\x0a" + opts[4:] and p.tcp_hdr_len == 32 and len(opts) == 12:
         val, ecr = _TS.unpack_from(opts, 4)  # the common case: nop,nop,TS
         return f", options [nop,nop,TS val {val} ecr {ecr}]", "tcp", False
-    walk = _OptionWalk(p, flags, rev, thseq, thack)
+    # The walk may read past the header (a lying length): up to the capture end, like tcpdump.
+    walk = _OptionWalk(p, bytes(frame[p.l4_off + 20 : p.snap_end]), flags, rev, thseq, thack)
     try:
         walk.run()
     except _Bad:
@@ -289,9 +374,9 @@ def _options(p: Packet, frame, flags: int, rev, thseq: int, thack: int) -> tuple
 class _OptionWalk:
     """The option loop of tcp_print, byte for byte, including its length arithmetic."""
 
-    def __init__(self, p: Packet, flags: int, rev, thseq: int, thack: int) -> None:
+    def __init__(self, p: Packet, o: bytes, flags: int, rev, thseq: int, thack: int) -> None:
         self.p, self.flags, self.rev, self.thseq, self.thack = p, flags, rev, thseq, thack
-        self.o = p.options
+        self.o = o
         self.out: list[str] = []
         self.ch = False
         self.proto = "tcp"
@@ -462,6 +547,8 @@ def _mptcp(opt: bytes, length: int, flags: int) -> tuple[str, bool]:
     subtype = min(opt[2] >> 4, 8)
     head = f" {length} {_MPTCP_NAMES[subtype]}"
     body = _MPTCP_PRINTERS[subtype](opt, length, flags)
+    if isinstance(body, tuple):
+        return head + body[0], body[1]
     return (head, False) if body is None else (head + body, True)
 
 
@@ -498,36 +585,39 @@ def _mp_join(opt: bytes, n: int, flags: int) -> Optional[str]:
     return out
 
 
-def _mp_dss(opt: bytes, n: int, flags: int) -> Optional[str]:
+def _mp_dss(opt: bytes, n: int, flags: int) -> tuple[str, bool]:
+    """Prints as it parses: a short option fails after part of it was printed."""
     if n < 4 or flags & SYN:
-        return None
+        return "", False
     f = opt[3]
     out = " fin" if f & 0x10 else ""
     i, left = 4, n - 4
     if f & 0x01:
+        out += " ack "
         size = 8 if f & 0x02 else 4
         if left < size:
-            return None
-        out += f" ack {int.from_bytes(opt[i : i + size], 'big')}"
+            return out, False
+        out += str(int.from_bytes(opt[i : i + size], "big"))
         i, left = i + size, left - size
     if f & 0x04:
+        out += " seq "
         size = 8 if f & 0x08 else 4
         if left < size:
-            return None
-        out += f" seq {int.from_bytes(opt[i : i + size], 'big')}"
+            return out, False
+        out += str(int.from_bytes(opt[i : i + size], "big"))
         i, left = i + size, left - size
         if left < 4:
-            return None
+            return out, False
         out += f" subseq {_U32.unpack_from(opt, i)[0]}"
         i, left = i + 4, left - 4
         if left < 2:
-            return None
+            return out, False
         out += f" len {_U16.unpack_from(opt, i)[0]}"
         i, left = i + 2, left - 2
         if left >= 2:
             out += f" csum 0x{_U16.unpack_from(opt, i)[0]:x}"
             left -= 2
-    return None if left else out
+    return out, not left
 
 
 _ADD_ADDR_ECHO = {0x6: "v0-ip6", 0x4: "v0-ip4", 0x1: "v1-echo", 0x0: "v1"}
