@@ -103,6 +103,66 @@ def test_drain_fixed_on_a_wrapping_ring(producer_factory) -> None:
     rb.close()
 
 
+def slow_producer_insns(ring_fd: int, marker: int) -> list:
+    """Reserve a record, write ``marker, ~marker``, spin in a may_goto loop (the kernel cuts it
+    off after its fixed budget, a fraction of a second), then submit. While it spins, the record
+    sits in the ring with its BUSY bit set."""
+    from pybpf import insn as isa
+    from pybpf.insn import ALUOp, Class, Instruction, JmpOp, Size
+
+    jcond = Class.JMP | 0xE0  # BPF_JCOND with src_reg BPF_MAY_GOTO (0)
+    return [
+        *isa.ld_map_fd(1, ring_fd),
+        isa.mov64_imm(2, 16),
+        isa.mov64_imm(3, 0),
+        isa.call_helper(131),  # bpf_ringbuf_reserve
+        isa.jmp_imm(JmpOp.JEQ, 0, 0, 10),
+        isa.mov64_reg(7, 0),
+        isa.mov64_imm(1, marker),
+        isa.stx_mem(Size.DW, 7, 1, 0),
+        isa.alu64_imm(ALUOp.XOR, 1, -1),
+        isa.stx_mem(Size.DW, 7, 1, 8),
+        Instruction(jcond, 0, 0, 1, 0),  # may_goto pc+1: leave the loop when the budget is spent
+        Instruction(Class.JMP, 0, 0, -2, 0),  # goto pc-2
+        isa.mov64_reg(1, 7),
+        isa.mov64_imm(2, 0),
+        isa.call_helper(132),  # bpf_ringbuf_submit
+        isa.mov64_imm(0, 2),
+        isa.exit_insn(),
+    ]
+
+
+@pytest.mark.parametrize("method", ["drain", "drain_fixed"])
+def test_reader_stops_at_a_busy_record_and_resumes(producer_factory, method) -> None:
+    from bench.ringbuf_drain import FRAME
+    from pybpf.program import Program
+    from pybpf.syscall import ProgType
+
+    prod, rb = producer_factory(1 << 16, 16)
+
+    def read() -> list[int]:
+        if method == "drain":
+            return seqs_of(rb.drain(), 16)
+        return seqs_of_blob(*rb.drain_fixed(16), 16)
+
+    with Program.load(ProgType.XDP, slow_producer_insns(prod.ring_map.fd, 0xABCD)) as slow:
+        prod.run(2)
+        worker = threading.Thread(target=slow.test_run, args=(FRAME,))
+        worker.start()
+        try:
+            deadline = time.monotonic() + 5
+            while rb.available() <= 2 * slot_size(16) and time.monotonic() < deadline:
+                pass  # until the slow program has reserved its record
+            prod.run(1)  # submitted after the busy record, so it must wait behind it
+            during = read()
+            still_running = worker.is_alive()
+        finally:
+            worker.join()
+    assert still_running, "the slow producer finished too early for this test to mean anything"
+    assert during == [0, 1]
+    assert read() == [0xABCD, 2]
+
+
 def test_discarded_records_are_skipped(producer_factory) -> None:
     prod, rb = producer_factory(1 << 16, 16, discard_every=3)
     prod.run(300)
