@@ -1,0 +1,302 @@
+"""Our text lines against tcpdump's own, packet by packet, on the same pcap files."""
+
+from __future__ import annotations
+
+import os
+import random
+import re
+import socket
+import subprocess
+import threading
+import time
+
+import pytest
+
+from xdptcp.packet import Decoder
+from xdptcp.readfile import print_file
+from xdptcp.tcpdump import TextFormatter
+
+import traffic
+from conftest import need_tool
+
+TS_FLAGS = {"-t": "none", "-tt": "epoch", "-ttt": "delta", "-tttt": "date", "-ttttt": "since_first"}
+NANO = "--time-stamp-precision=nano"
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def tcpdump_by_packet(path, *args: str) -> list[str]:
+    """tcpdump -nn's text for each packet (continuation lines such as hex dumps joined)."""
+    tcpdump = need_tool("tcpdump")
+    out = subprocess.run(
+        [tcpdump, "-#", "-nn", "-r", str(path), *args], capture_output=True, text=True, check=True
+    ).stdout
+    packets: list[str] = []
+    for line in out.splitlines():
+        m = re.match(r"^ *(\d+)  (.*)$", line)
+        if m and int(m.group(1)) == len(packets) + 1:
+            packets.append(m.group(2))
+        else:
+            packets[-1] += "\n" + line
+    return packets
+
+
+def formatter_for(args) -> TextFormatter:
+    mode = next((TS_FLAGS[a] for a in args if a in TS_FLAGS), "default")
+    return TextFormatter(ts_mode=mode, absolute_seq="-S" in args, nano=NANO in args)
+
+
+def compare(path, frames, *args: str) -> None:
+    reference = tcpdump_by_packet(path, *args)
+    assert len(reference) == len(frames)
+    fmt = formatter_for(args)
+    for number, (frame, expected) in enumerate(zip(frames, reference), 1):
+        ours = fmt.format(frame.ts_ns, frame.data, frame.wire_len)
+        if frame.tcp:
+            assert ours == expected, f"packet {number}"
+        else:
+            assert ours is None, f"packet {number} is not TCP ({expected!r})"
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory):
+    path = tmp_path_factory.mktemp("varied") / "varied.pcap"
+    return path, traffic.varied_pcap(path)
+
+
+@pytest.fixture(scope="module")
+def varied_nano(tmp_path_factory):
+    path = tmp_path_factory.mktemp("varied") / "varied-ns.pcap"
+    return path, traffic.varied_pcap(path, nano=True)
+
+
+@pytest.mark.parametrize("args", [(), ("-S",), ("-t",), ("-tt",), ("-tttt",)])
+def test_every_tcp_packet_prints_as_tcpdump(varied, args):
+    compare(*varied, *args)
+
+
+@pytest.mark.parametrize("args", [(NANO,), (NANO, "-tt"), (NANO, "-tttt", "-S")])
+def test_nanosecond_file_prints_as_tcpdump_nano(varied_nano, args):
+    compare(*varied_nano, *args)
+
+
+def test_nanosecond_file_without_nano_truncates_to_microseconds(varied_nano):
+    compare(*varied_nano)
+
+
+@pytest.mark.parametrize("nano", [False, True])
+@pytest.mark.parametrize("flag", ["-ttt", "-ttttt"])
+def test_relative_timestamps_on_tcp_only_capture(tmp_path, nano, flag):
+    # tcpdump counts every packet it prints for -ttt; our reference is a capture of TCP only.
+    frames = [f for f in traffic.varied_pcap(tmp_path / "all.pcap", nano=nano) if f.tcp]
+    frames[3] = frames[3]._replace(ts_ns=frames[2].ts_ns - 5000)  # a step back in time: "-"
+    path = tmp_path / "tcp.pcap"
+    traffic.write_pcap(path, frames, nano=nano)
+    if not nano:
+        frames = [f._replace(ts_ns=f.ts_ns // 1000 * 1000) for f in frames]
+    compare(path, frames, flag, *((NANO,) if nano else ()))
+
+
+def test_non_tcp_frames_give_none(varied):
+    path, frames = varied
+    noise = [f for f in frames if not f.tcp]
+    assert len(noise) >= 6
+    fmt = TextFormatter()
+    for f in noise:
+        assert fmt.format(f.ts_ns, f.data, f.wire_len) is None
+
+
+def test_local_time_follows_tz(tmp_path, monkeypatch):
+    monkeypatch.setenv("TZ", "Asia/Kolkata")  # +05:30: minutes move too
+    time.tzset()
+    path = tmp_path / "tz.pcap"
+    frames = traffic.varied_pcap(path, n=1)
+    compare(path, frames)
+
+
+def test_fuzzed_frames_print_as_tcpdump(tmp_path, varied):
+    """Cut and corrupted frames: every line we print is tcpdump's; where we print none,
+    tcpdump's line is not TCP either."""
+    rng = random.Random(7)
+    base = [f for f in varied[1] if f.tcp]
+    frames = []
+    for i in range(3000):
+        data = bytearray(rng.choice(base).data)
+        wire = len(data)
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(14, len(data) + 1)]
+        else:
+            special = (0, 1, 2, 5, 8, 30, 34, 254, 255, 0x45, 0x60, 6, 43, 44, 60)
+            for _ in range(rng.randint(1, 4)):
+                pos = rng.randrange(14, len(data))
+                data[pos] = rng.choice(special) if rng.random() < 0.4 else rng.getrandbits(8)
+        frames.append(traffic.Frame(1_700_000_000_000_000_000 + i * 1000, bytes(data), wire))
+    path = tmp_path / "fuzz.pcap"
+    traffic.write_pcap(path, frames)
+    reference = tcpdump_by_packet(path)
+    fmt = TextFormatter()
+    printed = 0
+    for number, (f, expected) in enumerate(zip(frames, reference), 1):
+        ours = fmt.format(f.ts_ns, f.data, f.wire_len)
+        if ours is None:
+            assert not (expected.split(" ", 1)[1].startswith("IP") and "Flags [" in expected), (
+                f"packet {number}: tcpdump printed TCP: {expected!r}"
+            )
+        else:
+            printed += 1
+            assert ours == expected, f"packet {number}"
+    assert printed > 2000
+
+
+def test_fast_path_equals_general_path(varied):
+    fast, general = TextFormatter(), TextFormatter()
+    used = 0
+    for f in varied[1]:
+        line = fast._fast(f.data, f.wire_len)
+        p = general.decoder.decode(f.data, f.wire_len)
+        slow = None if p is None else general.body(p, f.data)
+        if line is not None:
+            used += 1
+            assert line == slow
+        elif p is not None:  # keep the two trackers in step
+            fast.body(fast.decoder.decode(f.data, f.wire_len), f.data)
+    assert used > 100
+
+
+def test_flags_and_options_spelling():
+    f = traffic.tcp_frame(
+        "198.18.0.2",
+        "198.18.0.1",
+        40000,
+        5001,
+        seq=1,
+        ack=2,
+        flags="S.",
+        win=512,
+        options=(traffic.mss(1460), traffic.sack_ok(), traffic.timestamp(1, 2), traffic.nop(),
+                 traffic.wscale(7)),
+    )  # fmt: skip
+    line = TextFormatter(ts_mode="epoch").format(1_700_000_000_123_456_789, f, len(f))
+    assert line == (
+        "1700000000.123456 IP 198.18.0.2.40000 > 198.18.0.1.5001: Flags [S.], seq 1, ack 2, "
+        "win 512, options [mss 1460,sackOK,TS val 1 ecr 2,nop,wscale 7], length 0"
+    )
+
+
+def test_interface_name_as_tcpdump_any():
+    # print-sll.c (sll2_if_print): "%-5s " interface name, "%-3s " packet type; XDP sees "In".
+    f = traffic.tcp_frame("198.18.0.2", "198.18.0.1", 40000, 5001, flags="R", seq=9)
+    fmt = TextFormatter(ts_mode="none", show_ifname=True)
+    assert fmt.format(0, f, len(f), "eth0") == (
+        "eth0  In  IP 198.18.0.2.40000 > 198.18.0.1.5001: Flags [R], seq 9, win 65535, length 0"
+    )
+    assert fmt.format(0, f, len(f), "veth-long0").startswith("veth-long0 In  IP ")
+
+
+def test_ipv6_addresses_compressed_like_inet_ntop():
+    d = Decoder()
+    assert d.addr(socket.inet_pton(socket.AF_INET6, "2001:db8:0:1:0:0:0:7")) == "2001:db8:0:1::7"
+    assert d.addr(socket.inet_pton(socket.AF_INET6, "2001:db8:0:0:1:0:0:1")) == "2001:db8::1:0:0:1"
+
+
+def test_unknown_timestamp_mode_is_refused():
+    with pytest.raises(ValueError, match="timestamp mode 'weekly'"):
+        TextFormatter(ts_mode="weekly")
+
+
+# ---- real traffic, captured by tcpdump itself -------------------------------------------------
+
+
+@pytest.mark.system
+def test_tcpdump_capture_of_real_connection_reads_the_same(tmp_path):
+    from hosts import make_veth
+
+    tcpdump = need_tool("tcpdump")
+    pair = make_veth("fmt")
+    path = tmp_path / "real.pcap"
+    cap = None
+    try:
+        cap = subprocess.Popen(
+            [tcpdump, "-i", pair.outer, "-U", "-w", str(path), "tcp"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+        )
+        _wait_listening(cap)
+        for host, family in ((pair.outer_ip, socket.AF_INET), (pair.outer_ip6, socket.AF_INET6)):
+            _talk(pair, host, family)
+        time.sleep(0.5)
+    finally:
+        if cap is not None:
+            cap.terminate()
+            cap.wait(timeout=10)
+        pair.remove()
+    reference = subprocess.run(
+        [tcpdump, "-nn", "-r", str(path)], capture_output=True, text=True, check=True
+    ).stdout
+    out = _Collect()
+    printed = print_file(path, TextFormatter(), out)
+    assert printed >= 16  # two handshakes, data both ways, two closes
+    assert "".join(out.parts) == reference
+
+
+def _wait_listening(cap: subprocess.Popen) -> None:
+    deadline = time.monotonic() + 10
+    line = b""
+    while time.monotonic() < deadline and b"listening" not in line:
+        line += cap.stderr.read1(200)
+    time.sleep(0.2)
+
+
+def _talk(pair, host: str, family: int) -> None:
+    """A server in the root namespace, a client in the test namespace: data both ways."""
+    srv = socket.socket(family, socket.SOCK_STREAM)
+    srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    srv.bind((host, 5001))
+    srv.listen(1)
+
+    def serve():
+        conn, _ = srv.accept()
+        with conn:
+            data = conn.recv(1000)
+            conn.sendall(data.upper() * 3)
+
+    t = threading.Thread(target=serve)
+    t.start()
+    code = (
+        "import socket,sys;"
+        f"s=socket.create_connection(('{host}',5001));"
+        "s.sendall(b'hello from the namespace');"
+        "d=b''\nwhile len(d)<72: d+=s.recv(100)\n"
+        "s.close()"
+    )
+    pair.in_ns("python3", "-c", code)
+    t.join(timeout=10)
+    srv.close()
+
+
+class _Collect:
+    def __init__(self) -> None:
+        self.parts: list[str] = []
+
+    def write(self, s: str) -> None:
+        self.parts.append(s)
+
+    def flush(self) -> None:
+        pass
+
+
+def test_print_file_counts_and_stops(varied):
+    path, frames = varied
+    out = _Collect()
+    assert print_file(path, TextFormatter(), out, count=5) == 5
+    assert "".join(out.parts).count("\n") == 5
+    out = _Collect()
+    assert print_file(path, TextFormatter(), out) == sum(f.tcp for f in frames)
+    assert os.path.exists(path)
