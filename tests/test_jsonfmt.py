@@ -1,0 +1,151 @@
+"""JSON objects: every field checked against the frame that built it, seq against tcpdump."""
+
+from __future__ import annotations
+
+import json
+import re
+import subprocess
+
+import pytest
+
+from xdptcp.jsonfmt import JsonFormatter
+
+import traffic
+from conftest import need_tool
+
+KEYS = [
+    "ts", "ts_ns", "ifname", "wire_len", "cap_len", "ip", "src", "dst", "sport", "dport", "seq",
+    "ack", "flags", "flag_names", "win", "urg", "options", "tcp_hdr_len", "payload_len", "vlan",
+]  # fmt: skip
+
+
+def one(frame: bytes, wire_len=None, ifname="eth0", ts_ns=1_700_000_000_123_456_789, **kw):
+    line = JsonFormatter(**kw).format(ts_ns, frame, wire_len or len(frame), ifname)
+    assert "\n" not in line and ", " not in line.split('"options"')[0]
+    return json.loads(line), line
+
+
+def test_every_field_of_an_ipv4_segment():
+    opts = (
+        traffic.mss(1460),
+        traffic.sack_ok(),
+        traffic.timestamp(11, 22),
+        traffic.nop(),
+        traffic.wscale(7),
+        traffic.tfo(b"\xaa" * 8),
+        traffic.raw_option(99, b"\x01\x02"),
+    )
+    f = traffic.tcp_frame(
+        "198.18.4.5", "198.19.6.7", 40123, 5001, seq=1000, ack=0, flags="SEW", win=29200, urg=0,
+        options=opts, payload=b"hello", vlans=(42,), ttl=61,
+    )  # fmt: skip
+    obj, line = one(f[:-5], wire_len=len(f))
+    assert list(obj) == KEYS + ["ttl"]
+    assert obj["ts"] == 1700000000.123456 and obj["ts_ns"] == 1_700_000_000_123_456_789
+    assert (obj["ifname"], obj["wire_len"], obj["cap_len"]) == ("eth0", len(f), len(f) - 5)
+    assert (obj["ip"], obj["src"], obj["dst"], obj["ttl"]) == (4, "198.18.4.5", "198.19.6.7", 61)
+    assert (obj["sport"], obj["dport"], obj["seq"], obj["ack"]) == (40123, 5001, 1000, 0)
+    assert obj["flags"] == "SEW" and obj["flag_names"] == ["SYN", "ECE", "CWR"]
+    assert (obj["win"], obj["urg"], obj["vlan"]) == (29200, 0, [42])
+    assert obj["tcp_hdr_len"] == 20 + len(b"".join(opts)) + (-len(b"".join(opts)) % 4)
+    assert obj["payload_len"] == 5
+    assert obj["options"] == [
+        {"kind": 2, "name": "mss", "values": [1460]},
+        {"kind": 4, "name": "sackOK", "values": []},
+        {"kind": 8, "name": "TS", "values": [11, 22]},
+        {"kind": 1, "name": "nop", "values": []},
+        {"kind": 3, "name": "wscale", "values": [7]},
+        {"kind": 34, "name": "tfo", "values": ["aa" * 8]},
+        {"kind": 99, "name": "unknown-99", "values": ["0102"]},
+        {"kind": 0, "name": "eol", "values": []},
+    ]
+    assert line.startswith('{"ts":1700000000.123456,"ts_ns":')  # compact separators
+
+
+def test_md5_uto_sack_values():
+    opts = (traffic.md5(bytes(range(16))), traffic.uto(600), traffic.sack((7, 9)))
+    f = traffic.tcp_frame("198.18.0.1", "198.18.0.2", 40000, 5001, flags="R", options=opts)
+    obj, _ = one(f)
+    assert obj["options"] == [
+        {"kind": 19, "name": "md5", "values": [bytes(range(16)).hex()]},
+        {"kind": 28, "name": "uto", "values": [600]},
+        {"kind": 5, "name": "sack", "values": [[7, 9]]},
+    ]
+
+
+def test_ipv6_qinq_and_flags():
+    f = traffic.tcp_frame(
+        "2001:db8::10", "2001:db8:0:1::20", 5001, 40000, seq=5, ack=6, flags="FSRP.UEWN",
+        urg=9, vlans=(100, 200), qinq=True, ttl=3, payload=b"z" * 10,
+    )  # fmt: skip
+    obj, _ = one(f, absolute_seq=True)
+    assert list(obj) == KEYS + ["hlim"]
+    assert (obj["ip"], obj["src"], obj["dst"], obj["hlim"]) == (6, "2001:db8::10",
+                                                                "2001:db8:0:1::20", 3)  # fmt: skip
+    assert obj["flags"] == "FSRP.UEW"
+    assert obj["flag_names"] == ["FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "AE"]
+    assert (obj["seq"], obj["ack"], obj["urg"], obj["vlan"]) == (5, 6, 9, [100, 200])
+    assert (obj["options"], obj["tcp_hdr_len"], obj["payload_len"]) == ([], 20, 10)
+
+
+def test_malformed_option_ends_the_list():
+    f = traffic.tcp_frame(
+        "198.18.0.1",
+        "198.18.0.2",
+        40000,
+        5001,
+        options=(traffic.nop(), traffic.raw_option(8, b"\0" * 8, length=30)),
+    )
+    obj, _ = one(f)
+    assert obj["options"] == [
+        {"kind": 1, "name": "nop", "values": []},
+        {"kind": 8, "name": "TS", "values": None},
+    ]
+
+
+def test_not_tcp_and_fragments_give_none():
+    fmt = JsonFormatter()
+    for f in (
+        traffic.udp_frame("198.18.0.1", "198.18.0.2"),
+        traffic.arp_frame("198.18.0.1", "198.18.0.2"),
+        traffic.tcp_frame("198.18.0.1", "198.18.0.2", 1, 2, frag_offset=8),
+        traffic.tcp_frame("198.18.0.1", "198.18.0.2", 1, 2)[:40],
+    ):
+        assert fmt.format(0, f, len(f), "") is None
+
+
+def test_relative_seq_ack_and_sack_equal_tcpdump(tmp_path):
+    path = tmp_path / "v.pcap"
+    frames = [f for f in traffic.varied_pcap(path) if f.tcp]
+    traffic.write_pcap(path, frames)
+    tcpdump = need_tool("tcpdump")
+    text = subprocess.run([tcpdump, "-nn", "-t", "-r", str(path)], capture_output=True,
+                          text=True, check=True).stdout.splitlines()  # fmt: skip
+    fmt = JsonFormatter()
+    compared = 0
+    for f, line in zip(frames, text):
+        out = fmt.format(f.ts_ns, f.data, f.wire_len, "")
+        if out is None:
+            continue
+        obj = json.loads(out)
+        seq = re.search(r", seq (\d+)", line)
+        if seq:
+            assert obj["seq"] == int(seq.group(1)), line
+        ack = re.search(r", ack (\d+)", line)
+        assert (obj["ack"] == int(ack.group(1))) if ack else "ACK" not in obj["flag_names"], line
+        sack = re.search(r"sack \d+ ((?:\{\d+:\d+\})+)", line)
+        if sack:
+            blocks = [[int(a), int(b)] for a, b in re.findall(r"\{(\d+):(\d+)\}", sack.group(1))]
+            assert [o["values"] for o in obj["options"] if o["name"] == "sack"] == [blocks]
+        length = re.search(r", length (\d+)$", line)
+        if length:
+            assert obj["payload_len"] == int(length.group(1))
+        compared += 1
+    assert compared > 200
+
+
+@pytest.mark.parametrize("name", ["eth0", 'we"ird\\name'])
+def test_ifname_is_escaped(name):
+    f = traffic.tcp_frame("198.18.0.1", "198.18.0.2", 40000, 5001)
+    obj, _ = one(f, ifname=name)
+    assert obj["ifname"] == name
