@@ -1,0 +1,100 @@
+"""``python -m bench [w1|progcost|loadtime|soak|EXTRA...] [--repeat N] [--packets N]``
+
+With no name, the four benchmarks of the performance issue run in sequence and their tables are
+printed on stdout (progress goes to stderr). Other ``bench/*.py`` scripts present in the tree
+(``ringbuf_drain``, ``core_resolve``, ``format_speed``) can be run by name too: they are run as
+their own process with no arguments.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+from typing import Callable, Optional, Sequence
+
+from bench.common import PYTHON, ROOT, say
+
+EXTRAS = ("ringbuf_drain", "core_resolve", "format_speed")
+
+
+def _w1(args: argparse.Namespace) -> str:
+    from bench import w1_flood
+
+    return w1_flood.run(repeat=args.repeat or 3, packets=args.packets or 1_000_000)
+
+
+def _progcost(args: argparse.Namespace) -> str:
+    from bench import prog_cost
+
+    return prog_cost.run(repeat=args.repeat or 3, runs=args.packets or 1_000_000)
+
+
+def _loadtime(args: argparse.Namespace) -> str:
+    from bench import load_time
+
+    return load_time.run(repeat=args.repeat or 5)
+
+
+def _soak(args: argparse.Namespace) -> str:
+    from bench import soak
+
+    return soak.run(packets=args.packets or 10_000_000)
+
+
+BENCHES: dict[str, Callable[[argparse.Namespace], str]] = {
+    "w1": _w1,
+    "progcost": _progcost,
+    "loadtime": _loadtime,
+    "soak": _soak,
+}
+
+
+def extras() -> list[str]:
+    """The other benchmark scripts that exist in this tree."""
+    here = Path(__file__).resolve().parent
+    return [name for name in EXTRAS if (here / f"{name}.py").exists()]
+
+
+def run_extra(name: str) -> int:
+    env = dict(os.environ, PYTHONPATH=str(ROOT))
+    return subprocess.run([PYTHON, str(ROOT / "bench" / f"{name}.py")], env=env).returncode
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p.add_argument("names", nargs="*", help=f"benchmarks: {', '.join([*BENCHES, *extras()])}")
+    p.add_argument("--repeat", type=int, help="repeats per measurement (default per benchmark)")
+    p.add_argument("--packets", type=int, help="frames (W1, soak) or test runs (progcost)")
+    args = p.parse_args(argv)
+    if os.geteuid() != 0:
+        print(
+            "bench: needs root (BPF programs, network namespaces, packet capture)", file=sys.stderr
+        )
+        return 2
+    names = args.names or list(BENCHES)
+    unknown = [n for n in names if n not in BENCHES and n not in extras()]
+    if unknown:
+        p.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    status = 0
+    for name in names:
+        if name in BENCHES:
+            try:
+                print(BENCHES[name](args), flush=True)
+            except KeyboardInterrupt:
+                say(f"{name}: interrupted (everything it started has been removed)")
+                return 130
+            except Exception as e:  # report and go on with the next benchmark
+                say(f"{name}: failed: {e}")
+                status = 1
+        else:
+            status |= run_extra(name)
+    return status
+
+
+if __name__ == "__main__":
+    importlib.invalidate_caches()
+    sys.exit(main())

@@ -1,0 +1,310 @@
+"""W1 flood: the same pcap replayed at top speed into a veth pair while each tool captures.
+
+For every tool, in every repeat (tools interleaved so that drift on the machine hits all alike):
+start the tool on the outer end and wait for its "ready" line, replay the W1 pcap with
+``tcpreplay --topspeed`` from inside the namespace, wait until the tool stops using CPU (drained),
+SIGINT it, and record packets captured (pcap records or output lines), the tool's own drop
+report, its CPU seconds (user + sys from /proc), peak RSS (VmHWM) and the replay's wall time.
+
+    python -m bench w1 [--repeat 3] [--packets 1000000]
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Optional
+
+from bench.common import (
+    PYTHON,
+    Hosts,
+    Target,
+    Tool,
+    make_hosts,
+    median,
+    ratio,
+    say,
+    sh,
+    table,
+    targets_table,
+    xdp_attached,
+)
+from bench.traffic import count_lines, count_pcap_records, w1_pcap
+
+XDPTCP_READY = "xdptcp: capturing on"
+TCPDUMP_READY = "listening on"
+
+
+@dataclass(frozen=True)
+class ToolSpec:
+    """How to run one capture tool: its argv, whether stdout is the output, how to count."""
+
+    name: str
+    argv: Callable[[str, Path], list[str]]  # (interface, output file) -> argv
+    ready: str
+    stdout_is_output: bool  # text tools: stdout redirected to the output file
+    counts: str  # "pcap" or "lines"
+
+
+def _xdptcp(*extra: str) -> Callable[[str, Path], list[str]]:
+    return lambda dev, out: [PYTHON, "-m", "xdptcp", "-i", dev, *extra]
+
+
+TOOLS: list[ToolSpec] = [
+    ToolSpec(
+        "tcpdump -w", lambda d, o: ["tcpdump", "-i", d, "-w", str(o)], TCPDUMP_READY, False, "pcap"
+    ),
+    ToolSpec(
+        "tcpdump text", lambda d, o: ["tcpdump", "-nn", "-i", d], TCPDUMP_READY, True, "lines"
+    ),
+    ToolSpec(
+        "xdpdump -w",
+        lambda d, o: ["xdpdump", "-i", d, "-w", str(o), "--load-xdp-program"],
+        TCPDUMP_READY,
+        False,
+        "pcap",
+    ),
+    ToolSpec("xdptcp -w", lambda d, o: _xdptcp("-w", str(o))(d, o), XDPTCP_READY, False, "pcap"),
+    ToolSpec("xdptcp text", _xdptcp(), XDPTCP_READY, True, "lines"),
+    ToolSpec("xdptcp --json", _xdptcp("--json"), XDPTCP_READY, True, "lines"),
+]
+
+_DROPS = re.compile(r"(\d+) packets? dropped by ([a-z ]+)")
+
+
+@dataclass
+class Sample:
+    """One tool in one repeat."""
+
+    tool: str
+    offered: int
+    captured: Optional[int]
+    drops: Optional[int]  # the tool's own report
+    veth_drops: int  # frames lost on the veth pair before any tool saw them
+    cpu_s: Optional[float]
+    replay_s: float
+    peak_rss_kb: Optional[int]
+    error: str = ""
+
+
+@dataclass
+class Replay:
+    sent: int
+    failed: int
+    seconds: float
+
+
+def replay(hosts: Hosts, pcap: Path, loops: int = 1) -> Replay:
+    """tcpreplay from inside the namespace; the pcap is preloaded so disk reads are not timed."""
+    argv = ["tcpreplay", "-i", hosts.inner, "--topspeed", "--preload-pcap"]
+    if loops > 1:
+        argv.append(f"--loop={loops}")
+    out = sh(*hosts.in_ns(*argv, str(pcap))).stdout
+    sent = re.search(r"Successful packets:\s+(\d+)", out)
+    failed = re.search(r"Failed packets:\s+(\d+)", out)
+    secs = re.search(r"sent in ([\d.]+) seconds", out)
+    if not (sent and failed and secs):
+        raise RuntimeError(f"tcpreplay: unexpected output: {out}")
+    return Replay(int(sent.group(1)), int(failed.group(1)), float(secs.group(1)))
+
+
+def own_drops(stderr: str) -> Optional[int]:
+    """The drop count from a tool's exit summary (tcpdump, xdpdump and xdptcp all print one)."""
+    found = _DROPS.findall(stderr)
+    return sum(int(n) for n, _ in found) if found else None
+
+
+def run_one(spec: Optional[ToolSpec], hosts: Hosts, pcap: Path, workdir: Path) -> Sample:
+    """One replay with ``spec`` capturing (or nothing, for the baseline)."""
+    before = hosts.link_stats()
+    if spec is None:
+        r = replay(hosts, pcap)
+        return Sample("no capture", r.sent, None, None, _veth(hosts, before), None, r.seconds, None)
+    out = workdir / (re.sub(r"\W+", "_", spec.name) + ".out")
+    out.unlink(missing_ok=True)
+    stdout = open(out, "wb") if spec.stdout_is_output else None  # noqa: SIM115 (closed below)
+    tool = Tool(spec.argv(hosts.outer, out), stdout=stdout)
+    try:
+        tool.wait_ready(spec.ready)
+        time.sleep(0.2)  # past the ready line: let the first poll/epoll wait begin
+        r = replay(hosts, pcap)
+        tool.wait_idle()
+        res = tool.stop()
+    except Exception as e:  # a tool that cannot run is a row with its error, not a crash
+        tool.kill()
+        return Sample(spec.name, 0, None, None, 0, None, 0.0, None, error=str(e).strip()[-300:])
+    finally:
+        if stdout is not None:
+            stdout.close()
+    if xdp_attached(hosts.outer):
+        raise RuntimeError(f"{spec.name} left an XDP program on {hosts.outer}")
+    captured = count_pcap_records(out) if spec.counts == "pcap" else count_lines(out)
+    error = "" if res.returncode == 0 else f"exit {res.returncode}: {res.stderr.strip()[-200:]}"
+    out.unlink(missing_ok=True)
+    return Sample(
+        spec.name,
+        r.sent,
+        captured,
+        own_drops(res.stderr),
+        _veth(hosts, before),
+        res.cpu_s,
+        r.seconds,
+        res.peak_rss_kb,
+        error,
+    )
+
+
+def _veth(hosts: Hosts, before: dict[str, int]) -> int:
+    after = hosts.link_stats()
+    return sum(after[k] - before[k] for k in after)
+
+
+def run(repeat: int = 3, packets: int = 1_000_000, tools: Optional[list[str]] = None) -> str:
+    pcap = w1_pcap(packets)
+    specs: list[Optional[ToolSpec]] = [None] + [t for t in TOOLS if not tools or t.name in tools]
+    samples: list[Sample] = []
+    hosts = make_hosts("w")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-w1-") as tmp:
+            for i in range(repeat):
+                for spec in specs:
+                    name = spec.name if spec else "no capture"
+                    say(f"W1 repeat {i + 1}/{repeat}: {name}")
+                    s = run_one(spec, hosts, pcap, Path(tmp))
+                    if s.error:
+                        say(f"  {name}: {s.error}")
+                    samples.append(s)
+    finally:
+        hosts.remove()
+    return report(samples, packets, repeat)
+
+
+def summarize(samples: list[Sample]) -> dict[str, dict[str, Optional[float]]]:
+    """Medians per tool."""
+    out: dict[str, dict[str, Optional[float]]] = {}
+    for name in dict.fromkeys(s.tool for s in samples):
+        mine = [s for s in samples if s.tool == name and not s.error]
+        pct = [100.0 * s.captured / s.offered for s in mine if s.captured is not None and s.offered]
+        out[name] = {
+            "ok": float(len(mine)),
+            "offered": median([s.offered for s in mine]),
+            "captured": median([s.captured for s in mine]),
+            "pct": median(pct),
+            "drops": median([s.drops for s in mine]),
+            "veth": median([s.veth_drops for s in mine]),
+            "cpu": median([s.cpu_s for s in mine]),
+            "replay": median([s.replay_s for s in mine]),
+            "rss": median([s.peak_rss_kb / 1024 if s.peak_rss_kb else None for s in mine]),
+        }
+    return out
+
+
+def _int(v: Optional[float]) -> Optional[int]:
+    return None if v is None else int(v)
+
+
+def report(samples: list[Sample], packets: int, repeat: int) -> str:
+    m = summarize(samples)
+    base = m["no capture"]["replay"]
+    rows = []
+    for name, v in m.items():
+        rows.append(
+            [
+                name,
+                f"{int(v['ok'])}/{repeat}",
+                _int(v["offered"]),
+                _int(v["captured"]),
+                _pct(v["pct"]),
+                _int(v["drops"]),
+                _int(v["veth"]),
+                v["cpu"],
+                v["replay"],
+                _x(ratio(v["replay"], base)),
+                v["rss"],
+            ]
+        )
+    header = [
+        "tool",
+        "runs ok",
+        "offered",
+        "captured",
+        "captured %",
+        "tool drops",
+        "veth drops",
+        "CPU s",
+        "replay s",
+        "replay / none",
+        "peak RSS MB",
+    ]
+    text = table(f"W1 flood: {packets:,} frames, median of {repeat}", header, rows)
+    text += "\n" + ratios_table(m) + "\n" + targets_table("W1 targets", targets(m))
+    errors = sorted({f"{s.tool}: {s.error}" for s in samples if s.error})
+    if errors:
+        text += "\nErrors:\n" + "\n".join(f"- {e}" for e in errors) + "\n"
+    return text
+
+
+def ratios_table(m: dict[str, dict[str, Optional[float]]]) -> str:
+    pairs = [
+        ("xdptcp -w", "xdpdump -w"),
+        ("xdptcp -w", "tcpdump -w"),
+        ("xdptcp text", "tcpdump text"),
+        ("xdptcp --json", "tcpdump text"),
+    ]
+    rows = []
+    for a, b in pairs:
+        va, vb = m.get(a, {}), m.get(b, {})
+        rows.append(
+            [
+                f"{a} / {b}",
+                _x(ratio(va.get("cpu"), vb.get("cpu"))),
+                _x(ratio(va.get("rss"), vb.get("rss"))),
+                _x(ratio(va.get("captured"), vb.get("captured"))),
+            ]
+        )
+    return table("W1 ratios (xdptcp / reference)", ["pair", "CPU", "peak RSS", "captured"], rows)
+
+
+def targets(m: dict[str, dict[str, Optional[float]]]) -> list[Target]:
+    def get(tool: str, key: str) -> Optional[float]:
+        return m.get(tool, {}).get(key)
+
+    base = get("no capture", "replay")
+    return [
+        Target("xdptcp -w captured", get("xdptcp -w", "pct"), 100.0, " %", higher_is_better=True),
+        Target(
+            "xdptcp -w CPU / xdpdump -w CPU",
+            ratio(get("xdptcp -w", "cpu"), get("xdpdump -w", "cpu")),
+            2.0,
+            "x",
+        ),
+        Target(
+            "xdptcp text captured", get("xdptcp text", "pct"), 100.0, " %", higher_is_better=True
+        ),
+        Target(
+            "xdptcp text CPU / tcpdump text CPU",
+            ratio(get("xdptcp text", "cpu"), get("tcpdump text", "cpu")),
+            1.0,
+            "x",
+        ),
+        Target(
+            "replay with xdptcp -w / no capture", ratio(get("xdptcp -w", "replay"), base), 1.15, "x"
+        ),
+        Target(
+            "replay with xdptcp text / no capture",
+            ratio(get("xdptcp text", "replay"), base),
+            1.15,
+            "x",
+        ),
+    ]
+
+
+def _pct(v: Optional[float]) -> Optional[str]:
+    return None if v is None else f"{v:.2f}%"
+
+
+def _x(v: Optional[float]) -> Optional[str]:
+    return None if v is None else f"{v:.2f}x"
