@@ -60,30 +60,52 @@ class JsonFormatter:
     def __init__(self, absolute_seq: bool = False) -> None:
         self.absolute_seq = absolute_seq
         self.decoder = Decoder()
+        self._addrs = self.decoder._addrs
         self.seqs = SeqTracker()
         self._names: dict[str, str] = {}
 
     def format(self, ts_ns: int, frame, wire_len: int, ifname: str = "") -> Optional[str]:
-        p = self.decoder.decode(frame, wire_len)
-        if p is None or p.kind != Kind.TCP:
-            return None
-        seq, ack, rev, thseq, thack = p.seq, p.ack, 0, 0, 0
-        if p.flags & ACK and not self.absolute_seq:
-            seq, ack, rev, thseq, thack = self.seqs.relative(p, frame)
+        r = self.decoder.fast(frame, wire_len)
+        if r is not None:
+            ver, saddr, daddr, ttl, vlans, l4, tcp_len, hlen, sport, dport, seq, ack, offx, \
+                flags, win, urg = r  # fmt: skip
+            addrs = self._addrs
+            src = addrs.get(saddr) or self.decoder.addr(saddr)
+            dst = addrs.get(daddr) or self.decoder.addr(daddr)
+            rel = None
+            if flags & ACK and not self.absolute_seq:
+                rel = self.seqs.lookup(src, dst, sport, dport, seq, ack, flags, saddr > daddr)
+            opts = bytes(frame[l4 + 20 : l4 + hlen]) if hlen > 20 else b""
+            flags |= (offx & 1) << 8
+        else:
+            p = self.decoder.decode(frame, wire_len)
+            if p is None or p.kind != Kind.TCP:
+                return None
+            ver, src, dst, ttl, vlans, tcp_len, hlen, opts = (
+                p.ip_version, p.src, p.dst, p.ttl, p.vlans, p.tcp_len, p.tcp_hdr_len, p.options
+            )  # fmt: skip
+            sport, dport, seq, ack, flags, win, urg = p.sport, p.dport, p.seq, p.ack, p.flags, \
+                p.win, p.urg  # fmt: skip
+            rel = None
+            if flags & ACK and not self.absolute_seq:
+                rel = self.seqs.relative(p, frame)
+        sack_base = 0
+        if rel is not None:
+            seq, ack, rev, thseq, thack = rel
+            sack_base = thseq if rev else thack
         name = self._names.get(ifname)
         if name is None:
             name = self._names[ifname] = json.dumps(ifname)
-        opts = _options(p.options, thseq if rev else thack) if p.options else "[]"
-        hop = "ttl" if p.ip_version == 4 else "hlim"
-        vlan = "[" + ",".join(map(str, p.vlans)) + "]"
+        sec, frac = divmod(ts_ns // 1000, 1_000_000)
         return (
-            f'{{"ts":{ts_ns // 1000 / 1e6:.6f},"ts_ns":{ts_ns},"ifname":{name},'
-            f'"wire_len":{p.wire_len},"cap_len":{p.cap_len},"ip":{p.ip_version},'
-            f'"src":"{p.src}","dst":"{p.dst}","sport":{p.sport},"dport":{p.dport},'
-            f'"seq":{seq},"ack":{ack},"flags":"{FLAG_TEXT[p.flags & 0xFF]}",'
-            f'"flag_names":{_FLAG_LISTS[p.flags]},"win":{p.win},"urg":{p.urg},'
-            f'"options":{opts},"tcp_hdr_len":{p.tcp_hdr_len},"payload_len":{p.payload_len},'
-            f'"vlan":{vlan},"{hop}":{p.ttl}}}'
+            f'{{"ts":{sec}.{frac:06d},"ts_ns":{ts_ns},"ifname":{name},'
+            f'"wire_len":{wire_len},"cap_len":{len(frame)},"ip":{ver},'
+            f'"src":"{src}","dst":"{dst}","sport":{sport},"dport":{dport},'
+            f'"seq":{seq},"ack":{ack},"flags":"{FLAG_TEXT[flags & 0xFF]}",'
+            f'"flag_names":{_FLAG_LISTS[flags]},"win":{win},"urg":{urg},'
+            f'"options":{_options(opts, sack_base) if opts else "[]"},"tcp_hdr_len":{hlen},'
+            f'"payload_len":{tcp_len - hlen},"vlan":[{",".join(map(str, vlans))}],'
+            f'"{"ttl" if ver == 4 else "hlim"}":{ttl}}}'
         )
 
 

@@ -34,6 +34,9 @@ _IPV6 = struct.Struct("!IHBB16s16s")
 # source, dest, seq, ack_seq, doff/ae, flags, window, check, urg_ptr
 _TCP = struct.Struct("!HHIIBBHHH")
 _PORTS = struct.Struct("!HH")
+# The common case in one unpack, from the IP header through the fixed TCP header (Decoder.fast).
+_FAST4 = struct.Struct("!BxHxxHBB2x4s4sHHIIBBH2xH")
+_FAST6 = struct.Struct("!IHBB16s16sHHIIBBH2xH")
 _FRAG6 = struct.Struct("!BxHI")
 
 _TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
@@ -93,6 +96,50 @@ class Decoder:
             s = inet_ntop(AF_INET if len(raw) == 4 else AF_INET6, raw)
             self._addrs[raw] = s
         return s
+
+    def fast(self, frame, wire_len: int) -> Optional[tuple]:
+        """The common case without building a Packet: VLAN tags, IPv4 without options or
+        fragmenting, IPv6 without extension headers, a whole TCP header inside the capture and
+        the IP length, nothing truncated. Anything else gives None: call ``decode``.
+
+        Returns ``(ip_version, saddr, daddr, ttl, vlans, l4_off, tcp_len, tcp_hdr_len, sport,
+        dport, seq, ack, offset_byte, flags_byte, win, urg)``; addresses are raw bytes.
+        """
+        n = len(frame)
+        if n > wire_len or n < 54:
+            return None
+        etype = frame[12] << 8 | frame[13]
+        l3, vlans = 14, ()
+        while etype in _TPIDS:
+            if n < l3 + 44:
+                return None
+            tci, etype = _VLAN.unpack_from(frame, l3)
+            vlans += (tci & 0x0FFF,)
+            l3 += 4
+        if etype == 0x0800:
+            if n < l3 + 40:
+                return None
+            vihl, ip_len, frag, ttl, proto, saddr, daddr, sport, dport, seq, ack, offx, flags, \
+                win, urg = _FAST4.unpack_from(frame, l3)  # fmt: skip
+            if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > wire_len - l3:
+                return None
+            l4, end, tcp_len, version = l3 + 20, l3 + ip_len, ip_len - 20, 4
+        elif etype == 0x86DD:
+            if n < l3 + 60:
+                return None
+            vtf, plen, nh, ttl, saddr, daddr, sport, dport, seq, ack, offx, flags, win, urg = \
+                _FAST6.unpack_from(frame, l3)  # fmt: skip
+            if vtf >> 28 != 6 or nh != 6 or not plen or plen + 40 > wire_len - l3:
+                return None
+            l4, tcp_len, version = l3 + 40, plen, 6
+            end = l4 + plen
+        else:
+            return None
+        hlen = (offx >> 4) * 4
+        if hlen < 20 or hlen > tcp_len or l4 + hlen > end or l4 + hlen > n:
+            return None
+        return (version, saddr, daddr, ttl, vlans, l4, tcp_len, hlen, sport, dport, seq, ack,
+                offx, flags, win, urg)  # fmt: skip
 
     def decode(self, frame, wire_len: Optional[int] = None) -> Optional[Packet]:
         cap = len(frame)

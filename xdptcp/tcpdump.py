@@ -53,9 +53,7 @@ _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
 _TS = struct.Struct("!II")
-# From the IP header of an untagged frame through the fixed TCP header (offsets in _fast).
-_FAST4 = struct.Struct("!BxHxxHxB2x4s4sHHIIBBH2xH")
-_FAST6 = struct.Struct("!IHBx16s16sHHIIBBH2xH")
+
 FLOW_TABLE_MAX = 1 << 20  # conversations remembered; tcpdump never forgets, a live capture must
 
 
@@ -67,18 +65,22 @@ class SeqTracker:
 
     def relative(self, p: Packet, frame) -> tuple[int, int, int, int, int]:
         """(seq, ack, rev, thseq, thack) as tcp_print computes them for an ACK segment."""
-        sport, dport, seq, ack = p.sport, p.dport, p.seq, p.ack
-        rev = sport > dport
-        if sport == dport:
-            a = 12 if p.ip_version == 4 else 8
-            n = 4 if p.ip_version == 4 else 16
-            rev = bytes(frame[p.l3_off + a : p.l3_off + a + n]) > bytes(
-                frame[p.l3_off + a + n : p.l3_off + a + 2 * n]
-            )
-        key = (p.dst, p.src, dport, sport) if rev else (p.src, p.dst, sport, dport)
+        src_above = False
+        if p.sport == p.dport:
+            a, n = (12, 4) if p.ip_version == 4 else (8, 16)
+            at = p.l3_off + a
+            src_above = bytes(frame[at : at + n]) > bytes(frame[at + n : at + 2 * n])
+        return self.lookup(p.src, p.dst, p.sport, p.dport, p.seq, p.ack, p.flags, src_above)
+
+    def lookup(self, src: str, dst: str, sport: int, dport: int, seq: int, ack: int, flags: int,
+               src_above: bool) -> tuple[int, int, int, int, int]:  # fmt: skip
+        """The conversation's bases, recorded or applied; ``src_above``: the raw source
+        address compares above the destination (tcpdump's tie-break for equal ports)."""
+        rev = sport > dport or (sport == dport and src_above)
+        key = (dst, src, dport, sport) if rev else (src, dst, sport, dport)
         flows = self._flows
         base = flows.get(key)
-        if base is None or p.flags & SYN:
+        if base is None or flags & SYN:
             if len(flows) >= FLOW_TABLE_MAX:
                 flows.clear()
             base = ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
@@ -154,6 +156,7 @@ class TextFormatter:
         self.absolute_seq = absolute_seq
         self.show_ifname = show_ifname
         self.decoder = Decoder()
+        self._addrs = self.decoder._addrs
         self.seqs = SeqTracker()
 
     def format(self, ts_ns: int, frame, wire_len: int, ifname: str = "") -> Optional[str]:
@@ -168,35 +171,13 @@ class TextFormatter:
         return self.clock.stamp(ts_ns) + body
 
     def _fast(self, frame, wire_len: int) -> Optional[str]:
-        """The common case in one pass: untagged IPv4 (IHL 5) or IPv6 without extension headers,
-        a whole TCP header with no options or nop,nop,TS, nothing odd. None: use the general path.
-
-        It computes exactly what ``body`` would (a test runs both on every frame it has).
+        """The common segment (``Decoder.fast``) with no options or nop,nop,TS, in one pass.
+        None: use the general path. A test runs both on every frame it has.
         """
-        n = len(frame)
-        if n > wire_len:
+        r = self.decoder.fast(frame, wire_len)
+        if r is None:
             return None
-        if n >= 54 and frame[12] == 8 and frame[13] == 0:
-            vihl, ip_len, frag, proto, saddr, daddr, sport, dport, seq, ack, offx, flags, win, \
-                urg = _FAST4.unpack_from(frame, 14)  # fmt: skip
-            if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > wire_len - 14:
-                return None
-            end, length = 14 + ip_len, ip_len - 20
-            l4, ip = 34, "IP "
-        elif n >= 74 and frame[12] == 0x86 and frame[13] == 0xDD:
-            vtf, plen, nh, saddr, daddr, sport, dport, seq, ack, offx, flags, win, urg = \
-                _FAST6.unpack_from(frame, 14)  # fmt: skip
-            if vtf >> 28 != 6 or nh != 6 or not plen or plen + 40 > wire_len - 14:
-                return None
-            end, length = 54 + plen, plen
-            l4, ip = 54, "IP6 "
-        else:
-            return None
-        hlen = (offx >> 4) * 4
-        if n < end:
-            end = n
-        if hlen < 20 or hlen > length or l4 + hlen > end:
-            return None
+        ver, saddr, daddr, _, _, l4, length, hlen, sport, dport, seq, ack, _, flags, win, urg = r
         if hlen == 20:
             opts = ""
         elif hlen == 32 and frame[l4 + 20 : l4 + 24] == b"\x01\x01\x08\x0a":
@@ -204,24 +185,12 @@ class TextFormatter:
             opts = f", options [nop,nop,TS val {val} ecr {ecr}]"
         else:
             return None
-        addrs = self.decoder._addrs
+        addrs = self._addrs
         src = addrs.get(saddr) or self.decoder.addr(saddr)
         dst = addrs.get(daddr) or self.decoder.addr(daddr)
         if flags & ACK and not self.absolute_seq:
-            rev = sport > dport
-            if sport == dport:
-                rev = saddr > daddr
-            key = (dst, src, dport, sport) if rev else (src, dst, sport, dport)
-            flows = self.seqs._flows
-            base = flows.get(key)
-            if base is None or flags & SYN:
-                if len(flows) >= FLOW_TABLE_MAX:
-                    flows.clear()
-                flows[key] = ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
-            elif rev:
-                seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
-            else:
-                seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
+            seq, ack, _, _, _ = self.seqs.lookup(src, dst, sport, dport, seq, ack, flags,
+                                                 saddr > daddr)  # fmt: skip
         length -= hlen
         if length > 0:
             seqs = f", seq {seq}:{(seq + length) & M32}"
@@ -229,11 +198,10 @@ class TextFormatter:
             seqs = f", seq {seq}"
         else:
             seqs = ""
-        acks = f", ack {ack}" if flags & ACK else ""
-        urgs = f", urg {urg}" if flags & URG else ""
         return (
-            f"{ip}{src}.{sport} > {dst}.{dport}: Flags [{FLAG_TEXT[flags]}]{seqs}{acks}, "
-            f"win {win}{urgs}{opts}, length {length}"
+            f"{'IP' if ver == 4 else 'IP6'} {src}.{sport} > {dst}.{dport}: "
+            f"Flags [{FLAG_TEXT[flags]}]{seqs}{f', ack {ack}' if flags & ACK else ''}, "
+            f"win {win}{f', urg {urg}' if flags & URG else ''}{opts}, length {length}"
         )
 
     # -- the line after the timestamp --------------------------------------------------------
