@@ -1,0 +1,153 @@
+"""XDP program cost: nanoseconds per packet of xdptcp's capture program under BPF_PROG_TEST_RUN.
+
+The kernel runs the program ``repeat`` times on the same frame and reports the mean time per run.
+Three rows per frame size, all in the same process and run:
+
+- empty XDP program (bpf/tests/xdp_empty.bpf.c): the floor of the test-run machinery itself;
+- xdptcp, ring with room: one test run of ``repeat`` records into a ring large enough to take
+  them all (hundreds of MB), so each run parses, reserves, copies the headers and submits. Every
+  record goes to memory not touched before, so this row includes cache misses a live capture
+  with a small ring would not pay;
+- xdptcp, ring drained: the ring has xdptcp's default size and is emptied by a pybpf reader
+  between test runs of as many records as it holds (the drain is outside the kernel's timing).
+  Records land in memory that stays in the CPU caches, as with a live reader keeping up;
+- xdptcp, ring full: the ring is filled first, so each run parses, fails the reservation and
+  counts ``ring_full`` (what the program costs while user space is falling behind).
+
+Frames: a 66-byte IPv4 TCP ACK with timestamps (the typical pure ACK) and a 1500-byte IPv4 TCP
+segment (20-byte header, 1446 bytes payload). Loading goes through pybpf, as xdptcp does.
+
+    python -m bench progcost [--repeat 3] [--packets 1000000]
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Optional
+
+from bench.common import ROOT, Target, median, say, table, targets_table
+from bench.traffic import TCP_ACK, TCP_PSH, Flow, frame
+
+XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
+EMPTY_OBJ = ROOT / "build" / "bpf" / "tests" / "xdp_empty.bpf.o"
+RING = "xdptcp_ring"
+CAPACITY = 256  # xdptcp's default record capacity (xdptcp.cli.DEFAULT_CAPACITY)
+RECORD = 32 + CAPACITY + 8  # struct xdptcp_record + data + ring-buffer header
+PAGE = 4096
+XDP_PASS = 2
+
+
+def frames() -> dict[str, bytes]:
+    flow = Flow(False, bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), 40000, 80)
+    ack = frame(flow, 1000, 2000, TCP_ACK, 12, b"")
+    full = frame(flow, 1000, 2000, TCP_PSH | TCP_ACK, 0, bytes(1446))
+    assert len(ack) == 66 and len(full) == 1500, (len(ack), len(full))
+    return {"66 B": ack, "1500 B": full}
+
+
+def ring_bytes(records: int) -> int:
+    """The smallest valid ring (a power of two, at least a page) that holds ``records`` records."""
+    need = max(PAGE, records * RECORD)
+    return 1 << (need - 1).bit_length()
+
+
+def _spec(path: Path, ring: Optional[int] = None):
+    from pybpf.spec import ObjectSpec
+
+    spec = ObjectSpec.from_file(str(path))
+    if ring is not None:
+        spec.set_max_entries(RING, ring)
+        _configure(spec)
+    return spec
+
+
+def _configure(spec) -> None:
+    # The values xdptcp itself sets: default capacity, headers only, no filter.
+    for name, value in (("xdptcp_snaplen", 0), ("xdptcp_capacity", CAPACITY)):
+        if name in spec.rodata:
+            spec.rodata[name] = value
+
+
+def measure(
+    path: Path, program: str, data: bytes, runs: int, ring: Optional[int], prefill: bool = False
+) -> tuple[float, int]:
+    """(ns per run as the kernel reports it, program's return value) on a fresh load."""
+    with _spec(path, ring).load() as obj:
+        prog = obj.programs[program]
+        if prefill:
+            # Fill the ring: more runs than it has slots; after this every reservation fails.
+            prog.test_run(data, repeat=(ring or PAGE) // RECORD + 16)
+        result = prog.test_run(data, repeat=runs)
+        return float(result.duration_ns), result.retval
+
+
+def measure_drained(data: bytes, runs: int) -> tuple[float, int]:
+    """Like :func:`measure` with the default ring, drained between test runs that fit in it."""
+    from pybpf.ringbuf import RingBuffer
+
+    spec = _spec(XDPTCP_OBJ, ring=None)
+    _configure(spec)
+    with spec.load() as obj, RingBuffer.from_map(obj.maps[RING]) as ring:
+        chunk = spec.maps[RING].max_entries // RECORD - 1
+        total_ns = done = 0
+        retval = XDP_PASS
+        while done < runs:
+            n = min(chunk, runs - done)
+            result = obj.programs["xdp_capture"].test_run(data, repeat=n)
+            total_ns += result.duration_ns * n
+            done += n
+            retval = result.retval
+            _, got = ring.drain_fixed(RECORD - 8)
+            if got != n:
+                raise RuntimeError(f"ring drained: expected {n} records, read {got}")
+        return total_ns / done, retval
+
+
+def run(repeat: int = 3, runs: int = 1_000_000) -> str:
+    if not EMPTY_OBJ.exists():
+        raise RuntimeError(f"{EMPTY_OBJ} is missing: run `make bpf` first")
+    cases = [
+        ("empty XDP program", EMPTY_OBJ, "xdp_empty", None, False),
+        ("xdptcp, ring with room", XDPTCP_OBJ, "xdp_capture", ring_bytes(runs + 64), False),
+        ("xdptcp, ring drained", XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
+        ("xdptcp, ring full", XDPTCP_OBJ, "xdp_capture", 64 * 1024, True),
+    ]
+    results: dict[tuple[str, str], list[float]] = {}
+    for i in range(repeat):
+        for size, data in frames().items():
+            for label, path, prog, ring, prefill in cases:
+                say(f"progcost repeat {i + 1}/{repeat}: {label}, {size} frame, {runs:,} runs")
+                if label == "xdptcp, ring drained":
+                    ns, retval = measure_drained(data, runs)
+                else:
+                    ns, retval = measure(path, prog, data, runs, ring, prefill)
+                if retval != XDP_PASS:
+                    raise RuntimeError(f"{label}: returned {retval}, expected XDP_PASS")
+                results.setdefault((label, size), []).append(ns)
+    rows = []
+    for (label, size), values in results.items():
+        empty = median(results[("empty XDP program", size)])
+        med = median(values)
+        ring = next(c[3] for c in cases if c[0] == label)
+        rows.append(
+            [
+                label,
+                size,
+                ring and f"{ring // 1024:,} KiB",
+                med,
+                min(values),
+                med - empty if label != "empty XDP program" else None,
+            ]
+        )
+    header = ["program", "frame", "ring", "ns/packet", "min ns", "minus empty"]
+    title = f"XDP program cost: BPF_PROG_TEST_RUN, {runs:,} runs, median of {repeat}"
+    text = table(title, header, rows)
+    targets = [
+        Target(f"xdptcp, 66 B frame, {how}", median(results[(f"xdptcp, {how}", "66 B")]), 50, " ns")
+        for how in ("ring with room", "ring drained")
+    ]
+    return text + "\n" + targets_table("XDP program targets", targets)
+
+
+def _default_ring() -> int:
+    return _spec(XDPTCP_OBJ).maps[RING].max_entries
