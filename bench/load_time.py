@@ -1,0 +1,235 @@
+"""Load time: how long pybpf takes to turn an object file into loaded programs, beside bpftool.
+
+Rows per object (xdptcp's shipped object; the test object with the most CO-RE relocations):
+
+- pybpf in-process, first load: a new Python process imports every pybpf module (not timed),
+  then times ``ObjectSpec.from_file`` through ``spec.load()`` returning: the first load of a
+  process, which includes first-use costs (construct compiling its parsers, reading the kernel's
+  BTF when the object needs CO-RE). The targets are judged on this row;
+- pybpf in-process, first load, lazy imports: the same without importing first, so the modules
+  pybpf imports lazily on the way are timed too (what a script that just calls ``load`` sees);
+- pybpf in-process, warm: the same, a second time in the same process;
+- ``python -m pybpf load OBJ``: the whole process, interpreter start and imports included;
+- ``bpftool prog loadall OBJ DIR``: the whole process (libbpf), pins removed afterwards.
+
+And ``xdptcp -i IFACE``: wall time from spawning the process to its "capturing on" line.
+
+    python -m bench loadtime [--repeat 5]
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import struct
+import subprocess
+import time
+from pathlib import Path
+from typing import Optional
+
+from bench.common import (
+    PYTHON,
+    ROOT,
+    Target,
+    Tool,
+    make_hosts,
+    median,
+    ratio,
+    say,
+    table,
+    targets_table,
+)
+from bench.w1_flood import XDPTCP_READY
+
+XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
+TEST_OBJS = ROOT / "build" / "bpf" / "tests"
+BPFFS = Path("/sys/fs/bpf")
+
+# Run in a child so that "cold" really is the first load of a process. With "preload", every
+# pybpf module is imported before the clock starts (pybpf imports some lazily, e.g. the construct
+# declarations of bpf_attr on the first syscall): that import time is interpreter start-up,
+# which the whole-process row shows.
+_CHILD = """
+import importlib, json, pkgutil, sys, time
+import pybpf
+from pybpf.spec import ObjectSpec
+if sys.argv[3] == "preload":
+    for mod in pkgutil.iter_modules(pybpf.__path__):
+        if mod.name not in ("__main__", "cli"):
+            importlib.import_module("pybpf." + mod.name)
+times = []
+for _ in range(int(sys.argv[2])):
+    t0 = time.perf_counter()
+    spec = ObjectSpec.from_file(sys.argv[1])
+    obj = spec.load()
+    times.append(time.perf_counter() - t0)
+    obj.close()
+print(json.dumps(times))
+"""
+
+
+def core_relocations(path: Path) -> int:
+    """CO-RE relocation records in an object's .BTF.ext (0 when it has none).
+
+    .BTF.ext starts with magic 0xeB9F, version, flags, hdr_len, then offset/length pairs for
+    func_info, line_info and (when hdr_len >= 32) core_relo; offsets count from the header's end.
+    core_relo is a u32 record size, then per section {u32 sec_name_off, u32 num_info, records}.
+    """
+    from elftools.elf.elffile import ELFFile
+
+    with open(path, "rb") as f:
+        sec = ELFFile(f).get_section_by_name(".BTF.ext")
+        if sec is None:
+            return 0
+        data = sec.data()
+    order = "<" if data[:2] == b"\x9f\xeb" else ">"
+    hdr_len = struct.unpack_from(order + "I", data, 4)[0]
+    if hdr_len < 32:
+        return 0
+    off, length = struct.unpack_from(order + "II", data, 24)
+    if length == 0:
+        return 0
+    pos, end = hdr_len + off, hdr_len + off + length
+    rec_size = struct.unpack_from(order + "I", data, pos)[0]
+    pos += 4
+    count = 0
+    while pos < end:
+        num = struct.unpack_from(order + "I", data, pos + 4)[0]
+        count += num
+        pos += 8 + num * rec_size
+    return count
+
+
+def pick_core_object() -> tuple[Optional[Path], str]:
+    """The test object with the most CO-RE relocations, or None and the reason."""
+    candidates = sorted(TEST_OBJS.glob("core_*.bpf.o")) if TEST_OBJS.exists() else []
+    if not candidates:
+        candidates = sorted(TEST_OBJS.glob("*.bpf.o")) if TEST_OBJS.exists() else []
+    counted = [(core_relocations(p), p) for p in candidates]
+    counted = [c for c in counted if c[0] > 0]
+    if not counted:
+        return None, f"no object under {TEST_OBJS} has CO-RE relocations (run `make bpf`)"
+    n, path = max(counted)
+    return path, f"{n} CO-RE relocations"
+
+
+def in_process(path: Path, loads: int, preload: bool) -> list[float]:
+    """Seconds per load in one fresh process: [cold, warm, warm, ...]."""
+    how = "preload" if preload else "lazy"
+    out = subprocess.run(
+        [PYTHON, "-c", _CHILD, str(path), str(loads), how], capture_output=True, text=True, cwd=ROOT
+    )
+    if out.returncode != 0:
+        raise RuntimeError(f"pybpf could not load {path.name}: {out.stderr.strip()[-300:]}")
+    return json.loads(out.stdout)
+
+
+def whole_process(argv: list[str]) -> float:
+    t0 = time.perf_counter()
+    out = subprocess.run(argv, capture_output=True, text=True, cwd=ROOT)
+    elapsed = time.perf_counter() - t0
+    if out.returncode != 0:
+        raise RuntimeError(f"{' '.join(argv[:3])}: {out.stderr.strip()[-300:]}")
+    return elapsed
+
+
+def bpftool_loadall(path: Path) -> float:
+    pin = BPFFS / f"bench-load-{os.getpid()}"
+    try:
+        return whole_process(["bpftool", "prog", "loadall", str(path), str(pin)])
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+
+
+def object_rows(label: str, path: Path, repeat: int) -> tuple[list[list[object]], dict]:
+    got: dict[str, list[float]] = {k: [] for k in ("first", "cold", "warm", "cli", "bpftool")}
+    for i in range(repeat):
+        say(f"loadtime repeat {i + 1}/{repeat}: {label}")
+        got["first"].append(in_process(path, 1, preload=False)[0])
+        times = in_process(path, 3, preload=True)
+        got["cold"].append(times[0])
+        got["warm"].extend(times[1:])
+        got["cli"].append(whole_process([PYTHON, "-m", "pybpf", "load", str(path)]))
+        got["bpftool"].append(bpftool_loadall(path))
+    m = {k: median(v) for k, v in got.items()}
+    hows = [
+        ("first", "pybpf in-process, first load, lazy imports"),
+        ("cold", "pybpf in-process, first load"),
+        ("warm", "pybpf in-process, warm"),
+        ("cli", "python -m pybpf load (process)"),
+        ("bpftool", "bpftool prog loadall (process)"),
+    ]
+    rows = [[label, how, _ms(m[k]), _x(ratio(m[k], m["bpftool"]))] for k, how in hows]
+    return rows, m
+
+
+def xdptcp_start(repeat: int) -> list[float]:
+    """Seconds from spawning ``xdptcp -i IFACE`` to its "capturing on" line."""
+    hosts = make_hosts("l")
+    times = []
+    try:
+        for i in range(repeat):
+            say(f"loadtime repeat {i + 1}/{repeat}: xdptcp start to attached")
+            t0 = time.perf_counter()
+            tool = Tool([PYTHON, "-m", "xdptcp", "-i", hosts.outer])
+            try:
+                tool.wait_ready(XDPTCP_READY)
+                times.append(time.perf_counter() - t0)
+            finally:
+                tool.kill()
+    finally:
+        hosts.remove()
+    return times
+
+
+def run(repeat: int = 5) -> str:
+    rows, notes = [], []
+    xm = {}
+    if XDPTCP_OBJ.exists():
+        r, xm = object_rows("xdptcp.bpf.o", XDPTCP_OBJ, repeat)
+        rows += r
+    else:
+        notes.append(f"skipped xdptcp.bpf.o: {XDPTCP_OBJ} is missing")
+    core, why = pick_core_object()
+    cm: dict = {}
+    if core is None:
+        notes.append(f"skipped the CO-RE row: {why}")
+    else:
+        try:
+            r, cm = object_rows(f"{core.name} ({why})", core, repeat)
+            rows += r
+        except RuntimeError as e:
+            notes.append(f"CO-RE row failed: {e}")
+    start: list[float] = []
+    try:
+        start = xdptcp_start(repeat)
+        rows.append(["xdptcp -i IFACE", "spawn to 'capturing on'", _ms(median(start)), "-"])
+    except RuntimeError as e:
+        notes.append(f"xdptcp start failed: {e}")
+    text = table(f"Load time, median of {repeat}", ["object", "how", "ms", "/ bpftool"], rows)
+    targets = [
+        Target("xdptcp object, pybpf in-process first load", _msf(xm.get("cold")), 30, " ms"),
+        Target(
+            "CO-RE object, pybpf in-process first load / bpftool process",
+            ratio(cm.get("cold"), cm.get("bpftool")),
+            2.0,
+            "x",
+        ),
+    ]
+    text += "\n" + targets_table("Load time targets", targets)
+    if notes:
+        text += "\n" + "\n".join(f"- {n}" for n in notes) + "\n"
+    return text
+
+
+def _ms(v: Optional[float]) -> Optional[str]:
+    return None if v is None else f"{v * 1000:.1f}"
+
+
+def _msf(v: Optional[float]) -> Optional[float]:
+    return None if v is None else v * 1000
+
+
+def _x(v: Optional[float]) -> Optional[str]:
+    return None if v is None else f"{v:.2f}x"
