@@ -224,14 +224,14 @@ def test_tcpdump_capture_of_real_connection_reads_the_same(tmp_path):
     cap = None
     try:
         cap = subprocess.Popen(
-            [tcpdump, "-i", pair.outer, "-U", "-w", str(path), "tcp"],
+            [tcpdump, "-i", pair.outer, "--immediate-mode", "-U", "-w", str(path), "tcp"],
             stdout=subprocess.DEVNULL,
             stderr=subprocess.PIPE,
         )
         _wait_listening(cap)
         for host, family in ((pair.outer_ip, socket.AF_INET), (pair.outer_ip6, socket.AF_INET6)):
             _talk(pair, host, family)
-        time.sleep(0.5)
+        time.sleep(1.5)  # past libpcap's buffer timeout, should immediate mode be unavailable
     finally:
         if cap is not None:
             cap.terminate()
