@@ -14,8 +14,12 @@ from pybpf.errors import (
     SyscallError,
     VerifierError,
 )
+from pybpf.spec import MapSpec, ObjectSpec, ProgramSpec
 
 __all__ = [
+    "ObjectSpec",
+    "ProgramSpec",
+    "MapSpec",
     "BPFError",
     "BTFError",
     "CORERelocationError",

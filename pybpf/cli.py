@@ -36,6 +36,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         # the reader went away (pybpf inspect | head): not an error
         os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return 0
+    except Exception as e:  # a bug of ours: still one line, and say so
+        _error(f"internal error ({type(e).__name__}: {e}); please report it with the object")
     return 1
 
 

@@ -4,8 +4,8 @@ The object is what ``clang -target bpf -c`` writes: executable sections whose na
 type (``xdp``, ``fentry/tcp_connect``), ``.text`` with the subprograms they call, ``.maps`` (map
 definitions, described in BTF), data sections (``.rodata``, ``.data``, ``.bss``) that become array
 maps, ``license``, ``.BTF``/``.BTF.ext``, and ``.rel<section>`` relocation sections that say which
-instructions refer to which symbol. Relocations are classified by the section of their symbol and the
-instruction they patch — never applied the way a linker would (pyelftools' relocation recipes
+instructions refer to which symbol. Relocations are classified by the section of their symbol and
+the instruction they patch — never applied the way a linker would (pyelftools' relocation recipes
 compute linker values; they are not used here).
 """
 
@@ -41,7 +41,9 @@ SHT_NOBITS = "SHT_NOBITS"
 SHF_EXECINSTR = 0x4
 BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_MMAPABLE = 1 << 10
-OBJ_NAME_LEN = 16  # kernel's BPF_OBJ_NAME_LEN, including the terminating NUL
+OBJ_NAME_LEN = 16  # the kernel's BPF_OBJ_NAME_LEN, with the terminating NUL
+# struct bpf_elf_map (iproute2): bpf_map_def + id, pinning, inner_id, inner_idx
+IPROUTE2_MAP_DEF_SIZE = 36
 
 
 @dataclass(frozen=True)
@@ -95,6 +97,8 @@ def read_object_bytes(data: bytes, name: str, path: str = "") -> ObjectSpec:
         raise type(e)(f"{label}: {e}") from None
     except RecursionError:
         raise ParseError(f"{label}: malformed object (nesting too deep)") from None
+    except (ImportError, NameError):
+        raise  # a bug of ours, not a property of the file
     except Exception as e:  # pyelftools and construct raise many kinds on malformed files
         raise ParseError(f"{label}: malformed ELF object ({type(e).__name__}: {e})") from None
 
@@ -126,7 +130,13 @@ class _Reader:
             data = b"" if sh["sh_type"] == SHT_NOBITS else s.data()
             out.append(
                 Section(
-                    i, s.name, sh["sh_type"], sh["sh_flags"], sh["sh_size"], data, sh["sh_info"]
+                    i,
+                    s.name,
+                    str(sh["sh_type"]),
+                    sh["sh_flags"],
+                    sh["sh_size"],
+                    data,
+                    sh["sh_info"],
                 )
             )
         return out
@@ -251,11 +261,8 @@ class _Reader:
                 sdef = None
             entries = [f for f in functions.values() if f.section == sec.name]
             for f in entries:
-                if not f.is_global:
-                    raise ParseError(
-                        f"program '{f.name}' in section {sec.name} is static: "
-                        "programs must be global functions"
-                    )
+                # libbpf refuses static functions here; cilium/ebpf loads them as programs.
+                # Reading them as programs lets inspect show them and the kernel judge them.
                 programs[f.name] = ProgramSpec(
                     name=f.name,
                     section=sec.name,
@@ -320,7 +327,8 @@ class _Reader:
             )
             if not (ins.is_ld_imm64 or ins.is_call):
                 raise ParseError(
-                    f"extern '{sym.name}' used by an instruction that is neither ld_imm64 nor call ({where})"
+                    f"extern '{sym.name}' used by an instruction that is neither ld_imm64 "
+                    f"nor call ({where})"
                 )
             return kind, None
         if target is None:
@@ -407,8 +415,30 @@ class _Reader:
         if btf is None:
             raise ParseError("section .maps needs BTF to describe its maps, and there is no .BTF")
         defs = parse_btf_maps(btf, ".maps")
+        self._check_maps_zeroed(sec, defs)
+        self._check_global_maps(
+            [s for s in self.symbols if s.shndx == sec.index and s.type != "STT_SECTION"]
+        )
         slots = self._map_init_slots(sec, defs)
         return [_map_spec_from_btf(d, ".maps", slots.get(d.name, ())) for d in defs]
+
+    def _check_global_maps(self, syms: list[Symbol]) -> None:
+        """A static map is reached through its section symbol and an offset; like libbpf,
+        refuse it rather than guess which definition the offset lands in."""
+        for sym in syms:
+            if sym.bind == "STB_LOCAL":
+                raise ParseError(f"map '{sym.name}' is static: maps must be global variables")
+
+    def _check_maps_zeroed(self, sec: Section, defs: list) -> None:
+        """``.maps`` holds zeros: a definition lives in BTF, initial values in relocations."""
+        nonzero = next((i for i, b in enumerate(sec.data) if b), None)
+        if nonzero is None:
+            return
+        owner = next((d.name for d in defs if d.offset <= nonzero < d.offset + d.size), "?")
+        raise ParseError(
+            f"map '{owner}': .maps has a non-zero byte at offset {nonzero}; a BTF map definition "
+            "cannot carry values (only prog arrays and maps of maps, through .values)"
+        )
 
     def _map_init_slots(self, sec: Section, defs: list) -> dict[str, tuple[tuple[int, str], ...]]:
         """``.values = { [0] = &prog }``: relocations in .maps say which slot holds what."""
@@ -430,7 +460,12 @@ class _Reader:
         return {k: tuple(sorted(v)) for k, v in out.items()}
 
     def _legacy_maps(self) -> list[MapSpec]:
-        """The pre-BTF ``maps`` section: an array of struct bpf_map_def, one symbol each."""
+        """The pre-BTF ``maps`` section: an array of struct bpf_map_def, one symbol each.
+
+        The five u32 of bpf_map_def (type, key_size, value_size, max_entries, map_flags) are
+        understood; iproute2's longer definition adds id, pinning, inner_id and inner_idx. Any
+        other non-zero byte is a field we would silently ignore: refuse the object instead.
+        """
         sec = self.by_name.get("maps")
         if sec is None:
             return []
@@ -447,12 +482,23 @@ class _Reader:
         size = sec.size // len(syms)
         if size < 20 or size * len(syms) != sec.size:
             raise ParseError(f"legacy maps section: {len(syms)} maps in {sec.size} bytes")
-        fmt = ("<" if self.little else ">") + "5I"
+        self._check_global_maps(syms)
+        order = "<" if self.little else ">"
         out = []
         for sym in syms:
             raw = sec.data[sym.value : sym.value + size]
-            mtype, ksize, vsize, entries, flags = struct.unpack_from(fmt, raw)
-            out.append(MapSpec(sym.name, "maps", mtype, ksize, vsize, entries, flags))
+            mtype, ksize, vsize, entries, flags = struct.unpack_from(order + "5I", raw)
+            pinning = 0
+            if size == IPROUTE2_MAP_DEF_SIZE:
+                pinning = struct.unpack_from(order + "I", raw, 24)[0]
+            elif any(raw[20:]):
+                raise ParseError(
+                    f"map '{sym.name}': its definition has {size - 20} bytes beyond "
+                    "struct bpf_map_def that are not zero (unknown fields)"
+                )
+            out.append(
+                MapSpec(sym.name, "maps", mtype, ksize, vsize, entries, flags, pinning=pinning)
+            )
         return out
 
     def _data_maps(self, btf: Optional[BTF]) -> list[MapSpec]:

@@ -85,8 +85,19 @@ class VerifierError(SyscallError):
         lines = [ln for ln in log.splitlines() if ln.strip()]
         self.summary = "\n".join(lines[-4:]) if lines else "(the verifier wrote no log)"
         last = _last_meaningful_line(lines)
-        detail = f"the verifier rejected it: {last}" if last else None
+        self.insn = _failing_insn(lines)
+        at = f" at insn {self.insn}" if self.insn is not None else ""
+        detail = f'the verifier rejected it{at}: "{last}"' if last else None
         super().__init__(f"cannot load program '{program}' (section {section})", err, detail)
+
+
+def _failing_insn(lines: list[str]) -> Optional[int]:
+    """The index of the last instruction the verifier printed before giving up."""
+    for ln in reversed(lines):
+        head, sep, rest = ln.partition(": (")
+        if sep and head.strip().isdigit():
+            return int(head)
+    return None
 
 
 def _last_meaningful_line(lines: list[str]) -> Optional[str]:

@@ -12,6 +12,7 @@ somebody else's program is never touched unless ``replace=True``, and then it is
 
 from __future__ import annotations
 
+import struct
 import time
 from dataclasses import dataclass
 from importlib import resources
@@ -19,7 +20,9 @@ from typing import Callable, Iterator, Optional, Sequence
 
 from pybpf import ObjectSpec
 from pybpf.errors import BPFError, NetlinkError, SyscallError
+from pybpf.ringbuf import slot_size
 from xdptcp.netns import in_netns
+from xdptcp.record import HEADER_SIZE
 
 PROGRAM = "xdp_capture"
 RING = "xdptcp_ring"
@@ -70,9 +73,8 @@ class Counters:
 
 def describe_program(prog_id: int) -> tuple[str, bool]:
     """(name, is it an xdptcp capture program) for a program attached somewhere."""
-    from pybpf.program import Program
-
     from pybpf.maps import Map
+    from pybpf.program import Program
 
     try:
         with Program.from_id(prog_id) as prog:
@@ -134,7 +136,7 @@ class Capture:
 
         try:
             self.obj = self.spec.load()
-            self.ring = RingBuffer(self.obj.maps[RING])
+            self.ring = RingBuffer.from_map(self.obj.maps[RING])
             for iface in self.interfaces:
                 self._attach(iface)
         except BaseException:
@@ -193,9 +195,8 @@ class Capture:
 
     def _handle_existing(self, iface: Interface, current) -> object:
         """Stale xdptcp program: remove it. Someone else's: refuse, or take it for --replace."""
-        from pybpf.program import Program
-
         from pybpf import netlink
+        from pybpf.program import Program
 
         name, ours = describe_program(current.prog_id)
         mode = _mode_name(current.mode)
@@ -293,22 +294,36 @@ class Capture:
         return self.ring.poll(timeout_ms)
 
     def batches(self) -> Iterator[list]:
-        """Records available now, decoded, in batches (one drain of the ring each)."""
-        from xdptcp.record import unpack_records
+        """Records available now, decoded, in batches (one drain of the ring each).
 
-        names = {i.ifindex: i.name for i in self.interfaces}
+        Each item is ``(wall-clock ns, interface name, captured bytes, wire length)``."""
         capacity = self.spec.rodata.get_int("xdptcp_capacity")
+        record_size = HEADER_SIZE + capacity
+        slot = struct.Struct(_slot_format(capacity))
+        names = {i.ifindex: i.name for i in self.interfaces}
+        offset = self.clock_offset_ns
         while True:
-            blob = self.ring.drain_fixed(_record_size(capacity))
-            if not blob:
+            blob, count = self.ring.drain_fixed(record_size, max_records=BATCH)
+            if not count:
                 return
-            yield unpack_records(blob, capacity, self.clock_offset_ns, names)
+            yield [
+                (ts + offset, names.get(ifindex) or f"if{ifindex}", data[:cap_len], wire_len)
+                for ts, ifindex, wire_len, cap_len, data in slot.iter_unpack(blob)
+            ]
 
 
-def _record_size(capacity: int) -> int:
-    from xdptcp.record import HEADER_SIZE
+BATCH = 4096  # records per drain: bounds the memory of one batch, keeps the loop responsive
 
-    return HEADER_SIZE + capacity
+
+def _slot_format(capacity: int) -> str:
+    """One ring slot: the ring's 8-byte header, struct xdptcp_record, data[capacity], padding.
+
+    Only the fields a capture needs are unpacked; the rest is skipped (``x``)."""
+    record = HEADER_SIZE + capacity
+    pad = slot_size(record) - 8 - record
+    # 8x ring header | ts_ns Q | ifindex I | rx_queue 4x | wire_len I | cap_len H |
+    # l3_off..reserved 10x | data
+    return f"=8xQI4xIH10x{capacity}s{pad}x"
 
 
 def _mode_flag(mode: str) -> int:
