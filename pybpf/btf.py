@@ -1,0 +1,567 @@
+"""BTF: reading and writing the ``.BTF`` blob, and questions about its types.
+
+A ``.BTF`` section is ``btf_header`` (magic 0xeB9F, version 1, offsets of two sections relative to
+the end of the header), a *type section* of variable-length records, and a *string section* of
+NUL-terminated names that records point into by byte offset. Type ids are positions in the type
+section, counting from 1; id 0 is ``void``.
+
+*Split* BTF (a kernel module's, under ``/sys/kernel/btf/<module>``) continues a base BTF
+(vmlinux): its first type id is one past the base's last, and its string offsets start at the
+base's string section size, so one id or offset space covers both.
+
+The blob is written in the byte order of the object that carries it; the magic, read in either
+order, says which. What goes to the kernel (``BTF_LOAD``) must be in the host's order.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import struct
+import sys
+from typing import Iterable, Mapping, Optional, Sequence, Union
+
+from pybpf.btf_types import (
+    MODIFIERS,
+    Array,
+    Const,
+    Datasec,
+    DeclTag,
+    Enum,
+    Enum64,
+    EnumValue,
+    Float,
+    Func,
+    FuncLinkage,
+    FuncProto,
+    Fwd,
+    Int,
+    IntEncoding,
+    Kind,
+    Member,
+    Param,
+    Ptr,
+    Restrict,
+    Struct,
+    Type,
+    TypeDecoder,
+    Typedef,
+    TypeTag,
+    Var,
+    VarLinkage,
+    VarSecinfo,
+    Void,
+    Volatile,
+    encode_type,
+)
+from pybpf.btf_types import Union as UnionType
+from pybpf.errors import BTFError
+
+__all__ = [
+    "BTF",
+    "BTF_MAGIC",
+    "StringTable",
+    # the type model, re-exported so users import one module
+    "Array",
+    "Const",
+    "Datasec",
+    "DeclTag",
+    "Enum",
+    "Enum64",
+    "EnumValue",
+    "Float",
+    "Func",
+    "FuncLinkage",
+    "FuncProto",
+    "Fwd",
+    "Int",
+    "IntEncoding",
+    "Kind",
+    "Member",
+    "Param",
+    "Ptr",
+    "Restrict",
+    "Struct",
+    "Type",
+    "Typedef",
+    "TypeTag",
+    "UnionType",
+    "Var",
+    "VarLinkage",
+    "VarSecinfo",
+    "Void",
+    "Volatile",
+]
+
+BTF_MAGIC = 0xEB9F
+BTF_VERSION = 1
+# struct btf_header: magic, version, flags, hdr_len, type_off, type_len, str_off, str_len
+_HEADER = "HBBIIIII"
+HEADER_SIZE = struct.calcsize("<" + _HEADER)
+POINTER_SIZE = 8  # BPF is a 64-bit machine whatever the host is
+HOST_LITTLE = sys.byteorder == "little"
+
+
+class StringTable:
+    """The string section: names by byte offset, continuing a base table for split BTF."""
+
+    def __init__(self, data: bytes, base: Optional[StringTable] = None):
+        self.data = bytes(data)
+        self.base = base
+        self.start = base.size if base is not None else 0
+        self._cache: dict[int, str] = {}
+        self._index: Optional[dict[str, int]] = None
+
+    @property
+    def size(self) -> int:
+        """One past the last offset this table (with its base) covers."""
+        return self.start + len(self.data)
+
+    def get(self, offset: int) -> str:
+        if offset < self.start:
+            assert self.base is not None
+            return self.base.get(offset)
+        s = self._cache.get(offset)
+        if s is None:
+            local = offset - self.start
+            end = self.data.find(b"\0", local)
+            if local >= len(self.data) or end < 0:
+                raise BTFError(
+                    f"BTF string offset {offset} is outside the string section "
+                    f"({self.start}..{self.size})"
+                )
+            s = self._cache[offset] = self.data[local:end].decode("utf-8", "replace")
+        return s
+
+    def offset_of(self, s: str) -> Optional[int]:
+        """Where ``s`` starts (base first, as libbpf looks), or None when it is not there."""
+        if self.base is not None:
+            off = self.base.offset_of(s)
+            if off is not None:
+                return off
+        if self._index is None:
+            self._index = {}
+            pos = 0
+            for chunk in self.data.split(b"\0"):
+                self._index.setdefault(chunk.decode("utf-8", "replace"), self.start + pos)
+                pos += len(chunk) + 1
+        return self._index.get(s)
+
+    def __iter__(self) -> Iterable[tuple[int, str]]:
+        """(offset, string) of every string of this table (not its base)."""
+        pos = 0
+        for chunk in self.data.split(b"\0")[:-1]:
+            yield self.start + pos, chunk.decode("utf-8", "replace")
+            pos += len(chunk) + 1
+
+
+class _StringBuilder:
+    """Offsets for names when encoding: the original table first, so offsets stay put."""
+
+    def __init__(self, table: StringTable):
+        self.table = table
+        self.extra = bytearray()
+        self.added: dict[str, int] = {}
+        if not table.data and table.base is None:
+            self.extra += b"\0"  # a base table must start with the empty string
+
+    def offset(self, s: str) -> int:
+        if not s:
+            return 0
+        off = self.table.offset_of(s)
+        if off is None:
+            off = self.added.get(s)
+        if off is None:
+            off = self.added[s] = self.table.size + len(self.extra)
+            self.extra += s.encode() + b"\0"
+        return off
+
+    def data(self) -> bytes:
+        return self.table.data + bytes(self.extra)
+
+
+# --- the BTF object -------------------------------------------------------------------------
+
+KindSpec = Union[Kind, type, None]
+
+
+class BTF:
+    """Parsed BTF: ``types[id]`` for every id (the base's too, for split BTF), and strings.
+
+    Treat it as immutable: methods that change something (``with_datasec_fixup``) return a new
+    object. ``types[0]`` is ``Void()``.
+    """
+
+    def __init__(
+        self,
+        types: Sequence[Type],
+        strings: Optional[StringTable] = None,
+        base: Optional[BTF] = None,
+    ):
+        self.base = base
+        head = base.types if base is not None else [Void()]
+        self.first_id = len(head)
+        self.types: list[Type] = list(head) + list(types)
+        if strings is None:
+            # Built from types alone: give the names their offsets now, so that a split BTF
+            # made on top of this one sees the string table that encode() will write.
+            builder = _StringBuilder(StringTable(b"", base.strings if base else None))
+            for t in types:
+                encode_type(t, "<", builder.offset)
+            strings = StringTable(builder.data(), base.strings if base else None)
+        self.strings = strings
+        self._by_name: Optional[dict[str, list[int]]] = None
+
+    # --- reading and writing ---
+
+    @classmethod
+    def parse(
+        cls, data: bytes, little_endian: Optional[bool] = None, base: Optional[BTF] = None
+    ) -> BTF:
+        """Parse a ``.BTF`` blob. The magic decides the byte order; ``little_endian``, when
+        given, is what the carrying ELF says, and a disagreement is an error."""
+        little = _byte_order(data)
+        if little_endian is not None and little != little_endian:
+            raise BTFError(
+                f"BTF is {'little' if little else 'big'}-endian but its object is "
+                f"{'little' if little_endian else 'big'}-endian"
+            )
+        o = "<" if little else ">"
+        _, version, _flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
+            o + _HEADER, data
+        )
+        if version != BTF_VERSION:
+            raise BTFError(f"BTF version {version} is not supported (only {BTF_VERSION})")
+        if hdr_len < HEADER_SIZE or hdr_len > len(data):
+            raise BTFError(f"BTF header length {hdr_len} does not fit a {len(data)}-byte blob")
+        body = data[hdr_len:]
+        _check_section(body, "type", type_off, type_len)
+        _check_section(body, "string", str_off, str_len)
+        if type_off % 4:
+            raise BTFError(f"BTF type section at offset {type_off} is not 4-byte aligned")
+        raw_strings = body[str_off : str_off + str_len]
+        if base is None and (not raw_strings or raw_strings[0] != 0):
+            raise BTFError("BTF string section does not start with the empty string")
+        if raw_strings and raw_strings[-1] != 0:
+            raise BTFError("BTF string section does not end with a NUL")
+        strings = StringTable(raw_strings, base.strings if base is not None else None)
+        types = TypeDecoder(body[type_off : type_off + type_len], little, strings.get).types()
+        return cls(types, strings, base)
+
+    def encode(self, little_endian: bool = HOST_LITTLE) -> bytes:
+        """The blob again (only this object's own types when split); names keep their offsets."""
+        o = "<" if little_endian else ">"
+        names = _StringBuilder(self.strings)
+        type_data = b"".join(encode_type(t, o, names.offset) for t in self.own_types)
+        str_data = names.data()
+        header = struct.pack(
+            o + _HEADER,
+            BTF_MAGIC,
+            BTF_VERSION,
+            0,
+            HEADER_SIZE,
+            0,
+            len(type_data),
+            len(type_data),
+            len(str_data),
+        )
+        return header + type_data + str_data
+
+    @property
+    def own_types(self) -> list[Type]:
+        """The types this blob defines: all but void, or the ones after the base's."""
+        return self.types[self.first_id :]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BTF):
+            return NotImplemented
+        return self.first_id == other.first_id and self.own_types == other.own_types
+
+    def __repr__(self) -> str:
+        split = f", split on {self.first_id - 1} base types" if self.base is not None else ""
+        return f"<BTF {len(self.types) - self.first_id} types{split}>"
+
+    def replace_types(self, changes: Mapping[int, Type], added: Sequence[Type] = ()) -> BTF:
+        """A new BTF with some types replaced by id and others appended (ids continue)."""
+        for tid in changes:
+            if tid < self.first_id:
+                raise BTFError(f"type id {tid} belongs to the base BTF and cannot be replaced")
+        own = [changes.get(i, t) for i, t in enumerate(self.own_types, self.first_id)]
+        return BTF(own + list(added), self.strings, self.base)
+
+    # --- questions ---
+
+    def type(self, type_id: int) -> Type:
+        if not 0 <= type_id < len(self.types):
+            raise BTFError(f"BTF type id {type_id} does not exist (last is {len(self.types) - 1})")
+        return self.types[type_id]
+
+    def name_of(self, type_id: int) -> str:
+        return self.type(type_id).name
+
+    def find(self, name: str, kind: KindSpec = None) -> Optional[int]:
+        """Id of the first type called ``name`` (of ``kind``: a Kind or a class), or None."""
+        ids = self.find_all(name, kind)
+        return ids[0] if ids else None
+
+    def find_all(self, name: str, kind: KindSpec = None) -> list[int]:
+        if self._by_name is None:
+            index: dict[str, list[int]] = {}
+            for i, t in enumerate(self.types):
+                if t.name:
+                    index.setdefault(t.name, []).append(i)
+            self._by_name = index
+        ids = self._by_name.get(name, [])
+        if kind is None:
+            return list(ids)
+        want = kind if isinstance(kind, Kind) else kind.kind
+        return [i for i in ids if self.types[i].kind == want]
+
+    def resolve(self, type_id: int) -> int:
+        """Skip typedef/const/volatile/restrict/type_tag down to the type they qualify."""
+        seen = 0
+        t = self.type(type_id)
+        while isinstance(t, MODIFIERS):
+            type_id = t.type
+            t = self.type(type_id)
+            seen += 1
+            if seen > 64:
+                raise BTFError(f"BTF type {type_id}: modifier chain is a loop")
+        return type_id
+
+    def sizeof(self, type_id: int) -> int:
+        """Size in bytes, as the C compiler for BPF would say; BTFError for sizeless types."""
+        for _ in range(64):
+            t = self.type(type_id)
+            if isinstance(t, (Int, Struct, Enum, Float, Datasec)):
+                return t.size
+            if isinstance(t, Ptr):
+                return POINTER_SIZE
+            if isinstance(t, Array):
+                return t.nelems * self.sizeof(t.type)
+            if isinstance(t, (*MODIFIERS, Var)):
+                type_id = t.type
+                continue
+            raise BTFError(f"BTF type {type_id} ({self.format(type_id)}) has no size")
+        raise BTFError(f"BTF type {type_id}: type chain too deep")
+
+    def alignof(self, type_id: int) -> int:
+        """Alignment in bytes; 1 for a packed struct (a member off its natural alignment)."""
+        t = self.type(self.resolve(type_id))
+        if isinstance(t, (Int, Enum, Float)):
+            return min(t.size, POINTER_SIZE) or 1
+        if isinstance(t, Ptr):
+            return POINTER_SIZE
+        if isinstance(t, Array):
+            return self.alignof(t.type)
+        if isinstance(t, Struct):
+            align = 1
+            for m in t.members:
+                a = self.alignof(m.type_id)
+                if not m.bitfield_size and m.bit_offset % (8 * a):
+                    return 1
+                align = max(align, a)
+            return 1 if t.size % align else align
+        raise BTFError(f"BTF type {type_id} ({self.format(type_id)}) has no alignment")
+
+    def format(self, type_id: int) -> str:
+        """A C-ish spelling: ``struct event``, ``__u32``, ``char[16]``, ``struct bpf_map *``."""
+        return _format(self, type_id, 0)
+
+    # --- what libbpf does to an object's BTF before the kernel sees it ---
+
+    def with_datasec_fixup(
+        self,
+        section_sizes: Mapping[str, int],
+        symbol_offsets: Mapping[str, Mapping[str, int]],
+    ) -> BTF:
+        """What libbpf does to DATASECs before the kernel sees them, as a new BTF.
+
+        clang leaves each DATASEC's size and its variables' offsets 0: the sizes come from the ELF
+        section headers (``section_sizes``) and the offsets from the symbols' ``st_value``
+        (``symbol_offsets[section][name]``); the kernel wants the variables sorted by offset.
+        ``.kconfig`` and ``.ksyms`` have no ELF section: their externs are laid out the way
+        libbpf lays them out, and their ``extern`` linkage (which the kernel refuses) becomes
+        allocated/global.
+        """
+        changes: dict[int, Type] = {}
+        added: list[Type] = []
+        for tid, t in enumerate(self.own_types, self.first_id):
+            if not isinstance(t, Datasec):
+                continue
+            if t.name == ".kconfig":
+                changes.update(_kconfig_layout(self, tid, t))
+            elif t.name == ".ksyms":
+                changes.update(_ksyms_layout(self, tid, t, added))
+            else:
+                changes.update(_section_layout(self, tid, t, section_sizes, symbol_offsets))
+        return self.replace_types(changes, added) if changes or added else self
+
+
+def _sorted_datasec(t: Datasec, size: int, vars: Iterable[VarSecinfo]) -> Datasec:
+    return Datasec(t.name, size, tuple(sorted(vars, key=lambda v: v.offset)))
+
+
+def _section_layout(
+    btf: BTF,
+    tid: int,
+    t: Datasec,
+    section_sizes: Mapping[str, int],
+    symbol_offsets: Mapping[str, Mapping[str, int]],
+) -> dict[int, Type]:
+    size = t.size
+    fixup_offsets = size == 0
+    if fixup_offsets:
+        size = section_sizes.get(t.name, 0)
+        if not size and t.vars:
+            raise BTFError(
+                f"BTF DATASEC {t.name}: the object has no section of that name to take its "
+                "size from"
+            )
+    offsets = symbol_offsets.get(t.name, {})
+    vars = []
+    for v in t.vars:
+        var = btf.type(v.type_id)
+        offset = v.offset
+        if isinstance(var, Var) and var.linkage != VarLinkage.GLOBAL_EXTERN and fixup_offsets:
+            if var.name not in offsets:
+                raise BTFError(
+                    f"BTF DATASEC {t.name}: variable '{var.name}' has no symbol in the ELF "
+                    "symbol table to take its offset from"
+                )
+            offset = offsets[var.name]
+        vars.append(VarSecinfo(v.type_id, offset, v.size))
+    new = _sorted_datasec(t, size, vars)
+    return {tid: new} if new != t else {}
+
+
+def _kconfig_layout(btf: BTF, tid: int, t: Datasec) -> dict[int, Type]:
+    """libbpf's .kconfig map: most-aligned first, then smaller first, then by name."""
+    externs = []
+    for v in t.vars:
+        var = btf.type(v.type_id)
+        if not isinstance(var, Var):
+            raise BTFError(f"BTF DATASEC .kconfig: entry {v.type_id} is not a VAR")
+        externs.append((-btf.alignof(var.type), btf.sizeof(var.type), var.name, v.type_id, var))
+    changes: dict[int, Type] = {}
+    offset = 0
+    placed = []
+    for neg_align, size, _, var_id, var in sorted(externs):
+        align = -neg_align
+        offset = (offset + align - 1) // align * align
+        placed.append(VarSecinfo(var_id, offset, size))
+        changes[var_id] = dataclasses.replace(var, linkage=VarLinkage.GLOBAL_ALLOCATED)
+        offset += size
+    changes[tid] = _sorted_datasec(t, offset, placed)
+    return changes
+
+
+def _ksyms_layout(btf: BTF, tid: int, t: Datasec, added: list[Type]) -> dict[int, Type]:
+    """libbpf's .ksyms: every extern becomes a 4-byte int slot; functions point at a dummy var.
+
+    The kernel checks a DATASEC entry's size against its type, and a typed ksym's local type
+    (``struct rq``) says nothing true about the kernel's, so the entry is given an int to hold.
+    """
+    int_id = next((i for i, x in enumerate(btf.types) if isinstance(x, Int) and x.bits == 32), None)
+    if int_id is None:
+        int_id = len(btf.types) + len(added)
+        added.append(Int("int", 4, IntEncoding.SIGNED, 0, 32))
+    changes: dict[int, Type] = {}
+    dummy_id = None
+    vars = []
+    for i, v in enumerate(t.vars):
+        x = btf.type(v.type_id)
+        type_id = v.type_id
+        if isinstance(x, Func):
+            if dummy_id is None:
+                dummy_id = len(btf.types) + len(added)
+                added.append(Var("dummy_ksym", int_id, VarLinkage.GLOBAL_ALLOCATED))
+            changes[v.type_id] = dataclasses.replace(x, linkage=FuncLinkage.GLOBAL)
+            proto = btf.type(x.type)
+            if isinstance(proto, FuncProto):
+                # a global func's arguments must have names; reuse the dummy's, as libbpf does
+                params = tuple(
+                    Param(p.name or ("dummy_ksym" if p.type else ""), p.type) for p in proto.params
+                )
+                changes[x.type] = FuncProto(proto.return_type, params)
+            type_id = dummy_id
+        elif isinstance(x, Var):
+            changes[v.type_id] = Var(x.name, int_id, VarLinkage.GLOBAL_ALLOCATED)
+        vars.append(VarSecinfo(type_id, 4 * i, 4))
+    changes[tid] = Datasec(t.name, 4 * len(vars), tuple(vars))
+    return changes
+
+
+def _byte_order(data: bytes) -> bool:
+    if len(data) < HEADER_SIZE:
+        raise BTFError(f"BTF blob is {len(data)} bytes, shorter than its {HEADER_SIZE}-byte header")
+    if struct.unpack_from("<H", data)[0] == BTF_MAGIC:
+        return True
+    if struct.unpack_from(">H", data)[0] == BTF_MAGIC:
+        return False
+    raise BTFError(f"BTF magic is {data[:2].hex()}, not 0xeb9f in either byte order")
+
+
+def _check_section(body: bytes, what: str, off: int, length: int) -> None:
+    if off + length > len(body):
+        raise BTFError(
+            f"BTF {what} section ({off}+{length}) runs past the end of the blob "
+            f"({len(body)} bytes after the header)"
+        )
+
+
+def _format(btf: BTF, type_id: int, depth: int) -> str:
+    if depth > 32:
+        return "..."
+    t = btf.type(type_id)
+    if isinstance(t, Void):
+        return "void"
+    if isinstance(t, UnionType):
+        return f"union {t.name or '(anon)'}"
+    if isinstance(t, Struct):
+        return f"struct {t.name or '(anon)'}"
+    if isinstance(t, Enum):
+        return f"enum {t.name or '(anon)'}"
+    if isinstance(t, Fwd):
+        return f"{'union' if t.is_union else 'struct'} {t.name}"
+    if isinstance(t, Ptr):
+        target = btf.type(t.type)
+        if isinstance(target, FuncProto):
+            return _format_proto(btf, target, "(*)", depth)
+        inner = _format(btf, t.type, depth + 1)
+        return inner + ("*" if inner.endswith("*") else " *")
+    if isinstance(t, Array):
+        dims = []
+        while isinstance(t, Array):
+            dims.append(f"[{t.nelems}]")
+            elem = t.type
+            t = btf.type(elem)
+        return _format(btf, elem, depth + 1) + "".join(dims)
+    if isinstance(t, (Const, Volatile, Restrict)):
+        word = {Const: "const", Volatile: "volatile", Restrict: "restrict"}[type(t)]
+        inner = _format(btf, t.type, depth + 1)
+        return f"{inner} {word}" if inner.endswith("*") else f"{word} {inner}"
+    if isinstance(t, TypeTag):
+        return f"{_format(btf, t.type, depth + 1)} __tag({t.name})"
+    if isinstance(t, FuncProto):
+        return _format_proto(btf, t, "", depth)
+    if isinstance(t, Func):
+        proto = btf.type(t.type)
+        if isinstance(proto, FuncProto):
+            return _format_proto(btf, proto, t.name, depth)
+        return t.name
+    if isinstance(t, Var):
+        return f"{_format(btf, t.type, depth + 1)} {t.name}"
+    if isinstance(t, Datasec):
+        return f"SEC {t.name}"
+    return t.name
+
+
+def _format_proto(btf: BTF, p: FuncProto, middle: str, depth: int) -> str:
+    params = []
+    for prm in p.params:
+        if prm.type == 0:
+            params.append("...")
+        else:
+            params.append(_format(btf, prm.type, depth + 1) + (f" {prm.name}" if prm.name else ""))
+    ret = _format(btf, p.return_type, depth + 1)
+    return f"{ret} {middle}({', '.join(params) or 'void'})".replace("  ", " ")
