@@ -206,6 +206,8 @@ class Tool:
         self._sample_rss = sample_rss
         self._t0 = time.monotonic()
         self._done = threading.Event()
+        self._result: Optional[ToolRun] = None
+        self.ready_at: Optional[float] = None  # seconds after start when the ready line came
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
         threading.Thread(target=self._sample, daemon=True).start()
@@ -255,6 +257,7 @@ class Tool:
                         f"{self.argv[0]} {why} (waiting for {marker!r}): {''.join(self._err)}"
                     )
                 self._err_lock.wait(min(left, 0.1))
+        self.ready_at = time.monotonic() - self._t0
 
     def cpu(self) -> float:
         return cpu_seconds(self.pid)
@@ -280,7 +283,12 @@ class Tool:
             last = now
 
     def stop(self, timeout: float = 60.0) -> ToolRun:
-        """SIGINT, wait for the exit, read the final CPU time from the zombie, then reap it."""
+        """SIGINT, wait for the exit, read the final CPU time from the zombie, then reap it.
+
+        Calling it again returns the same result.
+        """
+        if self._result is not None:
+            return self._result
         if self.proc.returncode is None:
             try:
                 os.kill(self.pid, signal.SIGINT)
@@ -299,7 +307,8 @@ class Tool:
         cpu = cpu_seconds(self.pid)
         rc = self.proc.wait()
         self._drain_stderr()
-        return ToolRun(rc, cpu, self._hwm, self.stderr_text(), list(self._rss))
+        self._result = ToolRun(rc, cpu, self._hwm, self.stderr_text(), list(self._rss))
+        return self._result
 
     def _drain_stderr(self) -> None:
         # The reader thread ends on EOF, which comes right after the exit.
@@ -307,11 +316,15 @@ class Tool:
 
     def kill(self) -> None:
         """On an error path: make sure the tool is gone (its XDP program with it)."""
-        if self.proc.returncode is None:
-            try:
-                self.stop(timeout=10)
-            except (ProcessLookupError, ChildProcessError):
-                pass
+        try:
+            self.stop(timeout=10)
+        except (ProcessLookupError, ChildProcessError):
+            pass
+
+
+def load_average() -> str:
+    """The 1-minute load average: other work on the machine skews every number here."""
+    return Path("/proc/loadavg").read_text().split()[0]
 
 
 # --- numbers and tables --------------------------------------------------------------------------

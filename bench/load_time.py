@@ -33,6 +33,7 @@ from bench.common import (
     ROOT,
     Target,
     Tool,
+    load_average,
     make_hosts,
     median,
     ratio,
@@ -184,6 +185,7 @@ def xdptcp_start(repeat: int) -> list[float]:
 
 
 def run(repeat: int = 5) -> str:
+    load = load_average()
     rows, notes = [], []
     xm = {}
     if XDPTCP_OBJ.exists():
@@ -207,7 +209,8 @@ def run(repeat: int = 5) -> str:
         rows.append(["xdptcp -i IFACE", "spawn to 'capturing on'", _ms(median(start)), "-"])
     except RuntimeError as e:
         notes.append(f"xdptcp start failed: {e}")
-    text = table(f"Load time, median of {repeat}", ["object", "how", "ms", "/ bpftool"], rows)
+    title = f"Load time, median of {repeat} (load average before: {load})"
+    text = table(title, ["object", "how", "ms", "/ bpftool"], rows)
     targets = [
         Target("xdptcp object, pybpf in-process first load", _msf(xm.get("cold")), 30, " ms"),
         Target(

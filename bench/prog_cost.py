@@ -25,7 +25,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from bench.common import ROOT, Target, median, say, table, targets_table
+from bench.common import ROOT, Target, load_average, median, say, table, targets_table
 from bench.traffic import TCP_ACK, TCP_PSH, Flow, frame
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
@@ -106,6 +106,7 @@ def measure_drained(data: bytes, runs: int) -> tuple[float, int]:
 def run(repeat: int = 3, runs: int = 1_000_000) -> str:
     if not EMPTY_OBJ.exists():
         raise RuntimeError(f"{EMPTY_OBJ} is missing: run `make bpf` first")
+    load = load_average()
     cases = [
         ("empty XDP program", EMPTY_OBJ, "xdp_empty", None, False),
         ("xdptcp, ring with room", XDPTCP_OBJ, "xdp_capture", ring_bytes(runs + 64), False),
@@ -140,7 +141,10 @@ def run(repeat: int = 3, runs: int = 1_000_000) -> str:
             ]
         )
     header = ["program", "frame", "ring", "ns/packet", "min ns", "minus empty"]
-    title = f"XDP program cost: BPF_PROG_TEST_RUN, {runs:,} runs, median of {repeat}"
+    title = (
+        f"XDP program cost: BPF_PROG_TEST_RUN, {runs:,} runs, median of {repeat} "
+        f"(load average before: {load})"
+    )
     text = table(title, header, rows)
     targets = [
         Target(f"xdptcp, 66 B frame, {how}", median(results[(f"xdptcp, {how}", "66 B")]), 50, " ns")

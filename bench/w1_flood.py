@@ -23,6 +23,7 @@ from bench.common import (
     Hosts,
     Target,
     Tool,
+    load_average,
     make_hosts,
     median,
     ratio,
@@ -164,6 +165,7 @@ def _veth(hosts: Hosts, before: dict[str, int]) -> int:
 
 def run(repeat: int = 3, packets: int = 1_000_000, tools: Optional[list[str]] = None) -> str:
     pcap = w1_pcap(packets)
+    load = load_average()
     specs: list[Optional[ToolSpec]] = [None] + [t for t in TOOLS if not tools or t.name in tools]
     samples: list[Sample] = []
     hosts = make_hosts("w")
@@ -179,7 +181,7 @@ def run(repeat: int = 3, packets: int = 1_000_000, tools: Optional[list[str]] = 
                     samples.append(s)
     finally:
         hosts.remove()
-    return report(samples, packets, repeat)
+    return report(samples, packets, repeat, load)
 
 
 def summarize(samples: list[Sample]) -> dict[str, dict[str, Optional[float]]]:
@@ -206,7 +208,7 @@ def _int(v: Optional[float]) -> Optional[int]:
     return None if v is None else int(v)
 
 
-def report(samples: list[Sample], packets: int, repeat: int) -> str:
+def report(samples: list[Sample], packets: int, repeat: int, load: str) -> str:
     m = summarize(samples)
     base = m["no capture"]["replay"]
     rows = []
@@ -239,7 +241,8 @@ def report(samples: list[Sample], packets: int, repeat: int) -> str:
         "replay / none",
         "peak RSS MB",
     ]
-    text = table(f"W1 flood: {packets:,} frames, median of {repeat}", header, rows)
+    title = f"W1 flood: {packets:,} frames, median of {repeat} (load average before: {load})"
+    text = table(title, header, rows)
     text += "\n" + ratios_table(m) + "\n" + targets_table("W1 targets", targets(m))
     errors = sorted({f"{s.tool}: {s.error}" for s in samples if s.error})
     if errors:

@@ -1,0 +1,102 @@
+"""Soak: ten million frames through a running ``xdptcp -w``, its resident set sampled every second.
+
+The W1 pcap is replayed in a loop (``tcpreplay --loop``) until the frame count is reached. RSS is
+VmRSS from /proc/PID/status, once a second from the moment xdptcp is ready until it is stopped;
+"start" is the first sample after its "capturing on" line (attached, before any traffic), "end"
+the last one before SIGINT. Growth is end - start: what a leak would show. Max - start is shown
+beside it.
+
+    python -m bench soak [--packets 10000000]
+"""
+
+from __future__ import annotations
+
+import tempfile
+import time
+from pathlib import Path
+from typing import Optional
+
+from bench.common import PYTHON, Target, Tool, load_average, make_hosts, say, table, targets_table
+from bench.traffic import count_pcap_records, w1_pcap
+from bench.w1_flood import XDPTCP_READY, own_drops, replay
+
+W1_FRAMES = 1_000_000
+
+
+def run(packets: int = 10_000_000) -> str:
+    per_loop = min(packets, W1_FRAMES)
+    loops = max(1, -(-packets // per_loop))
+    pcap = w1_pcap(per_loop)
+    load = load_average()
+    hosts = make_hosts("s")
+    try:
+        with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
+            out = Path(tmp) / "soak.pcap"
+            tool = Tool(
+                [PYTHON, "-m", "xdptcp", "-i", hosts.outer, "-w", str(out)], sample_rss=True
+            )
+            try:
+                tool.wait_ready(XDPTCP_READY)
+                time.sleep(1.5)  # at least one RSS sample before traffic
+                say(f"soak: replaying {per_loop:,} frames x {loops} into xdptcp -w")
+                r = replay(hosts, pcap, loops=loops)
+                tool.wait_idle()
+                time.sleep(1.0)  # one more sample once drained
+            finally:
+                res = tool.stop()
+            captured = count_pcap_records(out) if out.exists() else None
+    finally:
+        hosts.remove()
+    ready = tool.ready_at or 0.0
+    samples = [kb for t, kb in res.rss_samples if t >= ready]
+    if not samples:
+        raise RuntimeError(f"xdptcp: no RSS samples (stderr: {res.stderr.strip()[-300:]})")
+    start, peak, end = samples[0] / 1024, max(samples) / 1024, samples[-1] / 1024
+    rows = [
+        [
+            r.sent,
+            captured,
+            _pct(captured, r.sent),
+            own_drops(res.stderr),
+            r.seconds,
+            res.cpu_s,
+            len(samples),
+            start,
+            peak,
+            end,
+            end - start,
+            peak - start,
+        ]
+    ]
+    header = [
+        "offered",
+        "captured",
+        "captured %",
+        "tool drops",
+        "replay s",
+        "CPU s",
+        "samples",
+        "start MB",
+        "max MB",
+        "end MB",
+        "growth MB",
+        "max - start MB",
+    ]
+    title = f"Soak: {r.sent:,} frames through xdptcp -w (load average before: {load})"
+    text = table(title, header, rows)
+    text += (
+        "\nRSS MB, one sample a second: " + " ".join(f"{kb / 1024:.1f}" for kb in samples) + "\n"
+    )
+    if res.returncode != 0:
+        text += f"\nxdptcp exited with {res.returncode}: {res.stderr.strip()[-300:]}\n"
+    return (
+        text
+        + "\n"
+        + targets_table(
+            "Soak targets", [Target("xdptcp -w RSS growth (end - start)", end - start, 5.0, " MB")]
+        )
+    )
+
+
+def _pct(part: Optional[int], whole: int) -> Optional[str]:
+    return None if part is None or not whole else f"{100.0 * part / whole:.2f}%"
