@@ -99,6 +99,12 @@ class RingBuffer:
         """Bytes written by producers and not consumed yet (headers and BUSY records included)."""
         return self._prod[0] - self._cons[0]
 
+    def header_at(self, pos: Optional[int] = None) -> int:
+        """The raw ``len`` word (BUSY and DISCARD bits included) of the record at ``pos``
+        (default: the next one to read). Only meaningful for a position not yet consumed."""
+        pos = self._cons[0] if pos is None else pos
+        return self._words[(pos & self._mask) >> 2]
+
     def _publish(self, pos: int) -> None:
         # One aligned 8-byte store, which x86-64 makes visible atomically and in program order
         # after our loads of the record (TSO), so the producer never reuses space we still read.
@@ -158,12 +164,14 @@ class RingBuffer:
             off = cons & self._mask
             # Slots in the span; at least one header is there to look at (cons < prod).
             n = max(1, (prod - cons) // slot)
+            # One snapshot of the headers: producers keep writing them while we look.
             with self._words[off >> 2 : (off >> 2) + n * stride : stride] as headers:
-                if headers.tobytes() == pattern * n:
-                    good, hdr = n, record_size
-                else:
-                    good = _first_mismatch(headers, record_size)
-                    hdr = headers[good]
+                snap = headers.tobytes()
+            if snap == pattern * n:
+                good, hdr = n, record_size
+            else:
+                good = _first_mismatch(snap, record_size)
+                hdr = _U32.unpack_from(snap, 4 * good)[0]
             if good:
                 parts.append(self._data[off : off + good * slot].tobytes())
                 count += good
@@ -228,12 +236,10 @@ class RingBuffer:
         return f"RingBuffer(fd={self.fd}, size={self.size}, available={self.available()})"
 
 
-def _first_mismatch(headers: memoryview, record_size: int) -> int:
-    """Index of the first header that is not a submitted record of ``record_size``."""
-    for i, hdr in enumerate(headers.tolist()):
+def _first_mismatch(headers: bytes, record_size: int) -> int:
+    """Index of the first u32 in ``headers`` that is not a submitted record of ``record_size``
+    (the caller knows there is one)."""
+    for i, (hdr,) in enumerate(_U32.iter_unpack(headers)):
         if hdr != record_size:
             return i
-    return len(headers)
-
-
-__all__ = ["BUSY", "DISCARD", "HDR_SIZE", "RingBuffer", "slot_size"]
+    raise AssertionError("no mismatching header")  # pragma: no cover
