@@ -153,11 +153,13 @@ class TextFormatter:
         nano: bool = False,
     ) -> None:
         self.clock = Clock(ts_mode, nano)
+        self._stamp = self.clock.stamp
         self.absolute_seq = absolute_seq
         self.show_ifname = show_ifname
         self.decoder = Decoder()
-        self._addrs = self.decoder._addrs
         self.seqs = SeqTracker()
+        self._seq_flows = self.seqs._flows
+        self._flow_text: dict[tuple, tuple] = {}
 
     def format(self, ts_ns: int, frame, wire_len: int, ifname: str = "") -> Optional[str]:
         body = self._fast(frame, wire_len)
@@ -167,8 +169,8 @@ class TextFormatter:
                 return None
             body = self.body(p, frame)
         if self.show_ifname:
-            return f"{self.clock.stamp(ts_ns)}{ifname:<5} In  {body}"
-        return self.clock.stamp(ts_ns) + body
+            return f"{self._stamp(ts_ns)}{ifname:<5} In  {body}"
+        return self._stamp(ts_ns) + body
 
     def _fast(self, frame, wire_len: int) -> Optional[str]:
         """The common segment (``Decoder.fast``) with no options or nop,nop,TS, in one pass.
@@ -185,12 +187,23 @@ class TextFormatter:
             opts = f", options [nop,nop,TS val {val} ecr {ecr}]"
         else:
             return None
-        addrs = self._addrs
-        src = addrs.get(saddr) or self.decoder.addr(saddr)
-        dst = addrs.get(daddr) or self.decoder.addr(daddr)
+        # Per direction of a conversation: the line's start and the SeqTracker key, made once.
+        flow = self._flow_text.get((saddr, daddr, sport, dport))
+        if flow is None:
+            flow = self._new_flow(ver, saddr, daddr, sport, dport)
+        head, key, rev = flow
         if flags & ACK and not self.absolute_seq:
-            seq, ack, _, _, _ = self.seqs.lookup(src, dst, sport, dport, seq, ack, flags,
-                                                 saddr > daddr)  # fmt: skip
+            # SeqTracker.lookup, inlined: this runs for nearly every packet of a capture.
+            flows = self._seq_flows
+            base = flows.get(key)
+            if base is None or flags & SYN:
+                if len(flows) >= FLOW_TABLE_MAX:
+                    flows.clear()
+                flows[key] = ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
+            elif rev:
+                seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
+            else:
+                seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
         length -= hlen
         if length > 0:
             seqs = f", seq {seq}:{(seq + length) & M32}"
@@ -199,10 +212,19 @@ class TextFormatter:
         else:
             seqs = ""
         return (
-            f"{'IP' if ver == 4 else 'IP6'} {src}.{sport} > {dst}.{dport}: "
-            f"Flags [{FLAG_TEXT[flags]}]{seqs}{f', ack {ack}' if flags & ACK else ''}, "
+            f"{head}{FLAG_TEXT[flags]}]{seqs}{f', ack {ack}' if flags & ACK else ''}, "
             f"win {win}{f', urg {urg}' if flags & URG else ''}{opts}, length {length}"
         )
+
+    def _new_flow(self, ver: int, saddr: bytes, daddr: bytes, sport: int, dport: int) -> tuple:
+        if len(self._flow_text) >= FLOW_TABLE_MAX:
+            self._flow_text.clear()
+        src, dst = self.decoder.addr(saddr), self.decoder.addr(daddr)
+        rev = sport > dport or (sport == dport and saddr > daddr)
+        key = (dst, src, dport, sport) if rev else (src, dst, sport, dport)
+        head = f"{'IP' if ver == 4 else 'IP6'} {src}.{sport} > {dst}.{dport}: Flags ["
+        flow = self._flow_text[(saddr, daddr, sport, dport)] = (head, key, rev)
+        return flow
 
     # -- the line after the timestamp --------------------------------------------------------
 
