@@ -9,7 +9,7 @@ import pytest
 from construct import StreamError
 
 from xdptcp import layouts as L
-from xdptcp.packet import Kind, decode, iter_options
+from xdptcp.packet import Kind, decode, is_tcp_frame, iter_options
 
 import traffic
 
@@ -239,6 +239,11 @@ def test_non_first_fragments_have_no_tcp_header():
 )
 def test_not_tcp(frame):
     assert decode(frame) is None
+    assert not is_tcp_frame(frame)
+
+
+def test_is_tcp_frame_on_the_varied_capture(varied):
+    assert [is_tcp_frame(f.data, f.wire_len) for f in varied] == [f.tcp for f in varied]
 
 
 def test_option_walk_equals_construct():

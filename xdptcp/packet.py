@@ -331,6 +331,11 @@ def decode(frame, wire_len: Optional[int] = None) -> Optional[Packet]:
     return Decoder().decode(frame, wire_len)
 
 
+def is_tcp_frame(frame, wire_len: Optional[int] = None) -> bool:
+    """True when the frame decodes as TCP: the formatters print a line for it."""
+    return Decoder().decode(frame, wire_len) is not None
+
+
 def iter_options(opts: bytes):
     """Yield ``(kind, data)`` for each well-formed TCP option; stops at EOL or a bad length.
 
