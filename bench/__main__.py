@@ -9,8 +9,8 @@ their own process with no arguments.
 from __future__ import annotations
 
 import argparse
-import importlib
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -64,6 +64,10 @@ def run_extra(name: str) -> int:
     return subprocess.run([PYTHON, str(ROOT / "bench" / f"{name}.py")], env=env).returncode
 
 
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
     p.add_argument("names", nargs="*", help=f"benchmarks: {', '.join([*BENCHES, *extras()])}")
@@ -75,6 +79,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             "bench: needs root (BPF programs, network namespaces, packet capture)", file=sys.stderr
         )
         return 2
+    # `make bench` stopped with SIGTERM cleans up like Ctrl-C does: the finally blocks run.
+    signal.signal(signal.SIGTERM, _interrupt)
+    # Started in the background of a script, SIGINT arrives ignored; a benchmark should still
+    # stop (and clean up) on it.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     names = args.names or list(BENCHES)
     unknown = [n for n in names if n not in BENCHES and n not in extras()]
     if unknown:
@@ -96,5 +105,4 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 if __name__ == "__main__":
-    importlib.invalidate_caches()
     sys.exit(main())

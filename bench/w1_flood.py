@@ -137,6 +137,9 @@ def run_one(spec: Optional[ToolSpec], hosts: Hosts, pcap: Path, workdir: Path) -
     except Exception as e:  # a tool that cannot run is a row with its error, not a crash
         tool.kill()
         return Sample(spec.name, 0, None, None, 0, None, 0.0, None, error=str(e).strip()[-300:])
+    except BaseException:  # Ctrl-C: the tool is in its own session and did not see it
+        tool.kill()
+        raise
     finally:
         if stdout is not None:
             stdout.close()
