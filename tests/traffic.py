@@ -289,7 +289,16 @@ def ethernet(
     return DST_MAC + SRC_MAC + tags + struct.pack("!H", ethertype) + payload
 
 
+_V4_KEYS = ("ip_options", "ident", "frag_offset", "more_frags", "dont_frag", "tos",
+            "total_length", "ttl")  # fmt: skip
+_V6_KEYS = ("ipv6_ext", "payload_length", "flow", "ttl")
+
+
 def _ip(src: str, dst: str, proto: int, l4: bytes, vlans, qinq, kw) -> bytes:
+    unknown = set(kw) - set(_V6_KEYS if _is6(src) else _V4_KEYS)
+    if unknown:
+        family = "IPv6" if _is6(src) else "IPv4"
+        raise TypeError(f"{family} frame: unknown keyword(s) {', '.join(sorted(unknown))}")
     if _is6(src):
         ext = kw.pop("ipv6_ext", ())
         v6 = {k: kw[k] for k in ("payload_length", "flow") if k in kw}
