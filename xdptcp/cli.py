@@ -144,6 +144,11 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return EXIT_ERROR
     except KeyboardInterrupt:
         return EXIT_OK
+    except Exception as e:  # a bug of ours: still one line (the capture has been detached)
+        print(
+            f"xdptcp: internal error ({type(e).__name__}: {e}); please report it", file=sys.stderr
+        )
+        return EXIT_ERROR
 
 
 def check_usage(args: argparse.Namespace) -> None:

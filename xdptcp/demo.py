@@ -61,6 +61,9 @@ class TestHosts:
     def create(self) -> None:
         sh("ip", "netns", "add", self.ns_a)
         sh("ip", "netns", "add", self.ns_b)
+        # Records carry an ifindex; in two fresh namespaces both ends would get the same one,
+        # so give them distinct indexes to tell the two directions apart.
+        base = str(1000 + os.getpid() % 30000 * 2)
         sh(
             "ip",
             "-n",
@@ -68,11 +71,15 @@ class TestHosts:
             "link",
             "add",
             self.if_a,
+            "index",
+            base,
             "type",
             "veth",
             "peer",
             "name",
             self.if_b,
+            "index",
+            str(int(base) + 1),
             "netns",
             self.ns_b,
         )
@@ -147,7 +154,7 @@ def run_demo(args: argparse.Namespace) -> int:
         ifaces = [interface(hosts.if_a, hosts.ns_a), interface(hosts.if_b, hosts.ns_b)]
         snaplen, capacity, _ = capacity_for(args.snaplen)
         rodata = {"xdptcp_snaplen": snaplen, "xdptcp_capacity": capacity}
-        sink = TextSink(make_formatter(args, several=True), sys.stdout)
+        sink = TextSink(make_formatter(args, several_interfaces=True), sys.stdout)
         with Capture(ifaces, mode=args.mode, rodata=rodata, notice=say) as cap:
             modes = ", ".join(f"{a.iface.name} ({a.mode})" for a in cap.attachments)
             say(f"capturing on {modes}; client {hosts.ip_a} -> server {hosts.ip_b}:{SERVER_PORT}")
