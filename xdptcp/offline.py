@@ -28,10 +28,10 @@ def read_file(args: argparse.Namespace, filt) -> int:
                 if filt is None or filt.matches(data)
             )
             written = _copy(args, frames) if args.write else _print(args, frames)
-    except PcapError as e:
+    except PcapError as e:  # its message names the file and the record
         from xdptcp.capture import CaptureError
 
-        raise CaptureError(f"{args.read}: {e}") from None
+        raise CaptureError(str(e)) from None
     except BrokenPipeError:
         stdout_gone()
     del written
