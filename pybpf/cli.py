@@ -28,14 +28,15 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         return args.func(args)
     except BPFError as e:
         _error(str(e))
+    except BrokenPipeError:
+        # the reader went away (pybpf inspect | head): not an error. Before OSError, whose
+        # subclass it is, or it would be reported as one.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except OSError as e:
         _error(f"{e.filename or ''}: {e.strerror}" if e.filename else str(e))
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # the reader went away (pybpf inspect | head): not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
     except Exception as e:  # a bug of ours: still one line, and say so
         _error(f"internal error ({type(e).__name__}: {e}); please report it with the object")
     return 1
