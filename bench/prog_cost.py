@@ -1,7 +1,7 @@
 """XDP program cost: nanoseconds per packet of xdptcp's capture program under BPF_PROG_TEST_RUN.
 
 The kernel runs the program ``repeat`` times on the same frame and reports the mean time per run.
-Three rows per frame size, all in the same process and run:
+Rows per frame size, all in the same process and run:
 
 - empty XDP program (bpf/tests/xdp_empty.bpf.c): the floor of the test-run machinery itself;
 - xdptcp, ring with room: one test run of ``repeat`` records into a ring large enough to take
@@ -12,7 +12,10 @@ Three rows per frame size, all in the same process and run:
   between test runs of as many records as it holds (the drain is outside the kernel's timing).
   Records land in memory that stays in the CPU caches, as with a live reader keeping up;
 - xdptcp, ring full: the ring is filled first, so each run parses, fails the reservation and
-  counts ``ring_full`` (what the program costs while user space is falling behind).
+  counts ``ring_full`` (what the program costs while user space is falling behind);
+- two diagnostic programs assembled here with pybpf.insn, floors under xdptcp's cost: one that
+  only calls bpf_ktime_get_ns(), one that only reserves a record of xdptcp's size and submits it
+  untouched (ring of xdptcp's default size, drained as above).
 
 Frames: a 66-byte IPv4 TCP ACK with timestamps (the typical pure ACK) and a 1500-byte IPv4 TCP
 segment (20-byte header, 1446 bytes payload). Loading goes through pybpf, as xdptcp does.
@@ -35,6 +38,8 @@ CAPACITY = 256  # xdptcp's default record capacity (xdptcp.cli.DEFAULT_CAPACITY)
 RECORD = 32 + CAPACITY + 8  # struct xdptcp_record + data + ring-buffer header
 PAGE = 4096
 XDP_PASS = 2
+KTIME = "diag: bpf_ktime_get_ns only"
+RESERVE = "diag: reserve + submit only, drained"
 
 
 def frames() -> dict[str, bytes]:
@@ -82,18 +87,25 @@ def measure(
 
 
 def measure_drained(data: bytes, runs: int) -> tuple[float, int]:
-    """Like :func:`measure` with the default ring, drained between test runs that fit in it."""
-    from pybpf.ringbuf import RingBuffer
-
+    """Like :func:`measure` with xdptcp's default ring, drained between test runs."""
     spec = _spec(XDPTCP_OBJ, ring=None)
     _configure(spec)
-    with spec.load() as obj, RingBuffer.from_map(obj.maps[RING]) as ring:
-        chunk = spec.maps[RING].max_entries // RECORD - 1
+    with spec.load() as obj:
+        return _drained(obj.programs["xdp_capture"], obj.maps[RING], data, runs)
+
+
+def _drained(prog, ring_map, data: bytes, runs: int) -> tuple[float, int]:
+    """Test runs of as many records as the ring holds, the ring emptied after each; the
+    runs' mean ns weighted by their repeat counts."""
+    from pybpf.ringbuf import RingBuffer
+
+    with RingBuffer.from_map(ring_map) as ring:
+        chunk = ring.size // RECORD - 1
         total_ns = done = 0
         retval = XDP_PASS
         while done < runs:
             n = min(chunk, runs - done)
-            result = obj.programs["xdp_capture"].test_run(data, repeat=n)
+            result = prog.test_run(data, repeat=n)
             total_ns += result.duration_ns * n
             done += n
             retval = result.retval
@@ -101,6 +113,41 @@ def measure_drained(data: bytes, runs: int) -> tuple[float, int]:
             if got != n:
                 raise RuntimeError(f"ring drained: expected {n} records, read {got}")
         return total_ns / done, retval
+
+
+def floor_insns(ring_fd: int, ktime: bool, reserve: bool) -> list:
+    """A diagnostic XDP program: optionally bpf_ktime_get_ns(), optionally reserve a record of
+    xdptcp's size and submit it untouched; then XDP_PASS. The floors under xdptcp's cost."""
+    from pybpf import insn as isa
+    from pybpf.insn import JmpOp
+
+    prog = [isa.call_helper(5)] if ktime else []  # bpf_ktime_get_ns
+    if reserve:
+        prog += [
+            *isa.ld_map_fd(1, ring_fd),
+            isa.mov64_imm(2, RECORD - 8),
+            isa.mov64_imm(3, 0),
+            isa.call_helper(131),  # bpf_ringbuf_reserve
+            isa.jmp_imm(JmpOp.JEQ, 0, 0, 3),  # NULL: to the exit
+            isa.mov64_reg(1, 0),
+            isa.mov64_imm(2, 0),
+            isa.call_helper(132),  # bpf_ringbuf_submit
+        ]
+    return prog + [isa.mov64_imm(0, XDP_PASS), isa.exit_insn()]
+
+
+def measure_floor(data: bytes, runs: int, ktime: bool, reserve: bool) -> tuple[float, int]:
+    from pybpf.maps import Map
+    from pybpf.program import Program
+    from pybpf.syscall import MapType, ProgType
+
+    with Map.create(MapType.RINGBUF, 0, 0, _default_ring(), name="bench_ring") as ring:
+        code = floor_insns(ring.fd, ktime, reserve)
+        with Program.load(ProgType.XDP, code, name="bench_floor") as prog:
+            if reserve:
+                return _drained(prog, ring, data, runs)
+            result = prog.test_run(data, repeat=runs)
+            return float(result.duration_ns), result.retval
 
 
 def run(repeat: int = 3, runs: int = 1_000_000) -> str:
@@ -112,6 +159,8 @@ def run(repeat: int = 3, runs: int = 1_000_000) -> str:
         ("xdptcp, ring with room", XDPTCP_OBJ, "xdp_capture", ring_bytes(runs + 64), False),
         ("xdptcp, ring drained", XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
         ("xdptcp, ring full", XDPTCP_OBJ, "xdp_capture", 64 * 1024, True),
+        (KTIME, None, "", None, False),
+        (RESERVE, None, "", _default_ring(), False),
     ]
     results: dict[tuple[str, str], list[float]] = {}
     for i in range(repeat):
@@ -120,6 +169,8 @@ def run(repeat: int = 3, runs: int = 1_000_000) -> str:
                 say(f"progcost repeat {i + 1}/{repeat}: {label}, {size} frame, {runs:,} runs")
                 if label == "xdptcp, ring drained":
                     ns, retval = measure_drained(data, runs)
+                elif path is None:
+                    ns, retval = measure_floor(data, runs, label == KTIME, label == RESERVE)
                 else:
                     ns, retval = measure(path, prog, data, runs, ring, prefill)
                 if retval != XDP_PASS:
