@@ -184,116 +184,24 @@ class _StringBuilder:
 KindSpec = Union[Kind, type, None]
 
 
-class BTF:
-    """Parsed BTF: ``types[id]`` for every id (the base's too, for split BTF), and strings.
+def essential_name(name: str) -> str:
+    """``task_struct___v1`` → ``task_struct``: CO-RE ignores a ``___flavor`` suffix (the last
+    ``x___y`` where neither x nor y is an underscore)."""
+    for i in range(len(name) - 5, -1, -1):
+        if name[i] != "_" and name[i + 1 : i + 4] == "___" and name[i + 4] != "_":
+            return name[: i + 1]
+    return name
 
-    Treat it as immutable: methods that change something (``with_datasec_fixup``) return a new
-    object. ``types[0]`` is ``Void()``.
-    """
 
-    def __init__(
-        self,
-        types: Sequence[Type],
-        strings: Optional[StringTable] = None,
-        base: Optional[BTF] = None,
-    ):
-        self.base = base
-        head = base.types if base is not None else [Void()]
-        self.first_id = len(head)
-        self.types: list[Type] = list(head) + list(types)
-        if strings is None:
-            # Built from types alone: give the names their offsets now, so that a split BTF
-            # made on top of this one sees the string table that encode() will write.
-            builder = _StringBuilder(StringTable(b"", base.strings if base else None))
-            for t in types:
-                encode_type(t, "<", builder.offset)
-            strings = StringTable(builder.data(), base.strings if base else None)
-        self.strings = strings
-        self._by_name: Optional[dict[str, list[int]]] = None
-
-    # --- reading and writing ---
-
-    @classmethod
-    def parse(
-        cls, data: bytes, little_endian: Optional[bool] = None, base: Optional[BTF] = None
-    ) -> BTF:
-        """Parse a ``.BTF`` blob. The magic decides the byte order; ``little_endian``, when
-        given, is what the carrying ELF says, and a disagreement is an error."""
-        little = _byte_order(data)
-        if little_endian is not None and little != little_endian:
-            raise BTFError(
-                f"BTF is {'little' if little else 'big'}-endian but its object is "
-                f"{'little' if little_endian else 'big'}-endian"
-            )
-        o = "<" if little else ">"
-        _, version, _flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
-            o + _HEADER, data
-        )
-        if version != BTF_VERSION:
-            raise BTFError(f"BTF version {version} is not supported (only {BTF_VERSION})")
-        if hdr_len < HEADER_SIZE or hdr_len > len(data):
-            raise BTFError(f"BTF header length {hdr_len} does not fit a {len(data)}-byte blob")
-        body = data[hdr_len:]
-        _check_section(body, "type", type_off, type_len)
-        _check_section(body, "string", str_off, str_len)
-        if type_off % 4:
-            raise BTFError(f"BTF type section at offset {type_off} is not 4-byte aligned")
-        raw_strings = body[str_off : str_off + str_len]
-        if base is None and (not raw_strings or raw_strings[0] != 0):
-            raise BTFError("BTF string section does not start with the empty string")
-        if raw_strings and raw_strings[-1] != 0:
-            raise BTFError("BTF string section does not end with a NUL")
-        strings = StringTable(raw_strings, base.strings if base is not None else None)
-        types = TypeDecoder(body[type_off : type_off + type_len], little, strings.get).types()
-        return cls(types, strings, base)
-
-    def encode(self, little_endian: bool = HOST_LITTLE) -> bytes:
-        """The blob again (only this object's own types when split); names keep their offsets."""
-        o = "<" if little_endian else ">"
-        names = _StringBuilder(self.strings)
-        type_data = b"".join(encode_type(t, o, names.offset) for t in self.own_types)
-        str_data = names.data()
-        header = struct.pack(
-            o + _HEADER,
-            BTF_MAGIC,
-            BTF_VERSION,
-            0,
-            HEADER_SIZE,
-            0,
-            len(type_data),
-            len(type_data),
-            len(str_data),
-        )
-        return header + type_data + str_data
-
-    @property
-    def own_types(self) -> list[Type]:
-        """The types this blob defines: all but void, or the ones after the base's."""
-        return self.types[self.first_id :]
-
-    def __eq__(self, other: object) -> bool:
-        if not isinstance(other, BTF):
-            return NotImplemented
-        return self.first_id == other.first_id and self.own_types == other.own_types
-
-    def __repr__(self) -> str:
-        split = f", split on {self.first_id - 1} base types" if self.base is not None else ""
-        return f"<BTF {len(self.types) - self.first_id} types{split}>"
-
-    def replace_types(self, changes: Mapping[int, Type], added: Sequence[Type] = ()) -> BTF:
-        """A new BTF with some types replaced by id and others appended (ids continue)."""
-        for tid in changes:
-            if tid < self.first_id:
-                raise BTFError(f"type id {tid} belongs to the base BTF and cannot be replaced")
-        own = [changes.get(i, t) for i, t in enumerate(self.own_types, self.first_id)]
-        return BTF(own + list(added), self.strings, self.base)
-
-    # --- questions ---
+class TypeQueries:
+    """Questions answered from ``type(id)`` and ``find_all(name)`` alone, shared by ``BTF`` and
+    the lazily read kernel BTF (``pybpf.kernel_btf.KernelBTF``)."""
 
     def type(self, type_id: int) -> Type:
-        if not 0 <= type_id < len(self.types):
-            raise BTFError(f"BTF type id {type_id} does not exist (last is {len(self.types) - 1})")
-        return self.types[type_id]
+        raise NotImplementedError
+
+    def find_all(self, name: str, kind: KindSpec = None) -> list[int]:
+        raise NotImplementedError
 
     def name_of(self, type_id: int) -> str:
         return self.type(type_id).name
@@ -303,18 +211,9 @@ class BTF:
         ids = self.find_all(name, kind)
         return ids[0] if ids else None
 
-    def find_all(self, name: str, kind: KindSpec = None) -> list[int]:
-        if self._by_name is None:
-            index: dict[str, list[int]] = {}
-            for i, t in enumerate(self.types):
-                if t.name:
-                    index.setdefault(t.name, []).append(i)
-            self._by_name = index
-        ids = self._by_name.get(name, [])
-        if kind is None:
-            return list(ids)
-        want = kind if isinstance(kind, Kind) else kind.kind
-        return [i for i in ids if self.types[i].kind == want]
+    def find_essential(self, name: str) -> list[int]:
+        """Ids of the types whose essential name (``___flavor`` stripped) is ``name``'s."""
+        raise NotImplementedError
 
     def resolve(self, type_id: int) -> int:
         """Skip typedef/const/volatile/restrict/type_tag down to the type they qualify."""
@@ -367,7 +266,125 @@ class BTF:
         """A C-ish spelling: ``struct event``, ``__u32``, ``char[16]``, ``struct bpf_map *``."""
         return _format(self, type_id, 0)
 
+
+class BTF(TypeQueries):
+    """Parsed BTF: ``types[id]`` for every id (the base's too, for split BTF), and strings.
+
+    Treat it as immutable: methods that change something (``with_datasec_fixup``) return a new
+    object. ``types[0]`` is ``Void()``.
+    """
+
+    def __init__(
+        self,
+        types: Sequence[Type],
+        strings: Optional[StringTable] = None,
+        base: Optional[BTF] = None,
+    ):
+        self.base = base
+        head = base.types if base is not None else [Void()]
+        self.first_id = len(head)
+        self.types: list[Type] = list(head) + list(types)
+        if strings is None:
+            # Built from types alone: give the names their offsets now, so that a split BTF
+            # made on top of this one sees the string table that encode() will write.
+            builder = _StringBuilder(StringTable(b"", base.strings if base else None))
+            for t in types:
+                encode_type(t, "<", builder.offset)
+            strings = StringTable(builder.data(), base.strings if base else None)
+        self.strings = strings
+        self._by_name: Optional[dict[str, list[int]]] = None
+        self._by_essential: Optional[dict[str, list[int]]] = None
+
+    # --- reading and writing ---
+
+    @classmethod
+    def parse(
+        cls, data: bytes, little_endian: Optional[bool] = None, base: Optional[BTF] = None
+    ) -> BTF:
+        """Parse a ``.BTF`` blob. The magic decides the byte order; ``little_endian``, when
+        given, is what the carrying ELF says, and a disagreement is an error."""
+        little = _byte_order(data)
+        if little_endian is not None and little != little_endian:
+            raise BTFError(
+                f"BTF is {'little' if little else 'big'}-endian but its object is "
+                f"{'little' if little_endian else 'big'}-endian"
+            )
+        _, type_data, raw_strings = parse_header(data, base is not None)
+        strings = StringTable(raw_strings, base.strings if base is not None else None)
+        types = TypeDecoder(type_data, little, strings.get).types()
+        return cls(types, strings, base)
+
+    def encode(self, little_endian: bool = HOST_LITTLE) -> bytes:
+        """The blob again (only this object's own types when split); names keep their offsets."""
+        o = "<" if little_endian else ">"
+        names = _StringBuilder(self.strings)
+        type_data = b"".join(encode_type(t, o, names.offset) for t in self.own_types)
+        str_data = names.data()
+        header = struct.pack(
+            o + _HEADER,
+            BTF_MAGIC,
+            BTF_VERSION,
+            0,
+            HEADER_SIZE,
+            0,
+            len(type_data),
+            len(type_data),
+            len(str_data),
+        )
+        return header + type_data + str_data
+
+    @property
+    def own_types(self) -> list[Type]:
+        """The types this blob defines: all but void, or the ones after the base's."""
+        return self.types[self.first_id :]
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, BTF):
+            return NotImplemented
+        return self.first_id == other.first_id and self.own_types == other.own_types
+
+    def __repr__(self) -> str:
+        split = f", split on {self.first_id - 1} base types" if self.base is not None else ""
+        return f"<BTF {len(self.types) - self.first_id} types{split}>"
+
+    def replace_types(self, changes: Mapping[int, Type], added: Sequence[Type] = ()) -> BTF:
+        """A new BTF with some types replaced by id and others appended (ids continue)."""
+        for tid in changes:
+            if tid < self.first_id:
+                raise BTFError(f"type id {tid} belongs to the base BTF and cannot be replaced")
+        own = [changes.get(i, t) for i, t in enumerate(self.own_types, self.first_id)]
+        return BTF(own + list(added), self.strings, self.base)
+
+    # --- questions ---
+
+    def type(self, type_id: int) -> Type:
+        if not 0 <= type_id < len(self.types):
+            raise BTFError(f"BTF type id {type_id} does not exist (last is {len(self.types) - 1})")
+        return self.types[type_id]
+
+    def find_all(self, name: str, kind: KindSpec = None) -> list[int]:
+        if self._by_name is None:
+            index: dict[str, list[int]] = {}
+            for i, t in enumerate(self.types):
+                if t.name:
+                    index.setdefault(t.name, []).append(i)
+            self._by_name = index
+        ids = self._by_name.get(name, [])
+        if kind is None:
+            return list(ids)
+        want = kind if isinstance(kind, Kind) else kind.kind
+        return [i for i in ids if self.types[i].kind == want]
+
     # --- what libbpf does to an object's BTF before the kernel sees it ---
+
+    def find_essential(self, name: str) -> list[int]:
+        if self._by_essential is None:
+            index: dict[str, list[int]] = {}
+            for i, t in enumerate(self.types):
+                if t.name:
+                    index.setdefault(essential_name(t.name), []).append(i)
+            self._by_essential = index
+        return list(self._by_essential.get(essential_name(name), []))
 
     def with_datasec_fixup(
         self,
@@ -489,6 +506,30 @@ def _ksyms_layout(btf: BTF, tid: int, t: Datasec, added: list[Type]) -> dict[int
         vars.append(VarSecinfo(type_id, 4 * i, 4))
     changes[tid] = Datasec(t.name, 4 * len(vars), tuple(vars))
     return changes
+
+
+def parse_header(data: bytes, split: bool = False) -> tuple[bool, bytes, bytes]:
+    """Check ``btf_header`` and return (little endian?, type section, string section)."""
+    little = _byte_order(data)
+    o = "<" if little else ">"
+    _, version, _flags, hdr_len, type_off, type_len, str_off, str_len = struct.unpack_from(
+        o + _HEADER, data
+    )
+    if version != BTF_VERSION:
+        raise BTFError(f"BTF version {version} is not supported (only {BTF_VERSION})")
+    if hdr_len < HEADER_SIZE or hdr_len > len(data):
+        raise BTFError(f"BTF header length {hdr_len} does not fit a {len(data)}-byte blob")
+    body = data[hdr_len:]
+    _check_section(body, "type", type_off, type_len)
+    _check_section(body, "string", str_off, str_len)
+    if type_off % 4:
+        raise BTFError(f"BTF type section at offset {type_off} is not 4-byte aligned")
+    raw_strings = body[str_off : str_off + str_len]
+    if not split and (not raw_strings or raw_strings[0] != 0):
+        raise BTFError("BTF string section does not start with the empty string")
+    if raw_strings and raw_strings[-1] != 0:
+        raise BTFError("BTF string section does not end with a NUL")
+    return little, body[type_off : type_off + type_len], raw_strings
 
 
 def _byte_order(data: bytes) -> bool:
