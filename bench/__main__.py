@@ -69,7 +69,11 @@ def _interrupt(signum: int, frame: object) -> None:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m bench", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(
+        prog="python -m bench",
+        description="Benchmarks of xdptcp and pybpf beside tcpdump, xdpdump and bpftool "
+        "(see bench/README.md). With no name, w1, progcost, loadtime and soak run in turn.",
+    )
     p.add_argument("names", nargs="*", help=f"benchmarks: {', '.join([*BENCHES, *extras()])}")
     p.add_argument("--repeat", type=int, help="repeats per measurement (default per benchmark)")
     p.add_argument("--packets", type=int, help="frames (W1, soak) or test runs (progcost)")

@@ -89,6 +89,7 @@ class Sample:
     replay_s: float
     peak_rss_kb: Optional[int]
     error: str = ""
+    startup_cpu_s: Optional[float] = None  # CPU used before the replay began (start-up)
 
 
 @dataclass
@@ -131,6 +132,7 @@ def run_one(spec: Optional[ToolSpec], hosts: Hosts, pcap: Path, workdir: Path) -
     try:
         tool.wait_ready(spec.ready)
         time.sleep(0.2)  # past the ready line: let the first poll/epoll wait begin
+        startup = tool.cpu()
         r = replay(hosts, pcap)
         tool.wait_idle()
         res = tool.stop()
@@ -158,6 +160,7 @@ def run_one(spec: Optional[ToolSpec], hosts: Hosts, pcap: Path, workdir: Path) -
         r.seconds,
         res.peak_rss_kb,
         error,
+        startup,
     )
 
 
@@ -201,6 +204,7 @@ def summarize(samples: list[Sample]) -> dict[str, dict[str, Optional[float]]]:
             "drops": median([s.drops for s in mine]),
             "veth": median([s.veth_drops for s in mine]),
             "cpu": median([s.cpu_s for s in mine]),
+            "startup": median([s.startup_cpu_s for s in mine]),
             "replay": median([s.replay_s for s in mine]),
             "rss": median([s.peak_rss_kb / 1024 if s.peak_rss_kb else None for s in mine]),
         }
@@ -226,6 +230,7 @@ def report(samples: list[Sample], packets: int, repeat: int, load: str) -> str:
                 _int(v["drops"]),
                 _int(v["veth"]),
                 v["cpu"],
+                v["startup"],
                 v["replay"],
                 _x(ratio(v["replay"], base)),
                 v["rss"],
@@ -240,6 +245,7 @@ def report(samples: list[Sample], packets: int, repeat: int, load: str) -> str:
         "tool drops",
         "veth drops",
         "CPU s",
+        "of which start-up",
         "replay s",
         "replay / none",
         "peak RSS MB",
