@@ -64,6 +64,8 @@ class PcapWriter:
 
     def _record(self, ts_ns: int, data, wire_len: int) -> bytes:
         sec, frac = divmod(ts_ns // self._div, self._per_sec)
+        if not 0 <= sec <= 0xFFFFFFFF:  # a damaged -r input can carry any time
+            raise PcapError(f"timestamp {ts_ns} ns does not fit a pcap record (1970 to 2106)")
         incl = min(len(data), self.snaplen)
         return _NATIVE_RECORD.pack(sec, frac, incl, max(wire_len, incl)) + bytes(data[:incl])
 
