@@ -9,16 +9,17 @@ from __future__ import annotations
 import argparse
 import sys
 
-from xdptcp.cli import EXIT_OK, UsageError, make_formatter, stdout_gone
+from xdptcp.cli import EXIT_OK, make_formatter, stdout_gone
 
 
 def read_file(args: argparse.Namespace, filt) -> int:
+    from xdptcp.capture import CaptureError
     from xdptcp.pcap import PcapError, PcapReader
 
     try:
         reader = PcapReader(args.read)
-    except PcapError as e:
-        raise UsageError(str(e)) from None
+    except PcapError as e:  # a missing or damaged file is not a usage error: exit 1, like tcpdump
+        raise CaptureError(str(e)) from None
     written = 0
     try:
         with reader:
@@ -29,8 +30,6 @@ def read_file(args: argparse.Namespace, filt) -> int:
             )
             written = _copy(args, frames) if args.write else _print(args, frames)
     except PcapError as e:  # its message names the file and the record
-        from xdptcp.capture import CaptureError
-
         raise CaptureError(str(e)) from None
     except BrokenPipeError:
         stdout_gone()
