@@ -207,7 +207,7 @@ def compile_expression(words: Sequence[str]):
         raise UsageError(f"filter: {e}") from None
 
 
-def make_formatter(args: argparse.Namespace, several_interfaces: bool = False):
+def make_formatter(args: argparse.Namespace, several_interfaces: bool = False, live: bool = False):
     if args.json:
         from xdptcp.jsonfmt import JsonFormatter
 
@@ -219,6 +219,8 @@ def make_formatter(args: argparse.Namespace, several_interfaces: bool = False):
         absolute_seq=args.absolute,
         show_ifname=several_interfaces,
         nano=args.nano,
+        # live captures stop at the TCP header unless -s says otherwise
+        payload_elided=live and args.snaplen is None,
     )
 
 

@@ -154,7 +154,7 @@ def run_demo(args: argparse.Namespace) -> int:
         ifaces = [interface(hosts.if_a, hosts.ns_a), interface(hosts.if_b, hosts.ns_b)]
         snaplen, capacity, _ = capacity_for(args.snaplen)
         rodata = {"xdptcp_snaplen": snaplen, "xdptcp_capacity": capacity}
-        sink = TextSink(make_formatter(args, several_interfaces=True), sys.stdout)
+        sink = TextSink(make_formatter(args, several_interfaces=True, live=True), sys.stdout)
         with Capture(ifaces, mode=args.mode, rodata=rodata, notice=say) as cap:
             modes = ", ".join(f"{a.iface.name} ({a.mode})" for a in cap.attachments)
             say(f"capturing on {modes}; client {hosts.ip_a} -> server {hosts.ip_b}:{SERVER_PORT}")

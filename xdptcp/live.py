@@ -170,7 +170,7 @@ def open_sink(args: argparse.Namespace, several: bool):
             return PcapSink(PcapWriter(args.write, snaplen=snaplen, nano=args.nano))
         except PcapError as e:
             raise UsageError(str(e)) from None
-    return TextSink(make_formatter(args, several), sys.stdout)
+    return TextSink(make_formatter(args, several, live=True), sys.stdout)
 
 
 def list_interfaces(out: TextIO) -> int:

@@ -151,7 +151,12 @@ class TextFormatter:
         absolute_seq: bool = False,
         show_ifname: bool = False,
         nano: bool = False,
+        payload_elided: bool = False,
     ) -> None:
+        """``payload_elided``: frames were cut after the TCP header by the capture itself (xdptcp's
+        default), not by a snaplen the user chose, so print what tcpdump prints for the whole
+        packet (only the MD5 option's words depend on it)."""
+        self.payload_elided = payload_elided
         self.clock = Clock(ts_mode, nano)
         self._stamp = self.clock.stamp
         self.absolute_seq = absolute_seq
@@ -279,7 +284,7 @@ class TextFormatter:
             out += f", urg {p.urg}"
         proto = "tcp"
         if hlen > 20:
-            text, proto, ended = _options(p, frame, flags, rev, thseq, thack)
+            text, proto, ended = _options(p, frame, flags, rev, thseq, thack, self.payload_elided)
             out += text
             if ended:
                 return out
@@ -341,7 +346,9 @@ class _Jump(Exception):
     """tcpdump's longjmp from a GET_ macro past the captured bytes."""
 
 
-def _options(p: Packet, frame, flags: int, rev, thseq: int, thack: int) -> tuple[str, str, bool]:
+def _options(
+    p: Packet, frame, flags: int, rev, thseq: int, thack: int, elided: bool = False
+) -> tuple[str, str, bool]:
     """The options list: (text, protocol name for truncation, whether the line ends here)."""
     opts = p.options  # captured option bytes (cut at the capture / IP end)
     if opts == b"\x01\x01\x08\x0a" + opts[4:] and p.tcp_hdr_len == 32 and len(opts) == 12:
@@ -349,6 +356,7 @@ def _options(p: Packet, frame, flags: int, rev, thseq: int, thack: int) -> tuple
         return f", options [nop,nop,TS val {val} ecr {ecr}]", "tcp", False
     # The walk may read past the header (a lying length): up to the capture end, like tcpdump.
     walk = _OptionWalk(p, bytes(frame[p.l4_off + 20 : p.snap_end]), flags, rev, thseq, thack)
+    walk.elided = elided
     try:
         walk.run()
     except _Bad:
@@ -372,6 +380,7 @@ class _OptionWalk:
         self.proto = "tcp"
         self.hlen = p.tcp_hdr_len - 20
         self.cp = 0
+        self.elided = False  # payload cut by the capture design, not by a user's snaplen
 
     def byte(self, i: int) -> int:
         if i >= len(self.o):
@@ -510,7 +519,7 @@ class _OptionWalk:
     def md5_words(self) -> str:
         """tcp_verify_signature() without a secret (-M): it only says why it cannot check."""
         p = self.p
-        if p.l4_off + p.tcp_hdr_len + (p.tcp_len - p.tcp_hdr_len) > p.snap_end:
+        if not self.elided and p.l4_off + p.tcp_len > p.snap_end:
             return "snaplen too short, can't check - "
         return "shared secret not supplied with -M, can't check - "
 

@@ -1,0 +1,321 @@
+"""xdptcp capturing for real on test hosts, checked against tcpdump on the same packets."""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+from conftest import need_tool
+from hosts import make_veth
+from traffic import tcp_frame, varied_pcap, write_pcap
+
+from xdptcp.record import Verdict, parse_frame
+
+pytestmark = pytest.mark.system
+
+
+_running: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_capture_left_running():
+    """A failed test must not leave an xdptcp (and its XDP program) behind."""
+    yield
+    while _running:
+        proc = _running.pop()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+
+
+class Xdptcp:
+    """``xdptcp ARGS`` in the background, started and stopped the way a user would."""
+
+    def __init__(self, *args: str, netns: str | None = None) -> None:
+        cmd = [sys.executable, "-m", "xdptcp", *args]
+        if netns:
+            cmd = ["ip", "netns", "exec", netns, *cmd]
+        env = dict(os.environ, PYTHONPATH=os.getcwd(), TZ="UTC")
+        self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        _running.append(self.proc)
+        self.err = b""
+        self._wait_for(b"capturing on")
+
+    def _wait_for(self, what: bytes, timeout: float = 20) -> None:
+        deadline = time.monotonic() + timeout
+        while what not in self.err:
+            left = deadline - time.monotonic()
+            ready, _, _ = select.select([self.proc.stderr], [], [], max(0, left))
+            chunk = os.read(self.proc.stderr.fileno(), 4096) if ready else b""
+            if not chunk:
+                self.proc.kill()
+                out, err = self.proc.communicate()
+                raise AssertionError(f"xdptcp did not start: {(self.err + err).decode()}")
+            self.err += chunk
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[str, str, int]:
+        time.sleep(0.5)  # let the last frames reach the ring
+        self.proc.send_signal(sig)
+        out, err = self.proc.communicate(timeout=30)
+        return out.decode(), (self.err + err).decode(), self.proc.returncode
+
+
+@pytest.fixture
+def veth():
+    need_tool("tcpreplay")
+    need_tool("tcpdump")
+    pair = make_veth("live", subnet=77)
+    try:
+        for end in ((), ("ip", "netns", "exec", pair.ns)):
+            name = pair.inner if end else pair.outer
+            subprocess.run([*end, "ip", "link", "set", name, "mtu", "9000"], check=True)
+        yield pair
+    finally:
+        pair.remove()
+
+
+def replay(pair, pcap) -> None:
+    subprocess.run(
+        [
+            "ip",
+            "netns",
+            "exec",
+            pair.ns,
+            "tcpreplay",
+            "-q",
+            "--topspeed",
+            "-i",
+            pair.inner,
+            str(pcap),
+        ],
+        check=True,
+        capture_output=True,
+    )
+
+
+def tcpdump_lines(pcap, *args: str) -> dict[int, str]:
+    """{frame number (1-based): line} as ``tcpdump -nn -# -r`` prints them."""
+    res = subprocess.run(
+        ["tcpdump", "-nn", "-#", "-r", str(pcap), *args],
+        capture_output=True,
+        text=True,
+        env=dict(os.environ, TZ="UTC"),
+        check=True,
+    )
+    out = {}
+    for line in res.stdout.splitlines():
+        m = re.match(r"\s*(\d+)  (.*)$", line)
+        if m:  # other lines continue the one before (hex dumps of unknown frames)
+            out[int(m.group(1))] = m.group(2)
+    return out
+
+
+def emitted(frames) -> list[int]:
+    """1-based numbers of the frames the kernel program turns into records."""
+    return [i for i, f in enumerate(frames, 1) if parse_frame(f.data)[0] is Verdict.TCP]
+
+
+def header_end(frame: bytes) -> int:
+    """Where the TCP header ends, as the kernel program finds it."""
+    _, f = parse_frame(frame)
+    return f.l4_off + f.l4_len if f is not None else len(frame)
+
+
+def as_sent(frames, path):
+    """The frames as they go on the wire: tcpreplay sends what the file holds, so a frame
+    the file holds only in part (captured < wire length) is a shorter packet on the veth."""
+    write_pcap(path, [(f.ts_ns, f.data) for f in frames], nano=True)
+    return path
+
+
+def selected_by(pcap, frames, expr: str) -> set[int]:
+    """1-based numbers of the frames ``tcpdump -r pcap EXPR`` selects (told apart by their
+    nanosecond timestamps, which are unique in the file)."""
+    stamps = {f.ts_ns: i for i, f in enumerate(frames, 1)}
+    assert len(stamps) == len(frames)
+    res = subprocess.run(
+        ["tcpdump", "-nn", "-tt", "--time-stamp-precision=nano", "-r", str(pcap), expr],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    out = set()
+    for line in res.stdout.splitlines():
+        m = re.match(r"(\d+)\.(\d{9}) ", line)
+        if m:
+            out.add(stamps[int(m.group(1)) * 1_000_000_000 + int(m.group(2))])
+    return out
+
+
+def test_replayed_capture_prints_tcpdumps_lines(veth, tmp_path):
+    pcap = tmp_path / "varied.pcap"
+    frames = varied_pcap(pcap)
+    ref = tcpdump_lines(as_sent(frames, tmp_path / "sent.pcap"), "-t", "-S")
+    expected = [ref[i] for i in emitted(frames)]
+    assert len(expected) > 100
+    cap = Xdptcp("-i", veth.outer, "-t", "-S")
+    replay(veth, pcap)
+    out, err, rc = cap.stop()
+    assert rc == 0, err
+    assert out.splitlines() == expected
+    assert f"{len(expected)} packets captured" in err
+    assert "0 packets dropped by kernel" in err
+
+
+def test_relative_sequence_numbers_match_tcpdump_live(veth, tmp_path):
+    pcap = tmp_path / "varied.pcap"
+    frames = varied_pcap(pcap, n=2, seed=7)
+    clean = [f for f in frames if f.tcp and parse_frame(f.data)[0] is Verdict.TCP]
+    ref = tcpdump_lines(as_sent(clean, tmp_path / "clean.pcap"), "-t")
+    cap = Xdptcp("-i", veth.outer, "-t")
+    replay(veth, tmp_path / "clean.pcap")
+    out, err, rc = cap.stop()
+    assert rc == 0, err
+    assert out.splitlines() == [ref[i] for i in sorted(ref)]
+
+
+def test_written_pcap_reads_back_as_the_original(veth, tmp_path):
+    pcap = tmp_path / "varied.pcap"
+    frames = varied_pcap(pcap)
+    # xdptcp keeps each frame up to the end of its TCP header (no -s): the reference is the
+    # same frames, cut there, as tcpdump reads them.
+    cut = [f._replace(data=f.data[: header_end(f.data)]) for f in frames]
+    headers = tmp_path / "headers.pcap"
+    write_pcap(headers, [(f.ts_ns, f.data, len(s.data)) for f, s in zip(cut, frames)], nano=True)
+    ref = tcpdump_lines(headers, "-t", "-S")
+    expected = [ref[i] for i in emitted(frames)]
+    out_file = tmp_path / "live.pcap"
+    cap = Xdptcp("-i", veth.outer, "-w", str(out_file))
+    replay(veth, pcap)
+    out, err, rc = cap.stop()
+    assert rc == 0, err
+    assert out == ""
+    back = tcpdump_lines(out_file, "-t", "-S")
+    assert [back[i] for i in sorted(back)] == expected
+    from xdptcp.pcap import PcapReader
+
+    with PcapReader(str(out_file)) as r:
+        got = [(data, wire_len) for _, data, wire_len in r]
+    assert got == [(cut[i - 1].data, len(frames[i - 1].data)) for i in emitted(frames)]
+    assert (os.stat(out_file).st_mode & 0o777) & ~0o644 == 0
+
+
+FILTERS = [
+    "port 5001",
+    "src host 198.18.0.2",
+    "dst net 198.18.0.0/24 and not dst port 5001",
+    "ip6",
+    "ip6 and port 5201",
+    "vlan and port 9000",
+    "vlan 20 and vlan 30",
+    "tcp[tcpflags] & (tcp-syn|tcp-fin) != 0",
+    "tcp[tcpflags] == tcp-syn or host 2001:db8::1",
+    "portrange 44000-44001 and not ip6",
+    "not (port 5001 or port 5201)",
+]
+
+
+@pytest.mark.parametrize("expr", FILTERS)
+def test_kernel_filter_selects_what_tcpdump_selects(veth, tmp_path, expr):
+    pcap = tmp_path / "varied.pcap"
+    frames = varied_pcap(pcap, nano=True)  # nanosecond stamps tell every frame apart
+    sent = as_sent(frames, tmp_path / "sent.pcap")
+    ref_all = tcpdump_lines(sent, "-t", "-S")
+    selected = selected_by(sent, frames, expr)
+    expected = [ref_all[i] for i in emitted(frames) if i in selected]
+    assert expected, f"{expr!r} selects nothing: the test would prove nothing"
+    cap = Xdptcp("-i", veth.outer, "-t", "-S", expr)
+    replay(veth, pcap)
+    out, err, rc = cap.stop()
+    assert rc == 0, err
+    assert out.splitlines() == expected
+
+
+def test_conversation_in_both_directions_matches_tcpdump(veth):
+    """An XDP program on each side of a real TCP conversation; tcpdump (-Q in) on each side too."""
+    mine = [
+        Xdptcp("-i", veth.outer, "-t", "-S"),
+        Xdptcp("-i", veth.inner, "-t", "-S", netns=veth.ns),
+    ]
+    dumps = [
+        subprocess.Popen(
+            [*prefix, "tcpdump", "-i", ifname, "-Q", "in", "-nn", "-t", "-S", "-l", "tcp"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for prefix, ifname in (((), veth.outer), (("ip", "netns", "exec", veth.ns), veth.inner))
+    ]
+    server = None
+    try:
+        time.sleep(1.5)  # tcpdump has no readiness line on stdout; give it time to open
+        server = subprocess.Popen(
+            [
+                sys.executable,
+                "-c",
+                "import socket,sys;s=socket.socket();s.bind((sys.argv[1],5001));s.listen();"
+                "print('ready',flush=True);c,_=s.accept();c.sendall(c.recv(100)*3);c.close()",
+                veth.outer_ip,
+            ],
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert server.stdout.readline().strip() == "ready"
+        subprocess.run(
+            [
+                "ip",
+                "netns",
+                "exec",
+                veth.ns,
+                sys.executable,
+                "-c",
+                "import socket,sys;c=socket.create_connection((sys.argv[1],5001));"
+                "c.sendall(b'hello');c.recv(100);c.close()",
+                veth.outer_ip,
+            ],
+            check=True,
+            timeout=20,
+        )
+        server.wait(timeout=10)
+        time.sleep(0.5)
+        results = [m.stop() for m in mine]
+    finally:
+        if server is not None and server.poll() is None:
+            server.kill()
+        for m in mine:
+            if m.proc.poll() is None:
+                m.proc.kill()
+        for d in dumps:
+            d.send_signal(signal.SIGINT)
+        refs = [[ln for ln in d.communicate(timeout=10)[0].splitlines() if ln] for d in dumps]
+    for (out, err, rc), ref in zip(results, refs):
+        assert rc == 0, err
+        assert len(ref) >= 4
+        assert out.splitlines() == ref
+
+
+def test_snaplen_captures_payload_bytes(veth, tmp_path):
+    frame = tcp_frame("198.18.0.2", "198.18.0.1", 40000, 5001, flags="PA", payload=b"x" * 300)
+    write_pcap(tmp_path / "one.pcap", [frame])
+    out_file = tmp_path / "snap.pcap"
+    cap = Xdptcp("-i", veth.outer, "-s", "200", "-w", str(out_file))
+    replay(veth, tmp_path / "one.pcap")
+    out, err, rc = cap.stop()
+    assert rc == 0, err
+    from xdptcp.pcap import PcapReader
+
+    with PcapReader(str(out_file)) as r:
+        records = list(r)
+    assert len(records) == 1
+    _, data, wire_len = records[0]
+    assert wire_len == len(frame)
+    assert data == frame[:200]
