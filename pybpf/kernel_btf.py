@@ -150,8 +150,13 @@ class KernelBTF(TypeQueries):
         return self._strings_index
 
     def _own_ids(self, text: str) -> list[int]:
-        off = self._string_index()[0].get(text.encode())
-        return self._ids_named_at(off) if off else []
+        """This blob's types named ``text``; a split blob's names may live in the base's
+        string table, so both offsets are looked up."""
+        key = text.encode()
+        offsets = [self._string_index()[0].get(key)]
+        if isinstance(self.base, KernelBTF):
+            offsets.insert(0, self.base._string_index()[0].get(key))
+        return sorted(i for off in offsets if off for i in self._ids_named_at(off))
 
     def find_all(self, name: str, kind: KindSpec = None) -> list[int]:
         ids = self._own_ids(name)

@@ -1,0 +1,151 @@
+"""The lazy kernel BTF reader: same types as the full parser, names as bpftool finds them."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import random
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pybpf.btf import BTF, Fwd, Kind, Struct
+from pybpf.errors import BTFError
+from pybpf.kernel_btf import KernelBTF
+
+from conftest import need_tool, run
+
+VMLINUX = Path("/sys/kernel/btf/vmlinux")
+CILIUM = Path("/usr/share/gocode/src/github.com/cilium/ebpf/btf/testdata")
+
+
+@pytest.fixture(scope="module")
+def full() -> BTF:
+    if not VMLINUX.exists():
+        pytest.skip("kernel has no BTF")
+    return BTF.parse(VMLINUX.read_bytes())
+
+
+@pytest.fixture(scope="module")
+def lazy() -> KernelBTF:
+    if not VMLINUX.exists():
+        pytest.skip("kernel has no BTF")
+    return KernelBTF.system()
+
+
+def test_every_type_decodes_as_the_full_parser_decodes_it(full, lazy):
+    assert lazy.count == len(full.types)
+    for tid in range(lazy.count):
+        assert lazy.type(tid) == full.type(tid)
+        assert lazy.kind_of(tid) == full.type(tid).kind
+
+
+def test_names_are_found_like_a_full_index(full, lazy):
+    names = sorted({t.name for t in full.types if t.name})
+    for name in random.Random(7).sample(names, 3000) + ["task_struct", "int", "nf_conn___init"]:
+        assert lazy.find_all(name) == full.find_all(name), name
+        for kind in (Kind.STRUCT, Kind.TYPEDEF, Kind.FUNC):
+            assert lazy.find_all(name, kind) == full.find_all(name, kind), name
+    assert lazy.find("no such type at all") is None
+
+
+def test_flavored_kernel_names_are_candidates(full, lazy):
+    flavored = [i for i, t in enumerate(full.types) if "___" in t.name]
+    for tid in flavored:
+        name = full.type(tid).name
+        assert tid in lazy.find_essential(name)
+        assert lazy.find_essential(name) == full.find_essential(name)
+
+
+def test_the_system_btf_is_read_once(lazy):
+    assert KernelBTF.system() is lazy
+
+
+def test_queries_agree_with_bpftool(lazy):
+    """task_struct's size and pid offset as bpftool prints them."""
+    out = run(need_tool("bpftool"), "btf", "dump", "file", str(VMLINUX), "-j").stdout
+    types = json.loads(out)["types"]
+    ref = next(t for t in types if t["kind"] == "STRUCT" and t["name"] == "task_struct")
+    tid = lazy.find("task_struct", Struct)
+    assert tid == ref["id"]
+    assert lazy.sizeof(tid) == ref["size"]
+    pid = next(m for m in ref["members"] if m["name"] == "pid")
+    assert {m.name: m.bit_offset for m in lazy.type(tid).members}["pid"] == pid["bits_offset"]
+    assert lazy.format(tid) == "struct task_struct"
+
+
+def test_split_module_btf_continues_vmlinux(tmp_path):
+    """cilium's btf_testmod.btf is split BTF over its vmlinux.btf: read both ways and by
+    bpftool."""
+    base_data = gzip.decompress((CILIUM / "vmlinux.btf.gz").read_bytes())
+    mod_data = (CILIUM / "btf_testmod.btf").read_bytes()
+    base, lazy_base = BTF.parse(base_data), KernelBTF(base_data)
+    mod = BTF.parse(mod_data, base=base)
+    lazy_mod = KernelBTF(mod_data, "btf_testmod", base=lazy_base)
+    assert lazy_mod.first_id == mod.first_id == len(base.types)
+    assert lazy_mod.count == len(mod.types)
+    for tid in range(mod.first_id, len(mod.types)):
+        assert lazy_mod.type(tid) == mod.type(tid)
+    assert lazy_mod.type(1) == base.type(1)  # base ids reach through
+    assert mod.encode() == mod_data
+    named = [t.name for t in mod.own_types if t.name]
+    for name in named[:200]:
+        assert lazy_mod.find_all(name) == mod.find_all(name)
+    (tmp_path / "vmlinux").write_bytes(base_data)
+    out = run(
+        need_tool("bpftool"),
+        "btf",
+        "dump",
+        "-B",
+        str(tmp_path / "vmlinux"),
+        "file",
+        str(CILIUM / "btf_testmod.btf"),
+        "-j",
+    ).stdout
+    ref = json.loads(out)["types"]
+    assert [r["id"] for r in ref] == list(range(mod.first_id, len(mod.types)))
+    assert [r["name"] if r["name"] != "(anon)" else "" for r in ref] == [
+        t.name for t in mod.own_types
+    ]
+
+
+def test_truncated_kernel_btf_is_named():
+    data = bytearray(BTF([Struct("s", 4, ())]).encode())
+    data[24 + 4] = 5  # vlen 5: the record claims members that are not there
+    with pytest.raises(BTFError, match="runs past the type section"):
+        KernelBTF(bytes(data))
+
+
+@dataclass
+class FakeProgram:
+    name: str
+    section: str
+    attach_type: str
+    attach_target: str
+
+
+@pytest.mark.parametrize(
+    "attach_type, target, kind, btf_name",
+    [
+        ("TRACE_FENTRY", "tcp_v4_connect", Kind.FUNC, "tcp_v4_connect"),
+        ("TRACE_RAW_TP", "sched_switch", Kind.TYPEDEF, "btf_trace_sched_switch"),
+        ("TRACE_ITER", "task", Kind.FUNC, "bpf_iter_task"),
+    ],
+)
+def test_attach_targets_are_named_as_libbpf_names_them(lazy, attach_type, target, kind, btf_name):
+    ps = FakeProgram("p", f"x/{target}", attach_type, target)
+    found = lazy.attach_btf_id(ps)["attach_btf_id"]
+    assert lazy.type(found).name == btf_name and lazy.kind_of(found) == kind
+
+
+def test_missing_attach_target_is_named(lazy):
+    ps = FakeProgram("p", "fentry/nope_nope", "TRACE_FENTRY", "nope_nope")
+    with pytest.raises(BTFError, match="program 'p' .* no FUNC 'nope_nope'"):
+        lazy.attach_btf_id(ps)
+
+
+def test_forward_declarations_are_separate_candidates(full, lazy):
+    fwd = next(i for i, t in enumerate(full.types) if isinstance(t, Fwd))
+    name = full.type(fwd).name
+    assert fwd in lazy.find_all(name, Kind.FWD)
