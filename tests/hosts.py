@@ -50,7 +50,7 @@ def make_veth(tag: str = "t", subnet: int | None = None) -> VethPair:
     """Create namespace + veth pair, both ends up, with IPv4 and IPv6 addresses."""
     n = next(_counter)
     uid = f"{os.getpid() % 10000}{n}"
-    subnet = (os.getpid() + n) % 250 if subnet is None else subnet
+    subnet = 1 + (os.getpid() * 7 + n) % 250 if subnet is None else subnet
     pair = VethPair(
         ns=f"pyb{tag}{uid}",
         outer=f"pyb{tag}{uid}o"[:15],

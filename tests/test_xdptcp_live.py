@@ -11,11 +11,12 @@ import sys
 import time
 
 import pytest
+
+from xdptcp.record import Verdict, parse_frame
+
 from conftest import need_tool
 from hosts import make_veth
 from traffic import tcp_frame, varied_pcap, write_pcap
-
-from xdptcp.record import Verdict, parse_frame
 
 pytestmark = pytest.mark.system
 
@@ -73,7 +74,7 @@ class Xdptcp:
 def veth():
     need_tool("tcpreplay")
     need_tool("tcpdump")
-    pair = make_veth("live", subnet=77)
+    pair = make_veth("live")
     try:
         for end in ((), ("ip", "netns", "exec", pair.ns)):
             name = pair.inner if end else pair.outer
@@ -267,9 +268,10 @@ def test_conversation_in_both_directions_matches_tcpdump(veth):
                 veth.outer_ip,
             ],
             stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
             text=True,
         )
-        assert server.stdout.readline().strip() == "ready"
+        assert server.stdout.readline().strip() == "ready", server.stderr.read()
         subprocess.run(
             [
                 "ip",
