@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import itertools
+import operator
 import sys
 from array import array
 from pathlib import Path
@@ -136,10 +137,11 @@ class KernelBTF(TypeQueries):
         ``name___flavor`` strings; built with bytes.split and C-level helpers, no decoding."""
         if self._strings_index is None:
             chunks = self.strings.data.split(b"\0")
-            offsets = list(itertools.accumulate((len(c) + 1 for c in chunks), initial=0))
-            start = self.strings.start
+            # offset of chunk k = its predecessors' lengths + k separators (+ the table's start)
+            lengths = itertools.accumulate(map(len, chunks), initial=self.strings.start)
+            offsets = list(map(operator.add, lengths, itertools.count()))[: len(chunks)]
             # reversed, so that the first of two equal strings wins
-            exact = dict(zip(reversed(chunks), (start + o for o in reversed(offsets[:-1]))))
+            exact = dict(zip(reversed(chunks), reversed(offsets)))
             flavored: dict[str, list[int]] = {}
             for chunk in _with_triple_underscore(self.strings.data):
                 name = chunk.decode()
