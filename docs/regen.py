@@ -243,7 +243,7 @@ LINK = re.compile(r"!?\[[^\]]*\]\(([^)\s]+)(?:\s+\"[^\"]*\")?\)|<img [^>]*src=\"
 
 def slug(heading: str) -> str:
     """GitHub's anchor for a heading: lower case, punctuation dropped, spaces to hyphens."""
-    text = re.sub(r"[`*_]", "", heading.strip().lower())
+    text = re.sub(r"[`*]", "", heading.strip().lower())
     text = re.sub(r"[^\w\- ]", "", text)
     return text.replace(" ", "-")
 
@@ -274,11 +274,11 @@ def broken_links(path: Path) -> list[str]:
             continue
         file_part, _, fragment = target.partition("#")
         dest = (path.parent / file_part).resolve() if file_part else path
-        rel = path.relative_to(ROOT)
+        rel = path.relative_to(ROOT) if path.is_relative_to(ROOT) else path
         if not dest.exists():
             problems.append(f"{rel}: link to {target}: {file_part} does not exist")
         elif fragment and dest.suffix == ".md" and fragment not in anchors(dest):
-            problems.append(f"{rel}: link to {target}: no heading #{fragment} in {file_part}")
+            problems.append(f"{rel}: link to {target}: no heading #{fragment} in {dest.name}")
     return problems
 
 
