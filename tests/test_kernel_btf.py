@@ -5,6 +5,9 @@ from __future__ import annotations
 import gzip
 import json
 import random
+import shutil
+import sys
+import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -12,9 +15,16 @@ import pytest
 
 from pybpf.btf import BTF, Fwd, Kind, Struct
 from pybpf.errors import BTFError
+from pybpf.kconfig import (
+    KconfigError,
+    kconfig_map_data,
+    kconfig_values,
+    kernel_version,
+    read_config,
+)
 from pybpf.kernel_btf import KernelBTF
 
-from conftest import need_tool, run
+from conftest import bpf_object, need_tool, run
 
 VMLINUX = Path("/sys/kernel/btf/vmlinux")
 CILIUM = Path("/usr/share/gocode/src/github.com/cilium/ebpf/btf/testdata")
@@ -149,3 +159,120 @@ def test_forward_declarations_are_separate_candidates(full, lazy):
     fwd = next(i for i, t in enumerate(full.types) if isinstance(t, Fwd))
     name = full.type(fwd).name
     assert fwd in lazy.find_all(name, Kind.FWD)
+
+
+# --- .kconfig externs -----------------------------------------------------------------------
+
+
+def kconfig_object():
+    """The fixed-up BTF of bpf/tests/btf_kconfig.bpf.c and its __weak extern names."""
+    from elftools.elf.elffile import ELFFile
+    from test_btf import elf_layout
+
+    path = bpf_object("tests/btf_kconfig")
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        btf = BTF.parse(elf.get_section_by_name(".BTF").data(), elf.little_endian)
+        weak = {
+            s.name
+            for s in elf.get_section_by_name(".symtab").iter_symbols()
+            if s["st_info"]["bind"] == "STB_WEAK"
+        }
+    return path, btf.with_datasec_fixup(*elf_layout(path)), weak
+
+
+@pytest.mark.system
+def test_kconfig_map_matches_what_libbpf_fills():
+    """bpftool (libbpf) loads the object; its .kconfig map holds exactly our bytes."""
+    bpftool = need_tool("bpftool")
+    path, btf, weak = kconfig_object()
+    pins = Path(f"/sys/fs/bpf/pybpf_kconfig_{uuid.uuid4().hex[:8]}")
+    try:
+        run(bpftool, "prog", "loadall", str(path), str(pins))
+        prog = json.loads(
+            run(bpftool, "prog", "show", "pinned", str(pins / "kconfig_prog"), "-j").stdout
+        )
+        for map_id in prog["map_ids"]:
+            info = json.loads(run(bpftool, "map", "show", "id", str(map_id), "-j").stdout)
+            if info["name"].endswith(".kconfig"):
+                dump = json.loads(run(bpftool, "map", "dump", "id", str(map_id), "-j").stdout)
+                reference = bytes(int(b, 16) for b in dump[0]["value"])
+                break
+        else:
+            pytest.fail("libbpf made no .kconfig map")
+    finally:
+        shutil.rmtree(pins, ignore_errors=True)
+    assert kconfig_map_data(btf, weak) == reference
+
+
+def test_kconfig_values_are_encoded_by_type():
+    _, btf, weak = kconfig_object()
+    types = {
+        btf.name_of(v.type_id): btf.type(v.type_id).type
+        for v in btf.type(btf.find(".kconfig")).vars
+    }
+    config = {
+        "CONFIG_BPF_SYSCALL": "y",
+        "CONFIG_BPF_JIT": "m",
+        "CONFIG_XDP_SOCKETS": "n",
+        "CONFIG_HZ": "0x3e8",
+        "CONFIG_NR_CPUS": "-1",
+        "CONFIG_LOCALVERSION": '"-a-very-long-local-version"',
+    }
+    got = kconfig_values(btf, types, weak, config, release="5.10.300-custom")
+    order = sys.byteorder
+    assert got["LINUX_KERNEL_VERSION"] == ((5 << 16) + (10 << 8) + 255).to_bytes(4, order)
+    assert got["CONFIG_BPF_SYSCALL"] == b"\x01"
+    assert got["CONFIG_BPF_JIT"] == (2).to_bytes(4, order)  # TRI_MODULE
+    assert got["CONFIG_XDP_SOCKETS"] == b"n"  # a char holds the letter
+    assert got["CONFIG_HZ"] == (1000).to_bytes(8, order)
+    assert got["CONFIG_NR_CPUS"] == (-1).to_bytes(4, order, signed=True)
+    assert got["CONFIG_LOCALVERSION"] == b"-a-very-long-lo\0"  # cut to 15 + NUL
+    assert got["CONFIG_PYBPF_DOES_NOT_EXIST"] == bytes(4)  # weak and missing: 0
+
+
+@pytest.mark.parametrize(
+    "name, value, message",
+    [
+        ("CONFIG_BPF_SYSCALL", "m", "is a bool, and the kernel says 'm'"),
+        ("CONFIG_BPF_SYSCALL", "2", "is a bool, and the kernel says 2"),
+        ("CONFIG_NR_CPUS", "y", "cannot hold 'y'"),
+        ("CONFIG_NR_CPUS", '"x"', "cannot hold a string"),
+        ("CONFIG_NR_CPUS", "0x1ffffffff", "does not fit"),
+        ("CONFIG_HZ", "fast", "cannot read 'fast' as a number"),
+    ],
+)
+def test_kconfig_values_that_do_not_fit_are_named(name, value, message):
+    _, btf, _ = kconfig_object()
+    types = {
+        btf.name_of(v.type_id): btf.type(v.type_id).type
+        for v in btf.type(btf.find(".kconfig")).vars
+    }
+    with pytest.raises(KconfigError, match=f"'{name}'.*{message}"):
+        kconfig_values(btf, {name: types[name]}, (), {name: value})
+
+
+def test_missing_strong_kconfig_is_an_error():
+    _, btf, _ = kconfig_object()
+    var = btf.type(btf.find("CONFIG_BPF_SYSCALL"))
+    with pytest.raises(KconfigError, match="no value for it"):
+        kconfig_values(btf, {"CONFIG_BPF_SYSCALL": var.type}, (), {})
+
+
+def test_kernel_version_is_read_like_libbpf():
+    assert kernel_version("6.18.44-fc-v669") == 0x6122C  # what libbpf logged here
+    assert kernel_version("4.19.300") == (4 << 16) + (19 << 8) + 255
+    assert kernel_version("6.8-rc1") == 0  # sscanf("%u.%u.%u") fails: libbpf says 0
+
+
+def test_config_file_is_read(tmp_path):
+    (tmp_path / "config").write_text(
+        '#\n# CONFIG_FOO is not set\nCONFIG_BAR=y\nCONFIG_S="a b"\nCONFIG_N=0x10\n'
+    )
+    assert read_config(str(tmp_path / "config")) == {
+        "CONFIG_BAR": "y",
+        "CONFIG_S": '"a b"',
+        "CONFIG_N": "0x10",
+    }
+    with pytest.raises(KconfigError, match="cannot read the kernel configuration"):
+        read_config(str(tmp_path / "nope"))
