@@ -132,7 +132,7 @@ class _Reader:
                 Section(
                     i,
                     s.name,
-                    str(sh["sh_type"]),
+                    _type_name(sh["sh_type"]),
                     sh["sh_flags"],
                     sh["sh_size"],
                     data,
@@ -593,6 +593,16 @@ def _has_global_var(btf: BTF, datasec_id: int) -> bool:
     return any(
         isinstance(btf.type(v.type_id), Var) and btf.type(v.type_id).linkage != 0 for v in ds.vars
     )
+
+
+# Section types pyelftools does not name (it hands back the number).
+_EXTRA_SHT = {0x6FFF4C03: "SHT_LLVM_ADDRSIG", 0x6FFF4C00: "SHT_LLVM_ODRTAB"}
+
+
+def _type_name(sh_type: object) -> str:
+    if isinstance(sh_type, int):
+        return _EXTRA_SHT.get(sh_type, f"{sh_type:#x}")
+    return str(sh_type)
 
 
 def _flag_letters(flags: int) -> str:

@@ -278,7 +278,9 @@ def _load_program(
     if not ps.prog_type:
         raise BPFError(f"program '{ps.name}': section '{ps.section}' names no known program type")
     linked = link_program(obj.spec, ps, code)
-    insns = patch_references(obj, linked)
+    pieces = ", ".join(f"{p.function} ({p.section})" for p in linked.pieces)
+    _say(log, f"program '{ps.name}': linked {len(linked.insns)} instructions: {pieces}")
+    insns = patch_references(obj, linked, log)
     obj.linked[ps.name] = linked
     kwargs = {}
     if obj.btf_fd is not None and linked.func_info:
@@ -323,11 +325,19 @@ def _attach_target(ps: ProgramSpec) -> dict:
     return KernelBTF.system().attach_btf_id(ps)
 
 
-def patch_references(obj: LoadedObject, linked: LinkedProgram) -> list[isa.Instruction]:
+def patch_references(
+    obj: LoadedObject, linked: LinkedProgram, log: Log = None
+) -> list[isa.Instruction]:
     """Write map fds (and value offsets) into the ld_imm64 instructions that name maps/data."""
     insns = list(linked.insns)
     for rel in linked.relocations:
         _patch_one(obj, linked.spec, insns, rel)
+        if log is not None:
+            i = rel.insn_idx
+            log(
+                f"  insn {i}: {rel.kind.value} '{rel.symbol}' -> ld_imm64 src_reg "
+                f"{insns[i].src}, imm {insns[i].imm}, next imm {insns[i + 1].imm}"
+            )
     return insns
 
 
