@@ -17,6 +17,8 @@ from pybpf.btf import (
     Enum,
     Enum64,
     EnumValue,
+    Func,
+    FuncLinkage,
     FuncProto,
     Int,
     IntEncoding,
@@ -386,7 +388,12 @@ def test_kconfig_and_ksyms_are_laid_out_like_libbpf():
         ("CONFIG_LOCALVERSION", 13, 16),
     ]
     assert ds[".kconfig size"] == 29
-    assert ds[".ksyms"] == [("bpf_prog_active", 0, 4)] and ds[".ksyms size"] == 4
+    # a kfunc's entry points at a dummy int var (the FUNC keeps its name in BTF), as libbpf does
+    assert ds[".ksyms"] == [("dummy_ksym", 0, 4), ("bpf_prog_active", 4, 4)]
+    assert ds[".ksyms size"] == 8
+    kfunc = btf.type(btf.find("bpf_task_acquire", Func))
+    assert kfunc.linkage == FuncLinkage.GLOBAL  # the kernel refuses extern funcs
+    assert all(p.name for p in btf.type(kfunc.type).params)  # global funcs name their args
     for t in btf.types:
         if isinstance(t, Var):
             assert t.linkage != VarLinkage.GLOBAL_EXTERN  # the kernel refuses extern vars
