@@ -9,8 +9,6 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import need_tool, run
-from hosts import VethPair, make_veth
 
 from pybpf import insn as I
 from pybpf import netlink as nl
@@ -19,6 +17,9 @@ from pybpf.link import Link, xdp_link
 from pybpf.netlink import XDPAttachMode, XDPFlags
 from pybpf.program import Program
 from pybpf.syscall import LinkType, ProgType
+
+from conftest import need_tool, run
+from hosts import VethPair, make_veth
 
 pytestmark = pytest.mark.system
 

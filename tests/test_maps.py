@@ -11,13 +11,14 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import need_tool, run
 
 from pybpf import insn as I
 from pybpf.errors import SyscallError
 from pybpf.maps import Map, key_of, possible_cpus
 from pybpf.program import Program
 from pybpf.syscall import BPF_EXIST, BPF_NOEXIST, MapFlags, MapType, ProgType
+
+from conftest import need_tool, run
 
 pytestmark = pytest.mark.system
 _pin_counter = itertools.count()

@@ -8,8 +8,6 @@ import sys
 from typing import Iterator
 
 import pytest
-from conftest import run
-from hosts import VethPair, make_veth
 
 from pybpf import insn as I
 from pybpf import netlink as nl
@@ -18,6 +16,9 @@ from pybpf.maps import Map
 from pybpf.netlink import XDPAttachMode, XDPFlags
 from pybpf.program import Program
 from pybpf.syscall import MapType, ProgType
+
+from conftest import run
+from hosts import VethPair, make_veth
 
 XDP_PASS = 2
 

@@ -10,12 +10,13 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from conftest import need_tool, run
 
 from pybpf import insn as I
 from pybpf.errors import SyscallError, VerifierError
 from pybpf.program import Program
 from pybpf.syscall import ProgType
+
+from conftest import need_tool, run
 
 pytestmark = pytest.mark.system
 

@@ -11,11 +11,12 @@ from pathlib import Path
 
 import construct as cs
 import pytest
-from conftest import ROOT, need_tool, run
 
 from pybpf import insn as I
 from pybpf import syscall as sc
 from pybpf.errors import SyscallError
+
+from conftest import ROOT, need_tool, run
 
 # Which C path reaches each declaration's fields inside the kernel's types.
 ATTR_PATHS = {
