@@ -208,6 +208,7 @@ class Tool:
         self._done = threading.Event()
         self._result: Optional[ToolRun] = None
         self.ready_at: Optional[float] = None  # seconds after start when the ready line came
+        self.stopped_at: Optional[float] = None  # seconds after start when SIGINT was sent
         self._reader = threading.Thread(target=self._read_stderr, daemon=True)
         self._reader.start()
         threading.Thread(target=self._sample, daemon=True).start()
@@ -289,6 +290,8 @@ class Tool:
         """
         if self._result is not None:
             return self._result
+        if self.stopped_at is None:
+            self.stopped_at = time.monotonic() - self._t0
         if self.proc.returncode is None:
             try:
                 os.kill(self.pid, signal.SIGINT)

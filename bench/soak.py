@@ -47,8 +47,9 @@ def run(packets: int = 10_000_000) -> str:
             captured = count_pcap_records(out) if out.exists() else None
     finally:
         hosts.remove()
-    ready = tool.ready_at or 0.0
-    samples = [kb for t, kb in res.rss_samples if t >= ready]
+    # Between the ready line and SIGINT: after SIGINT xdptcp unmaps its ring and frees memory.
+    ready, stopped = tool.ready_at or 0.0, tool.stopped_at or float("inf")
+    samples = [kb for t, kb in res.rss_samples if ready <= t < stopped]
     if not samples:
         raise RuntimeError(f"xdptcp: no RSS samples (stderr: {res.stderr.strip()[-300:]})")
     start, peak, end = samples[0] / 1024, max(samples) / 1024, samples[-1] / 1024
