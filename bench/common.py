@@ -326,8 +326,14 @@ class Tool:
 
 
 def load_average() -> str:
-    """The 1-minute load average: other work on the machine skews every number here."""
-    return Path("/proc/loadavg").read_text().split()[0]
+    """The 1-minute load average: other work on the machine skews every number here.
+
+    Says so on stderr when the machine is busy (more than half a CPU's worth of other work).
+    """
+    load = Path("/proc/loadavg").read_text().split()[0]
+    if float(load) > 0.5:
+        say(f"the machine is busy (load average {load}): expect noisy numbers")
+    return load
 
 
 # --- numbers and tables --------------------------------------------------------------------------
