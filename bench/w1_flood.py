@@ -205,10 +205,18 @@ def summarize(samples: list[Sample]) -> dict[str, dict[str, Optional[float]]]:
             "veth": median([s.veth_drops for s in mine]),
             "cpu": median([s.cpu_s for s in mine]),
             "startup": median([s.startup_cpu_s for s in mine]),
+            "us_per_pkt": median([_us_per_packet(s) for s in mine]),
             "replay": median([s.replay_s for s in mine]),
             "rss": median([s.peak_rss_kb / 1024 if s.peak_rss_kb else None for s in mine]),
         }
     return out
+
+
+def _us_per_packet(s: Sample) -> Optional[float]:
+    """CPU after start-up per captured packet: comparable when tools capture different counts."""
+    if s.cpu_s is None or not s.captured:
+        return None
+    return 1e6 * (s.cpu_s - (s.startup_cpu_s or 0.0)) / s.captured
 
 
 def _int(v: Optional[float]) -> Optional[int]:
@@ -231,6 +239,7 @@ def report(samples: list[Sample], packets: int, repeat: int, load: str) -> str:
                 _int(v["veth"]),
                 v["cpu"],
                 v["startup"],
+                v["us_per_pkt"],
                 v["replay"],
                 _x(ratio(v["replay"], base)),
                 v["rss"],
@@ -246,6 +255,7 @@ def report(samples: list[Sample], packets: int, repeat: int, load: str) -> str:
         "veth drops",
         "CPU s",
         "of which start-up",
+        "µs / captured",
         "replay s",
         "replay / none",
         "peak RSS MB",
