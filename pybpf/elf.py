@@ -38,6 +38,7 @@ from pybpf.spec import (
 
 SHT_PROGBITS = "SHT_PROGBITS"
 SHT_NOBITS = "SHT_NOBITS"
+MAX_NOBITS = 1 << 28  # a .bss this big (256 MiB) is damage, not a program's globals
 SHF_EXECINSTR = 0x4
 BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_MMAPABLE = 1 << 10
@@ -367,6 +368,11 @@ class _Reader:
         for sym in self.symbols:
             target = self.section_of(sym)
             if target is not None and sym.type == "STT_OBJECT" and sym.name:
+                if sym.value + sym.size > target.size:  # damage: BTF would carry the offset
+                    raise ParseError(
+                        f"symbol '{sym.name}' (offset {sym.value}, size {sym.size}) lies outside "
+                        f"its section {target.name} ({target.size} bytes)"
+                    )
                 offsets.setdefault(target.name, {})[sym.name] = sym.value
         btf = btf.with_datasec_fixup(sizes, offsets)
         ext = self.by_name.get(".BTF.ext")
@@ -514,6 +520,9 @@ class _Reader:
                     value_type = ds
                     if _has_global_var(btf, ds):
                         flags |= BPF_F_MMAPABLE
+            if sec.type == SHT_NOBITS and sec.size > MAX_NOBITS:
+                # A damaged header: zero-filling gigabytes would stall the parse.
+                raise ParseError(f"section {sec.name}: size {sec.size} is implausibly large")
             data = sec.data if sec.type != SHT_NOBITS else bytes(sec.size)
             out.append(
                 MapSpec(
