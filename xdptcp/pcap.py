@@ -235,7 +235,7 @@ def _pcapng_records(f: BinaryIO, head: bytes, name: str) -> Iterator[tuple[int, 
             order = "<" if struct.unpack("<I", rest)[0] == _BYTE_ORDER_MAGIC else ">"
             ifaces = []
         btype, blen = struct.unpack_from(order + "II", buf)
-        if blen < 12 or blen % 4 or blen > 1 << 24:
+        if blen < max(12, len(buf)) or blen % 4 or blen > 1 << 24:
             raise PcapError(f"{name}: block {n}: bogus block length {blen}; the file is damaged")
         body = f.read(blen - len(buf)) if btype in (_SHB, _IDB, _SPB, _EPB) else None
         if body is None:
