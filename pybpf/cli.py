@@ -43,7 +43,10 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def _error(msg: str) -> None:
-    print(f"pybpf: error: {msg}", file=sys.stderr)
+    # Names read from a damaged object may hold control characters: escape them so the
+    # error stays one line and cannot drive the terminal.
+    safe = "".join(c if c.isprintable() else repr(c)[1:-1] for c in msg)
+    print(f"pybpf: error: {safe}", file=sys.stderr)
 
 
 def _parser() -> argparse.ArgumentParser:
