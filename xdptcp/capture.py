@@ -12,6 +12,7 @@ somebody else's program is never touched unless ``replace=True``, and then it is
 
 from __future__ import annotations
 
+import errno
 import struct
 import time
 from dataclasses import dataclass
@@ -276,6 +277,21 @@ class Capture:
             netlink.xdp_attach(iface.ifindex, old.fd, _mode_flag(mode))
         finally:
             old.close()
+
+    def gone(self) -> list[str]:
+        """Interfaces deleted while capturing: the kernel took our program with them."""
+        from pybpf import netlink
+
+        lost = []
+        for att in self.attachments:
+            with in_netns(att.iface.netns):
+                try:
+                    netlink.xdp_query(att.iface.ifindex)
+                except NetlinkError as e:
+                    if e.errno not in (errno.ENODEV, errno.ENOENT):
+                        raise
+                    lost.append(att.iface.name)
+        return lost
 
     # --- reading --------------------------------------------------------------------------
 

@@ -8,7 +8,7 @@ import threading
 import time
 from typing import Optional, TextIO
 
-from xdptcp.capture import Capture, Counters, describe_program, interface
+from xdptcp.capture import Capture, CaptureError, Counters, describe_program, interface
 from xdptcp.cli import EXIT_OK, UsageError, capacity_for, install_signal_handlers, make_formatter
 
 
@@ -67,14 +67,19 @@ def run_loop(cap: Capture, sink, args, stop: threading.Event):
                     return captured, unread, None
                 sink.write(batch)
                 captured += len(batch)
-            if args.stats and time.monotonic() >= next_stats:
+            if time.monotonic() >= next_stats:
                 next_stats += 1.0
-                c = cap.counters()
-                print(
-                    f"xdptcp: {captured} captured, {c.tcp} received by filter, "
-                    f"{c.ring_full} dropped",
-                    file=sys.stderr,
-                )
+                gone = cap.gone()  # a deleted interface sends nothing more: say so and stop
+                if gone:
+                    why = f"{', '.join(gone)}: the interface went away; capture stopped"
+                    return captured, unread, CaptureError(why)
+                if args.stats:
+                    c = cap.counters()
+                    print(
+                        f"xdptcp: {captured} captured, {c.tcp} received by filter, "
+                        f"{c.ring_full} dropped",
+                        file=sys.stderr,
+                    )
     except BrokenPipeError:
         sink.broken()
     except OSError as e:
