@@ -17,7 +17,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
-from pybpf.errors import BPFError
+from pybpf.errors import BPFError, VerifierError
 from pybpf.spec import ObjectSpec
 
 
@@ -66,7 +66,12 @@ def _parser() -> argparse.ArgumentParser:
     s = sub.add_parser("load", help="load every map and program into the kernel")
     s.add_argument("object")
     s.add_argument("--pin", metavar="DIR", help="pin each program at DIR/<name>")
-    s.add_argument("-v", "--verbose", action="store_true", help="show each loading step")
+    s.add_argument(
+        "-v",
+        "--verbose",
+        action="store_true",
+        help="show each loading step (and the whole verifier log if a program is rejected)",
+    )
     s.set_defaults(func=cmd_load)
 
     s = sub.add_parser("test-run", help="run a program once (or N times) on given data")
@@ -121,7 +126,13 @@ def cmd_load(args: argparse.Namespace) -> int:
         from pybpf import bpffs
 
         bpffs.ensure_dir(args.pin)
-    with spec.load(log=log) as obj:
+    try:
+        obj = spec.load(log=log)
+    except VerifierError as e:
+        if args.verbose:  # the whole log first, then the one-line summary as the error
+            print(e.log.rstrip(), file=sys.stderr)
+        raise
+    with obj:
         for name, prog in obj.programs.items():
             n = len(obj.linked[name].insns)
             ps = spec.programs[name]

@@ -204,7 +204,7 @@ def compile_expression(words: Sequence[str]):
     try:
         return compile_filter(text)
     except FilterError as e:
-        raise UsageError(f"filter: {e}") from None
+        raise UsageError(str(e)) from None  # FilterError says "filter: ..." itself
 
 
 def make_formatter(args: argparse.Namespace, several_interfaces: bool = False, live: bool = False):

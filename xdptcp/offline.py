@@ -15,48 +15,21 @@ from xdptcp.cli import EXIT_OK, make_formatter, stdout_gone
 def read_file(args: argparse.Namespace, filt) -> int:
     from xdptcp.capture import CaptureError
     from xdptcp.pcap import PcapError, PcapReader
+    from xdptcp.readfile import print_file
 
+    keep = filt.matches if filt is not None else None
     try:
-        reader = PcapReader(args.read)
-    except PcapError as e:  # a missing or damaged file is not a usage error: exit 1, like tcpdump
-        raise CaptureError(str(e)) from None
-    written = 0
-    try:
-        with reader:
-            frames = (
-                (ts, data, wire_len)
-                for ts, data, wire_len in reader
-                if filt is None or filt.matches(data)
-            )
-            written = _copy(args, frames) if args.write else _print(args, frames)
-    except PcapError as e:  # its message names the file and the record
+        if args.write:
+            with PcapReader(args.read) as reader:
+                frames = (f for f in reader if keep is None or keep(f[1]))
+                _copy(args, frames)
+        else:
+            print_file(args.read, make_formatter(args), sys.stdout, args.count, keep)
+    except PcapError as e:  # a missing or damaged file: exit 1 like tcpdump, its name in the text
         raise CaptureError(str(e)) from None
     except BrokenPipeError:
         stdout_gone()
-    del written
     return EXIT_OK
-
-
-def _print(args: argparse.Namespace, frames) -> int:
-    fmt = make_formatter(args).format
-    out = sys.stdout
-    printed = 0
-    lines = []
-    for ts, data, wire_len in frames:
-        line = fmt(ts, data, wire_len, "")
-        if line is None:
-            continue
-        lines.append(line)
-        printed += 1
-        if len(lines) >= 1024:
-            out.write("\n".join(lines) + "\n")
-            lines.clear()
-        if args.count is not None and printed >= args.count:
-            break
-    if lines:
-        out.write("\n".join(lines) + "\n")
-    out.flush()
-    return printed
 
 
 def _copy(args: argparse.Namespace, frames) -> int:

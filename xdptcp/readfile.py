@@ -7,7 +7,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Optional, TextIO
 
 from xdptcp.packet import Decoder
@@ -16,13 +16,23 @@ from xdptcp.pcap import PathOrFile, PcapReader
 BATCH = 1024
 
 
-def print_file(path: PathOrFile, formatter, out: TextIO, count: Optional[int] = None) -> int:
-    """Print the TCP packets of ``path`` to ``out``; stop after ``count``. Returns how many."""
+def print_file(
+    path: PathOrFile,
+    formatter,
+    out: TextIO,
+    count: Optional[int] = None,
+    keep: Optional[Callable[[bytes], bool]] = None,
+) -> int:
+    """Print the TCP packets of ``path`` to ``out``; stop after ``count``. Returns how many.
+
+    ``keep`` selects frames (a compiled filter's ``matches``); by default every frame."""
     printed = 0
     lines: list[str] = []
     fmt = formatter.format
     with PcapReader(path) as reader:
         for ts_ns, data, wire_len in reader:
+            if keep is not None and not keep(data):
+                continue
             line = fmt(ts_ns, data, wire_len, "")
             if line is None:
                 continue
