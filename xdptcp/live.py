@@ -9,7 +9,7 @@ import time
 from typing import Optional, TextIO
 
 from xdptcp.capture import Capture, CaptureError, Counters, describe_program, interface
-from xdptcp.cli import EXIT_OK, UsageError, capacity_for, install_signal_handlers, make_formatter
+from xdptcp.cli import EXIT_OK, capacity_for, install_signal_handlers, make_formatter
 
 
 def capture_live(args: argparse.Namespace, filt, netns: Optional[str] = None) -> int:
@@ -173,8 +173,8 @@ def open_sink(args: argparse.Namespace, several: bool):
         snaplen = args.snaplen if args.snaplen else 262144
         try:
             return PcapSink(PcapWriter(args.write, snaplen=snaplen, nano=args.nano))
-        except PcapError as e:
-            raise UsageError(str(e)) from None
+        except PcapError as e:  # the place is unwritable: an error (1), not a usage error (2)
+            raise CaptureError(str(e)) from None
     return TextSink(make_formatter(args, several, live=True), sys.stdout)
 
 
