@@ -193,6 +193,11 @@ class Capture:
             att.prog_id = prog.id
             att.restore = restore
             self.attachments.append(att)
+            if not netlink.link_info(iface.ifindex).up:  # attached, but nothing will arrive yet
+                self.notice(
+                    f"{iface.name} is down: packets arrive once it is up "
+                    f"(ip link set dev {iface.name} up)"
+                )
 
     def _handle_existing(self, iface: Interface, current) -> object:
         """Stale xdptcp program: remove it. Someone else's: refuse, or take it for --replace."""
