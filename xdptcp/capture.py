@@ -136,6 +136,7 @@ class Capture:
         from pybpf.ringbuf import RingBuffer
 
         try:
+            check_ringbuf_support()
             self.obj = self.spec.load()
             self.ring = RingBuffer.from_map(self.obj.maps[RING])
             for iface in self.interfaces:
@@ -345,6 +346,26 @@ def _slot_format(capacity: int) -> str:
     # 8x ring header | ts_ns Q | ifindex I | rx_queue 4x | wire_len I | cap_len H |
     # l3_off..reserved 10x | data
     return f"=8xQI4xIH10x{capacity}s{pad}x"
+
+
+def check_ringbuf_support() -> None:
+    """Probe for BPF_MAP_TYPE_RINGBUF (Linux 5.8): without it nothing can be captured.
+
+    An older kernel answers EINVAL for the unknown map type; any other answer (EPERM for an
+    unprivileged user) is left for the real load to report in its own words."""
+    import os
+
+    from pybpf.maps import Map
+    from pybpf.syscall import MapType
+
+    try:
+        Map.create(MapType.RINGBUF, 0, 0, os.sysconf("SC_PAGE_SIZE"), name="xdptcp_probe").close()
+    except SyscallError as e:
+        if e.errno == errno.EINVAL:
+            raise CaptureError(
+                "this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8 or later), "
+                "which xdptcp needs to capture; run it on a newer kernel"
+            ) from None
 
 
 def _mode_flag(mode: str) -> int:
