@@ -8,7 +8,9 @@ BUILD   := build
 
 # The kernel UAPI headers include <asm/types.h>, which Debian keeps under the multiarch path.
 MULTIARCH  := $(shell gcc -dumpmachine 2>/dev/null || echo $$(uname -m)-linux-gnu)
+# -fdebug-compilation-dir: the object does not depend on where the tree was cloned.
 BPF_CFLAGS := -O2 -g -target bpf -Wall -Wno-unused-function -I bpf/include -I $(BUILD) \
+              -fdebug-compilation-dir=. \
               -I /usr/include/$(MULTIARCH)
 BPF_SRCS   := $(shell find bpf -name '*.bpf.c' | sort)
 BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))

@@ -151,6 +151,10 @@ def _env() -> dict[str, str]:
     env["PATH"] = f"{venv_bin}{os.pathsep}{env.get('PATH', '')}"
     env["COLUMNS"] = "100"  # argparse's help wraps at the terminal width
     env.pop("PYTHONSTARTUP", None)
+    # Under `make test`, make's own variables would make a `make` shown in the docs print
+    # "Entering/Leaving directory" lines that a reader running it by hand never sees.
+    for var in ("MAKEFLAGS", "MFLAGS", "MAKELEVEL", "MAKEOVERRIDES"):
+        env.pop(var, None)
     return env
 
 
