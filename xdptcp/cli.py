@@ -163,6 +163,13 @@ def check_usage(args: argparse.Namespace) -> None:
         raise UsageError(f"-c must be at least 1 (got {args.count})")
     if args.snaplen is not None and args.snaplen < 0:
         raise UsageError(f"-s must not be negative (got {args.snaplen})")
+    page = os.sysconf("SC_PAGE_SIZE")
+    size = args.ring_size
+    if size is not None and (size < page or size & (size - 1)):
+        # The kernel takes only a power-of-two multiple of the page: say so rather than round.
+        raise UsageError(
+            f"--ring-size must be a power of two and at least the page size, {page} (got {size})"
+        )
     if args.ts > 5:
         raise UsageError("-t may be given at most five times")
     if args.json and args.write:
