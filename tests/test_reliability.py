@@ -535,8 +535,19 @@ def test_loopback_captures_in_generic_mode() -> None:
         (("-i", "lo", "-w", "/proc/no-such-dir/x.pcap"), 1, ("cannot create the pcap file",)),
         (("-r", "/no/such/file.pcap"), 1, ("cannot open",)),
         (("--detach",), 2, ("--detach needs -i",)),
+        (("-i", "lo", "--ring-size", "1000"), 2, ("--ring-size must be a power of two",)),
+        (("-i", "lo", "--ring-size", "12k"), 2, ("--ring-size must be a power of two",)),
     ],
-    ids=["filter-subset", "filter-syntax", "count-0", "unwritable-w", "no-file", "detach-no-i"],
+    ids=[
+        "filter-subset",
+        "filter-syntax",
+        "count-0",
+        "unwritable-w",
+        "no-file",
+        "detach-no-i",
+        "ring-not-page",
+        "ring-not-pow2",
+    ],  # fmt: skip
 )
 def test_bad_invocation_is_one_line(args, status, words) -> None:
     res = run(*XDPTCP, *args, check=False, timeout=30, cwd=ROOT)
