@@ -241,7 +241,8 @@ class Capture:
             except NetlinkError as e:
                 last = e
         self._put_back(iface, restore)
-        raise CaptureError(f"cannot attach to {iface.name}: {last}")
+        hint = "; --mode skb (generic XDP) works on any interface" if self.mode == "native" else ""
+        raise CaptureError(f"cannot attach to {iface.name}: {last}{hint}")
 
     def _attach_link(self, iface: Interface, prog) -> Attachment:
         from pybpf import link
