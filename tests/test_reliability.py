@@ -280,6 +280,20 @@ def test_writer_error_on_dev_full_is_one_line_and_detaches(pair, pcap5) -> None:
     assert_nothing_left(pair.outer, prog_id)
 
 
+def test_text_output_to_a_full_device_is_one_line_and_detaches(pair, pcap5) -> None:
+    with open("/dev/full", "w") as full:
+        x = Xdptcp("-i", pair.outer, "--json", stdout=full).attached()
+    try:
+        prog_id, _ = attached_prog(pair.outer)
+        replay(pair, pcap5)
+        assert x.finish() == 1
+    finally:
+        x.kill()
+    assert [line for line in x.err if "No space left on device" in line], x.stderr
+    assert "Traceback" not in x.stderr and "internal error" not in x.stderr
+    assert_nothing_left(pair.outer, prog_id)
+
+
 def test_full_filesystem_is_one_line_and_detaches(pair, tmp_path) -> None:
     mnt = tmp_path / "small"
     mnt.mkdir()
@@ -339,6 +353,16 @@ def killed_capture(pair: VethPair) -> int:
     x.finish()
     assert attached_prog(pair.outer) == (prog_id, "xdp_capture")
     return prog_id
+
+
+def test_bpf_link_goes_with_a_killed_process(pair) -> None:
+    """--link: the kernel detaches when the last fd of the link closes, even after kill -9."""
+    x = Xdptcp("-i", pair.outer, "--link").attached()
+    prog_id, name = attached_prog(pair.outer)
+    assert name == "xdp_capture"
+    x.proc.send_signal(signal.SIGKILL)
+    x.finish()
+    assert_nothing_left(pair.outer, prog_id)
 
 
 def test_next_run_removes_a_stale_program_with_a_message(pair, pcap5) -> None:
