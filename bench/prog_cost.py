@@ -38,6 +38,7 @@ CAPACITY = 256  # xdptcp's default record capacity (xdptcp.cli.DEFAULT_CAPACITY)
 RECORD = 32 + CAPACITY + 8  # struct xdptcp_record + data + ring-buffer header
 PAGE = 4096
 XDP_PASS = 2
+MAX_RING = 1 << 30  # the largest ring this benchmark asks the kernel for
 KTIME = "diag: bpf_ktime_get_ns only"
 RESERVE = "diag: reserve + submit only, drained"
 
@@ -153,6 +154,11 @@ def measure_floor(data: bytes, runs: int, ktime: bool, reserve: bool) -> tuple[f
 def run(repeat: int = 3, runs: int = 1_000_000) -> str:
     if not EMPTY_OBJ.exists():
         raise RuntimeError(f"{EMPTY_OBJ} is missing: run `make bpf` first")
+    if ring_bytes(runs + 64) > MAX_RING:
+        raise RuntimeError(
+            f"progcost: {runs:,} runs need a ring over {MAX_RING >> 20} MiB for the 'ring with "
+            f"room' row; use --packets {MAX_RING // RECORD - 64:,} or fewer"
+        )
     load = load_average()
     cases = [
         ("empty XDP program", EMPTY_OBJ, "xdp_empty", None, False),
