@@ -13,9 +13,11 @@ Rows per frame size, all in the same process and run:
   Records land in memory that stays in the CPU caches, as with a live reader keeping up;
 - xdptcp, ring full: the ring is filled first, so each run parses, fails the reservation and
   counts ``ring_full`` (what the program costs while user space is falling behind);
-- two diagnostic programs assembled here with pybpf.insn, floors under xdptcp's cost: one that
-  only calls bpf_ktime_get_ns(), one that only reserves a record of xdptcp's size and submits it
-  untouched (ring of xdptcp's default size, drained as above).
+- diagnostic programs assembled here with pybpf.insn, floors under xdptcp's cost: one that
+  only calls bpf_ktime_get_ns(); one that only reserves a record of xdptcp's size and submits it
+  untouched; one that also copies 66 frame bytes into it with bpf_xdp_load_bytes() (as xdptcp
+  does with the headers), and one that copies them with 8-byte loads and stores through the
+  packet pointer instead. Rings of xdptcp's default size, drained as above.
 
 Frames: a 66-byte IPv4 TCP ACK with timestamps (the typical pure ACK) and a 1500-byte IPv4 TCP
 segment (20-byte header, 1446 bytes payload). Loading goes through pybpf, as xdptcp does.
@@ -41,6 +43,9 @@ XDP_PASS = 2
 MAX_RING = 1 << 30  # the largest ring this benchmark asks the kernel for
 KTIME = "diag: bpf_ktime_get_ns only"
 RESERVE = "diag: reserve + submit only, drained"
+HEADERS = 66  # bytes xdptcp copies from the 66-byte frame: Ethernet + IPv4 + TCP with options
+COPY = f"diag: reserve + load_bytes({HEADERS}) + submit, drained"
+DIRECT = f"diag: reserve + direct copy({HEADERS}) + submit, drained"
 
 
 def frames() -> dict[str, bytes]:
@@ -116,34 +121,72 @@ def _drained(prog, ring_map, data: bytes, runs: int) -> tuple[float, int]:
         return total_ns / done, retval
 
 
-def floor_insns(ring_fd: int, ktime: bool, reserve: bool) -> list:
-    """A diagnostic XDP program: optionally bpf_ktime_get_ns(), optionally reserve a record of
-    xdptcp's size and submit it untouched; then XDP_PASS. The floors under xdptcp's cost."""
+def floor_insns(ring_fd: int, ktime: bool, reserve: bool, copy: str = "") -> list:
+    """A diagnostic XDP program: optionally bpf_ktime_get_ns(); optionally reserve a record of
+    xdptcp's size, copy HEADERS frame bytes into it (``copy``: "helper" with
+    bpf_xdp_load_bytes(), "direct" with 8-byte loads and stores through the packet pointer) and
+    submit it; then XDP_PASS. The floors under xdptcp's cost."""
     from pybpf import insn as isa
     from pybpf.insn import JmpOp
 
-    prog = [isa.call_helper(5)] if ktime else []  # bpf_ktime_get_ns
-    if reserve:
-        prog += [
-            *isa.ld_map_fd(1, ring_fd),
-            isa.mov64_imm(2, RECORD - 8),
-            isa.mov64_imm(3, 0),
-            isa.call_helper(131),  # bpf_ringbuf_reserve
-            isa.jmp_imm(JmpOp.JEQ, 0, 0, 3),  # NULL: to the exit
-            isa.mov64_reg(1, 0),
-            isa.mov64_imm(2, 0),
-            isa.call_helper(132),  # bpf_ringbuf_submit
-        ]
+    prog = [isa.mov64_reg(6, 1)]  # keep ctx
+    if ktime:
+        prog.append(isa.call_helper(5))  # bpf_ktime_get_ns
+    if not reserve:
+        return prog + [isa.mov64_imm(0, XDP_PASS), isa.exit_insn()]
+    submit = [isa.mov64_reg(1, 7), isa.mov64_imm(2, 0), isa.call_helper(132)]  # ringbuf_submit
+    body = _copy_insns(copy) + submit
+    prog += [
+        *isa.ld_map_fd(1, ring_fd),
+        isa.mov64_imm(2, RECORD - 8),
+        isa.mov64_imm(3, 0),
+        isa.call_helper(131),  # bpf_ringbuf_reserve
+        isa.jmp_imm(JmpOp.JEQ, 0, 0, 1 + len(body)),  # NULL: to the exit
+        isa.mov64_reg(7, 0),
+        *body,
+    ]
     return prog + [isa.mov64_imm(0, XDP_PASS), isa.exit_insn()]
 
 
-def measure_floor(data: bytes, runs: int, ktime: bool, reserve: bool) -> tuple[float, int]:
+def _copy_insns(how: str) -> list:
+    """HEADERS bytes from the frame (ctx in r6) to the record (r7)."""
+    from pybpf import insn as isa
+    from pybpf.insn import ALUOp, JmpOp, Size
+
+    if how == "helper":
+        return [
+            isa.mov64_reg(1, 6),
+            isa.mov64_imm(2, 0),
+            isa.mov64_reg(3, 7),
+            isa.mov64_imm(4, HEADERS),
+            isa.call_helper(189),  # bpf_xdp_load_bytes(ctx, 0, rec, HEADERS)
+        ]
+    if how != "direct":
+        return []
+    moves = []
+    for off in range(0, HEADERS - HEADERS % 8, 8):
+        moves += [isa.ldx_mem(Size.DW, 5, 2, off), isa.stx_mem(Size.DW, 7, 5, off)]
+    for off in range(HEADERS - HEADERS % 8, HEADERS, 2):
+        moves += [isa.ldx_mem(Size.H, 5, 2, off), isa.stx_mem(Size.H, 7, 5, off)]
+    return [
+        isa.ldx_mem(Size.W, 2, 6, 0),  # ctx->data
+        isa.ldx_mem(Size.W, 3, 6, 4),  # ctx->data_end
+        isa.mov64_reg(4, 2),
+        isa.alu64_imm(ALUOp.ADD, 4, HEADERS),
+        isa.jmp_reg(JmpOp.JGT, 4, 3, len(moves)),  # frame shorter than HEADERS: copy nothing
+        *moves,
+    ]
+
+
+def measure_floor(
+    data: bytes, runs: int, ktime: bool, reserve: bool, copy: str = ""
+) -> tuple[float, int]:
     from pybpf.maps import Map
     from pybpf.program import Program
     from pybpf.syscall import MapType, ProgType
 
     with Map.create(MapType.RINGBUF, 0, 0, _default_ring(), name="bench_ring") as ring:
-        code = floor_insns(ring.fd, ktime, reserve)
+        code = floor_insns(ring.fd, ktime, reserve, copy)
         with Program.load(ProgType.XDP, code, name="bench_floor") as prog:
             if reserve:
                 return _drained(prog, ring, data, runs)
@@ -167,6 +210,8 @@ def run(repeat: int = 3, runs: int = 1_000_000) -> str:
         ("xdptcp, ring full", XDPTCP_OBJ, "xdp_capture", 64 * 1024, True),
         (KTIME, None, "", None, False),
         (RESERVE, None, "", _default_ring(), False),
+        (COPY, None, "", _default_ring(), False),
+        (DIRECT, None, "", _default_ring(), False),
     ]
     results: dict[tuple[str, str], list[float]] = {}
     for i in range(repeat):
@@ -176,7 +221,8 @@ def run(repeat: int = 3, runs: int = 1_000_000) -> str:
                 if label == "xdptcp, ring drained":
                     ns, retval = measure_drained(data, runs)
                 elif path is None:
-                    ns, retval = measure_floor(data, runs, label == KTIME, label == RESERVE)
+                    copy = {COPY: "helper", DIRECT: "direct"}.get(label, "")
+                    ns, retval = measure_floor(data, runs, label == KTIME, label != KTIME, copy)
                 else:
                     ns, retval = measure(path, prog, data, runs, ring, prefill)
                 if retval != XDP_PASS:
