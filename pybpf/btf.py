@@ -229,33 +229,38 @@ class TypeQueries:
 
     def sizeof(self, type_id: int) -> int:
         """Size in bytes, as the C compiler for BPF would say; BTFError for sizeless types."""
-        for _ in range(64):
+        size = 1
+        for _ in range(64):  # bounded: a damaged blob can make a type contain itself
             t = self.type(type_id)
             if isinstance(t, (Int, Struct, Enum, Float, Datasec)):
-                return t.size
+                return size * t.size
             if isinstance(t, Ptr):
-                return POINTER_SIZE
+                return size * POINTER_SIZE
             if isinstance(t, Array):
-                return t.nelems * self.sizeof(t.type)
+                size *= t.nelems
+                type_id = t.type
+                continue
             if isinstance(t, (*MODIFIERS, Var)):
                 type_id = t.type
                 continue
             raise BTFError(f"BTF type {type_id} ({self.format(type_id)}) has no size")
         raise BTFError(f"BTF type {type_id}: type chain too deep")
 
-    def alignof(self, type_id: int) -> int:
+    def alignof(self, type_id: int, _depth: int = 0) -> int:
         """Alignment in bytes; 1 for a packed struct (a member off its natural alignment)."""
+        if _depth > 32:
+            raise BTFError(f"BTF type {type_id}: nested too deep to align")
         t = self.type(self.resolve(type_id))
         if isinstance(t, (Int, Enum, Float)):
             return min(t.size, POINTER_SIZE) or 1
         if isinstance(t, Ptr):
             return POINTER_SIZE
         if isinstance(t, Array):
-            return self.alignof(t.type)
+            return self.alignof(t.type, _depth + 1)
         if isinstance(t, Struct):
             align = 1
             for m in t.members:
-                a = self.alignof(m.type_id)
+                a = self.alignof(m.type_id, _depth + 1)
                 if not m.bitfield_size and m.bit_offset % (8 * a):
                     return 1
                 align = max(align, a)
@@ -572,7 +577,7 @@ def _format(btf: BTF, type_id: int, depth: int) -> str:
         return inner + ("*" if inner.endswith("*") else " *")
     if isinstance(t, Array):
         dims = []
-        while isinstance(t, Array):
+        while isinstance(t, Array) and len(dims) < 32:  # bounded: a damaged blob may loop
             dims.append(f"[{t.nelems}]")
             elem = t.type
             t = btf.type(elem)

@@ -679,7 +679,12 @@ def relocate(
     """The section's instructions with every CO-RE relocation in ``relos`` applied."""
     out = list(insns)
     for relo in relos:
-        res = resolve(relo, local, target, log)
+        try:
+            res = resolve(relo, local, target, log)
+        except CORERelocationError:
+            raise
+        except BTFError as e:  # a damaged type graph: say which relocation met it
+            raise _bad(relo, str(e)) from None
         done = patch(out, relo.insn_idx, res, relo)
         if log:
             log(f"core:   {done}")

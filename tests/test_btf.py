@@ -458,3 +458,13 @@ def test_datasec_vars_are_sorted_by_offset():
     )
     fixed = btf.with_datasec_fixup({".data": 8}, {".data": {"a": 0, "b": 4}})
     assert fixed.type(4) == Datasec(".data", 8, (VarSecinfo(3, 0, 4), VarSecinfo(2, 4, 4)))
+
+
+def test_damaged_type_graphs_fail_cleanly():
+    """A damaged blob can make a type contain itself: every question ends in a BTFError."""
+    loop = BTF([Array(1, 1, 2), Struct("s", 4, (Member("x", 2, 0),))])
+    with pytest.raises(BTFError, match="too deep"):
+        loop.sizeof(1)
+    with pytest.raises(BTFError, match="too deep"):
+        loop.alignof(2)
+    assert loop.format(1).endswith("[2][2]")

@@ -19,6 +19,7 @@ from elftools.elf.elffile import ELFFile
 from pybpf import core
 from pybpf.btf import (
     BTF,
+    Array,
     Enum,
     EnumValue,
     FuncProto,
@@ -439,3 +440,9 @@ def test_every_cilium_object_with_core_relos_parses_its_specs():
         for relos in ext.core_relos.values():
             for r in relos:
                 core.parse_spec(btf, r)
+
+
+def test_damaged_local_btf_names_the_relocation():
+    local = BTF([Array(1, 1, 2), Struct("s", 4, (Member("x", 1, 0),))])
+    with pytest.raises(CORERelocationError, match="insn 0 .*too deep"):
+        core.relocate([mov64_imm(1, 0)], [relo(K.FIELD_BYTE_OFFSET, 2, "0:0:1")], local, local)
