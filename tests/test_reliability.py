@@ -688,3 +688,21 @@ def test_capture_creates_nothing_in_shared_places(pair, pcap5) -> None:
     assert not shared, "\n".join(shared)
     new_pins = set(p.name for p in Path("/sys/fs/bpf").iterdir()) - set(pinned_before)
     assert not [n for n in new_pins if "xdptcp" in n or "xdp_capture" in n], new_pins
+
+
+def test_pin_directory_and_pins_are_root_only_even_with_umask_000() -> None:
+    """``pybpf load --pin``: the directory it makes and the pins in it are closed to others."""
+    pin_dir = Path(f"/sys/fs/bpf/pybpf-rel-umask-{os.getpid()}")
+    obj = bpf_object("tests/xdp_empty")
+    try:
+        res = run("sh", "-c", 'umask 000; exec "$@"', "sh", sys.executable, "-m", "pybpf", "load",
+                  str(obj), "--pin", str(pin_dir), check=False, cwd=ROOT)  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        st = pin_dir.stat()
+        assert st.st_uid == 0 and stat.S_IMODE(st.st_mode) & 0o077 == 0, oct(st.st_mode)
+        pins = list(pin_dir.iterdir())
+        assert pins
+        for pin in pins:
+            assert stat.S_IMODE(pin.stat().st_mode) & 0o077 == 0, (pin, oct(pin.stat().st_mode))
+    finally:
+        run("rm", "-rf", str(pin_dir), check=False)
