@@ -627,11 +627,6 @@ def test_written_file_is_0644_even_with_umask_000(pair, pcap5, tmp_path) -> None
     assert len(run("tcpdump", "-nn", "-r", str(out)).stdout.splitlines()) == 5
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="xdptcp/pcap.py opens an existing file with O_TRUNC and keeps its mode: "
-    "it needs an fchmod of regular files to 0644 after opening",
-)
 def test_existing_world_writable_file_is_tightened(tmp_path) -> None:
     src = tmp_path / "in.pcap"
     write_pcap(src, [tcp_frame("198.18.0.2", "198.18.0.1", SPORT, DPORT)])

@@ -14,6 +14,7 @@ creates the file with mode 0644 minus the umask. ``-`` writes to standard output
 from __future__ import annotations
 
 import os
+import stat
 import struct
 import sys
 from collections.abc import Iterable, Iterator
@@ -110,6 +111,11 @@ def _open_no_follow(path: str) -> BinaryIO:
                 "(name the target itself)"
             ) from None
         raise PcapError(f"{path}: cannot create the pcap file: {e.strerror}") from None
+    # An existing file keeps its mode through O_TRUNC: a capture must not stay writable by
+    # group or others (0644 or tighter), whoever made the file first.
+    st = os.fstat(fd)
+    if stat.S_ISREG(st.st_mode) and st.st_mode & 0o022:
+        os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o022)
     return os.fdopen(fd, "wb", buffering=1 << 16)
 
 
