@@ -53,26 +53,11 @@ MAX_SPEC_LEN = 64
 M64 = (1 << 64) - 1
 Log = Optional[Callable[[str], None]]
 
-FIELD_KINDS = frozenset(
-    {
-        CoreReloKind.FIELD_BYTE_OFFSET,
-        CoreReloKind.FIELD_BYTE_SIZE,
-        CoreReloKind.FIELD_EXISTS,
-        CoreReloKind.FIELD_SIGNED,
-        CoreReloKind.FIELD_LSHIFT_U64,
-        CoreReloKind.FIELD_RSHIFT_U64,
-    }
-)
-TYPE_KINDS = frozenset(
-    {
-        CoreReloKind.TYPE_ID_LOCAL,
-        CoreReloKind.TYPE_ID_TARGET,
-        CoreReloKind.TYPE_EXISTS,
-        CoreReloKind.TYPE_SIZE,
-        CoreReloKind.TYPE_MATCHES,
-    }
-)
+# enum bpf_core_relo_kind in three families: 0-5 are about a field, 10-11 an enum value,
+# the rest a whole type.
+FIELD_KINDS = frozenset(k for k in CoreReloKind if k <= CoreReloKind.FIELD_RSHIFT_U64)
 ENUMVAL_KINDS = frozenset({CoreReloKind.ENUMVAL_EXISTS, CoreReloKind.ENUMVAL_VALUE})
+TYPE_KINDS = frozenset(CoreReloKind) - FIELD_KINDS - ENUMVAL_KINDS
 
 
 class _Mismatch(Exception):
@@ -553,8 +538,16 @@ def _resize_is_safe(local_spec: Spec, targ_spec: Optional[Spec], res: Resolution
     )
 
 
-def resolve(relo: CoreRelo, local: TypeQueries, target: TypeQueries, log: Log = None) -> Resolution:
-    """The relocation's resolution against ``target``, with libbpf's ambiguity checks."""
+def resolve(
+    relo: CoreRelo,
+    local: TypeQueries,
+    target: TypeQueries,
+    log: Log = None,
+    modules: Sequence[TypeQueries] = (),
+) -> Resolution:
+    """The relocation's resolution against ``target``, with libbpf's ambiguity checks; like
+    libbpf, ``modules`` (split BTF of kernel modules) are searched only when ``target`` (vmlinux)
+    has no candidate at all."""
     local_spec = parse_spec(local, relo)
     say = log or (lambda _msg: None)
     say(f"core: insn {relo.insn_idx}: {relo.kind.name} {local_spec.describe()}")
@@ -564,11 +557,13 @@ def resolve(relo: CoreRelo, local: TypeQueries, target: TypeQueries, log: Log = 
         raise _bad(relo, "relocations against anonymous types are not supported")
     chosen: Optional[Resolution] = None
     chosen_spec: Optional[Spec] = None
-    cands = candidates(local, relo.type_id, target)
-    for n, cand in enumerate(cands):
-        spec = match_spec(local_spec, target, cand)
+    cands = [(target, i) for i in candidates(local, relo.type_id, target)]
+    for module in modules if not cands else ():
+        cands += [(module, i) for i in candidates(local, relo.type_id, module)]
+    for n, (btf, cand) in enumerate(cands):
+        spec = match_spec(local_spec, btf, cand)
         if spec is None:
-            say(f"core:   candidate #{n} [{cand}] {target.format(cand)} does not match")
+            say(f"core:   candidate #{n} [{cand}] {btf.format(cand)} does not match")
             continue
         say(f"core:   candidate #{n} matches: {spec.describe()}")
         res = calc(relo, local_spec, spec)
@@ -675,12 +670,13 @@ def relocate(
     local: TypeQueries,
     target: TypeQueries,
     log: Log = None,
+    modules: Sequence[TypeQueries] = (),
 ) -> list[Instruction]:
     """The section's instructions with every CO-RE relocation in ``relos`` applied."""
     out = list(insns)
     for relo in relos:
         try:
-            res = resolve(relo, local, target, log)
+            res = resolve(relo, local, target, log, modules)
         except CORERelocationError:
             raise
         except BTFError as e:  # a damaged type graph: say which relocation met it

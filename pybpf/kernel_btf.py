@@ -66,6 +66,14 @@ class KernelBTF(TypeQueries):
         return _module_btf(str(SYSFS_BTF / name))
 
     @classmethod
+    def modules(cls) -> list[KernelBTF]:
+        """Every loaded module's BTF (what CO-RE searches when vmlinux has no candidate)."""
+        if not SYSFS_BTF.is_dir():
+            return []
+        names = sorted(p.name for p in SYSFS_BTF.iterdir() if p.name != "vmlinux")
+        return [cls.module(name) for name in names]
+
+    @classmethod
     def from_file(cls, path: str, base: Optional[KernelBTF] = None) -> KernelBTF:
         try:
             data = Path(path).read_bytes()

@@ -446,3 +446,20 @@ def test_damaged_local_btf_names_the_relocation():
     local = BTF([Array(1, 1, 2), Struct("s", 4, (Member("x", 1, 0),))])
     with pytest.raises(CORERelocationError, match="insn 0 .*too deep"):
         core.relocate([mov64_imm(1, 0)], [relo(K.FIELD_BYTE_OFFSET, 2, "0:0:1")], local, local)
+
+
+def test_module_btf_is_searched_only_when_vmlinux_has_no_candidate():
+    """cilium's btf_testmod (split BTF on its vmlinux) defines bpf_testmod_test_writable_ctx."""
+    import gzip
+
+    base = KernelBTF(gzip.decompress(Path(f"{CILIUM}/vmlinux.btf.gz").read_bytes()))
+    module = KernelBTF(Path(f"{CILIUM}/btf_testmod.btf").read_bytes(), "btf_testmod", base)
+    local = BTF([INT, Struct("bpf_testmod_test_writable_ctx___mine", 4, (Member("val", 1, 0),))])
+    r = relo(K.FIELD_BYTE_OFFSET, 2, "0:0")
+    assert core.relocate([mov64_imm(1, 0)], [r], local, base, modules=[module])[0].imm == 4
+    assert core.relocate([mov64_imm(1, 0)], [r], local, base)[0] == core.poisoned()
+    # a vmlinux type wins over a module one: modules are not even looked at
+    local = BTF([INT, Struct("task_struct", 4, (Member("pid", 1, 0),))])
+    logs: list[str] = []
+    core.relocate([mov64_imm(1, 0)], [r], local, base, logs.append, modules=[module])
+    assert sum("candidate #" in line for line in logs) == 1

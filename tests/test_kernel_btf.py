@@ -276,3 +276,10 @@ def test_config_file_is_read(tmp_path):
     }
     with pytest.raises(KconfigError, match="cannot read the kernel configuration"):
         read_config(str(tmp_path / "nope"))
+
+
+def test_module_btfs_are_split_on_vmlinux(lazy):
+    names = sorted(p.name for p in Path("/sys/kernel/btf").iterdir() if p.name != "vmlinux")
+    modules = KernelBTF.modules()
+    assert [m.name for m in modules] == names
+    assert all(m.base is lazy and m.first_id == lazy.count for m in modules)
