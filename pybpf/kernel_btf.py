@@ -20,7 +20,7 @@ from pathlib import Path
 from typing import Any, Optional
 
 from pybpf.btf import KindSpec, StringTable, TypeQueries, essential_name, parse_header
-from pybpf.btf_types import Kind, Type, TypeDecoder, Void
+from pybpf.btf_types import Func, Kind, Type, TypeDecoder, Void
 from pybpf.errors import BTFError
 
 SYSFS_BTF = Path("/sys/kernel/btf")
@@ -189,6 +189,31 @@ class KernelBTF(TypeQueries):
         return sorted(ids)
 
     # --- what the loader asks ---
+
+    def ksym(self, name: str, local: Optional[TypeQueries] = None, local_id: int = 0) -> int:
+        """Kernel BTF id of a ``__ksym`` extern: a FUNC (kfunc, for a ``PSEUDO_KFUNC_CALL``) or
+        a VAR (typed ksym, for an ld_imm64 ``PSEUDO_BTF_ID``). Given the object's own FUNC
+        (``local``, ``local_id``), its prototype must be CO-RE compatible with the kernel's, as
+        libbpf requires."""
+        from pybpf.core import types_are_compat  # here: pybpf.core imports this module
+
+        want = Kind.FUNC if local is not None and isinstance(local.type(local_id), Func) else None
+        ids = [i for i in self.find_all(name) if self.kind_of(i) in (Kind.FUNC, Kind.VAR)]
+        if want is not None:
+            ids = [i for i in ids if self.kind_of(i) == want]
+        if not ids:
+            raise BTFError(
+                f"extern '{name}' (ksym): the kernel's BTF has no function or variable so named"
+            )
+        found = ids[0]
+        if want is not None:
+            local_proto, kernel_proto = local.type(local_id).type, self.type(found).type
+            if not types_are_compat(local, local_proto, self, kernel_proto):
+                raise BTFError(
+                    f"extern '{name}' (kfunc): the object declares {local.format(local_id)}, "
+                    f"the kernel has {self.format(found)}"
+                )
+        return found
 
     def attach_btf_id(self, ps: Any) -> dict[str, int]:
         """``attach_btf_id`` for fentry/fexit/lsm/tp_btf/iter programs, named as libbpf does:

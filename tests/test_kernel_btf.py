@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from pybpf.btf import BTF, Fwd, Kind, Struct
+from pybpf.btf import BTF, Func, FuncProto, Fwd, Kind, Param, Ptr, Struct
 from pybpf.errors import BTFError
 from pybpf.kconfig import (
     KconfigError,
@@ -283,3 +283,28 @@ def test_module_btfs_are_split_on_vmlinux(lazy):
     modules = KernelBTF.modules()
     assert [m.name for m in modules] == names
     assert all(m.base is lazy and m.first_id == lazy.count for m in modules)
+
+
+def test_ksyms_are_found_with_compatible_prototypes(lazy):
+    """Kernel ids as bpftool prints them; prototypes checked the way libbpf checks them."""
+    from test_btf import object_btf
+
+    out = run(need_tool("bpftool"), "btf", "dump", "file", str(VMLINUX), "-j").stdout
+    ids = {(t["kind"], t["name"]): t["id"] for t in json.loads(out)["types"]}
+    assert lazy.ksym("bpf_prog_active") == ids[("VAR", "bpf_prog_active")]
+
+    def declaring(pointee, nparams=1):
+        params = tuple(Param(f"p{i}", 2) for i in range(nparams))
+        return BTF([pointee, Ptr(1), FuncProto(2, params), Func("bpf_task_acquire", 3)])
+
+    good = declaring(Struct("task_struct", 0, ()))
+    assert lazy.ksym("bpf_task_acquire", good, 4) == ids[("FUNC", "bpf_task_acquire")]
+    with pytest.raises(BTFError, match="'bpf_task_acquire' \\(kfunc\\): the object declares"):
+        lazy.ksym("bpf_task_acquire", declaring(Struct("task_struct", 0, ()), 2), 4)
+    # btf_externs.bpf.c only forward-declares struct task_struct: libbpf refuses that too
+    # ("func_proto [8] incompatible with kernel"), as a FWD is not a STRUCT to CO-RE.
+    local = object_btf(bpf_object("tests/btf_externs"))
+    with pytest.raises(BTFError, match="kfunc"):
+        lazy.ksym("bpf_task_acquire", local, local.find("bpf_task_acquire", Kind.FUNC))
+    with pytest.raises(BTFError, match="no function or variable"):
+        lazy.ksym("pybpf_no_such_symbol")
