@@ -18,7 +18,7 @@ from __future__ import annotations
 import dataclasses
 import struct
 import sys
-from typing import Iterable, Mapping, Optional, Sequence, Union
+from typing import Collection, Iterable, Mapping, Optional, Sequence, Union
 
 from pybpf.btf_types import (
     MODIFIERS,
@@ -395,6 +395,7 @@ class BTF(TypeQueries):
         self,
         section_sizes: Mapping[str, int],
         symbol_offsets: Mapping[str, Mapping[str, int]],
+        hidden: Collection[str] = (),
     ) -> BTF:
         """What libbpf does to DATASECs before the kernel sees them, as a new BTF.
 
@@ -403,7 +404,8 @@ class BTF(TypeQueries):
         (``symbol_offsets[section][name]``); the kernel wants the variables sorted by offset.
         ``.kconfig`` and ``.ksyms`` have no ELF section: their externs are laid out the way
         libbpf lays them out, and their ``extern`` linkage (which the kernel refuses) becomes
-        allocated/global.
+        allocated/global. Variables whose symbols are ``hidden`` (STV_HIDDEN/STV_INTERNAL
+        visibility) become static, which keeps their data map from being mmap-able, as in libbpf.
         """
         changes: dict[int, Type] = {}
         added: list[Type] = []
@@ -416,6 +418,7 @@ class BTF(TypeQueries):
                 changes.update(_ksyms_layout(self, tid, t, added))
             else:
                 changes.update(_section_layout(self, tid, t, section_sizes, symbol_offsets))
+                changes.update(_hide(self, t, hidden))
         return self.replace_types(changes, added) if changes or added else self
 
 
@@ -454,6 +457,19 @@ def _section_layout(
         vars.append(VarSecinfo(v.type_id, offset, v.size))
     new = _sorted_datasec(t, size, vars)
     return {tid: new} if new != t else {}
+
+
+def _hide(btf: BTF, t: Datasec, hidden: Collection[str]) -> dict[int, Type]:
+    changes: dict[int, Type] = {}
+    for v in t.vars:
+        var = btf.type(v.type_id)
+        if (
+            isinstance(var, Var)
+            and var.name in hidden
+            and var.linkage == VarLinkage.GLOBAL_ALLOCATED
+        ):
+            changes[v.type_id] = dataclasses.replace(var, linkage=VarLinkage.STATIC)
+    return changes
 
 
 def _kconfig_layout(btf: BTF, tid: int, t: Datasec) -> dict[int, Type]:

@@ -468,3 +468,17 @@ def test_damaged_type_graphs_fail_cleanly():
     with pytest.raises(BTFError, match="too deep"):
         loop.alignof(2)
     assert loop.format(1).endswith("[2][2]")
+
+
+def test_hidden_globals_become_static_like_libbpf():
+    btf = BTF(
+        [
+            Int("int", 4, IntEncoding.SIGNED, 0, 32),
+            Var("shown", 1, VarLinkage.GLOBAL_ALLOCATED),
+            Var("secret", 1, VarLinkage.GLOBAL_ALLOCATED),
+            Datasec(".bss", 0, (VarSecinfo(2, 0, 4), VarSecinfo(3, 0, 4))),
+        ]
+    )
+    fixed = btf.with_datasec_fixup({".bss": 8}, {".bss": {"shown": 0, "secret": 4}}, {"secret"})
+    assert fixed.type(2).linkage == VarLinkage.GLOBAL_ALLOCATED
+    assert fixed.type(3).linkage == VarLinkage.STATIC
