@@ -52,6 +52,7 @@ from pybpf.btf_types import (
     Void,
     Volatile,
     encode_type,
+    format_type,
 )
 from pybpf.btf_types import Union as UnionType
 from pybpf.errors import BTFError
@@ -269,7 +270,7 @@ class TypeQueries:
 
     def format(self, type_id: int) -> str:
         """A C-ish spelling: ``struct event``, ``__u32``, ``char[16]``, ``struct bpf_map *``."""
-        return _format(self, type_id, 0)
+        return format_type(self, type_id)
 
 
 class BTF(TypeQueries):
@@ -569,61 +570,3 @@ def _check_section(body: bytes, what: str, off: int, length: int) -> None:
             f"BTF {what} section ({off}+{length}) runs past the end of the blob "
             f"({len(body)} bytes after the header)"
         )
-
-
-def _format(btf: BTF, type_id: int, depth: int) -> str:
-    if depth > 32:
-        return "..."
-    t = btf.type(type_id)
-    if isinstance(t, Void):
-        return "void"
-    if isinstance(t, UnionType):
-        return f"union {t.name or '(anon)'}"
-    if isinstance(t, Struct):
-        return f"struct {t.name or '(anon)'}"
-    if isinstance(t, Enum):
-        return f"enum {t.name or '(anon)'}"
-    if isinstance(t, Fwd):
-        return f"{'union' if t.is_union else 'struct'} {t.name}"
-    if isinstance(t, Ptr):
-        target = btf.type(t.type)
-        if isinstance(target, FuncProto):
-            return _format_proto(btf, target, "(*)", depth)
-        inner = _format(btf, t.type, depth + 1)
-        return inner + ("*" if inner.endswith("*") else " *")
-    if isinstance(t, Array):
-        dims = []
-        while isinstance(t, Array) and len(dims) < 32:  # bounded: a damaged blob may loop
-            dims.append(f"[{t.nelems}]")
-            elem = t.type
-            t = btf.type(elem)
-        return _format(btf, elem, depth + 1) + "".join(dims)
-    if isinstance(t, (Const, Volatile, Restrict)):
-        word = {Const: "const", Volatile: "volatile", Restrict: "restrict"}[type(t)]
-        inner = _format(btf, t.type, depth + 1)
-        return f"{inner} {word}" if inner.endswith("*") else f"{word} {inner}"
-    if isinstance(t, TypeTag):
-        return f"{_format(btf, t.type, depth + 1)} __tag({t.name})"
-    if isinstance(t, FuncProto):
-        return _format_proto(btf, t, "", depth)
-    if isinstance(t, Func):
-        proto = btf.type(t.type)
-        if isinstance(proto, FuncProto):
-            return _format_proto(btf, proto, t.name, depth)
-        return t.name
-    if isinstance(t, Var):
-        return f"{_format(btf, t.type, depth + 1)} {t.name}"
-    if isinstance(t, Datasec):
-        return f"SEC {t.name}"
-    return t.name
-
-
-def _format_proto(btf: BTF, p: FuncProto, middle: str, depth: int) -> str:
-    params = []
-    for prm in p.params:
-        if prm.type == 0:
-            params.append("...")
-        else:
-            params.append(_format(btf, prm.type, depth + 1) + (f" {prm.name}" if prm.name else ""))
-    ret = _format(btf, p.return_type, depth + 1)
-    return f"{ret} {middle}({', '.join(params) or 'void'})".replace("  ", " ")

@@ -14,7 +14,7 @@ import struct
 import typing
 from dataclasses import dataclass
 from enum import IntEnum, IntFlag
-from typing import Callable, ClassVar
+from typing import Any, Callable, ClassVar
 
 from pybpf.errors import BTFError
 
@@ -505,3 +505,68 @@ def encode_type(t: Type, o: str, name_offset: Callable[[str], int]) -> bytes:
     if isinstance(t, DeclTag):
         return head(0, t.type, t.attr) + struct.pack(o + "i", t.component_idx)
     raise BTFError(f"cannot encode BTF type {t!r}")
+
+
+# --- spelling types as C -------------------------------------------------------------------
+
+
+def format_type(btf: Any, type_id: int, depth: int = 0) -> str:
+    """A C-ish spelling of a type (``struct event``, ``char[16]``); ``btf`` answers
+    ``type(id)``."""
+    if depth > 32:
+        return "..."
+    t = btf.type(type_id)
+    if isinstance(t, Void):
+        return "void"
+    if isinstance(t, Union):
+        return f"union {t.name or '(anon)'}"
+    if isinstance(t, Struct):
+        return f"struct {t.name or '(anon)'}"
+    if isinstance(t, Enum):
+        return f"enum {t.name or '(anon)'}"
+    if isinstance(t, Fwd):
+        return f"{'union' if t.is_union else 'struct'} {t.name}"
+    if isinstance(t, Ptr):
+        target = btf.type(t.type)
+        if isinstance(target, FuncProto):
+            return _format_proto(btf, target, "(*)", depth)
+        inner = format_type(btf, t.type, depth + 1)
+        return inner + ("*" if inner.endswith("*") else " *")
+    if isinstance(t, Array):
+        dims = []
+        while isinstance(t, Array) and len(dims) < 32:  # bounded: a damaged blob may loop
+            dims.append(f"[{t.nelems}]")
+            elem = t.type
+            t = btf.type(elem)
+        return format_type(btf, elem, depth + 1) + "".join(dims)
+    if isinstance(t, (Const, Volatile, Restrict)):
+        word = {Const: "const", Volatile: "volatile", Restrict: "restrict"}[type(t)]
+        inner = format_type(btf, t.type, depth + 1)
+        return f"{inner} {word}" if inner.endswith("*") else f"{word} {inner}"
+    if isinstance(t, TypeTag):
+        return f"{format_type(btf, t.type, depth + 1)} __tag({t.name})"
+    if isinstance(t, FuncProto):
+        return _format_proto(btf, t, "", depth)
+    if isinstance(t, Func):
+        proto = btf.type(t.type)
+        if isinstance(proto, FuncProto):
+            return _format_proto(btf, proto, t.name, depth)
+        return t.name
+    if isinstance(t, Var):
+        return f"{format_type(btf, t.type, depth + 1)} {t.name}"
+    if isinstance(t, Datasec):
+        return f"SEC {t.name}"
+    return t.name
+
+
+def _format_proto(btf: Any, p: FuncProto, middle: str, depth: int) -> str:
+    params = []
+    for prm in p.params:
+        if prm.type == 0:
+            params.append("...")
+        else:
+            params.append(
+                format_type(btf, prm.type, depth + 1) + (f" {prm.name}" if prm.name else "")
+            )
+    ret = format_type(btf, p.return_type, depth + 1)
+    return f"{ret} {middle}({', '.join(params) or 'void'})".replace("  ", " ")
