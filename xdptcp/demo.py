@@ -166,16 +166,14 @@ def run_demo(args: argparse.Namespace) -> int:
             while time.monotonic() < deadline:
                 cap.wait(100)
                 for batch in cap.batches():
-                    sink.write(batch)
-                    captured += len(batch)
+                    captured += sink.write(batch)[0]
                 if done.is_set() and not talker.is_alive():
                     break
             time.sleep(0.2)
             cap.close_attachments()
             for batch in cap.batches():
-                sink.write(batch)
-                captured += len(batch)
-            print_summary(captured, cap.counters(), 0, sys.stderr)
+                captured += sink.write(batch)[0]
+            print_summary(captured, cap.counters(), 0, sys.stderr, sink.unshown)
         if getattr(done, "error", None):
             raise done.error
     finally:

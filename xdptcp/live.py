@@ -38,12 +38,14 @@ def capture_live(args: argparse.Namespace, filt, netns: Optional[str] = None) ->
         captured, unread, error = run_loop(cap, sink, args, stop)
         # Detach before the last drain and the final counts: nothing arrives after this.
         problems = cap.close_attachments()
-        unread += drain_rest(cap, sink, args, captured)
+        late, rest = drain_rest(cap, sink, args, captured)
+        captured += late
+        unread += rest
         counters = cap.counters()
     sink_problem = sink.close()
     for problem in problems:
         print(f"xdptcp: {problem}", file=sys.stderr)
-    print_summary(captured + sink.late, counters, unread, sys.stderr)
+    print_summary(captured, counters, unread, sys.stderr, sink.unshown)
     if error is not None:
         raise error
     if sink_problem:
@@ -59,14 +61,11 @@ def run_loop(cap: Capture, sink, args, stop: threading.Event):
         while not stop.is_set():
             cap.wait(100)
             for batch in cap.batches():
-                if args.count is not None and captured + len(batch) >= args.count:
-                    keep = args.count - captured
-                    sink.write(batch[:keep])
-                    captured += keep
-                    unread += len(batch) - keep
-                    return captured, unread, None
-                sink.write(batch)
-                captured += len(batch)
+                room = None if args.count is None else args.count - captured
+                shown, used = sink.write(batch, room)
+                captured += shown
+                if room is not None and captured >= args.count:
+                    return captured, unread + len(batch) - used, None
             if time.monotonic() >= next_stats:
                 next_stats += 1.0
                 gone = cap.gone()  # a deleted interface sends nothing more: say so and stop
@@ -87,57 +86,80 @@ def run_loop(cap: Capture, sink, args, stop: threading.Event):
     return captured, unread, None
 
 
-def drain_rest(cap: Capture, sink, args, captured: int) -> int:
+def drain_rest(cap: Capture, sink, args, captured: int) -> tuple[int, int]:
     """Records still in the ring after detaching: written unless -c was reached or output broke.
 
-    Returns how many were left unread (counted in the summary, never silently lost)."""
-    unread = 0
+    Returns (shown, left unread): both are in the summary, nothing is silently lost."""
+    shown_total = unread = 0
     for batch in cap.batches():
-        room = len(batch) if args.count is None else max(0, args.count - captured)
-        if room and not sink.is_broken:
-            try:
-                sink.write(batch[:room])
-                sink.late += min(room, len(batch))
-                captured += min(room, len(batch))
-            except (BrokenPipeError, OSError):
-                sink.broken()
-                room = 0
-        unread += len(batch) - min(room, len(batch))
-    return unread
+        room = None if args.count is None else max(0, args.count - captured)
+        if room == 0 or sink.is_broken:
+            unread += len(batch)
+            continue
+        try:
+            shown, used = sink.write(batch, room)
+        except OSError:  # BrokenPipeError included
+            sink.broken()
+            unread += len(batch)
+            continue
+        captured += shown
+        shown_total += shown
+        unread += len(batch) - used
+    return shown_total, unread
 
 
-def print_summary(captured: int, c: Counters, unread: int, out: TextIO) -> None:
-    """tcpdump's three lines, with xdptcp's exact meanings (see docs/xdptcp.md)."""
-    out.write(f"{captured} packet{'s' if captured != 1 else ''} captured\n")
-    out.write(f"{c.tcp} packet{'s' if c.tcp != 1 else ''} received by filter\n")
-    out.write(
-        f"{c.ring_full} packet{'s' if c.ring_full != 1 else ''} dropped by kernel "
-        "(ring buffer full)\n"
-    )
+def print_summary(captured: int, c: Counters, unread: int, out: TextIO, unshown: int = 0) -> None:
+    """tcpdump's three lines, with xdptcp's exact meanings (see docs/xdptcp.md).
+
+    Every record the kernel emitted is in exactly one of: captured (shown or written),
+    unshown (the printer has no line for it), unread (-c reached or output closed)."""
+
+    def n(k: int) -> str:
+        return f"{k} packet{'s' if k != 1 else ''}"
+
+    out.write(f"{n(captured)} captured\n")
+    out.write(f"{n(c.tcp)} received by filter\n")
+    out.write(f"{n(c.ring_full)} dropped by kernel (ring buffer full)\n")
     if unread:
-        out.write(
-            f"{unread} packet{'s' if unread != 1 else ''} matched but not shown "
-            "(count reached or output closed)\n"
-        )
+        out.write(f"{n(unread)} matched but not shown (count reached or output closed)\n")
+    if unshown:
+        out.write(f"{n(unshown)} matched but not printable as TCP (malformed headers)\n")
     out.flush()
 
 
 class TextSink:
-    """Formats records as text/JSON lines; one write per batch."""
+    """Formats records as text/JSON lines; one write per batch.
+
+    ``write`` returns ``(shown, used)``: lines written and records consumed. A record the
+    formatter cannot print (``None``) is used but not shown; ``unshown`` counts them, so the
+    summary accounts for every record."""
 
     def __init__(self, formatter, out: TextIO) -> None:
         self.formatter = formatter
         self.out = out
         self.is_broken = False
-        self.late = 0
+        self.unshown = 0
 
-    def write(self, batch) -> None:
+    def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
         fmt = self.formatter.format
-        lines = [fmt(ts, frame, wire_len, ifname) for ts, ifname, frame, wire_len in batch]
-        text = "\n".join(line for line in lines if line is not None)
-        if text:
-            self.out.write(text + "\n")
+        if limit is None:
+            lines = [fmt(ts, frame, wire_len, ifname) for ts, ifname, frame, wire_len in batch]
+            used = len(batch)
+            lines = [line for line in lines if line is not None]
+        else:
+            lines, used = [], 0
+            for ts, ifname, frame, wire_len in batch:
+                if len(lines) >= limit:
+                    break
+                used += 1
+                line = fmt(ts, frame, wire_len, ifname)
+                if line is not None:
+                    lines.append(line)
+        self.unshown += used - len(lines)
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
             self.out.flush()
+        return len(lines), used
 
     def broken(self) -> None:
         from xdptcp.cli import stdout_gone
@@ -154,9 +176,12 @@ class PcapSink(TextSink):
         super().__init__(None, None)
         self.writer = writer
 
-    def write(self, batch) -> None:
+    def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
+        if limit is not None:
+            batch = batch[:limit]
         self.writer.write_batch((ts, frame, wire_len) for ts, _, frame, wire_len in batch)
         self.writer.flush()
+        return len(batch), len(batch)
 
     def close(self) -> Optional[str]:
         try:

@@ -34,7 +34,7 @@ import struct
 import time
 from typing import Optional
 
-from xdptcp.packet import Decoder, Kind, Packet
+from xdptcp.packet import _TPIDS, Decoder, Kind, Packet
 
 TS_MODES = ("default", "none", "epoch", "delta", "date", "since_first")
 M32 = 0xFFFFFFFF
@@ -171,8 +171,11 @@ class TextFormatter:
         if body is None:
             p = self.decoder.decode(frame, wire_len)
             if p is None:
-                return None
-            body = self.body(p, frame)
+                body = _bad_len(frame)
+                if body is None:
+                    return None
+            else:
+                body = self.body(p, frame)
         if self.show_ifname:
             return f"{self._stamp(ts_ns)}{ifname:<5} In  {body}"
         return self._stamp(ts_ns) + body
@@ -661,3 +664,22 @@ def _mp_fast_close(opt: bytes, n: int, flags: int) -> Optional[str]:
 
 _MPTCP_PRINTERS = (_mp_capable, _mp_join, _mp_dss, _mp_add_addr, _mp_remove_addr, _mp_prio,
                    _mp_fail, _mp_fast_close, lambda opt, n, flags: "")  # fmt: skip
+
+
+def _bad_len(frame) -> Optional[str]:
+    """ip_print() for an IPv4 TCP packet whose total length is below its header length: tcpdump
+    prints ``IP bad-len N`` and nothing more. The capture program emits such frames (it never
+    trusts IP length fields), so the line keeps what is shown equal to what was captured."""
+    n, off = len(frame), 14
+    if n < 14:
+        return None
+    etype = frame[12] << 8 | frame[13]
+    while etype in _TPIDS and off + 4 <= n:
+        etype = frame[off + 2] << 8 | frame[off + 3]
+        off += 4
+    if etype != 0x0800 or off + 20 > n:
+        return None
+    vihl, ip_len = frame[off], frame[off + 2] << 8 | frame[off + 3]
+    if vihl >> 4 != 4 or vihl & 0x0F < 5 or ip_len >= (vihl & 0x0F) * 4 or frame[off + 9] != 6:
+        return None
+    return f"IP bad-len {ip_len}"
