@@ -25,6 +25,7 @@ The rules are libbpf's (``relo_core.c``), so that an object behaves the same und
 from __future__ import annotations
 
 import dataclasses
+import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
@@ -467,8 +468,10 @@ def field_value(kind: CoreReloKind, spec: Optional[Spec]) -> tuple[int, int, int
         )
         return int(signed), 0, 0, True
     if kind == CoreReloKind.FIELD_LSHIFT_U64:
-        # BPF runs in the host's byte order; this is the little-endian formula
-        return 64 - (bit_off + bit_sz - byte_off * 8), 0, 0, validate
+        # the program runs in the host's byte order: the bitfield's place in the loaded word
+        if sys.byteorder == "little":
+            return 64 - (bit_off + bit_sz - byte_off * 8), 0, 0, validate
+        return (8 - byte_sz) * 8 + (bit_off - byte_off * 8), 0, 0, validate
     if kind == CoreReloKind.FIELD_RSHIFT_U64:
         return 64 - bit_sz, 0, 0, True
     raise CORERelocationError(f"unknown field relocation {kind!r}")
