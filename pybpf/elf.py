@@ -71,6 +71,7 @@ class Symbol:
     type: str  # STT_FUNC, STT_OBJECT, STT_SECTION, STT_NOTYPE
     bind: str  # STB_GLOBAL, STB_LOCAL, STB_WEAK
     shndx: object  # section index, or "SHN_UNDEF"/"SHN_ABS"/"SHN_COMMON"
+    visibility: str = "STV_DEFAULT"  # STV_HIDDEN: global to the linker, private to the object
 
 
 def is_data_section(name: str) -> bool:
@@ -158,6 +159,7 @@ class _Reader:
                     info["type"],
                     info["bind"],
                     sym["st_shndx"],
+                    sym["st_other"]["visibility"],
                 )
             )
         return out
@@ -195,6 +197,9 @@ class _Reader:
             maps=maps,
             variables=variables,
             externs=externs,
+            weak_externs=frozenset(
+                s.name for s in self.symbols if s.shndx == "SHN_UNDEF" and s.bind == "STB_WEAK"
+            ),
             btf=btf,
             btf_ext=btf_ext,
             section_headers=tuple(
@@ -374,7 +379,8 @@ class _Reader:
                         f"its section {target.name} ({target.size} bytes)"
                     )
                 offsets.setdefault(target.name, {})[sym.name] = sym.value
-        btf = btf.with_datasec_fixup(sizes, offsets)
+        hidden = {s.name for s in self.symbols if s.visibility in ("STV_HIDDEN", "STV_INTERNAL")}
+        btf = btf.with_datasec_fixup(sizes, offsets, hidden)
         ext = self.by_name.get(".BTF.ext")
         btf_ext = BTFExt.parse(ext.data, self.little, btf) if ext is not None else None
         return btf, btf_ext
@@ -408,7 +414,12 @@ class _Reader:
 
     def _maps(self, btf: Optional[BTF]) -> dict[str, MapSpec]:
         maps: dict[str, MapSpec] = {}
-        for m in self._btf_maps(btf) + self._legacy_maps() + self._data_maps(btf):
+        for m in (
+            self._btf_maps(btf)
+            + self._legacy_maps()
+            + self._data_maps(btf)
+            + (self._kconfig_map(btf))
+        ):
             if m.name in maps:
                 raise ParseError(f"map '{m.name}' is defined twice")
             maps[m.name] = m
@@ -507,6 +518,27 @@ class _Reader:
             )
         return out
 
+    def _kconfig_map(self, btf: Optional[BTF]) -> list[MapSpec]:
+        """``extern unsigned int LINUX_KERNEL_VERSION __kconfig``: the loader fills a read-only
+        one-entry array with the running kernel's values, laid out like the .kconfig DATASEC."""
+        found = _kconfig_datasec(btf)
+        if found is None:
+            return []
+        sec_id, ds = found
+        return [
+            MapSpec(
+                internal_map_name(self.name, ".kconfig"),
+                ".kconfig",
+                MAP_TYPE_ARRAY,
+                4,
+                ds.size,
+                1,
+                BPF_F_RDONLY_PROG,
+                value_type_id=sec_id,
+                data=bytes(ds.size),
+            )
+        ]
+
     def _data_maps(self, btf: Optional[BTF]) -> list[MapSpec]:
         out = []
         for sec in self.sections:
@@ -541,6 +573,16 @@ class _Reader:
 
 
 MAP_TYPE_ARRAY = 2
+
+
+def _kconfig_datasec(btf: Optional[BTF]):
+    """(type id, DATASEC) of ``.kconfig`` when the object declares kconfig externs."""
+    if btf is None:
+        return None
+    sec_id = btf.find(".kconfig", Datasec)
+    if sec_id is None or not btf.type(sec_id).vars:
+        return None
+    return sec_id, btf.type(sec_id)
 
 
 def internal_map_name(obj_name: str, section: str) -> str:

@@ -150,10 +150,19 @@ def _create_maps(obj: LoadedObject, log: Log) -> None:
         m = _create_map(obj, ms)
         obj.maps[ms.name] = m
         if ms.is_data_section:
-            m.update(b"\0\0\0\0", obj.spec.section_data(ms.origin))
+            m.update(b"\0\0\0\0", _initial_data(obj.spec, ms))
             if ms.frozen_after_fill:
                 m.freeze()
         _say(log, f"map '{ms.name}': created {_type_name(ms)} id {m.id} fd {m.fd}")
+
+
+def _initial_data(spec: ObjectSpec, ms: MapSpec) -> bytes:
+    """A data map's value: the section's bytes, or for .kconfig the running kernel's values."""
+    if ms.origin != ".kconfig":
+        return spec.section_data(ms.origin)
+    from pybpf.kconfig import kconfig_map_data
+
+    return kconfig_map_data(spec.btf, spec.weak_externs)
 
 
 def _type_name(ms: MapSpec) -> str:
@@ -352,11 +361,73 @@ def _patch_one(obj: LoadedObject, ps: ProgramSpec, insns: list, rel: Relocation)
         # section symbols carry the variable's offset in imm; named symbols in st_value
         insns[i] = first.with_(src=isa.PseudoSrc.MAP_VALUE, imm=m.fd)
         insns[i + 1] = second.with_(imm=first.imm + rel.offset)
+    elif rel.kind is RelocKind.KCONFIG:
+        m = _data_map_for(obj, ps, ".kconfig", rel)
+        insns[i] = first.with_(src=isa.PseudoSrc.MAP_VALUE, imm=m.fd)
+        insns[i + 1] = second.with_(imm=first.imm + _kconfig_offset(obj.spec, rel.symbol))
     else:
-        raise RelocationError(
-            f"program '{ps.name}': instruction {i} refers to extern '{rel.symbol}' "
-            f"({rel.kind.value}), which this loader does not resolve yet"
-        )
+        _patch_ksym(obj.spec, ps, insns, rel)
+
+
+def _kconfig_offset(spec: ObjectSpec, name: str) -> int:
+    """Where the extern lives in the .kconfig map (the fixed-up DATASEC says)."""
+    from pybpf.btf import Datasec
+
+    ds = spec.btf.type(spec.btf.find(".kconfig", Datasec))
+    for v in ds.vars:
+        if spec.btf.name_of(v.type_id) == name:
+            return v.offset
+    raise RelocationError(f"extern '{name}' is not in the .kconfig section")
+
+
+def _patch_ksym(spec: ObjectSpec, ps: ProgramSpec, insns: list, rel: Relocation) -> None:
+    """``__ksym`` externs: a kfunc call gets the kernel's BTF id of the function; an ld_imm64 of
+    a kernel variable gets its BTF id (typed) or, failing that, its address from kallsyms."""
+    from pybpf.btf import Func
+    from pybpf.kernel_btf import KernelBTF
+
+    i, name = rel.insn_idx, rel.symbol
+    first = insns[i]
+    kernel = KernelBTF.system()
+    try:
+        if first.is_call:
+            local_id = spec.btf.find(name, Func) if spec.btf is not None else None
+            func_id = kernel.ksym(name, spec.btf, local_id or 0) if local_id else kernel.ksym(name)
+            insns[i] = first.with_(src=isa.PSEUDO_KFUNC_CALL, imm=func_id, off=0)
+            return
+        var_id = kernel.find(name)
+        if var_id is not None:
+            insns[i] = first.with_(src=isa.PseudoSrc.BTF_ID, imm=kernel.ksym(name))
+            insns[i + 1] = insns[i + 1].with_(imm=0)  # 0: vmlinux, not a module's BTF
+            return
+        addr = _kallsyms(name)
+    except BPFError as e:
+        if name in spec.weak_externs and not first.is_call:
+            addr = 0  # a weak extern the kernel lacks reads as 0, as in libbpf
+        else:
+            raise RelocationError(f"program '{ps.name}': {e}") from None
+    if addr is None:
+        if name not in spec.weak_externs:
+            raise RelocationError(
+                f"program '{ps.name}': extern '{name}' (ksym) is neither in the kernel's BTF "
+                "nor in /proc/kallsyms"
+            )
+        addr = 0
+    insns[i] = first.with_(src=0, imm=addr & 0xFFFFFFFF)
+    insns[i + 1] = insns[i + 1].with_(imm=(addr >> 32) & 0xFFFFFFFF)
+
+
+def _kallsyms(name: str) -> Optional[int]:
+    """The address of a kernel symbol, for typeless ``__ksym`` externs (needs root to be real)."""
+    try:
+        with open("/proc/kallsyms") as f:
+            for line in f:
+                parts = line.split()
+                if len(parts) >= 3 and parts[2] == name:
+                    return int(parts[0], 16)
+    except OSError:
+        return None
+    return None
 
 
 def _map_for(obj: LoadedObject, ps: ProgramSpec, rel: Relocation):

@@ -161,6 +161,7 @@ class ObjectSpec:
         btf: Optional[BTF],
         btf_ext: Optional[BTFExt],
         section_headers: tuple[SectionHeader, ...] = (),
+        weak_externs: frozenset = frozenset(),
     ) -> None:
         self.path = path
         self.name = name
@@ -177,6 +178,7 @@ class ObjectSpec:
         self.btf = btf
         self.btf_ext = btf_ext
         self.section_headers = section_headers
+        self.weak_externs = weak_externs  # externs that may be missing (resolved to 0)
         self._data = {m.origin: bytearray(m.data) for m in maps.values() if m.is_data_section}
         self.rodata = VariableView(self, readonly_sections=True)
         self.data = VariableView(self, readonly_sections=False)

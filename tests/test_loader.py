@@ -21,7 +21,19 @@ pytestmark = pytest.mark.system
 
 XDP_DROP, XDP_PASS = 1, 2
 FRAME = bytes(64)
-CORPUS = ["tests/globals", "tests/subprog", "tests/maps_all", "tests/tailcall"]
+CORPUS = [
+    "tests/globals",
+    "tests/subprog",
+    "tests/maps_all",
+    "tests/tailcall",
+    "tests/btf_maps",
+    "tests/btf_types",
+    "tests/btf_kconfig",  # .kconfig externs: LINUX_KERNEL_VERSION, CONFIG_*
+    "tests/core_local",  # CO-RE against local preserve_access_index structs
+    "tests/core_vmlinux",  # CO-RE against vmlinux.h
+    "tests/core_many",
+    "xdptcp",
+]
 XDP_TOOLS = sorted(glob.glob("/usr/lib/*/bpf/*.o"))
 
 
@@ -207,3 +219,16 @@ def test_a_failed_load_leaves_no_maps_behind():
         ObjectSpec.from_file(str(bpf_object("tests/verifier_reject"))).load()
     names = _map_names()
     assert "seen" not in names and "verifier.bss" not in names
+
+
+def test_kfunc_with_an_incompatible_prototype_is_refused_like_libbpf():
+    """btf_externs declares bpf_task_acquire on a forward-declared struct: libbpf refuses the
+    kfunc (its prototype is not CO-RE compatible with the kernel's) and so do we, naming it."""
+    path = str(bpf_object("tests/btf_externs"))
+    assert bpftool_tags(path) == {}  # libbpf cannot load it either
+    res = subprocess.run(
+        [sys.executable, "-m", "pybpf", "load", path], capture_output=True, text=True
+    )
+    assert res.returncode == 1
+    assert "extern 'bpf_task_acquire' (kfunc)" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
