@@ -186,7 +186,8 @@ class Tool:
     """A capture tool started in the background: wait until it is ready, stop it, measure it.
 
     CPU time is read from /proc/PID/stat of the exited but not yet reaped process (a zombie keeps
-    its final utime/stime), so the work done while draining after SIGINT is counted too. Peak RSS
+    its final utime/stime), so the work done while draining after SIGINT is counted too, with
+    that of any children the tool started and waited for. Peak RSS
     is VmHWM, sampled until the process exits (a zombie has no memory to report).
     """
 
@@ -261,7 +262,7 @@ class Tool:
         self.ready_at = time.monotonic() - self._t0
 
     def cpu(self) -> float:
-        return cpu_seconds(self.pid)
+        return cpu_seconds(self.pid, children=True)
 
     def wait_idle(
         self, settle: float = 2.0, quiet: float = 0.5, threshold: float = 0.02, limit: float = 60.0
@@ -307,7 +308,7 @@ class Tool:
                 deadline = time.monotonic() + 10
             time.sleep(0.01)
         self._done.set()
-        cpu = cpu_seconds(self.pid)
+        cpu = cpu_seconds(self.pid, children=True)
         rc = self.proc.wait()
         self._drain_stderr()
         self._result = ToolRun(rc, cpu, self._hwm, self.stderr_text(), list(self._rss))
