@@ -194,12 +194,24 @@ class TextFormatter:
             val, ecr = _TS.unpack_from(frame, l4 + 24)
             opts = f", options [nop,nop,TS val {val} ecr {ecr}]"
         else:
-            return None
+            opts = None  # other well-formed options: after the sequence numbers (SACK needs them)
         # Per direction of a conversation: the line's start and the SeqTracker key, made once.
         flow = self._flow_text.get((saddr, daddr, sport, dport))
         if flow is None:
             flow = self._new_flow(ver, saddr, daddr, sport, dport)
         head, key, rev = flow
+        if opts is None:
+            # SACK blocks print relative to the conversation's bases: peek at them (the
+            # table changes below, once we know this path prints the line).
+            sack_base = 0
+            if flags & ACK and not self.absolute_seq:
+                base = self._seq_flows.get(key)
+                if base is None or flags & SYN:
+                    base = ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
+                sack_base = base[0] if rev else base[1]
+            opts = fast_options(bytes(frame[l4 + 20 : l4 + hlen]), hlen - 20, sack_base)
+            if opts is None:
+                return None
         if flags & ACK and not self.absolute_seq:
             # SeqTracker.lookup, inlined: this runs for nearly every packet of a capture.
             flows = self._seq_flows
@@ -354,9 +366,9 @@ def _options(
 ) -> tuple[str, str, bool]:
     """The options list: (text, protocol name for truncation, whether the line ends here)."""
     opts = p.options  # captured option bytes (cut at the capture / IP end)
-    if opts == b"\x01\x01\x08\x0a" + opts[4:] and p.tcp_hdr_len == 32 and len(opts) == 12:
-        val, ecr = _TS.unpack_from(opts, 4)  # the common case: nop,nop,TS
-        return f", options [nop,nop,TS val {val} ecr {ecr}]", "tcp", False
+    text = fast_options(opts, p.tcp_hdr_len - 20, thseq if rev else thack)
+    if text is not None:
+        return text, "tcp", False
     # The walk may read past the header (a lying length): up to the capture end, like tcpdump.
     walk = _OptionWalk(p, bytes(frame[p.l4_off + 20 : p.snap_end]), flags, rev, thseq, thack)
     walk.elided = elided
@@ -683,3 +695,52 @@ def _bad_len(frame) -> Optional[str]:
     if vihl >> 4 != 4 or vihl & 0x0F < 5 or ip_len >= (vihl & 0x0F) * 4 or frame[off + 9] != 6:
         return None
     return f"IP bad-len {ip_len}"
+
+
+# Well-formed options in their canonical lengths: kind -> (length, name).
+_SIMPLE_OPTS = {2: 4, 3: 3, 4: 2, 8: 10}
+
+
+def fast_options(o: bytes, n: int, sack_base: int) -> Optional[str]:
+    """``, options [...]`` for ``n`` option bytes made only of eol, nop, mss, wscale, sackOK,
+    sack and TS in their canonical lengths, all captured — what nearly every segment carries.
+
+    None for anything else (another kind, an odd length, a cut): the caller then runs the
+    byte-for-byte walk of tcp_print, which a test proves this agrees with."""
+    if len(o) < n:
+        return None
+    out = []
+    cp = 0
+    while cp < n:
+        kind = o[cp]
+        if kind == 1:
+            out.append("nop")
+            cp += 1
+            continue
+        if kind == 0:
+            out.append("eol")
+            break
+        if cp + 2 > n:
+            return None
+        length = o[cp + 1]
+        if cp + length > n:
+            return None
+        if kind == 8 and length == 10:
+            val, ecr = _TS.unpack_from(o, cp + 2)
+            out.append(f"TS val {val} ecr {ecr}")
+        elif kind == 2 and length == 4:
+            out.append(f"mss {o[cp + 2] << 8 | o[cp + 3]}")
+        elif kind == 3 and length == 3:
+            out.append(f"wscale {o[cp + 2]}")
+        elif kind == 4 and length == 2:
+            out.append("sackOK")
+        elif kind == 5 and length >= 10 and (length - 2) % 8 == 0:
+            blocks = [
+                f"{{{(s - sack_base) & M32}:{(e - sack_base) & M32}}}"
+                for s, e in _TS.iter_unpack(o[cp + 2 : cp + length])
+            ]
+            out.append(f"sack {len(blocks)} " + "".join(blocks))
+        else:
+            return None
+        cp += length
+    return ", options [" + ",".join(out) + "]"
