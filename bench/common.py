@@ -215,6 +215,13 @@ class Tool:
         threading.Thread(target=self._sample, daemon=True).start()
 
     @property
+    def name(self) -> str:
+        """The tool's name for messages: ``xdptcp`` for ``python -m xdptcp``."""
+        if len(self.argv) > 2 and self.argv[1] == "-m":
+            return self.argv[2]
+        return os.path.basename(self.argv[0])
+
+    @property
     def pid(self) -> int:
         return self.proc.pid
 
@@ -256,7 +263,7 @@ class Tool:
                     self.stop()
                     why = "exited" if self._done.is_set() else f"not ready after {timeout:.0f} s"
                     raise RuntimeError(
-                        f"{self.argv[0]} {why} (waiting for {marker!r}): {''.join(self._err)}"
+                        f"{self.name} {why} (waiting for {marker!r}): {''.join(self._err)}"
                     )
                 self._err_lock.wait(min(left, 0.1))
         self.ready_at = time.monotonic() - self._t0
