@@ -344,6 +344,19 @@ def load_average() -> str:
     return load
 
 
+XDPTCP_OBJECT = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
+
+
+def object_id(path: Path = XDPTCP_OBJECT) -> str:
+    """The first 12 hex digits of an object's sha256: which build of the program was measured."""
+    import hashlib
+
+    try:
+        return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:12]
+    except OSError:
+        return "missing"
+
+
 # --- numbers and tables --------------------------------------------------------------------------
 
 

@@ -36,6 +36,7 @@ from bench.common import (
     load_average,
     make_hosts,
     median,
+    object_id,
     ratio,
     say,
     table,
@@ -209,7 +210,10 @@ def run(repeat: int = 5) -> str:
         rows.append(["xdptcp -i IFACE", "spawn to 'capturing on'", _ms(median(start)), "-"])
     except RuntimeError as e:
         notes.append(f"xdptcp start failed: {e}")
-    title = f"Load time, median of {repeat} (load average before: {load})"
+    title = (
+        f"Load time, median of {repeat} (load average before: {load}; "
+        f"xdptcp.bpf.o {object_id(XDPTCP_OBJ)})"
+    )
     text = table(title, ["object", "how", "ms", "/ bpftool"], rows)
     targets = [
         Target("xdptcp object, pybpf in-process first load", _msf(xm.get("cold")), 30, " ms"),

@@ -30,7 +30,16 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Optional
 
-from bench.common import ROOT, Target, load_average, median, say, table, targets_table
+from bench.common import (
+    ROOT,
+    Target,
+    load_average,
+    median,
+    object_id,
+    say,
+    table,
+    targets_table,
+)
 from bench.traffic import TCP_ACK, TCP_PSH, Flow, frame
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
@@ -218,35 +227,39 @@ def run(repeat: int = 3, runs: int = 1_000_000) -> str:
         for size, data in frames().items():
             for label, path, prog, ring, prefill in cases:
                 say(f"progcost repeat {i + 1}/{repeat}: {label}, {size} frame, {runs:,} runs")
-                if label == "xdptcp, ring drained":
-                    ns, retval = measure_drained(data, runs)
-                elif path is None:
-                    copy = {COPY: "helper", DIRECT: "direct"}.get(label, "")
-                    ns, retval = measure_floor(data, runs, label == KTIME, label != KTIME, copy)
-                else:
-                    ns, retval = measure(path, prog, data, runs, ring, prefill)
-                if retval != XDP_PASS:
-                    raise RuntimeError(f"{label}: returned {retval}, expected XDP_PASS")
+                ns = measure_case(label, path, prog, ring, prefill, data, runs)
                 results.setdefault((label, size), []).append(ns)
+    rings = {c[0]: c[3] for c in cases}
+    return report(results, rings, runs, repeat, load)
+
+
+def measure_case(label: str, path: Optional[Path], prog: str, ring: Optional[int],
+                 prefill: bool, data: bytes, runs: int) -> float:  # fmt: skip
+    if label == "xdptcp, ring drained":
+        ns, retval = measure_drained(data, runs)
+    elif path is None:
+        copy = {COPY: "helper", DIRECT: "direct"}.get(label, "")
+        ns, retval = measure_floor(data, runs, label == KTIME, label != KTIME, copy)
+    else:
+        ns, retval = measure(path, prog, data, runs, ring, prefill)
+    if retval != XDP_PASS:
+        raise RuntimeError(f"{label}: returned {retval}, expected XDP_PASS")
+    return ns
+
+
+def report(results: dict[tuple[str, str], list[float]], rings: dict[str, Optional[int]],
+           runs: int, repeat: int, load: str) -> str:  # fmt: skip
     rows = []
     for (label, size), values in results.items():
         empty = median(results[("empty XDP program", size)])
         med = median(values)
-        ring = next(c[3] for c in cases if c[0] == label)
-        rows.append(
-            [
-                label,
-                size,
-                ring and f"{ring // 1024:,} KiB",
-                med,
-                min(values),
-                med - empty if label != "empty XDP program" else None,
-            ]
-        )
+        ring = rings[label]
+        below = med - empty if label != "empty XDP program" else None
+        rows.append([label, size, ring and f"{ring // 1024:,} KiB", med, min(values), below])
     header = ["program", "frame", "ring", "ns/packet", "min ns", "minus empty"]
     title = (
         f"XDP program cost: BPF_PROG_TEST_RUN, {runs:,} runs, median of {repeat} "
-        f"(load average before: {load})"
+        f"(load average before: {load}; xdptcp.bpf.o {object_id(XDPTCP_OBJ)})"
     )
     text = table(title, header, rows)
     targets = [

@@ -16,11 +16,26 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from bench.common import PYTHON, Target, Tool, load_average, make_hosts, say, table, targets_table
+from bench.common import (
+    PYTHON,
+    Target,
+    Tool,
+    ToolRun,
+    load_average,
+    make_hosts,
+    object_id,
+    say,
+    table,
+    targets_table,
+)
 from bench.traffic import count_pcap_records, w1_pcap
-from bench.w1_flood import XDPTCP_READY, own_drops, replay
+from bench.w1_flood import XDPTCP_READY, Replay, own_drops, replay
 
 W1_FRAMES = 1_000_000
+
+
+HEADER = ["offered", "captured", "captured %", "tool drops", "replay s", "CPU s", "samples",
+          "start MB", "max MB", "end MB", "growth MB", "max - start MB"]  # fmt: skip
 
 
 def run(packets: int = 10_000_000) -> str:
@@ -32,9 +47,8 @@ def run(packets: int = 10_000_000) -> str:
     try:
         with tempfile.TemporaryDirectory(prefix="bench-soak-") as tmp:
             out = Path(tmp) / "soak.pcap"
-            tool = Tool(
-                [PYTHON, "-m", "xdptcp", "-i", hosts.outer, "-w", str(out)], sample_rss=True
-            )
+            argv = [PYTHON, "-m", "xdptcp", "-i", hosts.outer, "-w", str(out)]
+            tool = Tool(argv, sample_rss=True)
             try:
                 tool.wait_ready(XDPTCP_READY)
                 time.sleep(1.5)  # at least one RSS sample before traffic
@@ -47,56 +61,29 @@ def run(packets: int = 10_000_000) -> str:
             captured = count_pcap_records(out) if out.exists() else None
     finally:
         hosts.remove()
+    return report(tool, res, r, captured, load)
+
+
+def report(tool: Tool, res: ToolRun, r: Replay, captured: Optional[int], load: str) -> str:
     # Between the ready line and SIGINT: after SIGINT xdptcp unmaps its ring and frees memory.
     ready, stopped = tool.ready_at or 0.0, tool.stopped_at or float("inf")
     samples = [kb for t, kb in res.rss_samples if ready <= t < stopped]
     if not samples:
         raise RuntimeError(f"xdptcp: no RSS samples (stderr: {res.stderr.strip()[-300:]})")
     start, peak, end = samples[0] / 1024, max(samples) / 1024, samples[-1] / 1024
-    rows = [
-        [
-            r.sent,
-            captured,
-            _pct(captured, r.sent),
-            own_drops(res.stderr),
-            r.seconds,
-            res.cpu_s,
-            len(samples),
-            start,
-            peak,
-            end,
-            end - start,
-            peak - start,
-        ]
-    ]
-    header = [
-        "offered",
-        "captured",
-        "captured %",
-        "tool drops",
-        "replay s",
-        "CPU s",
-        "samples",
-        "start MB",
-        "max MB",
-        "end MB",
-        "growth MB",
-        "max - start MB",
-    ]
-    title = f"Soak: {r.sent:,} frames through xdptcp -w (load average before: {load})"
-    text = table(title, header, rows)
-    text += (
-        "\nRSS MB, one sample a second: " + " ".join(f"{kb / 1024:.1f}" for kb in samples) + "\n"
+    row = [r.sent, captured, _pct(captured, r.sent), own_drops(res.stderr), r.seconds, res.cpu_s,
+           len(samples), start, peak, end, end - start, peak - start]  # fmt: skip
+    title = (
+        f"Soak: {r.sent:,} frames through xdptcp -w (load average before: {load}; "
+        f"xdptcp.bpf.o {object_id()})"
     )
+    text = table(title, HEADER, [row])
+    text += "\nRSS MB, one sample a second: " + " ".join(f"{kb / 1024:.1f}" for kb in samples)
+    text += "\n"
     if res.returncode != 0:
         text += f"\nxdptcp exited with {res.returncode}: {res.stderr.strip()[-300:]}\n"
-    return (
-        text
-        + "\n"
-        + targets_table(
-            "Soak targets", [Target("xdptcp -w RSS growth (end - start)", end - start, 5.0, " MB")]
-        )
-    )
+    growth = Target("xdptcp -w RSS growth (end - start)", end - start, 5.0, " MB")
+    return text + "\n" + targets_table("Soak targets", [growth])
 
 
 def _pct(part: Optional[int], whole: int) -> Optional[str]:

@@ -26,6 +26,7 @@ from bench.common import (
     load_average,
     make_hosts,
     median,
+    object_id,
     ratio,
     say,
     sh,
@@ -260,7 +261,10 @@ def report(samples: list[Sample], packets: int, repeat: int, load: str) -> str:
         "replay / none",
         "peak RSS MB",
     ]
-    title = f"W1 flood: {packets:,} frames, median of {repeat} (load average before: {load})"
+    title = (
+        f"W1 flood: {packets:,} frames, median of {repeat} (load average before: {load}; "
+        f"xdptcp.bpf.o {object_id()})"
+    )
     text = table(title, header, rows)
     text += "\n" + ratios_table(m) + "\n" + targets_table("W1 targets", targets(m))
     errors = sorted({f"{s.tool}: {s.error}" for s in samples if s.error})
