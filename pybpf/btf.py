@@ -422,6 +422,20 @@ class BTF(TypeQueries):
                 changes.update(_hide(self, t, hidden))
         return self.replace_types(changes, added) if changes or added else self
 
+    def with_static_funcs(self, names: Collection[str]) -> BTF:
+        """Global FUNCs of these names become static, as a new BTF (libbpf's rule for hidden
+        subprograms): the verifier then checks each in its caller's context, not on its own
+        with arguments it knows nothing of. The first global FUNC of a name changes, as in libbpf.
+        """
+        changes: dict[int, Type] = {}
+        for name in names:
+            for tid in self.find_all(name, Kind.FUNC):
+                t = self.type(tid)
+                if tid >= self.first_id and t.linkage == FuncLinkage.GLOBAL:
+                    changes[tid] = dataclasses.replace(t, linkage=FuncLinkage.STATIC)
+                    break
+        return self.replace_types(changes) if changes else self
+
 
 def _sorted_datasec(t: Datasec, size: int, vars: Iterable[VarSecinfo]) -> Datasec:
     return Datasec(t.name, size, tuple(sorted(vars, key=lambda v: v.offset)))

@@ -381,6 +381,19 @@ class _Reader:
                 offsets.setdefault(target.name, {})[sym.name] = sym.value
         hidden = {s.name for s in self.symbols if s.visibility in ("STV_HIDDEN", "STV_INTERNAL")}
         btf = btf.with_datasec_fixup(sizes, offsets, hidden)
+        # `__hidden` global subprograms are private to the object: static for the verifier
+        text = self.by_name.get(".text")
+        btf = btf.with_static_funcs(
+            {
+                s.name
+                for s in self.symbols
+                if text is not None
+                and s.shndx == text.index
+                and s.type == "STT_FUNC"
+                and s.bind != "STB_LOCAL"
+                and s.name in hidden
+            }
+        )
         ext = self.by_name.get(".BTF.ext")
         btf_ext = BTFExt.parse(ext.data, self.little, btf) if ext is not None else None
         return btf, btf_ext

@@ -1,0 +1,85 @@
+"""Features that objects built from libbpf-based tools' sources rely on, each reproduced by a small
+program of ours under bpf/tests/realworld_*.bpf.c: pybpf loads them as libbpf does (bpftool prog
+loadall is the reference) with the same program tags."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+
+import pytest
+
+from pybpf import ObjectSpec
+from pybpf.btf_types import FuncLinkage, Kind
+
+from conftest import ROOT, bpf_object, need_tool
+
+
+def libbpf_tags(path: str) -> dict[str, str]:
+    """{program name: tag} as libbpf loads the object (bpftool prog loadall; bpftool shows the
+    whole name from BTF, not the kernel's 15-character one)."""
+    need_tool("bpftool")
+    pin = f"/sys/fs/bpf/pybpf-rw-{uuid.uuid4().hex[:8]}"
+    try:
+        res = subprocess.run(
+            ["bpftool", "prog", "loadall", path, pin], capture_output=True, text=True
+        )
+        assert res.returncode == 0, f"libbpf cannot load {path}: {res.stderr}"
+        tags = {}
+        for entry in os.listdir(pin):
+            out = subprocess.check_output(
+                ["bpftool", "-j", "prog", "show", "pinned", f"{pin}/{entry}"]
+            )
+            info = json.loads(out)
+            tags[info["name"]] = info["tag"]
+        return tags
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+
+
+def pybpf_cli_tags(path: str) -> dict[str, str]:
+    """{program name: tag} as `pybpf load` prints them; the load must succeed."""
+    res = subprocess.run(
+        [sys.executable, "-m", "pybpf", "load", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert res.returncode == 0, res.stderr
+    tags = {}
+    for line in res.stdout.splitlines():
+        name, rest = line.split(": ", 1)
+        tags[name] = rest.split(" tag ")[1].split()[0]
+    return tags
+
+
+# --- hidden global subprograms (usdt.bpf.h's `__weak __hidden int bpf_usdt_arg(...)`) ---------
+
+
+def test_hidden_global_subprograms_become_static_in_the_btf():
+    spec = ObjectSpec.from_file(bpf_object("tests/realworld_hidden_subprog"))
+
+    def linkage(name: str) -> FuncLinkage:
+        (tid,) = spec.btf.find_all(name, Kind.FUNC)
+        return spec.btf.type(tid).linkage
+
+    assert linkage("fill") == FuncLinkage.STATIC  # weak + hidden
+    assert linkage("bump") == FuncLinkage.STATIC  # global + hidden
+    assert linkage("xdp_hidden_subprog") == FuncLinkage.GLOBAL  # a program keeps its linkage
+
+
+@pytest.mark.system
+def test_hidden_global_subprograms_load_like_libbpf():
+    # As global functions the verifier refuses `fill` (it writes through a pointer that may be
+    # NULL); libbpf loads the object because it marks hidden subprograms static.
+    path = str(bpf_object("tests/realworld_hidden_subprog"))
+    expected = libbpf_tags(path)
+    assert set(expected) == {"xdp_hidden_subprog"}
+    assert pybpf_cli_tags(path) == expected
+    with ObjectSpec.from_file(path).load() as obj:
+        res = obj.programs["xdp_hidden_subprog"].test_run(bytes(64))
+    assert res.retval == 2  # XDP_PASS: fill() stored ingress_ifindex + 2, bump() added 1
