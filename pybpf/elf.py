@@ -39,6 +39,7 @@ from pybpf.spec import (
 SHT_PROGBITS = "SHT_PROGBITS"
 SHT_NOBITS = "SHT_NOBITS"
 MAX_NOBITS = 1 << 28  # a .bss this big (256 MiB) is damage, not a program's globals
+MAX_KCONFIG = 1 << 16  # kconfig externs are a few integers and strings
 SHF_EXECINSTR = 0x4
 BPF_F_RDONLY_PROG = 1 << 7
 BPF_F_MMAPABLE = 1 << 10
@@ -56,6 +57,7 @@ class Section:
     size: int
     data: bytes  # empty for SHT_NOBITS
     info: int  # sh_info: for a relocation section, the section it applies to
+    link: int = 0  # sh_link: for a symbol table, its string table
 
     @property
     def executable(self) -> bool:
@@ -139,27 +141,38 @@ class _Reader:
                     sh["sh_size"],
                     data,
                     sh["sh_info"],
+                    sh["sh_link"],
                 )
             )
         return out
 
     def _symbols(self) -> list[Symbol]:
-        tabs = [s for s in self.elf.iter_sections() if s.header["sh_type"] == "SHT_SYMTAB"]
+        """The symbol table, read with one struct over its bytes (Elf64_Sym is 24 bytes)."""
+        tabs = [s for s in self.sections if s.type == "SHT_SYMTAB"]
         if not tabs:
             raise ParseError("no symbol table (.symtab): was the object stripped?")
+        tab = tabs[0]
+        if not 0 < tab.link < len(self.sections):
+            raise ParseError(f"symbol table names string table #{tab.link}, which does not exist")
+        names = self.sections[tab.link].data
+        order = "<" if self.little else ">"
+        data = tab.data[: len(tab.data) // 24 * 24]
         out = []
-        for i, sym in enumerate(tabs[0].iter_symbols()):
-            info = sym["st_info"]
+        for i, (name, info, other, shndx, value, size) in enumerate(
+            struct.iter_unpack(order + "IBBHQQ", data)
+        ):
+            end = names.find(b"\0", name)
+            text = names[name : end if end >= 0 else len(names)].decode("utf-8", "replace")
             out.append(
                 Symbol(
                     i,
-                    sym.name,
-                    sym["st_value"],
-                    sym["st_size"],
-                    info["type"],
-                    info["bind"],
-                    sym["st_shndx"],
-                    sym["st_other"]["visibility"],
+                    text,
+                    value,
+                    size,
+                    _STT.get(info & 0xF, f"STT_{info & 0xF}"),
+                    _STB.get(info >> 4, f"STB_{info >> 4}"),
+                    _SHN.get(shndx, shndx),
+                    _STV[other & 3],
                 )
             )
         return out
@@ -287,18 +300,22 @@ class _Reader:
     # --- relocations ---------------------------------------------------------------------------
 
     def _rel_entries(self, target: Section) -> list[tuple[int, Symbol]]:
-        """(r_offset, symbol) of every relocation that applies to ``target``."""
+        """(r_offset, symbol) of every relocation that applies to ``target`` (Elf64_Rel is
+        r_offset and r_info, the symbol's index in r_info's upper 32 bits)."""
         out = []
-        for s in self.elf.iter_sections():
-            if s.header["sh_type"] != "SHT_REL" or s.header["sh_info"] != target.index:
+        order = "<" if self.little else ">"
+        for s in self.sections:
+            if s.type not in ("SHT_REL", "SHT_RELA") or s.info != target.index:
                 continue
-            for r in s.iter_relocations():
-                idx = r["r_info_sym"]
-                if not 0 <= idx < len(self.symbols):
+            size = 16 if s.type == "SHT_REL" else 24
+            fmt = order + ("QQ" if size == 16 else "QQq")
+            for entry in struct.iter_unpack(fmt, s.data[: len(s.data) // size * size]):
+                r_offset, idx = entry[0], entry[1] >> 32
+                if idx >= len(self.symbols):
                     raise ParseError(
                         f"relocation in {s.name} names symbol #{idx}, which does not exist"
                     )
-                out.append((r["r_offset"], self.symbols[idx]))
+                out.append((r_offset, self.symbols[idx]))
         return out
 
     def _relocations(
@@ -538,6 +555,8 @@ class _Reader:
         if found is None:
             return []
         sec_id, ds = found
+        if ds.size > MAX_KCONFIG:
+            raise ParseError(f".kconfig: its BTF says {ds.size} bytes of kconfig externs")
         return [
             MapSpec(
                 internal_map_name(self.name, ".kconfig"),
@@ -658,6 +677,12 @@ def _has_global_var(btf: BTF, datasec_id: int) -> bool:
         isinstance(btf.type(v.type_id), Var) and btf.type(v.type_id).linkage != 0 for v in ds.vars
     )
 
+
+# Symbol fields by their ELF names (elf.h), for a table read with struct.
+_STT = {0: "STT_NOTYPE", 1: "STT_OBJECT", 2: "STT_FUNC", 3: "STT_SECTION", 4: "STT_FILE"}
+_STB = {0: "STB_LOCAL", 1: "STB_GLOBAL", 2: "STB_WEAK"}
+_STV = ("STV_DEFAULT", "STV_INTERNAL", "STV_HIDDEN", "STV_PROTECTED")
+_SHN = {0: "SHN_UNDEF", 0xFFF1: "SHN_ABS", 0xFFF2: "SHN_COMMON"}
 
 # Section types pyelftools does not name (it hands back the number).
 _EXTRA_SHT = {0x6FFF4C03: "SHT_LLVM_ADDRSIG", 0x6FFF4C00: "SHT_LLVM_ODRTAB"}
