@@ -19,11 +19,15 @@ import sys
 from typing import Callable, Iterable, Optional
 
 from pybpf import insn as isa
-from pybpf.errors import BPFError, RelocationError, SyscallError
+from pybpf.btf_types import Kind
+from pybpf.errors import BPFError, BTFError, RelocationError, SyscallError
 from pybpf.linker import LinkedProgram, link_program
 from pybpf.spec import MapSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
 
 Log = Optional[Callable[[str], None]]
+
+PIN_BY_NAME = 1  # __uint(pinning, LIBBPF_PIN_BY_NAME)
+DEFAULT_PIN_ROOT = "/sys/fs/bpf"  # where libbpf pins maps by name unless told otherwise
 
 # Map types whose key/value types the kernel does not accept as BTF (libbpf clears them too).
 _NO_BTF_KV = {
@@ -93,10 +97,12 @@ def load(
     log: Log = None,
     log_level: Optional[int] = None,
     kernel_btf: object = None,
+    pin_root: str = DEFAULT_PIN_ROOT,
 ) -> LoadedObject:
     """Make ``spec`` live. ``programs`` limits which programs are loaded (all by default);
     ``log`` receives a line for each step (``pybpf load -v``); ``log_level`` asks the verifier
-    for its log on success too."""
+    for its log on success too. Maps defined with ``pinning = LIBBPF_PIN_BY_NAME`` are pinned
+    at ``pin_root/<name>``, and reused from there when already pinned (as libbpf does)."""
     if spec.little_endian != (sys.byteorder == "little"):
         order = "little" if spec.little_endian else "big"
         raise BPFError(f"{spec.name}: the object is {order}-endian, this host is not")
@@ -107,7 +113,7 @@ def load(
     obj = LoadedObject(spec)
     try:
         _load_btf(obj, log)
-        _create_maps(obj, log)
+        _create_maps(obj, log, pin_root)
         code = _core_relocate(spec, obj, log, kernel_btf)
         for name in wanted:
             _load_program(obj, spec.programs[name], code, log, log_level)
@@ -145,8 +151,14 @@ def _load_btf(obj: LoadedObject, log: Log) -> None:
 # --- maps ----------------------------------------------------------------------------------
 
 
-def _create_maps(obj: LoadedObject, log: Log) -> None:
+def _create_maps(obj: LoadedObject, log: Log, pin_root: str) -> None:
     for ms in obj.spec.maps.values():
+        if ms.pinning == PIN_BY_NAME:
+            reused = _open_pinned(ms, pin_root)
+            if reused is not None:
+                obj.maps[ms.name] = reused
+                _say(log, f"map '{ms.name}': reusing the map pinned at {pin_root}/{ms.name}")
+                continue
         m = _create_map(obj, ms)
         obj.maps[ms.name] = m
         if ms.is_data_section:
@@ -154,6 +166,32 @@ def _create_maps(obj: LoadedObject, log: Log) -> None:
             if ms.frozen_after_fill:
                 m.freeze()
         _say(log, f"map '{ms.name}': created {_type_name(ms)} id {m.id} fd {m.fd}")
+        if ms.pinning == PIN_BY_NAME:
+            from pybpf import bpffs
+
+            bpffs.ensure_dir(pin_root)
+            m.pin(os.path.join(pin_root, ms.name))
+            _say(log, f"map '{ms.name}': pinned at {pin_root}/{ms.name}")
+
+
+def _open_pinned(ms: MapSpec, pin_root: str):
+    """A map pinned by name earlier (by this loader, libbpf or bpftool) is shared, as libbpf
+    does — if it has the shape the object asks for; otherwise that is an error, not a guess."""
+    from pybpf.maps import Map
+
+    path = os.path.join(pin_root, ms.name)
+    if not os.path.exists(path):
+        return None
+    m = Map.from_pinned(path)
+    want = (ms.map_type, ms.key_size, ms.value_size, ms.max_entries, ms.flags)
+    have = (m.type, m.key_size, m.value_size, m.max_entries, m.flags)
+    if want != have:
+        m.close()
+        raise BPFError(
+            f"map '{ms.name}': the map pinned at {path} does not match the object's definition "
+            f"(type, key, value, entries, flags: pinned {have}, object {want})"
+        )
+    return m
 
 
 def _initial_data(spec: ObjectSpec, ms: MapSpec) -> bytes:
@@ -286,6 +324,8 @@ def _load_program(
 
     if not ps.prog_type:
         raise BPFError(f"program '{ps.name}': section '{ps.section}' names no known program type")
+    if ps.prog_type == "STRUCT_OPS":
+        raise _struct_ops_refusal(obj.spec, ps)
     linked = link_program(obj.spec, ps, code)
     pieces = ", ".join(f"{p.function} ({p.section})" for p in linked.pieces)
     _say(log, f"program '{ps.name}': linked {len(linked.insns)} instructions: {pieces}")
@@ -323,6 +363,34 @@ def _load_program(
         f"program '{ps.name}': loaded {ps.prog_type} id {prog.id} tag {prog.tag}, "
         f"{len(insns)} instructions ({len(linked.pieces) - 1} subprograms appended)",
     )
+
+
+def _struct_ops_refusal(spec: ObjectSpec, ps: ProgramSpec) -> BPFError:
+    """struct_ops programs load against the kernel struct that a ``.struct_ops`` map fills in;
+    pybpf makes no such maps, so the kernel would only answer ENOTSUPP. Name the struct instead,
+    and say first whether this kernel has it at all (libbpf's first check, vmlinux then modules).
+    """
+    from pybpf.elf import datasec_vars
+    from pybpf.kernel_btf import KernelBTF
+
+    btf = spec.btf
+    wanted = [
+        (var, btf.type(btf.resolve(tid)).name)
+        for sec, var, tid in datasec_vars(btf)
+        if sec == ".struct_ops" or sec.startswith(".struct_ops.")
+    ]
+    where = f"program '{ps.name}' (section {ps.section})"
+    if not wanted:
+        return BPFError(f"{where}: the object has no .struct_ops variable for it to implement")
+    kernel = [KernelBTF.system(), *KernelBTF.modules()]
+    for var, struct in wanted:
+        if not any(k.find_all(struct, Kind.STRUCT) for k in kernel):
+            return BTFError(
+                f"{where}: struct_ops variable '{var}' implements struct {struct}, "
+                "which the kernel's BTF does not have"
+            )
+    maps = ", ".join(f"'{var}' (struct {struct})" for var, struct in wanted)
+    return BPFError(f"{where}: struct_ops maps ({maps}) are not supported by pybpf")
 
 
 def _attach_target(ps: ProgramSpec) -> dict:

@@ -37,6 +37,20 @@ CORPUS = [
 XDP_TOOLS = sorted(glob.glob("/usr/lib/*/bpf/*.o"))
 
 
+@pytest.fixture(autouse=True)
+def _no_pins_left_behind():
+    """libbpf (through bpftool) and pybpf pin maps marked LIBBPF_PIN_BY_NAME under
+    /sys/fs/bpf; whatever a test pinned there is removed after it."""
+    before = set(os.listdir("/sys/fs/bpf"))
+    yield
+    for entry in set(os.listdir("/sys/fs/bpf")) - before:
+        path = os.path.join("/sys/fs/bpf", entry)
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            os.unlink(path)
+
+
 def bpftool_tags(obj_path: str) -> dict[str, str]:
     """Load with libbpf (bpftool prog loadall) and return {program name: tag}."""
     need_tool("bpftool")
@@ -232,3 +246,30 @@ def test_kfunc_with_an_incompatible_prototype_is_refused_like_libbpf():
     assert res.returncode == 1
     assert "extern 'bpf_task_acquire' (kfunc)" in res.stderr
     assert len(res.stderr.strip().splitlines()) == 1
+
+
+def test_maps_pinned_by_name_are_shared_between_loads():
+    """``__uint(pinning, LIBBPF_PIN_BY_NAME)``: the first load pins the map at
+    /sys/fs/bpf/<name>, the next load of the object reuses it, as libbpf does."""
+    path = str(bpf_object("tests/btf_maps"))
+    assert not os.path.exists("/sys/fs/bpf/pinned_lru")
+    with ObjectSpec.from_file(path).load() as first:
+        first_id = first.maps["pinned_lru"].id
+        first.maps["pinned_lru"].update(
+            (7).to_bytes(8, sys.byteorder), (9).to_bytes(4, sys.byteorder)
+        )
+    assert os.path.exists("/sys/fs/bpf/pinned_lru")  # it outlives the load
+    with ObjectSpec.from_file(path).load() as second:
+        assert second.maps["pinned_lru"].id == first_id
+        value = second.maps["pinned_lru"].lookup((7).to_bytes(8, sys.byteorder))
+        assert int.from_bytes(value, sys.byteorder) == 9
+
+
+def test_a_pinned_map_of_another_shape_is_refused():
+    spec = ObjectSpec.from_file(str(bpf_object("tests/btf_maps")))
+    from pybpf.maps import Map
+
+    with Map.create(9, 8, 8, 64, name="pinned_lru") as other:  # value 8 bytes, not 4
+        other.pin("/sys/fs/bpf/pinned_lru")
+    with pytest.raises(BPFError, match="does not match the object's definition"):
+        spec.load()

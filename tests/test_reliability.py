@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
@@ -395,13 +396,21 @@ def test_detach_removes_a_stale_program(pair) -> None:
 def foreign(pair):
     """Somebody else's XDP program (xdp_empty, attached by iproute2 in native mode)."""
     obj = bpf_object("tests/xdp_empty")
+    # iproute2 makes its bpffs layout (tc/, xdp/, ip) on first use: remove what it adds.
+    bpffs_before = set(os.listdir("/sys/fs/bpf"))
     run("ip", "link", "set", "dev", pair.outer, "xdpdrv", "obj", str(obj), "sec", "xdp")
-    prog_id, name = attached_prog(pair.outer)
-    assert name == "xdp_empty"
     try:
+        prog_id, name = attached_prog(pair.outer)
+        assert name == "xdp_empty"
         yield prog_id
     finally:
         run("ip", "link", "set", "dev", pair.outer, "xdpdrv", "off", check=False)
+        for entry in set(os.listdir("/sys/fs/bpf")) - bpffs_before:
+            path = os.path.join("/sys/fs/bpf", entry)
+            if os.path.isdir(path) and not os.path.islink(path):
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                os.unlink(path)
 
 
 def test_someone_elses_program_is_never_touched(pair, foreign) -> None:
