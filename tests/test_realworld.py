@@ -83,3 +83,54 @@ def test_hidden_global_subprograms_load_like_libbpf():
     with ObjectSpec.from_file(path).load() as obj:
         res = obj.programs["xdp_hidden_subprog"].test_run(bytes(64))
     assert res.retval == 2  # XDP_PASS: fill() stored ingress_ifindex + 2, bump() added 1
+
+
+# --- struct_ops (sched_ext schedulers, TCP congestion controls, qdiscs) -------------------------
+
+
+def pybpf_cli_error(path: str) -> str:
+    """The one-line error of a `pybpf load` that must fail (no traceback)."""
+    res = subprocess.run(
+        [sys.executable, "-m", "pybpf", "load", str(path)],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+    )
+    assert res.returncode == 1, res.stdout
+    assert "Traceback" not in res.stderr
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    return lines[0]
+
+
+def libbpf_refuses(path: str) -> str:
+    need_tool("bpftool")
+    pin = f"/sys/fs/bpf/pybpf-rw-{uuid.uuid4().hex[:8]}"
+    try:
+        res = subprocess.run(
+            ["bpftool", "-d", "prog", "loadall", path, pin], capture_output=True, text=True
+        )
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+    assert res.returncode != 0, f"libbpf loads {path}"
+    return res.stderr
+
+
+@pytest.mark.system
+def test_struct_ops_for_a_struct_the_kernel_lacks_is_refused_naming_it():
+    path = str(bpf_object("tests/realworld_struct_ops_absent"))
+    assert "struct pybpf_absent_ops is not found in kernel BTF" in libbpf_refuses(path)
+    err = pybpf_cli_error(path)
+    assert "struct pybpf_absent_ops" in err and "'absent_ops'" in err
+    assert "kernel's BTF does not have" in err
+
+
+@pytest.mark.system
+def test_struct_ops_maps_are_not_made_yet_and_the_error_says_so():
+    # A difference from libbpf, which fills in the kernel struct (here tcp_congestion_ops) with
+    # the programs' fds: pybpf makes no struct_ops maps, and says so instead of passing on the
+    # kernel's bare ENOTSUPP for a struct_ops program loaded without its struct.
+    err = pybpf_cli_error(bpf_object("tests/realworld_struct_ops_cc"))
+    assert "'rw_cc' (struct tcp_congestion_ops)" in err
+    assert "not supported by pybpf" in err
+    assert "ENOTSUPP" not in err
