@@ -26,6 +26,9 @@ from pybpf.spec import MapSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
 
 Log = Optional[Callable[[str], None]]
 
+PIN_BY_NAME = 1  # __uint(pinning, LIBBPF_PIN_BY_NAME)
+DEFAULT_PIN_ROOT = "/sys/fs/bpf"  # where libbpf pins maps by name unless told otherwise
+
 # Map types whose key/value types the kernel does not accept as BTF (libbpf clears them too).
 _NO_BTF_KV = {
     "PERF_EVENT_ARRAY",
@@ -94,10 +97,12 @@ def load(
     log: Log = None,
     log_level: Optional[int] = None,
     kernel_btf: object = None,
+    pin_root: str = DEFAULT_PIN_ROOT,
 ) -> LoadedObject:
     """Make ``spec`` live. ``programs`` limits which programs are loaded (all by default);
     ``log`` receives a line for each step (``pybpf load -v``); ``log_level`` asks the verifier
-    for its log on success too."""
+    for its log on success too. Maps defined with ``pinning = LIBBPF_PIN_BY_NAME`` are pinned
+    at ``pin_root/<name>``, and reused from there when already pinned (as libbpf does)."""
     if spec.little_endian != (sys.byteorder == "little"):
         order = "little" if spec.little_endian else "big"
         raise BPFError(f"{spec.name}: the object is {order}-endian, this host is not")
@@ -108,7 +113,7 @@ def load(
     obj = LoadedObject(spec)
     try:
         _load_btf(obj, log)
-        _create_maps(obj, log)
+        _create_maps(obj, log, pin_root)
         code = _core_relocate(spec, obj, log, kernel_btf)
         for name in wanted:
             _load_program(obj, spec.programs[name], code, log, log_level)
@@ -146,8 +151,14 @@ def _load_btf(obj: LoadedObject, log: Log) -> None:
 # --- maps ----------------------------------------------------------------------------------
 
 
-def _create_maps(obj: LoadedObject, log: Log) -> None:
+def _create_maps(obj: LoadedObject, log: Log, pin_root: str) -> None:
     for ms in obj.spec.maps.values():
+        if ms.pinning == PIN_BY_NAME:
+            reused = _open_pinned(ms, pin_root)
+            if reused is not None:
+                obj.maps[ms.name] = reused
+                _say(log, f"map '{ms.name}': reusing the map pinned at {pin_root}/{ms.name}")
+                continue
         m = _create_map(obj, ms)
         obj.maps[ms.name] = m
         if ms.is_data_section:
@@ -155,6 +166,32 @@ def _create_maps(obj: LoadedObject, log: Log) -> None:
             if ms.frozen_after_fill:
                 m.freeze()
         _say(log, f"map '{ms.name}': created {_type_name(ms)} id {m.id} fd {m.fd}")
+        if ms.pinning == PIN_BY_NAME:
+            from pybpf import bpffs
+
+            bpffs.ensure_dir(pin_root)
+            m.pin(os.path.join(pin_root, ms.name))
+            _say(log, f"map '{ms.name}': pinned at {pin_root}/{ms.name}")
+
+
+def _open_pinned(ms: MapSpec, pin_root: str):
+    """A map pinned by name earlier (by this loader, libbpf or bpftool) is shared, as libbpf
+    does — if it has the shape the object asks for; otherwise that is an error, not a guess."""
+    from pybpf.maps import Map
+
+    path = os.path.join(pin_root, ms.name)
+    if not os.path.exists(path):
+        return None
+    m = Map.from_pinned(path)
+    want = (ms.map_type, ms.key_size, ms.value_size, ms.max_entries, ms.flags)
+    have = (m.type, m.key_size, m.value_size, m.max_entries, m.flags)
+    if want != have:
+        m.close()
+        raise BPFError(
+            f"map '{ms.name}': the map pinned at {path} does not match the object's definition "
+            f"(type, key, value, entries, flags: pinned {have}, object {want})"
+        )
+    return m
 
 
 def _initial_data(spec: ObjectSpec, ms: MapSpec) -> bytes:
