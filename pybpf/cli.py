@@ -155,7 +155,7 @@ def cmd_test_run(args: argparse.Namespace) -> int:
         raise BPFError("--repeat must be at least 1")
     with open(args.data, "rb") as f:
         data = f.read()
-    with spec.load(programs=[args.program]) as obj:
+    with spec.load() as obj:  # the whole object: tail calls may jump to its other programs
         res = obj.programs[args.program].test_run(data, repeat=args.repeat)
     print(f"retval {res.retval}")
     print(f"duration {res.duration_ns} ns")

@@ -273,3 +273,35 @@ def test_a_pinned_map_of_another_shape_is_refused():
         other.pin("/sys/fs/bpf/pinned_lru")
     with pytest.raises(BPFError, match="does not match the object's definition"):
         spec.load()
+
+
+def test_cli_test_run_prints_the_programs_verdict(tmp_path):
+    data = tmp_path / "frame.bin"
+    data.write_bytes(FRAME)
+    path = str(bpf_object("tests/tailcall"))
+    res = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pybpf",
+            "test-run",
+            path,
+            "xdp_entry",
+            "--data",
+            str(data),
+            "--repeat",
+            "5",
+        ],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[0] == f"retval {XDP_DROP}"  # through the tail call
+    assert "duration" in res.stdout
+    res = subprocess.run(
+        [sys.executable, "-m", "pybpf", "test-run", path, "nope", "--data", str(data)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 1
+    assert res.stderr.strip() == "pybpf: error: tailcall: no program named 'nope'"
