@@ -182,9 +182,14 @@ def _open_pinned(ms: MapSpec, pin_root: str):
     path = os.path.join(pin_root, ms.name)
     if not os.path.exists(path):
         return None
+    from pybpf.syscall import MapFlags
+
     m = Map.from_pinned(path)
     want = (ms.map_type, ms.key_size, ms.value_size, ms.max_entries, ms.flags)
-    have = (m.type, m.key_size, m.value_size, m.max_entries, m.flags)
+    # The kernel adds BPF_F_RDONLY_PROG to every devmap it creates: not a difference (libbpf
+    # drops it from the pinned map's flags too).
+    have_flags = m.flags & ~MapFlags.RDONLY_PROG
+    have = (m.type, m.key_size, m.value_size, m.max_entries, int(have_flags))
     if want != have:
         m.close()
         raise BPFError(

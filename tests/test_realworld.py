@@ -134,3 +134,28 @@ def test_struct_ops_maps_are_not_made_yet_and_the_error_says_so():
     assert "'rw_cc' (struct tcp_congestion_ops)" in err
     assert "not supported by pybpf" in err
     assert "ENOTSUPP" not in err
+
+
+# --- maps pinned by name (xdp-tutorial's redirect maps, xdp-filter's filter maps) ---------------
+
+
+@pytest.mark.system
+def test_a_devmap_pinned_by_libbpf_is_reused_with_the_same_tag():
+    # libbpf pins `rw_pin_devmap` at /sys/fs/bpf/rw_pin_devmap; the kernel reports that devmap's
+    # flags with BPF_F_RDONLY_PROG added, which the object never set. libbpf reuses its own pin
+    # regardless, and so must pybpf.
+    path = str(bpf_object("tests/realworld_pinned_devmap"))
+    pin = "/sys/fs/bpf/rw_pin_devmap"
+    try:
+        expected = libbpf_tags(path)  # creates and pins the map
+        pinned = json.loads(
+            subprocess.check_output(["bpftool", "-j", "map", "show", "pinned", pin])
+        )
+        assert pinned["flags"] == 128  # BPF_F_RDONLY_PROG, added by the kernel
+        assert libbpf_tags(path) == expected  # libbpf reuses its pin
+        assert pybpf_cli_tags(path) == expected  # so do we
+        with ObjectSpec.from_file(path).load() as obj:
+            assert obj.maps["rw_pin_devmap"].id == pinned["id"]
+    finally:
+        if os.path.exists(pin):
+            os.unlink(pin)
