@@ -9,12 +9,12 @@ an interface, netlink attach/detach on it is refused (EBUSY), which protects it 
 from __future__ import annotations
 
 import errno
-import os
 import socket
 from typing import Optional, Protocol, Union
 
 from pybpf import syscall as sc
 from pybpf.errors import SyscallError
+from pybpf.fd import FDObject
 from pybpf.syscall import AttachFlags, AttachType, BPFLinkInfo
 
 
@@ -32,7 +32,7 @@ def _fd(obj: ProgramLike) -> int:
     return obj if isinstance(obj, int) else obj.fd
 
 
-class Link:
+class Link(FDObject):
     """A bpf_link owned through its fd. Closing the last fd (and removing pins) detaches it."""
 
     def __init__(self, fd: int):
@@ -51,32 +51,6 @@ class Link:
     @classmethod
     def from_id(cls, link_id: int) -> Link:
         return cls(sc.link_get_fd_by_id(link_id))
-
-    @property
-    def fd(self) -> int:
-        if self._fd < 0:
-            raise ValueError("link is closed")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
-
-    def close(self) -> None:
-        """Drop this fd. The kernel detaches the program when no fd or pin is left."""
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __enter__(self) -> Link:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
 
     def __repr__(self) -> str:
         return f"Link(fd={self._fd})"

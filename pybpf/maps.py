@@ -14,6 +14,7 @@ import sys
 from typing import Iterator, Optional, Union
 
 from pybpf import syscall as sc
+from pybpf.fd import FDObject
 from pybpf.syscall import BPF_ANY, PERCPU_MAP_TYPES, MapInfo, MapType
 
 Value = Union[bytes, list[bytes]]
@@ -53,7 +54,7 @@ def _round8(n: int) -> int:
     return (n + 7) & ~7
 
 
-class Map:
+class Map(FDObject):
     """A BPF map owned through its fd. Use as a context manager or call :meth:`close`."""
 
     def __init__(self, fd: int, info: MapInfo):
@@ -126,31 +127,8 @@ class Map:
 
     # --- fd ownership -----------------------------------------------------------------------
 
-    @property
-    def fd(self) -> int:
-        if self._fd < 0:
-            raise ValueError(f"map '{self.name}' is closed")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __enter__(self) -> Map:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        # A safety net only: code that owns a Map closes it.
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
+    def _describe(self) -> str:
+        return f"map '{self.name}'"
 
     def __repr__(self) -> str:
         kind = self.type.name if isinstance(self.type, MapType) else self.type

@@ -15,6 +15,7 @@ from typing import Optional, Sequence, Union
 
 from pybpf import syscall as sc
 from pybpf.errors import SyscallError, VerifierError
+from pybpf.fd import FDObject
 from pybpf.insn import Instruction, encode
 from pybpf.syscall import ProgInfo, ProgType, TestRunResult
 
@@ -30,7 +31,7 @@ LOG_LEVEL_STATS = 4
 __all__ = ["Program", "TestRunResult", "DEFAULT_LOG_SIZE"]
 
 
-class Program:
+class Program(FDObject):
     """A loaded BPF program owned through its fd. Use as a context manager or call close()."""
 
     def __init__(self, fd: int, name: str = "", section: str = "", verifier_log: str = ""):
@@ -123,30 +124,8 @@ class Program:
 
     # --- fd ownership -----------------------------------------------------------------------
 
-    @property
-    def fd(self) -> int:
-        if self._fd < 0:
-            raise ValueError(f"program '{self._name}' is closed")
-        return self._fd
-
-    @property
-    def closed(self) -> bool:
-        return self._fd < 0
-
-    def close(self) -> None:
-        fd, self._fd = self._fd, -1
-        if fd >= 0:
-            os.close(fd)
-
-    def __enter__(self) -> Program:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def __del__(self) -> None:
-        if getattr(self, "_fd", -1) >= 0:
-            self.close()
+    def _describe(self) -> str:
+        return f"program '{self._name}'"
 
     def __repr__(self) -> str:
         return f"Program({self._name!r}, fd={self._fd})"
