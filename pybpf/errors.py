@@ -33,6 +33,16 @@ ERRNO_HINTS = {
 ENOTSUPP = 524  # kernel-internal errno that leaks to user space from BPF code paths
 
 
+def _hint(err: int) -> Optional[str]:
+    if err == _errno.EPERM and os.geteuid() == 0:
+        # Root was refused: privileges are not the answer, a policy or the kernel is.
+        return (
+            "refused although running as root: a security policy (kernel lockdown, an LSM) "
+            "or this kernel does not allow it"
+        )
+    return ERRNO_HINTS.get(err)
+
+
 def errno_name(err: int) -> str:
     if err == ENOTSUPP:
         return "ENOTSUPP"
@@ -69,7 +79,7 @@ class SyscallError(BPFError):
         msg = f"{what}: {errno_name(err)} ({os.strerror(err)})"
         if detail:
             msg += f": {detail}"
-        hint = ERRNO_HINTS.get(err)
+        hint = _hint(err)
         if hint and not detail:
             msg += f" — {hint}"
         super().__init__(msg)
@@ -120,6 +130,6 @@ class NetlinkError(BPFError):
         msg = f"{what}: {errno_name(err)} ({os.strerror(err)})"
         if extack:
             msg += f": {extack}"
-        elif err in ERRNO_HINTS:
-            msg += f" — {ERRNO_HINTS[err]}"
+        elif _hint(err):
+            msg += f" — {_hint(err)}"
         super().__init__(msg)
