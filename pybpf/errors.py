@@ -34,13 +34,30 @@ ENOTSUPP = 524  # kernel-internal errno that leaks to user space from BPF code p
 
 
 def _hint(err: int) -> Optional[str]:
-    if err == _errno.EPERM and os.geteuid() == 0:
-        # Root was refused: privileges are not the answer, a policy or the kernel is.
+    if err == _errno.EPERM and _privileged():
+        # The process has the capabilities: privileges are not the answer, a policy or the
+        # kernel is.
         return (
-            "refused although running as root: a security policy (kernel lockdown, an LSM) "
-            "or this kernel does not allow it"
+            "refused although the process has CAP_BPF/CAP_SYS_ADMIN: a security policy "
+            "(kernel lockdown, an LSM) or this kernel does not allow it"
         )
     return ERRNO_HINTS.get(err)
+
+
+CAP_SYS_ADMIN, CAP_BPF = 21, 39
+
+
+def _privileged() -> bool:
+    """Does this process hold CAP_SYS_ADMIN or CAP_BPF (effective set)?"""
+    try:
+        with open("/proc/self/status") as f:
+            for line in f:
+                if line.startswith("CapEff:"):
+                    caps = int(line.split()[1], 16)
+                    return bool(caps & (1 << CAP_SYS_ADMIN | 1 << CAP_BPF))
+    except (OSError, ValueError):
+        pass
+    return False
 
 
 def errno_name(err: int) -> str:
