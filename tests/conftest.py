@@ -43,6 +43,28 @@ def _system_gate(request: pytest.FixtureRequest) -> None:
             cannot_run(problem)
 
 
+BPFFS = Path("/sys/fs/bpf")
+
+
+@pytest.fixture(autouse=True)
+def _no_pins_left_behind():
+    """Loading an object pins its LIBBPF_PIN_BY_NAME maps under /sys/fs/bpf (pybpf does, as
+    libbpf and bpftool do), and iproute2 makes its tc/ and xdp/ directories there: whatever a
+    test adds is removed after it, so tests neither leak pins nor see each other's."""
+    try:
+        before = set(os.listdir(BPFFS))
+    except OSError:
+        yield
+        return
+    yield
+    for entry in set(os.listdir(BPFFS)) - before:
+        path = BPFFS / entry
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            path.unlink(missing_ok=True)
+
+
 def bpf_object(name: str) -> Path:
     """Path of an object built by `make bpf` from bpf/<name>.bpf.c."""
     path = BUILD / f"{name}.bpf.o"

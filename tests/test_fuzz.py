@@ -355,6 +355,13 @@ def test_damaged_objects_give_one_line_errors(tmp_path: Path) -> None:
     assert run.slowest < BUDGET_S
 
 
+def _asks_for_much_memory(spec, limit: int = 64 << 20) -> bool:
+    return any(
+        (m.key_size + m.value_size) * m.max_entries > limit or m.max_entries > limit
+        for m in spec.maps.values()
+    )
+
+
 @pytest.mark.system
 def test_damaged_objects_that_parse_load_or_fail_in_one_line(tmp_path: Path) -> None:
     """pybpf load on the damaged objects that still parse: the kernel sees them, nothing escapes."""
@@ -369,10 +376,14 @@ def test_damaged_objects_that_parse_load_or_fail_in_one_line(tmp_path: Path) -> 
             break
         run.path.write_bytes(blob)
         try:
-            ObjectSpec.from_file(str(run.path))
+            spec = ObjectSpec.from_file(str(run.path))
         except (BPFError, OSError):
             continue
         except Exception:  # noqa: BLE001, S112 — the parse test reports these
+            continue
+        if _asks_for_much_memory(spec):
+            # A mutated size can ask for a legal but huge map (a 1 GiB ring): the kernel then
+            # spends seconds zeroing it. That is the object's request, not a hang of ours.
             continue
         tried += 1
         out = run.check(n, kind, blob, main, ["load", str(run.path)], "pybpf")

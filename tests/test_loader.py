@@ -37,20 +37,6 @@ CORPUS = [
 XDP_TOOLS = sorted(glob.glob("/usr/lib/*/bpf/*.o"))
 
 
-@pytest.fixture(autouse=True)
-def _no_pins_left_behind():
-    """libbpf (through bpftool) and pybpf pin maps marked LIBBPF_PIN_BY_NAME under
-    /sys/fs/bpf; whatever a test pinned there is removed after it."""
-    before = set(os.listdir("/sys/fs/bpf"))
-    yield
-    for entry in set(os.listdir("/sys/fs/bpf")) - before:
-        path = os.path.join("/sys/fs/bpf", entry)
-        if os.path.isdir(path) and not os.path.islink(path):
-            shutil.rmtree(path, ignore_errors=True)
-        else:
-            os.unlink(path)
-
-
 def bpftool_tags(obj_path: str) -> dict[str, str]:
     """Load with libbpf (bpftool prog loadall) and return {program name: tag}."""
     need_tool("bpftool")
