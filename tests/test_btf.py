@@ -247,8 +247,9 @@ def test_big_and_little_endian_objects_read_the_same(el_path):
     eb_path = el_path.replace("-el.elf", "-eb.elf")
     el_little, (el_data,) = elf_sections(el_path, ".BTF")
     eb_little, (eb_data,) = elf_sections(eb_path, ".BTF")
-    if el_data is None:
-        pytest.skip("object has no BTF")
+    if el_data is None:  # an old object without BTF: in both byte orders
+        assert eb_data is None
+        return
     assert el_little and not eb_little
     el, eb = BTF.parse(el_data, True), BTF.parse(eb_data, False)
     assert el == eb
