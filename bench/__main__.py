@@ -92,6 +92,25 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     unknown = [n for n in names if n not in BENCHES and n not in extras()]
     if unknown:
         p.error(f"unknown benchmark(s): {', '.join(unknown)}")
+    bpffs_before = set(os.listdir(BPFFS))
+    try:
+        return _run_all(names, args)
+    finally:
+        _remove_new_empty_dirs(bpffs_before)
+
+
+BPFFS = "/sys/fs/bpf"
+
+
+def _remove_new_empty_dirs(before: set) -> None:
+    """xdpdump (libxdp) makes /sys/fs/bpf/xdp for its pins: leave bpffs as it was found."""
+    for entry in set(os.listdir(BPFFS)) - before:
+        path = os.path.join(BPFFS, entry)
+        if os.path.isdir(path) and not os.listdir(path):
+            os.rmdir(path)
+
+
+def _run_all(names: list, args: argparse.Namespace) -> int:
     status = 0
     for name in names:
         if name in BENCHES:
