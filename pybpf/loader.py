@@ -258,7 +258,7 @@ def _create_map(obj: LoadedObject, ms: MapSpec, inner: bool = False):
 
 
 def obj_map_name(ms: MapSpec) -> str:
-    from pybpf.elf import kernel_name
+    from pybpf.mapspecs import kernel_name
 
     return ms.name if ms.is_data_section else kernel_name(ms.name)
 

@@ -9,9 +9,9 @@ import sys
 import pytest
 
 from pybpf import ObjectSpec, ParseError
-from pybpf.elf import internal_map_name
 from pybpf.insn import LD_IMM64, PseudoSrc
 from pybpf.linker import link_program
+from pybpf.mapspecs import internal_map_name
 from pybpf.spec import RelocKind
 
 from conftest import bpf_object
