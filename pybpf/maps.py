@@ -8,12 +8,14 @@ the value on update but answer the inner object's *id* on lookup: that is the ke
 
 from __future__ import annotations
 
+import errno
 import functools
 import os
 import sys
 from typing import Iterator, Optional, Union
 
 from pybpf import syscall as sc
+from pybpf.errors import SyscallError
 from pybpf.fd import FDObject
 from pybpf.syscall import BPF_ANY, PERCPU_MAP_TYPES, MapInfo, MapType
 
@@ -237,17 +239,27 @@ class Map(FDObject):
                 yield key, value
 
     def lookup_batch(self, batch_size: int = 256) -> Iterator[tuple[bytes, Value]]:
-        """All elements, ``batch_size`` per system call (BPF_MAP_LOOKUP_BATCH)."""
+        """All elements, ``batch_size`` per system call (BPF_MAP_LOOKUP_BATCH).
+
+        A hash map is read a bucket at a time: a bucket holding more elements than the batch
+        makes the kernel answer ENOSPC, and the batch then grows until the bucket fits."""
         token: Optional[bytes] = None
         while True:
-            pairs, token = sc.map_lookup_batch(
-                self.fd,
-                self.key_size,
-                self._buffer_size(),
-                batch_size,
-                token,
-                name=self.name,
-            )
+            try:
+                pairs, next_token = sc.map_lookup_batch(
+                    self.fd,
+                    self.key_size,
+                    self._buffer_size(),
+                    batch_size,
+                    token,
+                    name=self.name,
+                )
+            except SyscallError as e:
+                if e.errno != errno.ENOSPC or batch_size >= max(self.max_entries, 1):
+                    raise
+                batch_size *= 2
+                continue
+            token = next_token
             for k, v in pairs:
                 yield k, self._split(v)
             if token is None:
