@@ -227,9 +227,23 @@ _libc.syscall.restype = ctypes.c_long
 _NR_BPF = _bpf_syscall_number()
 
 
-@functools.cache
+_uses: dict[int, int] = {}
+_COMPILE_AFTER = 8  # uses of one layout before compiling it pays off
+
+
 def _compiled(layout: cs.Struct) -> cs.Construct:
-    """construct's compiled twin of a declaration: the same bytes, a few times faster per call."""
+    """construct's compiled twin of a declaration — the same bytes, a few times faster per
+    call — for the layouts a program uses often (map lookups); compiling costs milliseconds,
+    so a layout used a few times (loading an object) is used as declared."""
+    n = _uses.get(id(layout), 0) + 1
+    _uses[id(layout)] = n
+    if n < _COMPILE_AFTER:
+        return layout
+    return _compile(layout)
+
+
+@functools.cache
+def _compile(layout: cs.Struct) -> cs.Construct:
     return layout.compile()
 
 
