@@ -266,19 +266,15 @@ def obj_map_name(ms: MapSpec) -> str:
 def _max_entries(ms: MapSpec, type_name: str) -> int:
     """Sizes the kernel wants that objects often leave to the loader."""
     if type_name == "PERF_EVENT_ARRAY" and ms.max_entries == 0:
-        return _possible_cpus()  # one slot per CPU
+        from pybpf.maps import possible_cpus
+
+        return possible_cpus()  # one slot per CPU
     if type_name in ("RINGBUF", "USER_RINGBUF"):
         # a power-of-two multiple of the page size
         page = os.sysconf("SC_PAGE_SIZE")
         size = max(ms.max_entries, page)
         return 1 << (size - 1).bit_length()
     return ms.max_entries
-
-
-def _possible_cpus() -> int:
-    from pybpf.maps import possible_cpus
-
-    return possible_cpus()
 
 
 def _fill_slots(obj: LoadedObject, log: Log) -> None:

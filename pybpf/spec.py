@@ -258,6 +258,11 @@ class VariableView:
         buf = self.spec._data[var.section]
         return bytes(buf[var.offset : var.offset + var.size])
 
+    def update_from(self, values: dict[str, Value]) -> None:
+        """Set several variables; each as ``view[name] = value``."""
+        for name, value in values.items():
+            self[name] = value
+
     def get_int(self, name: str, signed: bool = False) -> int:
         order = "little" if self.spec.little_endian else "big"
         return int.from_bytes(self[name], order, signed=signed)

@@ -17,10 +17,9 @@ import sys
 from typing import Optional, Sequence
 
 from pybpf.errors import BPFError
+from xdptcp.record import DEFAULT_CAPACITY, MAX_CAPACITY
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-MAX_CAPACITY = 4096  # XDPTCP_MAX_CAPACITY in bpf/xdptcp.h
-DEFAULT_CAPACITY = 256
 TS_MODES = {0: "default", 1: "none", 2: "epoch", 3: "delta", 4: "date", 5: "since_first"}
 
 

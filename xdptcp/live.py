@@ -18,7 +18,6 @@ def capture_live(args: argparse.Namespace, filt, netns: Optional[str] = None) ->
     if notice:
         print(f"xdptcp: {notice}", file=sys.stderr)
     rodata: dict[str, object] = {"xdptcp_snaplen": snaplen, "xdptcp_capacity": capacity}
-    rodata.update(batched_wakeups(args.ring_size))
     if filt is not None:
         rodata.update(filt.rodata_values())
     stop = threading.Event()
@@ -54,16 +53,6 @@ def capture_live(args: argparse.Namespace, filt, netns: Optional[str] = None) ->
     return EXIT_OK
 
 
-def batched_wakeups(ring_size: Optional[int]) -> dict[str, int]:
-    """Wake the reader when an eighth of the ring is waiting, not for every record: under load
-    each wakeup is an interrupt on the CPU that runs the program. A quiet link is read anyway
-    by the loop's poll timeout (POLL_MS), so a lone packet shows within a tenth of a second."""
-    ring = ring_size or DEFAULT_RING
-    return {"xdptcp_wakeup_mode": WAKEUP_AVAIL_BYTES, "xdptcp_wakeup_arg": max(ring // 8, 1)}
-
-
-DEFAULT_RING = 4 << 20  # the ring's size in bpf/xdptcp.bpf.c
-WAKEUP_AVAIL_BYTES = 2  # XDPTCP_WAKEUP_AVAIL_BYTES in bpf/xdptcp.h
 POLL_MS = 100
 
 

@@ -7,10 +7,9 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Optional, TextIO
 
-from xdptcp.packet import Decoder
 from xdptcp.pcap import PathOrFile, PcapReader
 
 BATCH = 1024
@@ -47,12 +46,3 @@ def print_file(
         out.write("\n".join(lines) + "\n")
     out.flush()
     return printed
-
-
-def read_tcp_frames(path: PathOrFile) -> Iterator[tuple[int, bytes, int]]:
-    """``(ts_ns, frame, wire_len)`` for each frame of the file that decodes as TCP."""
-    decoder = Decoder()
-    with PcapReader(path) as reader:
-        for ts_ns, data, wire_len in reader:
-            if decoder.decode(data, wire_len) is not None:
-                yield ts_ns, data, wire_len
