@@ -30,7 +30,7 @@ _MAP_FLAGS = {
 
 
 def map_type_name(map_type: int) -> str:
-    from pybpf.syscall import MapType
+    from pybpf.uapi import MapType
 
     try:
         return MapType(map_type).name

@@ -182,7 +182,7 @@ def _open_pinned(ms: MapSpec, pin_root: str):
     path = os.path.join(pin_root, ms.name)
     if not os.path.exists(path):
         return None
-    from pybpf.syscall import MapFlags
+    from pybpf.uapi import MapFlags
 
     m = Map.from_pinned(path)
     want = (ms.map_type, ms.key_size, ms.value_size, ms.max_entries, ms.flags)
@@ -209,7 +209,7 @@ def _initial_data(spec: ObjectSpec, ms: MapSpec) -> bytes:
 
 
 def _type_name(ms: MapSpec) -> str:
-    from pybpf.syscall import MapType
+    from pybpf.uapi import MapType
 
     try:
         return MapType(ms.map_type).name
@@ -321,7 +321,7 @@ def _load_program(
 ) -> None:
     from pybpf import btf_ext
     from pybpf.program import Program
-    from pybpf.syscall import AttachType, ProgType
+    from pybpf.uapi import AttachType, ProgType
 
     if not ps.prog_type:
         raise BPFError(f"program '{ps.name}': section '{ps.section}' names no known program type")
