@@ -15,10 +15,12 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import signal
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -491,6 +493,33 @@ def test_full_ring_counts_add_up_exactly(pair, flood, count) -> None:
 # --- bad invocations ---------------------------------------------------------------------------
 
 
+@pytest.fixture
+def readable_install():
+    """The project as a user without privileges can import it: the checkout (and its venv) may
+    sit in a directory only root can enter (a `mktemp -d` clone is 0700), so the packages and
+    their two dependencies are copied to a world-readable directory for the run."""
+    import construct
+    import elftools
+
+    stage = tempfile.mkdtemp(prefix="pybpf-nobody-", dir="/tmp")
+    try:
+        os.chmod(stage, 0o755)
+        for pkg in (ROOT / "pybpf", ROOT / "xdptcp", Path(construct.__file__).parent,
+                    Path(elftools.__file__).parent):  # fmt: skip
+            shutil.copytree(pkg, os.path.join(stage, pkg.name),
+                            ignore=shutil.ignore_patterns("__pycache__"))  # fmt: skip
+        for dirpath, dirnames, filenames in os.walk(stage):
+            for name in dirnames:
+                os.chmod(os.path.join(dirpath, name), 0o755)
+            for name in filenames:
+                os.chmod(os.path.join(dirpath, name), 0o644)
+        python = os.path.realpath(sys.executable)  # the base interpreter, not the venv's link
+        env = dict(os.environ, PYTHONPATH=stage, PYTHONDONTWRITEBYTECODE="1")
+        yield python, env
+    finally:
+        shutil.rmtree(stage, ignore_errors=True)
+
+
 @pytest.mark.parametrize(
     "drop",
     [
@@ -499,8 +528,22 @@ def test_full_ring_counts_add_up_exactly(pair, flood, count) -> None:
     ],
     ids=["nobody", "no-capabilities"],
 )
-def test_without_privileges_one_line_says_what_is_needed(drop) -> None:
-    res = run(*drop, *XDPTCP, "-i", "lo", "-c", "1", check=False, timeout=30, cwd=ROOT)
+def test_without_privileges_one_line_says_what_is_needed(drop, readable_install) -> None:
+    python, env = readable_install
+    res = run(
+        *drop,
+        python,
+        "-m",
+        "xdptcp",
+        "-i",
+        "lo",
+        "-c",
+        "1",
+        check=False,
+        timeout=30,
+        cwd="/",
+        env=env,
+    )
     assert res.returncode == 1, res.stderr
     one_line(res.stderr, "EPERM", "needs root")
     assert xdp_on("lo") is None
