@@ -17,7 +17,7 @@ BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
 # The capture program ships inside the package: a user's host has no clang.
 SHIPPED    := xdptcp/data/xdptcp.bpf.o
 
-.PHONY: all venv bpf test lint demo bench clean shipped
+.PHONY: all venv bpf test lint demo bench clean shipped deb pyz dist man
 
 all: bpf
 
@@ -46,8 +46,8 @@ shipped: $(BUILD)/bpf/xdptcp.bpf.o venv
 	$(PY) -m xdptcp.objhash --write
 
 lint: venv
-	$(VENV)/bin/ruff check pybpf xdptcp tests bench
-	$(VENV)/bin/ruff format --check pybpf xdptcp tests bench
+	$(VENV)/bin/ruff check pybpf xdptcp tests bench .ci/dist
+	$(VENV)/bin/ruff format --check pybpf xdptcp tests bench .ci/dist
 
 test: venv bpf lint
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
@@ -58,5 +58,27 @@ demo: venv
 bench: venv bpf
 	$(PY) -m bench
 
+# The three ways to install (README "Install"); the scripts are in .ci/dist, the results in dist/.
+DIST := dist
+
+# xdptcp(8), pybpf(8) and their bash completions, generated from the argparse parsers.
+man: venv
+	$(PY) .ci/dist/manpage.py xdptcp -o $(DIST)/man/xdptcp.8
+	$(PY) .ci/dist/manpage.py pybpf -o $(DIST)/man/pybpf.8
+	$(PY) .ci/dist/completion.py xdptcp -o $(DIST)/completion/xdptcp
+	$(PY) .ci/dist/completion.py pybpf -o $(DIST)/completion/pybpf
+
+# pybpf_VERSION-1_all.deb for Debian's python3, python3-pyelftools and python3-construct.
+deb: venv
+	$(PY) .ci/dist/deb.py --out $(DIST)
+
+# xdptcp.pyz and pybpf.pyz: one file each, pyelftools and construct inside.
+pyz: venv
+	$(PY) .ci/dist/pyz.py --out $(DIST)
+
+# The wheel (with the compiled capture object) and the sdist.
+dist: venv
+	$(PY) -m build --outdir $(DIST) .
+
 clean:
-	rm -rf $(BUILD)
+	rm -rf $(BUILD) $(DIST)

@@ -1,0 +1,123 @@
+"""Build xdptcp.pyz and pybpf.pyz: single-file zipapps carrying pyelftools and construct.
+
+    python .ci/dist/pyz.py [--out dist] [--wheels build/dist/wheels]
+
+Each runs as ``python3 xdptcp.pyz ...`` (or ``./xdptcp.pyz``) under any CPython 3.9+, with no
+site-packages (``python3 -I -S`` works): the two libraries come from their PyPI wheels, pinned
+with hashes in vendor.txt. The archive is written entry by entry in sorted order with the last
+commit's time and fixed modes, then zipapp prepends the interpreter line: two builds of one
+commit are the same bytes (zipapp's own directory walk follows the file system's order and each
+file's local mtime, so it is not used for the body).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io
+import subprocess
+import sys
+import time
+import zipapp
+import zipfile
+from pathlib import Path
+
+from common import ROOT, package_files, source_date_epoch
+
+VENDOR = Path(__file__).with_name("vendor.txt")
+VENDORED_TOPS = ("elftools/", "construct/")  # what the zipapps take from the wheels
+
+MAIN = """\
+# {name}.pyz: {what}, with pyelftools and construct, in one file.
+import sys
+
+if sys.version_info < (3, 9):
+    sys.exit("{name}: needs Python 3.9 or later (this is %d.%d)" % sys.version_info[:2])
+
+from {package}.cli import main
+
+sys.exit(main())
+"""
+
+APPS = {
+    # name: (packages carried, what it is)
+    "xdptcp": (("pybpf", "xdptcp"), "TCP capture at XDP"),
+    "pybpf": (("pybpf",), "a pure-Python eBPF loader"),
+}
+
+
+def fetch_wheels(dest: Path) -> list[Path]:
+    """The pinned wheels, downloaded once into dest (pip checks each hash)."""
+    names = [line.split("==")[0] for line in VENDOR.read_text().splitlines() if "==" in line]
+    found = [next(iter(sorted(dest.glob(f"{n}-*.whl"))), None) for n in names]
+    if None in found:
+        dest.mkdir(parents=True, exist_ok=True)
+        subprocess.run(
+            [sys.executable, "-m", "pip", "download", "-q", "--no-deps", "--only-binary=:all:",
+             "--require-hashes", "-r", str(VENDOR), "-d", str(dest)],
+            check=True,
+        )  # fmt: skip
+        found = [next(iter(sorted(dest.glob(f"{n}-*.whl")))) for n in names]
+    return found
+
+
+def entries(packages: tuple[str, ...], wheels: list[Path], main_py: str) -> dict[str, bytes]:
+    """Archive name -> contents: our packages from the tree, the libraries from their wheels
+    (with their licences, in the .dist-info directories)."""
+    out = {"__main__.py": main_py.encode()}
+    for rel in package_files(packages):
+        out[rel] = (ROOT / rel).read_bytes()
+    for wheel in wheels:
+        with zipfile.ZipFile(wheel) as z:
+            for name in z.namelist():
+                top = name.split("/")[0] + "/"
+                if name.endswith("/") or "__pycache__" in name:
+                    continue
+                if top in VENDORED_TOPS or (top.endswith(".dist-info/") and "RECORD" not in name):
+                    out[name] = z.read(name)
+    return out
+
+
+def write_zip(files: dict[str, bytes], epoch: int) -> bytes:
+    stamp = time.gmtime(max(epoch, 315532800))[:6]  # zip times start in 1980
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as z:
+        for name in sorted(files):
+            info = zipfile.ZipInfo(name, date_time=stamp)
+            info.compress_type = zipfile.ZIP_DEFLATED
+            info.external_attr = 0o100644 << 16  # a regular file, rw-r--r--
+            info.create_system = 3  # Unix, whatever system builds it
+            z.writestr(info, files[name], compresslevel=9)
+    return buf.getvalue()
+
+
+def build(name: str, out_dir: Path, wheels: list[Path], epoch: int) -> Path:
+    packages, what = APPS[name]
+    main_py = MAIN.format(name=name, what=what, package=name)
+    body = write_zip(entries(packages, wheels, main_py), epoch)
+    target = out_dir / f"{name}.pyz"
+    tmp = target.with_suffix(".pyz.tmp")
+    zipapp.create_archive(io.BytesIO(body), str(tmp), interpreter="/usr/bin/env python3")
+    tmp.replace(target)
+    return target
+
+
+def main() -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--out", type=Path, default=ROOT / "dist")
+    p.add_argument("--wheels", type=Path, default=ROOT / "build" / "dist" / "wheels")
+    p.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(APPS)} (default: all)")
+    args = p.parse_args()
+    args.out.mkdir(parents=True, exist_ok=True)
+    wheels = fetch_wheels(args.wheels)
+    epoch = source_date_epoch()
+    for name in args.names or APPS:
+        if name not in APPS:
+            p.error(f"no zipapp named {name!r}")
+        target = build(name, args.out, wheels, epoch)
+        print(f"{target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}: "
+              f"{target.stat().st_size} bytes")  # fmt: skip
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
