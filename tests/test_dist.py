@@ -1,0 +1,389 @@
+"""The three ways to install, built from this tree and run as a user would run them.
+
+- ``make pyz``: xdptcp.pyz and pybpf.pyz under ``python3 -I -S`` with every CPython 3.9-3.13
+  present, giving the same output as the tree; built twice, the same bytes.
+- ``make deb``: installed with apt, run from /usr/bin with Debian's python3, pyelftools and
+  construct, then purged: nothing of it is left.
+- ``make dist``: the wheel in a fresh venv.
+- The man pages show every option ``--help`` shows; bash completion offers them, the interfaces
+  for ``-i`` and files for ``-r``/``-w``.
+
+Each form is built once per module (the builds take seconds; the wheel and the .deb's
+dependencies come from PyPI and Debian's archive).
+"""
+
+from __future__ import annotations
+
+import glob
+import os
+import re
+import shutil
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, bpf_object, cannot_run, need_tool, run
+from traffic import varied_pcap
+
+sys.path.insert(0, str(ROOT / ".ci" / "dist"))
+import common  # noqa: E402
+import manpage  # noqa: E402
+
+SHIPPED = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
+VERSION = common.version()
+MINORS = (9, 10, 11, 12, 13)
+NEWEST = MINORS[-1]
+DEB_DEPS = ("python3-pyelftools", "python3-construct")
+
+
+def python_for(minor: int) -> str | None:
+    """A CPython 3.minor: pyenv's first (the machine keeps one of each there), else on PATH."""
+    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    found = sorted(glob.glob(f"{pyenv}/versions/3.{minor}.*/bin/python3"))
+    return found[-1] if found else shutil.which(f"python3.{minor}")
+
+
+def default_python() -> str:
+    return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
+
+
+def tree(*args: str) -> subprocess.CompletedProcess:
+    """The same command run from the tree, with the test suite's Python: the reference."""
+    return run(sys.executable, "-m", *args, cwd=ROOT)
+
+
+def build(script: str, out: Path, *args: str) -> None:
+    res = run(sys.executable, str(ROOT / ".ci" / "dist" / script), "--out", str(out), *args,
+              check=False)  # fmt: skip
+    if res.returncode != 0:
+        pytest.fail(f"{script} failed:\n{res.stdout}{res.stderr}")
+
+
+# --- zipapps ---------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("pyz")
+    build("pyz.py", out)
+    return out
+
+
+@pytest.fixture(scope="module")
+def capture_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("pcap") / "varied.pcap"
+    varied_pcap(str(path))
+    return path
+
+
+def test_zipapps_built_twice_are_the_same_bytes(pyz: Path, tmp_path: Path) -> None:
+    build("pyz.py", tmp_path)
+    for name in ("xdptcp.pyz", "pybpf.pyz"):
+        assert (tmp_path / name).read_bytes() == (pyz / name).read_bytes(), name
+
+
+def test_zipapps_carry_the_packages_the_libraries_and_their_licences(pyz: Path) -> None:
+    with zipfile.ZipFile(pyz / "xdptcp.pyz") as z:
+        names = set(z.namelist())
+    ours = {n for n in names if n.split("/")[0] in ("pybpf", "xdptcp")}
+    assert ours == set(common.package_files())  # the very files the wheel carries, see below
+    assert "xdptcp/data/xdptcp.bpf.o" in names
+    assert {"elftools/__init__.py", "construct/__init__.py", "__main__.py"} <= names
+    assert any(re.match(r"pyelftools-[\d.]+\.dist-info/(licenses/)?LICENSE", n) for n in names)
+    assert any(re.match(r"construct-[\d.]+\.dist-info/LICENSE", n) for n in names)
+    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    with zipfile.ZipFile(pyz / "pybpf.pyz") as z:
+        assert not [n for n in z.namelist() if n.startswith("xdptcp/")]
+    assert os.access(pyz / "xdptcp.pyz", os.X_OK)
+    assert (pyz / "xdptcp.pyz").read_bytes().startswith(b"#!/usr/bin/env python3\n")
+
+
+@pytest.mark.parametrize("minor", MINORS, ids=[f"3.{m}" for m in MINORS])
+def test_zipapps_run_with_no_site_packages(
+    minor: int, pyz: Path, capture_file: Path, tmp_path: Path
+) -> None:
+    python = python_for(minor)
+    if python is None:
+        if minor in (9, NEWEST):  # the oldest and the newest promised must run under CI
+            cannot_run(f"no CPython 3.{minor} on this machine")
+        pytest.skip(f"no CPython 3.{minor} on this machine")
+    isolated = (python, "-I", "-S")
+    # proof that the libraries can only come from inside the zipapp
+    res = run(*isolated, "-c", "import elftools", check=False)
+    assert res.returncode != 0 and "ModuleNotFoundError" in res.stderr
+    xdptcp, pybpf = (*isolated, str(pyz / "xdptcp.pyz")), (*isolated, str(pyz / "pybpf.pyz"))
+
+    helptext = run(*xdptcp, "--help").stdout
+    assert helptext.startswith("usage: xdptcp")
+    for action in manpage.parser_of("xdptcp")._actions:
+        for opt in action.option_strings:
+            assert re.search(rf"(?<![\w-]){re.escape(opt)}(?![\w-])", helptext), opt
+
+    for obj in (SHIPPED, bpf_object("xdptcp")):
+        for args in (("inspect", str(obj)), ("inspect", "--json", str(obj))):
+            assert run(*pybpf, *args).stdout == tree("pybpf", *args).stdout
+    # the whole decode and format path, against the tree's output for the same file
+    for args in (("-r", str(capture_file)), ("--json", "-r", str(capture_file))):
+        assert run(*xdptcp, *args).stdout == tree("xdptcp", *args).stdout
+
+    # a user mistake is one line, as from the tree
+    res = run(*pybpf, "inspect", str(tmp_path / "missing.o"), check=False)
+    assert res.returncode == 1 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+def assert_demo_output(res: subprocess.CompletedProcess) -> None:
+    """What `make demo` shows: a handshake captured on both ends, the counts, hosts removed."""
+    assert "Flags [S]," in res.stdout and "Flags [S.]," in res.stdout, res.stdout
+    captured = re.search(r"^(\d+) packets captured$", res.stderr, re.M)  # as tcpdump: stderr
+    assert captured and int(captured.group(1)) == len(res.stdout.splitlines()) >= 3, res.stderr
+    assert "\n0 packets dropped by kernel" in res.stderr
+    assert "xdptcp: test hosts removed" in res.stderr
+
+
+# --- man pages and completion ----------------------------------------------------------------
+
+
+def help_entries(text: str) -> list[tuple[str, str]]:
+    """(invocation, help) for each argument in --help output, lines joined."""
+    entries: list[list[str]] = []
+    in_args = False
+    for line in text.splitlines():
+        if re.match(r"^\S.*:$", line):  # "options:", "positional arguments:"
+            in_args = True
+            continue
+        if not in_args or not line.strip():
+            continue
+        if len(line) - len(line.lstrip()) <= 4:  # an argument, or a sub-command under COMMAND
+            inv, _, helptext = line.strip().partition("  ")
+            entries.append([inv, helptext])
+        else:  # the help goes on (or starts below a long invocation)
+            entries[-1][1] += " " + line
+    return [(inv, " ".join(h.split())) for inv, h in entries]
+
+
+def rendered(man_args: list[str]) -> str:
+    env = {**os.environ, "LC_ALL": "C", "MANWIDTH": "200", "MANPAGER": "cat", "PAGER": "cat"}
+    out = run("man", *man_args, env=env).stdout
+    return " ".join(re.sub(r".\x08", "", out).split())  # no overstrike, one line
+
+
+def assert_man_shows_help(name: str, man_text: str) -> None:
+    parser = manpage.parser_of(name)
+    parsers = [parser]
+    for action in parser._actions:
+        if action.choices and isinstance(action.choices, dict):  # the sub-commands
+            parsers += list(action.choices.values())
+    for p in parsers:
+        entries = help_entries(p.format_help())
+        assert entries, p.prog
+        for invocation, helptext in entries:
+            if invocation.startswith("{"):  # "{inspect,disasm,...}": the commands, listed below
+                continue
+            assert invocation in man_text, f"{p.prog}: {invocation}"
+            assert helptext in man_text, f"{p.prog}: {invocation}: {helptext}"
+
+
+@pytest.fixture(scope="module")
+def generated(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("man")
+    for name in ("xdptcp", "pybpf"):
+        for script, sub in (("manpage.py", "man"), ("completion.py", "completion")):
+            res = run(sys.executable, str(ROOT / ".ci" / "dist" / script), name,
+                      "-o", str(out / sub / name), check=False)  # fmt: skip
+            assert res.returncode == 0, res.stderr
+    return out
+
+
+@pytest.mark.parametrize("name", ["xdptcp", "pybpf"])
+def test_man_page_shows_every_option_help_shows(name: str, generated: Path) -> None:
+    need_tool("man")
+    man_text = rendered(["-l", str(generated / "man" / name)])
+    assert man_text.startswith(f"{name.upper()}(8)")
+    assert f"pybpf {VERSION}" in man_text
+    assert_man_shows_help(name, man_text)
+    # every sub-command is a section of its own, with its help line
+    if name == "pybpf":
+        for sub in ("inspect", "disasm", "load", "test-run"):
+            assert f" {sub} pybpf {sub} [-h]" in man_text, sub
+
+
+def complete(script: Path, *words: str, cwd: Path = ROOT) -> list[str]:
+    """What bash offers for the last word, with the completion script sourced."""
+    prog = (
+        f'source "{script}"; COMP_WORDS=("$@"); COMP_CWORD=$(($# - 1)); '
+        f'_{words[0]}; printf "%s\\n" "${{COMPREPLY[@]}}"'
+    )
+    res = run("bash", "--norc", "-c", prog, "complete", *words, cwd=cwd)
+    return sorted(filter(None, res.stdout.split("\n")))
+
+
+def test_bash_completion_offers_options_interfaces_files_and_commands(
+    generated: Path, tmp_path: Path
+) -> None:
+    need_tool("bash")
+    x, b = generated / "completion" / "xdptcp", generated / "completion" / "pybpf"
+    parser = manpage.parser_of("xdptcp")
+    longs = sorted(o for a in parser._actions for o in a.option_strings if o.startswith("--"))
+    assert complete(x, "xdptcp", "--") == longs
+    assert complete(x, "xdptcp", "-i", "") == sorted(os.listdir("/sys/class/net"))
+    assert complete(x, "xdptcp", "--interface", "=", "lo") == ["lo"]
+    assert complete(x, "xdptcp", "--mode", "") == ["auto", "native", "skb"]
+    (tmp_path / "cap1.pcap").touch()
+    (tmp_path / "cap2.pcap").touch()
+    assert complete(x, "xdptcp", "-r", "cap", cwd=tmp_path) == ["cap1.pcap", "cap2.pcap"]
+    assert complete(x, "xdptcp", "-w", "cap1", cwd=tmp_path) == ["cap1.pcap"]
+    assert complete(x, "xdptcp", "-c", "") == []
+
+    assert complete(b, "pybpf", "") == sorted(
+        ["inspect", "disasm", "load", "test-run", "-h", "--help"]
+    )
+    assert complete(b, "pybpf", "inspect", "--") == ["--help", "--json"]
+    assert complete(b, "pybpf", "load", "-v", "cap", cwd=tmp_path) == ["cap1.pcap", "cap2.pcap"]
+    (tmp_path / "pins").mkdir()
+    assert complete(b, "pybpf", "load", "--pin", "p", cwd=tmp_path) == ["pins"]
+    # after --data's file, the object; after the object, a program name: not a file
+    assert complete(b, "pybpf", "test-run", "--data", "x", "ca", cwd=tmp_path) == [
+        "cap1.pcap",
+        "cap2.pcap",
+    ]
+    assert complete(b, "pybpf", "test-run", "obj.o", "ca", cwd=tmp_path) == []
+
+
+# --- the Debian package ----------------------------------------------------------------------
+
+
+def installed(package: str) -> bool:
+    res = run("dpkg-query", "-W", "-f", "${Status}", package, check=False)
+    return res.returncode == 0 and res.stdout.endswith(" installed")
+
+
+def apt(*args: str) -> None:
+    env = {**os.environ, "DEBIAN_FRONTEND": "noninteractive"}
+    res = run("apt-get", "-y", "-q", "-o", "DPkg::Lock::Timeout=300", *args, env=env, check=False)
+    assert res.returncode == 0, f"apt-get {' '.join(args)}:\n{res.stdout[-2000:]}{res.stderr}"
+
+
+@pytest.fixture(scope="module")
+def deb(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("deb")
+    build("deb.py", out)
+    (path,) = out.glob("pybpf_*_all.deb")
+    return path
+
+
+def test_deb_built_twice_is_the_same_bytes(deb: Path, tmp_path: Path) -> None:
+    need_tool("dpkg-deb")
+    build("deb.py", tmp_path)
+    assert (tmp_path / deb.name).read_bytes() == deb.read_bytes()
+
+
+def test_deb_depends_only_on_debian_python_and_the_two_libraries(deb: Path) -> None:
+    need_tool("dpkg-deb")
+    fields = run("dpkg-deb", "-f", str(deb), "Architecture", "Depends", "Version").stdout
+    assert "Architecture: all\n" in fields
+    assert "Depends: python3 (>= 3.9), python3-pyelftools, python3-construct\n" in fields
+    assert f"Version: {VERSION}-1\n" in fields
+    paths = {
+        line.split()[-1].lstrip(".") for line in run("dpkg-deb", "-c", str(deb)).stdout.splitlines()
+    }
+    site = "/usr/lib/python3/dist-packages"
+    assert {f"{site}/{f}" for f in common.package_files()} <= paths
+    for name in ("xdptcp", "pybpf"):
+        assert {f"/usr/bin/{name}", f"/usr/share/man/man8/{name}.8.gz",
+                f"/usr/share/bash-completion/completions/{name}"} <= paths  # fmt: skip
+    assert {"/usr/share/doc/pybpf/copyright", "/usr/share/doc/pybpf/changelog.Debian.gz"} <= paths
+    assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]
+
+
+@pytest.mark.system
+def test_deb_installs_runs_with_debian_libraries_and_purges_clean(deb: Path) -> None:
+    for tool in ("apt-get", "dpkg-query", "man"):
+        need_tool(tool)
+    if installed("pybpf"):
+        cannot_run("a pybpf package is installed on this host: not touching it")
+    deps_before = {d for d in DEB_DEPS if installed(d)}
+    apt("install", "--no-install-recommends", str(deb))
+    files = []
+    try:
+        files = run("dpkg", "-L", "pybpf").stdout.split()
+        python = "/usr/bin/python3"
+        libs = run(python, "-c", "import elftools, construct; "
+                   "print(elftools.__file__, construct.__file__)").stdout.split()  # fmt: skip
+        assert all(f.startswith("/usr/lib/python3/dist-packages/") for f in libs), libs
+        assert run("head", "-1", "/usr/bin/xdptcp").stdout == f"#!{python}\n"
+        obj = "/usr/lib/python3/dist-packages/xdptcp/data/xdptcp.bpf.o"
+        for args in (("inspect", obj), ("disasm", obj)):
+            assert run("/usr/bin/pybpf", *args).stdout == tree("pybpf", *args).stdout
+        res = run("/usr/bin/xdptcp", "--demo", check=False)
+        assert res.returncode == 0, res.stderr
+        assert_demo_output(res)
+        # `man xdptcp` finds the installed page, and it shows what --help shows
+        for name in ("xdptcp", "pybpf"):
+            assert_man_shows_help(name, rendered([name]))
+        # dpkg's checksums hold: nothing was rewritten after install
+        assert run("dpkg", "--verify", "pybpf").stdout == ""
+        assert list(Path("/usr/lib/python3/dist-packages/pybpf/__pycache__").glob("*.pyc"))
+    finally:
+        apt("purge", "pybpf")
+        new_deps = [d for d in DEB_DEPS if d not in deps_before and installed(d)]
+        if new_deps:  # leave the host as found
+            apt("purge", *new_deps)
+    assert not installed("pybpf")
+    left = [f for f in files if os.path.lexists(f) and not os.path.isdir(f)]
+    assert not left
+    for pkg in ("pybpf", "xdptcp", f"pybpf-{VERSION}.dist-info"):
+        assert not os.path.exists(f"/usr/lib/python3/dist-packages/{pkg}"), pkg
+    assert not os.path.exists("/usr/share/doc/pybpf")
+
+
+# --- wheel and sdist -------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def wheel_venv(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
+    """(dist dir with the wheel and the sdist, a fresh venv with the wheel installed)."""
+    try:
+        import build  # noqa: F401
+    except ImportError:
+        cannot_run("the 'build' package is missing: pip install -e '.[test]'")
+    out = tmp_path_factory.mktemp("dist")
+    res = run(sys.executable, "-m", "build", "--outdir", str(out), str(ROOT), check=False)
+    assert res.returncode == 0, res.stdout[-3000:] + res.stderr
+    venv = out / "venv"
+    run(default_python(), "-m", "venv", str(venv))
+    (whl,) = out.glob("pybpf-*.whl")
+    res = run(str(venv / "bin" / "pip"), "install", "-q", str(whl), check=False)
+    assert res.returncode == 0, res.stderr
+    return out, venv
+
+
+def test_wheel_and_sdist_carry_the_packages_and_the_compiled_object(
+    wheel_venv: tuple[Path, Path],
+) -> None:
+    out, _ = wheel_venv
+    (whl,) = out.glob(f"pybpf-{VERSION}-py3-none-any.whl")
+    with zipfile.ZipFile(whl) as z:
+        ours = {n for n in z.namelist() if n.split("/")[0] in ("pybpf", "xdptcp")}
+        assert z.read("xdptcp/data/xdptcp.bpf.o") == SHIPPED.read_bytes()
+    assert ours == set(common.package_files())  # the zipapps and the .deb carry these too
+    (sdist,) = out.glob(f"pybpf-{VERSION}.tar.gz")
+    listing = run("tar", "tzf", str(sdist)).stdout.split()
+    assert f"pybpf-{VERSION}/xdptcp/data/xdptcp.bpf.o" in listing
+
+
+def test_wheel_in_a_fresh_venv_runs_both_commands(wheel_venv: tuple[Path, Path]) -> None:
+    _, venv = wheel_venv
+    bin_ = venv / "bin"
+    args = ("inspect", str(SHIPPED))
+    assert run(str(bin_ / "pybpf"), *args).stdout == tree("pybpf", *args).stdout
+
+
+@pytest.mark.system
+def test_wheel_in_a_fresh_venv_runs_the_demo(wheel_venv: tuple[Path, Path]) -> None:
+    _, venv = wheel_venv
+    res = run(str(venv / "bin" / "xdptcp"), "--demo", check=False)
+    assert res.returncode == 0, res.stderr
+    assert_demo_output(res)
