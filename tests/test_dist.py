@@ -14,6 +14,8 @@ dependencies come from PyPI and Debian's archive).
 
 from __future__ import annotations
 
+import fcntl
+import functools
 import glob
 import os
 import re
@@ -50,6 +52,7 @@ def default_python() -> str:
     return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
 
+@functools.cache
 def tree(*args: str) -> subprocess.CompletedProcess:
     """The same command run from the tree, with the test suite's Python: the reference."""
     return run(sys.executable, "-m", *args, cwd=ROOT)
@@ -298,7 +301,16 @@ def test_deb_depends_only_on_debian_python_and_the_two_libraries(deb: Path) -> N
     assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]
 
 
+@pytest.fixture
+def host_package_lock():
+    """One install-run-purge at a time on this host, whichever checkout's tests run it."""
+    with open("/run/lock/pybpf-deb-test.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        yield
+
+
 @pytest.mark.system
+@pytest.mark.usefixtures("host_package_lock")
 def test_deb_installs_runs_with_debian_libraries_and_purges_clean(deb: Path) -> None:
     for tool in ("apt-get", "dpkg-query", "man"):
         need_tool(tool)
