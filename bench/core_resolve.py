@@ -32,10 +32,10 @@ BUDGET_MS = 100.0
 
 def _one_process() -> dict[str, float]:
     """Measured inside one fresh process (imports are done before timing starts)."""
-    from pybpf import core
-    from pybpf.btf import BTF
-    from pybpf.kernel_btf import KernelBTF
-    from pybpf.spec import ObjectSpec
+    from pybpf.btf import core
+    from pybpf.btf.kernel import KernelBTF
+    from pybpf.btf.model import BTF
+    from pybpf.object.spec import ObjectSpec
 
     spec = ObjectSpec.from_file(str(OBJECT))
     relos = spec.btf_ext.core_relos

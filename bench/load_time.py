@@ -55,7 +55,7 @@ BPFFS = Path("/sys/fs/bpf")
 _CHILD = """
 import importlib, json, pkgutil, sys, time
 import pybpf
-from pybpf.spec import ObjectSpec
+from pybpf.object.spec import ObjectSpec
 if sys.argv[3] == "preload":
     for mod in pkgutil.iter_modules(pybpf.__path__):
         if mod.name not in ("__main__", "cli"):

@@ -13,7 +13,7 @@ Rows per frame size, all in the same process and run:
   Records land in memory that stays in the CPU caches, as with a live reader keeping up;
 - xdptcp, ring full: the ring is filled first, so each run parses, fails the reservation and
   counts ``ring_full`` (what the program costs while user space is falling behind);
-- diagnostic programs assembled here with pybpf.insn, floors under xdptcp's cost: one that
+- diagnostic programs assembled here with pybpf.asm.insn, floors under xdptcp's cost: one that
   only calls bpf_ktime_get_ns(); one that only reserves a record of xdptcp's size and submits it
   untouched; one that also copies 66 frame bytes into it with bpf_xdp_load_bytes() (as xdptcp
   does with the headers), and one that copies them with 8-byte loads and stores through the
@@ -41,6 +41,7 @@ from bench.common import (
     targets_table,
 )
 from bench.traffic import TCP_ACK, TCP_PSH, Flow, frame
+from pybpf.loader import load
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
 EMPTY_OBJ = ROOT / "build" / "bpf" / "tests" / "xdp_empty.bpf.o"
@@ -72,7 +73,7 @@ def ring_bytes(records: int) -> int:
 
 
 def _spec(path: Path, ring: Optional[int] = None):
-    from pybpf.spec import ObjectSpec
+    from pybpf.object.spec import ObjectSpec
 
     spec = ObjectSpec.from_file(str(path))
     if ring is not None:
@@ -92,7 +93,7 @@ def measure(
     path: Path, program: str, data: bytes, runs: int, ring: Optional[int], prefill: bool = False
 ) -> tuple[float, int]:
     """(ns per run as the kernel reports it, program's return value) on a fresh load."""
-    with _spec(path, ring).load() as obj:
+    with load(_spec(path, ring)) as obj:
         prog = obj.programs[program]
         if prefill:
             # Fill the ring: more runs than it has slots; after this every reservation fails.
@@ -105,7 +106,7 @@ def measure_drained(data: bytes, runs: int) -> tuple[float, int]:
     """Like :func:`measure` with xdptcp's default ring, drained between test runs."""
     spec = _spec(XDPTCP_OBJ, ring=None)
     _configure(spec)
-    with spec.load() as obj:
+    with load(spec) as obj:
         return _drained(obj.programs["xdp_capture"], obj.maps[RING], data, runs)
 
 
@@ -135,8 +136,8 @@ def floor_insns(ring_fd: int, ktime: bool, reserve: bool, copy: str = "") -> lis
     xdptcp's size, copy HEADERS frame bytes into it (``copy``: "helper" with
     bpf_xdp_load_bytes(), "direct" with 8-byte loads and stores through the packet pointer) and
     submit it; then XDP_PASS. The floors under xdptcp's cost."""
-    from pybpf import insn as isa
-    from pybpf.insn import JmpOp
+    from pybpf.asm import insn as isa
+    from pybpf.asm.insn import JmpOp
 
     prog = [isa.mov64_reg(6, 1)]  # keep ctx
     if ktime:
@@ -159,8 +160,8 @@ def floor_insns(ring_fd: int, ktime: bool, reserve: bool, copy: str = "") -> lis
 
 def _copy_insns(how: str) -> list:
     """HEADERS bytes from the frame (ctx in r6) to the record (r7)."""
-    from pybpf import insn as isa
-    from pybpf.insn import ALUOp, JmpOp, Size
+    from pybpf.asm import insn as isa
+    from pybpf.asm.insn import ALUOp, JmpOp, Size
 
     if how == "helper":
         return [
@@ -192,7 +193,7 @@ def measure_floor(
 ) -> tuple[float, int]:
     from pybpf.maps import Map
     from pybpf.program import Program
-    from pybpf.syscall import MapType, ProgType
+    from pybpf.sys.uapi import MapType, ProgType
 
     with Map.create(MapType.RINGBUF, 0, 0, _default_ring(), name="bench_ring") as ring:
         code = floor_insns(ring.fd, ktime, reserve, copy)

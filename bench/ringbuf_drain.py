@@ -1,6 +1,6 @@
 """How fast does pybpf.ringbuf drain a real ring buffer? Prints records/s per method.
 
-A small XDP program, assembled with pybpf.insn, reserves one fixed-size record per run, writes a
+A small XDP program, assembled with pybpf.asm.insn, reserves one fixed-size record per run, writes a
 sequence number into it (taken with an atomic fetch-add from an array map) and submits it (or
 discards every Nth). BPF_PROG_TEST_RUN with ``repeat`` fills the ring; we then time the drain.
 
@@ -16,12 +16,12 @@ import time
 from contextlib import ExitStack
 from dataclasses import dataclass
 
-from pybpf import insn as isa
-from pybpf.insn import ALUOp, Class, Instruction, JmpOp, Mode, Size
+from pybpf.asm import insn as isa
+from pybpf.asm.insn import ALUOp, Class, Instruction, JmpOp, Mode, Size
 from pybpf.maps import Map
 from pybpf.program import Program
 from pybpf.ringbuf import RingBuffer, slot_size
-from pybpf.syscall import MapType, ProgType
+from pybpf.sys.uapi import MapType, ProgType
 
 XDP_PASS = 2
 FETCH = 0x01

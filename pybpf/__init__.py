@@ -1,8 +1,17 @@
 """pybpf: a pure-Python eBPF loader.
 
-Reading an object (``ObjectSpec.from_file``) makes no system call; ``spec.load()`` creates the maps
-and programs in the kernel and returns objects that own their file descriptors.
+Reading an object (``ObjectSpec.from_file``) makes no system call; ``pybpf.load(spec)`` creates
+the maps and programs in the kernel and returns objects that own their file descriptors.
+
+The package is laid out as the stages of loading, each importing only from those beneath it:
+``asm`` (instructions) < ``btf`` (types, CO-RE) < ``object`` (the ELF file as data) < ``sys``
+(the bpf(2) system call) < ``link`` (attaching) < the objects users hold (``maps``, ``program``,
+``loader``, ``ringbuf``) < ``cli``.
 """
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
 
 from pybpf.errors import (
     BPFError,
@@ -14,12 +23,18 @@ from pybpf.errors import (
     SyscallError,
     VerifierError,
 )
-from pybpf.spec import MapSpec, ObjectSpec, ProgramSpec
+from pybpf.object.spec import MapSpec, ObjectSpec, ProgramSpec
+
+if TYPE_CHECKING:  # pragma: no cover
+    from pybpf.loader import LoadedObject
+
+__version__ = "0.1.0"
 
 __all__ = [
     "ObjectSpec",
     "ProgramSpec",
     "MapSpec",
+    "load",
     "BPFError",
     "BTFError",
     "CORERelocationError",
@@ -29,3 +44,13 @@ __all__ = [
     "SyscallError",
     "VerifierError",
 ]
+
+
+def load(spec: ObjectSpec, **kwargs: Any) -> LoadedObject:
+    """Create the object's maps and programs in the kernel: see ``pybpf.loader.load``.
+
+    Imported on first use, so that reading objects (``import pybpf.object``) never loads the
+    system-call layer."""
+    from pybpf.loader import load as _load
+
+    return _load(spec, **kwargs)

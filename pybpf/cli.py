@@ -18,7 +18,8 @@ import sys
 from typing import Optional, Sequence
 
 from pybpf.errors import BPFError, VerifierError
-from pybpf.spec import ObjectSpec
+from pybpf.loader import load
+from pybpf.object.spec import ObjectSpec
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
@@ -123,11 +124,11 @@ def cmd_load(args: argparse.Namespace) -> int:
     spec = ObjectSpec.from_file(args.object)
     log = (lambda line: print(f"  {line}", file=sys.stderr)) if args.verbose else None
     if args.pin:
-        from pybpf import bpffs
+        from pybpf.sys import bpffs
 
         bpffs.ensure_dir(args.pin)
     try:
-        obj = spec.load(log=log)
+        obj = load(spec, log=log)
     except VerifierError as e:
         if args.verbose:  # the whole log first, then the one-line summary as the error
             print(e.log.rstrip(), file=sys.stderr)
@@ -155,7 +156,7 @@ def cmd_test_run(args: argparse.Namespace) -> int:
         raise BPFError("--repeat must be at least 1")
     with open(args.data, "rb") as f:
         data = f.read()
-    with spec.load() as obj:  # the whole object: tail calls may jump to its other programs
+    with load(spec) as obj:  # the whole object: tail calls may jump to its other programs
         res = obj.programs[args.program].test_run(data, repeat=args.repeat)
     print(f"retval {res.retval}")
     print(f"duration {res.duration_ns} ns")

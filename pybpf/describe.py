@@ -9,8 +9,8 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from pybpf.linker import LinkedProgram, link_program
-from pybpf.spec import MapSpec, ObjectSpec, ProgramSpec
+from pybpf.object.linker import LinkedProgram, link_program
+from pybpf.object.spec import MapSpec, ObjectSpec, ProgramSpec
 
 _MAP_FLAGS = {
     1 << 0: "NO_PREALLOC",
@@ -30,7 +30,7 @@ _MAP_FLAGS = {
 
 
 def map_type_name(map_type: int) -> str:
-    from pybpf.uapi import MapType
+    from pybpf.sys.uapi import MapType
 
     try:
         return MapType(map_type).name
@@ -239,7 +239,7 @@ def format_description(d: dict[str, Any]) -> str:
 
 def disassemble_program(spec: ObjectSpec, prog: ProgramSpec) -> list[str]:
     """The linked program, one instruction a line, with relocations and source lines marked."""
-    from pybpf.disasm import format_insn
+    from pybpf.asm.disasm import format_insn
 
     linked = link_program(spec, prog)
     notes: dict[int, str] = {}

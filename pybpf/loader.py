@@ -18,11 +18,11 @@ import os
 import sys
 from typing import Callable, Iterable, Optional
 
-from pybpf import insn as isa
-from pybpf.btf_types import Kind
+from pybpf.asm import insn as isa
+from pybpf.btf.types import Kind
 from pybpf.errors import BPFError, BTFError, RelocationError, SyscallError
-from pybpf.linker import LinkedProgram, link_program
-from pybpf.spec import MapSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
+from pybpf.object.linker import LinkedProgram, link_program
+from pybpf.object.spec import MapSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
 
 Log = Optional[Callable[[str], None]]
 
@@ -133,13 +133,13 @@ def _say(log: Log, msg: str) -> None:
 
 
 def _load_btf(obj: LoadedObject, log: Log) -> None:
-    from pybpf import syscall
+    from pybpf.sys import progcmd
 
     btf = obj.spec.btf
     if btf is None:
         return
     try:
-        obj.btf_fd = syscall.btf_load(btf.encode())
+        obj.btf_fd = progcmd.btf_load(btf.encode())
     except SyscallError as e:
         # Like libbpf: without BTF, maps and programs still load (with less information).
         obj.warnings.append(f"BTF not loaded, continuing without it: {e}")
@@ -167,7 +167,7 @@ def _create_maps(obj: LoadedObject, log: Log, pin_root: str) -> None:
                 m.freeze()
         _say(log, f"map '{ms.name}': created {_type_name(ms)} id {m.id} fd {m.fd}")
         if ms.pinning == PIN_BY_NAME:
-            from pybpf import bpffs
+            from pybpf.sys import bpffs
 
             bpffs.ensure_dir(pin_root)
             m.pin(os.path.join(pin_root, ms.name))
@@ -182,7 +182,7 @@ def _open_pinned(ms: MapSpec, pin_root: str):
     path = os.path.join(pin_root, ms.name)
     if not os.path.exists(path):
         return None
-    from pybpf.uapi import MapFlags
+    from pybpf.sys.uapi import MapFlags
 
     m = Map.from_pinned(path)
     want = (ms.map_type, ms.key_size, ms.value_size, ms.max_entries, ms.flags)
@@ -203,13 +203,13 @@ def _initial_data(spec: ObjectSpec, ms: MapSpec) -> bytes:
     """A data map's value: the section's bytes, or for .kconfig the running kernel's values."""
     if ms.origin != ".kconfig":
         return spec.section_data(ms.origin)
-    from pybpf.kconfig import kconfig_map_data
+    from pybpf.btf.kconfig import kconfig_map_data
 
     return kconfig_map_data(spec.btf, spec.weak_externs)
 
 
 def _type_name(ms: MapSpec) -> str:
-    from pybpf.uapi import MapType
+    from pybpf.sys.uapi import MapType
 
     try:
         return MapType(ms.map_type).name
@@ -258,7 +258,7 @@ def _create_map(obj: LoadedObject, ms: MapSpec, inner: bool = False):
 
 
 def obj_map_name(ms: MapSpec) -> str:
-    from pybpf.mapspecs import kernel_name
+    from pybpf.object.mapspecs import kernel_name
 
     return ms.name if ms.is_data_section else kernel_name(ms.name)
 
@@ -300,10 +300,10 @@ def _core_relocate(spec: ObjectSpec, obj: LoadedObject, log: Log, kernel_btf: ob
     relos = getattr(ext, "core_relos", None) if ext is not None else None
     if not relos:
         return dict(spec.sections)
-    from pybpf import core
+    from pybpf.btf import core
 
     if kernel_btf is None:
-        from pybpf.kernel_btf import KernelBTF
+        from pybpf.btf.kernel import KernelBTF
 
         kernel_btf = KernelBTF.system()
     code = dict(spec.sections)
@@ -319,9 +319,9 @@ def _core_relocate(spec: ObjectSpec, obj: LoadedObject, log: Log, kernel_btf: ob
 def _load_program(
     obj: LoadedObject, ps: ProgramSpec, code: dict, log: Log, log_level: Optional[int]
 ) -> None:
-    from pybpf import btf_ext
+    from pybpf.btf import ext as btf_ext
     from pybpf.program import Program
-    from pybpf.uapi import AttachType, ProgType
+    from pybpf.sys.uapi import AttachType, ProgType
 
     if not ps.prog_type:
         raise BPFError(f"program '{ps.name}': section '{ps.section}' names no known program type")
@@ -371,8 +371,8 @@ def _struct_ops_refusal(spec: ObjectSpec, ps: ProgramSpec) -> BPFError:
     pybpf makes no such maps, so the kernel would only answer ENOTSUPP. Name the struct instead,
     and say first whether this kernel has it at all (libbpf's first check, vmlinux then modules).
     """
-    from pybpf.elf import datasec_vars
-    from pybpf.kernel_btf import KernelBTF
+    from pybpf.btf.kernel import KernelBTF
+    from pybpf.object.elf import datasec_vars
 
     btf = spec.btf
     wanted = [
@@ -396,7 +396,7 @@ def _struct_ops_refusal(spec: ObjectSpec, ps: ProgramSpec) -> BPFError:
 
 def _attach_target(ps: ProgramSpec) -> dict:
     """fentry/, fexit/, tp_btf/, lsm/, iter/ need the kernel BTF id of what they attach to."""
-    from pybpf.kernel_btf import KernelBTF
+    from pybpf.btf.kernel import KernelBTF
 
     if not ps.attach_target:
         raise BPFError(f"program '{ps.name}': section '{ps.section}' names no attach target")
@@ -440,7 +440,7 @@ def _patch_one(obj: LoadedObject, ps: ProgramSpec, insns: list, rel: Relocation)
 
 def _kconfig_offset(spec: ObjectSpec, name: str) -> int:
     """Where the extern lives in the .kconfig map (the fixed-up DATASEC says)."""
-    from pybpf.btf import Datasec
+    from pybpf.btf.model import Datasec
 
     ds = spec.btf.type(spec.btf.find(".kconfig", Datasec))
     for v in ds.vars:
@@ -452,8 +452,8 @@ def _kconfig_offset(spec: ObjectSpec, name: str) -> int:
 def _patch_ksym(spec: ObjectSpec, ps: ProgramSpec, insns: list, rel: Relocation) -> None:
     """``__ksym`` externs: a kfunc call gets the kernel's BTF id of the function; an ld_imm64 of
     a kernel variable gets its BTF id (typed) or, failing that, its address from kallsyms."""
-    from pybpf.btf import Func
-    from pybpf.kernel_btf import KernelBTF
+    from pybpf.btf.kernel import KernelBTF
+    from pybpf.btf.model import Func
 
     i, name = rel.insn_idx, rel.symbol
     first = insns[i]

@@ -14,10 +14,11 @@ import os
 import sys
 from typing import Iterator, Optional, Union
 
-from pybpf import syscall as sc
 from pybpf.errors import SyscallError
-from pybpf.fd import FDObject
-from pybpf.syscall import BPF_ANY, PERCPU_MAP_TYPES, MapInfo, MapType
+from pybpf.sys import mapcmd, objcmd, objinfo
+from pybpf.sys.fd import FDObject
+from pybpf.sys.objinfo import MapInfo
+from pybpf.sys.uapi import BPF_ANY, PERCPU_MAP_TYPES, MapType
 
 Value = Union[bytes, list[bytes]]
 
@@ -90,7 +91,7 @@ class Map(FDObject):
         if map_type == MapType.PERF_EVENT_ARRAY and max_entries == 0:
             # libbpf's convention, which BPF objects rely on: one slot per possible CPU.
             max_entries = possible_cpus()
-        fd = sc.map_create(
+        fd = mapcmd.map_create(
             map_type,
             key_size,
             value_size,
@@ -113,7 +114,7 @@ class Map(FDObject):
     def from_fd(cls, fd: int) -> Map:
         """Wrap an fd this object will own (and close); its shape is read from the kernel."""
         try:
-            info = sc.map_info(fd)
+            info = objinfo.map_info(fd)
         except BaseException:
             os.close(fd)
             raise
@@ -121,11 +122,11 @@ class Map(FDObject):
 
     @classmethod
     def from_pinned(cls, path: str) -> Map:
-        return cls.from_fd(sc.obj_get(str(path)))
+        return cls.from_fd(objcmd.obj_get(str(path)))
 
     @classmethod
     def from_id(cls, map_id: int) -> Map:
-        return cls.from_fd(sc.map_get_fd_by_id(map_id))
+        return cls.from_fd(objcmd.map_get_fd_by_id(map_id))
 
     # --- fd ownership -----------------------------------------------------------------------
 
@@ -190,7 +191,7 @@ class Map(FDObject):
 
     def lookup(self, key: Union[bytes, int]) -> Optional[Value]:
         """The value under ``key`` (a list of per-CPU values for per-CPU maps), or None."""
-        raw = sc.map_lookup_elem(self.fd, self._key(key), self._buffer_size(), name=self.name)
+        raw = mapcmd.map_lookup_elem(self.fd, self._key(key), self._buffer_size(), name=self.name)
         return None if raw is None else self._split(raw)
 
     def __getitem__(self, key: Union[bytes, int]) -> Value:
@@ -204,18 +205,20 @@ class Map(FDObject):
     ) -> None:
         """Store ``value``. For per-CPU maps give one value per possible CPU (or one ``bytes``
         to store on every CPU). Maps of maps and program arrays take a Map/Program (or fd)."""
-        sc.map_update_elem(self.fd, self._key(key), self._value(value), flags=flags, name=self.name)
+        mapcmd.map_update_elem(
+            self.fd, self._key(key), self._value(value), flags=flags, name=self.name
+        )
 
     def __setitem__(self, key: Union[bytes, int], value: Union[Value, int, Map]) -> None:
         self.update(key, value)
 
     def delete(self, key: Union[bytes, int]) -> bool:
         """Delete ``key``; False when there was no such key."""
-        return sc.map_delete_elem(self.fd, self._key(key), name=self.name)
+        return mapcmd.map_delete_elem(self.fd, self._key(key), name=self.name)
 
     def pop(self, key: Union[bytes, int] = b"") -> Optional[Value]:
         """Look up and delete in one step (a queue's or stack's pop; no key for those)."""
-        raw = sc.map_lookup_and_delete_elem(
+        raw = mapcmd.map_lookup_and_delete_elem(
             self.fd, self._key(key), self._buffer_size(), name=self.name
         )
         return None if raw is None else self._split(raw)
@@ -225,7 +228,7 @@ class Map(FDObject):
         (the kernel continues from the first key when the current one was deleted)."""
         key: Optional[bytes] = None
         while True:
-            key = sc.map_get_next_key(self.fd, key, self.key_size, name=self.name)
+            key = mapcmd.map_get_next_key(self.fd, key, self.key_size, name=self.name)
             if key is None:
                 return
             yield key
@@ -246,7 +249,7 @@ class Map(FDObject):
         token: Optional[bytes] = None
         while True:
             try:
-                pairs, next_token = sc.map_lookup_batch(
+                pairs, next_token = mapcmd.map_lookup_batch(
                     self.fd,
                     self.key_size,
                     self._buffer_size(),
@@ -269,13 +272,13 @@ class Map(FDObject):
 
     def freeze(self) -> None:
         """Make the map read-only for user space from now on (programs are not affected)."""
-        sc.map_freeze(self.fd, name=self.name)
+        mapcmd.map_freeze(self.fd, name=self.name)
 
     def pin(self, path: str) -> None:
-        from pybpf.bpffs import ensure_parent
+        from pybpf.sys.bpffs import ensure_parent
 
         ensure_parent(str(path))
-        sc.obj_pin(self.fd, str(path))
+        objcmd.obj_pin(self.fd, str(path))
 
     def info(self) -> MapInfo:
-        return sc.map_info(self.fd)
+        return objinfo.map_info(self.fd)

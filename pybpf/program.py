@@ -13,11 +13,13 @@ import errno as _errno
 import os
 from typing import Optional, Sequence, Union
 
-from pybpf import syscall as sc
+from pybpf.asm.insn import Instruction, encode
 from pybpf.errors import SyscallError, VerifierError
-from pybpf.fd import FDObject
-from pybpf.insn import Instruction, encode
-from pybpf.syscall import ProgInfo, ProgType, TestRunResult
+from pybpf.sys import objcmd, objinfo, progcmd, uapi
+from pybpf.sys.fd import FDObject
+from pybpf.sys.objinfo import ProgInfo
+from pybpf.sys.progcmd import TestRunResult
+from pybpf.sys.uapi import ProgType
 
 # The first log buffer; it grows (to log_true_size, or doubling on older kernels) on ENOSPC.
 DEFAULT_LOG_SIZE = 64 * 1024
@@ -93,7 +95,7 @@ class Program(FDObject):
             fd_array=fd_array,
         )
         if log_level is None:
-            res = sc.prog_load_attempt(prog_type, bytes(code), **args)
+            res = progcmd.prog_load_attempt(prog_type, bytes(code), **args)
             if res.fd >= 0:
                 return cls(res.fd, name, section)
             if res.errno in (_errno.EPERM, _errno.E2BIG, _errno.EBADF, _errno.EFAULT):
@@ -116,11 +118,11 @@ class Program(FDObject):
 
     @classmethod
     def from_pinned(cls, path: str) -> Program:
-        return cls.from_fd(sc.obj_get(str(path)))
+        return cls.from_fd(objcmd.obj_get(str(path)))
 
     @classmethod
     def from_id(cls, prog_id: int) -> Program:
-        return cls.from_fd(sc.prog_get_fd_by_id(prog_id))
+        return cls.from_fd(objcmd.prog_get_fd_by_id(prog_id))
 
     # --- fd ownership -----------------------------------------------------------------------
 
@@ -134,7 +136,7 @@ class Program(FDObject):
 
     def info(self) -> ProgInfo:
         """Fresh info from the kernel (run counters change; id, tag and type do not)."""
-        self._info = sc.prog_info(self.fd)
+        self._info = objinfo.prog_info(self.fd)
         return self._info
 
     def _cached_info(self) -> ProgInfo:
@@ -159,7 +161,7 @@ class Program(FDObject):
 
     def xlated(self) -> bytes:
         """The instructions after the verifier's rewrites (``bpftool prog dump xlated``)."""
-        return sc.prog_xlated_insns(self.fd)
+        return objinfo.prog_xlated_insns(self.fd)
 
     # --- running and pinning ----------------------------------------------------------------
 
@@ -176,7 +178,7 @@ class Program(FDObject):
 
         ``duration_ns`` is the kernel's average per run; ``data_out`` the packet afterwards.
         """
-        return sc.prog_test_run(
+        return progcmd.prog_test_run(
             self.fd,
             data,
             data_size_out=data_size_out,
@@ -188,10 +190,10 @@ class Program(FDObject):
         )
 
     def pin(self, path: str) -> None:
-        from pybpf.bpffs import ensure_parent
+        from pybpf.sys.bpffs import ensure_parent
 
         ensure_parent(str(path))
-        sc.obj_pin(self.fd, str(path))
+        objcmd.obj_pin(self.fd, str(path))
 
 
 def _what(name: str, section: str) -> str:
@@ -212,19 +214,19 @@ def _load_with_log(
 
     Returns (fd, log) on success; raises VerifierError with the whole log on refusal.
     """
-    size = min(max(log_size, sc.BPF_LOG_MIN), sc.BPF_LOG_MAX)
+    size = min(max(log_size, uapi.BPF_LOG_MIN), uapi.BPF_LOG_MAX)
     while True:
         buf = ctypes.create_string_buffer(size)
-        res = sc.prog_load_attempt(prog_type, code, log_level=log_level, log_buf=buf, **args)
+        res = progcmd.prog_load_attempt(prog_type, code, log_level=log_level, log_buf=buf, **args)
         log = buf.value.decode(errors="replace")
         # Since 6.4 the kernel reports the size the whole log needs and answers ENOSPC when it
         # did not fit (even for a program it accepted); older kernels only say ENOSPC.
         truncated = res.errno == _errno.ENOSPC or res.log_true_size > size
-        if truncated and size < sc.BPF_LOG_MAX:
+        if truncated and size < uapi.BPF_LOG_MAX:
             if res.fd >= 0:
                 os.close(res.fd)
             wanted = res.log_true_size if res.log_true_size > size else size * 2
-            size = min(wanted, sc.BPF_LOG_MAX)
+            size = min(wanted, uapi.BPF_LOG_MAX)
             continue
         if res.fd >= 0:
             return res.fd, log

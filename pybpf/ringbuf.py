@@ -56,7 +56,7 @@ class RingBuffer:
             map_fd = ring_map.fd
             max_entries = max_entries or ring_map.max_entries
         if max_entries is None:
-            from pybpf.syscall import map_info
+            from pybpf.sys.objinfo import map_info
 
             max_entries = map_info(map_fd).max_entries
         if max_entries <= 0 or max_entries & (max_entries - 1):

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from pybpf.btf import (
+from pybpf.btf.model import (
     BTF,
     Array,
     Datasec,
@@ -419,11 +419,11 @@ def test_fixup_returns_a_new_object(types_btf):
 @pytest.mark.system
 @pytest.mark.parametrize("name", ["tests/btf_types", "tests/btf_maps", "tests/btf_externs"])
 def test_kernel_accepts_the_fixed_up_btf(name):
-    from pybpf import syscall
+    from pybpf.sys import progcmd
 
     path = bpf_object(name)
     btf = object_btf(path).with_datasec_fixup(*elf_layout(path))
-    fd = syscall.btf_load(btf.encode())
+    fd = progcmd.btf_load(btf.encode())
     assert fd > 0
     import os
 
@@ -433,11 +433,11 @@ def test_kernel_accepts_the_fixed_up_btf(name):
 @pytest.mark.system
 def test_kernel_refuses_unfixed_datasecs():
     """The reason for the fixup: a zero-sized DATASEC is rejected by the kernel."""
-    from pybpf import syscall
     from pybpf.errors import SyscallError
+    from pybpf.sys import progcmd
 
     with pytest.raises(SyscallError, match="cannot load BTF"):
-        syscall.btf_load(object_btf(bpf_object("tests/btf_types")).encode())
+        progcmd.btf_load(object_btf(bpf_object("tests/btf_types")).encode())
 
 
 def test_func_proto_params_round_trip():

@@ -10,8 +10,7 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from pybpf.btf import BTF, Func
-from pybpf.btf_ext import (
+from pybpf.btf.ext import (
     BTFExt,
     CoreRelo,
     CoreReloKind,
@@ -20,6 +19,7 @@ from pybpf.btf_ext import (
     encode_func_info,
     encode_line_info,
 )
+from pybpf.btf.model import BTF, Func
 from pybpf.errors import BTFError
 
 from conftest import ROOT, bpf_object

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from test_btf import elf_layout, object_btf
 
-from pybpf.btf import (
+from pybpf.btf.model import (
     BTF,
     Array,
     Datasec,
@@ -26,8 +26,9 @@ from pybpf.btf import (
     VarLinkage,
     VarSecinfo,
 )
-from pybpf.btfmaps import BTFMapDef, parse_btf_maps
 from pybpf.errors import BTFError
+from pybpf.object.btfmaps import BTFMapDef, parse_btf_maps
+from pybpf.sys import bpffs
 
 from conftest import bpf_object, need_tool, run
 
@@ -109,6 +110,7 @@ def test_libbpf_creates_the_same_maps(maps):
     path = bpf_object("tests/btf_maps")
     progs = Path(f"/sys/fs/bpf/pybpf_btfmaps_{uuid.uuid4().hex[:8]}")
     by_name = Path("/sys/fs/bpf/pinned_lru")  # LIBBPF_PIN_BY_NAME pins at the default path
+    bpffs.ensure_mounted()  # libbpf pins by name under /sys/fs/bpf but does not mount it
     if by_name.exists():
         pytest.skip(f"{by_name} exists already; not touching it")
     try:

@@ -16,8 +16,11 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from pybpf import core
-from pybpf.btf import (
+from pybpf.asm.insn import Class, Instruction, Size, decode, ld_imm64, ldx_mem, mov64_imm
+from pybpf.btf import core
+from pybpf.btf.ext import BTFExt, CoreRelo, CoreReloKind
+from pybpf.btf.kernel import KernelBTF
+from pybpf.btf.model import (
     BTF,
     Array,
     Enum,
@@ -33,10 +36,8 @@ from pybpf.btf import (
     Typedef,
     UnionType,
 )
-from pybpf.btf_ext import BTFExt, CoreRelo, CoreReloKind
 from pybpf.errors import CORERelocationError
-from pybpf.insn import Class, Instruction, Size, decode, ld_imm64, ldx_mem, mov64_imm
-from pybpf.kernel_btf import KernelBTF
+from pybpf.loader import load
 
 from conftest import bpf_object, need_tool, run
 
@@ -219,7 +220,7 @@ def test_local_layouts_are_moved_to_the_kernels(kernel_types):
 @pytest.mark.parametrize("name", ["tests/core_vmlinux", "tests/core_local"])
 def test_relocated_program_runs_and_reports_the_kernels_values(name, kernel_types):
     """Load with the loader, run with BPF_PROG_TEST_RUN: results[] holds what CO-RE wrote."""
-    from pybpf.spec import ObjectSpec
+    from pybpf.object.spec import ObjectSpec
 
     path = bpf_object(name)
     btf, ext, code = object_parts(path)
@@ -227,7 +228,7 @@ def test_relocated_program_runs_and_reports_the_kernels_values(name, kernel_type
     out = core.relocate(code[section], ext.core_relos[section], btf, KernelBTF.system())
     stored = _stored_constants(code[section], out, ext.core_relos[section])
     spec = ObjectSpec.from_file(str(path))
-    with spec.load() as obj:
+    with load(spec) as obj:
         prog = obj.programs[Path(name).name]
         assert prog.test_run(bytes(64)).retval == 2  # XDP_PASS
         bss = next(m for n, m in obj.maps.items() if n.endswith(".bss"))

@@ -33,9 +33,9 @@ from pathlib import Path
 
 import pytest
 
-from pybpf import insn as isa
-from pybpf.disasm import CMPXCHG, FETCH, XCHG, disassemble, format_insn, listing
-from pybpf.insn import ALUOp, Class, Instruction, JmpOp, Mode, Size, Source
+from pybpf.asm import insn as isa
+from pybpf.asm.disasm import CMPXCHG, FETCH, XCHG, disassemble, format_insn, listing
+from pybpf.asm.insn import ALUOp, Class, Instruction, JmpOp, Mode, Size, Source
 from tests.conftest import bpf_object, need_tool, run
 
 LE = sys.byteorder == "little"
@@ -220,7 +220,7 @@ def kernel_listing(log: str) -> dict[int, str]:
 def test_cpu_v4_and_atomics_equal_the_kernel_disassembler() -> None:
     """Instructions clang 14 never emits, assembled by hand and loaded through pybpf."""
     from pybpf.program import Program
-    from pybpf.syscall import ProgType
+    from pybpf.sys.uapi import ProgType
 
     atomic = Class.STX | Size.DW | Mode.ATOMIC
     prog = [

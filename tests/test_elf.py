@@ -9,10 +9,10 @@ import sys
 import pytest
 
 from pybpf import ObjectSpec, ParseError
-from pybpf.insn import LD_IMM64, PseudoSrc
-from pybpf.linker import link_program
-from pybpf.mapspecs import internal_map_name
-from pybpf.spec import RelocKind
+from pybpf.asm.insn import LD_IMM64, PseudoSrc
+from pybpf.object.linker import link_program
+from pybpf.object.mapspecs import internal_map_name
+from pybpf.object.spec import RelocKind
 
 from conftest import bpf_object
 

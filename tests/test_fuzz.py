@@ -367,7 +367,7 @@ def test_damaged_objects_that_parse_load_or_fail_in_one_line(tmp_path: Path) -> 
     """pybpf load on the damaged objects that still parse: the kernel sees them, nothing escapes."""
     from pybpf.cli import main
     from pybpf.errors import BPFError
-    from pybpf.spec import ObjectSpec
+    from pybpf.object.spec import ObjectSpec
 
     run = Run(tmp_path, ".o")
     loaded = tried = 0

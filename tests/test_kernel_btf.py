@@ -13,16 +13,16 @@ from pathlib import Path
 
 import pytest
 
-from pybpf.btf import BTF, Func, FuncProto, Fwd, Kind, Param, Ptr, Struct
-from pybpf.errors import BTFError
-from pybpf.kconfig import (
+from pybpf.btf.kconfig import (
     KconfigError,
     kconfig_map_data,
     kconfig_values,
     kernel_version,
     read_config,
 )
-from pybpf.kernel_btf import KernelBTF
+from pybpf.btf.kernel import KernelBTF
+from pybpf.btf.model import BTF, Func, FuncProto, Fwd, Kind, Param, Ptr, Struct
+from pybpf.errors import BTFError
 
 from conftest import bpf_object, need_tool, run
 

@@ -10,13 +10,13 @@ from typing import Iterator
 
 import pytest
 
-from pybpf import insn as I
-from pybpf import netlink as nl
+from pybpf.asm import insn as I
 from pybpf.errors import NetlinkError, SyscallError
-from pybpf.link import Link, xdp_link
-from pybpf.netlink import XDPAttachMode, XDPFlags
+from pybpf.link import netlink as nl
+from pybpf.link.bpflink import Link, xdp_link
+from pybpf.link.netlink import XDPAttachMode, XDPFlags
 from pybpf.program import Program
-from pybpf.syscall import LinkType, ProgType
+from pybpf.sys.uapi import LinkType, ProgType
 
 from conftest import need_tool, run
 from hosts import VethPair, make_veth

@@ -13,7 +13,7 @@ import uuid
 
 import pytest
 
-from pybpf import BPFError, ObjectSpec, VerifierError
+from pybpf import BPFError, ObjectSpec, VerifierError, load
 
 from conftest import bpf_object, need_tool
 
@@ -69,7 +69,7 @@ def test_corpus_object_loads_with_the_same_tags_as_libbpf(name):
     path = str(bpf_object(name))
     expected = bpftool_tags(path)
     assert expected, f"bpftool could not load {path}"
-    with ObjectSpec.from_file(path).load() as obj:
+    with load(ObjectSpec.from_file(path)) as obj:
         got = {kernel_name(n): p.tag for n, p in obj.programs.items()}
     assert got == expected
 
@@ -103,7 +103,7 @@ def test_rodata_configures_the_program_and_globals_are_read_back():
     spec = ObjectSpec.from_file(str(bpf_object("tests/globals")))
     spec.rodata["cfg_verdict"] = XDP_DROP
     spec.rodata["cfg_name"] = "abc"
-    with spec.load() as obj:
+    with load(spec) as obj:
         res = obj.programs["xdp_globals"].test_run(FRAME, repeat=3)
         assert res.retval == XDP_DROP
         bss = obj.maps["globals.bss"].lookup(b"\0\0\0\0")
@@ -122,7 +122,7 @@ def test_rodata_configures_the_program_and_globals_are_read_back():
 
 def test_rodata_is_frozen_after_load():
     spec = ObjectSpec.from_file(str(bpf_object("tests/globals")))
-    with spec.load() as obj:
+    with load(spec) as obj:
         ro = obj.maps["globals.rodata"]
         with pytest.raises(BPFError, match="EPERM"):
             ro.update(b"\0\0\0\0", bytes(ro.value_size))
@@ -130,7 +130,7 @@ def test_rodata_is_frozen_after_load():
 
 def test_subprograms_compute_what_the_source_says():
     spec = ObjectSpec.from_file(str(bpf_object("tests/subprog")))
-    with spec.load() as obj:
+    with load(spec) as obj:
         assert obj.programs["xdp_calls"].test_run(FRAME).retval == XDP_PASS
         assert obj.programs["xdp_calls_too"].test_run(FRAME).retval == XDP_PASS
         results = obj.maps["results"]
@@ -143,12 +143,12 @@ def test_subprograms_compute_what_the_source_says():
 
 
 def test_prog_array_initialiser_makes_the_tail_call_work():
-    with ObjectSpec.from_file(str(bpf_object("tests/tailcall"))).load() as obj:
+    with load(ObjectSpec.from_file(str(bpf_object("tests/tailcall")))) as obj:
         assert obj.programs["xdp_entry"].test_run(FRAME).retval == XDP_DROP
 
 
 def test_every_map_type_is_created_as_declared():
-    with ObjectSpec.from_file(str(bpf_object("tests/maps_all"))).load() as obj:
+    with load(ObjectSpec.from_file(str(bpf_object("tests/maps_all")))) as obj:
         shown = {}
         for name, m in obj.maps.items():
             info = json.loads(
@@ -172,7 +172,7 @@ def test_every_map_type_is_created_as_declared():
 def test_verifier_rejection_names_program_and_reason():
     spec = ObjectSpec.from_file(str(bpf_object("tests/verifier_reject")))
     with pytest.raises(VerifierError) as info:
-        spec.load()
+        load(spec)
     err = info.value
     assert "xdp_unchecked" in str(err) and "section xdp" in str(err)
     assert "outside of the packet" in str(err)  # the kernel's own words
@@ -216,7 +216,7 @@ def _map_names() -> list[str]:
 
 def test_a_failed_load_leaves_no_maps_behind():
     with pytest.raises(VerifierError):
-        ObjectSpec.from_file(str(bpf_object("tests/verifier_reject"))).load()
+        load(ObjectSpec.from_file(str(bpf_object("tests/verifier_reject"))))
     names = _map_names()
     assert "seen" not in names and "verifier.bss" not in names
 
@@ -239,13 +239,13 @@ def test_maps_pinned_by_name_are_shared_between_loads():
     /sys/fs/bpf/<name>, the next load of the object reuses it, as libbpf does."""
     path = str(bpf_object("tests/btf_maps"))
     assert not os.path.exists("/sys/fs/bpf/pinned_lru")
-    with ObjectSpec.from_file(path).load() as first:
+    with load(ObjectSpec.from_file(path)) as first:
         first_id = first.maps["pinned_lru"].id
         first.maps["pinned_lru"].update(
             (7).to_bytes(8, sys.byteorder), (9).to_bytes(4, sys.byteorder)
         )
     assert os.path.exists("/sys/fs/bpf/pinned_lru")  # it outlives the load
-    with ObjectSpec.from_file(path).load() as second:
+    with load(ObjectSpec.from_file(path)) as second:
         assert second.maps["pinned_lru"].id == first_id
         value = second.maps["pinned_lru"].lookup((7).to_bytes(8, sys.byteorder))
         assert int.from_bytes(value, sys.byteorder) == 9
@@ -258,7 +258,7 @@ def test_a_pinned_map_of_another_shape_is_refused():
     with Map.create(9, 8, 8, 64, name="pinned_lru") as other:  # value 8 bytes, not 4
         other.pin("/sys/fs/bpf/pinned_lru")
     with pytest.raises(BPFError, match="does not match the object's definition"):
-        spec.load()
+        load(spec)
 
 
 def test_cli_test_run_prints_the_programs_verdict(tmp_path):

@@ -12,11 +12,11 @@ from typing import Iterator
 
 import pytest
 
-from pybpf import insn as I
+from pybpf.asm import insn as I
 from pybpf.errors import SyscallError
 from pybpf.maps import Map, key_of, possible_cpus
 from pybpf.program import Program
-from pybpf.syscall import BPF_EXIST, BPF_NOEXIST, MapFlags, MapType, ProgType
+from pybpf.sys.uapi import BPF_EXIST, BPF_NOEXIST, MapFlags, MapType, ProgType
 
 from conftest import need_tool, run
 
@@ -210,7 +210,7 @@ def test_pinning_mounts_bpffs_when_missing() -> None:
     code = (
         "import sys\n"
         "from pybpf.maps import Map\n"
-        "from pybpf.bpffs import is_bpffs\n"
+        "from pybpf.sys.bpffs import is_bpffs\n"
         "assert not is_bpffs('/sys/fs/bpf'), 'bpffs still mounted'\n"
         "with Map.create(2, 4, 4, 1, name='m') as m:\n"
         "    m.pin('/sys/fs/bpf/pybpf-mount-test/m')\n"

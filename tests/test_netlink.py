@@ -9,13 +9,13 @@ from typing import Iterator
 
 import pytest
 
-from pybpf import insn as I
-from pybpf import netlink as nl
+from pybpf.asm import insn as I
 from pybpf.errors import NetlinkError
+from pybpf.link import netlink as nl
+from pybpf.link.netlink import XDPAttachMode, XDPFlags
 from pybpf.maps import Map
-from pybpf.netlink import XDPAttachMode, XDPFlags
 from pybpf.program import Program
-from pybpf.syscall import MapType, ProgType
+from pybpf.sys.uapi import MapType, ProgType
 
 from conftest import run
 from hosts import VethPair, make_veth

@@ -11,10 +11,10 @@ from typing import Iterator
 
 import pytest
 
-from pybpf import insn as I
+from pybpf.asm import insn as I
 from pybpf.errors import SyscallError, VerifierError
 from pybpf.program import Program
-from pybpf.syscall import ProgType
+from pybpf.sys.uapi import ProgType
 
 from conftest import need_tool, run
 
@@ -180,7 +180,7 @@ def test_log_buffer_doubles_on_kernels_without_log_true_size(monkeypatch) -> Non
     import ctypes
 
     from pybpf import program as program_mod
-    from pybpf.syscall import ProgLoadResult
+    from pybpf.sys.progcmd import ProgLoadResult
 
     full_log = ("0: (b7) r0 = 0\n" * 700 + "R3 !read_ok\n").encode()
     sizes = []
@@ -191,7 +191,7 @@ def test_log_buffer_doubles_on_kernels_without_log_true_size(monkeypatch) -> Non
         fits = len(log_buf) > len(full_log)
         return ProgLoadResult(-1, 13 if fits else 28, 0)  # EACCES, or ENOSPC; no true size
 
-    monkeypatch.setattr(program_mod.sc, "prog_load_attempt", fake_attempt)
+    monkeypatch.setattr(program_mod.progcmd, "prog_load_attempt", fake_attempt)
     with pytest.raises(VerifierError) as exc:
         program_mod._load_with_log(ProgType.XDP, b"", {}, 1, 1024, "old", "xdp")
     assert sizes == [1024, 2048, 4096, 8192, 16384]

@@ -13,8 +13,8 @@ import uuid
 
 import pytest
 
-from pybpf import ObjectSpec
-from pybpf.btf_types import FuncLinkage, Kind
+from pybpf import ObjectSpec, load
+from pybpf.btf.types import FuncLinkage, Kind
 
 from conftest import ROOT, bpf_object, need_tool
 
@@ -80,7 +80,7 @@ def test_hidden_global_subprograms_load_like_libbpf():
     expected = libbpf_tags(path)
     assert set(expected) == {"xdp_hidden_subprog"}
     assert pybpf_cli_tags(path) == expected
-    with ObjectSpec.from_file(path).load() as obj:
+    with load(ObjectSpec.from_file(path)) as obj:
         res = obj.programs["xdp_hidden_subprog"].test_run(bytes(64))
     assert res.retval == 2  # XDP_PASS: fill() stored ingress_ifindex + 2, bump() added 1
 
@@ -154,7 +154,7 @@ def test_a_devmap_pinned_by_libbpf_is_reused_with_the_same_tag():
         assert pinned["flags"] == 128  # BPF_F_RDONLY_PROG, added by the kernel
         assert libbpf_tags(path) == expected  # libbpf reuses its pin
         assert pybpf_cli_tags(path) == expected  # so do we
-        with ObjectSpec.from_file(path).load() as obj:
+        with load(ObjectSpec.from_file(path)) as obj:
             assert obj.maps["rw_pin_devmap"].id == pinned["id"]
     finally:
         if os.path.exists(pin):

@@ -629,18 +629,18 @@ def test_kernel_without_ring_buffer_is_one_line(monkeypatch, capsys) -> None:
     """Simulated in-process: BPF_MAP_CREATE answers EINVAL for RINGBUF, as before Linux 5.8."""
     import errno
 
-    import pybpf.syscall as sc
     from pybpf.errors import SyscallError
+    from pybpf.sys import mapcmd, uapi
     from xdptcp.cli import main
 
-    real = sc.map_create
+    real = mapcmd.map_create
 
     def old_kernel(map_type, *args, **kw):
-        if map_type == sc.MapType.RINGBUF:
+        if map_type == uapi.MapType.RINGBUF:
             raise SyscallError("cannot create map (RINGBUF)", errno.EINVAL)
         return real(map_type, *args, **kw)
 
-    monkeypatch.setattr(sc, "map_create", old_kernel)
+    monkeypatch.setattr(mapcmd, "map_create", old_kernel)
     assert main(["-i", "lo", "-c", "1"]) == 1
     one_line(capsys.readouterr().err, "no BPF ring buffer", "Linux 5.8")
     assert xdp_on("lo") is None

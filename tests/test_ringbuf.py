@@ -107,8 +107,8 @@ def slow_producer_insns(ring_fd: int, marker: int) -> list:
     """Reserve a record, write ``marker, ~marker``, spin in a may_goto loop (the kernel cuts it
     off after its fixed budget, a fraction of a second), then submit. While it spins, the record
     sits in the ring with its BUSY bit set."""
-    from pybpf import insn as isa
-    from pybpf.insn import ALUOp, Class, Instruction, JmpOp, Size
+    from pybpf.asm import insn as isa
+    from pybpf.asm.insn import ALUOp, Class, Instruction, JmpOp, Size
 
     jcond = Class.JMP | 0xE0  # BPF_JCOND with src_reg BPF_MAY_GOTO (0)
     return [
@@ -137,7 +137,7 @@ def _busy_round(producer_factory, method: str) -> tuple[list[int], list[int], bo
     record 2 submitted behind it. Returns (read during the spin, read after, still spinning?)."""
     from bench.ringbuf_drain import FRAME
     from pybpf.program import Program
-    from pybpf.syscall import ProgType
+    from pybpf.sys.uapi import ProgType
 
     prod, rb = producer_factory(1 << 16, 16)
 

@@ -12,9 +12,9 @@ from pathlib import Path
 import construct as cs
 import pytest
 
-from pybpf import insn as I
-from pybpf import syscall as sc
+from pybpf.asm import insn as I
 from pybpf.errors import SyscallError
+from pybpf.sys import attr, linkcmd, mapcmd, objcmd, objinfo, progcmd, syscall, uapi
 
 from conftest import ROOT, need_tool, run
 
@@ -67,7 +67,7 @@ def test_attr_layouts_match_the_running_kernel(tmp_path: Path) -> None:
     clang = need_tool("clang")
     asserts = []
     for decl, (ctype, prefix) in ATTR_PATHS.items():
-        for name, offset, size in _fields(getattr(sc, decl)):
+        for name, offset, size in _fields(getattr(attr, decl, None) or getattr(objinfo, decl)):
             if name == "gpl_compatible":
                 continue  # a 1-bit bit-field in C; netns_dev's offset pins its word
             member = prefix + name
@@ -96,11 +96,11 @@ def test_enums_have_the_kernels_values(tmp_path: Path) -> None:
     text = _vmlinux_h(tmp_path).read_text()
     kernel = dict(re.findall(r"^\s+(BPF_\w+) = (-?\d+),?$", text, re.M))
     checks = [
-        (sc.BPFCmd, "BPF_"),
-        (sc.MapType, "BPF_MAP_TYPE_"),
-        (sc.ProgType, "BPF_PROG_TYPE_"),
-        (sc.AttachType, "BPF_"),
-        (sc.LinkType, "BPF_LINK_TYPE_"),
+        (uapi.BPFCmd, "BPF_"),
+        (uapi.MapType, "BPF_MAP_TYPE_"),
+        (uapi.ProgType, "BPF_PROG_TYPE_"),
+        (uapi.AttachType, "BPF_"),
+        (uapi.LinkType, "BPF_LINK_TYPE_"),
     ]
     compared = 0
     for enum, prefix in checks:
@@ -115,22 +115,22 @@ def test_enums_have_the_kernels_values(tmp_path: Path) -> None:
 
 
 def test_syscall_numbers_per_architecture() -> None:
-    assert sc._SYS_BPF["x86_64"] == 321
-    assert sc._SYS_BPF["aarch64"] == 280
-    assert sc._SYS_BPF["riscv64"] == 280
+    assert syscall._SYS_BPF["x86_64"] == 321
+    assert syscall._SYS_BPF["aarch64"] == 280
+    assert syscall._SYS_BPF["riscv64"] == 280
 
 
 def test_object_names_are_what_the_kernel_accepts() -> None:
-    assert sc.object_name("xdp-capture") == "xdp_capture"
-    assert sc.object_name("a.very.long.program_name") == "a.very.long.pro"
-    assert len(sc.object_name("x" * 40)) == 15
+    assert syscall.object_name("xdp-capture") == "xdp_capture"
+    assert syscall.object_name("a.very.long.program_name") == "a.very.long.pro"
+    assert len(syscall.object_name("x" * 40)) == 15
 
 
 @pytest.mark.system
 def test_kernel_keeps_the_sanitised_name() -> None:
-    fd = sc.map_create(sc.MapType.ARRAY, 4, 4, 1, name="my-map:with/odd chars")
+    fd = mapcmd.map_create(uapi.MapType.ARRAY, 4, 4, 1, name="my-map:with/odd chars")
     try:
-        assert sc.map_info(fd).name == "my_map_with_odd"
+        assert objinfo.map_info(fd).name == "my_map_with_odd"
     finally:
         import os
 
@@ -144,8 +144,8 @@ def test_fds_are_never_below_3_and_cloexec() -> None:
         """
         import fcntl, os
         os.close(0)
-        from pybpf import syscall as sc
-        fd = sc.map_create(sc.MapType.ARRAY, 4, 4, 1, name="lowfd")
+        from pybpf.sys import mapcmd, uapi
+        fd = mapcmd.map_create(uapi.MapType.ARRAY, 4, 4, 1, name="lowfd")
         try:
             os.fstat(0)
             zero_open = True
@@ -165,7 +165,7 @@ def test_fds_are_never_below_3_and_cloexec() -> None:
 @pytest.mark.system
 def test_errors_name_the_step_and_the_errno() -> None:
     with pytest.raises(SyscallError) as exc:
-        sc.map_create(sc.MapType.HASH, 0, 4, 1, name="oops")
+        mapcmd.map_create(uapi.MapType.HASH, 0, 4, 1, name="oops")
     err = exc.value
     assert err.errno == 22
     assert str(err).startswith("cannot create map 'oops' (HASH): EINVAL (Invalid argument)")
@@ -175,24 +175,24 @@ def test_errors_name_the_step_and_the_errno() -> None:
 def test_ids_walk_to_the_objects_we_created() -> None:
     import os
 
-    mfd = sc.map_create(sc.MapType.ARRAY, 4, 4, 1, name="walk")
-    pfd = sc.prog_load(sc.ProgType.XDP, I.encode([I.mov64_imm(0, 2), I.exit_insn()]))
+    mfd = mapcmd.map_create(uapi.MapType.ARRAY, 4, 4, 1, name="walk")
+    pfd = progcmd.prog_load(uapi.ProgType.XDP, I.encode([I.mov64_imm(0, 2), I.exit_insn()]))
     try:
-        map_id, prog_id = sc.map_info(mfd).id, sc.prog_info(pfd).id
-        ids, next_id = [], sc.map_get_next_id(0)
+        map_id, prog_id = objinfo.map_info(mfd).id, objinfo.prog_info(pfd).id
+        ids, next_id = [], objcmd.map_get_next_id(0)
         while next_id is not None:
             ids.append(next_id)
-            next_id = sc.map_get_next_id(next_id)
+            next_id = objcmd.map_get_next_id(next_id)
         assert map_id in ids
-        assert sc.prog_get_next_id(prog_id - 1) == prog_id
-        fd2 = sc.prog_get_fd_by_id(prog_id)
-        assert sc.prog_info(fd2).tag == sc.prog_info(pfd).tag
+        assert objcmd.prog_get_next_id(prog_id - 1) == prog_id
+        fd2 = objcmd.prog_get_fd_by_id(prog_id)
+        assert objinfo.prog_info(fd2).tag == objinfo.prog_info(pfd).tag
         os.close(fd2)
-        fd3 = sc.map_get_fd_by_id(map_id)
-        assert sc.map_info(fd3).name == "walk"
+        fd3 = objcmd.map_get_fd_by_id(map_id)
+        assert objinfo.map_info(fd3).name == "walk"
         os.close(fd3)
         with pytest.raises(SyscallError, match="cannot open map id 4294967295: ENOENT"):
-            sc.map_get_fd_by_id(0xFFFFFFFF)
+            objcmd.map_get_fd_by_id(0xFFFFFFFF)
     finally:
         os.close(mfd)
         os.close(pfd)
@@ -210,37 +210,37 @@ def _btf_blob(int_bits: int = 32, name_off: int = 1) -> bytes:
 def test_btf_load_and_its_error_quotes_the_log() -> None:
     import os
 
-    fd = sc.btf_load(_btf_blob())
+    fd = progcmd.btf_load(_btf_blob())
     try:
-        info = sc.btf_info(fd)
+        info = objinfo.btf_info(fd)
         assert info.size == len(_btf_blob()) and info.id > 0 and not info.kernel_btf
-        fd2 = sc.btf_get_fd_by_id(info.id)
+        fd2 = objcmd.btf_get_fd_by_id(info.id)
         os.close(fd2)
     finally:
         os.close(fd)
     with pytest.raises(SyscallError) as exc:
-        sc.btf_load(_btf_blob(name_off=999))
+        progcmd.btf_load(_btf_blob(name_off=999))
     assert "cannot load BTF: EINVAL" in str(exc.value)
     assert "name_offset" in str(exc.value)  # the kernel's own words, from its log
 
 
 @pytest.mark.system
 def test_kernel_supports_map_type() -> None:
-    assert sc.kernel_supports_map_type(sc.MapType.RINGBUF)
-    assert sc.kernel_supports_map_type(sc.MapType.HASH)
-    assert not sc.kernel_supports_map_type(999)  # type: ignore[arg-type]
+    assert mapcmd.kernel_supports_map_type(uapi.MapType.RINGBUF)
+    assert mapcmd.kernel_supports_map_type(uapi.MapType.HASH)
+    assert not mapcmd.kernel_supports_map_type(999)  # type: ignore[arg-type]
 
 
 @pytest.mark.system
 def test_enable_stats_counts_runs() -> None:
     import os
 
-    pfd = sc.prog_load(sc.ProgType.XDP, I.encode([I.mov64_imm(0, 2), I.exit_insn()]))
-    sfd = sc.enable_stats()
+    pfd = progcmd.prog_load(uapi.ProgType.XDP, I.encode([I.mov64_imm(0, 2), I.exit_insn()]))
+    sfd = linkcmd.enable_stats()
     try:
-        sc.prog_test_run(pfd, bytes(64), repeat=5)
+        progcmd.prog_test_run(pfd, bytes(64), repeat=5)
         # test_run does not go through the stats path on every kernel; the field must decode.
-        assert sc.prog_info(pfd).run_cnt >= 0
+        assert objinfo.prog_info(pfd).run_cnt >= 0
     finally:
         os.close(sfd)
         os.close(pfd)

@@ -309,34 +309,30 @@ def _ip(src: str, dst: str, proto: int, l4: bytes, vlans, qinq, kw) -> bytes:
     return ethernet(ipv4_packet(src, dst, proto, l4, **v4), ETH_P_IP, vlans, qinq)
 
 
+_TCP_KEYS = ("seq", "ack", "flags", "win", "options", "payload", "urg", "doff")
+
+
 def tcp_frame(
     src: str,
     dst: str,
     sport: int,
     dport: int,
     *,
-    seq: int = 0,
-    ack: int = 0,
-    flags: Union[str, int] = "S",
-    win: int = 65535,
-    options: Sequence[bytes] = (),
-    payload: bytes = b"",
     vlans: Sequence[int] = (),
     qinq: bool = False,
-    urg: int = 0,
-    doff: int | None = None,
-    **ip: object,
+    **fields: object,
 ) -> bytes:
     """A whole Ethernet frame carrying TCP over IPv4 or IPv6 (chosen by the address family).
 
-    IP keywords: ``ttl`` (hop limit for IPv6), IPv4 ``ip_options``, ``frag_offset`` (bytes),
-    ``more_frags``, ``dont_frag``, ``ident``, ``tos``, ``total_length``; IPv6 ``ipv6_ext``
-    (a sequence of ``hop_by_hop()``/``dest_options()``/``routing()``/``fragment()``),
-    ``payload_length``, ``flow``.
+    TCP keywords are ``tcp_segment``'s (``seq``, ``ack``, ``flags``, ``win``, ``options``,
+    ``payload``, ``urg``, ``doff``). IP keywords: ``ttl`` (hop limit for IPv6), IPv4
+    ``ip_options``, ``frag_offset`` (bytes), ``more_frags``, ``dont_frag``, ``ident``, ``tos``,
+    ``total_length``; IPv6 ``ipv6_ext`` (a sequence of ``hop_by_hop()``/``dest_options()``/
+    ``routing()``/``fragment()``), ``payload_length``, ``flow``.
     """
-    segment = tcp_segment(src, dst, sport, dport, seq=seq, ack=ack, flags=flags, win=win,
-                          options=options, payload=payload, urg=urg, doff=doff)  # fmt: skip
-    return _ip(src, dst, IPPROTO_TCP, segment, vlans, qinq, dict(ip))
+    tcp = {k: fields.pop(k) for k in _TCP_KEYS if k in fields}
+    segment = tcp_segment(src, dst, sport, dport, **tcp)
+    return _ip(src, dst, IPPROTO_TCP, segment, vlans, qinq, fields)
 
 
 def udp_frame(src: str, dst: str, sport: int = 40001, dport: int = 40002, payload: bytes = b"x",

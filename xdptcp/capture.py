@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from importlib import resources
 from typing import Callable, Iterator, Optional, Sequence
 
-from pybpf import ObjectSpec
+from pybpf import ObjectSpec, load
 from pybpf.errors import BPFError, NetlinkError, SyscallError
 from pybpf.ringbuf import slot_size
 from xdptcp.netns import in_netns
@@ -139,7 +139,7 @@ class Capture:
 
         try:
             check_ringbuf_support()
-            self.obj = self.spec.load()
+            self.obj = load(self.spec)
             self.ring = RingBuffer.from_map(self.obj.maps[RING])
             for iface in self.interfaces:
                 self._attach(iface)
@@ -188,7 +188,7 @@ class Capture:
     # --- attach / detach ------------------------------------------------------------------
 
     def _attach(self, iface: Interface) -> None:
-        from pybpf import netlink
+        from pybpf.link import netlink
 
         prog = self.obj.programs[PROGRAM]
         with in_netns(iface.netns):
@@ -211,7 +211,7 @@ class Capture:
 
     def _handle_existing(self, iface: Interface, current) -> object:
         """Stale xdptcp program: remove it. Someone else's: refuse, or take it for --replace."""
-        from pybpf import netlink
+        from pybpf.link import netlink
         from pybpf.program import Program
 
         name, ours = describe_program(current.prog_id)
@@ -236,7 +236,7 @@ class Capture:
         return (old, mode)
 
     def _attach_netlink(self, iface: Interface, prog, restore) -> Attachment:
-        from pybpf import netlink
+        from pybpf.link import netlink
 
         modes = ("native", "skb") if self.mode == "auto" else (self.mode,)
         last: Optional[BPFError] = None
@@ -254,7 +254,7 @@ class Capture:
         raise CaptureError(f"cannot attach to {iface.name}: {last}{hint}")
 
     def _attach_link(self, iface: Interface, prog) -> Attachment:
-        from pybpf import link
+        from pybpf.link import bpflink as link
 
         modes = ("native", "skb") if self.mode == "auto" else (self.mode,)
         last: Optional[BPFError] = None
@@ -267,7 +267,7 @@ class Capture:
         raise CaptureError(f"cannot attach to {iface.name} with bpf_link: {last}")
 
     def _detach(self, att: Attachment) -> None:
-        from pybpf import netlink
+        from pybpf.link import netlink
 
         if att.link is not None:
             att.link.close()  # the last fd of a bpf_link: the kernel detaches
@@ -284,7 +284,7 @@ class Capture:
             self._put_back(att.iface, att.restore)
 
     def _put_back(self, iface: Interface, restore) -> None:
-        from pybpf import netlink
+        from pybpf.link import netlink
 
         if not restore:
             return
@@ -296,7 +296,7 @@ class Capture:
 
     def gone(self) -> list[str]:
         """Interfaces deleted while capturing: the kernel took our program with them."""
-        from pybpf import netlink
+        from pybpf.link import netlink
 
         lost = []
         for att in self.attachments:
@@ -361,7 +361,7 @@ def check_ringbuf_support() -> None:
     import os
 
     from pybpf.maps import Map
-    from pybpf.syscall import MapType
+    from pybpf.sys.uapi import MapType
 
     try:
         Map.create(MapType.RINGBUF, 0, 0, os.sysconf("SC_PAGE_SIZE"), name="xdptcp_probe").close()
@@ -374,7 +374,7 @@ def check_ringbuf_support() -> None:
 
 
 def _mode_flag(mode: str) -> int:
-    from pybpf.netlink import XDPFlags
+    from pybpf.link.netlink import XDPFlags
 
     return {"native": XDPFlags.DRV_MODE, "skb": XDPFlags.SKB_MODE, "hw": XDPFlags.HW_MODE}[mode]
 
@@ -386,7 +386,7 @@ def _mode_name(attach_mode) -> str:
 
 def interface(name: str, netns: Optional[str] = None) -> Interface:
     """Resolve an interface name, with a clear error for one that does not exist."""
-    from pybpf import netlink
+    from pybpf.link import netlink
 
     with in_netns(netns):
         try:

@@ -12,15 +12,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import signal
 import sys
 from typing import Optional, Sequence
 
 from pybpf.errors import BPFError
-from xdptcp.record import DEFAULT_CAPACITY, MAX_CAPACITY
-
-EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
-TS_MODES = {0: "default", 1: "none", 2: "epoch", 3: "delta", 4: "date", 5: "since_first"}
+from xdptcp.options import EXIT_ERROR, EXIT_OK, EXIT_USAGE, TS_MODES, LiveOptions, OutputOptions
 
 
 class UsageError(Exception):
@@ -177,27 +173,52 @@ def check_usage(args: argparse.Namespace) -> None:
         raise UsageError("--stats goes with -w (text output already shows each packet)")
 
 
+def output_options(args: argparse.Namespace) -> OutputOptions:
+    return OutputOptions(
+        write=args.write,
+        json=args.json,
+        absolute_seq=args.absolute,
+        ts_mode=TS_MODES[args.ts],
+        nano=args.nano,
+        count=args.count,
+        snaplen=args.snaplen,
+        stats=args.stats,
+    )
+
+
+def live_options(args: argparse.Namespace) -> LiveOptions:
+    return LiveOptions(
+        interfaces=tuple(args.interface),
+        mode=args.mode,
+        ring_size=args.ring_size,
+        replace=args.replace,
+        use_link=args.link,
+    )
+
+
 def run(args: argparse.Namespace) -> int:
+    """The job the arguments ask for, handed typed options: nothing below sees argparse."""
     if args.list_interfaces:
         from xdptcp.live import list_interfaces
 
         return list_interfaces(sys.stdout)
+    out = output_options(args)
     if args.demo:
         from xdptcp.demo import run_demo
 
-        return run_demo(args)
+        return run_demo(out, mode=args.mode)
     filt = compile_expression(args.expression)
     if args.read:
         from xdptcp.offline import read_file
 
-        return read_file(args, filt)
+        return read_file(args.read, out, filt)
     if args.detach:
         from xdptcp.live import detach_stale
 
         return detach_stale(args.interface)
     from xdptcp.live import capture_live
 
-    return capture_live(args, filt)
+    return capture_live(live_options(args), out, filt)
 
 
 def compile_expression(words: Sequence[str]):
@@ -211,50 +232,6 @@ def compile_expression(words: Sequence[str]):
         return compile_filter(text)
     except FilterError as e:
         raise UsageError(str(e)) from None  # FilterError says "filter: ..." itself
-
-
-def make_formatter(args: argparse.Namespace, several_interfaces: bool = False, live: bool = False):
-    if args.json:
-        from xdptcp.jsonfmt import JsonFormatter
-
-        return JsonFormatter(absolute_seq=args.absolute)
-    from xdptcp.tcpdump import TextFormatter
-
-    return TextFormatter(
-        ts_mode=TS_MODES[args.ts],
-        absolute_seq=args.absolute,
-        show_ifname=several_interfaces,
-        nano=args.nano,
-        # live captures stop at the TCP header unless -s says otherwise
-        payload_elided=live and args.snaplen is None,
-    )
-
-
-def capacity_for(snaplen: Optional[int]) -> tuple[int, int, Optional[str]]:
-    """(snaplen for the kernel, record capacity, a notice for the user or None)."""
-    if snaplen is None:
-        return 0, DEFAULT_CAPACITY, None
-    if snaplen == 0 or snaplen > MAX_CAPACITY:
-        return MAX_CAPACITY, MAX_CAPACITY, f"snaplen limited to {MAX_CAPACITY} bytes per packet"
-    capacity = max(64, (snaplen + 7) // 8 * 8)
-    return snaplen, capacity, None
-
-
-def install_signal_handlers(stop) -> None:
-    """SIGINT, SIGTERM, SIGHUP end the capture cleanly: the loop sees the flag and unwinds."""
-
-    def handler(signum, frame):  # noqa: ARG001
-        stop.set()
-
-    for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
-        signal.signal(sig, handler)
-
-
-def stdout_gone() -> None:
-    """After a broken pipe: send the rest of our output nowhere, so exiting flushes nothing."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    os.close(devnull)
 
 
 if __name__ == "__main__":

@@ -9,7 +9,6 @@ touched.
 
 from __future__ import annotations
 
-import argparse
 import os
 import subprocess
 import sys
@@ -17,8 +16,9 @@ import threading
 import time
 
 from xdptcp.capture import Capture, CaptureError, interface
-from xdptcp.cli import EXIT_OK, capacity_for, make_formatter
-from xdptcp.live import TextSink, print_summary
+from xdptcp.options import EXIT_OK, OutputOptions
+from xdptcp.record import capacity_for
+from xdptcp.sinks import TextSink, print_summary
 
 SERVER_PORT = 5001
 
@@ -142,7 +142,8 @@ class TestHosts:
                 server.wait()
 
 
-def run_demo(args: argparse.Namespace) -> int:
+def run_demo(out: OutputOptions, mode: str = "auto") -> int:
+    """Make two test hosts, capture a short conversation between them, remove everything."""
     hosts = TestHosts()
     say = lambda msg: print(f"xdptcp: {msg}", file=sys.stderr)  # noqa: E731
     try:
@@ -152,10 +153,10 @@ def run_demo(args: argparse.Namespace) -> int:
             f"{hosts.ns_b} ({hosts.if_b} {hosts.ip_b})"
         )
         ifaces = [interface(hosts.if_a, hosts.ns_a), interface(hosts.if_b, hosts.ns_b)]
-        snaplen, capacity, _ = capacity_for(args.snaplen)
+        snaplen, capacity, _ = capacity_for(out.snaplen)
         rodata = {"xdptcp_snaplen": snaplen, "xdptcp_capacity": capacity}
-        sink = TextSink(make_formatter(args, several_interfaces=True, live=True), sys.stdout)
-        with Capture(ifaces, mode=args.mode, rodata=rodata, notice=say) as cap:
+        sink = TextSink(out.formatter(several_interfaces=True, live=True), sys.stdout)
+        with Capture(ifaces, mode=mode, rodata=rodata, notice=say) as cap:
             modes = ", ".join(f"{a.iface.name} ({a.mode})" for a in cap.attachments)
             say(f"capturing on {modes}; client {hosts.ip_a} -> server {hosts.ip_b}:{SERVER_PORT}")
             done = threading.Event()

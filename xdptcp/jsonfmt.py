@@ -43,7 +43,8 @@ import struct
 from typing import Optional
 
 from xdptcp.packet import Decoder, Kind, iter_options
-from xdptcp.tcpdump import ACK, FLAG_TEXT, OPTION_NAMES, SeqTracker
+from xdptcp.tcpdump import ACK, FLAG_TEXT, SeqTracker
+from xdptcp.tcpopts import OPTION_NAMES
 
 _TS = struct.Struct("!II")  # timestamp values, SACK blocks
 FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "AE")

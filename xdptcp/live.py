@@ -2,19 +2,25 @@
 
 from __future__ import annotations
 
-import argparse
 import sys
 import threading
 import time
 from typing import Optional, TextIO
 
-from xdptcp.capture import Capture, CaptureError, Counters, describe_program, interface
-from xdptcp.cli import EXIT_OK, capacity_for, install_signal_handlers, make_formatter
+from xdptcp.capture import Capture, CaptureError, describe_program, interface
+from xdptcp.options import EXIT_OK, LiveOptions, OutputOptions
+from xdptcp.process import install_signal_handlers
+from xdptcp.record import capacity_for
+from xdptcp.sinks import open_sink, print_summary
 
 
-def capture_live(args: argparse.Namespace, filt, netns: Optional[str] = None) -> int:
-    ifaces = [interface(name, netns) for name in dict.fromkeys(args.interface)]
-    snaplen, capacity, notice = capacity_for(args.snaplen)
+def capture_live(
+    opts: LiveOptions, out: OutputOptions, filt=None, netns: Optional[str] = None
+) -> int:
+    """Capture on ``opts.interfaces`` until a signal, ``out.count`` packets, or an output error;
+    print the summary. The program is detached on every way out."""
+    ifaces = [interface(name, netns) for name in dict.fromkeys(opts.interfaces)]
+    snaplen, capacity, notice = capacity_for(out.snaplen)
     if notice:
         print(f"xdptcp: {notice}", file=sys.stderr)
     rodata: dict[str, object] = {"xdptcp_snaplen": snaplen, "xdptcp_capacity": capacity}
@@ -22,23 +28,23 @@ def capture_live(args: argparse.Namespace, filt, netns: Optional[str] = None) ->
         rodata.update(filt.rodata_values())
     stop = threading.Event()
     install_signal_handlers(stop)
-    sink = open_sink(args, several=len(ifaces) > 1)
+    sink = open_sink(out, several=len(ifaces) > 1)
     cap = Capture(
         ifaces,
-        mode=args.mode,
+        mode=opts.mode,
         rodata=rodata,
-        ring_size=args.ring_size,
-        replace=args.replace,
-        use_link=args.link,
+        ring_size=opts.ring_size,
+        replace=opts.replace,
+        use_link=opts.use_link,
         notice=lambda msg: print(f"xdptcp: {msg}", file=sys.stderr),
     )
     with cap:
         names = ", ".join(f"{a.iface.name} ({a.mode})" for a in cap.attachments)
         print(f"xdptcp: capturing on {names}", file=sys.stderr)
-        captured, unread, error = run_loop(cap, sink, args, stop)
+        captured, unread, error = run_loop(cap, sink, out, stop)
         # Detach before the last drain and the final counts: nothing arrives after this.
         problems = cap.close_attachments()
-        late, rest = drain_rest(cap, sink, args, captured)
+        late, rest = drain_rest(cap, sink, out.count, captured)
         captured += late
         unread += rest
         counters = cap.counters()
@@ -56,7 +62,7 @@ def capture_live(args: argparse.Namespace, filt, netns: Optional[str] = None) ->
 POLL_MS = 100
 
 
-def run_loop(cap: Capture, sink, args, stop: threading.Event):
+def run_loop(cap: Capture, sink, out: OutputOptions, stop: threading.Event):
     """Drain batches until a signal, -c, or an output error. Returns (captured, unread, error)."""
     captured = unread = 0
     next_stats = time.monotonic() + 1.0
@@ -64,10 +70,10 @@ def run_loop(cap: Capture, sink, args, stop: threading.Event):
         while not stop.is_set():
             cap.wait(POLL_MS)
             for batch in cap.batches():
-                room = None if args.count is None else args.count - captured
+                room = None if out.count is None else out.count - captured
                 shown, used = sink.write(batch, room)
                 captured += shown
-                if room is not None and captured >= args.count:
+                if room is not None and captured >= out.count:
                     return captured, unread + len(batch) - used, None
             if time.monotonic() >= next_stats:
                 next_stats += 1.0
@@ -75,7 +81,7 @@ def run_loop(cap: Capture, sink, args, stop: threading.Event):
                 if gone:
                     why = f"{', '.join(gone)}: the interface went away; capture stopped"
                     return captured, unread, CaptureError(why)
-                if args.stats:
+                if out.stats:
                     c = cap.counters()
                     print(
                         f"xdptcp: {captured} captured, {c.tcp} received by filter, "
@@ -89,13 +95,13 @@ def run_loop(cap: Capture, sink, args, stop: threading.Event):
     return captured, unread, None
 
 
-def drain_rest(cap: Capture, sink, args, captured: int) -> tuple[int, int]:
+def drain_rest(cap: Capture, sink, count: Optional[int], captured: int) -> tuple[int, int]:
     """Records still in the ring after detaching: written unless -c was reached or output broke.
 
     Returns (shown, left unread): both are in the summary, nothing is silently lost."""
     shown_total = unread = 0
     for batch in cap.batches():
-        room = None if args.count is None else max(0, args.count - captured)
+        room = None if count is None else max(0, count - captured)
         if room == 0 or sink.is_broken:
             unread += len(batch)
             continue
@@ -111,104 +117,9 @@ def drain_rest(cap: Capture, sink, args, captured: int) -> tuple[int, int]:
     return shown_total, unread
 
 
-def print_summary(captured: int, c: Counters, unread: int, out: TextIO, unshown: int = 0) -> None:
-    """tcpdump's three lines, with xdptcp's exact meanings (see docs/xdptcp.md).
-
-    Every record the kernel emitted is in exactly one of: captured (shown or written),
-    unshown (the printer has no line for it), unread (-c reached or output closed)."""
-
-    def n(k: int) -> str:
-        return f"{k} packet{'s' if k != 1 else ''}"
-
-    out.write(f"{n(captured)} captured\n")
-    out.write(f"{n(c.tcp)} received by filter\n")
-    out.write(f"{n(c.ring_full)} dropped by kernel (ring buffer full)\n")
-    if unread:
-        out.write(f"{n(unread)} matched but not shown (count reached or output closed)\n")
-    if unshown:
-        out.write(f"{n(unshown)} matched but not printable as TCP (malformed headers)\n")
-    out.flush()
-
-
-class TextSink:
-    """Formats records as text/JSON lines; one write per batch.
-
-    ``write`` returns ``(shown, used)``: lines written and records consumed. A record the
-    formatter cannot print (``None``) is used but not shown; ``unshown`` counts them, so the
-    summary accounts for every record."""
-
-    def __init__(self, formatter, out: TextIO) -> None:
-        self.formatter = formatter
-        self.out = out
-        self.is_broken = False
-        self.unshown = 0
-
-    def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
-        fmt = self.formatter.format
-        if limit is None:
-            lines = [fmt(ts, frame, wire_len, ifname) for ts, ifname, frame, wire_len in batch]
-            used = len(batch)
-            lines = [line for line in lines if line is not None]
-        else:
-            lines, used = [], 0
-            for ts, ifname, frame, wire_len in batch:
-                if len(lines) >= limit:
-                    break
-                used += 1
-                line = fmt(ts, frame, wire_len, ifname)
-                if line is not None:
-                    lines.append(line)
-        self.unshown += used - len(lines)
-        if lines:
-            self.out.write("\n".join(lines) + "\n")
-            self.out.flush()
-        return len(lines), used
-
-    def broken(self) -> None:
-        from xdptcp.cli import stdout_gone
-
-        self.is_broken = True
-        stdout_gone()
-
-    def close(self) -> Optional[str]:
-        return None
-
-
-class PcapSink(TextSink):
-    def __init__(self, writer) -> None:
-        super().__init__(None, None)
-        self.writer = writer
-
-    def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
-        if limit is not None:
-            batch = batch[:limit]
-        self.writer.write_batch((ts, frame, wire_len) for ts, _, frame, wire_len in batch)
-        self.writer.flush()
-        return len(batch), len(batch)
-
-    def close(self) -> Optional[str]:
-        try:
-            self.writer.close()
-        except OSError as e:
-            return f"closing the pcap file: {e.strerror}"
-        return None
-
-
-def open_sink(args: argparse.Namespace, several: bool):
-    if args.write:
-        from xdptcp.pcap import PcapError, PcapWriter
-
-        snaplen = args.snaplen if args.snaplen else 262144
-        try:
-            return PcapSink(PcapWriter(args.write, snaplen=snaplen, nano=args.nano))
-        except PcapError as e:  # the place is unwritable: an error (1), not a usage error (2)
-            raise CaptureError(str(e)) from None
-    return TextSink(make_formatter(args, several, live=True), sys.stdout)
-
-
 def list_interfaces(out: TextIO) -> int:
     """-D: every interface, its state, and any XDP program on it."""
-    from pybpf import netlink
+    from pybpf.link import netlink
 
     for n, link in enumerate(netlink.list_links(), 1):
         state = "Up" if link.up else "Down"
@@ -224,7 +135,7 @@ def list_interfaces(out: TextIO) -> int:
 
 def detach_stale(names) -> int:
     """--detach: remove xdptcp programs left behind (a killed run). Never touches others'."""
-    from pybpf import netlink
+    from pybpf.link import netlink
     from xdptcp.capture import _mode_flag, _mode_name
 
     for name in dict.fromkeys(names):
@@ -235,8 +146,6 @@ def detach_stale(names) -> int:
             continue
         prog_name, ours = describe_program(current.prog_id)
         if not ours:
-            from xdptcp.capture import CaptureError
-
             raise CaptureError(
                 f"{name}: the XDP program attached (id {current.prog_id}, '{prog_name}') is not "
                 "xdptcp's; not touching it"

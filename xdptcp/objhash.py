@@ -8,7 +8,6 @@ change to the C code without a rebuild of the shipped object fails.
 
 from __future__ import annotations
 
-import argparse
 import hashlib
 import sys
 from pathlib import Path
@@ -43,10 +42,12 @@ def write(path: Path = HASH_FILE, root: Path = ROOT) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m xdptcp.objhash", description=__doc__.split("\n")[0])
-    p.add_argument("--write", action="store_true", help="record the hash of the current sources")
-    args = p.parse_args(argv)
-    if args.write:
+    """``python -m xdptcp.objhash [--write]``: check the shipped object, or record its hash."""
+    argv = sys.argv[1:] if argv is None else argv
+    if argv not in ([], ["--write"]):
+        print("usage: python -m xdptcp.objhash [--write]", file=sys.stderr)
+        return 2
+    if argv:
         print(f"{HASH_FILE.relative_to(ROOT)}: {write()}")
         return 0
     try:

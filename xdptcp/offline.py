@@ -6,25 +6,26 @@ The filter, when given, runs in Python with the same compiled program the kernel
 
 from __future__ import annotations
 
-import argparse
 import sys
 
-from xdptcp.cli import EXIT_OK, make_formatter, stdout_gone
+from xdptcp.options import EXIT_OK, OutputOptions
+from xdptcp.process import stdout_gone
 
 
-def read_file(args: argparse.Namespace, filt) -> int:
+def read_file(path: str, out: OutputOptions, filt=None) -> int:
+    """Print the TCP packets of the capture at ``path`` (or copy them to ``out.write``)."""
     from xdptcp.capture import CaptureError
     from xdptcp.pcap import PcapError, PcapReader
     from xdptcp.readfile import print_file
 
     keep = filt.matches if filt is not None else None
     try:
-        if args.write:
-            with PcapReader(args.read) as reader:
+        if out.write:
+            with PcapReader(path) as reader:
                 frames = (f for f in reader if keep is None or keep(f[1]))
-                _copy(args, frames)
+                _copy(out, frames)
         else:
-            print_file(args.read, make_formatter(args), sys.stdout, args.count, keep)
+            print_file(path, out.formatter(), sys.stdout, out.count, keep)
     except PcapError as e:  # a missing or damaged file: exit 1 like tcpdump, its name in the text
         raise CaptureError(str(e)) from None
     except BrokenPipeError:
@@ -32,17 +33,17 @@ def read_file(args: argparse.Namespace, filt) -> int:
     return EXIT_OK
 
 
-def _copy(args: argparse.Namespace, frames) -> int:
+def _copy(out: OutputOptions, frames) -> int:
     from xdptcp.packet import is_tcp_frame
     from xdptcp.pcap import PcapWriter
 
     written = 0
-    with PcapWriter(args.write, snaplen=args.snaplen or 262144, nano=args.nano) as w:
+    with PcapWriter(out.write, snaplen=out.snaplen or 262144, nano=out.nano) as w:
         for ts, data, wire_len in frames:
             if not is_tcp_frame(data):
                 continue
             w.write(ts, data, wire_len)
             written += 1
-            if args.count is not None and written >= args.count:
+            if out.count is not None and written >= out.count:
                 break
     return written

@@ -81,6 +81,24 @@ class Packet(NamedTuple):
     first_nh: int  # IPv6 next header of the fixed header (IPPROTO_TCP for IPv4)
 
 
+def ethernet(frame) -> Optional[tuple[int, int, tuple[int, ...]]]:
+    """(EtherType, offset of the network header, VLAN ids) of an Ethernet frame, after up to
+    any number of 802.1Q/802.1ad tags; None when the frame ends inside them."""
+    cap = len(frame)
+    if cap < 14:
+        return None
+    (etype,) = _ETH_TYPE.unpack_from(frame, 12)
+    off = 14
+    vlans: tuple[int, ...] = ()
+    while etype in _TPIDS:
+        if off + 4 > cap:
+            return None
+        tci, etype = _VLAN.unpack_from(frame, off)
+        vlans += (tci & 0x0FFF,)
+        off += 4
+    return etype, off, vlans
+
+
 class Decoder:
     """Decodes frames; owns a small cache of address strings (formatting them is the slow bit)."""
 
@@ -145,17 +163,12 @@ class Decoder:
         cap = len(frame)
         if wire_len is None:
             wire_len = cap
-        if cap < 14 or wire_len < cap:
+        if wire_len < cap:
             return None
-        (etype,) = _ETH_TYPE.unpack_from(frame, 12)
-        off = 14
-        vlans: tuple = ()
-        while etype in _TPIDS:
-            if off + 4 > cap:
-                return None
-            tci, etype = _VLAN.unpack_from(frame, off)
-            vlans += (tci & 0x0FFF,)
-            off += 4
+        link = ethernet(frame)
+        if link is None:
+            return None
+        etype, off, vlans = link
         if etype == 0x0800:
             return self._ipv4(frame, off, cap, wire_len, vlans)
         if etype == 0x86DD:

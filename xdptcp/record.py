@@ -56,6 +56,16 @@ MAX_VLANS = 2  # XDPTCP_MAX_VLANS
 MAX_EXTHDRS = 6  # XDPTCP_MAX_EXTHDRS
 
 
+def capacity_for(snaplen: Optional[int]) -> tuple[int, int, Optional[str]]:
+    """For a -s value: (snaplen for the kernel, record capacity, a notice for the user or None)."""
+    if snaplen is None:
+        return 0, DEFAULT_CAPACITY, None
+    if snaplen == 0 or snaplen > MAX_CAPACITY:
+        return MAX_CAPACITY, MAX_CAPACITY, f"snaplen limited to {MAX_CAPACITY} bytes per packet"
+    capacity = max(64, (snaplen + 7) // 8 * 8)
+    return snaplen, capacity, None
+
+
 def record_layout(capacity: int = DEFAULT_CAPACITY) -> Struct:
     """A whole ring-buffer record as reserved by a program loaded with this capacity."""
     return Struct(

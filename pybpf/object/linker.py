@@ -16,10 +16,10 @@ import dataclasses
 from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
-from pybpf import insn as isa
+from pybpf.asm import insn as isa
+from pybpf.asm.insn import Instruction
 from pybpf.errors import RelocationError
-from pybpf.insn import Instruction
-from pybpf.spec import Function, ObjectSpec, ProgramSpec, Relocation, RelocKind
+from pybpf.object.spec import Function, ObjectSpec, ProgramSpec, Relocation, RelocKind
 
 
 @dataclass(frozen=True)

@@ -12,10 +12,11 @@ import errno
 import socket
 from typing import Optional, Protocol, Union
 
-from pybpf import syscall as sc
 from pybpf.errors import SyscallError
-from pybpf.fd import FDObject
-from pybpf.syscall import AttachFlags, AttachType, BPFLinkInfo
+from pybpf.sys import linkcmd, objcmd, objinfo
+from pybpf.sys.fd import FDObject
+from pybpf.sys.objinfo import BPFLinkInfo
+from pybpf.sys.uapi import AttachFlags, AttachType
 
 
 class HasFd(Protocol):
@@ -42,22 +43,22 @@ class Link(FDObject):
     def create(
         cls, program: ProgramLike, target: int, attach_type: AttachType, flags: int = 0
     ) -> Link:
-        return cls(sc.link_create(_fd(program), target, attach_type, flags=flags))
+        return cls(linkcmd.link_create(_fd(program), target, attach_type, flags=flags))
 
     @classmethod
     def from_pinned(cls, path: str) -> Link:
-        return cls(sc.obj_get(str(path)))
+        return cls(objcmd.obj_get(str(path)))
 
     @classmethod
     def from_id(cls, link_id: int) -> Link:
-        return cls(sc.link_get_fd_by_id(link_id))
+        return cls(objcmd.link_get_fd_by_id(link_id))
 
     def __repr__(self) -> str:
         return f"Link(fd={self._fd})"
 
     def info(self) -> BPFLinkInfo:
         """Link id, type, program id and (for XDP) the interface."""
-        return sc.link_info(self.fd)
+        return objinfo.link_info(self.fd)
 
     @property
     def id(self) -> int:
@@ -66,28 +67,28 @@ class Link(FDObject):
     def update(self, program: ProgramLike, old_program: Optional[ProgramLike] = None) -> None:
         """Swap the program atomically; with ``old_program`` only if that one is attached."""
         if old_program is None:
-            sc.link_update(self.fd, _fd(program))
+            linkcmd.link_update(self.fd, _fd(program))
         else:
-            sc.link_update(
+            linkcmd.link_update(
                 self.fd, _fd(program), flags=AttachFlags.REPLACE, old_prog_fd=_fd(old_program)
             )
 
     def detach(self) -> None:
         """Detach now, even while other fds or pins still hold the link (it becomes defunct)."""
-        sc.link_detach(self.fd)
+        linkcmd.link_detach(self.fd)
 
     def pin(self, path: str) -> None:
         """Pin the link: the attachment then survives this process until the pin is removed."""
-        from pybpf.bpffs import ensure_parent
+        from pybpf.sys.bpffs import ensure_parent
 
         ensure_parent(str(path))
-        sc.obj_pin(self.fd, str(path))
+        objcmd.obj_pin(self.fd, str(path))
 
 
 def xdp_link(program: ProgramLike, ifindex: int, flags: int = 0) -> Link:
     """Attach an XDP program to an interface through a bpf_link.
 
-    ``flags`` takes one XDP mode flag (pybpf.netlink.XDPFlags.SKB_MODE / DRV_MODE) or 0 for the
+    ``flags`` takes one XDP mode flag (pybpf.link.netlink.XDPFlags.SKB_MODE / DRV_MODE) or 0 for the
     best mode the driver supports.
     """
     try:

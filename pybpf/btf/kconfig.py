@@ -25,7 +25,7 @@ import sys
 from pathlib import Path
 from typing import Collection, Mapping, Optional
 
-from pybpf.btf import Array, Datasec, Enum, Int, IntEncoding, TypeQueries, Var
+from pybpf.btf.model import Array, Datasec, Enum, Int, IntEncoding, TypeQueries, Var
 from pybpf.errors import BPFError
 
 CONFIG_PATHS = ("/proc/config.gz", "/boot/config-{release}")

@@ -29,25 +29,21 @@ import sys
 from dataclasses import dataclass, field
 from typing import Callable, Optional, Sequence
 
-from pybpf.btf import (
+from pybpf.asm.insn import CALL, Class, Instruction, Size, Source
+from pybpf.btf.compat import _kinds_compat, fields_are_compat, types_are_compat, types_match
+from pybpf.btf.ext import CoreRelo, CoreReloKind
+from pybpf.btf.model import (
     Array,
     Enum,
     Enum64,
-    Float,
-    FuncProto,
-    Fwd,
     Int,
     IntEncoding,
-    Kind,
     Ptr,
     Struct,
     TypeQueries,
-    UnionType,
     essential_name,
 )
-from pybpf.btf_ext import CoreRelo, CoreReloKind
 from pybpf.errors import BTFError, CORERelocationError
-from pybpf.insn import CALL, Class, Instruction, Size, Source
 
 POISON_HELPER_ID = 0xBAD2310  # "bad relo": the verifier reports invalid func unknown#195896080
 MAX_SPEC_LEN = 64
@@ -189,66 +185,11 @@ def _bad(relo: CoreRelo, why: str) -> CORERelocationError:
 # --- 2./3. candidates and matching ----------------------------------------------------------
 
 
-def _kinds_compat(a, b) -> bool:
-    return a.kind == b.kind or (isinstance(a, Enum) and isinstance(b, Enum))
-
-
 def candidates(local: TypeQueries, local_id: int, target: TypeQueries) -> list[int]:
     """Target types of a compatible kind whose essential name is the local type's."""
     t = local.type(local_id)
     ids = target.find_essential(t.name)
     return [i for i in ids if _kinds_compat(target.type(i), t)]
-
-
-def types_are_compat(local, local_id: int, target, targ_id: int, level: int = 32) -> bool:
-    """libbpf's loose compatibility for TYPE_EXISTS/TYPE_SIZE/TYPE_ID_TARGET."""
-    if not _kinds_compat(local.type(local_id), target.type(targ_id)):
-        return False
-    for _ in range(32):
-        local_id, targ_id = local.resolve(local_id), target.resolve(targ_id)
-        lt, tt = local.type(local_id), target.type(targ_id)
-        if not _kinds_compat(lt, tt):
-            return False
-        if isinstance(lt, (Struct, Enum, Fwd)) or lt.kind == Kind.UNKN:
-            return True
-        if isinstance(lt, Int):
-            return lt.offset == 0 and tt.offset == 0
-        if isinstance(lt, (Ptr, Array)):
-            local_id, targ_id = lt.type, tt.type
-            continue
-        if isinstance(lt, FuncProto):
-            if len(lt.params) != len(tt.params) or level <= 0:
-                return False
-            for lp, tp in zip(lt.params, tt.params):
-                if not types_are_compat(local, lp.type, target, tp.type, level - 1):
-                    return False
-            local_id, targ_id = lt.return_type, tt.return_type
-            continue
-        return False
-    raise BTFError("type compatibility check recursed too deep")
-
-
-def fields_are_compat(local, local_id: int, target, targ_id: int) -> bool:
-    """Can a field of local type be read as the target's? (names of enums/fwds matter)."""
-    for _ in range(32):
-        local_id, targ_id = local.resolve(local_id), target.resolve(targ_id)
-        lt, tt = local.type(local_id), target.type(targ_id)
-        if isinstance(lt, Struct) and isinstance(tt, Struct):
-            return True
-        if not _kinds_compat(lt, tt):
-            return False
-        if isinstance(lt, (Ptr, Float)):
-            return True
-        if isinstance(lt, (Fwd, Enum)):
-            le, te = essential_name(lt.name), essential_name(tt.name)
-            return not le or not te or le == te
-        if isinstance(lt, Int):
-            return lt.offset == 0 and tt.offset == 0
-        if isinstance(lt, Array):
-            local_id, targ_id = lt.type, tt.type
-            continue
-        return False
-    return False
 
 
 def _match_member(local_spec: Spec, acc: Accessor, target, targ_id: int, spec: Spec) -> int:
@@ -325,87 +266,6 @@ def _match_enumval(local_spec: Spec, target, targ_id: int, spec: Spec) -> Option
             spec.raw.append(i)
             return spec
     return None
-
-
-# --- TYPE_MATCHES: the strict relation --------------------------------------------------------
-
-
-def _names_match(local_name: str, targ_name: str) -> bool:
-    if not targ_name:
-        return not local_name
-    return essential_name(local_name) == essential_name(targ_name)
-
-
-def types_match(
-    local, local_id: int, target, targ_id: int, behind_ptr: bool = False, level: int = 32
-) -> bool:
-    """libbpf's ``bpf_core_types_match``: same shape, by names, through pointers loosely."""
-    if level <= 0:
-        raise BTFError("type match recursed too deep")
-    for _ in range(32):
-        local_id, targ_id = local.resolve(local_id), target.resolve(targ_id)
-        lt, tt = local.type(local_id), target.type(targ_id)
-        if not _names_match(lt.name, tt.name):
-            return False
-        if lt.kind == Kind.UNKN:
-            return tt.kind == Kind.UNKN
-        if isinstance(lt, Fwd):
-            if isinstance(tt, Fwd):
-                return lt.is_union == tt.is_union
-            return (
-                behind_ptr and isinstance(tt, Struct) and isinstance(tt, UnionType) == lt.is_union
-            )
-        if isinstance(lt, Enum):
-            return isinstance(tt, Enum) and _enums_match(lt, tt)
-        if isinstance(lt, Struct):
-            if behind_ptr:
-                if isinstance(tt, Fwd):
-                    return isinstance(lt, UnionType) == tt.is_union
-                return lt.kind == tt.kind
-            return lt.kind == tt.kind and _composites_match(local, lt, target, tt, level)
-        if lt.kind != tt.kind:
-            return False
-        if isinstance(lt, Int):
-            signed = IntEncoding.SIGNED
-            return lt.size == tt.size and (lt.encoding & signed) == (tt.encoding & signed)
-        if isinstance(lt, Ptr):
-            behind_ptr = True
-            local_id, targ_id = lt.type, tt.type
-            continue
-        if isinstance(lt, Array):
-            if lt.nelems != tt.nelems:
-                return False
-            local_id, targ_id = lt.type, tt.type
-            continue
-        if isinstance(lt, FuncProto):
-            if len(lt.params) != len(tt.params):
-                return False
-            for lp, tp in zip(lt.params, tt.params):
-                if not types_match(local, lp.type, target, tp.type, behind_ptr, level - 1):
-                    return False
-            local_id, targ_id = lt.return_type, tt.return_type
-            continue
-        return False
-    raise BTFError("type match recursed too deep")
-
-
-def _enums_match(lt: Enum, tt: Enum) -> bool:
-    if lt.size != tt.size or len(lt.values) > len(tt.values):
-        return False
-    return all(any(_names_match(lv.name, tv.name) for tv in tt.values) for lv in lt.values)
-
-
-def _composites_match(local, lt: Struct, target, tt: Struct, level: int) -> bool:
-    if len(lt.members) > len(tt.members):
-        return False
-    for lm in lt.members:
-        if not any(
-            _names_match(lm.name, tm.name)
-            and types_match(local, lm.type_id, target, tm.type_id, False, level - 1)
-            for tm in tt.members
-        ):
-            return False
-    return True
 
 
 # --- 4. values --------------------------------------------------------------------------------

@@ -15,25 +15,24 @@ import io
 import os
 import struct
 from dataclasses import dataclass
-from typing import Optional
+from typing import Any, Optional
 
 from elftools.elf.elffile import ELFFile
 
-from pybpf import insn as isa
-from pybpf.btf import BTF, Datasec, Var
-from pybpf.btf_ext import BTFExt
+from pybpf.asm import insn as isa
+from pybpf.btf.ext import BTFExt
+from pybpf.btf.model import BTF, Datasec, Var
 from pybpf.errors import BPFError, ParseError
-from pybpf.mapspecs import SHT_NOBITS, MapReader, is_data_section
-from pybpf.sections import match_section
-from pybpf.spec import (
+from pybpf.object.mapspecs import SHT_NOBITS, MapReader, is_data_section
+from pybpf.object.records import (
     Function,
-    ObjectSpec,
     ProgramSpec,
     Relocation,
     RelocKind,
     SectionHeader,
     Variable,
 )
+from pybpf.object.sections import match_section
 
 SHT_PROGBITS = "SHT_PROGBITS"
 SHF_EXECINSTR = 0x4
@@ -67,18 +66,19 @@ class Symbol:
     visibility: str = "STV_DEFAULT"  # STV_HIDDEN: global to the linker, private to the object
 
 
-def read_object(path: str) -> ObjectSpec:
-    """Read the object at ``path``. Raises ``ParseError`` naming the file and the problem."""
+def read_elf(path: str) -> dict[str, Any]:
+    """Read the object at ``path`` into the fields of an ``ObjectSpec``. Raises ``ParseError``
+    naming the file and the problem."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError as e:
         raise ParseError(f"cannot read {path}: {e.strerror}") from None
     name = os.path.basename(path).split(".", 1)[0] or "object"
-    return read_object_bytes(data, name, path=path)
+    return read_elf_bytes(data, name, path=path)
 
 
-def read_object_bytes(data: bytes, name: str, path: str = "") -> ObjectSpec:
+def read_elf_bytes(data: bytes, name: str, path: str = "") -> dict[str, Any]:
     label = path or name
     try:
         return _Reader(data, name, path).read()
@@ -171,7 +171,7 @@ class _Reader(MapReader):
 
     # --- the object ----------------------------------------------------------------------------
 
-    def read(self) -> ObjectSpec:
+    def read(self) -> dict[str, Any]:
         license = self._license()
         kern_version = self._kern_version()
         btf, btf_ext = self._btf()
@@ -184,7 +184,7 @@ class _Reader(MapReader):
         variables = self._variables(btf)
         maps = self._maps(btf)
         externs = self._externs(btf)
-        return ObjectSpec(
+        return dict(
             path=self.path,
             name=self.name,
             little_endian=self.little,

@@ -9,7 +9,7 @@ attached"), which we put into :class:`~pybpf.errors.NetlinkError`.
 
 Two traps a reader should know. The mode flag of a detach must be the one used to attach: a detach
 in another mode answers success and detaches nothing. And a netlink attachment outlives the
-process that made it; a bpf_link (pybpf.link) is the alternative that does not.
+process that made it; a bpf_link (pybpf.link.bpflink) is the alternative that does not.
 """
 
 from __future__ import annotations

@@ -16,7 +16,18 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Optional
 
-from pybpf.btf import BTF, Array, Datasec, Enum, FuncProto, Member, Ptr, Struct, UnionType, Var
+from pybpf.btf.model import (
+    BTF,
+    Array,
+    Datasec,
+    Enum,
+    FuncProto,
+    Member,
+    Ptr,
+    Struct,
+    UnionType,
+    Var,
+)
 from pybpf.errors import BTFError
 
 MAP_TYPE_PROG_ARRAY = 3

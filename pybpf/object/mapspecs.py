@@ -1,7 +1,7 @@
 """Map specs from an object: BTF-defined maps in ``.maps``, the legacy ``maps`` section, and the
 data sections (``.rodata``, ``.data``, ``.bss``, ``.kconfig``) that become one-entry arrays.
 
-Pure reading, like the rest of ``pybpf.elf`` (whose reader mixes this class in): a definition
+Pure reading, like the rest of ``pybpf.object.elf`` (whose reader mixes this class in): a definition
 becomes a ``MapSpec`` with the names the kernel will see, libbpf's way.
 """
 
@@ -10,13 +10,13 @@ from __future__ import annotations
 import struct
 from typing import TYPE_CHECKING, Optional
 
-from pybpf.btf import BTF, Datasec, Var
-from pybpf.btfmaps import parse_btf_maps
+from pybpf.btf.model import BTF, Datasec, Var
 from pybpf.errors import ParseError
-from pybpf.spec import MapSpec
+from pybpf.object.btfmaps import parse_btf_maps
+from pybpf.object.records import MapSpec
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pybpf.elf import Section, Symbol
+    from pybpf.object.elf import Section, Symbol
 
 SHT_NOBITS = "SHT_NOBITS"
 MAX_NOBITS = 1 << 28  # a .bss this big (256 MiB) is damage, not a program's globals
@@ -33,7 +33,7 @@ def is_data_section(name: str) -> bool:
 
 
 class MapReader:
-    """The map part of the object reader (``pybpf.elf._Reader`` provides sections, symbols)."""
+    """The map part of the object reader (``elf._Reader`` provides sections and symbols)."""
 
     def _maps(self, btf: Optional[BTF]) -> dict[str, MapSpec]:
         maps: dict[str, MapSpec] = {}
@@ -181,6 +181,12 @@ class MapReader:
                 # A damaged header: zero-filling gigabytes would stall the parse.
                 raise ParseError(f"section {sec.name}: size {sec.size} is implausibly large")
             data = sec.data if sec.type != SHT_NOBITS else bytes(sec.size)
+            if len(data) != sec.size:
+                # A header that claims more than the file holds (a truncated or damaged object).
+                raise ParseError(
+                    f"section {sec.name}: its header says {sec.size} bytes, "
+                    f"the file holds {len(data)}"
+                )
             out.append(
                 MapSpec(
                     internal_map_name(self.name, sec.name),
@@ -214,7 +220,8 @@ def internal_map_name(obj_name: str, section: str) -> str:
     """The kernel name libbpf gives a data-section map: ``<object prefix><section>``.
 
     Up to 8 characters of the object's name, then the section name, 15 characters in all
-    (``xdptcp.rodata``); custom sections with a second dot (``.rodata.cfg``) get no prefix.
+    (``minimal.rodata`` for minimal.bpf.o); custom sections with a second dot
+    (``.rodata.cfg``) get no prefix.
     """
     limit = OBJ_NAME_LEN - 1
     suffix = min(max(7, len(section)), limit)

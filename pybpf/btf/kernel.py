@@ -19,8 +19,8 @@ from array import array
 from pathlib import Path
 from typing import Any, Optional
 
-from pybpf.btf import KindSpec, StringTable, TypeQueries, essential_name, parse_header
-from pybpf.btf_types import Func, Kind, Type, TypeDecoder, Void
+from pybpf.btf.model import KindSpec, StringTable, TypeQueries, essential_name, parse_header
+from pybpf.btf.types import Func, Kind, Type, TypeDecoder, Void
 from pybpf.errors import BTFError
 
 SYSFS_BTF = Path("/sys/kernel/btf")
@@ -134,11 +134,10 @@ class KernelBTF(TypeQueries):
         if lo is None:
             return []
         hi = last[off]
-        out = [lo]
-        while lo < hi:
-            lo = col.index(off, lo + 1, hi + 1)
-            out.append(lo)
-        return [self.first_id + i for i in out]
+        if lo == hi:
+            return [self.first_id + lo]
+        # array.index takes no start/stop before Python 3.10: scan the (short) span instead.
+        return [self.first_id + i for i in range(lo, hi + 1) if col[i] == off]
 
     def _string_index(self) -> tuple[dict[bytes, int], dict[str, list[int]]]:
         """String → offset for this blob's table, and essential name → offsets of the
@@ -195,7 +194,7 @@ class KernelBTF(TypeQueries):
         a VAR (typed ksym, for an ld_imm64 ``PSEUDO_BTF_ID``). Given the object's own FUNC
         (``local``, ``local_id``), its prototype must be CO-RE compatible with the kernel's, as
         libbpf requires."""
-        from pybpf.core import types_are_compat  # here: pybpf.core imports this module
+        from pybpf.btf.compat import types_are_compat
 
         want = Kind.FUNC if local is not None and isinstance(local.type(local_id), Func) else None
         ids = [i for i in self.find_all(name) if self.kind_of(i) in (Kind.FUNC, Kind.VAR)]

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Callable, Iterable, Optional, Sequence
 
-from pybpf.btf import BTF
+from pybpf.btf.model import BTF
 from pybpf.errors import BTFError
 
 BTF_EXT_MAGIC = 0xEB9F

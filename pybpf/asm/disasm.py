@@ -14,8 +14,8 @@ from __future__ import annotations
 
 from typing import Callable, Optional, Sequence
 
-from pybpf.helpers import helper_name
-from pybpf.insn import (
+from pybpf.asm.helpers import helper_name
+from pybpf.asm.insn import (
     PSEUDO_CALL,
     PSEUDO_KFUNC_CALL,
     ALUOp,

@@ -20,7 +20,7 @@ import struct
 import sys
 from typing import Collection, Iterable, Mapping, Optional, Sequence, Union
 
-from pybpf.btf_types import (
+from pybpf.btf.types import (
     MODIFIERS,
     Array,
     Const,
@@ -54,7 +54,7 @@ from pybpf.btf_types import (
     encode_type,
     format_type,
 )
-from pybpf.btf_types import Union as UnionType
+from pybpf.btf.types import Union as UnionType
 from pybpf.errors import BTFError
 
 __all__ = [
@@ -196,7 +196,7 @@ def essential_name(name: str) -> str:
 
 class TypeQueries:
     """Questions answered from ``type(id)`` and ``find_all(name)`` alone, shared by ``BTF`` and
-    the lazily read kernel BTF (``pybpf.kernel_btf.KernelBTF``)."""
+    the lazily read kernel BTF (``pybpf.btf.kernel.KernelBTF``)."""
 
     def type(self, type_id: int) -> Type:
         raise NotImplementedError

@@ -1,138 +1,44 @@
-"""What an object file says, as plain data: programs, maps, relocations, global variables.
+"""An object file as plain data: ``ObjectSpec``, what a loader turns into live kernel objects.
 
-Nothing here touches the kernel (rule 1 of the design): an ``ObjectSpec`` is built by
-``pybpf.elf.read_object`` from the bytes of a file, can be inspected, and can have its ``.rodata``
-constants changed before ``spec.load()`` makes it live.
+Nothing here touches the kernel (rule 1 of the design): ``ObjectSpec.from_file`` has
+``pybpf.object.elf`` read the bytes of a file into the records of ``pybpf.object.records``; the
+spec can then be inspected, and have its ``.rodata`` constants changed, before
+``pybpf.load(spec)`` makes it live.
 """
 
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
-from enum import Enum
 from typing import TYPE_CHECKING, Optional, Union
 
+from pybpf.asm.insn import Instruction
 from pybpf.errors import BPFError
-from pybpf.insn import Instruction
+from pybpf.object.elf import read_elf, read_elf_bytes
+from pybpf.object.records import (
+    Function,
+    MapSpec,
+    ProgramSpec,
+    Relocation,
+    RelocKind,
+    SectionHeader,
+    Variable,
+)
 
 if TYPE_CHECKING:  # pragma: no cover
-    from pybpf.btf import BTF
-    from pybpf.btf_ext import BTFExt
-    from pybpf.loader import LoadedObject
+    from pybpf.btf.ext import BTFExt
+    from pybpf.btf.model import BTF
 
-
-class RelocKind(Enum):
-    """What a relocated instruction refers to; decided by the target's section, not the ELF type."""
-
-    MAP = "map"  # ld_imm64 of a map (symbol in .maps or legacy maps)
-    DATA = "data"  # ld_imm64 of a global variable (symbol in .rodata*/.data*/.bss)
-    CALL = "call"  # bpf-to-bpf call into a subprogram
-    FUNC = "func"  # ld_imm64 of a function's address (callback for bpf_loop & co)
-    KCONFIG = "kconfig"  # ld_imm64 of a .kconfig extern
-    KSYM = "ksym"  # ld_imm64 / call of a kernel symbol extern (.ksyms, kfuncs)
-
-
-@dataclass(frozen=True)
-class Relocation:
-    """One relocation against an instruction of a section.
-
-    ``insn_idx`` is the instruction's index in its section. ``symbol`` names what it refers to
-    (a map, a variable, a function, or the section itself for section symbols). ``target_section``
-    is the section the symbol lives in. ``offset`` is the symbol's value (st_value): for data the
-    byte offset of the variable, for calls the callee's byte offset in its section.
-    """
-
-    insn_idx: int
-    kind: RelocKind
-    symbol: str
-    target_section: str
-    offset: int
-
-
-@dataclass(frozen=True)
-class Function:
-    """A function symbol's instructions, cut out of its section."""
-
-    name: str
-    section: str
-    insn_start: int  # index of the first instruction in the section
-    insns: tuple[Instruction, ...]
-    is_global: bool
-
-
-@dataclass(frozen=True)
-class ProgramSpec:
-    """An entry point: a global function in an executable section other than ``.text``."""
-
-    name: str
-    section: str
-    prog_type: str  # enum bpf_prog_type name without prefix, e.g. "XDP"
-    attach_type: Optional[str]  # enum bpf_attach_type name, e.g. "XDP"
-    attach_target: str  # what follows the type in the section name ("func" of "fentry/func")
-    needs_btf_target: bool
-    prog_flags: int
-    insn_start: int  # where its instructions start in the section
-    insns: tuple[Instruction, ...]
-    license: str
-    kern_version: int
-
-    def __len__(self) -> int:
-        return len(self.insns)
-
-
-@dataclass(frozen=True)
-class MapSpec:
-    """A map the object asks for: from ``.maps`` (BTF), the legacy ``maps`` section, or a data
-    section (``.rodata``, ``.data.foo``, ``.bss``, ``.kconfig``) that becomes a one-entry array."""
-
-    name: str  # the name the kernel will be given (15 characters at most)
-    origin: str  # ".maps", "maps" (legacy) or the data section's name
-    map_type: str  # enum bpf_map_type name without prefix, e.g. "RINGBUF"
-    key_size: int
-    value_size: int
-    max_entries: int
-    flags: int
-    key_type_id: int = 0  # BTF type ids (0 when unknown)
-    value_type_id: int = 0
-    inner: Optional[MapSpec] = None  # the inner map's template (array/hash of maps)
-    pinning: int = 0  # 1 = LIBBPF_PIN_BY_NAME
-    map_extra: int = 0
-    numa_node: int = 0
-    # Initial contents: for data sections, the section's bytes; for prog arrays and
-    # map-in-map, (index, symbol name) pairs from the `.values = { ... }` initialiser.
-    data: bytes = b""
-    init_slots: tuple[tuple[int, str], ...] = ()
-
-    @property
-    def is_data_section(self) -> bool:
-        return self.origin not in (".maps", "maps")
-
-    @property
-    def frozen_after_fill(self) -> bool:
-        """``.rodata*`` and ``.kconfig`` are read-only to programs and frozen from user space."""
-        return self.origin.startswith(".rodata") or self.origin == ".kconfig"
-
-
-@dataclass(frozen=True)
-class SectionHeader:
-    """An ELF section as ``pybpf inspect`` lists it."""
-
-    index: int
-    name: str
-    type: str  # SHT_PROGBITS, SHT_NOBITS, SHT_REL, ...
-    size: int
-    flags: str  # "AX", "WA", ... as readelf spells sh_flags
-
-
-@dataclass(frozen=True)
-class Variable:
-    """A global variable in a data section, as its symbol and BTF describe it."""
-
-    name: str
-    section: str
-    offset: int
-    size: int
-    type_id: int = 0
+__all__ = [
+    "Function",
+    "MapSpec",
+    "ObjectSpec",
+    "ProgramSpec",
+    "Relocation",
+    "RelocKind",
+    "SectionHeader",
+    "Variable",
+    "VariableView",
+]
 
 
 class ObjectSpec:
@@ -196,23 +102,15 @@ class ObjectSpec:
         """The current initial contents of a data section (with any values set by the user)."""
         return bytes(self._data[section])
 
-    def load(self, **kwargs) -> LoadedObject:
-        """Create the maps and programs in the kernel. See ``pybpf.loader.load``."""
-        from pybpf.loader import load
-
-        return load(self, **kwargs)
-
     @classmethod
     def from_file(cls, path: str) -> ObjectSpec:
-        from pybpf.elf import read_object
-
-        return read_object(path)
+        """Read the object at ``path``. Raises ``ParseError`` naming the file and the problem."""
+        return cls(**read_elf(path))
 
     @classmethod
     def from_bytes(cls, data: bytes, name: str = "object") -> ObjectSpec:
-        from pybpf.elf import read_object_bytes
-
-        return read_object_bytes(data, name)
+        """Read an object held in memory (a zipapp's data, a test's mutant)."""
+        return cls(**read_elf_bytes(data, name))
 
     def __repr__(self) -> str:
         return f"<ObjectSpec {self.name}: {len(self.programs)} programs, {len(self.maps)} maps>"

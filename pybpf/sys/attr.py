@@ -1,0 +1,152 @@
+"""``union bpf_attr``: one declaration per command, named as in ``include/uapi/linux/bpf.h``.
+
+The kernel reads only the part of the union that belongs to the command (and insists that anything
+past the fields it knows is zero). We pass the size of our declaration: a shorter attr than the
+kernel's is zero-filled by the kernel, so one declaration works on old and new kernels.
+"""
+
+from __future__ import annotations
+
+import construct as cs
+
+from pybpf.sys.uapi import BPF_OBJ_NAME_LEN
+
+# Host byte order throughout: the kernel reads these in its own order. ``PTR`` is an
+# ``__aligned_u64`` holding a user-space address. Every field defaults to 0.
+
+U32 = cs.Default(cs.Int32un, 0)
+U64 = cs.Default(cs.Int64un, 0)
+PTR = U64
+OBJ_NAME = cs.Default(cs.PaddedString(BPF_OBJ_NAME_LEN, "ascii"), "")
+
+map_create_attr = cs.Struct(
+    "map_type" / U32,
+    "key_size" / U32,
+    "value_size" / U32,
+    "max_entries" / U32,
+    "map_flags" / U32,
+    "inner_map_fd" / U32,
+    "numa_node" / U32,
+    "map_name" / OBJ_NAME,
+    "map_ifindex" / U32,
+    "btf_fd" / U32,
+    "btf_key_type_id" / U32,
+    "btf_value_type_id" / U32,
+    "btf_vmlinux_value_type_id" / U32,
+    "map_extra" / U64,
+)
+
+# BPF_MAP_*_ELEM, BPF_MAP_GET_NEXT_KEY and BPF_MAP_FREEZE: ``value`` doubles as ``next_key``.
+map_elem_attr = cs.Struct(
+    "map_fd" / U32,
+    cs.Padding(4),
+    "key" / PTR,
+    "value" / PTR,
+    "flags" / U64,
+)
+
+map_batch_attr = cs.Struct(
+    "in_batch" / PTR,
+    "out_batch" / PTR,
+    "keys" / PTR,
+    "values" / PTR,
+    "count" / U32,
+    "map_fd" / U32,
+    "elem_flags" / U64,
+    "flags" / U64,
+)
+
+prog_load_attr = cs.Struct(
+    "prog_type" / U32,
+    "insn_cnt" / U32,
+    "insns" / PTR,
+    "license" / PTR,
+    "log_level" / U32,
+    "log_size" / U32,
+    "log_buf" / PTR,
+    "kern_version" / U32,
+    "prog_flags" / U32,
+    "prog_name" / OBJ_NAME,
+    "prog_ifindex" / U32,
+    "expected_attach_type" / U32,
+    "prog_btf_fd" / U32,
+    "func_info_rec_size" / U32,
+    "func_info" / PTR,
+    "func_info_cnt" / U32,
+    "line_info_rec_size" / U32,
+    "line_info" / PTR,
+    "line_info_cnt" / U32,
+    "attach_btf_id" / U32,
+    "attach_btf_obj_fd" / U32,  # a union with attach_prog_fd
+    "core_relo_cnt" / U32,
+    "fd_array" / PTR,
+    "core_relos" / PTR,
+    "core_relo_rec_size" / U32,
+    "log_true_size" / U32,  # out (6.4+): the buffer size the whole log needs
+)
+
+obj_attr = cs.Struct(
+    "pathname" / PTR,
+    "bpf_fd" / U32,
+    "file_flags" / U32,
+)
+
+test_attr = cs.Struct(
+    "prog_fd" / U32,
+    "retval" / U32,
+    "data_size_in" / U32,
+    "data_size_out" / U32,
+    "data_in" / PTR,
+    "data_out" / PTR,
+    "repeat" / U32,
+    "duration" / U32,
+    "ctx_size_in" / U32,
+    "ctx_size_out" / U32,
+    "ctx_in" / PTR,
+    "ctx_out" / PTR,
+    "flags" / U32,
+    "cpu" / U32,
+    "batch_size" / U32,
+    cs.Padding(4),
+)
+
+# BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID: ``start_id`` is a union with prog_id/map_id/...
+get_id_attr = cs.Struct(
+    "start_id" / U32,
+    "next_id" / U32,
+    "open_flags" / U32,
+)
+
+info_attr = cs.Struct(
+    "bpf_fd" / U32,
+    "info_len" / U32,
+    "info" / PTR,
+)
+
+btf_load_attr = cs.Struct(
+    "btf" / PTR,
+    "btf_log_buf" / PTR,
+    "btf_size" / U32,
+    "btf_log_size" / U32,
+    "btf_log_level" / U32,
+    "btf_log_true_size" / U32,
+)
+
+link_create_attr = cs.Struct(
+    "prog_fd" / U32,
+    "target_fd" / U32,  # a union with target_ifindex
+    "attach_type" / U32,
+    "flags" / U32,
+    "target_btf_id" / U32,
+    cs.Padding(4),
+)
+
+link_update_attr = cs.Struct(
+    "link_fd" / U32,
+    "new_prog_fd" / U32,
+    "flags" / U32,
+    "old_prog_fd" / U32,
+)
+
+link_detach_attr = cs.Struct("link_fd" / U32)
+enable_stats_attr = cs.Struct("type" / U32)

@@ -1,0 +1,256 @@
+"""``BPF_OBJ_GET_INFO_BY_FD``: what the kernel says about a program, map, BTF or link."""
+
+from __future__ import annotations
+
+import ctypes
+import errno as _errno
+import sys
+from dataclasses import dataclass
+
+import construct as cs
+
+from pybpf.errors import SyscallError
+from pybpf.sys.attr import (
+    OBJ_NAME,
+    PTR,
+    U32,
+    U64,
+    info_attr,
+)
+from pybpf.sys.syscall import (
+    addr_of,
+    as_enum,
+    bpf,
+    compiled_layout,
+)
+from pybpf.sys.uapi import (
+    BPF_TAG_SIZE,
+    BPFCmd,
+    LinkType,
+    MapType,
+    ProgType,
+)
+
+# --- object info (BPF_OBJ_GET_INFO_BY_FD) ---------------------------------------------------------
+# The kernel copies min(info_len, its own size) bytes, so a declaration shorter than a newer
+# kernel's is fine, and pointer fields left at 0 are simply not filled.
+
+bpf_prog_info = cs.Struct(
+    "type" / U32,
+    "id" / U32,
+    "tag" / cs.Default(cs.Bytes(BPF_TAG_SIZE), bytes(BPF_TAG_SIZE)),
+    "jited_prog_len" / U32,
+    "xlated_prog_len" / U32,
+    "jited_prog_insns" / PTR,
+    "xlated_prog_insns" / PTR,
+    "load_time" / U64,  # ns since boot
+    "created_by_uid" / U32,
+    "nr_map_ids" / U32,
+    "map_ids" / PTR,
+    "name" / OBJ_NAME,
+    "ifindex" / U32,
+    "gpl_compatible" / U32,  # bit 0; the rest is padding
+    "netns_dev" / U64,
+    "netns_ino" / U64,
+    "nr_jited_ksyms" / U32,
+    "nr_jited_func_lens" / U32,
+    "jited_ksyms" / PTR,
+    "jited_func_lens" / PTR,
+    "btf_id" / U32,
+    "func_info_rec_size" / U32,
+    "func_info" / PTR,
+    "nr_func_info" / U32,
+    "nr_line_info" / U32,
+    "line_info" / PTR,
+    "jited_line_info" / PTR,
+    "nr_jited_line_info" / U32,
+    "line_info_rec_size" / U32,
+    "jited_line_info_rec_size" / U32,
+    "nr_prog_tags" / U32,
+    "prog_tags" / PTR,
+    "run_time_ns" / U64,
+    "run_cnt" / U64,
+    "recursion_misses" / U64,
+    "verified_insns" / U32,
+    "attach_btf_obj_id" / U32,
+    "attach_btf_id" / U32,
+    cs.Padding(4),
+)
+
+bpf_map_info = cs.Struct(
+    "type" / U32,
+    "id" / U32,
+    "key_size" / U32,
+    "value_size" / U32,
+    "max_entries" / U32,
+    "map_flags" / U32,
+    "name" / OBJ_NAME,
+    "ifindex" / U32,
+    "btf_vmlinux_value_type_id" / U32,
+    "netns_dev" / U64,
+    "netns_ino" / U64,
+    "btf_id" / U32,
+    "btf_key_type_id" / U32,
+    "btf_value_type_id" / U32,
+    "btf_vmlinux_id" / U32,
+    "map_extra" / U64,
+)
+
+bpf_btf_info = cs.Struct(
+    "btf" / PTR,
+    "btf_size" / U32,
+    "id" / U32,
+    "name" / PTR,
+    "name_len" / U32,
+    "kernel_btf" / U32,
+)
+
+# The tail of bpf_link_info is a union per link type; XDP's member is just ``__u32 ifindex``.
+bpf_link_info = cs.Struct(
+    "type" / U32,
+    "id" / U32,
+    "prog_id" / U32,
+    cs.Padding(4),
+    "union" / cs.Default(cs.Bytes(32), bytes(32)),
+)
+
+
+@dataclass(frozen=True)
+class ProgInfo:
+    type: int  # a ProgType when this module knows it
+    id: int
+    tag: str  # hex, as bpftool prints it
+    name: str
+    jited_prog_len: int
+    xlated_prog_len: int
+    load_time: int
+    created_by_uid: int
+    map_ids: tuple[int, ...]
+    ifindex: int
+    gpl_compatible: bool
+    btf_id: int
+    run_time_ns: int
+    run_cnt: int
+    verified_insns: int
+    attach_btf_id: int
+
+
+@dataclass(frozen=True)
+class MapInfo:
+    type: int  # a MapType when this module knows it
+    id: int
+    key_size: int
+    value_size: int
+    max_entries: int
+    map_flags: int
+    name: str
+    ifindex: int
+    btf_id: int
+    btf_key_type_id: int
+    btf_value_type_id: int
+    map_extra: int
+
+
+@dataclass(frozen=True)
+class BTFInfo:
+    id: int
+    size: int
+    name: str
+    kernel_btf: bool
+
+
+@dataclass(frozen=True)
+class BPFLinkInfo:
+    type: int  # a LinkType when this module knows it
+    id: int
+    prog_id: int
+    ifindex: int  # for XDP/TCX/netkit links, else 0
+
+
+def _get_info(fd: int, layout: cs.Struct, kind: str, **fields: object) -> cs.Container:
+    layout = compiled_layout(layout)
+    packed = layout.build(fields)
+    buf = ctypes.create_string_buffer(packed, len(packed))
+    bpf(
+        BPFCmd.OBJ_GET_INFO_BY_FD,
+        info_attr,
+        f"cannot read {kind} info of fd {fd}",
+        bpf_fd=fd,
+        info_len=len(packed),
+        info=addr_of(buf),
+    )
+    return layout.parse(buf.raw)
+
+
+def prog_info(fd: int) -> ProgInfo:
+    first = _get_info(fd, bpf_prog_info, "program")
+    # A second call with room for the map ids: the first one said how many there are.
+    ids = (ctypes.c_uint32 * max(first.nr_map_ids, 1))()
+    info = _get_info(
+        fd, bpf_prog_info, "program", nr_map_ids=first.nr_map_ids, map_ids=addr_of(ids)
+    )
+    return ProgInfo(
+        type=as_enum(ProgType, info.type),
+        id=info.id,
+        tag=info.tag.hex(),
+        name=info.name,
+        jited_prog_len=info.jited_prog_len,
+        xlated_prog_len=info.xlated_prog_len,
+        load_time=info.load_time,
+        created_by_uid=info.created_by_uid,
+        map_ids=tuple(ids[: min(info.nr_map_ids, first.nr_map_ids)]),
+        ifindex=info.ifindex,
+        gpl_compatible=bool(info.gpl_compatible & 1),
+        btf_id=info.btf_id,
+        run_time_ns=info.run_time_ns,
+        run_cnt=info.run_cnt,
+        verified_insns=info.verified_insns,
+        attach_btf_id=info.attach_btf_id,
+    )
+
+
+def prog_xlated_insns(fd: int) -> bytes:
+    """The program as the verifier rewrote it (what ``bpftool prog dump xlated`` shows)."""
+    size = _get_info(fd, bpf_prog_info, "program").xlated_prog_len
+    buf = ctypes.create_string_buffer(max(size, 1))
+    info = _get_info(
+        fd, bpf_prog_info, "program", xlated_prog_len=size, xlated_prog_insns=addr_of(buf)
+    )
+    code = buf.raw[: min(size, info.xlated_prog_len)]
+    if code and not any(code):
+        # The kernel zeroes translated code for readers without CAP_SYS_ADMIN / CAP_PERFMON.
+        raise SyscallError(f"cannot read the translated code of program fd {fd}", _errno.EPERM)
+    return code
+
+
+def map_info(fd: int) -> MapInfo:
+    info = _get_info(fd, bpf_map_info, "map")
+    return MapInfo(
+        type=as_enum(MapType, info.type),
+        id=info.id,
+        key_size=info.key_size,
+        value_size=info.value_size,
+        max_entries=info.max_entries,
+        map_flags=info.map_flags,
+        name=info.name,
+        ifindex=info.ifindex,
+        btf_id=info.btf_id,
+        btf_key_type_id=info.btf_key_type_id,
+        btf_value_type_id=info.btf_value_type_id,
+        map_extra=info.map_extra,
+    )
+
+
+def btf_info(fd: int) -> BTFInfo:
+    name = ctypes.create_string_buffer(64)
+    info = _get_info(fd, bpf_btf_info, "BTF", name=addr_of(name), name_len=len(name))
+    return BTFInfo(info.id, info.btf_size, name.value.decode(), bool(info.kernel_btf))
+
+
+def link_info(fd: int) -> BPFLinkInfo:
+    info = _get_info(fd, bpf_link_info, "link")
+    link_type = as_enum(LinkType, info.type)
+    ifindex = 0
+    if link_type in (LinkType.XDP, LinkType.TCX, LinkType.NETKIT):
+        ifindex = int.from_bytes(info.union[:4], sys.byteorder)
+    return BPFLinkInfo(link_type, info.id, info.prog_id, ifindex)

@@ -1,0 +1,108 @@
+"""Where captured records go: lines on a terminal (text or JSON) or a pcap file; and the summary.
+
+A sink takes batches of ``(timestamp, ifname, frame, wire_len)`` and reports how many it showed
+and how many it used, so that the summary accounts for every record the kernel emitted.
+"""
+
+from __future__ import annotations
+
+import sys
+from typing import Optional, TextIO
+
+from xdptcp.capture import CaptureError, Counters
+from xdptcp.options import OutputOptions
+from xdptcp.process import stdout_gone
+
+
+def print_summary(captured: int, c: Counters, unread: int, out: TextIO, unshown: int = 0) -> None:
+    """tcpdump's three lines, with xdptcp's exact meanings (see docs/xdptcp.md).
+
+    Every record the kernel emitted is in exactly one of: captured (shown or written),
+    unshown (the printer has no line for it), unread (-c reached or output closed)."""
+
+    def n(k: int) -> str:
+        return f"{k} packet{'s' if k != 1 else ''}"
+
+    out.write(f"{n(captured)} captured\n")
+    out.write(f"{n(c.tcp)} received by filter\n")
+    out.write(f"{n(c.ring_full)} dropped by kernel (ring buffer full)\n")
+    if unread:
+        out.write(f"{n(unread)} matched but not shown (count reached or output closed)\n")
+    if unshown:
+        out.write(f"{n(unshown)} matched but not printable as TCP (malformed headers)\n")
+    out.flush()
+
+
+class TextSink:
+    """Formats records as text/JSON lines; one write per batch.
+
+    ``write`` returns ``(shown, used)``: lines written and records consumed. A record the
+    formatter cannot print (``None``) is used but not shown; ``unshown`` counts them, so the
+    summary accounts for every record."""
+
+    def __init__(self, formatter, out: TextIO) -> None:
+        self.formatter = formatter
+        self.out = out
+        self.is_broken = False
+        self.unshown = 0
+
+    def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
+        fmt = self.formatter.format
+        if limit is None:
+            lines = [fmt(ts, frame, wire_len, ifname) for ts, ifname, frame, wire_len in batch]
+            used = len(batch)
+            lines = [line for line in lines if line is not None]
+        else:
+            lines, used = [], 0
+            for ts, ifname, frame, wire_len in batch:
+                if len(lines) >= limit:
+                    break
+                used += 1
+                line = fmt(ts, frame, wire_len, ifname)
+                if line is not None:
+                    lines.append(line)
+        self.unshown += used - len(lines)
+        if lines:
+            self.out.write("\n".join(lines) + "\n")
+            self.out.flush()
+        return len(lines), used
+
+    def broken(self) -> None:
+        self.is_broken = True
+        stdout_gone()
+
+    def close(self) -> Optional[str]:
+        return None
+
+
+class PcapSink(TextSink):
+    def __init__(self, writer) -> None:
+        super().__init__(None, None)
+        self.writer = writer
+
+    def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
+        if limit is not None:
+            batch = batch[:limit]
+        self.writer.write_batch((ts, frame, wire_len) for ts, _, frame, wire_len in batch)
+        self.writer.flush()
+        return len(batch), len(batch)
+
+    def close(self) -> Optional[str]:
+        try:
+            self.writer.close()
+        except OSError as e:
+            return f"closing the pcap file: {e.strerror}"
+        return None
+
+
+def open_sink(out: OutputOptions, several: bool):
+    """The sink ``out`` asks for: a pcap file, or lines on stdout."""
+    if out.write:
+        from xdptcp.pcap import PcapError, PcapWriter
+
+        snaplen = out.snaplen if out.snaplen else 262144
+        try:
+            return PcapSink(PcapWriter(out.write, snaplen=snaplen, nano=out.nano))
+        except PcapError as e:  # the place is unwritable: an error (1), not a usage error (2)
+            raise CaptureError(str(e)) from None
+    return TextSink(out.formatter(several, live=True), sys.stdout)
