@@ -150,3 +150,57 @@ link_update_attr = cs.Struct(
 
 link_detach_attr = cs.Struct("link_fd" / U32)
 enable_stats_attr = cs.Struct("type" / U32)
+
+# BPF_LINK_CREATE's other union members, each its own declaration: the four u32 above, then the
+# union (8-byte aligned, at offset 16) as the attach type needs it.
+link_create_perf_event_attr = cs.Struct(  # BPF_PERF_EVENT: kprobe, uprobe, tracepoint, perf_event
+    "prog_fd" / U32,
+    "target_fd" / U32,  # the perf event fd
+    "attach_type" / U32,
+    "flags" / U32,
+    "bpf_cookie" / U64,  # perf_event.bpf_cookie: what bpf_get_attach_cookie() returns
+)
+
+link_create_tracing_attr = cs.Struct(  # BPF_TRACE_FENTRY/FEXIT/RAW_TP, MODIFY_RETURN, LSM_MAC
+    "prog_fd" / U32,
+    "target_fd" / U32,
+    "attach_type" / U32,
+    "flags" / U32,
+    "target_btf_id" / U32,  # tracing.target_btf_id
+    cs.Padding(4),
+    "cookie" / U64,  # tracing.cookie (6.0+)
+)
+
+link_create_iter_attr = cs.Struct(  # BPF_TRACE_ITER
+    "prog_fd" / U32,
+    "target_fd" / U32,
+    "attach_type" / U32,
+    "flags" / U32,
+    "iter_info" / PTR,  # union bpf_iter_link_info (a map fd, a cgroup, a task...)
+    "iter_info_len" / U32,
+    cs.Padding(4),
+)
+
+link_create_kprobe_multi_attr = cs.Struct(  # BPF_TRACE_KPROBE_MULTI
+    "prog_fd" / U32,
+    "target_fd" / U32,
+    "attach_type" / U32,
+    "flags" / U32,
+    "kprobe_multi_flags" / U32,  # kprobe_multi.flags: BPF_F_KPROBE_MULTI_RETURN
+    "cnt" / U32,
+    "syms" / PTR,  # const char **
+    "addrs" / PTR,
+    "cookies" / PTR,
+)
+
+raw_tracepoint_open_attr = cs.Struct(
+    "name" / PTR,  # NULL for tp_btf/fentry/fexit/lsm loaded with an attach_btf_id
+    "prog_fd" / U32,
+    cs.Padding(4),
+    "cookie" / U64,  # 6.10+
+)
+
+iter_create_attr = cs.Struct(
+    "link_fd" / U32,
+    "flags" / U32,
+)

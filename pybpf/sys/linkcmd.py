@@ -2,13 +2,22 @@
 
 from __future__ import annotations
 
+import ctypes
+
 from pybpf.sys.attr import (
     enable_stats_attr,
+    iter_create_attr,
     link_create_attr,
+    link_create_iter_attr,
+    link_create_kprobe_multi_attr,
+    link_create_perf_event_attr,
+    link_create_tracing_attr,
     link_detach_attr,
     link_update_attr,
+    raw_tracepoint_open_attr,
 )
 from pybpf.sys.syscall import (
+    addr_of,
     bpf,
     own_fd,
     type_name,
@@ -60,4 +69,96 @@ def enable_stats(stats_type: StatsType = StatsType.RUN_TIME) -> int:
     fd, _ = bpf(
         BPFCmd.ENABLE_STATS, enable_stats_attr, "cannot enable BPF statistics", type=stats_type
     )
+    return own_fd(fd)
+
+
+# --- tracing links --------------------------------------------------------------------------------
+
+
+def link_create_perf_event(prog_fd: int, perf_fd: int, *, bpf_cookie: int = 0) -> int:
+    """BPF_LINK_CREATE with BPF_PERF_EVENT (5.15+): a link holding the perf event."""
+    fd, _ = bpf(
+        BPFCmd.LINK_CREATE,
+        link_create_perf_event_attr,
+        "cannot create a PERF_EVENT link",
+        prog_fd=prog_fd,
+        target_fd=perf_fd,
+        attach_type=int(AttachType.PERF_EVENT),
+        bpf_cookie=bpf_cookie,
+    )
+    return own_fd(fd)
+
+
+def link_create_tracing(
+    prog_fd: int, attach_type: int, *, target_fd: int = 0, target_btf_id: int = 0, cookie: int = 0
+) -> int:
+    """BPF_LINK_CREATE for fentry/fexit/fmod_ret/tp_btf/lsm: the target is the program's own
+    attach_btf_id, given at load; ``target_btf_id`` re-targets an freplace program."""
+    fd, _ = bpf(
+        BPFCmd.LINK_CREATE,
+        link_create_tracing_attr,
+        f"cannot create a {type_name(AttachType, attach_type)} link",
+        prog_fd=prog_fd,
+        target_fd=target_fd,
+        attach_type=int(attach_type),
+        target_btf_id=target_btf_id,
+        cookie=cookie,
+    )
+    return own_fd(fd)
+
+
+def link_create_iter(prog_fd: int, iter_info: bytes = b"") -> int:
+    """BPF_LINK_CREATE with BPF_TRACE_ITER; ``iter_info`` is a ``union bpf_iter_link_info``."""
+    buf = ctypes.create_string_buffer(iter_info, len(iter_info)) if iter_info else None
+    fd, _ = bpf(
+        BPFCmd.LINK_CREATE,
+        link_create_iter_attr,
+        "cannot create a TRACE_ITER link",
+        prog_fd=prog_fd,
+        attach_type=int(AttachType.TRACE_ITER),
+        iter_info=addr_of(buf),
+        iter_info_len=len(iter_info),
+    )
+    return own_fd(fd)
+
+
+def link_create_kprobe_multi(
+    prog_fd: int, symbols: list[str], *, retprobe: bool = False, cookies: list[int] = ()
+) -> int:
+    """BPF_LINK_CREATE with BPF_TRACE_KPROBE_MULTI (5.18+, needs CONFIG_FPROBE)."""
+    names = [ctypes.create_string_buffer(s.encode()) for s in symbols]
+    syms = (ctypes.c_uint64 * len(names))(*(ctypes.addressof(n) for n in names))
+    cbuf = (ctypes.c_uint64 * len(names))(*cookies) if cookies else None
+    fd, _ = bpf(
+        BPFCmd.LINK_CREATE,
+        link_create_kprobe_multi_attr,
+        f"cannot create a TRACE_KPROBE_MULTI link on {len(names)} functions",
+        prog_fd=prog_fd,
+        attach_type=int(AttachType.TRACE_KPROBE_MULTI),
+        kprobe_multi_flags=1 if retprobe else 0,  # BPF_F_KPROBE_MULTI_RETURN
+        cnt=len(names),
+        syms=ctypes.addressof(syms),
+        cookies=addr_of(cbuf),
+    )
+    return own_fd(fd)
+
+
+def raw_tracepoint_open(prog_fd: int, name: str = "", *, cookie: int = 0) -> int:
+    """BPF_RAW_TRACEPOINT_OPEN: the oldest (4.17) way to get a link, for raw tracepoints by name
+    and (name NULL) for BTF-targeted tracing programs."""
+    nbuf = ctypes.create_string_buffer(name.encode()) if name else None
+    fd, _ = bpf(
+        BPFCmd.RAW_TRACEPOINT_OPEN,
+        raw_tracepoint_open_attr,
+        f"cannot open raw tracepoint {name!r}" if name else "cannot open a tracing link",
+        name=addr_of(nbuf),
+        prog_fd=prog_fd,
+        cookie=cookie,
+    )
+    return own_fd(fd)
+
+
+def iter_create(link_fd: int) -> int:
+    """BPF_ITER_CREATE: a new readable fd that runs the iterator program as it is read."""
+    fd, _ = bpf(BPFCmd.ITER_CREATE, iter_create_attr, "cannot create an iterator", link_fd=link_fd)
     return own_fd(fd)
