@@ -1,0 +1,209 @@
+"""Auto-attach: a loaded program attached where its section name says, the way libbpf reads it.
+
+``SEC("tp/sched/sched_process_exec")`` is a tracepoint, ``SEC("uprobe//bin/bash:readline")`` a
+uprobe on bash's readline, ``SEC("fentry/do_unlinkat")`` a trampoline on a kernel function.
+:func:`attach` turns one program into its link; :func:`attach_all` does every program of a
+loaded object and returns the links as one group.
+
+Kinds are found in a registry keyed by what comes before the first ``/`` of the section name
+(``tp``, ``uprobe.s``, ``cgroup_skb``...). Each entry is a function ``(program, target, **options)
+-> link`` where ``target`` is what follows the ``/`` (empty when there is none). Other attach
+kinds register themselves with :func:`register`::
+
+    from pybpf.attach import register
+    register("tc", attach_tc)      # SEC("tc/ingress") -> attach_tc(prog, "ingress", **options)
+
+A section that names no target (``SEC("uprobe")``, ``SEC("perf_event")``) cannot be attached
+from its name alone: :func:`attach` says which arguments it needs, :func:`attach_all` leaves such
+programs out and lists them in ``skipped`` (as libbpf's skeletons do).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Optional, Protocol
+
+from pybpf.errors import BPFError
+from pybpf.object.sections import match_section
+from pybpf.sys.uapi import AttachType
+
+
+class AttachableProgram(Protocol):
+    """What attaching needs of a program: its fd, its name and the section it came from."""
+
+    @property
+    def fd(self) -> int: ...
+
+    @property
+    def name(self) -> str: ...
+
+    section: str
+
+
+Attacher = Callable[..., Any]
+
+
+class NeedsArguments(BPFError):
+    """The section name does not say where to attach: the caller must (``attach(p, ...)``)."""
+
+
+@dataclass(frozen=True)
+class Kind:
+    """One registered attach kind."""
+
+    prefix: str
+    attach: Attacher
+    summary: str  # "tracepoint: tp/<category>/<name>", shown when arguments are missing
+
+
+_REGISTRY: dict[str, Kind] = {}
+
+
+def register(prefix: str, attach: Attacher, summary: str = "") -> None:
+    """Make ``SEC("<prefix>")`` and ``SEC("<prefix>/<target>")`` attachable by ``attach``."""
+    _REGISTRY[prefix] = Kind(prefix, attach, summary or prefix)
+
+
+def kinds() -> dict[str, Kind]:
+    """The registered kinds by section prefix."""
+    return dict(_REGISTRY)
+
+
+def split_section(section: str) -> tuple[str, str]:
+    """``"tp/sched/sched_switch"`` -> ``("tp", "sched/sched_switch")``."""
+    prefix, _, target = section.partition("/")
+    return prefix, target
+
+
+def attach(program: AttachableProgram, section: Optional[str] = None, **options: Any) -> Any:
+    """Attach ``program`` where ``section`` (default: the section it was loaded from) says.
+
+    ``options`` go to the kind (``pid=``, ``cookie=``, ``sample_freq=``...); a target given as
+    ``target=`` replaces the one of the section name (``attach(p, target="/bin/bash:readline")``).
+    Returns the link (an fd-owning object: close it to detach)."""
+    section = section if section is not None else getattr(program, "section", "")
+    name = getattr(program, "name", "?")
+    if not section:
+        raise BPFError(f"program '{name}': no section name to attach by; pass section=")
+    prefix, target = split_section(section)
+    kind = _REGISTRY.get(prefix)
+    if kind is None:
+        raise BPFError(
+            f"program '{name}' (section {section}): pybpf does not know how to attach "
+            f"'{prefix}' programs"
+        )
+    target = options.pop("target", target)
+    return kind.attach(program, target, **options)
+
+
+@dataclass
+class AttachedObject:
+    """The links of :func:`attach_all`, by program name, closed together."""
+
+    links: dict[str, Any] = field(default_factory=dict)
+    skipped: dict[str, str] = field(default_factory=dict)  # program -> why it was left out
+
+    def close(self) -> None:
+        for link in reversed(list(self.links.values())):
+            link.close()
+
+    def __enter__(self) -> AttachedObject:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def attach_all(obj: Any, programs: Optional[Iterable[str]] = None) -> AttachedObject:
+    """Attach every program of a loaded object (or those named) by its section name. Programs
+    whose section needs arguments are skipped (see ``skipped``) unless named explicitly."""
+    named = programs is not None
+    wanted = list(programs) if named else list(obj.programs)
+    out = AttachedObject()
+    try:
+        for pname in wanted:
+            prog = obj.programs.get(pname)
+            if prog is None:
+                raise BPFError(f"no program named '{pname}' is loaded")
+            try:
+                out.links[pname] = attach(prog)
+            except NeedsArguments as e:
+                if named:
+                    raise
+                out.skipped[pname] = str(e)
+    except BaseException:
+        out.close()
+        raise
+    return out
+
+
+# --- the tracing kinds --------------------------------------------------------------------------
+
+
+def _needs(program: AttachableProgram, what: str) -> NeedsArguments:
+    name = getattr(program, "name", "?")
+    section = getattr(program, "section", "?")
+    return NeedsArguments(f"program '{name}' (section {section}): {what}")
+
+
+def _tracepoint(program: AttachableProgram, target: str, **options: Any) -> Any:
+    from pybpf.link.tracepoint import tracepoint
+
+    category, sep, name = target.replace(":", "/").partition("/")
+    if not sep or not category or not name:
+        raise _needs(program, "give the tracepoint as tp/<category>/<name> or target=")
+    return tracepoint(program, category, name, **options)
+
+
+def _raw_tracepoint(program: AttachableProgram, target: str, **options: Any) -> Any:
+    from pybpf.link.tracepoint import raw_tracepoint
+
+    if not target:
+        raise _needs(program, "give the tracepoint as raw_tp/<name> or target=")
+    return raw_tracepoint(program, target, **options)
+
+
+def _tracing(attach_type: AttachType) -> Attacher:
+    def attach_tracing(program: AttachableProgram, target: str, **options: Any) -> Any:
+        from pybpf.link.tracing import tracing
+
+        # The target was fixed at load time (attach_btf_id): the name here only labels errors.
+        return tracing(program, attach_type, target=target, **options)
+
+    return attach_tracing
+
+
+def _iter(program: AttachableProgram, target: str, **options: Any) -> Any:
+    from pybpf.link.tracing import iterator
+
+    return iterator(program, target=target, **options)
+
+
+def _perf_event(program: AttachableProgram, target: str, **options: Any) -> Any:
+    from pybpf.link.perf_event import perf_event
+
+    if not (options.get("sample_period") or options.get("sample_freq")):
+        raise _needs(
+            program,
+            "a perf_event program needs its event: attach(p, sample_freq=...) or "
+            "sample_period=... (and type=/config=, default cpu-clock on every CPU)",
+        )
+    return perf_event(program, **options)
+
+
+def _register_tracing() -> None:
+    for prefix in ("tp", "tracepoint", "tp.s", "tracepoint.s"):
+        register(prefix, _tracepoint, "tracepoint: tp/<category>/<name>")
+    for prefix in ("raw_tp", "raw_tracepoint", "raw_tp.w", "raw_tracepoint.w"):
+        register(prefix, _raw_tracepoint, "raw tracepoint: raw_tp/<name>")
+    for prefix in ("tp_btf", "fentry", "fexit", "fmod_ret", "lsm"):
+        for p in (prefix, prefix + ".s"):
+            sd = match_section(p + "/x")
+            assert sd is not None and sd.attach_type is not None
+            register(p, _tracing(AttachType[sd.attach_type]), f"{prefix}: {prefix}/<function>")
+    register("iter", _iter, "iterator: iter/<target>")
+    register("iter.s", _iter, "iterator: iter.s/<target>")
+    register("perf_event", _perf_event, "perf_event: sample_freq= or sample_period=")
+
+
+_register_tracing()

@@ -1,0 +1,154 @@
+"""A program on a perf event: the attachment under tracepoints, kprobes, uprobes, USDT and
+``perf_event`` programs.
+
+The perf event (an fd from perf_event_open) is the event source; the program is hung on it with
+a bpf_link (``BPF_LINK_CREATE``, ``BPF_PERF_EVENT``, kernels 5.15+), which also carries the
+*bpf cookie* a program reads with ``bpf_get_attach_cookie()``. Older kernels only know the
+``PERF_EVENT_IOC_SET_BPF`` ioctl: there the attachment lives exactly as long as the perf event fd,
+so closing it (or the process dying) detaches too, but it cannot be pinned.
+
+``perf_event`` programs sample: one perf event per CPU (cpu-clock every N ns or at F Hz), each
+with its own link, returned together as a :class:`~pybpf.link.group.LinkGroup`.
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+from typing import Optional
+
+from pybpf.errors import BPFError, SyscallError
+from pybpf.link.bpflink import Link, ProgramLike, _fd
+from pybpf.link.group import LinkGroup
+from pybpf.sys import linkcmd, perf
+from pybpf.sys.perf import PerfAttrFlag, PerfCountSW, PerfType
+
+
+def program_name(program: ProgramLike) -> str:
+    name = getattr(program, "name", "")
+    return f"program '{name}'" if name else "program"
+
+
+class PerfEventLink(Link):
+    """A program attached to a perf event. Owns the perf event fd and, where the kernel has them,
+    the bpf_link fd (``legacy`` is True when attached by ioctl: then ``fd`` is the perf fd)."""
+
+    def __init__(self, fd: int, perf_fd: int, target: str, legacy: bool = False):
+        super().__init__(fd)
+        self._perf_fd = perf_fd
+        self.target = target
+        self.legacy = legacy
+
+    def __repr__(self) -> str:
+        kind = "legacy" if self.legacy else f"fd={self._fd}"
+        return f"PerfEventLink({self.target!r}, {kind})"
+
+    @property
+    def perf_fd(self) -> int:
+        return self._perf_fd if not self.legacy else self.fd
+
+    def pin(self, path: str) -> None:
+        if self.legacy:
+            raise BPFError(
+                f"{self.target}: attached with PERF_EVENT_IOC_SET_BPF (no bpf_link on this "
+                "kernel), which cannot be pinned"
+            )
+        super().pin(path)
+
+    def detach(self) -> None:
+        if self.legacy:
+            # No link to detach: the program leaves with the perf event's last reference.
+            self.close()
+            return
+        super().detach()
+
+    def close(self) -> None:
+        super().close()
+        fd, self._perf_fd = self._perf_fd, -1
+        if fd >= 0:
+            os.close(fd)
+
+
+def attach_perf_event(
+    program: ProgramLike, perf_fd: int, target: str, *, cookie: int = 0
+) -> PerfEventLink:
+    """Hang ``program`` on the perf event ``perf_fd`` (which this call takes ownership of, also
+    on failure) and enable the event. ``target`` names the event in messages."""
+    try:
+        try:
+            link_fd = linkcmd.link_create_perf_event(_fd(program), perf_fd, bpf_cookie=cookie)
+        except SyscallError as e:
+            # EINVAL: a kernel before 5.15 does not know BPF_PERF_EVENT links.
+            if e.errno != errno.EINVAL or cookie or not _ioctl_attach(program, perf_fd):
+                raise SyscallError(
+                    f"cannot attach {program_name(program)} to {target}", e.errno
+                ) from None
+            return PerfEventLink(perf_fd, -1, target, legacy=True)
+        link = PerfEventLink(link_fd, perf_fd, target)
+    except BaseException:
+        os.close(perf_fd)
+        raise
+    try:
+        perf.enable(perf_fd)
+    except BaseException:
+        link.close()
+        raise
+    return link
+
+
+def _ioctl_attach(program: ProgramLike, perf_fd: int) -> bool:
+    """PERF_EVENT_IOC_SET_BPF then ENABLE; False when the kernel refuses that too."""
+    try:
+        perf.set_bpf(perf_fd, _fd(program))
+        perf.enable(perf_fd)
+    except SyscallError:
+        return False
+    return True
+
+
+def perf_event(
+    program: ProgramLike,
+    *,
+    type: int = PerfType.SOFTWARE,
+    config: int = PerfCountSW.CPU_CLOCK,
+    sample_period: int = 0,
+    sample_freq: int = 0,
+    cpus: Optional[list[int]] = None,
+    pid: int = -1,
+) -> LinkGroup:
+    """Run a ``perf_event`` program on a sampling event on every CPU (or those in ``cpus``):
+    every ``sample_period`` events (for cpu-clock: nanoseconds) or ``sample_freq`` times a
+    second. One perf event and one link per CPU, returned as one group."""
+    if bool(sample_period) == bool(sample_freq):
+        raise BPFError("perf_event: give exactly one of sample_period and sample_freq")
+    flags = PerfAttrFlag.DISABLED | (PerfAttrFlag.FREQ if sample_freq else 0)
+    name = _event_name(type, config)
+    links = LinkGroup()
+    try:
+        for cpu in cpus if cpus is not None else perf.online_cpus():
+            target = f"perf event {name} on CPU {cpu}"
+            fd = perf.perf_event_open(
+                f"cannot open {target}",
+                type=type,
+                config=config,
+                pid=pid,
+                cpu=cpu,
+                sample_period=sample_freq or sample_period,
+                flags=flags,
+            )
+            links.append(attach_perf_event(program, fd, target))
+    except BaseException:
+        links.close()
+        raise
+    return links
+
+
+def _event_name(type: int, config: int) -> str:
+    try:
+        if type == PerfType.SOFTWARE:
+            return PerfCountSW(config).name.lower().replace("_", "-")
+        if type == PerfType.HARDWARE:
+            return perf.PerfCountHW(config).name.lower().replace("_", "-")
+    except ValueError:
+        pass
+    return f"type {type} config {config}"
