@@ -33,6 +33,8 @@ ATTR_PATHS = {
     "link_update_attr": ("union bpf_attr", "link_update."),
     "link_detach_attr": ("union bpf_attr", "link_detach."),
     "enable_stats_attr": ("union bpf_attr", "enable_stats."),
+    "prog_attach_attr": ("union bpf_attr", ""),
+    "prog_query_attr": ("union bpf_attr", "query."),
     "bpf_prog_info": ("struct bpf_prog_info", ""),
     "bpf_map_info": ("struct bpf_map_info", ""),
     "bpf_btf_info": ("struct bpf_btf_info", ""),

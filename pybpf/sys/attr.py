@@ -204,3 +204,41 @@ iter_create_attr = cs.Struct(
     "link_fd" / U32,
     "flags" / U32,
 )
+
+# BPF_PROG_ATTACH and BPF_PROG_DETACH: the attachments older than bpf_link (cgroups, sockmaps).
+prog_attach_attr = cs.Struct(
+    "target_fd" / U32,  # a union with target_ifindex
+    "attach_bpf_fd" / U32,
+    "attach_type" / U32,
+    "attach_flags" / U32,
+    "replace_bpf_fd" / U32,
+    "relative_fd" / U32,  # a union with relative_id
+    "expected_revision" / U64,
+)
+
+prog_query_attr = cs.Struct(
+    "target_fd" / U32,  # a union with target_ifindex
+    "attach_type" / U32,
+    "query_flags" / U32,
+    "attach_flags" / U32,
+    "prog_ids" / PTR,
+    "prog_cnt" / U32,  # in: room in prog_ids; out: how many are attached
+    cs.Padding(4),
+    "prog_attach_flags" / PTR,
+    "link_ids" / PTR,
+    "link_attach_flags" / PTR,
+    "revision" / U64,
+)
+
+# BPF_LINK_CREATE for BPF_NETFILTER: the union after ``flags`` holds the hook (the link is made
+# in the caller's network namespace; target_fd must be 0).
+link_create_netfilter_attr = cs.Struct(
+    "prog_fd" / U32,
+    "target_fd" / U32,
+    "attach_type" / U32,
+    "flags" / U32,
+    "pf" / U32,
+    "hooknum" / U32,
+    "priority" / cs.Default(cs.Int32sn, 0),
+    "netfilter_flags" / U32,
+)

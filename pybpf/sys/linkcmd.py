@@ -10,6 +10,7 @@ from pybpf.sys.attr import (
     link_create_attr,
     link_create_iter_attr,
     link_create_kprobe_multi_attr,
+    link_create_netfilter_attr,
     link_create_perf_event_attr,
     link_create_tracing_attr,
     link_detach_attr,
@@ -161,4 +162,22 @@ def raw_tracepoint_open(prog_fd: int, name: str = "", *, cookie: int = 0) -> int
 def iter_create(link_fd: int) -> int:
     """BPF_ITER_CREATE: a new readable fd that runs the iterator program as it is read."""
     fd, _ = bpf(BPFCmd.ITER_CREATE, iter_create_attr, "cannot create an iterator", link_fd=link_fd)
+    return own_fd(fd)
+
+
+def link_create_netfilter(
+    prog_fd: int, pf: int, hooknum: int, priority: int, *, flags: int = 0
+) -> int:
+    """BPF_LINK_CREATE of a netfilter hook in the caller's network namespace."""
+    fd, _ = bpf(
+        BPFCmd.LINK_CREATE,
+        link_create_netfilter_attr,
+        f"cannot create a NETFILTER link (pf {pf}, hook {hooknum}, priority {priority})",
+        prog_fd=prog_fd,
+        attach_type=int(AttachType.NETFILTER),
+        pf=int(pf),
+        hooknum=int(hooknum),
+        priority=int(priority),
+        netfilter_flags=int(flags),
+    )
     return own_fd(fd)

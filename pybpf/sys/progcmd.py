@@ -9,7 +9,9 @@ from typing import Optional
 from pybpf.errors import SyscallError
 from pybpf.sys.attr import (
     btf_load_attr,
+    prog_attach_attr,
     prog_load_attr,
+    prog_query_attr,
     test_attr,
 )
 from pybpf.sys.syscall import (
@@ -20,8 +22,10 @@ from pybpf.sys.syscall import (
     object_name,
     own_fd,
     quoted,
+    type_name,
 )
 from pybpf.sys.uapi import (
+    AttachType,
     BPFCmd,
 )
 
@@ -182,3 +186,65 @@ def prog_test_run(
     data = dout.raw[: out.data_size_out] if dout is not None else b""
     ctx = cout.raw[: out.ctx_size_out] if cout is not None else b""
     return TestRunResult(out.retval, out.duration, data, ctx)
+
+
+# --- attach without a link (cgroups, sockmaps) ----------------------------------------------------
+
+
+def prog_attach(target_fd: int, prog_fd: int, attach_type: int, *, flags: int = 0) -> None:
+    """BPF_PROG_ATTACH: the attachment belongs to the target (a cgroup, a map), not to an fd."""
+    bpf(
+        BPFCmd.PROG_ATTACH,
+        prog_attach_attr,
+        f"cannot attach a {type_name(AttachType, attach_type)} program to fd {target_fd}",
+        target_fd=target_fd,
+        attach_bpf_fd=prog_fd,
+        attach_type=int(attach_type),
+        attach_flags=int(flags),
+    )
+
+
+def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
+    """BPF_PROG_DETACH of one program (with BPF_F_ALLOW_MULTI several may be attached)."""
+    bpf(
+        BPFCmd.PROG_DETACH,
+        prog_attach_attr,
+        f"cannot detach a {type_name(AttachType, attach_type)} program from fd {target_fd}",
+        target_fd=target_fd,
+        attach_bpf_fd=prog_fd,
+        attach_type=int(attach_type),
+    )
+
+
+@dataclass(frozen=True)
+class ProgQueryResult:
+    """What BPF_PROG_QUERY says is attached at one attach point (ids, in run order)."""
+
+    attach_flags: int
+    prog_ids: tuple[int, ...]
+    link_ids: tuple[int, ...]  # 0 for a program attached without a link (6.6+ kernels fill it)
+    revision: int
+
+
+def prog_query(target_fd: int, attach_type: int, *, query_flags: int = 0) -> ProgQueryResult:
+    """BPF_PROG_QUERY: the programs attached to a cgroup/netns/map for ``attach_type``."""
+    what = f"cannot query {type_name(AttachType, attach_type)} programs of fd {target_fd}"
+    _, out = bpf(
+        BPFCmd.PROG_QUERY, prog_query_attr, what, target_fd=target_fd, attach_type=attach_type
+    )
+    count = out.prog_cnt
+    ids = (ctypes.c_uint32 * max(count, 1))()
+    links = (ctypes.c_uint32 * max(count, 1))()
+    _, out = bpf(
+        BPFCmd.PROG_QUERY,
+        prog_query_attr,
+        what,
+        target_fd=target_fd,
+        attach_type=attach_type,
+        query_flags=query_flags,
+        prog_ids=addr_of(ids),
+        link_ids=addr_of(links),
+        prog_cnt=count,
+    )
+    n = min(out.prog_cnt, count)
+    return ProgQueryResult(out.attach_flags, tuple(ids[:n]), tuple(links[:n]), out.revision)

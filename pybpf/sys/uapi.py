@@ -293,3 +293,30 @@ class TestRunFlags(IntFlag):
 
 class StatsType(IntEnum):
     RUN_TIME = 0
+
+
+class NFProto(IntEnum):
+    """Protocol families of netfilter hooks (``NFPROTO_*`` in linux/netfilter.h)."""
+
+    INET = 1
+    IPV4 = 2
+    ARP = 3
+    NETDEV = 5
+    BRIDGE = 7
+    IPV6 = 10
+
+
+class NFInetHook(IntEnum):
+    """``enum nf_inet_hooks`` (``NF_INET_*``): where in the IP stack a netfilter hook runs."""
+
+    PRE_ROUTING = 0
+    LOCAL_IN = 1
+    FORWARD = 2
+    LOCAL_OUT = 3
+    POST_ROUTING = 4
+
+
+class NetfilterLinkFlags(IntFlag):
+    """``flags`` of a BPF_NETFILTER link (``BPF_F_NETFILTER_IP_DEFRAG``)."""
+
+    IP_DEFRAG = 1 << 0

@@ -1,0 +1,346 @@
+"""cgroup, socket, netns and netfilter attach kinds, each run for real: a program of
+bpf/tests/attach_*.bpf.c attached, an effect a process sees (a rewritten connect, a refused
+sysctl write, a device it may not create...), the kernel's own view of the attachment (bpftool
+cgroup/net/link, /proc), and nothing left after close or after the owning process is killed."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+import pybpf
+from pybpf import ObjectSpec
+from pybpf.link.cgroup import CgroupAttachment, attach_cgroup, cgroup2_root, cgroup_link
+from pybpf.sys.uapi import AttachType
+
+from conftest import ROOT, bpf_object, need_tool
+
+pytestmark = pytest.mark.system
+
+_n = itertools.count()
+
+
+def count(m, key: int) -> int:
+    return int.from_bytes(m.lookup(key), sys.byteorder)
+
+
+def load(name: str, programs: list[str], **rodata: int):
+    spec = ObjectSpec.from_file(bpf_object(f"tests/{name}"))
+    spec.rodata.update_from(rodata)
+    return pybpf.load(spec, programs=programs)
+
+
+# --- cgroups -----------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def cgroup() -> Iterator[Path]:
+    """A fresh cgroup v2 directory for one test, removed afterwards."""
+    path = Path(cgroup2_root()) / f"pybpf-na-{os.getpid()}-{next(_n)}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        for _ in range(50):  # its processes have exited; the kernel frees them a moment later
+            try:
+                path.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+def run_in(cg: Path, code: str, check: bool = True) -> subprocess.CompletedProcess:
+    """Run Python ``code`` in a process that joins cgroup ``cg`` before it starts."""
+    procs = str(cg / "cgroup.procs")
+
+    def join() -> None:
+        with open(procs, "w") as f:
+            f.write(str(os.getpid()))
+
+    res = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(code)],
+        preexec_fn=join,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    if check:
+        assert res.returncode == 0, res.stderr
+    return res
+
+
+def bpftool_cgroup(cg: Path) -> set[tuple[int, str]]:
+    """(program id, attach type) of every program bpftool sees attached to ``cg``."""
+    need_tool("bpftool")
+    out = subprocess.run(
+        ["bpftool", "-j", "cgroup", "show", str(cg)], capture_output=True, text=True, check=True
+    ).stdout
+    return {(e["id"], e["attach_type"]) for e in json.loads(out.strip() or "[]")}
+
+
+def test_cgroup_connect4_rewrites_the_destination(cgroup: Path) -> None:
+    with socket.socket() as server, socket.socket() as closed_port:
+        server.bind(("127.0.0.1", 0))
+        server.listen()
+        closed_port.bind(("127.0.0.1", 0))  # bound, not listening: a connect is refused
+        real, fake = server.getsockname()[1], closed_port.getsockname()[1]
+        obj = load(
+            "attach_cgroup",
+            ["connect4_rewrite"],
+            rewrite_from_port=fake,
+            rewrite_ip=int.from_bytes(socket.inet_aton("127.0.0.1"), sys.byteorder),
+            rewrite_port=real,
+        )
+        with (
+            obj,
+            cgroup_link(
+                obj.programs["connect4_rewrite"], cgroup, AttachType.CGROUP_INET4_CONNECT
+            ) as link,
+        ):
+            prog_id = obj.programs["connect4_rewrite"].id
+            assert bpftool_cgroup(cgroup) == {(prog_id, "cgroup_inet4_connect")}
+            assert link.info().prog_id == prog_id
+            code = f"""
+                import socket
+                s = socket.create_connection(("127.0.0.1", {fake}))
+                print(s.getpeername()[1])
+            """
+            assert run_in(cgroup, code).stdout.strip() == str(real)
+            peer, _ = server.accept()
+            peer.close()
+            assert count(obj.maps["counts"], 0) == 1
+            # outside the cgroup the program does not run: the port stays closed
+            with pytest.raises(ConnectionRefusedError):
+                socket.create_connection(("127.0.0.1", fake), timeout=5).close()
+        assert bpftool_cgroup(cgroup) == set()
+        res = run_in(cgroup, code, check=False)
+        assert "ConnectionRefusedError" in res.stderr
+
+
+def test_cgroup_skb_egress_counts_the_packets_sent(cgroup: Path) -> None:
+    with load("attach_cgroup", ["skb_egress_count"]) as obj:
+        prog = obj.programs["skb_egress_count"]
+        with attach_cgroup(prog, cgroup, AttachType.CGROUP_INET_EGRESS):
+            assert bpftool_cgroup(cgroup) == {(prog.id, "cgroup_inet_egress")}
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sink:
+                sink.bind(("127.0.0.1", 0))
+                port = sink.getsockname()[1]
+                run_in(
+                    cgroup,
+                    f"""
+                    import socket
+                    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+                    for n in range(1, 38):
+                        s.sendto(b"x" * n, ("127.0.0.1", {port}))
+                    """,
+                )
+                got = 0
+                sink.settimeout(5)
+                for _ in range(37):
+                    got += len(sink.recv(100))
+            # 37 datagrams of 1..37 bytes, each with 28 bytes of IPv4 + UDP header
+            assert count(obj.maps["counts"], 1) == 37
+            assert count(obj.maps["counts"], 2) == got + 37 * 28 == 703 + 37 * 28
+        assert bpftool_cgroup(cgroup) == set()
+
+
+SO_MARK = 36
+
+
+def test_cgroup_sock_create_marks_new_sockets(cgroup: Path) -> None:
+    with load("attach_cgroup", ["sock_create_mark"], sock_mark=0x5EED) as obj:
+        code = """
+            import socket
+            s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+            print(s.getsockopt(socket.SOL_SOCKET, 36))
+        """
+        with cgroup_link(
+            obj.programs["sock_create_mark"], cgroup, AttachType.CGROUP_INET_SOCK_CREATE
+        ):
+            assert run_in(cgroup, code).stdout.strip() == str(0x5EED)
+        assert run_in(cgroup, code).stdout.strip() == "0"
+
+
+def test_cgroup_sysctl_denies_writes(cgroup: Path) -> None:
+    path = "/proc/sys/net/ipv4/tcp_syn_retries"
+    code = f"""
+        import os
+        value = open("{path}").read()
+        fd = os.open("{path}", os.O_WRONLY)
+        try:
+            os.write(fd, value.encode())  # the same value: harmless if it went through
+            print("written")
+        except PermissionError:
+            print("denied")
+    """
+    with load("attach_cgroup", ["sysctl_deny_write"]) as obj:
+        prog = obj.programs["sysctl_deny_write"]
+        with cgroup_link(prog, cgroup, AttachType.CGROUP_SYSCTL):
+            assert bpftool_cgroup(cgroup) == {(prog.id, "cgroup_sysctl")}
+            assert run_in(cgroup, code).stdout.strip() == "denied"
+            assert count(obj.maps["counts"], 3) == 1
+            assert count(obj.maps["counts"], 4) >= 1  # the read
+        assert run_in(cgroup, code).stdout.strip() == "written"
+
+
+def test_cgroup_device_denies_one_device(cgroup: Path, tmp_path: Path) -> None:
+    code = f"""
+        import os, stat
+        for name, minor in (("null", 3), ("full", 7)):
+            try:
+                os.mknod("{tmp_path}/" + name, stat.S_IFCHR | 0o600, os.makedev(1, minor))
+                print(name, "made")
+            except PermissionError:
+                print(name, "denied")
+        try:
+            open("/dev/full", "rb").close()
+            print("open ok")
+        except PermissionError:
+            print("open denied")
+    """
+    with load("attach_cgroup", ["dev_deny"], deny_major=1, deny_minor=7) as obj:
+        with cgroup_link(obj.programs["dev_deny"], cgroup, AttachType.CGROUP_DEVICE):
+            out = run_in(cgroup, code).stdout.split("\n")
+            assert out[:3] == ["null made", "full denied", "open denied"]
+            assert count(obj.maps["counts"], 5) == 2
+        for name in ("null", "full"):
+            (tmp_path / name).unlink(missing_ok=True)
+        assert run_in(cgroup, code).stdout.split("\n")[:3] == ["null made", "full made", "open ok"]
+
+
+def test_cgroup_sockopt_denies_and_rewrites(cgroup: Path) -> None:
+    code = """
+        import socket
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0x10)
+        try:
+            s.setsockopt(socket.IPPROTO_IP, socket.IP_TOS, 0xfc)
+            print("set")
+        except PermissionError:
+            print("denied")
+        print(hex(s.getsockopt(socket.IPPROTO_IP, socket.IP_TOS)))
+    """
+    progs = ["setsockopt_deny", "getsockopt_rewrite"]
+    with load("attach_cgroup", progs) as obj:
+        with (
+            cgroup_link(obj.programs["setsockopt_deny"], cgroup, AttachType.CGROUP_SETSOCKOPT),
+            cgroup_link(obj.programs["getsockopt_rewrite"], cgroup, AttachType.CGROUP_GETSOCKOPT),
+        ):
+            ids = {
+                (obj.programs[p].id, t)
+                for p, t in zip(progs, ("cgroup_setsockopt", "cgroup_getsockopt"))
+            }
+            assert bpftool_cgroup(cgroup) == ids
+            assert run_in(cgroup, code).stdout.split() == ["denied", "0x28"]
+        assert run_in(cgroup, code).stdout.split() == ["set", "0xfc"]
+
+
+# BPF_SOCK_OPS_* callbacks (include/uapi/linux/bpf.h)
+TCP_CONNECT_CB, ACTIVE_ESTABLISHED_CB, PASSIVE_ESTABLISHED_CB = 3, 4, 5
+
+
+def test_sock_ops_counts_tcp_connections(cgroup: Path) -> None:
+    n = 3
+    with load("attach_cgroup", ["sockops_count"]) as obj:
+        with cgroup_link(obj.programs["sockops_count"], cgroup, AttachType.CGROUP_SOCK_OPS):
+            run_in(
+                cgroup,
+                f"""
+                import socket
+                srv = socket.socket(); srv.bind(("127.0.0.1", 0)); srv.listen()
+                for _ in range({n}):
+                    c = socket.create_connection(srv.getsockname())
+                    srv.accept()[0].close(); c.close()
+                """,
+            )
+        ops = obj.maps["sockops_ops"]
+        # both ends live in the cgroup: each connection is one active and one passive open
+        assert count(ops, TCP_CONNECT_CB) == n
+        assert count(ops, ACTIVE_ESTABLISHED_CB) == n
+        assert count(ops, PASSIVE_ESTABLISHED_CB) == n
+
+
+def child_script(obj: str, program: str, body: str) -> str:
+    """A Python program that loads ``program`` of bpf/tests/``obj``, then runs ``body``."""
+    head = f"""
+        import subprocess, sys, time
+        sys.path.insert(0, {str(ROOT)!r})
+        import pybpf
+        from pybpf.link.cgroup import CgroupAttachment, cgroup_link
+        from pybpf.sys.uapi import AttachType
+        spec = pybpf.ObjectSpec.from_file({str(bpf_object("tests/" + obj))!r})
+        obj = pybpf.load(spec, programs=[{program!r}])
+        prog = obj.programs[{program!r}]
+    """
+    return textwrap.dedent(head) + textwrap.dedent(body)
+
+
+def test_a_cgroup_link_dies_with_its_process(cgroup: Path) -> None:
+    """kill -9 and SIGTERM: the kernel closes the process's fds, the links go with them."""
+    code = child_script(
+        "attach_cgroup",
+        "skb_egress_count",
+        f"""
+        link = cgroup_link(prog, {str(cgroup)!r}, AttachType.CGROUP_INET_EGRESS)
+        print(prog.id, flush=True)
+        time.sleep(60)
+        """,
+    )
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            prog_id = int(proc.stdout.readline())
+            assert bpftool_cgroup(cgroup) == {(prog_id, "cgroup_inet_egress")}
+            proc.send_signal(sig)
+            proc.wait(10)
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+        assert bpftool_cgroup(cgroup) == set()
+
+
+def test_a_prog_attach_attachment_detaches_on_close_and_at_exit(cgroup: Path) -> None:
+    with load("attach_cgroup", ["skb_egress_count"]) as obj:
+        prog = obj.programs["skb_egress_count"]
+        att = CgroupAttachment.attach(prog, str(cgroup), AttachType.CGROUP_INET_EGRESS)
+        with att:
+            assert bpftool_cgroup(cgroup) == {(prog.id, "cgroup_inet_egress")}
+            # BPF_F_ALLOW_MULTI: bpftool shows the flag the program was attached with
+            out = subprocess.check_output(["bpftool", "-j", "cgroup", "show", str(cgroup)])
+            assert json.loads(out)[0]["attach_flags"] == "multi"
+        assert bpftool_cgroup(cgroup) == set()
+    code = child_script(
+        "attach_cgroup",
+        "skb_egress_count",
+        f"""
+        att = CgroupAttachment.attach(prog, {str(cgroup)!r}, AttachType.CGROUP_INET_EGRESS)
+        cmd = ["bpftool", "-j", "cgroup", "show", {str(cgroup)!r}]
+        print(subprocess.check_output(cmd, text=True))
+        """,
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert res.returncode == 0, res.stderr
+    assert len(json.loads(res.stdout)) == 1  # attached while the process lived
+    assert bpftool_cgroup(cgroup) == set()  # and detached at its exit
+
+
+def test_a_missing_cgroup_is_one_line() -> None:
+    with load("attach_cgroup", ["skb_egress_count"]) as obj, pytest.raises(pybpf.BPFError) as e:
+        cgroup_link(
+            obj.programs["skb_egress_count"],
+            "/sys/fs/cgroup/pybpf-no-such",
+            AttachType.CGROUP_INET_EGRESS,
+        )
+    assert str(e.value) == "cgroup /sys/fs/cgroup/pybpf-no-such: No such file or directory"
