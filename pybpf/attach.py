@@ -207,3 +207,71 @@ def _register_tracing() -> None:
 
 
 _register_tracing()
+
+
+# --- the network kinds (cgroups, sockets, namespaces, netfilter) ---------------------------------
+
+
+def _attach_type_of(program: AttachableProgram) -> AttachType:
+    sd = match_section(getattr(program, "section", ""))
+    if sd is None or sd.attach_type is None:
+        raise _needs(program, "the section name says no attach type: pass section=")
+    return AttachType[sd.attach_type]
+
+
+def _cgroup(program: AttachableProgram, target: str, **options: Any) -> Any:
+    from pybpf.link.cgroup import attach_cgroup
+
+    cgroup = options.pop("cgroup", None)
+    if cgroup is None:
+        raise _needs(program, "a cgroup program needs its cgroup: attach(p, cgroup=PATH or fd)")
+    return attach_cgroup(program, cgroup, _attach_type_of(program), **options)
+
+
+def _sockmap(program: AttachableProgram, target: str, **options: Any) -> Any:
+    from pybpf.link.sockmap import attach_sockmap
+
+    sockmap = options.pop("map", None)
+    if sockmap is None:
+        raise _needs(program, "attach(p, map=SOCKMAP) names the sockmap/sockhash it runs for")
+    return attach_sockmap(program, sockmap, _attach_type_of(program), **options)
+
+
+def _socket_filter(program: AttachableProgram, target: str, **options: Any) -> Any:
+    from pybpf.link.sockfilter import SocketFilter
+
+    sock = options.pop("sock", None)
+    if sock is None:
+        raise _needs(program, "a socket filter needs its socket: attach(p, sock=SOCKET)")
+    return SocketFilter.attach(program, sock)
+
+
+def _netns(program: AttachableProgram, target: str, **options: Any) -> Any:
+    from pybpf.link.netns import netns_link
+
+    netns = options.pop("netns", None)
+    if netns is None:
+        raise _needs(program, "attach(p, netns=NAME, path or fd) names the network namespace")
+    return netns_link(program, netns, _attach_type_of(program))
+
+
+def _netfilter(program: AttachableProgram, target: str, **options: Any) -> Any:
+    from pybpf.link.netfilter import netfilter_link
+
+    if not {"pf", "hook", "priority"} <= set(options):
+        raise _needs(program, "attach(p, pf=NFProto.IPV4, hook=NFInetHook.LOCAL_IN, priority=N)")
+    return netfilter_link(program, **options)
+
+
+def _register_net() -> None:
+    for prefix in ("cgroup", "cgroup_skb", "sockops"):
+        register(prefix, _cgroup, f"cgroup: {prefix}/<hook>, attach(p, cgroup=PATH)")
+    for prefix in ("sk_msg", "sk_skb"):
+        register(prefix, _sockmap, f"{prefix}: attach(p, map=SOCKMAP)")
+    register("socket", _socket_filter, "socket filter: attach(p, sock=SOCKET)")
+    for prefix in ("sk_lookup", "flow_dissector"):
+        register(prefix, _netns, f"{prefix}: attach(p, netns=NAME)")
+    register("netfilter", _netfilter, "netfilter: attach(p, pf=, hook=, priority=)")
+
+
+_register_net()

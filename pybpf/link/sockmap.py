@@ -1,0 +1,82 @@
+"""``sk_msg`` and ``sk_skb`` programs: attached to a sockmap or sockhash, they run for the
+sockets stored in it (sk_msg on every sendmsg; sk_skb stream_parser/stream_verdict/verdict on
+received data), and may redirect data between those sockets in the kernel.
+
+Kernels 6.10+ offer a bpf_link for this (``BPF_LINK_CREATE`` with the map's fd, link type
+SOCKMAP); older ones only ``BPF_PROG_ATTACH`` to the map fd. That attachment belongs to the
+map: it ends when the map is freed (its last fd closed, when no program uses it) or on
+``BPF_PROG_DETACH``, which :class:`MapAttachment` does on ``close()``.
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+from typing import Union
+
+from pybpf.errors import SyscallError
+from pybpf.link.bpflink import HasFd, Link, ProgramLike, _fd
+from pybpf.sys import progcmd
+from pybpf.sys.fd import FDObject
+from pybpf.sys.uapi import AttachType
+
+MapLike = Union[int, HasFd]
+
+SOCKMAP_ATTACH_TYPES = frozenset(
+    {
+        AttachType.SK_MSG_VERDICT,
+        AttachType.SK_SKB_STREAM_PARSER,
+        AttachType.SK_SKB_STREAM_VERDICT,
+        AttachType.SK_SKB_VERDICT,
+    }
+)
+
+
+def sockmap_link(program: ProgramLike, sockmap: MapLike, attach_type: AttachType) -> Link:
+    """A bpf_link (6.10+): detached when its last fd closes."""
+    return Link.create(program, _fd(sockmap), attach_type)
+
+
+def attach_sockmap(
+    program: ProgramLike, sockmap: MapLike, attach_type: AttachType
+) -> Union[Link, MapAttachment]:
+    """A link where the kernel has sockmap links, else BPF_PROG_ATTACH to the map."""
+    try:
+        return sockmap_link(program, sockmap, attach_type)
+    except SyscallError as e:
+        if e.errno != _errno.EINVAL:
+            raise
+    return MapAttachment.attach(program, sockmap, attach_type)
+
+
+class MapAttachment(FDObject):
+    """A program attached to a sockmap with BPF_PROG_ATTACH; ``close()`` detaches it. Holds a
+    dup of the map fd (``fd``) and of the program fd, so the detach names exactly this pair."""
+
+    def __init__(self, map_fd: int, prog_fd: int, attach_type: AttachType):
+        self._fd = map_fd
+        self._prog_fd = prog_fd
+        self.attach_type = attach_type
+
+    @classmethod
+    def attach(
+        cls, program: ProgramLike, sockmap: MapLike, attach_type: AttachType
+    ) -> MapAttachment:
+        progcmd.prog_attach(_fd(sockmap), _fd(program), attach_type)
+        return cls(os.dup(_fd(sockmap)), os.dup(_fd(program)), attach_type)
+
+    def __repr__(self) -> str:
+        return f"MapAttachment({self.attach_type.name}, map fd {self._fd})"
+
+    def close(self) -> None:
+        if self._fd < 0:
+            return
+        try:
+            progcmd.prog_detach(self._fd, self._prog_fd, self.attach_type)
+        except SyscallError as e:
+            if e.errno != _errno.ENOENT:
+                raise
+        finally:
+            os.close(self._prog_fd)
+            self._prog_fd = -1
+            super().close()
