@@ -191,6 +191,78 @@ def _perf_event(program: AttachableProgram, target: str, **options: Any) -> Any:
     return perf_event(program, **options)
 
 
+def _probe(retprobe: bool) -> Attacher:
+    def attach_uprobe(program: AttachableProgram, target: str, **options: Any) -> Any:
+        from pybpf.link.uprobe import UprobeTarget, uprobe_at
+
+        if not target:
+            raise _needs(
+                program,
+                "give the function as uprobe/<binary>:<function>[+<offset>] or "
+                "target='<binary>:<function>'",
+            )
+        return uprobe_at(program, UprobeTarget.parse(target), retprobe=retprobe, **options)
+
+    return attach_uprobe
+
+
+def _usdt(program: AttachableProgram, target: str, **options: Any) -> Any:
+    from pybpf.link.usdt import usdt
+
+    binary, provider, name = (target.rsplit(":", 2) + ["", ""])[:3] if target else ("", "", "")
+    if not (binary and provider and name):
+        raise _needs(program, "give the probe as usdt/<binary>:<provider>:<name> or target=")
+    if "specs_map_fd" in options:
+        return usdt(program, binary, provider, name, **options)
+    specs = _usdt_specs_map(program)
+    try:
+        links = usdt(program, binary, provider, name, specs_map_fd=specs.fd, **options)
+    except BaseException:
+        specs.close()
+        raise
+    links.hold(specs)  # our fd of the map goes with the links
+    return links
+
+
+def _usdt_specs_map(program: AttachableProgram) -> Any:
+    """The ``__bpf_usdt_specs`` map the program uses, found in the kernel's list of its maps
+    (which keeps the first 15 characters of a name)."""
+    from pybpf.maps import Map
+    from pybpf.sys.objinfo import prog_info
+
+    for map_id in prog_info(program.fd).map_ids:
+        m = Map.from_id(map_id)
+        if m.name == "__bpf_usdt_specs"[:15]:
+            return m
+        m.close()
+    name = getattr(program, "name", "?")
+    raise BPFError(f"program '{name}' uses no __bpf_usdt_specs map: was it built with usdt.bpf.h?")
+
+
+def _kprobe(retprobe: bool) -> Attacher:
+    def attach_kprobe(program: AttachableProgram, target: str, **options: Any) -> Any:
+        from pybpf.link.kprobe import kprobe
+
+        if not target:
+            raise _needs(program, "give the function as kprobe/<function>[+<offset>] or target=")
+        func, plus, off = target.partition("+")
+        return kprobe(program, func, offset=int(off, 0) if plus else 0, retprobe=retprobe,
+                      **options)  # fmt: skip
+
+    return attach_kprobe
+
+
+def _kprobe_multi(retprobe: bool) -> Attacher:
+    def attach_kprobe_multi(program: AttachableProgram, target: str, **options: Any) -> Any:
+        from pybpf.link.kprobe import kprobe_multi
+
+        if not target:
+            raise _needs(program, "give the functions as kprobe.multi/<pattern> or target=")
+        return kprobe_multi(program, target, retprobe=retprobe, **options)
+
+    return attach_kprobe_multi
+
+
 def _register_tracing() -> None:
     for prefix in ("tp", "tracepoint", "tp.s", "tracepoint.s"):
         register(prefix, _tracepoint, "tracepoint: tp/<category>/<name>")
@@ -204,6 +276,14 @@ def _register_tracing() -> None:
     register("iter", _iter, "iterator: iter/<target>")
     register("iter.s", _iter, "iterator: iter.s/<target>")
     register("perf_event", _perf_event, "perf_event: sample_freq= or sample_period=")
+    for prefix, ret in (("uprobe", False), ("uretprobe", True)):
+        for p in (prefix, prefix + ".s"):
+            register(p, _probe(ret), f"{prefix}: {prefix}/<binary>:<function>[+<offset>]")
+    register("usdt", _usdt, "usdt: usdt/<binary>:<provider>:<name>")
+    for prefix, ret in (("kprobe", False), ("kretprobe", True)):
+        register(prefix, _kprobe(ret), f"{prefix}: {prefix}/<function>[+<offset>]")
+    for prefix, ret in (("kprobe.multi", False), ("kretprobe.multi", True)):
+        register(prefix, _kprobe_multi(ret), f"{prefix}: {prefix}/<pattern>")
 
 
 _register_tracing()

@@ -4,6 +4,7 @@ is killed)."""
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import signal
@@ -18,7 +19,7 @@ import pytest
 
 import pybpf
 from pybpf.attach import NeedsArguments, attach, attach_all
-from pybpf.errors import BPFError
+from pybpf.errors import BPFError, SyscallError
 from pybpf.ringbuf import RingBuffer
 
 from conftest import ROOT, bpf_object, need_tool, run
@@ -30,6 +31,10 @@ HIT_TP, HIT_RAW_TP, HIT_TP_BTF = 0, 1, 2
 
 def bpftool_links() -> dict[int, dict]:
     return {x["id"]: x for x in json.loads(run(need_tool("bpftool"), "link", "show", "-j").stdout)}
+
+
+def bpftool_perf() -> list[dict]:
+    return json.loads(run(need_tool("bpftool"), "perf", "show", "-j").stdout)
 
 
 def count(obj, index: int) -> int:
@@ -53,6 +58,11 @@ def test_tracepoint_counts_every_call_and_leaves_with_its_link(tracing_obj) -> N
         assert count(tracing_obj, HIT_TP) == 17
         shown = bpftool_links()[link.id]
         assert shown["type"] == "perf_event" and shown["prog_id"] == prog.id
+        # bpftool asks the kernel what each of our perf events is (BPF_TASK_FD_QUERY).
+        perf = [p for p in bpftool_perf() if p["pid"] == os.getpid()]
+        assert [(p["fd_type"], p["tracepoint"], p["prog_id"]) for p in perf] == [
+            ("tracepoint", "sys_enter_getppid", prog.id)
+        ]
     finally:
         link_id = link.id
         link.close()
@@ -194,3 +204,141 @@ def test_attach_all_skips_what_needs_arguments(tracing_obj) -> None:
     with attach_all(tracing_obj) as attached:
         assert set(attached.skipped) == {"perf_sample"}
         assert set(attached.links) == set(tracing_obj.programs) - {"perf_sample"}
+
+
+# --- trampolines: fentry, fexit, fmod_ret, lsm -------------------------------------------------
+
+HIT_FENTRY, HIT_FEXIT, HIT_FEXIT_RET, HIT_FMOD_RET, HIT_LSM = range(5)
+
+
+@pytest.fixture
+def trampoline_obj(tmp_path: Path) -> Iterator:
+    """attach_trampoline.bpf.o loaded for this process; skipped (with the kernel's answer) on a
+    kernel that refuses BPF trampolines altogether, as this machine's 6.18 does (EPERM)."""
+    victim = tmp_path / "victim"
+    victim.write_text("x")
+    spec = pybpf.ObjectSpec.from_file(str(bpf_object("tests/attach_trampoline")))
+    spec.rodata["target_tgid"] = os.getpid()
+    spec.rodata["target_ino"] = victim.stat().st_ino
+    spec.rodata["denied_mode"] = 0o741
+    try:
+        obj = pybpf.load(spec)
+    except SyscallError as e:
+        if e.errno != errno.EPERM:
+            raise
+        pytest.skip(f"this kernel refuses BPF trampolines: {e}")
+    with obj:
+        yield obj, victim
+
+
+@pytest.mark.kmatrix
+def test_fentry_and_fexit_see_calls_and_return_values(trampoline_obj, tmp_path: Path) -> None:
+    obj, _ = trampoline_obj
+    entry = attach(obj.programs["fentry_unlinkat"])
+    leave = attach(obj.programs["fexit_unlinkat"])
+    with entry, leave:
+        assert bpftool_links()[entry.id]["type"] == "tracing"
+        for i in range(3):
+            (tmp_path / f"f{i}").write_text("")
+            os.unlink(tmp_path / f"f{i}")
+        with pytest.raises(FileNotFoundError):
+            os.unlink(tmp_path / "missing")
+    assert count(obj, HIT_FENTRY) == count(obj, HIT_FEXIT) == 4
+    assert count(obj, HIT_FEXIT_RET) == errno.ENOENT
+
+
+@pytest.mark.kmatrix
+def test_fmod_ret_changes_what_the_syscall_returns(trampoline_obj, tmp_path: Path) -> None:
+    obj, victim = trampoline_obj
+    with attach(obj.programs["fmod_ret_chmod"]):
+        os.chmod(victim, 0o640)
+        with pytest.raises(PermissionError) as err:
+            os.chmod(victim, 0o741)
+        assert err.value.errno == errno.EACCES
+    os.chmod(victim, 0o741)
+    assert count(obj, HIT_FMOD_RET) == 1
+
+
+def bpf_lsm_active() -> bool:
+    lsm = Path("/sys/kernel/security/lsm")
+    if not lsm.exists():
+        subprocess.run(["mount", "-t", "securityfs", "securityfs", "/sys/kernel/security"],
+                       capture_output=True, check=False)  # fmt: skip
+    return lsm.exists() and "bpf" in lsm.read_text().split(",")
+
+
+@pytest.mark.kmatrix
+def test_lsm_program_refuses_an_open(trampoline_obj) -> None:
+    obj, victim = trampoline_obj
+    if not bpf_lsm_active():
+        pytest.skip("the BPF LSM is not active on this kernel (lsm= lacks 'bpf')")
+    with attach(obj.programs["lsm_file_open"]), pytest.raises(PermissionError):
+        victim.read_text()
+    assert victim.read_text() == "x"
+    assert count(obj, HIT_LSM) == 1
+
+
+# --- kprobes -----------------------------------------------------------------------------------
+
+HIT_KPROBE, HIT_KRETPROBE, HIT_KRETPROBE_ERR, HIT_MULTI, HIT_MULTI_COOKIE = range(5)
+HAS_KPROBES = Path("/sys/bus/event_source/devices/kprobe").exists()
+
+
+@pytest.fixture
+def kprobe_obj() -> Iterator:
+    spec = pybpf.ObjectSpec.from_file(str(bpf_object("tests/attach_kprobe")))
+    spec.rodata["target_tgid"] = os.getpid()
+    with pybpf.load(spec) as obj:
+        yield obj
+
+
+def unlink_some(directory: Path, n: int) -> None:
+    for i in range(n):
+        (directory / f"k{i}").write_text("")
+        os.unlink(directory / f"k{i}")
+    with pytest.raises(FileNotFoundError):
+        os.unlink(directory / "missing")
+
+
+@pytest.mark.kmatrix
+def test_kprobe_and_kretprobe_count_calls(kprobe_obj, tmp_path: Path) -> None:
+    if not HAS_KPROBES:
+        pytest.skip("this kernel has no kprobes (no kprobe PMU)")
+    entry = attach(kprobe_obj.programs["kprobe_unlinkat"])
+    leave = attach(kprobe_obj.programs["kretprobe_unlinkat"])
+    with entry, leave:
+        perf = {p["prog_id"]: p for p in bpftool_perf() if p["pid"] == os.getpid()}
+        assert perf[kprobe_obj.programs["kprobe_unlinkat"].id]["func"] == "do_unlinkat"
+        assert perf[kprobe_obj.programs["kretprobe_unlinkat"].id]["fd_type"] == "kretprobe"
+        unlink_some(tmp_path, 3)
+    assert count(kprobe_obj, HIT_KPROBE) == count(kprobe_obj, HIT_KRETPROBE) == 4
+    assert count(kprobe_obj, HIT_KRETPROBE_ERR) == errno.ENOENT
+
+
+@pytest.mark.kmatrix
+def test_kprobe_multi_attaches_by_pattern_with_cookies(kprobe_obj, tmp_path: Path) -> None:
+    if not HAS_KPROBES:
+        pytest.skip("this kernel has no kprobes (no kprobe PMU)")
+    prog = kprobe_obj.programs["kprobe_multi_unlinkat"]
+    try:
+        link = attach(prog, cookies=[7])
+    except SyscallError as e:
+        if e.errno in (errno.EOPNOTSUPP, errno.EINVAL):
+            pytest.skip(f"this kernel has no multi-kprobes: {e}")
+        raise
+    with link:
+        assert bpftool_links()[link.id]["type"] == "kprobe_multi"
+        unlink_some(tmp_path, 2)
+    assert count(kprobe_obj, HIT_MULTI) == 3
+    assert count(kprobe_obj, HIT_MULTI_COOKIE) == 3 * 7
+
+
+def test_kprobe_on_a_kernel_without_kprobes_is_one_line(kprobe_obj) -> None:
+    if HAS_KPROBES:
+        pytest.skip("this kernel has kprobes")
+    for name in ("kprobe_unlinkat", "kretprobe_unlinkat", "kprobe_multi_unlinkat"):
+        with pytest.raises(SyscallError) as err:
+            attach(kprobe_obj.programs[name])
+        assert str(err.value).endswith(
+            "this kernel has no kprobe support (CONFIG_KPROBE_EVENTS)"
+        ) and "\n" not in str(err.value)

@@ -13,6 +13,11 @@ class LinkGroup:
 
     def __init__(self, links: list[FDObject] | None = None):
         self.links: list[FDObject] = list(links or [])
+        self._held: list[FDObject] = []
+
+    def hold(self, obj: FDObject) -> None:
+        """Keep another fd-owning object (a map the links need) until the group is closed."""
+        self._held.append(obj)
 
     def append(self, link: FDObject) -> None:
         self.links.append(link)
@@ -34,8 +39,8 @@ class LinkGroup:
         return all(link.closed for link in self.links)
 
     def close(self) -> None:
-        for link in reversed(self.links):
-            link.close()
+        for obj in [*reversed(self.links), *reversed(self._held)]:
+            obj.close()
 
     def __enter__(self) -> LinkGroup:
         return self

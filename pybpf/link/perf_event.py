@@ -39,6 +39,9 @@ class PerfEventLink(Link):
         self.target = target
         self.legacy = legacy
 
+    def _describe(self) -> str:
+        return f"link of {self.target}"
+
     def __repr__(self) -> str:
         kind = "legacy" if self.legacy else f"fd={self._fd}"
         return f"PerfEventLink({self.target!r}, {kind})"

@@ -1,0 +1,106 @@
+"""kprobes: a BPF program on (almost) any kernel function, and multi-kprobes on many at once.
+
+A kprobe is a perf event of the ``kprobe`` PMU (type in
+``/sys/bus/event_source/devices/kprobe/type``): ``config1`` points at the function's name,
+``config2`` is an offset into it, the ``format/retprobe`` bit of ``config`` makes it a kretprobe.
+(``maxactive``, how many kretprobe instances may be pending at once, exists only for probes
+made through tracefs' ``kprobe_events``; the PMU uses the kernel's default.)
+
+``kprobe.multi`` (5.18+) attaches one program to many functions with one link
+(``BPF_TRACE_KPROBE_MULTI``) through fprobe, given the function names; a pattern such as
+``tcp_*`` is matched here against ``/proc/kallsyms`` (or ``available_filter_functions``).
+
+A kernel built without kprobes (``CONFIG_KPROBE_EVENTS``) has no ``kprobe`` PMU: that is said in
+one line.
+"""
+
+from __future__ import annotations
+
+import errno
+import fnmatch
+import os
+
+from pybpf.errors import SyscallError
+from pybpf.link.bpflink import Link, ProgramLike, _fd
+from pybpf.link.perf_event import PerfEventLink, attach_perf_event, program_name
+from pybpf.sys import linkcmd, perf
+from pybpf.sys.perf import PerfAttrFlag
+
+
+def no_kprobes(kind: str = "kprobes") -> SyscallError:
+    return SyscallError(
+        kind, errno.EOPNOTSUPP, "this kernel has no kprobe support (CONFIG_KPROBE_EVENTS)"
+    )
+
+
+def kprobe(
+    program: ProgramLike, func: str, *, offset: int = 0, retprobe: bool = False, cookie: int = 0
+) -> PerfEventLink:
+    """Attach a kprobe (``retprobe``: a kretprobe) to kernel function ``func`` (+``offset``)."""
+    kind = "kretprobe" if retprobe else "kprobe"
+    pmu = perf.pmu_type("kprobe")
+    if pmu is None:
+        raise no_kprobes(f"cannot attach {program_name(program)} to {kind} {func}")
+    config = 1 << perf.pmu_retprobe_bit("kprobe") if retprobe else 0
+    target = f"{kind} {func}" + (f"+{offset:#x}" if offset else "")
+    try:
+        fd = perf.perf_event_open(
+            f"cannot open {target}",
+            type=pmu,
+            config=config,
+            config1=func.encode(),
+            config2=offset,
+            pid=-1,
+            cpu=0,
+            flags=PerfAttrFlag.DISABLED,
+        )
+    except SyscallError as e:
+        if e.errno == errno.ENOENT:
+            raise SyscallError(
+                f"cannot open {target}", e.errno, f"no kernel function {func!r} to probe"
+            ) from None
+        raise
+    return attach_perf_event(program, fd, target, cookie=cookie)
+
+
+def kprobe_multi(
+    program: ProgramLike, pattern: str, *, retprobe: bool = False, cookies: list[int] = ()
+) -> Link:
+    """Attach to every kernel function matching ``pattern`` (a glob) with one link."""
+    what = f"cannot attach {program_name(program)} to kprobe.multi {pattern!r}"
+    if perf.pmu_type("kprobe") is None:
+        raise no_kprobes(what)
+    symbols = matching_functions(pattern)
+    if not symbols:
+        raise SyscallError(what, errno.ENOENT, "no kernel function matches")
+    try:
+        return Link(
+            linkcmd.link_create_kprobe_multi(
+                _fd(program), symbols, retprobe=retprobe, cookies=list(cookies)
+            )
+        )
+    except SyscallError as e:
+        raise SyscallError(what, e.errno, _multi_why(e.errno)) from None
+
+
+def _multi_why(err: int) -> str | None:
+    if err in (errno.EOPNOTSUPP, errno.EINVAL):
+        return "multi-kprobes need 5.18+ with CONFIG_FPROBE"
+    return None
+
+
+def matching_functions(pattern: str) -> list[str]:
+    """Kernel functions matching a glob, from ``available_filter_functions`` when tracefs is
+    there (the functions fprobe can attach to), else ``/proc/kallsyms`` text symbols."""
+    names: set[str] = set()
+    try:
+        path = os.path.join(perf.tracefs(), "available_filter_functions")
+        with open(path) as f:
+            lines = [line.split()[0] for line in f if line.strip()]
+    except (OSError, SyscallError):
+        with open("/proc/kallsyms") as f:
+            lines = [p[2] for p in (line.split() for line in f) if p[1] in "tT"]
+    for name in lines:
+        if fnmatch.fnmatchcase(name, pattern) and "." not in name:
+            names.add(name)
+    return sorted(names)

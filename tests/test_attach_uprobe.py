@@ -1,0 +1,220 @@
+"""uprobes, uretprobes and USDT probes, for real: a program built here with gcc (and
+<sys/sdt.h>) is driven line by line while the probes report what they saw through a ring
+buffer; the notes are compared with readelf's reading, counts with bpftrace's."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import signal
+import struct
+import subprocess
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+from test_attach_tracing import bpftool_links
+
+import pybpf
+from pybpf.attach import NeedsArguments, attach
+from pybpf.errors import BPFError
+from pybpf.link.uprobe import symbol_offset
+from pybpf.link.usdt import read_notes
+from pybpf.ringbuf import RingBuffer
+
+from conftest import ROOT, bpf_object, cannot_run, need_tool, run
+
+pytestmark = pytest.mark.system
+
+K_ADD, K_ADD_RET, K_GREET, K_TICK, K_GETPID = 1, 2, 3, 4, 5
+EVENT = struct.Struct("<IIqqqqQ16s")
+
+
+@pytest.fixture(scope="module")
+def probed(tmp_path_factory: pytest.TempPathFactory) -> str:
+    """tests/targets/probed.c built with gcc -O2 (symbols kept, USDT notes and semaphores)."""
+    gcc = need_tool("gcc")
+    include = run(gcc, "-print-multiarch", check=False).stdout.strip()
+    if not any(Path(d, "sys/sdt.h").exists() for d in ("/usr/include", f"/usr/include/{include}")):
+        cannot_run("<sys/sdt.h> is missing (apt install systemtap-sdt-dev)")
+    out = tmp_path_factory.mktemp("probed") / "probed"
+    run(gcc, "-O2", "-g", "-o", str(out), str(ROOT / "tests/targets/probed.c"))
+    return str(out)
+
+
+@pytest.fixture
+def uprobe_obj() -> Iterator:
+    spec = pybpf.ObjectSpec.from_file(str(bpf_object("tests/attach_uprobe")))
+    spec.rodata["target_tgid"] = os.getpid()
+    with pybpf.load(spec) as obj:
+        yield obj
+
+
+def drive(binary: str, *lines: str) -> list[str]:
+    """Run the probed program on ``lines``; its answers ("sum len semaphore")."""
+    out = subprocess.run([binary], input="".join(f"{x}\n" for x in lines), text=True,
+                         capture_output=True, check=True, timeout=30).stdout  # fmt: skip
+    return out.splitlines()
+
+
+def bpftool_perf() -> list[dict]:
+    """What ``bpftool perf show`` lists: every program attached to a perf event, by process."""
+    return json.loads(run(need_tool("bpftool"), "perf", "show", "-j").stdout)
+
+
+def events(ring: RingBuffer) -> list[tuple]:
+    return [EVENT.unpack(r[: EVENT.size]) for r in ring.drain()]
+
+
+def test_uprobe_and_uretprobe_see_arguments_return_value_and_cookie(uprobe_obj, probed) -> None:
+    progs = uprobe_obj.programs
+    with RingBuffer.from_map(uprobe_obj.maps["events"]) as ring:
+        entry = attach(progs["up_add"], target=f"{probed}:pybpf_add", cookie=0xC0FFEE)
+        ret = attach(progs["up_add_ret"], target=f"{probed}:pybpf_add")
+        with entry, ret:
+            ids = {entry.id, ret.id}
+            shown = bpftool_links()
+            assert shown[entry.id]["type"] == "perf_event"
+            assert shown[ret.id]["prog_id"] == progs["up_add_ret"].id
+            mine = [p for p in bpftool_perf() if p["pid"] == os.getpid()]
+            assert sorted((p["fd_type"], p["filename"], p["offset"]) for p in mine) == [
+                ("uprobe", probed, symbol_offset(probed, "pybpf_add")),
+                ("uretprobe", probed, symbol_offset(probed, "pybpf_add")),
+            ]
+            answers = drive(probed, "5 x", "-3 y", "40 z")
+            got = events(ring)
+        pids = {e[1] for e in got}
+        assert len(pids) == 1 and pids != {os.getpid()}
+        assert [(e[0], e[2], e[3], e[6]) for e in got if e[0] == K_ADD] == [
+            (K_ADD, 5, 1000, 0xC0FFEE),
+            (K_ADD, -3, 1000, 0xC0FFEE),
+            (K_ADD, 40, 1000, 0xC0FFEE),
+        ]
+        rets = [e[2] for e in got if e[0] == K_ADD_RET]
+        assert rets == [int(a.split()[0]) for a in answers] == [1005, 997, 1040]
+        drive(probed, "1 after")
+        assert events(ring) == []
+        assert not ids & set(bpftool_links())
+
+
+def test_sleepable_uprobe_copies_user_memory(uprobe_obj, probed) -> None:
+    with RingBuffer.from_map(uprobe_obj.maps["events"]) as ring:
+        with attach(uprobe_obj.programs["up_greet"], target=f"{probed}:pybpf_greet"):
+            drive(probed, "1 hello", "2 sleepable")
+        words = [e[7].rstrip(b"\0") for e in events(ring)]
+    assert words == [b"hello", b"sleepable"]
+
+
+def test_uprobe_with_pid_sees_only_that_process(uprobe_obj, probed) -> None:
+    watched = subprocess.Popen([probed], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    other = subprocess.Popen([probed], stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        with RingBuffer.from_map(uprobe_obj.maps["events"]) as ring:
+            prog = uprobe_obj.programs["up_add"]
+            with attach(prog, target=f"{probed}:pybpf_add", pid=watched.pid):
+                for proc, n in ((watched, 1), (other, 2), (watched, 3)):
+                    proc.stdin.write(f"{n} w\n")
+                    proc.stdin.flush()
+                    proc.stdout.readline()
+            got = [(e[1], e[2]) for e in events(ring)]
+    finally:
+        for proc in (watched, other):
+            proc.stdin.close()
+            proc.wait()
+    assert got == [(watched.pid, 1), (watched.pid, 3)]
+
+
+def test_uprobe_on_a_shared_library_found_by_name(uprobe_obj) -> None:
+    prog = uprobe_obj.programs["up_getpid"]
+    assert prog.section == "uprobe/libc.so.6:getpid"
+    with RingBuffer.from_map(uprobe_obj.maps["events"]) as ring, attach(prog) as link:
+        assert "libc.so.6:getpid" in link.target
+        events(ring)
+        for _ in range(11):
+            os.getpid()
+        got = events(ring)
+    assert [(e[0], e[1]) for e in got] == [(K_GETPID, os.getpid())] * 11
+
+
+def test_uprobe_errors_are_one_line(uprobe_obj, probed) -> None:
+    prog = uprobe_obj.programs["up_add"]
+    with pytest.raises(BPFError, match=r"has no function 'no_such_function' \(in \.symtab"):
+        attach(prog, target=f"{probed}:no_such_function")
+    with pytest.raises(BPFError, match="/no/such/binary: no such file"):
+        attach(prog, target="/no/such/binary:main")
+    with pytest.raises(BPFError, match="'libnosuch.so.9': not found"):
+        attach(prog, target="libnosuch.so.9:f")
+    with pytest.raises(NeedsArguments, match="uprobe/<binary>:<function>"):
+        attach(prog)
+
+
+def test_usdt_notes_read_as_readelf_reads_them(probed) -> None:
+    text = run(need_tool("readelf"), "-n", probed).stdout
+    theirs = re.findall(
+        r"Provider: (\S+)\s+Name: (\S+)\s+Location: (0x[0-9a-f]+), Base: \S+, "
+        r"Semaphore: (0x[0-9a-f]+)\s+Arguments: ?([^\n]*)",
+        text,
+    )
+    ours = read_notes(probed)
+    assert [(n.provider, n.name) for n in ours] == [(p, n) for p, n, *_ in theirs]
+    assert [" ".join(a.text for a in n.args) for n in ours] == [t[4].strip() for t in theirs]
+    # A PIE's text and .probes are mapped at their file offsets plus the segment's delta.
+    sections = run("readelf", "-SW", probed).stdout
+    probes = re.search(r"\.probes\s+PROGBITS\s+([0-9a-f]+) ([0-9a-f]+)", sections)
+    delta = int(probes.group(1), 16) - int(probes.group(2), 16)
+    assert [n.semaphore_offset for n in ours] == [int(t[3], 16) - delta for t in theirs]
+
+
+def test_usdt_arguments_decoded_in_the_program(uprobe_obj, probed) -> None:
+    prog = uprobe_obj.programs["usdt_tick"]
+    with RingBuffer.from_map(uprobe_obj.maps["events"]) as ring:
+        with attach(prog, target=f"{probed}:pybpf:tick") as links:
+            assert len(links) == 1
+            answers = drive(probed, "5 a", "7 b")
+        after = drive(probed, "9 c")
+        got = events(ring)
+    # register-relative (-4@4(%rsp)), 8 bytes in memory, a 2-byte register (-2@%bx), a constant
+    assert [e[2:6] for e in got] == [(5, 1 << 40 | 5, -5, 77), (7, 1 << 40 | 7, -7, 77)]
+    # The semaphore counts attached probes: the program saw 1 while attached, 0 after.
+    assert [a.split()[2] for a in answers] == ["1", "1"] and after[0].split()[2] == "0"
+
+
+def test_usdt_probe_missing_is_one_line(uprobe_obj, probed) -> None:
+    with pytest.raises(BPFError, match="has no USDT probe pybpf:nope"):
+        attach(uprobe_obj.programs["usdt_tick"], target=f"{probed}:pybpf:nope")
+
+
+def test_uprobe_counts_agree_with_bpftrace(uprobe_obj, probed) -> None:
+    bpftrace = need_tool("bpftrace")
+    script = f"uprobe:{probed}:pybpf_add {{ @calls = count(); @sum = sum(arg0); }}"
+    tracer = subprocess.Popen(
+        [bpftrace, "-e", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        # bpftrace says "Attaching" before it attaches: wait until the kernel lists its probe.
+        deadline = time.monotonic() + 30
+        while not [p for p in bpftool_perf() if p["pid"] == tracer.pid]:
+            assert time.monotonic() < deadline and tracer.poll() is None, "bpftrace did not attach"
+            time.sleep(0.1)
+        theirs_offset = [p for p in bpftool_perf() if p["pid"] == tracer.pid][0]["offset"]
+        with RingBuffer.from_map(uprobe_obj.maps["events"]) as ring:
+            with attach(uprobe_obj.programs["up_add"], target=f"{probed}:pybpf_add"):
+                drive(probed, *(f"{n} w" for n in range(1, 21)))
+            ours = [e[2] for e in events(ring)]
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        out = tracer.communicate(timeout=30)[0]
+    theirs = dict(re.findall(r"@(\w+): (\d+)", out))
+    assert theirs_offset == symbol_offset(probed, "pybpf_add")
+    assert len(ours) == int(theirs["calls"]) == 20
+    assert sum(ours) == int(theirs["sum"]) == 210
+
+
+def test_probed_binary_is_found_through_path(uprobe_obj, probed, monkeypatch) -> None:
+    monkeypatch.setenv("PATH", f"{os.path.dirname(probed)}:{os.environ['PATH']}")
+    assert shutil.which("probed") == probed
+    with attach(uprobe_obj.programs["up_add"], target="probed:pybpf_add") as link:
+        assert link.target == f"uprobe {probed}:pybpf_add"
