@@ -1,0 +1,151 @@
+"""Map contents formatted by their BTF types, compared with ``bpftool map dump -j``'s "formatted".
+
+bpf/tests/dump_kinds.bpf.c declares maps whose keys and values use every kind a map value can
+hold (signed/unsigned ints of each width, bool, char, char arrays, byte arrays, nested arrays,
+signed and 64-bit enums, a union, bitfields, pointers, a 128-bit int, an anonymous struct), a
+per-CPU array and a plain array. The test fills them with random bytes (and some chosen ones:
+strings, enumerator values) and asks bpftool how it reads them.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import struct
+
+import pytest
+
+import pybpf
+from pybpf.btf.dump import btf_value, format_log2_hist, log2_hist_slots
+from pybpf.mapdump import dump_map, format_map
+from tests.conftest import bpf_object, need_tool, run
+
+
+def spec_of(name: str) -> pybpf.ObjectSpec:
+    return pybpf.ObjectSpec.from_file(str(bpf_object(name)))
+
+
+def _value_offsets(spec: pybpf.ObjectSpec) -> dict[str, int]:
+    btf = spec.btf
+    t = btf.type(btf.find("dvalue"))
+    return {m.name: m.bit_offset // 8 for m in t.members}
+
+
+def _random_value(rng: random.Random, off: dict[str, int], i: int) -> bytes:
+    v = bytearray(rng.randbytes(176))
+    v[off["flag"]] = rng.randrange(2)  # C's bool holds 0 or 1
+    if i % 2:  # a NUL-terminated printable name reads as a string, like bpftool's
+        v[off["name"] : off["name"] + 12] = b"bash\0".ljust(12, b"\0")
+    if i % 3 == 0:  # an enumerator's value reads as its name
+        v[off["colour"] : off["colour"] + 4] = struct.pack("=i", [0, 5, -3][i % 9 // 3])
+        v[off["wide"] : off["wide"] + 8] = struct.pack("=Q", 1)
+    return bytes(v)
+
+
+def _bpftool_dump(map_id: int) -> list:
+    out = run(need_tool("bpftool"), "map", "dump", "id", str(map_id), "-j").stdout
+    return [e["formatted"] for e in json.loads(out)]
+
+
+def canon(entries: list) -> list[str]:
+    return sorted(json.dumps(e, sort_keys=True) for e in entries)
+
+
+@pytest.mark.system
+def test_every_kind_formats_as_bpftool_formats_it() -> None:
+    spec = spec_of("tests/dump_kinds")
+    rng = random.Random(13)
+    off = _value_offsets(spec)
+    with pybpf.load(spec) as obj:
+        kinds = obj.maps["kinds"]
+        for i in range(40):
+            key = struct.pack("=I", i) + (b"ab\0\0" if i % 2 else rng.randbytes(4))
+            kinds.update(key, _random_value(rng, off, i))
+        ms = spec.maps["kinds"]
+        ours = dump_map(kinds, spec.btf, ms.key_type_id, ms.value_type_id)
+        theirs = _bpftool_dump(kinds.id)
+    assert len(ours) == 40
+    assert canon(ours) == canon(theirs)
+    # the test exercises what it says it does
+    flat = json.dumps(ours)
+    assert '"name": "bash"' in flat and '"D_BLUE"' in flat and '"D_SMALL"' in flat
+    assert '"tag": "ab"' in flat
+
+
+@pytest.mark.system
+def test_per_cpu_and_plain_arrays_format_as_bpftool_formats_them() -> None:
+    spec = spec_of("tests/dump_kinds")
+    rng = random.Random(7)
+    with pybpf.load(spec) as obj:
+        pc, plain = obj.maps["per_cpu"], obj.maps["plain"]
+        ncpu = len(pc.lookup(0))
+        pc.update(
+            1, [struct.pack("=Q", rng.getrandbits(64)) + b"ok".ljust(8, b"\0") for _ in range(ncpu)]
+        )
+        plain.update(2, struct.pack("=q", -12345678901))
+        for m in (pc, plain):
+            ms = spec.maps[m.name]
+            ours = dump_map(m, spec.btf, ms.key_type_id, ms.value_type_id)
+            assert ours == _bpftool_dump(m.id)
+    assert ours[2]["value"] == -12345678901
+
+
+def test_bitfields_read_as_hex_of_their_bits() -> None:
+    spec = spec_of("tests/dump_kinds")
+    btf = spec.btf
+    bits = btf.find("dbits")
+    # a=5 (3 bits), b=0x1abc (13 bits), c=-1 (7 bits, shown as its bits), d=9 (the byte after
+    # c's bits), e=2^32+1 (33 bits of the next u64)
+    word = 5 | (0x1ABC << 3) | (0x7F << 16) | (9 << 24)
+    data = struct.pack("=I", word) + bytes(4) + struct.pack("=Q", (1 << 32) + 1)
+    assert btf_value(btf, bits, data) == {
+        "a": "0x5",
+        "b": "0x1abc",
+        "c": "0x7f",
+        "d": 9,
+        "e": "0x100000001",
+    }
+
+
+def test_a_value_too_short_for_its_type_is_an_error() -> None:
+    spec = spec_of("tests/dump_kinds")
+    with pytest.raises(pybpf.BTFError, match="cannot hold"):
+        btf_value(spec.btf, spec.btf.find("dvalue"), bytes(10))
+
+
+# --- log2 histograms ---------------------------------------------------------------------------
+
+# What libbpf-tools' print_log2_hist(vals, 26, "usecs") prints for these counts (runqlat's
+# output shape: 5 spaces, the label padded to 19, bars of 40 stars scaled to the largest count).
+COUNTS = [0, 3, 1, 0, 8, 16] + [0] * 20
+LIBBPF_TOOLS_OUTPUT = """\
+     usecs               : count    distribution
+         0 -> 1          : 0        |                                        |
+         2 -> 3          : 3        |*******                                 |
+         4 -> 7          : 1        |**                                      |
+         8 -> 15         : 0        |                                        |
+        16 -> 31         : 8        |********************                    |
+        32 -> 63         : 16       |****************************************|"""
+
+
+def test_log2_histogram_drawn_as_libbpf_tools_draw_it() -> None:
+    assert "\n".join(format_log2_hist(COUNTS, "usecs")) == LIBBPF_TOOLS_OUTPUT
+
+
+def test_log2_histogram_past_slot_32_uses_the_wide_layout() -> None:
+    lines = format_log2_hist([0] * 33 + [2], "nsecs")
+    assert lines[0] == " " * 15 + "nsecs".ljust(29) + " : count    distribution"
+    assert lines[-1] == (f"{1 << 33:>20} -> {(1 << 34) - 1:<20} : 2        |{'*' * 20}|")
+    assert format_log2_hist([0] * 26) == []
+
+
+def test_histogram_values_are_recognised_by_their_slots_member() -> None:
+    spec = spec_of("tests/run_hist")
+    btf = spec.btf
+    assert log2_hist_slots(btf, spec.maps["hists"].value_type_id) == "slots"
+    assert log2_hist_slots(btf, spec.maps["total_sleeps"].value_type_id) is None
+    value = {"slots": COUNTS, "comm": "sleepy"}
+    entries = [{"key": 42, "value": value}]
+    lines = format_map("hists", "hash", entries, btf, spec.maps["hists"].value_type_id, "usecs")
+    assert lines[:3] == ["map hists (hash, 1 entry):", "", "key = 42  comm = sleepy"]
+    assert "\n".join(lines[3:]) == LIBBPF_TOOLS_OUTPUT
