@@ -4,6 +4,7 @@
     pybpf disasm OBJ [PROGRAM]          linked instructions, relocations marked, source lines
     pybpf load OBJ [--pin DIR] [-v]     load every map and program; -v shows each step
     pybpf test-run OBJ PROGRAM --data FILE [--repeat N]
+    pybpf run OBJ [--prog NAME ...] [--json] [--event-type TYPE] [--no-maps] [-d SECONDS]
 
 A thin layer over the library: each command is a few calls to ``pybpf.ObjectSpec`` and friends.
 A user mistake gives one line ``pybpf: error: ...`` and exit status 1 (2 for bad usage).
@@ -81,6 +82,29 @@ def _parser() -> argparse.ArgumentParser:
     s.add_argument("--data", required=True, metavar="FILE", help="packet/context bytes")
     s.add_argument("--repeat", type=int, default=1)
     s.set_defaults(func=cmd_test_run)
+
+    s = sub.add_parser(
+        "run",
+        help="load, attach every program, print its events and bpf_printk lines; "
+        "on Ctrl-C print the maps and detach",
+    )
+    s.add_argument("object")
+    s.add_argument(
+        "--prog", action="append", default=[], metavar="NAME", help="attach only this program"
+    )
+    s.add_argument("--json", action="store_true", help="JSON lines instead of text")
+    s.add_argument(
+        "--event-type", metavar="TYPE", help="decode events as this struct (default: found)"
+    )
+    s.add_argument("--no-maps", action="store_true", help="do not print the maps at the end")
+    s.add_argument("-d", "--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
+    s.add_argument(
+        "--hist-unit", default="value", metavar="LABEL", help="label of log2 histograms (usecs…)"
+    )
+    s.add_argument(
+        "-v", "--verbose", action="store_true", help="also print data sections (.rodata, .bss…)"
+    )
+    s.set_defaults(func=cmd_run)
     return p
 
 
@@ -161,6 +185,31 @@ def cmd_test_run(args: argparse.Namespace) -> int:
     print(f"retval {res.retval}")
     print(f"duration {res.duration_ns} ns")
     print(f"data_out {len(res.data_out)} bytes: {res.data_out[:64].hex()}")
+    return 0
+
+
+# --- run -----------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from pybpf.run import RunOptions, run
+
+    if args.duration is not None and args.duration <= 0:
+        raise BPFError("--duration must be a positive number of seconds")
+    spec = ObjectSpec.from_file(args.object)
+    for name in args.prog:
+        if name not in spec.programs:
+            raise BPFError(f"{spec.name}: no program named '{name}'")
+    options = RunOptions(
+        programs=tuple(args.prog),
+        json=args.json,
+        event_type=args.event_type,
+        show_maps=not args.no_maps,
+        duration=args.duration,
+        verbose=args.verbose,
+        hist_label=args.hist_unit,
+    )
+    run(spec, options)
     return 0
 
 

@@ -1,0 +1,458 @@
+"""``pybpf run``: load an object, attach its programs, print what they report, clean up.
+
+What eunomia-bpf's ``ecli`` does for a compiled object with no user-space code of its own:
+
+1. load every map and program (:func:`pybpf.load`);
+2. attach each program by its section name (:func:`pybpf.attach.attach_all`, libbpf's rules);
+3. read every ring buffer and perf buffer map and print each event decoded from its BTF struct
+   (see :class:`EventDecoder` for how the struct is found), and the ``bpf_printk`` lines of
+   ``trace_pipe`` when a program calls ``bpf_trace_printk``;
+4. at the end (Ctrl-C, SIGTERM, or ``duration`` seconds): print the maps by their BTF types,
+   histograms drawn as libbpf-tools draw them, then detach and close everything.
+
+Links are bpf_link fds (or perf event fds) owned by this process: they go away when it exits,
+however it exits (``kill -9`` included), so nothing stays attached. A tracefs that had to be
+mounted for ``trace_pipe`` or a tracepoint is unmounted again at the end.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import datetime
+import json
+import os
+import select
+import signal
+import sys
+import time
+from dataclasses import dataclass
+from typing import Any, Callable, Optional, TextIO
+
+from pybpf.btf.dump import btf_value
+from pybpf.btf.model import TypeQueries
+from pybpf.btf.types import Ptr, Struct, Union, Var
+from pybpf.errors import BPFError
+from pybpf.mapdump import dump_map, fields_line, format_map
+from pybpf.object.spec import ObjectSpec
+
+# Map types whose contents are not data to print at the end (read live, or fds of other objects).
+_NOT_DUMPED = {"RINGBUF", "USER_RINGBUF", "PERF_EVENT_ARRAY", "PROG_ARRAY", "STACK_TRACE"}
+_PRINTK_HELPERS = {6, 177}  # bpf_trace_printk, bpf_trace_vprintk
+TRACEFS = "/sys/kernel/tracing"
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    programs: tuple[str, ...] = ()  # attach only these (default: every program)
+    json: bool = False  # JSON lines instead of text
+    event_type: Optional[str] = None  # the struct events are decoded as (default: found)
+    show_maps: bool = True  # print the maps at the end
+    duration: Optional[float] = None  # seconds, then stop as on Ctrl-C
+    verbose: bool = False  # also dump data sections (.rodata, .bss...) and say more
+    hist_label: str = "value"  # the unit printed over log2 histograms (libbpf-tools: usecs...)
+    perf_pages: int = 64  # data pages per CPU for each perf buffer
+
+
+class Stop(Exception):
+    """SIGTERM (or the end of the duration): end the run as Ctrl-C does."""
+
+
+# --- decoding events ---------------------------------------------------------------------------
+
+
+def perf_sample_size(struct_size: int) -> int:
+    """The size a perf sample of ``struct_size`` bytes arrives with: the kernel pads the u32
+    size word plus the data to a multiple of 8."""
+    return ((4 + struct_size + 7) & ~7) - 4
+
+
+class EventDecoder:
+    """Turns the records of one ring/perf buffer into JSON data by a BTF struct.
+
+    The struct is the one named with ``event_type`` if given. Otherwise, at the first record,
+    among the object's named structs whose size matches the record (exactly for a ring buffer;
+    for a perf buffer, once padded as the kernel pads samples): first those a global variable
+    points at (``const struct event *unused __attribute__((unused));``, the convention of
+    bpf2go and ecli that keeps an otherwise local struct in the BTF), then one named ``event``,
+    then the only struct of that size. Records no struct fits are shown as hex."""
+
+    def __init__(
+        self,
+        btf: Optional[TypeQueries],
+        perf: bool,
+        event_type: Optional[str] = None,
+        note: Callable[[str], None] = lambda msg: None,
+        map_name: str = "",
+    ) -> None:
+        self.btf = btf
+        self.perf = perf
+        self.note = note
+        self.map_name = map_name
+        self._by_size: dict[int, Optional[int]] = {}
+        self._forced: Optional[int] = None
+        if event_type:
+            self._forced = self._named(event_type)
+
+    def _named(self, name: str) -> int:
+        name = name.removeprefix("struct ").strip()
+        ids = self.btf.find_all(name, Struct) if self.btf is not None else []
+        ids = [i for i in ids if not isinstance(self.btf.type(i), Union)] or ids
+        if not ids:
+            raise BPFError(f"--event-type: the object's BTF has no struct named '{name}'")
+        return ids[0]
+
+    def type_for(self, size: int) -> Optional[int]:
+        if self._forced is not None:
+            return self._forced
+        if size not in self._by_size:
+            self._by_size[size] = self._find(size)
+        return self._by_size[size]
+
+    def _fits(self, struct_size: int, size: int) -> bool:
+        return (perf_sample_size(struct_size) if self.perf else struct_size) == size
+
+    def _find(self, size: int) -> Optional[int]:
+        if self.btf is None:
+            return None
+        hinted, named = _candidate_structs(self.btf)
+        for why, ids in (
+            ("pointed at by a global variable", hinted),
+            ("named event", [i for i in named if self.btf.type(i).name == "event"]),
+            ("the only struct of that size", named),
+        ):
+            fits = [i for i in ids if self._fits(self.btf.type(i).size, size)]
+            if len(fits) == 1 or (fits and why != "the only struct of that size"):
+                t = self.btf.type(fits[0])
+                self.note(
+                    f"events of map '{self.map_name}' ({size} bytes) decoded as struct "
+                    f"{t.name} ({why})"
+                )
+                return fits[0]
+        self.note(
+            f"events of map '{self.map_name}' ({size} bytes): no struct of that size in the "
+            "object's BTF, shown as hex (name one with --event-type)"
+        )
+        return None
+
+    def decode(self, data: bytes) -> Any:
+        tid = self.type_for(len(data))
+        if tid is None or self.btf is None:
+            return None
+        try:
+            return btf_value(self.btf, tid, data)
+        except BPFError:
+            return None
+
+
+def _candidate_structs(btf: TypeQueries) -> tuple[list[int], list[int]]:
+    types = getattr(btf, "types", [])
+    hinted: list[int] = []
+    named: list[int] = []
+    for tid, t in enumerate(types):
+        if isinstance(t, Struct) and not isinstance(t, Union) and t.name and t.size:
+            named.append(tid)
+        elif isinstance(t, Var):
+            ptr = btf.type(btf.resolve(t.type))
+            if isinstance(ptr, Ptr):
+                target = btf.resolve(ptr.type)
+                if isinstance(btf.type(target), Struct):
+                    hinted.append(target)
+    return hinted, named
+
+
+# --- the trace pipe ------------------------------------------------------------------------------
+
+
+def uses_printk(obj: Any) -> bool:
+    """Whether a loaded program calls bpf_trace_printk/bpf_trace_vprintk (what bpf_printk is)."""
+    for linked in obj.linked.values():
+        for insn in linked.insns:
+            if insn.is_call and insn.src == 0 and insn.imm in _PRINTK_HELPERS:
+                return True
+    return False
+
+
+def tracefs_mounted(path: str = TRACEFS) -> bool:
+    return os.path.exists(os.path.join(path, "trace_pipe"))
+
+
+def mount_tracefs(path: str = TRACEFS) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.mount(b"tracefs", path.encode(), b"tracefs", 0, None) != 0:
+        err = ctypes.get_errno()
+        raise BPFError(
+            f"bpf_printk output: tracefs is not mounted and cannot be "
+            f"(mount -t tracefs tracefs {path}): {os.strerror(err)}"
+        )
+
+
+def unmount_tracefs(path: str = TRACEFS) -> None:
+    libc = ctypes.CDLL(None, use_errno=True)
+    libc.umount2(path.encode(), 2)  # MNT_DETACH: whoever still has a file open keeps it
+
+
+class TracePipe:
+    """``trace_pipe`` read without blocking, in whole lines. Reading consumes the lines: any
+    other reader of the pipe misses the ones we read (as with ``bpftool prog tracelog``)."""
+
+    def __init__(self, path: str = TRACEFS) -> None:
+        self.fd = os.open(os.path.join(path, "trace_pipe"), os.O_RDONLY | os.O_NONBLOCK)
+        self._rest = b""
+
+    def read_lines(self) -> list[str]:
+        chunks = []
+        while True:
+            try:
+                chunk = os.read(self.fd, 65536)
+            except BlockingIOError:
+                break
+            if not chunk:
+                break
+            chunks.append(chunk)
+        if not chunks:
+            return []
+        data = self._rest + b"".join(chunks)
+        *lines, self._rest = data.split(b"\n")
+        return [ln.decode(errors="replace").strip() for ln in lines if ln.strip()]
+
+    def close(self) -> None:
+        if self.fd >= 0:
+            os.close(self.fd)
+            self.fd = -1
+
+
+def _type_name(m: Any) -> str:
+    return m.type.name if hasattr(m.type, "name") else str(m.type)
+
+
+# --- the run -------------------------------------------------------------------------------------
+
+
+class _Source:
+    """One ring or perf buffer being read, with its decoder."""
+
+    def __init__(self, name: str, reader: Any, decoder: EventDecoder) -> None:
+        self.name = name
+        self.reader = reader
+        self.decoder = decoder
+
+
+class Runner:
+    """``pybpf run`` as an object: :meth:`start`, :meth:`loop`, :meth:`finish` (or a ``with``
+    block around start and loop). Output goes to ``out`` (events, maps) and ``err`` (notes)."""
+
+    def __init__(
+        self,
+        spec: ObjectSpec,
+        options: RunOptions = RunOptions(),
+        out: TextIO = sys.stdout,
+        err: TextIO = sys.stderr,
+    ) -> None:
+        self.spec = spec
+        self.opts = options
+        self.out = out
+        self.err = err
+        self.obj: Any = None
+        self.attached: Any = None
+        self.sources: list[_Source] = []
+        self.trace_pipe: Optional[TracePipe] = None
+        self.events = 0
+        self._tracefs_was_mounted = tracefs_mounted()
+        self._finished = False
+
+    def note(self, msg: str) -> None:
+        print(f"pybpf: {msg}", file=self.err, flush=True)
+
+    # --- start ---
+
+    def start(self) -> None:
+        from pybpf.attach import attach_all
+        from pybpf.loader import load
+
+        self.obj = load(self.spec)
+        for w in self.obj.warnings:
+            self.note(f"warning: {w}")
+        self._open_sources()  # before attaching: no event may find its buffer unread
+        if uses_printk(self.obj):
+            self._open_trace_pipe()
+        wanted = list(self.opts.programs) or None
+        self.attached = attach_all(self.obj, wanted)
+        for name, why in getattr(self.attached, "skipped", {}).items():
+            self.note(f"program '{name}' not attached: {why}")
+        links = getattr(self.attached, "links", {})
+        if not links:
+            raise BPFError(f"{self.spec.name}: no program could be attached")
+        progs = ", ".join(f"{n} (prog id {self.obj.programs[n].id})" for n in links)
+        self.note(
+            f"attached {progs}; reading "
+            + (", ".join(s.name for s in self.sources) or "no event buffers")
+            + (" and trace_pipe" if self.trace_pipe else "")
+            + "; Ctrl-C to stop"
+        )
+
+    def _open_sources(self) -> None:
+        from pybpf.perfbuf import PerfBuffer
+        from pybpf.ringbuf import RingBuffer
+
+        btf = self.spec.btf
+        for name, m in self.obj.maps.items():
+            kind = _type_name(m)
+            if kind == "RINGBUF":
+                reader: Any = RingBuffer(m)
+            elif kind == "PERF_EVENT_ARRAY":
+                reader = PerfBuffer(m, page_count=self.opts.perf_pages)
+            else:
+                continue
+            decoder = EventDecoder(
+                btf, kind == "PERF_EVENT_ARRAY", self.opts.event_type, self.note, name
+            )
+            self.sources.append(_Source(name, reader, decoder))
+
+    def _open_trace_pipe(self) -> None:
+        if not self._tracefs_was_mounted:
+            try:
+                mount_tracefs()
+            except BPFError as e:
+                self.note(f"{e}; bpf_printk output not shown")
+                return
+        self.trace_pipe = TracePipe()
+
+    # --- loop ---
+
+    def loop(self) -> None:
+        """Print events until SIGINT (KeyboardInterrupt), SIGTERM or the duration's end."""
+        deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
+        ep = select.epoll()
+        try:
+            for s in self.sources:
+                ep.register(s.reader.fileno(), select.EPOLLIN)
+            while True:
+                self.pump()
+                timeout = 0.25  # trace_pipe does not wake epoll: look at it a few times a second
+                if deadline is not None:
+                    left = deadline - time.monotonic()
+                    if left <= 0:
+                        return
+                    timeout = min(timeout, left)
+                ep.poll(timeout)
+        finally:
+            ep.close()
+
+    def pump(self) -> int:
+        """Print what is pending now; the number of events printed."""
+        n = 0
+        for s in self.sources:
+            for rec in s.reader.drain():
+                self._print_event(s, rec)
+                n += 1
+            lost = s.reader.take_lost() if hasattr(s.reader, "take_lost") else 0
+            if lost:
+                self._print_lost(s, lost)
+        if self.trace_pipe is not None:
+            for line in self.trace_pipe.read_lines():
+                self._emit({"printk": line}, f"printk {line}")
+        if n:
+            self.out.flush()
+        self.events += n
+        return n
+
+    def _emit(self, fields: dict, text: str) -> None:
+        now = datetime.datetime.now()
+        if self.opts.json:
+            print(
+                json.dumps({"time": now.isoformat(timespec="microseconds"), **fields}),
+                file=self.out,
+            )
+        else:
+            print(f"{now:%H:%M:%S.%f} {text}", file=self.out)
+        self.out.flush()
+
+    def _print_event(self, s: _Source, rec: bytes) -> None:
+        value = s.decoder.decode(rec)
+        if value is None:
+            self._emit({"map": s.name, "data": rec.hex()}, f"{s.name} data={rec.hex()}")
+        else:
+            self._emit({"map": s.name, "event": value}, f"{s.name} {fields_line(value)}")
+
+    def _print_lost(self, s: _Source, lost: int) -> None:
+        self._emit({"map": s.name, "lost": lost}, f"{s.name} lost {lost} events (ring full)")
+
+    # --- finish ---
+
+    def finish(self) -> None:
+        """Drain what is left, print the maps, detach, close, unmount what we mounted."""
+        if self._finished:
+            return
+        self._finished = True
+        try:
+            if self.obj is not None:
+                self.pump()
+                if self.opts.show_maps:
+                    self.print_maps()
+        finally:
+            self.close()
+
+    def print_maps(self) -> None:
+        btf = self.spec.btf
+        for name, m in self.obj.maps.items():
+            ms = self.spec.maps.get(name)
+            kind = _type_name(m)
+            if ms is None or kind in _NOT_DUMPED:
+                continue
+            if ms.is_data_section and not self.opts.verbose:
+                continue
+            entries = dump_map(m, btf, ms.key_type_id, ms.value_type_id)
+            if self.opts.json:
+                print(
+                    json.dumps({"map": name, "type": kind.lower(), "entries": entries}),
+                    file=self.out,
+                )
+            else:
+                lines = format_map(
+                    name, kind.lower(), entries, btf, ms.value_type_id, self.opts.hist_label
+                )
+                print("\n".join(lines), file=self.out)
+        self.out.flush()
+
+    def close(self) -> None:
+        if self.attached is not None:
+            self.attached.close()
+            self.attached = None
+        for s in self.sources:
+            s.reader.close()
+        self.sources = []
+        if self.trace_pipe is not None:
+            self.trace_pipe.close()
+            self.trace_pipe = None
+        if self.obj is not None:
+            self.obj.close()
+            self.obj = None
+        if not self._tracefs_was_mounted and tracefs_mounted():
+            unmount_tracefs()
+
+    def __enter__(self) -> Runner:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.finish()
+
+
+def run(spec: ObjectSpec, options: RunOptions = RunOptions()) -> int:
+    """The whole ``pybpf run``: start, print events until Ctrl-C/SIGTERM/duration, finish.
+    Returns the number of events printed."""
+
+    def on_term(signum: int, frame: Any) -> None:
+        raise Stop()
+
+    old = signal.signal(signal.SIGTERM, on_term)
+    runner = Runner(spec, options)
+    try:
+        with runner:
+            runner.start()
+            try:
+                runner.loop()
+            except (KeyboardInterrupt, Stop):
+                pass
+    finally:
+        signal.signal(signal.SIGTERM, old)
+    return runner.events

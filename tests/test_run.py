@@ -1,0 +1,263 @@
+"""``pybpf run`` end to end: a real process runs an object, the test makes the kernel produce
+events, stops the process the way a user would, and checks what it printed and what it left.
+
+The objects (bpf/tests/run_*.bpf.c) mirror the tutorial tools: an execsnoop-like ring buffer
+program with a hash map and bpf_printk, a sigsnoop-like perf buffer program, a runqlat-like
+log2 histogram. The events are compared with what the test itself did (the pids it spawned,
+the signals it sent, the sleeps it asked for); "nothing left" is asked of the kernel (the
+program id no longer exists: no link, no fd keeps it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from pybpf.btf.dump import format_log2_hist
+from tests.conftest import ROOT, bpf_object, need_tool, run
+
+pytestmark = pytest.mark.system
+
+ATTACHED = re.compile(r"attached (.*); reading")
+PROG_ID = re.compile(r"\(prog id (\d+)\)")
+
+
+class RunProcess:
+    """``pybpf run OBJ ARGS`` in the background; stderr read by a thread."""
+
+    def __init__(self, obj: str, *args: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "pybpf", "run", obj, *args],
+            cwd=ROOT,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        self.err: list[str] = []
+        self._lines: queue.Queue = queue.Queue()
+        threading.Thread(target=self._read_err, daemon=True).start()
+
+    def _read_err(self) -> None:
+        for line in self.proc.stderr:
+            self.err.append(line)
+            self._lines.put(line)
+        self._lines.put(None)
+
+    def wait_attached(self, timeout: float = 20) -> list[int]:
+        """The ids of the attached programs, once pybpf run says it is attached."""
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            try:
+                line = self._lines.get(timeout=end - time.monotonic())
+            except queue.Empty:
+                break
+            if line is None:
+                break
+            m = ATTACHED.search(line)
+            if m:
+                return [int(i) for i in PROG_ID.findall(m.group(1))]
+        self.proc.kill()
+        pytest.fail(f"pybpf run did not attach: {''.join(self.err)}")
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        out, _ = self.proc.communicate(timeout=timeout)
+        time.sleep(0.05)  # the stderr thread's last lines
+        return self.proc.returncode, out
+
+
+def json_lines(out: str) -> tuple[list[dict], list[str], dict[str, dict]]:
+    """(events, printk lines, maps by name) of ``pybpf run --json`` output."""
+    events, printk, maps = [], [], {}
+    for line in out.splitlines():
+        d = json.loads(line)
+        if "entries" in d:
+            maps[d["map"]] = d
+        elif "printk" in d:
+            printk.append(d["printk"])
+        else:
+            events.append(d)
+    return events, printk, maps
+
+
+def prog_exists(prog_id: int) -> bool:
+    res = run(need_tool("bpftool"), "prog", "show", "id", str(prog_id), check=False)
+    return res.returncode == 0
+
+
+def links_of(prog_ids: list[int]) -> list[dict]:
+    out = run(need_tool("bpftool"), "link", "show", "-j").stdout
+    return [lk for lk in json.loads(out or "[]") if lk.get("prog_id") in prog_ids]
+
+
+def gone(prog_ids: list[int], timeout: float = 5) -> bool:
+    """Programs are freed after an RCU grace period once their last reference goes."""
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if not any(prog_exists(i) for i in prog_ids):
+            return True
+        time.sleep(0.05)
+    return False
+
+
+def spawn_true(n: int) -> list[int]:
+    pids = []
+    for _ in range(n):
+        p = subprocess.Popen(["/bin/true"])
+        p.wait()
+        pids.append(p.pid)
+    return pids
+
+
+# --- ring buffer, hash map, bpf_printk --------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+def test_execsnoop_events_printk_and_maps_then_nothing_left(sig: int) -> None:
+    r = RunProcess(str(bpf_object("tests/run_execsnoop")), "--json")
+    ids = r.wait_attached()
+    assert len(ids) == 1 and links_of(ids), "the program is attached through a bpf_link"
+    pids = spawn_true(3)
+    time.sleep(0.5)
+    rc, out = r.stop(sig)
+    assert rc == 0, r.err
+    events, printk, maps = json_lines(out)
+    ours = [e["event"] for e in events if e["event"]["pid"] in pids]
+    assert sorted(e["pid"] for e in ours) == sorted(pids)
+    for e in ours:
+        assert e["ppid"] == os.getpid()
+        assert e["comm"] == "true" and e["filename"] == "/bin/true"
+        assert e["uid"] == 0 and e["exit_event"] is False
+    for pid in pids:
+        assert any(f"pybpf-test exec pid {pid} ppid {os.getpid()}" in ln for ln in printk)
+    counts = {e["key"]: e["value"] for e in maps["execs_by_ppid"]["entries"]}
+    assert counts[os.getpid()] >= 3
+    assert "rb" not in maps  # ring buffers are read live, not dumped
+    assert gone(ids) and not links_of(ids)
+
+
+def test_text_output_one_line_per_event_and_maps_at_the_end() -> None:
+    r = RunProcess(str(bpf_object("tests/run_execsnoop")))
+    r.wait_attached()
+    (pid,) = spawn_true(1)
+    time.sleep(0.5)
+    rc, out = r.stop()
+    assert rc == 0
+    line = next(ln for ln in out.splitlines() if f" rb pid={pid} " in ln)
+    assert re.match(r"\d\d:\d\d:\d\d\.\d{6} rb pid=\d+ ppid=\d+ uid=0 ts_ns=\d+ ", line)
+    assert "comm=true filename=/bin/true exit_event=false" in line
+    assert re.search(r"^map execs_by_ppid \(hash, \d+ entr(y|ies)\):$", out, re.M)
+    assert re.search(rf"^  key={os.getpid()} value=\d+$", out, re.M)
+    assert "decoded as struct event (pointed at by a global variable)" in "".join(r.err)
+
+
+def test_kill_9_leaves_nothing_attached() -> None:
+    r = RunProcess(str(bpf_object("tests/run_execsnoop")), "--json")
+    ids = r.wait_attached()
+    r.proc.kill()
+    r.proc.wait(timeout=10)
+    assert gone(ids) and not links_of(ids)
+
+
+# --- perf buffer ---------------------------------------------------------------------------------
+
+
+def test_sigsnoop_events_through_a_perf_buffer() -> None:
+    r = RunProcess(str(bpf_object("tests/run_sigsnoop")), "--json", "--no-maps")
+    ids = r.wait_attached()
+    child = subprocess.Popen(["sleep", "30"])
+    try:
+        os.kill(child.pid, 0)
+        os.kill(child.pid, signal.SIGUSR1)
+        child.wait(timeout=10)
+        time.sleep(0.3)
+    finally:
+        child.kill()
+    rc, out = r.stop()
+    assert rc == 0, r.err
+    events, _, maps = json_lines(out)
+    mine = [e["event"] for e in events if e["event"]["pid"] == os.getpid()]
+    sent = [(e["tpid"], e["sig"]) for e in mine if e["tpid"] == child.pid]
+    assert sent == [(child.pid, 0), (child.pid, signal.SIGUSR1)]
+    assert all(e["comm"] == Path(sys.executable).name[:15] for e in mine)
+    assert maps == {}  # --no-maps
+    assert gone(ids)
+
+
+# --- histogram ----------------------------------------------------------------------------------
+
+
+def test_runqlat_like_histogram_drawn_at_the_end() -> None:
+    r = RunProcess(str(bpf_object("tests/run_hist")), "--hist-unit", "usecs")
+    r.wait_attached()
+    sleeps = [0.001, 0.001, 0.003, 0.02, 0.02, 0.02]  # 1000 us -> slot 9, 3000 -> 11, ...
+    # nanosleep(2) asks for a duration (Python's time.sleep asks for a deadline)
+    code = (
+        "import ctypes\n"
+        "libc = ctypes.CDLL(None)\n"
+        f"for s in {sleeps!r}:\n"
+        "    ts = (ctypes.c_long * 2)(0, int(s * 1e9))\n"
+        "    libc.nanosleep(ts, None)\n"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)
+    time.sleep(0.2)
+    rc, out = r.stop()
+    assert rc == 0, r.err
+    counts = [0] * 26
+    for s in sleeps:
+        counts[int(s * 1_000_000).bit_length() - 1] += 1
+    lines = out.splitlines()
+    heads = [i for i, ln in enumerate(lines) if ln.startswith("key = ")]
+    ours = [i for i in heads if "comm = python" in lines[i] and _is_hist_of(lines, i, counts)]
+    assert ours, out
+    assert re.search(r"^map total_sleeps \(array, 1 entry\):$", out, re.M)
+
+
+def _is_hist_of(lines: list[str], i: int, counts: list[int]) -> bool:
+    want = format_log2_hist(counts, "usecs")
+    return lines[i + 1 : i + 1 + len(want)] == want
+
+
+# --- ending and errors ----------------------------------------------------------------------------
+
+
+def test_duration_ends_the_run_by_itself() -> None:
+    obj = str(bpf_object("tests/run_execsnoop"))
+    start = time.monotonic()
+    res = run(sys.executable, "-m", "pybpf", "run", obj, "-d", "1", "--no-maps", cwd=ROOT)
+    assert 1 <= time.monotonic() - start < 15
+    assert "attached handle_exec" in res.stderr
+
+
+def test_a_missing_tracepoint_is_one_line_and_nothing_is_left() -> None:
+    obj = str(bpf_object("tests/run_bad_tp"))
+    res = run(sys.executable, "-m", "pybpf", "run", obj, check=False, cwd=ROOT)
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        "pybpf: error: no tracepoint pybpf_nosuch:nosuch_event: ENOENT (No such file or "
+        "directory): /sys/kernel/tracing/events/pybpf_nosuch/nosuch_event/id does not exist"
+    ]
+    assert res.stdout == ""
+
+
+def test_bad_options_are_one_line_errors() -> None:
+    obj = str(bpf_object("tests/run_execsnoop"))
+    cases = [
+        (["--prog", "nosuch"], "no program named 'nosuch'"),
+        (["--event-type", "nosuch", "-d", "1"], "no struct named 'nosuch'"),
+        (["-d", "0"], "--duration must be a positive number"),
+    ]
+    for args, msg in cases:
+        res = run(sys.executable, "-m", "pybpf", "run", obj, *args, check=False, cwd=ROOT)
+        assert res.returncode == 1, args
+        assert len(res.stderr.splitlines()) == 1 and msg in res.stderr, res.stderr
