@@ -32,6 +32,7 @@ DEB_REVISION = "1"
 SITE = "usr/lib/python3/dist-packages"
 DEPENDS = "python3 (>= 3.9), python3-pyelftools, python3-construct"
 COMMANDS = ("xdptcp", "pybpf")
+OBJ = f"{SITE}/xdptcp/data/xdptcp.bpf.o"  # the compiled capture program
 
 CONTROL = """\
 Package: {package}
@@ -100,11 +101,11 @@ Comment: xdptcp.bpf.o is compiled with clang from xdptcp.bpf.c and xdptcp.h in t
  source tree's bpf/ directory.
 
 Files: *
-Copyright: the pybpf and xdptcp authors
+Copyright: {year} the pybpf and xdptcp authors
 License: MIT
 
 Files: {site}/xdptcp/data/xdptcp.bpf.o
-Copyright: the pybpf and xdptcp authors
+Copyright: {year} the pybpf and xdptcp authors
 License: GPL-2
  On Debian systems the full text of the GNU General Public License version 2
  is in /usr/share/common-licenses/GPL-2.
@@ -127,6 +128,13 @@ License: MIT
  LIABILITY, WHETHER IN AN ACTION OF CONTRACT, TORT OR OTHERWISE, ARISING FROM,
  OUT OF OR IN CONNECTION WITH THE SOFTWARE OR THE USE OR OTHER DEALINGS IN THE
  SOFTWARE.
+"""
+LINTIAN = """\
+# eBPF byte code for the kernel's verifier, the same on every architecture (little-endian BPF:
+# a big-endian host would need a bpfeb build of it), not code for the CPU.
+{package}: arch-independent-package-contains-binary-or-object [{obj}]
+# built from a source tree, not uploaded to Debian: there is no ITP bug to close
+{package}: initial-upload-closes-no-bugs
 """
 CHANGELOG = """\
 {package} ({version}) unstable; urgency=medium
@@ -173,14 +181,16 @@ def stage(root: Path, ver: str, debver: str, epoch: int) -> None:
         put(root, f"{SITE}/{rel}", (ROOT / rel).read_bytes())
     info = f"{SITE}/{PACKAGE}-{ver}.dist-info"
     put(root, f"{info}/METADATA", METADATA.format(package=PACKAGE, version=ver).encode())
-    put(root, f"{info}/top_level.txt", b"pybpf\nxdptcp\n")
     put(root, f"{info}/INSTALLER", b"dpkg\n")
     for name in COMMANDS:
         put(root, f"usr/bin/{name}", WRAPPER.format(name=name).encode(), 0o755)
         put(root, f"usr/share/man/man8/{name}.8.gz", gz(manpage.page(name).encode()))
         put(root, f"usr/share/bash-completion/completions/{name}", completion.script(name).encode())
     doc = f"usr/share/doc/{PACKAGE}"
-    put(root, f"{doc}/copyright", COPYRIGHT.format(site=SITE).encode())
+    year = time.gmtime(epoch).tm_year
+    put(root, f"{doc}/copyright", COPYRIGHT.format(site=SITE, year=year).encode())
+    overrides = LINTIAN.format(package=PACKAGE, obj=OBJ)
+    put(root, f"usr/share/lintian/overrides/{PACKAGE}", overrides.encode())
     put(root, f"{doc}/README.md", (ROOT / "README.md").read_bytes())
     date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(epoch))
     changelog = CHANGELOG.format(
