@@ -24,13 +24,14 @@ from pybpf.errors import (
     VerifierError,
 )
 from pybpf.object.spec import MapSpec, ObjectSpec, ProgramSpec
+from pybpf.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from pybpf.loader import LoadedObject
 
-__version__ = "0.1.0"
 
 __all__ = [
+    "__version__",
     "ObjectSpec",
     "ProgramSpec",
     "MapSpec",

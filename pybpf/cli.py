@@ -21,10 +21,11 @@ from typing import Optional, Sequence
 from pybpf.errors import BPFError, VerifierError
 from pybpf.loader import load
 from pybpf.object.spec import ObjectSpec
+from pybpf.version import __version__
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = _parser()
+    parser = build_parser()
     args = parser.parse_args(argv)
     try:
         return args.func(args)
@@ -51,22 +52,25 @@ def _error(msg: str) -> None:
     print(f"pybpf: error: {safe}", file=sys.stderr)
 
 
-def _parser() -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line; also read by the build to write pybpf(8) and its bash completion."""
     p = argparse.ArgumentParser(prog="pybpf", description="A pure-Python eBPF loader.")
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    obj_help = "a BPF object file, as clang -target bpf builds it"
 
     s = sub.add_parser("inspect", help="show sections, programs, maps and relocations")
-    s.add_argument("object")
+    s.add_argument("object", help=obj_help)
     s.add_argument("--json", action="store_true", help="machine-readable output")
     s.set_defaults(func=cmd_inspect)
 
     s = sub.add_parser("disasm", help="disassemble programs after linking")
-    s.add_argument("object")
-    s.add_argument("program", nargs="?")
+    s.add_argument("object", help=obj_help)
+    s.add_argument("program", nargs="?", help="the program to show (default: all of them)")
     s.set_defaults(func=cmd_disasm)
 
     s = sub.add_parser("load", help="load every map and program into the kernel")
-    s.add_argument("object")
+    s.add_argument("object", help=obj_help)
     s.add_argument("--pin", metavar="DIR", help="pin each program at DIR/<name>")
     s.add_argument(
         "-v",
@@ -77,10 +81,10 @@ def _parser() -> argparse.ArgumentParser:
     s.set_defaults(func=cmd_load)
 
     s = sub.add_parser("test-run", help="run a program once (or N times) on given data")
-    s.add_argument("object")
-    s.add_argument("program")
+    s.add_argument("object", help=obj_help)
+    s.add_argument("program", help="the program to run")
     s.add_argument("--data", required=True, metavar="FILE", help="packet/context bytes")
-    s.add_argument("--repeat", type=int, default=1)
+    s.add_argument("--repeat", type=int, default=1, metavar="N", help="run it N times (default 1)")
     s.set_defaults(func=cmd_test_run)
 
     s = sub.add_parser(

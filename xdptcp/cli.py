@@ -16,6 +16,7 @@ import sys
 from typing import Optional, Sequence
 
 from pybpf.errors import BPFError
+from pybpf.version import __version__
 from xdptcp.options import EXIT_ERROR, EXIT_OK, EXIT_USAGE, TS_MODES, LiveOptions, OutputOptions
 
 
@@ -29,6 +30,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Capture TCP at XDP, the earliest point of ingress, and print it like "
         "tcpdump -nn.",
     )
+    p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
         "-i",
         "--interface",

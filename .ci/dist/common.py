@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import ast
 import os
-import re
 import subprocess
 from pathlib import Path
 
@@ -35,18 +34,15 @@ def source_date_epoch() -> int:
 
 
 def version() -> str:
-    """pybpf.__version__, read without importing (the build may run before the dependencies)."""
-    tree = ast.parse((ROOT / "pybpf" / "__init__.py").read_text())
+    """pybpf/version.py's __version__, read without importing (the build may run without the
+    dependencies)."""
+    tree = ast.parse((ROOT / "pybpf" / "version.py").read_text())
     for node in tree.body:
         if isinstance(node, ast.Assign) and any(
             isinstance(t, ast.Name) and t.id == "__version__" for t in node.targets
         ):
             return ast.literal_eval(node.value)
-    # before __version__ existed the version was written in pyproject.toml
-    m = re.search(r'^version\s*=\s*"([^"]+)"', (ROOT / "pyproject.toml").read_text(), re.M)
-    if not m:
-        raise SystemExit("no version in pybpf/__init__.py or pyproject.toml")
-    return m.group(1)
+    raise SystemExit("no __version__ in pybpf/version.py")
 
 
 def package_files(packages: tuple[str, ...] = PACKAGES) -> list[str]:

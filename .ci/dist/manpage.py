@@ -72,7 +72,7 @@ def roff(text: str) -> str:
 def parser_of(name: str) -> argparse.ArgumentParser:
     sys.path.insert(0, str(ROOT))
     cli = importlib.import_module(f"{name}.cli")
-    return (getattr(cli, "build_parser", None) or cli._parser)()
+    return cli.build_parser()
 
 
 def synopsis(parser: argparse.ArgumentParser) -> str:
