@@ -38,9 +38,11 @@ class CaptureError(BPFError):
     """A problem the user can act on; its text is one line."""
 
 
-def shipped_object() -> str:
-    """Path of the compiled capture program that ships inside the package."""
-    return str(resources.files("xdptcp").joinpath("data", OBJECT))
+def shipped_object() -> ObjectSpec:
+    """The compiled capture program that ships inside the package, read as bytes: the package
+    may be a directory, or live inside a zip file (xdptcp.pyz) where it has no path."""
+    data = resources.files("xdptcp").joinpath("data").joinpath(OBJECT).read_bytes()
+    return ObjectSpec.from_bytes(data, OBJECT.split(".")[0])  # named as from_file names it
 
 
 @dataclass
@@ -120,7 +122,7 @@ class Capture:
         self.replace = replace
         self.use_link = use_link
         self.notice = notice
-        self.spec = ObjectSpec.from_file(object_path or shipped_object())
+        self.spec = ObjectSpec.from_file(object_path) if object_path else shipped_object()
         if ring_size is not None:
             self.spec.set_max_entries(RING, ring_size)
         self.spec.rodata.update_from(self._batched_wakeups())
