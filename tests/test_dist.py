@@ -119,6 +119,9 @@ def test_zipapps_run_with_no_site_packages(
     assert res.returncode != 0 and "ModuleNotFoundError" in res.stderr
     xdptcp, pybpf = (*isolated, str(pyz / "xdptcp.pyz")), (*isolated, str(pyz / "pybpf.pyz"))
 
+    assert run(*xdptcp, "--version").stdout == f"xdptcp {VERSION}\n"
+    assert run(*pybpf, "--version").stdout == f"pybpf {VERSION}\n"
+
     helptext = run(*xdptcp, "--help").stdout
     assert helptext.startswith("usage: xdptcp")
     for action in manpage.parser_of("xdptcp")._actions:
@@ -135,6 +138,13 @@ def test_zipapps_run_with_no_site_packages(
     # a user mistake is one line, as from the tree
     res = run(*pybpf, "inspect", str(tmp_path / "missing.o"), check=False)
     assert res.returncode == 1 and res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+@pytest.mark.system
+def test_xdptcp_zipapp_demo_captures_with_the_object_inside_it(pyz: Path) -> None:
+    res = run(default_python(), "-I", "-S", str(pyz / "xdptcp.pyz"), "--demo", check=False)
+    assert res.returncode == 0, res.stderr
+    assert_demo_output(res)
 
 
 def assert_demo_output(res: subprocess.CompletedProcess) -> None:
@@ -241,7 +251,7 @@ def test_bash_completion_offers_options_interfaces_files_and_commands(
     assert complete(x, "xdptcp", "-c", "") == []
 
     assert complete(b, "pybpf", "") == sorted(
-        ["inspect", "disasm", "load", "test-run", "-h", "--help"]
+        ["inspect", "disasm", "load", "test-run", "-h", "--help", "--version"]
     )
     assert complete(b, "pybpf", "inspect", "--") == ["--help", "--json"]
     assert complete(b, "pybpf", "load", "-v", "cap", cwd=tmp_path) == ["cap1.pcap", "cap2.pcap"]
@@ -326,6 +336,8 @@ def test_deb_installs_runs_with_debian_libraries_and_purges_clean(deb: Path) -> 
                    "print(elftools.__file__, construct.__file__)").stdout.split()  # fmt: skip
         assert all(f.startswith("/usr/lib/python3/dist-packages/") for f in libs), libs
         assert run("head", "-1", "/usr/bin/xdptcp").stdout == f"#!{python}\n"
+        assert run("/usr/bin/xdptcp", "--version").stdout == f"xdptcp {VERSION}\n"
+        assert run("/usr/bin/pybpf", "--version").stdout == f"pybpf {VERSION}\n"
         obj = "/usr/lib/python3/dist-packages/xdptcp/data/xdptcp.bpf.o"
         for args in (("inspect", obj), ("disasm", obj)):
             assert run("/usr/bin/pybpf", *args).stdout == tree("pybpf", *args).stdout
@@ -389,6 +401,8 @@ def test_wheel_and_sdist_carry_the_packages_and_the_compiled_object(
 def test_wheel_in_a_fresh_venv_runs_both_commands(wheel_venv: tuple[Path, Path]) -> None:
     _, venv = wheel_venv
     bin_ = venv / "bin"
+    assert run(str(bin_ / "xdptcp"), "--version").stdout == f"xdptcp {VERSION}\n"
+    assert run(str(bin_ / "pybpf"), "--version").stdout == f"pybpf {VERSION}\n"
     args = ("inspect", str(SHIPPED))
     assert run(str(bin_ / "pybpf"), *args).stdout == tree("pybpf", *args).stdout
 
