@@ -186,11 +186,19 @@ def test_bogus_record_length_is_refused_without_allocating(tmp_path):
     assert MAX_RECORD == 262144
 
 
-def test_other_link_types_and_non_pcap_are_refused(tmp_path):
+def test_other_link_types_are_read_and_non_pcap_refused(tmp_path):
+    """The reader hands back every record with its link type (xdptcp.linktypes decides what
+    it can print); what is not a capture at all is refused."""
     path = tmp_path / "raw.pcap"
-    path.write_bytes(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101))
-    with pytest.raises(PcapError, match="link type 101 is not Ethernet"):
-        PcapReader(path)
+    ip = bytes.fromhex("4500001400000000400600000a0000010a000002")
+    path.write_bytes(
+        struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 101)
+        + struct.pack("<IIII", 1, 2, len(ip), len(ip))
+        + ip
+    )
+    with PcapReader(path) as reader:
+        assert reader.linktype == 101
+        assert list(reader.packets()) == [(1_000_002_000, ip, len(ip), 101)]
     path.write_bytes(b"hello, this is text and no capture")
     with pytest.raises(PcapError, match="not a pcap file"):
         PcapReader(path)

@@ -65,7 +65,9 @@ class JsonFormatter:
         self.seqs = SeqTracker()
         self._names: dict[str, str] = {}
 
-    def format(self, ts_ns: int, frame, wire_len: int, ifname: str = "") -> Optional[str]:
+    def format(
+        self, ts_ns: int, frame, wire_len: int, ifname: str = "", prefix: str = ""
+    ) -> Optional[str]:
         r = self.decoder.fast(frame, wire_len)
         if r is not None:
             ver, saddr, daddr, ttl, vlans, l4, tcp_len, hlen, sport, dport, seq, ack, offx, \

@@ -1,5 +1,8 @@
 """-r FILE: read a pcap file and print (or, with -w, copy) its TCP packets.
 
+Captures of other link layers (Linux cooked, raw IP, loopback, PPP: ``xdptcp.linktypes``) are
+read as XDP would have seen the same packets, Ethernet frames: that is what ``-w`` writes.
+
 The filter, when given, runs in Python with the same compiled program the kernel would run, so
 ``xdptcp -r F EXPR`` selects exactly what a live ``xdptcp -i IFACE EXPR`` would.
 """
@@ -15,15 +18,14 @@ from xdptcp.process import stdout_gone
 def read_file(path: str, out: OutputOptions, filt=None) -> int:
     """Print the TCP packets of the capture at ``path`` (or copy them to ``out.write``)."""
     from xdptcp.capture import CaptureError
-    from xdptcp.pcap import PcapError, PcapReader
-    from xdptcp.readfile import print_file
+    from xdptcp.pcap import PcapError
+    from xdptcp.readfile import ethernet_frames, print_file
 
     keep = filt.matches if filt is not None else None
     try:
         if out.write:
-            with PcapReader(path) as reader:
-                frames = (f for f in reader if keep is None or keep(f[1]))
-                _copy(out, frames)
+            frames = (f for f in ethernet_frames(path) if keep is None or keep(f[1]))
+            _copy(out, frames)
         else:
             print_file(path, out.formatter(), sys.stdout, out.count, keep)
     except PcapError as e:  # a missing or damaged file: exit 1 like tcpdump, its name in the text

@@ -135,7 +135,8 @@ def _open_no_follow(path: str) -> BinaryIO:
 
 
 class PcapReader:
-    """Iterates ``(ts_ns, data, wire_len)`` over a pcap or pcapng file of Ethernet frames."""
+    """Iterates ``(ts_ns, data, wire_len)`` over a pcap or pcapng file; ``packets()`` adds each
+    record's link type (``xdptcp.linktypes`` reads what they carry)."""
 
     def __init__(self, file_or_path: PathOrFile) -> None:
         self._owned = isinstance(file_or_path, (str, os.PathLike))
@@ -172,17 +173,19 @@ class PcapReader:
         _, _, _, _, _, self.snaplen, linktype = _FILE_HEADER[order].unpack(head)
         self.nano = m == PCAP_MAGIC_NANO
         self.linktype = linktype & 0xFFFF
-        if self.linktype != LINKTYPE_ETHERNET:
-            self.close()
-            raise PcapError(
-                f"{self.name}: link type {self.linktype} is not Ethernet (1); xdptcp reads "
-                "Ethernet captures only"
-            )
 
     def __iter__(self) -> Iterator[tuple[int, bytes, int]]:
+        """(ts_ns, data, wire_len) of every record, whatever its link type."""
+        for ts, data, wire, _ in self.packets():
+            yield ts, data, wire
+
+    def packets(self) -> Iterator[tuple[int, bytes, int, int]]:
+        """(ts_ns, data, wire_len, link type) of every record: a pcapng file may hold
+        interfaces of several link types."""
         if self.pcapng:
             yield from _pcapng_records(self._in, self._head, self.name)
             return
+        linktype = self.linktype
         read, rec = self._in.read, _RECORD[self._order]
         mult = 1 if self.nano else 1000
         n = 0
@@ -206,7 +209,7 @@ class PcapReader:
                 raise PcapError(
                     f"{self.name}: record {n}: truncated data ({len(data)} of {incl} bytes)"
                 )
-            yield (sec * 1_000_000_000 + frac * mult, data, orig)
+            yield (sec * 1_000_000_000 + frac * mult, data, orig, linktype)
 
     def close(self) -> None:
         if self._owned and self._in is not None:
@@ -233,7 +236,7 @@ _BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _MAX_BLOCK = MAX_RECORD + 4096  # a packet block never needs more; anything else is skipped
 
 
-def _pcapng_records(f: BinaryIO, head: bytes, name: str) -> Iterator[tuple[int, bytes, int]]:
+def _pcapng_records(f: BinaryIO, head: bytes, name: str) -> Iterator[tuple[int, bytes, int, int]]:
     """Enhanced/simple packet blocks of every section, timestamps scaled by ``if_tsresol``."""
     buf = head
     order = "<"
@@ -278,20 +281,16 @@ def _pcapng_records(f: BinaryIO, head: bytes, name: str) -> Iterator[tuple[int, 
             iface, hi, lo, incl, orig = struct.unpack_from(order + "IIIII", block)
             if iface >= len(ifaces) or incl > MAX_RECORD or 20 + incl > len(block):
                 raise PcapError(f"{name}: block {n}: bad enhanced packet block")
-            yield _ns((hi << 32) | lo, ifaces[iface][1]), block[20 : 20 + incl], orig
+            linktype, per_second = ifaces[iface]
+            yield _ns((hi << 32) | lo, per_second), block[20 : 20 + incl], orig, linktype
         elif btype == _SPB and ifaces:
             (orig,) = struct.unpack_from(order + "I", block)
             incl = min(orig, len(block) - 8)
-            yield 0, block[4 : 4 + incl], orig
+            yield 0, block[4 : 4 + incl], orig, ifaces[0][0]
 
 
 def _interface(block: bytes, order: str, name: str, n: int) -> tuple[int, int]:
     linktype = struct.unpack_from(order + "H", block)[0]
-    if linktype != LINKTYPE_ETHERNET:
-        raise PcapError(
-            f"{name}: block {n}: interface link type {linktype} is not Ethernet (1); xdptcp "
-            "reads Ethernet captures only"
-        )
     ticks, i = 1_000_000, 8
     while i + 4 <= len(block) - 4:
         code, olen = struct.unpack_from(order + "HH", block, i)

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Optional, TextIO
 
-from xdptcp.pcap import PathOrFile, PcapReader
+from xdptcp.linktypes import ETHERNET, Interfaces, ethernet_view, unsupported
+from xdptcp.pcap import PathOrFile, PcapError, PcapReader
 
 BATCH = 1024
 
@@ -28,11 +29,19 @@ def print_file(
     printed = 0
     lines: list[str] = []
     fmt = formatter.format
+    ifaces = Interfaces()
     with PcapReader(path) as reader:
-        for ts_ns, data, wire_len in reader:
+        for ts_ns, data, wire_len, linktype in reader.packets():
+            prefix = ""
+            if linktype != ETHERNET:
+                view = ethernet_view(linktype, data, wire_len, ifaces)
+                if view is None:
+                    check_linktype(reader.name, linktype)
+                    continue
+                data, wire_len, prefix = view
             if keep is not None and not keep(data):
                 continue
-            line = fmt(ts_ns, data, wire_len, "")
+            line = fmt(ts_ns, data, wire_len, "", prefix)
             if line is None:
                 continue
             lines.append(line)
@@ -46,3 +55,27 @@ def print_file(
         out.write("\n".join(lines) + "\n")
     out.flush()
     return printed
+
+
+def check_linktype(name: str, linktype: int) -> None:
+    """A record of a link type xdptcp cannot read: one line naming it, and what can be read."""
+    from xdptcp.linktypes import SUPPORTED
+
+    if linktype not in SUPPORTED:
+        raise PcapError(f"{name}: {unsupported(linktype)}")
+
+
+def ethernet_frames(path: PathOrFile):
+    """(ts_ns, Ethernet frame, wire_len) of every IPv4/IPv6 packet of a capture of any link
+    type ``-r`` reads: what ``-r F -w OUT`` writes (XDP's view: an Ethernet capture)."""
+    ifaces = Interfaces()
+    with PcapReader(path) as reader:
+        for ts_ns, data, wire_len, linktype in reader.packets():
+            if linktype == ETHERNET:
+                yield ts_ns, data, wire_len
+                continue
+            view = ethernet_view(linktype, data, wire_len, ifaces)
+            if view is None:
+                check_linktype(reader.name, linktype)
+                continue
+            yield ts_ns, view.frame, view.wire_len

@@ -164,7 +164,11 @@ class TextFormatter:
         self._seq_flows = self.seqs._flows
         self._flow_text: dict[tuple, tuple] = {}
 
-    def format(self, ts_ns: int, frame, wire_len: int, ifname: str = "") -> Optional[str]:
+    def format(
+        self, ts_ns: int, frame, wire_len: int, ifname: str = "", prefix: str = ""
+    ) -> Optional[str]:
+        """tcpdump's line for an Ethernet frame; ``prefix`` is what tcpdump prints before the
+        network layer for the link type the frame came from (``xdptcp.linktypes``)."""
         body = self._fast(frame, wire_len)
         if body is None:
             p = self.decoder.decode(frame, wire_len)
@@ -176,7 +180,7 @@ class TextFormatter:
                 body = self.body(p, frame)
         if self.show_ifname:
             return f"{self._stamp(ts_ns)}{ifname:<5} In  {body}"
-        return self._stamp(ts_ns) + body
+        return self._stamp(ts_ns) + prefix + body
 
     def _fast(self, frame, wire_len: int) -> Optional[str]:
         """The common segment (``Decoder.fast``) with no options or nop,nop,TS, in one pass.
@@ -350,16 +354,30 @@ def _rt6_text(raw: bytes, dec: Decoder) -> str:
 
 
 def _bad_len(frame) -> Optional[str]:
-    """ip_print() for an IPv4 TCP packet whose total length is below its header length: tcpdump
-    prints ``IP bad-len N`` and nothing more. The capture program emits such frames (it never
-    trusts IP length fields), so the line keeps what is shown equal to what was captured."""
+    """What tcpdump prints for a TCP packet the decoder refuses, when it prints anything.
+
+    ip_print() for an IPv4 TCP packet whose total length is below its header length:
+    ``IP bad-len N`` and nothing more (the capture program emits such frames: it never trusts
+    IP length fields). And for a packet whose version nibble contradicts its EtherType, which
+    libpcap's ``tcp`` still selects (it looks at the protocol byte only): tcpdump 4.99 prints
+    ``IP6, wrong link-layer encapsulation (invalid)`` or ``IPn (invalid)``."""
     link = ethernet(frame)
     if link is None:
         return None
     etype, off, _ = link
+    if etype == 0x86DD and off + 40 <= len(frame) and frame[off + 6] == 6:
+        return _wrong_version(frame[off] >> 4) if frame[off] >> 4 != 6 else None
     if etype != 0x0800 or off + 20 > len(frame):
         return None
     vihl, ip_len = frame[off], frame[off + 2] << 8 | frame[off + 3]
+    if frame[off + 9] == 6 and vihl >> 4 != 4:
+        return _wrong_version(vihl >> 4)
     if vihl >> 4 != 4 or vihl & 0x0F < 5 or ip_len >= (vihl & 0x0F) * 4 or frame[off + 9] != 6:
         return None
     return f"IP bad-len {ip_len}"
+
+
+def _wrong_version(version: int) -> str:
+    if version == 6:
+        return "IP6, wrong link-layer encapsulation (invalid)"
+    return f"IP{version} (invalid)"

@@ -1,0 +1,224 @@
+"""``xdptcp -r`` reads the link types tcpdump reads, and prints tcpdump's lines for them.
+
+Each test rewrites the standard varied capture's frames under another link-layer header
+(Linux cooked v1 and v2, raw IP, BSD and OpenBSD loopback, PPP, PPP in HDLC framing), in pcap
+and pcapng, and compares ``xdptcp -r F`` with Debian's ``tcpdump -nn -r F tcp`` on the very same
+file, line for line up to ``length N``.
+"""
+
+from __future__ import annotations
+
+import re
+import struct
+import sys
+from pathlib import Path
+
+import pytest
+
+from xdptcp import linktypes as lt
+from xdptcp.linktypes import ethernet_view
+
+from conftest import need_tool, run
+from traffic import ETH_P_IP, ETH_P_IPV6, Frame, varied_pcap, write_pcap
+
+_LENGTH = re.compile(r", length \d+")
+MAC_A = bytes.fromhex("020000000a01")
+
+
+def _upto_length(line: str) -> str:
+    m = _LENGTH.search(line)
+    return line[: m.end()] if m else line
+
+
+def _network(frame: bytes) -> tuple[int, bytes]:
+    """(EtherType, network layer) of an Ethernet frame with no VLAN tags."""
+    return struct.unpack_from("!H", frame, 12)[0], frame[14:]
+
+
+def _sll(frame: bytes, pkttype: int = 0) -> bytes:
+    etype, l3 = _network(frame)
+    return struct.pack("!HHH8sH", pkttype, 1, 6, MAC_A + b"\0\0", etype) + l3
+
+
+def _sll2(frame: bytes, pkttype: int = 0, ifindex: int = 1) -> bytes:
+    etype, l3 = _network(frame)
+    return struct.pack("!HHIHBB8s", etype, 0, ifindex, 1, pkttype, 6, MAC_A + b"\0\0") + l3
+
+
+def _null(frame: bytes) -> bytes:
+    etype, l3 = _network(frame)
+    return struct.pack("=I", 2 if etype == ETH_P_IP else 30) + l3
+
+
+def _loop(frame: bytes) -> bytes:
+    etype, l3 = _network(frame)
+    return struct.pack("!I", 2 if etype == ETH_P_IP else 24) + l3
+
+
+def _raw(frame: bytes) -> bytes:
+    return _network(frame)[1]
+
+
+def _ppp(frame: bytes) -> bytes:
+    etype, l3 = _network(frame)
+    return b"\xff\x03" + struct.pack("!H", 0x21 if etype == ETH_P_IP else 0x57) + l3
+
+
+def _ppp_hdlc(frame: bytes) -> bytes:
+    etype, l3 = _network(frame)
+    if etype == ETH_P_IP:
+        return b"\xff\x03\x00\x21" + l3
+    return b"\x0f\x00" + struct.pack("!H", etype) + l3  # Cisco HDLC
+
+
+def _untagged(frames: list[Frame], family: tuple[int, ...] = (ETH_P_IP, ETH_P_IPV6)) -> list:
+    return [f for f in frames if struct.unpack_from("!H", f.data, 12)[0] in family]
+
+
+CASES = {
+    "sll": (lt.LINUX_SLL, _sll, None),
+    "sll2": (lt.LINUX_SLL2, _sll2, None),
+    "raw": (lt.RAW, _raw, None),
+    "ipv4": (lt.IPV4, _raw, (ETH_P_IP,)),
+    "ipv6": (lt.IPV6, _raw, (ETH_P_IPV6,)),
+    "null": (lt.NULL, _null, None),
+    "loop": (lt.LOOP, _loop, None),
+    "ppp": (lt.PPP, _ppp, None),
+    "ppp_hdlc": (lt.PPP_HDLC, _ppp_hdlc, None),
+}
+
+
+def _convert(frames: list[Frame], make, family) -> list[Frame]:
+    out = []
+    for f in _untagged(frames, family or (ETH_P_IP, ETH_P_IPV6)):
+        data = make(f.data)
+        out.append(Frame(f.ts_ns, data, f.wire_len - len(f.data) + len(data), f.tcp))
+    return out
+
+
+def _compare(path: Path, frames: list[Frame] | None = None) -> tuple[list[str], list[str]]:
+    """(tcpdump's lines, xdptcp's lines), up to ``length N``.
+
+    With ``frames`` (what the file holds), tcpdump runs unfiltered and its lines for the frames
+    that carry TCP are kept: libpcap's ``tcp`` looks only at the first next-header of IPv6, so
+    it would leave out TCP behind extension headers, which tcpdump prints and so must we."""
+    tcpdump = need_tool("tcpdump")
+    if frames is None:
+        ref = run(tcpdump, "-nn", "-r", str(path), "tcp").stdout.splitlines()
+    else:
+        lines = run(tcpdump, "-nn", "-r", str(path)).stdout.splitlines()
+        assert len(lines) == len(frames)
+        ref = [line for line, f in zip(lines, frames) if f.tcp]
+    got = run(sys.executable, "-m", "xdptcp", "-r", str(path)).stdout.splitlines()
+    return [_upto_length(x) for x in ref], [_upto_length(x) for x in got]
+
+
+@pytest.fixture(scope="module")
+def varied(tmp_path_factory) -> list[Frame]:
+    return varied_pcap(tmp_path_factory.mktemp("varied") / "varied.pcap")
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_link_type_prints_tcpdumps_lines(name: str, varied, tmp_path: Path) -> None:
+    linktype, make, family = CASES[name]
+    frames = _convert(varied, make, family)
+    path = tmp_path / f"{name}.pcap"
+    frames = write_pcap(path, frames, linktype=linktype)
+    ref, got = _compare(path, frames)
+    assert len(ref) > 50  # the capture holds many TCP packets of that link type
+    assert got == ref
+
+
+def test_cooked_v2_lines_name_the_interface_and_direction(tmp_path: Path) -> None:
+    """Every packet type of print-sll.c, and interfaces this host has and has not."""
+    eth = next(
+        f for f in varied_pcap(tmp_path / "v.pcap") if f.tcp and f.data[12:14] == b"\x08\x00"
+    )
+    frames = [
+        Frame(0, _sll2(eth.data, pkttype, ifindex), 0)
+        for pkttype in (0, 1, 2, 3, 4, 7)
+        for ifindex in (1, 0, 99999)
+    ]
+    frames = [Frame(0, f.data, len(f.data)) for f in frames]
+    path = tmp_path / "sll2.pcap"
+    write_pcap(path, frames, linktype=lt.LINUX_SLL2)
+    ref, got = _compare(path)
+    assert len(ref) == len(frames)
+    assert got == ref
+    assert {line.split()[1] for line in got} == {"lo", "?"}
+
+
+def _pcapng(path: Path, interfaces: list[int], packets: list[tuple[int, bytes]]) -> None:
+    def block(btype: int, body: bytes) -> bytes:
+        body += b"\0" * (-len(body) % 4)
+        n = 12 + len(body)
+        return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
+
+    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+    for linktype in interfaces:
+        out += block(1, struct.pack("<HHI", linktype, 0, 262144))
+    for i, (iface, data) in enumerate(packets):
+        ts = 1_700_000_000_000_000 + i * 1000
+        out += block(
+            6, struct.pack("<IIIII", iface, ts >> 32, ts & 0xFFFFFFFF, len(data), len(data)) + data
+        )
+    path.write_bytes(out)
+
+
+def test_pcapng_of_a_cooked_capture(varied, tmp_path: Path) -> None:
+    frames = _untagged([f for f in varied if f.tcp])[:40]
+    path = tmp_path / "cooked.pcapng"
+    _pcapng(
+        path, [lt.LINUX_SLL2, lt.LINUX_SLL2], [(i % 2, _sll2(f.data)) for i, f in enumerate(frames)]
+    )
+    ref, got = _compare(path, frames)
+    assert len(ref) == 40
+    assert got == ref
+
+
+def test_pcapng_with_interfaces_of_several_link_types(varied, tmp_path: Path) -> None:
+    """libpcap refuses a pcapng whose interfaces differ in link type; xdptcp reads it, and
+    prints the lines tcpdump prints for the same packets captured on Ethernet."""
+    frames = _untagged([f for f in varied if f.tcp])[:40]
+    mixed, plain = tmp_path / "mixed.pcapng", tmp_path / "plain.pcapng"
+    views = [(f.data, _sll(f.data), _raw(f.data))[i % 3] for i, f in enumerate(frames)]
+    _pcapng(mixed, [lt.ETHERNET, lt.LINUX_SLL, lt.RAW], [(i % 3, v) for i, v in enumerate(views)])
+    _pcapng(plain, [lt.ETHERNET], [(0, f.data) for f in frames])
+    got = [
+        _upto_length(x)
+        for x in run(sys.executable, "-m", "xdptcp", "-r", str(mixed)).stdout.splitlines()
+    ]
+    ref = _compare(plain, frames)[0]
+    assert len(ref) == 40
+    assert got == ref
+
+
+def test_cooked_capture_written_with_w_is_the_ethernet_view(varied, tmp_path: Path) -> None:
+    """-w writes what XDP would have seen: Ethernet frames carrying the same packets."""
+    frames = _convert(varied, _sll, None)
+    src, out = tmp_path / "cooked.pcap", tmp_path / "out.pcap"
+    write_pcap(src, frames, linktype=lt.LINUX_SLL)
+    res = run(sys.executable, "-m", "xdptcp", "-r", str(src), "-w", str(out))
+    assert res.returncode == 0, res.stderr
+    assert "link-type EN10MB" in run(need_tool("tcpdump"), "-nn", "-r", str(out)).stderr
+    assert _compare(out)[0] == _compare(src)[0]
+
+
+def test_unknown_link_type_is_one_line(varied, tmp_path: Path) -> None:
+    path = tmp_path / "wifi.pcap"
+    write_pcap(path, [Frame(0, b"\x80" + bytes(40), 41)], linktype=105)
+    res = run(sys.executable, "-m", "xdptcp", "-r", str(path), check=False)
+    assert res.returncode == 1
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+    assert "link type 105 is not one xdptcp reads" in res.stderr and "Linux cooked v2" in res.stderr
+
+
+def test_views_keep_wire_lengths_of_cut_packets(varied) -> None:
+    """A packet cut by the capture keeps its length on the wire, measured from the network
+    layer: the Ethernet view's wire length is the cooked one less 16 plus 14."""
+    f = next(f for f in varied if f.tcp and f.data[12:14] == b"\x08\x00")
+    cooked = _sll(f.data)
+    view = ethernet_view(lt.LINUX_SLL, cooked[:40], len(cooked) + 100)
+    assert view is not None
+    assert view.wire_len == len(cooked) + 100 - 16 + 14
+    assert view.frame[12:14] == b"\x08\x00" and view.frame[14:] == cooked[16:40]
