@@ -66,15 +66,24 @@ def perf_sample_size(struct_size: int) -> int:
     return ((4 + struct_size + 7) & ~7) - 4
 
 
-class EventDecoder:
-    """Turns the records of one ring/perf buffer into JSON data by a BTF struct.
+Found = tuple  # (types, type id): the BTF (the object's, or its DWARF's) and the struct
 
-    The struct is the one named with ``event_type`` if given. Otherwise, at the first record,
-    among the object's named structs whose size matches the record (exactly for a ring buffer;
-    for a perf buffer, once padded as the kernel pads samples): first those a global variable
-    points at (``const struct event *unused __attribute__((unused));``, the convention of
-    bpf2go and ecli that keeps an otherwise local struct in the BTF), then one named ``event``,
-    then the only struct of that size. Records no struct fits are shown as hex."""
+
+class EventDecoder:
+    """Turns the records of one ring/perf buffer into JSON data by a struct.
+
+    The struct is the one named with ``event_type`` if given. Otherwise, at the first record of
+    each size, a named struct whose size matches the record (exactly for a ring buffer; for a
+    perf buffer once padded as the kernel pads samples), looked for in this order:
+
+    1. in the object's BTF, a struct a global variable points at
+       (``const struct event *unused __attribute__((unused));``: the convention of bpf2go and
+       ecli, which keeps a struct used only through local pointers in the BTF);
+    2. in the BTF, a struct named ``event``; then the only struct of that size;
+    3. in the object's DWARF (``-g``), which holds the structs the BTF leaves out: one named
+       ``event``, then the only one of that size declared outside vmlinux.h.
+
+    Records no struct fits are shown as hex."""
 
     def __init__(
         self,
@@ -83,25 +92,29 @@ class EventDecoder:
         event_type: Optional[str] = None,
         note: Callable[[str], None] = lambda msg: None,
         map_name: str = "",
+        dwarf: Callable[[], Optional[TypeQueries]] = lambda: None,
     ) -> None:
         self.btf = btf
         self.perf = perf
         self.note = note
         self.map_name = map_name
-        self._by_size: dict[int, Optional[int]] = {}
-        self._forced: Optional[int] = None
+        self._dwarf = dwarf
+        self._by_size: dict[int, Optional[Found]] = {}
+        self._forced: Optional[Found] = None
         if event_type:
             self._forced = self._named(event_type)
 
-    def _named(self, name: str) -> int:
+    def _named(self, name: str) -> Found:
         name = name.removeprefix("struct ").strip()
-        ids = self.btf.find_all(name, Struct) if self.btf is not None else []
-        ids = [i for i in ids if not isinstance(self.btf.type(i), Union)] or ids
-        if not ids:
-            raise BPFError(f"--event-type: the object's BTF has no struct named '{name}'")
-        return ids[0]
+        for types in (self.btf, self._dwarf()):
+            if types is None:
+                continue
+            ids = [i for i in types.find_all(name, Struct) if types.type(i).size]
+            if ids:
+                return types, ids[0]
+        raise BPFError(f"--event-type: the object has no struct named '{name}'")
 
-    def type_for(self, size: int) -> Optional[int]:
+    def type_for(self, size: int) -> Optional[Found]:
         if self._forced is not None:
             return self._forced
         if size not in self._by_size:
@@ -111,35 +124,40 @@ class EventDecoder:
     def _fits(self, struct_size: int, size: int) -> bool:
         return (perf_sample_size(struct_size) if self.perf else struct_size) == size
 
-    def _find(self, size: int) -> Optional[int]:
-        if self.btf is None:
-            return None
-        hinted, named = _candidate_structs(self.btf)
+    def _find(self, size: int) -> Optional[Found]:
+        found = self._find_in(self.btf, size, "") if self.btf is not None else None
+        if found is None:
+            dwarf = self._dwarf()
+            found = self._find_in(dwarf, size, " in the DWARF") if dwarf is not None else None
+        if found is None:
+            self.note(
+                f"events of map '{self.map_name}' ({size} bytes): no struct of that size in "
+                "the object's BTF or DWARF, shown as hex (name one with --event-type)"
+            )
+        return found
+
+    def _find_in(self, types: TypeQueries, size: int, where: str) -> Optional[Found]:
+        hinted, named = _candidate_structs(types)
         for why, ids in (
             ("pointed at by a global variable", hinted),
-            ("named event", [i for i in named if self.btf.type(i).name == "event"]),
+            ("named event", [i for i in named if types.type(i).name == "event"]),
             ("the only struct of that size", named),
         ):
-            fits = [i for i in ids if self._fits(self.btf.type(i).size, size)]
+            fits = list(dict.fromkeys(i for i in ids if self._fits(types.type(i).size, size)))
             if len(fits) == 1 or (fits and why != "the only struct of that size"):
-                t = self.btf.type(fits[0])
                 self.note(
                     f"events of map '{self.map_name}' ({size} bytes) decoded as struct "
-                    f"{t.name} ({why})"
+                    f"{types.type(fits[0]).name}{where} ({why})"
                 )
-                return fits[0]
-        self.note(
-            f"events of map '{self.map_name}' ({size} bytes): no struct of that size in the "
-            "object's BTF, shown as hex (name one with --event-type)"
-        )
+                return types, fits[0]
         return None
 
     def decode(self, data: bytes) -> Any:
-        tid = self.type_for(len(data))
-        if tid is None or self.btf is None:
+        found = self.type_for(len(data))
+        if found is None:
             return None
         try:
-            return btf_value(self.btf, tid, data)
+            return btf_value(found[0], found[1], data)
         except BPFError:
             return None
 
@@ -259,6 +277,20 @@ class Runner:
         self.events = 0
         self._tracefs_was_mounted = tracefs_mounted()
         self._finished = False
+        self._dwarf_types: Any = False  # not read yet
+
+    def _dwarf(self) -> Any:
+        """The object's DWARF types, read once on first need (a second or two for objects
+        built against vmlinux.h)."""
+        if self._dwarf_types is False:
+            from pybpf.object.dwarf import dwarf_types
+
+            try:
+                with open(self.spec.path, "rb") as f:
+                    self._dwarf_types = dwarf_types(f.read())
+            except OSError:  # an object read from memory, or moved since
+                self._dwarf_types = None
+        return self._dwarf_types
 
     def note(self, msg: str) -> None:
         print(f"pybpf: {msg}", file=self.err, flush=True)
@@ -304,7 +336,7 @@ class Runner:
             else:
                 continue
             decoder = EventDecoder(
-                btf, kind == "PERF_EVENT_ARRAY", self.opts.event_type, self.note, name
+                btf, kind == "PERF_EVENT_ARRAY", self.opts.event_type, self.note, name, self._dwarf
             )
             self.sources.append(_Source(name, reader, decoder))
 

@@ -17,7 +17,9 @@ import pytest
 
 import pybpf
 from pybpf.btf.dump import btf_value, format_log2_hist, log2_hist_slots
+from pybpf.btf.types import Struct
 from pybpf.mapdump import dump_map, format_map
+from pybpf.object.dwarf import dwarf_types
 from tests.conftest import bpf_object, need_tool, run
 
 
@@ -105,6 +107,23 @@ def test_bitfields_read_as_hex_of_their_bits() -> None:
         "d": 9,
         "e": "0x100000001",
     }
+
+
+def test_dwarf_types_format_as_the_btf_types_do() -> None:
+    """The object's DWARF, translated, reads every kind as its BTF does (bitfields included,
+    which DWARF numbers from the other end)."""
+    path = bpf_object("tests/dump_kinds")
+    spec = pybpf.ObjectSpec.from_file(str(path))
+    dwarf = dwarf_types(path.read_bytes())
+    rng = random.Random(3)
+    for _ in range(20):
+        data = rng.randbytes(176)
+        assert btf_value(dwarf, dwarf.find("dvalue"), data) == btf_value(
+            spec.btf, spec.btf.find("dvalue"), data
+        )
+    only = dwarf_types(path.read_bytes(), sizes={176})  # dvalue, and the types it uses
+    names = {t.name for t in only.types if isinstance(t, Struct)}
+    assert "dvalue" in names and "dbits" in names and not {"dkey", "dsmall"} & names
 
 
 def test_a_value_too_short_for_its_type_is_an_error() -> None:

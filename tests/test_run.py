@@ -192,6 +192,7 @@ def test_sigsnoop_events_through_a_perf_buffer() -> None:
     assert all(e["comm"] == Path(sys.executable).name[:15] for e in mine)
     assert maps == {}  # --no-maps
     assert gone(ids)
+    assert "decoded as struct event in the DWARF (named event)" in "".join(r.err)
 
 
 # --- histogram ----------------------------------------------------------------------------------

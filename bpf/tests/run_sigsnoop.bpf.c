@@ -1,5 +1,6 @@
 // A sigsnoop-like program for `pybpf run`: kill(2) calls sent as events through a perf buffer
-// (bpf_perf_event_output, the way before ring buffers).
+// (bpf_perf_event_output, the way before ring buffers). struct event is used on the stack
+// only, so it is not in the BTF: `pybpf run` finds it in the DWARF.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 
@@ -11,9 +12,6 @@ struct event {
 	int sig;
 	char comm[TASK_COMM_LEN];
 };
-
-// Kept in the BTF (as for bpf2go and ecli): how `pybpf run` finds the layout of the events.
-const struct event *unused __attribute__((unused));
 
 struct {
 	__uint(type, BPF_MAP_TYPE_PERF_EVENT_ARRAY);
