@@ -178,7 +178,8 @@ def help_entries(text: str) -> list[tuple[str, str]]:
 
 
 def rendered(man_args: list[str]) -> str:
-    env = {**os.environ, "LC_ALL": "C", "MANWIDTH": "200", "MANPAGER": "cat", "PAGER": "cat"}
+    # UTF-8, as a user's terminal: help texts may hold non-ASCII; Debian's groff keeps - and '
+    env = {**os.environ, "LC_ALL": "C.UTF-8", "MANWIDTH": "200", "MANPAGER": "cat", "PAGER": "cat"}
     out = run("man", *man_args, env=env).stdout
     return " ".join(re.sub(r".\x08", "", out).split())  # no overstrike, one line
 
@@ -219,7 +220,8 @@ def test_man_page_shows_every_option_help_shows(name: str, generated: Path) -> N
     assert_man_shows_help(name, man_text)
     # every sub-command is a section of its own, with its help line
     if name == "pybpf":
-        for sub in ("inspect", "disasm", "load", "test-run"):
+        commands = next(a.choices for a in manpage.parser_of("pybpf")._actions if a.choices)
+        for sub in commands:
             assert f" {sub} pybpf {sub} [-h]" in man_text, sub
 
 
@@ -250,9 +252,9 @@ def test_bash_completion_offers_options_interfaces_files_and_commands(
     assert complete(x, "xdptcp", "-w", "cap1", cwd=tmp_path) == ["cap1.pcap"]
     assert complete(x, "xdptcp", "-c", "") == []
 
-    assert complete(b, "pybpf", "") == sorted(
-        ["inspect", "disasm", "load", "test-run", "-h", "--help", "--version"]
-    )
+    commands = next(a.choices for a in manpage.parser_of("pybpf")._actions if a.choices)
+    assert {"inspect", "disasm", "load", "test-run"} <= set(commands)
+    assert complete(b, "pybpf", "") == sorted([*commands, "-h", "--help", "--version"])
     assert complete(b, "pybpf", "inspect", "--") == ["--help", "--json"]
     assert complete(b, "pybpf", "load", "-v", "cap", cwd=tmp_path) == ["cap1.pcap", "cap2.pcap"]
     (tmp_path / "pins").mkdir()
