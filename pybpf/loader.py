@@ -19,8 +19,7 @@ import sys
 from typing import Callable, Iterable, Optional
 
 from pybpf.asm import insn as isa
-from pybpf.btf.types import Kind
-from pybpf.errors import BPFError, BTFError, RelocationError, SyscallError
+from pybpf.errors import BPFError, RelocationError, SyscallError
 from pybpf.object.linker import LinkedProgram, link_program
 from pybpf.object.spec import MapSpec, ObjectSpec, ProgramSpec, Relocation, RelocKind
 
@@ -63,6 +62,7 @@ class LoadedObject:
         self.maps: dict = {}
         self.programs: dict = {}
         self.linked: dict[str, LinkedProgram] = {}
+        self.struct_ops: dict = {}  # struct_ops variable -> pybpf.structops.StructOps
         self.warnings: list[str] = []
 
     def close(self) -> None:
@@ -118,6 +118,10 @@ def load(
         for name in wanted:
             _load_program(obj, spec.programs[name], code, log, log_level)
         _fill_slots(obj, log)
+        if spec.struct_ops:
+            from pybpf import structops
+
+            structops.create_maps(obj, log)
     except BaseException:
         obj.close()
         raise
@@ -325,8 +329,6 @@ def _load_program(
 
     if not ps.prog_type:
         raise BPFError(f"program '{ps.name}': section '{ps.section}' names no known program type")
-    if ps.prog_type == "STRUCT_OPS":
-        raise _struct_ops_refusal(obj.spec, ps)
     linked = link_program(obj.spec, ps, code)
     pieces = ", ".join(f"{p.function} ({p.section})" for p in linked.pieces)
     _say(log, f"program '{ps.name}': linked {len(linked.insns)} instructions: {pieces}")
@@ -346,6 +348,11 @@ def _load_program(
     attach = AttachType[ps.attach_type] if ps.attach_type else 0
     if ps.needs_btf_target:
         kwargs.update(_attach_target(ps))
+    if ps.prog_type == "STRUCT_OPS":
+        from pybpf import structops
+
+        # the kernel struct, and the member the program implements (checked by the verifier)
+        kwargs["attach_btf_id"], attach = structops.program_target(obj.spec, ps)
     prog = Program.load(
         ProgType[ps.prog_type],
         insns,
@@ -364,34 +371,6 @@ def _load_program(
         f"program '{ps.name}': loaded {ps.prog_type} id {prog.id} tag {prog.tag}, "
         f"{len(insns)} instructions ({len(linked.pieces) - 1} subprograms appended)",
     )
-
-
-def _struct_ops_refusal(spec: ObjectSpec, ps: ProgramSpec) -> BPFError:
-    """struct_ops programs load against the kernel struct that a ``.struct_ops`` map fills in;
-    pybpf makes no such maps, so the kernel would only answer ENOTSUPP. Name the struct instead,
-    and say first whether this kernel has it at all (libbpf's first check, vmlinux then modules).
-    """
-    from pybpf.btf.kernel import KernelBTF
-    from pybpf.object.elf import datasec_vars
-
-    btf = spec.btf
-    wanted = [
-        (var, btf.type(btf.resolve(tid)).name)
-        for sec, var, tid in datasec_vars(btf)
-        if sec == ".struct_ops" or sec.startswith(".struct_ops.")
-    ]
-    where = f"program '{ps.name}' (section {ps.section})"
-    if not wanted:
-        return BPFError(f"{where}: the object has no .struct_ops variable for it to implement")
-    kernel = [KernelBTF.system(), *KernelBTF.modules()]
-    for var, struct in wanted:
-        if not any(k.find_all(struct, Kind.STRUCT) for k in kernel):
-            return BTFError(
-                f"{where}: struct_ops variable '{var}' implements struct {struct}, "
-                "which the kernel's BTF does not have"
-            )
-    maps = ", ".join(f"'{var}' (struct {struct})" for var, struct in wanted)
-    return BPFError(f"{where}: struct_ops maps ({maps}) are not supported by pybpf")
 
 
 def _attach_target(ps: ProgramSpec) -> dict:

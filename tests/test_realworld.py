@@ -126,14 +126,18 @@ def test_struct_ops_for_a_struct_the_kernel_lacks_is_refused_naming_it():
 
 
 @pytest.mark.system
-def test_struct_ops_maps_are_not_made_yet_and_the_error_says_so():
-    # A difference from libbpf, which fills in the kernel struct (here tcp_congestion_ops) with
-    # the programs' fds: pybpf makes no struct_ops maps, and says so instead of passing on the
-    # kernel's bare ENOTSUPP for a struct_ops program loaded without its struct.
-    err = pybpf_cli_error(bpf_object("tests/realworld_struct_ops_cc"))
-    assert "'rw_cc' (struct tcp_congestion_ops)" in err
-    assert "not supported by pybpf" in err
-    assert "ENOTSUPP" not in err
+def test_struct_ops_programs_load_like_libbpf():
+    # Each program is loaded against the kernel struct (attach_btf_id) and the member it fills
+    # (expected_attach_type), as libbpf does; Debian's libbpf 1.1 knows `.struct_ops` but not
+    # `.struct_ops.link`, so the plain object is the one compared (tests/test_struct_ops.py
+    # registers both).
+    path = str(bpf_object("tests/attach_struct_ops"))
+    expected = libbpf_tags(path)
+    assert set(expected) == {"plain_ssthresh", "plain_undo_cwnd", "plain_cong_avoid"}
+    assert pybpf_cli_tags(path) == expected
+    linked = pybpf_cli_tags(bpf_object("tests/realworld_struct_ops_cc"))
+    assert set(linked) == {"rw_ssthresh", "rw_undo_cwnd", "rw_cong_avoid"}
+    assert linked["rw_ssthresh"] == expected["plain_ssthresh"]  # the same code, the same tag
 
 
 # --- maps pinned by name (xdp-tutorial's redirect maps, xdp-filter's filter maps) ---------------

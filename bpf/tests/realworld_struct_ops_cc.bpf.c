@@ -1,6 +1,6 @@
 // A TCP congestion control as a struct_ops object (the kernel has struct tcp_congestion_ops).
-// `.struct_ops.link`: filling the map in does not register the algorithm; only a link would.
-// pybpf creates no struct_ops maps yet: it refuses the object by naming the struct.
+// `.struct_ops.link`: filling the map in does not register the algorithm; the link does, and
+// closing the link (or the death of the process holding it) unregisters it.
 #include "vmlinux.h"
 #include <bpf/bpf_helpers.h>
 

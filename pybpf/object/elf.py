@@ -33,6 +33,7 @@ from pybpf.object.records import (
     Variable,
 )
 from pybpf.object.sections import match_section
+from pybpf.object.structops import read_struct_ops
 
 SHT_PROGBITS = "SHT_PROGBITS"
 SHF_EXECINSTR = 0x4
@@ -202,6 +203,7 @@ class _Reader(MapReader):
             ),
             btf=btf,
             btf_ext=btf_ext,
+            struct_ops=read_struct_ops(self, btf),
             section_headers=tuple(
                 SectionHeader(s.index, s.name, s.type, s.size, _flag_letters(s.flags))
                 for s in self.sections[1:]

@@ -23,6 +23,7 @@ from pybpf.object.records import (
     SectionHeader,
     Variable,
 )
+from pybpf.object.structops import StructOpsSpec
 
 if TYPE_CHECKING:  # pragma: no cover
     from pybpf.btf.ext import BTFExt
@@ -36,6 +37,7 @@ __all__ = [
     "Relocation",
     "RelocKind",
     "SectionHeader",
+    "StructOpsSpec",
     "Variable",
     "VariableView",
 ]
@@ -68,6 +70,7 @@ class ObjectSpec:
         btf_ext: Optional[BTFExt],
         section_headers: tuple[SectionHeader, ...] = (),
         weak_externs: frozenset = frozenset(),
+        struct_ops: Optional[dict[str, StructOpsSpec]] = None,
     ) -> None:
         self.path = path
         self.name = name
@@ -85,6 +88,7 @@ class ObjectSpec:
         self.btf_ext = btf_ext
         self.section_headers = section_headers
         self.weak_externs = weak_externs  # externs that may be missing (resolved to 0)
+        self.struct_ops = struct_ops or {}  # struct_ops variable name -> what it implements
         self._data = {m.origin: bytearray(m.data) for m in maps.values() if m.is_data_section}
         self.rodata = VariableView(self, readonly_sections=True)
         self.data = VariableView(self, readonly_sections=False)
