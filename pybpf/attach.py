@@ -252,6 +252,17 @@ def _kprobe(retprobe: bool) -> Attacher:
     return attach_kprobe
 
 
+def _ksyscall(retprobe: bool) -> Attacher:
+    def attach_ksyscall(program: AttachableProgram, target: str, **options: Any) -> Any:
+        from pybpf.link.kprobe import ksyscall
+
+        if not target:
+            raise _needs(program, "give the syscall as ksyscall/<name> or target=")
+        return ksyscall(program, target, retprobe=retprobe, **options)
+
+    return attach_ksyscall
+
+
 def _kprobe_multi(retprobe: bool) -> Attacher:
     def attach_kprobe_multi(program: AttachableProgram, target: str, **options: Any) -> Any:
         from pybpf.link.kprobe import kprobe_multi
@@ -282,6 +293,8 @@ def _register_tracing() -> None:
     register("usdt", _usdt, "usdt: usdt/<binary>:<provider>:<name>")
     for prefix, ret in (("kprobe", False), ("kretprobe", True)):
         register(prefix, _kprobe(ret), f"{prefix}: {prefix}/<function>[+<offset>]")
+    for prefix, ret in (("ksyscall", False), ("kretsyscall", True)):
+        register(prefix, _ksyscall(ret), f"{prefix}: {prefix}/<syscall>")
     for prefix, ret in (("kprobe.multi", False), ("kretprobe.multi", True)):
         register(prefix, _kprobe_multi(ret), f"{prefix}: {prefix}/<pattern>")
 

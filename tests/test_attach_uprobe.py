@@ -11,6 +11,7 @@ import shutil
 import signal
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Iterator
@@ -218,3 +219,37 @@ def test_probed_binary_is_found_through_path(uprobe_obj, probed, monkeypatch) ->
     assert shutil.which("probed") == probed
     with attach(uprobe_obj.programs["up_add"], target="probed:pybpf_add") as link:
         assert link.target == f"uprobe {probed}:pybpf_add"
+
+
+HOLDER = """
+import sys, pybpf
+from pybpf.attach import attach
+obj = pybpf.load(pybpf.ObjectSpec.from_file(sys.argv[1]))
+usdt = attach(obj.programs["usdt_tick"], target=sys.argv[2] + ":pybpf:tick")
+up = attach(obj.programs["up_add"], target=sys.argv[2] + ":pybpf_add")
+print(" ".join(str(link.id) for link in [*usdt, up]), flush=True)
+sys.stdin.read()
+"""
+
+
+def test_probes_and_semaphores_are_released_when_the_holder_is_killed(probed) -> None:
+    holder = subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(bpf_object("tests/attach_uprobe")), probed],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+        cwd=ROOT,
+    )
+    try:
+        ids = {int(i) for i in holder.stdout.readline().split()}
+        assert len(ids) == 2 and ids <= set(bpftool_links())
+        assert drive(probed, "1 a")[0].split()[2] == "1"  # the semaphore, while attached
+    finally:
+        holder.send_signal(signal.SIGKILL)
+        holder.wait()
+    deadline = time.monotonic() + 5
+    while ids & set(bpftool_links()) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not ids & set(bpftool_links())
+    assert not [p for p in bpftool_perf() if p["pid"] == holder.pid]
+    assert drive(probed, "1 a")[0].split()[2] == "0"

@@ -19,6 +19,7 @@ from __future__ import annotations
 import errno
 import fnmatch
 import os
+import platform
 
 from pybpf.errors import SyscallError
 from pybpf.link.bpflink import Link, ProgramLike, _fd
@@ -61,6 +62,31 @@ def kprobe(
             ) from None
         raise
     return attach_perf_event(program, fd, target, cookie=cookie)
+
+
+# The prefix of a syscall's entry function where the kernel wraps syscalls (4.17+): the wrapper
+# takes the user's registers as one struct pt_regs, which BPF_KSYSCALL unpacks.
+_SYSCALL_PREFIX = {
+    "x86_64": "__x64_sys_",
+    "aarch64": "__arm64_sys_",
+    "s390x": "__s390x_sys_",
+    "riscv64": "__riscv_sys_",
+    "ppc64le": "sys_",
+    "loongarch64": "sys_",
+}
+
+
+def syscall_function(name: str) -> str:
+    """The kernel function of syscall ``name`` (``openat`` -> ``__x64_sys_openat``), as
+    libbpf's ``ksyscall/`` finds it."""
+    return _SYSCALL_PREFIX.get(platform.machine().lower(), "sys_") + name
+
+
+def ksyscall(
+    program: ProgramLike, name: str, *, retprobe: bool = False, cookie: int = 0
+) -> PerfEventLink:
+    """A kprobe on the entry function of syscall ``name`` (``ksyscall/``, ``kretsyscall/``)."""
+    return kprobe(program, syscall_function(name), retprobe=retprobe, cookie=cookie)
 
 
 def kprobe_multi(
