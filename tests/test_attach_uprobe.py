@@ -253,3 +253,38 @@ def test_probes_and_semaphores_are_released_when_the_holder_is_killed(probed) ->
     assert not ids & set(bpftool_links())
     assert not [p for p in bpftool_perf() if p["pid"] == holder.pid]
     assert drive(probed, "1 a")[0].split()[2] == "0"
+
+
+PYTHON_WITH_USDT = "/usr/bin/python3.11"  # Debian builds its python3 with <sys/sdt.h> probes
+CHILD = """
+import sys
+for line in sys.stdin:
+    before = set(sys.modules)
+    exec(line)
+    print(" ".join(sorted(set(sys.modules) - before)), flush=True)
+"""
+
+
+def test_usdt_probe_of_debians_python_sees_its_imports(uprobe_obj) -> None:
+    """A binary built by someone else: Debian's non-PIE python3.11, whose probes fire only while
+    their semaphore says someone listens. Each module an import loads is one event."""
+    if not any(n.name == "import__find__load__start" for n in read_notes(PYTHON_WITH_USDT)):
+        cannot_run(f"{PYTHON_WITH_USDT} has no python:import__find__load__start probe")
+    child = subprocess.Popen([PYTHON_WITH_USDT, "-c", CHILD], stdin=subprocess.PIPE,
+                             stdout=subprocess.PIPE, text=True)  # fmt: skip
+    try:
+        prog = uprobe_obj.programs["usdt_python_import"]
+        target = f"{PYTHON_WITH_USDT}:python:import__find__load__start"
+        with RingBuffer.from_map(uprobe_obj.maps["events"]) as ring:
+            with attach(prog, target=target, pid=child.pid):
+                child.stdin.write("import json, fractions\n")
+                child.stdin.flush()
+                loaded = child.stdout.readline().split()
+            got = [(e[1], e[7].rstrip(b"\0").decode()) for e in events(ring)]
+    finally:
+        child.stdin.close()
+        child.wait()
+    assert {"json", "json.decoder", "fractions", "decimal"} <= set(loaded)
+    assert {pid for pid, _ in got} == {child.pid}
+    # module names are cut at 15 bytes by the program's record
+    assert sorted(name for _, name in got) == sorted(name[:15] for name in loaded)

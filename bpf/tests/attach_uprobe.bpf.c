@@ -14,7 +14,7 @@ char LICENSE[] SEC("license") = "GPL";
 
 const volatile __u32 target_tgid = 0; /* getpid() of libc: only this process */
 
-enum kind { K_ADD = 1, K_ADD_RET, K_GREET, K_TICK, K_GETPID };
+enum kind { K_ADD = 1, K_ADD_RET, K_GREET, K_TICK, K_GETPID, K_PYIMPORT };
 
 struct event {
 	__u32 kind;
@@ -106,5 +106,18 @@ int up_getpid(struct pt_regs *ctx)
 	e = start(K_GETPID);
 	if (e)
 		bpf_ringbuf_submit(e, 0);
+	return 0;
+}
+
+/* Debian's python3 has USDT probes: python:import__find__load__start(modulename) */
+SEC("usdt")
+int BPF_USDT(usdt_python_import, const char *modulename)
+{
+	struct event *e = start(K_PYIMPORT);
+
+	if (!e)
+		return 0;
+	bpf_probe_read_user_str(e->word, sizeof(e->word), modulename);
+	bpf_ringbuf_submit(e, 0);
 	return 0;
 }
