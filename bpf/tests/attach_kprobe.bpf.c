@@ -42,7 +42,7 @@ int BPF_KPROBE(kprobe_unlinkat, int dfd)
 }
 
 SEC("kretprobe/do_unlinkat")
-int BPF_KRETPROBE(kretprobe_unlinkat, long ret)
+int BPF_KRETPROBE(kretprobe_unlinkat, int ret)
 {
 	if (mine()) {
 		hit(HIT_KRETPROBE, 1);

@@ -46,7 +46,7 @@ int BPF_PROG(fentry_unlinkat, int dfd, struct filename *name)
 }
 
 SEC("fexit/do_unlinkat")
-int BPF_PROG(fexit_unlinkat, int dfd, struct filename *name, long ret)
+int BPF_PROG(fexit_unlinkat, int dfd, struct filename *name, int ret)
 {
 	if (mine()) {
 		hit(HIT_FEXIT, 1);
