@@ -100,6 +100,13 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument(
         "--event-type", metavar="TYPE", help="decode events as this struct (default: found)"
     )
+    s.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a global variable (const volatile: .rodata) before load, e.g. targ_pid=42",
+    )
     s.add_argument("--no-maps", action="store_true", help="do not print the maps at the end")
     s.add_argument("-d", "--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     s.add_argument(
@@ -204,6 +211,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     for name in args.prog:
         if name not in spec.programs:
             raise BPFError(f"{spec.name}: no program named '{name}'")
+    for assignment in args.set:
+        _set_global(spec, assignment)
     options = RunOptions(
         programs=tuple(args.prog),
         json=args.json,
@@ -215,6 +224,19 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
     run(spec, options)
     return 0
+
+
+def _set_global(spec: ObjectSpec, assignment: str) -> None:
+    """``NAME=VALUE``: an int (0x.. accepted) or else a string, into .rodata or .data/.bss."""
+    name, eq, text = assignment.partition("=")
+    if not eq or not name:
+        raise BPFError(f"--set {assignment}: expected NAME=VALUE")
+    try:
+        value: object = int(text, 0)
+    except ValueError:
+        value = text
+    view = spec.rodata if name in spec.rodata else spec.data
+    view[name] = value
 
 
 if __name__ == "__main__":

@@ -147,12 +147,15 @@ def test_execsnoop_events_printk_and_maps_then_nothing_left(sig: int) -> None:
 
 
 def test_text_output_one_line_per_event_and_maps_at_the_end() -> None:
-    r = RunProcess(str(bpf_object("tests/run_execsnoop")))
+    # --set: only execs by children of this test (targ_ppid is a const volatile of the object)
+    r = RunProcess(str(bpf_object("tests/run_execsnoop")), "--set", f"targ_ppid={os.getpid()}")
     r.wait_attached()
     (pid,) = spawn_true(1)
     time.sleep(0.5)
     rc, out = r.stop()
     assert rc == 0
+    events = [ln for ln in out.splitlines() if " rb pid=" in ln]
+    assert len(events) == 1 and f"ppid={os.getpid()} " in events[0]
     line = next(ln for ln in out.splitlines() if f" rb pid={pid} " in ln)
     assert re.match(r"\d\d:\d\d:\d\d\.\d{6} rb pid=\d+ ppid=\d+ uid=0 ts_ns=\d+ ", line)
     assert "comm=true filename=/bin/true exit_event=false" in line
@@ -257,6 +260,8 @@ def test_bad_options_are_one_line_errors() -> None:
         (["--prog", "nosuch"], "no program named 'nosuch'"),
         (["--event-type", "nosuch", "-d", "1"], "no struct named 'nosuch'"),
         (["-d", "0"], "--duration must be a positive number"),
+        (["--set", "nosuch=1"], "no global variable 'nosuch'"),
+        (["--set", "targ_ppid=1" + "0" * 20], "does not fit 'targ_ppid'"),
     ]
     for args, msg in cases:
         res = run(sys.executable, "-m", "pybpf", "run", obj, *args, check=False, cwd=ROOT)
