@@ -348,6 +348,10 @@ class Runner:
                 self.note(f"{e}; bpf_printk output not shown")
                 return
         self.trace_pipe = TracePipe()
+        # trace_pipe is the host's: lines left unread by an earlier user are not ours
+        stale = len(self.trace_pipe.read_lines())
+        if stale:
+            self.note(f"skipped {stale} trace_pipe lines written before this run")
 
     # --- loop ---
 
@@ -358,9 +362,11 @@ class Runner:
         try:
             for s in self.sources:
                 ep.register(s.reader.fileno(), select.EPOLLIN)
+            if self.trace_pipe is not None:  # trace_pipe polls readable when lines arrive
+                ep.register(self.trace_pipe.fd, select.EPOLLIN)
             while True:
                 self.pump()
-                timeout = 0.25  # trace_pipe does not wake epoll: look at it a few times a second
+                timeout = 1.0
                 if deadline is not None:
                     left = deadline - time.monotonic()
                     if left <= 0:
@@ -380,10 +386,14 @@ class Runner:
             lost = s.reader.take_lost() if hasattr(s.reader, "take_lost") else 0
             if lost:
                 self._print_lost(s, lost)
+        printed = n
         if self.trace_pipe is not None:
             for line in self.trace_pipe.read_lines():
                 self._emit({"printk": line}, f"printk {line}")
-        if n:
+                printed += 1
+        if printed:
+            # One write for the lot: a program tracing write(2) sees ours too, and a write per
+            # line would feed it a line per line it printed.
             self.out.flush()
         self.events += n
         return n
@@ -397,7 +407,6 @@ class Runner:
             )
         else:
             print(f"{now:%H:%M:%S.%f} {text}", file=self.out)
-        self.out.flush()
 
     def _print_event(self, s: _Source, rec: bytes) -> None:
         value = s.decoder.decode(rec)
