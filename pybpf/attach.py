@@ -120,17 +120,25 @@ def attach_all(obj: Any, programs: Optional[Iterable[str]] = None) -> AttachedOb
     named = programs is not None
     wanted = list(programs) if named else list(obj.programs)
     out = AttachedObject()
+    struct_ops = getattr(obj, "struct_ops", {})
+    # struct_ops programs run once their map is registered (below): each map is one link
+    by_map = {p for ops in struct_ops.values() for _, p in ops.spec.programs}
     try:
         for pname in wanted:
             prog = obj.programs.get(pname)
             if prog is None:
                 raise BPFError(f"no program named '{pname}' is loaded")
+            if pname in by_map and not named:
+                continue
             try:
                 out.links[pname] = attach(prog)
             except NeedsArguments as e:
                 if named:
                     raise
                 out.skipped[pname] = str(e)
+        if not named:
+            for var, ops in struct_ops.items():
+                out.links[var] = ops.register()
     except BaseException:
         out.close()
         raise
@@ -356,6 +364,14 @@ def _netfilter(program: AttachableProgram, target: str, **options: Any) -> Any:
     return netfilter_link(program, **options)
 
 
+def _struct_ops(program: AttachableProgram, target: str, **options: Any) -> Any:
+    raise _needs(
+        program,
+        "a struct_ops program runs once its map is registered: obj.struct_ops[NAME].register() "
+        "(attach_all does it)",
+    )
+
+
 def _register_net() -> None:
     for prefix in ("cgroup", "cgroup_skb", "sockops"):
         register(prefix, _cgroup, f"cgroup: {prefix}/<hook>, attach(p, cgroup=PATH)")
@@ -365,6 +381,8 @@ def _register_net() -> None:
     for prefix in ("sk_lookup", "flow_dissector"):
         register(prefix, _netns, f"{prefix}: attach(p, netns=NAME)")
     register("netfilter", _netfilter, "netfilter: attach(p, pf=, hook=, priority=)")
+    for prefix in ("struct_ops", "struct_ops.s"):
+        register(prefix, _struct_ops, "struct_ops: obj.struct_ops[NAME].register()")
 
 
 _register_net()

@@ -314,7 +314,12 @@ class Runner:
         links = getattr(self.attached, "links", {})
         if not links:
             raise BPFError(f"{self.spec.name}: no program could be attached")
-        progs = ", ".join(f"{n} (prog id {self.obj.programs[n].id})" for n in links)
+        progs = ", ".join(
+            f"{n} (prog id {self.obj.programs[n].id})"
+            if n in self.obj.programs
+            else f"struct_ops {n} (map id {self.obj.maps[n].id})"
+            for n in links
+        )
         self.note(
             f"attached {progs}; reading "
             + (", ".join(s.name for s in self.sources) or "no event buffers")

@@ -286,3 +286,52 @@ def test_with_member_refuses_what_does_not_fit() -> None:
     with pytest.raises(pybpf.BPFError, match="has no member 'nope'"):
         so.with_member(spec.btf, "nope", b"")
     assert dataclasses.replace(so) == so
+
+
+def test_attach_all_registers_struct_ops_maps() -> None:
+    """`pybpf run` attaches with attach_all: the maps are registered (their programs with
+    them), and the kernel lists the algorithm until the links close."""
+    from pybpf.attach import attach_all
+
+    name = unique_name("a")
+    with pybpf.load(cc_spec("realworld_struct_ops_cc", "rw_cc", name)) as obj:
+        with attach_all(obj) as attached:
+            assert list(attached.links) == ["rw_cc"]
+            assert attached.skipped == {}
+            assert name in available()
+        assert wait_until(lambda: name not in available())
+
+
+def test_pybpf_run_registers_a_congestion_control_until_stopped() -> None:
+    name = unique_name("r")
+    spec = cc_spec("realworld_struct_ops_cc", "rw_cc", name)
+    path = f"/tmp/pybpf-run-cc-{os.getpid()}.o"
+    # `pybpf run` takes a file: write the renamed variable into a copy of the object
+    data = bytearray(bpf_object("tests/realworld_struct_ops_cc").read_bytes())
+    old = ObjectSpec.from_file(bpf_object("tests/realworld_struct_ops_cc")).struct_ops["rw_cc"]
+    at = data.find(old.data)
+    assert at > 0 and data.find(old.data, at + 1) < 0
+    data[at : at + len(old.data)] = spec.struct_ops["rw_cc"].data
+    with open(path, "wb") as f:
+        f.write(data)
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "pybpf", "run", path],
+            cwd=ROOT,
+            stderr=subprocess.PIPE,
+            stdout=subprocess.DEVNULL,
+            text=True,
+        )
+        try:
+            line = proc.stderr.readline()
+            assert "attached struct_ops rw_cc (map id " in line, line
+            assert name in available()
+            proc.send_signal(signal.SIGINT)
+            assert proc.wait(10) == 0
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stderr.close()
+        assert wait_until(lambda: name not in available())
+    finally:
+        os.unlink(path)
