@@ -86,6 +86,11 @@ class CORERelocationError(RelocationError):
     """A CO-RE relocation cannot be resolved against the target BTF."""
 
 
+class FeatureError(BPFError):
+    """The running kernel lacks what the object needs; the message names the feature and the
+    first Linux release that has it ("BPF ring buffers need Linux 5.8")."""
+
+
 class SyscallError(BPFError):
     """A bpf() (or other) system call failed; carries errno and a hint."""
 

@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Callable, Iterable, Optional
 
+from pybpf import compat
 from pybpf.asm import insn as isa
 from pybpf.errors import BPFError, RelocationError, SyscallError
 from pybpf.object.linker import LinkedProgram, link_program
@@ -64,6 +65,8 @@ class LoadedObject:
         self.linked: dict[str, LinkedProgram] = {}
         self.struct_ops: dict = {}  # struct_ops variable -> pybpf.structops.StructOps
         self.warnings: list[str] = []
+        self.btf_func_info = True  # does the kernel take func_info/line_info (BTF FUNC)?
+        self.skipped_maps: dict = {}  # name -> the Feature the kernel lacks to create it
 
     def close(self) -> None:
         """Close programs, then maps, then BTF: the reverse of creation."""
@@ -139,9 +142,11 @@ def _say(log: Log, msg: str) -> None:
 def _load_btf(obj: LoadedObject, log: Log) -> None:
     from pybpf.sys import progcmd
 
-    btf = obj.spec.btf
-    if btf is None:
+    if obj.spec.btf is None:
         return
+    # A kernel older than a kind in the object refuses the whole blob: the kinds it lacks are
+    # rewritten into ones it knows, every type id kept (libbpf's bpf_object__sanitize_btf).
+    btf, obj.btf_func_info = compat.btf_for_kernel(obj.spec.btf, log)
     try:
         obj.btf_fd = progcmd.btf_load(btf.encode())
     except SyscallError as e:
@@ -163,7 +168,11 @@ def _create_maps(obj: LoadedObject, log: Log, pin_root: str) -> None:
                 obj.maps[ms.name] = reused
                 _say(log, f"map '{ms.name}': reusing the map pinned at {pin_root}/{ms.name}")
                 continue
-        m = _create_map(obj, ms)
+        lacking = compat.global_data_ok(ms, log) if ms.is_data_section else None
+        if lacking is not None:
+            obj.skipped_maps[ms.name] = lacking
+            continue
+        m = _create_map(obj, compat.map_for_kernel(ms, log))
         obj.maps[ms.name] = m
         if ms.is_data_section:
             m.update(b"\0\0\0\0", _initial_data(obj.spec, ms))
@@ -253,6 +262,7 @@ def _create_map(obj: LoadedObject, ms: MapSpec, inner: bool = False):
                 obj.warnings.append(f"map '{ms.name}': created without BTF ({e})")
         return Map.create(**kwargs)
     except SyscallError as e:
+        compat.explain_map_refusal(ms, type_name, e)
         raise SyscallError(
             f"cannot create map '{ms.name}' ({type_name})", e.errno, e.detail
         ) from None
@@ -324,8 +334,7 @@ def _load_program(
     obj: LoadedObject, ps: ProgramSpec, code: dict, log: Log, log_level: Optional[int]
 ) -> None:
     from pybpf.btf import ext as btf_ext
-    from pybpf.program import Program
-    from pybpf.sys.uapi import AttachType, ProgType
+    from pybpf.sys.uapi import AttachType
 
     if not ps.prog_type:
         raise BPFError(f"program '{ps.name}': section '{ps.section}' names no known program type")
@@ -335,7 +344,7 @@ def _load_program(
     insns = patch_references(obj, linked, log)
     obj.linked[ps.name] = linked
     kwargs = {}
-    if obj.btf_fd is not None and linked.func_info:
+    if obj.btf_fd is not None and obj.btf_func_info and linked.func_info:
         fi, fi_size = btf_ext.encode_func_info(linked.func_info)
         li, li_size = btf_ext.encode_line_info(linked.line_info, obj.spec.btf)
         kwargs = dict(
@@ -353,7 +362,24 @@ def _load_program(
 
         # the kernel struct, and the member the program implements (checked by the verifier)
         kwargs["attach_btf_id"], attach = structops.program_target(obj.spec, ps)
-    prog = Program.load(
+    try:
+        prog = _load(ps, insns, attach, log_level, kwargs)
+    except SyscallError as e:
+        compat.explain_prog_refusal(ps, e)
+        raise
+    obj.programs[ps.name] = prog
+    _say(
+        log,
+        f"program '{ps.name}': loaded {ps.prog_type} id {prog.id} tag {prog.tag}, "
+        f"{len(insns)} instructions ({len(linked.pieces) - 1} subprograms appended)",
+    )
+
+
+def _load(ps: ProgramSpec, insns: list, attach: int, log_level: Optional[int], kwargs: dict):
+    from pybpf.program import Program
+    from pybpf.sys.uapi import ProgType
+
+    return Program.load(
         ProgType[ps.prog_type],
         insns,
         license=ps.license,
@@ -364,12 +390,6 @@ def _load_program(
         section=ps.section,
         log_level=log_level,
         **kwargs,
-    )
-    obj.programs[ps.name] = prog
-    _say(
-        log,
-        f"program '{ps.name}': loaded {ps.prog_type} id {prog.id} tag {prog.tag}, "
-        f"{len(insns)} instructions ({len(linked.pieces) - 1} subprograms appended)",
     )
 
 
@@ -489,8 +509,13 @@ def _map_for(obj: LoadedObject, ps: ProgramSpec, rel: Relocation):
 
 
 def _data_map_for(obj: LoadedObject, ps: ProgramSpec, section: str, rel: Relocation):
+    from pybpf.sys import features
+
     for ms in obj.spec.maps.values():
         if ms.origin == section:
+            if ms.name in obj.skipped_maps:
+                feature = obj.skipped_maps[ms.name]
+                raise features.missing(feature, f"program '{ps.name}' uses {section}")
             return obj.maps[ms.name]
     raise RelocationError(
         f"program '{ps.name}': instruction {rel.insn_idx} refers to '{rel.symbol}' in "

@@ -13,6 +13,7 @@ somebody else's program is never touched unless ``replace=True``, and then it is
 from __future__ import annotations
 
 import errno
+import os
 import struct
 import time
 from dataclasses import dataclass
@@ -356,23 +357,18 @@ def _slot_format(capacity: int) -> str:
 
 
 def check_ringbuf_support() -> None:
-    """Probe for BPF_MAP_TYPE_RINGBUF (Linux 5.8): without it nothing can be captured.
+    """Without a BPF ring buffer (BPF_MAP_TYPE_RINGBUF) nothing can be captured: say so first.
 
-    An older kernel answers EINVAL for the unknown map type; any other answer (EPERM for an
-    unprivileged user) is left for the real load to report in its own words."""
-    import os
+    pybpf probes for it once (an older kernel answers EINVAL for the unknown map type); a probe
+    that cannot tell (EPERM for an unprivileged user) leaves the real load to report in its own
+    words."""
+    from pybpf.sys.features import Feature, has
 
-    from pybpf.maps import Map
-    from pybpf.sys.uapi import MapType
-
-    try:
-        Map.create(MapType.RINGBUF, 0, 0, os.sysconf("SC_PAGE_SIZE"), name="xdptcp_probe").close()
-    except SyscallError as e:
-        if e.errno == errno.EINVAL:
-            raise CaptureError(
-                "this kernel has no BPF ring buffer (BPF_MAP_TYPE_RINGBUF, Linux 5.8 or later), "
-                "which xdptcp needs to capture; run it on a newer kernel"
-            ) from None
+    if not has(Feature.RINGBUF):
+        raise CaptureError(
+            f"this kernel ({os.uname().release}) has no BPF ring buffer, which xdptcp needs to "
+            f"capture: {Feature.RINGBUF.needs()}; run it on a newer kernel"
+        )
 
 
 def _mode_flag(mode: str) -> int:

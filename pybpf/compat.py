@@ -1,0 +1,87 @@
+"""What loading does differently on a kernel older than the object, as libbpf does it.
+
+The kernel's own answer to something it does not know is a bare ``EINVAL`` (or, for BTF, the
+refusal of the whole blob). The loader asks ``pybpf.sys.features`` instead, and either adapts —
+BTF kinds rewritten into older ones, data maps without ``BPF_F_MMAPABLE`` — or fails with one
+line that names the feature and the first Linux that has it ("BPF ring buffers need Linux 5.8").
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import errno
+from typing import Callable, Optional
+
+from pybpf.btf.model import BTF
+from pybpf.errors import SyscallError
+from pybpf.object.spec import MapSpec, ProgramSpec
+
+Log = Optional[Callable[[str], None]]
+
+# Map types that are a feature of their own, by MapType name.
+_MAP_FEATURES = {"RINGBUF": "RINGBUF", "USER_RINGBUF": "USER_RINGBUF"}
+
+
+def _say(log: Log, msg: str) -> None:
+    if log is not None:
+        log(msg)
+
+
+def btf_for_kernel(btf: BTF, log: Log) -> tuple[BTF, bool]:
+    """The object's BTF as the running kernel accepts it, and whether the kernel takes
+    func_info/line_info (BTF FUNC, Linux 5.0)."""
+    from pybpf.btf.sanitize import sanitize
+    from pybpf.sys import features
+
+    support = features.btf_support()
+    sane = sanitize(btf, support)
+    for change in sane.changes:
+        f = features.btf_feature(change.missing)
+        _say(log, f"btf: kernel lacks {f.value.kind} (Linux {f.since}): {change}")
+    return sane.btf, support.func
+
+
+def global_data_ok(ms: MapSpec, log: Log):
+    """None when the kernel can have this data map; else the Feature it lacks (global data:
+    before Linux 5.2 no program can address a map value). Like libbpf, the loader then skips
+    the map and fails only a program that uses it."""
+    from pybpf.sys.features import Feature, has
+
+    if has(Feature.GLOBAL_DATA):
+        return None
+    _say(log, f"map '{ms.name}': not created, {Feature.GLOBAL_DATA.needs()}")
+    return Feature.GLOBAL_DATA
+
+
+def map_for_kernel(ms: MapSpec, log: Log) -> MapSpec:
+    """Data maps are mmap()-able where the kernel allows it (5.5); before, the flag goes."""
+    from pybpf.sys.features import Feature, has
+    from pybpf.sys.uapi import MapFlags
+
+    if ms.is_data_section and ms.flags & MapFlags.MMAPABLE and not has(Feature.ARRAY_MMAP):
+        _say(log, f"map '{ms.name}': not mmap()-able, {Feature.ARRAY_MMAP.needs()}")
+        return dataclasses.replace(ms, flags=ms.flags & ~MapFlags.MMAPABLE)
+    return ms
+
+
+def explain_map_refusal(ms: MapSpec, type_name: str, e: SyscallError) -> None:
+    """A map type newer than the kernel is a bare EINVAL: raise FeatureError naming it."""
+    from pybpf.sys import features
+
+    need = _MAP_FEATURES.get(type_name)
+    if need is not None and e.errno == errno.EINVAL:
+        feature = features.Feature[need]
+        if not features.has(feature):
+            raise features.missing(feature, f"map '{ms.name}'") from None
+
+
+def explain_prog_refusal(ps: ProgramSpec, e: SyscallError) -> None:
+    """A prog_flags bit newer than the kernel is a bare EINVAL: raise FeatureError naming it."""
+    from pybpf.sys import features
+    from pybpf.sys.uapi import ProgFlags
+
+    if e.errno != errno.EINVAL or not ps.prog_flags & ProgFlags.XDP_HAS_FRAGS:
+        return
+    if not features.has(features.Feature.XDP_FRAGS):
+        where = f"program '{ps.name}' (section {ps.section})"
+        raise features.missing(features.Feature.XDP_FRAGS, where) from None
