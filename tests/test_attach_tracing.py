@@ -7,6 +7,7 @@ from __future__ import annotations
 import errno
 import json
 import os
+import re
 import signal
 import struct
 import subprocess
@@ -342,3 +343,46 @@ def test_kprobe_on_a_kernel_without_kprobes_is_one_line(kprobe_obj) -> None:
         assert str(err.value).endswith(
             "this kernel has no kprobe support (CONFIG_KPROBE_EVENTS)"
         ) and "\n" not in str(err.value)
+
+
+def test_tracepoint_by_ioctl_as_before_5_15(tracing_obj) -> None:
+    """The attachment of kernels without perf-event links: no link, the perf event's fd holds
+    the program, and closing it detaches."""
+    from pybpf.link.tracepoint import tracepoint
+
+    prog = tracing_obj.programs["tp_getppid"]
+    before = set(bpftool_links())
+    link = tracepoint(prog, "syscalls", "sys_enter_getppid", use_link=False)
+    try:
+        assert link.legacy and set(bpftool_links()) == before
+        perf = [p for p in bpftool_perf() if p["pid"] == os.getpid()]
+        assert [(p["fd"], p["prog_id"]) for p in perf] == [(link.fd, prog.id)]
+        for _ in range(4):
+            os.getppid()
+        with pytest.raises(BPFError, match="without a bpf_link: nothing to pin"):
+            link.pin(f"/sys/fs/bpf/pybpf_legacy_{os.getpid()}")
+    finally:
+        link.close()
+    os.getppid()
+    assert count(tracing_obj, HIT_TP) == 4
+    assert not [p for p in bpftool_perf() if p["pid"] == os.getpid()]
+
+
+def test_tracepoint_counts_agree_with_bpftrace(tracing_obj) -> None:
+    bpftrace = need_tool("bpftrace")
+    script = f"tracepoint:syscalls:sys_enter_getppid /pid == {os.getpid()}/ {{ @calls = count(); }}"
+    tracer = subprocess.Popen(
+        [bpftrace, "-e", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    try:
+        deadline = time.monotonic() + 30
+        while not [p for p in bpftool_perf() if p["pid"] == tracer.pid]:
+            assert time.monotonic() < deadline and tracer.poll() is None, "bpftrace did not attach"
+            time.sleep(0.1)
+        with attach(tracing_obj.programs["tp_getppid"]):
+            for _ in range(25):
+                os.getppid()
+    finally:
+        tracer.send_signal(signal.SIGINT)
+        out = tracer.communicate(timeout=30)[0]
+    assert count(tracing_obj, HIT_TP) == int(re.search(r"@calls: (\d+)", out).group(1)) == 25

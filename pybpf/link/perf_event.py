@@ -21,6 +21,7 @@ from pybpf.errors import BPFError, SyscallError
 from pybpf.link.bpflink import Link, ProgramLike, _fd
 from pybpf.link.group import LinkGroup
 from pybpf.sys import linkcmd, perf
+from pybpf.sys.objinfo import BPFLinkInfo
 from pybpf.sys.perf import PerfAttrFlag, PerfCountSW, PerfType
 
 
@@ -50,13 +51,20 @@ class PerfEventLink(Link):
     def perf_fd(self) -> int:
         return self._perf_fd if not self.legacy else self.fd
 
+    def _no_link(self, what: str) -> BPFError:
+        return BPFError(
+            f"{self.target}: attached with PERF_EVENT_IOC_SET_BPF, without a bpf_link: {what}"
+        )
+
     def pin(self, path: str) -> None:
         if self.legacy:
-            raise BPFError(
-                f"{self.target}: attached with PERF_EVENT_IOC_SET_BPF (no bpf_link on this "
-                "kernel), which cannot be pinned"
-            )
+            raise self._no_link("nothing to pin")
         super().pin(path)
+
+    def info(self) -> BPFLinkInfo:
+        if self.legacy:
+            raise self._no_link("no link info (bpftool perf show lists it)")
+        return super().info()
 
     def detach(self) -> None:
         if self.legacy:
@@ -73,19 +81,25 @@ class PerfEventLink(Link):
 
 
 def attach_perf_event(
-    program: ProgramLike, perf_fd: int, target: str, *, cookie: int = 0
+    program: ProgramLike, perf_fd: int, target: str, *, cookie: int = 0, use_link: bool = True
 ) -> PerfEventLink:
     """Hang ``program`` on the perf event ``perf_fd`` (which this call takes ownership of, also
-    on failure) and enable the event. ``target`` names the event in messages."""
+    on failure) and enable the event. ``target`` names the event in messages. ``use_link=False``
+    attaches the pre-5.15 way (ioctl, no link) even where links exist."""
+    what = f"cannot attach {program_name(program)} to {target}"
     try:
+        if not use_link:
+            if cookie:
+                raise BPFError(f"{what}: a bpf cookie needs a link (use_link=True)")
+            _ioctl_attach(program, perf_fd, what)
+            return PerfEventLink(perf_fd, -1, target, legacy=True)
         try:
             link_fd = linkcmd.link_create_perf_event(_fd(program), perf_fd, bpf_cookie=cookie)
         except SyscallError as e:
             # EINVAL: a kernel before 5.15 does not know BPF_PERF_EVENT links.
-            if e.errno != errno.EINVAL or cookie or not _ioctl_attach(program, perf_fd):
-                raise SyscallError(
-                    f"cannot attach {program_name(program)} to {target}", e.errno
-                ) from None
+            if e.errno != errno.EINVAL or cookie:
+                raise SyscallError(what, e.errno) from None
+            _ioctl_attach(program, perf_fd, what)
             return PerfEventLink(perf_fd, -1, target, legacy=True)
         link = PerfEventLink(link_fd, perf_fd, target)
     except BaseException:
@@ -99,14 +113,13 @@ def attach_perf_event(
     return link
 
 
-def _ioctl_attach(program: ProgramLike, perf_fd: int) -> bool:
-    """PERF_EVENT_IOC_SET_BPF then ENABLE; False when the kernel refuses that too."""
+def _ioctl_attach(program: ProgramLike, perf_fd: int, what: str) -> None:
+    """PERF_EVENT_IOC_SET_BPF then ENABLE: attached until the perf event's fd is closed."""
     try:
         perf.set_bpf(perf_fd, _fd(program))
         perf.enable(perf_fd)
-    except SyscallError:
-        return False
-    return True
+    except SyscallError as e:
+        raise SyscallError(what, e.errno) from None
 
 
 def perf_event(

@@ -21,8 +21,11 @@ from pybpf.sys import linkcmd, perf
 from pybpf.sys.perf import PerfAttrFlag, PerfType
 
 
-def tracepoint(program: ProgramLike, category: str, name: str, *, cookie: int = 0) -> PerfEventLink:
-    """Attach a ``tracepoint`` program to ``category:name`` (``"sched", "sched_process_exec"``)."""
+def tracepoint(
+    program: ProgramLike, category: str, name: str, *, cookie: int = 0, use_link: bool = True
+) -> PerfEventLink:
+    """Attach a ``tracepoint`` program to ``category:name`` (``"sched", "sched_process_exec"``).
+    ``use_link=False``: the ioctl attachment of kernels before 5.15, even where links exist."""
     target = f"tracepoint {category}:{name}"
     tp_id = perf.tracepoint_id(category, name)
     fd = perf.perf_event_open(
@@ -33,7 +36,7 @@ def tracepoint(program: ProgramLike, category: str, name: str, *, cookie: int = 
         cpu=0,
         flags=PerfAttrFlag.DISABLED,
     )
-    return attach_perf_event(program, fd, target, cookie=cookie)
+    return attach_perf_event(program, fd, target, cookie=cookie, use_link=use_link)
 
 
 def raw_tracepoint(program: ProgramLike, name: str, *, cookie: int = 0) -> Link:
