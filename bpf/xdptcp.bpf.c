@@ -1,8 +1,12 @@
 // SPDX-License-Identifier: GPL-2.0
 /*
- * xdptcp: observe TCP at XDP. Every frame is parsed; each TCP frame the in-kernel filter accepts
- * becomes one fixed-size record in a ring buffer. The program always returns XDP_PASS: it
- * watches, it never drops.
+ * xdptcp: observe TCP in both directions. Two programs share everything below: the XDP program
+ * sees every frame that arrives (the earliest point of ingress), the tc classifier every frame
+ * that leaves (the tc egress hook, before the device and before tcpdump's taps). Every frame is
+ * parsed; each TCP frame the in-kernel filter accepts becomes one fixed-size record in the one
+ * ring buffer, counted in the one counters map, marked with its direction. Neither program ever
+ * drops: XDP returns XDP_PASS, the classifier TC_ACT_UNSPEC (= TCX_NEXT: the next program or
+ * filter decides).
  *
  * What counts as a TCP frame: Ethernet, up to XDPTCP_MAX_VLANS 802.1Q/802.1ad tags, IPv4 (IHL
  * 5..15, fragment offset 0) or IPv6 (fixed header, then at most XDPTCP_MAX_EXTHDRS of hop-by-hop,
@@ -11,8 +15,12 @@
  * not emitted (counted as truncated): a record never claims bytes that were not read.
  * IP length fields are not trusted; the frame's own length is what bounds every read.
  *
- * Only the linear part of the frame is looked at: the section is "xdp", not "xdp.frags", so a
- * multi-buffer frame never reaches this program and wire_len = data_end - data is the whole frame.
+ * Headers are parsed where the program can read them directly: the linear part of the frame.
+ * On ingress the section is "xdp.frags": a multi-buffer (jumbo) frame reaches the program, its
+ * headers are in the first buffer, wire_len counts every buffer and bytes beyond the first are
+ * copied with bpf_xdp_load_bytes(). On egress an skb whose headers are not all linear is pulled
+ * (bpf_skb_pull_data) once, only then; a GSO/TSO super-packet is seen whole, before
+ * segmentation, as tcpdump on a TSO-capable device shows it.
  *
  * Configuration is read from .rodata, set by user space before load. The verifier sees frozen
  * .rodata values as constants: the ring reservation size is a constant, and with no filter the
@@ -24,6 +32,7 @@
 #include <linux/ip.h>
 #include <linux/ipv6.h>
 #include <linux/tcp.h>
+#include <linux/pkt_cls.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -39,6 +48,9 @@ volatile const __u32 xdptcp_wakeup_mode = XDPTCP_WAKEUP_DEFAULT;
 volatile const __u32 xdptcp_wakeup_arg = 0;
 /* Number of filter instructions; 0 = no filter, every TCP frame matches. */
 volatile const __u32 xdptcp_filter_len = 0;
+/* 1 when loaded with BPF_F_XDP_HAS_FRAGS (Linux 5.18): the multi-buffer helpers may be called.
+ * 0 leaves them as dead code, so the object still loads where they do not exist. */
+volatile const __u32 xdptcp_xdp_frags = 0;
 volatile const struct xdptcp_filter_insn xdptcp_filter[XDPTCP_FILTER_MAX] = {};
 
 struct {
@@ -381,11 +393,9 @@ static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c)
  * is checked against data_end and every store against the capacity, with constant bounds the
  * verifier can follow; a word may copy up to 7 bytes past len, which stay outside cap_len.
  */
-static __always_inline __u64 copy_frame(struct xdp_md *ctx, __u8 *dst, __u64 len,
+static __always_inline __u64 copy_frame(void *data, void *data_end, __u8 *dst, __u64 len,
 					__u64 capacity)
 {
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
 	__u64 off = 0;
 	int i;
 
@@ -404,7 +414,47 @@ static __always_inline __u64 copy_frame(struct xdp_md *ctx, __u8 *dst, __u64 len
 	return off < len ? off : len;
 }
 
-static __always_inline void emit(struct xdp_md *ctx, const struct frame *f, __u32 wire_len,
+/* The two hooks: what differs between them is only where the frame's bytes and facts are. */
+enum hook {
+	HOOK_XDP,
+	HOOK_TC,
+};
+
+/* What the hook knows about the frame besides its bytes. */
+struct origin {
+	__u32 wire_len;
+	__u32 ifindex;
+	__u32 queue;
+	__u8 direction;
+};
+
+/*
+ * Copy len bytes of a frame that reach past its linear part, with the hook's helper. The
+ * helpers take a non-zero length the verifier can bound: len is checked against the capacity,
+ * a constant once .rodata is frozen.
+ */
+static __always_inline __u64 load_frame(void *ctx, enum hook hook, __u8 *dst, __u64 len,
+					__u64 capacity)
+{
+	long err;
+
+	if (len < 1 || len > capacity || len > XDPTCP_MAX_CAPACITY)
+		return 0;
+	if (hook == HOOK_XDP)
+		err = bpf_xdp_load_bytes(ctx, 0, dst, len);
+	else
+		err = bpf_skb_load_bytes(ctx, 0, dst, len);
+	return err ? 0 : len;
+}
+
+/*
+ * Reserve a record, fill it and submit it. XDP copies straight from packet memory when the
+ * first buffer holds all the bytes wanted (the usual case), through load_frame() else; tc always
+ * through load_frame(), which reads the paged part of an skb too, and keeps the classifier small
+ * enough for the verifier on every kernel.
+ */
+static __always_inline void emit(void *ctx, enum hook hook, void *data, void *data_end,
+				 const struct frame *f, const struct origin *o,
 				 struct xdptcp_counters *c)
 {
 	/* Clamp the capacity itself so a bogus configuration cannot make the reservation huge. */
@@ -412,7 +462,7 @@ static __always_inline void emit(struct xdp_md *ctx, const struct frame *f, __u3
 	struct xdptcp_record *rec;
 	/* 64-bit on purpose: a 32-bit length makes clang check a truncated copy of the value it
 	 * passes to the helper, and the verifier then cannot bound the one it sees. */
-	__u64 len;
+	__u64 len, copied = 0;
 
 	if (capacity < 1 || capacity > XDPTCP_MAX_CAPACITY)
 		capacity = XDPTCP_DEFAULT_CAPACITY;
@@ -422,21 +472,27 @@ static __always_inline void emit(struct xdp_md *ctx, const struct frame *f, __u3
 		return;
 	}
 	len = xdptcp_snaplen ? xdptcp_snaplen : f->l4_off + f->l4_len;
-	if (len > wire_len)
-		len = wire_len;
+	if (len > o->wire_len)
+		len = o->wire_len;
 	if (len > capacity)
 		len = capacity;
-	len = copy_frame(ctx, rec->data, len, capacity);
+	if (hook == HOOK_TC)
+		copied = load_frame(ctx, hook, rec->data, len, capacity);
+	else if (data + len > data_end && xdptcp_xdp_frags)
+		copied = load_frame(ctx, hook, rec->data, len, capacity);
+	else
+		copied = copy_frame(data, data_end, rec->data, len, capacity);
 	rec->ts_ns = bpf_ktime_get_ns();
-	rec->ifindex = ctx->ingress_ifindex;
-	rec->rx_queue = ctx->rx_queue_index;
-	rec->wire_len = wire_len;
-	rec->cap_len = len;
+	rec->ifindex = o->ifindex;
+	rec->rx_queue = o->queue;
+	rec->wire_len = o->wire_len;
+	rec->cap_len = copied;
 	rec->l3_off = f->l3_off;
 	rec->l4_off = f->l4_off;
 	rec->l4_len = f->l4_len;
 	rec->ip_version = f->ip_version;
 	rec->vlans = f->vlans;
+	rec->direction = o->direction;
 	rec->reserved = 0;
 	c->emitted++;
 	bpf_ringbuf_submit(rec, wakeup_flags(c));
@@ -469,29 +525,85 @@ static __always_inline void count_verdict(struct xdptcp_counters *c, int v)
 	}
 }
 
-SEC("xdp")
+/* Count a parsed frame and run the filter: 1 when it is to be emitted. Both programs decide
+ * here, so both directions are counted and filtered by the same rules. */
+static __always_inline int select_frame(struct xdptcp_counters *c, const struct frame *f, int v)
+{
+	c->packets++;
+	if (v != V_TCP) {
+		count_verdict(c, v);
+		return 0;
+	}
+	c->tcp++;
+	if (xdptcp_filter_len && !run_filter(f))
+		return 0;
+	c->matched++;
+	return 1;
+}
+
+static __always_inline struct xdptcp_counters *counters(void)
+{
+	__u32 zero = 0;
+
+	return bpf_map_lookup_elem(&xdptcp_counters, &zero);
+}
+
+SEC("xdp.frags")
 int xdp_capture(struct xdp_md *ctx)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
-	struct xdptcp_counters *c;
+	struct xdptcp_counters *c = counters();
+	struct origin o = {
+		.wire_len = data_end - data,
+		.ifindex = ctx->ingress_ifindex,
+		.queue = ctx->rx_queue_index,
+		.direction = XDPTCP_DIR_INGRESS,
+	};
 	struct frame f = {};
-	__u32 zero = 0;
-	int v;
 
-	c = bpf_map_lookup_elem(&xdptcp_counters, &zero);
 	if (!c)
 		return XDP_PASS;
-	c->packets++;
-	v = parse(data, data_end, &f);
-	if (v != V_TCP) {
-		count_verdict(c, v);
+	if (!select_frame(c, &f, parse(data, data_end, &f)))
 		return XDP_PASS;
-	}
-	c->tcp++;
-	if (xdptcp_filter_len && !run_filter(&f))
-		return XDP_PASS;
-	c->matched++;
-	emit(ctx, &f, data_end - data, c);
+	if (xdptcp_xdp_frags)
+		o.wire_len = bpf_xdp_get_buff_len(ctx); /* every buffer of a multi-buffer frame */
+	emit(ctx, HOOK_XDP, data, data_end, &f, &o, c);
 	return XDP_PASS;
+}
+
+/* Enough for Ethernet, two tags, IPv6 with a few extension headers and the longest TCP header. */
+#define XDPTCP_PULL_LEN 256
+
+SEC("tc")
+int tc_capture(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data;
+	void *data_end = (void *)(long)skb->data_end;
+	struct xdptcp_counters *c = counters();
+	struct origin o = {
+		.wire_len = skb->len,
+		.ifindex = skb->ifindex,
+		.queue = skb->queue_mapping,
+		.direction = XDPTCP_DIR_EGRESS,
+	};
+	struct frame f = {};
+	int v;
+
+	if (!c)
+		return TC_ACT_UNSPEC;
+	v = parse(data, data_end, &f);
+	if (v == V_TRUNCATED && skb->len > data_end - data) {
+		/* Headers in the paged part of the skb: make them linear once and parse again.
+		 * Only then: pulling unclones the skb, which TCP's own clones make costly. */
+		bpf_skb_pull_data(skb, skb->len < XDPTCP_PULL_LEN ? skb->len : XDPTCP_PULL_LEN);
+		data = (void *)(long)skb->data;
+		data_end = (void *)(long)skb->data_end;
+		__builtin_memset(&f, 0, sizeof(f));
+		v = parse(data, data_end, &f);
+	}
+	if (!select_frame(c, &f, v))
+		return TC_ACT_UNSPEC;
+	emit(skb, HOOK_TC, data, data_end, &f, &o, c);
+	return TC_ACT_UNSPEC;
 }

@@ -19,16 +19,17 @@
  */
 struct xdptcp_record {
 	__u64 ts_ns;      /* bpf_ktime_get_ns(): CLOCK_MONOTONIC, not wall-clock time */
-	__u32 ifindex;    /* ctx->ingress_ifindex */
-	__u32 rx_queue;   /* ctx->rx_queue_index */
-	__u32 wire_len;   /* data_end - data: the whole frame as XDP saw it */
+	__u32 ifindex;    /* ingress: ctx->ingress_ifindex; egress: skb->ifindex */
+	__u32 rx_queue;   /* ingress: ctx->rx_queue_index; egress: skb->queue_mapping */
+	__u32 wire_len;   /* the whole frame: all its buffers (XDP), skb->len (tc) */
 	__u16 cap_len;    /* bytes of data[] that hold frame bytes; never more than read */
 	__u16 l3_off;     /* offset of the IPv4/IPv6 header in the frame (14, 18 or 22) */
 	__u16 l4_off;     /* offset of the TCP header in the frame */
 	__u16 l4_len;     /* TCP header length in bytes (doff * 4, 20..60) */
 	__u8 ip_version;  /* 4 or 6 */
 	__u8 vlans;       /* number of 802.1Q/802.1ad tags before the IP header (0..2) */
-	__u16 reserved;   /* zero */
+	__u8 direction;   /* enum xdptcp_direction: which program saw the frame */
+	__u8 reserved;    /* zero */
 	__u8 data[];      /* xdptcp_capacity bytes reserved, cap_len of them valid */
 };
 
@@ -53,6 +54,12 @@ struct xdptcp_counters {
 	__u64 malformed;     /* IP version nibble wrong, IPv4 IHL < 5 or TCP doff < 5 */
 	__u64 vlan_too_deep; /* more than XDPTCP_MAX_VLANS tags */
 	__u64 ext_too_deep;  /* more than XDPTCP_MAX_EXTHDRS IPv6 extension headers */
+};
+
+/* Where a record was made: XDP sees what arrives, the tc program what leaves. */
+enum xdptcp_direction {
+	XDPTCP_DIR_INGRESS = 0,
+	XDPTCP_DIR_EGRESS = 1,
 };
 
 #define XDPTCP_MAX_VLANS 2

@@ -14,8 +14,9 @@ import traffic
 from conftest import need_tool
 
 KEYS = [
-    "ts", "ts_ns", "ifname", "wire_len", "cap_len", "ip", "src", "dst", "sport", "dport", "seq",
-    "ack", "flags", "flag_names", "win", "urg", "options", "tcp_hdr_len", "payload_len", "vlan",
+    "ts", "ts_ns", "ifname", "direction", "wire_len", "cap_len", "ip", "src", "dst", "sport",
+    "dport", "seq", "ack", "flags", "flag_names", "win", "urg", "options", "tcp_hdr_len",
+    "payload_len", "vlan",
 ]  # fmt: skip
 
 

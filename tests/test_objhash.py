@@ -25,10 +25,11 @@ def test_shipped_object_is_a_bpf_elf_with_the_capture_program() -> None:
     with open(objhash.OBJECT, "rb") as f:
         elf = ELFFile(f)
         assert elf["e_machine"] == "EM_BPF"
-        assert elf.get_section_by_name("xdp") is not None
+        assert elf.get_section_by_name("xdp.frags") is not None
+        assert elf.get_section_by_name("tc") is not None
         symbols = elf.get_section_by_name(".symtab")
         funcs = {s.name for s in symbols.iter_symbols() if s["st_info"]["type"] == "STT_FUNC"}
-        assert "xdp_capture" in funcs
+        assert {"xdp_capture", "tc_capture"} <= funcs
         names = {s.name for s in symbols.iter_symbols()}
         assert {"xdptcp_ring", "xdptcp_counters", "xdptcp_filter", "xdptcp_capacity"} <= names
         assert elf.get_section_by_name(".BTF") is not None

@@ -12,6 +12,8 @@ from xdptcp.record import (
     COUNTER_NAMES,
     COUNTERS,
     COUNTERS_STRUCT,
+    EGRESS,
+    INGRESS,
     RECORD_HEADER,
     RECORD_HEADER_SIZE,
     Record,
@@ -40,6 +42,7 @@ def random_records(n: int, capacity: int) -> list[Record]:
                 l4_len=rnd.choice(range(20, 61, 4)),
                 ip_version=rnd.choice([4, 6]),
                 vlans=rnd.choice([0, 1, 2]),
+                direction=rnd.choice([INGRESS, EGRESS]),
                 data=rnd.randbytes(cap),
             )
         )
@@ -65,8 +68,8 @@ def test_batch_decoding_agrees_with_single_records() -> None:
     recs = random_records(50, 128)
     blob = b"".join(encode(r, 128) for r in recs)
     out = unpack_records(blob, 128, clock_offset_ns=5, names={recs[0].ifindex: "eth9"})
-    assert [(ts - 5, data, wire) for ts, _, data, wire in out] == [
-        (r.ts_ns, r.data, r.wire_len) for r in recs
+    assert [(ts - 5, data, wire, d) for ts, _, data, wire, d in out] == [
+        (r.ts_ns, r.data, r.wire_len, r.direction) for r in recs
     ]
     assert out[0][1] == "eth9"
 

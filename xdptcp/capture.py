@@ -1,17 +1,23 @@
-"""The live capture: load the capture program, attach it, drain its ring, detach on every exit.
+"""The live capture: load the capture programs, attach them, drain the ring, detach on every exit.
 
 This module is a user of pybpf's public API like any other: it opens the shipped object, sets the
-``.rodata`` configuration, loads it, attaches the program to each interface (rtnetlink by default,
-or a bpf_link), and reads records from the ring buffer in batches.
+``.rodata`` configuration, loads it, attaches the XDP program to each interface for what arrives
+(rtnetlink by default, or a bpf_link) and the tc program for what leaves (a tcx link where the
+kernel has one, else a clsact filter), and reads records from the one ring buffer in batches.
 
 The promise to the user: whatever happens — a signal, ``-c`` reached, a broken pipe, an error in
 an output writer — ``close()`` detaches what we attached, and only what we attached. A program that
 an earlier, killed xdptcp left behind is recognised (its name and its ring map's name) and removed;
 somebody else's program is never touched unless ``replace=True``, and then it is put back on exit.
+The same holds for tc: a tcx link dies with the process; a clsact filter does not, so ours are
+named ``xdptcp:PID`` (``+clsact`` when we added the qdisc) and a filter whose process is gone is
+removed by the next run, with the qdisc when it was ours and is left empty. Other filters and
+qdiscs are never touched.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import os
 import struct
@@ -27,11 +33,15 @@ from xdptcp.netns import in_netns
 from xdptcp.record import HEADER_SIZE
 
 PROGRAM = "xdp_capture"
+TC_PROGRAM = "tc_capture"
 RING = "xdptcp_ring"
 COUNTERS = "xdptcp_counters"
 OBJECT = "xdptcp.bpf.o"
 
 MODES = ("auto", "native", "skb")
+DIRECTIONS = ("in", "out", "inout")  # tcpdump's -Q
+TC_MODES = ("auto", "tcx", "clsact")
+FILTER_NAME = "xdptcp"  # TCA_BPF_NAME of our clsact filters: "xdptcp:PID[+clsact]"
 WAKEUP_AVAIL_BYTES = 2  # XDPTCP_WAKEUP_AVAIL_BYTES in bpf/xdptcp.h
 
 
@@ -56,11 +66,13 @@ class Interface:
 @dataclass
 class Attachment:
     iface: Interface
-    mode: str  # "native" or "skb"
+    mode: str  # "native" or "skb"; egress: "tcx" or "clsact"
     flags: int  # the mode flag used to attach: the same one must detach
-    link: object = None  # a pybpf Link when attached with bpf_link
+    link: object = None  # a pybpf Link when attached with bpf_link (or tcx)
     restore: object = None  # the program we replaced (--replace), put back on exit
     prog_id: int = 0
+    egress: bool = False  # the tc program on the egress hook
+    tc_filter: object = None  # a pybpf TCFilter (clsact): removed on close
 
 
 @dataclass(frozen=True)
@@ -85,7 +97,7 @@ def describe_program(prog_id: int) -> tuple[str, bool]:
         with Program.from_id(prog_id) as prog:
             info = prog.info()
             name = info.name
-            ours = name == PROGRAM and any(
+            ours = name in (PROGRAM, TC_PROGRAM) and any(
                 _map_name(Map, map_id) == RING for map_id in info.map_ids
             )
             return name, ours
@@ -115,9 +127,19 @@ class Capture:
         use_link: bool = False,
         notice: Callable[[str], None] = lambda msg: None,
         object_path: Optional[str] = None,
+        direction: Optional[str] = None,
+        tc_mode: str = "auto",
     ) -> None:
+        """``direction``: "in", "out" or "inout" (tcpdump's -Q); None is "inout" where the
+        egress hook can be attached, and "in" with a notice where it cannot."""
         if mode not in MODES:
             raise CaptureError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
+        if direction is not None and direction not in DIRECTIONS:
+            raise CaptureError(f"unknown direction '{direction}' (in, out or inout)")
+        if tc_mode not in TC_MODES:
+            raise CaptureError(f"unknown tc mode '{tc_mode}' (auto, tcx or clsact)")
+        self.direction = direction
+        self.tc_mode = tc_mode
         self.interfaces = list(interfaces)
         self.mode = mode
         self.replace = replace
@@ -142,14 +164,37 @@ class Capture:
 
         try:
             check_ringbuf_support()
-            self.obj = load(self.spec)
+            self.obj = self._load()
             self.ring = RingBuffer.from_map(self.obj.maps[RING])
             for iface in self.interfaces:
-                self._attach(iface)
+                if self.direction != "out":
+                    self._attach(iface)
+                if self.direction != "in":
+                    self._attach_egress(iface)
         except BaseException:
             self.close()
             raise
         return self
+
+    def _load(self):
+        """Load the programs the direction needs. The XDP program is "xdp.frags" (multi-buffer
+        frames, Linux 5.18): where the kernel refuses the flag, it is loaded without, and its
+        multi-buffer code stays dead (``xdptcp_xdp_frags`` = 0)."""
+        from pybpf.object.sections import F_XDP_HAS_FRAGS
+
+        wanted = [p for p, d in ((PROGRAM, "out"), (TC_PROGRAM, "in")) if self.direction != d]
+        self.spec.rodata["xdptcp_xdp_frags"] = 1
+        try:
+            return load(self.spec, programs=wanted)
+        except SyscallError as e:
+            if PROGRAM not in wanted or e.errno != errno.EINVAL:
+                raise
+        ps = self.spec.programs[PROGRAM]
+        self.spec.programs[PROGRAM] = dataclasses.replace(
+            ps, prog_flags=ps.prog_flags & ~F_XDP_HAS_FRAGS
+        )
+        self.spec.rodata["xdptcp_xdp_frags"] = 0
+        return load(self.spec, programs=wanted)
 
     def _batched_wakeups(self) -> dict[str, int]:
         """Wake the reader when an eighth of the ring is waiting, not for every record: under
@@ -188,6 +233,22 @@ class Capture:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
+    @property
+    def sees_egress(self) -> bool:
+        """True when outgoing packets are captured on some interface."""
+        return any(a.egress for a in self.attachments)
+
+    def describe(self) -> str:
+        """Where each direction is captured: "eth0 (in: native XDP, out: tcx)"."""
+        parts = []
+        for iface in self.interfaces:
+            hooks = []
+            for a in self.attachments:
+                if a.iface is iface:
+                    hooks.append(f"out: {a.mode}" if a.egress else f"in: {a.mode} XDP")
+            parts.append(f"{iface.name} ({', '.join(hooks)})")
+        return ", ".join(parts)
+
     # --- attach / detach ------------------------------------------------------------------
 
     def _attach(self, iface: Interface) -> None:
@@ -211,6 +272,55 @@ class Capture:
                     f"{iface.name} is down: packets arrive once it is up "
                     f"(ip link set dev {iface.name} up)"
                 )
+
+    def _attach_egress(self, iface: Interface) -> None:
+        """The tc program on the egress hook: a tcx link, or a clsact filter named for us."""
+        from pybpf.link import tc
+
+        prog = self.obj.programs[TC_PROGRAM]
+        with in_netns(iface.netns):
+            self._remove_stale_filters(iface)
+            try:
+                if self.tc_mode == "tcx" or (self.tc_mode == "auto" and tc.tcx_supported()):
+                    lk = tc.tcx_link(prog, iface.ifindex, tc.Direction.EGRESS)
+                    att = Attachment(iface, "tcx", 0, link=lk, egress=True)
+                else:
+                    att = self._attach_clsact(iface, prog)
+            except BPFError as e:
+                if self.direction is None:  # the default: what arrives is still captured
+                    self.notice(
+                        f"cannot capture outgoing packets on {iface.name} ({e}); "
+                        "capturing incoming packets only (-Q in)"
+                    )
+                    return
+                raise CaptureError(
+                    f"cannot capture outgoing packets on {iface.name}: {e}"
+                ) from None
+            att.prog_id = prog.id
+            self.attachments.append(att)
+
+    def _attach_clsact(self, iface: Interface, prog) -> Attachment:
+        from pybpf.link import tc
+
+        created = tc.add_clsact(iface.ifindex)
+        name = f"{FILTER_NAME}:{os.getpid()}" + ("+clsact" if created else "")
+        try:
+            filt = tc.tc_filter(prog, iface.ifindex, tc.Direction.EGRESS, name=name)
+        except BaseException:
+            if created:
+                tc.remove_clsact_if_empty(iface.ifindex)
+            raise
+        filt.created_qdisc = created
+        return Attachment(iface, "clsact", 0, egress=True, tc_filter=filt)
+
+    def _remove_stale_filters(self, iface: Interface) -> None:
+        """Remove the clsact filters a killed xdptcp left on the egress hook (see stale_filters)."""
+        for f in stale_filters(iface.ifindex):
+            remove_filter(iface.ifindex, f)
+            self.notice(
+                f"removed a stale xdptcp tc filter (program id {f.prog_id}) left on "
+                f"{iface.name} by an earlier run"
+            )
 
     def _handle_existing(self, iface: Interface, current) -> object:
         """Stale xdptcp program: remove it. Someone else's: refuse, or take it for --replace."""
@@ -275,6 +385,10 @@ class Capture:
         if att.link is not None:
             att.link.close()  # the last fd of a bpf_link: the kernel detaches
             return
+        if att.tc_filter is not None:
+            with in_netns(att.iface.netns):
+                att.tc_filter.close()  # our filter, and clsact if we added it and it is empty
+            return
         with in_netns(att.iface.netns):
             try:
                 current = netlink.xdp_query(att.iface.ifindex)
@@ -326,7 +440,8 @@ class Capture:
     def batches(self) -> Iterator[list]:
         """Records available now, decoded, in batches (one drain of the ring each).
 
-        Each item is ``(wall-clock ns, interface name, captured bytes, wire length)``."""
+        Each item is ``(wall-clock ns, interface name, captured bytes, wire length, direction)``,
+        direction being ``xdptcp.record.INGRESS`` or ``EGRESS``."""
         capacity = self.spec.rodata.get_int("xdptcp_capacity")
         record_size = HEADER_SIZE + capacity
         slot = struct.Struct(_slot_format(capacity))
@@ -337,8 +452,8 @@ class Capture:
             if not count:
                 return
             yield [
-                (ts + offset, names.get(ifindex) or f"if{ifindex}", data[:cap_len], wire_len)
-                for ts, ifindex, wire_len, cap_len, data in slot.iter_unpack(blob)
+                (ts + offset, names.get(ifindex) or f"if{ifindex}", data[:cap_len], wire_len, d)
+                for ts, ifindex, wire_len, cap_len, d, data in slot.iter_unpack(blob)
             ]
 
 
@@ -352,8 +467,8 @@ def _slot_format(capacity: int) -> str:
     record = HEADER_SIZE + capacity
     pad = slot_size(record) - 8 - record
     # 8x ring header | ts_ns Q | ifindex I | rx_queue 4x | wire_len I | cap_len H |
-    # l3_off..reserved 10x | data
-    return f"=8xQI4xIH10x{capacity}s{pad}x"
+    # l3_off..vlans 8x | direction B | reserved x | data
+    return f"=8xQI4xIH8xBx{capacity}s{pad}x"
 
 
 def check_ringbuf_support() -> None:
@@ -369,6 +484,45 @@ def check_ringbuf_support() -> None:
             f"this kernel ({os.uname().release}) has no BPF ring buffer, which xdptcp needs to "
             f"capture: {Feature.RINGBUF.needs()}; run it on a newer kernel"
         )
+
+
+def stale_filters(ifindex: int) -> list:
+    """Our clsact egress filters whose xdptcp process is gone (killed before it could remove
+    them). A filter is ours when its program is an xdptcp capture program (name and ring map) and
+    its name is ``xdptcp:PID``; one whose PID still runs belongs to a live capture: left alone."""
+    from pybpf.link import tc
+
+    out = []
+    for f in tc.filters(ifindex, tc.Direction.EGRESS):
+        if f.kind != "bpf" or not f.name.startswith(FILTER_NAME + ":"):
+            continue
+        if not describe_program(f.prog_id)[1]:
+            continue
+        pid = f.name[len(FILTER_NAME) + 1 :].split("+")[0]
+        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
+            continue
+        out.append(f)
+    return out
+
+
+def remove_filter(ifindex: int, f) -> None:
+    """Remove one stale filter of ours, and the clsact qdisc when that run had added it and
+    nothing else is left on it."""
+    from pybpf.link import tc
+
+    tc.del_filter(ifindex, tc.Direction.EGRESS, f.prio, f.handle, f.protocol)
+    if f.name.endswith("+clsact"):
+        tc.remove_clsact_if_empty(ifindex)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
 
 
 def _mode_flag(mode: str) -> int:

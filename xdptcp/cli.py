@@ -27,8 +27,8 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="xdptcp",
-        description="Capture TCP at XDP, the earliest point of ingress, and print it like "
-        "tcpdump -nn.",
+        description="Capture TCP at XDP, the earliest point of ingress, and at the tc egress "
+        "hook, and print it like tcpdump -nn.",
     )
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     p.add_argument(
@@ -79,6 +79,21 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("auto", "native", "skb"),
         default="auto",
         help="XDP mode: native (driver), skb (generic), auto tries native first",
+    )
+    p.add_argument(
+        "-Q",
+        "--direction",
+        choices=("in", "out", "inout"),
+        help="capture packets that arrive (in: XDP), leave (out: tc egress) or both "
+        "(default: inout where the egress hook can be attached, else in)",
+    )
+    p.add_argument(
+        "--tc",
+        dest="tc_mode",
+        choices=("auto", "tcx", "clsact"),
+        default="auto",
+        help="how the egress program is attached: a tcx link (Linux 6.6+, gone with the "
+        "process), a clsact filter (removed on exit and by the next run), auto: tcx if possible",
     )
     p.add_argument(
         "--ring-size",
@@ -195,6 +210,8 @@ def live_options(args: argparse.Namespace) -> LiveOptions:
         ring_size=args.ring_size,
         replace=args.replace,
         use_link=args.link,
+        direction=args.direction,
+        tc_mode=args.tc_mode,
     )
 
 

@@ -1,10 +1,10 @@
 """``xdptcp --demo``: a real capture on test hosts that the demo makes and removes itself.
 
 Two network namespaces joined by a veth pair (198.18.0.0/15 and 2001:db8::/32 addresses, the
-ranges set aside for tests and documentation), the capture program attached to both ends, a short
-TCP conversation (connect, send, close) from one host to the other, every packet printed as
-``tcpdump -nn`` would, and everything removed at the end — the host's own namespace is never
-touched.
+ranges set aside for tests and documentation), the capture programs attached to the client's end
+only — XDP for what arrives, tc egress for what leaves — a short TCP conversation (connect, send,
+close) from one host to the other, every packet printed as ``tcpdump -nn -i any`` would (with
+``In``/``Out``), and everything removed at the end — the host's own namespace is never touched.
 """
 
 from __future__ import annotations
@@ -152,13 +152,14 @@ def run_demo(out: OutputOptions, mode: str = "auto") -> int:
             f"test hosts: {hosts.ns_a} ({hosts.if_a} {hosts.ip_a}) <-> "
             f"{hosts.ns_b} ({hosts.if_b} {hosts.ip_b})"
         )
-        ifaces = [interface(hosts.if_a, hosts.ns_a), interface(hosts.if_b, hosts.ns_b)]
+        # One side only: its two directions are the whole conversation.
+        ifaces = [interface(hosts.if_a, hosts.ns_a)]
         snaplen, capacity, _ = capacity_for(out.snaplen)
         rodata = {"xdptcp_snaplen": snaplen, "xdptcp_capacity": capacity}
         sink = TextSink(out.formatter(several_interfaces=True, live=True), sys.stdout)
         with Capture(ifaces, mode=mode, rodata=rodata, notice=say) as cap:
-            modes = ", ".join(f"{a.iface.name} ({a.mode})" for a in cap.attachments)
-            say(f"capturing on {modes}; client {hosts.ip_a} -> server {hosts.ip_b}:{SERVER_PORT}")
+            where = cap.describe()
+            say(f"capturing on {where}; client {hosts.ip_a} -> server {hosts.ip_b}:{SERVER_PORT}")
             done = threading.Event()
             talker = threading.Thread(target=_talk, args=(hosts, done), daemon=True)
             talker.start()

@@ -6,6 +6,9 @@
     nanoseconds since the epoch, an integer
 ``ifname``
     the interface ("" when reading a file)
+``direction``
+    ``"in"`` (arrived, seen by XDP), ``"out"`` (left, seen by the tc egress program), ``""``
+    when unknown (reading a file)
 ``wire_len``, ``cap_len``
     frame length on the wire, bytes captured
 ``ip``
@@ -47,6 +50,7 @@ from xdptcp.tcpdump import ACK, FLAG_TEXT, SeqTracker
 from xdptcp.tcpopts import OPTION_NAMES
 
 _TS = struct.Struct("!II")  # timestamp values, SACK blocks
+_DIRECTIONS = {0: "in", 1: "out"}  # xdptcp.record.INGRESS, EGRESS
 FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "AE")
 _FLAG_LISTS = tuple(
     json.dumps([n for i, n in enumerate(FLAG_NAMES) if f & (1 << i)], separators=(",", ":"))
@@ -66,7 +70,13 @@ class JsonFormatter:
         self._names: dict[str, str] = {}
 
     def format(
-        self, ts_ns: int, frame, wire_len: int, ifname: str = "", prefix: str = ""
+        self,
+        ts_ns: int,
+        frame,
+        wire_len: int,
+        ifname: str = "",
+        prefix: str = "",
+        direction: Optional[int] = None,
     ) -> Optional[str]:
         r = self.decoder.fast(frame, wire_len)
         if r is not None:
@@ -102,6 +112,7 @@ class JsonFormatter:
         sec, frac = divmod(ts_ns // 1000, 1_000_000)
         return (
             f'{{"ts":{sec}.{frac:06d},"ts_ns":{ts_ns},"ifname":{name},'
+            f'"direction":"{_DIRECTIONS.get(direction, "")}",'
             f'"wire_len":{wire_len},"cap_len":{len(frame)},"ip":{ver},'
             f'"src":"{src}","dst":"{dst}","sport":{sport},"dport":{dport},'
             f'"seq":{seq},"ack":{ack},"flags":"{FLAG_TEXT[flags & 0xFF]}",'

@@ -28,7 +28,6 @@ def capture_live(
         rodata.update(filt.rodata_values())
     stop = threading.Event()
     install_signal_handlers(stop)
-    sink = open_sink(out, several=len(ifaces) > 1)
     cap = Capture(
         ifaces,
         mode=opts.mode,
@@ -37,10 +36,12 @@ def capture_live(
         replace=opts.replace,
         use_link=opts.use_link,
         notice=lambda msg: print(f"xdptcp: {msg}", file=sys.stderr),
+        direction=opts.direction,
+        tc_mode=opts.tc_mode,
     )
     with cap:
-        names = ", ".join(f"{a.iface.name} ({a.mode})" for a in cap.attachments)
-        print(f"xdptcp: capturing on {names}", file=sys.stderr)
+        sink = open_sink(out, several=len(ifaces) > 1, directions=cap.sees_egress)
+        print(f"xdptcp: capturing on {cap.describe()}", file=sys.stderr)
         captured, unread, error = run_loop(cap, sink, out, stop)
         # Detach before the last drain and the final counts: nothing arrives after this.
         problems = cap.close_attachments()
@@ -134,12 +135,19 @@ def list_interfaces(out: TextIO) -> int:
 
 
 def detach_stale(names) -> int:
-    """--detach: remove xdptcp programs left behind (a killed run). Never touches others'."""
+    """--detach: remove xdptcp programs left behind (a killed run): the XDP program and the tc
+    egress filters. Never touches others'."""
     from pybpf.link import netlink
-    from xdptcp.capture import _mode_flag, _mode_name
+    from xdptcp.capture import _mode_flag, _mode_name, remove_filter, stale_filters
 
     for name in dict.fromkeys(names):
         iface = interface(name)
+        for f in stale_filters(iface.ifindex):
+            remove_filter(iface.ifindex, f)
+            print(
+                f"xdptcp: {name}: removed xdptcp tc filter (program id {f.prog_id})",
+                file=sys.stderr,
+            )
         current = netlink.xdp_query(iface.ifindex)
         if not current.prog_id:
             print(f"xdptcp: {name}: no XDP program attached", file=sys.stderr)

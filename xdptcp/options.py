@@ -56,3 +56,5 @@ class LiveOptions:
     ring_size: Optional[int] = None  # bytes; None: sized from the record capacity
     replace: bool = False  # replace another XDP program, put it back on exit
     use_link: bool = False  # attach with a bpf_link instead of netlink
+    direction: Optional[str] = None  # -Q: "in", "out", "inout"; None: inout where possible
+    tc_mode: str = "auto"  # the egress hook: "tcx" link, "clsact" filter, or auto

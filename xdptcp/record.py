@@ -29,7 +29,8 @@ RECORD_HEADER = Struct(
     "l4_len" / Int16un,
     "ip_version" / Int8un,
     "vlans" / Int8un,
-    "reserved" / Int16un,
+    "direction" / Int8un,  # enum xdptcp_direction: INGRESS (XDP) or EGRESS (tc)
+    "reserved" / Int8un,
 )
 RECORD_HEADER_SIZE = RECORD_HEADER.sizeof()
 
@@ -50,6 +51,7 @@ COUNTER_NAMES = (
 )
 COUNTERS = Struct(*(name / Int64un for name in COUNTER_NAMES))
 
+INGRESS, EGRESS = 0, 1  # enum xdptcp_direction
 DEFAULT_CAPACITY = 256  # XDPTCP_DEFAULT_CAPACITY
 MAX_CAPACITY = 4096  # XDPTCP_MAX_CAPACITY
 MAX_VLANS = 2  # XDPTCP_MAX_VLANS
@@ -86,6 +88,7 @@ class Record(NamedTuple):
     l4_len: int
     ip_version: int
     vlans: int
+    direction: int  # INGRESS or EGRESS
     data: bytes  # the cap_len captured bytes, from the start of the frame
 
     @property
@@ -95,7 +98,7 @@ class Record(NamedTuple):
 
 
 # The hot-path twin of RECORD_HEADER: "=" is native order with no padding, like the C layout.
-_HEADER = struct.Struct("=QIIIHHHHBBH")
+_HEADER = struct.Struct("=QIIIHHHHBBBB")
 assert _HEADER.size == RECORD_HEADER_SIZE
 COUNTERS_STRUCT = struct.Struct("=" + "Q" * len(COUNTER_NAMES))
 
@@ -107,18 +110,18 @@ def decode(buf: bytes) -> Record:
     end = RECORD_HEADER_SIZE + cap_len
     if len(buf) < end:
         raise ValueError(f"record claims {cap_len} captured bytes but the sample has {len(buf)}")
-    return Record(*h[:10], bytes(buf[RECORD_HEADER_SIZE:end]))
+    return Record(*h[:11], bytes(buf[RECORD_HEADER_SIZE:end]))
 
 
 def encode(rec: Record, capacity: int = DEFAULT_CAPACITY) -> bytes:
     """The bytes the program would write for ``rec`` (tests and replay)."""
-    head = _HEADER.pack(*rec[:10], 0)
+    head = _HEADER.pack(*rec[:11], 0)
     return head + rec.data.ljust(capacity, b"\0")
 
 
 HEADER_SIZE = RECORD_HEADER_SIZE
-# Just what a capture loop needs per record: ts_ns, ifindex, rx_queue, wire_len, cap_len.
-_BATCH = struct.Struct("=QIIIH")
+# Just what a capture loop needs per record: ts_ns, ifindex, rx_queue, wire_len, cap_len, direction.
+_BATCH = struct.Struct("=QIIIH8xB")
 
 
 def unpack_records(
@@ -126,10 +129,11 @@ def unpack_records(
     capacity: int,
     clock_offset_ns: int = 0,
     names: Optional[dict[int, str]] = None,
-) -> list[tuple[int, str, bytes, int]]:
+) -> list[tuple[int, str, bytes, int, int]]:
     """Decode back-to-back records of one capacity, the hot path of a capture loop.
 
-    Returns ``(ts_ns + clock_offset_ns, interface name, captured bytes, wire_len)`` per record;
+    Returns ``(ts_ns + clock_offset_ns, interface name, captured bytes, wire_len, direction)``
+    per record;
     ``clock_offset_ns`` turns CLOCK_MONOTONIC into wall-clock time, ``names`` maps ifindex to a
     name (``if<N>`` when missing).
     """
@@ -138,10 +142,11 @@ def unpack_records(
     view = memoryview(blob)
     out = []
     for off in range(0, len(blob) - size + 1, size):
-        ts, ifindex, _, wire_len, cap_len = _BATCH.unpack_from(blob, off)
+        ts, ifindex, _, wire_len, cap_len, direction = _BATCH.unpack_from(blob, off)
         start = off + RECORD_HEADER_SIZE
         data = bytes(view[start : start + min(cap_len, capacity)])
-        out.append((ts + clock_offset_ns, names.get(ifindex) or f"if{ifindex}", data, wire_len))
+        name = names.get(ifindex) or f"if{ifindex}"
+        out.append((ts + clock_offset_ns, name, data, wire_len, direction))
     return out
 
 

@@ -1,6 +1,7 @@
 """Where captured records go: lines on a terminal (text or JSON) or a pcap file; and the summary.
 
-A sink takes batches of ``(timestamp, ifname, frame, wire_len)`` and reports how many it showed
+A sink takes batches of ``(timestamp, ifname, frame, wire_len, direction)`` and reports how many
+it showed
 and how many it used, so that the summary accounts for every record the kernel emitted.
 """
 
@@ -49,16 +50,16 @@ class TextSink:
     def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
         fmt = self.formatter.format
         if limit is None:
-            lines = [fmt(ts, frame, wire_len, ifname) for ts, ifname, frame, wire_len in batch]
+            lines = [fmt(ts, frame, wire, ifname, "", d) for ts, ifname, frame, wire, d in batch]
             used = len(batch)
             lines = [line for line in lines if line is not None]
         else:
             lines, used = [], 0
-            for ts, ifname, frame, wire_len in batch:
+            for ts, ifname, frame, wire_len, d in batch:
                 if len(lines) >= limit:
                     break
                 used += 1
-                line = fmt(ts, frame, wire_len, ifname)
+                line = fmt(ts, frame, wire_len, ifname, "", d)
                 if line is not None:
                     lines.append(line)
         self.unshown += used - len(lines)
@@ -76,14 +77,18 @@ class TextSink:
 
 
 class PcapSink(TextSink):
-    def __init__(self, writer) -> None:
+    def __init__(self, writer, pcapng: bool = False) -> None:
         super().__init__(None, None)
         self.writer = writer
+        self.pcapng = pcapng
 
     def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
         if limit is not None:
             batch = batch[:limit]
-        self.writer.write_batch((ts, frame, wire_len) for ts, _, frame, wire_len in batch)
+        if self.pcapng:  # interface and direction are kept
+            self.writer.write_batch(batch)
+        else:
+            self.writer.write_batch((ts, frame, wire) for ts, _, frame, wire, _ in batch)
         self.writer.flush()
         return len(batch), len(batch)
 
@@ -95,14 +100,17 @@ class PcapSink(TextSink):
         return None
 
 
-def open_sink(out: OutputOptions, several: bool):
-    """The sink ``out`` asks for: a pcap file, or lines on stdout."""
+def open_sink(out: OutputOptions, several: bool, directions: bool = False):
+    """The sink ``out`` asks for: a pcap file, or lines on stdout. ``directions``: the capture
+    sees both ways, so a file is pcapng, which records each packet's direction (classic pcap
+    has no field for it)."""
     if out.write:
-        from xdptcp.pcap import PcapError, PcapWriter
+        from xdptcp.pcap import PcapError, PcapngWriter, PcapWriter
 
         snaplen = out.snaplen if out.snaplen else 262144
+        writer = PcapngWriter if directions else PcapWriter
         try:
-            return PcapSink(PcapWriter(out.write, snaplen=snaplen, nano=out.nano))
+            return PcapSink(writer(out.write, snaplen=snaplen, nano=out.nano), directions)
         except PcapError as e:  # the place is unwritable: an error (1), not a usage error (2)
             raise CaptureError(str(e)) from None
     return TextSink(out.formatter(several, live=True), sys.stdout)

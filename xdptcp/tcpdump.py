@@ -1,7 +1,7 @@
 """Text output identical to ``tcpdump -nn`` (4.99) for TCP over IPv4/IPv6.
 
-``TextFormatter.format(ts_ns, frame, wire_len, ifname)`` returns tcpdump's line for the frame
-(without the newline), or None when the frame is not TCP as ``xdptcp.packet`` decodes it.
+``TextFormatter.format(ts_ns, frame, wire_len, ifname, direction)`` returns tcpdump's line for the
+frame (without the newline), or None when the frame is not TCP as ``xdptcp.packet`` decodes it.
 
 What tcpdump does, and so do we (print-tcp.c unless said otherwise):
 
@@ -24,8 +24,9 @@ What tcpdump does, and so do we (print-tcp.c unless said otherwise):
 Timestamps: ``default`` local time ``HH:MM:SS.ffffff`` (``TZ`` is honoured), ``none`` (-t),
 ``epoch`` (-tt), ``delta`` (-ttt, since the previous packet printed, with a sign column),
 ``date`` (-tttt), ``since_first`` (-ttttt); ``nano=True`` prints nine digits as tcpdump's
-``--time-stamp-precision=nano``. ``show_ifname`` puts the interface first as ``tcpdump -i any``
-does (``%-5s In  ``: XDP sees received frames only).
+``--time-stamp-precision=nano``. ``show_ifname`` puts the interface and the direction first as
+``tcpdump -i any`` does (``%-5s In  `` for what arrived, ``%-5s Out `` for what left); on a single
+interface tcpdump prints no direction, and neither do we.
 """
 
 from __future__ import annotations
@@ -165,10 +166,17 @@ class TextFormatter:
         self._flow_text: dict[tuple, tuple] = {}
 
     def format(
-        self, ts_ns: int, frame, wire_len: int, ifname: str = "", prefix: str = ""
+        self,
+        ts_ns: int,
+        frame,
+        wire_len: int,
+        ifname: str = "",
+        prefix: str = "",
+        direction: Optional[int] = None,
     ) -> Optional[str]:
         """tcpdump's line for an Ethernet frame; ``prefix`` is what tcpdump prints before the
-        network layer for the link type the frame came from (``xdptcp.linktypes``)."""
+        network layer for the link type the frame came from (``xdptcp.linktypes``);
+        ``direction``: 0 arrived (In), 1 left (Out) — xdptcp.record.INGRESS/EGRESS."""
         body = self._fast(frame, wire_len)
         if body is None:
             p = self.decoder.decode(frame, wire_len)
@@ -179,7 +187,7 @@ class TextFormatter:
             else:
                 body = self.body(p, frame)
         if self.show_ifname:
-            return f"{self._stamp(ts_ns)}{ifname:<5} In  {body}"
+            return f"{self._stamp(ts_ns)}{ifname:<5} {'Out' if direction else 'In '} {body}"
         return self._stamp(ts_ns) + prefix + body
 
     def _fast(self, frame, wire_len: int) -> Optional[str]:
