@@ -242,14 +242,15 @@ def test_kernel_filter_selects_what_tcpdump_selects(veth, tmp_path, expr):
 
 
 def test_conversation_in_both_directions_matches_tcpdump(veth):
-    """An XDP program on each side of a real TCP conversation; tcpdump (-Q in) on each side too."""
+    """xdptcp on each side of a real TCP conversation (both directions by default: XDP in, tc
+    out); tcpdump -Q inout on each side too."""
     mine = [
         Xdptcp("-i", veth.outer, "-t", "-S"),
         Xdptcp("-i", veth.inner, "-t", "-S", netns=veth.ns),
     ]
     dumps = [
         subprocess.Popen(
-            [*prefix, "tcpdump", "-i", ifname, "-Q", "in", "-nn", "-t", "-S", "-l", "tcp"],
+            [*prefix, "tcpdump", "-i", ifname, "-Q", "inout", "-nn", "-t", "-S", "-l", "tcp"],
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
             text=True,

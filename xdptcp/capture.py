@@ -42,7 +42,8 @@ MODES = ("auto", "native", "skb")
 DIRECTIONS = ("in", "out", "inout")  # tcpdump's -Q
 TC_MODES = ("auto", "tcx", "clsact")
 FILTER_NAME = "xdptcp"  # TCA_BPF_NAME of our clsact filters: "xdptcp:PID[+clsact]"
-WAKEUP_AVAIL_BYTES = 2  # XDPTCP_WAKEUP_AVAIL_BYTES in bpf/xdptcp.h
+WAKEUP_AVAIL_BYTES = 2
+IFF_LOOPBACK = 0x8  # XDPTCP_WAKEUP_AVAIL_BYTES in bpf/xdptcp.h
 
 
 class CaptureError(BPFError):
@@ -169,7 +170,7 @@ class Capture:
             for iface in self.interfaces:
                 if self.direction != "out":
                     self._attach(iface)
-                if self.direction != "in":
+                if self.direction != "in" and not self._loopback_default(iface):
                     self._attach_egress(iface)
         except BaseException:
             self.close()
@@ -272,6 +273,16 @@ class Capture:
                     f"{iface.name} is down: packets arrive once it is up "
                     f"(ip link set dev {iface.name} up)"
                 )
+
+    def _loopback_default(self, iface: Interface) -> bool:
+        """On a loopback device every packet leaves and arrives: tcpdump (libpcap) shows only the
+        arriving copy, so by default only XDP is attached there (-Q out still asks for egress)."""
+        from pybpf.link import netlink
+
+        if self.direction is not None:
+            return False
+        with in_netns(iface.netns):
+            return bool(netlink.link_info(iface.ifindex).flags & IFF_LOOPBACK)
 
     def _attach_egress(self, iface: Interface) -> None:
         """The tc program on the egress hook: a tcx link, or a clsact filter named for us."""

@@ -28,6 +28,9 @@ def capture_live(
         rodata.update(filt.rodata_values())
     stop = threading.Event()
     install_signal_handlers(stop)
+    # pcapng keeps each packet's direction; chosen before anything is attached, so that an
+    # unwritable file is refused first (with the default, -Q inout, it holds what was seen).
+    sink = open_sink(out, several=len(ifaces) > 1, directions=opts.direction != "in")
     cap = Capture(
         ifaces,
         mode=opts.mode,
@@ -40,7 +43,6 @@ def capture_live(
         tc_mode=opts.tc_mode,
     )
     with cap:
-        sink = open_sink(out, several=len(ifaces) > 1, directions=cap.sees_egress)
         print(f"xdptcp: capturing on {cap.describe()}", file=sys.stderr)
         captured, unread, error = run_loop(cap, sink, out, stop)
         # Detach before the last drain and the final counts: nothing arrives after this.

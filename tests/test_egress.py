@@ -1,0 +1,418 @@
+"""Both directions: xdptcp on one end of a veth pair against tcpdump on the same end, with real
+conversations (a bulk transfer with TSO on, and a short one); and nothing left behind.
+
+The XDP program sees what arrives, the tc program what leaves (a tcx link, or a clsact filter
+where the kernel has no tcx or `--tc clsact` asks for it). tcpdump's taps sit after both hooks,
+so each line must be the same, in the same order, with the same ``length N``: a TSO super-packet
+leaves as one packet of up to 64 KiB, and both tools show it so.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import select
+import signal
+import struct
+import subprocess
+import sys
+import tempfile
+import time
+from typing import Iterator, Optional
+
+import pytest
+
+from pybpf.errors import BPFError
+from pybpf.link import netlink, tc
+from pybpf.sys import objcmd, objinfo
+from pybpf.sys.uapi import LinkType
+
+from conftest import ROOT, need_tool, run
+from hosts import VethPair, make_veth
+
+pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
+
+BULK = 4_000_000
+BULK_PORT, TALK_PORT = 5002, 5001
+_running: list[subprocess.Popen] = []
+
+
+@pytest.fixture(autouse=True)
+def _nothing_left_running() -> Iterator[None]:
+    """A failed test must not leave an xdptcp or a tcpdump behind."""
+    yield
+    while _running:
+        proc = _running.pop()
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait()
+
+
+@pytest.fixture
+def veth() -> Iterator[VethPair]:
+    need_tool("tcpdump")
+    pair = make_veth("eg")
+    try:
+        yield pair
+    finally:
+        pair.remove()
+
+
+class Background:
+    """A capture tool in the background, started once it says it is ready (on stderr)."""
+
+    def __init__(self, cmd: list[str], ready: bytes, netns: Optional[str] = None) -> None:
+        if netns:
+            cmd = ["ip", "netns", "exec", netns, *cmd]
+        env = dict(os.environ, PYTHONPATH=str(ROOT), TZ="UTC")
+        # stdout goes to a file: a pipe nobody reads while the tool runs would fill up and
+        # stall it, and then both tools would lose packets for reasons of the test's own.
+        self.out = tempfile.TemporaryFile()  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, stdout=self.out, stderr=subprocess.PIPE, env=env, cwd=ROOT
+        )
+        _running.append(self.proc)
+        self.err = b""
+        deadline = time.monotonic() + 30
+        while ready not in self.err:
+            left = deadline - time.monotonic()
+            ready_fds, _, _ = select.select([self.proc.stderr], [], [], max(0, left))
+            chunk = os.read(self.proc.stderr.fileno(), 4096) if ready_fds else b""
+            if not chunk:
+                self.proc.kill()
+                _, err = self.proc.communicate()
+                raise AssertionError(f"{cmd[0]} did not start: {(self.err + err).decode()}")
+            self.err += chunk
+
+    def stop(self, sig: int = signal.SIGINT) -> tuple[str, str, int]:
+        self.proc.send_signal(sig)
+        _, err = self.proc.communicate(timeout=60)
+        err = (self.err + err).decode()
+        self.out.seek(0)
+        out = self.out.read()
+        self.out.close()
+        dropped = re.search(r"^(\d+) packets? dropped by kernel", err, re.M)
+        assert dropped is None or dropped.group(1) == "0", err  # the reference is complete
+        return out.decode(), err, self.proc.returncode
+
+
+def xdptcp(*args: str) -> Background:
+    return Background([sys.executable, "-m", "xdptcp", *args], b"capturing on")
+
+
+def tcpdump(*args: str) -> Background:
+    """tcpdump keeping headers only (-s 200; the lines do not depend on payload bytes) with a
+    16 MiB buffer: a burst of 64 KiB super-packets would overflow its default 2 MiB, and then the
+    reference itself would miss packets (``stop`` checks that it did not)."""
+    return Background(["tcpdump", "-nn", "-l", "-s", "200", "-B", "16384", *args], b"listening on")
+
+
+SERVER = f"""
+import socket, sys
+bulk = socket.create_server((sys.argv[1], {BULK_PORT}))
+talk = socket.create_server((sys.argv[1], {TALK_PORT}))
+print("ready", flush=True)
+c, _ = bulk.accept()
+while c.recv(1 << 16):
+    pass
+c.sendall(b"done")
+c.close()
+c, _ = talk.accept()
+c.sendall(c.recv(100) * 3)
+c.close()
+"""
+
+CLIENT = f"""
+import socket, sys
+c = socket.create_connection((sys.argv[1], {BULK_PORT}))
+c.sendall(b"x" * {BULK})
+c.shutdown(socket.SHUT_WR)
+assert c.recv(10) == b"done"
+c.close()
+c = socket.create_connection((sys.argv[1], {TALK_PORT}))
+c.sendall(b"hello")
+c.recv(100)
+c.close()
+"""
+
+
+def converse(pair: VethPair) -> None:
+    """From ``outer`` (root namespace) to a server inside the namespace: a bulk transfer of a
+    few MB (TSO super-packets leave ``outer``), then a short request and reply."""
+    server = subprocess.Popen(
+        ["ip", "netns", "exec", pair.ns, sys.executable, "-c", SERVER, pair.inner_ip],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert server.stdout.readline().strip() == "ready", server.stderr.read()
+        run(sys.executable, "-c", CLIENT, pair.inner_ip, timeout=60)
+        server.wait(timeout=20)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    time.sleep(0.5)  # the last ACKs and FINs reach both tools
+
+
+def both_captures(
+    pair: VethPair, mine: list[str], theirs: list[str]
+) -> tuple[list[str], list[str], str]:
+    """Run xdptcp ``mine`` and tcpdump ``theirs`` through one conversation; their lines."""
+    dump = tcpdump("-i", pair.outer, *theirs)
+    cap = xdptcp("-i", pair.outer, *mine)
+    converse(pair)
+    out, err, rc = cap.stop()
+    assert rc == 0, err
+    ref, _, _ = dump.stop()
+    return out.splitlines(), nonblank(ref), err
+
+
+def nonblank(text: str) -> list[str]:
+    """tcpdump's lines (interrupted, it ends its output with an empty line)."""
+    return [ln for ln in text.splitlines() if ln]
+
+
+def lengths(lines: list[str]) -> list[int]:
+    return [int(m.group(1)) for m in (re.search(r"length (\d+)$", ln) for ln in lines) if m]
+
+
+@pytest.mark.parametrize("direction", ["inout", "in", "out"])
+def test_a_conversation_prints_tcpdumps_lines_for_each_direction(veth, direction):
+    mine, ref, err = both_captures(
+        veth, ["-t", "-Q", direction, "tcp"], ["-t", "-Q", direction, "tcp"]
+    )
+    assert len(ref) > 20
+    assert mine == ref
+    assert f"{len(ref)} packets captured" in err
+    if direction != "in":
+        # TSO super-packets: one line for many MSS of data, as tcpdump shows them.
+        assert max(lengths(mine)) > 1500
+    if direction == "inout":
+        assert "out: " in err and "in: " in err
+
+
+def test_the_clsact_path_prints_the_same_lines(veth):
+    mine, ref, err = both_captures(veth, ["-t", "--tc", "clsact", "tcp"], ["-t", "tcp"])
+    assert "out: clsact" in err
+    assert len(ref) > 20 and mine == ref
+
+
+@pytest.mark.parametrize(
+    "expr",
+    ["port 5001", "tcp[tcpflags] & (tcp-syn|tcp-fin) != 0", "src host {inner}"],
+    ids=["port", "flags", "src"],
+)
+def test_filters_apply_to_both_directions(veth, expr):
+    expr = expr.format(inner=veth.inner_ip)
+    # xdptcp sees TCP only: tcpdump is told so (or it would show ARP for `src host`).
+    mine, ref, _ = both_captures(veth, ["-t", expr], ["-t", f"tcp and ({expr})"])
+    assert ref and mine == ref
+
+
+def test_several_interfaces_mark_in_and_out_as_tcpdump_any_does(veth):
+    other = make_veth("eg")
+    try:
+        net = veth.outer_ip.rsplit(".", 1)[0] + ".0/24"
+        dump = tcpdump("-i", "any", "-t", "tcp", "and", "net", net)
+        cap = xdptcp("-i", veth.outer, "-i", other.outer, "-t", "net", net)
+        converse(veth)
+        out, err, rc = cap.stop()
+        ref, _, _ = dump.stop()
+    finally:
+        other.remove()
+    assert rc == 0, err
+    ref = [ln for ln in nonblank(ref) if ln.startswith(veth.outer)]
+    assert any(" Out IP " in ln for ln in ref) and any(" In  IP " in ln for ln in ref)
+    assert out.splitlines() == ref
+
+
+def test_written_pcapng_keeps_each_packets_direction(veth, tmp_path):
+    tshark = need_tool("tshark")
+    path = tmp_path / "both.pcapng"
+    cap = xdptcp("-i", veth.outer, "-w", str(path), "tcp")
+    # Absolute sequence numbers (-S): relative ones depend on what else each tool saw.
+    dump_in = tcpdump("-i", veth.outer, "-t", "-S", "-Q", "in", "tcp")
+    dump_out = tcpdump("-i", veth.outer, "-t", "-S", "-Q", "out", "tcp")
+    converse(veth)
+    _, err, rc = cap.stop()
+    assert rc == 0, err
+    ins, outs = (nonblank(d.stop()[0]) for d in (dump_in, dump_out))
+    fields = run(
+        tshark, "-r", str(path), "-T", "fields", "-e", "frame.interface_name",
+        "-e", "frame.packet_flags_direction", "-e", "ip.src",
+    ).stdout.splitlines()  # fmt: skip
+    seen = [ln.split("\t") for ln in fields]
+    assert {name for name, _, _ in seen} == {veth.outer}
+    # epb_flags: 0x1 inbound, 0x2 outbound; what leaves comes from outer's address.
+    assert sum(d == "0x00000001" for _, d, _ in seen) == len(ins)
+    assert sum(d == "0x00000002" for _, d, _ in seen) == len(outs)
+    assert all((src == veth.outer_ip) == (d == "0x00000002") for _, d, src in seen)
+    # tcpdump reads it back line for line (it prints no direction for one interface).
+    back = run("tcpdump", "-nn", "-t", "-S", "-r", str(path)).stdout.splitlines()
+    assert sorted(back) == sorted(ins + outs)
+
+
+# --- nothing left behind -------------------------------------------------------------------
+
+
+def links_on(ifindex: int) -> list[int]:
+    """Types of the bpf_links attached to an interface (XDP, TCX)."""
+    found, link_id = [], 0
+    while True:
+        link_id = objcmd.link_get_next_id(link_id)
+        if link_id is None:
+            return found
+        try:
+            fd = objcmd.link_get_fd_by_id(link_id)
+        except BPFError:
+            continue
+        try:
+            info = objinfo.link_info(fd)
+        finally:
+            os.close(fd)
+        if info.ifindex == ifindex and info.type in (LinkType.XDP, LinkType.TCX):
+            found.append(info.type)
+
+
+def hooks(pair: VethPair) -> dict[str, object]:
+    """What is attached to ``outer``: XDP program, tc links, clsact filters, qdiscs."""
+    ifindex = pair.outer_ifindex
+    return {
+        "xdp": netlink.xdp_query(ifindex).prog_id,
+        "links": links_on(ifindex),
+        "filters": [(f.kind, f.prio) for f in tc.filters(ifindex, "egress")],
+        "qdiscs": sorted(q.kind for q in tc.qdiscs(ifindex)),
+    }
+
+
+NOTHING = {"xdp": 0, "links": [], "filters": [], "qdiscs": ["noqueue"]}
+
+
+def tc_modes() -> list[str]:
+    return ["tcx", "clsact"] if tc.tcx_supported() else ["clsact"]
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+@pytest.mark.parametrize("mode", ["tcx", "clsact"])
+def test_nothing_is_left_after_a_signal(veth, sig, mode):
+    if mode not in tc_modes():
+        pytest.skip("this kernel has no tcx links (Linux 6.6)")
+    assert hooks(veth) == NOTHING
+    cap = xdptcp("-i", veth.outer, "--tc", mode)
+    attached = hooks(veth)
+    assert attached["xdp"]
+    if mode == "tcx":
+        assert attached["links"] == [LinkType.TCX] and attached["filters"] == []
+    else:
+        assert attached["filters"] == [("bpf", tc.AUTO_PRIO)] and "clsact" in attached["qdiscs"]
+    _, err, rc = cap.stop(sig)
+    assert rc == 0, err
+    assert hooks(veth) == NOTHING
+
+
+def test_after_kill_9_the_next_run_removes_what_was_left(veth):
+    cap = xdptcp("-i", veth.outer, "--tc", "clsact")
+    cap.stop(signal.SIGKILL)
+    left = hooks(veth)
+    assert left["xdp"] and left["filters"]  # netlink attachments outlive the process
+    again = xdptcp("-i", veth.outer, "--tc", "clsact")
+    _, err, rc = again.stop()
+    assert rc == 0, err
+    assert "removed a stale xdptcp program" in err
+    assert "removed a stale xdptcp tc filter" in err
+    assert hooks(veth) == NOTHING
+    if "tcx" in tc_modes():  # a tcx link dies with its process; XDP is left as before
+        xdptcp("-i", veth.outer, "--tc", "tcx").stop(signal.SIGKILL)
+        assert hooks(veth)["links"] == [] and hooks(veth)["filters"] == []
+
+
+def test_detach_removes_both_hooks(veth):
+    xdptcp("-i", veth.outer, "--tc", "clsact").stop(signal.SIGKILL)
+    res = run(sys.executable, "-m", "xdptcp", "--detach", "-i", veth.outer, cwd=ROOT)
+    assert "removed xdptcp tc filter" in res.stderr
+    assert "removed xdptcp program" in res.stderr
+    assert hooks(veth) == NOTHING
+
+
+def test_foreign_qdiscs_and_filters_are_never_touched(veth):
+    tool = need_tool("tc")
+    run(tool, "qdisc", "add", "dev", veth.outer, "root", "handle", "1:", "htb")
+    run(tool, "qdisc", "add", "dev", veth.outer, "clsact")
+    run(tool, "filter", "add", "dev", veth.outer, "egress", "prio", "7", "u32", "match", "u32",
+        "0", "0")  # fmt: skip
+    before = hooks(veth)
+    for mode in tc_modes():
+        mine, ref, _ = both_captures(veth, ["-t", "--tc", mode, "tcp"], ["-t", "tcp"])
+        assert mine == ref  # their filter ends classification; ours runs before it
+        assert hooks(veth) == before
+    xdptcp("-i", veth.outer, "--tc", "clsact").stop(signal.SIGKILL)
+    _, err, rc = xdptcp("-i", veth.outer, "--tc", "clsact").stop()
+    assert rc == 0 and "removed a stale xdptcp tc filter" in err
+    assert hooks(veth) == before
+
+
+# --- jumbo frames ----------------------------------------------------------------------------
+
+
+def test_jumbo_frames_arrive_whole_at_xdp(veth):
+    """MTU 9000: a frame larger than a page reaches XDP as several buffers (xdp.frags); the line
+    shows its whole length, as tcpdump does. GRO is turned off on the receiving end: with it,
+    tcpdump would show merged segments that never were on the wire."""
+    ethtool = need_tool("ethtool")
+    for prefix, name in (((), veth.outer), (("ip", "netns", "exec", veth.ns), veth.inner)):
+        run(*prefix, "ip", "link", "set", name, "mtu", "9000")
+    dump = tcpdump("-i", veth.outer, "-t", "-Q", "in", "tcp")
+    cap = xdptcp("-i", veth.outer, "-t", "-Q", "in", "tcp")
+    run(ethtool, "-K", veth.outer, "gro", "off")  # after attaching: XDP on veth turns GRO on
+    # The bulk goes the other way: from the namespace, into outer.
+    server = subprocess.Popen(
+        [sys.executable, "-c", SERVER, veth.outer_ip], stdout=subprocess.PIPE, text=True, cwd=ROOT
+    )
+    try:
+        assert server.stdout.readline().strip() == "ready"
+        run("ip", "netns", "exec", veth.ns, sys.executable, "-c", CLIENT, veth.outer_ip, timeout=60)
+        server.wait(timeout=20)
+    finally:
+        if server.poll() is None:
+            server.kill()
+            server.wait()
+    time.sleep(0.5)
+    out, err, rc = cap.stop()
+    ref, _, _ = dump.stop()
+    assert rc == 0, err
+    assert max(lengths(nonblank(ref)), default=0) > 4096, (ref, out, err)  # multi-buffer at XDP
+    assert out.splitlines() == nonblank(ref)
+
+
+def test_pcapng_blocks_are_well_formed(tmp_path):
+    """The writer's blocks as the pcapng draft lays them out (the reader reads them back)."""
+    from xdptcp.pcap import PcapngWriter, PcapReader
+
+    path = tmp_path / "x.pcapng"
+    with PcapngWriter(str(path), nano=True) as w:
+        w.write_batch([(1_700_000_000_123_456_789, "eth0", b"a" * 61, 100, 0),
+                       (1_700_000_000_223_456_789, "eth1", b"b" * 64, 64, 1)])  # fmt: skip
+    raw = path.read_bytes()
+    blocks, off = [], 0
+    while off < len(raw):
+        btype, blen = struct.unpack_from("=II", raw, off)
+        assert blen % 4 == 0 and struct.unpack_from("=I", raw, off + blen - 4)[0] == blen
+        blocks.append(btype)
+        off += blen
+    assert blocks == [0x0A0D0D0A, 1, 6, 1, 6]
+    with PcapReader(str(path)) as r:
+        assert list(r) == [
+            (1_700_000_000_123_456_789, b"a" * 61, 100),
+            (1_700_000_000_223_456_789, b"b" * 64, 64),
+        ]
+
+
+def test_bad_direction_is_a_usage_error():
+    res = run(sys.executable, "-m", "xdptcp", "-i", "lo", "-Q", "sideways", check=False, cwd=ROOT)
+    assert res.returncode == 2 and "invalid choice: 'sideways'" in res.stderr
