@@ -14,6 +14,7 @@ names the map or program, the step and the kernel's words.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 from typing import Callable, Iterable, Optional
@@ -366,6 +367,7 @@ def _load_program(
         prog = _load(ps, insns, attach, log_level, kwargs)
     except SyscallError as e:
         compat.explain_prog_refusal(ps, e)
+        _explain_missing_type(ps, e)
         raise
     obj.programs[ps.name] = prog
     _say(
@@ -391,6 +393,18 @@ def _load(ps: ProgramSpec, insns: list, attach: int, log_level: Optional[int], k
         log_level=log_level,
         **kwargs,
     )
+
+
+def _explain_missing_type(ps: ProgramSpec, e: SyscallError) -> None:
+    """The kernel's bare EINVAL for a program type it does not have becomes one line naming
+    the type (the kernel's BTF lists the types it has)."""
+    if e.errno != errno.EINVAL:
+        return
+    from pybpf.link.support import missing_prog_type
+
+    why = missing_prog_type(ps.prog_type)
+    if why:
+        raise BPFError(f"program '{ps.name}' (section {ps.section}): {why}") from None
 
 
 def _attach_target(ps: ProgramSpec) -> dict:

@@ -5,6 +5,7 @@ cgroup/net/link, /proc), and nothing left after close or after the owning proces
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -284,7 +285,10 @@ def child_script(obj: str, program: str, body: str) -> str:
         sys.path.insert(0, {str(ROOT)!r})
         import pybpf
         from pybpf.link.cgroup import CgroupAttachment, cgroup_link
-        from pybpf.sys.uapi import AttachType
+        from pybpf.link.netfilter import netfilter_link
+        from pybpf.link.netns import netns_link
+        from pybpf.link.sockmap import sockmap_link
+        from pybpf.sys.uapi import AttachType, NFInetHook, NFProto
         spec = pybpf.ObjectSpec.from_file({str(bpf_object("tests/" + obj))!r})
         obj = pybpf.load(spec, programs=[{program!r}])
         prog = obj.programs[{program!r}]
@@ -573,3 +577,118 @@ def test_netfilter_counts_packets_in_a_netns(netns: str) -> None:
         assert count(counts, 3) == sum(sizes) + 28 * len(sizes)
         in_netns(netns, exchange)  # detached: no more counts
         assert count(counts, 2) == len(sizes)
+
+
+NETNS_LINKS = {
+    "sk_lookup": ("attach_netns", "steer", "netns_link(prog, {ns!r}, AttachType.SK_LOOKUP)"),
+    "flow_dissector": (
+        "attach_netns",
+        "dissect",
+        "netns_link(prog, {ns!r}, AttachType.FLOW_DISSECTOR)",
+    ),
+    "netfilter": (
+        "attach_netns",
+        "nf_count",
+        "netfilter_link(prog, NFProto.IPV4, NFInetHook.LOCAL_IN, 7, netns={ns!r})",
+    ),
+    "sk_msg": (
+        "attach_sock",
+        "msg_count",
+        "sockmap_link(prog, obj.maps['msg_map'], AttachType.SK_MSG_VERDICT)",
+    ),
+}
+
+
+@pytest.mark.parametrize("kind", sorted(NETNS_LINKS))
+def test_netns_netfilter_and_sockmap_links_die_with_their_process(kind: str, netns: str) -> None:
+    obj, program, make = NETNS_LINKS[kind]
+    code = child_script(
+        obj,
+        program,
+        f"""
+        link = {make.format(ns=netns)}
+        print(link.id, flush=True)
+        time.sleep(60)
+        """,
+    )
+    for sig in (signal.SIGKILL, signal.SIGTERM):
+        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+        try:
+            link_id = int(proc.stdout.readline())
+            assert bpftool_link(link_id)["id"] == link_id
+            proc.send_signal(sig)
+            proc.wait(10)
+        finally:
+            proc.kill()
+            proc.wait()
+            proc.stdout.close()
+        deadline = time.monotonic() + 5
+        while bpftool_link(link_id) and time.monotonic() < deadline:
+            time.sleep(0.02)  # the kernel releases a link after an RCU grace period
+        assert bpftool_link(link_id) == {}, f"{kind} link left after {sig.name}"
+
+
+# --- kinds a kernel lacks ----------------------------------------------------------------------
+
+
+def test_the_kernels_btf_says_which_kinds_it_has() -> None:
+    from pybpf.link import support
+
+    assert support.kernel_knows("bpf_prog_type", "BPF_PROG_TYPE_NETFILTER") is True
+    assert support.kernel_knows("bpf_attach_type", "BPF_CGROUP_SYSCTL") is True
+    assert support.kernel_knows("bpf_link_type", "BPF_LINK_TYPE_SOCKMAP") is True  # 6.10+
+    assert support.kernel_knows("bpf_prog_type", "BPF_PROG_TYPE_NO_SUCH_THING") is False
+    assert support.kernel_knows("no_such_enum", "X") is None
+
+
+def test_a_program_type_the_kernel_lacks_is_one_line(monkeypatch) -> None:
+    """As on a 6.1 kernel, which has no netfilter programs: the kernel's EINVAL is explained."""
+    from pybpf.errors import SyscallError
+    from pybpf.link import support
+    from pybpf.program import Program
+
+    def refuse(*args, **kwargs):
+        raise SyscallError("cannot load program 'nf_count' (section netfilter)", errno.EINVAL)
+
+    monkeypatch.setattr(Program, "load", refuse)
+    monkeypatch.setattr(support, "kernel_knows", lambda enum, value: "NETFILTER" not in value)
+    with pytest.raises(pybpf.BPFError) as e:
+        load("attach_netns", ["nf_count"])
+    assert str(e.value) == (
+        "program 'nf_count' (section netfilter): this kernel has no NETFILTER programs "
+        "(no BPF_PROG_TYPE_NETFILTER in its BTF)"
+    )
+
+
+def test_an_attach_type_the_kernel_lacks_is_one_line(monkeypatch, netns: str) -> None:
+    """The kernel's EINVAL (here: a sk_lookup program attached as a flow dissector) explained
+    as on a kernel without the attach type."""
+    from pybpf.link import support
+
+    monkeypatch.setattr(support, "kernel_knows", lambda enum, value: "FLOW_DISSECTOR" not in value)
+    with load("attach_netns", ["steer"]) as obj, pytest.raises(pybpf.BPFError) as e:
+        netns_link(obj.programs["steer"], netns, AttachType.FLOW_DISSECTOR)
+    assert str(e.value).endswith(": this kernel has no BPF_FLOW_DISSECTOR attach type")
+    assert "\n" not in str(e.value)
+
+
+def test_old_kernels_get_the_attachments_without_links(monkeypatch, cgroup: Path) -> None:
+    """Without cgroup links (before 5.7) or sockmap links (before 6.10) the same calls attach
+    with BPF_PROG_ATTACH, and detach on close."""
+    from pybpf.link import support
+    from pybpf.sys import progcmd
+
+    monkeypatch.setattr(support, "kernel_knows", lambda enum, value: "LINK_TYPE" not in value)
+    with load("attach_cgroup", ["skb_egress_count"]) as obj:
+        prog = obj.programs["skb_egress_count"]
+        with attach_cgroup(prog, cgroup, AttachType.CGROUP_INET_EGRESS) as att:
+            assert isinstance(att, CgroupAttachment)
+            assert bpftool_cgroup(cgroup) == {(prog.id, "cgroup_inet_egress")}
+        assert bpftool_cgroup(cgroup) == set()
+    with load("attach_sock", ["msg_count"]) as obj:
+        prog, msg_map = obj.programs["msg_count"], obj.maps["msg_map"]
+        with attach_sockmap(prog, msg_map, AttachType.SK_MSG_VERDICT) as att:
+            assert isinstance(att, MapAttachment)
+            query = progcmd.prog_query(msg_map.fd, AttachType.SK_MSG_VERDICT)
+            assert query.prog_ids == (prog.id,) and query.link_ids == (0,)
+        assert progcmd.prog_query(msg_map.fd, AttachType.SK_MSG_VERDICT).prog_ids == ()

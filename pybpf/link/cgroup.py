@@ -26,6 +26,7 @@ from typing import Optional, Union
 
 from pybpf.errors import BPFError, SyscallError
 from pybpf.link.bpflink import Link, ProgramLike, _fd
+from pybpf.link.support import create_link, has_link_type
 from pybpf.sys import progcmd
 from pybpf.sys.fd import FDObject
 from pybpf.sys.uapi import AttachFlags, AttachType
@@ -110,7 +111,7 @@ def cgroup_link(program: ProgramLike, cgroup: CgroupLike, attach_type: AttachTyp
     same type coexist on one cgroup, as with BPF_F_ALLOW_MULTI."""
     fd, mine = _with_cgroup_fd(cgroup)
     try:
-        return Link.create(program, fd, attach_type)
+        return create_link(program, fd, attach_type)
     finally:
         if mine:
             os.close(fd)
@@ -120,29 +121,9 @@ def attach_cgroup(
     program: ProgramLike, cgroup: CgroupLike, attach_type: AttachType
 ) -> Union[Link, CgroupAttachment]:
     """A link where the kernel has cgroup links (5.7+); else a BPF_PROG_ATTACH attachment."""
-    fd, mine = _with_cgroup_fd(cgroup)
-    try:
-        try:
-            return Link.create(program, fd, attach_type)
-        except SyscallError as e:
-            # Kernels before 5.7 answer EINVAL for a cgroup link: take the old way.
-            if e.errno != _errno.EINVAL or _has_cgroup_links():
-                raise
-        return CgroupAttachment.attach(program, fd, attach_type)
-    finally:
-        if mine:
-            os.close(fd)
-
-
-def _has_cgroup_links() -> bool:
-    """Cgroup links came with BPF_LINK_TYPE_CGROUP (5.7) and the link info that names them; a
-    kernel exposing /sys/kernel/btf/vmlinux's ``bpf_cgroup_link`` has them."""
-    return os.path.exists("/sys/kernel/btf/vmlinux") and _vmlinux_has(b"bpf_cgroup_link")
-
-
-def _vmlinux_has(name: bytes) -> bool:
-    with open("/sys/kernel/btf/vmlinux", "rb") as f:
-        return b"\0" + name + b"\0" in f.read()
+    if not has_link_type("CGROUP"):  # before 5.7
+        return CgroupAttachment.attach(program, cgroup, attach_type)
+    return cgroup_link(program, cgroup, attach_type)
 
 
 class CgroupAttachment(FDObject):

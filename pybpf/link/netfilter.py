@@ -9,14 +9,14 @@ fd closes. ``netns=`` makes the link from a thread that entered that namespace.
 from __future__ import annotations
 
 import errno as _errno
-import os
 from typing import Optional
 
 from pybpf.errors import SyscallError
 from pybpf.link.bpflink import Link, ProgramLike, _fd
 from pybpf.link.netns import NetnsLike, in_netns
+from pybpf.link.support import missing_attach_type
 from pybpf.sys import linkcmd
-from pybpf.sys.uapi import NetfilterLinkFlags, NFInetHook, NFProto
+from pybpf.sys.uapi import AttachType, NetfilterLinkFlags, NFInetHook, NFProto
 
 __all__ = ["netfilter_link", "NFProto", "NFInetHook", "NetfilterLinkFlags"]
 
@@ -40,8 +40,9 @@ def netfilter_link(
                 linkcmd.link_create_netfilter(_fd(program), pf, hook, priority, flags=flags)
             )
         except SyscallError as e:
-            if e.errno == _errno.EINVAL and not os.path.exists("/proc/sys/net/netfilter"):
-                raise SyscallError(e.what, e.errno, "this kernel has no netfilter") from None
+            why = missing_attach_type(AttachType.NETFILTER) if e.errno == _errno.EINVAL else None
+            if why:
+                raise SyscallError(e.what, e.errno, why) from None
             raise
 
     if netns is None:

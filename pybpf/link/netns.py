@@ -15,6 +15,7 @@ from typing import Callable, TypeVar, Union
 
 from pybpf.errors import BPFError, SyscallError
 from pybpf.link.bpflink import Link, ProgramLike
+from pybpf.link.support import create_link
 
 NetnsLike = Union[str, os.PathLike, int]
 
@@ -45,7 +46,7 @@ def netns_link(program: ProgramLike, netns: NetnsLike, attach_type) -> Link:
     """Attach a SK_LOOKUP or FLOW_DISSECTOR program to a network namespace."""
     fd, mine = open_netns(netns)
     try:
-        return Link.create(program, fd, attach_type)
+        return create_link(program, fd, attach_type)
     finally:
         if mine:
             os.close(fd)

@@ -16,6 +16,7 @@ from typing import Union
 
 from pybpf.errors import SyscallError
 from pybpf.link.bpflink import HasFd, Link, ProgramLike, _fd
+from pybpf.link.support import create_link, has_link_type
 from pybpf.sys import progcmd
 from pybpf.sys.fd import FDObject
 from pybpf.sys.uapi import AttachType
@@ -34,18 +35,15 @@ SOCKMAP_ATTACH_TYPES = frozenset(
 
 def sockmap_link(program: ProgramLike, sockmap: MapLike, attach_type: AttachType) -> Link:
     """A bpf_link (6.10+): detached when its last fd closes."""
-    return Link.create(program, _fd(sockmap), attach_type)
+    return create_link(program, _fd(sockmap), attach_type)
 
 
 def attach_sockmap(
     program: ProgramLike, sockmap: MapLike, attach_type: AttachType
 ) -> Union[Link, MapAttachment]:
-    """A link where the kernel has sockmap links, else BPF_PROG_ATTACH to the map."""
-    try:
+    """A link where the kernel has sockmap links (6.10+), else BPF_PROG_ATTACH to the map."""
+    if has_link_type("SOCKMAP"):
         return sockmap_link(program, sockmap, attach_type)
-    except SyscallError as e:
-        if e.errno != _errno.EINVAL:
-            raise
     return MapAttachment.attach(program, sockmap, attach_type)
 
 
