@@ -386,3 +386,36 @@ def _register_net() -> None:
 
 
 _register_net()
+
+
+# --- tc: the ingress and egress hooks of a network interface -------------------------------------
+
+
+def _tc(mode: str) -> Attacher:
+    """``tc/ingress``, ``tc/egress`` (libpcap's names for tcx where the kernel has it, a clsact
+    filter where not), ``tcx/...`` (a tcx link only), and ``tc``/``classifier`` (the hook given
+    as ``direction=``). The interface is ``ifindex=`` or ``interface=`` (a name)."""
+
+    def attach_tc(program: AttachableProgram, target: str, **options: Any) -> Any:
+        from pybpf.link import netlink, tc
+
+        direction = options.pop("direction", None) or target
+        if direction not in ("ingress", "egress"):
+            raise _needs(program, 'which hook? SEC("tc/ingress") or attach(p, direction=...)')
+        ifindex = options.pop("ifindex", None)
+        name = options.pop("interface", None)
+        if ifindex is None and name is None:
+            raise _needs(program, "a tc program needs its interface: attach(p, interface=NAME)")
+        if ifindex is None:
+            ifindex = netlink.ifindex_of(name)
+        return tc.tc_attach(program, ifindex, direction, mode=options.pop("mode", mode), **options)
+
+    return attach_tc
+
+
+def _register_tc() -> None:
+    for prefix, mode in (("tc", "auto"), ("classifier", "auto"), ("tcx", "tcx")):
+        register(prefix, _tc(mode), f"{prefix}: {prefix}/ingress|egress, attach(p, interface=NAME)")
+
+
+_register_tc()

@@ -23,7 +23,7 @@ from pybpf.link.bpflink import Link
 from pybpf.program import Program
 from pybpf.sys.uapi import LinkType, ProgType
 
-from conftest import ROOT, need_tool, run
+from conftest import ROOT, bpf_object, need_tool, run
 from hosts import VethPair, make_veth
 
 pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
@@ -160,10 +160,10 @@ def test_filters_never_collide_with_existing_priorities(veth: VethPair) -> None:
             assert shown == {a.id: first.prio, b.id: second.prio}
             assert reaches(veth)  # TC_ACT_UNSPEC: the packet goes on
         finally:
-            second.close()
-            # `first` added the qdisc and still uses it: it stays until `first` is closed.
-            assert "clsact" in tc_show(veth)[0]
             first.close()
+            # `first` added the qdisc, `second` still uses it: it stays until the last goes.
+            assert "clsact" in tc_show(veth)[0]
+            second.close()
     assert "clsact" not in tc_show(veth)[0]
 
 
@@ -231,3 +231,64 @@ def spawn_attacher(pair: VethPair, mode: str) -> subprocess.Popen:
         pytest.fail(f"the attaching process failed (exit {child.poll()})")
     time.sleep(0.05)
     return child
+
+
+# --- auto-attach by section name -------------------------------------------------------------
+
+SEND = """
+import socket, sys
+s = socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x88B5))
+s.bind((sys.argv[1], 0x88B5))  # Python swaps sll_protocol itself
+for _ in range(int(sys.argv[2])):
+    s.send(b"\\xff" * 6 + b"\\x02" + b"\\x00" * 5 + b"\\x88\\xb5" + b"pybpf tc test".ljust(46))
+"""
+
+
+def send_experimental(pair: VethPair, count: int, from_inner: bool = False) -> None:
+    """``count`` frames of ethertype 0x88b5 out of ``outer`` (or into it, sent from ``inner``)."""
+    prefix = ("ip", "netns", "exec", pair.ns) if from_inner else ()
+    ifname = pair.inner if from_inner else pair.outer
+    run(*prefix, sys.executable, "-c", SEND, ifname, str(count))
+
+
+def hits(obj) -> tuple[int, int]:
+    m = obj.maps["hits"]
+    return tuple(int.from_bytes(m[i], "little") for i in range(2))
+
+
+@pytest.mark.parametrize("mode", ["auto", "clsact", "tcx"])
+def test_auto_attach_by_section_name_counts_each_hook(veth: VethPair, mode: str) -> None:
+    from pybpf import ObjectSpec, load
+    from pybpf.attach import attach
+
+    if mode == "tcx":
+        tcx_or_skip()
+    with load(ObjectSpec.from_file(bpf_object("tests/attach_tc"))) as obj:
+        ins = attach(obj.programs["tc_count_in"], interface=veth.outer, mode=mode)
+        outs = attach(obj.programs["tc_count_out"], ifindex=veth.outer_ifindex, mode=mode)
+        want_link = mode == "tcx" or (mode == "auto" and tc.tcx_supported())
+        assert isinstance(ins, Link) == isinstance(outs, Link) == want_link
+        send_experimental(veth, 3)
+        send_experimental(veth, 2, from_inner=True)
+        assert hits(obj) == (2, 3)
+        ins.close()
+        outs.close()
+        send_experimental(veth, 1)
+        assert hits(obj) == (2, 3)
+    assert "clsact" not in tc_show(veth)[0]
+
+
+def test_auto_attach_says_what_a_tc_section_needs() -> None:
+    from pybpf import ObjectSpec, load
+    from pybpf.attach import NeedsArguments, attach
+
+    with load(ObjectSpec.from_file(bpf_object("tests/attach_tc"))) as obj:
+        with pytest.raises(NeedsArguments) as e:
+            attach(obj.programs["tc_count_out"])
+        assert str(e.value) == (
+            "program 'tc_count_out' (section tc/egress): a tc program needs its interface: "
+            "attach(p, interface=NAME)"
+        )
+        with pytest.raises(NeedsArguments) as e:
+            attach(obj.programs["tc_count_out"], section="classifier", interface="lo")
+        assert "which hook?" in str(e.value)

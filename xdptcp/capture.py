@@ -321,7 +321,6 @@ class Capture:
             if created:
                 tc.remove_clsact_if_empty(iface.ifindex)
             raise
-        filt.created_qdisc = created
         return Attachment(iface, "clsact", 0, egress=True, tc_filter=filt)
 
     def _remove_stale_filters(self, iface: Interface) -> None:

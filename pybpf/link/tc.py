@@ -210,8 +210,19 @@ def has_clsact(ifindex: int) -> bool:
     return any(q.kind == "clsact" for q in qdiscs(ifindex))
 
 
+# The clsact qdiscs this process added, by (network namespace, ifindex). Several filters may share
+# one: whichever of them is closed last, when the qdisc holds nothing else, removes it. A qdisc
+# that was there before us is never in this set, so never removed.
+_ADDED_HERE: set[tuple[int, int]] = set()
+
+
+def _qdisc_key(ifindex: int) -> tuple[int, int]:
+    return os.stat("/proc/thread-self/ns/net").st_ino, ifindex
+
+
 def add_clsact(ifindex: int) -> bool:
-    """Give the interface a clsact qdisc; False when it already had one (then it is not ours)."""
+    """Give the interface a clsact qdisc; False when it already had one. One this process adds
+    is removed by the last of its filters to close (:class:`TCFilter`), one that was there never."""
     msg = tcmsg.build(dict(tcm_ifindex=ifindex, tcm_handle=CLSACT_HANDLE, tcm_parent=TC_H_CLSACT))
     what = f"cannot add a clsact qdisc to {_iface(ifindex)}"
     try:
@@ -226,6 +237,7 @@ def add_clsact(ifindex: int) -> bool:
         if e.errno == _errno.EEXIST:
             return False
         raise
+    _ADDED_HERE.add(_qdisc_key(ifindex))
     return True
 
 
@@ -327,8 +339,8 @@ def free_prio(existing: list[FilterInfo]) -> int:
 
 
 class TCFilter:
-    """A cls_bpf filter we added, removed by :meth:`close` (and the clsact qdisc, if we added it
-    and no other filter is left on it). It does not die with the process: close it."""
+    """A cls_bpf filter we added, removed by :meth:`close` (and the clsact qdisc, if this process
+    added it and no other filter is left on it). It does not die with the process: close it."""
 
     def __init__(
         self, ifindex: int, direction: Direction, prio: int, handle: int, created_qdisc: bool
@@ -355,8 +367,9 @@ class TCFilter:
         except NetlinkError as e:
             if e.errno not in (_errno.ENODEV, _errno.ENOENT, _errno.EINVAL):
                 raise  # gone with the interface or the qdisc: nothing left to remove
-        if self.created_qdisc:
-            remove_clsact_if_empty(self.ifindex)
+        key = _qdisc_key(self.ifindex)
+        if key in _ADDED_HERE and remove_clsact_if_empty(self.ifindex):
+            _ADDED_HERE.discard(key)
 
     def __enter__(self) -> TCFilter:
         return self
@@ -400,8 +413,8 @@ def tc_filter(
             prio = free_prio(filters(ifindex, d))
         add_bpf_filter(_fd(program), ifindex, d, prio, 1, name or "pybpf")
     except BaseException:
-        if created:
-            remove_clsact_if_empty(ifindex)
+        if created and remove_clsact_if_empty(ifindex):
+            _ADDED_HERE.discard(_qdisc_key(ifindex))
         raise
     return TCFilter(ifindex, d, prio, 1, created)
 
