@@ -35,11 +35,13 @@ def classifier(verdict: int, name: str) -> Program:
     return Program.load(ProgType.SCHED_CLS, [I.mov64_imm(0, verdict), I.exit_insn()], name=name)
 
 
-def reaches(pair: VethPair) -> bool:
+def reaches(pair: VethPair, timeout: float = 5.0) -> bool:
     """Does a TCP SYN from the root namespace get through ``outer``'s egress? A closed port on
-    the other side answers with a reset (refused); a dropped SYN (or ARP request) times out."""
+    the other side answers with a reset (refused); a dropped SYN (or ARP request) times out.
+    Expecting a drop, a second is plenty (``blocked``); expecting the reset, wait longer: the
+    machine may be busy."""
     with socket.socket() as s:
-        s.settimeout(1.0)
+        s.settimeout(timeout)
         try:
             s.connect((pair.inner_ip, 9))
         except ConnectionRefusedError:
@@ -47,6 +49,10 @@ def reaches(pair: VethPair) -> bool:
         except OSError:
             return False
     return True
+
+
+def blocked(pair: VethPair) -> bool:
+    return not reaches(pair, timeout=1.0)
 
 
 def tc_show(pair: VethPair) -> tuple[str, str, str]:
@@ -86,7 +92,7 @@ def test_tcx_link_runs_on_egress_and_is_gone_when_closed(veth: VethPair) -> None
             prog.id,
             veth.outer_ifindex,
         )
-        assert not reaches(veth)  # the program drops what leaves
+        assert blocked(veth)  # the program drops what leaves
         link.close()
         assert reaches(veth)
     assert tc_show(veth)[0].count("clsact") == 0  # tcx needs no qdisc
@@ -96,7 +102,7 @@ def test_tcx_link_dies_with_its_process(veth: VethPair) -> None:
     tcx_or_skip()
     child = spawn_attacher(veth, "tcx")
     try:
-        assert not reaches(veth)
+        assert blocked(veth)
     finally:
         child.send_signal(signal.SIGKILL)
         child.wait()
@@ -120,7 +126,7 @@ def test_clsact_filter_runs_and_close_leaves_the_host_as_found(veth: VethPair) -
             "pybpf-test",
             filt.prio,
         )
-        assert not reaches(veth)
+        assert blocked(veth)
         filt.close()
     assert tc_show(veth) == before
     assert reaches(veth)
@@ -139,13 +145,13 @@ def test_foreign_qdiscs_and_filters_are_never_touched(veth: VethPair) -> None:
         filt = tc.tc_filter(prog, veth.outer_ifindex, "egress")
         assert not filt.created_qdisc
         assert filt.prio < 10  # before theirs, or their verdict would hide packets from ours
-        assert not reaches(veth)
+        assert blocked(veth)
         filt.close()
         assert tc_show(veth) == before
         # The same with a tcx link, which runs before every clsact filter.
         if tc.tcx_supported():
             with tc.tcx_link(prog, veth.outer_ifindex, "egress"):
-                assert not reaches(veth)
+                assert blocked(veth)
             assert tc_show(veth) == before
     assert reaches(veth)
 
@@ -173,7 +179,7 @@ def test_a_netlink_filter_outlives_its_process(veth: VethPair) -> None:
     child.wait()
     (left,) = tc.filters(veth.outer_ifindex, "egress")
     assert (left.kind, left.name) == ("bpf", "pybpf-child")
-    assert not reaches(veth)  # still attached, still dropping
+    assert blocked(veth)  # still attached, still dropping
     tc.del_filter(veth.outer_ifindex, "egress", left.prio, left.handle)
     tc.remove_clsact_if_empty(veth.outer_ifindex)
     assert "clsact" not in tc_show(veth)[0]
