@@ -14,6 +14,7 @@ element, drawn as libbpf-tools draw them.
 from __future__ import annotations
 
 import json
+import sys
 from typing import Any, Iterator, Optional
 
 from pybpf.btf.dump import btf_value, format_log2_hist, log2_hist_slots
@@ -103,16 +104,46 @@ def format_map(
     for e in entries:
         # per-CPU values are shown summed (numbers, per field)
         value = _sum_cpus([v["value"] for v in e["values"]]) if "values" in e else e["value"]
-        if kind.endswith("array") and _is_zero(value):
+        datasec = _is_datasec(value)
+        value = _flatten_datasec(value)
+        if kind.endswith("array") and _is_zero(value) and not datasec:
             zero += 1
             continue
         if slots is not None:
             lines.extend(_hist_lines(e["key"], value, slots, hist_label))
         else:
-            lines.append(f"  key={_scalar(e['key'])} {_value_text(value)}")
+            lines.append(f"  key={_scalar(_key_text(e['key']))} {_value_text(value)}")
     if zero:
-        lines.append(f"  ({zero} elements of zeros not shown)")
+        lines.append(f"  ({zero} element{'s' if zero > 1 else ''} of zeros not shown)")
     return lines
+
+
+def _is_datasec(value: Any) -> bool:
+    """A data section's value reads ``{".bss": [{"var": v}, ...]}`` (bpftool's shape)."""
+    return (
+        isinstance(value, dict)
+        and len(value) == 1
+        and next(iter(value)).startswith(".")
+        and isinstance(next(iter(value.values())), list)
+    )
+
+
+def _flatten_datasec(value: Any) -> Any:
+    """``{".bss": [{"a": 1}, {"b": 2}]}`` as ``{"a": 1, "b": 2}``: a section's variables."""
+    if not _is_datasec(value):
+        return value
+    out: dict = {}
+    for var in next(iter(value.values())):
+        if isinstance(var, dict):
+            out.update(var)
+    return out
+
+
+def _key_text(key: Any) -> Any:
+    """A key without BTF (data sections' 4-byte index) reads better as the number it is."""
+    if isinstance(key, list) and len(key) in (4, 8) and all(isinstance(b, str) for b in key):
+        return int.from_bytes(bytes(int(b, 16) for b in key), sys.byteorder)
+    return key
 
 
 def _value_text(value: Any) -> str:

@@ -267,3 +267,13 @@ def test_bad_options_are_one_line_errors() -> None:
         res = run(sys.executable, "-m", "pybpf", "run", obj, *args, check=False, cwd=ROOT)
         assert res.returncode == 1, args
         assert len(res.stderr.splitlines()) == 1 and msg in res.stderr, res.stderr
+
+
+def test_verbose_shows_the_data_sections_with_the_values_set() -> None:
+    obj = str(bpf_object("tests/run_hist"))
+    args = [sys.executable, "-m", "pybpf", "run", obj, "-d", "0.5", "--set", "targ_tgid=12345"]
+    quiet = run(*args, cwd=ROOT).stdout
+    verbose = run(*args, "-v", cwd=ROOT).stdout
+    assert "run_hist.rodata" not in quiet
+    assert "map run_hist.rodata (array, 1 entry):\n  key=0 targ_tgid=12345\n" in verbose
+    assert re.search(r"^  key=0 zero=\{\"slots\":\[0(,0){25}\],\"comm\":\"\"\}$", verbose, re.M)
