@@ -494,8 +494,8 @@ def run(spec: ObjectSpec, options: RunOptions = RunOptions()) -> int:
     runner = Runner(spec, options)
     try:
         with runner:
-            runner.start()
-            try:
+            try:  # a signal just after the "attached" note, before the loop, ends it alike
+                runner.start()
                 runner.loop()
             except (KeyboardInterrupt, Stop):
                 pass

@@ -277,3 +277,13 @@ def test_verbose_shows_the_data_sections_with_the_values_set() -> None:
     assert "run_hist.rodata" not in quiet
     assert "map run_hist.rodata (array, 1 entry):\n  key=0 targ_tgid=12345\n" in verbose
     assert re.search(r"^  key=0 zero=\{\"slots\":\[0(,0){25}\],\"comm\":\"\"\}$", verbose, re.M)
+
+
+def test_a_signal_right_after_attaching_still_ends_cleanly() -> None:
+    """SIGINT sent the moment the "attached" line appears (before the event loop runs)."""
+    for _ in range(3):
+        r = RunProcess(str(bpf_object("tests/run_execsnoop")), "--no-maps")
+        ids = r.wait_attached()
+        rc, _ = r.stop(signal.SIGINT)
+        assert rc == 0, r.err
+        assert gone(ids)
