@@ -17,7 +17,7 @@ BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
 # The capture program ships inside the package: a user's host has no clang.
 SHIPPED    := xdptcp/data/xdptcp.bpf.o
 
-.PHONY: all venv bpf test lint demo bench clean shipped deb pyz dist man
+.PHONY: all venv bpf test lint demo bench clean shipped deb pyz dist man kmatrix
 
 all: bpf
 
@@ -51,6 +51,12 @@ lint: venv
 
 test: venv bpf lint
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+
+# The kernel matrix alone: Debian's 6.1 and 6.12 kernels booted with virtme-ng, the tests marked
+# kmatrix run inside each (tests/vm/kmatrix.py). `make test` runs it too (tests/test_kernel_matrix.py).
+kmatrix: venv bpf
+	bash tests/vm/kernels.sh setup
+	$(PY) tests/vm/kmatrix.py $(KMATRIX_ARGS)
 
 demo: venv
 	$(PY) -m xdptcp --demo

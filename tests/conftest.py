@@ -16,6 +16,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 BUILD = ROOT / "build" / "bpf"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+# The kernel matrix runs tests in emulated guests where Python is 10-20x slower (tests/vm).
+TIME_SCALE = float(os.environ.get("PYBPF_TEST_TIME_SCALE") or 1)
+
+
+def scaled(seconds: float) -> float:
+    """A test's timeout or settling delay, stretched by PYBPF_TEST_TIME_SCALE on slow machines."""
+    return seconds * TIME_SCALE
 
 
 def cannot_run(reason: str) -> None:

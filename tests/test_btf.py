@@ -418,6 +418,7 @@ def test_fixup_returns_a_new_object(types_btf):
 
 @pytest.mark.system
 @pytest.mark.parametrize("name", ["tests/btf_types", "tests/btf_maps", "tests/btf_externs"])
+@pytest.mark.kmatrix
 def test_kernel_accepts_the_fixed_up_btf(name):
     from pybpf.sys import progcmd
 
@@ -431,6 +432,7 @@ def test_kernel_accepts_the_fixed_up_btf(name):
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_kernel_refuses_unfixed_datasecs():
     """The reason for the fixup: a zero-sized DATASEC is rejected by the kernel."""
     from pybpf.errors import SyscallError

@@ -104,6 +104,7 @@ def test_maps_are_placed_where_the_symbols_are(maps):
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_libbpf_creates_the_same_maps(maps):
     """bpftool (libbpf) loads the object; the maps it creates are what we read."""
     bpftool = need_tool("bpftool")

@@ -179,6 +179,7 @@ def local_steps(btf: BTF, relo: CoreRelo) -> tuple[str, str, list]:
 
 
 @pytest.mark.parametrize("name", ["tests/core_vmlinux", "tests/core_local"])
+@pytest.mark.kmatrix
 def test_every_relocation_gets_the_kernels_value(name, kernel_types):
     btf, ext, code = object_parts(bpf_object(name))
     target = KernelBTF.system()
@@ -218,6 +219,7 @@ def test_local_layouts_are_moved_to_the_kernels(kernel_types):
 
 @pytest.mark.system
 @pytest.mark.parametrize("name", ["tests/core_vmlinux", "tests/core_local"])
+@pytest.mark.kmatrix
 def test_relocated_program_runs_and_reports_the_kernels_values(name, kernel_types):
     """Load with the loader, run with BPF_PROG_TEST_RUN: results[] holds what CO-RE wrote."""
     from pybpf.object.spec import ObjectSpec

@@ -72,6 +72,7 @@ def test_the_system_btf_is_read_once(lazy):
     assert KernelBTF.system() is lazy
 
 
+@pytest.mark.kmatrix
 def test_queries_agree_with_bpftool(lazy):
     """task_struct's size and pid offset as bpftool prints them."""
     out = run(need_tool("bpftool"), "btf", "dump", "file", str(VMLINUX), "-j").stdout
@@ -143,6 +144,7 @@ class FakeProgram:
         ("TRACE_ITER", "task", Kind.FUNC, "bpf_iter_task"),
     ],
 )
+@pytest.mark.kmatrix
 def test_attach_targets_are_named_as_libbpf_names_them(lazy, attach_type, target, kind, btf_name):
     ps = FakeProgram("p", f"x/{target}", attach_type, target)
     found = lazy.attach_btf_id(ps)["attach_btf_id"]
@@ -182,6 +184,7 @@ def kconfig_object():
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_kconfig_map_matches_what_libbpf_fills():
     """bpftool (libbpf) loads the object; its .kconfig map holds exactly our bytes."""
     bpftool = need_tool("bpftool")

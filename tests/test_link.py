@@ -21,7 +21,7 @@ from pybpf.sys.uapi import LinkType, ProgType
 from conftest import need_tool, run
 from hosts import VethPair, make_veth
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
 
 
 def xdp_return(action: int, name: str) -> Program:

@@ -17,7 +17,7 @@ from pybpf import BPFError, ObjectSpec, VerifierError, load
 
 from conftest import bpf_object, need_tool
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
 
 XDP_DROP, XDP_PASS = 1, 2
 FRAME = bytes(64)
@@ -230,7 +230,10 @@ def test_kfunc_with_an_incompatible_prototype_is_refused_like_libbpf():
         [sys.executable, "-m", "pybpf", "load", path], capture_output=True, text=True
     )
     assert res.returncode == 1
-    assert "extern 'bpf_task_acquire' (kfunc)" in res.stderr
+    # Before 6.2 the kernel has no bpf_task_acquire at all: refused as missing, still by name.
+    assert "extern 'bpf_task_acquire' (kfunc)" in res.stderr or (
+        "extern 'bpf_task_acquire'" in res.stderr and "has no function" in res.stderr
+    )
     assert len(res.stderr.strip().splitlines()) == 1
 
 

@@ -69,6 +69,7 @@ def test_key_of_only_for_4_and_8_bytes() -> None:
         key_of(1, 6)
 
 
+@pytest.mark.kmatrix
 def test_array_values_agree_with_bpftool() -> None:
     with Map.create(MapType.ARRAY, 4, 8, 4, name="arr") as m:
         m.update(2, u64(0x1122334455667788))
@@ -99,6 +100,7 @@ def test_hash_update_flags_delete_iterate() -> None:
 
 
 @pytest.mark.parametrize("map_type", [MapType.PERCPU_ARRAY, MapType.PERCPU_HASH])
+@pytest.mark.kmatrix
 def test_percpu_values_are_one_per_possible_cpu(map_type: MapType) -> None:
     ncpu = possible_cpus()
     with Map.create(map_type, 4, 4, 4, name="pc") as m:
@@ -152,6 +154,7 @@ def test_perf_event_array_defaults_to_cpus() -> None:
 
 
 @pytest.mark.parametrize("outer_type", [MapType.ARRAY_OF_MAPS, MapType.HASH_OF_MAPS])
+@pytest.mark.kmatrix
 def test_map_of_maps(outer_type: MapType) -> None:
     inner = Map.create(MapType.ARRAY, 4, 4, 2, name="inner")
     with inner, Map.create(outer_type, 4, 4, 4, name="outer", inner_map_fd=inner.fd) as outer:

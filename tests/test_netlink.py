@@ -116,6 +116,7 @@ system = pytest.mark.system
 
 
 @system
+@pytest.mark.kmatrix
 def test_skb_mode_attach_query_agrees_with_ip(veth: VethPair) -> None:
     with xdp_pass() as prog:
         nl.xdp_attach(veth.outer_ifindex, prog.fd, XDPFlags.SKB_MODE)
@@ -130,6 +131,7 @@ def test_skb_mode_attach_query_agrees_with_ip(veth: VethPair) -> None:
 
 
 @system
+@pytest.mark.kmatrix
 def test_native_mode_counts_frames_sent_from_the_namespace(veth: VethPair) -> None:
     with Map.create(MapType.ARRAY, 4, 8, 1, name="counts") as counts, xdp_counter(counts) as prog:
         nl.xdp_attach(veth.outer_ifindex, prog.fd, XDPFlags.DRV_MODE)
@@ -147,6 +149,7 @@ def test_native_mode_counts_frames_sent_from_the_namespace(veth: VethPair) -> No
 
 
 @system
+@pytest.mark.kmatrix
 def test_update_if_noexist_refuses_a_second_program(veth: VethPair) -> None:
     with xdp_pass("first") as first, xdp_pass("second") as second:
         nl.xdp_attach(veth.outer_ifindex, first.fd, XDPFlags.SKB_MODE)
@@ -160,6 +163,7 @@ def test_update_if_noexist_refuses_a_second_program(veth: VethPair) -> None:
 
 
 @system
+@pytest.mark.kmatrix
 def test_replace_with_expected_fd(veth: VethPair) -> None:
     with xdp_pass("old") as old, xdp_pass("new") as new, xdp_pass("other") as other:
         idx = veth.outer_ifindex
@@ -174,6 +178,7 @@ def test_replace_with_expected_fd(veth: VethPair) -> None:
 
 
 @system
+@pytest.mark.kmatrix
 def test_detach_uses_attach_mode(veth: VethPair) -> None:
     """The trap: a detach in another mode is answered with success and detaches nothing."""
     with xdp_pass() as prog:
@@ -187,6 +192,7 @@ def test_detach_uses_attach_mode(veth: VethPair) -> None:
 
 
 @system
+@pytest.mark.kmatrix
 def test_native_and_generic_cannot_be_mixed(veth: VethPair) -> None:
     with xdp_pass() as prog:
         nl.xdp_attach(veth.outer_ifindex, prog.fd, XDPFlags.SKB_MODE)

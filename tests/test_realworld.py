@@ -73,6 +73,7 @@ def test_hidden_global_subprograms_become_static_in_the_btf():
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_hidden_global_subprograms_load_like_libbpf():
     # As global functions the verifier refuses `fill` (it writes through a pointer that may be
     # NULL); libbpf loads the object because it marks hidden subprograms static.
@@ -117,6 +118,7 @@ def libbpf_refuses(path: str) -> str:
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_struct_ops_for_a_struct_the_kernel_lacks_is_refused_naming_it():
     path = str(bpf_object("tests/realworld_struct_ops_absent"))
     assert "struct pybpf_absent_ops is not found in kernel BTF" in libbpf_refuses(path)
@@ -144,6 +146,7 @@ def test_struct_ops_programs_load_like_libbpf():
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_a_devmap_pinned_by_libbpf_is_reused_with_the_same_tag():
     # libbpf pins `rw_pin_devmap` at /sys/fs/bpf/rw_pin_devmap; the kernel reports that devmap's
     # flags with BPF_F_RDONLY_PROG added, which the object never set. libbpf reuses its own pin

@@ -27,7 +27,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, bpf_object, need_tool, run
+from tests.conftest import ROOT, bpf_object, need_tool, run, scaled
 from tests.hosts import VethPair, make_veth
 from tests.traffic import tcp_frame, write_pcap
 
@@ -63,7 +63,7 @@ class Xdptcp:
     def stderr(self) -> str:
         return "\n".join(self.err)
 
-    def wait_for(self, text: str, timeout: float = 15.0) -> None:
+    def wait_for(self, text: str, timeout: float = scaled(15.0)) -> None:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if any(text in line for line in self.err):
@@ -80,7 +80,7 @@ class Xdptcp:
         self.wait_for("xdptcp: capturing on")
         return self
 
-    def finish(self, timeout: float = 20.0) -> int:
+    def finish(self, timeout: float = scaled(20.0)) -> int:
         try:
             rc = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
@@ -135,7 +135,7 @@ def assert_nothing_left(iface: str, prog_id: int) -> None:
 
 
 def assert_freed(prog_id: int) -> None:
-    for _ in range(50):  # the kernel frees a program after an RCU grace period
+    for _ in range(int(scaled(50))):  # the kernel frees a program after an RCU grace period
         if not prog_exists(prog_id):
             return
         time.sleep(0.05)
@@ -178,7 +178,7 @@ def replay(pair: VethPair, pcap: Path, *extra: str) -> int:
     return int(m.group(1))
 
 
-def wait_lines(proc: subprocess.Popen, n: int, timeout: float = 10.0) -> list[str]:
+def wait_lines(proc: subprocess.Popen, n: int, timeout: float = scaled(10.0)) -> list[str]:
     lines: list[str] = []
     deadline = time.monotonic() + timeout
     while len(lines) < n and time.monotonic() < deadline:
@@ -325,7 +325,7 @@ def test_interface_deleted_while_capturing_stops_with_an_error(pair) -> None:
     try:
         prog_id, _ = attached_prog(pair.outer)
         run("ip", "link", "del", pair.outer)
-        assert x.finish(timeout=10) == 1
+        assert x.finish(timeout=scaled(10)) == 1
     finally:
         x.kill()
     assert any(f"{pair.outer}: the interface went away" in line for line in x.err), x.stderr
@@ -334,7 +334,7 @@ def test_interface_deleted_while_capturing_stops_with_an_error(pair) -> None:
 
 
 def test_demo_leaves_no_hosts_and_no_programs() -> None:
-    res = run(*XDPTCP, "--demo", check=False, timeout=90, cwd=ROOT)
+    res = run(*XDPTCP, "--demo", check=False, timeout=scaled(90), cwd=ROOT)
     assert res.returncode == 0, res.stderr
     assert "Flags [S]" in res.stdout and "test hosts removed" in res.stderr
     names = re.findall(r"(xdptcp-demo-\d+-[ab])", res.stderr)
@@ -357,6 +357,7 @@ def killed_capture(pair: VethPair) -> int:
     return prog_id
 
 
+@pytest.mark.kmatrix
 def test_bpf_link_goes_with_a_killed_process(pair) -> None:
     """--link: the kernel detaches when the last fd of the link closes, even after kill -9."""
     x = Xdptcp("-i", pair.outer, "--link").attached()
@@ -367,6 +368,7 @@ def test_bpf_link_goes_with_a_killed_process(pair) -> None:
     assert_nothing_left(pair.outer, prog_id)
 
 
+@pytest.mark.kmatrix
 def test_next_run_removes_a_stale_program_with_a_message(pair, pcap5) -> None:
     stale = killed_capture(pair)
     x = Xdptcp("-i", pair.outer, "-c", "5").attached()
@@ -408,7 +410,7 @@ def foreign(pair):
 
 
 def test_someone_elses_program_is_never_touched(pair, foreign) -> None:
-    res = run(*XDPTCP, "-i", pair.outer, "-c", "1", check=False, timeout=30, cwd=ROOT)
+    res = run(*XDPTCP, "-i", pair.outer, "-c", "1", check=False, timeout=scaled(30), cwd=ROOT)
     assert res.returncode == 1
     one_line(res.stderr, "already has an XDP program attached", str(foreign), "--replace")
     assert attached_prog(pair.outer) == (foreign, "xdp_empty")
@@ -444,7 +446,7 @@ def test_pinned_foreign_program_is_left_alone(pair, tmp_path) -> None:
         pinned = next(pin_dir.iterdir())
         run("ip", "link", "set", "dev", pair.outer, "xdpgeneric", "pinned", str(pinned))
         foreign_id, name = attached_prog(pair.outer)
-        res = run(*XDPTCP, "-i", pair.outer, check=False, timeout=30, cwd=ROOT)
+        res = run(*XDPTCP, "-i", pair.outer, check=False, timeout=scaled(30), cwd=ROOT)
         assert res.returncode == 1
         one_line(res.stderr, "already has an XDP program attached", "--replace")
         assert attached_prog(pair.outer) == (foreign_id, name)
@@ -464,6 +466,7 @@ def flood(tmp_path: Path, pair: VethPair) -> Path:
 
 
 @pytest.mark.parametrize("count", [None, 5], ids=["all", "c5"])
+@pytest.mark.kmatrix
 def test_full_ring_counts_add_up_exactly(pair, flood, count) -> None:
     """One page of ring against a tcpreplay flood: captured + dropped (+ unshown) == sent."""
     extra = ("-c", str(count)) if count else ()
@@ -472,7 +475,7 @@ def test_full_ring_counts_add_up_exactly(pair, flood, count) -> None:
         x.attached()
         sent = replay(pair, flood, "--topspeed")
         assert sent == 3000
-        time.sleep(0.5)
+        time.sleep(scaled(0.5))
         if count is None:
             x.proc.send_signal(signal.SIGINT)
         assert x.finish() == 0
@@ -540,7 +543,7 @@ def test_without_privileges_one_line_says_what_is_needed(drop, readable_install)
         "-c",
         "1",
         check=False,
-        timeout=30,
+        timeout=scaled(30),
         cwd="/",
         env=env,
     )
@@ -589,7 +592,7 @@ def test_loopback_captures_in_generic_mode() -> None:
     out = x.proc.stdout.read()
     assert "IP 127.0.0.1." in out and "Flags [S]" in out, out
     assert xdp_on("lo") is None
-    res = run(*XDPTCP, "-i", "lo", "--mode", "native", check=False, timeout=30, cwd=ROOT)
+    res = run(*XDPTCP, "-i", "lo", "--mode", "native", check=False, timeout=scaled(30), cwd=ROOT)
     assert res.returncode == 1
     one_line(res.stderr, "cannot attach to lo", "native")
 
@@ -618,7 +621,7 @@ def test_loopback_captures_in_generic_mode() -> None:
     ],  # fmt: skip
 )
 def test_bad_invocation_is_one_line(args, status, words) -> None:
-    res = run(*XDPTCP, *args, check=False, timeout=30, cwd=ROOT)
+    res = run(*XDPTCP, *args, check=False, timeout=scaled(30), cwd=ROOT)
     assert res.returncode == status, res.stderr
     line = one_line(res.stderr, *words)
     assert "filter: filter:" not in line
@@ -659,7 +662,7 @@ def test_written_file_is_0644_even_with_umask_000(pair, pcap5, tmp_path) -> None
         stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 15
+        deadline = time.monotonic() + scaled(15)
         while xdp_on(pair.outer) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         replay(pair, pcap5)
@@ -689,7 +692,7 @@ def test_symlink_at_the_output_path_is_refused(pair, tmp_path) -> None:
     target.write_text("keep me")
     link = tmp_path / "cap.pcap"
     link.symlink_to(target)
-    res = run(*XDPTCP, "-i", pair.outer, "-w", str(link), check=False, timeout=30, cwd=ROOT)
+    res = run(*XDPTCP, "-i", pair.outer, "-w", str(link), check=False, timeout=scaled(30), cwd=ROOT)
     assert res.returncode == 1
     one_line(res.stderr, "symbolic link", "refusing")
     assert target.read_text() == "keep me"
@@ -706,11 +709,11 @@ def test_capture_creates_nothing_in_shared_places(pair, pcap5) -> None:
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, cwd=ROOT,
     )  # fmt: skip
     try:
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while xdp_on(pair.outer) is None and time.monotonic() < deadline:
             time.sleep(0.05)
         replay(pair, pcap5)
-        _, err = trace.communicate(timeout=30)
+        _, err = trace.communicate(timeout=scaled(30))
     finally:
         if trace.poll() is None:
             trace.kill()

@@ -58,6 +58,7 @@ def seqs_of_blob(blob: bytes, count: int, record_size: int) -> list[int]:
     return out
 
 
+@pytest.mark.kmatrix
 def test_every_record_read_once_in_order(producer_factory) -> None:
     prod, rb = producer_factory(1 << 20, 40)
     prod.run(5000)
@@ -78,6 +79,7 @@ def test_max_records_then_the_rest(producer_factory) -> None:
     rb.close()
 
 
+@pytest.mark.kmatrix
 def test_small_ring_wraps_and_records_straddle_the_end(producer_factory) -> None:
     # 4096-byte ring, 72-byte slots: 4096 is not a multiple of 72, so records cross the end of
     # the data area and read back whole only thanks to the double mapping.
@@ -191,6 +193,7 @@ def test_discarded_records_are_skipped(producer_factory) -> None:
     rb.close()
 
 
+@pytest.mark.kmatrix
 def test_full_ring_keeps_the_oldest_records(producer_factory) -> None:
     prod, rb = producer_factory(4096, 56)
     # The kernel lets the producer run at most size - 1 bytes ahead of the consumer.
@@ -214,6 +217,7 @@ def test_drain_fixed_refuses_a_record_of_another_size(producer_factory) -> None:
     rb.close()
 
 
+@pytest.mark.kmatrix
 def test_poll_sleeps_without_data_and_wakes_when_data_arrives(producer_factory) -> None:
     prod, rb = producer_factory(1 << 16, 16)
     t0 = time.monotonic()

@@ -64,6 +64,7 @@ def _vmlinux_h(tmp_path: Path) -> Path:
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_attr_layouts_match_the_running_kernel(tmp_path: Path) -> None:
     """Every field offset and size equals the kernel's (its BTF, compiled by clang)."""
     clang = need_tool("clang")
@@ -94,6 +95,7 @@ def test_attr_layouts_match_the_running_kernel(tmp_path: Path) -> None:
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_enums_have_the_kernels_values(tmp_path: Path) -> None:
     text = _vmlinux_h(tmp_path).read_text()
     kernel = dict(re.findall(r"^\s+(BPF_\w+) = (-?\d+),?$", text, re.M))
@@ -209,6 +211,7 @@ def _btf_blob(int_bits: int = 32, name_off: int = 1) -> bytes:
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_btf_load_and_its_error_quotes_the_log() -> None:
     import os
 
@@ -227,6 +230,7 @@ def test_btf_load_and_its_error_quotes_the_log() -> None:
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_kernel_supports_map_type() -> None:
     assert mapcmd.kernel_supports_map_type(uapi.MapType.RINGBUF)
     assert mapcmd.kernel_supports_map_type(uapi.MapType.HASH)

@@ -14,7 +14,7 @@ import pytest
 
 from xdptcp.record import Verdict, parse_frame
 
-from conftest import need_tool
+from conftest import need_tool, scaled
 from hosts import make_veth
 from traffic import tcp_frame, varied_pcap, write_pcap
 
@@ -33,7 +33,7 @@ def _no_capture_left_running():
         if proc.poll() is None:
             proc.send_signal(signal.SIGINT)
             try:
-                proc.wait(timeout=10)
+                proc.wait(timeout=scaled(10))
             except subprocess.TimeoutExpired:
                 proc.kill()
 
@@ -51,7 +51,7 @@ class Xdptcp:
         self.err = b""
         self._wait_for(b"capturing on")
 
-    def _wait_for(self, what: bytes, timeout: float = 20) -> None:
+    def _wait_for(self, what: bytes, timeout: float = scaled(20)) -> None:
         deadline = time.monotonic() + timeout
         while what not in self.err:
             left = deadline - time.monotonic()
@@ -64,9 +64,9 @@ class Xdptcp:
             self.err += chunk
 
     def stop(self, sig: int = signal.SIGINT) -> tuple[str, str, int]:
-        time.sleep(0.5)  # let the last frames reach the ring
+        time.sleep(scaled(0.5))  # let the last frames reach the ring
         self.proc.send_signal(sig)
-        out, err = self.proc.communicate(timeout=30)
+        out, err = self.proc.communicate(timeout=scaled(30))
         return out.decode(), (self.err + err).decode(), self.proc.returncode
 
 
@@ -157,6 +157,7 @@ def selected_by(pcap, frames, expr: str) -> set[int]:
     return out
 
 
+@pytest.mark.kmatrix
 def test_replayed_capture_prints_tcpdumps_lines(veth, tmp_path):
     pcap = tmp_path / "varied.pcap"
     frames = varied_pcap(pcap)
@@ -184,6 +185,7 @@ def test_relative_sequence_numbers_match_tcpdump_live(veth, tmp_path):
     assert out.splitlines() == [ref[i] for i in sorted(ref)]
 
 
+@pytest.mark.kmatrix
 def test_written_pcap_reads_back_as_the_original(veth, tmp_path):
     pcap = tmp_path / "varied.pcap"
     frames = varied_pcap(pcap)
@@ -259,7 +261,7 @@ def test_conversation_in_both_directions_matches_tcpdump(veth):
     ]
     server = None
     try:
-        time.sleep(1.5)  # tcpdump has no readiness line on stdout; give it time to open
+        time.sleep(scaled(1.5))  # tcpdump has no readiness line on stdout; give it time to open
         server = subprocess.Popen(
             [
                 sys.executable,
@@ -286,10 +288,10 @@ def test_conversation_in_both_directions_matches_tcpdump(veth):
                 veth.outer_ip,
             ],
             check=True,
-            timeout=20,
+            timeout=scaled(20),
         )
-        server.wait(timeout=10)
-        time.sleep(0.5)
+        server.wait(timeout=scaled(10))
+        time.sleep(scaled(0.5))
         results = [m.stop() for m in mine]
     finally:
         if server is not None and server.poll() is None:
@@ -299,7 +301,9 @@ def test_conversation_in_both_directions_matches_tcpdump(veth):
                 m.proc.kill()
         for d in dumps:
             d.send_signal(signal.SIGINT)
-        refs = [[ln for ln in d.communicate(timeout=10)[0].splitlines() if ln] for d in dumps]
+        refs = [
+            [ln for ln in d.communicate(timeout=scaled(10))[0].splitlines() if ln] for d in dumps
+        ]
     for (out, err, rc), ref in zip(results, refs):
         assert rc == 0, err
         assert len(ref) >= 4

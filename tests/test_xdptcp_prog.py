@@ -25,7 +25,7 @@ from tests.test_filter import ether, ipv4, ipv6, tcp_header, varied_frames
 from xdptcp.filter import compile_filter
 from xdptcp.record import RECORD_HEADER_SIZE, Verdict, decode, decode_counters, parse_frame
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
 XDP_PASS = 2
 ETH_HLEN = 14  # BPF_PROG_TEST_RUN refuses shorter XDP frames (EINVAL)
 _seq = itertools.count()
