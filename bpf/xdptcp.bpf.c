@@ -24,7 +24,7 @@
  *
  * Configuration is read from .rodata, set by user space before load. The verifier sees frozen
  * .rodata values as constants: the ring reservation size is a constant, and with no filter the
- * filter code is dead and removed at load time.
+ * call of the filter is dead and removed at load time.
  */
 #include <linux/bpf.h>
 #include <linux/if_ether.h>
@@ -46,12 +46,11 @@ volatile const __u32 xdptcp_snaplen = 0;
 volatile const __u32 xdptcp_capacity = XDPTCP_DEFAULT_CAPACITY;
 volatile const __u32 xdptcp_wakeup_mode = XDPTCP_WAKEUP_DEFAULT;
 volatile const __u32 xdptcp_wakeup_arg = 0;
-/* Number of filter instructions; 0 = no filter, every TCP frame matches. */
-volatile const __u32 xdptcp_filter_len = 0;
+/* 1: call xdptcp_filter() on each TCP frame; 0: no filter, the call is dead code at load. */
+volatile const __u32 xdptcp_filter_on = 0;
 /* 1 when loaded with BPF_F_XDP_HAS_FRAGS (Linux 5.18): the multi-buffer helpers may be called.
  * 0 leaves them as dead code, so the object still loads where they do not exist. */
 volatile const __u32 xdptcp_xdp_frags = 0;
-volatile const struct xdptcp_filter_insn xdptcp_filter[XDPTCP_FILTER_MAX] = {};
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -88,7 +87,7 @@ enum verdict {
 	V_EXT_TOO_DEEP,
 };
 
-/* What the parser learned; the filter reads only this, never the frame. */
+/* What the parser learned. */
 struct frame {
 	__u32 l3_off;
 	__u32 l4_off;
@@ -103,8 +102,6 @@ struct frame {
 	__u16 sport;
 	__u16 dport;
 	__u16 vid[XDPTCP_MAX_VLANS];
-	__u32 saddr[4];
-	__u32 daddr[4];
 };
 
 static __always_inline int is_vlan_tpid(__u16 proto)
@@ -128,17 +125,6 @@ static __always_inline int pop_vlan(void *data, void *data_end, __u32 *off, __u1
 	return V_TCP;
 }
 
-static __always_inline void copy_addrs(struct frame *f, __u32 *src, __u32 *dst, int words)
-{
-	/* Only the filter reads addresses: with no filter this is dead code at load time. */
-	if (!xdptcp_filter_len)
-		return;
-	for (int i = 0; i < 4; i++) {
-		f->saddr[i] = i < words ? src[i] : 0;
-		f->daddr[i] = i < words ? dst[i] : 0;
-	}
-}
-
 static __always_inline int parse_ipv4(void *data, void *data_end, struct frame *f)
 {
 	struct iphdr *ip = data + f->l3_off;
@@ -159,7 +145,6 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct frame *
 	f->port_ok = 1;
 	f->tcp_ok = 1;
 	f->l4_off = f->l3_off + ihl;
-	copy_addrs(f, &ip->saddr, &ip->daddr, 1);
 	return V_TCP;
 }
 
@@ -220,7 +205,6 @@ static __always_inline int parse_ipv6(void *data, void *data_end, struct frame *
 	if (v != V_TCP)
 		return v;
 	f->l4_off = off;
-	copy_addrs(f, (__u32 *)&ip6->saddr, (__u32 *)&ip6->daddr, 4);
 	return V_TCP;
 }
 
@@ -278,97 +262,27 @@ static __always_inline int parse(void *data, void *data_end, struct frame *f)
 	return parse_tcp(data, data_end, f);
 }
 
-static __always_inline int addr_matches(const __u32 *have, const volatile __u32 *want,
-					const volatile __u32 *mask)
-{
-	__u32 diff = 0;
-
-	for (int i = 0; i < 4; i++)
-		diff |= (have[i] & mask[i]) ^ want[i];
-	return diff == 0;
-}
-
-static __always_inline int compare(__u32 have, __u32 cmp, __u32 want)
-{
-	switch (cmp) {
-	case XDPTCP_CMP_EQ:
-		return have == want;
-	case XDPTCP_CMP_NE:
-		return have != want;
-	case XDPTCP_CMP_LT:
-		return have < want;
-	case XDPTCP_CMP_LE:
-		return have <= want;
-	case XDPTCP_CMP_GT:
-		return have > want;
-	default:
-		return have >= want;
-	}
-}
-
-/* One predicate of the decision graph (see enum xdptcp_filter_op). */
-static __always_inline int test_insn(const volatile struct xdptcp_filter_insn *in,
-				     const struct frame *f)
-{
-	__u32 op = in->op, vlans = in->vlans, lo = in->lo, hi = in->hi;
-
-	if (op == XDPTCP_OP_VLAN) {
-		/* Two loads and a choice, not vid[vlans]: clang turns an indexed stack address into
-		 * "fp | index", which the verifier refuses (no bitwise ops on pointers). */
-		__u32 v0 = f->vid[0], v1 = f->vid[1];
-
-		barrier_var(v1);
-		if (f->vlans <= vlans)
-			return 0;
-		return hi || (vlans ? v1 : v0) == lo;
-	}
-	/* Every other predicate reads what libpcap reads at 12 + 4 * vlans: the real ethertype
-	 * only when the frame has exactly that many tags. */
-	if (f->vlans != vlans)
-		return 0;
-	switch (op) {
-	case XDPTCP_OP_L3:
-		return f->ip_version == lo;
-	case XDPTCP_OP_TCP:
-		return f->tcp_ok;
-	case XDPTCP_OP_SRC_ADDR:
-		return f->ip_version == lo && addr_matches(f->saddr, in->addr, in->mask);
-	case XDPTCP_OP_DST_ADDR:
-		return f->ip_version == lo && addr_matches(f->daddr, in->addr, in->mask);
-	case XDPTCP_OP_SRC_PORT:
-		return f->port_ok && f->sport >= lo && f->sport <= hi;
-	case XDPTCP_OP_DST_PORT:
-		return f->port_ok && f->dport >= lo && f->dport <= hi;
-	case XDPTCP_OP_FLAGS:
-		return f->ip_version == 4 && compare(f->tcp_flags & lo, hi >> 8, hi & 0xff);
-	default:
-		return 0;
-	}
-}
-
 /*
- * Run the decision graph. The program counter only moves forward, so XDPTCP_FILTER_MAX steps
- * always reach a verdict; the loop is bounded for the verifier. Because .rodata is frozen, the
- * verifier knows every instruction and follows only the predicates actually configured.
+ * The capture filter: a stub whose body xdptcp replaces before load with the eBPF instructions
+ * it compiled from the user's pcap-filter expression (xdptcp/pcapfilter/, spliced in with
+ * pybpf's ObjectSpec.replace_function). It reads the frame itself, as libpcap's filters do:
+ * data and data_end bound the bytes it may read, wire_len is libpcap's `len`. Static, so the
+ * verifier checks it at each call with the caller's packet pointers (a global function could
+ * not take them), and both programs, XDP and tc, call the same code. The barriers keep clang
+ * from dropping an argument or assuming the result. Non-zero means "capture".
  */
-static __always_inline int run_filter(const struct frame *f)
+static __noinline int xdptcp_filter(void *data, void *data_end, __u32 wire_len)
 {
-	__u32 pc = 0;
+	int ret;
 
-	for (int i = 0; i < XDPTCP_FILTER_MAX; i++) {
-		const volatile struct xdptcp_filter_insn *in;
-
-		if (pc >= xdptcp_filter_len || pc >= XDPTCP_FILTER_MAX)
-			return 0;
-		in = &xdptcp_filter[pc];
-		pc = test_insn(in, f) ? in->jt : in->jf;
-		if (pc == XDPTCP_FILTER_ACCEPT)
-			return 1;
-		if (pc == XDPTCP_FILTER_REJECT)
-			return 0;
-	}
-	return 0;
+	barrier_var(data);
+	barrier_var(data_end);
+	barrier_var(wire_len);
+	ret = data < data_end;
+	barrier_var(ret);
+	return ret;
 }
+
 
 static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c)
 {
@@ -527,7 +441,8 @@ static __always_inline void count_verdict(struct xdptcp_counters *c, int v)
 
 /* Count a parsed frame and run the filter: 1 when it is to be emitted. Both programs decide
  * here, so both directions are counted and filtered by the same rules. */
-static __always_inline int select_frame(struct xdptcp_counters *c, const struct frame *f, int v)
+static __always_inline int select_frame(struct xdptcp_counters *c, int v, void *data,
+					 void *data_end, __u32 wire_len)
 {
 	c->packets++;
 	if (v != V_TCP) {
@@ -535,7 +450,7 @@ static __always_inline int select_frame(struct xdptcp_counters *c, const struct 
 		return 0;
 	}
 	c->tcp++;
-	if (xdptcp_filter_len && !run_filter(f))
+	if (xdptcp_filter_on && !xdptcp_filter(data, data_end, wire_len))
 		return 0;
 	c->matched++;
 	return 1;
@@ -564,10 +479,10 @@ int xdp_capture(struct xdp_md *ctx)
 
 	if (!c)
 		return XDP_PASS;
-	if (!select_frame(c, &f, parse(data, data_end, &f)))
-		return XDP_PASS;
 	if (xdptcp_xdp_frags)
 		o.wire_len = bpf_xdp_get_buff_len(ctx); /* every buffer of a multi-buffer frame */
+	if (!select_frame(c, parse(data, data_end, &f), data, data_end, o.wire_len))
+		return XDP_PASS;
 	emit(ctx, HOOK_XDP, data, data_end, &f, &o, c);
 	return XDP_PASS;
 }
@@ -602,7 +517,7 @@ int tc_capture(struct __sk_buff *skb)
 		__builtin_memset(&f, 0, sizeof(f));
 		v = parse(data, data_end, &f);
 	}
-	if (!select_frame(c, &f, v))
+	if (!select_frame(c, v, data, data_end, o.wire_len))
 		return TC_ACT_UNSPEC;
 	emit(skb, HOOK_TC, data, data_end, &f, &o, c);
 	return TC_ACT_UNSPEC;

@@ -75,49 +75,4 @@ enum xdptcp_wakeup {
 	XDPTCP_WAKEUP_AVAIL_BYTES = 2, /* force when unread bytes >= xdptcp_wakeup_arg */
 };
 
-/*
- * The in-kernel filter: a forward-only decision graph. Instruction i tests one predicate on
- * the parsed frame and continues at jt (true) or jf (false); a target is either a later
- * instruction or XDPTCP_FILTER_ACCEPT / XDPTCP_FILTER_REJECT. xdptcp/filter.py compiles
- * pcap-filter expressions into this form.
- *
- * `vlans` carries libpcap's offset rule: each `vlan` keyword shifts the offsets of everything
- * after it by 4 bytes, so a predicate compiled after k `vlan` keywords only holds on a frame
- * with exactly k tags (the ethertype it reads is then the real one).
- */
-enum xdptcp_filter_op {
-	XDPTCP_OP_L3 = 1,       /* ip version == lo (ethertype 0x0800 / 0x86dd) */
-	XDPTCP_OP_TCP = 2,      /* libpcap `tcp`: IPv4, or IPv6 next header TCP (maybe via fragment) */
-	XDPTCP_OP_SRC_ADDR = 3, /* ip version == lo and (saddr & mask) == addr */
-	XDPTCP_OP_DST_ADDR = 4,
-	XDPTCP_OP_SRC_PORT = 5, /* lo <= sport <= hi (IPv4, or IPv6 with TCP right after) */
-	XDPTCP_OP_DST_PORT = 6,
-	XDPTCP_OP_FLAGS = 7,    /* IPv4 only (as libpcap): (flags & lo) CMP (hi & 0xff), CMP = hi >> 8 */
-	XDPTCP_OP_VLAN = 8,     /* frame has more than `vlans` tags and (hi or tag[vlans].vid == lo) */
-};
-
-enum xdptcp_filter_cmp {
-	XDPTCP_CMP_EQ = 0,
-	XDPTCP_CMP_NE = 1,
-	XDPTCP_CMP_LT = 2,
-	XDPTCP_CMP_LE = 3,
-	XDPTCP_CMP_GT = 4,
-	XDPTCP_CMP_GE = 5,
-};
-
-#define XDPTCP_FILTER_MAX 64
-#define XDPTCP_FILTER_ACCEPT 254
-#define XDPTCP_FILTER_REJECT 255
-
-struct xdptcp_filter_insn {
-	__u8 op;       /* enum xdptcp_filter_op */
-	__u8 vlans;    /* number of `vlan` keywords before this predicate */
-	__u8 jt;       /* next instruction when the predicate holds */
-	__u8 jf;       /* next instruction when it does not */
-	__u16 lo;      /* operand (see the ops) */
-	__u16 hi;      /* operand (see the ops) */
-	__u32 addr[4]; /* network byte order, already masked; IPv4 uses addr[0] */
-	__u32 mask[4]; /* network byte order; zero words match anything */
-};
-
 #endif /* XDPTCP_H */

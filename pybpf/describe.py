@@ -256,7 +256,9 @@ def disassemble_program(spec: ObjectSpec, prog: ProgramSpec) -> list[str]:
     i = 0
     while i < len(insns):
         if i in starts and i:
-            out.append(f"{starts[i].function} (from {starts[i].section}):")
+            p = starts[i]
+            how = f", replaced by {p.length} generated instructions" if p.replaced else ""
+            out.append(f"{p.function} (from {p.section}{how}):")
         li = lines_at.get(i)
         if li is not None and li.line_text.strip():
             out.append(

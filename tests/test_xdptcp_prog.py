@@ -22,7 +22,6 @@ from elftools.elf.elffile import ELFFile
 
 from tests.conftest import bpf_object, need_tool, run
 from tests.test_filter import ether, ipv4, ipv6, tcp_header, varied_frames
-from xdptcp.filter import compile_filter
 from xdptcp.record import RECORD_HEADER_SIZE, Verdict, decode, decode_counters, parse_frame
 
 pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
@@ -203,24 +202,6 @@ def test_truncation_at_every_offset_never_claims_unread_bytes(load) -> None:
             for rec in records:
                 assert rec.wire_len == cut and rec.cap_len == cut and rec.data == frame
     check_counters(prog.counters())
-
-
-@pytest.mark.parametrize("expr", ["host 198.18.0.1", "vlan or port 80",
-    "tcp[tcpflags] & (tcp-syn|tcp-ack) == tcp-syn", "not ip6 and not vlan", "tcp",
-    "vlan 100 and vlan 10 and (src net 2001:db8::/48 or dst portrange 10-20)"])  # fmt: skip
-def test_kernel_filter_selects_what_compiled_filter_selects(load, expr: str) -> None:
-    flt = compile_filter(expr)
-    prog = load(**flt.rodata_values())
-    frames = runnable(varied_frames(count=150))
-    for frame in frames:
-        prog.run(frame)
-    want = [f for f in frames if flt.matches(f)]
-    c = prog.counters()
-    check_counters(c)
-    assert 0 < c["matched"] == len(want) < c["tcp"]
-    got = prog.drain()
-    assert [r.data for r in got] == [f[: r.cap_len] for f, r in zip(want, got)]
-    assert len(got) == len(want)
 
 
 def test_snaplen_and_capacity_bound_the_capture(load) -> None:

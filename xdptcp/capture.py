@@ -27,6 +27,7 @@ from importlib import resources
 from typing import Callable, Iterator, Optional, Sequence
 
 from pybpf import ObjectSpec, load
+from pybpf.asm.insn import Instruction
 from pybpf.errors import BPFError, NetlinkError, SyscallError
 from pybpf.ringbuf import slot_size
 from xdptcp.netns import in_netns
@@ -130,6 +131,7 @@ class Capture:
         object_path: Optional[str] = None,
         direction: Optional[str] = None,
         tc_mode: str = "auto",
+        code: Optional[dict[str, Sequence[Instruction]]] = None,
     ) -> None:
         """``direction``: "in", "out" or "inout" (tcpdump's -Q); None is "inout" where the
         egress hook can be attached, and "in" with a notice where it cannot."""
@@ -152,6 +154,8 @@ class Capture:
         self.spec.rodata.update_from(self._batched_wakeups())
         for name, value in (rodata or {}).items():
             self.spec.rodata[name] = value
+        for name, insns in (code or {}).items():  # generated code: the compiled filter
+            self.spec.replace_function(name, insns)
         self.obj = None
         self.ring = None
         self.attachments: list[Attachment] = []

@@ -43,6 +43,12 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("-w", dest="write", metavar="FILE", help="write a pcap file ('-' = stdout)")
     p.add_argument("-c", dest="count", type=int, metavar="N", help="stop after N packets")
     p.add_argument(
+        "-d",
+        dest="dump",
+        action="store_true",
+        help="print the filter's eBPF instructions and exit (like tcpdump -d)",
+    )
+    p.add_argument(
         "-s",
         dest="snaplen",
         type=int,
@@ -126,7 +132,7 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="make two test hosts, capture a short TCP conversation, clean up",
     )
-    p.add_argument("expression", nargs="*", help="filter (a pcap-filter subset, run in the kernel)")
+    p.add_argument("expression", nargs="*", help="filter (pcap-filter(7), compiled to eBPF)")
     return p
 
 
@@ -164,6 +170,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def check_usage(args: argparse.Namespace) -> None:
+    if args.dump:
+        return
     jobs = [bool(args.interface) or args.detach, bool(args.read), args.list_interfaces, args.demo]
     if args.detach and not args.interface:
         raise UsageError("--detach needs -i IFACE")
@@ -227,6 +235,11 @@ def run(args: argparse.Namespace) -> int:
 
         return run_demo(out, mode=args.mode)
     filt = compile_expression(args.expression)
+    if args.dump:
+        from xdptcp.pcapfilter import compile_filter
+
+        print((filt or compile_filter("")).listing())
+        return 0
     if args.read:
         from xdptcp.offline import read_file
 
@@ -245,7 +258,7 @@ def compile_expression(words: Sequence[str]):
     text = " ".join(words).strip()
     if not text:
         return None
-    from xdptcp.filter import FilterError, compile_filter
+    from xdptcp.pcapfilter import FilterError, compile_filter
 
     try:
         return compile_filter(text)

@@ -24,8 +24,10 @@ def capture_live(
     if notice:
         print(f"xdptcp: {notice}", file=sys.stderr)
     rodata: dict[str, object] = {"xdptcp_snaplen": snaplen, "xdptcp_capacity": capacity}
+    code = {}
     if filt is not None:
         rodata.update(filt.rodata_values())
+        code = filt.code()
     stop = threading.Event()
     install_signal_handlers(stop)
     # pcapng keeps each packet's direction; chosen before anything is attached, so that an
@@ -35,6 +37,7 @@ def capture_live(
         ifaces,
         mode=opts.mode,
         rodata=rodata,
+        code=code,
         ring_size=opts.ring_size,
         replace=opts.replace,
         use_link=opts.use_link,

@@ -24,7 +24,7 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
     keep = filt.matches if filt is not None else None
     try:
         if out.write:
-            frames = (f for f in ethernet_frames(path) if keep is None or keep(f[1]))
+            frames = (f for f in ethernet_frames(path) if keep is None or keep(f[1], f[2]))
             _copy(out, frames)
         else:
             print_file(path, out.formatter(), sys.stdout, out.count, keep)

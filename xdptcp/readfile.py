@@ -21,7 +21,7 @@ def print_file(
     formatter,
     out: TextIO,
     count: Optional[int] = None,
-    keep: Optional[Callable[[bytes], bool]] = None,
+    keep: Optional[Callable[[bytes, int], bool]] = None,
 ) -> int:
     """Print the TCP packets of ``path`` to ``out``; stop after ``count``. Returns how many.
 
@@ -39,7 +39,7 @@ def print_file(
                     check_linktype(reader.name, linktype)
                     continue
                 data, wire_len, prefix = view
-            if keep is not None and not keep(data):
+            if keep is not None and not keep(data, wire_len):
                 continue
             line = fmt(ts_ns, data, wire_len, "", prefix)
             if line is None:

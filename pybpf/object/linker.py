@@ -31,6 +31,7 @@ class Piece:
     section_start: int  # index of its first instruction in its section
     length: int
     start: int  # index of its first instruction in the linked program
+    replaced: bool = False  # generated code spliced in place of the compiled body
 
 
 @dataclass(frozen=True)
@@ -124,6 +125,12 @@ class _Linker:
     def append(self, callee: Function) -> None:
         start = len(self.insns)
         self.placed[callee.name] = start
+        body = self.spec.replaced.get(callee.name)
+        if body is not None:  # spliced code: no calls or references of its own to patch
+            self.insns.extend(body)
+            piece = Piece(callee.name, callee.section, callee.insn_start, len(body), start, True)
+            self.pieces.append(piece)
+            return
         body = self.code[callee.section][callee.insn_start : callee.insn_start + len(callee.insns)]
         self.insns.extend(body)
         piece = Piece(callee.name, callee.section, callee.insn_start, len(callee.insns), start)
@@ -160,10 +167,15 @@ def link_program(
 
 
 def _renumber(by_section: Mapping[str, Sequence], pieces: Sequence[Piece]) -> tuple:
-    """Keep the records that fall in a placed piece, with their index in the linked program."""
+    """Keep the records that fall in a placed piece, with their index in the linked program.
+
+    Of a replaced piece only the record at its first instruction is kept: the kernel wants
+    func_info and line_info where each function starts, and the rest described the old body."""
     out = []
     for p in pieces:
         for rec in by_section.get(p.section, ()):
+            if p.replaced and rec.insn_idx != p.section_start:
+                continue
             if p.section_start <= rec.insn_idx < p.section_start + p.length:
                 out.append(
                     dataclasses.replace(rec, insn_idx=rec.insn_idx - p.section_start + p.start)

@@ -9,7 +9,7 @@ spec can then be inspected, and have its ``.rodata`` constants changed, before
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Optional, Union
+from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 from pybpf.asm.insn import Instruction
 from pybpf.errors import BPFError
@@ -92,6 +92,15 @@ class ObjectSpec:
         self._data = {m.origin: bytearray(m.data) for m in maps.values() if m.is_data_section}
         self.rodata = VariableView(self, readonly_sections=True)
         self.data = VariableView(self, readonly_sections=False)
+        # subprogram name -> instructions the linker appends instead of its compiled body
+        self.replaced: dict[str, tuple[Instruction, ...]] = {}
+
+    def replace_function(self, name: str, insns: Iterable[Instruction]) -> None:
+        """Load generated ``insns`` in place of subprogram ``name``'s body (a ``__noinline``
+        stub in the C source); checked now, used by the linker (``pybpf.object.splice``)."""
+        from pybpf.object.splice import check_replacement
+
+        self.replaced[name] = check_replacement(self, name, insns)
 
     def set_max_entries(self, map_name: str, max_entries: int) -> None:
         """Resize a map before load (a ring buffer's size, a table's capacity)."""

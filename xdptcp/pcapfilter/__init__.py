@@ -1,0 +1,67 @@
+"""pcap-filter expressions compiled to eBPF, with libpcap's meaning.
+
+``compile_filter("tcp port 80 and tcp[13] & 2 != 0")`` parses the text as libpcap's grammar does
+(``parser``, ``primitives``), lowers it to a small tree of loads and comparisons (``ir``),
+generates eBPF instructions with pybpf's assembler (``codegen``), and returns them in a
+``CompiledFilter``. Live, the instructions replace the body of the stub ``xdptcp_filter()`` in
+the capture program; offline (``-r``), ``vm`` runs the very same instructions in Python. One
+compiler for both, so a live capture and a file read select the same packets.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import cached_property
+from typing import Optional
+
+from pybpf.asm.insn import Instruction
+from xdptcp.pcapfilter import ir
+from xdptcp.pcapfilter.names import FilterError
+
+STUB = "xdptcp_filter"  # the subprogram of bpf/xdptcp.bpf.c whose body is replaced
+
+
+@dataclass(frozen=True)
+class CompiledFilter:
+    text: str
+    insns: tuple[Instruction, ...]
+
+    def rodata_values(self) -> dict[str, int]:
+        """The ``.rodata`` switch that makes the program call the filter."""
+        return {"xdptcp_filter_on": 1}
+
+    def code(self) -> dict[str, tuple[Instruction, ...]]:
+        """Generated bodies by subprogram name (``ObjectSpec.replace_function``)."""
+        return {STUB: self.insns}
+
+    def matches(self, frame: bytes, wire_len: Optional[int] = None) -> bool:
+        """Would the filter accept this frame? Runs the generated eBPF (``vm``)."""
+        return self._run(frame, len(frame) if wire_len is None else wire_len) != 0
+
+    @cached_property
+    def _run(self):
+        from xdptcp.pcapfilter.vm import runner
+
+        return runner(self.insns)
+
+    def listing(self) -> str:
+        """The instructions as the verifier prints them (``xdptcp -d``)."""
+        from pybpf.asm.disasm import listing
+
+        return listing(list(self.insns))
+
+
+def compile_filter(text: str) -> CompiledFilter:
+    """Compile ``text``; raises ``FilterError`` (one line, position and part) when it cannot."""
+    from xdptcp.pcapfilter.codegen import generate
+    from xdptcp.pcapfilter.parser import parse
+
+    node = parse(text)
+    if node is not None:
+        never = ir.never_on_tcp(node)
+        if never is not None:
+            raise FilterError(f"{never.what}; xdptcp captures only TCP", never.pos, never.part)
+    return CompiledFilter(text, tuple(generate(node)))
+
+
+__all__ = ["CompiledFilter", "FilterError", "compile_filter"]

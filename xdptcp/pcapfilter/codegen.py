@@ -1,0 +1,212 @@
+"""From the filter's tree to eBPF instructions, with pybpf's assembler.
+
+The generated function is the body of ``xdptcp_filter(void *data, void *data_end, __u32
+wire_len)`` in ``bpf/xdptcp.bpf.c``, called by the XDP and the tc program alike. Its shape:
+
+* r6 = data, r7 = data_end, r8 = wire_len (libpcap's ``len``), kept for the whole function;
+* booleans become jumps (``and``/``or`` short-circuit, ``not`` swaps the targets);
+* arithmetic is 32-bit (``w`` registers), as in classic BPF; values go to r0..r5, r8, r9;
+* every packet load is bounds-checked against data_end first, and a load past the end jumps to
+  ``reject``, as classic BPF ends the whole filter with 0 there. A variable offset is bounded
+  (<= 0xffef) before it is added to the packet pointer, so the verifier can follow it on every
+  kernel from 6.1 on;
+* a check is left out where the bytes are already proven there on every path that leads to the
+  load (the proof is carried forward through the jumps; code only jumps forward). The function
+  starts by proving MIN_FRAME bytes: it is only called on TCP frames, which are never shorter;
+* results: ``accept`` returns 1, ``reject`` 0.
+"""
+
+from __future__ import annotations
+
+from itertools import count
+from typing import Optional
+
+from pybpf.asm.assembler import R0, R1, R2, R3, R4, R5, R6, R7, R8, R9, Assembler, Reg
+from pybpf.asm.insn import ALUOp, Class, Instruction, Source
+from xdptcp.pcapfilter import ir
+from xdptcp.pcapfilter.names import FilterError
+
+VALUE_REGS = (R0, R1, R2, R3, R4, R5)
+MAX_VAR_OFF = 0xFFEF  # bounded below MAX_PACKET_OFF (0xffff) minus the largest load (4)
+_ALU = {"+": "add32", "-": "sub32", "*": "mul32", "&": "and32", "|": "or32", "^": "xor32"}
+_SIZE = {1: "b", 2: "h", 4: "w"}
+MIN_FRAME = 14 + 20 + 20  # Ethernet + IPv4 + TCP: the shortest frame the program calls us for
+_NO_PROOF = ("accept", "reject")
+
+
+class CodeGen:
+    def __init__(self) -> None:
+        self.a = Assembler()
+        self._n = count()
+        self.known: Optional[int] = 0  # bytes proven present here; None: unreachable
+        self.pending: dict[str, list[int]] = {}  # label -> bytes proven on jumps to it
+
+    def new(self, what: str) -> str:
+        return f"{what}{next(self._n)}"
+
+    def function(self, node: Optional[ir.Bool]) -> list[Instruction]:
+        a = self.a
+        a.mov(R6, R1)  # data
+        a.mov(R7, R2)  # data_end
+        a.mov32(R8, R3)  # wire_len
+        self.check(MIN_FRAME)
+        if node is not None:
+            self.bool(node, "accept", "reject", "accept")
+        self.place("accept")
+        a.mov(R0, 1)
+        a.exit()
+        a.label("reject")
+        a.mov(R0, 0)
+        a.exit()
+        return a.assemble()
+
+    # --- what is proven where -----------------------------------------------------------------
+
+    def jumped(self, target: str, always: bool = False) -> None:
+        """Record the proof carried to ``target`` by a jump just emitted."""
+        if target not in _NO_PROOF and self.known is not None:
+            self.pending.setdefault(target, []).append(self.known)
+        if always:
+            self.known = None
+
+    def place(self, label: str) -> None:
+        here = self.pending.pop(label, [])
+        if self.known is not None:
+            here.append(self.known)
+        self.known = min(here) if here else None
+        self.a.label(label)
+
+    def check(self, end: int) -> None:
+        """Make sure bytes [0, end) are in the frame, or reject."""
+        if self.known is not None and end <= self.known:
+            return
+        a = self.a
+        a.mov(R9, R6)  # r9: only ever this scratch
+        a.add(R9, end)
+        a.jgt(R9, R7, "reject")
+        self.known = max(self.known or 0, end)
+
+    # --- booleans ---------------------------------------------------------------------------
+
+    def bool(self, n: ir.Bool, t: str, f: str, nxt: str) -> None:
+        """Jump to ``t`` when ``n`` holds, to ``f`` otherwise; ``nxt`` is the label that follows."""
+        a = self.a
+        if isinstance(n, ir.Never):
+            self.bool(n.code, t, f, nxt)
+        elif isinstance(n, ir.Not):
+            self.bool(n.a, f, t, nxt)
+        elif isinstance(n, ir.Const):
+            target = t if n.value else f
+            if target != nxt:
+                a.ja(target)
+                self.jumped(target, always=True)
+        elif isinstance(n, (ir.And, ir.Or)):
+            mid = self.new("m")
+            if isinstance(n, ir.And):
+                self.bool(n.a, mid, f, mid)
+            else:
+                self.bool(n.a, t, mid, mid)
+            self.place(mid)
+            self.bool(n.b, t, f, nxt)
+        else:
+            self.compare(n, t, f, nxt)
+
+    def compare(self, n: ir.Cmp, t: str, f: str, nxt: str) -> None:
+        a = self.a
+        left = self.value(n.a, 0)
+        right = n.b.value if isinstance(n.b, ir.Num) else self.value(n.b, 1)
+        jump = {"eq": a.jeq32, "gt": a.jgt32, "ge": a.jge32, "set": a.jset32}[n.op]
+        inverse = {"eq": a.jne32, "gt": a.jle32, "ge": a.jlt32}.get(n.op)
+        if t == nxt and inverse is not None:
+            inverse(left, right, f)
+            self.jumped(f)
+            return
+        jump(left, right, t)
+        self.jumped(t)
+        if f != nxt:
+            a.ja(f)
+            self.jumped(f, always=True)
+
+    # --- arithmetic -------------------------------------------------------------------------
+
+    def reg(self, depth: int) -> Reg:
+        if depth >= len(VALUE_REGS):
+            raise FilterError(
+                f"arithmetic nested more than {len(VALUE_REGS)} deep", 0, "expression"
+            )
+        return VALUE_REGS[depth]
+
+    def value(self, n: ir.Arith, depth: int) -> Reg:
+        """Compute ``n`` into the register for ``depth`` (registers above it are free)."""
+        a, r = self.a, self.reg(depth)
+        if isinstance(n, ir.Num):
+            a.mov32(r, n.value & 0xFFFFFFFF if n.value < 1 << 31 else n.value - (1 << 32))
+        elif isinstance(n, ir.Len):
+            a.mov32(r, R8)  # the frame's length on the wire
+        elif isinstance(n, ir.Neg):
+            self.value(n.a, depth)
+            a.neg(r, 32)
+        elif isinstance(n, ir.Load):
+            self.load(n, depth)
+        else:
+            self.binary(n, depth)
+        return r
+
+    def binary(self, n: ir.Bin, depth: int) -> None:
+        a, r = self.a, self.reg(depth)
+        self.value(n.a, depth)
+        if isinstance(n.b, ir.Num) and n.op not in ("/", "%"):
+            other = n.b.value
+        else:
+            other = self.value(n.b, depth + 1)
+        if n.op in _ALU:
+            getattr(a, _ALU[n.op])(r, _imm(other))
+        elif n.op in ("/", "%"):
+            if not isinstance(n.b, ir.Num):
+                a.jeq32(other, 0, "reject")  # classic BPF: dividing by 0 rejects the packet
+            getattr(a, "div32" if n.op == "/" else "mod32")(r, other)
+        else:  # << >>: 32 or more gives 0 (bpf_filter.c), the eBPF shift would wrap
+            op = "lsh32" if n.op == "<<" else "rsh32"
+            if isinstance(n.b, ir.Num):
+                getattr(a, op)(r, other)
+                return
+            big, done = self.new("big"), self.new("shifted")
+            a.jgt32(other, 31, big)
+            self.jumped(big)
+            getattr(a, op)(r, other)
+            a.ja(done)
+            self.jumped(done, always=True)
+            self.place(big)
+            a.mov32(r, 0)
+            self.place(done)
+
+    def load(self, n: ir.Load, depth: int) -> None:
+        a, r = self.a, self.reg(depth)
+        size = n.size
+        if isinstance(n.off, ir.Num) and n.off.value + size <= 0x7FFF:
+            k = n.off.value
+            self.check(k + size)
+            a.ldx(_SIZE[size], r, R6, k)
+        else:
+            self.value(n.off, depth)
+            a.jgt(r, MAX_VAR_OFF, "reject")
+            p = self.reg(depth + 1)
+            a.mov(p, R6)
+            a.add(p, r)  # packet pointer + bounded offset
+            a.mov(r, p)
+            a.add(r, size)
+            a.jgt(r, R7, "reject")
+            a.ldx(_SIZE[size], r, p, 0)
+        if size > 1:  # network byte order, as classic BPF loads
+            a.emit(Instruction(Class.ALU | ALUOp.END | Source.X, r, 0, 0, 8 * size))
+
+
+def _imm(v):
+    if not isinstance(v, Reg) and v >= 1 << 31:
+        return v - (1 << 32)
+    return v
+
+
+def generate(node: Optional[ir.Bool]) -> list[Instruction]:
+    """The body of ``xdptcp_filter()`` for a parsed filter (None: accept everything)."""
+    return CodeGen().function(node)

@@ -1,0 +1,159 @@
+"""What a filter means, as a small tree: byte loads, 32-bit arithmetic and comparisons.
+
+The parser lowers every primitive into this form with libpcap's meaning (``port 80`` becomes
+"EtherType 0x0800, protocol 6, fragment offset 0, then the halfword at the TCP header's start
+is 80, or ..."), exactly as libpcap's gencode.c lowers it into classic BPF. The code generator
+turns the tree into eBPF. Offsets are absolute: from the first byte of the Ethernet frame.
+
+Two rules of classic BPF carry over, because libpcap's meaning depends on them:
+* arithmetic is unsigned 32-bit; a shift by 32 or more gives 0; dividing by 0 rejects the packet;
+* a load past the end of the packet rejects the packet, whatever ``not`` or ``or`` surround it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Optional, Union
+
+
+@dataclass(frozen=True)
+class Num:
+    value: int
+
+
+@dataclass(frozen=True)
+class Load:
+    """``size`` bytes (1, 2 or 4, big-endian) at frame offset ``off``; valid only if ``checks``
+    hold (libpcap tests them before any load of the comparison that uses this value)."""
+
+    off: Arith
+    size: int
+    checks: Optional[Bool] = None
+
+
+@dataclass(frozen=True)
+class Len:
+    """The frame's length on the wire."""
+
+
+@dataclass(frozen=True)
+class Bin:
+    op: str  # + - * / % & | ^ << >>
+    a: Arith
+    b: Arith
+
+
+@dataclass(frozen=True)
+class Neg:
+    a: Arith
+
+
+Arith = Union[Num, Load, Len, Bin, Neg]
+
+
+@dataclass(frozen=True)
+class Cmp:
+    """``a OP b`` unsigned, OP one of classic BPF's jumps: eq, gt, ge, set (a & b != 0)."""
+
+    op: str
+    a: Arith
+    b: Arith
+
+
+@dataclass(frozen=True)
+class And:
+    a: Bool
+    b: Bool
+
+
+@dataclass(frozen=True)
+class Or:
+    a: Bool
+    b: Bool
+
+
+@dataclass(frozen=True)
+class Not:
+    a: Bool
+
+
+@dataclass(frozen=True)
+class Const:
+    value: bool
+
+
+@dataclass(frozen=True)
+class Never:
+    """A primitive that is false on every TCP frame (``udp``, ``arp``, ``ip proto 17``): kept with
+    its real code in ``code`` and its words in ``what``, so a filter that can only be false is
+    refused by name instead of capturing nothing."""
+
+    code: Bool
+    what: str
+    pos: int = field(default=0, compare=False)
+    part: str = field(default="", compare=False)  # the word as typed
+
+
+Bool = Union[Cmp, And, Or, Not, Const, Never]
+
+
+def loads_checks(a: Arith, out: list) -> list:
+    """The protocol checks that libpcap keeps for ``a``, in its order (an index's first).
+
+    libpcap's gen_arth() keeps the checks of its left operand only: in ``ip[0] + tcp[0]`` the
+    TCP load is made on every IPv4 frame, TCP or not. Reproduced, since it decides matches."""
+    if isinstance(a, Load):
+        loads_checks(a.off, out)
+        if a.checks is not None:
+            out.append(a.checks)
+    elif isinstance(a, Bin):
+        loads_checks(a.a, out)
+    elif isinstance(a, Neg):
+        loads_checks(a.a, out)
+    return out
+
+
+def all_of(parts: list) -> Optional[Bool]:
+    out = None
+    for p in parts:
+        out = p if out is None else And(out, p)
+    return out
+
+
+def any_of(parts: list) -> Optional[Bool]:
+    out = None
+    for p in parts:
+        out = p if out is None else Or(out, p)
+    return out
+
+
+def relation(op: str, a: Arith, b: Arith, negate: bool = False) -> Bool:
+    """libpcap's gen_relation: the checks of both sides, then the comparison."""
+    cmp: Bool = Cmp(op, a, b)
+    if negate:
+        cmp = Not(cmp)
+    checks = all_of(loads_checks(a, []) + loads_checks(b, []))
+    return cmp if checks is None else And(checks, cmp)
+
+
+def never_on_tcp(node: Bool) -> Optional[Never]:
+    """The primitive that makes ``node`` false on every TCP frame, or None if it can match."""
+    return _verdict(node)[0]
+
+
+def _verdict(node: Bool) -> tuple:
+    """(Never that forces false, Never that forces true) for ``node``."""
+    if isinstance(node, Never):
+        return node, None
+    if isinstance(node, Not):
+        f, t = _verdict(node.a)
+        return t, f
+    if isinstance(node, And):
+        fa, ta = _verdict(node.a)
+        fb, tb = _verdict(node.b)
+        return fa or fb, (ta and tb)
+    if isinstance(node, Or):
+        fa, ta = _verdict(node.a)
+        fb, tb = _verdict(node.b)
+        return (fa if fb else None), ta or tb
+    return None, None
