@@ -295,9 +295,9 @@ def test_empty_filter_accepts_every_tcp_frame(varied) -> None:
         ("arp", "arp", "'arp'"),
         ("port 53 and udp", "udp", "'udp'"),
         ("icmp[icmptype] = icmp-echo", "icmp", "'icmp[...]'"),
-        ("ip proto 17", "17", "'ip proto 17'"),
-        ("udp port 53", "53", "'udp port'"),
-        ("ether proto \\arp", "arp", "'ether proto 2054'"),
+        ("ip proto 17", "ip", "'ip proto 17'"),
+        ("udp port 53", "udp", "'udp port'"),
+        ("ether proto \\arp", "ether", "'ether proto 0x0806'"),
         # valid pcap-filter that xdptcp cannot see
         ("mpls", "mpls", "not supported by xdptcp"),
         ("inbound", "inbound", "not supported by xdptcp"),

@@ -237,8 +237,12 @@ def run(args: argparse.Namespace) -> int:
     filt = compile_expression(args.expression)
     if args.dump:
         from xdptcp.pcapfilter import compile_filter
+        from xdptcp.process import stdout_gone
 
-        print((filt or compile_filter("")).listing())
+        try:
+            print((filt or compile_filter("")).listing(), flush=True)
+        except BrokenPipeError:  # `xdptcp -d ... | head`: the reader had enough
+            stdout_gone()
         return 0
     if args.read:
         from xdptcp.offline import read_file

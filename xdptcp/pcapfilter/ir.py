@@ -97,6 +97,17 @@ class Never:
 Bool = Union[Cmp, And, Or, Not, Const, Never]
 
 
+def plus(a: Arith, b: Arith) -> Arith:
+    """``a + b`` with the constants folded (offsets like ``14 + 8`` become one number)."""
+    if isinstance(a, Num) and isinstance(b, Num):
+        return Num((a.value + b.value) & 0xFFFFFFFF)
+    if isinstance(a, Num):
+        a, b = b, a
+    if isinstance(b, Num) and isinstance(a, Bin) and a.op == "+" and isinstance(a.b, Num):
+        return Bin("+", a.a, Num((a.b.value + b.value) & 0xFFFFFFFF))
+    return Bin("+", a, b)
+
+
 def loads_checks(a: Arith, out: list) -> list:
     """The protocol checks that libpcap keeps for ``a``, in its order (an index's first).
 
@@ -106,9 +117,7 @@ def loads_checks(a: Arith, out: list) -> list:
         loads_checks(a.off, out)
         if a.checks is not None:
             out.append(a.checks)
-    elif isinstance(a, Bin):
-        loads_checks(a.a, out)
-    elif isinstance(a, Neg):
+    elif isinstance(a, (Bin, Neg)):
         loads_checks(a.a, out)
     return out
 

@@ -148,8 +148,11 @@ NOT_TCP = "it can never match a TCP frame"
 class Quals:
     """libpcap's ``struct qual``: protocol, direction and address kind of an id."""
 
-    def __init__(self, proto: Optional[str], dir: Optional[str], addr: Optional[str]) -> None:
+    def __init__(
+        self, proto: Optional[str], dir: Optional[str], addr: Optional[str], start=None
+    ) -> None:
         self.proto, self.dir, self.addr = proto, dir, addr
+        self.start = start  # the first word of the qualifiers: where a refusal points
 
 
 # `proto \tcp`, `ip proto \udp`: names of IP protocols, as libpcap reads them (pcap_nametoproto).

@@ -251,14 +251,14 @@ class Parser(Primitives):
             return Load(index, size)
         if proto in ("ip", "ip6", "arp", "rarp"):
             et = {"ip": ETH_IP, "ip6": ETH_IP6, "arp": ETH_ARP, "rarp": ETH_RARP}[proto]
-            node = Load(Bin("+", Num(self.linkpl), index), size, self.ethertype(et))
+            node = Load(ir.plus(Num(self.linkpl), index), size, self.ethertype(et))
         elif proto == "icmp6":
             checks = ir.And(self.ethertype(ETH_IP6), self.cmp_at(self.linkpl + 6, 1, 58))
-            node = Load(Bin("+", Num(self.linkpl + 40), index), size, checks)
+            node = Load(ir.plus(Num(self.linkpl + 40), index), size, checks)
         else:
             ihl = self.ipv4_header_len()
             checks = ir.And(self.ethertype(ETH_IP), ir.And(self.proto_abbrev(proto), self.ipfrag()))
-            off = Bin("+", Bin("+", ihl, index), Num(self.linkpl))
+            off = ir.plus(ir.plus(ihl, index), Num(self.linkpl))
             node = Load(off, size, checks)
         if proto != "ip" and proto != "ip6" and proto != "tcp":
             object.__setattr__(node, "_proto", proto)

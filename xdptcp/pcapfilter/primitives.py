@@ -67,7 +67,7 @@ class Primitives:
             addr = self.take().text
         if proto is None and dir_ is None and addr is None:
             raise self.syntax(t)
-        return self.id_with(Quals(proto, dir_, addr))
+        return self.id_with(Quals(proto, dir_, addr, t))
 
     def direction(self) -> Optional[str]:
         if self.word() not in _DIRS:
@@ -388,7 +388,7 @@ class Primitives:
         protos = [q.proto] if q.proto else ["tcp", "udp", "sctp"]
 
         def atom(base: ir.Arith, off: int) -> Bool:
-            load = Load(Bin("+", base, Num(off)), 2)
+            load = Load(ir.plus(base, Num(off)), 2)
             if kind == "port":
                 return Cmp("eq", load, Num(lo))
             return ir.And(Cmp("ge", load, Num(lo)), Not(Cmp("gt", load, Num(hi))))
@@ -396,7 +396,7 @@ class Primitives:
         def side(base: ir.Arith) -> Bool:
             return self.directed(q.dir, lambda d: atom(base, 0 if d == "src" else 2))
 
-        v4_base = Bin("+", self.ipv4_header_len(), Num(self.linkpl))
+        v4_base = ir.plus(self.ipv4_header_len(), Num(self.linkpl))
         v4 = ir.any_of(
             [
                 ir.And(
@@ -416,7 +416,7 @@ class Primitives:
         )
         code = ir.Or(ir.And(self.ethertype(ETH_IP), v4), ir.And(self.ethertype(ETH_IP6), v6))
         if q.proto in ("udp", "sctp"):
-            return self.never(code, f"'{q.proto} {kind}'", t)
+            return self.never(code, f"'{q.proto} {kind}'", q.start or t)
         return code
 
     def proto(self, q: Quals, v: int, t: Token) -> Bool:
@@ -427,11 +427,12 @@ class Primitives:
             if v <= 1500:
                 raise self.error(f"ether proto {v} (an 802.3 length, LLC) is not supported", t)
             code = self.ethertype(v)
-            return code if v in _TCP_ETHERTYPES else self.never(code, f"'ether proto {v}'", t)
+            shown = f"'ether proto {v:#06x}'"
+            return code if v in _TCP_ETHERTYPES else self.never(code, shown, q.start or t)
         if q.proto in (None, "ip", "ip6"):
             version = {None: "any", "ip": "ip", "ip6": "ip6"}[q.proto]
             code = self.ip_proto(v, version)
             ok = (v == 6 and q.proto != "ip6") or (v in _TCP_NEXT6 and q.proto != "ip")
             shown = f"{q.proto or ''} proto {v}".strip()
-            return code if ok else self.never(code, f"'{shown}'", t)
+            return code if ok else self.never(code, f"'{shown}'", q.start or t)
         raise self.error(f"'{q.proto} proto' is bogus", t)
