@@ -43,22 +43,23 @@ def object_bytes() -> bytes:
 
 @pytest.mark.parametrize("expr", KERNEL_SET)
 def test_generated_filter_verifies_and_matches_the_vm(object_bytes, frames, expr: str) -> None:
+    """Both programs (XDP ingress, tc egress) call the same spliced filter."""
     flt = compile_filter(expr)
     spec = ObjectSpec.from_bytes(object_bytes, "xdptcp.bpf.o")
     for name, insns in flt.code().items():
         spec.replace_function(name, insns)
     spec.rodata.update_from(flt.rodata_values())
-    with load(spec, programs=["xdp_capture"]) as obj:
-        prog, counters = obj.programs["xdp_capture"], obj.maps["xdptcp_counters"]
-        matched, disagree = 0, []
-        for i, frame in enumerate(frames):
-            prog.test_run(frame)
-            now = sum_counters(counters[0])["matched"]
-            kernel, matched = now - matched, now
-            want = parse_frame(frame)[0] is Verdict.TCP and flt.matches(frame)
-            if kernel != want:
-                disagree.append(i)
-    assert disagree == []
+    want = [parse_frame(f)[0] is Verdict.TCP and flt.matches(f) for f in frames]
+    with load(spec) as obj:
+        counters = obj.maps["xdptcp_counters"]
+        for prog_name in ("xdp_capture", "tc_capture"):
+            prog, matched, got = obj.programs[prog_name], sum_counters(counters[0])["matched"], []
+            for frame in frames:
+                prog.test_run(frame)
+                now = sum_counters(counters[0])["matched"]
+                got.append(now - matched == 1)
+                matched = now
+            assert [i for i, (g, w) in enumerate(zip(got, want)) if g != w] == [], prog_name
 
 
 def test_http_request_filter_is_small_and_verifies(object_bytes) -> None:
@@ -67,5 +68,5 @@ def test_http_request_filter_is_small_and_verifies(object_bytes) -> None:
     spec = ObjectSpec.from_bytes(object_bytes, "xdptcp.bpf.o")
     spec.replace_function("xdptcp_filter", flt.insns)
     spec.rodata.update_from(flt.rodata_values())
-    with load(spec, programs=["xdp_capture"]):
-        pass
+    with load(spec) as obj:
+        assert set(obj.programs) == {"xdp_capture", "tc_capture"}
