@@ -259,8 +259,8 @@ def test_empty_filter_accepts_every_tcp_frame(varied) -> None:
     _, frames = varied
     flt = compile_filter("")
     assert all(flt.matches(frames[i]) for i in tcp_indices(frames))
-    # context loads, the length every TCP frame has, then r0 = 1; exit; r0 = 0; exit
-    assert len(flt.insns) == 9
+    # the three arguments kept, the length every TCP frame has, then r0 = 1; exit; r0 = 0; exit
+    assert len(flt.insns) == 10
 
 
 @pytest.mark.parametrize(
