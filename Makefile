@@ -17,7 +17,7 @@ BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
 # The capture program ships inside the package: a user's host has no clang.
 SHIPPED    := xdptcp/data/xdptcp.bpf.o
 
-.PHONY: all venv bpf test lint demo bench clean shipped deb pyz dist man kmatrix
+.PHONY: all venv bpf test lint demo bench clean shipped deb pyz dist man kmatrix pymatrix
 
 all: bpf
 
@@ -46,11 +46,16 @@ shipped: $(BUILD)/bpf/xdptcp.bpf.o venv
 	$(PY) -m xdptcp.objhash --write
 
 lint: venv
-	$(VENV)/bin/ruff check pybpf xdptcp tests bench .ci/dist
-	$(VENV)/bin/ruff format --check pybpf xdptcp tests bench .ci/dist
+	$(VENV)/bin/ruff check pybpf xdptcp tests bench .ci/dist .ci/pymatrix.py
+	$(VENV)/bin/ruff format --check pybpf xdptcp tests bench .ci/dist .ci/pymatrix.py
 
 test: venv bpf lint
 	$(PY) -m pytest -q -rs $(PYTEST_ARGS)
+	$(PY) .ci/pymatrix.py
+
+# The unprivileged tests under every other CPython 3.9-3.13 found (build/py3.X venvs, one table).
+pymatrix: venv
+	$(PY) .ci/pymatrix.py
 
 # The kernel matrix alone: Debian's 6.1 and 6.12 kernels booted with virtme-ng, the tests marked
 # kmatrix run inside each (tests/vm/kmatrix.py). `make test` runs it too (tests/test_kernel_matrix.py).

@@ -33,12 +33,18 @@ def cannot_run(reason: str) -> None:
 
 
 def system_problem() -> str | None:
+    """Why system tests cannot run here. The kernel's own BTF is not required: most of pybpf
+    (and xdptcp) work without it; tests that need it are marked ``kernel_btf``."""
     if os.geteuid() != 0:
         return "needs root"
-    if not Path("/sys/kernel/btf/vmlinux").exists():
-        return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
     if shutil.which("ip") is None:
         return "iproute2 (ip) is not installed"
+    return None
+
+
+def kernel_btf_problem() -> str | None:
+    if not Path("/sys/kernel/btf/vmlinux").exists():
+        return "kernel has no BTF (/sys/kernel/btf/vmlinux)"
     return None
 
 
@@ -46,6 +52,10 @@ def system_problem() -> str | None:
 def _system_gate(request: pytest.FixtureRequest) -> None:
     if request.node.get_closest_marker("system") is not None:
         problem = system_problem()
+        if problem:
+            cannot_run(problem)
+    if request.node.get_closest_marker("kernel_btf") is not None:
+        problem = kernel_btf_problem()
         if problem:
             cannot_run(problem)
 

@@ -25,7 +25,7 @@ from pybpf.ringbuf import RingBuffer
 
 from conftest import ROOT, bpf_object, need_tool, run
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.kernel_btf]
 
 HIT_TP, HIT_RAW_TP, HIT_TP_BTF = 0, 1, 2
 

@@ -204,3 +204,23 @@ def test_a_ring_buffer_on_a_kernel_without_is_one_line(monkeypatch):
     with features.assume({Feature.RINGBUF: False}), pytest.raises(FeatureError) as e:
         load(spec)
     assert str(e.value).startswith("map 'xdptcp_ring': BPF ring buffers need Linux 5.8")
+
+
+@pytest.mark.system
+def test_an_xdp_link_on_a_kernel_without_is_one_line(monkeypatch):
+    """Before 5.9 BPF_LINK_CREATE answers EINVAL for BPF_XDP (simulated; the probe forced)."""
+    from pybpf.link import bpflink
+    from pybpf.sys import linkcmd
+
+    def before_5_9(*args, **kw):
+        raise SyscallError("cannot create a XDP link to target 1", errno.EINVAL)
+
+    spec = ObjectSpec.from_file(bpf_object("tests/xdp_empty"))
+    with load(spec) as obj:
+        prog = next(iter(obj.programs.values()))
+        monkeypatch.setattr(linkcmd, "link_create", before_5_9)
+        with features.assume({Feature.XDP_LINK: False}), pytest.raises(FeatureError) as e:
+            bpflink.xdp_link(prog, 1)
+    assert str(e.value).startswith(
+        "cannot create a XDP link to target 1: bpf_link attachments of XDP programs need Linux 5.9"
+    )

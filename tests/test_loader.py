@@ -29,9 +29,11 @@ CORPUS = [
     "tests/btf_maps",
     "tests/btf_types",
     "tests/btf_kconfig",  # .kconfig externs: LINUX_KERNEL_VERSION, CONFIG_*
-    "tests/core_local",  # CO-RE against local preserve_access_index structs
-    "tests/core_vmlinux",  # CO-RE against vmlinux.h
-    "tests/core_many",
+    # CO-RE against local preserve_access_index structs, against vmlinux.h, and many
+    *(
+        pytest.param(n, marks=pytest.mark.kernel_btf)
+        for n in ("tests/core_local", "tests/core_vmlinux", "tests/core_many")
+    ),
     "xdptcp",
 ]
 XDP_TOOLS = sorted(glob.glob("/usr/lib/*/bpf/*.o"))

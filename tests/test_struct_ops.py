@@ -32,7 +32,7 @@ from pybpf.sys import linkcmd
 from conftest import ROOT, bpf_object, need_tool
 from hosts import make_veth
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.kernel_btf]
 
 AVAILABLE = "/proc/sys/net/ipv4/tcp_available_congestion_control"
 _n = itertools.count()

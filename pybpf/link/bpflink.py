@@ -13,7 +13,7 @@ import socket
 from typing import Optional, Protocol, Union
 
 from pybpf.errors import SyscallError
-from pybpf.sys import linkcmd, objcmd, objinfo
+from pybpf.sys import features, linkcmd, objcmd, objinfo
 from pybpf.sys.fd import FDObject
 from pybpf.sys.objinfo import BPFLinkInfo
 from pybpf.sys.uapi import AttachFlags, AttachType
@@ -97,6 +97,8 @@ def xdp_link(program: ProgramLike, ifindex: int, flags: int = 0) -> Link:
         # The kernel answers a bare EINVAL for an ifindex that does not exist: say so.
         if e.errno == errno.EINVAL and not _interface_exists(ifindex):
             raise SyscallError(e.what, e.errno, f"no interface with ifindex {ifindex}") from None
+        if e.errno == errno.EINVAL and not features.has(features.Feature.XDP_LINK):
+            raise features.missing(features.Feature.XDP_LINK, e.what) from None
         raise
 
 

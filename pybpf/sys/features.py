@@ -314,3 +314,16 @@ def btf_support() -> BTFSupport:
 def btf_feature(support_field: str) -> Feature:
     """The Feature behind a ``BTFSupport`` field (``decl_tag`` → ``BTF_DECL_TAG``)."""
     return Feature["BTF_" + support_field.upper()]
+
+
+def report() -> list[str]:
+    """One line per feature: name, first Linux, and what the running kernel answered."""
+    words = {True: "yes", False: "no", None: "cannot tell (not root?)"}
+    lines = [f"{'feature':<16} {'since':>5}  this kernel ({os.uname().release})"]
+    for f in Feature:
+        lines.append(f"{f.name:<16} {f.since:>5}  {words[probe(f)]}")
+    return lines
+
+
+if __name__ == "__main__":  # python3 -m pybpf.sys.features: what this kernel supports
+    print("\n".join(report()))
