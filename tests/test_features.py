@@ -95,6 +95,7 @@ def test_a_missing_feature_is_one_line_with_the_first_linux_that_has_it():
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 @pytest.mark.parametrize("feature", list(Feature), ids=lambda f: f.name)
 def test_what_mainline_had_by_this_kernels_version_is_found(feature):
     """A feature merged in Linux X.Y is there on a kernel of X.Y or later (the guests of the
@@ -107,6 +108,7 @@ def test_what_mainline_had_by_this_kernels_version_is_found(feature):
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_map_type_probes_agree_with_bpftool():
     out = run(need_tool("bpftool"), "-j", "feature", "probe", "kernel").stdout
     maps = json.loads(out)["map_types"]
@@ -133,6 +135,7 @@ def bpftool_btf(btf_id: int) -> list[dict]:
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 @pytest.mark.parametrize("lacking", [LINUX_5_4, LINUX_5_15], ids=["5.4", "5.15"])
 def test_a_sanitised_object_loads_with_its_btf_and_says_so(lacking):
     spec = ObjectSpec.from_file(bpf_object("tests/btf_types"))
@@ -152,6 +155,7 @@ def test_a_sanitised_object_loads_with_its_btf_and_says_so(lacking):
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 def test_kinds_clang_14_does_not_emit_are_sanitised_into_btf_the_kernel_takes():
     btf = BTF(
         [
