@@ -22,6 +22,7 @@ import pybpf
 from pybpf.attach import NeedsArguments, attach, attach_all
 from pybpf.errors import BPFError, SyscallError
 from pybpf.ringbuf import RingBuffer
+from pybpf.sys.perf import tracefs
 
 from conftest import ROOT, bpf_object, need_tool, run
 
@@ -370,6 +371,7 @@ def test_tracepoint_by_ioctl_as_before_5_15(tracing_obj) -> None:
 
 def test_tracepoint_counts_agree_with_bpftrace(tracing_obj) -> None:
     bpftrace = need_tool("bpftrace")
+    tracefs()  # bpftrace looks for tracefs but does not mount it (a fresh host has none)
     script = f"tracepoint:syscalls:sys_enter_getppid /pid == {os.getpid()}/ {{ @calls = count(); }}"
     tracer = subprocess.Popen(
         [bpftrace, "-e", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
@@ -386,3 +388,29 @@ def test_tracepoint_counts_agree_with_bpftrace(tracing_obj) -> None:
         tracer.send_signal(signal.SIGINT)
         out = tracer.communicate(timeout=30)[0]
     assert count(tracing_obj, HIT_TP) == int(re.search(r"@calls: (\d+)", out).group(1)) == 25
+
+
+FRESH = """
+import os, sys, pybpf
+from pybpf.attach import attach
+from pybpf.sys.perf import TRACEFS_CANDIDATES, _is_tracefs
+assert not any(_is_tracefs(p) for p in TRACEFS_CANDIDATES), "tracefs is still mounted"
+spec = pybpf.ObjectSpec.from_file(sys.argv[1])
+spec.rodata["target_tgid"] = os.getpid()
+with pybpf.load(spec, programs=["tp_getppid"]) as obj, attach(obj.programs["tp_getppid"]):
+    os.getppid()
+    print(int.from_bytes(obj.maps["hits"][0], "little"), _is_tracefs("/sys/kernel/tracing"))
+"""
+
+
+def test_tracepoint_on_a_host_without_tracefs_mounts_it() -> None:
+    """A freshly booted host has no tracefs: in a mount namespace of our own without it, the
+    tracepoint's id is found after pybpf mounts tracefs there."""
+    need_tool("unshare")
+    umount = (
+        "for m in $(awk '$3 == \"tracefs\" {print $2}' /proc/mounts | sort -r); do umount $m; done"
+    )
+    res = run("unshare", "--mount", "--propagation", "private", "sh", "-c",
+              f'{umount}; exec "$0" -c "$1" "$2"', sys.executable, FRESH,
+              str(bpf_object("tests/attach_tracing")), cwd=ROOT)  # fmt: skip
+    assert res.stdout.split() == ["1", "True"]

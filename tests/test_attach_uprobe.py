@@ -25,6 +25,7 @@ from pybpf.errors import BPFError
 from pybpf.link.uprobe import symbol_offset
 from pybpf.link.usdt import read_notes
 from pybpf.ringbuf import RingBuffer
+from pybpf.sys.perf import tracefs
 
 from conftest import ROOT, bpf_object, cannot_run, need_tool, run
 
@@ -190,6 +191,7 @@ def test_usdt_probe_missing_is_one_line(uprobe_obj, probed) -> None:
 
 def test_uprobe_counts_agree_with_bpftrace(uprobe_obj, probed) -> None:
     bpftrace = need_tool("bpftrace")
+    tracefs()  # bpftrace looks for tracefs but does not mount it (a fresh host has none)
     script = f"uprobe:{probed}:pybpf_add {{ @calls = count(); @sum = sum(arg0); }}"
     tracer = subprocess.Popen(
         [bpftrace, "-e", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
