@@ -335,12 +335,29 @@ def test_kprobe_multi_attaches_by_pattern_with_cookies(kprobe_obj, tmp_path: Pat
     assert count(kprobe_obj, HIT_MULTI_COOKIE) == 3 * 7
 
 
+@pytest.mark.kmatrix
+def test_kretprobe_with_maxactive_is_made_through_tracefs(kprobe_obj, tmp_path: Path) -> None:
+    if not HAS_KPROBES:
+        pytest.skip("this kernel has no kprobes (no kprobe PMU)")
+    events = Path(tracefs(), "kprobe_events")
+    with attach(kprobe_obj.programs["kretprobe_unlinkat"], maxactive=16) as link:
+        name = link.event.split("/")[1]
+        mine = [line for line in events.read_text().splitlines() if name in line]
+        assert len(mine) == 1 and mine[0].startswith(f"r16:kprobes/{name} do_unlinkat")
+        unlink_some(tmp_path, 2)
+    assert name not in events.read_text()
+    assert count(kprobe_obj, HIT_KRETPROBE) == 3
+    assert count(kprobe_obj, HIT_KRETPROBE_ERR) == errno.ENOENT
+
+
 def test_kprobe_on_a_kernel_without_kprobes_is_one_line(kprobe_obj) -> None:
     if HAS_KPROBES:
         pytest.skip("this kernel has kprobes")
-    for name in ("kprobe_unlinkat", "kretprobe_unlinkat", "kprobe_multi_unlinkat"):
+    cases = [(name, {}) for name in ("kprobe_unlinkat", "kretprobe_unlinkat")]
+    cases += [("kprobe_multi_unlinkat", {}), ("kretprobe_unlinkat", {"maxactive": 8})]
+    for name, options in cases:
         with pytest.raises(SyscallError) as err:
-            attach(kprobe_obj.programs[name])
+            attach(kprobe_obj.programs[name], **options)
         assert str(err.value).endswith(
             "this kernel has no kprobe support (CONFIG_KPROBE_EVENTS)"
         ) and "\n" not in str(err.value)

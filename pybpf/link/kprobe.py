@@ -18,10 +18,11 @@ from __future__ import annotations
 
 import errno
 import fnmatch
+import itertools
 import os
 import platform
 
-from pybpf.errors import SyscallError
+from pybpf.errors import BPFError, SyscallError
 from pybpf.link.bpflink import Link, ProgramLike, _fd
 from pybpf.link.perf_event import PerfEventLink, attach_perf_event, program_name
 from pybpf.sys import linkcmd, perf
@@ -35,10 +36,20 @@ def no_kprobes(kind: str = "kprobes") -> SyscallError:
 
 
 def kprobe(
-    program: ProgramLike, func: str, *, offset: int = 0, retprobe: bool = False, cookie: int = 0
+    program: ProgramLike,
+    func: str,
+    *,
+    offset: int = 0,
+    retprobe: bool = False,
+    maxactive: int = 0,
+    cookie: int = 0,
 ) -> PerfEventLink:
-    """Attach a kprobe (``retprobe``: a kretprobe) to kernel function ``func`` (+``offset``)."""
+    """Attach a kprobe (``retprobe``: a kretprobe) to kernel function ``func`` (+``offset``).
+    ``maxactive`` (kretprobes) makes the probe through tracefs, the only interface that has it."""
     kind = "kretprobe" if retprobe else "kprobe"
+    if maxactive:
+        return kprobe_tracefs(program, func, offset=offset, retprobe=retprobe,
+                              maxactive=maxactive, cookie=cookie)  # fmt: skip
     pmu = perf.pmu_type("kprobe")
     if pmu is None:
         raise no_kprobes(f"cannot attach {program_name(program)} to {kind} {func}")
@@ -62,6 +73,66 @@ def kprobe(
             ) from None
         raise
     return attach_perf_event(program, fd, target, cookie=cookie)
+
+
+def kprobe_tracefs(
+    program: ProgramLike,
+    func: str,
+    *,
+    offset: int = 0,
+    retprobe: bool = False,
+    maxactive: int = 0,
+    cookie: int = 0,
+) -> PerfEventLink:
+    """A kprobe made the way older tools (and kernels before 4.17) make them: a line written to
+    tracefs' ``kprobe_events`` defines a probe event ``kprobes/<name>``, which is then opened as a
+    tracepoint. The event is removed again when the link is closed; a process killed with the
+    event defined leaves the (program-less) definition in ``kprobe_events``, named after its pid.
+    """
+    kind = "kretprobe" if retprobe else "kprobe"
+    what = f"cannot attach {program_name(program)} to {kind} {func}"
+    if maxactive and not retprobe:
+        raise BPFError(f"{what}: maxactive is for kretprobes only")
+    root = perf.tracefs()
+    events = os.path.join(root, "kprobe_events")
+    if not os.path.exists(events):
+        raise no_kprobes(what)
+    name = f"pybpf_{os.getpid()}_{next(_event_numbers)}"
+    probe = ("r" + (str(maxactive) if maxactive else "")) if retprobe else "p"
+    place = func + (f"+{offset:#x}" if offset else "")
+    _write_event(events, f"{probe}:kprobes/{name} {place}", what)
+    try:
+        tp_id = perf.tracepoint_id("kprobes", name)
+        fd = perf.perf_event_open(
+            f"cannot open {kind} {place}", type=perf.PerfType.TRACEPOINT, config=tp_id,
+            pid=-1, cpu=0, flags=PerfAttrFlag.DISABLED,
+        )  # fmt: skip
+        link = attach_perf_event(program, fd, f"{kind} {place} (kprobe_events)", cookie=cookie)
+    except BaseException:
+        _write_event(events, f"-:kprobes/{name}", what)
+        raise
+    link.on_close = lambda: _write_event(events, f"-:kprobes/{name}", f"cannot remove {name}")
+    link.event = f"kprobes/{name}"
+    return link
+
+
+_event_numbers = itertools.count()
+
+
+def _write_event(path: str, line: str, what: str) -> None:
+    # One write(2) on an O_APPEND fd: Python's open(path, "a") seeks to the end first, which
+    # tracefs refuses (EINVAL); and O_TRUNC would delete every probe event on the host.
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CLOEXEC)
+        try:
+            os.write(fd, (line + "\n").encode())
+        finally:
+            os.close(fd)
+    except OSError as e:
+        detail = f"{os.path.basename(path)} refused {line!r}"
+        if e.errno == errno.ENOENT:
+            detail = "no such kernel function (or it cannot be probed)"
+        raise SyscallError(what, e.errno or errno.EINVAL, detail) from None
 
 
 # The prefix of a syscall's entry function where the kernel wraps syscalls (4.17+): the wrapper

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 from pybpf.errors import BPFError, SyscallError
 from pybpf.link.bpflink import Link, ProgramLike, _fd
@@ -39,6 +39,10 @@ class PerfEventLink(Link):
         self._perf_fd = perf_fd
         self.target = target
         self.legacy = legacy
+        # A probe event made in tracefs for this link ("kprobes/pybpf_..."), removed on close
+        # by ``on_close``, which runs after the fds are closed.
+        self.event = ""
+        self.on_close: Optional[Callable[[], None]] = None
 
     def _describe(self) -> str:
         return f"link of {self.target}"
@@ -78,6 +82,9 @@ class PerfEventLink(Link):
         fd, self._perf_fd = self._perf_fd, -1
         if fd >= 0:
             os.close(fd)
+        cleanup, self.on_close = self.on_close, None
+        if cleanup is not None:
+            cleanup()
 
 
 def attach_perf_event(
