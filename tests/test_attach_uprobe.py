@@ -260,6 +260,7 @@ def test_probes_and_semaphores_are_released_when_the_holder_is_killed(probed) ->
 PYTHON_WITH_USDT = "/usr/bin/python3.11"  # Debian builds its python3 with <sys/sdt.h> probes
 CHILD = """
 import sys
+print("ready", flush=True)
 for line in sys.stdin:
     before = set(sys.modules)
     exec(line)
@@ -275,6 +276,7 @@ def test_usdt_probe_of_debians_python_sees_its_imports(uprobe_obj) -> None:
     child = subprocess.Popen([PYTHON_WITH_USDT, "-c", CHILD], stdin=subprocess.PIPE,
                              stdout=subprocess.PIPE, text=True)  # fmt: skip
     try:
+        assert child.stdout.readline() == "ready\n"  # its own start-up imports are over
         prog = uprobe_obj.programs["usdt_python_import"]
         target = f"{PYTHON_WITH_USDT}:python:import__find__load__start"
         with RingBuffer.from_map(uprobe_obj.maps["events"]) as ring:
