@@ -232,10 +232,34 @@ def create_maps(obj: Any, log: Any = None) -> None:
                 btf_vmlinux_value_type_id=ks.value_type_id,
             )
         except SyscallError as e:
-            raise SyscallError(f"cannot create struct_ops map '{so.name}'", e.errno) from None
+            detail = _why_no_link_map(so, ks, obj) if e.errno == _errno.EINVAL else None
+            raise SyscallError(
+                f"cannot create struct_ops map '{so.name}'", e.errno, detail
+            ) from None
         m = Map.from_fd(fd)
         m.name = so.name
         obj.maps[so.name] = m
         obj.struct_ops[so.name] = StructOps(so, m, value)
         if log is not None:
             log(f"struct_ops '{so.name}': map id {m.id} implements struct {so.type_name}")
+
+
+def _why_no_link_map(so: StructOpsSpec, ks: KernelStruct, obj: Any) -> Optional[str]:
+    """A ``.struct_ops.link`` map refused with EINVAL where the same map without BPF_F_LINK is
+    accepted: the kernel predates struct_ops links (6.4)."""
+    if not so.link:
+        return None
+    try:
+        fd = mapcmd.map_create(
+            MapType.STRUCT_OPS,
+            4,
+            ks.value_size,
+            1,
+            name=object_name(so.name),
+            btf_fd=obj.btf_fd or 0,
+            btf_vmlinux_value_type_id=ks.value_type_id,
+        )
+    except SyscallError:
+        return None
+    os.close(fd)
+    return "this kernel has no struct_ops links (.struct_ops.link needs BPF_F_LINK, Linux 6.4)"

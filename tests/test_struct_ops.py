@@ -32,7 +32,13 @@ from pybpf.sys import linkcmd
 from conftest import ROOT, bpf_object, need_tool
 from hosts import make_veth
 
-pytestmark = [pytest.mark.system, pytest.mark.kernel_btf]
+pytestmark = [pytest.mark.system, pytest.mark.kernel_btf, pytest.mark.kmatrix]
+
+RELEASE = tuple(int(x) for x in os.uname().release.split(".")[:2])
+STRUCT_OPS_LINKS = RELEASE >= (6, 4)  # BPF_F_LINK struct_ops maps
+needs_links = pytest.mark.skipif(
+    not STRUCT_OPS_LINKS, reason="this kernel has no struct_ops links (6.4+)"
+)
 
 AVAILABLE = "/proc/sys/net/ipv4/tcp_available_congestion_control"
 _n = itertools.count()
@@ -129,6 +135,7 @@ def ss_congestion(sock: socket.socket) -> str:
     return m.group(1)
 
 
+@needs_links
 def test_a_bpf_congestion_control_carries_a_tcp_connection() -> None:
     name = unique_name("rw")
     stats = linkcmd.enable_stats()  # run_cnt of the programs, as `bpftool prog` shows them
@@ -152,6 +159,7 @@ def test_a_bpf_congestion_control_carries_a_tcp_connection() -> None:
         os.close(stats)
 
 
+@needs_links
 def test_a_struct_ops_link_dies_with_its_process() -> None:
     name = unique_name("k")
     code = textwrap.dedent(
@@ -288,6 +296,7 @@ def test_with_member_refuses_what_does_not_fit() -> None:
     assert dataclasses.replace(so) == so
 
 
+@needs_links
 def test_attach_all_registers_struct_ops_maps() -> None:
     """`pybpf run` attaches with attach_all: the maps are registered (their programs with
     them), and the kernel lists the algorithm until the links close."""
@@ -302,6 +311,7 @@ def test_attach_all_registers_struct_ops_maps() -> None:
         assert wait_until(lambda: name not in available())
 
 
+@needs_links
 def test_pybpf_run_registers_a_congestion_control_until_stopped() -> None:
     name = unique_name("r")
     spec = cc_spec("realworld_struct_ops_cc", "rw_cc", name)
@@ -335,3 +345,13 @@ def test_pybpf_run_registers_a_congestion_control_until_stopped() -> None:
         assert wait_until(lambda: name not in available())
     finally:
         os.unlink(path)
+
+
+@pytest.mark.skipif(STRUCT_OPS_LINKS, reason="this kernel has struct_ops links")
+def test_a_struct_ops_link_on_a_kernel_without_them_is_one_line() -> None:
+    with pytest.raises(pybpf.BPFError) as e:
+        pybpf.load(ObjectSpec.from_file(bpf_object("tests/realworld_struct_ops_cc")))
+    assert str(e.value) == (
+        "cannot create struct_ops map 'rw_cc': EINVAL (Invalid argument): this kernel has no "
+        "struct_ops links (.struct_ops.link needs BPF_F_LINK, Linux 6.4)"
+    )

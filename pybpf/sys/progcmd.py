@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import errno as _errno
 from dataclasses import dataclass
 from typing import Optional
 
@@ -235,10 +236,7 @@ def prog_query(target_fd: int, attach_type: int, *, query_flags: int = 0) -> Pro
     count = out.prog_cnt
     ids = (ctypes.c_uint32 * max(count, 1))()
     links = (ctypes.c_uint32 * max(count, 1))()
-    _, out = bpf(
-        BPFCmd.PROG_QUERY,
-        prog_query_attr,
-        what,
+    fields = dict(
         target_fd=target_fd,
         attach_type=attach_type,
         query_flags=query_flags,
@@ -246,5 +244,12 @@ def prog_query(target_fd: int, attach_type: int, *, query_flags: int = 0) -> Pro
         link_ids=addr_of(links),
         prog_cnt=count,
     )
+    ret, err, out = bpf_raw(BPFCmd.PROG_QUERY, prog_query_attr, **fields)
+    if ret < 0 and err == _errno.EINVAL:
+        # kernels before 6.6 know no link_ids, and refuse an attr that sets what they do not know
+        fields["link_ids"] = 0
+        ret, err, out = bpf_raw(BPFCmd.PROG_QUERY, prog_query_attr, **fields)
+    if ret < 0:
+        raise SyscallError(what, err)
     n = min(out.prog_cnt, count)
     return ProgQueryResult(out.attach_flags, tuple(ids[:n]), tuple(links[:n]), out.revision)
