@@ -440,6 +440,40 @@ def test_sk_skb_echoes_in_the_kernel() -> None:
             assert count(obj.maps["sock_counts"], 2) >= 1
 
 
+def test_sk_skb_stream_parser_and_verdict_echo_together() -> None:
+    with load("attach_sock", ["skb_parse", "skb_echo"]) as obj:
+        echo_map = obj.maps["echo_map"]
+        client, server = tcp_pair()
+        with (
+            client,
+            server,
+            attach_sockmap(obj.programs["skb_parse"], echo_map, AttachType.SK_SKB_STREAM_PARSER),
+            attach_sockmap(obj.programs["skb_echo"], echo_map, AttachType.SK_SKB_STREAM_VERDICT),
+        ):
+            echo_map[0] = server.fileno()
+            client.sendall(b"parsed, then echoed")
+            assert recv_exactly(client, 19) == b"parsed, then echoed"
+            assert count(obj.maps["sock_counts"], 5) >= 1  # the parser ran
+            assert count(obj.maps["sock_counts"], 2) >= 1  # and the verdict
+
+
+def test_sk_skb_verdict_sees_what_a_socket_receives() -> None:
+    sizes = (7, 70, 700)
+    with load("attach_sock", ["skb_pass"]) as obj:
+        pass_map = obj.maps["pass_map"]
+        client, server = tcp_pair()
+        with (
+            client,
+            server,
+            attach_sockmap(obj.programs["skb_pass"], pass_map, AttachType.SK_SKB_VERDICT),
+        ):
+            pass_map[0] = server.fileno()
+            for n in sizes:
+                client.sendall(b"v" * n)
+            assert recv_exactly(server, sum(sizes)) == b"v" * sum(sizes)  # SK_PASS: delivered
+            assert count(obj.maps["sock_counts"], 7) == sum(sizes)
+
+
 def test_a_sockmap_prog_attach_detaches_on_close() -> None:
     with load("attach_sock", ["msg_count"]) as obj:
         prog, msg_map = obj.programs["msg_count"], obj.maps["msg_map"]
