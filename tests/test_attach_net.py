@@ -36,7 +36,7 @@ from conftest import ROOT, bpf_object, need_tool
 
 # kmatrix: also run in the Debian 6.1 and 6.12 guests, where the older interfaces (and the kinds
 # 6.1 lacks: netfilter, sockmap links) are exercised for real.
-pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
+pytestmark = [pytest.mark.system, pytest.mark.kernel_btf, pytest.mark.kmatrix]
 
 
 def kernel_has(enum: str, value: str) -> bool:
