@@ -17,7 +17,7 @@ import json
 import sys
 from typing import Any, Iterator, Optional
 
-from pybpf.btf.dump import btf_value, format_log2_hist, log2_hist_slots
+from pybpf.btf.dump import ValueReader, format_log2_hist, log2_hist_slots
 from pybpf.btf.model import TypeQueries
 from pybpf.errors import BTFError
 
@@ -27,11 +27,11 @@ def raw_bytes(data: bytes) -> list[str]:
     return [f"0x{b:02x}" for b in data]
 
 
-def _fmt(btf: Optional[TypeQueries], type_id: int, data: bytes) -> Any:
-    if btf is None or not type_id:
+def _fmt(reader: Optional[ValueReader], type_id: int, data: bytes) -> Any:
+    if reader is None or not type_id:
         return raw_bytes(data)
     try:
-        return btf_value(btf, type_id, data)
+        return reader(type_id, data)
     except BTFError:
         return raw_bytes(data)
 
@@ -40,15 +40,16 @@ def dump_map(
     bpf_map: Any, btf: Optional[TypeQueries], key_type_id: int = 0, value_type_id: int = 0
 ) -> list[dict]:
     """Every element of a :class:`pybpf.maps.Map`, formatted by the BTF types given."""
+    reader = ValueReader(btf) if btf is not None else None
     out = []
     for key, value in _elements(bpf_map):
-        entry: dict = {"key": _fmt(btf, key_type_id, key)}
+        entry: dict = {"key": _fmt(reader, key_type_id, key)}
         if isinstance(value, list):
             entry["values"] = [
-                {"cpu": cpu, "value": _fmt(btf, value_type_id, v)} for cpu, v in enumerate(value)
+                {"cpu": cpu, "value": _fmt(reader, value_type_id, v)} for cpu, v in enumerate(value)
             ]
         else:
-            entry["value"] = _fmt(btf, value_type_id, value)
+            entry["value"] = _fmt(reader, value_type_id, value)
         out.append(entry)
     return out
 

@@ -28,7 +28,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Callable, Optional, TextIO
 
-from pybpf.btf.dump import btf_value
+from pybpf.btf.dump import ValueReader
 from pybpf.btf.model import TypeQueries
 from pybpf.btf.types import Ptr, Struct, Union, Var
 from pybpf.errors import BPFError
@@ -100,6 +100,7 @@ class EventDecoder:
         self.map_name = map_name
         self._dwarf = dwarf
         self._by_size: dict[int, Optional[Found]] = {}
+        self._readers: dict[int, ValueReader] = {}  # by id() of the types they read
         self._forced: Optional[Found] = None
         if event_type:
             self._forced = self._named(event_type)
@@ -156,8 +157,12 @@ class EventDecoder:
         found = self.type_for(len(data))
         if found is None:
             return None
+        types, type_id = found
+        reader = self._readers.get(id(types))
+        if reader is None:
+            reader = self._readers[id(types)] = ValueReader(types)
         try:
-            return btf_value(found[0], found[1], data)
+            return reader(type_id, data)
         except BPFError:
             return None
 
