@@ -340,6 +340,8 @@ struct origin {
 	__u32 ifindex;
 	__u32 queue;
 	__u8 direction;
+	__u16 gso_segs;
+	__u16 gso_size;
 };
 
 /*
@@ -408,6 +410,9 @@ static __always_inline void emit(void *ctx, enum hook hook, void *data, void *da
 	rec->vlans = f->vlans;
 	rec->direction = o->direction;
 	rec->reserved = 0;
+	rec->gso_segs = o->gso_segs;
+	rec->gso_size = o->gso_size;
+	rec->reserved2 = 0;
 	c->emitted++;
 	bpf_ringbuf_submit(rec, wakeup_flags(c));
 }
@@ -501,6 +506,9 @@ int tc_capture(struct __sk_buff *skb)
 		.ifindex = skb->ifindex,
 		.queue = skb->queue_mapping,
 		.direction = XDPTCP_DIR_EGRESS,
+		/* skb->gso_segs is 0 or 1 for a packet that leaves as it is */
+		.gso_segs = skb->gso_size ? skb->gso_segs : 0,
+		.gso_size = skb->gso_size,
 	};
 	struct frame f = {};
 	int v;

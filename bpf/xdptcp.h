@@ -30,6 +30,12 @@ struct xdptcp_record {
 	__u8 vlans;       /* number of 802.1Q/802.1ad tags before the IP header (0..2) */
 	__u8 direction;   /* enum xdptcp_direction: which program saw the frame */
 	__u8 reserved;    /* zero */
+	/* Egress: a GSO packet (TSO "super-packet") that the kernel or the NIC will cut into
+	 * gso_segs segments of gso_size payload bytes after the hook; 0 on ingress and for a
+	 * packet that leaves as it is. */
+	__u16 gso_segs;
+	__u16 gso_size;
+	__u32 reserved2;  /* zero: data[] starts 8-byte aligned */
 	__u8 data[];      /* xdptcp_capacity bytes reserved, cap_len of them valid */
 };
 

@@ -43,6 +43,8 @@ def random_records(n: int, capacity: int) -> list[Record]:
                 ip_version=rnd.choice([4, 6]),
                 vlans=rnd.choice([0, 1, 2]),
                 direction=rnd.choice([INGRESS, EGRESS]),
+                gso_segs=rnd.choice([0, 2, 45]),
+                gso_size=rnd.choice([0, 1448, 8948]),
                 data=rnd.randbytes(cap),
             )
         )
@@ -60,7 +62,8 @@ def test_struct_twin_equals_construct_both_ways(capacity: int) -> None:
         assert [header[f] for f in Record._fields[:-1]] == list(rec[:-1])
         assert parsed.captured == rec.data
         assert decode(raw) == rec
-        built = layout.build({"header": {**rec._asdict(), "reserved": 0}, "data": raw[32:]})
+        header = {**rec._asdict(), "reserved": 0, "reserved2": 0}
+        built = layout.build({"header": header, "data": raw[RECORD_HEADER_SIZE:]})
         assert built == raw
 
 
@@ -101,7 +104,7 @@ def construct_offsets(layout) -> dict[str, tuple[int, int]]:
 
 def test_record_btf_matches_the_construct_layout() -> None:
     btf = btf_struct(bpf_object("xdptcp"), "xdptcp_record")
-    assert btf["size"] == RECORD_HEADER_SIZE == 32
+    assert btf["size"] == RECORD_HEADER_SIZE == 40
     ours = construct_offsets(RECORD_HEADER)
     members = {m["name"]: m["bits_offset"] // 8 for m in btf["members"]}
     assert members.pop("data") == RECORD_HEADER_SIZE  # the flexible array starts after the header

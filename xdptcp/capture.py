@@ -30,6 +30,7 @@ from pybpf import ObjectSpec, load
 from pybpf.asm.insn import Instruction
 from pybpf.errors import BPFError, NetlinkError, SyscallError
 from pybpf.ringbuf import slot_size
+from xdptcp.gso import device_segments
 from xdptcp.netns import in_netns
 from xdptcp.record import HEADER_SIZE
 
@@ -159,6 +160,8 @@ class Capture:
         self.obj = None
         self.ring = None
         self.attachments: list[Attachment] = []
+        # ifindexes whose device has no TSO: the kernel segments GSO packets after our hook
+        self.gso_split: set[int] = set()
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; records get wall-clock time by this offset.
         self.clock_offset_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
 
@@ -313,6 +316,8 @@ class Capture:
                 ) from None
             att.prog_id = prog.id
             self.attachments.append(att)
+            if device_segments(iface.name):
+                self.gso_split.add(iface.ifindex)
 
     def _attach_clsact(self, iface: Interface, prog) -> Attachment:
         from pybpf.link import tc
@@ -455,7 +460,8 @@ class Capture:
         """Records available now, decoded, in batches (one drain of the ring each).
 
         Each item is ``(wall-clock ns, interface name, captured bytes, wire length, direction)``,
-        direction being ``xdptcp.record.INGRESS`` or ``EGRESS``."""
+        direction being ``xdptcp.record.INGRESS`` or ``EGRESS``. A GSO packet leaving a device
+        that segments it in the kernel (no TSO) becomes its segments, as tcpdump shows them."""
         capacity = self.spec.rodata.get_int("xdptcp_capacity")
         record_size = HEADER_SIZE + capacity
         slot = struct.Struct(_slot_format(capacity))
@@ -465,10 +471,27 @@ class Capture:
             blob, count = self.ring.drain_fixed(record_size, max_records=BATCH)
             if not count:
                 return
+            if self.gso_split:
+                yield self._segmented(slot.iter_unpack(blob), names)
+                continue
             yield [
                 (ts + offset, names.get(ifindex) or f"if{ifindex}", data[:cap_len], wire_len, d)
-                for ts, ifindex, wire_len, cap_len, d, data in slot.iter_unpack(blob)
+                for ts, ifindex, wire_len, cap_len, d, _, _, data in slot.iter_unpack(blob)
             ]
+
+    def _segmented(self, rows, names: dict[int, str]) -> list:
+        """The slow path of ``batches``: some interface segments GSO packets after the hook."""
+        from xdptcp.gso import segment
+
+        out = []
+        for ts, ifindex, wire_len, cap_len, d, segs, size, data in rows:
+            name = names.get(ifindex) or f"if{ifindex}"
+            if segs > 1 and ifindex in self.gso_split:
+                for frame, wire in segment(data[:cap_len], wire_len, size):
+                    out.append((ts + self.clock_offset_ns, name, frame, wire, d))
+            else:
+                out.append((ts + self.clock_offset_ns, name, data[:cap_len], wire_len, d))
+        return out
 
 
 BATCH = 4096  # records per drain: bounds the memory of one batch, keeps the loop responsive
@@ -481,8 +504,8 @@ def _slot_format(capacity: int) -> str:
     record = HEADER_SIZE + capacity
     pad = slot_size(record) - 8 - record
     # 8x ring header | ts_ns Q | ifindex I | rx_queue 4x | wire_len I | cap_len H |
-    # l3_off..vlans 8x | direction B | reserved x | data
-    return f"=8xQI4xIH8xBx{capacity}s{pad}x"
+    # l3_off..vlans 8x | direction B | reserved x | gso_segs H | gso_size H | reserved2 4x | data
+    return f"=8xQI4xIH8xBxHH4x{capacity}s{pad}x"
 
 
 def check_ringbuf_support() -> None:

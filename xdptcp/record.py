@@ -17,7 +17,7 @@ from typing import NamedTuple, Optional
 
 from construct import Bytes, Computed, Int8un, Int16un, Int32un, Int64un, Struct
 
-# struct xdptcp_record (without data[]): 32 bytes, so data[] starts 8-byte aligned.
+# struct xdptcp_record (without data[]): 40 bytes, so data[] starts 8-byte aligned.
 RECORD_HEADER = Struct(
     "ts_ns" / Int64un,  # bpf_ktime_get_ns(): CLOCK_MONOTONIC
     "ifindex" / Int32un,
@@ -31,6 +31,9 @@ RECORD_HEADER = Struct(
     "vlans" / Int8un,
     "direction" / Int8un,  # enum xdptcp_direction: INGRESS (XDP) or EGRESS (tc)
     "reserved" / Int8un,
+    "gso_segs" / Int16un,  # egress GSO packet: segments it becomes after the hook (0: none)
+    "gso_size" / Int16un,  # ... and payload bytes per segment
+    "reserved2" / Int32un,
 )
 RECORD_HEADER_SIZE = RECORD_HEADER.sizeof()
 
@@ -89,6 +92,8 @@ class Record(NamedTuple):
     ip_version: int
     vlans: int
     direction: int  # INGRESS or EGRESS
+    gso_segs: int  # egress GSO packets: segments after the hook (0: leaves as it is)
+    gso_size: int  # ... payload bytes per segment
     data: bytes  # the cap_len captured bytes, from the start of the frame
 
     @property
@@ -98,7 +103,7 @@ class Record(NamedTuple):
 
 
 # The hot-path twin of RECORD_HEADER: "=" is native order with no padding, like the C layout.
-_HEADER = struct.Struct("=QIIIHHHHBBBB")
+_HEADER = struct.Struct("=QIIIHHHHBBBBHHI")
 assert _HEADER.size == RECORD_HEADER_SIZE
 COUNTERS_STRUCT = struct.Struct("=" + "Q" * len(COUNTER_NAMES))
 
@@ -110,12 +115,12 @@ def decode(buf: bytes) -> Record:
     end = RECORD_HEADER_SIZE + cap_len
     if len(buf) < end:
         raise ValueError(f"record claims {cap_len} captured bytes but the sample has {len(buf)}")
-    return Record(*h[:11], bytes(buf[RECORD_HEADER_SIZE:end]))
+    return Record(*h[:11], h[12], h[13], bytes(buf[RECORD_HEADER_SIZE:end]))
 
 
 def encode(rec: Record, capacity: int = DEFAULT_CAPACITY) -> bytes:
     """The bytes the program would write for ``rec`` (tests and replay)."""
-    head = _HEADER.pack(*rec[:11], 0)
+    head = _HEADER.pack(*rec[:11], 0, rec.gso_segs, rec.gso_size, 0)
     return head + rec.data.ljust(capacity, b"\0")
 
 
