@@ -27,7 +27,7 @@ from pybpf.link import netlink, tc
 from pybpf.sys import objcmd, objinfo
 from pybpf.sys.uapi import LinkType
 
-from conftest import ROOT, need_tool, run
+from conftest import ROOT, need_tool, run, scaled
 from hosts import VethPair, make_veth
 
 pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
@@ -77,7 +77,7 @@ class Background:
         )
         _running.append(self.proc)
         self.err = b""
-        deadline = time.monotonic() + 30
+        deadline = time.monotonic() + scaled(30)
         while ready not in self.err:
             left = deadline - time.monotonic()
             ready_fds, _, _ = select.select([self.proc.stderr], [], [], max(0, left))
@@ -90,7 +90,7 @@ class Background:
 
     def stop(self, sig: int = signal.SIGINT) -> tuple[str, str, int]:
         self.proc.send_signal(sig)
-        _, err = self.proc.communicate(timeout=60)
+        _, err = self.proc.communicate(timeout=scaled(60))
         err = (self.err + err).decode()
         self.out.seek(0)
         out = self.out.read()
@@ -151,13 +151,13 @@ def converse(pair: VethPair) -> None:
     )
     try:
         assert server.stdout.readline().strip() == "ready", server.stderr.read()
-        run(sys.executable, "-c", CLIENT, pair.inner_ip, timeout=60)
-        server.wait(timeout=20)
+        run(sys.executable, "-c", CLIENT, pair.inner_ip, timeout=scaled(60))
+        server.wait(timeout=scaled(20))
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
-    time.sleep(0.5)  # the last ACKs and FINs reach both tools
+    time.sleep(scaled(0.5))  # the last ACKs and FINs reach both tools
 
 
 def both_captures(
@@ -383,13 +383,14 @@ def test_jumbo_frames_arrive_whole_at_xdp(veth):
     )
     try:
         assert server.stdout.readline().strip() == "ready"
-        run("ip", "netns", "exec", veth.ns, sys.executable, "-c", CLIENT, veth.outer_ip, timeout=60)
-        server.wait(timeout=20)
+        client = ("ip", "netns", "exec", veth.ns, sys.executable, "-c", CLIENT, veth.outer_ip)
+        run(*client, timeout=scaled(60))
+        server.wait(timeout=scaled(20))
     finally:
         if server.poll() is None:
             server.kill()
             server.wait()
-    time.sleep(0.5)
+    time.sleep(scaled(0.5))
     out, err, rc = cap.stop()
     ref, _, _ = dump.stop()
     assert rc == 0, err

@@ -23,7 +23,7 @@ from pybpf.link.bpflink import Link
 from pybpf.program import Program
 from pybpf.sys.uapi import LinkType, ProgType
 
-from conftest import ROOT, bpf_object, need_tool, run
+from conftest import ROOT, bpf_object, need_tool, run, scaled
 from hosts import VethPair, make_veth
 
 pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
@@ -35,13 +35,13 @@ def classifier(verdict: int, name: str) -> Program:
     return Program.load(ProgType.SCHED_CLS, [I.mov64_imm(0, verdict), I.exit_insn()], name=name)
 
 
-def reaches(pair: VethPair, timeout: float = 5.0) -> bool:
+def reaches(pair: VethPair, timeout: float = 0.0) -> bool:
     """Does a TCP SYN from the root namespace get through ``outer``'s egress? A closed port on
     the other side answers with a reset (refused); a dropped SYN (or ARP request) times out.
     Expecting a drop, a second is plenty (``blocked``); expecting the reset, wait longer: the
     machine may be busy."""
     with socket.socket() as s:
-        s.settimeout(timeout)
+        s.settimeout(timeout or scaled(5.0))
         try:
             s.connect((pair.inner_ip, 9))
         except ConnectionRefusedError:
@@ -224,7 +224,7 @@ def spawn_attacher(pair: VethPair, mode: str) -> subprocess.Popen:
         prog = Program.load(ProgType.SCHED_CLS, [I.mov64_imm(0, 2), I.exit_insn()], name="tc_child")
         att = tc.tc_attach(prog, {pair.outer_ifindex}, "egress", mode={mode!r}, name="pybpf-child")
         print("attached", flush=True)
-        time.sleep(60)
+        time.sleep(600)
         """
     )
     child = subprocess.Popen(
@@ -235,7 +235,7 @@ def spawn_attacher(pair: VethPair, mode: str) -> subprocess.Popen:
         child.kill()
         child.wait()
         pytest.fail(f"the attaching process failed (exit {child.poll()})")
-    time.sleep(0.05)
+    time.sleep(scaled(0.05))
     return child
 
 
