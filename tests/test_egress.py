@@ -113,8 +113,9 @@ def tcpdump(*args: str) -> Background:
 
 SERVER = f"""
 import socket, sys
-bulk = socket.create_server((sys.argv[1], {BULK_PORT}))
-talk = socket.create_server((sys.argv[1], {TALK_PORT}))
+family = socket.AF_INET6 if ":" in sys.argv[1] else socket.AF_INET
+bulk = socket.create_server((sys.argv[1], {BULK_PORT}), family=family)
+talk = socket.create_server((sys.argv[1], {TALK_PORT}), family=family)
 print("ready", flush=True)
 c, _ = bulk.accept()
 while c.recv(1 << 16):
@@ -140,18 +141,19 @@ c.close()
 """
 
 
-def converse(pair: VethPair) -> None:
+def converse(pair: VethPair, ipv6: bool = False) -> None:
     """From ``outer`` (root namespace) to a server inside the namespace: a bulk transfer of a
     few MB (TSO super-packets leave ``outer``), then a short request and reply."""
+    server_ip = pair.inner_ip6 if ipv6 else pair.inner_ip
     server = subprocess.Popen(
-        ["ip", "netns", "exec", pair.ns, sys.executable, "-c", SERVER, pair.inner_ip],
+        ["ip", "netns", "exec", pair.ns, sys.executable, "-c", SERVER, server_ip],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
     try:
         assert server.stdout.readline().strip() == "ready", server.stderr.read()
-        run(sys.executable, "-c", CLIENT, pair.inner_ip, timeout=scaled(60))
+        run(sys.executable, "-c", CLIENT, server_ip, timeout=scaled(60))
         server.wait(timeout=scaled(20))
     finally:
         if server.poll() is None:
@@ -161,12 +163,12 @@ def converse(pair: VethPair) -> None:
 
 
 def both_captures(
-    pair: VethPair, mine: list[str], theirs: list[str]
+    pair: VethPair, mine: list[str], theirs: list[str], ipv6: bool = False
 ) -> tuple[list[str], list[str], str]:
     """Run xdptcp ``mine`` and tcpdump ``theirs`` through one conversation; their lines."""
     dump = tcpdump("-i", pair.outer, *theirs)
     cap = xdptcp("-i", pair.outer, *mine)
-    converse(pair)
+    converse(pair, ipv6)
     out, err, rc = cap.stop()
     assert rc == 0, err
     ref, _, _ = dump.stop()
@@ -183,16 +185,24 @@ def lengths(lines: list[str]) -> list[int]:
 
 
 @pytest.mark.parametrize(
-    "direction, tso",
-    [("inout", "on"), ("in", "on"), ("out", "on"), ("inout", "off"), ("out", "off")],
+    "direction, tso, ip",
+    [
+        ("inout", "on", 4),
+        ("in", "on", 4),
+        ("out", "on", 4),
+        ("inout", "off", 4),
+        ("out", "off", 4),
+        ("inout", "on", 6),
+        ("inout", "off", 6),
+    ],
 )
-def test_a_conversation_prints_tcpdumps_lines_for_each_direction(veth, direction, tso):
+def test_a_conversation_prints_tcpdumps_lines_for_each_direction(veth, direction, tso, ip):
     if tso == "off":
         # The kernel now segments after the egress hook, before tcpdump's tap: xdptcp cuts the
         # packets the hook saw as the kernel does.
         run(need_tool("ethtool"), "-K", veth.outer, "tso", "off")
     mine, ref, err = both_captures(
-        veth, ["-t", "-Q", direction, "tcp"], ["-t", "-Q", direction, "tcp"]
+        veth, ["-t", "-Q", direction, "tcp"], ["-t", "-Q", direction, "tcp"], ip == 6
     )
     assert len(ref) > 20
     assert mine == ref
