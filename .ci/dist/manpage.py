@@ -21,12 +21,12 @@ from common import ROOT, source_date_epoch, version
 
 EXTRA = {
     "xdptcp": {
-        "DESCRIPTION": "Its BPF program parses Ethernet (with VLAN tags), IPv4, IPv6 and TCP "
-        "headers at XDP, the earliest point of ingress, runs the filter in the kernel, and sends "
-        "each matching packet's headers through a ring buffer. xdptcp prints them as tcpdump -nn "
-        "would, one JSON object per packet (--json), or writes a pcap file (-w). It sees "
-        "received packets only. At the end it prints how many packets were captured, seen by "
-        "the filter, and dropped because the ring buffer was full.",
+        "DESCRIPTION": "Its BPF programs parse Ethernet (with VLAN tags), IPv4, IPv6 and TCP "
+        "headers of the packets that arrive (at XDP) and leave (at tc egress; see -Q), run the "
+        "filter in the kernel, and send each matching packet's headers through a ring buffer. "
+        "xdptcp prints them as tcpdump -nn would, one JSON object per packet (--json), or "
+        "writes a capture file (-w). At the end it prints how many packets were captured, seen "
+        "by the filter, and dropped because the ring buffer was full.",
         "EXAMPLES": [
             ("Print the TCP handshakes reaching eth0 for port 443:",
              "xdptcp -i eth0 'tcp[tcpflags] & tcp-syn != 0 and port 443'"),
@@ -39,9 +39,10 @@ EXTRA = {
         "EXIT STATUS": "0 on success, 1 when the capture could not be set up or failed, "
         "2 for a bad command line.",
         "NOTES": "A live capture needs root, or CAP_BPF, CAP_NET_ADMIN and CAP_PERFMON, and "
-        "Linux 5.8 or later with BTF. The program is attached to each interface with "
-        "rtnetlink (or a bpf_link with --link) and detached on every exit; --detach removes one "
-        "left by a killed xdptcp.",
+        "Linux 5.8 or later with BTF. The XDP program is attached to each interface with "
+        "rtnetlink (or a bpf_link with --link), the egress one with tcx or a clsact filter "
+        "(--tc), and both are detached on every exit; --detach removes an xdptcp program "
+        "left on an interface by a killed run.",
         "SEE ALSO": "tcpdump(8), pcap-filter(7), pybpf(8), ip-link(8)",
     },
     "pybpf": {

@@ -97,6 +97,7 @@ def build(name: str, out_dir: Path, wheels: list[Path], epoch: int) -> Path:
     target = out_dir / f"{name}.pyz"
     tmp = target.with_suffix(".pyz.tmp")
     zipapp.create_archive(io.BytesIO(body), str(tmp), interpreter="/usr/bin/env python3")
+    tmp.chmod(0o755)  # zipapp sets only the owner's x bit
     tmp.replace(target)
     return target
 
