@@ -41,6 +41,21 @@ def btf_for_kernel(btf: BTF, log: Log) -> tuple[BTF, bool]:
     return sane.btf, support.func
 
 
+def kernel_btf_for_core(name: str, count: int):
+    """The kernel's BTF for CO-RE; on a kernel without it (no CONFIG_DEBUG_INFO_BTF), one line
+    that says what needs it — objects without CO-RE records load there."""
+    from pybpf.btf.kernel import KernelBTF
+    from pybpf.errors import BTFError
+
+    try:
+        return KernelBTF.system()
+    except BTFError as e:
+        raise BTFError(
+            f"{name}: {count} CO-RE relocations need the kernel's BTF, which this kernel does not "
+            f"offer (built without CONFIG_DEBUG_INFO_BTF?): {e}"
+        ) from None
+
+
 def global_data_ok(ms: MapSpec, log: Log):
     """None when the kernel can have this data map; else the Feature it lacks (global data:
     before Linux 5.2 no program can address a map value). Like libbpf, the loader then skips

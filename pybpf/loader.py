@@ -318,9 +318,7 @@ def _core_relocate(spec: ObjectSpec, obj: LoadedObject, log: Log, kernel_btf: ob
     from pybpf.btf import core
 
     if kernel_btf is None:
-        from pybpf.btf.kernel import KernelBTF
-
-        kernel_btf = KernelBTF.system()
+        kernel_btf = compat.kernel_btf_for_core(spec.name, sum(len(r) for r in relos.values()))
     code = dict(spec.sections)
     for section, records in relos.items():
         if section in code and records:

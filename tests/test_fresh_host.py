@@ -1,9 +1,10 @@
-"""A host without the kernel's BTF: xdptcp needs no CO-RE and captures; a CO-RE object fails in
-one line.
+"""A fresh host without the kernel's BTF: xdptcp needs no CO-RE and captures; a CO-RE object
+fails in one line.
 
 The kernel's BTF is made unreadable to pybpf the way a kernel built without
-CONFIG_DEBUG_INFO_BTF leaves it: /sys/kernel/btf is covered by an empty tmpfs, in a mount
-namespace of the test's own (``unshare -m``), so nothing else on the machine sees a change.
+CONFIG_DEBUG_INFO_BTF leaves it: /sys/kernel/btf is covered by an empty tmpfs; and bpffs is not
+mounted, as on a freshly booted machine. Both in a mount namespace of the test's own (``unshare
+-m``), so nothing else on the machine sees a change.
 """
 
 from __future__ import annotations
@@ -23,16 +24,19 @@ from traffic import varied_pcap
 
 pytestmark = pytest.mark.system
 
-# Runs "$@" with /sys/kernel/btf empty; says so first, so a test cannot pass by accident.
-WITHOUT_BTF = (
+# Runs "$@" as on a fresh host: bpffs not mounted, /sys/kernel/btf empty; says so first, so a test
+# cannot pass by accident.
+FRESH = (
+    "umount -l /sys/fs/bpf 2>/dev/null; "
     "mount -t tmpfs pybpf-no-btf /sys/kernel/btf && test ! -e /sys/kernel/btf/vmlinux "
-    '&& echo "no kernel BTF" >&2 && exec "$@"'
+    '&& awk \'$2 == "/sys/fs/bpf" && $3 == "bpf" {exit 1}\' /proc/mounts '
+    '&& echo "no kernel BTF, no bpffs" >&2 && exec "$@"'
 )
 
 
 def without_kernel_btf(*cmd: str) -> list[str]:
     need_tool("unshare")
-    return ["unshare", "-m", "--propagation", "private", "sh", "-c", WITHOUT_BTF, "sh", *cmd]
+    return ["unshare", "-m", "--propagation", "private", "sh", "-c", FRESH, "sh", *cmd]
 
 
 def env() -> dict:
@@ -74,7 +78,7 @@ def test_xdptcp_captures_without_kernel_btf(veth, tmp_path):
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env())
     try:
         err = wait_for(proc, b"capturing on")
-        assert b"no kernel BTF" in err
+        assert b"no kernel BTF, no bpffs" in err
         veth.in_ns("tcpreplay", "-q", "--topspeed", "-i", veth.inner, str(pcap))
         out, rest = proc.communicate(timeout=60)
     finally:
@@ -94,9 +98,11 @@ def test_a_core_object_without_kernel_btf_fails_in_one_line():
         env=env(),
     )
     lines = res.stderr.splitlines()
-    assert lines[0] == "no kernel BTF"
+    assert lines[0] == "no kernel BTF, no bpffs"
     assert res.returncode == 1 and len(lines) == 2, res.stderr
-    assert lines[1].startswith("pybpf: error: ") and "/sys/kernel/btf/vmlinux" in lines[1]
+    assert lines[1].startswith("pybpf: error: core_vmlinux: ")
+    assert "CO-RE relocations need the kernel's BTF" in lines[1]
+    assert "/sys/kernel/btf/vmlinux" in lines[1]
     assert "Traceback" not in res.stderr
 
 
