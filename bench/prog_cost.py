@@ -13,6 +13,10 @@ Rows per frame size, all in the same process and run:
   Records land in memory that stays in the CPU caches, as with a live reader keeping up;
 - xdptcp, ring full: the ring is filled first, so each run parses, fails the reservation and
   counts ``ring_full`` (what the program costs while user space is falling behind);
+- xdptcp with a filter, ring drained: the filter compiled by xdptcp and spliced into the program,
+  `port 443` and the HTTP request filter `tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420`, on
+  frames of the same sizes sent to port 443 whose payload starts with "GET " (the 66-byte ACK has
+  no payload: the HTTP filter reads past its end and rejects it, so nothing is emitted);
 - diagnostic programs assembled here with pybpf.asm.insn, floors under xdptcp's cost: one that
   only calls bpf_ktime_get_ns(); one that only reserves a record of xdptcp's size and submits it
   untouched; one that also copies 66 frame bytes into it with bpf_xdp_load_bytes() (as xdptcp
@@ -58,10 +62,16 @@ COPY = f"diag: reserve + load_bytes({HEADERS}) + submit, drained"
 DIRECT = f"diag: reserve + direct copy({HEADERS}) + submit, drained"
 
 
-def frames() -> dict[str, bytes]:
-    flow = Flow(False, bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), 40000, 80)
+FILTERS = {
+    "xdptcp + filter 'port 443', ring drained": "port 443",
+    "xdptcp + HTTP request filter, ring drained": "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
+}
+
+
+def frames(port: int = 80, payload: bytes = b"") -> dict[str, bytes]:
+    flow = Flow(False, bytes([198, 18, 0, 1]), bytes([198, 18, 0, 2]), 40000, port)
     ack = frame(flow, 1000, 2000, TCP_ACK, 12, b"")
-    full = frame(flow, 1000, 2000, TCP_PSH | TCP_ACK, 0, bytes(1446))
+    full = frame(flow, 1000, 2000, TCP_PSH | TCP_ACK, 0, payload.ljust(1446, b"\0"))
     assert len(ack) == 66 and len(full) == 1500, (len(ack), len(full))
     return {"66 B": ack, "1500 B": full}
 
@@ -102,15 +112,26 @@ def measure(
         return float(result.duration_ns), result.retval
 
 
-def measure_drained(data: bytes, runs: int) -> tuple[float, int]:
-    """Like :func:`measure` with xdptcp's default ring, drained between test runs."""
+def measure_drained(data: bytes, runs: int, expr: str = "") -> tuple[float, int]:
+    """Like :func:`measure` with xdptcp's default ring, drained between test runs; with
+    ``expr``, the filter compiled and spliced in as xdptcp does."""
     spec = _spec(XDPTCP_OBJ, ring=None)
     _configure(spec)
+    if expr:
+        from xdptcp.pcapfilter import compile_filter
+
+        flt = compile_filter(expr)
+        for name, insns in flt.code().items():
+            spec.replace_function(name, insns)
+        spec.rodata.update_from(flt.rodata_values())
+        emitted = flt.matches(data)
+    else:
+        emitted = True
     with load(spec) as obj:
-        return _drained(obj.programs["xdp_capture"], obj.maps[RING], data, runs)
+        return _drained(obj.programs["xdp_capture"], obj.maps[RING], data, runs, emitted)
 
 
-def _drained(prog, ring_map, data: bytes, runs: int) -> tuple[float, int]:
+def _drained(prog, ring_map, data: bytes, runs: int, emitted: bool = True) -> tuple[float, int]:
     """Test runs of as many records as the ring holds, the ring emptied after each; the
     runs' mean ns weighted by their repeat counts."""
     from pybpf.ringbuf import RingBuffer
@@ -126,8 +147,8 @@ def _drained(prog, ring_map, data: bytes, runs: int) -> tuple[float, int]:
             done += n
             retval = result.retval
             _, got = ring.drain_fixed(RECORD - 8)
-            if got != n:
-                raise RuntimeError(f"ring drained: expected {n} records, read {got}")
+            if got != (n if emitted else 0):
+                raise RuntimeError(f"ring drained: expected {n * emitted} records, read {got}")
         return total_ns / done, retval
 
 
@@ -218,15 +239,18 @@ def run(repeat: int = 3, runs: int = 1_000_000) -> str:
         ("xdptcp, ring with room", XDPTCP_OBJ, "xdp_capture", ring_bytes(runs + 64), False),
         ("xdptcp, ring drained", XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
         ("xdptcp, ring full", XDPTCP_OBJ, "xdp_capture", 64 * 1024, True),
+        *((label, XDPTCP_OBJ, "xdp_capture", _default_ring(), False) for label in FILTERS),
         (KTIME, None, "", None, False),
         (RESERVE, None, "", _default_ring(), False),
         (COPY, None, "", _default_ring(), False),
         (DIRECT, None, "", _default_ring(), False),
     ]
     results: dict[tuple[str, str], list[float]] = {}
+    to_443 = frames(443, b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n")
     for i in range(repeat):
-        for size, data in frames().items():
+        for size, plain in frames().items():
             for label, path, prog, ring, prefill in cases:
+                data = to_443[size] if label in FILTERS else plain
                 say(f"progcost repeat {i + 1}/{repeat}: {label}, {size} frame, {runs:,} runs")
                 ns = measure_case(label, path, prog, ring, prefill, data, runs)
                 results.setdefault((label, size), []).append(ns)
@@ -236,8 +260,8 @@ def run(repeat: int = 3, runs: int = 1_000_000) -> str:
 
 def measure_case(label: str, path: Optional[Path], prog: str, ring: Optional[int],
                  prefill: bool, data: bytes, runs: int) -> float:  # fmt: skip
-    if label == "xdptcp, ring drained":
-        ns, retval = measure_drained(data, runs)
+    if label == "xdptcp, ring drained" or label in FILTERS:
+        ns, retval = measure_drained(data, runs, FILTERS.get(label, ""))
     elif path is None:
         copy = {COPY: "helper", DIRECT: "direct"}.get(label, "")
         ns, retval = measure_floor(data, runs, label == KTIME, label != KTIME, copy)
