@@ -54,14 +54,19 @@ class CompiledFilter:
 def compile_filter(text: str) -> CompiledFilter:
     """Compile ``text``; raises ``FilterError`` (one line, position and part) when it cannot."""
     from xdptcp.pcapfilter.codegen import generate
+    from xdptcp.pcapfilter.optimize import optimize
     from xdptcp.pcapfilter.parser import parse
 
     node = parse(text)
+    graph = None
     if node is not None:
         never = ir.never_on_tcp(node)
         if never is not None:
             raise FilterError(f"{never.what}; xdptcp captures only TCP", never.pos, never.part)
-    return CompiledFilter(text, tuple(generate(node)))
+        graph = optimize(node)
+        if graph is False:  # libpcap's optimizer refuses these too, in these words
+            raise FilterError("expression rejects all packets", 0, text)
+    return CompiledFilter(text, tuple(generate(node, graph)))
 
 
 __all__ = ["CompiledFilter", "FilterError", "compile_filter"]

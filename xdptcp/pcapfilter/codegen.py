@@ -44,13 +44,16 @@ class CodeGen:
     def new(self, what: str) -> str:
         return f"{what}{next(self._n)}"
 
-    def function(self, node: Optional[ir.Bool]) -> list[Instruction]:
+    def function(self, node: Optional[ir.Bool], graph=None) -> list[Instruction]:
+        """The body for ``node``; from its optimized decision ``graph`` when there is one."""
         a = self.a
         a.mov(R6, R1)  # data
         a.mov(R7, R2)  # data_end
         a.mov32(R8, R3)  # wire_len
         self.check(MIN_FRAME)
-        if node is not None:
+        if graph is not None:
+            self.decisions(graph)
+        elif node is not None:
             self.bool(node, "accept", "reject", "accept")
         self.place("accept")
         a.mov(R0, 1)
@@ -87,6 +90,29 @@ class CodeGen:
         self.known = max(self.known or 0, end)
 
     # --- booleans ---------------------------------------------------------------------------
+
+    def decisions(self, root) -> None:
+        """Lay out an optimized decision graph: each decision once, in topological order."""
+        from xdptcp.pcapfilter.optimize import topological
+
+        if isinstance(root, bool):
+            if not root:
+                self.a.ja("reject")
+                self.jumped("reject", always=True)
+            return
+        order = topological(root)
+        labels = {id(d): f"d{i}" for i, d in enumerate(order)}
+
+        def target(node) -> str:
+            if isinstance(node, bool):
+                return "accept" if node else "reject"
+            return labels[id(node)]
+
+        for i, d in enumerate(order):
+            if i:
+                self.place(labels[id(d)])
+            nxt = labels[id(order[i + 1])] if i + 1 < len(order) else "accept"
+            self.compare(d.cmp, target(d.t), target(d.f), nxt)
 
     def bool(self, n: ir.Bool, t: str, f: str, nxt: str) -> None:
         """Jump to ``t`` when ``n`` holds, to ``f`` otherwise; ``nxt`` is the label that follows."""
@@ -207,6 +233,7 @@ def _imm(v):
     return v
 
 
-def generate(node: Optional[ir.Bool]) -> list[Instruction]:
-    """The body of ``xdptcp_filter()`` for a parsed filter (None: accept everything)."""
-    return CodeGen().function(node)
+def generate(node: Optional[ir.Bool], graph=None) -> list[Instruction]:
+    """The body of ``xdptcp_filter()`` for a parsed filter (None: accept everything), laid out
+    from its optimized decision graph (``optimize``) when given."""
+    return CodeGen().function(node, graph)

@@ -104,14 +104,22 @@ class Parser(Primitives):
 
     def term_or_id(self) -> Bool:
         """After and/or: a term, or a bare id that reuses the last qualifiers."""
-        start = self.i
         if self.last is not None and self._id_ahead():
-            rel = self.try_relation()
-            if rel is not None:
-                return rel
-            self.i = start
-            return self.id_with(self.last)
+            last, state = self.last, self._state()
+            try:  # `or (1 = 1)` is a term: bison decides by the token after the number
+                return self.term()
+            except SemanticError:
+                raise
+            except FilterError:
+                self._restore(state)
+            return self.id_with(last)
         return self.term()
+
+    def _state(self) -> tuple:
+        return self.i, self.linktype, self.linkpl, self.last
+
+    def _restore(self, state: tuple) -> None:
+        self.i, self.linktype, self.linkpl, self.last = state
 
     def _id_ahead(self) -> bool:
         j = self.i
