@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import dataclasses
 import errno
+import os
 from typing import Callable, Optional
 
 from pybpf.btf.model import BTF
@@ -79,15 +80,78 @@ def map_for_kernel(ms: MapSpec, log: Log) -> MapSpec:
     return ms
 
 
+# The first mainline Linux of the map types newer than BPF itself (the kernel's git history, as
+# bcc's docs/kernel-versions.md lists it). Used only to explain a refusal: a distribution kernel
+# may have a type earlier (backports), so a type is never refused on its version alone.
+MAP_TYPE_SINCE = {
+    "PROG_ARRAY": "4.2",
+    "PERF_EVENT_ARRAY": "4.3",
+    "PERCPU_HASH": "4.6",
+    "PERCPU_ARRAY": "4.6",
+    "STACK_TRACE": "4.6",
+    "CGROUP_ARRAY": "4.8",
+    "LRU_HASH": "4.10",
+    "LRU_PERCPU_HASH": "4.10",
+    "LPM_TRIE": "4.11",
+    "ARRAY_OF_MAPS": "4.12",
+    "HASH_OF_MAPS": "4.12",
+    "DEVMAP": "4.14",
+    "SOCKMAP": "4.14",
+    "CPUMAP": "4.15",
+    "XSKMAP": "4.18",
+    "SOCKHASH": "4.18",
+    "CGROUP_STORAGE": "4.19",
+    "REUSEPORT_SOCKARRAY": "4.19",
+    "PERCPU_CGROUP_STORAGE": "4.20",
+    "QUEUE": "4.20",
+    "STACK": "4.20",
+    "SK_STORAGE": "5.2",
+    "DEVMAP_HASH": "5.4",
+    "STRUCT_OPS": "5.6",
+    "RINGBUF": "5.8",
+    "INODE_STORAGE": "5.10",
+    "TASK_STORAGE": "5.11",
+    "BLOOM_FILTER": "5.16",
+    "USER_RINGBUF": "6.1",
+    "CGRP_STORAGE": "6.2",
+    "ARENA": "6.9",
+}
+
+
+def running_linux() -> tuple[int, int]:
+    """(major, minor) of the running kernel, from uname -r ("6.1.0-57-amd64" → (6, 1))."""
+    head = os.uname().release.split("-")[0].split(".")
+    try:
+        return int(head[0]), int(head[1])
+    except (IndexError, ValueError):
+        return (0, 0)
+
+
+def _version(since: str) -> tuple[int, int]:
+    major, minor = since.split(".")
+    return int(major), int(minor)
+
+
 def explain_map_refusal(ms: MapSpec, type_name: str, e: SyscallError) -> None:
-    """A map type newer than the kernel is a bare EINVAL: raise FeatureError naming it."""
+    """A map type newer than the kernel is a bare EINVAL: raise FeatureError naming it — from a
+    probe where pybpf has one, else when the kernel is older than the type's first Linux."""
+    from pybpf.errors import FeatureError
     from pybpf.sys import features
 
+    if e.errno != errno.EINVAL:
+        return
     need = _MAP_FEATURES.get(type_name)
-    if need is not None and e.errno == errno.EINVAL:
+    if need is not None:
         feature = features.Feature[need]
         if not features.has(feature):
             raise features.missing(feature, f"map '{ms.name}'") from None
+        return
+    since = MAP_TYPE_SINCE.get(type_name)
+    if since is not None and running_linux() < _version(since):
+        raise FeatureError(
+            f"map '{ms.name}': BPF_MAP_TYPE_{type_name} maps need Linux {since} "
+            f"(this kernel is {os.uname().release})"
+        ) from None
 
 
 def explain_prog_refusal(ps: ProgramSpec, e: SyscallError) -> None:

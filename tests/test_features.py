@@ -228,3 +228,38 @@ def test_an_xdp_link_on_a_kernel_without_is_one_line(monkeypatch):
     assert str(e.value).startswith(
         "cannot create a XDP link to target 1: bpf_link attachments of XDP programs need Linux 5.9"
     )
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("linux, blamed", [((4, 9), True), ((5, 4), False)], ids=["4.9", "5.4"])
+def test_a_map_type_newer_than_the_kernel_is_named_with_its_linux(monkeypatch, linux, blamed):
+    """EINVAL for an LRU hash (Linux 4.10) simulated: on a 4.9 kernel that is the type's age;
+    on 5.4 it is something else, and the kernel's own answer stands."""
+    from pybpf import compat
+    from pybpf.sys import mapcmd, uapi
+
+    real = mapcmd.map_create
+
+    def refuse_lru(map_type, *args, **kw):
+        if map_type == uapi.MapType.LRU_HASH:
+            raise SyscallError("cannot create map", errno.EINVAL)
+        return real(map_type, *args, **kw)
+
+    monkeypatch.setattr(mapcmd, "map_create", refuse_lru)
+    monkeypatch.setattr(compat, "running_linux", lambda: linux)
+    spec = ObjectSpec.from_file(bpf_object("tests/maps_all"))
+    with pytest.raises(SyscallError if not blamed else FeatureError) as e:
+        load(spec)
+    if blamed:
+        want = "map 'm_lru_hash': BPF_MAP_TYPE_LRU_HASH maps need Linux 4.10 (this kernel is "
+        assert str(e.value).startswith(want)
+    else:
+        assert str(e.value).startswith("cannot create map 'm_lru_hash' (LRU_HASH): EINVAL")
+
+
+def test_the_running_kernels_version_is_read_from_uname(monkeypatch):
+    from pybpf import compat
+
+    for release, want in [("6.1.0-57-amd64", (6, 1)), ("5.4.0", (5, 4)), ("weird", (0, 0))]:
+        monkeypatch.setattr(os, "uname", lambda r=release: os.uname_result(("", "", r, "", "")))
+        assert compat.running_linux() == want
