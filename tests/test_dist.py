@@ -95,6 +95,7 @@ def test_zipapps_carry_the_packages_the_libraries_and_their_licences(pyz: Path) 
     assert ours == set(common.package_files())  # the very files the wheel carries, see below
     assert "xdptcp/data/xdptcp.bpf.o" in names
     assert {"elftools/__init__.py", "construct/__init__.py", "__main__.py"} <= names
+    assert {"source/bpf/xdptcp.bpf.c", "source/bpf/xdptcp.h"} <= names  # the object's source
     assert any(re.match(r"pyelftools-[\d.]+\.dist-info/(licenses/)?LICENSE", n) for n in names)
     assert any(re.match(r"construct-[\d.]+\.dist-info/LICENSE", n) for n in names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -314,7 +315,9 @@ def test_deb_depends_only_on_debian_python_and_the_two_libraries(deb: Path) -> N
     for name in ("xdptcp", "pybpf"):
         assert {f"/usr/bin/{name}", f"/usr/share/man/man8/{name}.8.gz",
                 f"/usr/share/bash-completion/completions/{name}"} <= paths  # fmt: skip
-    assert {"/usr/share/doc/pybpf/copyright", "/usr/share/doc/pybpf/changelog.Debian.gz"} <= paths
+    doc = "/usr/share/doc/pybpf"
+    assert {f"{doc}/copyright", f"{doc}/changelog.Debian.gz", f"{doc}/source/xdptcp.h",
+            f"{doc}/source/xdptcp.bpf.c.gz"} <= paths  # fmt: skip
     assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]
 
 

@@ -25,7 +25,7 @@ from pathlib import Path
 
 import completion
 import manpage
-from common import ROOT, package_files, source_date_epoch, stamp_tree, version
+from common import BPF_SOURCES, ROOT, package_files, source_date_epoch, stamp_tree, version
 
 PACKAGE = "pybpf"
 DEB_REVISION = "1"
@@ -97,8 +97,8 @@ Requires-Dist: construct
 COPYRIGHT = """\
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: pybpf
-Comment: xdptcp.bpf.o is compiled with clang from xdptcp.bpf.c and xdptcp.h in the
- source tree's bpf/ directory.
+Comment: xdptcp.bpf.o is compiled with clang from xdptcp.bpf.c and xdptcp.h, which
+ are in /usr/share/doc/pybpf/source.
 
 Files: *
 Copyright: {year} the pybpf and xdptcp authors
@@ -192,6 +192,13 @@ def stage(root: Path, ver: str, debver: str, epoch: int) -> None:
     overrides = LINTIAN.format(package=PACKAGE, obj=OBJ)
     put(root, f"usr/share/lintian/overrides/{PACKAGE}", overrides.encode())
     put(root, f"{doc}/README.md", (ROOT / "README.md").read_bytes())
+    for rel in BPF_SOURCES:  # what the GPL-2.0 capture object is built from
+        data = (ROOT / rel).read_bytes()
+        name = Path(rel).name
+        if len(data) > 4096:  # Debian compresses documentation over 4 kB
+            put(root, f"{doc}/source/{name}.gz", gz(data))
+        else:
+            put(root, f"{doc}/source/{name}", data)
     date = time.strftime("%a, %d %b %Y %H:%M:%S +0000", time.gmtime(epoch))
     changelog = CHANGELOG.format(
         package=PACKAGE,

@@ -21,7 +21,7 @@ import zipapp
 import zipfile
 from pathlib import Path
 
-from common import ROOT, package_files, source_date_epoch
+from common import BPF_SOURCES, ROOT, package_files, source_date_epoch
 
 VENDOR = Path(__file__).with_name("vendor.txt")
 VENDORED_TOPS = ("elftools/", "construct/")  # what the zipapps take from the wheels
@@ -66,6 +66,9 @@ def entries(packages: tuple[str, ...], wheels: list[Path], main_py: str) -> dict
     out = {"__main__.py": main_py.encode()}
     for rel in package_files(packages):
         out[rel] = (ROOT / rel).read_bytes()
+    if "xdptcp" in packages:  # the capture object's source travels with it
+        for rel in BPF_SOURCES:
+            out[f"source/{rel}"] = (ROOT / rel).read_bytes()
     for wheel in wheels:
         with zipfile.ZipFile(wheel) as z:
             for name in z.namelist():
