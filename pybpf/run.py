@@ -318,6 +318,7 @@ class Runner:
             self.note(f"program '{name}' not attached: {why}")
         links = getattr(self.attached, "links", {})
         if not links:
+            self.attached = None
             raise BPFError(f"{self.spec.name}: no program could be attached")
         progs = ", ".join(
             f"{n} (prog id {self.obj.programs[n].id})"
@@ -436,7 +437,7 @@ class Runner:
             return
         self._finished = True
         try:
-            if self.obj is not None:
+            if self.obj is not None and self.attached is not None:  # not after a failed start
                 self.pump()
                 if self.opts.show_maps:
                     self.print_maps()

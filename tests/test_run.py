@@ -24,7 +24,7 @@ from pathlib import Path
 import pytest
 
 from pybpf.btf.dump import format_log2_hist
-from tests.conftest import ROOT, bpf_object, need_tool, run
+from tests.conftest import ROOT, bpf_object, need_tool, run, scaled
 
 pytestmark = pytest.mark.system
 
@@ -314,3 +314,36 @@ def test_runner_reports_samples_a_full_perf_ring_lost() -> None:
     assert 0 < len(events) < 1001 and lost > 0
     assert len(events) + lost == 1001
     assert all(e["event"]["tpid"] == os.getpid() and e["event"]["sig"] == 0 for e in events)
+
+
+# --- kprobes (the kernel matrix's guests have them; this machine's kernel has none) ------------
+
+HAS_KPROBES = Path("/sys/bus/event_source/devices/kprobe").exists()
+
+
+@pytest.mark.kmatrix
+def test_kprobe_events_where_the_kernel_has_kprobes_one_line_where_not(tmp_path: Path) -> None:
+    obj = str(bpf_object("tests/run_kprobe"))
+    if not HAS_KPROBES:
+        res = run(sys.executable, "-m", "pybpf", "run", obj, check=False, cwd=ROOT)
+        assert res.returncode == 1 and res.stdout == ""
+        assert res.stderr.splitlines() == [
+            "pybpf: error: cannot attach program 'unlink_entry' to kprobe do_unlinkat: ENOTSUP "
+            "(Operation not supported): this kernel has no kprobe support (CONFIG_KPROBE_EVENTS)"
+        ]
+        return
+    r = RunProcess(obj, "--json", "--set", f"targ_tgid={os.getpid()}")
+    ids = r.wait_attached(timeout=scaled(20))
+    victim = tmp_path / "pybpf-run-unlink-me"
+    victim.write_text("x")
+    victim.unlink()
+    time.sleep(scaled(0.5))
+    rc, out = r.stop(timeout=scaled(20))
+    assert rc == 0, r.err
+    events, _, maps = json_lines(out)
+    assert [e["event"] for e in events] == [
+        {"pid": os.getpid(), "filename": str(victim)},
+    ]
+    rets = {e["key"]: e["value"] for e in maps["last_ret"]["entries"]}
+    assert rets == {os.getpid(): 0}
+    assert gone(ids, timeout=scaled(5))
