@@ -336,13 +336,17 @@ def test_kprobe_events_where_the_kernel_has_kprobes_one_line_where_not(tmp_path:
     ids = r.wait_attached(timeout=scaled(20))
     victim = tmp_path / "pybpf-run-unlink-me"
     victim.write_text("x")
-    victim.unlink()
+    dir_fd = os.open(tmp_path, os.O_RDONLY)
+    try:  # unlinkat(dir, NAME): the kernel's struct filename holds NAME as given
+        os.unlink(victim.name, dir_fd=dir_fd)
+    finally:
+        os.close(dir_fd)
     time.sleep(scaled(0.5))
     rc, out = r.stop(timeout=scaled(20))
     assert rc == 0, r.err
     events, _, maps = json_lines(out)
     assert [e["event"] for e in events] == [
-        {"pid": os.getpid(), "filename": str(victim)},
+        {"pid": os.getpid(), "filename": victim.name},
     ]
     rets = {e["key"]: e["value"] for e in maps["last_ret"]["entries"]}
     assert rets == {os.getpid(): 0}
