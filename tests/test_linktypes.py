@@ -222,3 +222,21 @@ def test_views_keep_wire_lengths_of_cut_packets(varied) -> None:
     assert view is not None
     assert view.wire_len == len(cooked) + 100 - 16 + 14
     assert view.frame[12:14] == b"\x08\x00" and view.frame[14:] == cooked[16:40]
+
+
+def test_version_contradicting_the_ethertype_prints_tcpdumps_line(varied, tmp_path: Path) -> None:
+    """libpcap's ``tcp`` reads only the protocol byte, so it selects a packet whose version
+    nibble contradicts its EtherType; tcpdump then prints ip_print's or ip6_print's complaint."""
+    v4 = next(f.data for f in varied if f.tcp and f.data[12:14] == b"\x08\x00")
+    v6 = next(f.data for f in varied if f.tcp and f.data[12:14] == b"\x86\xdd" and f.data[20] == 6)
+    frames = []
+    for base, versions in ((v4, (0, 5, 6, 15)), (v6, (0, 3, 4, 15))):
+        for version in versions:
+            data = bytearray(base)
+            data[14] = version << 4 | data[14] & 0x0F
+            frames.append(Frame(0, bytes(data), len(data)))
+    path = tmp_path / "versions.pcap"
+    write_pcap(path, frames)
+    ref, got = _compare(path)
+    assert len(ref) == len(frames)
+    assert got == ref

@@ -367,14 +367,16 @@ def _bad_len(frame) -> Optional[str]:
     ip_print() for an IPv4 TCP packet whose total length is below its header length:
     ``IP bad-len N`` and nothing more (the capture program emits such frames: it never trusts
     IP length fields). And for a packet whose version nibble contradicts its EtherType, which
-    libpcap's ``tcp`` still selects (it looks at the protocol byte only): tcpdump 4.99 prints
-    ``IP6, wrong link-layer encapsulation (invalid)`` or ``IPn (invalid)``."""
+    libpcap's ``tcp`` still selects (it looks at the protocol byte only), tcpdump 4.99 prints
+    what ip_print and ip6_print say: ``IP6, wrong link-layer encapsulation (invalid)`` or
+    ``IPn (invalid)`` under an IPv4 EtherType, ``IP6 version error: n != 6`` under IPv6's."""
     link = ethernet(frame)
     if link is None:
         return None
     etype, off, _ = link
     if etype == 0x86DD and off + 40 <= len(frame) and frame[off + 6] == 6:
-        return _wrong_version(frame[off] >> 4) if frame[off] >> 4 != 6 else None
+        version = frame[off] >> 4
+        return f"IP6 version error: {version} != 6" if version != 6 else None
     if etype != 0x0800 or off + 20 > len(frame):
         return None
     vihl, ip_len = frame[off], frame[off + 2] << 8 | frame[off + 3]
@@ -386,6 +388,7 @@ def _bad_len(frame) -> Optional[str]:
 
 
 def _wrong_version(version: int) -> str:
+    """ip_print() for an IPv4 EtherType whose header says another version."""
     if version == 6:
         return "IP6, wrong link-layer encapsulation (invalid)"
     return f"IP{version} (invalid)"
