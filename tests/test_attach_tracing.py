@@ -24,7 +24,7 @@ from pybpf.errors import BPFError, SyscallError
 from pybpf.ringbuf import RingBuffer
 from pybpf.sys.perf import tracefs
 
-from conftest import ROOT, bpf_object, need_tool, run
+from conftest import ROOT, bpf_object, need_tool, run, scaled
 
 pytestmark = [pytest.mark.system, pytest.mark.kernel_btf]
 
@@ -33,6 +33,18 @@ HIT_TP, HIT_RAW_TP, HIT_TP_BTF = 0, 1, 2
 
 def bpftool_links() -> dict[int, dict]:
     return {x["id"]: x for x in json.loads(run(need_tool("bpftool"), "link", "show", "-j").stdout)}
+
+
+def stop_bpftrace(tracer: subprocess.Popen) -> str:
+    """Ctrl-C to bpftrace, which then prints its maps: what it printed. Detaching its probes
+    waits for RCU grace periods, slow on a loaded machine: it gets a minute (scaled)."""
+    tracer.send_signal(signal.SIGINT)
+    try:
+        return tracer.communicate(timeout=scaled(60))[0]
+    except subprocess.TimeoutExpired:
+        tracer.kill()
+        tracer.communicate()
+        raise
 
 
 def bpftool_perf() -> list[dict]:
@@ -424,8 +436,7 @@ def test_tracepoint_counts_agree_with_bpftrace(tracing_obj) -> None:
             for _ in range(25):
                 os.getppid()
     finally:
-        tracer.send_signal(signal.SIGINT)
-        out = tracer.communicate(timeout=30)[0]
+        out = stop_bpftrace(tracer)
     assert count(tracing_obj, HIT_TP) == int(re.search(r"@calls: (\d+)", out).group(1)) == 25
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from test_attach_tracing import bpftool_links
+from test_attach_tracing import bpftool_links, stop_bpftrace
 
 import pybpf
 from pybpf.attach import NeedsArguments, attach
@@ -208,8 +208,7 @@ def test_uprobe_counts_agree_with_bpftrace(uprobe_obj, probed) -> None:
                 drive(probed, *(f"{n} w" for n in range(1, 21)))
             ours = [e[2] for e in events(ring)]
     finally:
-        tracer.send_signal(signal.SIGINT)
-        out = tracer.communicate(timeout=30)[0]
+        out = stop_bpftrace(tracer)
     theirs = dict(re.findall(r"@(\w+): (\d+)", out))
     assert theirs_offset == symbol_offset(probed, "pybpf_add")
     assert len(ours) == int(theirs["calls"]) == 20
