@@ -27,7 +27,7 @@ from pybpf.link.usdt import read_notes
 from pybpf.ringbuf import RingBuffer
 from pybpf.sys.perf import tracefs
 
-from conftest import ROOT, bpf_object, cannot_run, need_tool, run
+from conftest import ROOT, bpf_object, cannot_run, need_tool, run, scaled
 
 pytestmark = pytest.mark.system
 
@@ -248,7 +248,7 @@ def test_probes_and_semaphores_are_released_when_the_holder_is_killed(probed) ->
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
-    deadline = time.monotonic() + 5
+    deadline = time.monotonic() + scaled(15)
     while ids & set(bpftool_links()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not ids & set(bpftool_links())
