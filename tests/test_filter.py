@@ -6,6 +6,7 @@ from __future__ import annotations
 import random
 import struct
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -259,8 +260,8 @@ def test_empty_filter_accepts_every_tcp_frame(varied) -> None:
     _, frames = varied
     flt = compile_filter("")
     assert all(flt.matches(frames[i]) for i in tcp_indices(frames))
-    # the three arguments kept, the length every TCP frame has, then r0 = 1; exit; r0 = 0; exit
-    assert len(flt.insns) == 10
+    # the three arguments kept, then r0 = 1; exit (no "reject": the verifier refuses dead code)
+    assert len(flt.insns) == 5
 
 
 @pytest.mark.parametrize(
@@ -354,3 +355,64 @@ def test_len_is_the_wire_length_and_uncaptured_bytes_reject() -> None:
     flt = compile_filter("greater 1000")
     assert not flt.matches(frame) and flt.matches(frame, wire_len=1500)
     assert not compile_filter("ether[200] = 0").matches(frame, wire_len=1500)
+
+
+# ---- -r on other link types: read as Ethernet, with libpcap's rules for that link type ----
+
+LINKTYPES = {
+    101: lambda l3, v: l3,  # raw IP
+    113: lambda l3, v: struct.pack("!HHH8sH", 0, 1, 6, bytes(8), 0x86DD if v == 6 else 0x0800) + l3,
+    0: lambda l3, v: struct.pack("<I", 30 if v == 6 else 2) + l3,  # BSD loopback (Linux AF_INET6)
+}
+
+
+def linktype_pcap(path: Path, linktype: int, frames: list[bytes]) -> None:
+    """The untagged IP frames of ``frames`` without their Ethernet header, in ``linktype``'s
+    framing; frame i at second 1_000_000 + i."""
+    with open(path, "wb") as f:
+        f.write(struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, linktype))
+        for i, frame in enumerate(frames):
+            etype = frame[12:14]
+            if etype not in (b"\x08\x00", b"\x86\xdd"):
+                continue
+            pkt = LINKTYPES[linktype](frame[14:], 6 if etype == b"\x86\xdd" else 4)
+            f.write(struct.pack("<IIII", 1_000_000 + i, 0, len(pkt), len(pkt)) + pkt)
+
+
+def xdptcp_selects(pcap: Path, expr: str) -> set[int]:
+    out = subprocess.run(
+        [sys.executable, "-m", "xdptcp", "-r", str(pcap), "-tt", expr],
+        capture_output=True, text=True, check=True,
+    ).stdout  # fmt: skip
+    return {int(line.split(".")[0]) - 1_000_000 for line in out.splitlines() if line}
+
+
+@pytest.mark.parametrize("linktype", sorted(LINKTYPES))
+@pytest.mark.parametrize(
+    "expr",
+    ["len > 100 and ip[0] & 0xf > 5", "ip6 and tcp port 80 or host 198.18.0.1",
+     "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420"],
+)  # fmt: skip
+def test_other_link_types_select_what_tcpdump_selects(tmp_path, varied, linktype, expr) -> None:
+    _, frames = varied
+    pcap = tmp_path / f"lt{linktype}.pcap"
+    linktype_pcap(pcap, linktype, frames)
+    assert xdptcp_selects(pcap, expr) == tcpdump_selects(pcap, expr) & xdptcp_selects(pcap, "")
+
+
+@pytest.mark.parametrize("linktype", sorted(LINKTYPES))
+@pytest.mark.parametrize(
+    "expr, words",
+    [("ether host 02:00:00:00:00:01", "ethernet addresses supported only on ethernet"),
+     ("vlan", "no VLAN support for"), ("broadcast", "not a broadcast link")],
+)  # fmt: skip
+def test_other_link_types_refuse_what_libpcap_refuses(tmp_path, varied, linktype, expr, words):
+    _, frames = varied
+    pcap = tmp_path / f"lt{linktype}.pcap"
+    linktype_pcap(pcap, linktype, frames)
+    done = subprocess.run(
+        [sys.executable, "-m", "xdptcp", "-r", str(pcap), expr], capture_output=True, text=True
+    )
+    assert done.returncode == 1 and words in done.stderr and len(done.stderr.splitlines()) == 1
+    ref = subprocess.run([need_tool("tcpdump"), "-r", str(pcap), expr], capture_output=True)
+    assert ref.returncode != 0 and words.encode() in ref.stderr

@@ -19,16 +19,19 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
     """Print the TCP packets of the capture at ``path`` (or copy them to ``out.write``)."""
     from xdptcp.capture import CaptureError
     from xdptcp.pcap import PcapError
+    from xdptcp.pcapfilter import FilterError
     from xdptcp.readfile import ethernet_frames, print_file
 
-    keep = filt.matches if filt is not None else None
+    keep = filt.matches_packet if filt is not None else None
     try:
         if out.write:
-            frames = (f for f in ethernet_frames(path) if keep is None or keep(f[1], f[2]))
+            frames = (f for f in ethernet_frames(path) if keep is None or filt.matches(f[1], f[2]))
             _copy(out, frames)
         else:
             print_file(path, out.formatter(), sys.stdout, out.count, keep)
     except PcapError as e:  # a missing or damaged file: exit 1 like tcpdump, its name in the text
+        raise CaptureError(str(e)) from None
+    except FilterError as e:  # what libpcap refuses on this file's link type (`vlan` on raw IP)
         raise CaptureError(str(e)) from None
     except BrokenPipeError:
         stdout_gone()

@@ -21,25 +21,26 @@ def print_file(
     formatter,
     out: TextIO,
     count: Optional[int] = None,
-    keep: Optional[Callable[[bytes, int], bool]] = None,
+    keep: Optional[Callable[[bytes, int, int, int], bool]] = None,
 ) -> int:
     """Print the TCP packets of ``path`` to ``out``; stop after ``count``. Returns how many.
 
-    ``keep`` selects frames (a compiled filter's ``matches``); by default every frame."""
+    ``keep(frame, wire_len, linktype, captured length)`` selects frames (a compiled filter's
+    ``matches_packet``); by default every frame."""
     printed = 0
     lines: list[str] = []
     fmt = formatter.format
     ifaces = Interfaces()
     with PcapReader(path) as reader:
         for ts_ns, data, wire_len, linktype in reader.packets():
-            prefix = ""
+            prefix, orig_len = "", wire_len
             if linktype != ETHERNET:
                 view = ethernet_view(linktype, data, wire_len, ifaces)
                 if view is None:
                     check_linktype(reader.name, linktype)
                     continue
                 data, wire_len, prefix = view
-            if keep is not None and not keep(data, wire_len):
+            if keep is not None and not keep(data, wire_len, linktype, orig_len):
                 continue
             line = fmt(ts_ns, data, wire_len, "", prefix)
             if line is None:

@@ -18,7 +18,8 @@ from pybpf.asm.insn import Instruction
 from xdptcp.pcapfilter import ir
 from xdptcp.pcapfilter.names import FilterError
 
-STUB = "xdptcp_filter"  # the subprogram of bpf/xdptcp.bpf.c whose body is replaced
+STUB = "xdptcp_filter"
+ETHERNET_LINKTYPE = 1  # the subprogram of bpf/xdptcp.bpf.c whose body is replaced
 
 
 @dataclass(frozen=True)
@@ -38,6 +39,20 @@ class CompiledFilter:
         """Would the filter accept this frame? Runs the generated eBPF (``vm``)."""
         return self._run(frame, len(frame) if wire_len is None else wire_len) != 0
 
+    def matches_packet(self, frame: bytes, wire_len: int, linktype: int, orig_len: int) -> bool:
+        """``matches`` for ``-r``: ``frame`` is a packet of ``linktype`` seen as Ethernet
+        (``xdptcp.linktypes``), ``orig_len`` its length as captured, libpcap's ``len``. On a link
+        type other than Ethernet the filter is compiled again with that link type's rules."""
+        if linktype == ETHERNET_LINKTYPE:
+            return self.matches(frame, wire_len)
+        if linktype not in self._per_link:
+            self._per_link[linktype] = compile_filter(self.text, linktype)
+        return self._per_link[linktype]._run(frame, wire_len, orig_len) != 0
+
+    @cached_property
+    def _per_link(self) -> dict:
+        return {}
+
     @cached_property
     def _run(self):
         from xdptcp.pcapfilter.vm import runner
@@ -51,13 +66,18 @@ class CompiledFilter:
         return listing(list(self.insns))
 
 
-def compile_filter(text: str) -> CompiledFilter:
-    """Compile ``text``; raises ``FilterError`` (one line, position and part) when it cannot."""
+def compile_filter(text: str, linktype: int = ETHERNET_LINKTYPE) -> CompiledFilter:
+    """Compile ``text``; raises ``FilterError`` (one line, position and part) when it cannot.
+    ``linktype``: the capture's, when it is not Ethernet (-r reads others as Ethernet)."""
     from xdptcp.pcapfilter.codegen import generate
+    from xdptcp.pcapfilter.names import LINK_DESCRIPTIONS
     from xdptcp.pcapfilter.optimize import optimize
     from xdptcp.pcapfilter.parser import parse
 
-    node = parse(text)
+    link = None
+    if linktype != ETHERNET_LINKTYPE:
+        link = LINK_DESCRIPTIONS.get(linktype, f"DLT {linktype}")
+    node = parse(text, link)
     graph = None
     if node is not None:
         never = ir.never_on_tcp(node)

@@ -155,6 +155,11 @@ class Quals:
         self.start = start  # the first word of the qualifiers: where a refusal points
 
 
+# libpcap's descriptions of the link types -r reads besides Ethernet (the words of its errors)
+LINK_DESCRIPTIONS = {0: "BSD loopback", 9: "PPP", 12: "Raw IP", 14: "Raw IP", 50: "PPP over serial",
+                     101: "Raw IP", 108: "OpenBSD loopback", 113: "Linux cooked v1",
+                     228: "Raw IPv4", 229: "Raw IPv6", 276: "Linux cooked v2"}  # fmt: skip
+
 # `proto \tcp`, `ip proto \udp`: names of IP protocols, as libpcap reads them (pcap_nametoproto).
 IPPROTOS = {"ip": 0, "icmp": 1, "igmp": 2, "tcp": 6, "egp": 8, "igrp": 9, "udp": 17,
             "ipv6": 41, "ip6": 41, "rsvp": 46, "gre": 47, "esp": 50, "ah": 51, "icmp6": 58,

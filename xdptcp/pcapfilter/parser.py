@@ -48,6 +48,10 @@ class Parser(Primitives):
         self.linktype = 12  # offset of the EtherType; each `vlan` adds 4
         self.linkpl = 14  # offset of the network header
         self.last: Optional[Quals] = None  # qualifiers an `and`/`or` id reuses
+        # None for Ethernet; else the capture's link type, in libpcap's words: -r reads other
+        # link types as Ethernet frames (xdptcp.linktypes), and libpcap refuses what needs a
+        # MAC header on them
+        self.link: Optional[str] = None
 
     # --- tokens ----------------------------------------------------------------------------
 
@@ -239,6 +243,12 @@ class Parser(Primitives):
     def load(self) -> Arith:
         ptok = self.take()
         proto = "link" if ptok.text in LINK_WORDS else ptok.text
+        if proto == "link" and self.link:
+            raise self.error(
+                f"{ptok.text}[...] reads the link-layer header, which xdptcp does not keep for a "
+                f"{self.link} capture",
+                ptok,
+            )
         self.expect("[")
         index = self.arith()
         size = 1
@@ -316,12 +326,15 @@ class Parser(Primitives):
         return Never(code, f"{what}: {NOT_TCP}", tok.pos, tok.text)
 
 
-def parse(text: str) -> Optional[Bool]:
-    """The meaning of ``text`` as a tree (``pybpf``-free); None for an empty filter."""
+def parse(text: str, link: Optional[str] = None) -> Optional[Bool]:
+    """The meaning of ``text`` as a tree (``pybpf``-free); None for an empty filter. ``link``
+    names a capture's link type other than Ethernet (libpcap refuses MAC-header primitives)."""
     from xdptcp.pcapfilter.lexer import LexError, tokenize
 
     try:
         tokens = tokenize(text)
     except LexError as e:
         raise FilterError(f"syntax error: illegal character {e.text!r}", e.pos, e.text) from None
-    return Parser(tokens, text).parse()
+    parser = Parser(tokens, text)
+    parser.link = link
+    return parser.parse()

@@ -109,6 +109,14 @@ class Primitives:
     def cast(self, kind: str, proto: Optional[str], t: Token) -> Bool:
         """``[ether|ip|ip6] broadcast|multicast``."""
         if proto in (None, "link"):
+            if self.link and kind == "broadcast":
+                raise self.error("not a broadcast link", t)
+            if self.link:
+                raise self.error(
+                    "link-layer multicast filters supported only on ethernet/FDDI/token ring/"
+                    "ARCNET/802.11/ATM LANE/Fibre Channel",
+                    t,
+                )
             if kind == "broadcast":
                 return self.ether_addr(b"\xff" * 6, "dst")
             return Cmp("set", Load(Num(0), 1), Num(1))
@@ -133,6 +141,8 @@ class Primitives:
 
     def vlan(self) -> Bool:
         """``vlan [ID]``: a VLAN TPID at the EtherType's place; then every offset moves 4 on."""
+        if self.link:
+            raise self.error(f"no VLAN support for {self.link}", self.toks[self.i - 1])
         tpid = ir.any_of([self.ethertype(v) for v in VLAN_TPIDS])
         n = self.tok
         code = tpid
@@ -181,6 +191,12 @@ class Primitives:
     def ether_id(self, q: Quals, t: Token) -> Bool:
         if q.proto != "link" or q.addr not in (None, "host"):
             raise self.error("ethernet address used in non-ether expression", t)
+        if self.link:
+            raise self.error(
+                "ethernet addresses supported only on ethernet/FDDI/token ring/802.11/ATM LANE/"
+                "Fibre Channel",
+                t,
+            )
         mac = bytes(int(x, 16) for x in t.text.replace("-", ":").replace(".", ":").split(":"))
         if len(mac) != 6:
             mac = bytes.fromhex(t.text.replace(".", "").replace(":", ""))
