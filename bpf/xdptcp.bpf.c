@@ -354,7 +354,13 @@ static __always_inline __u64 load_frame(void *ctx, enum hook hook, __u8 *dst, __
 {
 	long err;
 
-	if (len < 1 || len > capacity || len > XDPTCP_MAX_CAPACITY)
+	/*
+	 * A signed test the compiler may not turn into "len == 0" (it knows len is a zero-extended
+	 * u32): verifiers before 6.8 learn no lower bound from "len == 0" being false and refuse a
+	 * helper a length that may be zero; from "len s< 1" being false they learn len >= 1.
+	 */
+	barrier_var(len);
+	if ((__s64)len < 1 || len > capacity || len > XDPTCP_MAX_CAPACITY)
 		return 0;
 	if (hook == HOOK_XDP)
 		err = bpf_xdp_load_bytes(ctx, 0, dst, len);
