@@ -3,7 +3,6 @@
 # that kernel, then runs the selected tests with the repository's .venv Python.
 #
 #   guest.sh REPO OUT BOOTDIR CI TIME_SCALE SECONDS [pytest arguments...]
-#
 # OUT is a host directory shared read-write: the results (junit.xml, pytest.log, rc) land there.
 # After SECONDS pytest is interrupted, and still writes junit.xml for the tests that ran.
 set -u
@@ -43,6 +42,7 @@ mountpoint -q /sys/fs/bpf || mount -t bpf bpf /sys/fs/bpf || fail "cannot mount 
 ip link set lo up
 
 cd "$REPO" || fail "no $REPO"
+echo "guest: tests start at $(cut -d' ' -f1 /proc/uptime) s of uptime"
 start=$(date +%s.%N)
 env CI="$CI_VALUE" PYBPF_TEST_TIME_SCALE="$TIME_SCALE" PYTHONDONTWRITEBYTECODE=1 \
     PYBPF_KMATRIX_GUEST=1 timeout -s INT "$SECONDS_LEFT" \

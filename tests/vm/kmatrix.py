@@ -126,9 +126,11 @@ def find_vng() -> str | None:
 
 
 def vng_command(vng: str, kernel: Kernel, out: Path, pytest_args: list[str]) -> list[str]:
+    # The guest runs its own copy: bash reads a script as it goes, and the tree may change.
+    shutil.copy(HERE / "guest.sh", out / "guest.sh")
     guest = [
         "bash",
-        str(HERE / "guest.sh"),
+        str(out / "guest.sh"),
         str(REPO),
         str(out),
         str(kernel.boot),
@@ -204,9 +206,12 @@ def read_results(result: Result, out: Path) -> None:
         return
     rc = (out / "rc").read_text().strip() if (out / "rc").exists() else "?"
     if rc not in ("0", "1"):  # 1: tests failed, listed below; anything else: pytest did not finish
-        result.problem = result.problem or f"pytest exited {rc} (2: interrupted at the time limit)"
+        result.problem = (
+            result.problem or f"pytest exited {rc} (2: interrupted, by the time limit or errors)"
+        )
     for case in ET.parse(junit).iter("testcase"):
-        module = case.get("classname", "?").split(".")[-1]
+        # A module that failed to import is reported with its path as the name, no class.
+        module = (case.get("classname") or case.get("name", "?")).split(".")[-1]
         row = result.modules.setdefault(module, Row())
         row.tests += 1
         row.seconds += float(case.get("time", 0))
