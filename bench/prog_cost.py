@@ -46,12 +46,13 @@ from bench.common import (
 )
 from bench.traffic import TCP_ACK, TCP_PSH, Flow, frame
 from pybpf.loader import load
+from xdptcp.record import RECORD_HEADER_SIZE
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
 EMPTY_OBJ = ROOT / "build" / "bpf" / "tests" / "xdp_empty.bpf.o"
 RING = "xdptcp_ring"
 CAPACITY = 256  # xdptcp's default record capacity (xdptcp.cli.DEFAULT_CAPACITY)
-RECORD = 32 + CAPACITY + 8  # struct xdptcp_record + data + ring-buffer header
+RECORD = RECORD_HEADER_SIZE + CAPACITY + 8  # struct xdptcp_record + data + ring-buffer header
 PAGE = 4096
 XDP_PASS = 2
 MAX_RING = 1 << 30  # the largest ring this benchmark asks the kernel for
