@@ -485,3 +485,19 @@ def test_hidden_globals_become_static_like_libbpf():
     fixed = btf.with_datasec_fixup({".bss": 8}, {".bss": {"shown": 0, "secret": 4}}, {"secret"})
     assert fixed.type(2).linkage == VarLinkage.GLOBAL_ALLOCATED
     assert fixed.type(3).linkage == VarLinkage.STATIC
+
+
+def test_datasec_sizes_and_offsets_past_32_bits_are_named():
+    """A damaged section header (a flipped bit in sh_size) must not reach the encoder."""
+    btf = BTF(
+        [
+            Int("int", 4, IntEncoding.SIGNED, 0, 32),
+            Var("x", 1, VarLinkage.GLOBAL_ALLOCATED),
+            Datasec(".data", 0, (VarSecinfo(2, 0, 4),)),
+        ]
+    )
+    with pytest.raises(BTFError, match="DATASEC .data: size or offset does not fit in 32 bits"):
+        btf.with_datasec_fixup({".data": 1 << 45}, {".data": {"x": 0}})
+    with pytest.raises(BTFError, match="does not fit in 32 bits"):
+        btf.with_datasec_fixup({".data": 8}, {".data": {"x": 1 << 33}})
+    assert btf.with_datasec_fixup({".data": 8}, {".data": {"x": 4}}).encode()

@@ -437,6 +437,9 @@ class BTF(TypeQueries):
         return self.replace_types(changes) if changes else self
 
 
+_U32 = 0xFFFFFFFF
+
+
 def _sorted_datasec(t: Datasec, size: int, vars: Iterable[VarSecinfo]) -> Datasec:
     return Datasec(t.name, size, tuple(sorted(vars, key=lambda v: v.offset)))
 
@@ -470,6 +473,9 @@ def _section_layout(
                 )
             offset = offsets[var.name]
         vars.append(VarSecinfo(v.type_id, offset, v.size))
+    if size > _U32 or any(v.offset > _U32 for v in vars):
+        # A damaged ELF header or symbol: BTF holds sizes and offsets in 32 bits.
+        raise BTFError(f"BTF DATASEC {t.name}: size or offset does not fit in 32 bits ({size})")
     new = _sorted_datasec(t, size, vars)
     return {tid: new} if new != t else {}
 
