@@ -39,6 +39,12 @@ def _loadtime(args: argparse.Namespace) -> str:
     return load_time.run(repeat=args.repeat or 5)
 
 
+def _offline(args: argparse.Namespace) -> str:
+    from bench import offline
+
+    return offline.run(repeat=args.repeat or 3, packets=args.packets or 1_000_000)
+
+
 def _soak(args: argparse.Namespace) -> str:
     from bench import soak
 
@@ -50,6 +56,7 @@ BENCHES: dict[str, Callable[[argparse.Namespace], str]] = {
     "progcost": _progcost,
     "loadtime": _loadtime,
     "soak": _soak,
+    "offline": _offline,
 }
 
 

@@ -9,6 +9,10 @@ The filter, when given, runs in Python with the same compiled program the kernel
 
 from __future__ import annotations
 
+import mmap
+import os
+import stat
+import struct
 import sys
 
 from xdptcp.options import EXIT_OK, OutputOptions
@@ -25,6 +29,8 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
     keep = filt.matches_packet if filt is not None else None
     try:
         if out.write:
+            if _copy_through(path, out, filt.matches if filt is not None else None) is not None:
+                return EXIT_OK
             frames = (f for f in ethernet_frames(path) if keep is None or filt.matches(f[1], f[2]))
             _copy(out, frames)
         else:
@@ -51,4 +57,106 @@ def _copy(out: OutputOptions, frames) -> int:
             written += 1
             if out.count is not None and written >= out.count:
                 break
+    return written
+
+
+_HEAD = struct.Struct("=IHHiIII")
+_REC = struct.Struct("=IIII")
+_V4 = struct.Struct("!12xHBxH2xHxB22xB").unpack_from  # etype, vihl, ip_len, frag, proto, offx
+_V6 = struct.Struct("!12xHB3xHB45xB").unpack_from  # etype, version byte, plen, next, offx
+
+
+def _plain_tcp(buf, off: int, n: int) -> bool:
+    """A frame ``Decoder.fast`` would take (so a line is printed for it) in its two plainest
+    forms, read in one unpack: IPv4 without options or fragmenting, IPv6 without extension
+    headers, no VLAN tag, nothing truncated. False means: ask the decoder."""
+    if n < 74:
+        if n < 54:
+            return False
+    elif buf[off + 12] == 0x86:
+        etype, ver, plen, nh, offx = _V6(buf, off)
+        hlen = (offx >> 4) * 4
+        return etype == 0x86DD and ver >> 4 == 6 and nh == 6 and 20 <= hlen <= plen <= n - 54
+    etype, vihl, ip_len, frag, proto, offx = _V4(buf, off)
+    return (
+        etype == 0x0800 and vihl == 0x45 and proto == 6 and not frag & 0x1FFF
+        and 20 <= (offx >> 4) * 4 <= ip_len - 20 and ip_len <= n - 14
+    )  # fmt: skip
+
+
+def _copy_through(path: str, out: OutputOptions, keep) -> int | None:
+    """``-r F -w OUT`` without decoding what need not be: when F is a classic pcap of Ethernet
+    frames in this machine's byte order and OUT's time precision, and no snaplen cuts records,
+    the TCP records are copied as they are, runs of them in one write. Returns how many were
+    written, or None (having written nothing) when the file is not of that kind."""
+    from xdptcp.layouts import LINKTYPE_ETHERNET, PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO
+    from xdptcp.pcap import PcapWriter
+
+    if out.snaplen is not None or path == "-":
+        return None
+    try:
+        with open(path, "rb") as f:
+            if not stat.S_ISREG(os.fstat(f.fileno()).st_mode) or os.fstat(f.fileno()).st_size < 24:
+                return None
+            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
+    except (OSError, ValueError):
+        return None  # the general path names the error
+    with mm:
+        magic, _, _, _, _, _, linktype = _HEAD.unpack_from(mm)
+        if magic != (PCAP_MAGIC_NANO if out.nano else PCAP_MAGIC_MICRO):
+            return None
+        if linktype != LINKTYPE_ETHERNET:
+            return None
+        with PcapWriter(out.write, nano=out.nano) as w, memoryview(mm) as view:
+            return _copy_records(path, mm, view, w, out, keep)
+
+
+def _copy_records(path: str, mm, view, w, out: OutputOptions, keep) -> int:
+    from xdptcp.packet import is_tcp_frame
+    from xdptcp.pcap import MAX_RECORD, PcapError
+
+    rec = _REC.unpack_from
+    per_sec = 1_000_000_000 if out.nano else 1_000_000
+    mult = 1_000_000_000 // per_sec
+    count = out.count
+    pos, end, start, written, n = 24, len(mm), 24, 0, 0
+    try:
+        while pos < end:
+            n += 1
+            if end - pos < 16:
+                raise PcapError(
+                    f"{path}: record {n}: truncated record header ({end - pos} of 16 bytes)"
+                )
+            sec, frac, incl, orig = rec(mm, pos)
+            if incl > MAX_RECORD:
+                raise PcapError(
+                    f"{path}: record {n}: captured length {incl} is bogus "
+                    f"(more than {MAX_RECORD}); the file is damaged"
+                )
+            nxt = pos + 16 + incl
+            if nxt > end:
+                raise PcapError(
+                    f"{path}: record {n}: truncated data ({end - pos - 16} of {incl} bytes)"
+                )
+            if (
+                not _plain_tcp(mm, pos + 16, incl)
+                and not is_tcp_frame(mm[pos + 16 : nxt])
+                or (keep is not None and not keep(mm[pos + 16 : nxt], orig))
+            ):
+                if start < pos:
+                    w.write_records(view[start:pos])
+                start = pos = nxt
+                continue
+            if frac >= per_sec or orig < incl:  # damaged: the writer's own record for it
+                if start < pos:
+                    w.write_records(view[start:pos])
+                w.write(sec * 1_000_000_000 + frac * mult, mm[pos + 16 : nxt], orig)
+                start = nxt
+            pos = nxt
+            written += 1
+            if count is not None and written >= count:
+                break
+    finally:
+        if start < pos:
+            w.write_records(view[start:pos])
     return written

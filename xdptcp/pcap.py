@@ -74,6 +74,11 @@ class PcapWriter:
     def write(self, ts_ns: int, data, wire_len: int) -> None:
         self._out.write(self._record(ts_ns, data, wire_len))
 
+    def write_records(self, raw) -> None:
+        """Records already in this file's form (native byte order, this time precision, none
+        longer than the snaplen), headers and bytes: written as they are."""
+        self._out.write(raw)
+
     def write_batch(self, records: Iterable[tuple[int, bytes, int]]) -> None:
         """Many (ts_ns, data, wire_len) in one write call; stdout is flushed per batch.
 
