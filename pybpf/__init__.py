@@ -23,11 +23,23 @@ from pybpf.errors import (
     SyscallError,
     VerifierError,
 )
-from pybpf.object.spec import MapSpec, ObjectSpec, ProgramSpec
 from pybpf.version import __version__
 
 if TYPE_CHECKING:  # pragma: no cover
     from pybpf.loader import LoadedObject
+    from pybpf.object.spec import MapSpec, ObjectSpec, ProgramSpec
+
+_SPECS = ("ObjectSpec", "ProgramSpec", "MapSpec")
+
+
+def __getattr__(name: str) -> Any:
+    """The spec classes, imported on first use: ``import pybpf.errors`` (which runs this file)
+    then costs no ELF or BTF parser, for a command that only needs the exceptions."""
+    if name in _SPECS:
+        from pybpf.object import spec
+
+        return getattr(spec, name)
+    raise AttributeError(f"module 'pybpf' has no attribute {name!r}")
 
 
 __all__ = [

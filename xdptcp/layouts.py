@@ -213,10 +213,8 @@ tcp_option_uto = Struct("granularity_timeout" / Int16ub)  # low bit: minutes
 
 # ---- pcap (draft-ietf-opsawg-pcap) ----------------------------------------------------------
 
-PCAP_MAGIC_MICRO = 0xA1B2C3D4
-PCAP_MAGIC_NANO = 0xA1B23C4D
-PCAPNG_MAGIC = 0x0A0D0D0A  # section header block type: the start of a pcapng file
-LINKTYPE_ETHERNET = 1
+# The magic numbers live in xdptcp.pcap (which reads and writes files without construct).
+from xdptcp.pcap import LINKTYPE_ETHERNET, PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO, PCAPNG_MAGIC  # noqa: E402, F401, I001
 
 
 def _pcap_file_header(u16, u32, s32):

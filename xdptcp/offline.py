@@ -21,7 +21,6 @@ from xdptcp.process import stdout_gone
 
 def read_file(path: str, out: OutputOptions, filt=None) -> int:
     """Print the TCP packets of the capture at ``path`` (or copy them to ``out.write``)."""
-    from xdptcp.capture import CaptureError
     from xdptcp.pcap import PcapError
     from xdptcp.pcapfilter import FilterError
     from xdptcp.readfile import ethernet_frames, print_file
@@ -36,6 +35,8 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
         else:
             print_file(path, out.formatter(), sys.stdout, out.count, keep)
     except PcapError as e:  # a missing or damaged file: exit 1 like tcpdump, its name in the text
+        from xdptcp.capture import CaptureError  # not imported before: it loads pybpf
+
         raise CaptureError(str(e)) from None
     except FilterError as e:  # what libpcap refuses on this file's link type (`vlan` on raw IP)
         raise CaptureError(str(e)) from None
@@ -89,8 +90,7 @@ def _copy_through(path: str, out: OutputOptions, keep) -> int | None:
     frames in this machine's byte order and OUT's time precision, and no snaplen cuts records,
     the TCP records are copied as they are, runs of them in one write. Returns how many were
     written, or None (having written nothing) when the file is not of that kind."""
-    from xdptcp.layouts import LINKTYPE_ETHERNET, PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO
-    from xdptcp.pcap import PcapWriter
+    from xdptcp.pcap import LINKTYPE_ETHERNET, PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO, PcapWriter
 
     if out.snaplen is not None or path == "-":
         return None

@@ -21,7 +21,10 @@ import sys
 from collections.abc import Iterable, Iterator
 from typing import BinaryIO, Union
 
-from xdptcp.layouts import LINKTYPE_ETHERNET, PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO, PCAPNG_MAGIC
+PCAP_MAGIC_MICRO = 0xA1B2C3D4
+PCAP_MAGIC_NANO = 0xA1B23C4D
+PCAPNG_MAGIC = 0x0A0D0D0A  # section header block type: the start of a pcapng file
+LINKTYPE_ETHERNET = 1
 
 MAX_RECORD = 262144  # tcpdump's MAXIMUM_SNAPLEN: no record is allowed to be longer
 _FILE_HEADER = {"<": struct.Struct("<IHHiIII"), ">": struct.Struct(">IHHiIII")}
