@@ -1,0 +1,62 @@
+"""xdptcp -r F -w OUT copies records without decoding when it can: the file it writes is the
+file the general path (decode every frame, write each record) writes, byte for byte."""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+
+from xdptcp.offline import _copy, _copy_through
+from xdptcp.options import OutputOptions
+from xdptcp.pcapfilter import compile_filter
+from xdptcp.readfile import ethernet_frames
+
+import traffic
+
+
+@pytest.fixture(scope="module", params=[False, True], ids=["micro", "nano"])
+def varied(request, tmp_path_factory):
+    path = tmp_path_factory.mktemp("c") / "v.pcap"
+    frames = traffic.varied_pcap(path, nano=request.param)
+    return path, request.param, frames
+
+
+def general(src, out: OutputOptions, keep) -> bytes:
+    _copy(out, (f for f in ethernet_frames(str(src)) if keep is None or keep(f[1], f[2])))
+    with open(out.write, "rb") as f:
+        return f.read()
+
+
+@pytest.mark.parametrize("expr", [None, "ip", "tcp[13] & 2 != 0", "ip6"])
+@pytest.mark.parametrize("count", [None, 3])
+def test_copy_through_writes_what_decoding_writes(varied, tmp_path, expr, count) -> None:
+    src, nano, frames = varied
+    keep = compile_filter(expr).matches if expr else None
+    fast = OutputOptions(write=str(tmp_path / "fast.pcap"), nano=nano, count=count)
+    slow = OutputOptions(write=str(tmp_path / "slow.pcap"), nano=nano, count=count)
+    written = _copy_through(str(src), fast, keep)
+    assert written is not None and 0 < written <= len(frames)
+    assert (tmp_path / "fast.pcap").read_bytes() == general(src, slow, keep)
+
+
+def test_damaged_records_are_written_as_the_writer_would(tmp_path) -> None:
+    """A fraction of a second past a second, a wire length below the captured one: kept, and
+    normalised exactly as the general path does; other precisions and byte orders fall back."""
+    frame = traffic.tcp_frame("198.18.0.1", "198.18.0.2", 1000, 443, flags="A")
+    frame = getattr(frame, "data", frame)
+    src = tmp_path / "odd.pcap"
+    head = struct.pack("=IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)
+    recs = [(5, 2_500_000, len(frame), len(frame)), (6, 7, len(frame), 10), (7, 8, 20, 20)]
+    body = b"".join(struct.pack("=IIII", *r) + frame[: r[2]] for r in recs)
+    src.write_bytes(head + body)
+    fast = OutputOptions(write=str(tmp_path / "fast.pcap"))
+    assert _copy_through(str(src), fast, None) == 2
+    slow = OutputOptions(write=str(tmp_path / "slow.pcap"))
+    assert (tmp_path / "fast.pcap").read_bytes() == general(src, slow, None)
+    assert (
+        _copy_through(str(src), OutputOptions(write=str(tmp_path / "n"), nano=True), None) is None
+    )
+    assert (
+        _copy_through(str(src), OutputOptions(write=str(tmp_path / "s"), snaplen=64), None) is None
+    )
