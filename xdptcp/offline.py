@@ -39,6 +39,8 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
 
         raise CaptureError(str(e)) from None
     except FilterError as e:  # what libpcap refuses on this file's link type (`vlan` on raw IP)
+        from xdptcp.capture import CaptureError
+
         raise CaptureError(str(e)) from None
     except BrokenPipeError:
         stdout_gone()
