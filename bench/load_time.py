@@ -3,7 +3,7 @@
 Rows per object (xdptcp's shipped object; the test object with the most CO-RE relocations):
 
 - pybpf in-process, first load: a new Python process imports every pybpf module (not timed),
-  then times ``ObjectSpec.from_file`` through ``spec.load()`` returning: the first load of a
+  then times ``ObjectSpec.from_file`` through ``pybpf.load(spec)`` returning: the first load of a
   process, which includes first-use costs (construct compiling its parsers, reading the kernel's
   BTF when the object needs CO-RE). The targets are judged on this row;
 - pybpf in-process, first load, lazy imports: the same without importing first, so the modules
@@ -57,14 +57,14 @@ import importlib, json, pkgutil, sys, time
 import pybpf
 from pybpf.object.spec import ObjectSpec
 if sys.argv[3] == "preload":
-    for mod in pkgutil.iter_modules(pybpf.__path__):
-        if mod.name not in ("__main__", "cli"):
-            importlib.import_module("pybpf." + mod.name)
+    for mod in pkgutil.walk_packages(pybpf.__path__, "pybpf."):
+        if mod.name not in ("pybpf.__main__", "pybpf.cli"):
+            importlib.import_module(mod.name)
 times = []
 for _ in range(int(sys.argv[2])):
     t0 = time.perf_counter()
     spec = ObjectSpec.from_file(sys.argv[1])
-    obj = spec.load()
+    obj = pybpf.load(spec)
     times.append(time.perf_counter() - t0)
     obj.close()
 print(json.dumps(times))
