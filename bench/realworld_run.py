@@ -480,9 +480,10 @@ def case_ksyscall(res: Result, obj: Path, tool: Optional[Path]) -> None:
         obj,
         tool,
         trigger_signals,
+        # the program leaves out signal 0 (a mere existence check): only SIGUSR1 is printed
         lambda child: [
-            f"KILL syscall called by PID {ME} ({comm}) for PID {child} with signal {sig}."
-            for sig in (0, int(signal.SIGUSR1))
+            f"KILL syscall called by PID {ME} ({comm}) for PID {child} with signal "
+            f"{int(signal.SIGUSR1)}."
         ],
     )
 
