@@ -1,6 +1,6 @@
-"""``python -m bench [w1|progcost|loadtime|soak|EXTRA...] [--repeat N] [--packets N]``
+"""``python -m bench [w1|progcost|loadtime|soak|offline|EXTRA...] [--repeat N] [--packets N]``
 
-With no name, the four benchmarks of the performance issue run in sequence and their tables are
+With no name, the five benchmarks of the performance issue run in sequence and their tables are
 printed on stdout (progress goes to stderr). Other ``bench/*.py`` scripts present in the tree
 (``ringbuf_drain``, ``core_resolve``, ``format_speed``) can be run by name too: they are run as
 their own process with no arguments.
@@ -79,7 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmarks of xdptcp and pybpf beside tcpdump, xdpdump and bpftool "
-        "(see bench/README.md). With no name, w1, progcost, loadtime and soak run in turn.",
+        "(see bench/README.md). With no name, w1, progcost, loadtime, soak and offline run in turn.",
     )
     p.add_argument("names", nargs="*", help=f"benchmarks: {', '.join([*BENCHES, *extras()])}")
     p.add_argument("--repeat", type=int, help="repeats per measurement (default per benchmark)")
