@@ -79,7 +79,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(
         prog="python -m bench",
         description="Benchmarks of xdptcp and pybpf beside tcpdump, xdpdump and bpftool "
-        "(see bench/README.md). With no name, w1, progcost, loadtime, soak and offline run in turn.",
+        "(see bench/README.md). With no name, all five run in turn.",
     )
     p.add_argument("names", nargs="*", help=f"benchmarks: {', '.join([*BENCHES, *extras()])}")
     p.add_argument("--repeat", type=int, help="repeats per measurement (default per benchmark)")
