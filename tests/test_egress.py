@@ -180,6 +180,26 @@ def nonblank(text: str) -> list[str]:
     return [ln for ln in text.splitlines() if ln]
 
 
+def by_sender(lines: list[str]) -> dict[str, list[str]]:
+    """The lines of each sending endpoint (``IP a.port``), in their order."""
+    out: dict[str, list[str]] = {}
+    for line in lines:
+        out.setdefault(line.split(" > ", 1)[0], []).append(line)
+    return out
+
+
+def assert_same_lines(mine: list[str], ref: list[str]) -> None:
+    """tcpdump's lines, each direction in tcpdump's order.
+
+    Across directions the order of two packets a few microseconds apart is not the same
+    question for both tools: XDP sees an arriving packet before tcpdump's tap in the stack does,
+    and the egress hook sees a leaving one before it is handed to the device where tcpdump's tap
+    is; so an In and an Out line that nearly coincide may be printed in the other order. Every
+    line is there, and each direction's sequence is tcpdump's."""
+    assert len(mine) == len(ref)
+    assert by_sender(mine) == by_sender(ref)
+
+
 def lengths(lines: list[str]) -> list[int]:
     return [int(m.group(1)) for m in (re.search(r"length (\d+)$", ln) for ln in lines) if m]
 
@@ -205,7 +225,10 @@ def test_a_conversation_prints_tcpdumps_lines_for_each_direction(veth, direction
         veth, ["-t", "-Q", direction, "tcp"], ["-t", "-Q", direction, "tcp"], ip == 6
     )
     assert len(ref) > 20
-    assert mine == ref
+    if direction == "inout":
+        assert_same_lines(mine, ref)
+    else:
+        assert mine == ref
     assert f"{len(ref)} packets captured" in err
     if direction != "in":
         # TSO on: super-packets, one line for many MSS of data, as tcpdump shows them.
@@ -217,7 +240,8 @@ def test_a_conversation_prints_tcpdumps_lines_for_each_direction(veth, direction
 def test_the_clsact_path_prints_the_same_lines(veth):
     mine, ref, err = both_captures(veth, ["-t", "--tc", "clsact", "tcp"], ["-t", "tcp"])
     assert "out: clsact" in err
-    assert len(ref) > 20 and mine == ref
+    assert len(ref) > 20
+    assert_same_lines(mine, ref)
 
 
 @pytest.mark.parametrize(
@@ -229,7 +253,8 @@ def test_filters_apply_to_both_directions(veth, expr):
     expr = expr.format(inner=veth.inner_ip)
     # xdptcp sees TCP only: tcpdump is told so (or it would show ARP for `src host`).
     mine, ref, _ = both_captures(veth, ["-t", expr], ["-t", f"tcp and ({expr})"])
-    assert ref and mine == ref
+    assert ref
+    assert_same_lines(mine, ref)
 
 
 def test_several_interfaces_mark_in_and_out_as_tcpdump_any_does(veth):
