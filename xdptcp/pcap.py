@@ -19,7 +19,7 @@ import stat
 import struct
 import sys
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, Union
+from typing import BinaryIO, Optional, Union
 
 PCAP_MAGIC_MICRO = 0xA1B2C3D4
 PCAP_MAGIC_NANO = 0xA1B23C4D
@@ -38,7 +38,48 @@ class PcapError(Exception):
     """A pcap file that cannot be written or read; the message names the file and record."""
 
 
-class PcapWriter:
+class _Output:
+    """Where a capture file goes: a path (opened safely, see ``_open_no_follow``), ``-`` for
+    standard output (flushed after every write, for a pipe), or a binary file given by the
+    caller (left open). Closed once; a context manager."""
+
+    def __init__(self, file_or_path: PathOrFile) -> None:
+        self._is_stdout = file_or_path == "-"
+        self._owned = isinstance(file_or_path, (str, os.PathLike)) and not self._is_stdout
+        if self._is_stdout:
+            self._out: Optional[BinaryIO] = sys.stdout.buffer
+        elif self._owned:
+            self._out = _open_no_follow(os.fspath(file_or_path))
+        else:
+            self._out = file_or_path
+        self.name = "stdout" if self._is_stdout else str(getattr(self._out, "name", "pcap file"))
+
+    def _emit(self, data: bytes) -> None:
+        self._out.write(data)
+        if self._is_stdout:
+            self._out.flush()
+
+    def flush(self) -> None:
+        self._out.flush()
+
+    def close(self) -> None:
+        if self._out is None:
+            return
+        try:
+            self._out.flush()
+        finally:
+            if self._owned:
+                self._out.close()
+            self._out = None
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class PcapWriter(_Output):
     """Writes a classic pcap file in the machine's byte order; a context manager."""
 
     def __init__(
@@ -52,20 +93,9 @@ class PcapWriter:
         self.nano = nano
         self._div = 1 if nano else 1000
         self._per_sec = 1_000_000_000 // self._div
-        self._owned = False
-        self._is_stdout = file_or_path == "-"
-        if self._is_stdout:
-            self._out = sys.stdout.buffer
-        elif isinstance(file_or_path, (str, os.PathLike)):
-            self._out = _open_no_follow(os.fspath(file_or_path))
-            self._owned = True
-        else:
-            self._out = file_or_path
-        self.name = "stdout" if self._is_stdout else str(getattr(self._out, "name", "pcap file"))
+        super().__init__(file_or_path)
         magic = PCAP_MAGIC_NANO if nano else PCAP_MAGIC_MICRO
-        self._out.write(struct.pack("=IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
-        if self._is_stdout:
-            self._out.flush()
+        self._emit(struct.pack("=IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
 
     def _record(self, ts_ns: int, data, wire_len: int) -> bytes:
         sec, frac = divmod(ts_ns // self._div, self._per_sec)
@@ -104,27 +134,8 @@ class PcapWriter:
         if self._is_stdout:
             self._out.flush()
 
-    def flush(self) -> None:
-        self._out.flush()
 
-    def close(self) -> None:
-        if self._out is None:
-            return
-        try:
-            self._out.flush()
-        finally:
-            if self._owned:
-                self._out.close()
-            self._out = None
-
-    def __enter__(self) -> PcapWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-class PcapngWriter:
+class PcapngWriter(_Output):
     """Writes a pcapng file that keeps what classic pcap cannot: the interface of each packet
     (an interface description block per interface, ``if_name``) and its direction (the enhanced
     packet block's ``epb_flags``: 01 inbound, 10 outbound), which Wireshark and tshark show.
@@ -143,14 +154,7 @@ class PcapngWriter:
         self._div = 1 if nano else 1000
         self._tsresol = 9 if nano else 6  # if_tsresol: 10^-N seconds
         self._ifaces: dict[str, int] = {}
-        self._is_stdout = file_or_path == "-"
-        self._owned = isinstance(file_or_path, (str, os.PathLike)) and not self._is_stdout
-        if self._is_stdout:
-            self._out = sys.stdout.buffer
-        elif self._owned:
-            self._out = _open_no_follow(os.fspath(file_or_path))
-        else:
-            self._out = file_or_path
+        super().__init__(file_or_path)
         # Section header: byte-order magic, version 1.0, section length unknown (-1).
         self._out.write(_block(PCAPNG_MAGIC, struct.pack("=IHHq", 0x1A2B3C4D, 1, 0, -1)))
 
@@ -181,25 +185,6 @@ class PcapngWriter:
         self._out.write(b"".join(parts))
         if self._is_stdout:
             self._out.flush()
-
-    def flush(self) -> None:
-        self._out.flush()
-
-    def close(self) -> None:
-        if self._out is None:
-            return
-        try:
-            self._out.flush()
-        finally:
-            if self._owned:
-                self._out.close()
-            self._out = None
-
-    def __enter__(self) -> PcapngWriter:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
 
 
 def _option(code: int, value: bytes) -> bytes:
