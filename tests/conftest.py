@@ -7,6 +7,7 @@ reason; under ``CI=true`` a system test that cannot run fails, so a green CI alw
 from __future__ import annotations
 
 import os
+import shlex
 import shutil
 import subprocess
 from pathlib import Path
@@ -103,4 +104,13 @@ def need_tool(name: str) -> str:
 
 
 def run(*args: str, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    return subprocess.run(args, check=check, capture_output=True, text=True, **kw)
+    """Run a command, its output captured; with check, a failure names the command and shows
+    what it printed (a bare CalledProcessError would hide the tool's own explanation)."""
+    res = subprocess.run(args, check=False, capture_output=True, text=True, **kw)
+    if check and res.returncode != 0:
+        said = (res.stderr or res.stdout or "").strip().splitlines()[-5:]
+        raise AssertionError(
+            f"{shlex.join(map(str, args))} exited {res.returncode}"
+            + "".join(f"\n  {x}" for x in said)
+        )
+    return res
