@@ -73,45 +73,37 @@ def map_create(
     return own_fd(fd)
 
 
-def map_lookup_elem(
-    map_fd: int, key: bytes, value_size: int, *, flags: int = 0, name: str = ""
+def _read_elem(
+    cmd: BPFCmd, map_fd: int, key: Optional[bytes], out_size: int, failed: str, **attr: int
 ) -> Optional[bytes]:
-    """The value stored under ``key``, or None when there is none (ENOENT)."""
-    kbuf = key_buf(key)
-    vbuf = ctypes.create_string_buffer(max(value_size, 1))
+    """The element commands that hand back ``out_size`` bytes (a value, or the next key): None
+    when the kernel answers ENOENT (no such key, an empty queue, the last key)."""
+    kbuf = key_buf(key) if key else None  # keyless maps (queue, stack) want NULL
+    out = ctypes.create_string_buffer(max(out_size, 1))
     ret, err, _ = bpf_raw(
-        BPFCmd.MAP_LOOKUP_ELEM,
-        map_elem_attr,
-        map_fd=map_fd,
-        key=addr_of(kbuf),
-        value=addr_of(vbuf),
-        flags=flags,
+        cmd, map_elem_attr, map_fd=map_fd, key=addr_of(kbuf), value=addr_of(out), **attr
     )
     if ret < 0:
         if err == _errno.ENOENT:
             return None
-        raise SyscallError(f"cannot look up an element of {quoted('map', name)}", err)
-    return vbuf.raw[:value_size]
+        raise SyscallError(failed, err)
+    return out.raw[:out_size]
+
+
+def map_lookup_elem(
+    map_fd: int, key: bytes, value_size: int, *, flags: int = 0, name: str = ""
+) -> Optional[bytes]:
+    """The value stored under ``key``, or None when there is none (ENOENT)."""
+    failed = f"cannot look up an element of {quoted('map', name)}"
+    return _read_elem(BPFCmd.MAP_LOOKUP_ELEM, map_fd, key, value_size, failed, flags=flags)
 
 
 def map_lookup_and_delete_elem(
     map_fd: int, key: bytes, value_size: int, *, name: str = ""
 ) -> Optional[bytes]:
     """Take the value under ``key`` out of the map (for a queue or stack: pop). None if empty."""
-    kbuf = key_buf(key)
-    vbuf = ctypes.create_string_buffer(max(value_size, 1))
-    ret, err, _ = bpf_raw(
-        BPFCmd.MAP_LOOKUP_AND_DELETE_ELEM,
-        map_elem_attr,
-        map_fd=map_fd,
-        key=addr_of(kbuf),
-        value=addr_of(vbuf),
-    )
-    if ret < 0:
-        if err == _errno.ENOENT:
-            return None
-        raise SyscallError(f"cannot take an element out of {quoted('map', name)}", err)
-    return vbuf.raw[:value_size]
+    failed = f"cannot take an element out of {quoted('map', name)}"
+    return _read_elem(BPFCmd.MAP_LOOKUP_AND_DELETE_ELEM, map_fd, key, value_size, failed)
 
 
 def map_update_elem(
@@ -144,20 +136,8 @@ def map_get_next_key(
     map_fd: int, key: Optional[bytes], key_size: int, *, name: str = ""
 ) -> Optional[bytes]:
     """The key after ``key`` (the first key when ``key`` is None); None at the end."""
-    kbuf = key_buf(key) if key is not None else None
-    nbuf = ctypes.create_string_buffer(max(key_size, 1))
-    ret, err, _ = bpf_raw(
-        BPFCmd.MAP_GET_NEXT_KEY,
-        map_elem_attr,
-        map_fd=map_fd,
-        key=addr_of(kbuf),
-        value=addr_of(nbuf),
-    )
-    if ret < 0:
-        if err == _errno.ENOENT:
-            return None
-        raise SyscallError(f"cannot iterate the keys of {quoted('map', name)}", err)
-    return nbuf.raw[:key_size]
+    failed = f"cannot iterate the keys of {quoted('map', name)}"
+    return _read_elem(BPFCmd.MAP_GET_NEXT_KEY, map_fd, key, key_size, failed)
 
 
 def map_lookup_batch(
