@@ -29,6 +29,7 @@ from pybpf.link.bpflink import Link, ProgramLike, _fd
 from pybpf.link.support import create_link, has_link_type
 from pybpf.sys import progcmd
 from pybpf.sys.fd import FDObject
+from pybpf.sys.mounts import mount, mounts
 from pybpf.sys.uapi import AttachFlags, AttachType
 
 CgroupLike = Union[str, os.PathLike, int]
@@ -41,7 +42,7 @@ CGROUP2_SUPER_MAGIC = 0x63677270
 def cgroup2_root() -> str:
     """The mount point of the cgroup v2 hierarchy, mounting it at /sys/fs/cgroup when absent
     (or at /sys/fs/cgroup/unified when /sys/fs/cgroup holds v1 hierarchies)."""
-    for point, fstype in _mounts():
+    for point, fstype in mounts():
         if fstype == "cgroup2":
             return point
     target = CGROUP2_MOUNT
@@ -51,24 +52,10 @@ def cgroup2_root() -> str:
         os.makedirs(target, exist_ok=True)
     except OSError as e:
         raise SyscallError(f"no cgroup v2 hierarchy, and cannot create {target}", e.errno) from None
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(b"cgroup2", os.fsencode(target), b"cgroup2", 0, None) != 0:
-        raise SyscallError(
-            f"no cgroup v2 hierarchy is mounted, and mounting one at {target} failed "
-            f"(mount -t cgroup2 none {target})",
-            ctypes.get_errno(),
-        )
+    mount(
+        "cgroup2", target, f"no cgroup v2 hierarchy is mounted, and mounting one at {target} failed"
+    )
     return target
-
-
-def _mounts() -> list[tuple[str, str]]:
-    out = []
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) >= 3:
-                out.append((fields[1].encode().decode("unicode_escape"), fields[2]))
-    return out
 
 
 def open_cgroup(cgroup: CgroupLike) -> int:

@@ -6,41 +6,20 @@ A fresh host (or a container) may not have it mounted. Whatever pins mounts it w
 
 from __future__ import annotations
 
-import ctypes
 import errno as _errno
 import os
 from pathlib import Path
 
 from pybpf.errors import SyscallError
+from pybpf.sys.mounts import filesystem_of, mount
 
 BPFFS_ROOT = "/sys/fs/bpf"
 
 
-def _mounts() -> list[tuple[str, str]]:
-    """(mount point, filesystem type) in mount order, from /proc/self/mounts."""
-    out = []
-    with open("/proc/self/mounts") as f:
-        for line in f:
-            fields = line.split()
-            if len(fields) >= 3:
-                # /proc/mounts escapes spaces and friends as octal (\040).
-                out.append((fields[1].encode().decode("unicode_escape"), fields[2]))
-    return out
-
-
 def is_bpffs(path: str) -> bool:
-    """True when ``path`` lies on a bpffs mount: the deepest mount containing it is bpf.
-
-    On several hosts /sys/fs/bpf is a sysfs directory with bpffs mounted on top; the later,
-    deeper mount is the one that counts.
-    """
-    path = os.path.realpath(path)
-    fstype, depth = "", -1
-    for point, kind in _mounts():
-        inside = path == point or path.startswith(point.rstrip("/") + "/")
-        if inside and len(point) >= depth:
-            fstype, depth = kind, len(point)
-    return fstype == "bpf"
+    """True when ``path`` lies on a bpffs mount. On several hosts /sys/fs/bpf is a sysfs
+    directory with bpffs mounted on top; the later, deeper mount is the one that counts."""
+    return filesystem_of(path) == "bpf"
 
 
 def ensure_mounted(root: str = BPFFS_ROOT) -> str:
@@ -54,10 +33,7 @@ def ensure_mounted(root: str = BPFFS_ROOT) -> str:
             f"mount it as root: mount -t bpf bpf {root}",
         )
     os.makedirs(root, exist_ok=True)
-    libc = ctypes.CDLL(None, use_errno=True)
-    if libc.mount(b"bpf", os.fsencode(root), b"bpf", 0, None) != 0:
-        err = ctypes.get_errno()
-        raise SyscallError(f"cannot mount bpffs at {root} (mount -t bpf bpf {root})", err)
+    mount("bpf", root, f"cannot mount bpffs at {root}")
     return root
 
 

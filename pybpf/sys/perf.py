@@ -29,6 +29,7 @@ from typing import Optional
 import construct as cs
 
 from pybpf.errors import SyscallError
+from pybpf.sys.mounts import mount
 from pybpf.sys.syscall import own_fd
 
 # --- the constants of include/uapi/linux/perf_event.h ---------------------------------------------
@@ -292,11 +293,7 @@ def tracefs() -> str:
         if _is_tracefs(path):
             return path
     path = TRACEFS_CANDIDATES[0]
-    if _libc.mount(b"tracefs", path.encode(), b"tracefs", 0, None) != 0:
-        err = ctypes.get_errno()
-        raise SyscallError(
-            f"tracefs is not mounted and cannot be (mount -t tracefs tracefs {path})", err
-        )
+    mount("tracefs", path, "tracefs is not mounted and cannot be")
     return path
 
 
