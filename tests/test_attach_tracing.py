@@ -35,6 +35,23 @@ def bpftool_links() -> dict[int, dict]:
     return {x["id"]: x for x in json.loads(run(need_tool("bpftool"), "link", "show", "-j").stdout)}
 
 
+def start_bpftrace(script: str) -> subprocess.Popen:
+    """bpftrace running ``script``, returned once the kernel lists its probes (bpftrace says
+    "Attaching" before it has attached)."""
+    bpftrace = need_tool("bpftrace")
+    tracefs()  # bpftrace looks for tracefs but does not mount it (a fresh host has none)
+    tracer = subprocess.Popen(
+        [bpftrace, "-e", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
+    )
+    deadline = time.monotonic() + scaled(30)
+    while not [p for p in bpftool_perf() if p["pid"] == tracer.pid]:
+        if time.monotonic() > deadline or tracer.poll() is not None:
+            stop_bpftrace(tracer)
+            pytest.fail("bpftrace did not attach")
+        time.sleep(0.1)
+    return tracer
+
+
 def stop_bpftrace(tracer: subprocess.Popen) -> str:
     """Ctrl-C to bpftrace, which then prints its maps: what it printed. Detaching its probes
     waits for RCU grace periods, slow on a loaded machine: it gets a minute (scaled)."""
@@ -421,17 +438,9 @@ def test_tracepoint_by_ioctl_as_before_5_15(tracing_obj) -> None:
 
 
 def test_tracepoint_counts_agree_with_bpftrace(tracing_obj) -> None:
-    bpftrace = need_tool("bpftrace")
-    tracefs()  # bpftrace looks for tracefs but does not mount it (a fresh host has none)
     script = f"tracepoint:syscalls:sys_enter_getppid /pid == {os.getpid()}/ {{ @calls = count(); }}"
-    tracer = subprocess.Popen(
-        [bpftrace, "-e", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    tracer = start_bpftrace(script)
     try:
-        deadline = time.monotonic() + 30
-        while not [p for p in bpftool_perf() if p["pid"] == tracer.pid]:
-            assert time.monotonic() < deadline and tracer.poll() is None, "bpftrace did not attach"
-            time.sleep(0.1)
         with attach(tracing_obj.programs["tp_getppid"]):
             for _ in range(25):
                 os.getppid()

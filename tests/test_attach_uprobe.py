@@ -4,7 +4,6 @@ buffer; the notes are compared with readelf's reading, counts with bpftrace's.""
 
 from __future__ import annotations
 
-import json
 import os
 import re
 import shutil
@@ -17,7 +16,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
-from test_attach_tracing import bpftool_links, stop_bpftrace
+from test_attach_tracing import bpftool_links, bpftool_perf, start_bpftrace, stop_bpftrace
 
 import pybpf
 from pybpf.attach import NeedsArguments, attach
@@ -25,7 +24,6 @@ from pybpf.errors import BPFError
 from pybpf.link.uprobe import symbol_offset
 from pybpf.link.usdt import read_notes
 from pybpf.ringbuf import RingBuffer
-from pybpf.sys.perf import tracefs
 
 from conftest import ROOT, bpf_object, cannot_run, need_tool, run, scaled
 
@@ -60,11 +58,6 @@ def drive(binary: str, *lines: str) -> list[str]:
     out = subprocess.run([binary], input="".join(f"{x}\n" for x in lines), text=True,
                          capture_output=True, check=True, timeout=30).stdout  # fmt: skip
     return out.splitlines()
-
-
-def bpftool_perf() -> list[dict]:
-    """What ``bpftool perf show`` lists: every program attached to a perf event, by process."""
-    return json.loads(run(need_tool("bpftool"), "perf", "show", "-j").stdout)
 
 
 def events(ring: RingBuffer) -> list[tuple]:
@@ -190,18 +183,8 @@ def test_usdt_probe_missing_is_one_line(uprobe_obj, probed) -> None:
 
 
 def test_uprobe_counts_agree_with_bpftrace(uprobe_obj, probed) -> None:
-    bpftrace = need_tool("bpftrace")
-    tracefs()  # bpftrace looks for tracefs but does not mount it (a fresh host has none)
-    script = f"uprobe:{probed}:pybpf_add {{ @calls = count(); @sum = sum(arg0); }}"
-    tracer = subprocess.Popen(
-        [bpftrace, "-e", script], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True
-    )
+    tracer = start_bpftrace(f"uprobe:{probed}:pybpf_add {{ @calls = count(); @sum = sum(arg0); }}")
     try:
-        # bpftrace says "Attaching" before it attaches: wait until the kernel lists its probe.
-        deadline = time.monotonic() + 30
-        while not [p for p in bpftool_perf() if p["pid"] == tracer.pid]:
-            assert time.monotonic() < deadline and tracer.poll() is None, "bpftrace did not attach"
-            time.sleep(0.1)
         theirs_offset = [p for p in bpftool_perf() if p["pid"] == tracer.pid][0]["offset"]
         with RingBuffer.from_map(uprobe_obj.maps["events"]) as ring:
             with attach(uprobe_obj.programs["up_add"], target=f"{probed}:pybpf_add"):
