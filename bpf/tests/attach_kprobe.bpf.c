@@ -9,29 +9,9 @@
 
 char LICENSE[] SEC("license") = "GPL";
 
-const volatile __u32 target_tgid = 0;
-
 enum hit { HIT_KPROBE, HIT_KRETPROBE, HIT_KRETPROBE_ERR, HIT_MULTI, HIT_MULTI_COOKIE, HIT_MAX };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, HIT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} hits SEC(".maps");
-
-static __always_inline int mine(void)
-{
-	return (bpf_get_current_pid_tgid() >> 32) == target_tgid;
-}
-
-static __always_inline void hit(__u32 what, __u64 n)
-{
-	__u64 *v = bpf_map_lookup_elem(&hits, &what);
-
-	if (v)
-		__sync_fetch_and_add(v, n);
-}
+#include "hits.h"
 
 SEC("kprobe/do_unlinkat")
 int BPF_KPROBE(kprobe_unlinkat, int dfd)

@@ -10,16 +10,9 @@ char LICENSE[] SEC("license") = "GPL";
 
 #define NR_GETPPID 110 /* x86-64 */
 
-const volatile __u32 target_tgid = 0;
-
 enum hit { HIT_TP, HIT_RAW_TP, HIT_TP_BTF, HIT_PERF, HIT_MAX };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, HIT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} hits SEC(".maps");
+#include "hits.h"
 
 /* perf_event: samples per CPU */
 struct {
@@ -40,19 +33,6 @@ struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
 	__uint(max_entries, 64 * 1024);
 } events SEC(".maps");
-
-static __always_inline int mine(void)
-{
-	return (bpf_get_current_pid_tgid() >> 32) == target_tgid;
-}
-
-static __always_inline void hit(__u32 what, __u64 n)
-{
-	__u64 *v = bpf_map_lookup_elem(&hits, &what);
-
-	if (v)
-		__sync_fetch_and_add(v, n);
-}
 
 SEC("tp/syscalls/sys_enter_getppid")
 int tp_getppid(void *ctx)

@@ -11,31 +11,12 @@ char LICENSE[] SEC("license") = "GPL";
 #define EPERM 1
 #define EACCES 13
 
-const volatile __u32 target_tgid = 0;
 const volatile __u64 target_ino = 0;  /* lsm: the inode whose opening is refused */
 const volatile __u32 denied_mode = 0; /* fmod_ret: the chmod mode that is refused */
 
 enum hit { HIT_FENTRY, HIT_FEXIT, HIT_FEXIT_RET, HIT_FMOD_RET, HIT_LSM, HIT_MAX };
 
-struct {
-	__uint(type, BPF_MAP_TYPE_ARRAY);
-	__uint(max_entries, HIT_MAX);
-	__type(key, __u32);
-	__type(value, __u64);
-} hits SEC(".maps");
-
-static __always_inline int mine(void)
-{
-	return (bpf_get_current_pid_tgid() >> 32) == target_tgid;
-}
-
-static __always_inline void hit(__u32 what, __u64 n)
-{
-	__u64 *v = bpf_map_lookup_elem(&hits, &what);
-
-	if (v)
-		__sync_fetch_and_add(v, n);
-}
+#include "hits.h"
 
 SEC("fentry/do_unlinkat")
 int BPF_PROG(fentry_unlinkat, int dfd, struct filename *name)
