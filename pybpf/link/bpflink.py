@@ -9,11 +9,12 @@ an interface, netlink attach/detach on it is refused (EBUSY), which protects it 
 from __future__ import annotations
 
 import errno
+import os
 import socket
 from typing import Optional, Protocol, Union
 
 from pybpf.errors import SyscallError
-from pybpf.sys import features, linkcmd, objcmd, objinfo
+from pybpf.sys import features, linkcmd, objcmd, objinfo, progcmd
 from pybpf.sys.fd import FDObject
 from pybpf.sys.objinfo import BPFLinkInfo
 from pybpf.sys.uapi import AttachFlags, AttachType
@@ -108,3 +109,34 @@ def _interface_exists(ifindex: int) -> bool:
     except OSError:
         return False
     return True
+
+
+class ProgAttachment(FDObject):
+    """A program attached with BPF_PROG_ATTACH to a target that is not a link (a cgroup, a
+    sockmap): the attachment belongs to the target, not to an fd, so ``close()`` detaches it with
+    BPF_PROG_DETACH. The object owns a dup of the target's fd (``fd``) and of the program's, so
+    the detach names exactly this pair even after the caller closed theirs."""
+
+    target_kind = "target"
+
+    def __init__(self, target_fd: int, prog_fd: int, attach_type: AttachType):
+        self._fd = target_fd
+        self._prog_fd = prog_fd
+        self.attach_type = attach_type
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.attach_type.name}, {self.target_kind} fd {self._fd})"
+
+    def close(self) -> None:
+        """Detach the program from the target, then drop both fds."""
+        if self._fd < 0:
+            return
+        try:
+            progcmd.prog_detach(self._fd, self._prog_fd, self.attach_type)
+        except SyscallError as e:
+            if e.errno != errno.ENOENT:  # already detached by someone else
+                raise
+        finally:
+            os.close(self._prog_fd)
+            self._prog_fd = -1
+            super().close()

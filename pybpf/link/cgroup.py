@@ -19,16 +19,14 @@ from __future__ import annotations
 
 import atexit
 import ctypes
-import errno as _errno
 import os
 import weakref
 from typing import Optional, Union
 
 from pybpf.errors import BPFError, SyscallError
-from pybpf.link.bpflink import Link, ProgramLike, _fd
+from pybpf.link.bpflink import Link, ProgAttachment, ProgramLike, _fd
 from pybpf.link.support import create_link, has_link_type
 from pybpf.sys import progcmd
-from pybpf.sys.fd import FDObject
 from pybpf.sys.mounts import mount, mounts
 from pybpf.sys.uapi import AttachFlags, AttachType
 
@@ -113,20 +111,17 @@ def attach_cgroup(
     return cgroup_link(program, cgroup, attach_type)
 
 
-class CgroupAttachment(FDObject):
+class CgroupAttachment(ProgAttachment):
     """A program attached with BPF_PROG_ATTACH (BPF_F_ALLOW_MULTI). It belongs to the cgroup, not
     to this object: ``close()`` detaches it (BPF_PROG_DETACH), as does interpreter exit; after
-    ``kill -9`` it stays until ``bpftool cgroup detach`` or the cgroup's removal.
+    ``kill -9`` it stays until ``bpftool cgroup detach`` or the cgroup's removal."""
 
-    The object owns a dup of the cgroup fd (``fd``) and of the program fd, so that it can detach
-    exactly this program later even if the caller closed theirs."""
+    target_kind = "cgroup"
 
     _live: weakref.WeakSet = weakref.WeakSet()
 
     def __init__(self, cgroup_fd: int, prog_fd: int, attach_type: AttachType):
-        self._fd = cgroup_fd
-        self._prog_fd = prog_fd
-        self.attach_type = attach_type
+        super().__init__(cgroup_fd, prog_fd, attach_type)
         CgroupAttachment._live.add(self)
 
     @classmethod
@@ -146,23 +141,6 @@ class CgroupAttachment(FDObject):
         finally:
             if mine:
                 os.close(fd)
-
-    def __repr__(self) -> str:
-        return f"CgroupAttachment({self.attach_type.name}, cgroup fd {self._fd})"
-
-    def close(self) -> None:
-        """Detach the program from the cgroup, then drop the fds."""
-        if self._fd < 0:
-            return
-        try:
-            progcmd.prog_detach(self._fd, self._prog_fd, self.attach_type)
-        except SyscallError as e:
-            if e.errno != _errno.ENOENT:  # already detached by someone else
-                raise
-        finally:
-            os.close(self._prog_fd)
-            self._prog_fd = -1
-            super().close()
 
 
 @atexit.register

@@ -10,15 +10,12 @@ map: it ends when the map is freed (its last fd closed, when no program uses it)
 
 from __future__ import annotations
 
-import errno as _errno
 import os
 from typing import Union
 
-from pybpf.errors import SyscallError
-from pybpf.link.bpflink import HasFd, Link, ProgramLike, _fd
+from pybpf.link.bpflink import HasFd, Link, ProgAttachment, ProgramLike, _fd
 from pybpf.link.support import create_link, has_link_type
 from pybpf.sys import progcmd
-from pybpf.sys.fd import FDObject
 from pybpf.sys.uapi import AttachType
 
 MapLike = Union[int, HasFd]
@@ -47,14 +44,10 @@ def attach_sockmap(
     return MapAttachment.attach(program, sockmap, attach_type)
 
 
-class MapAttachment(FDObject):
-    """A program attached to a sockmap with BPF_PROG_ATTACH; ``close()`` detaches it. Holds a
-    dup of the map fd (``fd``) and of the program fd, so the detach names exactly this pair."""
+class MapAttachment(ProgAttachment):
+    """A program attached to a sockmap with BPF_PROG_ATTACH; ``close()`` detaches it."""
 
-    def __init__(self, map_fd: int, prog_fd: int, attach_type: AttachType):
-        self._fd = map_fd
-        self._prog_fd = prog_fd
-        self.attach_type = attach_type
+    target_kind = "map"
 
     @classmethod
     def attach(
@@ -62,19 +55,3 @@ class MapAttachment(FDObject):
     ) -> MapAttachment:
         progcmd.prog_attach(_fd(sockmap), _fd(program), attach_type)
         return cls(os.dup(_fd(sockmap)), os.dup(_fd(program)), attach_type)
-
-    def __repr__(self) -> str:
-        return f"MapAttachment({self.attach_type.name}, map fd {self._fd})"
-
-    def close(self) -> None:
-        if self._fd < 0:
-            return
-        try:
-            progcmd.prog_detach(self._fd, self._prog_fd, self.attach_type)
-        except SyscallError as e:
-            if e.errno != _errno.ENOENT:
-                raise
-        finally:
-            os.close(self._prog_fd)
-            self._prog_fd = -1
-            super().close()
