@@ -201,9 +201,13 @@ def _match_member(local_spec: Spec, acc: Accessor, target, targ_id: int, spec: S
         raise _Mismatch
     local = local_spec.btf
     local_member = local.type(acc.type_id).members[acc.idx]
+    name = local_member.name
+    if tt.members and len(spec.raw) >= MAX_SPEC_LEN:
+        raise CORERelocationError("CO-RE spec is nested too deeply")
+    # Only anonymous members and the one of the same name matter: a kernel struct has hundreds.
     for i, m in enumerate(tt.members):
-        if len(spec.raw) >= MAX_SPEC_LEN:
-            raise CORERelocationError("CO-RE spec is nested too deeply")
+        if m.name and m.name != name:
+            continue
         spec.bit_offset += m.bit_offset
         spec.raw.append(i)
         if not m.name:
@@ -211,7 +215,7 @@ def _match_member(local_spec: Spec, acc: Accessor, target, targ_id: int, spec: S
                 return _match_member(local_spec, acc, target, m.type_id, spec)
             except _Mismatch:
                 pass
-        elif m.name == local_member.name:
+        else:
             if not fields_are_compat(local, local_member.type_id, target, m.type_id):
                 raise _Mismatch
             spec.accessors.append(Accessor(targ_id, i, m.name))

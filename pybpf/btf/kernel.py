@@ -1,9 +1,9 @@
 """The running kernel's BTF, read lazily: ``/sys/kernel/btf/vmlinux`` and module BTF.
 
 vmlinux BTF is several megabytes and over a hundred thousand types; a CO-RE relocation needs a
-handful of them. So this reader makes one pass over the type section that records only where
-each record starts (from each record's kind and ``vlen`` the next one's start follows), builds a
-name index the first time a name is asked for, and decodes a type only when it is asked for.
+handful of them. So this reader keeps an index (``pybpf.btf.kindex``: where each record starts,
+the types by name, the strings in order; for vmlinux cached on disk between processes) and
+decodes a type only when it is asked for.
 
 Module BTF (``/sys/kernel/btf/<module>``) is *split* BTF on top of vmlinux: its ids and string
 offsets continue vmlinux's.
@@ -11,49 +11,42 @@ offsets continue vmlinux's.
 
 from __future__ import annotations
 
+import bisect
 import functools
-import itertools
-import operator
-import sys
-from array import array
 from pathlib import Path
 from typing import Any, Optional
 
+from pybpf.btf.kindex import Index, host_words
 from pybpf.btf.model import KindSpec, StringTable, TypeQueries, essential_name, parse_header
 from pybpf.btf.types import Func, Kind, Type, TypeDecoder, Void
 from pybpf.errors import BTFError
 
 SYSFS_BTF = Path("/sys/kernel/btf")
 
-# Words (u32) after the 3-word btf_type header: fixed, and per vlen item, by kind.
-_FIXED = {Kind.INT: 1, Kind.ARRAY: 3, Kind.VAR: 1, Kind.DECL_TAG: 1}
-_PER_ITEM = {
-    Kind.STRUCT: 3,
-    Kind.UNION: 3,
-    Kind.ENUM: 2,
-    Kind.FUNC_PROTO: 2,
-    Kind.DATASEC: 3,
-    Kind.ENUM64: 3,
-}
-_FIXED_WORDS = [_FIXED.get(k, 0) for k in range(32)]  # by kind number, for the hot loop
-_ITEM_WORDS = [_PER_ITEM.get(k, 0) for k in range(32)]
-
 
 class KernelBTF(TypeQueries):
     """Kernel BTF with types decoded on demand. ``KernelBTF.system()`` is vmlinux, read once."""
 
-    def __init__(self, data: bytes, name: str = "vmlinux", base: Optional[KernelBTF] = None):
+    def __init__(
+        self,
+        data: bytes,
+        name: str = "vmlinux",
+        base: Optional[KernelBTF] = None,
+        cache: bool = False,
+    ):
+        """``cache``: keep this blob's index on disk between processes (``pybpf.btf.cache``);
+        ``system()`` does so for vmlinux."""
         self.name = name
         self.base = base
         little, type_data, str_data = parse_header(data, base is not None)
         self.strings = StringTable(str_data, base.strings if base is not None else None)
         self.first_id = base.count if base is not None else 1
-        self._words = _words(type_data, little)
-        self._starts = _record_starts(self._words, name)
+        self._words = host_words(type_data, little)
+        self._index = Index.get(data, self._words, self.strings, name, cache)
+        self._starts = self._index.starts
         self._decoder = TypeDecoder(type_data, little, self.strings.get)
         self._cache: dict[int, Type] = {}
-        self._first_last: Optional[tuple[array, dict[int, int], dict[int, int]]] = None
-        self._strings_index: Optional[tuple[dict[bytes, int], dict[str, list[int]]]] = None
+        self._flavored: Optional[dict[str, list[int]]] = None
 
     @classmethod
     def system(cls) -> KernelBTF:
@@ -74,12 +67,14 @@ class KernelBTF(TypeQueries):
         return [cls.module(name) for name in names]
 
     @classmethod
-    def from_file(cls, path: str, base: Optional[KernelBTF] = None) -> KernelBTF:
+    def from_file(
+        cls, path: str, base: Optional[KernelBTF] = None, cache: bool = False
+    ) -> KernelBTF:
         try:
             data = Path(path).read_bytes()
         except OSError as e:
             raise BTFError(f"cannot read kernel BTF {path}: {e.strerror}") from None
-        return cls(data, Path(path).name, base)
+        return cls(data, Path(path).name, base, cache)
 
     @property
     def count(self) -> int:
@@ -118,53 +113,49 @@ class KernelBTF(TypeQueries):
         return Kind((info >> 24) & 0x1F)
 
     def _ids_named_at(self, off: int) -> list[int]:
-        """Ids of this blob's types whose name is at string offset ``off``.
+        """Ids of this blob's types whose name is at string offset ``off`` (ascending)."""
+        keys = self._index.name_keys
+        lo = bisect.bisect_left(keys, off)
+        hi = bisect.bisect_right(keys, off, lo)
+        return [self.first_id + i for i in self._index.by_name[lo:hi]]
 
-        Two dicts built by C-level zips (first and last type with each name offset) instead of
-        a Python loop over every type; the few names shared by several types (a FWD and its
-        STRUCT) are completed by a scan between the two.
-        """
-        if self._first_last is None:
-            col = array("I", map(self._words.__getitem__, self._starts))
-            first = dict(zip(reversed(col), range(len(col) - 1, -1, -1)))
-            last = dict(zip(col, range(len(col))))
-            self._first_last = col, first, last
-        col, first, last = self._first_last
-        lo = first.get(off)
-        if lo is None:
-            return []
-        hi = last[off]
-        if lo == hi:
-            return [self.first_id + lo]
-        # array.index takes no start/stop before Python 3.10: scan the (short) span instead.
-        return [self.first_id + i for i in range(lo, hi + 1) if col[i] == off]
+    def _string_offset(self, key: bytes) -> Optional[int]:
+        """Where string ``key`` starts in this blob's table (the first copy), or None: a binary
+        search over the offsets sorted by the strings they start."""
+        data, start, order = self.strings.data, self.strings.start, self._index.strings
+        lo, hi = 0, len(order)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            local = order[mid] - start
+            if data[local : data.index(b"\0", local)] < key:
+                lo = mid + 1
+            else:
+                hi = mid
+        if lo < len(order):
+            local = order[lo] - start
+            if data[local : data.index(b"\0", local)] == key:
+                return order[lo]
+        return None
 
-    def _string_index(self) -> tuple[dict[bytes, int], dict[str, list[int]]]:
-        """String → offset for this blob's table, and essential name → offsets of the
-        ``name___flavor`` strings; built with bytes.split and C-level helpers, no decoding."""
-        if self._strings_index is None:
-            chunks = self.strings.data.split(b"\0")
-            # offset of chunk k = its predecessors' lengths + k separators (+ the table's start)
-            lengths = itertools.accumulate(map(len, chunks), initial=self.strings.start)
-            offsets = list(map(operator.add, lengths, itertools.count()))[: len(chunks)]
-            # reversed, so that the first of two equal strings wins
-            exact = dict(zip(reversed(chunks), reversed(offsets)))
+    def _flavored_index(self) -> dict[str, list[int]]:
+        """Essential name → offsets of the ``name___flavor`` strings (a few dozen in vmlinux)."""
+        if self._flavored is None:
             flavored: dict[str, list[int]] = {}
-            for chunk in _with_triple_underscore(self.strings.data):
+            for chunk in sorted(_with_triple_underscore(self.strings.data)):
                 name = chunk.decode()
                 ess = essential_name(name)
                 if ess != name:
-                    flavored.setdefault(ess, []).append(exact[chunk])
-            self._strings_index = exact, flavored
-        return self._strings_index
+                    flavored.setdefault(ess, []).append(self._string_offset(chunk))
+            self._flavored = flavored
+        return self._flavored
 
     def _own_ids(self, text: str) -> list[int]:
         """This blob's types named ``text``; a split blob's names may live in the base's
         string table, so both offsets are looked up."""
         key = text.encode()
-        offsets = [self._string_index()[0].get(key)]
+        offsets = [self._string_offset(key)]
         if isinstance(self.base, KernelBTF):
-            offsets.insert(0, self.base._string_index()[0].get(key))
+            offsets.insert(0, self.base._string_offset(key))
         return sorted(i for off in offsets if off for i in self._ids_named_at(off))
 
     def find_all(self, name: str, kind: KindSpec = None) -> list[int]:
@@ -181,7 +172,7 @@ class KernelBTF(TypeQueries):
         ``foo`` and every ``foo___flavor``, the candidates CO-RE considers."""
         ess = essential_name(name)
         ids = set(self._own_ids(ess))
-        for off in self._string_index()[1].get(ess, ()):
+        for off in self._flavored_index().get(ess, ()):
             ids.update(self._ids_named_at(off))
         if self.base is not None:
             ids.update(self.base.find_essential(name))
@@ -247,35 +238,9 @@ def _with_triple_underscore(data: bytes) -> set[bytes]:
     return out
 
 
-def _words(type_data: bytes, little: bool) -> array:
-    words = array("I")
-    if len(type_data) % 4:
-        raise BTFError("kernel BTF type section is not a whole number of 32-bit words")
-    words.frombytes(type_data)
-    if little != (sys.byteorder == "little"):
-        words.byteswap()
-    return words
-
-
-def _record_starts(words: array, name: str) -> array:
-    """Word index of every record: the one pass over the type section."""
-    starts = array("I")
-    append = starts.append
-    fixed, per_item = _FIXED_WORDS, _ITEM_WORDS
-    i, n = 0, len(words)
-    while i < n:
-        append(i)
-        info = words[i + 1]
-        kind = (info >> 24) & 0x1F
-        i += 3 + fixed[kind] + per_item[kind] * (info & 0xFFFF)
-    if i != n:
-        raise BTFError(f"{name} BTF: the last type record runs past the type section")
-    return starts
-
-
 @functools.cache
 def _system_btf(path: str) -> KernelBTF:
-    return KernelBTF.from_file(path)
+    return KernelBTF.from_file(path, cache=True)
 
 
 @functools.cache

@@ -1,0 +1,168 @@
+"""The kernel BTF index kept on disk: used only when it is this blob's, intact and ours."""
+
+from __future__ import annotations
+
+import gzip
+import os
+import random
+from pathlib import Path
+
+import pytest
+
+from pybpf.btf import cache, kindex
+from pybpf.btf.kernel import KernelBTF
+from pybpf.btf.model import BTF
+
+CILIUM = Path("/usr/share/gocode/src/github.com/cilium/ebpf/btf/testdata")
+ENTRY = "vmlinux.btf-index"
+
+
+@pytest.fixture(scope="module")
+def blob() -> bytes:
+    """A real vmlinux BTF that is the same on every host: cilium's test copy."""
+    return gzip.decompress((CILIUM / "vmlinux.btf.gz").read_bytes())
+
+
+@pytest.fixture(scope="module")
+def full(blob) -> BTF:
+    return BTF.parse(blob)
+
+
+@pytest.fixture
+def folder(tmp_path, monkeypatch) -> Path:
+    path = tmp_path / "cache"
+    monkeypatch.setenv("PYBPF_CACHE_DIR", str(path))
+    return path
+
+
+@pytest.fixture
+def builds(monkeypatch) -> list[str]:
+    """The names of the blobs whose index was built (not read from the cache)."""
+    built: list[str] = []
+    real = kindex.Index.build.__func__
+
+    def counting(cls, words, strings, name):
+        built.append(name)
+        return real(cls, words, strings, name)
+
+    monkeypatch.setattr(kindex.Index, "build", classmethod(counting))
+    return built
+
+
+def assert_answers_like(lazy: KernelBTF, full: BTF) -> None:
+    names = sorted({t.name for t in full.types if t.name})
+    for name in random.Random(3).sample(names, 500) + ["task_struct", "int", "no such type"]:
+        assert lazy.find_all(name) == full.find_all(name), name
+    for tid in random.Random(4).sample(range(1, len(full.types)), 500):
+        assert lazy.type(tid) == full.type(tid)
+    for name in {t.name for t in full.types if "___" in t.name}:
+        assert lazy.find_essential(name) == full.find_essential(name), name
+
+
+def test_second_process_reads_the_index_and_answers_the_same(blob, full, folder, builds):
+    assert_answers_like(KernelBTF(blob, cache=True), full)
+    assert builds == ["vmlinux"]
+    assert (folder / ENTRY).is_file()
+    assert_answers_like(KernelBTF(blob, cache=True), full)
+    assert builds == ["vmlinux"]  # read back, not built again
+
+
+def test_entry_and_directory_are_private(blob, folder):
+    KernelBTF(blob, cache=True)
+    assert (folder.stat().st_mode & 0o777) == 0o700
+    assert ((folder / ENTRY).stat().st_mode & 0o777) == 0o600
+    assert not [p for p in folder.iterdir() if p.name != ENTRY]  # no temporary left
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        pytest.param(lambda b: b[:-1] + bytes([b[-1] ^ 1]), id="flipped-bit"),
+        pytest.param(lambda b: b[: len(b) // 2], id="truncated"),
+        pytest.param(lambda b: b"", id="empty"),
+        pytest.param(lambda b: b[:8] + (99).to_bytes(4, "little") + b[12:], id="other-version"),
+        pytest.param(lambda b: b"\0" * len(b), id="zeroed"),
+    ],
+)
+def test_damaged_entry_is_ignored_and_rewritten(blob, full, folder, builds, damage):
+    KernelBTF(blob, cache=True)
+    path = folder / ENTRY
+    good = path.read_bytes()
+    path.write_bytes(damage(good))
+    assert_answers_like(KernelBTF(blob, cache=True), full)
+    assert builds == ["vmlinux", "vmlinux"]
+    assert path.read_bytes() == good
+
+
+def test_entry_of_another_kernel_is_stale(blob, full, folder, builds):
+    other = bytearray(blob)
+    other[-2] ^= 0x20  # one letter of the last name: another build of the kernel
+    KernelBTF(bytes(other), cache=True)
+    assert_answers_like(KernelBTF(blob, cache=True), full)
+    assert builds == ["vmlinux", "vmlinux"]
+
+
+@pytest.mark.system
+def test_entry_owned_by_someone_else_is_not_read(blob, full, folder, builds):
+    KernelBTF(blob, cache=True)
+    path = folder / ENTRY
+    os.chown(path, 65534, 65534)  # nobody: could have written anything there
+    assert cache.load(ENTRY, kindex.VERSION, cache.digest(blob)) is None
+    assert_answers_like(KernelBTF(blob, cache=True), full)
+    assert builds == ["vmlinux", "vmlinux"]
+
+
+@pytest.mark.system
+def test_directory_owned_by_someone_else_is_not_used(blob, folder, builds):
+    folder.mkdir(mode=0o700)
+    os.chown(folder, 65534, 65534)
+    KernelBTF(blob, cache=True)
+    KernelBTF(blob, cache=True)
+    assert builds == ["vmlinux", "vmlinux"]
+    assert not list(folder.iterdir())
+
+
+def test_directory_writable_by_others_is_not_used(blob, folder, builds):
+    folder.mkdir(mode=0o700)
+    folder.chmod(0o777)
+    KernelBTF(blob, cache=True)
+    KernelBTF(blob, cache=True)
+    assert builds == ["vmlinux", "vmlinux"]
+    assert not list(folder.iterdir())
+
+
+def test_entry_writable_by_others_or_a_symlink_is_not_read(blob, folder, tmp_path):
+    KernelBTF(blob, cache=True)
+    path, key = folder / ENTRY, cache.digest(blob)
+    path.chmod(0o666)
+    assert cache.load(ENTRY, kindex.VERSION, key) is None
+    path.chmod(0o600)
+    assert cache.load(ENTRY, kindex.VERSION, key) is not None
+    moved = tmp_path / "elsewhere"
+    path.rename(moved)
+    path.symlink_to(moved)
+    assert cache.load(ENTRY, kindex.VERSION, key) is None
+
+
+def test_empty_setting_turns_the_cache_off(blob, monkeypatch, builds):
+    monkeypatch.setenv("PYBPF_CACHE_DIR", "")
+    assert cache.cache_dir() is None
+    KernelBTF(blob, cache=True)
+    KernelBTF(blob, cache=True)
+    assert builds == ["vmlinux", "vmlinux"]
+
+
+def test_default_location_by_user(monkeypatch, tmp_path):
+    monkeypatch.delenv("PYBPF_CACHE_DIR", raising=False)
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    assert cache.cache_dir() == Path("/var/cache/pybpf")
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert cache.cache_dir() == tmp_path / "pybpf"
+
+
+def test_unwritable_location_costs_only_time(blob, full, monkeypatch, tmp_path):
+    blocker = tmp_path / "a-file"
+    blocker.write_bytes(b"")
+    monkeypatch.setenv("PYBPF_CACHE_DIR", str(blocker / "cache"))  # cannot be created
+    assert_answers_like(KernelBTF(blob, cache=True), full)
