@@ -21,6 +21,36 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 TIME_SCALE = float(os.environ.get("PYBPF_TEST_TIME_SCALE") or 1)
 
 
+def _private_bpffs() -> None:
+    """Give this test session a bpffs of its own at /sys/fs/bpf, in a mount namespace of its own.
+
+    Tests pin (maps pinned by name, iproute2's tc/ and xdp/ directories, explicit pins) and the
+    fixture below removes whatever a test added; with several sessions on one host (a developer's
+    runs beside the kernel matrix, say) a shared bpffs would let one session's clean-up remove
+    another's pins. A bpffs mount is a separate instance, so each session's pins are its own, and
+    the host's bpffs (or its absence, on a freshly booted machine) is left exactly as it was. The
+    tests of a host without bpffs make their own namespaces with it unmounted. Every process a
+    test starts (bpftool, xdptcp, ip) inherits the namespace. PYBPF_TEST_SHARED_BPFFS=1 keeps the
+    host's mount table."""
+    if os.geteuid() != 0 or os.environ.get("PYBPF_TEST_SHARED_BPFFS") == "1":
+        return
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newns, ms_rec, ms_private = 0x00020000, 0x4000, 0x40000
+    if libc.unshare(clone_newns) != 0:
+        return  # e.g. in a container without CAP_SYS_ADMIN: the host's bpffs is used as before
+    # Private, not slave: a bpffs the host mounts later must not land on top of ours.
+    if libc.mount(None, b"/", None, ms_rec | ms_private, None) != 0:
+        raise OSError(ctypes.get_errno(), "cannot make the test mount namespace private")
+    if libc.mount(b"bpf", b"/sys/fs/bpf", b"bpf", 0, None) != 0:
+        raise OSError(ctypes.get_errno(), "cannot mount a bpffs for the tests at /sys/fs/bpf")
+
+
+def pytest_configure(config) -> None:
+    _private_bpffs()
+
+
 def scaled(seconds: float) -> float:
     """A test's timeout or settling delay, stretched by PYBPF_TEST_TIME_SCALE on slow machines."""
     return seconds * TIME_SCALE
@@ -71,7 +101,8 @@ KERNEL_ENTRIES = frozenset({"maps.debug", "progs.debug"})
 def _no_pins_left_behind():
     """Loading an object pins its LIBBPF_PIN_BY_NAME maps under /sys/fs/bpf (pybpf does, as
     libbpf and bpftool do), and iproute2 makes its tc/ and xdp/ directories there: whatever a
-    test adds is removed after it, so tests neither leak pins nor see each other's."""
+    test adds is removed after it, so tests neither leak pins nor see each other's. (The bpffs is
+    the session's own, see ``_private_bpffs``: what is new there is this test's.)"""
     try:
         before = set(os.listdir(BPFFS))
     except OSError:

@@ -27,7 +27,7 @@ pytestmark = pytest.mark.system
 # Runs "$@" as on a fresh host: bpffs not mounted, /sys/kernel/btf empty; says so first, so a test
 # cannot pass by accident.
 FRESH = (
-    "umount -l /sys/fs/bpf 2>/dev/null; "
+    "while umount -l /sys/fs/bpf 2>/dev/null; do :; done; "  # the host's and the session's
     "mount -t tmpfs pybpf-no-btf /sys/kernel/btf && test ! -e /sys/kernel/btf/vmlinux "
     '&& awk \'$2 == "/sys/fs/bpf" && $3 == "bpf" {exit 1}\' /proc/mounts '
     '&& echo "no kernel BTF, no bpffs" >&2 && exec "$@"'

@@ -219,7 +219,7 @@ def test_pinning_mounts_bpffs_when_missing() -> None:
         "    m.pin('/sys/fs/bpf/pybpf-mount-test/m')\n"
         "print(is_bpffs('/sys/fs/bpf/pybpf-mount-test'))\n"
     )
-    script = f'umount -l /sys/fs/bpf 2>/dev/null; exec {sys.executable} -c "$0"'
+    script = f'while umount -l /sys/fs/bpf 2>/dev/null; do :; done; exec {sys.executable} -c "$0"'
     res = run(
         need_tool("unshare"),
         "--mount",
