@@ -112,6 +112,26 @@ class PcapWriter(_Output):
         longer than the snaplen), headers and bytes: written as they are."""
         self._out.write(raw)
 
+    def copy_records(self, fd: int, offset: int, raw) -> None:
+        """``write_records(raw)`` for records that are the bytes of the file ``fd`` at
+        ``offset``: the kernel copies them from file to file (copy_file_range) without passing
+        them through this process; through a write where it cannot (stdout, a pipe)."""
+        if self._owned and not getattr(self, "_no_copy", False):
+            self._out.flush()
+            done, out = 0, self._out.fileno()
+            try:
+                while done < len(raw):
+                    k = os.copy_file_range(fd, out, len(raw) - done, offset + done)
+                    if not k:
+                        break
+                    done += k
+            except OSError:  # not between these two files: write them instead
+                self._no_copy = True
+            self._out.seek(0, os.SEEK_END)  # the buffered file's idea of where it is
+            raw = raw[done:]
+        if len(raw):
+            self.write_records(raw)
+
     def write_batch(self, records: Iterable[tuple[int, bytes, int]]) -> None:
         """Many (ts_ns, data, wire_len) in one write call; stdout is flushed per batch.
 

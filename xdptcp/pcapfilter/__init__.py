@@ -4,7 +4,8 @@
 (``parser``, ``primitives``), lowers it to a small tree of loads and comparisons (``ir``),
 generates eBPF instructions with pybpf's assembler (``codegen``), and returns them in a
 ``CompiledFilter``. Live, the instructions replace the body of the stub ``xdptcp_filter()`` in
-the capture program; offline (``-r``), ``vm`` runs the very same instructions in Python. One
+the capture program; offline (``-r``), the very same instructions run in Python: written out
+once as a function (``pycode``), with ``vm`` (one line per instruction) as the reference. One
 compiler for both, so a live capture and a file read select the same packets.
 """
 
@@ -12,7 +13,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import cached_property
-from typing import Optional
+from typing import Callable, Optional
 
 from pybpf.asm.insn import Instruction
 from xdptcp.pcapfilter import ir
@@ -54,10 +55,23 @@ class CompiledFilter:
         return {}
 
     @cached_property
-    def _run(self):
+    def in_place(self) -> Callable[[bytes, int, int, int, int], int]:
+        """``f(buf, at, n, wire_len, length) -> r0`` on the ``n`` bytes of ``buf`` from ``at``
+        (a record in a mapped file, filtered without copying it): the program written out as
+        Python (``pycode``), or run by ``vm`` when it cannot be."""
+        from xdptcp.pcapfilter import pycode
+
+        fast = pycode.translate(self.insns)
+        if fast is not None:
+            return fast
         from xdptcp.pcapfilter.vm import runner
 
-        return runner(self.insns)
+        run = runner(self.insns)
+        return lambda buf, at, n, wire_len, length: run(bytes(buf[at : at + n]), wire_len, length)
+
+    def _run(self, frame, wire_len: int, length: Optional[int] = None) -> int:
+        length = wire_len if length is None else length
+        return self.in_place(frame, 0, len(frame), wire_len, length)
 
     def listing(self) -> str:
         """The instructions as the verifier prints them (``xdptcp -d``)."""
