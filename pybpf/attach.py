@@ -21,7 +21,7 @@ programs out and lists them in ``skipped`` (as libbpf's skeletons do).
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Optional, Protocol
+from typing import Any, Callable, Iterable, Mapping, Optional, Protocol
 
 from pybpf.errors import BPFError
 from pybpf.object.sections import match_section
@@ -114,9 +114,19 @@ class AttachedObject:
         self.close()
 
 
-def attach_all(obj: Any, programs: Optional[Iterable[str]] = None) -> AttachedObject:
+def attach_all(
+    obj: Any,
+    programs: Optional[Iterable[str]] = None,
+    options: Optional[Mapping[str, Mapping[str, Any]]] = None,
+) -> AttachedObject:
     """Attach every program of a loaded object (or those named) by its section name. Programs
-    whose section needs arguments are skipped (see ``skipped``) unless named explicitly."""
+    whose section needs arguments are skipped (see ``skipped``) unless named explicitly or
+    given them in ``options``, keyword arguments of :func:`attach` by program name
+    (``{"tc_ingress": {"interface": "lo"}}``)."""
+    options = options or {}
+    for pname in options:
+        if pname not in obj.programs:
+            raise BPFError(f"no program named '{pname}' is loaded")
     named = programs is not None
     wanted = list(programs) if named else list(obj.programs)
     out = AttachedObject()
@@ -130,10 +140,11 @@ def attach_all(obj: Any, programs: Optional[Iterable[str]] = None) -> AttachedOb
                 raise BPFError(f"no program named '{pname}' is loaded")
             if pname in by_map and not named:
                 continue
+            kw = dict(options.get(pname, {}))
             try:
-                out.links[pname] = attach(prog)
+                out.links[pname] = attach(prog, **kw)
             except NeedsArguments as e:
-                if named:
+                if named or kw:
                     raise
                 out.skipped[pname] = str(e)
         if not named:
@@ -339,11 +350,18 @@ def _sockmap(program: AttachableProgram, target: str, **options: Any) -> Any:
 
 
 def _socket_filter(program: AttachableProgram, target: str, **options: Any) -> Any:
-    from pybpf.link.sockfilter import SocketFilter
+    from pybpf.link.sockfilter import SocketFilter, packet_socket_filter
 
     sock = options.pop("sock", None)
+    interface = options.pop("interface", None)
+    if sock is None and interface is None:
+        raise _needs(
+            program,
+            "a socket filter needs its socket: attach(p, sock=SOCKET), or "
+            "attach(p, interface=NAME) for a packet socket of that interface",
+        )
     if sock is None:
-        raise _needs(program, "a socket filter needs its socket: attach(p, sock=SOCKET)")
+        return packet_socket_filter(program, interface)
     return SocketFilter.attach(program, sock)
 
 
@@ -377,7 +395,7 @@ def _register_net() -> None:
         register(prefix, _cgroup, f"cgroup: {prefix}/<hook>, attach(p, cgroup=PATH)")
     for prefix in ("sk_msg", "sk_skb"):
         register(prefix, _sockmap, f"{prefix}: attach(p, map=SOCKMAP)")
-    register("socket", _socket_filter, "socket filter: attach(p, sock=SOCKET)")
+    register("socket", _socket_filter, "socket filter: attach(p, sock=SOCKET or interface=NAME)")
     for prefix in ("sk_lookup", "flow_dissector"):
         register(prefix, _netns, f"{prefix}: attach(p, netns=NAME)")
     register("netfilter", _netfilter, "netfilter: attach(p, pf=, hook=, priority=)")
@@ -413,7 +431,27 @@ def _tc(mode: str) -> Attacher:
     return attach_tc
 
 
+def _xdp(program: AttachableProgram, target: str, **options: Any) -> Any:
+    """``xdp``, ``xdp.frags``: a bpf_link on the interface ``interface=`` (a name) or
+    ``ifindex=``, detached with its last fd; ``flags=`` an XDP mode (default: the best the
+    driver has)."""
+    from pybpf.link import netlink
+    from pybpf.link.bpflink import xdp_link
+
+    if target:  # xdp/devmap, xdp/cpumap: programs run by a map, not attached
+        raise _needs(program, f"an xdp/{target} program runs from its map; it is not attached")
+    ifindex = options.pop("ifindex", None)
+    name = options.pop("interface", None)
+    if ifindex is None and name is None:
+        raise _needs(program, "an XDP program needs its interface: attach(p, interface=NAME)")
+    if ifindex is None:
+        ifindex = netlink.ifindex_of(name)
+    return xdp_link(program, ifindex, options.pop("flags", 0))
+
+
 def _register_tc() -> None:
+    for prefix in ("xdp", "xdp.frags"):
+        register(prefix, _xdp, f"{prefix}: attach(p, interface=NAME)")
     for prefix, mode in (("tc", "auto"), ("classifier", "auto"), ("tcx", "tcx")):
         register(prefix, _tc(mode), f"{prefix}: {prefix}/ingress|egress, attach(p, interface=NAME)")
 

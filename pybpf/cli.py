@@ -4,7 +4,8 @@
     pybpf disasm OBJ [PROGRAM]          linked instructions, relocations marked, source lines
     pybpf load OBJ [--pin DIR] [-v]     load every map and program; -v shows each step
     pybpf test-run OBJ PROGRAM --data FILE [--repeat N]
-    pybpf run OBJ [--prog NAME ...] [--json] [--event-type TYPE] [--no-maps] [-d SECONDS]
+    pybpf run OBJ [--prog NAME ...] [--attach PROG=TARGET ...] [-i IFACE] [--cgroup PATH]
+              [--netns PATH] [--exe PATH] [--json] [--event-type TYPE] [--no-maps] [-d SECONDS]
 
 A thin layer over the library: each command is a few calls to ``pybpf.ObjectSpec`` and friends.
 A user mistake gives one line ``pybpf: error: ...`` and exit status 1 (2 for bad usage).
@@ -95,6 +96,27 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("object")
     s.add_argument(
         "--prog", action="append", default=[], metavar="NAME", help="attach only this program"
+    )
+    s.add_argument(
+        "--attach",
+        action="append",
+        default=[],
+        metavar="PROG=TARGET",
+        help="where PROG goes: an interface (xdp, tc as IFACE[:egress], socket), "
+        "BINARY:FUNCTION (uprobe), a cgroup, a netns, a sockmap, freq=HZ (perf_event)",
+    )
+    s.add_argument(
+        "-i",
+        "--interface",
+        metavar="IFACE",
+        help="the interface of xdp, tc (ingress unless the section says) and socket programs",
+    )
+    s.add_argument("--cgroup", metavar="PATH", help="the cgroup v2 directory of cgroup programs")
+    s.add_argument(
+        "--netns", metavar="PATH", help="the network namespace of sk_lookup/flow_dissector"
+    )
+    s.add_argument(
+        "--exe", metavar="PATH", help="the binary /proc/self/exe stands for in uprobe sections"
     )
     s.add_argument("--json", action="store_true", help="JSON lines instead of text")
     s.add_argument(
@@ -204,6 +226,7 @@ def cmd_test_run(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from pybpf.run import RunOptions, run
+    from pybpf.targets import Targets
 
     if args.duration is not None and args.duration <= 0:
         raise BPFError("--duration must be a positive number of seconds")
@@ -213,7 +236,14 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise BPFError(f"{spec.name}: no program named '{name}'")
     for assignment in args.set:
         _set_global(spec, assignment)
+    attach = Targets.parse_attach(args.attach)
+    for name, _ in attach:
+        if name not in spec.programs:
+            known = ", ".join(spec.programs)
+            raise BPFError(f"--attach {name}=...: no program named '{name}' (programs: {known})")
+    targets = Targets(attach, args.interface, args.cgroup, args.netns, args.exe)
     options = RunOptions(
+        targets=targets,
         programs=tuple(args.prog),
         json=args.json,
         event_type=args.event_type,

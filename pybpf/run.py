@@ -34,6 +34,7 @@ from pybpf.btf.types import Ptr, Struct, Union, Var
 from pybpf.errors import BPFError
 from pybpf.mapdump import dump_map, fields_line, format_map
 from pybpf.object.spec import ObjectSpec
+from pybpf.targets import Targets, attach_options, hint
 
 # Map types whose contents are not data to print at the end (read live, or fds of other objects).
 _NOT_DUMPED = {"RINGBUF", "USER_RINGBUF", "PERF_EVENT_ARRAY", "PROG_ARRAY", "STACK_TRACE"}
@@ -51,6 +52,7 @@ class RunOptions:
     verbose: bool = False  # also dump data sections (.rodata, .bss...) and say more
     hist_label: str = "value"  # the unit printed over log2 histograms (libbpf-tools: usecs...)
     perf_pages: int = 64  # data pages per CPU for each perf buffer
+    targets: Targets = Targets()  # where programs go that their sections do not place
 
 
 class Stop(Exception):
@@ -280,6 +282,8 @@ class Runner:
         self.sources: list[_Source] = []
         self.trace_pipe: Optional[TracePipe] = None
         self.events = 0
+        self.sockets: list[Any] = []  # socket filters' own packet sockets, drained
+        self.only_iterators = False  # then the run ends once they are read
         self._tracefs_was_mounted = tracefs_mounted()
         self._finished = False
         self._dwarf_types: Any = False  # not read yet
@@ -313,25 +317,65 @@ class Runner:
         if uses_printk(self.obj):
             self._open_trace_pipe()
         wanted = list(self.opts.programs) or None
-        self.attached = attach_all(self.obj, wanted)
-        for name, why in getattr(self.attached, "skipped", {}).items():
-            self.note(f"program '{name}' not attached: {why}")
+        options = attach_options(self.obj, self.opts.targets, wanted)
+        self.attached = attach_all(self.obj, wanted, options)
+        left_out = self._left_out()
         links = getattr(self.attached, "links", {})
         if not links:
             self.attached = None
-            raise BPFError(f"{self.spec.name}: no program could be attached")
-        progs = ", ".join(
-            f"{n} (prog id {self.obj.programs[n].id})"
-            if n in self.obj.programs
-            else f"struct_ops {n} (map id {self.obj.maps[n].id})"
-            for n in links
-        )
+            raise BPFError(
+                f"{self.spec.name}: no program could be attached"
+                + (f" ({left_out})" if left_out else "")
+            )
+        if left_out:
+            self.note(f"not attached, their sections name no target: {left_out}")
+        progs = ", ".join(self._described(n, options.get(n, {})) for n in links)
+        self._watch_sockets(links)
         self.note(
             f"attached {progs}; reading "
             + (", ".join(s.name for s in self.sources) or "no event buffers")
             + (" and trace_pipe" if self.trace_pipe else "")
+            + (f" and {len(self.sockets)} packet socket(s)" if self.sockets else "")
             + "; Ctrl-C to stop"
         )
+        self._read_iterators(links)
+
+    def _left_out(self) -> str:
+        """The skipped programs in one line, grouped by the option that would attach them."""
+        by_hint: dict[str, list[str]] = {}
+        for name in getattr(self.attached, "skipped", {}):
+            by_hint.setdefault(hint(self.obj.programs[name].section), []).append(name)
+        return "; ".join(f"{', '.join(names)} ({h})" for h, names in by_hint.items())
+
+    def _described(self, name: str, options: dict) -> str:
+        if name not in self.obj.programs:
+            return f"struct_ops {name} (map id {self.obj.maps[name].id})"
+        where = " ".join(
+            str(options[k]) for k in ("interface", "direction", "cgroup", "netns", "target")
+            if k in options
+        )  # fmt: skip
+        if "map" in options:
+            where = f"map {getattr(options['map'], 'name', '?')}"
+        return f"{name} (prog id {self.obj.programs[name].id})" + (f" on {where}" if where else "")
+
+    def _watch_sockets(self, links: dict) -> None:
+        """Packet sockets opened for socket filters: read (and dropped) as they fill."""
+        self.sockets = [lk for lk in links.values() if getattr(lk, "owns_socket", False)]
+
+    def _read_iterators(self, links: dict) -> None:
+        """An iterator prints when it is read: one pass each, as `cat` of its pinned link."""
+        from pybpf.link.tracing import IterLink
+
+        iters = {n: lk for n, lk in links.items() if isinstance(lk, IterLink)}
+        for name, link in iters.items():
+            text = link.read().decode(errors="backslashreplace")
+            if self.opts.json:
+                for line in text.splitlines():
+                    self._emit({"iter": name, "line": line}, line)
+            else:
+                self.out.write(text)
+        self.out.flush()
+        self.only_iterators = len(iters) == len(links) and not self.sources
 
     def _open_sources(self) -> None:
         from pybpf.perfbuf import PerfBuffer
@@ -375,7 +419,9 @@ class Runner:
                 ep.register(s.reader.fileno(), select.EPOLLIN)
             if self.trace_pipe is not None:  # trace_pipe polls readable when lines arrive
                 ep.register(self.trace_pipe.fd, select.EPOLLIN)
-            while True:
+            for filt in self.sockets:
+                ep.register(filt.socket.fileno(), select.EPOLLIN)
+            while not self.only_iterators:
                 self.pump()
                 timeout = 1.0
                 if deadline is not None:
@@ -397,6 +443,8 @@ class Runner:
             lost = s.reader.take_lost() if hasattr(s.reader, "take_lost") else 0
             if lost:
                 self._print_lost(s, lost)
+        for filt in self.sockets:
+            filt.drain()
         printed = n
         if self.trace_pipe is not None:
             for line in self.trace_pipe.read_lines():
@@ -467,6 +515,7 @@ class Runner:
         self.out.flush()
 
     def close(self) -> None:
+        self.sockets = []
         if self.attached is not None:
             self.attached.close()
             self.attached = None

@@ -1,0 +1,306 @@
+"""``pybpf run`` with targets its sections do not name: ``-i IFACE``, ``--attach PROG=TARGET``,
+``--exe``, ``--cgroup``, end to end through the CLI.
+
+The objects mirror libbpf-bootstrap's examples: ``run_net.bpf.c`` its tc classifier
+(``SEC("tc")``, bpf_printk) and its sockfilter (``SEC("socket")``, a ring buffer, a packet socket
+the loader opens); ``run_uprobe.bpf.c`` its uprobe example (bare ``SEC("uprobe")`` programs and
+``uprobe//proc/self/exe:...`` ones) on a small C program built here; ``run_iter.bpf.c`` an
+iterator, printed once. What they print is compared with what the test did (the datagrams it
+sent, with their lengths and TTL; the values the C program computed), and "nothing left" is
+asked of the kernel.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Iterator
+
+import pytest
+
+from tests.conftest import ROOT, bpf_object, need_tool, run, scaled
+from tests.test_run import RunProcess, gone, json_lines
+
+pytestmark = pytest.mark.system
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def send_udp(port: int, sizes: list[int], ttl: int) -> int:
+    """Datagrams of these payload sizes to 127.0.0.1:port; the sender's port."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.setsockopt(socket.IPPROTO_IP, socket.IP_TTL, ttl)
+        s.bind(("127.0.0.1", 0))
+        for n in sizes:
+            s.sendto(b"x" * n, ("127.0.0.1", port))
+        return s.getsockname()[1]
+
+
+def printk_messages(printk: list[str], needle: str) -> list[str]:
+    """The messages (after ``bpf_trace_printk: ``) of the trace_pipe lines holding ``needle``."""
+    return [ln.split("bpf_trace_printk: ", 1)[1] for ln in printk if needle in ln]
+
+
+class StreamingRun(RunProcess):
+    """A run whose stdout is read as it comes: one that prints more than a pipe holds."""
+
+    def __init__(self, obj: str, *args: str) -> None:
+        super().__init__(obj, *args)
+        self.out: list[str] = []
+        self._reader = threading.Thread(target=self._read_out, daemon=True)
+        self._reader.start()
+
+    def _read_out(self) -> None:
+        for line in self.proc.stdout:
+            self.out.append(line)
+
+    def stop(self, sig: int = signal.SIGINT, timeout: float = 20) -> tuple[int, str]:
+        self.proc.send_signal(sig)
+        self.proc.wait(timeout=timeout)
+        self._reader.join(timeout=timeout)
+        time.sleep(0.05)  # the stderr thread's last lines
+        return self.proc.returncode, "".join(self.out)
+
+
+def tcx_programs() -> set[int]:
+    """Program ids of the tcx links bpftool sees (Debian's bpftool 7.1 names their type 11)."""
+    out = run(need_tool("bpftool"), "-j", "link", "show").stdout
+    return {lk["prog_id"] for lk in json.loads(out or "[]") if lk.get("type") in ("tcx", 11)}
+
+
+@pytest.fixture
+def running() -> Iterator[list[RunProcess]]:
+    """The pybpf run processes a test starts, killed if the test fails before stopping them."""
+    procs: list[RunProcess] = []
+    yield procs
+    for r in procs:
+        if r.proc.poll() is None:
+            r.proc.kill()
+            r.proc.wait()
+
+
+def wait_until(check, timeout: float = 5.0) -> bool:
+    end = time.monotonic() + scaled(timeout)
+    while time.monotonic() < end:
+        if check():
+            return True
+        time.sleep(0.05)
+    return check()
+
+
+# --- tc and socket filters on an interface ---------------------------------------------------
+
+
+def test_tc_section_without_a_hook_runs_on_the_interface_given_and_goes_away(running) -> None:
+    port = free_udp_port()
+    r = RunProcess(
+        str(bpf_object("tests/run_net")), "-i", "lo", "--prog", "tc_udp",
+        "--set", f"port={port}", "--json",
+    )  # fmt: skip
+    running.append(r)
+    ids = r.wait_attached()
+    assert "tc_udp" in "".join(r.err) and " on lo ingress" in "".join(r.err)
+    assert set(ids) <= tcx_programs(), "a tcx link, as bpftool sees it"
+    sizes = [10, 200, 1000]
+    send_udp(port, sizes, ttl=42)
+    time.sleep(scaled(0.5))
+    rc, out = r.stop()
+    assert rc == 0, r.err
+    _, printk, maps = json_lines(out)
+    # On lo every datagram enters once (ingress): the IP total length is payload + 28.
+    assert printk_messages(printk, f"pybpf tc: UDP to {port}:") == [
+        f"pybpf tc: UDP to {port}: tot_len: {n + 28}, ttl: 42" for n in sizes
+    ]
+    assert maps["tc_seen"]["entries"][0]["value"] == len(sizes)
+    assert gone(ids) and not set(ids) & tcx_programs()
+
+
+def packet_socket_rmem(pid: int) -> list[int]:
+    """Rmem of the AF_PACKET sockets process ``pid`` holds (/proc/net/packet by inode)."""
+    inodes = set()
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            target = os.readlink(f"/proc/{pid}/fd/{fd}")
+        except OSError:
+            continue
+        m = re.fullmatch(r"socket:\[(\d+)\]", target)
+        if m:
+            inodes.add(m.group(1))
+    rmem = []
+    with open("/proc/net/packet") as f:
+        header = f.readline().split()
+        for line in f:
+            fields = dict(zip(header, line.split()))
+            if fields.get("Inode") in inodes:
+                rmem.append(int(fields["Rmem"]))
+    return rmem
+
+
+def test_a_socket_filter_gets_a_packet_socket_of_the_interface_drained_for_the_run(
+    running,
+) -> None:
+    port = free_udp_port()
+    r = StreamingRun(
+        str(bpf_object("tests/run_net")), "--attach", "sock_udp=lo",
+        "--set", f"port={port}", "--json", "--no-maps",
+    )  # fmt: skip
+    running.append(r)
+    ids = r.wait_attached()
+    err = "".join(r.err)
+    assert "1 packet socket" in err
+    assert "not attached, their sections name no target: tc_udp (-i IFACE)" in err
+    assert len(packet_socket_rmem(r.proc.pid)) == 1
+    sizes = [5, 50, 500]
+    sport = send_udp(port, sizes, ttl=64)
+    send_udp(port, [100] * 300, ttl=64)  # more than a socket's queue holds if not read
+    time.sleep(scaled(1.0))
+    assert packet_socket_rmem(r.proc.pid) == [0], "the socket is read as it fills"
+    rc, out = r.stop()
+    assert rc == 0, r.err
+    events, _, _ = json_lines(out)
+    mine = [e["event"] for e in events if e["map"] == "rb"]
+    first = [e for e in mine if socket.ntohs(e["src_port"]) == sport]
+    lo = socket.inet_aton("127.0.0.1")
+    # A packet socket on lo sees each datagram twice: sent (PACKET_OUTGOING) and received.
+    assert sorted((e["pkt_type"], e["len"]) for e in first) == sorted(
+        (t, 14 + 28 + n) for n in sizes for t in (4, 0)
+    )
+    for e in first:
+        assert e["src_addr"].to_bytes(4, sys.byteorder) == lo
+        assert e["dst_addr"].to_bytes(4, sys.byteorder) == lo
+        assert socket.ntohs(e["dst_port"]) == port
+        assert e["ip_proto"] == socket.IPPROTO_UDP and e["ifindex"] == socket.if_nametoindex("lo")
+    assert len(mine) == 2 * (len(sizes) + 300)
+    assert gone(ids)
+
+
+# --- uprobes on a binary of the user's ---------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def uprobed(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    out = tmp_path_factory.mktemp("uprobed") / "uprobed"
+    run(need_tool("gcc"), "-O2", "-g", "-o", str(out), str(ROOT / "tests/targets/uprobed.c"))
+    return out
+
+
+def test_uprobes_without_a_target_and_on_proc_self_exe_run_on_the_binary_given(
+    uprobed: Path, running
+) -> None:
+    r = RunProcess(
+        str(bpf_object("tests/run_uprobe")), "--exe", str(uprobed),
+        "--attach", "uprobe_add=uprobed_add", "--attach", f"uretprobe_add={uprobed}:uprobed_add",
+        "--json",
+    )  # fmt: skip
+    running.append(r)
+    ids = r.wait_attached()
+    assert len(ids) == 4
+    p = subprocess.run([str(uprobed), "3"], capture_output=True, text=True, check=True)
+    time.sleep(scaled(0.5))
+    rc, out = r.stop()
+    assert rc == 0, r.err
+    _, printk, _ = json_lines(out)
+    seen = printk_messages(printk, "uprobed-")  # the comm of the probed process
+    want = []
+    for i, line in enumerate(p.stdout.splitlines()):
+        total, diff = line.split()
+        want += [
+            f"uprobed_add ENTRY: a = {i}, b = {i + 1}",
+            f"uprobed_add EXIT: return = {total}",
+            f"uprobed_sub ENTRY: a = {i * i}, b = {i}",
+            f"uprobed_sub EXIT: return = {diff}",
+        ]
+    assert seen == want
+    assert gone(ids)
+
+
+def test_a_proc_self_exe_section_without_exe_is_one_line() -> None:
+    res = run(
+        sys.executable, "-m", "pybpf", "run", str(bpf_object("tests/run_uprobe")),
+        "-d", "1", check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 1
+    assert res.stderr.splitlines() == [
+        "pybpf: error: program 'uprobe_sub' (section uprobe//proc/self/exe:uprobed_sub) probes "
+        "/proc/self/exe, the binary of its own loader (for pybpf run: Python): name that binary "
+        "with --exe PATH, or give the target with --attach uprobe_sub=BINARY:..."
+    ]
+
+
+# --- iterators ---------------------------------------------------------------------------------
+
+
+def iter_lines(text: str) -> dict[int, str]:
+    lines = text.splitlines()
+    out = {int(ln.split(" ", 1)[0]): ln.split(" ", 1)[1] for ln in lines}
+    assert len(out) == len(lines), "one line per process"
+    return out
+
+
+def test_an_iterator_is_read_once_as_cat_of_its_pinned_link_and_the_run_ends() -> None:
+    obj = bpf_object("tests/run_iter")
+    pin = f"/sys/fs/bpf/pybpf-run-iter-{os.getpid()}"
+    before = {int(d) for d in os.listdir("/proc") if d.isdigit()}
+    run(need_tool("bpftool"), "iter", "pin", str(obj), pin)
+    try:
+        theirs = iter_lines(Path(pin).read_text())
+    finally:
+        os.unlink(pin)
+    res = run(
+        sys.executable, "-m", "pybpf", "run", str(obj), "--no-maps", cwd=ROOT,
+        timeout=scaled(60),
+    )  # fmt: skip
+    after = {int(d) for d in os.listdir("/proc") if d.isdigit()}
+    ours = iter_lines(res.stdout)
+    assert ours[os.getpid()] == Path("/proc/self/comm").read_text().strip()
+    # the processes alive throughout are listed alike by both reads
+    steady = before & after & set(theirs)
+    assert len(steady) > 10
+    assert {p: ours.get(p) for p in steady} == {p: theirs[p] for p in steady}
+
+
+# --- bad targets ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["tests/run_net", "-i", "pybpf-nosuch0"], "no network interface named 'pybpf-nosuch0'"),
+        (["tests/run_net", "--attach", "nosuch=lo"], "--attach nosuch=...: no program named"),
+        (["tests/run_net", "--attach", "tc_udp=lo:sideways"], "the hook is ingress or egress"),
+        (["tests/run_net", "--attach", "tc_udp"], "--attach tc_udp: expected PROGRAM=TARGET"),
+        (["tests/run_net", "--attach", "sock_udp=lo:egress"], "takes an interface alone"),
+        (["tests/run_net"], "no program could be attached (tc_udp, sock_udp (-i IFACE))"),
+        (
+            ["tests/attach_cgroup", "--cgroup", "/sys/fs/cgroup/pybpf-no-such-group"],
+            "cgroup /sys/fs/cgroup/pybpf-no-such-group: No such file or directory",
+        ),
+        (
+            ["tests/run_uprobe", "--exe", "/bin/true"],
+            "/bin/true has no function 'uprobed_sub' (in .symtab or .dynsym)",
+        ),
+        (["tests/run_iter", "--attach", "list_processes=x"], "target is fixed at load"),
+    ],
+)
+def test_bad_targets_are_one_line_errors(args: list[str], message: str) -> None:
+    obj, *rest = args
+    res = run(
+        sys.executable, "-m", "pybpf", "run", str(bpf_object(obj)), *rest, "-d", "1",
+        check=False, cwd=ROOT,
+    )  # fmt: skip
+    assert res.returncode == 1, res.stderr
+    lines = res.stderr.splitlines()
+    assert len(lines) == 1 and lines[0].startswith("pybpf: error: "), res.stderr
+    assert message in lines[0]
