@@ -222,7 +222,8 @@ def test_uprobes_without_a_target_and_on_proc_self_exe_run_on_the_binary_given(
             f"uprobed_sub ENTRY: a = {i * i}, b = {i}",
             f"uprobed_sub EXIT: return = {diff}",
         ]
-    assert seen == want
+    # trace_pipe is the host's: a concurrent reader (another pybpf run, a cat) takes lines
+    assert seen == want, (r.err, printk)
     assert gone(ids)
 
 
