@@ -351,6 +351,11 @@ def test_deb_installs_runs_with_debian_libraries_and_purges_clean(deb: Path) -> 
         obj = "/usr/lib/python3/dist-packages/xdptcp/data/xdptcp.bpf.o"
         for args in (("inspect", obj), ("disasm", obj)):
             assert run("/usr/bin/pybpf", *args).stdout == tree("pybpf", *args).stdout
+        # a CO-RE load keeps the kernel BTF index in /var/cache/pybpf, which a purge removes
+        core = bpf_object("tests/core_vmlinux")
+        run("/usr/bin/pybpf", "load", str(core), env={
+            k: v for k, v in os.environ.items() if k != "PYBPF_CACHE_DIR"})  # fmt: skip
+        assert Path("/var/cache/pybpf/vmlinux.btf-index").is_file()
         res = run("/usr/bin/xdptcp", "--demo", check=False)
         assert res.returncode == 0, res.stderr
         assert_demo_output(res)
@@ -366,6 +371,7 @@ def test_deb_installs_runs_with_debian_libraries_and_purges_clean(deb: Path) -> 
         if new_deps:  # leave the host as found
             apt("purge", *new_deps)
     assert not installed("pybpf")
+    assert not os.path.exists("/var/cache/pybpf")
     left = [f for f in files if os.path.lexists(f) and not os.path.isdir(f)]
     assert not left
     for pkg in ("pybpf", "xdptcp", f"pybpf-{VERSION}.dist-info"):

@@ -76,6 +76,15 @@ for dir in {dirs}; do
 done
 exit 0
 """
+# pybpf keeps the kernel BTF index it computed under /var/cache/pybpf (pybpf/btf/cache.py): a
+# cache, so it goes with a purge.
+POSTRM = """\
+#!/bin/sh
+set -e
+if [ "$1" = purge ]; then
+    rm -rf /var/cache/pybpf
+fi
+"""
 WRAPPER = """\
 #!/usr/bin/python3
 import sys
@@ -227,6 +236,7 @@ def control_files(root: Path, debver: str) -> None:
     put(root, "DEBIAN/md5sums", md5.encode())
     put(root, "DEBIAN/postinst", POSTINST.format(package=PACKAGE).encode(), 0o755)
     put(root, "DEBIAN/prerm", PRERM.format(package=PACKAGE, dirs=pkg_dirs).encode(), 0o755)
+    put(root, "DEBIAN/postrm", POSTRM.encode(), 0o755)
 
 
 def build(out_dir: Path) -> Path:
