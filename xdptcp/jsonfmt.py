@@ -46,10 +46,15 @@ import struct
 from typing import Optional
 
 from xdptcp.packet import Decoder, Kind, iter_options
-from xdptcp.tcpdump import ACK, FLAG_TEXT, SeqTracker
+from xdptcp.tcpdump import ACK, FLAG_TEXT, FLOW_TABLE_MAX, OPTION_CACHE_MAX, TS_FIRST, SeqTracker
 from xdptcp.tcpopts import OPTION_NAMES
 
 _TS = struct.Struct("!II")  # timestamp values, SACK blocks
+_PORTS = struct.Struct("!HH")
+_NOP_NOP_TS = (
+    '[{"kind":1,"name":"nop","values":[]},{"kind":1,"name":"nop","values":[]},'
+    '{"kind":8,"name":"TS","values":['
+)
 _DIRECTIONS = {0: "in", 1: "out"}  # xdptcp.record.INGRESS, EGRESS
 FLAG_NAMES = ("FIN", "SYN", "RST", "PSH", "ACK", "URG", "ECE", "CWR", "AE")
 _FLAG_LISTS = tuple(
@@ -68,6 +73,10 @@ class JsonFormatter:
         self._addrs = self.decoder._addrs
         self.seqs = SeqTracker()
         self._names: dict[str, str] = {}
+        self._flow_raw: dict[bytes, tuple] = {}  # mapped_lines: per direction of a conversation
+        self._opt_cache: dict[bytes, str] = {}  # options by their bytes (no SACK blocks)
+        self._ts_cache: dict[bytes, str] = {}  # what follows nop,nop,TS, by its bytes
+        self._sack_plans: dict[int, tuple] = {}  # the last layout with SACK blocks, by length
 
     def format(
         self,
@@ -121,6 +130,192 @@ class JsonFormatter:
             f'"payload_len":{tcp_len - hlen},"vlan":[{",".join(map(str, vlans))}],'
             f'"{"ttl" if ver == 4 else "hlim"}":{ttl}}}'
         )
+
+    def mapped_lines(self, mp, keep, count: Optional[int]):
+        """Batches of the objects of a mapped pcap's records (``xdptcp.mapped``): the common
+        segment made in the loop, from the raw bytes, exactly as ``format`` makes it;
+        anything else by ``format``. One function on purpose: it runs once per packet."""
+        from xdptcp.mapped import (
+            _ETH_IP,
+            _ETH_IPV6,
+            _FAST4,
+            _FAST6,
+            _REC,
+            _REC_ETYPE,
+            BATCH,
+            damaged,
+        )
+        from xdptcp.pcap import MAX_RECORD
+
+        mm, name, end = mp.mm, mp.name, len(mp.mm)
+        mult = 1 if mp.nano else 1000
+        fmt, flows_raw, seq_flows = self.format, self._flow_raw, self.seqs._flows
+        absolute, opt_cache, ts_cache = self.absolute_seq, self._opt_cache, self._ts_cache
+        options, ts = self._mapped_options, _TS.unpack_from
+        lines: list[str] = []
+        left, pos, n = (-1 if count is None else count), 24, 0
+        while pos < end:
+            n += 1
+            if pos + 30 <= end:
+                sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
+            elif end - pos >= 16:
+                (sec, frac, incl, orig), etype = _REC(mm, pos), 0
+            else:
+                raise damaged(name, n, end - pos, -1)
+            at = pos + 16
+            pos = at + incl
+            if incl > MAX_RECORD or pos > end:
+                raise damaged(name, n, end - at, incl)
+            if keep is not None and not keep(mm, at, incl, orig, orig):
+                continue
+            hlen, ts_ns = 0, sec * 1_000_000_000 + frac * mult
+            if etype == _ETH_IP and 54 <= incl <= orig:
+                vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg = _FAST4(
+                    mm, at + 14
+                )
+                hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
+                if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
+                    hlen = 0
+            elif etype == _ETH_IPV6 and 74 <= incl <= orig:
+                vtf, length, nh, ttl, raw, seq, ack, offx, flags, win, urg = _FAST6(mm, at + 14)
+                hlen, l4 = (offx >> 4) * 4, at + 54
+                if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
+                    hlen = 0
+            if hlen < 20 or hlen > length or l4 + hlen > pos:  # not the common segment
+                line = fmt(ts_ns, mm[at:pos], orig)
+                if line is None:
+                    continue
+            else:
+                flow = flows_raw.get(raw)
+                if flow is None:
+                    flow = self._raw_flow(raw)
+                head, key, rev, tail = flow
+                sack_base = 0
+                if flags & ACK and not absolute:  # SeqTracker.lookup, inlined
+                    base = seq_flows.get(key)
+                    if base is None or flags & 0x02:
+                        if len(seq_flows) >= FLOW_TABLE_MAX:
+                            seq_flows.clear()
+                        base = ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
+                        seq_flows[key] = base
+                    elif rev:
+                        seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
+                    else:
+                        seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
+                    sack_base = base[0] if rev else base[1]
+                if hlen == 20:
+                    opts = "[]"
+                else:
+                    o = mm[l4 + 20 : l4 + hlen]
+                    opts = opt_cache.get(o)
+                    if opts is None and o[:4] == TS_FIRST and hlen >= 32:
+                        rest = ts_cache.get(o[12:])
+                        if rest is not None:
+                            opts = "{}{},{}]}}{}".format(_NOP_NOP_TS, *ts(o, 4), rest)
+                    if opts is None:
+                        opts = options(o, sack_base)
+                usec, frac = divmod(ts_ns // 1000, 1_000_000)
+                line = (
+                    f'{{"ts":{usec}.{frac:06d},"ts_ns":{ts_ns},"ifname":"","direction":"",'
+                    f'"wire_len":{orig},"cap_len":{incl},{head}"seq":{seq},"ack":{ack},'
+                    f'"flags":"{FLAG_TEXT[flags]}",'
+                    f'"flag_names":{_FLAG_LISTS[flags | (offx & 1) << 8]},'
+                    f'"win":{win},"urg":{urg},"options":{opts},"tcp_hdr_len":{hlen},'
+                    f'"payload_len":{length - hlen},"vlan":[],{tail}{ttl}}}'
+                )
+            lines.append(line)
+            left -= 1
+            if not left:
+                break
+            if len(lines) >= BATCH:
+                yield lines
+                lines = []
+        if lines:
+            yield lines
+
+    def _raw_flow(self, raw: bytes) -> tuple:
+        """Per direction of a conversation: the object's address part, the SeqTracker key and
+        direction, the TTL's name; by the raw addresses and ports (12 bytes IPv4, 36 IPv6)."""
+        a = 4 if len(raw) == 12 else 16
+        saddr, daddr = raw[:a], raw[a : 2 * a]
+        sport, dport = _PORTS.unpack_from(raw, 2 * a)
+        src, dst = self.decoder.addr(saddr), self.decoder.addr(daddr)
+        rev = sport > dport or (sport == dport and saddr > daddr)
+        key = (dst, src, dport, sport) if rev else (src, dst, sport, dport)
+        head = (
+            f'"ip":{4 if a == 4 else 6},"src":"{src}","dst":"{dst}","sport":{sport},'
+            f'"dport":{dport},'
+        )
+        if len(self._flow_raw) >= FLOW_TABLE_MAX:
+            self._flow_raw.clear()
+        flow = self._flow_raw[raw] = (head, key, rev, '"ttl":' if a == 4 else '"hlim":')
+        return flow
+
+    def _mapped_options(self, o: bytes, sack_base: int) -> str:
+        """``_options`` where the caches of ``mapped_lines`` miss. The caches learn what does
+        not depend on the SACK base (after nop,nop,TS: what follows it, by its bytes); a list
+        with one SACK option is remembered by the bytes around its blocks (a plan)."""
+        plan = self._sack_plans.get(len(o))
+        if plan is not None:
+            text = _plan_text(plan, o, sack_base)
+            if text is not None:
+                return text
+        text = _options(o, sack_base)
+        sacks = _sack_blocks_at(o)
+        ts_first = o[:4] == TS_FIRST and len(o) >= 12
+        if not sacks:
+            if ts_first:
+                if len(self._ts_cache) < OPTION_CACHE_MAX:
+                    rest = _options(o[12:], 0) if len(o) > 12 else "[]"
+                    self._ts_cache[o[12:]] = ("," + rest[1:]) if rest != "[]" else "]"
+            elif len(self._opt_cache) < OPTION_CACHE_MAX:
+                self._opt_cache[o] = text
+        elif len(sacks) == 1 and (not ts_first or sacks[0][0] >= 12):
+            self._sack_plans[len(o)] = _plan(o, text, ts_first, *sacks[0], sack_base)
+        return text
+
+
+def _sack_blocks_at(o: bytes) -> list[tuple[int, int]]:
+    """(offset, blocks) of each SACK option whose values print relative to the base."""
+    out, i = [], 0
+    for kind, data in iter_options(o):
+        if kind == 5 and data and len(data) % 8 == 0:
+            out.append((i, len(data) // 8))
+        i += 1 if kind <= 1 else 2 + len(data or b"")
+    return out
+
+
+def _blocks(o: bytes, at: int, nblocks: int, base: int) -> str:
+    return "[" + ",".join(
+        f"[{(a - base) & M32},{(b - base) & M32}]"
+        for a, b in _TS.iter_unpack(o[at + 2 : at + 2 + 8 * nblocks])
+    ) + "]"  # fmt: skip
+
+
+def _ts_head(o: bytes) -> str:
+    return "{}{},{}]}}".format(_NOP_NOP_TS, *_TS.unpack_from(o, 4))
+
+
+def _plan(o: bytes, text: str, ts_first: bool, at: int, nblocks: int, base: int) -> tuple:
+    """A list with one SACK option as what stays (the bytes around its blocks, and their text)
+    and what varies (the blocks; TS's values when it comes first)."""
+    head = _ts_head(o) if ts_first else "["
+    item = '{"kind":5,"name":"sack","values":'
+    start = text.index(item, len(head)) + len(item)
+    stop = start + len(_blocks(o, at, nblocks, base))
+    a, tail = (12 if ts_first else 0), at + 2 + 8 * nblocks
+    return ts_first, a, o[a : at + 2], at, nblocks, tail, o[tail:], text[len(head) : start], (
+        text[stop:]
+    )  # fmt: skip
+
+
+def _plan_text(plan: tuple, o: bytes, base: int) -> Optional[str]:
+    """The options of ``o`` by ``plan``; None when ``o`` is not of its layout."""
+    ts_first, a, before, at, nblocks, tail, after, before_text, after_text = plan
+    if o[a : at + 2] != before or o[tail:] != after or (ts_first and o[:4] != TS_FIRST):
+        return None
+    head = _ts_head(o) if ts_first else "["
+    return head + before_text + _blocks(o, at, nblocks, base) + after_text
 
 
 def _options(raw: bytes, sack_base: int) -> str:

@@ -33,7 +33,8 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
             frames = (f for f in ethernet_frames(path) if keep is None or filt.matches(f[1], f[2]))
             _copy(out, frames)
         else:
-            print_file(path, out.formatter(), sys.stdout, out.count, keep)
+            in_place = filt.in_place if filt is not None else None
+            print_file(path, out.formatter(), sys.stdout, out.count, keep, in_place)
     except PcapError as e:  # a missing or damaged file: exit 1 like tcpdump, its name in the text
         from xdptcp.capture import CaptureError  # not imported before: it loads pybpf
 

@@ -22,11 +22,20 @@ def print_file(
     out: TextIO,
     count: Optional[int] = None,
     keep: Optional[Callable[[bytes, int, int, int], bool]] = None,
+    keep_in_place: Optional[Callable[[object, int, int, int, int], int]] = None,
 ) -> int:
     """Print the TCP packets of ``path`` to ``out``; stop after ``count``. Returns how many.
 
     ``keep(frame, wire_len, linktype, captured length)`` selects frames (a compiled filter's
-    ``matches_packet``); by default every frame."""
+    ``matches_packet``); by default every frame. ``keep_in_place``, the same filter's
+    ``in_place``, lets a classic Ethernet pcap be read mapped (``xdptcp.mapped``)."""
+    if hasattr(formatter, "mapped_lines") and (keep is None or keep_in_place is not None):
+        from xdptcp.mapped import MappedPcap, print_mapped
+
+        mp = MappedPcap.open(path)
+        if mp is not None:
+            with mp:
+                return print_mapped(mp, formatter, out, count, keep_in_place)
     printed = 0
     lines: list[str] = []
     fmt = formatter.format

@@ -36,7 +36,15 @@ import time
 from typing import Optional
 
 from xdptcp.packet import Decoder, Kind, Packet, ethernet
-from xdptcp.tcpopts import fast_options, options_text
+from xdptcp.pcap import MAX_RECORD
+from xdptcp.tcpopts import (
+    TS_FIRST,
+    fast_options,
+    fast_options_sack,
+    options_text,
+    sack_plan,
+    sack_plan_text,
+)
 
 TS_MODES = ("default", "none", "epoch", "delta", "date", "since_first")
 M32 = 0xFFFFFFFF
@@ -46,12 +54,15 @@ SYN, FIN, RST, ACK, URG = 0x02, 0x01, 0x04, 0x10, 0x20
 _FLAG_LETTERS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, "."), (0x20, "U"),
                  (0x40, "E"), (0x80, "W"))  # fmt: skip
 FLAG_TEXT = tuple("".join(c for bit, c in _FLAG_LETTERS if f & bit) or "none" for f in range(256))
+FLAG_CLOSE = tuple(t + "]" for t in FLAG_TEXT)
 
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
 _TS = struct.Struct("!II")
+_PORTS = struct.Struct("!HH")
+OPTION_CACHE_MAX = 4096  # option texts remembered by their bytes, per formatter
 
 FLOW_TABLE_MAX = 1 << 20  # conversations remembered; tcpdump never forgets, a live capture must
 
@@ -164,6 +175,10 @@ class TextFormatter:
         self.seqs = SeqTracker()
         self._seq_flows = self.seqs._flows
         self._flow_text: dict[tuple, tuple] = {}
+        self._flow_raw: dict[bytes, tuple] = {}  # the same, by raw addresses and ports
+        self._opt_cache: dict[bytes, str] = {}  # option text by the option bytes (no SACK)
+        self._ts_cache: dict[bytes, str] = {}  # what follows nop,nop,TS, by its bytes
+        self._sack_plans: dict[int, tuple] = {}  # the last layout with SACK blocks, by length
 
     def format(
         self,
@@ -256,6 +271,180 @@ class TextFormatter:
         flow = self._flow_text[(saddr, daddr, sport, dport)] = (head, key, rev)
         return flow
 
+    def mapped_lines(self, mp, keep, count: Optional[int]):
+        """Batches of the lines of a mapped pcap's records (``xdptcp.mapped``): the common
+        segment made in the loop, from the raw bytes, exactly as ``_fast`` makes it; anything
+        else by ``format``. One function on purpose: it runs once per packet, and a call costs
+        more than most of what it does."""
+        from xdptcp.mapped import (
+            _ETH_IP,
+            _ETH_IPV6,
+            _FAST4,
+            _FAST6,
+            _REC,
+            _REC_ETYPE,
+            BATCH,
+            damaged,
+        )
+
+        mm, name, end = mp.mm, mp.name, len(mp.mm)
+        mult = 1 if mp.nano else 1000
+        inline_clock = self.clock.mode == "default" and not self.clock.nano and not mp.nano
+        several = self.show_ifname  # lines that start with the interface: all by ``format``
+        fmt, stamp_of, options = self.format, self._stamp, self._mapped_options
+        flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
+        opt_cache, ts_cache, ts = self._opt_cache, self._ts_cache, _TS.unpack_from
+        lines: list[str] = []
+        left, pos, n, last_sec, sec_dot = (-1 if count is None else count), 24, 0, -1, ""
+        while pos < end:
+            n += 1
+            if pos + 30 <= end:
+                sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
+            elif end - pos >= 16:
+                (sec, frac, incl, orig), etype = _REC(mm, pos), 0
+            else:
+                raise damaged(name, n, end - pos, -1)
+            at = pos + 16
+            pos = at + incl
+            if incl > MAX_RECORD or pos > end:
+                raise damaged(name, n, end - at, incl)
+            if keep is not None and not keep(mm, at, incl, orig, orig):
+                continue
+            hlen = 0
+            if etype == _ETH_IP and 54 <= incl <= orig:
+                vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg = _FAST4(
+                    mm, at + 14
+                )
+                hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
+                if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
+                    hlen = 0
+            elif etype == _ETH_IPV6 and 74 <= incl <= orig:
+                vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg = _FAST6(mm, at + 14)
+                hlen, l4 = (offx >> 4) * 4, at + 54
+                if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
+                    hlen = 0
+            if hlen < 20 or hlen > length or l4 + hlen > pos or several:  # not the common one
+                line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:pos], orig, "", "")
+                if line is None:
+                    continue
+            else:
+                flow = flows_raw.get(raw)
+                if flow is None:
+                    flow = self._raw_flow(raw)
+                head, key, rev = flow
+                if hlen == 20:
+                    opts = ""
+                else:
+                    o = mm[l4 + 20 : l4 + hlen]
+                    opts = opt_cache.get(o)
+                    if opts is None and o[:4] == TS_FIRST and hlen >= 32:
+                        rest = ts_cache.get(o[12:])
+                        if rest is not None:
+                            val, ecr = ts(o, 4)
+                            opts = f", options [nop,nop,TS val {val} ecr {ecr}{rest}"
+                    if opts is None:
+                        opts = options(o, seq, ack, flags, key, rev)
+                        if opts is None:
+                            line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:pos], orig, "", "")
+                            if line is None:
+                                continue
+                            opts = False
+                if opts is not False:
+                    if flags & ACK and not absolute:  # SeqTracker.lookup, as in _fast
+                        base = seq_flows.get(key)
+                        if base is None or flags & SYN:
+                            if len(seq_flows) >= FLOW_TABLE_MAX:
+                                seq_flows.clear()
+                            seq_flows[key] = (
+                                ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
+                            )
+                        elif rev:
+                            seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
+                        else:
+                            seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
+                    length -= hlen
+                    if length > 0:
+                        seqs = f", seq {seq}:{(seq + length) & M32}"
+                    elif flags & 0x07:
+                        seqs = f", seq {seq}"
+                    else:
+                        seqs = ""
+                    if not inline_clock or frac >= 1_000_000 or flags & URG:
+                        line = stamp_of(sec * 1_000_000_000 + frac * mult) + _line(
+                            head, flags, seqs, ack, win, urg, opts, length
+                        )
+                    else:
+                        if sec != last_sec:
+                            last_sec = sec
+                            sec_dot = time.strftime("%H:%M:%S.", time.localtime(sec))
+                        if flags & ACK:
+                            line = (
+                                f"{sec_dot}{frac:06d} {head}{FLAG_CLOSE[flags]}{seqs}, ack {ack}, "
+                                f"win {win}{opts}, length {length}"
+                            )
+                        else:
+                            line = (
+                                f"{sec_dot}{frac:06d} {head}{FLAG_CLOSE[flags]}{seqs}, "
+                                f"win {win}{opts}, length {length}"
+                            )
+            lines.append(line)
+            left -= 1
+            if not left:
+                break
+            if len(lines) >= BATCH:
+                yield lines
+                lines = []
+        if lines:
+            yield lines
+
+    def _raw_flow(self, raw: bytes) -> tuple:
+        """``_new_flow`` for the raw addresses and ports of an IPv4 (12 bytes) or IPv6 (36)
+        segment."""
+        a = 4 if len(raw) == 12 else 16
+        saddr, daddr = raw[:a], raw[a : 2 * a]
+        sport, dport = _PORTS.unpack_from(raw, 2 * a)
+        flow = self._flow_text.get((saddr, daddr, sport, dport))
+        if flow is None:
+            flow = self._new_flow(4 if a == 4 else 6, saddr, daddr, sport, dport)
+        if len(self._flow_raw) >= FLOW_TABLE_MAX:
+            self._flow_raw.clear()
+        self._flow_raw[raw] = flow
+        return flow
+
+    def _mapped_options(self, o: bytes, seq: int, ack: int, flags: int, key, rev) -> Optional[str]:
+        """The options text where the caches of ``mapped_lines`` miss: ``fast_options`` with
+        the SACK base ``_fast`` peeks at. A text without SACK blocks is the same whatever the
+        base: remembered by the bytes (after nop,nop,TS: by the bytes that follow it); a text
+        with one SACK option, by the bytes around its blocks (``_sack_plan``)."""
+        sack_base = 0
+        if flags & ACK and not self.absolute_seq:
+            base = self._seq_flows.get(key)
+            if base is None or flags & SYN:
+                base = ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
+            sack_base = base[0] if rev else base[1]
+        plan = self._sack_plans.get(len(o))
+        if plan is not None:
+            text = sack_plan_text(plan, o, sack_base)
+            if text is not None:
+                return text
+        found = fast_options_sack(o, len(o), sack_base)
+        if found is None:
+            return None
+        text, sack = found
+        ts_first = o[:4] == TS_FIRST and len(o) >= 12
+        head = ", options ["
+        if ts_first:
+            head += "nop,nop,TS val {} ecr {}".format(*_TS.unpack_from(o, 4))
+        if sack is None:
+            if ts_first:
+                if len(self._ts_cache) < OPTION_CACHE_MAX:
+                    self._ts_cache[o[12:]] = text[len(head) :]
+            elif len(self._opt_cache) < OPTION_CACHE_MAX:
+                self._opt_cache[o] = text
+        elif sack is not False and (not ts_first or sack >= 12):
+            self._sack_plans[len(o)] = sack_plan(o, text, head, sack, ts_first, sack_base)
+        return text
+
     # -- the line after the timestamp --------------------------------------------------------
 
     def body(self, p: Packet, frame) -> str:
@@ -320,6 +509,14 @@ class TextFormatter:
             avail = p.snap_end - p.l4_off
             out += f" [remaining caplen({avail}) < header length({hlen})] [|{proto}]"
         return out
+
+
+def _line(head: str, flags: int, seqs: str, ack: int, win: int, urg: int, opts: str, n: int) -> str:
+    """The line after the timestamp, as ``TextFormatter._fast`` ends it."""
+    return (
+        f"{head}{FLAG_TEXT[flags]}]{seqs}{f', ack {ack}' if flags & ACK else ''}, "
+        f"win {win}{f', urg {urg}' if flags & URG else ''}{opts}, length {n}"
+    )
 
 
 def _ext_text(p: Packet, dec: Decoder) -> str:

@@ -22,6 +22,7 @@ _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
 _TS = struct.Struct("!II")
+TS_FIRST = b"\x01\x01\x08\x0a"  # nop,nop,TS: how Linux starts the options of every segment
 
 
 class _Bad(Exception):
@@ -363,9 +364,18 @@ def fast_options(o: bytes, n: int, sack_base: int) -> Optional[str]:
 
     None for anything else (another kind, an odd length, a cut): the caller then runs the
     byte-for-byte walk of tcp_print, which a test proves this agrees with."""
+    found = fast_options_sack(o, n, sack_base)
+    return None if found is None else found[0]
+
+
+def fast_options_sack(o: bytes, n: int, sack_base: int) -> Optional[tuple[str, object]]:
+    """``fast_options``, and where its SACK blocks are, the only part of the text that depends
+    on ``sack_base``: None when there are none (the text can be remembered by the bytes), the
+    offset of the SACK option when there is one, False when there are several."""
     if len(o) < n:
         return None
     out = []
+    sack = None
     cp = 0
     while cp < n:
         kind = o[cp]
@@ -396,7 +406,39 @@ def fast_options(o: bytes, n: int, sack_base: int) -> Optional[str]:
                 for s, e in _TS.iter_unpack(o[cp + 2 : cp + length])
             ]
             out.append(f"sack {len(blocks)} " + "".join(blocks))
+            sack = cp if sack is None else False
         else:
             return None
         cp += length
-    return ", options [" + ",".join(out) + "]"
+    return ", options [" + ",".join(out) + "]", sack
+
+
+def _sack_blocks(o: bytes, at: int, nblocks: int, base: int) -> str:
+    return "".join(
+        f"{{{(s - base) & M32}:{(e - base) & M32}}}"
+        for s, e in _TS.iter_unpack(o[at + 2 : at + 2 + 8 * nblocks])
+    )
+
+
+def sack_plan(o: bytes, text: str, head: str, at: int, ts_first: bool, base: int) -> tuple:
+    """An option list with one SACK option as what stays (the bytes before and after the
+    blocks, and their text) and what varies (the blocks; TS's values when it comes first)."""
+    nblocks = (o[at + 1] - 2) // 8
+    sack = f"sack {nblocks} "
+    start = text.index(sack, len(head))
+    stop = start + len(sack) + len(_sack_blocks(o, at, nblocks, base))
+    a = 12 if ts_first else 0
+    tail = at + 2 + 8 * nblocks
+    return (ts_first, a, o[a : at + 2], at, nblocks, tail, o[tail:], text[len(head) : start] + sack,
+            text[stop:])  # fmt: skip
+
+
+def sack_plan_text(plan: tuple, o: bytes, base: int) -> Optional[str]:
+    """The text of ``o`` by ``plan``, or None when ``o`` is not of its layout."""
+    ts_first, a, before, at, nblocks, tail, after, before_text, after_text = plan
+    if o[a : at + 2] != before or o[tail:] != after or (ts_first and o[:4] != TS_FIRST):
+        return None
+    head = ", options [nop,nop,TS val {} ecr {}".format(*_TS.unpack_from(o, 4)) if ts_first else (
+        ", options ["
+    )  # fmt: skip
+    return head + before_text + _sack_blocks(o, at, nblocks, base) + after_text

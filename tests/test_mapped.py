@@ -1,0 +1,188 @@
+"""``-r F`` on a mapped classic pcap (``xdptcp.mapped``: the record walk and the common segment
+in one loop, options remembered by their bytes) prints what the general reader prints, line for
+line: on the varied capture, on W1's mix of option lists, on option lists made at random (with
+SACK blocks, timestamps not first, lengths that do not fit), in every timestamp mode, with a
+count, a filter, and on a damaged file. The general reader is the reference (its lines are held
+to tcpdump's by test_tcpdump_format.py)."""
+
+from __future__ import annotations
+
+import io
+import random
+import struct
+import time
+
+import pytest
+
+from xdptcp.jsonfmt import JsonFormatter
+from xdptcp.mapped import MappedPcap
+from xdptcp.pcap import PcapError
+from xdptcp.pcapfilter import compile_filter
+from xdptcp.readfile import print_file
+from xdptcp.tcpdump import TS_MODES, TextFormatter
+
+import traffic
+
+
+@pytest.fixture(autouse=True)
+def utc(monkeypatch):
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
+def both(path, make, count=None, expr=None) -> tuple[str, str]:
+    """(mapped, general) output of the same file with fresh formatters."""
+    flt = compile_filter(expr) if expr else None
+    keep = flt.matches_packet if flt else None
+    fast, slow = io.StringIO(), io.StringIO()
+    assert MappedPcap.open(str(path)) is not None
+    n1 = print_file(str(path), make(), fast, count, keep, flt.in_place if flt else None)
+    with open(path, "rb") as f:  # a file object: the general reader
+        n2 = print_file(f, make(), slow, count, keep)
+    assert n1 == n2
+    return fast.getvalue(), slow.getvalue()
+
+
+def random_options(rnd: random.Random, seq: int) -> list[bytes]:
+    """An option list of the kinds the fast paths know, sometimes malformed."""
+    pick = []
+    if rnd.random() < 0.6:
+        pick.append(b"\x01\x01" + traffic.timestamp(rnd.getrandbits(32), rnd.getrandbits(32)))
+    kinds = ["mss", "ws", "sackok", "sack", "nop", "ts", "eol", "bad", "md5"]
+    for _ in range(rnd.randrange(4)):
+        k = rnd.choice(kinds)
+        if k == "mss":
+            pick.append(traffic.mss(rnd.choice((1460, 1448, 536))))
+        elif k == "ws":
+            pick.append(b"\x01" + traffic.wscale(rnd.randrange(15)))
+        elif k == "sackok":
+            pick.append(b"\x01\x01" + traffic.sack_ok())
+        elif k == "sack":
+            blocks = [
+                (seq + rnd.randrange(1 << 20), seq + rnd.randrange(1 << 21))
+                for _ in range(rnd.randrange(1, 4))
+            ]
+            pick.append(b"\x01\x01" + traffic.sack(*blocks))
+        elif k == "ts":
+            pick.append(traffic.timestamp(rnd.getrandbits(32), rnd.getrandbits(32)))
+        elif k == "eol":
+            pick.append(traffic.eol() + bytes(rnd.randrange(3)))
+        elif k == "bad":
+            pick.append(bytes([rnd.choice((5, 8, 2, 99)), rnd.randrange(12)]))
+        else:
+            pick.append(traffic.md5())
+    opts = b"".join(pick)[:40]
+    return [opts]
+
+
+def option_frames(seed: int = 5, count: int = 3000) -> list[bytes]:
+    rnd = random.Random(seed)
+    flows = [("198.18.0.1", "198.18.0.2", 40000, 443), ("2001:db8::1", "2001:db8::2", 40001, 80),
+             ("198.18.0.3", "198.18.0.3", 7, 7)]  # fmt: skip
+    frames = []
+    layouts = [random_options(rnd, 0) for _ in range(12)]  # repeated: the caches and plans
+    for i in range(count):
+        src, dst, sp, dp = rnd.choice(flows)
+        if rnd.random() < 0.5:
+            src, dst, sp, dp = dst, src, dp, sp
+        seq = rnd.getrandbits(32)
+        if rnd.random() < 0.7:
+            opts = layouts[rnd.randrange(len(layouts))]
+            if opts[0][:4] == b"\x01\x01\x08\x0a":  # the same layout, other values
+                opts = [opts[0][:4] + struct.pack("!II", i, i * 7) + opts[0][12:]]
+        else:
+            opts = random_options(rnd, seq)
+        flags = rnd.choice(("A", "PA", "S", "SA", "FA", "R", "RA", "UA", "", "E"))
+        frames.append(
+            traffic.tcp_frame(
+                src,
+                dst,
+                sp,
+                dp,
+                seq=seq,
+                ack=rnd.getrandbits(32),
+                flags=flags,
+                options=opts,
+                payload=bytes(rnd.choice((0, 0, 5, 100))),
+                urg=rnd.randrange(3),
+            )  # fmt: skip
+        )
+    return frames
+
+
+@pytest.fixture(scope="module")
+def files(tmp_path_factory):
+    d = tmp_path_factory.mktemp("mapped")
+    varied = d / "varied.pcap"
+    traffic.varied_pcap(varied)
+    nano = d / "nano.pcap"
+    traffic.varied_pcap(nano, nano=True)
+    opts = d / "options.pcap"
+    traffic.write_pcap(opts, option_frames(), step_ns=7_777_777)
+    w1 = d / "w1.pcap"
+    from bench.traffic import w1_frames, write_pcap
+
+    write_pcap(w1, w1_frames(5000))
+    return {"varied": varied, "nano": nano, "options": opts, "w1": w1}
+
+
+@pytest.mark.parametrize("name", ["varied", "nano", "options", "w1"])
+def test_text_lines_are_the_general_readers(files, name) -> None:
+    fast, slow = both(files[name], TextFormatter)
+    assert fast == slow and fast.count("\n") > 100
+
+
+@pytest.mark.parametrize("mode", TS_MODES)
+@pytest.mark.parametrize("absolute", [False, True])
+def test_every_timestamp_mode_and_absolute_sequence_numbers(files, mode, absolute) -> None:
+    for name in ("varied", "nano", "options"):
+        fast, slow = both(files[name], lambda: TextFormatter(ts_mode=mode, absolute_seq=absolute))
+        assert fast == slow
+    fast, slow = both(files["nano"], lambda: TextFormatter(ts_mode=mode, nano=True))
+    assert fast == slow
+
+
+@pytest.mark.parametrize("name", ["varied", "options", "w1"])
+def test_json_lines_are_the_general_readers(files, name) -> None:
+    fast, slow = both(files[name], JsonFormatter)
+    assert fast == slow
+    fast, slow = both(files[name], lambda: JsonFormatter(absolute_seq=True))
+    assert fast == slow
+
+
+@pytest.mark.parametrize("make", [TextFormatter, JsonFormatter])
+def test_count_and_filter(files, make) -> None:
+    for count in (1, 5, 1024, 1025, 3000):
+        fast, slow = both(files["options"], make, count=count)
+        assert fast == slow and fast.count("\n") == count
+    for expr in ("port 5001", "ip6", "tcp[13] & 2 != 0"):
+        fast, slow = both(files["varied"], make, expr=expr)
+        assert fast == slow and fast
+
+
+@pytest.mark.parametrize("cut", [3, 20, 1])
+def test_a_damaged_file_fails_as_the_general_reader_does(files, tmp_path, cut) -> None:
+    data = files["w1"].read_bytes()
+    bad = tmp_path / "bad.pcap"
+    bad.write_bytes(data[: len(data) - cut])
+    outcomes = []
+    for source in (str(bad), open(bad, "rb")):  # noqa: SIM115
+        out = io.StringIO()
+        with pytest.raises(PcapError) as e:
+            print_file(source, TextFormatter(), out)
+        outcomes.append((str(e.value), out.getvalue()))
+    assert outcomes[0] == outcomes[1]
+
+
+def test_other_files_take_the_general_reader(tmp_path) -> None:
+    frame = traffic.tcp_frame("198.18.0.1", "198.18.0.2", 1, 2, flags="A")
+    big = tmp_path / "big.pcap"
+    traffic.write_pcap(big, [frame], big_endian=True)
+    assert MappedPcap.open(str(big)) is None
+    raw = tmp_path / "raw.pcap"
+    traffic.write_pcap(raw, [frame[14:]], linktype=101)
+    assert MappedPcap.open(str(raw)) is None
+    assert MappedPcap.open(str(tmp_path / "missing.pcap")) is None
