@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import re
 import struct
 import subprocess
@@ -14,7 +15,8 @@ import pytest
 
 from pybpf.asm import insn as I
 from pybpf.errors import SyscallError
-from pybpf.sys import attr, linkcmd, mapcmd, objcmd, objinfo, progcmd, syscall, uapi
+from pybpf.link import netlink, tc
+from pybpf.sys import attr, layout, linkcmd, mapcmd, objcmd, objinfo, progcmd, syscall, uapi
 
 from conftest import ROOT, need_tool, run
 
@@ -116,6 +118,69 @@ def test_enums_have_the_kernels_values(tmp_path: Path) -> None:
                 assert int(kernel[kname]) == member.value, kname
                 compared += 1
     assert compared > 150
+
+
+def _declared_layouts() -> dict[str, layout.Struct]:
+    found = {}
+    for module in (attr, objinfo, netlink, tc):
+        for name, value in vars(module).items():
+            if isinstance(value, layout.Struct):
+                found[f"{module.__name__}.{name}"] = value
+    return found
+
+
+def _random_value(field: layout.Field, rnd: random.Random) -> object:
+    if field.kind == "int":
+        bits = 8 * field.size
+        lo, hi = (
+            (-(1 << (bits - 1)), (1 << (bits - 1)) - 1)
+            if field.code.islower()
+            else (0, 2**bits - 1)
+        )
+        return rnd.choice([lo, hi, 0, rnd.randint(lo, hi)])
+    if field.kind == "string":
+        return "".join(rnd.choice("abcXYZ_.09") for _ in range(rnd.randint(0, field.size)))
+    if field.kind == "struct":
+        return {f.name: _random_value(f, rnd) for f in field.arg.subcons if f.name}
+    return bytes(rnd.getrandbits(8) for _ in range(field.size))
+
+
+def test_layouts_build_and_parse_the_bytes_construct_does() -> None:
+    """Each struct-packed declaration against its construct twin: random values in, the same
+    bytes out; random bytes in, the same fields out; defaults and missing fields alike."""
+    rnd = random.Random(14)
+    layouts = _declared_layouts()
+    assert len(layouts) >= 30
+    for name, lay in layouts.items():
+        twin = lay.construct()
+        assert lay.sizeof() == twin.sizeof(), name
+        named = [f for f in lay.subcons if f.name]
+        for _ in range(50):
+            values = {f.name: _random_value(f, rnd) for f in named}
+            assert lay.build(values) == twin.build(values), name
+            raw = bytes(rnd.getrandbits(7) if rnd.random() < 0.7 else 0 for _ in range(lay.size))
+            mine, theirs = lay.parse(raw), twin.parse(raw)
+            for f in named:
+                if f.kind == "string":  # ASCII bytes above (names are), NULs stripped
+                    assert mine[f.name] == theirs[f.name] == getattr(mine, f.name), (name, f.name)
+                elif f.kind == "struct":
+                    inner = {k: v for k, v in theirs[f.name].items() if not k.startswith("_")}
+                    assert mine[f.name] == inner, (name, f.name)
+                else:
+                    assert mine[f.name] == theirs[f.name] == getattr(mine, f.name), (name, f.name)
+        if all(f.default is not layout._REQUIRED for f in named):
+            assert lay.build({}) == twin.build({}), name
+        else:
+            with pytest.raises(KeyError):
+                lay.build({})
+            with pytest.raises(KeyError):
+                twin.build({})
+        for f in named:
+            if f.kind == "string":
+                with pytest.raises(ValueError):
+                    lay.build({f.name: "x" * (f.size + 1)})
+                with pytest.raises(cs.ConstructError):
+                    twin.build({f.name: "x" * (f.size + 1)})
 
 
 def test_syscall_numbers_per_architecture() -> None:

@@ -23,41 +23,40 @@ from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Iterator, Optional
 
-import construct as cs
-
 from pybpf.errors import NetlinkError
+from pybpf.sys.layout import Container, Default, Int8un, Int16un, Int32sn, Int32un, Padding, Struct
 
 # --- wire layouts (include/uapi/linux/netlink.h, rtnetlink.h, if_link.h), host byte order ------
 
-nlmsghdr = cs.Struct(
-    "nlmsg_len" / cs.Int32un,
-    "nlmsg_type" / cs.Int16un,
-    "nlmsg_flags" / cs.Int16un,
-    "nlmsg_seq" / cs.Int32un,
-    "nlmsg_pid" / cs.Int32un,
+nlmsghdr = Struct(
+    "nlmsg_len" / Int32un,
+    "nlmsg_type" / Int16un,
+    "nlmsg_flags" / Int16un,
+    "nlmsg_seq" / Int32un,
+    "nlmsg_pid" / Int32un,
 )
 NLMSG_HDRLEN = nlmsghdr.sizeof()
 
 # NLMSG_ERROR's payload: the errno (negative, 0 for an ACK) and the header of the request. With
 # NETLINK_CAP_ACK the request's payload is not echoed; with NETLINK_EXT_ACK attributes follow.
-nlmsgerr = cs.Struct(
-    "error" / cs.Int32sn,
+nlmsgerr = Struct(
+    "error" / Int32sn,
     "msg" / nlmsghdr,
 )
 
-ifinfomsg = cs.Struct(
-    "ifi_family" / cs.Default(cs.Int8un, socket.AF_UNSPEC),
-    cs.Padding(1),
-    "ifi_type" / cs.Default(cs.Int16un, 0),
-    "ifi_index" / cs.Default(cs.Int32sn, 0),
-    "ifi_flags" / cs.Default(cs.Int32un, 0),
-    "ifi_change" / cs.Default(cs.Int32un, 0),
+ifinfomsg = Struct(
+    "ifi_family" / Default(Int8un, socket.AF_UNSPEC),
+    Padding(1),
+    "ifi_type" / Default(Int16un, 0),
+    "ifi_index" / Default(Int32sn, 0),
+    "ifi_flags" / Default(Int32un, 0),
+    "ifi_change" / Default(Int32un, 0),
 )
 IFINFOMSG_LEN = ifinfomsg.sizeof()
 
-nlattr = cs.Struct(
-    "nla_len" / cs.Int16un,
-    "nla_type" / cs.Int16un,
+nlattr = Struct(
+    "nla_len" / Int16un,
+    "nla_type" / Int16un,
 )
 NLA_HDRLEN = nlattr.sizeof()
 NLA_F_NESTED = 1 << 15
@@ -275,7 +274,7 @@ class RtnlSocket:
                     return answers  # a single answer, and no ACK will follow
 
 
-def _messages(data: bytes) -> Iterator[tuple[cs.Container, bytes]]:
+def _messages(data: bytes) -> Iterator[tuple[Container, bytes]]:
     offset = 0
     while offset + NLMSG_HDRLEN <= len(data):
         head = nlmsghdr.parse(data[offset : offset + NLMSG_HDRLEN])
@@ -285,7 +284,7 @@ def _messages(data: bytes) -> Iterator[tuple[cs.Container, bytes]]:
         offset += _align4(head.nlmsg_len)
 
 
-def _raise_for_error(head: cs.Container, body: bytes, what: str) -> None:
+def _raise_for_error(head: Container, body: bytes, what: str) -> None:
     err = nlmsgerr.parse(body)
     if err.error == 0:
         return

@@ -29,8 +29,6 @@ from dataclasses import dataclass
 from enum import Enum
 from typing import Optional, Union
 
-import construct as cs
-
 from pybpf.errors import BPFError, NetlinkError, SyscallError
 from pybpf.link import bpflink
 from pybpf.link.netlink import (
@@ -42,17 +40,18 @@ from pybpf.link.netlink import (
     nested,
     parse_attrs,
 )
+from pybpf.sys.layout import Default, Int8un, Int32sn, Int32un, Padding, Struct
 from pybpf.sys.uapi import AttachFlags, AttachType
 
 # --- wire layouts (include/uapi/linux/rtnetlink.h, pkt_sched.h, pkt_cls.h) -------------------
 
-tcmsg = cs.Struct(
-    "tcm_family" / cs.Default(cs.Int8un, socket.AF_UNSPEC),
-    cs.Padding(3),
-    "tcm_ifindex" / cs.Default(cs.Int32sn, 0),
-    "tcm_handle" / cs.Default(cs.Int32un, 0),
-    "tcm_parent" / cs.Default(cs.Int32un, 0),
-    "tcm_info" / cs.Default(cs.Int32un, 0),  # filters: priority << 16 | protocol (network order)
+tcmsg = Struct(
+    "tcm_family" / Default(Int8un, socket.AF_UNSPEC),
+    Padding(3),
+    "tcm_ifindex" / Default(Int32sn, 0),
+    "tcm_handle" / Default(Int32un, 0),
+    "tcm_parent" / Default(Int32un, 0),
+    "tcm_info" / Default(Int32un, 0),  # filters: priority << 16 | protocol (network order)
 )
 TCMSG_LEN = tcmsg.sizeof()
 

@@ -7,19 +7,18 @@ kernel's is zero-filled by the kernel, so one declaration works on old and new k
 
 from __future__ import annotations
 
-import construct as cs
-
+from pybpf.sys.layout import Default, Int32sn, Int32un, Int64un, PaddedString, Padding, Struct
 from pybpf.sys.uapi import BPF_OBJ_NAME_LEN
 
 # Host byte order throughout: the kernel reads these in its own order. ``PTR`` is an
 # ``__aligned_u64`` holding a user-space address. Every field defaults to 0.
 
-U32 = cs.Default(cs.Int32un, 0)
-U64 = cs.Default(cs.Int64un, 0)
+U32 = Default(Int32un, 0)
+U64 = Default(Int64un, 0)
 PTR = U64
-OBJ_NAME = cs.Default(cs.PaddedString(BPF_OBJ_NAME_LEN, "ascii"), "")
+OBJ_NAME = Default(PaddedString(BPF_OBJ_NAME_LEN, "ascii"), "")
 
-map_create_attr = cs.Struct(
+map_create_attr = Struct(
     "map_type" / U32,
     "key_size" / U32,
     "value_size" / U32,
@@ -37,15 +36,15 @@ map_create_attr = cs.Struct(
 )
 
 # BPF_MAP_*_ELEM, BPF_MAP_GET_NEXT_KEY and BPF_MAP_FREEZE: ``value`` doubles as ``next_key``.
-map_elem_attr = cs.Struct(
+map_elem_attr = Struct(
     "map_fd" / U32,
-    cs.Padding(4),
+    Padding(4),
     "key" / PTR,
     "value" / PTR,
     "flags" / U64,
 )
 
-map_batch_attr = cs.Struct(
+map_batch_attr = Struct(
     "in_batch" / PTR,
     "out_batch" / PTR,
     "keys" / PTR,
@@ -56,7 +55,7 @@ map_batch_attr = cs.Struct(
     "flags" / U64,
 )
 
-prog_load_attr = cs.Struct(
+prog_load_attr = Struct(
     "prog_type" / U32,
     "insn_cnt" / U32,
     "insns" / PTR,
@@ -85,13 +84,13 @@ prog_load_attr = cs.Struct(
     "log_true_size" / U32,  # out (6.4+): the buffer size the whole log needs
 )
 
-obj_attr = cs.Struct(
+obj_attr = Struct(
     "pathname" / PTR,
     "bpf_fd" / U32,
     "file_flags" / U32,
 )
 
-test_attr = cs.Struct(
+test_attr = Struct(
     "prog_fd" / U32,
     "retval" / U32,
     "data_size_in" / U32,
@@ -107,23 +106,23 @@ test_attr = cs.Struct(
     "flags" / U32,
     "cpu" / U32,
     "batch_size" / U32,
-    cs.Padding(4),
+    Padding(4),
 )
 
 # BPF_*_GET_NEXT_ID and BPF_*_GET_FD_BY_ID: ``start_id`` is a union with prog_id/map_id/...
-get_id_attr = cs.Struct(
+get_id_attr = Struct(
     "start_id" / U32,
     "next_id" / U32,
     "open_flags" / U32,
 )
 
-info_attr = cs.Struct(
+info_attr = Struct(
     "bpf_fd" / U32,
     "info_len" / U32,
     "info" / PTR,
 )
 
-btf_load_attr = cs.Struct(
+btf_load_attr = Struct(
     "btf" / PTR,
     "btf_log_buf" / PTR,
     "btf_size" / U32,
@@ -132,28 +131,28 @@ btf_load_attr = cs.Struct(
     "btf_log_true_size" / U32,
 )
 
-link_create_attr = cs.Struct(
+link_create_attr = Struct(
     "prog_fd" / U32,
     "target_fd" / U32,  # a union with target_ifindex
     "attach_type" / U32,
     "flags" / U32,
     "target_btf_id" / U32,
-    cs.Padding(4),
+    Padding(4),
 )
 
-link_update_attr = cs.Struct(
+link_update_attr = Struct(
     "link_fd" / U32,
     "new_prog_fd" / U32,
     "flags" / U32,
     "old_prog_fd" / U32,
 )
 
-link_detach_attr = cs.Struct("link_fd" / U32)
-enable_stats_attr = cs.Struct("type" / U32)
+link_detach_attr = Struct("link_fd" / U32)
+enable_stats_attr = Struct("type" / U32)
 
 # BPF_LINK_CREATE's other union members, each its own declaration: the four u32 above, then the
 # union (8-byte aligned, at offset 16) as the attach type needs it.
-link_create_perf_event_attr = cs.Struct(  # BPF_PERF_EVENT: kprobe, uprobe, tracepoint, perf_event
+link_create_perf_event_attr = Struct(  # BPF_PERF_EVENT: kprobe, uprobe, tracepoint, perf_event
     "prog_fd" / U32,
     "target_fd" / U32,  # the perf event fd
     "attach_type" / U32,
@@ -161,27 +160,27 @@ link_create_perf_event_attr = cs.Struct(  # BPF_PERF_EVENT: kprobe, uprobe, trac
     "bpf_cookie" / U64,  # perf_event.bpf_cookie: what bpf_get_attach_cookie() returns
 )
 
-link_create_tracing_attr = cs.Struct(  # BPF_TRACE_FENTRY/FEXIT/RAW_TP, MODIFY_RETURN, LSM_MAC
+link_create_tracing_attr = Struct(  # BPF_TRACE_FENTRY/FEXIT/RAW_TP, MODIFY_RETURN, LSM_MAC
     "prog_fd" / U32,
     "target_fd" / U32,
     "attach_type" / U32,
     "flags" / U32,
     "target_btf_id" / U32,  # tracing.target_btf_id
-    cs.Padding(4),
+    Padding(4),
     "cookie" / U64,  # tracing.cookie (6.0+)
 )
 
-link_create_iter_attr = cs.Struct(  # BPF_TRACE_ITER
+link_create_iter_attr = Struct(  # BPF_TRACE_ITER
     "prog_fd" / U32,
     "target_fd" / U32,
     "attach_type" / U32,
     "flags" / U32,
     "iter_info" / PTR,  # union bpf_iter_link_info (a map fd, a cgroup, a task...)
     "iter_info_len" / U32,
-    cs.Padding(4),
+    Padding(4),
 )
 
-link_create_kprobe_multi_attr = cs.Struct(  # BPF_TRACE_KPROBE_MULTI
+link_create_kprobe_multi_attr = Struct(  # BPF_TRACE_KPROBE_MULTI
     "prog_fd" / U32,
     "target_fd" / U32,
     "attach_type" / U32,
@@ -193,20 +192,20 @@ link_create_kprobe_multi_attr = cs.Struct(  # BPF_TRACE_KPROBE_MULTI
     "cookies" / PTR,
 )
 
-raw_tracepoint_open_attr = cs.Struct(
+raw_tracepoint_open_attr = Struct(
     "name" / PTR,  # NULL for tp_btf/fentry/fexit/lsm loaded with an attach_btf_id
     "prog_fd" / U32,
-    cs.Padding(4),
+    Padding(4),
     "cookie" / U64,  # 6.10+
 )
 
-iter_create_attr = cs.Struct(
+iter_create_attr = Struct(
     "link_fd" / U32,
     "flags" / U32,
 )
 
 # BPF_PROG_ATTACH and BPF_PROG_DETACH: the attachments older than bpf_link (cgroups, sockmaps).
-prog_attach_attr = cs.Struct(
+prog_attach_attr = Struct(
     "target_fd" / U32,  # a union with target_ifindex
     "attach_bpf_fd" / U32,
     "attach_type" / U32,
@@ -216,14 +215,14 @@ prog_attach_attr = cs.Struct(
     "expected_revision" / U64,
 )
 
-prog_query_attr = cs.Struct(
+prog_query_attr = Struct(
     "target_fd" / U32,  # a union with target_ifindex
     "attach_type" / U32,
     "query_flags" / U32,
     "attach_flags" / U32,
     "prog_ids" / PTR,
     "prog_cnt" / U32,  # in: room in prog_ids; out: how many are attached
-    cs.Padding(4),
+    Padding(4),
     "prog_attach_flags" / PTR,
     "link_ids" / PTR,
     "link_attach_flags" / PTR,
@@ -232,13 +231,13 @@ prog_query_attr = cs.Struct(
 
 # BPF_LINK_CREATE for BPF_NETFILTER: the union after ``flags`` holds the hook (the link is made
 # in the caller's network namespace; target_fd must be 0).
-link_create_netfilter_attr = cs.Struct(
+link_create_netfilter_attr = Struct(
     "prog_fd" / U32,
     "target_fd" / U32,
     "attach_type" / U32,
     "flags" / U32,
     "pf" / U32,
     "hooknum" / U32,
-    "priority" / cs.Default(cs.Int32sn, 0),
+    "priority" / Default(Int32sn, 0),
     "netfilter_flags" / U32,
 )

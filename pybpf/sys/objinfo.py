@@ -7,8 +7,6 @@ import errno as _errno
 import sys
 from dataclasses import dataclass
 
-import construct as cs
-
 from pybpf.errors import SyscallError
 from pybpf.sys.attr import (
     OBJ_NAME,
@@ -17,11 +15,11 @@ from pybpf.sys.attr import (
     U64,
     info_attr,
 )
+from pybpf.sys.layout import Bytes, Container, Default, Padding, Struct
 from pybpf.sys.syscall import (
     addr_of,
     as_enum,
     bpf,
-    compiled_layout,
 )
 from pybpf.sys.uapi import (
     BPF_TAG_SIZE,
@@ -35,10 +33,10 @@ from pybpf.sys.uapi import (
 # The kernel copies min(info_len, its own size) bytes, so a declaration shorter than a newer
 # kernel's is fine, and pointer fields left at 0 are simply not filled.
 
-bpf_prog_info = cs.Struct(
+bpf_prog_info = Struct(
     "type" / U32,
     "id" / U32,
-    "tag" / cs.Default(cs.Bytes(BPF_TAG_SIZE), bytes(BPF_TAG_SIZE)),
+    "tag" / Default(Bytes(BPF_TAG_SIZE), bytes(BPF_TAG_SIZE)),
     "jited_prog_len" / U32,
     "xlated_prog_len" / U32,
     "jited_prog_insns" / PTR,
@@ -74,10 +72,10 @@ bpf_prog_info = cs.Struct(
     "verified_insns" / U32,
     "attach_btf_obj_id" / U32,
     "attach_btf_id" / U32,
-    cs.Padding(4),
+    Padding(4),
 )
 
-bpf_map_info = cs.Struct(
+bpf_map_info = Struct(
     "type" / U32,
     "id" / U32,
     "key_size" / U32,
@@ -96,7 +94,7 @@ bpf_map_info = cs.Struct(
     "map_extra" / U64,
 )
 
-bpf_btf_info = cs.Struct(
+bpf_btf_info = Struct(
     "btf" / PTR,
     "btf_size" / U32,
     "id" / U32,
@@ -106,12 +104,12 @@ bpf_btf_info = cs.Struct(
 )
 
 # The tail of bpf_link_info is a union per link type; XDP's member is just ``__u32 ifindex``.
-bpf_link_info = cs.Struct(
+bpf_link_info = Struct(
     "type" / U32,
     "id" / U32,
     "prog_id" / U32,
-    cs.Padding(4),
-    "union" / cs.Default(cs.Bytes(32), bytes(32)),
+    Padding(4),
+    "union" / Default(Bytes(32), bytes(32)),
 )
 
 
@@ -167,8 +165,7 @@ class BPFLinkInfo:
     ifindex: int  # for XDP/TCX/netkit links, else 0
 
 
-def _get_info(fd: int, layout: cs.Struct, kind: str, **fields: object) -> cs.Container:
-    layout = compiled_layout(layout)
+def _get_info(fd: int, layout: Struct, kind: str, **fields: object) -> Container:
     packed = layout.build(fields)
     buf = ctypes.create_string_buffer(packed, len(packed))
     bpf(

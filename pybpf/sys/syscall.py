@@ -17,15 +17,13 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import fcntl
-import functools
 import os
 import platform
 from enum import IntEnum
 from typing import Optional
 
-import construct as cs
-
 from pybpf.errors import SyscallError
+from pybpf.sys.layout import Container, Struct
 from pybpf.sys.uapi import (
     BPF_OBJ_NAME_LEN,
     BPFCmd,
@@ -67,27 +65,7 @@ _libc.syscall.restype = ctypes.c_long
 _NR_BPF = _bpf_syscall_number()
 
 
-_uses: dict[int, int] = {}
-_COMPILE_AFTER = 8  # uses of one layout before compiling it pays off
-
-
-def compiled_layout(layout: cs.Struct) -> cs.Construct:
-    """construct's compiled twin of a declaration — the same bytes, a few times faster per
-    call — for the layouts a program uses often (map lookups); compiling costs milliseconds,
-    so a layout used a few times (loading an object) is used as declared."""
-    n = _uses.get(id(layout), 0) + 1
-    _uses[id(layout)] = n
-    if n < _COMPILE_AFTER:
-        return layout
-    return _compile(layout)
-
-
-@functools.cache
-def _compile(layout: cs.Struct) -> cs.Construct:
-    return layout.compile()
-
-
-def bpf(cmd: BPFCmd, layout: cs.Struct, what: str, **fields: object) -> tuple[int, cs.Container]:
+def bpf(cmd: BPFCmd, layout: Struct, what: str, **fields: object) -> tuple[int, Container]:
     """Run one bpf() command. Returns (return value, the attr as the kernel left it).
 
     Raises SyscallError(what, errno) when the kernel answers -1.
@@ -98,9 +76,8 @@ def bpf(cmd: BPFCmd, layout: cs.Struct, what: str, **fields: object) -> tuple[in
     return ret, out
 
 
-def bpf_raw(cmd: BPFCmd, layout: cs.Struct, **fields: object) -> tuple[int, int, cs.Container]:
+def bpf_raw(cmd: BPFCmd, layout: Struct, **fields: object) -> tuple[int, int, Container]:
     """Like :func:`bpf` but hands back (ret, errno, attr) instead of raising."""
-    layout = compiled_layout(layout)
     packed = layout.build(fields)
     attr = ctypes.create_string_buffer(packed, len(packed))
     while True:
