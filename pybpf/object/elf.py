@@ -14,10 +14,10 @@ from __future__ import annotations
 import io
 import os
 import struct
+import sys
+import types
 from dataclasses import dataclass
 from typing import Any, Optional
-
-from elftools.elf.elffile import ELFFile
 
 from pybpf.asm import insn as isa
 from pybpf.btf.ext import BTFExt
@@ -95,13 +95,40 @@ def read_elf_bytes(data: bytes, name: str, path: str = "") -> dict[str, Any]:
         raise ParseError(f"{label}: malformed ELF object ({type(e).__name__}: {e})") from None
 
 
+def _elf_file(data: bytes) -> Any:
+    """pyelftools' reader of ``data``. Its bundled construct imports pdb, for a debugging aid
+    pybpf never uses; pdb and what it imports (bdb, cmd, code, glob, tokenize...) are a good part
+    of a short process's start, so a stand-in takes its place until someone uses it."""
+    if "pdb" not in sys.modules:
+        sys.modules["pdb"] = _Deferred("pdb")
+    from elftools.elf.elffile import ELFFile
+
+    return ELFFile(io.BytesIO(data))
+
+
+class _Deferred(types.ModuleType):
+    """A module not imported yet: the first attribute asked of it imports the real module, which
+    takes its place in ``sys.modules``; this one forwards to it from then on. (``import pdb`` only
+    looks at ``__spec__``, which a fresh module has: None.)"""
+
+    def __getattr__(self, attr: str) -> Any:
+        real = self.__dict__.get("_real")
+        if real is None:
+            import importlib
+
+            if sys.modules.get(self.__name__) is self:
+                del sys.modules[self.__name__]
+            real = self.__dict__["_real"] = importlib.import_module(self.__name__)
+        return getattr(real, attr)
+
+
 class _Reader(MapReader):
     def __init__(self, data: bytes, name: str, path: str) -> None:
         self.name = name
         self.path = path
         if data[:4] != b"\x7fELF":
             raise ParseError("not an ELF file")
-        self.elf = ELFFile(io.BytesIO(data))
+        self.elf = _elf_file(data)
         if self.elf.elfclass != 64:
             raise ParseError(f"not a 64-bit ELF object (ELFCLASS{self.elf.elfclass})")
         machine = self.elf["e_machine"]
