@@ -96,11 +96,7 @@ def read_elf_bytes(data: bytes, name: str, path: str = "") -> dict[str, Any]:
 
 
 def _elf_file(data: bytes) -> Any:
-    """pyelftools' reader of ``data``. Its bundled construct imports pdb, for a debugging aid
-    pybpf never uses; pdb and what it imports (bdb, cmd, code, glob, tokenize...) are a good part
-    of a short process's start, so a stand-in takes its place until someone uses it."""
-    if "pdb" not in sys.modules:
-        sys.modules["pdb"] = _Deferred("pdb")
+    """pyelftools' reader of ``data`` (imported on first use, after the stand-in below)."""
     from elftools.elf.elffile import ELFFile
 
     return ELFFile(io.BytesIO(data))
@@ -120,6 +116,13 @@ class _Deferred(types.ModuleType):
                 del sys.modules[self.__name__]
             real = self.__dict__["_real"] = importlib.import_module(self.__name__)
         return getattr(real, attr)
+
+
+# pyelftools' bundled construct (and construct itself) import pdb, for a debugging aid pybpf
+# never uses; pdb and what it imports (bdb, cmd, code, glob, tokenize...) are a good part of a
+# short process's start, so a stand-in takes its place until someone uses it.
+if "pdb" not in sys.modules:
+    sys.modules["pdb"] = _Deferred("pdb")
 
 
 class _Reader(MapReader):
