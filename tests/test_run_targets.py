@@ -305,3 +305,64 @@ def test_bad_targets_are_one_line_errors(args: list[str], message: str) -> None:
     lines = res.stderr.splitlines()
     assert len(lines) == 1 and lines[0].startswith("pybpf: error: "), res.stderr
     assert message in lines[0]
+
+
+# --- cgroups and network namespaces -------------------------------------------------------------
+
+
+def test_cgroup_option_places_cgroup_programs_for_the_run(running) -> None:
+    from pybpf.link.cgroup import cgroup2_root
+    from tests.test_attach_sockaddr import bpftool_cgroup, in_cgroup
+
+    cg = Path(cgroup2_root()) / f"pybpf-rt-{os.getpid()}"
+    cg.mkdir()
+    bind = """
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        try:
+            s.bind(("127.0.0.1", {port})); print("bound")
+        except OSError as e:
+            print(errno.errorcode[e.errno])
+    """
+    try:
+        port = free_udp_port()
+        r = RunProcess(
+            str(bpf_object("tests/attach_sockaddr")), "--cgroup", str(cg),
+            "--prog", "bind4_deny", "--set", f"deny_port={port}", "--no-maps",
+        )  # fmt: skip
+        running.append(r)
+        ids = r.wait_attached()
+        assert f"bind4_deny (prog id {ids[0]}) on {cg}" in "".join(r.err)
+        assert bpftool_cgroup(cg) == {(ids[0], "cgroup_inet4_bind")}
+        assert in_cgroup(cg, bind.format(port=port)) == "EPERM"
+        rc, _ = r.stop()
+        assert rc == 0 and gone(ids)
+        assert bpftool_cgroup(cg) == set()
+        assert in_cgroup(cg, bind.format(port=port)) == "bound"
+    finally:
+        for _ in range(50):
+            try:
+                cg.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
+
+
+def test_netns_option_places_sk_lookup_and_flow_dissector_and_names_what_it_cannot(
+    running,
+) -> None:
+    ns = f"pybpf-rt-{os.getpid()}"
+    run("ip", "netns", "add", ns)
+    try:
+        r = RunProcess(str(bpf_object("tests/attach_netns")), "--netns", ns, "--no-maps")
+        running.append(r)
+        ids = r.wait_attached()
+        err = "".join(r.err)
+        assert "not attached, their sections name no target: nf_count (the Python API" in err
+        assert f"steer (prog id {ids[0]}) on {ns}, dissect (prog id {ids[1]}) on {ns}" in err
+        # (Debian's bpftool 7.1 writes flow_dissector's JSON malformed: its text is read)
+        out = run("ip", "netns", "exec", ns, need_tool("bpftool"), "net").stdout
+        assert re.findall(r"flow_dissector:\s*id (\d+)", out) == [str(ids[1])]
+        rc, _ = r.stop()
+        assert rc == 0 and gone(ids)
+    finally:
+        run("ip", "netns", "del", ns, check=False)
