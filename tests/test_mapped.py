@@ -122,14 +122,16 @@ def files(tmp_path_factory):
     traffic.varied_pcap(nano, nano=True)
     opts = d / "options.pcap"
     traffic.write_pcap(opts, option_frames(), step_ns=7_777_777)
+    early = d / "early.pcap"  # the first second of the epoch: "ts" below one second
+    traffic.write_pcap(early, option_frames(count=300), start_ts=0.000001, step_ns=1_000_001)
     w1 = d / "w1.pcap"
     from bench.traffic import w1_frames, write_pcap
 
     write_pcap(w1, w1_frames(5000))
-    return {"varied": varied, "nano": nano, "options": opts, "w1": w1}
+    return {"varied": varied, "nano": nano, "options": opts, "w1": w1, "early": early}
 
 
-@pytest.mark.parametrize("name", ["varied", "nano", "options", "w1"])
+@pytest.mark.parametrize("name", ["varied", "nano", "options", "w1", "early"])
 def test_text_lines_are_the_general_readers(files, name) -> None:
     fast, slow = both(files[name], TextFormatter)
     assert fast == slow and fast.count("\n") > 100
@@ -145,7 +147,7 @@ def test_every_timestamp_mode_and_absolute_sequence_numbers(files, mode, absolut
     assert fast == slow
 
 
-@pytest.mark.parametrize("name", ["varied", "options", "w1"])
+@pytest.mark.parametrize("name", ["varied", "options", "w1", "early", "nano"])
 def test_json_lines_are_the_general_readers(files, name) -> None:
     fast, slow = both(files[name], JsonFormatter)
     assert fast == slow

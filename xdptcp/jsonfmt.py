@@ -61,6 +61,10 @@ _FLAG_LISTS = tuple(
     json.dumps([n for i, n in enumerate(FLAG_NAMES) if f & (1 << i)], separators=(",", ":"))
     for f in range(512)
 )
+# "flags" and "flag_names" together, by the flag byte and AE as 0x100.
+_FLAGS_JSON = tuple(
+    f'"flags":"{FLAG_TEXT[f & 0xFF]}","flag_names":{_FLAG_LISTS[f]},' for f in range(512)
+)
 M32 = 0xFFFFFFFF
 
 
@@ -211,15 +215,19 @@ class JsonFormatter:
                     if opts is None and o[:4] == TS_FIRST and hlen >= 32:
                         rest = ts_cache.get(o[12:])
                         if rest is not None:
-                            opts = "{}{},{}]}}{}".format(_NOP_NOP_TS, *ts(o, 4), rest)
+                            val, ecr = ts(o, 4)
+                            opts = f"{_NOP_NOP_TS}{val},{ecr}]}}{rest}"
                     if opts is None:
                         opts = options(o, sack_base)
-                usec, frac = divmod(ts_ns // 1000, 1_000_000)
+                ns = str(ts_ns)  # "ts" is its seconds and microseconds: cut, not computed
+                if ts_ns >= 1_000_000_000:
+                    sec_text, usec_text = ns[:-9], ns[-9:-3]
+                else:
+                    sec_text, usec_text = "0", f"{ts_ns // 1000:06d}"
                 line = (
-                    f'{{"ts":{usec}.{frac:06d},"ts_ns":{ts_ns},"ifname":"","direction":"",'
+                    f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},"ifname":"","direction":"",'
                     f'"wire_len":{orig},"cap_len":{incl},{head}"seq":{seq},"ack":{ack},'
-                    f'"flags":"{FLAG_TEXT[flags]}",'
-                    f'"flag_names":{_FLAG_LISTS[flags | (offx & 1) << 8]},'
+                    f"{_FLAGS_JSON[flags | (offx & 1) << 8]}"
                     f'"win":{win},"urg":{urg},"options":{opts},"tcp_hdr_len":{hlen},'
                     f'"payload_len":{length - hlen},"vlan":[],{tail}{ttl}}}'
                 )
@@ -286,6 +294,9 @@ def _sack_blocks_at(o: bytes) -> list[tuple[int, int]]:
 
 
 def _blocks(o: bytes, at: int, nblocks: int, base: int) -> str:
+    if nblocks == 1:  # the usual: one block, without a generator
+        a, b = _TS.unpack_from(o, at + 2)
+        return f"[[{(a - base) & M32},{(b - base) & M32}]]"
     return "[" + ",".join(
         f"[{(a - base) & M32},{(b - base) & M32}]"
         for a, b in _TS.iter_unpack(o[at + 2 : at + 2 + 8 * nblocks])
@@ -293,7 +304,8 @@ def _blocks(o: bytes, at: int, nblocks: int, base: int) -> str:
 
 
 def _ts_head(o: bytes) -> str:
-    return "{}{},{}]}}".format(_NOP_NOP_TS, *_TS.unpack_from(o, 4))
+    val, ecr = _TS.unpack_from(o, 4)
+    return f"{_NOP_NOP_TS}{val},{ecr}]}}"
 
 
 def _plan(o: bytes, text: str, ts_first: bool, at: int, nblocks: int, base: int) -> tuple:
@@ -315,7 +327,7 @@ def _plan_text(plan: tuple, o: bytes, base: int) -> Optional[str]:
     if o[a : at + 2] != before or o[tail:] != after or (ts_first and o[:4] != TS_FIRST):
         return None
     head = _ts_head(o) if ts_first else "["
-    return head + before_text + _blocks(o, at, nblocks, base) + after_text
+    return f"{head}{before_text}{_blocks(o, at, nblocks, base)}{after_text}"
 
 
 def _options(raw: bytes, sack_base: int) -> str:

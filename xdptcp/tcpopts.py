@@ -414,6 +414,9 @@ def fast_options_sack(o: bytes, n: int, sack_base: int) -> Optional[tuple[str, o
 
 
 def _sack_blocks(o: bytes, at: int, nblocks: int, base: int) -> str:
+    if nblocks == 1:  # the usual: one block, without a generator
+        s, e = _TS.unpack_from(o, at + 2)
+        return f"{{{(s - base) & M32}:{(e - base) & M32}}}"
     return "".join(
         f"{{{(s - base) & M32}:{(e - base) & M32}}}"
         for s, e in _TS.iter_unpack(o[at + 2 : at + 2 + 8 * nblocks])
@@ -438,7 +441,8 @@ def sack_plan_text(plan: tuple, o: bytes, base: int) -> Optional[str]:
     ts_first, a, before, at, nblocks, tail, after, before_text, after_text = plan
     if o[a : at + 2] != before or o[tail:] != after or (ts_first and o[:4] != TS_FIRST):
         return None
-    head = ", options [nop,nop,TS val {} ecr {}".format(*_TS.unpack_from(o, 4)) if ts_first else (
-        ", options ["
-    )  # fmt: skip
-    return head + before_text + _sack_blocks(o, at, nblocks, base) + after_text
+    blocks = _sack_blocks(o, at, nblocks, base)
+    if ts_first:
+        val, ecr = _TS.unpack_from(o, 4)
+        return f", options [nop,nop,TS val {val} ecr {ecr}{before_text}{blocks}{after_text}"
+    return f", options [{before_text}{blocks}{after_text}"
