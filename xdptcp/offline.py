@@ -69,8 +69,14 @@ _REC = struct.Struct("=IIII")
 # A frame ``Decoder.fast`` would take (so a line is printed for it) in its two plainest forms,
 # read in one unpack: IPv4 without options or fragmenting, IPv6 without extension headers, no
 # VLAN tag, nothing truncated. Anything else is asked of the decoder.
-_V4 = struct.Struct("!12xHBxH2xHxB22xB").unpack_from  # etype, vihl, ip_len, frag, proto, offx
 _V6 = struct.Struct("!12xHB3xHB45xB").unpack_from  # etype, version byte, plen, next, offx
+# The record header and IPv4's in one unpack, all in this machine's byte order (the record
+# header's): the EtherType and fragment field are compared in that order, the IP length read
+# as two bytes. sec, frac, incl, orig, etype, vihl, ip_len high, low, frag, proto, offx.
+_REC_V4 = struct.Struct("=IIII12xHBxBB2xHxB22xB").unpack_from
+_ETH_IP = int.from_bytes(b"\x08\x00", sys.byteorder)
+_ETH_IPV6 = int.from_bytes(b"\x86\xdd", sys.byteorder)
+_FRAG_OFFSET = int.from_bytes(b"\x1f\xff", sys.byteorder)  # the 13 offset bits
 
 
 def _copy_through(path: str, out: OutputOptions, keep) -> int | None:
@@ -106,43 +112,42 @@ def _copy_through(path: str, out: OutputOptions, keep) -> int | None:
 
 
 def _copy_records(path: str, mm, view, fd: int, w, out: OutputOptions, keep) -> int:
-    """The record walk of ``_copy_through``: runs of kept records are written as they lie in
+    """The record walk of ``_copy_through``: runs of kept records are copied as they lie in
     the file; ``keep(buf, at, n, wire_len, length)`` is a filter run in place
-    (``CompiledFilter.in_place``). The plain-TCP test (``_V4``, ``_V6``) is inlined: this loop
-    runs once per record and a call costs as much as the test."""
+    (``CompiledFilter.in_place``). The plain-TCP test is inlined, and for IPv4 read in the same
+    unpack as the record header (``_REC_V4``): this loop runs once per record."""
     from xdptcp.packet import is_tcp_frame
     from xdptcp.pcap import MAX_RECORD
 
-    rec, v4, v6 = _REC.unpack_from, _V4, _V6
+    rec, rec4, v6 = _REC.unpack_from, _REC_V4, _V6
     per_sec = 1_000_000_000 if out.nano else 1_000_000
     mult = 1_000_000_000 // per_sec
     count = -1 if out.count is None else out.count
-    pos, end, start, written, n = 24, len(mm), 24, 0, 0
+    pos, end, start, written = 24, len(mm), 24, 0
     try:
         while pos < end:
-            n += 1
-            if end - pos < 16:
-                _damaged(path, n, "header", end - pos, 0)
-            sec, frac, incl, orig = rec(mm, pos)
+            if pos + 63 <= end:
+                sec, frac, incl, orig, etype, vihl, hi, lo, frag, proto, offx = rec4(mm, pos)
+            elif end - pos >= 16:
+                (sec, frac, incl, orig), etype = rec(mm, pos), 0
+            else:
+                _damaged(path, _record_number(mm, pos), "header", end - pos, 0)
             at = pos + 16
             nxt = at + incl
             if incl > MAX_RECORD or nxt > end:
-                _damaged(path, n, "data", end - at, incl)
-            if incl < 54 or incl >= 74 and mm[at + 12] == 0x86:
-                etype = 0  # short or IPv6: the one-unpack test below, or the decoder
-                if incl >= 74:
-                    etype, ver, plen, nh, offx = v6(mm, at)
-                    hlen = (offx >> 4) * 4
-                    plain = etype == 0x86DD and ver >> 4 == 6 and nh == 6
-                    plain = plain and 20 <= hlen <= plen <= incl - 54
-                else:
-                    plain = False
-            else:
-                etype, vihl, ip_len, frag, proto, offx = v4(mm, at)
+                _damaged(path, _record_number(mm, pos), "data", end - at, incl)
+            if etype == _ETH_IP:  # (past a short record these are not its bytes: then
+                ip_len = hi << 8 | lo  # ip_len <= incl - 14 fails)
                 plain = (
-                    etype == 0x0800 and vihl == 0x45 and proto == 6 and not frag & 0x1FFF
+                    vihl == 0x45 and proto == 6 and not frag & _FRAG_OFFSET
                     and 20 <= (offx >> 4) * 4 <= ip_len - 20 and ip_len <= incl - 14
                 )  # fmt: skip
+            elif etype == _ETH_IPV6 and incl >= 74:
+                _, ver, plen, nh, offx = v6(mm, at)
+                hlen = (offx >> 4) * 4
+                plain = ver >> 4 == 6 and nh == 6 and 20 <= hlen <= plen <= incl - 54
+            else:
+                plain = False
             if (not plain and not is_tcp_frame(mm[at:nxt])) or (
                 keep is not None and not keep(mm, at, incl, orig, orig)
             ):
@@ -163,6 +168,15 @@ def _copy_records(path: str, mm, view, fd: int, w, out: OutputOptions, keep) -> 
         if start < pos:
             w.copy_records(fd, start, view[start:pos])
     return written
+
+
+def _record_number(mm, at: int) -> int:
+    """Which record starts at ``at`` (for an error message: not counted on the way)."""
+    pos, n = 24, 1
+    while pos < at:
+        pos += 16 + _REC.unpack_from(mm, pos)[2]
+        n += 1
+    return n
 
 
 def _damaged(path: str, n: int, what: str, have: int, want: int) -> None:

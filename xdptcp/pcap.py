@@ -115,8 +115,9 @@ class PcapWriter(_Output):
     def copy_records(self, fd: int, offset: int, raw) -> None:
         """``write_records(raw)`` for records that are the bytes of the file ``fd`` at
         ``offset``: the kernel copies them from file to file (copy_file_range) without passing
-        them through this process; through a write where it cannot (stdout, a pipe)."""
-        if self._owned and not getattr(self, "_no_copy", False):
+        them through this process; through a write where it cannot (stdout, a pipe), and for
+        short runs, which the buffered write costs less than three system calls."""
+        if len(raw) >= 1 << 16 and self._owned and not getattr(self, "_no_copy", False):
             self._out.flush()
             done, out = 0, self._out.fileno()
             try:

@@ -21,6 +21,7 @@ equal to on every filter of the test corpus.
 
 from __future__ import annotations
 
+import re
 import struct
 from dataclasses import dataclass, field, replace
 from typing import Callable, Optional, Sequence
@@ -38,6 +39,7 @@ _OPS = {ALUOp.ADD: "{d} + {s}", ALUOp.SUB: "{d} - {s}", ALUOp.MUL: "{d} * {s}",
         ALUOp.MOV: "{s}", ALUOp.NEG: "-{d}",
         ALUOp.DIV: "({d} // {s} if {s} else 0)", ALUOp.MOD: "({d} % {s} if {s} else {d})",
         ALUOp.LSH: "{d} << ({s} % {bits})", ALUOp.RSH: "{d} >> ({s} % {bits})"}  # fmt: skip
+_SIMPLE = re.compile(r"[A-Za-z_]\w*|\d+")
 MAX_LINES = 3000  # beyond this many lines the paths share too much: keep vm's function
 _SCOPE = {
     "U16": struct.Struct("!H").unpack_from,
@@ -76,20 +78,27 @@ class State:
     regs: dict[int, object] = field(default_factory=dict)  # Ptr, or a tag for a scalar
     bound: dict[int, int] = field(default_factory=dict)  # scalars: an upper bound of the value
     const: dict[int, int] = field(default_factory=dict)  # scalars: the value, when known
+    expr: dict[int, str] = field(default_factory=dict)  # scalars: a Python expression of it
     captured: int = 0  # bytes known to be in the capture (n >= captured)
 
     def copy(self) -> State:
-        return State(dict(self.regs), dict(self.bound), dict(self.const), self.captured)
+        return State(
+            dict(self.regs), dict(self.bound), dict(self.const), dict(self.expr), self.captured
+        )
 
-    def scalar(self, r: int, bound: int = M64, tag: object = None) -> None:
+    def scalar(self, r: int, expr: str, bound: int = M64, tag: object = None) -> None:
+        """``r`` now holds ``expr``: written where it is used (an expression refers only to
+        the frame, the arguments, constants and names assigned once, so it can wait)."""
         self.regs[r] = tag
         self.bound[r] = bound
         self.const.pop(r, None)
+        self.expr[r] = expr
 
     def constant(self, r: int, v: int) -> None:
         self.regs[r] = None
         self.bound[r] = v
         self.const[r] = v
+        self.expr[r] = str(v)
 
     def small(self, r: int) -> bool:
         return self.bound.get(r, M64) <= M32
@@ -144,16 +153,28 @@ class _Writer:
     def value(self, r: int, st: State) -> str:
         if isinstance(st.regs.get(r), Ptr):
             raise Unsupported("a pointer used as a number")
-        return str(st.const[r]) if r in st.const else f"r{r}"
+        if r not in st.expr:
+            raise Unsupported(f"r{r} read before it is set")
+        return st.expr[r]
 
-    def operand(self, ins: Instruction, st: State, mask: int) -> tuple[str, int, Optional[int]]:
+    def settle(self, r: int, st: State, depth: int) -> str:
+        """``r``'s value as a name or a number: an expression is computed here, once, into a
+        name of its own (before a comparison or a second use)."""
+        e = self.value(r, st)
+        if not _SIMPLE.fullmatch(e):
+            name = self.temp()
+            self.emit(depth, f"{name} = {e}")
+            st.expr[r] = e = name
+        return e
+
+    def operand(self, ins: Instruction, st: State, mask: int, depth: int = 0):
         """(text, upper bound, constant or None) of the source operand under ``mask``."""
         if ins.code & Source.X:
             r = ins.src
-            v = self.value(r, st)
             if r in st.const:
                 c = st.const[r] & mask
                 return str(c), c, c
+            v = self.settle(r, st, depth)
             if mask == M32 and not st.small(r):
                 return f"({v} & {mask})", M32, None
             return v, st.bound.get(r, M64), None
@@ -169,21 +190,20 @@ class _Writer:
             if ins.imm not in (16, 32, 64):
                 raise Unsupported(f"byte swap of {ins.imm} bits")
             v, nbytes = self.value(d, st), ins.imm // 8
-            self.emit(depth, f"r{d} = int.from_bytes(({v} & {(1 << ins.imm) - 1})"
-                             f".to_bytes({nbytes}, 'little'), 'big')")  # fmt: skip
-            st.scalar(d, (1 << ins.imm) - 1)
+            st.scalar(d, f"int.from_bytes(({v} & {(1 << ins.imm) - 1}).to_bytes({nbytes}, "
+                         f"'little'), 'big')", (1 << ins.imm) - 1)  # fmt: skip
             return
         if op not in _OPS:
             raise Unsupported(f"ALU op {op:#x}")
-        s, sb, sc = self.operand(ins, st, mask)
+        s, sb, sc = self.operand(ins, st, mask, depth)
         if op == ALUOp.MOV:
             if sc is not None:
                 st.constant(d, sc)
-                return
-            self.emit(depth, f"r{d} = {s}")
-            st.scalar(d, min(sb, mask))
+            else:
+                st.scalar(d, s, min(sb, mask))
             return
-        dv, db = self.value(d, st), st.bound.get(d, M64)
+        dv = self.settle(d, st, depth) if op == ALUOp.MOD else self.value(d, st)
+        db = st.bound.get(d, M64)
         if db > mask:
             dv, db = f"({dv} & {mask})", mask
         bound = _bound(op, db, sb, sc, bits)
@@ -191,8 +211,9 @@ class _Writer:
             text = f"{dv} {'<<' if op == ALUOp.LSH else '>>'} {sc % bits}"
         else:
             text = _OPS[op].format(d=dv, s=s, bits=bits)
-        self.emit(depth, f"r{d} = {text}" if bound <= mask else f"r{d} = ({text}) & {mask}")
-        st.scalar(d, min(bound, mask))
+        st.scalar(d, f"({text})" if bound <= mask else f"(({text}) & {mask})", min(bound, mask))
+        if len(st.expr[d]) > 160:  # long enough: compute it now
+            self.settle(d, st, depth)
 
     def pointer_alu(self, ins: Instruction, st: State, depth: int) -> bool:
         """64-bit moves and additions of pointers: tracked, nothing written (except a name
@@ -218,8 +239,9 @@ class _Writer:
             return True
         if dst.var is not None or dst.end or st.bound.get(ins.src, 1 << 64) > 0xFFFF:
             raise Unsupported("a pointer moved by an unbounded number")
-        name = self.temp()
-        self.emit(depth, f"{name} = r{ins.src}")
+        name = self.settle(ins.src, st, depth)
+        if not name.isidentifier():
+            raise Unsupported("a pointer moved by a constant in a register")
         st.regs[d] = Ptr(dst.k, name)
         return True
 
@@ -252,8 +274,7 @@ class _Writer:
             self.emit(depth, f"if {at.offset()} + {size} > n: return 0")
         addr = f"at + {at.offset()}"
         read = (_READ if swap or size == 1 else _READ_LE)[size].format(a=addr)
-        self.emit(depth, f"r{ins.dst} = {read}")
-        st.scalar(ins.dst, (1 << (8 * size)) - 1, tag)
+        st.scalar(ins.dst, read, (1 << (8 * size)) - 1, tag)  # read where it is used
         return pc + 1 if swap else pc
 
     # --- jumps -------------------------------------------------------------------------------
@@ -268,12 +289,13 @@ class _Writer:
             cond = self.pointer_cond(ins, a, b)
         else:
             mask = M32 if ins.code & 0x07 == Class.JMP32 else M64
-            left = self.value(ins.dst, st)
             if ins.dst in st.const:
                 left = str(st.const[ins.dst] & mask)
-            elif not st.small(ins.dst) and mask == M32:
-                left = f"({left} & {mask})"
-            right, _, rc = self.operand(ins, st, mask)
+            else:
+                left = self.settle(ins.dst, st, depth)
+                if not st.small(ins.dst) and mask == M32:
+                    left = f"({left} & {mask})"
+            right, _, rc = self.operand(ins, st, mask, depth)
             if op == JmpOp.JSET:
                 cond = f"{left} & {right}"
             elif op in _CMPS:
@@ -282,6 +304,9 @@ class _Writer:
                 raise Unsupported(f"jump op {op:#x}")
             if ins.dst in st.const and rc is not None:  # both known: no test at run time
                 return target if eval(cond) else self.fell_through(pc, ins, st, op)  # noqa: S307
+            beyond = rc is not None and op in (JmpOp.JGT, JmpOp.JGE)
+            if beyond and st.bound.get(ins.dst, M64) < rc + (op == JmpOp.JGT):
+                return self.fell_through(pc, ins, st, op)  # the value's bound says: never
         self.emit(depth, f"if {cond}:")
         start = len(self.lines)
         try:
@@ -343,12 +368,29 @@ def source(insns: Sequence[Instruction]) -> str:
     st.regs[1], st.regs[2] = Ptr(), Ptr(end=True)
     for r in (0, 4, 5, 6, 7, 8, 9):
         st.constant(r, 0)
-    w.lines = ["def prog(buf, at, n, wire_len, length):", "    r3 = length"]
+    st.scalar(3, "length")
+    w.lines = ["def prog(buf, at, n, wire_len, length):"]
     try:
         w.path(0, st, 1)
     except _PathEnds:
         pass
-    return "\n".join(w.lines)
+    return "\n".join(_merge_returns(w.lines))
+
+
+def _merge_returns(lines: list[str]) -> list[str]:
+    """``if a: return 0`` followed by ``if b: return 0`` as ``if a or b: return 0``."""
+    out: list[str] = []
+    for line in lines:
+        prev = out[-1] if out else ""
+        if (
+            line.endswith(": return 0") and prev.endswith(": return 0")
+            and line.strip().startswith("if ") and prev.strip().startswith("if ")
+            and len(line) - len(line.lstrip()) == len(prev) - len(prev.lstrip())
+        ):  # fmt: skip
+            out[-1] = f"{prev[: -len(': return 0')]} or {line.strip()[3:]}"
+        else:
+            out.append(line)
+    return out
 
 
 def translate(insns: Sequence[Instruction]) -> Optional[Callable[..., int]]:
