@@ -8,6 +8,9 @@ Rows per object (xdptcp's shipped object; the test object with the most CO-RE re
   BTF when the object needs CO-RE). The targets are judged on this row;
 - pybpf in-process, first load, lazy imports: the same without importing first, so the modules
   pybpf imports lazily on the way are timed too (what a script that just calls ``load`` sees);
+- pybpf in-process, first load, no BTF cache: the first load with the kernel BTF index cache
+  turned off (``PYBPF_CACHE_DIR=``), so the kernel's BTF is indexed from scratch, as on the first
+  CO-RE load after a kernel change (only objects with CO-RE relocations);
 - pybpf in-process, warm: the same, a second time in the same process;
 - ``python -m pybpf load OBJ``: the whole process, interpreter start and imports included;
 - ``bpftool prog loadall OBJ DIR``: the whole process (libbpf), pins removed afterwards.
@@ -116,11 +119,16 @@ def pick_core_object() -> tuple[Optional[Path], str]:
     return path, f"{n} CO-RE relocations"
 
 
-def in_process(path: Path, loads: int, preload: bool) -> list[float]:
+def in_process(path: Path, loads: int, preload: bool, btf_cache: bool = True) -> list[float]:
     """Seconds per load in one fresh process: [cold, warm, warm, ...]."""
     how = "preload" if preload else "lazy"
+    env = None if btf_cache else dict(os.environ, PYBPF_CACHE_DIR="")
     out = subprocess.run(
-        [PYTHON, "-c", _CHILD, str(path), str(loads), how], capture_output=True, text=True, cwd=ROOT
+        [PYTHON, "-c", _CHILD, str(path), str(loads), how],
+        capture_output=True,
+        text=True,
+        cwd=ROOT,
+        env=env,
     )
     if out.returncode != 0:
         raise RuntimeError(f"pybpf could not load {path.name}: {out.stderr.strip()[-300:]}")
@@ -144,11 +152,16 @@ def bpftool_loadall(path: Path) -> float:
         shutil.rmtree(pin, ignore_errors=True)
 
 
-def object_rows(label: str, path: Path, repeat: int) -> tuple[list[list[object]], dict]:
-    got: dict[str, list[float]] = {k: [] for k in ("first", "cold", "warm", "cli", "bpftool")}
+def object_rows(
+    label: str, path: Path, repeat: int, core: bool = False
+) -> tuple[list[list[object]], dict]:
+    keys = ("first", "cold", "nocache", "warm", "cli", "bpftool")
+    got: dict[str, list[float]] = {k: [] for k in keys}
     for i in range(repeat):
         say(f"loadtime repeat {i + 1}/{repeat}: {label}")
         got["first"].append(in_process(path, 1, preload=False)[0])
+        if core:
+            got["nocache"].append(in_process(path, 1, preload=True, btf_cache=False)[0])
         times = in_process(path, 3, preload=True)
         got["cold"].append(times[0])
         got["warm"].extend(times[1:])
@@ -158,11 +171,12 @@ def object_rows(label: str, path: Path, repeat: int) -> tuple[list[list[object]]
     hows = [
         ("first", "pybpf in-process, first load, lazy imports"),
         ("cold", "pybpf in-process, first load"),
+        ("nocache", "pybpf in-process, first load, no BTF cache"),
         ("warm", "pybpf in-process, warm"),
         ("cli", "python -m pybpf load (process)"),
         ("bpftool", "bpftool prog loadall (process)"),
     ]
-    rows = [[label, how, _ms(m[k]), _x(ratio(m[k], m["bpftool"]))] for k, how in hows]
+    rows = [[label, how, _ms(m[k]), _x(ratio(m[k], m["bpftool"]))] for k, how in hows if got[k]]
     return rows, m
 
 
@@ -200,7 +214,7 @@ def run(repeat: int = 5) -> str:
         notes.append(f"skipped the CO-RE row: {why}")
     else:
         try:
-            r, cm = object_rows(f"{core.name} ({why})", core, repeat)
+            r, cm = object_rows(f"{core.name} ({why})", core, repeat, core=True)
             rows += r
         except RuntimeError as e:
             notes.append(f"CO-RE row failed: {e}")
@@ -216,7 +230,13 @@ def run(repeat: int = 5) -> str:
     )
     text = table(title, ["object", "how", "ms", "/ bpftool"], rows)
     targets = [
-        Target("xdptcp object, pybpf in-process first load", _msf(xm.get("cold")), 30, " ms"),
+        Target("xdptcp -i: spawn to capturing", _msf(median(start) if start else None), 100, " ms"),
+        Target(
+            "pybpf load process / bpftool process, xdptcp object",
+            ratio(xm.get("cli"), xm.get("bpftool")),
+            4.0,
+            "x",
+        ),
         Target(
             "CO-RE object, pybpf in-process first load / bpftool process",
             ratio(cm.get("cold"), cm.get("bpftool")),

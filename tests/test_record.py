@@ -82,7 +82,7 @@ def test_counters_twin_equals_construct() -> None:
     for _ in range(100):
         values = {name: rnd.getrandbits(64) for name in COUNTER_NAMES}
         raw = COUNTERS.build(values)
-        assert raw == COUNTERS_STRUCT.pack(*values.values())
+        assert raw == COUNTERS.construct().build(values) == COUNTERS_STRUCT.pack(*values.values())
         assert decode_counters(raw) == values
 
 

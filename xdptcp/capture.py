@@ -20,10 +20,10 @@ from __future__ import annotations
 import dataclasses
 import errno
 import os
+import pkgutil
 import struct
 import time
 from dataclasses import dataclass
-from importlib import resources
 from typing import Callable, Iterator, Optional, Sequence
 
 from pybpf import ObjectSpec, load
@@ -54,8 +54,11 @@ class CaptureError(BPFError):
 
 def shipped_object() -> ObjectSpec:
     """The compiled capture program that ships inside the package, read as bytes: the package
-    may be a directory, or live inside a zip file (xdptcp.pyz) where it has no path."""
-    data = resources.files("xdptcp").joinpath("data").joinpath(OBJECT).read_bytes()
+    may be a directory, or live inside a zip file (xdptcp.pyz) where it has no path. (pkgutil asks
+    the package's loader; importlib.resources would import zipfile, tempfile... at every start.)"""
+    data = pkgutil.get_data("xdptcp", f"data/{OBJECT}")
+    if data is None:
+        raise CaptureError(f"the package has no data/{OBJECT}")
     return ObjectSpec.from_bytes(data, OBJECT.split(".")[0])  # named as from_file names it
 
 

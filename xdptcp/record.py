@@ -1,7 +1,8 @@
 """What the capture program writes: ring-buffer records, per-CPU counters, and its frame rules.
 
-The layouts are declared once with construct (``RECORD_HEADER``, ``COUNTERS``: readable, and the
-test oracle) and mirrored by precompiled ``struct.Struct`` twins for the hot path; a test proves
+The layouts are declared once in construct's spelling (``RECORD_HEADER``, ``COUNTERS``: readable;
+``pybpf.sys.layout``, so that starting xdptcp does not import construct; their ``.construct()`` is
+the test oracle) and mirrored by precompiled ``struct.Struct`` twins for the hot path; a test proves
 the twins equal to the construct declarations and to the BTF clang emits for ``bpf/xdptcp.h``.
 All integers are in host byte order; the captured frame bytes are as on the wire.
 
@@ -15,7 +16,7 @@ import enum
 import struct
 from typing import NamedTuple, Optional
 
-from construct import Bytes, Computed, Int8un, Int16un, Int32un, Int64un, Struct
+from pybpf.sys.layout import Int8un, Int16un, Int32un, Int64un, Struct
 
 # struct xdptcp_record (without data[]): 40 bytes, so data[] starts 8-byte aligned.
 RECORD_HEADER = Struct(
@@ -71,10 +72,13 @@ def capacity_for(snaplen: Optional[int]) -> tuple[int, int, Optional[str]]:
     return snaplen, capacity, None
 
 
-def record_layout(capacity: int = DEFAULT_CAPACITY) -> Struct:
-    """A whole ring-buffer record as reserved by a program loaded with this capacity."""
+def record_layout(capacity: int = DEFAULT_CAPACITY):
+    """A whole ring-buffer record as reserved by a program loaded with this capacity (a construct
+    declaration: the reference the tests hold the fast decoder to)."""
+    from construct import Bytes, Computed, Struct
+
     return Struct(
-        "header" / RECORD_HEADER,
+        "header" / RECORD_HEADER.construct(),
         "data" / Bytes(capacity),
         "captured" / Computed(lambda ctx: ctx.data[: ctx.header.cap_len]),
     )

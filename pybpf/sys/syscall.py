@@ -18,7 +18,6 @@ import ctypes
 import errno as _errno
 import fcntl
 import os
-import platform
 from enum import IntEnum
 from typing import Optional
 
@@ -51,7 +50,7 @@ _SYS_BPF = {
 
 
 def _bpf_syscall_number() -> int:
-    machine = platform.machine().lower()
+    machine = os.uname().machine.lower()
     try:
         return _SYS_BPF[machine]
     except KeyError:
