@@ -6,12 +6,14 @@ these tests keep the expensive ones that the work does not need off the path.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 
 import pytest
 
-from conftest import ROOT
+from conftest import ROOT, scaled
+from hosts import make_veth
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
 
@@ -54,3 +56,34 @@ def test_pybpf_load_imports_neither_construct_nor_pdb():
     mods = imported(["-m", "pybpf", "load", str(XDPTCP_OBJ)])
     assert "pybpf.loader" in mods
     assert not {"construct", "pdb", "bdb"} & mods
+
+
+@pytest.mark.system
+def test_xdptcp_start_imports_neither_construct_nor_pdb_nor_zipfile():
+    pair = make_veth("st")
+    try:
+        proc = subprocess.Popen(
+            [sys.executable, "-X", "importtime", "-m", "xdptcp", "-i", pair.outer],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            text=True,
+            cwd=ROOT,
+        )
+        try:
+            lines = []
+            assert proc.stderr is not None
+            for line in proc.stderr:
+                lines.append(line)
+                if "xdptcp: capturing on" in line:
+                    break
+            proc.send_signal(signal.SIGINT)
+            lines += proc.communicate(timeout=scaled(20))[1].splitlines()
+        finally:
+            proc.kill()
+            proc.wait()
+    finally:
+        pair.remove()
+    assert any("capturing on" in line for line in lines), "".join(lines)[-2000:]
+    mods = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
+    assert {"xdptcp.capture", "pybpf.loader", "pybpf.link.netlink"} <= mods
+    assert not {"construct", "pdb", "bdb", "zipfile", "tempfile"} & mods
