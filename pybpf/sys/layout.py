@@ -96,7 +96,7 @@ class Container:
         return self.__dict__ == (other.__dict__ if isinstance(other, Container) else other)
 
     def __repr__(self) -> str:
-        return f"Container({self.__dict__!r})"
+        return "Container(" + ", ".join(f"{k}={v!r}" for k, v in self.__dict__.items()) + ")"
 
 
 class Struct:
