@@ -225,6 +225,22 @@ def _probe(retprobe: bool) -> Attacher:
     return attach_uprobe
 
 
+def _probe_multi(retprobe: bool) -> Attacher:
+    def attach_uprobe_multi(program: AttachableProgram, target: str, **options: Any) -> Any:
+        from pybpf.link.uprobe import uprobe_multi
+
+        binary, sep, pattern = target.rpartition(":")
+        if not (sep and binary and pattern):
+            raise _needs(
+                program,
+                "give the functions as uprobe.multi/<binary>:<pattern> or "
+                "target='<binary>:<pattern>'",
+            )
+        return uprobe_multi(program, binary, pattern, retprobe=retprobe, **options)
+
+    return attach_uprobe_multi
+
+
 def _usdt(program: AttachableProgram, target: str, **options: Any) -> Any:
     from pybpf.link.usdt import usdt
 
@@ -309,6 +325,9 @@ def _register_tracing() -> None:
     for prefix, ret in (("uprobe", False), ("uretprobe", True)):
         for p in (prefix, prefix + ".s"):
             register(p, _probe(ret), f"{prefix}: {prefix}/<binary>:<function>[+<offset>]")
+    for prefix, ret in (("uprobe.multi", False), ("uretprobe.multi", True)):
+        for p in (prefix, prefix + ".s"):
+            register(p, _probe_multi(ret), f"{prefix}: {prefix}/<binary>:<pattern>")
     register("usdt", _usdt, "usdt: usdt/<binary>:<provider>:<name>")
     for prefix, ret in (("kprobe", False), ("kretprobe", True)):
         register(prefix, _kprobe(ret), f"{prefix}: {prefix}/<function>[+<offset>]")

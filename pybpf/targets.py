@@ -33,7 +33,10 @@ TC_KINDS = frozenset({"tc", "classifier", "tcx"})
 CGROUP_KINDS = frozenset({"cgroup", "cgroup_skb", "sockops"})
 NETNS_KINDS = frozenset({"sk_lookup", "flow_dissector"})
 SOCKMAP_KINDS = frozenset({"sk_msg", "sk_skb"})
-PROBE_KINDS = frozenset({"uprobe", "uretprobe", "uprobe.s", "uretprobe.s", "usdt"})
+UPROBE_KINDS = frozenset(
+    k + m + s for k in ("uprobe", "uretprobe") for m in ("", ".multi") for s in ("", ".s")
+)
+PROBE_KINDS = UPROBE_KINDS | {"usdt"}
 # Kinds whose target is fixed at load (from kernel BTF) or that have none to give.
 NO_TARGET_KINDS = frozenset(
     {"iter", "iter.s", "struct_ops", "struct_ops.s"}
@@ -157,8 +160,8 @@ def hint(section: str) -> str:
         return "--attach PROG=SOCKMAP"
     if kind == "perf_event":
         return "--attach PROG=freq=HZ"
-    if kind in ("uprobe", "uretprobe", "uprobe.s", "uretprobe.s"):
-        return "--attach PROG=BINARY:FUNCTION"
+    if kind in UPROBE_KINDS:
+        return "--attach PROG=BINARY:" + ("PATTERN" if ".multi" in kind else "FUNCTION")
     if kind == "netfilter":
         return "the Python API: attach(p, pf=, hook=, priority=)"
     return "--attach PROG=TARGET"

@@ -274,3 +274,46 @@ def test_usdt_probe_of_debians_python_sees_its_imports(uprobe_obj) -> None:
     assert {pid for pid, _ in got} == {child.pid}
     # module names are cut at 15 bytes by the program's record
     assert sorted(name for _, name in got) == sorted(name[:15] for name in loaded)
+
+
+# --- uprobe.multi ----------------------------------------------------------------------------
+
+CALL = struct.Struct("<QiiiI")  # struct call of attach_uprobe_multi.bpf.c
+
+
+@pytest.fixture(scope="module")
+def uprobed(tmp_path_factory: pytest.TempPathFactory) -> str:
+    out = tmp_path_factory.mktemp("uprobed") / "uprobed"
+    run(need_tool("gcc"), "-O2", "-o", str(out), str(ROOT / "tests/targets/uprobed.c"))
+    return str(out)
+
+
+def test_uprobe_multi_puts_one_link_on_every_function_matching_a_glob(uprobed) -> None:
+    from pybpf.link import support
+
+    if not support.has_link_type("UPROBE_MULTI"):
+        pytest.skip("this kernel has no uprobe_multi links (6.6+)")
+    obj = pybpf.load(pybpf.ObjectSpec.from_file(str(bpf_object("tests/attach_uprobe_multi"))))
+    with obj, RingBuffer.from_map(obj.maps["calls"]) as ring:
+        entry = attach(obj.programs["uprobed_entry"], target=f"{uprobed}:uprobed_*", cookies=[1, 2])
+        leave = attach(obj.programs["uprobed_exit"], target=f"{uprobed}:uprobed_*")
+        with entry, leave:
+            # the offsets of the single-function resolver (tested against bpftool's), in order
+            assert entry.functions == {
+                name: symbol_offset(uprobed, name) for name in ("uprobed_add", "uprobed_sub")
+            }
+            shown = bpftool_links()
+            assert shown[entry.id]["type"] in ("uprobe_multi", 12)
+            assert shown[leave.id]["prog_id"] == obj.programs["uprobed_exit"].id
+            out = subprocess.run([uprobed, "3"], capture_output=True, text=True, check=True)
+            calls = [CALL.unpack(r[: CALL.size]) for r in ring.drain()]
+        want = []
+        for i, line in enumerate(out.stdout.splitlines()):
+            total, diff = (int(x) for x in line.split())
+            want += [(1, i, i + 1, 0, 0), (0, 0, 0, total, 1)]
+            want += [(2, i * i, i, 0, 0), (0, 0, 0, diff, 1)]
+        assert calls == want
+        subprocess.run([uprobed, "1"], capture_output=True, check=True)
+        assert ring.drain() == [], "closed links see nothing"
+        with pytest.raises(BPFError, match=r"has no function matching 'nomatch\*'"):
+            attach(obj.programs["uprobed_exit"], target=f"{uprobed}:nomatch*")

@@ -227,6 +227,28 @@ def test_uprobes_without_a_target_and_on_proc_self_exe_run_on_the_binary_given(
     assert gone(ids)
 
 
+def test_uprobe_multi_sections_take_a_glob_of_the_binary_given(uprobed: Path, running) -> None:
+    pattern = f"{uprobed}:uprobed_*"
+    r = RunProcess(
+        str(bpf_object("tests/attach_uprobe_multi")), "--attach", f"uprobed_entry={pattern}",
+        "--attach", f"uprobed_exit={pattern}", "--json", "--no-maps",
+    )  # fmt: skip
+    running.append(r)
+    ids = r.wait_attached()
+    p = subprocess.run([str(uprobed), "2"], capture_output=True, text=True, check=True)
+    time.sleep(scaled(0.3))
+    rc, out = r.stop()
+    assert rc == 0, r.err
+    events, _, _ = json_lines(out)
+    seen = [(e["event"]["a"], e["event"]["b"], e["event"]["ret"]) for e in events]
+    want = []
+    for i, line in enumerate(p.stdout.splitlines()):
+        total, diff = (int(x) for x in line.split())
+        want += [(i, i + 1, 0), (0, 0, total), (i * i, i, 0), (0, 0, diff)]
+    assert seen == want
+    assert gone(ids)
+
+
 def test_a_proc_self_exe_section_without_exe_is_one_line() -> None:
     res = run(
         sys.executable, "-m", "pybpf", "run", str(bpf_object("tests/run_uprobe")),

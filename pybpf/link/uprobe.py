@@ -11,11 +11,16 @@ The probe itself is a perf event of the ``uprobe`` PMU (its type number in
 ``config2`` is the offset, one ``config`` bit (``format/retprobe``) makes it a uretprobe, and the
 upper 32 bits of ``config`` carry the offset of a USDT semaphore (a reference counter the kernel
 increments while the probe is attached). The program is then attached to that perf event.
+
+``uprobe.multi`` (6.6+) puts one program on many functions of one binary with one link
+(``BPF_TRACE_UPROBE_MULTI``: the path, an array of file offsets, optional cookies), the functions
+chosen by a glob as libbpf does (``SEC("uprobe.multi//usr/bin/x:parse_*")``).
 """
 
 from __future__ import annotations
 
 import errno
+import fnmatch
 import os
 import shutil
 import struct
@@ -27,9 +32,9 @@ from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from pybpf.errors import BPFError, SyscallError
-from pybpf.link.bpflink import ProgramLike
+from pybpf.link.bpflink import Link, ProgramLike, _fd
 from pybpf.link.perf_event import PerfEventLink, attach_perf_event
-from pybpf.sys import perf
+from pybpf.sys import linkcmd, perf
 from pybpf.sys.perf import PerfAttrFlag
 
 # Where the dynamic linker looks when /etc/ld.so.cache does not answer (ld.so(8)).
@@ -239,3 +244,79 @@ def uprobe_at(
         flags=PerfAttrFlag.DISABLED,
     )
     return attach_perf_event(program, fd, f"{kind} {target}", cookie=cookie)
+
+
+# --- uprobe.multi --------------------------------------------------------------------------
+
+
+def function_offsets(path: str, pattern: str) -> dict[str, int]:
+    """The file offsets of the functions of an ELF file whose names match a glob (``*``, ``?``),
+    from .symtab (or .dynsym when the file is stripped); one name per address."""
+    found: dict[int, str] = {}
+    try:
+        with open(path, "rb") as f:
+            elf = ELFFile(f)
+            for section_name in (".symtab", ".dynsym"):
+                table = elf.get_section_by_name(section_name)
+                for sym in table.iter_symbols() if table is not None else ():
+                    if sym["st_shndx"] == "SHN_UNDEF" or sym["st_value"] == 0:
+                        continue
+                    if sym["st_info"]["type"] not in ("STT_FUNC", "STT_GNU_IFUNC"):
+                        continue
+                    if fnmatch.fnmatchcase(sym.name, pattern):
+                        offset = vaddr_to_offset(elf, sym["st_value"])
+                        if offset is not None:
+                            found.setdefault(offset, sym.name)
+                if found:
+                    break
+    except (ELFError, OSError) as e:
+        raise SymbolError(f"cannot read {path} as ELF: {e}") from None
+    return {name: offset for offset, name in sorted(found.items())}
+
+
+class UprobeMultiLink(Link):
+    """The link of a uprobe.multi: ``functions`` maps each probed name to its file offset."""
+
+    def __init__(self, fd: int, target: str, functions: dict[str, int]):
+        super().__init__(fd)
+        self.target = target
+        self.functions = functions
+
+    def __repr__(self) -> str:
+        return f"UprobeMultiLink({self.target!r}, {len(self.functions)} functions, fd={self._fd})"
+
+
+def uprobe_multi(
+    program: ProgramLike,
+    binary: str,
+    pattern: str,
+    *,
+    retprobe: bool = False,
+    pid: int = -1,
+    cookies: list[int] = (),
+) -> UprobeMultiLink:
+    """Attach to every function of ``binary`` matching ``pattern`` with one link (6.6+);
+    ``cookies`` (one per function, in offset order) are read back by bpf_get_attach_cookie."""
+    path = find_binary(binary)
+    functions = function_offsets(path, pattern)
+    kind = "uretprobe.multi" if retprobe else "uprobe.multi"
+    if not functions:
+        raise SymbolError(f"{path} has no function matching {pattern!r} (in .symtab or .dynsym)")
+    if cookies and len(cookies) != len(functions):
+        raise BPFError(
+            f"{kind} {path}:{pattern}: {len(cookies)} cookies for {len(functions)} functions"
+        )
+    try:
+        fd = linkcmd.link_create_uprobe_multi(
+            _fd(program), path, list(functions.values()), retprobe=retprobe,
+            pid=max(pid, 0), cookies=list(cookies),
+        )  # fmt: skip
+    except SyscallError as e:
+        why = None
+        if e.errno in (errno.EINVAL, errno.EOPNOTSUPP):
+            from pybpf.link.support import has_link_type
+
+            if not has_link_type("UPROBE_MULTI"):
+                why = "this kernel has no uprobe_multi links (6.6+)"
+        raise SyscallError(f"cannot attach {kind} {path}:{pattern}", e.errno, why) from None
+    return UprobeMultiLink(fd, f"{kind} {path}:{pattern}", functions)

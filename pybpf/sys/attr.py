@@ -192,6 +192,20 @@ link_create_kprobe_multi_attr = Struct(  # BPF_TRACE_KPROBE_MULTI
     "cookies" / PTR,
 )
 
+link_create_uprobe_multi_attr = Struct(  # BPF_TRACE_UPROBE_MULTI (6.6+)
+    "prog_fd" / U32,
+    "target_fd" / U32,
+    "attach_type" / U32,
+    "flags" / U32,
+    "path" / PTR,  # const char *: the binary
+    "offsets" / PTR,  # u64[cnt]: file offsets
+    "ref_ctr_offsets" / PTR,  # u64[cnt] or NULL: USDT semaphores
+    "cookies" / PTR,  # u64[cnt] or NULL
+    "cnt" / U32,
+    "uprobe_multi_flags" / U32,  # BPF_F_UPROBE_MULTI_RETURN
+    "pid" / U32,  # 0: every process
+)
+
 raw_tracepoint_open_attr = Struct(
     "name" / PTR,  # NULL for tp_btf/fentry/fexit/lsm loaded with an attach_btf_id
     "prog_fd" / U32,

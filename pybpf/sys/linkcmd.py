@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import ctypes
+import os
 
 from pybpf.sys.attr import (
     enable_stats_attr,
@@ -13,6 +14,7 @@ from pybpf.sys.attr import (
     link_create_netfilter_attr,
     link_create_perf_event_attr,
     link_create_tracing_attr,
+    link_create_uprobe_multi_attr,
     link_detach_attr,
     link_update_attr,
     raw_tracepoint_open_attr,
@@ -140,6 +142,36 @@ def link_create_kprobe_multi(
         cnt=len(names),
         syms=ctypes.addressof(syms),
         cookies=addr_of(cbuf),
+    )
+    return own_fd(fd)
+
+
+def link_create_uprobe_multi(
+    prog_fd: int,
+    path: str,
+    offsets: list[int],
+    *,
+    retprobe: bool = False,
+    pid: int = 0,
+    cookies: list[int] = (),
+) -> int:
+    """BPF_LINK_CREATE with BPF_TRACE_UPROBE_MULTI (6.6+): one link, a uprobe at each file
+    offset of one binary."""
+    pbuf = ctypes.create_string_buffer(os.fsencode(path))
+    obuf = (ctypes.c_uint64 * len(offsets))(*offsets)
+    cbuf = (ctypes.c_uint64 * len(offsets))(*cookies) if cookies else None
+    fd, _ = bpf(
+        BPFCmd.LINK_CREATE,
+        link_create_uprobe_multi_attr,
+        f"cannot create a TRACE_UPROBE_MULTI link on {len(offsets)} offsets of {path}",
+        prog_fd=prog_fd,
+        attach_type=int(AttachType.TRACE_UPROBE_MULTI),
+        path=ctypes.addressof(pbuf),
+        offsets=ctypes.addressof(obuf),
+        cookies=addr_of(cbuf),
+        cnt=len(offsets),
+        uprobe_multi_flags=1 if retprobe else 0,  # BPF_F_UPROBE_MULTI_RETURN
+        pid=pid,
     )
     return own_fd(fd)
 
