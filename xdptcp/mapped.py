@@ -38,6 +38,10 @@ _ETH_IPV6 = int.from_bytes(b"\x86\xdd", sys.byteorder)
 # From the IP header through the fixed TCP header; addresses and ports as one raw key.
 _FAST4 = struct.Struct("!BxHxxHBB2x12sIIBBH2xH").unpack_from
 _FAST6 = struct.Struct("!IHBB36sIIBBH2xH").unpack_from
+# The same and the first 12 option bytes as nop,nop,TS would hold them (prefix, val, ecr): read
+# when the file goes on that far, used when the header is long enough to hold them.
+_FAST4X = struct.Struct("!BxHxxHBB2x12sIIBBH2xH4sII").unpack_from
+_FAST6X = struct.Struct("!IHBB36sIIBBH2xH4sII").unpack_from
 
 Keep = Optional[Callable[[object, int, int, int, int], int]]  # CompiledFilter.in_place
 

@@ -280,7 +280,9 @@ class TextFormatter:
             _ETH_IP,
             _ETH_IPV6,
             _FAST4,
+            _FAST4X,
             _FAST6,
+            _FAST6X,
             _REC,
             _REC_ETYPE,
             BATCH,
@@ -293,7 +295,7 @@ class TextFormatter:
         several = self.show_ifname  # lines that start with the interface: all by ``format``
         fmt, stamp_of, options = self.format, self._stamp, self._mapped_options
         flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
-        opt_cache, ts_cache, ts = self._opt_cache, self._ts_cache, _TS.unpack_from
+        opt_cache, ts_cache = self._opt_cache, self._ts_cache
         lines: list[str] = []
         left, pos, n, last_sec, sec_dot = (-1 if count is None else count), 24, 0, -1, ""
         while pos < end:
@@ -312,14 +314,25 @@ class TextFormatter:
                 continue
             hlen = 0
             if etype == _ETH_IP and 54 <= incl <= orig:
-                vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg = _FAST4(
-                    mm, at + 14
-                )
+                if at + 66 <= end:
+                    vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg, tsp, val, \
+                        ecr = _FAST4X(mm, at + 14)  # fmt: skip
+                else:
+                    vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg = _FAST4(
+                        mm, at + 14
+                    )
+                    tsp = None
                 hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
                 if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
                     hlen = 0
             elif etype == _ETH_IPV6 and 74 <= incl <= orig:
-                vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg = _FAST6(mm, at + 14)
+                if at + 86 <= end:
+                    vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg, tsp, val, ecr = (
+                        _FAST6X(mm, at + 14)
+                    )
+                else:
+                    vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg = _FAST6(mm, at + 14)
+                    tsp = None
                 hlen, l4 = (offx >> 4) * 4, at + 54
                 if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
                     hlen = 0
@@ -335,15 +348,15 @@ class TextFormatter:
                 if hlen == 20:
                     opts = ""
                 else:
-                    o = mm[l4 + 20 : l4 + hlen]
-                    opts = opt_cache.get(o)
-                    if opts is None and o[:4] == TS_FIRST and hlen >= 32:
-                        rest = ts_cache.get(o[12:])
+                    if tsp == TS_FIRST and hlen >= 32:
+                        rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
+                        opts = None
                         if rest is not None:
-                            val, ecr = ts(o, 4)
                             opts = f", options [nop,nop,TS val {val} ecr {ecr}{rest}"
+                    else:
+                        opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
                     if opts is None:
-                        opts = options(o, seq, ack, flags, key, rev)
+                        opts = options(mm[l4 + 20 : l4 + hlen], seq, ack, flags, key, rev)
                         if opts is None:
                             line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:pos], orig, "", "")
                             if line is None:
