@@ -143,7 +143,9 @@ class JsonFormatter:
             _ETH_IP,
             _ETH_IPV6,
             _FAST4,
+            _FAST4X,
             _FAST6,
+            _FAST6X,
             _REC,
             _REC_ETYPE,
             BATCH,
@@ -155,7 +157,7 @@ class JsonFormatter:
         mult = 1 if mp.nano else 1000
         fmt, flows_raw, seq_flows = self.format, self._flow_raw, self.seqs._flows
         absolute, opt_cache, ts_cache = self.absolute_seq, self._opt_cache, self._ts_cache
-        options, ts = self._mapped_options, _TS.unpack_from
+        options = self._mapped_options
         lines: list[str] = []
         left, pos, n = (-1 if count is None else count), 24, 0
         while pos < end:
@@ -174,14 +176,25 @@ class JsonFormatter:
                 continue
             hlen, ts_ns = 0, sec * 1_000_000_000 + frac * mult
             if etype == _ETH_IP and 54 <= incl <= orig:
-                vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg = _FAST4(
-                    mm, at + 14
-                )
+                if at + 66 <= end:
+                    vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg, tsp, \
+                        val, ecr = _FAST4X(mm, at + 14)  # fmt: skip
+                else:
+                    vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg = _FAST4(
+                        mm, at + 14
+                    )
+                    tsp = None
                 hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
                 if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
                     hlen = 0
             elif etype == _ETH_IPV6 and 74 <= incl <= orig:
-                vtf, length, nh, ttl, raw, seq, ack, offx, flags, win, urg = _FAST6(mm, at + 14)
+                if at + 86 <= end:
+                    vtf, length, nh, ttl, raw, seq, ack, offx, flags, win, urg, tsp, val, ecr = (
+                        _FAST6X(mm, at + 14)
+                    )
+                else:
+                    vtf, length, nh, ttl, raw, seq, ack, offx, flags, win, urg = _FAST6(mm, at + 14)
+                    tsp = None
                 hlen, l4 = (offx >> 4) * 4, at + 54
                 if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
                     hlen = 0
@@ -210,15 +223,13 @@ class JsonFormatter:
                 if hlen == 20:
                     opts = "[]"
                 else:
-                    o = mm[l4 + 20 : l4 + hlen]
-                    opts = opt_cache.get(o)
-                    if opts is None and o[:4] == TS_FIRST and hlen >= 32:
-                        rest = ts_cache.get(o[12:])
-                        if rest is not None:
-                            val, ecr = ts(o, 4)
-                            opts = f"{_NOP_NOP_TS}{val},{ecr}]}}{rest}"
+                    if tsp == TS_FIRST and hlen >= 32:
+                        rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
+                        opts = None if rest is None else f"{_NOP_NOP_TS}{val},{ecr}]}}{rest}"
+                    else:
+                        opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
                     if opts is None:
-                        opts = options(o, sack_base)
+                        opts = options(mm[l4 + 20 : l4 + hlen], sack_base)
                 ns = str(ts_ns)  # "ts" is its seconds and microseconds: cut, not computed
                 if ts_ns >= 1_000_000_000:
                     sec_text, usec_text = ns[:-9], ns[-9:-3]

@@ -108,6 +108,7 @@ def print_mapped(mp: MappedPcap, formatter, out, count: Optional[int], keep: Kee
     printed = 0
     for lines in formatter.mapped_lines(mp, keep, count):
         printed += len(lines)
-        out.write("\n".join(lines) + "\n")
+        lines.append("")  # the last newline, without copying the batch again
+        out.write("\n".join(lines))
     out.flush()
     return printed

@@ -441,6 +441,11 @@ def sack_plan_text(plan: tuple, o: bytes, base: int) -> Optional[str]:
     ts_first, a, before, at, nblocks, tail, after, before_text, after_text = plan
     if o[a : at + 2] != before or o[tail:] != after or (ts_first and o[:4] != TS_FIRST):
         return None
+    if nblocks == 1 and ts_first:  # the usual SACK segment: nop,nop,TS first, one block
+        val, ecr = _TS.unpack_from(o, 4)
+        s, e = _TS.unpack_from(o, at + 2)
+        s, e = (s - base) & M32, (e - base) & M32
+        return f", options [nop,nop,TS val {val} ecr {ecr}{before_text}{{{s}:{e}}}{after_text}"
     blocks = _sack_blocks(o, at, nblocks, base)
     if ts_first:
         val, ecr = _TS.unpack_from(o, 4)
