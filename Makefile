@@ -25,6 +25,10 @@ $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q -e '.[test]'
+	@# The editable install's import hook imports pathlib, re, urllib.parse... in every process
+	@# (a tenth of a short `pybpf load`); a plain path entry in its .pth serves this tree the same.
+	for pth in $$($(PY) -c 'import sysconfig; print(sysconfig.get_path("purelib"))')/__editable__.pybpf-*.pth; do \
+		echo "$(CURDIR)" > "$$pth"; done
 	touch $@
 
 venv: $(VENV)/.installed

@@ -14,7 +14,7 @@ directory is ours):
   (not a symlink) owned by the caller and writable by nobody else (created 0700).
   ``PYBPF_CACHE_DIR=`` (empty) turns the cache off;
 - an entry must be a regular file owned by the caller, writable by nobody else (written 0600);
-- it starts with a magic, the format version and the key, and carries a SHA-256 of its payload:
+- it starts with a magic, the format version and the key, and carries a CRC-32 of its payload:
   a stale, truncated, corrupt or older-format entry is a miss;
 - writing goes to a temporary file in the same directory, renamed over the entry: a reader sees
   the old entry or the new one, never half of one.
@@ -26,12 +26,14 @@ import hashlib
 import os
 import stat
 import struct
+import zlib
 from pathlib import Path
 from typing import Optional
 
 MAGIC = b"PYBPFCCH"
-# magic, format version, key (32 bytes), payload SHA-256 (32 bytes), payload length
-_HEAD = struct.Struct("<8sI32s32sQ")
+# magic, format version, key (32 bytes), payload CRC-32, payload length. The CRC catches damage;
+# what keeps others' entries out is ownership and mode, checked before reading.
+_HEAD = struct.Struct("<8sI32sIQ")
 
 
 def cache_dir() -> Optional[Path]:
@@ -71,7 +73,7 @@ def _safe_dir(create: bool) -> Optional[Path]:
     return path if stat.S_ISDIR(st.st_mode) and _ours(st) else None
 
 
-def load(name: str, version: int, key: bytes) -> Optional[bytes]:
+def load(name: str, version: int, key: bytes) -> Optional[memoryview]:
     """The payload stored under ``name`` for ``key``, or None (missing, stale, unsafe, corrupt)."""
     folder = _safe_dir(create=False)
     if folder is None:
@@ -93,10 +95,10 @@ def load(name: str, version: int, key: bytes) -> Optional[bytes]:
     if len(blob) < _HEAD.size:
         return None
     magic, ver, k, check, length = _HEAD.unpack_from(blob)
-    payload = blob[_HEAD.size :]
+    payload = memoryview(blob)[_HEAD.size :]
     if magic != MAGIC or ver != version or k != key or length != len(payload):
         return None
-    return payload if hashlib.sha256(payload).digest() == check else None
+    return payload if zlib.crc32(payload) == check else None
 
 
 def store(name: str, version: int, key: bytes, payload: bytes) -> bool:
@@ -107,7 +109,7 @@ def store(name: str, version: int, key: bytes, payload: bytes) -> bool:
         return False
     import tempfile  # only when writing: its imports cost a hit the time it saves
 
-    head = _HEAD.pack(MAGIC, version, key, hashlib.sha256(payload).digest(), len(payload))
+    head = _HEAD.pack(MAGIC, version, key, zlib.crc32(payload), len(payload))
     try:
         fd, tmp = tempfile.mkstemp(prefix=f".{name}.", dir=folder)  # 0600, O_EXCL
     except OSError:

@@ -38,7 +38,8 @@ class KernelBTF(TypeQueries):
         ``system()`` does so for vmlinux."""
         self.name = name
         self.base = base
-        little, type_data, str_data = parse_header(data, base is not None)
+        # Views, not copies: vmlinux is megabytes (the strings are copied once, by StringTable).
+        little, type_data, str_data = parse_header(memoryview(data), base is not None)
         self.strings = StringTable(str_data, base.strings if base is not None else None)
         self.first_id = base.count if base is not None else 1
         self._words = host_words(type_data, little)

@@ -14,7 +14,7 @@ import struct
 import sys
 from array import array
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Sequence
 
 from pybpf.btf import cache
 from pybpf.btf.types import Kind
@@ -34,7 +34,7 @@ _FIXED_WORDS = [_FIXED.get(k, 0) for k in range(32)]  # by kind number, for the 
 _ITEM_WORDS = [_PER_ITEM.get(k, 0) for k in range(32)]
 
 # Bump when the layout of a cached index changes: older entries then miss.
-VERSION = 1
+VERSION = 2
 # Written in host order: an index cached by a host of the other byte order reads back wrong.
 _ORDER_MARK = 0x01020304
 _COUNTS = struct.Struct("=IIII")  # order mark, types, strings, words
@@ -46,13 +46,15 @@ class Index:
     the order of their name offsets (``name_keys``, ascending; ties by index). ``strings``: the
     string table's offsets in the order of the strings they start (ties by offset)."""
 
-    starts: array
-    by_name: array
-    name_keys: array
-    strings: array
+    starts: Sequence[int]  # array('I'), or a u32 view of a cached entry
+    by_name: Sequence[int]
+    name_keys: Sequence[int]
+    strings: Sequence[int]
 
     @classmethod
-    def get(cls, data: bytes, words: array, strings: Any, name: str, use_cache: bool) -> Index:
+    def get(
+        cls, data: bytes, words: Sequence[int], strings: Any, name: str, use_cache: bool
+    ) -> Index:
         """The index of ``data``, from the cache when ``use_cache`` and it holds this blob's."""
         if not use_cache:
             return cls.build(words, strings, name)
@@ -66,7 +68,7 @@ class Index:
         return index
 
     @classmethod
-    def build(cls, words: array, strings: Any, name: str) -> Index:
+    def build(cls, words: Sequence[int], strings: Any, name: str) -> Index:
         starts = record_starts(words, name)
         col = array("I", map(words.__getitem__, starts))  # name_off of each record
         by_name = array("I", sorted(range(len(col)), key=col.__getitem__))
@@ -82,10 +84,10 @@ class Index:
     def to_bytes(self, nwords: int) -> bytes:
         counts = _COUNTS.pack(_ORDER_MARK, len(self.starts), len(self.strings), nwords)
         cols = (self.starts, self.by_name, self.name_keys, self.strings)
-        return counts + b"".join(c.tobytes() for c in cols)
+        return counts + b"".join(array("I", c).tobytes() for c in cols)
 
     @classmethod
-    def from_bytes(cls, payload: bytes, nwords: int) -> Index | None:
+    def from_bytes(cls, payload: Any, nwords: int) -> Index | None:
         """An index read back, or None when it does not fit this blob."""
         if len(payload) < _COUNTS.size:
             return None
@@ -96,10 +98,9 @@ class Index:
             return None
         cols = []
         pos = _COUNTS.size
+        view = memoryview(payload)  # the columns are read in place, not copied
         for n in (ntypes, ntypes, ntypes, nstrings):
-            col = array("I")
-            col.frombytes(payload[pos : pos + 4 * n])
-            cols.append(col)
+            cols.append(view[pos : pos + 4 * n].cast("I"))
             pos += 4 * n
         starts = cols[0]
         if ntypes and (starts[0] != 0 or starts[-1] >= nwords):
@@ -107,7 +108,7 @@ class Index:
         return cls(*cols)
 
 
-def record_starts(words: array, name: str) -> array:
+def record_starts(words: Sequence[int], name: str) -> array:
     """Word index of every record: the one pass over the type section."""
     starts = array("I")
     append = starts.append
@@ -123,12 +124,14 @@ def record_starts(words: array, name: str) -> array:
     return starts
 
 
-def host_words(type_data: bytes, little: bool) -> array:
-    """The type section as u32 words in host order."""
-    words = array("I")
+def host_words(type_data: Any, little: bool) -> Sequence[int]:
+    """The type section as u32 words in host order: a view of it when the orders agree (vmlinux
+    is megabytes), else a byte-swapped copy."""
     if len(type_data) % 4:
         raise BTFError("kernel BTF type section is not a whole number of 32-bit words")
+    if little == (sys.byteorder == "little"):
+        return memoryview(type_data).cast("B").cast("I")
+    words = array("I")
     words.frombytes(type_data)
-    if little != (sys.byteorder == "little"):
-        words.byteswap()
+    words.byteswap()
     return words
