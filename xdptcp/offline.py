@@ -120,6 +120,7 @@ def _copy_records(path: str, mm, view, fd: int, w, out: OutputOptions, keep) -> 
     from xdptcp.pcap import MAX_RECORD
 
     rec, rec4, v6 = _REC.unpack_from, _REC_V4, _V6
+    eth_ip, eth_ipv6, frag_offset = _ETH_IP, _ETH_IPV6, _FRAG_OFFSET
     per_sec = 1_000_000_000 if out.nano else 1_000_000
     mult = 1_000_000_000 // per_sec
     count = -1 if out.count is None else out.count
@@ -136,13 +137,13 @@ def _copy_records(path: str, mm, view, fd: int, w, out: OutputOptions, keep) -> 
             nxt = at + incl
             if incl > MAX_RECORD or nxt > end:
                 _damaged(path, _record_number(mm, pos), "data", end - at, incl)
-            if etype == _ETH_IP:  # (past a short record these are not its bytes: then
+            if etype == eth_ip:  # (past a short record these are not its bytes: then
                 ip_len = hi << 8 | lo  # ip_len <= incl - 14 fails)
                 plain = (
-                    vihl == 0x45 and proto == 6 and not frag & _FRAG_OFFSET
+                    vihl == 0x45 and proto == 6 and not frag & frag_offset
                     and 20 <= (offx >> 4) * 4 <= ip_len - 20 and ip_len <= incl - 14
                 )  # fmt: skip
-            elif etype == _ETH_IPV6 and incl >= 74:
+            elif etype == eth_ipv6 and incl >= 74:
                 _, ver, plen, nh, offx = v6(mm, at)
                 hlen = (offx >> 4) * 4
                 plain = ver >> 4 == 6 and nh == 6 and 20 <= hlen <= plen <= incl - 54
