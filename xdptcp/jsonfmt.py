@@ -148,10 +148,10 @@ class JsonFormatter:
             _FAST6X,
             _REC,
             _REC_ETYPE,
-            BATCH,
             damaged,
         )
         from xdptcp.pcap import MAX_RECORD
+        from xdptcp.readfile import BATCH
 
         mm, name, end = mp.mm, mp.name, len(mp.mm)
         mult = 1 if mp.nano else 1000

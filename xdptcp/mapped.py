@@ -29,7 +29,6 @@ from typing import Callable, Optional
 
 from xdptcp.pcap import LINKTYPE_ETHERNET, MAX_RECORD, PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO, PcapError
 
-BATCH = 1024
 _HEAD = struct.Struct("=IHHiIII")
 _REC = struct.Struct("=IIII").unpack_from
 _REC_ETYPE = struct.Struct("=IIII12xH").unpack_from  # the EtherType in this machine's order
@@ -103,7 +102,7 @@ def damaged(path: str, n: int, have: int, want: int) -> PcapError:
 
 def print_mapped(mp: MappedPcap, formatter, out, count: Optional[int], keep: Keep) -> int:
     """``print_file`` on a mapped pcap: the lines of ``formatter`` (a ``TextFormatter`` or a
-    ``JsonFormatter``, which make them: ``mapped_lines``) in batches of ``BATCH``, as
+    ``JsonFormatter``, which make them: ``mapped_lines``) in batches of ``readfile.BATCH``, as
     ``print_file`` writes them; returns how many were printed."""
     printed = 0
     for lines in formatter.mapped_lines(mp, keep, count):

@@ -285,9 +285,9 @@ class TextFormatter:
             _FAST6X,
             _REC,
             _REC_ETYPE,
-            BATCH,
             damaged,
         )
+        from xdptcp.readfile import BATCH
 
         mm, name, end = mp.mm, mp.name, len(mp.mm)
         mult = 1 if mp.nano else 1000
