@@ -160,6 +160,7 @@ class JsonFormatter:
         options = self._mapped_options
         lines: list[str] = []
         left, pos, n = (-1 if count is None else count), 24, 0
+        micro, last_sec, sec_text = not mp.nano, -1, ""
         while pos < end:
             n += 1
             if pos + 30 <= end:
@@ -174,7 +175,7 @@ class JsonFormatter:
                 raise damaged(name, n, end - at, incl)
             if keep is not None and not keep(mm, at, incl, orig, orig):
                 continue
-            hlen, ts_ns = 0, sec * 1_000_000_000 + frac * mult
+            hlen = 0
             if etype == _ETH_IP and 54 <= incl <= orig:
                 if at + 66 <= end:
                     vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg, tsp, \
@@ -199,7 +200,7 @@ class JsonFormatter:
                 if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
                     hlen = 0
             if hlen < 20 or hlen > length or l4 + hlen > pos:  # not the common segment
-                line = fmt(ts_ns, mm[at:pos], orig)
+                line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:pos], orig)
                 if line is None:
                     continue
             else:
@@ -230,11 +231,19 @@ class JsonFormatter:
                         opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
                     if opts is None:
                         opts = options(mm[l4 + 20 : l4 + hlen], sack_base)
-                ns = str(ts_ns)  # "ts" is its seconds and microseconds: cut, not computed
-                if ts_ns >= 1_000_000_000:
-                    sec_text, usec_text = ns[:-9], ns[-9:-3]
+                if micro and sec and frac < 1_000_000:  # the record's fields are the text
+                    if sec != last_sec:
+                        last_sec, sec_text = sec, str(sec)
+                    usec_text = f"{frac:06d}"
+                    ns = f"{sec_text}{usec_text}000"
                 else:
-                    sec_text, usec_text = "0", f"{ts_ns // 1000:06d}"
+                    ts_ns = sec * 1_000_000_000 + frac * mult
+                    ns = str(ts_ns)  # "ts" is its seconds and microseconds: cut from it
+                    if ts_ns >= 1_000_000_000:
+                        sec_text, usec_text = ns[:-9], ns[-9:-3]
+                    else:
+                        sec_text, usec_text = "0", f"{ts_ns // 1000:06d}"
+                    last_sec = -1
                 line = (
                     f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},"ifname":"","direction":"",'
                     f'"wire_len":{orig},"cap_len":{incl},{head}"seq":{seq},"ack":{ack},'
