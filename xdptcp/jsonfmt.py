@@ -46,7 +46,15 @@ import struct
 from typing import Optional
 
 from xdptcp.packet import Decoder, Kind, iter_options
-from xdptcp.tcpdump import ACK, FLAG_TEXT, FLOW_TABLE_MAX, OPTION_CACHE_MAX, TS_FIRST, SeqTracker
+from xdptcp.tcpdump import (
+    ACK,
+    D3,
+    FLAG_TEXT,
+    FLOW_TABLE_MAX,
+    OPTION_CACHE_MAX,
+    TS_FIRST,
+    SeqTracker,
+)
 from xdptcp.tcpopts import OPTION_NAMES
 
 _TS = struct.Struct("!II")  # timestamp values, SACK blocks
@@ -124,7 +132,7 @@ class JsonFormatter:
             name = self._names[ifname] = json.dumps(ifname)
         sec, frac = divmod(ts_ns // 1000, 1_000_000)
         return (
-            f'{{"ts":{sec}.{frac:06d},"ts_ns":{ts_ns},"ifname":{name},'
+            f'{{"ts":{sec}.{D3[frac // 1000]}{D3[frac % 1000]},"ts_ns":{ts_ns},"ifname":{name},'
             f'"direction":"{_DIRECTIONS.get(direction, "")}",'
             f'"wire_len":{wire_len},"cap_len":{len(frame)},"ip":{ver},'
             f'"src":"{src}","dst":"{dst}","sport":{sport},"dport":{dport},'
@@ -234,7 +242,7 @@ class JsonFormatter:
                 if micro and sec and frac < 1_000_000:  # the record's fields are the text
                     if sec != last_sec:
                         last_sec, sec_text = sec, str(sec)
-                    usec_text = f"{frac:06d}"
+                    usec_text = D3[frac // 1000] + D3[frac % 1000]
                     ns = f"{sec_text}{usec_text}000"
                 else:
                     ts_ns = sec * 1_000_000_000 + frac * mult

@@ -55,6 +55,8 @@ _FLAG_LETTERS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, ".")
                  (0x40, "E"), (0x80, "W"))  # fmt: skip
 FLAG_TEXT = tuple("".join(c for bit, c in _FLAG_LETTERS if f & bit) or "none" for f in range(256))
 FLAG_CLOSE = tuple(t + "]" for t in FLAG_TEXT)
+# Microseconds as two 3-digit halves: format(frac, "06d") costs more than both lookups.
+D3 = tuple(f"{i:03d}" for i in range(1000))
 
 
 _U16 = struct.Struct("!H")
@@ -124,7 +126,7 @@ class Clock:
         if sec != self._sec:
             self._sec = sec
             self._sec_text = time.strftime("%H:%M:%S", time.localtime(sec))
-        return f"{self._sec_text}.{frac:06d} "
+        return f"{self._sec_text}.{D3[frac // 1000]}{D3[frac % 1000]} "
 
     def stamp(self, ts_ns: int) -> str:
         """The timestamp and its trailing space ('' for mode none)."""
@@ -392,13 +394,14 @@ class TextFormatter:
                             sec_dot = time.strftime("%H:%M:%S.", time.localtime(sec))
                         if flags & ACK:
                             line = (
-                                f"{sec_dot}{frac:06d} {head}{FLAG_CLOSE[flags]}{seqs}, ack {ack}, "
-                                f"win {win}{opts}, length {length}"
+                                f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {head}"
+                                f"{FLAG_CLOSE[flags]}{seqs}, ack {ack}, win {win}{opts}, "
+                                f"length {length}"
                             )
                         else:
                             line = (
-                                f"{sec_dot}{frac:06d} {head}{FLAG_CLOSE[flags]}{seqs}, "
-                                f"win {win}{opts}, length {length}"
+                                f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {head}"
+                                f"{FLAG_CLOSE[flags]}{seqs}, win {win}{opts}, length {length}"
                             )
             lines.append(line)
             left -= 1
