@@ -229,14 +229,15 @@ class JsonFormatter:
                     else:
                         seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
                     sack_base = base[0] if rev else base[1]
+                rest = None  # what follows nop,nop,TS, when the list is found that way
                 if hlen == 20:
                     opts = "[]"
+                elif tsp == TS_FIRST and hlen >= 32:
+                    rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
+                    if rest is None:
+                        opts = options(mm[l4 + 20 : l4 + hlen], sack_base)
                 else:
-                    if tsp == TS_FIRST and hlen >= 32:
-                        rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
-                        opts = None if rest is None else f"{_NOP_NOP_TS}{val},{ecr}]}}{rest}"
-                    else:
-                        opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
+                    opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
                     if opts is None:
                         opts = options(mm[l4 + 20 : l4 + hlen], sack_base)
                 if micro and sec and frac < 1_000_000:  # the record's fields are the text
@@ -252,13 +253,22 @@ class JsonFormatter:
                     else:
                         sec_text, usec_text = "0", f"{ts_ns // 1000:06d}"
                     last_sec = -1
-                line = (
-                    f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},"ifname":"","direction":"",'
-                    f'"wire_len":{orig},"cap_len":{incl},{head}"seq":{seq},"ack":{ack},'
-                    f"{_FLAGS_JSON[flags | (offx & 1) << 8]}"
-                    f'"win":{win},"urg":{urg},"options":{opts},"tcp_hdr_len":{hlen},'
-                    f'"payload_len":{length - hlen},"vlan":[],{tail}{ttl}}}'
-                )
+                if rest is not None:  # the same object, the options made in it
+                    line = (
+                        f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},"ifname":"","direction":"",'
+                        f'"wire_len":{orig},"cap_len":{incl},{head}"seq":{seq},"ack":{ack},'
+                        f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{win},"urg":{urg},'
+                        f'"options":{_NOP_NOP_TS}{val},{ecr}]}}{rest},"tcp_hdr_len":{hlen},'
+                        f'"payload_len":{length - hlen},"vlan":[],{tail}{ttl}}}'
+                    )
+                else:
+                    line = (
+                        f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},"ifname":"","direction":"",'
+                        f'"wire_len":{orig},"cap_len":{incl},{head}"seq":{seq},"ack":{ack},'
+                        f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{win},"urg":{urg},'
+                        f'"options":{opts},"tcp_hdr_len":{hlen},'
+                        f'"payload_len":{length - hlen},"vlan":[],{tail}{ttl}}}'
+                    )
             lines.append(line)
             left -= 1
             if not left:
@@ -354,6 +364,11 @@ def _plan_text(plan: tuple, o: bytes, base: int) -> Optional[str]:
     ts_first, a, before, at, nblocks, tail, after, before_text, after_text = plan
     if o[a : at + 2] != before or o[tail:] != after or (ts_first and o[:4] != TS_FIRST):
         return None
+    if ts_first and nblocks == 1:  # the usual SACK segment: nop,nop,TS first, one block
+        val, ecr = _TS.unpack_from(o, 4)
+        a, b = _TS.unpack_from(o, at + 2)
+        a, b = (a - base) & M32, (b - base) & M32
+        return f"{_NOP_NOP_TS}{val},{ecr}]}}{before_text}[[{a},{b}]]{after_text}"
     head = _ts_head(o) if ts_first else "["
     return f"{head}{before_text}{_blocks(o, at, nblocks, base)}{after_text}"
 
