@@ -55,7 +55,7 @@ from xdptcp.tcpdump import (
     TS_FIRST,
     SeqTracker,
 )
-from xdptcp.tcpopts import OPTION_NAMES
+from xdptcp.tcpopts import OPTION_NAMES, one_block_layout
 
 _TS = struct.Struct("!II")  # timestamp values, SACK blocks
 _PORTS = struct.Struct("!HH")
@@ -354,21 +354,21 @@ def _plan(o: bytes, text: str, ts_first: bool, at: int, nblocks: int, base: int)
     start = text.index(item, len(head)) + len(item)
     stop = start + len(_blocks(o, at, nblocks, base))
     a, tail = (12 if ts_first else 0), at + 2 + 8 * nblocks
-    return ts_first, a, o[a : at + 2], at, nblocks, tail, o[tail:], text[len(head) : start], (
-        text[stop:]
-    )  # fmt: skip
+    return (ts_first, a, o[a : at + 2], at, nblocks, tail, o[tail:], text[len(head) : start],
+            text[stop:], one_block_layout(o, at, ts_first, nblocks))  # fmt: skip
 
 
 def _plan_text(plan: tuple, o: bytes, base: int) -> Optional[str]:
     """The options of ``o`` by ``plan``; None when ``o`` is not of its layout."""
-    ts_first, a, before, at, nblocks, tail, after, before_text, after_text = plan
+    ts_first, a, before, at, nblocks, tail, after, before_text, after_text, one = plan
+    if one is not None:  # the usual SACK segment: nop,nop,TS first, one block
+        tsp, val, ecr, b, s, e, f = one(o)
+        if tsp != TS_FIRST or b != before or f != after:
+            return None
+        s, e = (s - base) & M32, (e - base) & M32
+        return f"{_NOP_NOP_TS}{val},{ecr}]}}{before_text}[[{s},{e}]]{after_text}"
     if o[a : at + 2] != before or o[tail:] != after or (ts_first and o[:4] != TS_FIRST):
         return None
-    if ts_first and nblocks == 1:  # the usual SACK segment: nop,nop,TS first, one block
-        val, ecr = _TS.unpack_from(o, 4)
-        a, b = _TS.unpack_from(o, at + 2)
-        a, b = (a - base) & M32, (b - base) & M32
-        return f"{_NOP_NOP_TS}{val},{ecr}]}}{before_text}[[{a},{b}]]{after_text}"
     head = _ts_head(o) if ts_first else "["
     return f"{head}{before_text}{_blocks(o, at, nblocks, base)}{after_text}"
 

@@ -433,19 +433,28 @@ def sack_plan(o: bytes, text: str, head: str, at: int, ts_first: bool, base: int
     a = 12 if ts_first else 0
     tail = at + 2 + 8 * nblocks
     return (ts_first, a, o[a : at + 2], at, nblocks, tail, o[tail:], text[len(head) : start] + sack,
-            text[stop:])  # fmt: skip
+            text[stop:], one_block_layout(o, at, ts_first, nblocks))  # fmt: skip
+
+
+def one_block_layout(o: bytes, at: int, ts_first: bool, nblocks: int):
+    """For the usual SACK segment (nop,nop,TS first, one block): the whole list in one unpack,
+    (nop,nop,TS kind and length, val, ecr, bytes up to the block, its edges, bytes after)."""
+    if not ts_first or nblocks != 1:
+        return None
+    return struct.Struct(f"!4sII{at + 2 - 12}sII{len(o) - at - 10}s").unpack
 
 
 def sack_plan_text(plan: tuple, o: bytes, base: int) -> Optional[str]:
     """The text of ``o`` by ``plan``, or None when ``o`` is not of its layout."""
-    ts_first, a, before, at, nblocks, tail, after, before_text, after_text = plan
-    if o[a : at + 2] != before or o[tail:] != after or (ts_first and o[:4] != TS_FIRST):
-        return None
-    if nblocks == 1 and ts_first:  # the usual SACK segment: nop,nop,TS first, one block
-        val, ecr = _TS.unpack_from(o, 4)
-        s, e = _TS.unpack_from(o, at + 2)
+    ts_first, a, before, at, nblocks, tail, after, before_text, after_text, one = plan
+    if one is not None:
+        tsp, val, ecr, b, s, e, f = one(o)
+        if tsp != TS_FIRST or b != before or f != after:
+            return None
         s, e = (s - base) & M32, (e - base) & M32
         return f", options [nop,nop,TS val {val} ecr {ecr}{before_text}{{{s}:{e}}}{after_text}"
+    if o[a : at + 2] != before or o[tail:] != after or (ts_first and o[:4] != TS_FIRST):
+        return None
     blocks = _sack_blocks(o, at, nblocks, base)
     if ts_first:
         val, ecr = _TS.unpack_from(o, 4)
