@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ctypes
 import datetime
+import errno
 import json
 import os
 import select
@@ -284,6 +285,7 @@ class Runner:
         self.events = 0
         self.sockets: list[Any] = []  # socket filters' own packet sockets, drained
         self.only_iterators = False  # then the run ends once they are read
+        self._later: list[str] = []  # notes said once attached
         self._tracefs_was_mounted = tracefs_mounted()
         self._finished = False
         self._dwarf_types: Any = False  # not read yet
@@ -338,6 +340,8 @@ class Runner:
             + (f" and {len(self.sockets)} packet socket(s)" if self.sockets else "")
             + "; Ctrl-C to stop"
         )
+        for msg in self._later:
+            self.note(msg)
         self._read_iterators(links)
 
     def _left_out(self) -> str:
@@ -396,17 +400,25 @@ class Runner:
             self.sources.append(_Source(name, reader, decoder))
 
     def _open_trace_pipe(self) -> None:
+        """Open trace_pipe before attaching (so no line of ours is taken for an old one). What
+        there is to say about it is said once attached: a run that fails says one line."""
         if not self._tracefs_was_mounted:
             try:
                 mount_tracefs()
             except BPFError as e:
-                self.note(f"{e}; bpf_printk output not shown")
+                self._later.append(f"{e}; bpf_printk output not shown")
                 return
-        self.trace_pipe = TracePipe()
+        try:
+            self.trace_pipe = TracePipe()
+        except OSError as e:
+            # The kernel lets one process at a time read trace_pipe (EBUSY for the next).
+            why = "another process is reading it" if e.errno == errno.EBUSY else e.strerror
+            self._later.append(f"bpf_printk output not shown: {TRACEFS}/trace_pipe: {why}")
+            return
         # trace_pipe is the host's: lines left unread by an earlier user are not ours
         stale = len(self.trace_pipe.read_lines())
         if stale:
-            self.note(f"skipped {stale} trace_pipe lines written before this run")
+            self._later.append(f"skipped {stale} trace_pipe lines written before this run")
 
     # --- loop ---
 

@@ -317,3 +317,69 @@ def test_uprobe_multi_puts_one_link_on_every_function_matching_a_glob(uprobed) -
         assert ring.drain() == [], "closed links see nothing"
         with pytest.raises(BPFError, match=r"has no function matching 'nomatch\*'"):
             attach(obj.programs["uprobed_exit"], target=f"{uprobed}:nomatch*")
+
+
+# --- USDT arguments as SIB operands ----------------------------------------------------------
+
+SIB_EVENT = struct.Struct("<qqqIIII")  # struct sib_event of attach_usdt_sib.bpf.c
+
+
+@pytest.fixture(scope="module")
+def sib(tmp_path_factory: pytest.TempPathFactory, probed: str) -> str:
+    """tests/targets/sib.c: gcc -O2 passes array elements as base + index * scale operands."""
+    out = tmp_path_factory.mktemp("sib") / "sib"
+    run(need_tool("gcc"), "-O2", "-o", str(out), str(ROOT / "tests/targets/sib.c"))
+    return str(out)
+
+
+def test_usdt_sib_specs_are_laid_out_as_the_programs_btf_says() -> None:
+    """libbpf 1.7's struct __bpf_usdt_arg_spec, as clang laid it out in the object's BTF: each
+    member read back from the bytes pybpf writes at the BTF's bit offset and width."""
+    from pybpf.btf.types import Struct
+    from pybpf.link.usdt import ArgSpec, usdt_arg_spec_sib, usdt_spec_sib
+
+    spec = pybpf.ObjectSpec.from_file(str(bpf_object("tests/attach_usdt_sib")))
+    btf = spec.btf
+    arg_struct = btf.type(btf.find("__bpf_usdt_arg_spec", Struct))
+    assert arg_struct.size == usdt_arg_spec_sib.sizeof()
+    assert btf.type(btf.find("__bpf_usdt_spec", Struct)).size == usdt_spec_sib.sizeof()
+    arg = ArgSpec.parse("-2@-24(%rbp,%r11,8)")
+    raw = int.from_bytes(usdt_arg_spec_sib.build(arg.encode_sib()), "little")
+    want = {
+        "val_off": -24 & (2**64 - 1),
+        "arg_type": 3,
+        "idx_reg_off": 48,  # offsetof(struct pt_regs, r11)
+        "scale_bitshift": 3,
+        "__reserved": 0,
+        "reg_off": 32,  # offsetof(struct pt_regs, bp)
+        "arg_signed": 1,
+        "arg_bitshift": 48,
+    }
+    seen = {}
+    for m in arg_struct.members:
+        width = m.bitfield_size or btf.sizeof(m.type_id) * 8
+        seen[m.name] = (raw >> m.bit_offset) & ((1 << width) - 1)
+    assert seen == want
+
+
+def test_usdt_sib_operands_are_read_by_a_program_built_for_them(sib: str) -> None:
+    notes = [n for n in read_notes(sib) if n.name == "sib"]
+    assert len(notes) == 1
+    assert any(a.arg_type == 3 for a in notes[0].args), [a.text for a in notes[0].args]
+    obj = pybpf.load(pybpf.ObjectSpec.from_file(str(bpf_object("tests/attach_usdt_sib"))))
+    with obj, RingBuffer.from_map(obj.maps["sib_events"]) as ring:
+        with attach(obj.programs["sib_probe"], target=f"{sib}:pybpf:sib"):
+            out = subprocess.run([sib, "5"], capture_output=True, text=True, check=True).stdout
+        (event,) = [SIB_EVENT.unpack(r[: SIB_EVENT.size]) for r in ring.drain()]
+    assert list(event[:3]) == [int(x) for x in out.split()]
+    assert list(event[3:6]) == [a.arg_type for a in notes[0].args] and event[6] == 3
+
+
+def test_usdt_sib_operands_for_an_older_usdt_header_are_one_line(uprobe_obj, sib: str) -> None:
+    with pytest.raises(BPFError) as e:
+        attach(uprobe_obj.programs["usdt_tick"], target=f"{sib}:pybpf:sib")
+    assert re.fullmatch(
+        r"USDT pybpf:sib: argument '.*' is a SIB operand, which the program's usdt.bpf.h "
+        r"\(208-byte specs\) cannot read: build it with libbpf 1\.7's \(304-byte specs\)",
+        str(e.value),
+    )

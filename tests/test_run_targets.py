@@ -388,3 +388,35 @@ def test_netns_option_places_sk_lookup_and_flow_dissector_and_names_what_it_cann
         assert rc == 0 and gone(ids)
     finally:
         run("ip", "netns", "del", ns, check=False)
+
+
+# --- trace_pipe taken -------------------------------------------------------------------------
+
+
+def test_a_trace_pipe_another_process_reads_leaves_printk_out_in_one_note() -> None:
+    """The kernel lets one process read trace_pipe (EBUSY for the next): the run goes on
+    without bpf_printk lines and says so once attached; a failing run still says one line."""
+    from pybpf.run import TRACEFS, mount_tracefs, tracefs_mounted
+
+    if not tracefs_mounted():
+        mount_tracefs()
+    try:
+        held = os.open(f"{TRACEFS}/trace_pipe", os.O_RDONLY | os.O_NONBLOCK)
+    except OSError as e:
+        pytest.fail(f"trace_pipe is taken already ({e.strerror}): run this test alone")
+    try:
+        obj = str(bpf_object("tests/run_net"))
+        ok = run(sys.executable, "-m", "pybpf", "run", obj, "-i", "lo", "--prog", "tc_udp",
+                 "-d", "0.5", "--no-maps", cwd=ROOT)  # fmt: skip
+        notes = ok.stderr.splitlines()
+        assert notes[0].startswith("pybpf: attached tc_udp")
+        assert notes[1] == (
+            "pybpf: bpf_printk output not shown: /sys/kernel/tracing/trace_pipe: another "
+            "process is reading it"
+        )
+        bad = run(sys.executable, "-m", "pybpf", "run", obj, "-d", "1", check=False, cwd=ROOT)
+        assert bad.returncode == 1 and bad.stderr.splitlines() == [
+            "pybpf: error: run_net: no program could be attached (tc_udp, sock_udp (-i IFACE))"
+        ]
+    finally:
+        os.close(held)

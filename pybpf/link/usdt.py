@@ -42,6 +42,7 @@ class ArgType:
     CONST = 0
     REG = 1
     REG_DEREF = 2
+    SIB = 3  # base + (index << scale_bitshift) + val_off: the usdt.bpf.h of libbpf 1.7+
 
 
 BPF_USDT_MAX_ARG_CNT = 12
@@ -61,6 +62,31 @@ usdt_spec = cs.Struct(  # struct __bpf_usdt_spec
     cs.Padding(6),
 )
 USDT_SPEC_SIZE = usdt_spec.sizeof()
+
+# libbpf 1.7 added SIB operands with bit-fields after val_off (arg_type:8, then idx_reg_off:12
+# and scale_bitshift:4 in a __u16, then __reserved:8). Compilers start the __u16 fields at the
+# next 16-bit unit, so the struct grew: reg_off moved from offset 12 to 14 and each argument
+# spec from 16 to 24 bytes (as clang's BTF of that header says). The size of __bpf_usdt_specs'
+# values tells which header a program was built with.
+usdt_arg_spec_sib = cs.Struct(  # struct __bpf_usdt_arg_spec, libbpf 1.7+ (little-endian)
+    "val_off" / cs.Int64un,
+    "arg_type" / cs.Int8un,
+    cs.Padding(1),
+    "idx_scale" / cs.Int16un,  # idx_reg_off (low 12 bits) | scale_bitshift << 12
+    "reserved" / cs.Int8un,
+    cs.Padding(1),
+    "reg_off" / cs.Int16sn,
+    "arg_signed" / cs.Flag,
+    "arg_bitshift" / cs.Int8sn,
+    cs.Padding(6),
+)
+usdt_spec_sib = cs.Struct(
+    "args" / cs.Array(BPF_USDT_MAX_ARG_CNT, usdt_arg_spec_sib),
+    "usdt_cookie" / cs.Int64un,
+    "arg_cnt" / cs.Int16sn,
+    cs.Padding(6),
+)
+USDT_SPEC_SIB_SIZE = usdt_spec_sib.sizeof()
 
 # offsetof(struct pt_regs, x) on x86-64 (arch/x86/include/asm/ptrace.h)...
 _PT_REGS_X86_64 = {
@@ -102,6 +128,8 @@ class ArgSpec:
     reg_off: int
     signed: bool
     size: int
+    idx_reg_off: int = 0  # SIB: the index register
+    scale_bitshift: int = 0  # SIB: log2 of the scale (1, 2, 4, 8)
 
     @classmethod
     def parse(cls, text: str) -> ArgSpec:
@@ -119,9 +147,20 @@ class ArgSpec:
             return cls(text, ArgType.REG_DEREF, off, pt_regs_offset(m2.group(2)), signed, size)
         if m2 := re.fullmatch(r"%\w+", operand):
             return cls(text, ArgType.REG, 0, pt_regs_offset(operand), signed, size)
-        raise SymbolError(f"USDT argument {text!r}: operand form not supported (SIB?)")
+        # base + index * scale + offset: "-4@-4(%rbp,%rax,8)", "8@(%rdi,%rax)" (scale 1)
+        sib = r"(-?(?:0x[0-9a-fA-F]+|\d+))?\(\s*(%\w+)\s*,\s*(%\w+)\s*(?:,\s*(\d+)\s*)?\)"
+        if m2 := re.fullmatch(sib, operand):
+            scale = int(m2.group(4) or 1)
+            if scale not in (1, 2, 4, 8):
+                raise SymbolError(f"USDT argument {text!r}: scale {scale} is not 1, 2, 4 or 8")
+            off = int(m2.group(1), 0) if m2.group(1) else 0
+            base, index = pt_regs_offset(m2.group(2)), pt_regs_offset(m2.group(3))
+            shift = scale.bit_length() - 1
+            return cls(text, ArgType.SIB, off, base, signed, size, index, shift)
+        raise SymbolError(f"USDT argument {text!r}: operand form not supported")
 
     def encode(self) -> dict:
+        """The fields of libbpf's struct __bpf_usdt_arg_spec (before 1.7: no SIB)."""
         return dict(
             val_off=self.val_off & 0xFFFFFFFFFFFFFFFF,
             arg_type=self.arg_type,
@@ -129,6 +168,12 @@ class ArgSpec:
             arg_signed=self.signed,
             arg_bitshift=64 - 8 * self.size,
         )
+
+    def encode_sib(self) -> dict:
+        """The fields of libbpf 1.7's struct __bpf_usdt_arg_spec."""
+        fields = self.encode()
+        fields.update(idx_scale=self.idx_reg_off | self.scale_bitshift << 12, reserved=0)
+        return fields
 
 
 # --- the notes -----------------------------------------------------------------------------
@@ -144,14 +189,29 @@ class USDTNote:
     semaphore_offset: int  # the semaphore, as a file offset; 0 without one
     args: tuple[ArgSpec, ...]
 
-    def spec(self, cookie: int = 0) -> bytes:
+    def spec(self, cookie: int = 0, sib_layout: bool = False) -> bytes:
+        """The ``struct __bpf_usdt_spec`` of this site: libbpf's layout before 1.7 (208 bytes,
+        no SIB operands) or, with ``sib_layout``, 1.7's (304 bytes)."""
         if len(self.args) > BPF_USDT_MAX_ARG_CNT:
             raise SymbolError(f"USDT {self.provider}:{self.name}: more than 12 arguments")
-        args = [a.encode() for a in self.args]
-        args += [dict(val_off=0, arg_type=0, reg_off=0, arg_signed=False, arg_bitshift=0)] * (
-            BPF_USDT_MAX_ARG_CNT - len(args)
-        )
-        return usdt_spec.build(dict(args=args, usdt_cookie=cookie, arg_cnt=len(self.args)))
+        if sib_layout:
+            args = [a.encode_sib() for a in self.args]
+            empty = dict(val_off=0, arg_type=0, idx_scale=0, reserved=0, reg_off=0,
+                         arg_signed=False, arg_bitshift=0)  # fmt: skip
+            layout = usdt_spec_sib
+        else:
+            sib = [a.text for a in self.args if a.arg_type == ArgType.SIB]
+            if sib:
+                raise SymbolError(
+                    f"USDT {self.provider}:{self.name}: argument {sib[0]!r} is a SIB operand, "
+                    f"which the program's usdt.bpf.h ({USDT_SPEC_SIZE}-byte specs) cannot read: "
+                    f"build it with libbpf 1.7's ({USDT_SPEC_SIB_SIZE}-byte specs)"
+                )
+            args = [a.encode() for a in self.args]
+            empty = dict(val_off=0, arg_type=0, reg_off=0, arg_signed=False, arg_bitshift=0)
+            layout = usdt_spec
+        args += [empty] * (BPF_USDT_MAX_ARG_CNT - len(args))
+        return layout.build(dict(args=args, usdt_cookie=cookie, arg_cnt=len(self.args)))
 
 
 def read_notes(path: str) -> list[USDTNote]:
@@ -220,15 +280,17 @@ def usdt(
     if not notes:
         raise SymbolError(f"{path} has no USDT probe {provider}:{name} (in .note.stapsdt)")
     info = map_info(specs_map_fd)
-    if info.value_size != USDT_SPEC_SIZE:
+    if info.value_size not in (USDT_SPEC_SIZE, USDT_SPEC_SIB_SIZE):
         raise SymbolError(
             f"__bpf_usdt_specs holds {info.value_size}-byte specs; pybpf writes libbpf's "
-            f"{USDT_SPEC_SIZE}-byte struct __bpf_usdt_spec"
+            f"{USDT_SPEC_SIZE}-byte struct __bpf_usdt_spec (or 1.7's {USDT_SPEC_SIB_SIZE} bytes)"
         )
+    sib_layout = info.value_size == USDT_SPEC_SIB_SIZE
+    specs = [note.spec(cookie, sib_layout) for note in notes]  # a bad operand: nothing attached
     links = LinkGroup()
     try:
-        for note in notes:
-            spec_id = _spec_id(specs_map_fd, info.max_entries, note.spec(cookie))
+        for note, spec in zip(notes, specs):
+            spec_id = _spec_id(specs_map_fd, info.max_entries, spec)
             target = UprobeTarget(path, f"{provider}:{name}", note.offset)
             links.append(
                 uprobe_at(
