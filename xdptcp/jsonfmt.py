@@ -161,26 +161,25 @@ class JsonFormatter:
         from xdptcp.pcap import MAX_RECORD
         from xdptcp.readfile import BATCH
 
-        mm, name, end = mp.mm, mp.name, len(mp.mm)
+        mm, end = mp.mm, len(mp.mm)
         mult = 1 if mp.nano else 1000
         fmt, flows_raw, seq_flows = self.format, self._flow_raw, self.seqs._flows
         absolute, opt_cache, ts_cache = self.absolute_seq, self._opt_cache, self._ts_cache
         options = self._mapped_options
         lines: list[str] = []
-        left, pos, n = (-1 if count is None else count), 24, 0
+        left, pos = (-1 if count is None else count), 24
         micro, last_sec, sec_text = not mp.nano, -1, ""
         while pos < end:
-            n += 1
             if pos + 30 <= end:
                 sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
             elif end - pos >= 16:
                 (sec, frac, incl, orig), etype = _REC(mm, pos), 0
             else:
-                raise damaged(name, n, end - pos, -1)
+                raise damaged(mp, pos, end - pos, -1)
             at = pos + 16
             pos = at + incl
             if incl > MAX_RECORD or pos > end:
-                raise damaged(name, n, end - at, incl)
+                raise damaged(mp, pos - 16 - incl, end - at, incl)
             if keep is not None and not keep(mm, at, incl, orig, orig):
                 continue
             hlen = 0

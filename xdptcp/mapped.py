@@ -88,8 +88,14 @@ class MappedPcap:
         self.close()
 
 
-def damaged(path: str, n: int, have: int, want: int) -> PcapError:
-    """The reader's error for record ``n``: ``want`` < 0 for a cut record header."""
+def damaged(mp: MappedPcap, at: int, have: int, want: int) -> PcapError:
+    """The reader's error for the record at ``at``: ``want`` < 0 for a cut record header. The
+    record's number is counted here, not on the way."""
+    n, pos = 1, 24
+    while pos < at:
+        pos += 16 + _REC(mp.mm, pos)[2]
+        n += 1
+    path = mp.name
     if want < 0:
         return PcapError(f"{path}: record {n}: truncated record header ({have} of 16 bytes)")
     if want > MAX_RECORD:

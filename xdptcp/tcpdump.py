@@ -291,7 +291,7 @@ class TextFormatter:
         )
         from xdptcp.readfile import BATCH
 
-        mm, name, end = mp.mm, mp.name, len(mp.mm)
+        mm, end = mp.mm, len(mp.mm)
         mult = 1 if mp.nano else 1000
         inline_clock = self.clock.mode == "default" and not self.clock.nano and not mp.nano
         several = self.show_ifname  # lines that start with the interface: all by ``format``
@@ -299,19 +299,18 @@ class TextFormatter:
         flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
         opt_cache, ts_cache = self._opt_cache, self._ts_cache
         lines: list[str] = []
-        left, pos, n, last_sec, sec_dot = (-1 if count is None else count), 24, 0, -1, ""
+        left, pos, last_sec, sec_dot = (-1 if count is None else count), 24, -1, ""
         while pos < end:
-            n += 1
             if pos + 30 <= end:
                 sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
             elif end - pos >= 16:
                 (sec, frac, incl, orig), etype = _REC(mm, pos), 0
             else:
-                raise damaged(name, n, end - pos, -1)
+                raise damaged(mp, pos, end - pos, -1)
             at = pos + 16
             pos = at + incl
             if incl > MAX_RECORD or pos > end:
-                raise damaged(name, n, end - at, incl)
+                raise damaged(mp, pos - 16 - incl, end - at, incl)
             if keep is not None and not keep(mm, at, incl, orig, orig):
                 continue
             hlen = 0
