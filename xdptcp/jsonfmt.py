@@ -167,7 +167,8 @@ class JsonFormatter:
         absolute, opt_cache, ts_cache = self.absolute_seq, self._opt_cache, self._ts_cache
         options = self._mapped_options
         lines: list[str] = []
-        left, pos = (-1 if count is None else count), 24
+        left, pos = (0 if count is None else max(count, 1)), 24
+        want = BATCH if count is None else min(BATCH, max(count, 1))  # lines before a yield
         micro, last_sec, sec_text = not mp.nano, -1, ""
         while pos < end:
             if pos + 30 <= end:
@@ -269,10 +270,12 @@ class JsonFormatter:
                         f'"payload_len":{length - hlen},"vlan":[],{tail}{ttl}}}'
                     )
             lines.append(line)
-            left -= 1
-            if not left:
-                break
-            if len(lines) >= BATCH:
+            if len(lines) >= want:  # a whole batch, or the count reached
+                if left > 0:
+                    left -= len(lines)
+                    if left <= 0:
+                        break
+                    want = min(BATCH, left)
                 yield lines
                 lines = []
         if lines:

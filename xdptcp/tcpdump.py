@@ -299,7 +299,8 @@ class TextFormatter:
         flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
         opt_cache, ts_cache = self._opt_cache, self._ts_cache
         lines: list[str] = []
-        left, pos, last_sec, sec_dot = (-1 if count is None else count), 24, -1, ""
+        left, pos, last_sec, sec_dot = (0 if count is None else max(count, 1)), 24, -1, ""
+        want = BATCH if count is None else min(BATCH, max(count, 1))  # lines before a yield
         while pos < end:
             if pos + 30 <= end:
                 sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
@@ -403,10 +404,12 @@ class TextFormatter:
                                 f"{FLAG_CLOSE[flags]}{seqs}, win {win}{opts}, length {length}"
                             )
             lines.append(line)
-            left -= 1
-            if not left:
-                break
-            if len(lines) >= BATCH:
+            if len(lines) >= want:  # a whole batch, or the count reached
+                if left > 0:
+                    left -= len(lines)
+                    if left <= 0:
+                        break
+                    want = min(BATCH, left)
                 yield lines
                 lines = []
         if lines:
