@@ -14,7 +14,6 @@ A user mistake gives one line ``pybpf: error: ...`` and exit status 1 (2 for bad
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from typing import Optional, Sequence
@@ -150,6 +149,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     spec = ObjectSpec.from_file(args.object)
     desc = describe(spec)
     if args.json:
+        import json
+
         print(json.dumps(desc, indent=2))
     else:
         print(format_description(desc))
