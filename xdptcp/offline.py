@@ -22,24 +22,33 @@ from xdptcp.process import stdout_gone
 def read_file(path: str, out: OutputOptions, filt=None) -> int:
     """Print the TCP packets of the capture at ``path`` (or copy them to ``out.write``)."""
     from xdptcp.pcap import PcapError
-    from xdptcp.pcapfilter import FilterError
-    from xdptcp.readfile import ethernet_frames, print_file
 
+    # Only a filter raises FilterError (`except ()` catches nothing): without one, -r loads
+    # no part of the filter compiler.
+    filter_error: tuple = ()
+    if filt is not None:
+        from xdptcp.pcapfilter import FilterError
+
+        filter_error = (FilterError,)
     keep = filt.matches_packet if filt is not None else None
     try:
         if out.write:
             if _copy_through(path, out, filt.in_place if filt is not None else None) is not None:
                 return EXIT_OK
+            from xdptcp.readfile import ethernet_frames
+
             frames = (f for f in ethernet_frames(path) if keep is None or filt.matches(f[1], f[2]))
             _copy(out, frames)
         else:
+            from xdptcp.readfile import print_file
+
             in_place = filt.in_place if filt is not None else None
             print_file(path, out.formatter(), sys.stdout, out.count, keep, in_place)
     except PcapError as e:  # a missing or damaged file: exit 1 like tcpdump, its name in the text
         from xdptcp.capture import CaptureError  # not imported before: it loads pybpf
 
         raise CaptureError(str(e)) from None
-    except FilterError as e:  # what libpcap refuses on this file's link type (`vlan` on raw IP)
+    except filter_error as e:  # what libpcap refuses on this file's link type (`vlan` on raw IP)
         from xdptcp.capture import CaptureError
 
         raise CaptureError(str(e)) from None
