@@ -216,7 +216,7 @@ class JsonFormatter:
                 if flow is None:
                     flow = self._raw_flow(raw)
                 head, key, rev, tail = flow
-                sack_base = 0
+                base = None
                 if flags & ACK and not absolute:  # SeqTracker.lookup, inlined
                     base = seq_flows.get(key)
                     if base is None or flags & 0x02:
@@ -228,18 +228,17 @@ class JsonFormatter:
                         seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
                     else:
                         seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
-                    sack_base = base[0] if rev else base[1]
                 rest = None  # what follows nop,nop,TS, when the list is found that way
                 if hlen == 20:
                     opts = "[]"
                 elif tsp == TS_FIRST and hlen >= 32:
                     rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
                     if rest is None:
-                        opts = options(mm[l4 + 20 : l4 + hlen], sack_base)
+                        opts = options(mm[l4 + 20 : l4 + hlen], base, rev)
                 else:
                     opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
                     if opts is None:
-                        opts = options(mm[l4 + 20 : l4 + hlen], sack_base)
+                        opts = options(mm[l4 + 20 : l4 + hlen], base, rev)
                 if micro and sec and frac < 1_000_000:  # the record's fields are the text
                     if sec != last_sec:
                         last_sec, sec_text = sec, str(sec)
@@ -299,10 +298,11 @@ class JsonFormatter:
         flow = self._flow_raw[raw] = (head, key, rev, '"ttl":' if a == 4 else '"hlim":')
         return flow
 
-    def _mapped_options(self, o: bytes, sack_base: int) -> str:
+    def _mapped_options(self, o: bytes, base: Optional[tuple], rev: bool) -> str:
         """``_options`` where the caches of ``mapped_lines`` miss. The caches learn what does
         not depend on the SACK base (after nop,nop,TS: what follows it, by its bytes); a list
         with one SACK option is remembered by the bytes around its blocks (a plan)."""
+        sack_base = 0 if base is None else base[0] if rev else base[1]
         plan = self._sack_plans.get(len(o))
         if plan is not None:
             text = _plan_text(plan, o, sack_base)
