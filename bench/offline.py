@@ -2,8 +2,9 @@
 
 Each repeat runs every command once, one after the other (so drift on the machine hits them
 alike); a command's cost is the user + system CPU of its process (``os.wait4``'s rusage), start-up
-included. Output goes to /dev/null (text, JSON) or to a file in a temporary directory (``-w``).
-The ratios divide xdptcp's median by the reference's median.
+included. Each is also run on a file with the same header and no record: its start-up alone,
+from which the cost per packet is worked out. Output goes to /dev/null (text, JSON) or to a file
+in a temporary directory (``-w``). The ratios divide xdptcp's median by the reference's median.
 
     python -m bench offline [--repeat 3] [--packets 1000000]
 """
@@ -69,17 +70,27 @@ def run(repeat: int = 3, packets: int = 1_000_000) -> str:
     load = load_average()
     pcap = w1_pcap(packets)
     times: dict[str, list[float]] = {}
+    starts: dict[str, list[float]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-offline-") as tmp:
+        empty = Path(tmp) / "empty.pcap"  # the same file header, no record: start-up alone
+        with open(pcap, "rb") as f:
+            empty.write_bytes(f.read(24))
         cmds = commands(pcap, Path(tmp))
         for i in range(repeat):
             for name, argv in cmds.items():
                 say(f"offline repeat {i + 1}/{repeat}: {name}")
                 times.setdefault(name, []).append(_cpu(argv, None))
+                bare = [str(empty) if a == str(pcap) else a for a in argv]
+                starts.setdefault(name, []).append(_cpu(bare, None))
     m = {name: median(v) for name, v in times.items()}
-    rows = [[name, m[name], len(times[name])] for name in cmds]
+    s = {name: median(v) for name, v in starts.items()}
+    rows = [
+        [name, m[name], s[name], (m[name] - s[name]) * 1e6 / packets, len(times[name])]
+        for name in cmds
+    ]
     text = table(
         f"Offline W1: {packets:,} frames, CPU s, median of {repeat} (load average before: {load})",
-        ["command", "CPU s", "runs"],
+        ["command", "CPU s", "start-up s", "µs / packet", "runs"],
         rows,
     )
     tcpdump_text = m["tcpdump -nn -r F"]

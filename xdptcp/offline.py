@@ -134,9 +134,10 @@ def _copy_records(path: str, mm, view, fd: int, w, out: OutputOptions, keep) -> 
     mult = 1_000_000_000 // per_sec
     count = -1 if out.count is None else out.count
     pos, end, start, written = 24, len(mm), 24, 0
+    lim = end - 63  # records from here on are read in two steps (the unpack would run off)
     try:
         while pos < end:
-            if pos + 63 <= end:
+            if pos <= lim:
                 sec, frac, incl, orig, etype, vihl, hi, lo, frag, proto, offx = rec4(mm, pos)
             elif end - pos >= 16:
                 (sec, frac, incl, orig), etype = rec(mm, pos), 0
@@ -158,8 +159,10 @@ def _copy_records(path: str, mm, view, fd: int, w, out: OutputOptions, keep) -> 
                 plain = ver >> 4 == 6 and nh == 6 and 20 <= hlen <= plen <= incl - 54
             else:
                 plain = False
-            if (not plain and not is_tcp_frame(mm[at:nxt])) or (
-                keep is not None and not keep(mm, at, incl, orig, orig)
+            if (
+                not plain
+                and not is_tcp_frame(mm[at:nxt])
+                or (keep is not None and not keep(mm, at, incl, orig, orig))
             ):
                 if start < pos:
                     w.copy_records(fd, start, view[start:pos])
