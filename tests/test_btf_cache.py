@@ -14,7 +14,7 @@ from pybpf.btf.kernel import KernelBTF
 from pybpf.btf.model import BTF
 
 CILIUM = Path("/usr/share/gocode/src/github.com/cilium/ebpf/btf/testdata")
-ENTRY = "vmlinux.btf-index"
+ENTRY = f"vmlinux.btf-index.{kindex.VERSION}"
 
 
 @pytest.fixture(scope="module")

@@ -33,8 +33,10 @@ _PER_ITEM = {
 _FIXED_WORDS = [_FIXED.get(k, 0) for k in range(32)]  # by kind number, for the hot loop
 _ITEM_WORDS = [_PER_ITEM.get(k, 0) for k in range(32)]
 
-# Bump when the layout of a cached index changes: older entries then miss.
-VERSION = 2
+# Bump when the layout of a cached index or its key changes. Each version has its own entry, so
+# two pybpf versions on one host (a system package and a venv) do not keep replacing each
+# other's.
+VERSION = 3
 # Written in host order: an index cached by a host of the other byte order reads back wrong.
 _ORDER_MARK = 0x01020304
 _COUNTS = struct.Struct("=IIII")  # order mark, types, strings, words
@@ -59,7 +61,7 @@ class Index:
         if not use_cache:
             return cls.build(words, strings, name)
         key = cache.digest(data)
-        entry = f"{name}.btf-index"
+        entry = f"{name}.btf-index.{VERSION}"
         payload = cache.load(entry, VERSION, key)
         index = cls.from_bytes(payload, len(words)) if payload is not None else None
         if index is None:
