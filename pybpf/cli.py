@@ -129,6 +129,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="set a global variable (const volatile: .rodata) before load, e.g. targ_pid=42",
     )
     s.add_argument("--no-maps", action="store_true", help="do not print the maps at the end")
+    s.add_argument(
+        "--map-format",
+        choices=("lines", "bpftool"),
+        default="lines",
+        help="maps at the end as a line per element (default) or as bpftool map dump prints them",
+    )
     s.add_argument("-d", "--duration", type=float, metavar="SECONDS", help="stop after SECONDS")
     s.add_argument(
         "--hist-unit", default="value", metavar="LABEL", help="label of log2 histograms (usecs…)"
@@ -252,6 +258,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         duration=args.duration,
         verbose=args.verbose,
         hist_label=args.hist_unit,
+        map_format=args.map_format,
     )
     run(spec, options)
     return 0

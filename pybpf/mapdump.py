@@ -8,7 +8,8 @@ bytes are given as bpftool gives them without BTF: a list of ``"0x.."`` strings.
 
 :func:`format_map` writes a map for a terminal: one line per element, or — when the values are
 libbpf-tools histograms (see :func:`pybpf.btf.dump.log2_hist_slots`) — one log2 histogram per
-element, drawn as libbpf-tools draw them.
+element, drawn as libbpf-tools draw them. :func:`format_bpftool` writes the entries exactly as
+``bpftool map dump`` without ``-j`` writes a map with BTF.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import json
 import sys
 from typing import Any, Iterator, Optional
 
-from pybpf.btf.dump import ValueReader, format_log2_hist, log2_hist_slots
+from pybpf.btf.dump import Bare, Pointer, ValueReader, format_log2_hist, log2_hist_slots
 from pybpf.btf.model import TypeQueries
 from pybpf.errors import BTFError
 
@@ -170,3 +171,81 @@ def _hist_lines(key: Any, value: Any, slots: str, label: str) -> list[str]:
     if others:
         head += "  " + " ".join(f"{k} = {_scalar(v)}" for k, v in others.items())
     return ["", head, *format_log2_hist([int(c) for c in counts], label)]
+
+
+# --- bpftool's plain text -------------------------------------------------------------------
+
+
+class _PrettyWriter:
+    """bpftool's json_writer in pretty mode (json_writer.c), whose plain-text map dumps are
+    JSON-like: a member starts a new line indented four spaces a level, array elements follow
+    each other on one line, a closing bracket goes on its own line when something came
+    before it."""
+
+    def __init__(self) -> None:
+        self.out: list[str] = []
+        self.depth = 0
+        self.sep = ""
+
+    def _eor(self) -> None:  # end of record: the separator, if a value came before
+        self.out.append(self.sep)
+        self.sep = ","
+
+    def _eol(self) -> None:
+        self.out.append("\n" + "    " * self.depth)
+
+    def begin(self, char: str) -> None:
+        self._eor()
+        self.out.append(char)
+        self.depth += 1
+        self.sep = ""
+
+    def end(self, char: str) -> None:
+        self.depth -= 1
+        if self.sep:
+            self._eol()
+        self.out.append(char)
+        self.sep = ","
+
+    def name(self, name: str) -> None:
+        self._eor()
+        self._eol()
+        self.sep = ""
+        self.out.append(json.dumps(name, ensure_ascii=False) + ": ")
+
+    def value(self, value: Any) -> None:
+        if isinstance(value, dict):
+            self.begin("{")
+            for k, v in value.items():
+                self.name(k)
+                self.value(v)
+            self.end("}")
+        elif isinstance(value, list):
+            self.begin("[")
+            for v in value:
+                self.value(v)
+            self.end("]")
+        else:
+            self._eor()
+            self.out.append(_plain_scalar(value))
+
+
+def _plain_scalar(value: Any) -> str:
+    """A scalar as btf_dumper.c prints it in plain text."""
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Pointer):
+        return f"{value:#x}" if value else "(nil)"  # printf's %p
+    if isinstance(value, Bare):
+        return str(value)
+    if isinstance(value, str) and len(value) == 1 and not value.isprintable():
+        return f"{ord(value):#x}"  # an unprintable char: 0x%hhx
+    return json.dumps(value, ensure_ascii=False)
+
+
+def format_bpftool(entries: list[dict]) -> str:
+    """The entries of :func:`dump_map` as ``bpftool map dump`` prints them without ``-j``
+    (for a map with BTF): the same text, byte for byte."""
+    w = _PrettyWriter()
+    w.value(entries)
+    return "".join(w.out) + "\n"

@@ -33,7 +33,7 @@ from pybpf.btf.dump import ValueReader
 from pybpf.btf.model import TypeQueries
 from pybpf.btf.types import Ptr, Struct, Union, Var
 from pybpf.errors import BPFError
-from pybpf.mapdump import dump_map, fields_line, format_map
+from pybpf.mapdump import dump_map, fields_line, format_bpftool, format_map
 from pybpf.object.spec import ObjectSpec
 from pybpf.targets import Targets, attach_options, hint
 
@@ -54,6 +54,7 @@ class RunOptions:
     hist_label: str = "value"  # the unit printed over log2 histograms (libbpf-tools: usecs...)
     perf_pages: int = 64  # data pages per CPU for each perf buffer
     targets: Targets = Targets()  # where programs go that their sections do not place
+    map_format: str = "lines"  # text maps: "lines" (key=... a line) or "bpftool" (its layout)
 
 
 class Stop(Exception):
@@ -519,6 +520,9 @@ class Runner:
                     json.dumps({"map": name, "type": kind.lower(), "entries": entries}),
                     file=self.out,
                 )
+            elif self.opts.map_format == "bpftool":
+                print(f"map {name} ({kind.lower()}):", file=self.out)
+                print(format_bpftool(entries), end="", file=self.out)
             else:
                 lines = format_map(
                     name, kind.lower(), entries, btf, ms.value_type_id, self.opts.hist_label

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import random
+import re
 import struct
 
 import pytest
@@ -168,3 +169,42 @@ def test_histogram_values_are_recognised_by_their_slots_member() -> None:
     lines = format_map("hists", "hash", entries, btf, spec.maps["hists"].value_type_id, "usecs")
     assert lines[:3] == ["map hists (hash, 1 entry):", "", "key = 42  comm = sleepy"]
     assert "\n".join(lines[3:]) == LIBBPF_TOOLS_OUTPUT
+
+
+def _bpftool_text(map_id: int) -> str:
+    return run(need_tool("bpftool"), "map", "dump", "id", str(map_id)).stdout
+
+
+@pytest.mark.system
+def test_plain_text_is_bpftools_byte_for_byte() -> None:
+    """``bpftool map dump`` without -j (a map with BTF): the same text from format_bpftool, on
+    random values of every kind (pointers as %p, bitfields unquoted), per-CPU values, an array
+    of every index, and an empty hash."""
+    from pybpf.mapdump import format_bpftool
+
+    spec = spec_of("tests/dump_kinds")
+    rng = random.Random(21)
+    off = _value_offsets(spec)
+    texts = {}
+    with pybpf.load(spec) as obj:
+        kinds, pc, plain = obj.maps["kinds"], obj.maps["per_cpu"], obj.maps["plain"]
+        ms = spec.maps["kinds"]
+        empty = format_bpftool(dump_map(kinds, spec.btf, ms.key_type_id, ms.value_type_id))
+        assert empty == _bpftool_text(kinds.id) == "[]\n"
+        for i in range(12):
+            key = struct.pack("=I", i) + (b"ab\0\0" if i % 2 else rng.randbytes(4))
+            value = bytearray(_random_value(rng, off, i))
+            if i == 4:  # a NULL pointer reads (nil)
+                value[off["ptr"] : off["ptr"] + 8] = bytes(8)
+            kinds.update(key, bytes(value))
+        ncpu = len(pc.lookup(0))
+        pc.update(2, [rng.randbytes(8) + b"ok".ljust(8, b"\0") for _ in range(ncpu)])
+        plain.update(1, struct.pack("=q", -5))
+        for m in (kinds, pc, plain):
+            ms = spec.maps[m.name]
+            texts[m.name] = format_bpftool(dump_map(m, spec.btf, ms.key_type_id, ms.value_type_id))
+            assert texts[m.name] == _bpftool_text(m.id), m.name
+    # the kinds exercised: a NULL and a non-NULL pointer, unquoted bitfields, strings
+    kinds_text = texts["kinds"]
+    assert '"ptr": (nil)' in kinds_text and re.search(r'"ptr": 0x[0-9a-f]+', kinds_text)
+    assert re.search(r'"a": 0x[0-9a-f]+,', kinds_text) and '"name": "bash"' in kinds_text

@@ -420,3 +420,14 @@ def test_a_trace_pipe_another_process_reads_leaves_printk_out_in_one_note() -> N
         ]
     finally:
         os.close(held)
+
+
+def test_maps_in_bpftools_layout() -> None:
+    """--map-format bpftool: each map under its name, as ``bpftool map dump`` prints it
+    (tests/test_btf_dump.py compares that text with bpftool's byte for byte)."""
+    res = run(
+        sys.executable, "-m", "pybpf", "run", str(bpf_object("tests/run_net")), "-i", "lo",
+        "--prog", "tc_udp", "-d", "0.3", "--map-format", "bpftool", cwd=ROOT,
+    )  # fmt: skip
+    want = 'map tc_seen (array):\n[{\n        "key": 0,\n        "value": 0\n    }\n]\n'
+    assert res.stdout == want

@@ -49,6 +49,15 @@ _MAX_DEPTH = 32  # nested types deeper than this are damage, not C
 Reader = Callable[[bytes, int], Any]  # (data, byte offset) -> value
 
 
+class Bare(str):
+    """A hex string bpftool's plain text prints without quotes (a bitfield, a 128-bit int);
+    in JSON it is the string it is."""
+
+
+class Pointer(int):
+    """A pointer's value: a number in JSON, ``%p`` (``(nil)``, ``0x7f...``) in plain text."""
+
+
 def btf_value(btf: TypeQueries, type_id: int, data: bytes, little_endian: bool = True) -> Any:
     """The JSON value (dict/list/int/str/bool/float) of ``data`` read as type ``type_id``.
 
@@ -100,7 +109,8 @@ class ValueReader:
         if isinstance(t, Enum):  # and Enum64
             return self._enum(t)
         if isinstance(t, Ptr):
-            return self._unpack("Q")
+            value = self._unpack("Q")
+            return lambda data, off: Pointer(value(data, off))
         if isinstance(t, Float):
             fmt = {2: "e", 4: "f", 8: "d"}.get(t.size)
             if fmt is None:
@@ -131,7 +141,7 @@ class ValueReader:
             return self._bitfield(bit_off + t.offset, bits)
         if bits == 128:
             order = self.order
-            return lambda data, off: hex(int.from_bytes(data[off : off + 16], order))
+            return lambda data, off: Bare(hex(int.from_bytes(data[off : off + 16], order)))
         if t.encoding & IntEncoding.BOOL:
             n = bits // 8
             return lambda data, off: data[off : off + n] != bytes(n)
@@ -152,7 +162,7 @@ class ValueReader:
 
         def read(data: bytes, off: int) -> str:
             at = off + start
-            return hex((int.from_bytes(data[at : at + nbytes], order) >> shift) & mask)
+            return Bare(hex((int.from_bytes(data[at : at + nbytes], order) >> shift) & mask))
 
         return read
 
