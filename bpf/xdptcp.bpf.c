@@ -51,6 +51,14 @@ volatile const __u32 xdptcp_filter_on = 0;
 /* 1 when loaded with BPF_F_XDP_HAS_FRAGS (Linux 5.18): the multi-buffer helpers may be called.
  * 0 leaves them as dead code, so the object still loads where they do not exist. */
 volatile const __u32 xdptcp_xdp_frags = 0;
+/* enum xdptcp_out: also write each record's head as the output file wants it (xdptcp.h), so
+ * that `-w` writes the ring's records with no work per packet in user space. */
+volatile const __u32 xdptcp_out = XDPTCP_OUT_NONE;
+/* 1: the file's timestamps are in nanoseconds; 0: microseconds. */
+volatile const __u32 xdptcp_out_nano = 0;
+/* Wall-clock time minus CLOCK_MONOTONIC (bpf_ktime_get_ns) in ns, measured by user space just
+ * before load: the file's timestamps are the same wall-clock times user space would compute. */
+volatile const __u64 xdptcp_clock_offset = 0;
 
 struct {
 	__uint(type, BPF_MAP_TYPE_RINGBUF);
@@ -328,6 +336,67 @@ static __always_inline __u64 copy_frame(void *data, void *data_end, __u8 *dst, _
 	return off < len ? off : len;
 }
 
+/* The bytes reserved after data[capacity]: the pcapng block's trailer when that is the output. */
+static __always_inline __u64 trailer_size(void)
+{
+	return xdptcp_out == XDPTCP_OUT_PCAPNG ? XDPTCP_EPB_TRAILER : 0;
+}
+
+/*
+ * The record's head in the output file's form (see struct xdptcp_record): a classic pcap record
+ * header, or a pcapng enhanced packet block around data[] (head, zero padding to 4 bytes, the
+ * direction in epb_flags, the closing length). Divisions by constants: the verifier sees frozen
+ * .rodata, so these are divisions by immediates.
+ */
+static __always_inline void write_out(struct xdptcp_record *rec, __u64 capacity, __u32 wire_len,
+				      __u8 direction)
+{
+	/*
+	 * The captured length read back from the record, not the copy's own count: the verifier
+	 * then knows only its range, and every way out of the copy loop shares one check of the
+	 * code below (with the count, a 4096-byte capacity is more paths than it will explore).
+	 */
+	__u64 copied = *(volatile __u16 *)&rec->cap_len;
+	__u64 t = rec->ts_ns + xdptcp_clock_offset;
+	__u64 per_sec = xdptcp_out_nano ? 1000000000ULL : 1000000ULL;
+	__u64 padded, sec;
+	__u8 *tail;
+
+	if (!xdptcp_out_nano)
+		t /= 1000;
+	if (xdptcp_out == XDPTCP_OUT_PCAP) {
+		sec = t / per_sec;
+		rec->out[4] = sec;
+		rec->out[5] = t - sec * per_sec;
+		rec->out[6] = copied;
+		rec->out[7] = wire_len;
+		return;
+	}
+	/* Never true (copied <= capacity, a multiple of 4 here): tells the verifier the trailer
+	 * lies inside the reservation. */
+	padded = (copied + 3) & ~3ULL;
+	if (copied > capacity || padded > capacity || padded > XDPTCP_MAX_CAPACITY)
+		return;
+	rec->out[1] = 6; /* enhanced packet block */
+	rec->out[2] = 28 + padded + XDPTCP_EPB_TRAILER;
+	rec->out[3] = 0; /* interface 0: the one interface description block */
+	rec->out[4] = t >> 32;
+	rec->out[5] = (__u32)t;
+	rec->out[6] = copied;
+	rec->out[7] = wire_len;
+	for (int i = 0; i < 3; i++) {
+		if (copied + i >= padded)
+			break;
+		rec->data[copied + i] = 0;
+	}
+	tail = rec->data + padded;
+	((__u16 *)tail)[0] = 2; /* epb_flags: inbound 1, outbound 2 */
+	((__u16 *)tail)[1] = 4;
+	((__u32 *)tail)[1] = direction == XDPTCP_DIR_EGRESS ? 2 : 1;
+	((__u32 *)tail)[2] = 0; /* opt_endofopt */
+	((__u32 *)tail)[3] = 28 + padded + XDPTCP_EPB_TRAILER;
+}
+
 /* The two hooks: what differs between them is only where the frame's bytes and facts are. */
 enum hook {
 	HOOK_XDP,
@@ -388,7 +457,7 @@ static __always_inline void emit(void *ctx, enum hook hook, void *data, void *da
 
 	if (capacity < 1 || capacity > XDPTCP_MAX_CAPACITY)
 		capacity = XDPTCP_DEFAULT_CAPACITY;
-	rec = bpf_ringbuf_reserve(&xdptcp_ring, sizeof(*rec) + capacity, 0);
+	rec = bpf_ringbuf_reserve(&xdptcp_ring, sizeof(*rec) + capacity + trailer_size(), 0);
 	if (!rec) {
 		c->ring_full++;
 		return;
@@ -419,6 +488,8 @@ static __always_inline void emit(void *ctx, enum hook hook, void *data, void *da
 	rec->gso_segs = o->gso_segs;
 	rec->gso_size = o->gso_size;
 	rec->reserved2 = 0;
+	if (xdptcp_out)
+		write_out(rec, capacity, o->wire_len, o->direction);
 	c->emitted++;
 	bpf_ringbuf_submit(rec, wakeup_flags(c));
 }

@@ -35,9 +35,32 @@ struct xdptcp_record {
 	 * packet that leaves as it is. */
 	__u16 gso_segs;
 	__u16 gso_size;
-	__u32 reserved2;  /* zero: data[] starts 8-byte aligned */
-	__u8 data[];      /* xdptcp_capacity bytes reserved, cap_len of them valid */
+	__u32 reserved2;  /* zero */
+	/*
+	 * The record as the output file wants it, written only when xdptcp_out asks (else
+	 * unspecified), so that user space writes spans of records without looking into them:
+	 *   XDPTCP_OUT_PCAPNG: out[1..7] is a pcapng enhanced packet block's head (block type 6,
+	 *     block length, interface 0, timestamp high and low word, captured length, wire
+	 *     length); data[] follows, zero-padded to 4 bytes, then XDPTCP_EPB_TRAILER bytes:
+	 *     the epb_flags option (direction), the end of options, the block length again.
+	 *   XDPTCP_OUT_PCAP: out[4..7] is a classic pcap record header (seconds, micro- or
+	 *     nanoseconds, captured length, wire length); data[] follows.
+	 * Timestamps are wall-clock: ts_ns + xdptcp_clock_offset, in the file's precision.
+	 */
+	__u32 out[8];
+	__u8 data[];      /* xdptcp_capacity bytes reserved, cap_len of them valid; 8-byte aligned */
 };
+
+/* xdptcp_out: the file format whose record head the program writes into each record. */
+enum xdptcp_out {
+	XDPTCP_OUT_NONE = 0,
+	XDPTCP_OUT_PCAP = 1,
+	XDPTCP_OUT_PCAPNG = 2,
+};
+
+/* Bytes after data[capacity] in every record when xdptcp_out is XDPTCP_OUT_PCAPNG: the enhanced
+ * packet block's options and closing length (xdptcp_capacity is then a multiple of 4). */
+#define XDPTCP_EPB_TRAILER 16
 
 /*
  * Per-CPU counters, one array entry. Every frame the program sees is counted in `packets` and

@@ -32,7 +32,7 @@ from pybpf.errors import BPFError, NetlinkError, SyscallError
 from pybpf.ringbuf import slot_size
 from xdptcp.gso import device_segments
 from xdptcp.netns import in_netns
-from xdptcp.record import HEADER_SIZE
+from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_START, RECORD_HEADER_SIZE, record_size
 
 PROGRAM = "xdp_capture"
 TC_PROGRAM = "tc_capture"
@@ -158,6 +158,11 @@ class Capture:
         self.spec.rodata.update_from(self._batched_wakeups())
         for name, value in (rodata or {}).items():
             self.spec.rodata[name] = value
+        # bpf_ktime_get_ns() is CLOCK_MONOTONIC; records get wall-clock time by this offset,
+        # here and in the file record heads the program writes (xdptcp_out).
+        self.clock_offset_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
+        if "xdptcp_clock_offset" in self.spec.rodata:
+            self.spec.rodata["xdptcp_clock_offset"] = self.clock_offset_ns
         for name, insns in (code or {}).items():  # generated code: the compiled filter
             self.spec.replace_function(name, insns)
         self.obj = None
@@ -165,8 +170,6 @@ class Capture:
         self.attachments: list[Attachment] = []
         # ifindexes whose device has no TSO: the kernel segments GSO packets after our hook
         self.gso_split: set[int] = set()
-        # bpf_ktime_get_ns() is CLOCK_MONOTONIC; records get wall-clock time by this offset.
-        self.clock_offset_ns = time.clock_gettime_ns(time.CLOCK_REALTIME) - time.monotonic_ns()
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -459,19 +462,32 @@ class Capture:
     def wait(self, timeout_ms: int) -> bool:
         return self.ring.poll(timeout_ms)
 
+    def _out_format(self) -> int:
+        """enum xdptcp_out the program was loaded with (0 for an object without it)."""
+        rodata = self.spec.rodata
+        return rodata.get_int("xdptcp_out") if "xdptcp_out" in rodata else OUT_NONE
+
     def batches(self) -> Iterator[list]:
-        """Records available now, decoded, in batches (one drain of the ring each).
+        """Records available now, in batches (one drain of the ring each).
 
         Each item is ``(wall-clock ns, interface name, captured bytes, wire length, direction)``,
         direction being ``xdptcp.record.INGRESS`` or ``EGRESS``. A GSO packet leaving a device
-        that segments it in the kernel (no TSO) becomes its segments, as tcpdump shows them."""
+        that segments it in the kernel (no TSO) becomes its segments, as tcpdump shows them.
+
+        When the program writes the file's record heads (``xdptcp_out``) and no packet needs
+        segmenting here, a batch is a :class:`FileRecords` instead: the records as the file
+        wants them, taken from the drained span without decoding."""
         capacity = self.spec.rodata.get_int("xdptcp_capacity")
-        record_size = HEADER_SIZE + capacity
-        slot = struct.Struct(_slot_format(capacity))
+        out = self._out_format()
+        size = record_size(capacity, out)
+        if out != OUT_NONE and not self.gso_split:
+            yield from file_batches(self.ring, size, out)
+            return
+        slot = struct.Struct(_slot_format(capacity, size))
         names = {i.ifindex: i.name for i in self.interfaces}
         offset = self.clock_offset_ns
         while True:
-            blob, count = self.ring.drain_fixed(record_size, max_records=BATCH)
+            blob, count = self.ring.drain_fixed(size, max_records=BATCH)
             if not count:
                 return
             if self.gso_split:
@@ -500,15 +516,59 @@ class Capture:
 BATCH = 4096  # records per drain: bounds the memory of one batch, keeps the loop responsive
 
 
-def _slot_format(capacity: int) -> str:
-    """One ring slot: the ring's 8-byte header, struct xdptcp_record, data[capacity], padding.
+class FileRecords:
+    """Records drained from the ring whose heads the program wrote in the output file's form:
+    record ``i`` is ``blob[start + i * slot :]``, ``lengths[i] + extra`` bytes long."""
+
+    __slots__ = ("blob", "start", "slot", "lengths", "extra")
+
+    def __init__(self, blob: bytes, start: int, slot: int, lengths: list, extra: int) -> None:
+        self.blob, self.start, self.slot, self.lengths, self.extra = (
+            blob, start, slot, lengths, extra
+        )  # fmt: skip
+
+    def __len__(self) -> int:
+        return len(self.lengths)
+
+    def join(self, limit: Optional[int] = None) -> bytes:
+        """The first ``limit`` records (all by default) back to back, as the file holds them."""
+        blob, extra = self.blob, self.extra
+        lengths = self.lengths if limit is None else self.lengths[:limit]
+        offsets = range(self.start, len(blob), self.slot)
+        if extra:
+            return b"".join([blob[o : o + n + extra] for o, n in zip(offsets, lengths)])
+        return b"".join([blob[o : o + n] for o, n in zip(offsets, lengths)])
+
+
+def file_batches(ring, size: int, out: int) -> Iterator[FileRecords]:
+    """Drain ``ring``, whose records of ``size`` bytes carry file record heads (``out``: the
+    program's ``xdptcp_out``), in batches of :class:`FileRecords`. Per record only its length
+    is read, with one strided slice of the whole batch."""
+    slot = slot_size(size)
+    start = 8 + OUT_START[out]  # past the ring's own 8-byte record header
+    # The u32 giving each record's length in the file: the block length (pcapng), the captured
+    # length (pcap: 16 bytes of header more).
+    word = (start + (8 if out == OUT_PCAP else 4)) // 4
+    extra = 16 if out == OUT_PCAP else 0
+    while True:
+        blob, count = ring.drain_fixed(size, max_records=BATCH)
+        if not count:
+            return
+        with memoryview(blob).cast("I") as words:
+            lengths = words[word :: slot // 4].tolist()
+        yield FileRecords(blob, start, slot, lengths, extra)
+
+
+def _slot_format(capacity: int, size: int) -> str:
+    """One ring slot: the ring's 8-byte header, struct xdptcp_record, data[capacity], padding
+    (``size``: the record's whole reservation).
 
     Only the fields a capture needs are unpacked; the rest is skipped (``x``)."""
-    record = HEADER_SIZE + capacity
-    pad = slot_size(record) - 8 - record
+    pad = slot_size(size) - 8 - RECORD_HEADER_SIZE - capacity
     # 8x ring header | ts_ns Q | ifindex I | rx_queue 4x | wire_len I | cap_len H |
-    # l3_off..vlans 8x | direction B | reserved x | gso_segs H | gso_size H | reserved2 4x | data
-    return f"=8xQI4xIH8xBxHH4x{capacity}s{pad}x"
+    # l3_off..vlans 8x | direction B | reserved x | gso_segs H | gso_size H | reserved2 4x |
+    # out 32x | data
+    return f"=8xQI4xIH8xBxHH4x32x{capacity}s{pad}x"
 
 
 def check_ringbuf_support() -> None:

@@ -33,6 +33,11 @@ def capture_live(
     # pcapng keeps each packet's direction; chosen before anything is attached, so that an
     # unwritable file is refused first (with the default, -Q inout, it holds what was seen).
     sink = open_sink(out, several=len(ifaces) > 1, directions=opts.direction != "in")
+    if sink.out_format and len(ifaces) == 1:
+        # The program writes each record's file header itself (one interface: pcapng's
+        # interface 0); the file is then written from the ring with no work per packet.
+        rodata.update(xdptcp_out=sink.out_format, xdptcp_out_nano=int(out.nano))
+        sink.ifname = ifaces[0].name
     cap = Capture(
         ifaces,
         mode=opts.mode,

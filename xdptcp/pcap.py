@@ -189,6 +189,19 @@ class PcapngWriter(_Output):
         idb = struct.pack("=HHI", self.linktype, 0, self.snaplen) + opts
         return self._ifaces[ifname], _block(1, idb)
 
+    def write_blocks(self, raw, ifname: str) -> None:
+        """Enhanced packet blocks already in this file's form (byte order, precision, interface
+        id 0, no packet longer than the snaplen), all of ``ifname``: written as they are, after
+        the interface's description block the first time."""
+        iface, idb = self._interface(ifname)
+        if iface != 0:
+            raise ValueError(f"{ifname} is not this file's first interface")
+        if idb:
+            self._out.write(idb)
+        self._out.write(raw)
+        if self._is_stdout:
+            self._out.flush()
+
     def write_batch(self, records: Iterable[tuple[int, str, bytes, int, int]]) -> None:
         """Many (ts_ns, ifname, data, wire_len, direction) in one write; direction is
         0 (arrived) or 1 (left), as xdptcp.record.INGRESS/EGRESS."""

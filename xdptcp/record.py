@@ -16,9 +16,9 @@ import enum
 import struct
 from typing import NamedTuple, Optional
 
-from pybpf.sys.layout import Int8un, Int16un, Int32un, Int64un, Struct
+from pybpf.sys.layout import Bytes, Default, Int8un, Int16un, Int32un, Int64un, Struct
 
-# struct xdptcp_record (without data[]): 40 bytes, so data[] starts 8-byte aligned.
+# struct xdptcp_record (without data[]): 72 bytes, so data[] starts 8-byte aligned.
 RECORD_HEADER = Struct(
     "ts_ns" / Int64un,  # bpf_ktime_get_ns(): CLOCK_MONOTONIC
     "ifindex" / Int32un,
@@ -35,8 +35,14 @@ RECORD_HEADER = Struct(
     "gso_segs" / Int16un,  # egress GSO packet: segments it becomes after the hook (0: none)
     "gso_size" / Int16un,  # ... and payload bytes per segment
     "reserved2" / Int32un,
+    # The output file's record head (pcap or pcapng), written when xdptcp_out asks (OUT_*)
+    "out" / Default(Bytes(32), bytes(32)),
 )
 RECORD_HEADER_SIZE = RECORD_HEADER.sizeof()
+OUT_NONE, OUT_PCAP, OUT_PCAPNG = 0, 1, 2  # enum xdptcp_out
+EPB_TRAILER = 16  # XDPTCP_EPB_TRAILER: bytes after data[capacity] with OUT_PCAPNG
+# Where the file's record starts in a record: pcapng's block at out[1], pcap's header at out[4].
+OUT_START = {OUT_PCAPNG: RECORD_HEADER_SIZE - 28, OUT_PCAP: RECORD_HEADER_SIZE - 16}
 
 # struct xdptcp_counters: one per-CPU array entry.
 COUNTER_NAMES = (
@@ -70,6 +76,11 @@ def capacity_for(snaplen: Optional[int]) -> tuple[int, int, Optional[str]]:
         return MAX_CAPACITY, MAX_CAPACITY, f"snaplen limited to {MAX_CAPACITY} bytes per packet"
     capacity = max(64, (snaplen + 7) // 8 * 8)
     return snaplen, capacity, None
+
+
+def record_size(capacity: int, out: int = OUT_NONE) -> int:
+    """Bytes the program reserves per record (without the ring's own 8-byte header)."""
+    return RECORD_HEADER_SIZE + capacity + (EPB_TRAILER if out == OUT_PCAPNG else 0)
 
 
 def record_layout(capacity: int = DEFAULT_CAPACITY):
@@ -107,7 +118,7 @@ class Record(NamedTuple):
 
 
 # The hot-path twin of RECORD_HEADER: "=" is native order with no padding, like the C layout.
-_HEADER = struct.Struct("=QIIIHHHHBBBBHHI")
+_HEADER = struct.Struct("=QIIIHHHHBBBBHHI32x")
 assert _HEADER.size == RECORD_HEADER_SIZE
 COUNTERS_STRUCT = struct.Struct("=" + "Q" * len(COUNTER_NAMES))
 

@@ -10,9 +10,10 @@ from __future__ import annotations
 import sys
 from typing import Optional, TextIO
 
-from xdptcp.capture import CaptureError, Counters
+from xdptcp.capture import CaptureError, Counters, FileRecords
 from xdptcp.options import OutputOptions
 from xdptcp.process import stdout_gone
+from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_PCAPNG
 
 
 def print_summary(captured: int, c: Counters, unread: int, out: TextIO, unshown: int = 0) -> None:
@@ -46,6 +47,7 @@ class TextSink:
         self.out = out
         self.is_broken = False
         self.unshown = 0
+        self.out_format = OUT_NONE  # lines: the program writes no file record heads
 
     def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
         fmt = self.formatter.format
@@ -77,12 +79,27 @@ class TextSink:
 
 
 class PcapSink(TextSink):
+    """Writes a pcap or pcapng file. ``out_format`` tells the capture which record heads the
+    program may write itself (``xdptcp_out``); batches of such records (``FileRecords``) are
+    written as they come, ``ifname`` being their one interface."""
+
     def __init__(self, writer, pcapng: bool = False) -> None:
         super().__init__(None, None)
         self.writer = writer
         self.pcapng = pcapng
+        self.out_format = OUT_PCAPNG if pcapng else OUT_PCAP
+        self.ifname = ""
 
     def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
+        if isinstance(batch, FileRecords):
+            raw = batch.join(limit)
+            if self.pcapng:
+                self.writer.write_blocks(raw, self.ifname)
+            else:
+                self.writer.write_records(raw)
+            self.writer.flush()
+            n = len(batch) if limit is None else min(limit, len(batch))
+            return n, n
         if limit is not None:
             batch = batch[:limit]
         if self.pcapng:  # interface and direction are kept
