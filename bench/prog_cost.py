@@ -46,13 +46,15 @@ from bench.common import (
 )
 from bench.traffic import TCP_ACK, TCP_PSH, Flow, frame
 from pybpf.loader import load
-from xdptcp.record import RECORD_HEADER_SIZE
+from xdptcp.capture import batched_wakeups
+from xdptcp.record import OUT_NONE, OUT_PCAPNG, record_size
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
 EMPTY_OBJ = ROOT / "build" / "bpf" / "tests" / "xdp_empty.bpf.o"
 RING = "xdptcp_ring"
 CAPACITY = 256  # xdptcp's default record capacity (xdptcp.cli.DEFAULT_CAPACITY)
-RECORD = RECORD_HEADER_SIZE + CAPACITY + 8  # struct xdptcp_record + data + ring-buffer header
+RECORD = record_size(CAPACITY) + 8  # struct xdptcp_record + data + ring-buffer header
+WRITE_RECORD = record_size(CAPACITY, OUT_PCAPNG) + 8  # ... + the pcapng block's trailer
 PAGE = 4096
 XDP_PASS = 2
 MAX_RING = 1 << 30  # the largest ring this benchmark asks the kernel for
@@ -63,6 +65,8 @@ COPY = f"diag: reserve + load_bytes({HEADERS}) + submit, drained"
 DIRECT = f"diag: reserve + direct copy({HEADERS}) + submit, drained"
 
 
+WRITE = "xdptcp -w (pcapng blocks), ring drained"
+FLOOR = "floor: empty + ktime + reserve/copy/submit"
 FILTERS = {
     "xdptcp + filter 'port 443', ring drained": "port 443",
     "xdptcp + HTTP request filter, ring drained": "tcp[((tcp[12:1] & 0xf0) >> 2):4] = 0x47455420",
@@ -93,9 +97,17 @@ def _spec(path: Path, ring: Optional[int] = None):
     return spec
 
 
-def _configure(spec) -> None:
-    # The values xdptcp itself sets: default capacity, headers only, no filter.
-    for name, value in (("xdptcp_snaplen", 0), ("xdptcp_capacity", CAPACITY)):
+def _configure(spec, out: int = OUT_NONE) -> None:
+    # The values xdptcp itself sets: default capacity, headers only, no filter, the reader
+    # woken in batches; with ``out``, the file record heads `xdptcp -w` has the program write.
+    values = {
+        "xdptcp_snaplen": 0,
+        "xdptcp_capacity": CAPACITY,
+        "xdptcp_out": out,
+        "xdptcp_clock_offset": 1 << 60,
+        **batched_wakeups(spec.maps[RING].max_entries),
+    }
+    for name, value in values.items():
         if name in spec.rodata:
             spec.rodata[name] = value
 
@@ -113,11 +125,13 @@ def measure(
         return float(result.duration_ns), result.retval
 
 
-def measure_drained(data: bytes, runs: int, expr: str = "") -> tuple[float, int]:
+def measure_drained(
+    data: bytes, runs: int, expr: str = "", out: int = OUT_NONE
+) -> tuple[float, int]:
     """Like :func:`measure` with xdptcp's default ring, drained between test runs; with
-    ``expr``, the filter compiled and spliced in as xdptcp does."""
+    ``expr``, the filter compiled and spliced in as xdptcp does; ``out`` as with -w."""
     spec = _spec(XDPTCP_OBJ, ring=None)
-    _configure(spec)
+    _configure(spec, out)
     if expr:
         from xdptcp.pcapfilter import compile_filter
 
@@ -128,17 +142,19 @@ def measure_drained(data: bytes, runs: int, expr: str = "") -> tuple[float, int]
         emitted = flt.matches(data)
     else:
         emitted = True
+    record = WRITE_RECORD if out == OUT_PCAPNG else RECORD
     with load(spec) as obj:
-        return _drained(obj.programs["xdp_capture"], obj.maps[RING], data, runs, emitted)
+        return _drained(obj.programs["xdp_capture"], obj.maps[RING], data, runs, emitted, record)
 
 
-def _drained(prog, ring_map, data: bytes, runs: int, emitted: bool = True) -> tuple[float, int]:
-    """Test runs of as many records as the ring holds, the ring emptied after each; the
-    runs' mean ns weighted by their repeat counts."""
+def _drained(prog, ring_map, data: bytes, runs: int, emitted: bool = True,
+             record: int = RECORD) -> tuple[float, int]:  # fmt: skip
+    """Test runs of as many records (ring slots of ``record`` bytes) as the ring holds, the ring
+    emptied after each; the runs' mean ns weighted by their repeat counts."""
     from pybpf.ringbuf import RingBuffer
 
     with RingBuffer.from_map(ring_map) as ring:
-        chunk = ring.size // RECORD - 1
+        chunk = ring.size // record - 1
         total_ns = done = 0
         retval = XDP_PASS
         while done < runs:
@@ -147,7 +163,7 @@ def _drained(prog, ring_map, data: bytes, runs: int, emitted: bool = True) -> tu
             total_ns += result.duration_ns * n
             done += n
             retval = result.retval
-            _, got = ring.drain_fixed(RECORD - 8)
+            _, got = ring.drain_fixed(record - 8)
             if got != (n if emitted else 0):
                 raise RuntimeError(f"ring drained: expected {n * emitted} records, read {got}")
         return total_ns / done, retval
@@ -240,6 +256,7 @@ def run(repeat: int = 3, runs: int = 1_000_000) -> str:
         ("xdptcp, ring with room", XDPTCP_OBJ, "xdp_capture", ring_bytes(runs + 64), False),
         ("xdptcp, ring drained", XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
         ("xdptcp, ring full", XDPTCP_OBJ, "xdp_capture", 64 * 1024, True),
+        (WRITE, XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
         *((label, XDPTCP_OBJ, "xdp_capture", _default_ring(), False) for label in FILTERS),
         (KTIME, None, "", None, False),
         (RESERVE, None, "", _default_ring(), False),
@@ -261,8 +278,9 @@ def run(repeat: int = 3, runs: int = 1_000_000) -> str:
 
 def measure_case(label: str, path: Optional[Path], prog: str, ring: Optional[int],
                  prefill: bool, data: bytes, runs: int) -> float:  # fmt: skip
-    if label == "xdptcp, ring drained" or label in FILTERS:
-        ns, retval = measure_drained(data, runs, FILTERS.get(label, ""))
+    if label == "xdptcp, ring drained" or label in FILTERS or label == WRITE:
+        out = OUT_PCAPNG if label == WRITE else OUT_NONE
+        ns, retval = measure_drained(data, runs, FILTERS.get(label, ""), out)
     elif path is None:
         copy = {COPY: "helper", DIRECT: "direct"}.get(label, "")
         ns, retval = measure_floor(data, runs, label == KTIME, label != KTIME, copy)
@@ -276,23 +294,48 @@ def measure_case(label: str, path: Optional[Path], prog: str, ring: Optional[int
 def report(results: dict[tuple[str, str], list[float]], rings: dict[str, Optional[int]],
            runs: int, repeat: int, load: str) -> str:  # fmt: skip
     rows = []
+    sizes = list(dict.fromkeys(size for _, size in results))
+    floors = {size: floor(results, size) for size in sizes}
     for (label, size), values in results.items():
         empty = median(results[("empty XDP program", size)])
         med = median(values)
         ring = rings[label]
         below = med - empty if label != "empty XDP program" else None
-        rows.append([label, size, ring and f"{ring // 1024:,} KiB", med, min(values), below])
-    header = ["program", "frame", "ring", "ns/packet", "min ns", "minus empty"]
+        of_floor = f"{med / floors[size]:.2f}x" if label in TARGETED else None
+        rows.append([label, size, ring and f"{ring // 1024:,} KiB", med, min(values), below,
+                     of_floor])  # fmt: skip
+    for size in sizes:
+        f = floors[size]
+        rows.append([FLOOR, size, "-", f, None, f - median(results[("empty XDP program", size)]),
+                     "1.00x"])  # fmt: skip
+    header = ["program", "frame", "ring", "ns/packet", "min ns", "minus empty", "/ floor"]
     title = (
         f"XDP program cost: BPF_PROG_TEST_RUN, {runs:,} runs, median of {repeat} "
         f"(load average before: {load}; xdptcp.bpf.o {object_id(XDPTCP_OBJ)})"
     )
     text = table(title, header, rows)
     targets = [
-        Target(f"xdptcp, 66 B frame, {how}", median(results[(f"xdptcp, {how}", "66 B")]), 50, " ns")
-        for how in ("ring with room", "ring drained")
+        Target(
+            f"{label}, 66 B frame / floor",
+            median(results[(label, "66 B")]) / floors["66 B"],
+            1.15,
+            "x",
+        )  # fmt: skip
+        for label in TARGETED
     ]
     return text + "\n" + targets_table("XDP program targets", targets)
+
+
+# Judged against the floor: no filter, `port 443`, and the -w configuration.
+TARGETED = ("xdptcp, ring drained", "xdptcp + filter 'port 443', ring drained", WRITE)
+
+
+def floor(results: dict[tuple[str, str], list[float]], size: str) -> float:
+    """What no capture program can skip, in the same run: the empty program's run, plus the
+    timestamp (``bpf_ktime_get_ns`` alone, less the empty program) plus the reservation, the
+    copy of the headers and the submission (direct copy, less the empty program)."""
+    empty = median(results[("empty XDP program", size)])
+    return median(results[(KTIME, size)]) + median(results[(DIRECT, size)]) - empty
 
 
 def _default_ring() -> int:

@@ -292,8 +292,11 @@ static __noinline int xdptcp_filter(void *data, void *data_end, __u32 wire_len)
 }
 
 
-static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c)
+/* slot: the bytes this record takes in the ring, its 8-byte header included. */
+static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c, __u64 slot)
 {
+	__u64 avail, before;
+
 	switch (xdptcp_wakeup_mode) {
 	case XDPTCP_WAKEUP_EVERY_N:
 		if (xdptcp_wakeup_arg <= 1 || c->emitted % xdptcp_wakeup_arg == 0)
@@ -301,6 +304,18 @@ static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c)
 		return BPF_RB_NO_WAKEUP;
 	case XDPTCP_WAKEUP_AVAIL_BYTES:
 		if (bpf_ringbuf_query(&xdptcp_ring, BPF_RB_AVAIL_DATA) >= xdptcp_wakeup_arg)
+			return BPF_RB_FORCE_WAKEUP;
+		return BPF_RB_NO_WAKEUP;
+	case XDPTCP_WAKEUP_AVAIL_STEP:
+		/*
+		 * Only when a mark is crossed, not for every record past it: while the reader is
+		 * behind, a wakeup per record would be an interrupt per packet on this CPU. A mark
+		 * missed by concurrent producers is caught at the next one, and a reader that sleeps
+		 * through both still wakes at its poll timeout.
+		 */
+		avail = bpf_ringbuf_query(&xdptcp_ring, BPF_RB_AVAIL_DATA);
+		before = avail > slot ? avail - slot : 0;
+		if ((avail >> (xdptcp_wakeup_arg & 63)) != (before >> (xdptcp_wakeup_arg & 63)))
 			return BPF_RB_FORCE_WAKEUP;
 		return BPF_RB_NO_WAKEUP;
 	default:
@@ -454,10 +469,12 @@ static __always_inline void emit(void *ctx, enum hook hook, void *data, void *da
 	/* 64-bit on purpose: a 32-bit length makes clang check a truncated copy of the value it
 	 * passes to the helper, and the verifier then cannot bound the one it sees. */
 	__u64 len, copied = 0;
+	__u64 size;
 
 	if (capacity < 1 || capacity > XDPTCP_MAX_CAPACITY)
 		capacity = XDPTCP_DEFAULT_CAPACITY;
-	rec = bpf_ringbuf_reserve(&xdptcp_ring, sizeof(*rec) + capacity + trailer_size(), 0);
+	size = sizeof(*rec) + capacity + trailer_size();
+	rec = bpf_ringbuf_reserve(&xdptcp_ring, size, 0);
 	if (!rec) {
 		c->ring_full++;
 		return;
@@ -491,7 +508,7 @@ static __always_inline void emit(void *ctx, enum hook hook, void *data, void *da
 	if (xdptcp_out)
 		write_out(rec, capacity, o->wire_len, o->direction);
 	c->emitted++;
-	bpf_ringbuf_submit(rec, wakeup_flags(c));
+	bpf_ringbuf_submit(rec, wakeup_flags(c, (8 + size + 7) & ~7ULL));
 }
 
 static __always_inline void count_verdict(struct xdptcp_counters *c, int v)

@@ -102,6 +102,9 @@ enum xdptcp_wakeup {
 	XDPTCP_WAKEUP_DEFAULT = 0,    /* the kernel's rule: wake when the ring was empty */
 	XDPTCP_WAKEUP_EVERY_N = 1,    /* force a wakeup every xdptcp_wakeup_arg records per CPU */
 	XDPTCP_WAKEUP_AVAIL_BYTES = 2, /* force when unread bytes >= xdptcp_wakeup_arg */
+	/* force when this record brings the unread bytes to a new multiple of
+	 * 1 << xdptcp_wakeup_arg: a few wakeups per ring's worth, however far behind the reader */
+	XDPTCP_WAKEUP_AVAIL_STEP = 3,
 };
 
 #endif /* XDPTCP_H */

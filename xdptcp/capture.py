@@ -44,8 +44,8 @@ MODES = ("auto", "native", "skb")
 DIRECTIONS = ("in", "out", "inout")  # tcpdump's -Q
 TC_MODES = ("auto", "tcx", "clsact")
 FILTER_NAME = "xdptcp"  # TCA_BPF_NAME of our clsact filters: "xdptcp:PID[+clsact]"
-WAKEUP_AVAIL_BYTES = 2
-IFF_LOOPBACK = 0x8  # XDPTCP_WAKEUP_AVAIL_BYTES in bpf/xdptcp.h
+WAKEUP_AVAIL_STEP = 3  # XDPTCP_WAKEUP_AVAIL_STEP in bpf/xdptcp.h
+IFF_LOOPBACK = 0x8  # linux/if.h
 
 
 class CaptureError(BPFError):
@@ -155,7 +155,7 @@ class Capture:
         self.spec = ObjectSpec.from_file(object_path) if object_path else shipped_object()
         if ring_size is not None:
             self.spec.set_max_entries(RING, ring_size)
-        self.spec.rodata.update_from(self._batched_wakeups())
+        self.spec.rodata.update_from(batched_wakeups(self.spec.maps[RING].max_entries))
         for name, value in (rodata or {}).items():
             self.spec.rodata[name] = value
         # bpf_ktime_get_ns() is CLOCK_MONOTONIC; records get wall-clock time by this offset,
@@ -209,13 +209,6 @@ class Capture:
         )
         self.spec.rodata["xdptcp_xdp_frags"] = 0
         return load(self.spec, programs=wanted)
-
-    def _batched_wakeups(self) -> dict[str, int]:
-        """Wake the reader when an eighth of the ring is waiting, not for every record: under
-        load each wakeup is an interrupt on the CPU that runs the program. A quiet link is read
-        anyway by the reader's poll timeout, so a lone packet still shows promptly."""
-        ring = self.spec.maps[RING].max_entries
-        return {"xdptcp_wakeup_mode": WAKEUP_AVAIL_BYTES, "xdptcp_wakeup_arg": max(ring // 8, 1)}
 
     def close_attachments(self) -> list[str]:
         """Detach everything we attached; the ring and the counters stay readable.
@@ -557,6 +550,15 @@ def file_batches(ring, size: int, out: int) -> Iterator[FileRecords]:
         with memoryview(blob).cast("I") as words:
             lengths = words[word :: slot // 4].tolist()
         yield FileRecords(blob, start, slot, lengths, extra)
+
+
+def batched_wakeups(ring_size: int) -> dict[str, int]:
+    """The .rodata that wakes the reader each time another eighth of the ring is waiting, not
+    for every record: under load each wakeup is an interrupt on the CPU that runs the program.
+    A quiet link is read anyway by the reader's poll timeout, so a lone packet still shows
+    promptly. (``ring_size`` is a power of two: the step is one too.)"""
+    step = max(ring_size // 8, 1)
+    return {"xdptcp_wakeup_mode": WAKEUP_AVAIL_STEP, "xdptcp_wakeup_arg": step.bit_length() - 1}
 
 
 def _slot_format(capacity: int, size: int) -> str:
