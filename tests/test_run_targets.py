@@ -431,3 +431,31 @@ def test_maps_in_bpftools_layout() -> None:
     )  # fmt: skip
     want = 'map tc_seen (array):\n[{\n        "key": 0,\n        "value": 0\n    }\n]\n'
     assert res.stdout == want
+
+
+# --- nothing left, however the run ends ------------------------------------------------------
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
+def test_xdp_tc_and_socket_filter_on_an_interface_are_gone_after_the_run(running, sig) -> None:
+    """XDP and tcx are links, the socket filter's socket is the process's: a run ended by
+    Ctrl-C or by kill -9 leaves nothing on the interface (a veth made for the test)."""
+    veth = f"pybpfrt{os.getpid() % 100000}"
+    run("ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p")
+    try:
+        run("ip", "link", "set", veth, "up")
+        a = RunProcess(str(bpf_object("tests/run_net")), "-i", veth, "--no-maps")
+        b = RunProcess(str(bpf_object("tests/xdp_empty")), "-i", veth, "--no-maps")
+        running.extend([a, b])
+        ids = a.wait_attached() + b.wait_attached()
+        link = json.loads(run("ip", "-j", "-d", "link", "show", veth).stdout)[0]
+        assert link["xdp"]["prog"]["id"] == ids[2]
+        assert set(ids[:1]) <= tcx_programs()
+        for r in (a, b):
+            r.proc.send_signal(sig)
+            r.proc.wait(timeout=scaled(20))
+        assert gone(ids)
+        link = json.loads(run("ip", "-j", "-d", "link", "show", veth).stdout)[0]
+        assert "xdp" not in link and not set(ids) & tcx_programs()
+    finally:
+        run("ip", "link", "del", veth, check=False)
