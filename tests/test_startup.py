@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, scaled
+from conftest import ROOT, bpf_object, need_tool, run, scaled
 from hosts import make_veth
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
@@ -35,8 +35,9 @@ def test_parsing_an_object_imports_neither_construct_nor_pdb():
     mods = imported(
         ["-c", f"from pybpf import ObjectSpec; ObjectSpec.from_file({str(XDPTCP_OBJ)!r})"]
     )
-    assert "elftools.elf.elffile" in mods  # pyelftools reads the file
-    assert not {"construct", "pdb", "bdb"} & mods
+    assert "elftools.elf.structs" in mods  # pyelftools' declarations read the headers
+    # ... without ELFFile and the DWARF readers it imports
+    assert not {"construct", "pdb", "bdb", "elftools.elf.elffile", "elftools.dwarf"} & mods
 
 
 def test_pdb_works_after_pyelftools_was_imported():
@@ -49,6 +50,41 @@ def test_pdb_works_after_pyelftools_was_imported():
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     ).stdout.split()
     assert out == ["pdb", "post_mortem", "module"]
+
+
+def test_sections_read_like_elffile_reads_them():
+    """The section table read with pyelftools' declarations equals ELFFile's reading of it."""
+    import io
+
+    from elftools.elf.elffile import ELFFile
+
+    from pybpf.object.elfheaders import SectionTable
+
+    for path in sorted((ROOT / "build" / "bpf").glob("**/*.bpf.o")) + [XDPTCP_OBJ]:
+        data = path.read_bytes()
+        elf = ELFFile(io.BytesIO(data))
+        want = []
+        for n in range(elf.num_sections()):
+            s = elf.get_section(n)
+            want.append(
+                (n, s.name, dict(s.header), b"" if s["sh_type"] == "SHT_NOBITS" else s.data())
+            )
+        got = [(n, name, dict(sh), d) for n, name, sh, d in SectionTable(data).sections()]
+        assert got == want, path.name
+
+
+def test_an_object_with_compressed_sections_reads_the_same(tmp_path):
+    """``llvm-objcopy --compress-debug-sections`` (like ``clang -gz``): ELFFile inflates them."""
+    from pybpf import ObjectSpec
+
+    plain = bpf_object("tests/globals")
+    packed = tmp_path / "globals.bpf.o"
+    run(need_tool("llvm-objcopy"), "--compress-debug-sections=zlib", str(plain), str(packed))
+    assert packed.read_bytes() != plain.read_bytes()
+    a, b = ObjectSpec.from_file(str(plain)), ObjectSpec.from_file(str(packed))
+    assert a.programs == b.programs
+    assert a.maps == b.maps
+    assert a.btf_ext is not None and b.btf_ext is not None
 
 
 @pytest.mark.system

@@ -11,7 +11,6 @@ compute linker values; they are not used here).
 
 from __future__ import annotations
 
-import io
 import os
 import struct
 import sys
@@ -23,7 +22,7 @@ from pybpf.asm import insn as isa
 from pybpf.btf.ext import BTFExt
 from pybpf.btf.model import BTF, Datasec, Var
 from pybpf.errors import BPFError, ParseError
-from pybpf.object.mapspecs import SHT_NOBITS, MapReader, is_data_section
+from pybpf.object.mapspecs import MapReader, is_data_section
 from pybpf.object.records import (
     Function,
     ProgramSpec,
@@ -96,10 +95,11 @@ def read_elf_bytes(data: bytes, name: str, path: str = "") -> dict[str, Any]:
 
 
 def _elf_file(data: bytes) -> Any:
-    """pyelftools' reader of ``data`` (imported on first use, after the stand-in below)."""
-    from elftools.elf.elffile import ELFFile
+    """pyelftools' reading of ``data``'s header and sections (imported on first use, after the
+    stand-in below)."""
+    from pybpf.object.elfheaders import elf_sections
 
-    return ELFFile(io.BytesIO(data))
+    return elf_sections(data)
 
 
 class _Deferred(types.ModuleType):
@@ -146,14 +146,11 @@ class _Reader(MapReader):
 
     def _sections(self) -> list[Section]:
         out = []
-        for i in range(self.elf.num_sections()):
-            s = self.elf.get_section(i)
-            sh = s.header
-            data = b"" if sh["sh_type"] == SHT_NOBITS else s.data()
+        for i, name, sh, data in self.elf.sections():
             out.append(
                 Section(
                     i,
-                    s.name,
+                    name,
                     _type_name(sh["sh_type"]),
                     sh["sh_flags"],
                     sh["sh_size"],
