@@ -51,7 +51,26 @@ def test_usdt_argument_forms(text, kind, off, reg, signed, size) -> None:
     assert spec.encode()["arg_bitshift"] == 64 - 8 * size
 
 
-@pytest.mark.parametrize("text", ["3@%eax", "8@(%rax,%rdx,8)", "8@%xmm0", "eax", "-4@"])
+# SIB operands (libbpf 1.7): base, index, log2 of the scale, offset; as usdt.c reads them.
+SIB_ARGS = [
+    ("8@(%rax,%rdx,8)", 0, "ax", "dx", 3),
+    ("-4@4(%rdi,%rsi,4)", 4, "di", "si", 2),
+    ("-8@(%rdi,%rax)", 0, "di", "ax", 0),
+    ("1@-96(%rbp,%r11,2)", -96, "bp", "r11", 1),
+]
+
+
+@pytest.mark.parametrize(("text", "off", "base", "index", "shift"), SIB_ARGS)
+def test_usdt_sib_argument_forms(text, off, base, index, shift) -> None:
+    spec = ArgSpec.parse(text)
+    assert (spec.arg_type, spec.val_off) == (ArgType.SIB, off)
+    assert (spec.reg_off, spec.idx_reg_off) == (_PT_REGS_X86_64[base], _PT_REGS_X86_64[index])
+    assert spec.scale_bitshift == shift
+
+
+@pytest.mark.parametrize(
+    "text", ["3@%eax", "8@(%rax,%rdx,3)", "8@(%rax,,8)", "8@%xmm0", "eax", "-4@"]
+)
 def test_usdt_arguments_pybpf_cannot_decode_are_refused(text) -> None:
     with pytest.raises(SymbolError, match="USDT argument"):
         ArgSpec.parse(text)
