@@ -382,6 +382,50 @@ def test_detach_removes_both_hooks(veth):
     assert hooks(veth) == NOTHING
 
 
+def test_list_interfaces_shows_both_hooks(veth):
+    """-D names what runs on each hook, with the ids the kernel's tools show: ip for XDP, tc for
+    clsact filters, the tcx link's program where the kernel has tcx."""
+    tool = need_tool("tc")
+    run(tool, "qdisc", "add", "dev", veth.outer, "clsact")
+    run(tool, "filter", "add", "dev", veth.outer, "egress", "prio", "7", "u32", "match", "u32",
+        "0", "0")  # fmt: skip
+    for mode in tc_modes():
+        cap = xdptcp("-i", veth.outer, "--tc", mode)
+        try:
+            listed = run(sys.executable, "-m", "xdptcp", "-D", cwd=ROOT).stdout.splitlines()
+            ip_link = run("ip", "-d", "link", "show", veth.outer).stdout
+            shown = run(tool, "filter", "show", "dev", veth.outer, "egress").stdout
+            tcx = tcx_programs(veth.outer_ifindex)
+        finally:
+            cap.stop()
+        (line,) = [ln for ln in listed if ln.split(".", 1)[1].startswith(veth.outer + " ")]
+        xdp_id = re.search(r"prog/xdp id (\d+)", ip_link).group(1)
+        assert re.search(rf"XDP id {xdp_id} 'xdp_capture' \((drv|skb)\) \[xdptcp\]", line)
+        if mode == "clsact":
+            prog_id = re.search(r"xdptcp:\S+ direct-action .*?id (\d+) name tc_capture", shown)[1]
+            assert f"; tc egress bpf id {prog_id} 'tc_capture' [xdptcp] prio " in line
+        else:
+            assert f"; tc egress tcx id {tcx[0]} 'tc_capture' [xdptcp]" in line
+        assert "u32" in shown and line.endswith("; tc egress u32 prio 7"), line
+
+
+def tcx_programs(ifindex: int) -> list[int]:
+    """The programs of the tcx links on an interface."""
+    found, link_id = [], 0
+    while (link_id := objcmd.link_get_next_id(link_id)) is not None:
+        try:
+            fd = objcmd.link_get_fd_by_id(link_id)
+        except BPFError:
+            continue
+        try:
+            info = objinfo.link_info(fd)
+        finally:
+            os.close(fd)
+        if info.ifindex == ifindex and info.type == LinkType.TCX:
+            found.append(info.prog_id)
+    return found
+
+
 def test_foreign_qdiscs_and_filters_are_never_touched(veth):
     tool = need_tool("tc")
     run(tool, "qdisc", "add", "dev", veth.outer, "root", "handle", "1:", "htb")

@@ -78,7 +78,7 @@ def build_parser() -> argparse.ArgumentParser:
         "-D",
         "--list-interfaces",
         action="store_true",
-        help="list interfaces and the XDP program attached to each",
+        help="list interfaces and the XDP and tc programs on each",
     )
     p.add_argument(
         "--mode",

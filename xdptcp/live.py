@@ -7,6 +7,7 @@ import threading
 import time
 from typing import Optional, TextIO
 
+from pybpf.errors import BPFError
 from xdptcp.capture import Capture, CaptureError, describe_program, interface
 from xdptcp.options import EXIT_OK, LiveOptions, OutputOptions
 from xdptcp.process import install_signal_handlers
@@ -129,7 +130,8 @@ def drain_rest(cap: Capture, sink, count: Optional[int], captured: int) -> tuple
 
 
 def list_interfaces(out: TextIO) -> int:
-    """-D: every interface, its state, and any XDP program on it."""
+    """-D: every interface, its state, any XDP program on it, and the tc programs (tcx links,
+    clsact filters) when there are any."""
     from pybpf.link import netlink
 
     for n, link in enumerate(netlink.list_links(), 1):
@@ -140,8 +142,37 @@ def list_interfaces(out: TextIO) -> int:
             mode = getattr(link.xdp.mode, "name", str(link.xdp.mode)).lower()
             xdp = f"XDP id {link.xdp.prog_id} '{name}' ({mode})" + (" [xdptcp]" if ours else "")
         kind = f", {link.kind}" if link.kind else ""
-        out.write(f"{n}.{link.name} [{state}{kind}] {xdp}\n")
+        hooks = "".join(f"; {h}" for h in tc_hooks(link.ifindex))
+        out.write(f"{n}.{link.name} [{state}{kind}] {xdp}{hooks}\n")
     return EXIT_OK
+
+
+def tc_hooks(ifindex: int) -> list[str]:
+    """What runs on the interface's tc hooks: "tc egress tcx id 7 'tc_capture' [xdptcp]", and
+    clsact filters ("tc egress bpf id 9 'tc_capture' prio 49152", "tc egress u32 prio 7")."""
+    from pybpf.link import tc
+    from pybpf.sys import progcmd
+
+    def program(prog_id: int) -> str:
+        name, ours = describe_program(prog_id)
+        return f"id {prog_id} '{name}'" + (" [xdptcp]" if ours else "")
+
+    found = []
+    for d in tc.Direction:
+        if tc.tcx_supported():
+            try:
+                ids = progcmd.prog_query(ifindex, d.tcx_attach_type).prog_ids
+            except BPFError:
+                ids = ()
+            found += [f"tc {d.value} tcx {program(i)}" for i in ids]
+        try:
+            filters = tc.filters(ifindex, d)
+        except BPFError:
+            filters = []
+        for f in filters:
+            what = program(f.prog_id) + " " if f.kind == "bpf" else ""
+            found.append(f"tc {d.value} {f.kind} {what}prio {f.prio}")
+    return list(dict.fromkeys(found))  # a u32 filter's hash table and its entry: one line
 
 
 def detach_stale(names) -> int:
