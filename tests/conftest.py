@@ -19,6 +19,9 @@ BUILD = ROOT / "build" / "bpf"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 # The kernel matrix runs tests in emulated guests where Python is 10-20x slower (tests/vm).
 TIME_SCALE = float(os.environ.get("PYBPF_TEST_TIME_SCALE") or 1)
+# Inside a kernel-matrix guest (tests/vm/guest.sh): there, a test that moves a lot of data through
+# Python may take a smaller workload; what it checks stays the same.
+IN_GUEST = bool(os.environ.get("PYBPF_KMATRIX_GUEST"))
 
 
 def _private_bpffs() -> None:
