@@ -2,12 +2,13 @@
 # Runs inside a virtme-ng guest (see kmatrix.py): makes the guest look like a booted Debian host of
 # that kernel, then runs the selected tests with the repository's .venv Python.
 #
-#   guest.sh REPO OUT BOOTDIR CI TIME_SCALE SECONDS [pytest arguments...]
-# OUT is a host directory shared read-write: the results (junit.xml, pytest.log, rc) land there.
+#   guest.sh REPO OUT BOOTDIR CI TIME_SCALE SECONDS
+# OUT is a host directory shared read-write: pytest's arguments are read from OUT/pytest-args (one
+# a line), the results (junit.xml, pytest.log, rc) land there.
 # After SECONDS pytest is interrupted, and still writes junit.xml for the tests that ran.
 set -u
 REPO=$1 OUT=$2 BOOTDIR=$3 CI_VALUE=$4 TIME_SCALE=$5 SECONDS_LEFT=$6
-shift 6
+mapfile -t PYTEST_ARGS <"$OUT/pytest-args"
 
 exec >"$OUT/guest.log" 2>&1
 fail() {
@@ -47,7 +48,7 @@ start=$(date +%s.%N)
 env CI="$CI_VALUE" PYBPF_TEST_TIME_SCALE="$TIME_SCALE" PYTHONDONTWRITEBYTECODE=1 \
     PYBPF_KMATRIX_GUEST=1 timeout -s INT "$SECONDS_LEFT" \
     .venv/bin/python -m pytest -p no:cacheprovider -v -rfEs \
-    --junitxml=/run/out/junit.xml "$@" >/run/out/pytest.log 2>&1
+    --junitxml=/run/out/junit.xml "${PYTEST_ARGS[@]}" >/run/out/pytest.log 2>&1
 rc=$?
 end=$(date +%s.%N)
 echo "$rc" >/run/out/rc

@@ -153,6 +153,9 @@ def find_vng() -> str | None:
 def vng_command(vng: str, kernel: Kernel, out: Path, pytest_args: list[str]) -> list[str]:
     # The guest runs its own copy: bash reads a script as it goes, and the tree may change.
     shutil.copy(HERE / "guest.sh", out / "guest.sh")
+    # pytest's arguments go in a file: virtme-ng hands the guest its command on the kernel's
+    # command line, which the kernel cuts at 2048 bytes (a guest given more never runs it).
+    (out / "pytest-args").write_text("".join(f"{arg}\n" for arg in pytest_args))
     guest = [
         "bash",
         str(out / "guest.sh"),
@@ -162,7 +165,6 @@ def vng_command(vng: str, kernel: Kernel, out: Path, pytest_args: list[str]) -> 
         os.environ.get("CI", ""),
         str(TIME_SCALE),
         str(GUEST_TIMEOUT - 360),  # booting takes up to minutes on a busy machine
-        *pytest_args,
     ]
     # A second, read-only export of the host's root, which guest.sh mounts with caching on.
     cached_root = (
