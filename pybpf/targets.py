@@ -88,6 +88,8 @@ def attach_options(
         section = getattr(prog, "section", "")
         if name in given:
             out[name] = target_options(name, section, given[name], obj, targets.exe)
+            if section == "netfilter" and targets.netns:  # a hook of that namespace's stack
+                out[name]["netns"] = targets.netns
             continue
         kw = default_options(name, section, obj, targets)
         if kw:
@@ -115,6 +117,8 @@ def target_options(
         return {"map": maps[target]}
     if kind == "perf_event":
         return _perf_event(target, what)
+    if kind == "netfilter":
+        return _netfilter(target, what)
     if kind in NO_TARGET_KINDS:
         raise BPFError(f"{what}: a {kind} program's target is fixed at load; it takes none")
     if kind in PROBE_KINDS:
@@ -163,7 +167,7 @@ def hint(section: str) -> str:
     if kind in UPROBE_KINDS:
         return "--attach PROG=BINARY:" + ("PATTERN" if ".multi" in kind else "FUNCTION")
     if kind == "netfilter":
-        return "the Python API: attach(p, pf=, hook=, priority=)"
+        return "--attach PROG=FAMILY:HOOK:PRIORITY"
     return "--attach PROG=TARGET"
 
 
@@ -192,6 +196,26 @@ def _perf_event(target: str, what: str) -> dict[str, Any]:
     if not eq or key not in names or number <= 0:
         raise BPFError(f"{what}: expected freq=HZ or period=N (cpu-clock on every CPU)")
     return {names[key]: number}
+
+
+def _netfilter(target: str, what: str) -> dict[str, Any]:
+    """``ipv4:local_in:-100``: family, hook (NF_INET_*), priority; in --netns when given."""
+    from pybpf.sys.uapi import NFInetHook, NFProto
+
+    hooks_by_name = {h.name.replace("_", "").lower(): h for h in NFInetHook}  # local_in, localin
+    try:
+        pf, hook, priority = target.split(":")
+        return {
+            "pf": NFProto[pf.upper()],
+            "hook": hooks_by_name[hook.replace("_", "").lower()],
+            "priority": int(priority, 0),
+        }
+    except (KeyError, ValueError):
+        hooks = ", ".join(h.name.lower() for h in NFInetHook)
+        raise BPFError(
+            f"{what}: expected FAMILY:HOOK:PRIORITY (ipv4 or ipv6; {hooks}; a number), "
+            "e.g. ipv4:local_in:-100"
+        ) from None
 
 
 def _names_self(kind: str, target: str) -> bool:

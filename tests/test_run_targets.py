@@ -412,13 +412,42 @@ def test_netns_option_places_sk_lookup_and_flow_dissector_and_names_what_it_cann
         running.append(r)
         ids = r.wait_attached()
         err = "".join(r.err)
-        assert "not attached, their sections name no target: nf_count (the Python API" in err
+        assert (
+            "not attached, their sections name no target: nf_count "
+            "(--attach PROG=FAMILY:HOOK:PRIORITY)" in err
+        )
         assert f"steer (prog id {ids[0]}) on {ns}, dissect (prog id {ids[1]}) on {ns}" in err
         # (Debian's bpftool 7.1 writes flow_dissector's JSON malformed: its text is read)
         out = run("ip", "netns", "exec", ns, need_tool("bpftool"), "net").stdout
         assert re.findall(r"flow_dissector:\s*id (\d+)", out) == [str(ids[1])]
         rc, _ = r.stop()
         assert rc == 0 and gone(ids)
+    finally:
+        run("ip", "netns", "del", ns, check=False)
+
+
+def test_a_netfilter_program_goes_to_the_hook_given_in_the_netns_given(running) -> None:
+    ns = f"pybpf-rtnf-{os.getpid()}"
+    run("ip", "netns", "add", ns)
+    try:
+        run("ip", "-n", ns, "link", "set", "lo", "up")
+        r = RunProcess(
+            str(bpf_object("tests/attach_netns")), "--netns", ns, "--prog", "nf_count",
+            "--attach", "nf_count=ipv4:local_in:-100", "--json",
+        )  # fmt: skip
+        running.append(r)
+        ids = r.wait_attached()
+        send = (
+            "import socket; s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM); "
+            "s.bind(('127.0.0.1', 0)); [s.sendto(b'!', s.getsockname()) for _ in range(3)]"
+        )
+        run("ip", "netns", "exec", ns, sys.executable, "-c", send)
+        rc, out = r.stop()
+        assert rc == 0, r.err
+        _, _, maps = json_lines(out)
+        counts = {e["key"]: e["value"] for e in maps["ns_counts"]["entries"]}
+        assert counts[2] == 3, "the three datagrams through the namespace's LOCAL_IN"
+        assert gone(ids)
     finally:
         run("ip", "netns", "del", ns, check=False)
 
