@@ -20,6 +20,7 @@ from typing import Callable, Optional
 
 from bench.common import (
     PYTHON,
+    ROOT,
     Hosts,
     Target,
     Tool,
@@ -70,10 +71,19 @@ TOOLS: list[ToolSpec] = [
         "pcap",
     ),
     ToolSpec("xdptcp -w", lambda d, o: _xdptcp("-w", str(o))(d, o), XDPTCP_READY, False, "pcap"),
+    ToolSpec(
+        "xdptcp -w, 16M ring",
+        lambda d, o: _xdptcp("--ring-size", "16M", "-w", str(o))(d, o),
+        XDPTCP_READY,
+        False,
+        "pcap",
+    ),
     ToolSpec("xdptcp text", _xdptcp(), XDPTCP_READY, True, "lines"),
     ToolSpec("xdptcp --json", _xdptcp("--json"), XDPTCP_READY, True, "lines"),
 ]
 
+EMPTY_XDP = "empty XDP program"  # no tool: bpf/tests/xdp_empty.bpf.o attached, native mode
+EMPTY_OBJ = ROOT / "build" / "bpf" / "tests" / "xdp_empty.bpf.o"
 _DROPS = re.compile(r"(\d+) packets? dropped by ([a-z ]+)")
 
 
@@ -126,6 +136,15 @@ def run_one(spec: Optional[ToolSpec], hosts: Hosts, pcap: Path, workdir: Path) -
     if spec is None:
         r = replay(hosts, pcap)
         return Sample("no capture", r.sent, None, None, _veth(hosts, before), None, r.seconds, None)
+    if spec.name == EMPTY_XDP:
+        # The floor of any XDP capture on veth: with a program attached the receiving side
+        # runs veth's XDP path (a NAPI poll per batch, an xdp_buff per frame) for every frame.
+        sh("ip", "link", "set", "dev", hosts.outer, "xdpdrv", "obj", str(EMPTY_OBJ), "sec", "xdp")
+        try:
+            r = replay(hosts, pcap)
+        finally:
+            sh("ip", "link", "set", "dev", hosts.outer, "xdpdrv", "off")
+        return Sample(EMPTY_XDP, r.sent, None, None, _veth(hosts, before), None, r.seconds, None)
     out = workdir / (re.sub(r"\W+", "_", spec.name) + ".out")
     out.unlink(missing_ok=True)
     stdout = open(out, "wb") if spec.stdout_is_output else None  # noqa: SIM115 (closed below)
@@ -173,7 +192,9 @@ def _veth(hosts: Hosts, before: dict[str, int]) -> int:
 def run(repeat: int = 3, packets: int = 1_000_000, tools: Optional[list[str]] = None) -> str:
     pcap = w1_pcap(packets)
     load = load_average()
-    specs: list[Optional[ToolSpec]] = [None] + [t for t in TOOLS if not tools or t.name in tools]
+    empty = ToolSpec(EMPTY_XDP, lambda d, o: [], "", False, "")
+    specs: list[Optional[ToolSpec]] = [None, empty]
+    specs += [t for t in TOOLS if not tools or t.name in tools]
     samples: list[Sample] = []
     hosts = make_hosts("w")
     try:
