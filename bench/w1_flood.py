@@ -72,8 +72,8 @@ TOOLS: list[ToolSpec] = [
     ),
     ToolSpec("xdptcp -w", lambda d, o: _xdptcp("-w", str(o))(d, o), XDPTCP_READY, False, "pcap"),
     ToolSpec(
-        "xdptcp -w, 16M ring",
-        lambda d, o: _xdptcp("--ring-size", "16M", "-w", str(o))(d, o),
+        "xdptcp -w, 4M ring",
+        lambda d, o: _xdptcp("--ring-size", "4M", "-w", str(o))(d, o),
         XDPTCP_READY,
         False,
         "pcap",

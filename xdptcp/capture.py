@@ -45,6 +45,11 @@ DIRECTIONS = ("in", "out", "inout")  # tcpdump's -Q
 TC_MODES = ("auto", "tcx", "clsact")
 FILTER_NAME = "xdptcp"  # TCA_BPF_NAME of our clsact filters: "xdptcp:PID[+clsact]"
 WAKEUP_AVAIL_STEP = 3  # XDPTCP_WAKEUP_AVAIL_STEP in bpf/xdptcp.h
+# The ring of a live capture unless --ring-size says otherwise. 16 MiB holds some 47,000 records
+# of the default size: 70 ms of a 700,000 packets/s flood, room to ride out the reader being
+# descheduled on a busy machine. (The object's own 4 MiB lost W1 packets on 2 vCPUs shared
+# with other work; the ring is mapped whole at start, so this is resident memory, not growth.)
+LIVE_RING_SIZE = 16 << 20
 IFF_LOOPBACK = 0x8  # linux/if.h
 
 

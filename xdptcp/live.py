@@ -8,7 +8,7 @@ import time
 from typing import Optional, TextIO
 
 from pybpf.errors import BPFError
-from xdptcp.capture import Capture, CaptureError, describe_program, interface
+from xdptcp.capture import LIVE_RING_SIZE, Capture, CaptureError, describe_program, interface
 from xdptcp.options import EXIT_OK, LiveOptions, OutputOptions
 from xdptcp.process import install_signal_handlers
 from xdptcp.record import capacity_for
@@ -44,7 +44,7 @@ def capture_live(
         mode=opts.mode,
         rodata=rodata,
         code=code,
-        ring_size=opts.ring_size,
+        ring_size=opts.ring_size or LIVE_RING_SIZE,
         replace=opts.replace,
         use_link=opts.use_link,
         notice=lambda msg: print(f"xdptcp: {msg}", file=sys.stderr),
