@@ -10,6 +10,7 @@ program id no longer exists: no link, no fd keeps it).
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import queue
@@ -90,6 +91,30 @@ def json_lines(out: str) -> tuple[list[dict], list[str], dict[str, dict]]:
     return events, printk, maps
 
 
+def trace_pipe_free(timeout: float = 60) -> None:
+    """Wait until no other process reads trace_pipe (the kernel lets one at a time: a run
+    started while another test or tool reads it would show no bpf_printk line)."""
+    from pybpf.run import TRACEFS, mount_tracefs, tracefs_mounted
+
+    if not tracefs_mounted():
+        mount_tracefs()
+    end = time.monotonic() + scaled(timeout)
+    while True:
+        try:
+            os.close(os.open(f"{TRACEFS}/trace_pipe", os.O_RDONLY | os.O_NONBLOCK))
+            return
+        except OSError as e:
+            if e.errno != errno.EBUSY or time.monotonic() > end:
+                pytest.fail(f"trace_pipe stays taken by another process: {e.strerror}")
+            time.sleep(0.2)
+
+
+def printk_run_ok(r: RunProcess) -> None:
+    assert "bpf_printk output not shown" not in "".join(r.err), (
+        "another process took trace_pipe during the run: " + "".join(r.err)
+    )
+
+
 def prog_exists(prog_id: int) -> bool:
     res = run(need_tool("bpftool"), "prog", "show", "id", str(prog_id), check=False)
     return res.returncode == 0
@@ -124,6 +149,7 @@ def spawn_true(n: int) -> list[int]:
 
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
 def test_execsnoop_events_printk_and_maps_then_nothing_left(sig: int) -> None:
+    trace_pipe_free()
     r = RunProcess(str(bpf_object("tests/run_execsnoop")), "--json")
     ids = r.wait_attached()
     assert len(ids) == 1 and links_of(ids), "the program is attached through a bpf_link"
@@ -131,6 +157,7 @@ def test_execsnoop_events_printk_and_maps_then_nothing_left(sig: int) -> None:
     time.sleep(0.5)
     rc, out = r.stop(sig)
     assert rc == 0, r.err
+    printk_run_ok(r)
     events, printk, maps = json_lines(out)
     ours = [e["event"] for e in events if e["event"]["pid"] in pids]
     assert sorted(e["pid"] for e in ours) == sorted(pids)

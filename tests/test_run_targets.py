@@ -12,7 +12,6 @@ asked of the kernel.
 
 from __future__ import annotations
 
-import errno
 import json
 import os
 import re
@@ -28,7 +27,7 @@ from typing import Iterator
 import pytest
 
 from tests.conftest import ROOT, bpf_object, need_tool, run, scaled
-from tests.test_run import RunProcess, gone, json_lines
+from tests.test_run import RunProcess, gone, json_lines, printk_run_ok, trace_pipe_free
 
 pytestmark = pytest.mark.system
 
@@ -73,30 +72,6 @@ class StreamingRun(RunProcess):
         self._reader.join(timeout=timeout)
         time.sleep(0.05)  # the stderr thread's last lines
         return self.proc.returncode, "".join(self.out)
-
-
-def trace_pipe_free(timeout: float = 60) -> None:
-    """Wait until no other process reads trace_pipe (the kernel lets one at a time: a run
-    started while another test or tool reads it would show no bpf_printk line)."""
-    from pybpf.run import TRACEFS, mount_tracefs, tracefs_mounted
-
-    if not tracefs_mounted():
-        mount_tracefs()
-    end = time.monotonic() + scaled(timeout)
-    while True:
-        try:
-            os.close(os.open(f"{TRACEFS}/trace_pipe", os.O_RDONLY | os.O_NONBLOCK))
-            return
-        except OSError as e:
-            if e.errno != errno.EBUSY or time.monotonic() > end:
-                pytest.fail(f"trace_pipe stays taken by another process: {e.strerror}")
-            time.sleep(0.2)
-
-
-def printk_run_ok(r: RunProcess) -> None:
-    assert "bpf_printk output not shown" not in "".join(r.err), (
-        "another process took trace_pipe during the run: " + "".join(r.err)
-    )
 
 
 def tcx_programs() -> set[int]:
