@@ -3,7 +3,7 @@
 pybpf needs little of an ELF file from pyelftools: the header, and each section's header, name
 and bytes (symbols and relocations it reads itself, with one ``struct`` each). ``ELFFile`` would
 give them, but importing it imports pyelftools' DWARF, EHABI, dynamic-section, symbol-version and
-note readers too — in a short process like ``pybpf load`` or ``xdptcp -i``, more time than the
+note readers too — in a short process like ``pybpf load``, more time than the
 whole parse of an object. So the same steps ``ELFFile`` takes are taken here with
 ``elftools.elf.structs`` (the ``Elf_Ehdr``/``Elf_Shdr`` declarations ``ELFFile`` parses with) and
 its helpers: the same values, the same errors for a damaged header. A file with compressed
