@@ -78,6 +78,8 @@ struct {
 struct xdptcp_record *const xdptcp_record_type = 0;
 
 
+/* The longest copy made with direct packet loads where the helper exists (see copy_frame). */
+#define XDPTCP_DIRECT_COPY 256
 #define ETH_P_8021AD_ 0x88A8
 #define ETH_P_QINQ_9100 0x9100
 #define IPV6_FRAG_OFFSET_MASK 0xfff8 /* fragment offset bits of frag_off, network order */
@@ -333,10 +335,17 @@ static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c, __u64 slot)
 static __always_inline __u64 copy_frame(void *data, void *data_end, __u8 *dst, __u64 len,
 					__u64 capacity)
 {
+	/*
+	 * Where bpf_xdp_load_bytes() exists (xdptcp_xdp_frags), longer copies go through it: the
+	 * verifier checks this loop once per way out of it, and 512 of them (a 4096-byte
+	 * capacity), each after every way through the parser, are more than 6.1's verifier will
+	 * look at. Without the helper the loop covers the whole capacity.
+	 */
+	int words = xdptcp_xdp_frags ? XDPTCP_DIRECT_COPY / 8 : XDPTCP_MAX_CAPACITY / 8;
 	__u64 off = 0;
 	int i;
 
-	for (i = 0; i < XDPTCP_MAX_CAPACITY / 8; i++) {
+	for (i = 0; i < words && i < XDPTCP_MAX_CAPACITY / 8; i++) {
 		if (off >= len || off + 8 > capacity || data + off + 8 > data_end)
 			break;
 		*(__u64 *)(dst + off) = *(__u64 *)(data + off);
@@ -479,22 +488,10 @@ static __always_inline void emit(void *ctx, enum hook hook, void *data, void *da
 		c->ring_full++;
 		return;
 	}
-	len = xdptcp_snaplen ? xdptcp_snaplen : f->l4_off + f->l4_len;
-	if (len > o->wire_len)
-		len = o->wire_len;
-	if (len > capacity)
-		len = capacity;
-	if (hook == HOOK_TC)
-		copied = load_frame(ctx, hook, rec->data, len, capacity);
-	else if (data + len > data_end && xdptcp_xdp_frags)
-		copied = load_frame(ctx, hook, rec->data, len, capacity);
-	else
-		copied = copy_frame(data, data_end, rec->data, len, capacity);
 	rec->ts_ns = bpf_ktime_get_ns();
 	rec->ifindex = o->ifindex;
 	rec->rx_queue = o->queue;
 	rec->wire_len = o->wire_len;
-	rec->cap_len = copied;
 	rec->l3_off = f->l3_off;
 	rec->l4_off = f->l4_off;
 	rec->l4_len = f->l4_len;
@@ -505,6 +502,24 @@ static __always_inline void emit(void *ctx, enum hook hook, void *data, void *da
 	rec->gso_segs = o->gso_segs;
 	rec->gso_size = o->gso_size;
 	rec->reserved2 = 0;
+	len = xdptcp_snaplen ? xdptcp_snaplen : f->l4_off + f->l4_len;
+	if (len > o->wire_len)
+		len = o->wire_len;
+	if (len > capacity)
+		len = capacity;
+	/*
+	 * The copy last, and nothing after it that depends on how far it got but the stored
+	 * length: each of its hundreds of ways out (one per word copied) then reaches the same
+	 * verifier state, which is checked once. (Code after the copy that used the count would
+	 * be checked once per way out: 6.1's verifier gives up on a 4096-byte capacity.)
+	 */
+	if (hook == HOOK_TC)
+		copied = load_frame(ctx, hook, rec->data, len, capacity);
+	else if ((data + len > data_end || len > XDPTCP_DIRECT_COPY) && xdptcp_xdp_frags)
+		copied = load_frame(ctx, hook, rec->data, len, capacity);
+	else
+		copied = copy_frame(data, data_end, rec->data, len, capacity);
+	rec->cap_len = copied;
 	if (xdptcp_out)
 		write_out(rec, capacity, o->wire_len, o->direction);
 	c->emitted++;

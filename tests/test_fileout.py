@@ -43,7 +43,8 @@ def capture(out: int, snaplen, nano: bool) -> tuple[bytes, int, int]:
     spec = ObjectSpec.from_file(str(bpf_object("xdptcp")))
     spec.rodata.update_from(
         {"xdptcp_snaplen": kernel_snaplen, "xdptcp_capacity": capacity, "xdptcp_out": out,
-         "xdptcp_out_nano": int(nano), "xdptcp_clock_offset": OFFSET}
+         "xdptcp_out_nano": int(nano), "xdptcp_clock_offset": OFFSET,
+         "xdptcp_xdp_frags": 1}  # as xdptcp loads it (the section is xdp.frags)
     )  # fmt: skip
     size = record_size(capacity, out)
     with load(spec) as obj, RingBuffer.from_map(obj.maps["xdptcp_ring"]) as ring:
