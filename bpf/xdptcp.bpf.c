@@ -464,9 +464,10 @@ static __always_inline __u64 load_frame(void *ctx, enum hook hook, __u8 *dst, __
 
 /*
  * Reserve a record, fill it and submit it. XDP copies straight from packet memory when the
- * first buffer holds all the bytes wanted (the usual case), through load_frame() else; tc always
- * through load_frame(), which reads the paged part of an skb too, and keeps the classifier small
- * enough for the verifier on every kernel.
+ * first buffer holds all the bytes wanted and they are at most XDPTCP_DIRECT_COPY (the usual
+ * case: headers), through load_frame() else where the helper exists; tc always through
+ * load_frame(), which reads the paged part of an skb too, and keeps the classifier small enough
+ * for the verifier on every kernel.
  */
 static __always_inline void emit(void *ctx, enum hook hook, void *data, void *data_end,
 				 const struct frame *f, const struct origin *o,
@@ -509,9 +510,8 @@ static __always_inline void emit(void *ctx, enum hook hook, void *data, void *da
 		len = capacity;
 	/*
 	 * The copy last, and nothing after it that depends on how far it got but the stored
-	 * length: each of its hundreds of ways out (one per word copied) then reaches the same
-	 * verifier state, which is checked once. (Code after the copy that used the count would
-	 * be checked once per way out: 6.1's verifier gives up on a 4096-byte capacity.)
+	 * length: each of its ways out (one per word copied) then reaches the same verifier
+	 * state, which is checked once, instead of the code after it being checked once per way.
 	 */
 	if (hook == HOOK_TC)
 		copied = load_frame(ctx, hook, rec->data, len, capacity);
