@@ -1,8 +1,8 @@
 """The kernel matrix (tests/vm/kmatrix.py) as part of the suite: Debian's 6.1 and 6.12 kernels are
 booted with virtme-ng and every test marked ``kmatrix`` must pass inside both.
 
-The guests are emulated and the matrix takes many minutes (more than half an hour for both kernels
-on a busy 2-core machine), so it runs when ``PYBPF_KMATRIX=1`` (then under ``CI=true`` a missing
+The guests are emulated and the matrix takes about 20 minutes (both kernels at once on a 2-core
+machine), so it runs when ``PYBPF_KMATRIX=1`` (then under ``CI=true`` a missing
 kernel, qemu or virtme-ng fails it); ``make kmatrix`` runs the matrix alone."""
 
 from __future__ import annotations
