@@ -4,6 +4,8 @@ file the general path (decode every frame, write each record) writes, byte for b
 from __future__ import annotations
 
 import struct
+import subprocess
+import sys
 
 import pytest
 
@@ -60,3 +62,29 @@ def test_damaged_records_are_written_as_the_writer_would(tmp_path) -> None:
     assert (
         _copy_through(str(src), OutputOptions(write=str(tmp_path / "s"), snaplen=64), None) is None
     )
+
+
+@pytest.mark.parametrize(
+    "args", [[], ["--json"], ["tcp[13] & 2 != 0"]], ids=["text", "json", "filter"]
+)
+def test_standard_input_reads_as_the_file_does(varied, tmp_path, args) -> None:
+    """`-r -` reads the standard input, as tcpdump's does: what a pipe gives prints and writes
+    what the file itself does."""
+    src, _, _ = varied
+    xdptcp = [sys.executable, "-m", "xdptcp"]
+    from_file = subprocess.run([*xdptcp, "-r", str(src), *args], capture_output=True, check=True)
+    with open(src, "rb") as f:  # a pipe, not a file: nothing can be mapped or sought
+        cat = subprocess.Popen(["cat"], stdin=f, stdout=subprocess.PIPE)
+        piped = subprocess.run([*xdptcp, "-r", "-", *args], stdin=cat.stdout, capture_output=True)
+        cat.stdout.close()
+        cat.wait()
+    assert piped.returncode == 0, piped.stderr
+    assert from_file.stdout and piped.stdout == from_file.stdout
+    assert piped.stderr == from_file.stderr
+    wargs = [a for a in args if a != "--json"]
+    out = tmp_path / "piped.pcap"
+    with open(src, "rb") as f:
+        subprocess.run([*xdptcp, "-r", "-", "-w", str(out), *wargs], stdin=f, check=True)
+    ref = tmp_path / "file.pcap"
+    subprocess.run([*xdptcp, "-r", str(src), "-w", str(ref), *wargs], check=True)
+    assert out.read_bytes() == ref.read_bytes()

@@ -39,7 +39,9 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="IFACE",
         help="capture on IFACE (repeat for several)",
     )
-    p.add_argument("-r", dest="read", metavar="FILE", help="read packets from a pcap file")
+    p.add_argument(
+        "-r", dest="read", metavar="FILE", help="read packets from a pcap file ('-' = stdin)"
+    )
     p.add_argument("-w", dest="write", metavar="FILE", help="write a pcap file ('-' = stdout)")
     p.add_argument("-c", dest="count", type=int, metavar="N", help="stop after N packets")
     p.add_argument(

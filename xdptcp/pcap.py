@@ -255,6 +255,8 @@ class PcapReader:
     record's link type (``xdptcp.linktypes`` reads what they carry)."""
 
     def __init__(self, file_or_path: PathOrFile) -> None:
+        if file_or_path == "-":  # tcpdump's `-r -`: the standard input
+            file_or_path = sys.stdin.buffer
         self._owned = isinstance(file_or_path, (str, os.PathLike))
         if self._owned:
             self.name = os.fspath(file_or_path)
@@ -264,7 +266,8 @@ class PcapReader:
                 raise PcapError(f"{self.name}: cannot open: {e.strerror}") from None
         else:
             self._in = file_or_path
-            self.name = str(getattr(file_or_path, "name", "pcap file"))
+            name = getattr(file_or_path, "name", "pcap file")
+            self.name = "-" if name == "<stdin>" else str(name)
         head = self._in.read(24)
         if len(head) < 4:
             self.close()
