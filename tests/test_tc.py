@@ -39,16 +39,23 @@ def reaches(pair: VethPair, timeout: float = 0.0) -> bool:
     """Does a TCP SYN from the root namespace get through ``outer``'s egress? A closed port on
     the other side answers with a reset (refused); a dropped SYN (or ARP request) times out.
     Expecting a drop, a second is plenty (``blocked``); expecting the reset, wait longer: the
-    machine may be busy."""
-    with socket.socket() as s:
-        s.settimeout(timeout or scaled(5.0))
-        try:
-            s.connect((pair.inner_ip, 9))
-        except ConnectionRefusedError:
-            return True
-        except OSError:
-            return False
-    return True
+    machine may be busy. An address resolution that failed while egress was blocked can still
+    end a new attempt with EHOSTUNREACH (the kernel reports its queued packets unreachable when
+    the last dropped probe times out): that is tried again until the time is up."""
+    deadline = time.monotonic() + (timeout or scaled(5.0))
+    while True:
+        with socket.socket() as s:
+            s.settimeout(max(0.1, deadline - time.monotonic()))
+            try:
+                s.connect((pair.inner_ip, 9))
+            except ConnectionRefusedError:
+                return True
+            except OSError as e:
+                if e.errno != errno.EHOSTUNREACH or time.monotonic() >= deadline:
+                    return False
+                time.sleep(0.1)
+                continue
+        return True
 
 
 def blocked(pair: VethPair) -> bool:
