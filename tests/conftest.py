@@ -6,6 +6,7 @@ reason; under ``CI=true`` a system test that cannot run fails, so a green CI alw
 
 from __future__ import annotations
 
+import itertools
 import os
 import shlex
 import shutil
@@ -94,6 +95,7 @@ def _system_gate(request: pytest.FixtureRequest) -> None:
             cannot_run(problem)
 
 
+_cgroups = itertools.count()
 BPFFS = Path("/sys/fs/bpf")
 # What the kernel itself puts in a bpffs when it is mounted (the bpf_preload iterators): when a
 # test is the first to mount bpffs on a fresh host they appear, and they are not ours to remove.
@@ -118,6 +120,27 @@ def _no_pins_left_behind():
             shutil.rmtree(path, ignore_errors=True)
         else:
             path.unlink(missing_ok=True)
+
+
+@pytest.fixture
+def cgroup():
+    """A fresh cgroup v2 directory for one test (the hierarchy mounted first where it is not),
+    removed afterwards."""
+    import time
+
+    from pybpf.link.cgroup import cgroup2_root
+
+    path = Path(cgroup2_root()) / f"pybpf-test-{os.getpid()}-{next(_cgroups)}"
+    path.mkdir()
+    try:
+        yield path
+    finally:
+        for _ in range(50):  # its processes have exited; the kernel frees them a moment later
+            try:
+                path.rmdir()
+                break
+            except OSError:
+                time.sleep(0.05)
 
 
 def bpf_object(name: str) -> Path:

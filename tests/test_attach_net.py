@@ -24,7 +24,7 @@ import pytest
 import pybpf
 from pybpf import ObjectSpec
 from pybpf import attach as pybpf_attach
-from pybpf.link.cgroup import CgroupAttachment, attach_cgroup, cgroup2_root, cgroup_link
+from pybpf.link.cgroup import CgroupAttachment, attach_cgroup, cgroup_link
 from pybpf.link.netfilter import netfilter_link
 from pybpf.link.netns import in_netns, netns_link
 from pybpf.link.sockfilter import SocketFilter
@@ -63,22 +63,6 @@ def load(name: str, programs: list[str], **rodata: int):
 
 
 # --- cgroups -----------------------------------------------------------------------------------
-
-
-@pytest.fixture
-def cgroup() -> Iterator[Path]:
-    """A fresh cgroup v2 directory for one test, removed afterwards."""
-    path = Path(cgroup2_root()) / f"pybpf-na-{os.getpid()}-{next(_n)}"
-    path.mkdir()
-    try:
-        yield path
-    finally:
-        for _ in range(50):  # its processes have exited; the kernel frees them a moment later
-            try:
-                path.rmdir()
-                break
-            except OSError:
-                time.sleep(0.05)
 
 
 def run_in(cg: Path, code: str, check: bool = True) -> subprocess.CompletedProcess:

@@ -14,38 +14,21 @@ import socket
 import subprocess
 import sys
 import textwrap
-import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable, Iterator
+from typing import Callable
 
 import pytest
 
 import pybpf
 from pybpf import ObjectSpec
 from pybpf.attach import attach
-from pybpf.link.cgroup import cgroup2_root
 from pybpf.object.sections import match_section
 from tests.conftest import bpf_object, need_tool
 
 pytestmark = [pytest.mark.system, pytest.mark.kernel_btf]
 
 _n = itertools.count()
-
-
-@pytest.fixture
-def cgroup() -> Iterator[Path]:
-    path = Path(cgroup2_root()) / f"pybpf-sa-{os.getpid()}-{next(_n)}"
-    path.mkdir()
-    try:
-        yield path
-    finally:
-        for _ in range(50):  # its processes have exited; the kernel frees them a moment later
-            try:
-                path.rmdir()
-                break
-            except OSError:
-                time.sleep(0.05)
 
 
 def in_cgroup(cg: Path, code: str) -> str:
