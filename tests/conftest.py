@@ -143,6 +143,18 @@ def cgroup():
                 time.sleep(0.05)
 
 
+@pytest.fixture
+def utc(monkeypatch):
+    """The process's local time is UTC for the test (tcpdump's -tttt prints local time)."""
+    import time
+
+    monkeypatch.setenv("TZ", "UTC")
+    time.tzset()
+    yield
+    monkeypatch.undo()
+    time.tzset()
+
+
 def bpf_object(name: str) -> Path:
     """Path of an object built by `make bpf` from bpf/<name>.bpf.c."""
     path = BUILD / f"{name}.bpf.o"

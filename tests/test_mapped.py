@@ -10,7 +10,6 @@ from __future__ import annotations
 import io
 import random
 import struct
-import time
 
 import pytest
 
@@ -25,12 +24,8 @@ import traffic
 
 
 @pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+def _utc(utc):
+    """Every test here prints local times: in UTC, as the references were made."""
 
 
 def both(path, make, count=None, expr=None) -> tuple[str, str]:

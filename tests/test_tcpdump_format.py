@@ -24,12 +24,8 @@ NANO = "--time-stamp-precision=nano"
 
 
 @pytest.fixture(autouse=True)
-def utc(monkeypatch):
-    monkeypatch.setenv("TZ", "UTC")
-    time.tzset()
-    yield
-    monkeypatch.undo()
-    time.tzset()
+def _utc(utc):
+    """Every test here prints local times: in UTC, as the references were made."""
 
 
 def tcpdump_by_packet(path, *args: str) -> list[str]:
