@@ -212,6 +212,36 @@ def test_written_pcap_reads_back_as_the_original(veth, tmp_path):
     assert (os.stat(out_file).st_mode & 0o777) & ~0o644 == 0
 
 
+def test_json_objects_are_the_files_with_the_interface_and_the_wall_clock(veth, tmp_path):
+    """Live --json: the lines of the frames as captured (cut after the TCP header), with the
+    interface, the direction, and the time the program stamped (wall clock, nanoseconds)."""
+    import json
+
+    pcap = tmp_path / "varied.pcap"
+    frames = varied_pcap(pcap, n=2, seed=11)
+    sent = [frames[i - 1] for i in emitted(frames)]
+    headers = tmp_path / "headers.pcap"
+    write_pcap(headers, [(f.ts_ns, f.data[: header_end(f.data)], len(f.data)) for f in sent])
+    res = subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(headers), "--json"],
+                         capture_output=True, text=True, check=True)  # fmt: skip
+    ref = res.stdout.splitlines()
+    assert len(ref) == len(sent) > 50
+    cap = Xdptcp("-i", veth.outer, "--json")
+    before = time.time_ns()
+    replay(veth, pcap)
+    after = time.time_ns()
+    out, err, rc = cap.stop()
+    assert rc == 0, err
+    got = [json.loads(line) for line in out.splitlines()]
+    for obj in got:
+        assert (obj["ifname"], obj["direction"]) == (veth.outer, "in")
+        assert before - 10**9 < obj["ts_ns"] < after + 10**9
+        assert f"{obj['ts']:.6f}" == f"{obj['ts_ns'] // 10**9}.{obj['ts_ns'] // 1000 % 10**6:06d}"
+        obj.update(ts=0, ts_ns=0, ifname="", direction="")
+    assert got == [dict(json.loads(line), ts=0, ts_ns=0) for line in ref]
+    assert len({line.split(",")[1] for line in out.splitlines()}) > len(got) // 2  # ns differ
+
+
 FILTERS = [
     "port 5001",
     "src host 198.18.0.2",

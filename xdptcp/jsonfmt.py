@@ -79,6 +79,8 @@ M32 = 0xFFFFFFFF
 class JsonFormatter:
     """One JSON object per TCP packet (see the module docstring for the fields)."""
 
+    shows_ns = True  # "ts_ns": records must carry nanoseconds
+
     def __init__(self, absolute_seq: bool = False) -> None:
         self.absolute_seq = absolute_seq
         self.decoder = Decoder()
@@ -161,13 +163,15 @@ class JsonFormatter:
         from xdptcp.pcap import MAX_RECORD
         from xdptcp.readfile import BATCH
 
-        mm, end = mp.mm, len(mp.mm)
+        mm, end, slot = mp.mm, len(mp.mm), mp.slot
+        # '"ifname":..,"direction":..' by the record's direction byte (a ring's), or [2]: a file's
+        ifdirs, ifname = mp.ifdirs, mp.ifname
         mult = 1 if mp.nano else 1000
         fmt, flows_raw, seq_flows = self.format, self._flow_raw, self.seqs._flows
         absolute, opt_cache, ts_cache = self.absolute_seq, self._opt_cache, self._ts_cache
         options = self._mapped_options
         lines: list[str] = []
-        left, pos = (0 if count is None else max(count, 1)), 24
+        left, pos = (0 if count is None else max(count, 1)), mp.start
         want = BATCH if count is None else min(BATCH, max(count, 1))  # lines before a yield
         micro, last_sec, sec_text = not mp.nano, -1, ""
         while pos < end:
@@ -178,9 +182,13 @@ class JsonFormatter:
             else:
                 raise damaged(mp, pos, end - pos, -1)
             at = pos + 16
-            pos = at + incl
-            if incl > MAX_RECORD or pos > end:
-                raise damaged(mp, pos - 16 - incl, end - at, incl)
+            stop = at + incl  # the end of the captured bytes
+            if incl > MAX_RECORD or stop > end:
+                raise damaged(mp, pos, end - at, incl)
+            if slot:  # a ring's slots: a stride, the direction in the program's own header
+                pos, d = pos + slot, mm[at - 42]
+            else:
+                pos, d = stop, 2
             if keep is not None and not keep(mm, at, incl, orig, orig):
                 continue
             hlen = 0
@@ -207,8 +215,15 @@ class JsonFormatter:
                 hlen, l4 = (offx >> 4) * 4, at + 54
                 if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
                     hlen = 0
-            if hlen < 20 or hlen > length or l4 + hlen > pos:  # not the common segment
-                line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:pos], orig)
+            if hlen < 20 or hlen > length or l4 + hlen > stop:  # not the common segment
+                line = fmt(
+                    sec * 1_000_000_000 + frac * mult,
+                    mm[at:stop],
+                    orig,
+                    ifname,
+                    "",
+                    None if d == 2 else d,
+                )
                 if line is None:
                     continue
             else:
@@ -254,7 +269,7 @@ class JsonFormatter:
                     last_sec = -1
                 if rest is not None:  # the same object, the options made in it
                     line = (
-                        f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},"ifname":"","direction":"",'
+                        f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},{ifdirs[d]},'
                         f'"wire_len":{orig},"cap_len":{incl},{head}"seq":{seq},"ack":{ack},'
                         f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{win},"urg":{urg},'
                         f'"options":{_NOP_NOP_TS}{val},{ecr}]}}{rest},"tcp_hdr_len":{hlen},'
@@ -262,7 +277,7 @@ class JsonFormatter:
                     )
                 else:
                     line = (
-                        f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},"ifname":"","direction":"",'
+                        f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},{ifdirs[d]},'
                         f'"wire_len":{orig},"cap_len":{incl},{head}"seq":{seq},"ack":{ack},'
                         f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{win},"urg":{urg},'
                         f'"options":{opts},"tcp_hdr_len":{hlen},'

@@ -36,8 +36,9 @@ def capture_live(
     sink = open_sink(out, several=len(ifaces) > 1, directions=opts.direction != "in")
     if sink.out_format and len(ifaces) == 1:
         # The program writes each record's file header itself (one interface: pcapng's
-        # interface 0); the file is then written from the ring with no work per packet.
-        rodata.update(xdptcp_out=sink.out_format, xdptcp_out_nano=int(out.nano))
+        # interface 0); the file is then written from the ring with no work per packet, and
+        # lines are made by the one pass over pcap records that -r makes.
+        rodata.update(xdptcp_out=sink.out_format, xdptcp_out_nano=int(out.nano or sink.out_nano))
         sink.ifname = ifaces[0].name
     cap = Capture(
         ifaces,

@@ -42,12 +42,18 @@ _FAST6 = struct.Struct("!IHBB36sIIBBH2xH").unpack_from
 _FAST4X = struct.Struct("!BxHxxHBB2x12sIIBBH2xH4sII").unpack_from
 _FAST6X = struct.Struct("!IHBB36sIIBBH2xH4sII").unpack_from
 
+# JSON's interface and direction, by the direction byte of a ring record ([2]: a file's record).
+_NO_IFDIR = ('"ifname":"","direction":""',) * 3
+
 Keep = Optional[Callable[[object, int, int, int, int], int]]  # CompiledFilter.in_place
 
 
 class MappedPcap:
     """A classic Ethernet pcap in this machine's byte order, mapped; ``None`` from ``open``
     for anything else (the general reader takes it)."""
+
+    start, slot = 24, 0  # the first record; records back to back
+    ifname, ifdirs = "", _NO_IFDIR  # what a file says of interfaces (JSON): nothing
 
     def __init__(self, path: str, f, mm) -> None:
         self.name, self._f, self.mm = path, f, mm
@@ -117,3 +123,38 @@ def print_mapped(mp: MappedPcap, formatter, out, count: Optional[int], keep: Kee
         out.write("\n".join(lines))
     out.flush()
     return printed
+
+
+class RingSpan:
+    """Records drained from the ring (``capture.FileRecords``) whose program wrote a classic pcap
+    record header in front of each frame (``xdptcp_out`` = ``OUT_PCAP``), seen as the walk of
+    ``mapped_lines`` sees a file: ``start`` the first record header, ``slot`` the stride between
+    records (the ring's 8-byte header and the program's own record header lie between them);
+    the direction byte of the program's header sits 42 bytes before the frame."""
+
+    def __init__(self, batch, nano: bool, ifname: str) -> None:
+        import json  # (not at start-up: text needs none of it)
+
+        self.mm, self.start, self.slot = batch.blob, batch.start, batch.slot
+        self.nano, self.name, self.ifname = nano, "ring", ifname
+        name = json.dumps(ifname)
+        self.ifdirs = tuple(f'"ifname":{name},"direction":"{d}"' for d in ("in", "out", ""))
+
+
+def print_ring(batch, formatter, out, nano: bool, ifname: str) -> int:
+    """The lines of a drained batch of records with pcap headers (``RingSpan``) by the
+    formatter's ``mapped_lines``, the walk ``-r`` uses; returns how many were printed."""
+    return print_mapped(RingSpan(batch, nano, ifname), formatter, out, None, None)
+
+
+def ring_records(batch, nano: bool, ifname: str) -> list[tuple[int, str, bytes, int, int]]:
+    """The same batch as a capture's decoded records ``(ts_ns, ifname, frame, wire_len,
+    direction)``, for the record-by-record path (a count to stop at)."""
+    blob, mult = batch.blob, 1 if nano else 1000
+    out = []
+    for pos in range(batch.start, len(blob), batch.slot):
+        sec, frac, incl, orig = _REC(blob, pos)
+        at = pos + 16
+        out.append((sec * 1_000_000_000 + frac * mult, ifname, blob[at : at + incl], orig,
+                    blob[at - 42]))  # fmt: skip
+    return out

@@ -47,9 +47,24 @@ class TextSink:
         self.out = out
         self.is_broken = False
         self.unshown = 0
-        self.out_format = OUT_NONE  # lines: the program writes no file record heads
+        # A formatter that walks pcap records (``mapped_lines``, as for ``-r``) reads the ring's
+        # batches in one pass when the program writes a pcap header in each record (OUT_PCAP),
+        # in nanoseconds when its output shows them; lines that start with the interface
+        # (several interfaces) are made record by record.
+        walks = hasattr(formatter, "mapped_lines") and not getattr(formatter, "show_ifname", 0)
+        self.out_format = OUT_PCAP if walks else OUT_NONE
+        self.out_nano = bool(getattr(formatter, "shows_ns", False))
+        self.ifname = ""  # the one interface, when the program writes the record heads
 
     def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
+        if isinstance(batch, FileRecords):
+            from xdptcp.mapped import print_ring, ring_records
+
+            if limit is None:
+                shown = print_ring(batch, self.formatter, self.out, self.out_nano, self.ifname)
+                self.unshown += len(batch) - shown
+                return shown, len(batch)
+            batch = ring_records(batch, self.out_nano, self.ifname)
         fmt = self.formatter.format
         if limit is None:
             lines = [fmt(ts, frame, wire, ifname, "", d) for ts, ifname, frame, wire, d in batch]

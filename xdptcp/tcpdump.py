@@ -170,6 +170,7 @@ class TextFormatter:
         packet (only the MD5 option's words depend on it)."""
         self.payload_elided = payload_elided
         self.clock = Clock(ts_mode, nano)
+        self.shows_ns = nano  # records must carry nanoseconds
         self._stamp = self.clock.stamp
         self.absolute_seq = absolute_seq
         self.show_ifname = show_ifname
@@ -291,7 +292,7 @@ class TextFormatter:
         )
         from xdptcp.readfile import BATCH
 
-        mm, end = mp.mm, len(mp.mm)
+        mm, end, slot = mp.mm, len(mp.mm), mp.slot
         mult = 1 if mp.nano else 1000
         inline_clock = self.clock.mode == "default" and not self.clock.nano and not mp.nano
         several = self.show_ifname  # lines that start with the interface: all by ``format``
@@ -299,7 +300,7 @@ class TextFormatter:
         flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
         opt_cache, ts_cache = self._opt_cache, self._ts_cache
         lines: list[str] = []
-        left, pos, last_sec, sec_dot = (0 if count is None else max(count, 1)), 24, -1, ""
+        left, pos, last_sec, sec_dot = (0 if count is None else max(count, 1)), mp.start, -1, ""
         want = BATCH if count is None else min(BATCH, max(count, 1))  # lines before a yield
         while pos < end:
             if pos + 30 <= end:
@@ -309,9 +310,10 @@ class TextFormatter:
             else:
                 raise damaged(mp, pos, end - pos, -1)
             at = pos + 16
-            pos = at + incl
-            if incl > MAX_RECORD or pos > end:
-                raise damaged(mp, pos - 16 - incl, end - at, incl)
+            stop = at + incl  # the end of the captured bytes
+            if incl > MAX_RECORD or stop > end:
+                raise damaged(mp, pos, end - at, incl)
+            pos = pos + slot if slot else stop  # ring slots have a stride; a file's records none
             if keep is not None and not keep(mm, at, incl, orig, orig):
                 continue
             hlen = 0
@@ -338,8 +340,8 @@ class TextFormatter:
                 hlen, l4 = (offx >> 4) * 4, at + 54
                 if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
                     hlen = 0
-            if hlen < 20 or hlen > length or l4 + hlen > pos or several:  # not the common one
-                line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:pos], orig, "", "")
+            if hlen < 20 or hlen > length or l4 + hlen > stop or several:  # not the common one
+                line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:stop], orig, "", "")
                 if line is None:
                     continue
             else:
@@ -360,7 +362,7 @@ class TextFormatter:
                     if opts is None:
                         opts = options(mm[l4 + 20 : l4 + hlen], seq, ack, flags, key, rev)
                         if opts is None:
-                            line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:pos], orig, "", "")
+                            line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:stop], orig, "", "")
                             if line is None:
                                 continue
                             opts = False
