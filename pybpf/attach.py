@@ -20,11 +20,12 @@ programs out and lists them in ``skipped`` (as libbpf's skeletons do).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Any, Callable, Iterable, Mapping, Optional, Protocol
 
 from pybpf.errors import BPFError
 from pybpf.object.sections import match_section
+from pybpf.record import record
 from pybpf.sys.uapi import AttachType
 
 
@@ -47,7 +48,7 @@ class NeedsArguments(BPFError):
     """The section name does not say where to attach: the caller must (``attach(p, ...)``)."""
 
 
-@dataclass(frozen=True)
+@record
 class Kind:
     """One registered attach kind."""
 
@@ -96,7 +97,7 @@ def attach(program: AttachableProgram, section: Optional[str] = None, **options:
     return kind.attach(program, target, **options)
 
 
-@dataclass
+@record(frozen=False)
 class AttachedObject:
     """The links of :func:`attach_all`, by program name, closed together."""
 

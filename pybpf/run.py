@@ -26,7 +26,6 @@ import select
 import signal
 import sys
 import time
-from dataclasses import dataclass
 from typing import Any, Callable, Optional, TextIO
 
 from pybpf.btf.dump import ValueReader
@@ -35,6 +34,7 @@ from pybpf.btf.types import Ptr, Struct, Union, Var
 from pybpf.errors import BPFError
 from pybpf.mapdump import dump_map, fields_line, format_bpftool, format_map
 from pybpf.object.spec import ObjectSpec
+from pybpf.record import record
 from pybpf.targets import Targets, attach_options, hint
 
 # Map types whose contents are not data to print at the end (read live, or fds of other objects).
@@ -43,7 +43,7 @@ _PRINTK_HELPERS = {6, 177}  # bpf_trace_printk, bpf_trace_vprintk
 TRACEFS = "/sys/kernel/tracing"
 
 
-@dataclass(frozen=True)
+@record
 class RunOptions:
     programs: tuple[str, ...] = ()  # attach only these (default: every program)
     json: bool = False  # JSON lines instead of text

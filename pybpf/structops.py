@@ -29,7 +29,6 @@ import errno as _errno
 import os
 import sys
 import weakref
-from dataclasses import dataclass
 from typing import Any, Optional, Union
 
 from pybpf.btf.kernel import KernelBTF
@@ -38,6 +37,7 @@ from pybpf.errors import BPFError, BTFError, SyscallError
 from pybpf.link.bpflink import Link
 from pybpf.maps import Map
 from pybpf.object.spec import ObjectSpec, ProgramSpec, StructOpsSpec
+from pybpf.record import record
 from pybpf.sys import linkcmd, mapcmd
 from pybpf.sys.fd import FDObject
 from pybpf.sys.syscall import object_name
@@ -46,7 +46,7 @@ from pybpf.sys.uapi import AttachType, MapFlags, MapType
 VALUE_PREFIX = "bpf_struct_ops_"
 
 
-@dataclass(frozen=True)
+@record
 class KernelStruct:
     """Where the kernel keeps one struct_ops struct: its BTF id, its value type."""
 

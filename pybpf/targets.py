@@ -22,11 +22,11 @@ for each program, which :func:`pybpf.attach.attach_all` takes as ``options``.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Iterable, Optional
 
 from pybpf.attach import split_section
 from pybpf.errors import BPFError
+from pybpf.record import record
 
 IFACE_KINDS = frozenset({"xdp", "xdp.frags", "tc", "classifier", "tcx", "socket"})
 TC_KINDS = frozenset({"tc", "classifier", "tcx"})
@@ -46,7 +46,7 @@ SELF_EXE = "/proc/self/exe"
 SOCKMAP_TYPES = ("SOCKMAP", "SOCKHASH")
 
 
-@dataclass(frozen=True)
+@record
 class Targets:
     """What the user said about where programs go (see the module's text)."""
 

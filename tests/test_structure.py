@@ -20,12 +20,14 @@ import pytest
 from conftest import ROOT
 
 STAGES = ["errors", "asm", "btf", "object", "sys", "link", "root", "cli"]
+# Beneath every stage: the exceptions, and the decorator that makes the stages' records.
+BASE_MODULES = {"pybpf.errors", "pybpf.record"}
 CLI_MODULES = {"pybpf.cli", "pybpf.__main__", "pybpf.describe"}
 
 
 def _stage(module: str) -> int:
     parts = module.split(".")
-    if module == "pybpf.errors":
+    if module in BASE_MODULES:
         return STAGES.index("errors")
     if module in CLI_MODULES:
         return STAGES.index("cli")

@@ -26,7 +26,6 @@ islands work everywhere.) Nothing here touches the kernel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Union
 
@@ -34,6 +33,7 @@ from pybpf.asm import insn as isa
 from pybpf.asm.helpers import HELPER_IDS
 from pybpf.asm.insn import ALUOp, Class, Instruction, JmpOp, Size, Source
 from pybpf.errors import BPFError
+from pybpf.record import record
 
 
 class AssemblerError(BPFError):
@@ -112,7 +112,7 @@ def _is_reg(x: Operand) -> bool:
     return isinstance(x, (Reg, str))
 
 
-@dataclass
+@record(frozen=False)
 class _Jump:
     """A jump waiting for its label to be placed. ``form`` says how it was relaxed."""
 
@@ -133,7 +133,7 @@ class _Jump:
         return self.code == Class.JMP | JmpOp.JA
 
 
-@dataclass
+@record(frozen=False)
 class _Label:
     name: str
 

@@ -11,9 +11,11 @@ from __future__ import annotations
 
 import struct
 import sys
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from enum import IntEnum
 from typing import Iterable, Sequence
+
+from pybpf.record import record
 
 INSN_SIZE = 8
 
@@ -104,7 +106,7 @@ CALL = Class.JMP | JmpOp.CALL  # 0x85
 EXIT = Class.JMP | JmpOp.EXIT  # 0x95
 
 
-@dataclass(frozen=True)
+@record
 class Instruction:
     code: int
     dst: int = 0

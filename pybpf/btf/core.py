@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import dataclasses
 import sys
-from dataclasses import dataclass, field
+from dataclasses import field
 from typing import Callable, Optional, Sequence
 
 from pybpf.asm.insn import CALL, Class, Instruction, Size, Source
@@ -44,6 +44,7 @@ from pybpf.btf.model import (
     essential_name,
 )
 from pybpf.errors import BTFError, CORERelocationError
+from pybpf.record import record
 
 POISON_HELPER_ID = 0xBAD2310  # "bad relo": the verifier reports invalid func unknown#195896080
 MAX_SPEC_LEN = 64
@@ -65,7 +66,7 @@ class _Poison(Exception):
     """No value can be computed for the target: poison the instruction."""
 
 
-@dataclass(frozen=True)
+@record
 class Accessor:
     """One meaningful step of a spec: a named member (``name``) or an array index."""
 
@@ -74,7 +75,7 @@ class Accessor:
     name: Optional[str] = None
 
 
-@dataclass
+@record(frozen=False)
 class Spec:
     """An access string resolved in one BTF: high-level steps, raw indexes, bit offset."""
 
@@ -106,7 +107,7 @@ class Spec:
         return f"{head}{path} ({':'.join(map(str, self.raw))} @ offset {where})"
 
 
-@dataclass
+@record(frozen=False)
 class Resolution:
     """What one relocation computes: the value the compiler wrote and the one to write."""
 

@@ -15,12 +15,12 @@ from __future__ import annotations
 
 import struct
 import sys
-from dataclasses import dataclass
 from enum import IntEnum
 from typing import Callable, Iterable, Optional, Sequence
 
 from pybpf.btf.model import BTF
 from pybpf.errors import BTFError
+from pybpf.record import record
 
 BTF_EXT_MAGIC = 0xEB9F
 INSN_SIZE = 8
@@ -52,7 +52,7 @@ class CoreReloKind(IntEnum):
     TYPE_MATCHES = 12
 
 
-@dataclass(frozen=True)
+@record
 class FuncInfo:
     """``bpf_func_info``: the function (a BTF FUNC id) that starts at instruction ``insn_idx``."""
 
@@ -60,7 +60,7 @@ class FuncInfo:
     type_id: int
 
 
-@dataclass(frozen=True)
+@record
 class LineInfo:
     """``bpf_line_info``: the source line of instruction ``insn_idx``.
 
@@ -77,7 +77,7 @@ class LineInfo:
     line_off: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class CoreRelo:
     """``bpf_core_relo``: patch instruction ``insn_idx`` with ``kind`` of the field/type/enum
     value that ``access_str`` (``"0:1:2"``: member/array indexes) reaches from ``type_id``."""
@@ -88,7 +88,7 @@ class CoreRelo:
     kind: CoreReloKind
 
 
-@dataclass(frozen=True)
+@record
 class BTFExt:
     """Per ELF section name: func_info, line_info and CO-RE relocation records, in file order."""
 

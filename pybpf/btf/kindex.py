@@ -13,12 +13,12 @@ import operator
 import struct
 import sys
 from array import array
-from dataclasses import dataclass
 from typing import Any, Sequence
 
 from pybpf.btf import cache
 from pybpf.btf.types import Kind
 from pybpf.errors import BTFError
+from pybpf.record import record
 
 # Words (u32) after the 3-word btf_type header: fixed, and per vlen item, by kind.
 _FIXED = {Kind.INT: 1, Kind.ARRAY: 3, Kind.VAR: 1, Kind.DECL_TAG: 1}
@@ -42,7 +42,7 @@ _ORDER_MARK = 0x01020304
 _COUNTS = struct.Struct("=IIII")  # order mark, types, strings, words
 
 
-@dataclass(frozen=True)
+@record
 class Index:
     """``starts[i]``: word index of local type i's record. ``by_name``: local type indexes in
     the order of their name offsets (``name_keys``, ascending; ties by index). ``strings``: the

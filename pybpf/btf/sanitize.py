@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import dataclasses
 from collections import Counter
-from dataclasses import dataclass
 from typing import Optional
 
 from pybpf.btf.model import (
@@ -52,11 +51,12 @@ from pybpf.btf.model import (
     UnionType,
     Var,
 )
+from pybpf.record import record
 
 ENUM64_PLACEHOLDER = "enum64_placeholder"
 
 
-@dataclass(frozen=True)
+@record
 class BTFSupport:
     """Which BTF features the kernel accepts (each True unless a probe said otherwise).
 
@@ -76,7 +76,7 @@ class BTFSupport:
         return tuple(f.name for f in dataclasses.fields(self) if not getattr(self, f.name))
 
 
-@dataclass(frozen=True)
+@record
 class Change:
     """One kind of rewrite applied ``count`` times because the kernel lacks ``missing``."""
 
@@ -90,7 +90,7 @@ class Change:
         return f"{self.count} {self.what} {noun} sanitised to {self.into}"
 
 
-@dataclass(frozen=True)
+@record
 class Sanitised:
     btf: BTF
     changes: tuple[Change, ...]

@@ -12,11 +12,11 @@ from __future__ import annotations
 
 import struct
 import typing
-from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Any, Callable, ClassVar
 
 from pybpf.errors import BTFError
+from pybpf.record import record
 
 
 class Kind(IntEnum):
@@ -69,7 +69,7 @@ class VarLinkage(IntEnum):
     GLOBAL_EXTERN = 2
 
 
-@dataclass(frozen=True)
+@record
 class Void:
     """Type id 0. Never stored in a blob; ``BTF.types[0]`` holds it so ids index the list."""
 
@@ -77,7 +77,7 @@ class Void:
     name: ClassVar[str] = ""
 
 
-@dataclass(frozen=True)
+@record
 class Int:
     name: str
     size: int
@@ -87,14 +87,14 @@ class Int:
     kind: ClassVar[Kind] = Kind.INT
 
 
-@dataclass(frozen=True)
+@record
 class Ptr:
     type: int
     kind: ClassVar[Kind] = Kind.PTR
     name: ClassVar[str] = ""
 
 
-@dataclass(frozen=True)
+@record
 class Array:
     type: int  # element type
     index_type: int
@@ -103,7 +103,7 @@ class Array:
     name: ClassVar[str] = ""
 
 
-@dataclass(frozen=True)
+@record
 class Member:
     """A struct/union member. ``bitfield_size`` is 0 unless the member is a bitfield."""
 
@@ -113,7 +113,7 @@ class Member:
     bitfield_size: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class Struct:
     name: str
     size: int
@@ -127,18 +127,18 @@ class Struct:
         return any(m.bitfield_size for m in self.members)
 
 
-@dataclass(frozen=True)
+@record
 class Union(Struct):
     kind: ClassVar[Kind] = Kind.UNION
 
 
-@dataclass(frozen=True)
+@record
 class EnumValue:
     name: str
     value: int
 
 
-@dataclass(frozen=True)
+@record
 class Enum:
     name: str
     size: int
@@ -147,47 +147,47 @@ class Enum:
     kind: ClassVar[Kind] = Kind.ENUM
 
 
-@dataclass(frozen=True)
+@record
 class Enum64(Enum):
     kind: ClassVar[Kind] = Kind.ENUM64
 
 
-@dataclass(frozen=True)
+@record
 class Fwd:
     name: str
     is_union: bool  # kind_flag: `union foo;` rather than `struct foo;`
     kind: ClassVar[Kind] = Kind.FWD
 
 
-@dataclass(frozen=True)
+@record
 class Typedef:
     name: str
     type: int
     kind: ClassVar[Kind] = Kind.TYPEDEF
 
 
-@dataclass(frozen=True)
+@record
 class Volatile:
     type: int
     kind: ClassVar[Kind] = Kind.VOLATILE
     name: ClassVar[str] = ""
 
 
-@dataclass(frozen=True)
+@record
 class Const:
     type: int
     kind: ClassVar[Kind] = Kind.CONST
     name: ClassVar[str] = ""
 
 
-@dataclass(frozen=True)
+@record
 class Restrict:
     type: int
     kind: ClassVar[Kind] = Kind.RESTRICT
     name: ClassVar[str] = ""
 
 
-@dataclass(frozen=True)
+@record
 class Func:
     name: str
     type: int  # a FUNC_PROTO
@@ -195,13 +195,13 @@ class Func:
     kind: ClassVar[Kind] = Kind.FUNC
 
 
-@dataclass(frozen=True)
+@record
 class Param:
     name: str
     type: int  # 0 with no name marks a trailing `...`
 
 
-@dataclass(frozen=True)
+@record
 class FuncProto:
     return_type: int
     params: tuple[Param, ...]
@@ -209,7 +209,7 @@ class FuncProto:
     name: ClassVar[str] = ""
 
 
-@dataclass(frozen=True)
+@record
 class Var:
     name: str
     type: int
@@ -217,7 +217,7 @@ class Var:
     kind: ClassVar[Kind] = Kind.VAR
 
 
-@dataclass(frozen=True)
+@record
 class VarSecinfo:
     """Where one variable of a DATASEC lives: ``type_id`` is a VAR (or a FUNC for ``.ksyms``)."""
 
@@ -226,7 +226,7 @@ class VarSecinfo:
     size: int
 
 
-@dataclass(frozen=True)
+@record
 class Datasec:
     name: str
     size: int
@@ -234,14 +234,14 @@ class Datasec:
     kind: ClassVar[Kind] = Kind.DATASEC
 
 
-@dataclass(frozen=True)
+@record
 class Float:
     name: str
     size: int
     kind: ClassVar[Kind] = Kind.FLOAT
 
 
-@dataclass(frozen=True)
+@record
 class DeclTag:
     """``__attribute__((btf_decl_tag("name")))`` on a type (component_idx -1) or a member/param."""
 
@@ -252,7 +252,7 @@ class DeclTag:
     kind: ClassVar[Kind] = Kind.DECL_TAG
 
 
-@dataclass(frozen=True)
+@record
 class TypeTag:
     """``__attribute__((btf_type_tag("name")))``, e.g. ``__user``/``__rcu`` on a pointee."""
 

@@ -19,11 +19,11 @@ import itertools
 import os
 import socket
 import struct
-from dataclasses import dataclass
 from enum import IntEnum, IntFlag
 from typing import Iterator, Optional
 
 from pybpf.errors import NetlinkError
+from pybpf.record import record
 from pybpf.sys.layout import Container, Default, Int8un, Int16un, Int32sn, Int32un, Padding, Struct
 
 # --- wire layouts (include/uapi/linux/netlink.h, rtnetlink.h, if_link.h), host byte order ------
@@ -142,7 +142,7 @@ class OperState(IntEnum):
     UP = 6
 
 
-@dataclass(frozen=True)
+@record
 class XDPInfo:
     mode: XDPAttachMode
     prog_id: int  # 0 when nothing, or several modes, are attached
@@ -151,7 +151,7 @@ class XDPInfo:
     hw_prog_id: int = 0
 
 
-@dataclass(frozen=True)
+@record
 class LinkInfo:
     """One network interface as RTM_GETLINK describes it."""
 

@@ -25,7 +25,6 @@ import functools
 import os
 import socket
 import struct
-from dataclasses import dataclass
 from enum import Enum
 from typing import Optional, Union
 
@@ -40,6 +39,7 @@ from pybpf.link.netlink import (
     nested,
     parse_attrs,
 )
+from pybpf.record import record
 from pybpf.sys.layout import Default, Int8un, Int32sn, Int32un, Padding, Struct
 from pybpf.sys.uapi import AttachFlags, AttachType
 
@@ -171,14 +171,14 @@ def tcx_supported() -> bool:
 # --- clsact and cls_bpf over rtnetlink ---------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class QdiscInfo:
     kind: str
     handle: int
     parent: int
 
 
-@dataclass(frozen=True)
+@record
 class FilterInfo:
     """One filter on a clsact hook, as RTM_GETTFILTER reports it."""
 

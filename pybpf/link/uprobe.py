@@ -25,7 +25,6 @@ import os
 import shutil
 import struct
 import subprocess
-from dataclasses import dataclass
 from typing import Optional
 
 from elftools.common.exceptions import ELFError
@@ -34,6 +33,7 @@ from elftools.elf.elffile import ELFFile
 from pybpf.errors import BPFError, SyscallError
 from pybpf.link.bpflink import Link, ProgramLike, _fd
 from pybpf.link.perf_event import PerfEventLink, attach_perf_event
+from pybpf.record import record
 from pybpf.sys import linkcmd, perf
 from pybpf.sys.perf import PerfAttrFlag
 
@@ -156,7 +156,7 @@ def _function_addresses(elf: ELFFile, symbol: str) -> set[int]:
     return found
 
 
-@dataclass(frozen=True)
+@record
 class UprobeTarget:
     """``PATH:SYMBOL+OFFSET`` (libbpf's ``SEC("uprobe/...")`` target) resolved to a file offset."""
 

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import re
 import struct
-from dataclasses import dataclass
 from typing import Optional
 
 import construct as cs
@@ -28,6 +27,7 @@ from elftools.elf.elffile import ELFFile
 from pybpf.link.bpflink import ProgramLike
 from pybpf.link.group import LinkGroup
 from pybpf.link.uprobe import SymbolError, UprobeTarget, find_binary, uprobe_at, vaddr_to_offset
+from pybpf.record import record
 from pybpf.sys import mapcmd
 from pybpf.sys.objinfo import map_info
 
@@ -118,7 +118,7 @@ def pt_regs_offset(reg: str) -> int:
     return _PT_REGS_X86_64[name]
 
 
-@dataclass(frozen=True)
+@record
 class ArgSpec:
     """One decoded argument operand."""
 
@@ -179,7 +179,7 @@ class ArgSpec:
 # --- the notes -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class USDTNote:
     """One probe site, addresses already turned into file offsets."""
 

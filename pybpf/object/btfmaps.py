@@ -13,7 +13,6 @@ members encode the definition in their types, so the compiler records it in BTF:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
 
 from pybpf.btf.model import (
@@ -29,6 +28,7 @@ from pybpf.btf.model import (
     Var,
 )
 from pybpf.errors import BTFError
+from pybpf.record import record
 
 MAP_TYPE_PROG_ARRAY = 3
 MAP_TYPE_ARRAY_OF_MAPS = 12
@@ -37,7 +37,7 @@ PIN_NONE, PIN_BY_NAME = 0, 1  # enum libbpf_pin_type
 POINTER_SIZE = 8
 
 
-@dataclass(frozen=True)
+@record
 class BTFMapDef:
     """One map as its BTF definition describes it (0 where the definition is silent).
 

@@ -15,7 +15,6 @@ import os
 import struct
 import sys
 import types
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from pybpf.asm import insn as isa
@@ -33,12 +32,13 @@ from pybpf.object.records import (
 )
 from pybpf.object.sections import match_section
 from pybpf.object.structops import read_struct_ops
+from pybpf.record import record
 
 SHT_PROGBITS = "SHT_PROGBITS"
 SHF_EXECINSTR = 0x4
 
 
-@dataclass(frozen=True)
+@record
 class Section:
     index: int
     name: str
@@ -54,7 +54,7 @@ class Section:
         return bool(self.flags & SHF_EXECINSTR)
 
 
-@dataclass(frozen=True)
+@record
 class Symbol:
     index: int
     name: str

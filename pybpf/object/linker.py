@@ -13,16 +13,16 @@ final instruction index, and the loader patches file descriptors into them after
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass
 from typing import Mapping, Optional, Sequence
 
 from pybpf.asm import insn as isa
 from pybpf.asm.insn import Instruction
 from pybpf.errors import RelocationError
 from pybpf.object.spec import Function, ObjectSpec, ProgramSpec, Relocation, RelocKind
+from pybpf.record import record
 
 
-@dataclass(frozen=True)
+@record
 class Piece:
     """A run of a section's instructions placed in the linked program."""
 
@@ -34,7 +34,7 @@ class Piece:
     replaced: bool = False  # generated code spliced in place of the compiled body
 
 
-@dataclass(frozen=True)
+@record
 class LinkedProgram:
     spec: ProgramSpec
     insns: tuple[Instruction, ...]

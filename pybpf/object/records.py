@@ -6,11 +6,11 @@ together. Nothing here touches the kernel (rule 1 of the design).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from enum import Enum
 from typing import Optional
 
 from pybpf.asm.insn import Instruction
+from pybpf.record import record
 
 
 class RelocKind(Enum):
@@ -24,7 +24,7 @@ class RelocKind(Enum):
     KSYM = "ksym"  # ld_imm64 / call of a kernel symbol extern (.ksyms, kfuncs)
 
 
-@dataclass(frozen=True)
+@record
 class Relocation:
     """One relocation against an instruction of a section.
 
@@ -41,7 +41,7 @@ class Relocation:
     offset: int
 
 
-@dataclass(frozen=True)
+@record
 class Function:
     """A function symbol's instructions, cut out of its section."""
 
@@ -52,7 +52,7 @@ class Function:
     is_global: bool
 
 
-@dataclass(frozen=True)
+@record
 class ProgramSpec:
     """An entry point: a global function in an executable section other than ``.text``."""
 
@@ -72,7 +72,7 @@ class ProgramSpec:
         return len(self.insns)
 
 
-@dataclass(frozen=True)
+@record
 class MapSpec:
     """A map the object asks for: from ``.maps`` (BTF), the legacy ``maps`` section, or a data
     section (``.rodata``, ``.data.foo``, ``.bss``, ``.kconfig``) that becomes a one-entry array."""
@@ -105,7 +105,7 @@ class MapSpec:
         return self.origin.startswith(".rodata") or self.origin == ".kconfig"
 
 
-@dataclass(frozen=True)
+@record
 class SectionHeader:
     """An ELF section as ``pybpf inspect`` lists it."""
 
@@ -116,7 +116,7 @@ class SectionHeader:
     flags: str  # "AX", "WA", ... as readelf spells sh_flags
 
 
-@dataclass(frozen=True)
+@record
 class Variable:
     """A global variable in a data section, as its symbol and BTF describe it."""
 

@@ -8,8 +8,9 @@ What follows the ``/`` is the attach target (a kernel function for ``fentry/``, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
+
+from pybpf.record import record
 
 # Program flags the section implies (values of BPF_F_* prog_flags).
 F_SLEEPABLE = 1 << 4
@@ -121,7 +122,7 @@ _RULES: tuple[tuple[str, str, Optional[str], int, bool], ...] = (
 )
 
 
-@dataclass(frozen=True)
+@record
 class SectionDef:
     """What a section name says about the programs in it."""
 

@@ -16,17 +16,17 @@ from __future__ import annotations
 
 import dataclasses
 import struct
-from dataclasses import dataclass
 from typing import Any, Optional
 
 from pybpf.btf.model import BTF, Datasec, Struct, Var
 from pybpf.errors import BPFError, ParseError
+from pybpf.record import record
 
 STRUCT_OPS_SEC = ".struct_ops"
 STRUCT_OPS_LINK_SEC = ".struct_ops.link"
 
 
-@dataclass(frozen=True)
+@record
 class StructOpsSpec:
     """One struct_ops variable of an object (a future STRUCT_OPS map)."""
 

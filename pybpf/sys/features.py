@@ -24,7 +24,6 @@ import errno as _errno
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
 from enum import Enum
 from typing import Callable, Optional
 
@@ -48,13 +47,14 @@ from pybpf.btf.model import (
 )
 from pybpf.btf.sanitize import BTFSupport
 from pybpf.errors import ENOTSUPP, FeatureError, SyscallError
+from pybpf.record import record
 from pybpf.sys import mapcmd, progcmd
 from pybpf.sys.attr import btf_load_attr
 from pybpf.sys.syscall import addr_of, bpf_raw, in_buf
 from pybpf.sys.uapi import AttachType, BPFCmd, MapFlags, MapType, ProgFlags, ProgType
 
 
-@dataclass(frozen=True)
+@record
 class FeatureInfo:
     what: str  # how a sentence names it: "BPF ring buffers"
     since: str  # the first mainline Linux release that has it

@@ -5,9 +5,9 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import sys
-from dataclasses import dataclass
 
 from pybpf.errors import SyscallError
+from pybpf.record import record
 from pybpf.sys.attr import (
     OBJ_NAME,
     PTR,
@@ -113,7 +113,7 @@ bpf_link_info = Struct(
 )
 
 
-@dataclass(frozen=True)
+@record
 class ProgInfo:
     type: int  # a ProgType when this module knows it
     id: int
@@ -133,7 +133,7 @@ class ProgInfo:
     attach_btf_id: int
 
 
-@dataclass(frozen=True)
+@record
 class MapInfo:
     type: int  # a MapType when this module knows it
     id: int
@@ -149,7 +149,7 @@ class MapInfo:
     map_extra: int
 
 
-@dataclass(frozen=True)
+@record
 class BTFInfo:
     id: int
     size: int
@@ -157,7 +157,7 @@ class BTFInfo:
     kernel_btf: bool
 
 
-@dataclass(frozen=True)
+@record
 class BPFLinkInfo:
     type: int  # a LinkType when this module knows it
     id: int

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-from dataclasses import dataclass
 from typing import Optional
 
 from pybpf.errors import SyscallError
+from pybpf.record import record
 from pybpf.sys.attr import (
     btf_load_attr,
     prog_attach_attr,
@@ -33,7 +33,7 @@ from pybpf.sys.uapi import (
 # --- programs and BTF -----------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class ProgLoadResult:
     """The outcome of one BPF_PROG_LOAD attempt: fd (or -1), errno, and the log size needed."""
 
@@ -136,7 +136,7 @@ def btf_load(data: bytes, *, log_level: int = 0, log_size: int = 1 << 20) -> int
 # --- test run -------------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
+@record
 class TestRunResult:
     __test__ = False  # not a pytest class
 
@@ -217,7 +217,7 @@ def prog_detach(target_fd: int, prog_fd: int, attach_type: int) -> None:
     )
 
 
-@dataclass(frozen=True)
+@record
 class ProgQueryResult:
     """What BPF_PROG_QUERY says is attached at one attach point (ids, in run order)."""
 
