@@ -119,8 +119,7 @@ def load(
         _load_btf(obj, log)
         _create_maps(obj, log, pin_root)
         code = _core_relocate(spec, obj, log, kernel_btf)
-        for name in wanted:
-            _load_program(obj, spec.programs[name], code, log, log_level)
+        _load_programs(obj, [spec.programs[name] for name in wanted], code, log, log_level)
         _fill_slots(obj, log)
         if spec.struct_ops:
             from pybpf import structops
@@ -329,9 +328,115 @@ def _core_relocate(spec: ObjectSpec, obj: LoadedObject, log: Log, kernel_btf: ob
     return code
 
 
-def _load_program(
-    obj: LoadedObject, ps: ProgramSpec, code: dict, log: Log, log_level: Optional[int]
+def _load_programs(
+    obj: LoadedObject, specs: list, code: dict, log: Log, log_level: Optional[int]
 ) -> None:
+    """Load the programs, the kernel verifying one while Python prepares the next.
+
+    The verifier runs inside BPF_PROG_LOAD, in the calling thread, and ctypes lets go of the
+    GIL for the call: so every program but the last is handed to a thread of its own once
+    linked, and its verifier runs beside the linking of the next program and beside the other
+    verifiers (the kernel verifies a privileged caller's programs in parallel). Outcomes are
+    taken in the object's order, and each program's log lines are held until its turn, so the
+    log and the error raised are those of loading one program after the other; a program that
+    was loaded after one that failed is closed again."""
+    jobs: list[_ProgramLoad] = []
+    try:
+        for n, ps in enumerate(specs):
+            job = _ProgramLoad(ps, log_level)
+            jobs.append(job)
+            try:
+                job.prepare(obj, code, log)
+            except BaseException:
+                for earlier in jobs[:-1]:  # an earlier program's error comes first
+                    earlier.take(obj, log)
+                job.flush(log)
+                raise
+            job.run(in_thread=n < len(specs) - 1)
+        for job in jobs:
+            job.take(obj, log)
+    except BaseException:
+        for job in jobs:
+            job.discard()
+        raise
+
+
+class _ProgramLoad:
+    """One program: prepared (linked, patched) in the caller's thread, then its BPF_PROG_LOAD run
+    there or in a thread of its own; ``take`` hands the Program to the object or raises the
+    load's error, explained."""
+
+    def __init__(self, ps: ProgramSpec, log_level: Optional[int]) -> None:
+        self.ps = ps
+        self.log_level = log_level
+        self.lines: list[str] = []  # log lines held until the program's turn
+        self.prepared: Optional[tuple] = None
+        self.prog = None
+        self.error: Optional[BaseException] = None
+        self.thread = None
+        self.taken = False
+
+    def prepare(self, obj: LoadedObject, code: dict, log: Log) -> None:
+        hold = self.lines.append if log is not None else None
+        self.prepared = _prepare_program(obj, self.ps, code, hold)
+
+    def run(self, in_thread: bool) -> None:
+        if not in_thread:
+            self._load()
+            return
+        import threading
+
+        self.thread = threading.Thread(target=self._load, name=f"pybpf-load-{self.ps.name}")
+        self.thread.start()
+
+    def _load(self) -> None:
+        insns, attach, kwargs = self.prepared
+        try:
+            self.prog = _load(self.ps, insns, attach, self.log_level, kwargs)
+        except BaseException as e:  # raised in the caller's thread by take()
+            self.error = e
+
+    def _wait(self) -> None:
+        if self.thread is not None:
+            self.thread.join()
+
+    def flush(self, log: Log) -> None:
+        for line in self.lines:
+            _say(log, line)
+        self.lines.clear()
+
+    def take(self, obj: LoadedObject, log: Log) -> None:
+        if self.taken:
+            return
+        self._wait()
+        self.flush(log)
+        if self.error is not None:
+            e, self.error = self.error, None
+            if isinstance(e, SyscallError):
+                compat.explain_prog_refusal(self.ps, e)
+                _explain_missing_type(self.ps, e)
+            raise e
+        if self.prog is None:
+            return  # never prepared (an error before it)
+        self.taken = True
+        prog, name, insns = self.prog, self.ps.name, self.prepared[0]
+        obj.programs[name] = prog
+        _say(
+            log,
+            f"program '{name}': loaded {self.ps.prog_type} id {prog.id} tag {prog.tag}, "
+            f"{len(insns)} instructions ({len(obj.linked[name].pieces) - 1} subprograms appended)",
+        )
+
+    def discard(self) -> None:
+        """After an error: close the program unless the object already owns it."""
+        self._wait()
+        if self.prog is not None and not self.taken:
+            self.prog.close()
+            self.prog = None
+
+
+def _prepare_program(obj: LoadedObject, ps: ProgramSpec, code: dict, log: Log) -> tuple:
+    """Link a program and patch in its map fds: (instructions, attach type, load arguments)."""
     from pybpf.btf import ext as btf_ext
     from pybpf.sys.uapi import AttachType
 
@@ -361,18 +466,7 @@ def _load_program(
 
         # the kernel struct, and the member the program implements (checked by the verifier)
         kwargs["attach_btf_id"], attach = structops.program_target(obj.spec, ps)
-    try:
-        prog = _load(ps, insns, attach, log_level, kwargs)
-    except SyscallError as e:
-        compat.explain_prog_refusal(ps, e)
-        _explain_missing_type(ps, e)
-        raise
-    obj.programs[ps.name] = prog
-    _say(
-        log,
-        f"program '{ps.name}': loaded {ps.prog_type} id {prog.id} tag {prog.tag}, "
-        f"{len(insns)} instructions ({len(linked.pieces) - 1} subprograms appended)",
-    )
+    return insns, attach, kwargs
 
 
 def _load(ps: ProgramSpec, insns: list, attach: int, log_level: Optional[int], kwargs: dict):

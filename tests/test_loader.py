@@ -222,6 +222,47 @@ def test_a_failed_load_leaves_no_maps_behind():
     assert "seen" not in names and "verifier.bss" not in names
 
 
+def _prog_names() -> list[str]:
+    return [
+        p.get("name", "") for p in json.loads(subprocess.check_output(["bpftool", "-j", "prog"]))
+    ]
+
+
+def test_programs_load_side_by_side_yet_fail_and_log_in_the_objects_order():
+    """Programs are verified side by side (pybpf.loader._load_programs); what a user sees is the
+    one-after-the-other load: the rejected program's error, its predecessors' log lines
+    before it, nothing of its successor, and no program of the object left in the kernel."""
+    spec = ObjectSpec.from_file(str(bpf_object("tests/load_order")))
+    assert list(spec.programs) == ["lo_first", "lo_rejected", "lo_last"]
+    lines: list[str] = []
+    with pytest.raises(VerifierError) as info:
+        load(spec, log=lines.append)
+    assert "cannot load program 'lo_rejected'" in str(info.value)
+    steps = [" ".join(line.split()[:3]) for line in lines if line.startswith("program ")]
+    assert steps == [
+        "program 'lo_first': linked",
+        "program 'lo_first': loaded",
+        "program 'lo_rejected': linked",
+    ]
+    assert not {"lo_first", "lo_rejected", "lo_last"} & set(_prog_names())
+    # the two good ones alone load, logged one after the other, each with the tag libbpf gives
+    lines.clear()
+    with load(spec, programs=["lo_first", "lo_last"], log=lines.append) as obj:
+        steps = [" ".join(line.split()[:3]) for line in lines if line.startswith("program ")]
+        assert steps == [
+            "program 'lo_first': linked",
+            "program 'lo_first': loaded",
+            "program 'lo_last': linked",
+            "program 'lo_last': loaded",
+        ]
+        assert list(obj.programs) == ["lo_first", "lo_last"]
+        got = {name: p.info().name for name, p in obj.programs.items()}
+        assert got == {"lo_first": "lo_first", "lo_last": "lo_last"}
+        assert obj.programs["lo_first"].test_run(FRAME).retval == XDP_PASS
+        assert obj.programs["lo_last"].test_run(FRAME).retval == XDP_DROP
+    assert not {"lo_first", "lo_last"} & set(_prog_names())
+
+
 def test_kfunc_with_an_incompatible_prototype_is_refused_like_libbpf():
     """btf_externs declares bpf_task_acquire on a forward-declared struct: libbpf refuses the
     kfunc (its prototype is not CO-RE compatible with the kernel's) and so do we, naming it."""
