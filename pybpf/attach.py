@@ -20,12 +20,11 @@ programs out and lists them in ``skipped`` (as libbpf's skeletons do).
 
 from __future__ import annotations
 
-from dataclasses import field
 from typing import Any, Callable, Iterable, Mapping, Optional, Protocol
 
 from pybpf.errors import BPFError
 from pybpf.object.sections import match_section
-from pybpf.record import record
+from pybpf.record import field, record
 from pybpf.sys.uapi import AttachType
 
 

@@ -8,7 +8,6 @@ line that names the feature and the first Linux that has it ("BPF ring buffers n
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 from typing import Callable, Optional
@@ -16,6 +15,7 @@ from typing import Callable, Optional
 from pybpf.btf.model import BTF
 from pybpf.errors import SyscallError
 from pybpf.object.spec import MapSpec, ProgramSpec
+from pybpf.record import replace
 
 Log = Optional[Callable[[str], None]]
 
@@ -76,7 +76,7 @@ def map_for_kernel(ms: MapSpec, log: Log) -> MapSpec:
 
     if ms.is_data_section and ms.flags & MapFlags.MMAPABLE and not has(Feature.ARRAY_MMAP):
         _say(log, f"map '{ms.name}': not mmap()-able, {Feature.ARRAY_MMAP.needs()}")
-        return dataclasses.replace(ms, flags=ms.flags & ~MapFlags.MMAPABLE)
+        return replace(ms, flags=ms.flags & ~MapFlags.MMAPABLE)
     return ms
 
 

@@ -1,12 +1,13 @@
-"""``@record``: a dataclass whose methods are not compiled when its module is imported.
+"""``@record``: a dataclass made without ``dataclasses`` at import.
 
 ``dataclasses`` writes each class's ``__init__``, ``__repr__``, ``__eq__``, ``__hash__``,
-``__setattr__`` and ``__delattr__`` as Python source and compiles it with ``exec``: about half a
-millisecond a class. pybpf's specs are frozen dataclasses (a BTF kind, an ELF record, an
-instruction...), some sixty of them on the way to ``pybpf load``, and that compiling was half of
-the command's imports. ``record`` lets ``dataclasses`` read the fields — so ``fields()``,
-``replace()``, ``asdict()`` and ``is_dataclass()`` work as on any dataclass — but has it write
-none of the methods, and gives the class the same methods made of closures instead:
+``__setattr__`` and ``__delattr__`` as Python source and compiles it with ``exec`` — about half a
+millisecond a class — and importing it imports ``inspect`` (with ``ast``, ``dis``, ``tokenize``):
+7 ms more. pybpf's specs are frozen dataclasses (a BTF kind, an ELF record, an instruction...),
+some sixty of them on the way to ``pybpf load``, and the two were most of that command's imports.
+
+``record`` reads the fields from the class's annotations itself and gives the class the same
+methods made of closures:
 
 - ``__init__`` takes the fields positionally or by keyword, with their defaults and
   ``default_factory``; the values go straight into the instance's ``__dict__``;
@@ -16,86 +17,217 @@ none of the methods, and gives the class the same methods made of closures inste
   ``None`` (unhashable) when not;
 - frozen: assigning or deleting a field raises ``dataclasses.FrozenInstanceError``.
 
+The class is still a dataclass to the standard library: ``__dataclass_fields__`` and
+``__dataclass_params__`` are made by ``dataclasses`` on first use (so ``dataclasses.fields()``,
+``replace()``, ``asdict()`` and ``is_dataclass()`` work, and import it then). pybpf itself uses
+this module's ``replace`` and ``field_names``, which need nothing of ``dataclasses``.
+
 ``@record`` is ``@dataclass(frozen=True)``; ``@record(frozen=False)`` is ``@dataclass``;
-``@record(eq=False)`` keeps identity comparison and hashing. A method the class defines itself is
-kept, as ``dataclasses`` keeps it. Not supported (a ``TypeError`` says so): ``field(init=False)``,
-``InitVar``, keyword-only fields.
+``@record(eq=False)`` keeps identity comparison and hashing. ``field(...)`` takes ``default``,
+``default_factory``, ``repr`` and ``compare`` as ``dataclasses.field`` does. A method the class
+defines itself is kept, as ``dataclasses`` keeps it. Annotations must be strings (``from
+__future__ import annotations``); ``ClassVar[...]`` ones are not fields. Not supported (a
+``TypeError`` says so): ``InitVar``, keyword-only fields, fields left out of ``__init__``.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import re
+import sys
 from _thread import get_ident
 from operator import attrgetter
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Callable, Optional
 
-T = TypeVar("T", bound=type)
+MISSING = object()  # no default (dataclasses.MISSING's role)
 
-_PLACEHOLDER_DOC = "\0record"  # keeps dataclasses from computing a docstring with inspect
+# What dataclasses takes for ClassVar in a string annotation: ClassVar or typing.ClassVar.
+_CLASSVAR = re.compile(r"\s*(?:typing\s*\.\s*)?ClassVar\b")
+_INITVAR = re.compile(r"\s*(?:dataclasses\s*\.\s*)?InitVar\b")
 
 
-def record(
-    cls: Optional[T] = None, /, *, frozen: bool = True, eq: bool = True
-) -> Any:  # T, or a decorator of T
-    """Make ``cls`` a dataclass (frozen unless ``frozen=False``) without compiling code."""
+class _Field:
+    """One field: what ``dataclasses.Field`` holds that the methods need."""
 
-    def wrap(c: T) -> T:
+    __slots__ = ("name", "type", "default", "default_factory", "repr", "compare")
+
+    def __init__(
+        self,
+        default: Any = MISSING,
+        default_factory: Any = MISSING,
+        repr: bool = True,
+        compare: bool = True,
+    ) -> None:
+        if default is not MISSING and default_factory is not MISSING:
+            raise ValueError("cannot specify both default and default_factory")
+        self.name, self.type = "", ""
+        self.default, self.default_factory = default, default_factory
+        self.repr, self.compare = repr, compare
+
+
+def field(
+    *,
+    default: Any = MISSING,
+    default_factory: Any = MISSING,
+    repr: bool = True,
+    compare: bool = True,
+) -> Any:
+    """A field with options, as ``dataclasses.field``: ``x: list = field(default_factory=list)``."""
+    return _Field(default, default_factory, repr, compare)
+
+
+def record(cls: Optional[type] = None, /, *, frozen: bool = True, eq: bool = True) -> Any:
+    """Make ``cls`` a dataclass (frozen unless ``frozen=False``) without ``dataclasses``."""
+
+    def wrap(c: type) -> type:
         return _make(c, frozen, eq)
 
     return wrap if cls is None else wrap(cls)
 
 
-def _make(cls: T, frozen: bool, eq: bool) -> T:
+def replace(obj: Any, /, **changes: Any) -> Any:
+    """``dataclasses.replace`` for records: a copy of ``obj`` with ``changes``."""
+    names = type(obj).__record_fields__
+    values = [changes.pop(n) if n in changes else getattr(obj, n) for n in names]
+    if changes:
+        raise TypeError(
+            f"{type(obj).__qualname__}.__init__() got an unexpected keyword argument "
+            f"{next(iter(changes))!r}"
+        )
+    return obj.__class__(*values)
+
+
+def field_names(obj: Any) -> tuple[str, ...]:
+    """The names of a record's (or a record class's) fields, in order."""
+    return obj.__record_fields__
+
+
+# --- making the class -----------------------------------------------------------------------
+
+
+def _make(cls: type, frozen: bool, eq: bool) -> type:
+    bases = [b for b in cls.__mro__[-1:0:-1] if "__record_fields__" in b.__dict__]
+    frozen_bases = [b.__dict__["__record_params__"][0] for b in bases]
+    if frozen_bases and any(frozen_bases) and not frozen:
+        raise TypeError("cannot inherit non-frozen dataclass from a frozen one")
+    if frozen_bases and not any(frozen_bases) and frozen:
+        raise TypeError("cannot inherit frozen dataclass from a non-frozen one")
+    fields: dict[str, _Field] = {}
+    for b in bases:
+        for f in b.__dict__["__record_field_specs__"]:
+            fields[f.name] = f
+    for f in _own_fields(cls):
+        fields[f.name] = f
+    specs = tuple(fields.values())
+    cls.__record_fields__ = tuple(fields)
+    cls.__record_field_specs__ = specs
+    cls.__record_params__ = (frozen, eq)
     own = set(cls.__dict__)
-    undocumented = cls.__dict__.get("__doc__") is None
-    if undocumented:
-        cls.__doc__ = _PLACEHOLDER_DOC
-    # dataclasses finds the fields and sets class defaults; it compiles nothing with every
-    # method turned off. A frozen base forbids a non-frozen subclass, so a subclass of a frozen
-    # record is declared frozen (dataclasses then writes its two frozen methods itself).
-    frozen_base = any(_params(b, "frozen") for b in cls.__mro__[1:])
-    dataclasses.dataclass(cls, init=False, repr=False, eq=False, frozen=frozen and frozen_base)
-    fields = dataclasses.fields(cls)
-    for f in fields:
-        if not f.init or getattr(f, "kw_only", False) is True:
-            raise TypeError(f"{cls.__qualname__}.{f.name}: @record supports plain fields only")
-    methods = {
-        "__init__": _init(cls, fields),
-        "__repr__": _repr(cls, [f.name for f in fields if f.repr]),
+    methods: dict[str, Any] = {
+        "__init__": _init(cls, specs),
+        "__repr__": _repr([f.name for f in specs if f.repr]),
     }
     if eq:
-        key = _key([f.name for f in fields if f.compare])
+        key = _key([f.name for f in specs if f.compare])
         methods["__eq__"] = _eq(key)
         methods["__hash__"] = _hash(key) if frozen else None
     if frozen:
-        methods.update(_frozen(cls, frozenset(f.name for f in fields)))
+        methods.update(_frozen(cls, frozenset(fields)))
     for name, fn in methods.items():
         if name in own and not (name == "__hash__" and cls.__dict__[name] is None):
             continue  # the class's own method wins, as with dataclasses
         if fn is not None:
             fn.__qualname__ = f"{cls.__qualname__}.{name}"
         setattr(cls, name, fn)
-    params = cls.__dataclass_params__  # what the class is, not what dataclasses was asked
-    params.init = params.repr = True
-    params.eq, params.frozen = eq, frozen
-    if undocumented:
-        cls.__doc__ = cls.__name__ + "(" + ", ".join(map(_param_text, fields)) + ")"
+    if sys.version_info >= (3, 10) and "__match_args__" not in own:
+        cls.__match_args__ = tuple(fields)
+    if cls.__dict__.get("__doc__") is None:  # what dataclasses writes: the signature
+        cls.__doc__ = cls.__name__ + "(" + ", ".join(map(_param_text, specs)) + ")"
+    cls.__dataclass_fields__ = _Lazy(cls, "__dataclass_fields__")
+    cls.__dataclass_params__ = _Lazy(cls, "__dataclass_params__")
     return cls
 
 
-def _params(cls: type, name: str) -> bool:
-    params = cls.__dict__.get("__dataclass_params__")
-    return bool(getattr(params, name, False))
+def _own_fields(cls: type) -> list[_Field]:
+    fields = []
+    for name, ann in cls.__dict__.get("__annotations__", {}).items():
+        if not isinstance(ann, str):
+            raise TypeError(f"{cls.__qualname__}.{name}: @record needs string annotations")
+        if _CLASSVAR.match(ann):
+            continue
+        if _INITVAR.match(ann):
+            raise TypeError(f"{cls.__qualname__}.{name}: @record does not support InitVar")
+        f = cls.__dict__.get(name, MISSING)
+        if type(f).__module__ == "dataclasses":
+            raise TypeError(f"{cls.__qualname__}.{name}: use pybpf.record.field with @record")
+        if not isinstance(f, _Field):
+            f = _Field(default=f)
+        f.name, f.type = name, ann
+        d = f.default
+        if d is not MISSING and d.__class__.__hash__ is None:  # list, dict, set...
+            raise ValueError(
+                f"mutable default {type(d)} for field {name} is not allowed: use default_factory"
+            )
+        # the class attribute is the default, or nothing (dataclasses does the same)
+        if d is MISSING:
+            if name in cls.__dict__:
+                delattr(cls, name)
+        else:
+            setattr(cls, name, d)
+        fields.append(f)
+    return fields
 
 
-def _param_text(f: dataclasses.Field) -> str:
+class _Lazy:
+    """``__dataclass_fields__`` / ``__dataclass_params__``, made by ``dataclasses`` on first use:
+    a twin class with the same fields goes through ``dataclasses.dataclass``, and what it gets
+    is kept on the record class."""
+
+    def __init__(self, cls: type, attr: str) -> None:
+        self.cls, self.attr = cls, attr
+
+    def __get__(self, obj: object, owner: Optional[type] = None) -> Any:
+        cls = self.cls
+        made = _dataclass_twin(cls)
+        cls.__dataclass_fields__ = made.__dataclass_fields__
+        cls.__dataclass_params__ = made.__dataclass_params__
+        return cls.__dict__[self.attr]
+
+
+def _dataclass_twin(cls: type) -> type:
+    import dataclasses
+
+    frozen, eq = cls.__dict__["__record_params__"]
+    namespace: dict[str, Any] = {
+        "__module__": cls.__module__,
+        "__qualname__": cls.__qualname__,
+        "__doc__": cls.__doc__,
+        "__annotations__": {},
+    }
+    for f in cls.__dict__["__record_field_specs__"]:
+        namespace["__annotations__"][f.name] = f.type
+        namespace[f.name] = dataclasses.field(
+            default=dataclasses.MISSING if f.default is MISSING else f.default,
+            default_factory=(
+                dataclasses.MISSING if f.default_factory is MISSING else f.default_factory
+            ),
+            repr=f.repr,
+            compare=f.compare,
+        )
+    twin = dataclasses.dataclass(type(cls.__name__, (), namespace), frozen=frozen, eq=eq)
+    return twin
+
+
+def _param_text(f: _Field) -> str:
     """A field as ``inspect.signature`` shows the generated ``__init__``'s parameter."""
-    text = f"{f.name}: {f.type!r}" if isinstance(f.type, str) else f"{f.name}: {f.type}"
-    if f.default is not dataclasses.MISSING:
+    text = f"{f.name}: {f.type!r}"
+    if f.default is not MISSING:
         return f"{text} = {f.default!r}"
-    if f.default_factory is not dataclasses.MISSING:
+    if f.default_factory is not MISSING:
         return f"{text} = <factory>"
     return text
+
+
+# --- the methods ----------------------------------------------------------------------------
 
 
 def _init(cls: type, fields: tuple) -> Callable:
@@ -103,9 +235,9 @@ def _init(cls: type, fields: tuple) -> Callable:
     count = len(names)
     defaults: dict[str, tuple[bool, Any]] = {}
     for f in fields:
-        if f.default is not dataclasses.MISSING:
+        if f.default is not MISSING:
             defaults[f.name] = (False, f.default)
-        elif f.default_factory is not dataclasses.MISSING:
+        elif f.default_factory is not MISSING:
             defaults[f.name] = (True, f.default_factory)
         elif defaults:
             raise TypeError(f"non-default argument {f.name!r} follows default argument")
@@ -159,7 +291,15 @@ def _init(cls: type, fields: tuple) -> Callable:
     return __init__
 
 
-def _repr(cls: type, names: list[str]) -> Callable:
+def _count_of(missing: list[str]) -> str:
+    """Python's words for missing arguments: "2 required positional arguments: 'a' and 'b'"."""
+    quoted = [repr(n) for n in missing]
+    listed = quoted[0] if len(quoted) == 1 else ", ".join(quoted[:-1]) + " and " + quoted[-1]
+    s = "" if len(missing) == 1 else "s"
+    return f"{len(missing)} required positional argument{s}: {listed}"
+
+
+def _repr(names: list[str]) -> Callable:
     running: set[tuple[int, int]] = set()
 
     def __repr__(self) -> str:
@@ -202,15 +342,21 @@ def _hash(key: Callable[[Any], tuple]) -> Callable:
     return __hash__
 
 
+def _frozen_error(message: str) -> Exception:
+    from dataclasses import FrozenInstanceError  # only when someone tries
+
+    return FrozenInstanceError(message)
+
+
 def _frozen(cls: type, names: frozenset) -> dict[str, Callable]:
     def __setattr__(self, name: str, value: Any) -> None:
         if type(self) is cls or name in names:
-            raise dataclasses.FrozenInstanceError(f"cannot assign to field {name!r}")
+            raise _frozen_error(f"cannot assign to field {name!r}")
         super(cls, self).__setattr__(name, value)
 
     def __delattr__(self, name: str) -> None:
         if type(self) is cls or name in names:
-            raise dataclasses.FrozenInstanceError(f"cannot delete field {name!r}")
+            raise _frozen_error(f"cannot delete field {name!r}")
         super(cls, self).__delattr__(name)
 
     return {"__setattr__": __setattr__, "__delattr__": __delattr__}

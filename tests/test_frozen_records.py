@@ -1,7 +1,8 @@
 """``pybpf.record``: each class behaves as the same class made by ``dataclasses.dataclass``.
 
-Every check builds a class twice from one body — once with the standard library's decorator,
-once with ``record`` — and compares what a user of the class sees.
+Every check builds a class twice from one body — once with the standard library's decorator
+(and ``dataclasses.field``), once with ``record`` (and ``pybpf.record.field``) — and compares what
+a user of the class sees.
 """
 
 from __future__ import annotations
@@ -10,15 +11,17 @@ import copy
 import dataclasses
 import subprocess
 import sys
-from dataclasses import field
 from enum import IntEnum
 from typing import ClassVar, Optional
 
 import pytest
 
+from pybpf import record as records
 from pybpf.record import record
 
 from conftest import ROOT
+
+XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
 
 
 class Color(IntEnum):
@@ -26,7 +29,7 @@ class Color(IntEnum):
     BLUE = 2
 
 
-def body_plain():
+def body_plain(field):
     class Plain:
         """A record with defaults of every sort."""
 
@@ -40,7 +43,7 @@ def body_plain():
     return Plain
 
 
-def body_factory():
+def body_factory(field):
     class WithFactory:
         name: str
         items: list = field(default_factory=list)
@@ -50,7 +53,7 @@ def body_factory():
     return WithFactory
 
 
-def body_empty():
+def body_empty(field):
     class Empty:
         pass
 
@@ -61,8 +64,8 @@ def twins(make, **kw):
     """(the stdlib dataclass, the record) of one class body."""
     frozen = kw.get("frozen", True)
     eq = kw.get("eq", True)
-    std = dataclasses.dataclass(frozen=frozen, eq=eq)(make())
-    ours = record(frozen=frozen, eq=eq)(make())
+    std = dataclasses.dataclass(frozen=frozen, eq=eq)(make(dataclasses.field))
+    ours = record(frozen=frozen, eq=eq)(make(records.field))
     return std, ours
 
 
@@ -110,10 +113,12 @@ def test_a_record_behaves_as_its_dataclass(make, flavour):
         assert repr(copy.copy(b)) == repr(b)
         assert repr(copy.deepcopy(b)) == repr(b)
         fields = dataclasses.fields(ours)
+        assert records.field_names(b) == tuple(f.name for f in fields)
         if fields:
             f = fields[0]
             changed = dataclasses.replace(b, **{f.name: "z"})
             assert repr(changed) == repr(dataclasses.replace(a, **{f.name: "z"}))
+            assert repr(records.replace(b, **{f.name: "z"})) == repr(changed)
             assert getattr(b, f.name) != "z"  # the original is untouched
             _same_error(lambda o, f=f: setattr(o, f.name, 1), a, b)
             _same_error(lambda o, f=f: delattr(o, f.name), a, b)
@@ -216,26 +221,45 @@ def test_a_record_that_holds_itself_repr_stops():
     assert repr(n) == f"{Node.__qualname__}(child=...)"
 
 
-def test_importing_the_loader_compiles_no_record_methods():
-    """The point of ``record``: ``import pybpf.loader`` (everything ``pybpf load`` imports)
-    has dataclasses compile methods only for the two frozen subclasses (BTF's Union, Enum64)."""
+def test_reading_an_object_and_the_loader_import_neither_dataclasses_nor_inspect():
+    """The point of ``record``: what ``pybpf load`` imports, and a parse, leave ``dataclasses``
+    (with ``inspect``, ``ast``, ``dis``, ``tokenize``) unimported until something asks for it."""
     code = (
-        "import dataclasses\n"
-        "made = []\n"
-        "orig = dataclasses._create_fn\n"
-        "def count(name, *a, **k):\n"
-        "    made.append(name)\n"
-        "    return orig(name, *a, **k)\n"
-        "dataclasses._create_fn = count\n"
+        "import sys\n"
         "import pybpf.cli, pybpf.loader, pybpf.maps, pybpf.program, pybpf.sys.features\n"
-        "print(len(made))\n"
+        "from pybpf import ObjectSpec\n"
+        f"spec = ObjectSpec.from_file({str(XDPTCP_OBJ)!r})\n"
+        "print(sorted({'dataclasses', 'inspect'} & set(sys.modules)))\n"
+        "import dataclasses\n"
+        "print(len(dataclasses.fields(spec.programs['xdp_capture'])))\n"
     )
-    if not hasattr(dataclasses, "_create_fn"):
-        pytest.skip("this Python's dataclasses builds methods another way")
     out = subprocess.run(
         [sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT, check=True
     )
-    assert int(out.stdout) <= 4, out.stdout
+    lines = out.stdout.splitlines()
+    assert lines[0] == "[]"
+    assert int(lines[1]) > 5  # and the records are dataclasses once it is imported
+
+
+def test_a_replaced_record_is_a_new_equal_record():
+    @record
+    class Point:
+        x: int
+        y: int = 0
+
+    p = Point(1, 2)
+    assert records.replace(p, y=5) == Point(1, 5) and p == Point(1, 2)
+    assert records.replace(p) == p and records.replace(p) is not p
+    with pytest.raises(TypeError, match="unexpected keyword argument 'z'"):
+        records.replace(p, z=1)
+
+
+def test_dataclasses_field_in_a_record_is_refused():
+    with pytest.raises(TypeError, match="pybpf.record.field"):
+
+        @record
+        class Wrong:
+            items: list = dataclasses.field(default_factory=list)
 
 
 def _hashable(obj) -> bool:

@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import struct
 import sys
-from dataclasses import replace
 from enum import IntEnum
 from typing import Iterable, Sequence
 
-from pybpf.record import record
+from pybpf.record import record, replace
 
 INSN_SIZE = 8
 

@@ -24,9 +24,7 @@ The rules are libbpf's (``relo_core.c``), so that an object behaves the same und
 
 from __future__ import annotations
 
-import dataclasses
 import sys
-from dataclasses import field
 from typing import Callable, Optional, Sequence
 
 from pybpf.asm.insn import CALL, Class, Instruction, Size, Source
@@ -44,7 +42,7 @@ from pybpf.btf.model import (
     essential_name,
 )
 from pybpf.errors import BTFError, CORERelocationError
-from pybpf.record import record
+from pybpf.record import field, record, replace
 
 POISON_HELPER_ID = 0xBAD2310  # "bad relo": the verifier reports invalid func unknown#195896080
 MAX_SPEC_LEN = 64
@@ -481,7 +479,7 @@ def patch(insns: list[Instruction], idx: int, res: Resolution, relo: CoreRelo) -
         if insn.code & Source.X:
             raise _bad(relo, f"insn {idx} is a register ALU operation; there is no immediate")
         _check(relo, res, insn.imm, "ALU imm")
-        insns[idx] = dataclasses.replace(insn, imm=_s32(res.new))
+        insns[idx] = replace(insn, imm=_s32(res.new))
         return f"patched insn {idx} (ALU) imm {insn.imm} -> {_s32(res.new)}"
     if cls in (Class.LDX, Class.ST, Class.STX):
         _check(relo, res, insn.off, "load/store offset")
@@ -499,7 +497,7 @@ def patch(insns: list[Instruction], idx: int, res: Resolution, relo: CoreRelo) -
             if res.new_sz not in _BYTES_SIZE:
                 raise _bad(relo, f"field has size {res.new_sz}, which no load/store can access")
             code = (code & ~0x18) | _BYTES_SIZE[res.new_sz]
-        insns[idx] = dataclasses.replace(insn, off=res.new, code=code)
+        insns[idx] = replace(insn, off=res.new, code=code)
         return f"patched insn {idx} (LDX/ST/STX) off {insn.off} -> {res.new}" + (
             f", size {res.orig_sz} -> {res.new_sz}" if code != insn.code else ""
         )
@@ -510,8 +508,8 @@ def patch(insns: list[Instruction], idx: int, res: Resolution, relo: CoreRelo) -
         value = (insn.imm & 0xFFFFFFFF) | (nxt.imm & 0xFFFFFFFF) << 32
         if res.validate and value != res.orig & M64:
             raise _bad(relo, f"insn {idx} loads {value}, expected {res.orig}")
-        insns[idx] = dataclasses.replace(insn, imm=_s32(res.new))
-        insns[idx + 1] = dataclasses.replace(nxt, imm=_s32(res.new >> 32))
+        insns[idx] = replace(insn, imm=_s32(res.new))
+        insns[idx + 1] = replace(nxt, imm=_s32(res.new >> 32))
         return f"patched insn {idx} (LDIMM64) imm64 {value} -> {res.new}"
     raise _bad(relo, f"insn {idx} (code {insn.code:#04x}) is not an instruction CO-RE can patch")
 

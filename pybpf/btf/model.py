@@ -15,7 +15,6 @@ order, says which. What goes to the kernel (``BTF_LOAD``) must be in the host's 
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 import sys
 from typing import Collection, Iterable, Mapping, Optional, Sequence, Union
@@ -56,6 +55,7 @@ from pybpf.btf.types import (
 )
 from pybpf.btf.types import Union as UnionType
 from pybpf.errors import BTFError
+from pybpf.record import replace
 
 __all__ = [
     "BTF",
@@ -432,7 +432,7 @@ class BTF(TypeQueries):
             for tid in self.find_all(name, Kind.FUNC):
                 t = self.type(tid)
                 if tid >= self.first_id and t.linkage == FuncLinkage.GLOBAL:
-                    changes[tid] = dataclasses.replace(t, linkage=FuncLinkage.STATIC)
+                    changes[tid] = replace(t, linkage=FuncLinkage.STATIC)
                     break
         return self.replace_types(changes) if changes else self
 
@@ -489,7 +489,7 @@ def _hide(btf: BTF, t: Datasec, hidden: Collection[str]) -> dict[int, Type]:
             and var.name in hidden
             and var.linkage == VarLinkage.GLOBAL_ALLOCATED
         ):
-            changes[v.type_id] = dataclasses.replace(var, linkage=VarLinkage.STATIC)
+            changes[v.type_id] = replace(var, linkage=VarLinkage.STATIC)
     return changes
 
 
@@ -508,7 +508,7 @@ def _kconfig_layout(btf: BTF, tid: int, t: Datasec) -> dict[int, Type]:
         align = -neg_align
         offset = (offset + align - 1) // align * align
         placed.append(VarSecinfo(var_id, offset, size))
-        changes[var_id] = dataclasses.replace(var, linkage=VarLinkage.GLOBAL_ALLOCATED)
+        changes[var_id] = replace(var, linkage=VarLinkage.GLOBAL_ALLOCATED)
         offset += size
     changes[tid] = _sorted_datasec(t, offset, placed)
     return changes
@@ -534,7 +534,7 @@ def _ksyms_layout(btf: BTF, tid: int, t: Datasec, added: list[Type]) -> dict[int
             if dummy_id is None:
                 dummy_id = len(btf.types) + len(added)
                 added.append(Var("dummy_ksym", int_id, VarLinkage.GLOBAL_ALLOCATED))
-            changes[v.type_id] = dataclasses.replace(x, linkage=FuncLinkage.GLOBAL)
+            changes[v.type_id] = replace(x, linkage=FuncLinkage.GLOBAL)
             proto = btf.type(x.type)
             if isinstance(proto, FuncProto):
                 # a global func's arguments must have names; reuse the dummy's, as libbpf does

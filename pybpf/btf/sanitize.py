@@ -25,7 +25,6 @@ What the kernel supports is not known here (rule 1: no system calls); the caller
 
 from __future__ import annotations
 
-import dataclasses
 from collections import Counter
 from typing import Optional
 
@@ -51,7 +50,7 @@ from pybpf.btf.model import (
     UnionType,
     Var,
 )
-from pybpf.record import record
+from pybpf.record import field_names, record, replace
 
 ENUM64_PLACEHOLDER = "enum64_placeholder"
 
@@ -73,7 +72,7 @@ class BTFSupport:
 
     @property
     def missing(self) -> tuple[str, ...]:
-        return tuple(f.name for f in dataclasses.fields(self) if not getattr(self, f.name))
+        return tuple(n for n in field_names(self) if not getattr(self, n))
 
 
 @record
@@ -114,9 +113,7 @@ def _rule(t: Type, s: BTFSupport, placeholder: int) -> _Rule:
     if isinstance(t, Func) and not s.func:
         return ("func", "FUNC", "TYPEDEF"), Typedef(t.name, t.type)
     if isinstance(t, Func) and not s.global_func and t.linkage != FuncLinkage.STATIC:
-        return ("global_func", "global FUNC", "static FUNC"), dataclasses.replace(
-            t, linkage=FuncLinkage.STATIC
-        )
+        return ("global_func", "global FUNC", "static FUNC"), replace(t, linkage=FuncLinkage.STATIC)
     if isinstance(t, Float) and not s.float:
         return ("float", "FLOAT", "STRUCT"), Struct("", t.size, ())
     if isinstance(t, TypeTag) and not s.type_tag:
@@ -158,10 +155,8 @@ def sanitize(btf: BTF, support: BTFSupport) -> Sanitised:
             continue
         key, new = found
         if isinstance(t, Datasec) and isinstance(new, Struct):
-            members = tuple(
-                dataclasses.replace(m, name=btf.name_of(m.type_id)) for m in new.members
-            )
-            new = dataclasses.replace(new, members=members)
+            members = tuple(replace(m, name=btf.name_of(m.type_id)) for m in new.members)
+            new = replace(new, members=members)
         changes[tid] = new
         counts[key] += 1
     if not changes:

@@ -12,14 +12,13 @@ final instruction index, and the loader patches file descriptors into them after
 
 from __future__ import annotations
 
-import dataclasses
 from typing import Mapping, Optional, Sequence
 
 from pybpf.asm import insn as isa
 from pybpf.asm.insn import Instruction
 from pybpf.errors import RelocationError
 from pybpf.object.spec import Function, ObjectSpec, ProgramSpec, Relocation, RelocKind
-from pybpf.record import record
+from pybpf.record import record, replace
 
 
 @record
@@ -86,7 +85,7 @@ class _Linker:
             ins = self.insns[at]
             rel = rels.get(piece.section_start + i)
             if rel is not None and rel.kind not in (RelocKind.CALL, RelocKind.FUNC):
-                self.refs.append(dataclasses.replace(rel, insn_idx=at))
+                self.refs.append(replace(rel, insn_idx=at))
                 continue
             if rel is None and not ins.is_pseudo_call:
                 continue
@@ -177,7 +176,5 @@ def _renumber(by_section: Mapping[str, Sequence], pieces: Sequence[Piece]) -> tu
             if p.replaced and rec.insn_idx != p.section_start:
                 continue
             if p.section_start <= rec.insn_idx < p.section_start + p.length:
-                out.append(
-                    dataclasses.replace(rec, insn_idx=rec.insn_idx - p.section_start + p.start)
-                )
+                out.append(replace(rec, insn_idx=rec.insn_idx - p.section_start + p.start))
     return tuple(out)

@@ -8,7 +8,6 @@ spec can then be inspected, and have its ``.rodata`` constants changed, before
 
 from __future__ import annotations
 
-import dataclasses
 from typing import TYPE_CHECKING, Iterable, Optional, Union
 
 from pybpf.asm.insn import Instruction
@@ -24,6 +23,7 @@ from pybpf.object.records import (
     Variable,
 )
 from pybpf.object.structops import StructOpsSpec
+from pybpf.record import replace
 
 if TYPE_CHECKING:  # pragma: no cover
     from pybpf.btf.ext import BTFExt
@@ -109,7 +109,7 @@ class ObjectSpec:
             raise BPFError(f"{self.name}: no map named '{map_name}'")
         if max_entries < 1:
             raise BPFError(f"{self.name}: map '{map_name}': max_entries must be at least 1")
-        self.maps[map_name] = dataclasses.replace(ms, max_entries=max_entries)
+        self.maps[map_name] = replace(ms, max_entries=max_entries)
 
     def section_data(self, section: str) -> bytes:
         """The current initial contents of a data section (with any values set by the user)."""

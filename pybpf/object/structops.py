@@ -14,13 +14,12 @@ read: the section's bytes, the struct's local BTF type, and which member each pr
 
 from __future__ import annotations
 
-import dataclasses
 import struct
 from typing import Any, Optional
 
 from pybpf.btf.model import BTF, Datasec, Struct, Var
 from pybpf.errors import BPFError, ParseError
-from pybpf.record import record
+from pybpf.record import record, replace
 
 STRUCT_OPS_SEC = ".struct_ops"
 STRUCT_OPS_LINK_SEC = ".struct_ops.link"
@@ -55,7 +54,7 @@ class StructOpsSpec:
                 f"'{member}' ({size} bytes)"
             )
         data = self.data[:off] + value.ljust(size, b"\0") + self.data[off + size :]
-        return dataclasses.replace(self, data=data)
+        return replace(self, data=data)
 
     @property
     def link(self) -> bool:
