@@ -31,13 +31,33 @@ def imported(argv: list[str]) -> set[str]:
     }
 
 
-def test_parsing_an_object_imports_neither_construct_nor_pdb():
+def test_parsing_an_object_imports_neither_construct_nor_pyelftools_nor_dataclasses():
     mods = imported(
         ["-c", f"from pybpf import ObjectSpec; ObjectSpec.from_file({str(XDPTCP_OBJ)!r})"]
     )
-    assert "elftools.elf.structs" in mods  # pyelftools' declarations read the headers
-    # ... without ELFFile and the DWARF readers it imports
-    assert not {"construct", "pdb", "bdb", "elftools.elf.elffile", "elftools.dwarf"} & mods
+    assert "pybpf.object.elfheaders" in mods  # struct reads a plain object's headers
+    # ... so neither pyelftools' construct (which imports pprint, hence dataclasses and inspect)
+    # nor ELFFile and its DWARF readers
+    assert not {"construct", "pdb", "bdb", "elftools", "dataclasses", "inspect"} & mods
+
+
+def test_a_damaged_header_is_left_to_pyelftools():
+    """Anything unusual in the header goes to pyelftools' reading, and its words for errors."""
+    from pybpf import BPFError, ObjectSpec
+    from pybpf.object.elfheaders import ShortTable
+
+    data = XDPTCP_OBJ.read_bytes()
+    assert ShortTable.read(data) is not None
+    for at, value in (
+        (0x3C, (0).to_bytes(2, "little")),  # e_shnum 0: the count would be in section 0
+        (0x3A, (32).to_bytes(2, "little")),  # e_shentsize too small
+        (0x28, len(data).to_bytes(8, "little")),  # e_shoff: the table past the end
+        (0x12, (62).to_bytes(2, "little")),  # e_machine EM_X86_64
+    ):
+        bad = data[:at] + value + data[at + len(value) :]
+        assert ShortTable.read(bad) is None
+        with pytest.raises(BPFError):
+            ObjectSpec.from_bytes(bad, "damaged")
 
 
 def test_pdb_works_after_pyelftools_was_imported():
@@ -58,7 +78,7 @@ def test_sections_read_like_elffile_reads_them():
 
     from elftools.elf.elffile import ELFFile
 
-    from pybpf.object.elfheaders import SectionTable
+    from pybpf.object.elfheaders import SectionTable, ShortTable
 
     for path in sorted((ROOT / "build" / "bpf").glob("**/*.bpf.o")) + [XDPTCP_OBJ]:
         data = path.read_bytes()
@@ -71,6 +91,19 @@ def test_sections_read_like_elffile_reads_them():
             )
         got = [(n, name, dict(sh), d) for n, name, sh, d in SectionTable(data).sections()]
         assert got == want, path.name
+        short = ShortTable.read(data)  # clang's objects: read with struct alone
+        assert short is not None, path.name
+        got = [(n, name, dict(sh), d) for n, name, sh, d in short.sections()]
+        assert got == want, path.name
+        assert short["e_machine"] == elf["e_machine"] and short.little_endian == elf.little_endian
+
+
+def test_section_type_names_are_pyelftools_names():
+    from elftools.elf.enums import ENUM_SH_TYPE_BASE
+
+    from pybpf.object.elfheaders import SH_TYPE_NAMES
+
+    assert {v: k for k, v in ENUM_SH_TYPE_BASE.items() if k != "_default_"} == SH_TYPE_NAMES
 
 
 def test_an_object_with_compressed_sections_reads_the_same(tmp_path):
@@ -88,10 +121,10 @@ def test_an_object_with_compressed_sections_reads_the_same(tmp_path):
 
 
 @pytest.mark.system
-def test_pybpf_load_imports_neither_construct_nor_pdb():
+def test_pybpf_load_imports_neither_construct_nor_pdb_nor_dataclasses():
     mods = imported(["-m", "pybpf", "load", str(XDPTCP_OBJ)])
     assert "pybpf.loader" in mods
-    assert not {"construct", "pdb", "bdb"} & mods
+    assert not {"construct", "pdb", "bdb", "elftools", "dataclasses", "inspect"} & mods
 
 
 @pytest.mark.system
@@ -123,3 +156,4 @@ def test_xdptcp_start_imports_neither_construct_nor_pdb_nor_zipfile():
     mods = {line.rsplit("|", 1)[1].strip() for line in lines if line.startswith("import time:")}
     assert {"xdptcp.capture", "pybpf.loader"} <= mods
     assert not {"construct", "pdb", "bdb", "zipfile", "tempfile"} & mods
+    assert not {"elftools", "dataclasses", "inspect"} & mods  # pybpf.record, ShortTable
