@@ -68,6 +68,13 @@ class LoadedObject:
         self.warnings: list[str] = []
         self.btf_func_info = True  # does the kernel take func_info/line_info (BTF FUNC)?
         self.skipped_maps: dict = {}  # name -> the Feature the kernel lacks to create it
+        self.code: dict = {}  # section -> its instructions after CO-RE, for load_program
+
+    def load_program(self, name: str, *, log: Log = None, log_level: Optional[int] = None):
+        """Load one more of the object's programs, with this object's maps: after
+        ``load(spec, programs=[])``, the programs can be loaded one by one as they are needed,
+        and from several threads at once (the kernel verifies them side by side)."""
+        return load_program(self, name, log=log, log_level=log_level)
 
     def close(self) -> None:
         """Close programs, then maps, then BTF: the reverse of creation."""
@@ -118,7 +125,7 @@ def load(
     try:
         _load_btf(obj, log)
         _create_maps(obj, log, pin_root)
-        code = _core_relocate(spec, obj, log, kernel_btf)
+        code = obj.code = _core_relocate(spec, obj, log, kernel_btf)
         _load_programs(obj, [spec.programs[name] for name in wanted], code, log, log_level)
         _fill_slots(obj, log)
         if spec.struct_ops:
@@ -359,6 +366,24 @@ def _load_programs(
         for job in jobs:
             job.discard()
         raise
+
+
+def load_program(obj: LoadedObject, name: str, *, log: Log = None, log_level: Optional[int] = None):
+    """``LoadedObject.load_program``. A program that fails to load leaves the object as it was."""
+    if name not in obj.spec.programs:
+        raise BPFError(f"{obj.spec.name}: no program named '{name}'")
+    if name in obj.programs:
+        raise BPFError(f"{obj.spec.name}: program '{name}' is loaded already")
+    job = _ProgramLoad(obj.spec.programs[name], log_level)
+    try:
+        job.prepare(obj, obj.code, log)
+    except BaseException:
+        job.flush(log)
+        raise
+    job.run(in_thread=False)
+    job.take(obj, log)
+    _fill_slots(obj, log)
+    return obj.programs[name]
 
 
 class _ProgramLoad:

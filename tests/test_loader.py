@@ -15,7 +15,7 @@ import pytest
 
 from pybpf import BPFError, ObjectSpec, VerifierError, load
 
-from conftest import bpf_object, need_tool
+from conftest import ROOT, bpf_object, need_tool
 
 pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
 
@@ -261,6 +261,52 @@ def test_programs_load_side_by_side_yet_fail_and_log_in_the_objects_order():
         assert obj.programs["lo_first"].test_run(FRAME).retval == XDP_PASS
         assert obj.programs["lo_last"].test_run(FRAME).retval == XDP_DROP
     assert not {"lo_first", "lo_last"} & set(_prog_names())
+
+
+def test_maps_first_then_programs_from_two_threads_load_as_libbpf_loads_them():
+    """``load(spec, programs=[])`` makes the maps; ``load_program`` then loads each program
+    into that object, from as many threads as the caller likes (xdptcp attaches one program
+    while the kernel verifies the other)."""
+    import threading
+
+    path = str(ROOT / "xdptcp" / "data" / "xdptcp.bpf.o")
+    expected = bpftool_tags(path)
+    spec = ObjectSpec.from_file(path)
+    with load(spec, programs=[]) as obj:
+        assert obj.programs == {} and set(obj.maps) == set(spec.maps)
+        errors: list[BaseException] = []
+
+        def one(name: str) -> None:
+            try:
+                obj.load_program(name)
+            except BaseException as e:  # handed to the test's thread
+                errors.append(e)
+
+        threads = [threading.Thread(target=one, args=(n,)) for n in spec.programs]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        assert not errors
+        got = {kernel_name(n): p.tag for n, p in obj.programs.items()}
+        assert got == expected
+        ring = obj.maps["xdptcp_ring"].id
+        for prog in obj.programs.values():  # the object's own maps, not new ones
+            assert ring in prog.info().map_ids
+        with pytest.raises(BPFError, match="loaded already"):
+            obj.load_program("xdp_capture")
+        with pytest.raises(BPFError, match="no program named 'nope'"):
+            obj.load_program("nope")
+
+
+def test_a_program_that_fails_to_load_later_leaves_the_object_as_it_was():
+    spec = ObjectSpec.from_file(str(bpf_object("tests/load_order")))
+    with load(spec, programs=["lo_first"]) as obj:
+        with pytest.raises(VerifierError, match="lo_rejected"):
+            obj.load_program("lo_rejected")
+        assert list(obj.programs) == ["lo_first"]
+        assert obj.load_program("lo_last").test_run(FRAME).retval == XDP_DROP
+        assert list(obj.programs) == ["lo_first", "lo_last"]
 
 
 def test_kfunc_with_an_incompatible_prototype_is_refused_like_libbpf():
