@@ -409,11 +409,23 @@ def foreign(pair):
         run("ip", "link", "set", "dev", pair.outer, "xdpdrv", "off", check=False)
 
 
-def test_someone_elses_program_is_never_touched(pair, foreign) -> None:
-    res = run(*XDPTCP, "-i", pair.outer, "-c", "1", check=False, timeout=scaled(30), cwd=ROOT)
+def egress_programs(iface: str) -> list:
+    """What bpftool sees on the interface's tc hooks (tcx links and clsact filters)."""
+    shown = json.loads(run("bpftool", "-j", "net", "show", "dev", iface).stdout)
+    return [entry for part in shown for entry in part.get("tc", [])]
+
+
+@pytest.mark.parametrize("tc_mode", ["tcx", "clsact"])
+def test_someone_elses_program_is_never_touched(pair, foreign, tc_mode) -> None:
+    """The egress hook is attached in a thread while the XDP program is verified and attached:
+    when XDP is refused, what that thread attached is gone too."""
+    argv = (*XDPTCP, "-i", pair.outer, "--tc", tc_mode, "-c", "1")
+    res = run(*argv, check=False, timeout=scaled(30), cwd=ROOT)
     assert res.returncode == 1
     one_line(res.stderr, "already has an XDP program attached", str(foreign), "--replace")
     assert attached_prog(pair.outer) == (foreign, "xdp_empty")
+    assert egress_programs(pair.outer) == []
+    assert "clsact" not in run("tc", "qdisc", "show", "dev", pair.outer).stdout
     res = run(*XDPTCP, "--detach", "-i", pair.outer, check=False, cwd=ROOT)
     assert res.returncode == 1
     one_line(res.stderr, "not xdptcp's", "not touching it")

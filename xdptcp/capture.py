@@ -17,18 +17,18 @@ qdiscs are never touched.
 
 from __future__ import annotations
 
-import dataclasses
 import errno
 import os
 import pkgutil
 import struct
 import time
-from dataclasses import dataclass
 from typing import Callable, Iterator, Optional, Sequence
 
 from pybpf import ObjectSpec, load
 from pybpf.asm.insn import Instruction
 from pybpf.errors import BPFError, NetlinkError, SyscallError
+from pybpf.record import field_names, record
+from pybpf.record import replace as replace_fields
 from pybpf.ringbuf import slot_size
 from xdptcp.gso import device_segments
 from xdptcp.netns import in_netns
@@ -67,14 +67,14 @@ def shipped_object() -> ObjectSpec:
     return ObjectSpec.from_bytes(data, OBJECT.split(".")[0])  # named as from_file names it
 
 
-@dataclass
+@record(frozen=False)
 class Interface:
     name: str
     ifindex: int
     netns: Optional[str] = None  # a named network namespace (used by --demo), or the current one
 
 
-@dataclass
+@record(frozen=False)
 class Attachment:
     iface: Interface
     mode: str  # "native" or "skb"; egress: "tcx" or "clsact"
@@ -86,7 +86,7 @@ class Attachment:
     tc_filter: object = None  # a pybpf TCFilter (clsact): removed on close
 
 
-@dataclass(frozen=True)
+@record
 class Counters:
     packets: int = 0
     tcp: int = 0
@@ -96,7 +96,7 @@ class Counters:
 
     @classmethod
     def from_values(cls, values: dict[str, int]) -> Counters:
-        return cls(**{k: values.get(k, 0) for k in cls.__dataclass_fields__})
+        return cls(**{k: values.get(k, 0) for k in field_names(cls)})
 
 
 def describe_program(prog_id: int) -> tuple[str, bool]:
@@ -183,17 +183,56 @@ class Capture:
 
         try:
             check_ringbuf_support()
-            self.obj = self._load()
-            self.ring = RingBuffer.from_map(self.obj.maps[RING])
-            for iface in self.interfaces:
-                if self.direction != "out":
-                    self._attach(iface)
-                if self.direction != "in" and not self._loopback_default(iface):
-                    self._attach_egress(iface)
+            if self.direction == "in" or not self._open_side_by_side():
+                self.obj = self._load()
+                self.ring = RingBuffer.from_map(self.obj.maps[RING])
+                for iface in self.interfaces:
+                    if self.direction != "out":
+                        self._attach(iface)
+                    self._add(self._egress_if_wanted(iface))
         except BaseException:
             self.close()
             raise
         return self
+
+    def _open_side_by_side(self) -> bool:
+        """Load and attach the two programs side by side: the maps first, then the tc program
+        loaded and attached on egress in a thread while the XDP program is verified and attached
+        here (the verifier and the attaching run in bpf(2) and netlink calls, which let go of
+        the GIL). The attachments are kept in the order of one after the other, XDP first.
+        False when the XDP program needs loading without multi-buffer support (an older
+        kernel): everything is undone and the caller loads the way that finds out."""
+        from pybpf.ringbuf import RingBuffer
+
+        self.spec.rodata["xdptcp_xdp_frags"] = 1
+        self.obj = load(self.spec, programs=[])
+        self.ring = RingBuffer.from_map(self.obj.maps[RING])
+        egress = _EgressSide(self)
+        try:
+            if self.direction != "out":
+                try:
+                    self.obj.load_program(PROGRAM)
+                except SyscallError as e:
+                    if e.errno != errno.EINVAL:
+                        raise
+                    egress.finish()
+                    self.close()
+                    return False
+                for iface in self.interfaces:
+                    self._attach(iface)
+        finally:
+            egress.finish()
+        egress.raise_error()
+        return True
+
+    def _egress_if_wanted(self, iface: Interface, notice=None) -> Optional[Attachment]:
+        if self.direction == "in" or self._loopback_default(iface):
+            return None
+        return self._attach_egress(iface, notice)
+
+    def _add(self, att: Optional[Attachment]) -> None:
+        if att is not None:
+            self.attachments.append(att)
 
     def _load(self):
         """Load the programs the direction needs. The XDP program is "xdp.frags" (multi-buffer
@@ -209,7 +248,7 @@ class Capture:
             if PROGRAM not in wanted or e.errno != errno.EINVAL:
                 raise
         ps = self.spec.programs[PROGRAM]
-        self.spec.programs[PROGRAM] = dataclasses.replace(
+        self.spec.programs[PROGRAM] = replace_fields(
             ps, prog_flags=ps.prog_flags & ~F_XDP_HAS_FRAGS
         )
         self.spec.rodata["xdptcp_xdp_frags"] = 0
@@ -295,13 +334,14 @@ class Capture:
         with in_netns(iface.netns):
             return bool(netlink.link_info(iface.ifindex).flags & IFF_LOOPBACK)
 
-    def _attach_egress(self, iface: Interface) -> None:
+    def _attach_egress(self, iface: Interface, notice=None) -> Optional[Attachment]:
         """The tc program on the egress hook: a tcx link, or a clsact filter named for us."""
         from pybpf.link import tc
 
+        notice = notice or self.notice
         prog = self.obj.programs[TC_PROGRAM]
         with in_netns(iface.netns):
-            self._remove_stale_filters(iface)
+            self._remove_stale_filters(iface, notice)
             try:
                 if self.tc_mode == "tcx" or (self.tc_mode == "auto" and tc.tcx_supported()):
                     lk = tc.tcx_link(prog, iface.ifindex, tc.Direction.EGRESS)
@@ -310,18 +350,18 @@ class Capture:
                     att = self._attach_clsact(iface, prog)
             except BPFError as e:
                 if self.direction is None:  # the default: what arrives is still captured
-                    self.notice(
+                    notice(
                         f"cannot capture outgoing packets on {iface.name} ({e}); "
                         "capturing incoming packets only (-Q in)"
                     )
-                    return
+                    return None
                 raise CaptureError(
                     f"cannot capture outgoing packets on {iface.name}: {e}"
                 ) from None
             att.prog_id = prog.id
-            self.attachments.append(att)
             if device_segments(iface.name):
                 self.gso_split.add(iface.ifindex)
+            return att
 
     def _attach_clsact(self, iface: Interface, prog) -> Attachment:
         from pybpf.link import tc
@@ -336,11 +376,11 @@ class Capture:
             raise
         return Attachment(iface, "clsact", 0, egress=True, tc_filter=filt)
 
-    def _remove_stale_filters(self, iface: Interface) -> None:
+    def _remove_stale_filters(self, iface: Interface, notice) -> None:
         """Remove the clsact filters a killed xdptcp left on the egress hook (see stale_filters)."""
         for f in stale_filters(iface.ifindex):
             remove_filter(iface.ifindex, f)
-            self.notice(
+            notice(
                 f"removed a stale xdptcp tc filter (program id {f.prog_id}) left on "
                 f"{iface.name} by an earlier run"
             )
@@ -515,6 +555,55 @@ BATCH = 4096  # records per drain: bounds the memory of one batch, keeps the loo
 # Decoded records become Python objects, then lines: a smaller batch keeps the peak of memory
 # (which the allocator keeps as resident memory afterwards) low at no cost in speed.
 DECODED_BATCH = 1024
+
+
+class _EgressSide:
+    """The tc program's side of ``Capture._open_side_by_side``, in a thread: load the program,
+    attach it on each interface's egress hook. Its notices and attachments are handed over by
+    ``finish`` (which waits for it, Ctrl-C or not, so nothing it attached is left behind)."""
+
+    def __init__(self, cap: Capture) -> None:
+        import threading
+
+        self.cap = cap
+        self.attachments: list[Attachment] = []
+        self.notices: list[str] = []
+        self.error: Optional[BaseException] = None
+        self.thread = None
+        if cap.direction != "in":
+            self.thread = threading.Thread(target=self._run, name="xdptcp-egress")
+            self.thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.cap.obj.load_program(TC_PROGRAM)
+            for iface in self.cap.interfaces:
+                att = self.cap._egress_if_wanted(iface, self.notices.append)
+                if att is not None:
+                    self.attachments.append(att)
+        except BaseException as e:  # raised in the main thread by raise_error()
+            self.error = e
+
+    def finish(self) -> None:
+        """Wait for the thread; its attachments join the capture's after the XDP ones of the
+        same interface, as when attached one after the other."""
+        while self.thread is not None and self.thread.is_alive():
+            try:
+                self.thread.join()
+            except KeyboardInterrupt:
+                continue  # it is attaching: wait, so that close() can detach it
+        cap, order = self.cap, {id(i): n for n, i in enumerate(self.cap.interfaces)}
+        cap.attachments += self.attachments
+        cap.attachments.sort(key=lambda a: (order[id(a.iface)], a.egress))
+        self.attachments = []
+        for msg in self.notices:
+            cap.notice(msg)
+        self.notices = []
+
+    def raise_error(self) -> None:
+        if self.error is not None:
+            e, self.error = self.error, None
+            raise e
 
 
 class FileRecords:

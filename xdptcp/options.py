@@ -7,8 +7,9 @@ command line at all.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Optional
+
+from pybpf.record import record
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
@@ -16,7 +17,7 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 TS_MODES = ("default", "none", "epoch", "delta", "date", "since_first")
 
 
-@dataclass(frozen=True)
+@record
 class OutputOptions:
     """How packets are shown (text lines, JSON lines) or written (a pcap file)."""
 
@@ -47,7 +48,7 @@ class OutputOptions:
         )
 
 
-@dataclass(frozen=True)
+@record
 class LiveOptions:
     """Where and how the capture program is attached."""
 
