@@ -18,6 +18,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from pybpf.argparser import ArgumentParser
 from pybpf.errors import BPFError, VerifierError
 from pybpf.loader import load
 from pybpf.object.spec import ObjectSpec
@@ -54,7 +55,7 @@ def _error(msg: str) -> None:
 
 def build_parser() -> argparse.ArgumentParser:
     """The command line; also read by the build to write pybpf(8) and its bash completion."""
-    p = argparse.ArgumentParser(prog="pybpf", description="A pure-Python eBPF loader.")
+    p = ArgumentParser(prog="pybpf", description="A pure-Python eBPF loader.")
     p.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
     obj_help = "a BPF object file, as clang -target bpf builds it"

@@ -157,3 +157,33 @@ def test_xdptcp_start_imports_neither_construct_nor_pdb_nor_zipfile():
     assert {"xdptcp.capture", "pybpf.loader"} <= mods
     assert not {"construct", "pdb", "bdb", "zipfile", "tempfile"} & mods
     assert not {"elftools", "dataclasses", "inspect"} & mods  # pybpf.record, ShortTable
+
+
+@pytest.mark.parametrize("columns", [None, "50", "132", "0", "wide"])
+def test_help_is_argparses_at_every_width_without_shutil(monkeypatch, columns):
+    """pybpf.argparser finds the width as shutil does; the help texts are argparse's own."""
+    import argparse
+    import shutil
+
+    from pybpf.argparser import terminal_columns
+    from pybpf.cli import build_parser as pybpf_parser
+    from xdptcp.cli import build_parser as xdptcp_parser
+
+    if columns is None:
+        monkeypatch.delenv("COLUMNS", raising=False)
+    else:
+        monkeypatch.setenv("COLUMNS", columns)
+    assert terminal_columns() == shutil.get_terminal_size().columns
+    for build in (pybpf_parser, xdptcp_parser):
+        ours = build()
+        stock = build()
+        stock.formatter_class = argparse.HelpFormatter
+        assert ours.format_help() == stock.format_help()
+        assert ours.format_usage() == stock.format_usage()
+    assert "shutil" not in imported(
+        [
+            "-c",
+            "import sys; sys.argv = ['pybpf', 'inspect', 'x']; import pybpf.cli as c; "
+            "c.build_parser().parse_args(sys.argv[1:])",
+        ]
+    )

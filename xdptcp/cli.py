@@ -15,6 +15,7 @@ import os
 import sys
 from typing import Optional, Sequence
 
+from pybpf.argparser import ArgumentParser
 from pybpf.errors import BPFError
 from pybpf.version import __version__
 from xdptcp.options import EXIT_ERROR, EXIT_OK, EXIT_USAGE, TS_MODES, LiveOptions, OutputOptions
@@ -25,7 +26,7 @@ class UsageError(Exception):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(
+    p = ArgumentParser(
         prog="xdptcp",
         description="Capture TCP at XDP, the earliest point of ingress, and at the tc egress "
         "hook, and print it like tcpdump -nn.",
