@@ -4,8 +4,8 @@ Rows per object (xdptcp's shipped object; the test object with the most CO-RE re
 
 - pybpf in-process, first load: a new Python process imports every pybpf module (not timed),
   then times ``ObjectSpec.from_file`` through ``pybpf.load(spec)`` returning: the first load of a
-  process, which includes first-use costs (construct compiling its parsers, reading the kernel's
-  BTF when the object needs CO-RE). The targets are judged on this row;
+  process, which includes first-use costs (feature probes, reading the kernel's BTF when the
+  object needs CO-RE). The targets are judged on this row;
 - pybpf in-process, first load, lazy imports: the same without importing first, so the modules
   pybpf imports lazily on the way are timed too (what a script that just calls ``load`` sees);
 - pybpf in-process, first load, no BTF cache: the first load with the kernel BTF index cache
@@ -52,9 +52,9 @@ TEST_OBJS = ROOT / "build" / "bpf" / "tests"
 BPFFS = Path("/sys/fs/bpf")
 
 # Run in a child so that "cold" really is the first load of a process. With "preload", every
-# pybpf module is imported before the clock starts (pybpf imports some lazily, e.g. the construct
-# declarations of bpf_attr on the first syscall): that import time is interpreter start-up,
-# which the whole-process row shows.
+# pybpf module is imported before the clock starts (pybpf imports some lazily, e.g. the system-call
+# layer on the first load): that import time is interpreter start-up, which the whole-process row
+# shows.
 _CHILD = """
 import importlib, json, pkgutil, sys, time
 import pybpf
