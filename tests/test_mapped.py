@@ -202,3 +202,52 @@ def test_frames_longer_than_16_bits_on_the_wire(tmp_path, make) -> None:
     assert fast == slow and fast.count("\n") == 200
     if make is JsonFormatter:
         assert '"wire_len":80' in fast
+
+
+@pytest.mark.parametrize("chunk", [97, 1000, 65536])
+def test_records_across_chunks(files, monkeypatch, chunk) -> None:
+    """The file is read in chunks: records cut by a chunk's end, and records longer than a
+    chunk, print what the general reader prints; so does a damaged file."""
+    monkeypatch.setattr("xdptcp.mapped.CHUNK", chunk)
+    for name in ("varied", "options", "w1"):
+        for make in (TextFormatter, JsonFormatter):
+            fast, slow = both(files[name], make)
+            assert fast == slow and fast.count("\n") > 100
+    fast, slow = both(files["options"], TextFormatter, count=1025)
+    assert fast == slow
+
+
+@pytest.mark.parametrize("chunk", [97, 4096])
+@pytest.mark.parametrize("cut", [3, 20, "bogus"])
+def test_a_damaged_file_across_chunks(files, tmp_path, monkeypatch, chunk, cut) -> None:
+    monkeypatch.setattr("xdptcp.mapped.CHUNK", chunk)
+    test_a_damaged_file_fails_as_the_general_reader_does(files, tmp_path, cut)
+
+
+def test_a_file_cut_while_it_is_read(tmp_path) -> None:
+    """Another process cuts the file short while ``xdptcp -r`` reads it: the lines of the
+    records before the cut, then one line naming the record cut (a mapped file's reader would
+    die of SIGBUS at the first page past the new end)."""
+    import os
+    import subprocess
+    import sys
+
+    from bench.traffic import w1_frames, write_pcap
+
+    path = tmp_path / "long.pcap"
+    write_pcap(path, w1_frames(150_000))  # some 19 MB: several chunks
+    size = os.path.getsize(path)
+    env = dict(os.environ, TZ="UTC")
+    proc = subprocess.Popen([sys.executable, "-m", "xdptcp", "-r", str(path)], env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    first = proc.stdout.read(4096)  # it runs; then blocks on the full pipe, inside chunk 1
+    os.truncate(path, size * 2 // 3 + 5)  # past the first chunk, inside a record
+    out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 1, err
+    ref = subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(path)], env=env,
+                         capture_output=True)  # fmt: skip
+    assert ref.returncode == 1
+    assert first + out == ref.stdout
+    lines = err.decode().splitlines()
+    assert len(lines) == 1 and ": truncated data (" in lines[0], err
+    assert lines[0] == ref.stderr.decode().splitlines()[0]

@@ -164,7 +164,7 @@ class JsonFormatter:
         from xdptcp.pcap import MAX_RECORD
         from xdptcp.readfile import BATCH
 
-        mm, end, slot = mp.mm, len(mp.mm), mp.slot
+        slot = mp.slot
         # '"ifname":..,"direction":..' by the record's direction byte (a ring's), or [2]: a file's
         ifdirs, ifname = mp.ifdirs, mp.ifname
         mult = 1 if mp.nano else 1000
@@ -173,135 +173,157 @@ class JsonFormatter:
         options = self._mapped_options
         num = numbers()  # the text of 16-bit fields (window, lengths, TTL)
         lines: list[str] = []
-        left, pos = (0 if count is None else max(count, 1)), mp.start
+        left = 0 if count is None else max(count, 1)
         want = BATCH if count is None else min(BATCH, max(count, 1))  # lines before a yield
         micro, last_sec, sec_text = not mp.nano, -1, ""
         frac_end = 1_000_000 if micro else 1_000_000_000
-        while pos < end:
-            if pos + 30 <= end:
-                sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
-            elif end - pos >= 16:
-                (sec, frac, incl, orig), etype = _REC(mm, pos), 0
-            else:
-                raise damaged(mp, pos, end - pos, -1)
-            at = pos + 16
-            stop = at + incl  # the end of the captured bytes
-            if incl > MAX_RECORD or stop > end:
-                raise damaged(mp, pos, end - at, incl)
-            if slot:  # a ring's slots: a stride, the direction in the program's own header
-                pos, d = pos + slot, mm[at - 42]
-            else:
-                pos, d = stop, 2
-            if keep is not None and not keep(mm, at, incl, orig, orig):
-                continue
-            hlen = 0
-            if etype == _ETH_IP and 54 <= incl <= orig <= 0xFFFF:  # 16-bit lengths: num
-                if at + 66 <= end:
-                    vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg, tsp, \
-                        val, ecr = _FAST4X(mm, at + 14)  # fmt: skip
+        for mm, pos, end in mp.chunks():
+            while pos < end:
+                if pos + 30 <= end:
+                    sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
+                elif end - pos >= 16:
+                    (sec, frac, incl, orig), etype = _REC(mm, pos), 0
                 else:
-                    vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg = _FAST4(
-                        mm, at + 14
-                    )
-                    tsp = None
-                hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
-                if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
-                    hlen = 0
-            elif etype == _ETH_IPV6 and 74 <= incl <= orig <= 0xFFFF:
-                if at + 86 <= end:
-                    vtf, length, nh, ttl, raw, seq, ack, offx, flags, win, urg, tsp, val, ecr = (
-                        _FAST6X(mm, at + 14)
-                    )
+                    break  # the header goes on in the next chunk, or the file ends there
+                at = pos + 16
+                stop = at + incl  # the end of the captured bytes
+                if incl > MAX_RECORD or stop > end:
+                    if incl > MAX_RECORD:
+                        raise damaged(mp, mp.base + pos, end - at, incl)
+                    break  # the record goes on in the next chunk, or the file ends there
+                if slot:  # a ring's slots: a stride, the direction in the program's own header
+                    pos, d = pos + slot, mm[at - 42]
                 else:
-                    vtf, length, nh, ttl, raw, seq, ack, offx, flags, win, urg = _FAST6(mm, at + 14)
-                    tsp = None
-                hlen, l4 = (offx >> 4) * 4, at + 54
-                if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
-                    hlen = 0
-            if hlen < 20 or hlen > length or l4 + hlen > stop:  # not the common segment
-                line = fmt(
-                    sec * 1_000_000_000 + frac * mult,
-                    mm[at:stop],
-                    orig,
-                    ifname,
-                    "",
-                    None if d == 2 else d,
-                )
-                if line is None:
+                    pos, d = stop, 2
+                if keep is not None and not keep(mm, at, incl, orig, orig):
                     continue
-            else:
-                flow = flows_raw.get(raw)
-                if flow is None:
-                    flow = self._raw_flow(raw)
-                head, key, rev, tail = flow
-                base = None
-                if flags & ACK and not absolute:  # SeqTracker.lookup, inlined
-                    base = seq_flows.get(key)
-                    if base is None or flags & 0x02:
-                        if len(seq_flows) >= FLOW_TABLE_MAX:
-                            seq_flows.clear()
-                        base = ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
-                        seq_flows[key] = base
-                    elif rev:
-                        seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
+                hlen = 0
+                if etype == _ETH_IP and 54 <= incl <= orig <= 0xFFFF:  # 16-bit lengths: num
+                    if at + 66 <= end:
+                        vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg, tsp, \
+                            val, ecr = _FAST4X(mm, at + 14)  # fmt: skip
                     else:
-                        seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
-                rest = None  # what follows nop,nop,TS, when the list is found that way
-                if hlen == 20:
-                    opts = "[]"
-                elif tsp == TS_FIRST and hlen >= 32:
-                    rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
-                    if rest is None:
-                        opts = options(mm[l4 + 20 : l4 + hlen], base, rev)
-                else:
-                    opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
-                    if opts is None:
-                        opts = options(mm[l4 + 20 : l4 + hlen], base, rev)
-                if sec and frac < frac_end:  # the record's fields are the text
-                    if sec != last_sec:
-                        last_sec, sec_text = sec, str(sec)
-                    if micro:
-                        usec_text = D3[frac // 1000] + D3[frac % 1000]
-                        ns = f"{sec_text}{usec_text}000"
+                        vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg = (
+                            _FAST4(mm, at + 14)
+                        )
+                        tsp = None
+                    hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
+                    if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
+                        hlen = 0
+                elif etype == _ETH_IPV6 and 74 <= incl <= orig <= 0xFFFF:
+                    if at + 86 <= end:
+                        (
+                            vtf,
+                            length,
+                            nh,
+                            ttl,
+                            raw,
+                            seq,
+                            ack,
+                            offx,
+                            flags,
+                            win,
+                            urg,
+                            tsp,
+                            val,
+                            ecr,
+                        ) = _FAST6X(mm, at + 14)
                     else:
-                        usec = frac // 1000
-                        usec_text = D3[usec // 1000] + D3[usec % 1000]
-                        ns = f"{sec_text}{usec_text}{D3[frac % 1000]}"
-                else:
-                    ts_ns = sec * 1_000_000_000 + frac * mult
-                    ns = str(ts_ns)  # "ts" is its seconds and microseconds: cut from it
-                    if ts_ns >= 1_000_000_000:
-                        sec_text, usec_text = ns[:-9], ns[-9:-3]
-                    else:
-                        sec_text, usec_text = "0", f"{ts_ns // 1000:06d}"
-                    last_sec = -1
-                if rest is not None:  # the same object, the options made in it
-                    line = (
-                        f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},{ifdirs[d]},'
-                        f'"wire_len":{num[orig]},"cap_len":{num[incl]},{head}"seq":{seq},'
-                        f'"ack":{ack},'
-                        f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{num[win]},"urg":{num[urg]},'
-                        f'"options":{_NOP_NOP_TS}{val},{ecr}]}}{rest},"tcp_hdr_len":{num[hlen]},'
-                        f'"payload_len":{num[length - hlen]},"vlan":[],{tail}{num[ttl]}}}'
+                        vtf, length, nh, ttl, raw, seq, ack, offx, flags, win, urg = _FAST6(
+                            mm, at + 14
+                        )
+                        tsp = None
+                    hlen, l4 = (offx >> 4) * 4, at + 54
+                    if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
+                        hlen = 0
+                if hlen < 20 or hlen > length or l4 + hlen > stop:  # not the common segment
+                    line = fmt(
+                        sec * 1_000_000_000 + frac * mult,
+                        mm[at:stop],
+                        orig,
+                        ifname,
+                        "",
+                        None if d == 2 else d,
                     )
+                    if line is None:
+                        continue
                 else:
-                    line = (
-                        f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},{ifdirs[d]},'
-                        f'"wire_len":{num[orig]},"cap_len":{num[incl]},{head}"seq":{seq},'
-                        f'"ack":{ack},'
-                        f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{num[win]},"urg":{num[urg]},'
-                        f'"options":{opts},"tcp_hdr_len":{num[hlen]},'
-                        f'"payload_len":{num[length - hlen]},"vlan":[],{tail}{num[ttl]}}}'
-                    )
-            lines.append(line)
-            if len(lines) >= want:  # a whole batch, or the count reached
-                if left > 0:
-                    left -= len(lines)
-                    if left <= 0:
-                        break
-                    want = min(BATCH, left)
-                yield lines
-                lines = []
+                    flow = flows_raw.get(raw)
+                    if flow is None:
+                        flow = self._raw_flow(raw)
+                    head, key, rev, tail = flow
+                    base = None
+                    if flags & ACK and not absolute:  # SeqTracker.lookup, inlined
+                        base = seq_flows.get(key)
+                        if base is None or flags & 0x02:
+                            if len(seq_flows) >= FLOW_TABLE_MAX:
+                                seq_flows.clear()
+                            base = ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
+                            seq_flows[key] = base
+                        elif rev:
+                            seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
+                        else:
+                            seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
+                    rest = None  # what follows nop,nop,TS, when the list is found that way
+                    if hlen == 20:
+                        opts = "[]"
+                    elif tsp == TS_FIRST and hlen >= 32:
+                        rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
+                        if rest is None:
+                            opts = options(mm[l4 + 20 : l4 + hlen], base, rev)
+                    else:
+                        opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
+                        if opts is None:
+                            opts = options(mm[l4 + 20 : l4 + hlen], base, rev)
+                    if sec and frac < frac_end:  # the record's fields are the text
+                        if sec != last_sec:
+                            last_sec, sec_text = sec, str(sec)
+                        if micro:
+                            usec_text = D3[frac // 1000] + D3[frac % 1000]
+                            ns = f"{sec_text}{usec_text}000"
+                        else:
+                            usec = frac // 1000
+                            usec_text = D3[usec // 1000] + D3[usec % 1000]
+                            ns = f"{sec_text}{usec_text}{D3[frac % 1000]}"
+                    else:
+                        ts_ns = sec * 1_000_000_000 + frac * mult
+                        ns = str(ts_ns)  # "ts" is its seconds and microseconds: cut from it
+                        if ts_ns >= 1_000_000_000:
+                            sec_text, usec_text = ns[:-9], ns[-9:-3]
+                        else:
+                            sec_text, usec_text = "0", f"{ts_ns // 1000:06d}"
+                        last_sec = -1
+                    if rest is not None:  # the same object, the options made in it
+                        line = (
+                            f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},{ifdirs[d]},'
+                            f'"wire_len":{num[orig]},"cap_len":{num[incl]},{head}"seq":{seq},'
+                            f'"ack":{ack},'
+                            f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{num[win]},'
+                            f'"urg":{num[urg]},'
+                            f'"options":{_NOP_NOP_TS}{val},{ecr}]}}{rest},"tcp_hdr_len":{num[hlen]},'
+                            f'"payload_len":{num[length - hlen]},"vlan":[],{tail}{num[ttl]}}}'
+                        )
+                    else:
+                        line = (
+                            f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},{ifdirs[d]},'
+                            f'"wire_len":{num[orig]},"cap_len":{num[incl]},{head}"seq":{seq},'
+                            f'"ack":{ack},'
+                            f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{num[win]},'
+                            f'"urg":{num[urg]},'
+                            f'"options":{opts},"tcp_hdr_len":{num[hlen]},'
+                            f'"payload_len":{num[length - hlen]},"vlan":[],{tail}{num[ttl]}}}'
+                        )
+                lines.append(line)
+                if len(lines) >= want:  # a whole batch, or the count reached
+                    if left > 0:
+                        left -= len(lines)
+                        if left <= 0:
+                            yield lines
+                            return
+                        want = min(BATCH, left)
+                    yield lines
+                    lines = []
+            mp.rest = pos
         if lines:
             yield lines
 

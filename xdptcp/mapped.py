@@ -48,43 +48,81 @@ _NO_IFDIR = ('"ifname":"","direction":""',) * 3
 Keep = Optional[Callable[[object, int, int, int, int], int]]  # CompiledFilter.in_place
 
 
+# Bytes read at a time: more than a record can hold (MAX_RECORD + its header), so that every
+# record fits in one chunk with what is left of the one before.
+CHUNK = 1 << 20
+
+
 class MappedPcap:
-    """A classic Ethernet pcap in this machine's byte order, mapped; ``None`` from ``open``
-    for anything else (the general reader takes it)."""
+    """A classic Ethernet pcap in this machine's byte order, read in chunks of ``CHUNK`` bytes;
+    ``None`` from ``open`` for anything else (the general reader takes it).
+
+    Read, not mapped: a mapped file that another process cuts short kills the reader with SIGBUS
+    at the first page past the new end; a read just ends there, and the record cut is reported
+    like any damaged file's."""
 
     start, slot = 24, 0  # the first record; records back to back
     ifname, ifdirs = "", _NO_IFDIR  # what a file says of interfaces (JSON): nothing
 
-    def __init__(self, path: str, f, mm) -> None:
-        self.name, self._f, self.mm = path, f, mm
-        magic = _HEAD.unpack_from(mm)[0]
-        self.nano = magic == PCAP_MAGIC_NANO
+    def __init__(self, path: str, f, head: bytes) -> None:
+        self.name, self._f, self._head = path, f, head
+        self.nano = _HEAD.unpack_from(head)[0] == PCAP_MAGIC_NANO
+        self.rest = 0  # set by the walk: where the first record it could not finish starts
+        self.base = 0  # the file offset of the buffer's first byte
 
     @classmethod
     def open(cls, path) -> Optional[MappedPcap]:
         if not isinstance(path, str) or path == "-":
             return None
         try:
-            f = open(path, "rb")  # noqa: SIM115 (closed by close())
+            f = open(path, "rb", buffering=0)  # noqa: SIM115 (closed by close())
         except OSError:
             return None  # the general reader names the error
         try:
-            st = os.fstat(f.fileno())
-            if stat.S_ISREG(st.st_mode) and st.st_size >= 24:
-                mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-                magic, _, _, _, _, _, linktype = _HEAD.unpack_from(mm)
-                if magic in (PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO) and (
-                    linktype & 0xFFFF == LINKTYPE_ETHERNET
-                ):
-                    return cls(path, f, mm)
-                mm.close()
-        except (OSError, ValueError):
+            if stat.S_ISREG(os.fstat(f.fileno()).st_mode):
+                head = f.read(24)
+                if len(head) == 24:
+                    magic, _, _, _, _, _, linktype = _HEAD.unpack(head)
+                    if magic in (PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO) and (
+                        linktype & 0xFFFF == LINKTYPE_ETHERNET
+                    ):
+                        return cls(path, f, head)
+        except OSError:
             pass
         f.close()
         return None
 
+    def chunks(self):
+        """``(buffer, first record, end)`` until the file ends: the walk reads the records that
+        end in the buffer and sets ``rest`` to where the next one starts. A record the file's
+        end cuts is the error ``damaged`` names. One buffer, read into: fresh memory per chunk
+        costs a page fault per 4 KiB (measured: 6 % of ``-r``)."""
+        size = CHUNK + MAX_RECORD + 16  # what is left of a record, and a chunk after it
+        buf = mmap.mmap(-1, size)
+        try:
+            with memoryview(buf) as view:
+                buf[:24] = self._head
+                end = 24 + self._f.readinto(view[24 : 24 + CHUNK])
+                pos, self.base = 24, 0
+                while True:
+                    yield buf, pos, end
+                    rest = self.rest
+                    left = end - rest
+                    if rest:
+                        buf.move(0, rest, left)
+                        self.base += rest
+                    got = self._f.readinto(view[left : left + CHUNK])
+                    if not got:
+                        if left >= 16:
+                            raise damaged(self, self.base, left - 16, _REC(buf, 0)[2])
+                        if left:
+                            raise damaged(self, self.base, left, -1)
+                        return
+                    pos, end = 0, left + got
+        finally:
+            buf.close()
+
     def close(self) -> None:
-        self.mm.close()
         self._f.close()
 
     def __enter__(self) -> MappedPcap:
@@ -94,13 +132,20 @@ class MappedPcap:
         self.close()
 
 
-def damaged(mp: MappedPcap, at: int, have: int, want: int) -> PcapError:
-    """The reader's error for the record at ``at``: ``want`` < 0 for a cut record header. The
-    record's number is counted here, not on the way."""
+def damaged(mp, at: int, have: int, want: int) -> PcapError:
+    """The reader's error for the record at file offset ``at``: ``want`` < 0 for a cut record
+    header. The record's number is counted here (the file read again), not on the way."""
     n, pos = 1, 24
-    while pos < at:
-        pos += 16 + _REC(mp.mm, pos)[2]
-        n += 1
+    with open(mp.name, "rb") as f:
+        buf, base = b"", 24  # base: the file offset of buf[0]
+        while pos < at:
+            if pos + 16 > base + len(buf):
+                f.seek(pos)
+                buf, base = f.read(CHUNK), pos
+                if len(buf) < 16:
+                    break  # shorter now than when it was read
+            pos += 16 + _REC(buf, pos - base)[2]
+            n += 1
     path = mp.name
     if want < 0:
         return PcapError(f"{path}: record {n}: truncated record header ({have} of 16 bytes)")
@@ -136,9 +181,13 @@ class RingSpan:
         import json  # (not at start-up: text needs none of it)
 
         self.mm, self.start, self.slot = batch.blob, batch.start, batch.slot
-        self.nano, self.name, self.ifname = nano, "ring", ifname
+        self.nano, self.name, self.ifname, self.base = nano, "ring", ifname, 0
         name = json.dumps(ifname)
         self.ifdirs = tuple(f'"ifname":{name},"direction":"{d}"' for d in ("in", "out", ""))
+
+    def chunks(self):
+        """The walk's buffers: the batch, whole (the program writes whole records)."""
+        yield self.mm, self.start, len(self.mm)
 
 
 def print_ring(batch, formatter, out, nano: bool, ifname: str) -> int:

@@ -303,7 +303,7 @@ class TextFormatter:
         )
         from xdptcp.readfile import BATCH
 
-        mm, end, slot = mp.mm, len(mp.mm), mp.slot
+        slot = mp.slot
         mult = 1 if mp.nano else 1000
         inline_clock = self.clock.mode == "default" and not self.clock.nano and not mp.nano
         several = self.show_ifname  # lines that start with the interface: all by ``format``
@@ -312,121 +312,131 @@ class TextFormatter:
         opt_cache, ts_cache = self._opt_cache, self._ts_cache
         num = numbers()  # the text of 16-bit fields (window, payload length)
         lines: list[str] = []
-        left, pos, last_sec, sec_dot = (0 if count is None else max(count, 1)), mp.start, -1, ""
+        left, last_sec, sec_dot = (0 if count is None else max(count, 1)), -1, ""
         want = BATCH if count is None else min(BATCH, max(count, 1))  # lines before a yield
-        while pos < end:
-            if pos + 30 <= end:
-                sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
-            elif end - pos >= 16:
-                (sec, frac, incl, orig), etype = _REC(mm, pos), 0
-            else:
-                raise damaged(mp, pos, end - pos, -1)
-            at = pos + 16
-            stop = at + incl  # the end of the captured bytes
-            if incl > MAX_RECORD or stop > end:
-                raise damaged(mp, pos, end - at, incl)
-            pos = pos + slot if slot else stop  # ring slots have a stride; a file's records none
-            if keep is not None and not keep(mm, at, incl, orig, orig):
-                continue
-            hlen = 0
-            if etype == _ETH_IP and 54 <= incl <= orig:
-                if at + 66 <= end:
-                    vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg, tsp, val, \
-                        ecr = _FAST4X(mm, at + 14)  # fmt: skip
+        for mm, pos, end in mp.chunks():
+            while pos < end:
+                if pos + 30 <= end:
+                    sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
+                elif end - pos >= 16:
+                    (sec, frac, incl, orig), etype = _REC(mm, pos), 0
                 else:
-                    vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg = _FAST4(
-                        mm, at + 14
-                    )
-                    tsp = None
-                hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
-                if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
-                    hlen = 0
-            elif etype == _ETH_IPV6 and 74 <= incl <= orig:
-                if at + 86 <= end:
-                    vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg, tsp, val, ecr = (
-                        _FAST6X(mm, at + 14)
-                    )
-                else:
-                    vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg = _FAST6(mm, at + 14)
-                    tsp = None
-                hlen, l4 = (offx >> 4) * 4, at + 54
-                if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
-                    hlen = 0
-            if hlen < 20 or hlen > length or l4 + hlen > stop or several:  # not the common one
-                line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:stop], orig, "", "")
-                if line is None:
+                    break  # the header goes on in the next chunk, or the file ends there
+                at = pos + 16
+                stop = at + incl  # the end of the captured bytes
+                if incl > MAX_RECORD or stop > end:
+                    if incl > MAX_RECORD:
+                        raise damaged(mp, mp.base + pos, end - at, incl)
+                    break  # the record goes on in the next chunk, or the file ends there
+                # ring slots have a stride; a file's records none
+                pos = pos + slot if slot else stop
+                if keep is not None and not keep(mm, at, incl, orig, orig):
                     continue
-            else:
-                flow = flows_raw.get(raw)
-                if flow is None:
-                    flow = self._raw_flow(raw)
-                head, key, rev = flow
-                if hlen == 20:
-                    opts = ""
-                else:
-                    if tsp == TS_FIRST and hlen >= 32:
-                        rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
-                        opts = None
-                        if rest is not None:
-                            opts = f", options [nop,nop,TS val {val} ecr {ecr}{rest}"
+                hlen = 0
+                if etype == _ETH_IP and 54 <= incl <= orig:
+                    if at + 66 <= end:
+                        vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg, \
+                            tsp, val, ecr = _FAST4X(mm, at + 14)  # fmt: skip
                     else:
-                        opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
-                    if opts is None:
-                        opts = options(mm[l4 + 20 : l4 + hlen], seq, ack, flags, key, rev)
-                        if opts is None:
-                            line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:stop], orig, "", "")
-                            if line is None:
-                                continue
-                            opts = False
-                if opts is not False:
-                    if flags & ACK and not absolute:  # SeqTracker.lookup, as in _fast
-                        base = seq_flows.get(key)
-                        if base is None or flags & SYN:
-                            if len(seq_flows) >= FLOW_TABLE_MAX:
-                                seq_flows.clear()
-                            seq_flows[key] = (
-                                ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
-                            )
-                        elif rev:
-                            seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
-                        else:
-                            seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
-                    length -= hlen
-                    if length > 0:
-                        seqs = f", seq {seq}:{(seq + length) & M32}"
-                    elif flags & 0x07:
-                        seqs = f", seq {seq}"
-                    else:
-                        seqs = ""
-                    if not inline_clock or frac >= 1_000_000 or flags & URG:
-                        line = stamp_of(sec * 1_000_000_000 + frac * mult) + _line(
-                            head, flags, seqs, ack, win, urg, opts, length
+                        vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg = _FAST4(
+                            mm, at + 14
+                        )
+                        tsp = None
+                    hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
+                    if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
+                        hlen = 0
+                elif etype == _ETH_IPV6 and 74 <= incl <= orig:
+                    if at + 86 <= end:
+                        vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg, tsp, val, ecr = (
+                            _FAST6X(mm, at + 14)
                         )
                     else:
-                        if sec != last_sec:
-                            last_sec = sec
-                            sec_dot = time.strftime("%H:%M:%S.", time.localtime(sec))
-                        if flags & ACK:
-                            line = (
-                                f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {head}"
-                                f"{FLAG_CLOSE[flags]}{seqs}, ack {ack}, win {num[win]}{opts}, "
-                                f"length {num[length]}"
+                        vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg = _FAST6(
+                            mm, at + 14
+                        )
+                        tsp = None
+                    hlen, l4 = (offx >> 4) * 4, at + 54
+                    if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
+                        hlen = 0
+                if hlen < 20 or hlen > length or l4 + hlen > stop or several:  # not the common one
+                    line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:stop], orig, "", "")
+                    if line is None:
+                        continue
+                else:
+                    flow = flows_raw.get(raw)
+                    if flow is None:
+                        flow = self._raw_flow(raw)
+                    head, key, rev = flow
+                    if hlen == 20:
+                        opts = ""
+                    else:
+                        if tsp == TS_FIRST and hlen >= 32:
+                            rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
+                            opts = None
+                            if rest is not None:
+                                opts = f", options [nop,nop,TS val {val} ecr {ecr}{rest}"
+                        else:
+                            opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
+                        if opts is None:
+                            opts = options(mm[l4 + 20 : l4 + hlen], seq, ack, flags, key, rev)
+                            if opts is None:
+                                line = fmt(
+                                    sec * 1_000_000_000 + frac * mult, mm[at:stop], orig, "", ""
+                                )
+                                if line is None:
+                                    continue
+                                opts = False
+                    if opts is not False:
+                        if flags & ACK and not absolute:  # SeqTracker.lookup, as in _fast
+                            base = seq_flows.get(key)
+                            if base is None or flags & SYN:
+                                if len(seq_flows) >= FLOW_TABLE_MAX:
+                                    seq_flows.clear()
+                                seq_flows[key] = (
+                                    ((ack - 1) & M32, seq) if rev else (seq, (ack - 1) & M32)
+                                )
+                            elif rev:
+                                seq, ack = (seq - base[1]) & M32, (ack - base[0]) & M32
+                            else:
+                                seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
+                        length -= hlen
+                        if length > 0:
+                            seqs = f", seq {seq}:{(seq + length) & M32}"
+                        elif flags & 0x07:
+                            seqs = f", seq {seq}"
+                        else:
+                            seqs = ""
+                        if not inline_clock or frac >= 1_000_000 or flags & URG:
+                            line = stamp_of(sec * 1_000_000_000 + frac * mult) + _line(
+                                head, flags, seqs, ack, win, urg, opts, length
                             )
                         else:
-                            line = (
-                                f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {head}"
-                                f"{FLAG_CLOSE[flags]}{seqs}, win {num[win]}{opts}, "
-                                f"length {num[length]}"
-                            )
-            lines.append(line)
-            if len(lines) >= want:  # a whole batch, or the count reached
-                if left > 0:
-                    left -= len(lines)
-                    if left <= 0:
-                        break
-                    want = min(BATCH, left)
-                yield lines
-                lines = []
+                            if sec != last_sec:
+                                last_sec = sec
+                                sec_dot = time.strftime("%H:%M:%S.", time.localtime(sec))
+                            if flags & ACK:
+                                line = (
+                                    f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {head}"
+                                    f"{FLAG_CLOSE[flags]}{seqs}, ack {ack}, win {num[win]}{opts}, "
+                                    f"length {num[length]}"
+                                )
+                            else:
+                                line = (
+                                    f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {head}"
+                                    f"{FLAG_CLOSE[flags]}{seqs}, win {num[win]}{opts}, "
+                                    f"length {num[length]}"
+                                )
+                lines.append(line)
+                if len(lines) >= want:  # a whole batch, or the count reached
+                    if left > 0:
+                        left -= len(lines)
+                        if left <= 0:
+                            yield lines
+                            return
+                        want = min(BATCH, left)
+                    yield lines
+                    lines = []
+            mp.rest = pos
         if lines:
             yield lines
 
