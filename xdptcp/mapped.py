@@ -1,10 +1,12 @@
-"""``-r FILE`` on a mapped classic pcap: the record walk and the formatters' common case in one
-loop, so that a usual packet costs one pass of Python with no call in it.
+"""``-r FILE`` on a classic pcap, and live text and JSON: the record walk and the formatters'
+common case in one loop, so that a usual packet costs one pass of Python with no call in it.
 
 For a classic pcap of Ethernet frames in this machine's byte order (what tcpdump and xdptcp
-write here), ``text_lines`` and ``json_lines`` walk the records in the mapped file and, for a
-frame of the common shape (``Decoder.fast``'s: IPv4 without options or fragmenting, IPv6
-without extension headers, untagged, whole TCP header captured), make the line right there:
+write here), read in chunks (``MappedPcap``), or a batch drained from the capture's ring whose
+program wrote a pcap record header into each record (``RingSpan``), the formatters'
+``mapped_lines`` walk the records and, for a frame of the common shape (``Decoder.fast``'s:
+IPv4 without options or fragmenting, IPv6 without extension headers, untagged, whole TCP header
+captured), make the line right there:
 
 * the start of the line (addresses, ports) and the conversation's key are made once per
   direction of a conversation, keyed by the raw address and port bytes;
