@@ -69,15 +69,25 @@ class LoadedObject:
         self.btf_func_info = True  # does the kernel take func_info/line_info (BTF FUNC)?
         self.skipped_maps: dict = {}  # name -> the Feature the kernel lacks to create it
         self.code: dict = {}  # section -> its instructions after CO-RE, for load_program
+        self.pending: list = []  # load_program(wait=False) not taken yet
 
-    def load_program(self, name: str, *, log: Log = None, log_level: Optional[int] = None):
+    def load_program(
+        self, name: str, *, log: Log = None, log_level: Optional[int] = None, wait: bool = True
+    ):
         """Load one more of the object's programs, with this object's maps: after
         ``load(spec, programs=[])``, the programs can be loaded one by one as they are needed,
-        and from several threads at once (the kernel verifies them side by side)."""
-        return load_program(self, name, log=log, log_level=log_level)
+        and from several threads at once (the kernel verifies them side by side).
+
+        ``wait=False``: link it here, hand the verifier's part to a thread, and return at once
+        something whose ``result()`` waits and gives the Program (or raises the load's error);
+        ``close()`` waits for it too."""
+        return load_program(self, name, log=log, log_level=log_level, wait=wait)
 
     def close(self) -> None:
         """Close programs, then maps, then BTF: the reverse of creation."""
+        for job in self.pending:  # loads still running in a thread: wait, then close them
+            job.discard()
+        self.pending.clear()
         for prog in reversed(list(self.programs.values())):
             prog.close()
         for m in reversed(list(self.maps.values())):
@@ -368,11 +378,18 @@ def _load_programs(
         raise
 
 
-def load_program(obj: LoadedObject, name: str, *, log: Log = None, log_level: Optional[int] = None):
+def load_program(
+    obj: LoadedObject,
+    name: str,
+    *,
+    log: Log = None,
+    log_level: Optional[int] = None,
+    wait: bool = True,
+):
     """``LoadedObject.load_program``. A program that fails to load leaves the object as it was."""
     if name not in obj.spec.programs:
         raise BPFError(f"{obj.spec.name}: no program named '{name}'")
-    if name in obj.programs:
+    if name in obj.programs or any(job.ps.name == name for job in obj.pending):
         raise BPFError(f"{obj.spec.name}: program '{name}' is loaded already")
     job = _ProgramLoad(obj.spec.programs[name], log_level)
     try:
@@ -380,10 +397,28 @@ def load_program(obj: LoadedObject, name: str, *, log: Log = None, log_level: Op
     except BaseException:
         job.flush(log)
         raise
+    pending = _Pending(obj, job, log)
+    if not wait:
+        obj.pending.append(job)
+        job.run(in_thread=True)
+        return pending
     job.run(in_thread=False)
-    job.take(obj, log)
-    _fill_slots(obj, log)
-    return obj.programs[name]
+    return pending.result()
+
+
+class _Pending:
+    """A program handed to the verifier in a thread (``load_program(wait=False)``)."""
+
+    def __init__(self, obj: LoadedObject, job: _ProgramLoad, log: Log) -> None:
+        self.obj, self.job, self.log = obj, job, log
+
+    def result(self):
+        """Wait for the load; the Program, now the object's, or the load's error."""
+        if self.job in self.obj.pending:
+            self.obj.pending.remove(self.job)
+        self.job.take(self.obj, self.log)
+        _fill_slots(self.obj, self.log)
+        return self.obj.programs[self.job.ps.name]
 
 
 class _ProgramLoad:

@@ -299,6 +299,23 @@ def test_maps_first_then_programs_from_two_threads_load_as_libbpf_loads_them():
             obj.load_program("nope")
 
 
+def test_a_program_handed_to_the_verifier_in_a_thread_is_the_objects_or_closed_with_it():
+    spec = ObjectSpec.from_file(str(bpf_object("tests/load_order")))
+    with load(spec, programs=[]) as obj:
+        pending = obj.load_program("lo_first", wait=False)
+        with pytest.raises(BPFError, match="loaded already"):
+            obj.load_program("lo_first")
+        prog = pending.result()
+        assert obj.programs == {"lo_first": prog} and obj.pending == []
+        assert prog.test_run(FRAME).retval == XDP_PASS
+        rejected = obj.load_program("lo_rejected", wait=False)
+        with pytest.raises(VerifierError, match="lo_rejected"):
+            rejected.result()
+        obj.load_program("lo_last", wait=False)  # never asked for: close() takes care of it
+    assert obj.pending == [] and obj.programs == {}
+    assert not {"lo_first", "lo_last"} & set(_prog_names())
+
+
 def test_a_program_that_fails_to_load_later_leaves_the_object_as_it_was():
     spec = ObjectSpec.from_file(str(bpf_object("tests/load_order")))
     with load(spec, programs=["lo_first"]) as obj:

@@ -207,11 +207,14 @@ class Capture:
         self.spec.rodata["xdptcp_xdp_frags"] = 1
         self.obj = load(self.spec, programs=[])
         self.ring = RingBuffer.from_map(self.obj.maps[RING])
+        # The XDP program is linked here and verified in a thread; the egress side starts once
+        # that linking is done, so the two never wait for each other's Python.
+        xdp = self.obj.load_program(PROGRAM, wait=False) if self.direction != "out" else None
         egress = _EgressSide(self)
         try:
-            if self.direction != "out":
+            if xdp is not None:
                 try:
-                    self.obj.load_program(PROGRAM)
+                    xdp.result()
                 except SyscallError as e:
                     if e.errno != errno.EINVAL:
                         raise
