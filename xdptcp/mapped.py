@@ -68,7 +68,8 @@ class MappedPcap:
 
     def __init__(self, path: str, f, head: bytes) -> None:
         self.name, self._f, self._head = path, f, head
-        self.nano = _HEAD.unpack_from(head)[0] == PCAP_MAGIC_NANO
+        magic, _, _, _, _, _, self.linktype = _HEAD.unpack_from(head)
+        self.nano = magic == PCAP_MAGIC_NANO
         self.rest = 0  # set by the walk: where the first record it could not finish starts
         self.base = 0  # the file offset of the buffer's first byte
 
@@ -122,7 +123,13 @@ class MappedPcap:
                         return
                     pos, end = 0, left + got
         finally:
-            buf.close()
+            try:
+                buf.close()
+            except BufferError:  # a view of it kept by an exception's frames: freed with them
+                pass
+
+    def fileno(self) -> int:
+        return self._f.fileno()
 
     def close(self) -> None:
         self._f.close()

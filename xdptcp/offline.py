@@ -9,9 +9,6 @@ The filter, when given, runs in Python with the same compiled program the kernel
 
 from __future__ import annotations
 
-import mmap
-import os
-import stat
 import struct
 import sys
 
@@ -93,38 +90,29 @@ def _copy_through(path: str, out: OutputOptions, keep) -> int | None:
     frames in this machine's byte order and OUT's time precision, and no snaplen cuts records,
     the TCP records are copied as they are, runs of them by the kernel (``copy_records``).
     Returns how many were written, or None (having written nothing) when the file is not of
-    that kind."""
-    from xdptcp.pcap import LINKTYPE_ETHERNET, PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO, PcapWriter
+    that kind. The file is read in chunks (``MappedPcap.chunks``), not mapped: one that another
+    process cuts short ends with the damaged-file error, not SIGBUS."""
+    from xdptcp.mapped import MappedPcap
+    from xdptcp.pcap import LINKTYPE_ETHERNET, PcapWriter
 
     if out.snaplen is not None or path == "-":
         return None
-    try:
-        f = open(path, "rb")  # noqa: SIM115 (closed below; runs of records are copied from it)
-    except OSError:
-        return None  # the general path names the error
-    with f:
-        try:
-            st = os.fstat(f.fileno())
-            if not stat.S_ISREG(st.st_mode) or st.st_size < 24:
-                return None
-            mm = mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ)
-        except (OSError, ValueError):
+    mp = MappedPcap.open(path)
+    if mp is None:
+        return None
+    with mp:
+        if mp.nano != out.nano or mp.linktype != LINKTYPE_ETHERNET:
             return None
-        with mm:
-            magic, _, _, _, _, _, linktype = _HEAD.unpack_from(mm)
-            if magic != (PCAP_MAGIC_NANO if out.nano else PCAP_MAGIC_MICRO):
-                return None
-            if linktype != LINKTYPE_ETHERNET:
-                return None
-            with PcapWriter(out.write, nano=out.nano) as w, memoryview(mm) as view:
-                return _copy_records(path, mm, view, f.fileno(), w, out, keep)
+        with PcapWriter(out.write, nano=out.nano) as w:
+            return _copy_records(mp, w, out, keep)
 
 
-def _copy_records(path: str, mm, view, fd: int, w, out: OutputOptions, keep) -> int:
+def _copy_records(mp, w, out: OutputOptions, keep) -> int:
     """The record walk of ``_copy_through``: runs of kept records are copied as they lie in
     the file; ``keep(buf, at, n, wire_len, length)`` is a filter run in place
     (``CompiledFilter.in_place``). The plain-TCP test is inlined, and for IPv4 read in the same
     unpack as the record header (``_REC_V4``): this loop runs once per record."""
+    from xdptcp.mapped import damaged
     from xdptcp.packet import is_tcp_frame
     from xdptcp.pcap import MAX_RECORD
 
@@ -133,73 +121,60 @@ def _copy_records(path: str, mm, view, fd: int, w, out: OutputOptions, keep) -> 
     per_sec = 1_000_000_000 if out.nano else 1_000_000
     mult = 1_000_000_000 // per_sec
     count = -1 if out.count is None else out.count
-    pos, end, start, written = 24, len(mm), 24, 0
-    lim = end - 63  # records from here on are read in two steps (the unpack would run off)
-    try:
-        while pos < end:
-            if pos <= lim:
-                sec, frac, incl, orig, etype, vihl, hi, lo, frag, proto, offx = rec4(mm, pos)
-            elif end - pos >= 16:
-                (sec, frac, incl, orig), etype = rec(mm, pos), 0
-            else:
-                _damaged(path, _record_number(mm, pos), "header", end - pos, 0)
-            at = pos + 16
-            nxt = at + incl
-            if incl > MAX_RECORD or nxt > end:
-                _damaged(path, _record_number(mm, pos), "data", end - at, incl)
-            if etype == eth_ip:  # (past a short record these are not its bytes: then
-                ip_len = hi << 8 | lo  # ip_len <= incl - 14 fails)
-                plain = (
-                    vihl == 0x45 and proto == 6 and not frag & frag_offset
-                    and 20 <= (offx >> 4) * 4 <= ip_len - 20 and ip_len <= incl - 14
-                )  # fmt: skip
-            elif etype == eth_ipv6 and incl >= 74:
-                _, ver, plen, nh, offx = v6(mm, at)
-                hlen = (offx >> 4) * 4
-                plain = ver >> 4 == 6 and nh == 6 and 20 <= hlen <= plen <= incl - 54
-            else:
-                plain = False
-            if (
-                not plain
-                and not is_tcp_frame(mm[at:nxt])
-                or (keep is not None and not keep(mm, at, incl, orig, orig))
-            ):
+    fd, written = mp.fileno(), 0
+    for mm, pos, end in mp.chunks():
+        base, start = mp.base, pos
+        lim = end - 63  # records from here on are read in two steps (the unpack would run off)
+        view = memoryview(mm)
+        try:
+            while pos < end:
+                if pos <= lim:
+                    sec, frac, incl, orig, etype, vihl, hi, lo, frag, proto, offx = rec4(mm, pos)
+                elif end - pos >= 16:
+                    (sec, frac, incl, orig), etype = rec(mm, pos), 0
+                else:
+                    break  # the header goes on in the next chunk
+                at = pos + 16
+                nxt = at + incl
+                if incl > MAX_RECORD:
+                    raise damaged(mp, base + pos, end - at, incl)
+                if nxt > end:
+                    break  # the data goes on in the next chunk (or the file ends: chunks says)
+                if etype == eth_ip:  # (past a short record these are not its bytes: then
+                    ip_len = hi << 8 | lo  # ip_len <= incl - 14 fails)
+                    plain = (
+                        vihl == 0x45 and proto == 6 and not frag & frag_offset
+                        and 20 <= (offx >> 4) * 4 <= ip_len - 20 and ip_len <= incl - 14
+                    )  # fmt: skip
+                elif etype == eth_ipv6 and incl >= 74:
+                    _, ver, plen, nh, offx = v6(mm, at)
+                    hlen = (offx >> 4) * 4
+                    plain = ver >> 4 == 6 and nh == 6 and 20 <= hlen <= plen <= incl - 54
+                else:
+                    plain = False
+                if (
+                    not plain
+                    and not is_tcp_frame(mm[at:nxt])
+                    or (keep is not None and not keep(mm, at, incl, orig, orig))
+                ):
+                    if start < pos:
+                        w.copy_records(fd, base + start, view[start:pos])
+                    start = pos = nxt
+                    continue
+                if frac >= per_sec or orig < incl:  # damaged: the writer's own record for it
+                    if start < pos:
+                        w.copy_records(fd, base + start, view[start:pos])
+                    w.write(sec * 1_000_000_000 + frac * mult, mm[at:nxt], orig)
+                    start = nxt
+                pos = nxt
+                written += 1
+                if written == count:
+                    return written
+        finally:
+            try:
                 if start < pos:
-                    w.copy_records(fd, start, view[start:pos])
-                start = pos = nxt
-                continue
-            if frac >= per_sec or orig < incl:  # damaged: the writer's own record for it
-                if start < pos:
-                    w.copy_records(fd, start, view[start:pos])
-                w.write(sec * 1_000_000_000 + frac * mult, mm[at:nxt], orig)
-                start = nxt
-            pos = nxt
-            written += 1
-            if written == count:
-                break
-    finally:
-        if start < pos:
-            w.copy_records(fd, start, view[start:pos])
+                    w.copy_records(fd, base + start, view[start:pos])
+            finally:
+                view.release()
+        mp.rest = pos
     return written
-
-
-def _record_number(mm, at: int) -> int:
-    """Which record starts at ``at`` (for an error message: not counted on the way)."""
-    pos, n = 24, 1
-    while pos < at:
-        pos += 16 + _REC.unpack_from(mm, pos)[2]
-        n += 1
-    return n
-
-
-def _damaged(path: str, n: int, what: str, have: int, want: int) -> None:
-    from xdptcp.pcap import MAX_RECORD, PcapError
-
-    if what == "header":
-        raise PcapError(f"{path}: record {n}: truncated record header ({have} of 16 bytes)")
-    if want > MAX_RECORD:
-        raise PcapError(
-            f"{path}: record {n}: captured length {want} is bogus "
-            f"(more than {MAX_RECORD}); the file is damaged"
-        )
-    raise PcapError(f"{path}: record {n}: truncated data ({have} of {want} bytes)")
