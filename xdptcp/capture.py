@@ -179,11 +179,11 @@ class Capture:
     # --- life cycle ---------------------------------------------------------------------
 
     def open(self) -> Capture:
-        from pybpf.ringbuf import RingBuffer
-
         try:
             check_ringbuf_support()
             if self.direction == "in" or not self._open_side_by_side():
+                from pybpf.ringbuf import RingBuffer
+
                 self.obj = self._load()
                 self.ring = RingBuffer.from_map(self.obj.maps[RING])
                 for iface in self.interfaces:
@@ -202,16 +202,17 @@ class Capture:
         the GIL). The attachments are kept in the order of one after the other, XDP first.
         False when the XDP program needs loading without multi-buffer support (an older
         kernel): everything is undone and the caller loads the way that finds out."""
-        from pybpf.ringbuf import RingBuffer
-
         self.spec.rodata["xdptcp_xdp_frags"] = 1
         self.obj = load(self.spec, programs=[])
-        self.ring = RingBuffer.from_map(self.obj.maps[RING])
         # The XDP program is linked here and verified in a thread; the egress side starts once
-        # that linking is done, so the two never wait for each other's Python.
+        # that linking is done, so the two never wait for each other's Python. The ring is
+        # mapped while they run.
         xdp = self.obj.load_program(PROGRAM, wait=False) if self.direction != "out" else None
         egress = _EgressSide(self)
         try:
+            from pybpf.ringbuf import RingBuffer
+
+            self.ring = RingBuffer.from_map(self.obj.maps[RING])
             if xdp is not None:
                 try:
                     xdp.result()
