@@ -214,6 +214,10 @@ class Capture:
 
             self.ring = RingBuffer.from_map(self.obj.maps[RING])
             if xdp is not None:
+                # what is on each interface now, asked while the verifier runs (a program found
+                # there is dealt with after it, as before: removed or replaced only once ours
+                # has loaded)
+                found = [self._xdp_query(iface) for iface in self.interfaces]
                 try:
                     xdp.result()
                 except SyscallError as e:
@@ -222,8 +226,8 @@ class Capture:
                     egress.finish()
                     self.close()
                     return False
-                for iface in self.interfaces:
-                    self._attach(iface)
+                for iface, current in zip(self.interfaces, found):
+                    self._attach(iface, current)
         finally:
             egress.finish()
         egress.raise_error()
@@ -306,12 +310,22 @@ class Capture:
 
     # --- attach / detach ------------------------------------------------------------------
 
-    def _attach(self, iface: Interface) -> None:
+    def _xdp_query(self, iface: Interface):
+        from pybpf.link import netlink
+
+        with in_netns(iface.netns):
+            return netlink.xdp_query(iface.ifindex)
+
+    def _attach(self, iface: Interface, current=None) -> None:
+        """Attach the XDP program; ``current``: what ``_xdp_query`` said is on the interface, if
+        it was asked already (attaching with XDP_FLAGS_UPDATE_IF_NOEXIST refuses a program that
+        arrived since)."""
         from pybpf.link import netlink
 
         prog = self.obj.programs[PROGRAM]
         with in_netns(iface.netns):
-            current = netlink.xdp_query(iface.ifindex)
+            if current is None:
+                current = netlink.xdp_query(iface.ifindex)
             restore = None
             if current.prog_id:
                 restore = self._handle_existing(iface, current)
