@@ -170,11 +170,13 @@ def print_mapped(mp: MappedPcap, formatter, out, count: Optional[int], keep: Kee
     """``print_file`` on a mapped pcap: the lines of ``formatter`` (a ``TextFormatter`` or a
     ``JsonFormatter``, which make them: ``mapped_lines``) in batches of ``readfile.BATCH``, as
     ``print_file`` writes them; returns how many were printed."""
+    from xdptcp.process import write_all
+
     printed = 0
     for lines in formatter.mapped_lines(mp, keep, count):
         printed += len(lines)
         lines.append("")  # the last newline, without copying the batch again
-        out.write("\n".join(lines))
+        write_all(out, "\n".join(lines))
     out.flush()
     return printed
 

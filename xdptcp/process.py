@@ -6,6 +6,7 @@ import os
 import signal
 import sys
 import threading
+from typing import TextIO
 
 
 def install_signal_handlers(stop: threading.Event) -> None:
@@ -23,3 +24,21 @@ def stdout_gone() -> None:
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def write_all(out: TextIO, text: str) -> None:
+    """``out.write(text)`` and flush, for live lines. To a file with a descriptor (stdout) the
+    bytes go with ``os.write`` until all are written: CPython's buffered writer drops the rest of
+    a write that a signal interrupts part way (a full pipe, then SIGINT to stop the capture),
+    though the handler returns and the write reports every character written."""
+    try:
+        fd = out.fileno()
+    except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+        out.write(text)
+        out.flush()
+        return
+    out.flush()
+    data = memoryview(text.encode(getattr(out, "encoding", None) or "utf-8", "replace"))
+    done = 0
+    while done < len(data):
+        done += os.write(fd, data[done:])

@@ -12,7 +12,7 @@ from typing import Optional, TextIO
 
 from xdptcp.capture import CaptureError, Counters, FileRecords
 from xdptcp.options import OutputOptions
-from xdptcp.process import stdout_gone
+from xdptcp.process import stdout_gone, write_all
 from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_PCAPNG
 
 
@@ -81,8 +81,7 @@ class TextSink:
                     lines.append(line)
         self.unshown += used - len(lines)
         if lines:
-            self.out.write("\n".join(lines) + "\n")
-            self.out.flush()
+            write_all(self.out, "\n".join(lines) + "\n")
         return len(lines), used
 
     def broken(self) -> None:
