@@ -55,6 +55,11 @@ def pytest_configure(config) -> None:
     _private_bpffs()
 
 
+def pytest_collection_modifyitems(config, items) -> None:
+    # The kernel matrix (~20 minutes of emulated guests) last: the host's own results come first.
+    items.sort(key=lambda item: item.path.name == "test_kernel_matrix.py")
+
+
 def scaled(seconds: float) -> float:
     """A test's timeout or settling delay, stretched by PYBPF_TEST_TIME_SCALE on slow machines."""
     return seconds * TIME_SCALE
