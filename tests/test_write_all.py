@@ -30,3 +30,27 @@ def test_a_write_interrupted_by_a_signal_is_finished() -> None:
         out, err = p.communicate(timeout=30)
         assert p.returncode == 0, err
         assert len(out) == 100_000
+
+
+PCAP_CHILD = """
+import signal, sys, threading
+from xdptcp.pcap import PcapWriter
+stop = threading.Event()
+signal.signal(signal.SIGINT, lambda s, f: stop.set())
+sys.stderr.write("ready\\n"); sys.stderr.flush()
+with PcapWriter("-") as w:
+    w.write_records(b"x" * 100_000)  # more than a pipe holds
+"""
+
+
+def test_a_capture_file_on_stdout_interrupted_by_a_signal_is_finished() -> None:
+    """The same for ``-w -``: the file's header and every record reach the reader."""
+    for _ in range(12):
+        p = subprocess.Popen([sys.executable, "-c", PCAP_CHILD], stdout=subprocess.PIPE,
+                             stderr=subprocess.PIPE)  # fmt: skip
+        assert p.stderr.readline() == b"ready\n"
+        time.sleep(0.1)  # the child is blocked on the full pipe
+        p.send_signal(signal.SIGINT)
+        out, err = p.communicate(timeout=30)
+        assert p.returncode == 0, err
+        assert len(out) == 24 + 100_000 and out[24:] == b"x" * 100_000

@@ -38,6 +38,46 @@ class PcapError(Exception):
     """A pcap file that cannot be written or read; the message names the file and record."""
 
 
+class _StdoutFile:
+    """Standard output for a capture file: buffered here, written with ``os.write`` to the end.
+    CPython's buffered writer drops the rest of a write that a signal interrupts part way (a full
+    pipe, then SIGINT to stop the capture) though the handler returns: a slow reader of
+    ``xdptcp -w -`` lost the file's last records."""
+
+    def __init__(self, fd: int) -> None:
+        self._fd, self._buf = fd, bytearray()
+
+    def write(self, data) -> int:
+        self._buf += data
+        if len(self._buf) >= 1 << 16:
+            self.flush()
+        return len(data)
+
+    def flush(self) -> None:
+        done = 0
+        view = memoryview(self._buf)
+        try:
+            while done < len(view):
+                done += os.write(self._fd, view[done:])
+        finally:
+            view.release()
+            del self._buf[:done]
+
+    def fileno(self) -> int:
+        return self._fd
+
+
+def _stdout():
+    """Standard output's bytes: ``_StdoutFile`` on its descriptor (what Python buffered is
+    written first), or ``sys.stdout.buffer`` where there is no descriptor (a test's capture)."""
+    try:
+        fd = sys.stdout.fileno()
+    except (AttributeError, OSError, ValueError):
+        return sys.stdout.buffer
+    sys.stdout.flush()
+    return _StdoutFile(fd)
+
+
 class _Output:
     """Where a capture file goes: a path (opened safely, see ``_open_no_follow``), ``-`` for
     standard output (flushed after every write, for a pipe), or a binary file given by the
@@ -47,7 +87,7 @@ class _Output:
         self._is_stdout = file_or_path == "-"
         self._owned = isinstance(file_or_path, (str, os.PathLike)) and not self._is_stdout
         if self._is_stdout:
-            self._out: Optional[BinaryIO] = sys.stdout.buffer
+            self._out: Optional[BinaryIO] = _stdout()
         elif self._owned:
             self._out = _open_no_follow(os.fspath(file_or_path))
         else:
