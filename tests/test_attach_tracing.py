@@ -54,14 +54,21 @@ def start_bpftrace(script: str) -> subprocess.Popen:
 
 def stop_bpftrace(tracer: subprocess.Popen) -> str:
     """Ctrl-C to bpftrace, which then prints its maps: what it printed. Detaching its probes
-    waits for RCU grace periods, slow on a loaded machine: it gets a minute (scaled)."""
-    tracer.send_signal(signal.SIGINT)
-    try:
-        return tracer.communicate(timeout=scaled(60))[0]
-    except subprocess.TimeoutExpired:
-        tracer.kill()
-        tracer.communicate()
-        raise
+    waits for RCU grace periods, slow on a loaded machine: it gets a minute (scaled). A Ctrl-C
+    that lands between bpftrace's check of it and its wait for events can go unseen (seen in CI:
+    bpftrace still waiting a minute later), so it is sent again every few seconds, as a user would
+    press it again; a second one changes nothing of what bpftrace prints."""
+    deadline = time.monotonic() + scaled(60)
+    while True:
+        tracer.send_signal(signal.SIGINT)
+        try:
+            return tracer.communicate(timeout=scaled(5))[0]
+        except subprocess.TimeoutExpired:
+            if time.monotonic() < deadline:
+                continue  # communicate() keeps what it has read for the next call
+            tracer.kill()
+            tracer.communicate()
+            raise
 
 
 def bpftool_perf() -> list[dict]:
