@@ -20,15 +20,24 @@ write_all(sys.stdout, "x" * 99_999 + "\\n")  # more than a pipe holds
 """
 
 
-def test_a_write_interrupted_by_a_signal_is_finished() -> None:
+def interrupted_output(child: str) -> list[bytes]:
+    """What ``child`` writes to a pipe nobody reads until SIGINT has reached it, blocked on the
+    full pipe; a dozen times."""
+    outs = []
     for _ in range(12):
-        p = subprocess.Popen([sys.executable, "-c", CHILD], stdout=subprocess.PIPE,
+        p = subprocess.Popen([sys.executable, "-c", child], stdout=subprocess.PIPE,
                              stderr=subprocess.PIPE)  # fmt: skip
         assert p.stderr.readline() == b"ready\n"
         time.sleep(0.1)  # the child is blocked on the full pipe
         p.send_signal(signal.SIGINT)
         out, err = p.communicate(timeout=30)
         assert p.returncode == 0, err
+        outs.append(out)
+    return outs
+
+
+def test_a_write_interrupted_by_a_signal_is_finished() -> None:
+    for out in interrupted_output(CHILD):
         assert len(out) == 100_000
 
 
@@ -45,12 +54,5 @@ with PcapWriter("-") as w:
 
 def test_a_capture_file_on_stdout_interrupted_by_a_signal_is_finished() -> None:
     """The same for ``-w -``: the file's header and every record reach the reader."""
-    for _ in range(12):
-        p = subprocess.Popen([sys.executable, "-c", PCAP_CHILD], stdout=subprocess.PIPE,
-                             stderr=subprocess.PIPE)  # fmt: skip
-        assert p.stderr.readline() == b"ready\n"
-        time.sleep(0.1)  # the child is blocked on the full pipe
-        p.send_signal(signal.SIGINT)
-        out, err = p.communicate(timeout=30)
-        assert p.returncode == 0, err
+    for out in interrupted_output(PCAP_CHILD):
         assert len(out) == 24 + 100_000 and out[24:] == b"x" * 100_000
