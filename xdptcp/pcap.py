@@ -54,14 +54,10 @@ class _StdoutFile:
         return len(data)
 
     def flush(self) -> None:
-        done = 0
-        view = memoryview(self._buf)
-        try:
-            while done < len(view):
-                done += os.write(self._fd, view[done:])
-        finally:
-            view.release()
-            del self._buf[:done]
+        from xdptcp.process import write_fd
+
+        write_fd(self._fd, self._buf)
+        self._buf.clear()
 
     def fileno(self) -> int:
         return self._fd

@@ -38,7 +38,12 @@ def write_all(out: TextIO, text: str) -> None:
         out.flush()
         return
     out.flush()
-    data = memoryview(text.encode(getattr(out, "encoding", None) or "utf-8", "replace"))
-    done = 0
-    while done < len(data):
-        done += os.write(fd, data[done:])
+    write_fd(fd, text.encode(getattr(out, "encoding", None) or "utf-8", "replace"))
+
+
+def write_fd(fd: int, data) -> None:
+    """All of ``data`` to ``fd``, following ``os.write``'s partial counts (see ``write_all``)."""
+    with memoryview(data) as view:
+        done = 0
+        while done < len(view):
+            done += os.write(fd, view[done:])
