@@ -16,6 +16,7 @@ from pybpf.sys.attr import (
     test_attr,
 )
 from pybpf.sys.syscall import (
+    Prepared,
     addr_of,
     bpf,
     bpf_raw,
@@ -187,6 +188,31 @@ def prog_test_run(
     data = dout.raw[: out.data_size_out] if dout is not None else b""
     ctx = cout.raw[: out.ctx_size_out] if cout is not None else b""
     return TestRunResult(out.retval, out.duration, data, ctx)
+
+
+def prog_run_in_place(prog_fd: int, ctx: ctypes.Array, name: str = "") -> Prepared:
+    """BPF_PROG_TEST_RUN of a BPF_PROG_TYPE_SYSCALL program, prepared once: the kernel copies
+    ``ctx`` in and, after the run, back to the same buffer, so each call of the result runs the
+    program once and leaves its answer in ``ctx`` (no data, no repeat: the kernel refuses them
+    for this type)."""
+    return Prepared(
+        BPFCmd.PROG_TEST_RUN,
+        test_attr,
+        f"cannot run {quoted('program', name)}",
+        prog_fd=prog_fd,
+        data_size_in=0,
+        data_size_out=0,
+        data_in=0,
+        data_out=0,
+        repeat=0,
+        ctx_size_in=ctypes.sizeof(ctx),
+        ctx_size_out=0,
+        ctx_in=ctypes.addressof(ctx),
+        ctx_out=0,
+        flags=0,
+        cpu=0,
+        batch_size=0,
+    )
 
 
 # --- attach without a link (cgroups, sockmaps) ----------------------------------------------------

@@ -87,6 +87,27 @@ def bpf_raw(cmd: BPFCmd, layout: Struct, **fields: object) -> tuple[int, int, Co
     return ret, err, layout.parse(attr.raw)
 
 
+class Prepared:
+    """One bpf() command whose attr is built once and issued many times (a program run in a
+    loop): each call is the system call alone, no attr packed or parsed. Returns the kernel's
+    return value; raises SyscallError(what, errno) when it answers -1."""
+
+    def __init__(self, cmd: BPFCmd, layout: Struct, what: str, **fields: object) -> None:
+        packed = layout.build(fields)
+        self.attr = ctypes.create_string_buffer(packed, len(packed))
+        self._args = (_NR_BPF, int(cmd), self.attr, len(packed))
+        self.what = what
+
+    def __call__(self) -> int:
+        while True:
+            ret = _libc.syscall(*self._args)
+            if ret >= 0:
+                return ret
+            err = ctypes.get_errno()
+            if err != _errno.EINTR:
+                raise SyscallError(self.what, err)
+
+
 def own_fd(fd: int) -> int:
     """Make an fd from the kernel safe to keep: CLOEXEC and never 0, 1 or 2.
 
