@@ -14,8 +14,10 @@ BPF_CFLAGS := -O2 -g -target bpf -Wall -Wno-unused-function -I bpf/include -I $(
               -I /usr/include/$(MULTIARCH)
 BPF_SRCS   := $(shell find bpf -name '*.bpf.c' | sort)
 BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
-# The capture program ships inside the package: a user's host has no clang.
+# The capture program and the offline record walker ship inside the package: a user's host has
+# no clang.
 SHIPPED    := xdptcp/data/xdptcp.bpf.o
+SHIPPED_WALK := xdptcp/data/xdptcp_walk.bpf.o
 
 .PHONY: all venv bpf test lint demo bench clean shipped deb pyz dist man kmatrix pymatrix
 
@@ -45,8 +47,9 @@ $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h bpf/*.h bpf/tests/*
 bpf: $(BPF_OBJS)
 
 # Rebuild the shipped object and record the hash of the sources it came from.
-shipped: $(BUILD)/bpf/xdptcp.bpf.o venv
-	cp $< $(SHIPPED)
+shipped: $(BUILD)/bpf/xdptcp.bpf.o $(BUILD)/bpf/xdptcp_walk.bpf.o venv
+	cp $(BUILD)/bpf/xdptcp.bpf.o $(SHIPPED)
+	cp $(BUILD)/bpf/xdptcp_walk.bpf.o $(SHIPPED_WALK)
 	$(PY) -m xdptcp.objhash --write
 
 lint: venv

@@ -30,7 +30,7 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
     keep = filt.matches_packet if filt is not None else None
     try:
         if out.write:
-            if _copy_through(path, out, filt.in_place if filt is not None else None) is not None:
+            if _copy_through(path, out, filt) is not None:
                 return EXIT_OK
             from xdptcp.readfile import ethernet_frames
 
@@ -85,10 +85,12 @@ _ETH_IPV6 = int.from_bytes(b"\x86\xdd", sys.byteorder)
 _FRAG_OFFSET = int.from_bytes(b"\x1f\xff", sys.byteorder)  # the 13 offset bits
 
 
-def _copy_through(path: str, out: OutputOptions, keep) -> int | None:
+def _copy_through(path: str, out: OutputOptions, filt) -> int | None:
     """``-r F -w OUT`` without decoding what need not be: when F is a classic pcap of Ethernet
     frames in this machine's byte order and OUT's time precision, and no snaplen cuts records,
     the TCP records are copied as they are, runs of them by the kernel (``copy_records``).
+    The walk over the records runs in the kernel where the walker loads (``xdptcp.walk``: root,
+    Linux 5.17), in Python otherwise, with the same result.
     Returns how many were written, or None (having written nothing) when the file is not of
     that kind. The file is read in chunks (``MappedPcap.chunks``), not mapped: one that another
     process cuts short ends with the damaged-file error, not SIGBUS."""
@@ -103,8 +105,14 @@ def _copy_through(path: str, out: OutputOptions, keep) -> int | None:
     with mp:
         if mp.nano != out.nano or mp.linktype != LINKTYPE_ETHERNET:
             return None
-        with PcapWriter(out.write, nano=out.nano) as w:
-            return _copy_records(mp, w, out, keep)
+        from xdptcp.walk import copy_records, open_walker
+
+        walker = open_walker(filt, out.nano)
+        if walker is None:
+            with PcapWriter(out.write, nano=out.nano) as w:
+                return _copy_records(mp, w, out, filt.in_place if filt is not None else None)
+        with walker, PcapWriter(out.write, nano=out.nano) as w:
+            return copy_records(mp, w, out, walker, filt)
 
 
 def _copy_records(mp, w, out: OutputOptions, keep) -> int:
