@@ -231,6 +231,21 @@ def test_a_damaged_file_ends_the_kernel_walk_as_the_python_walk(
     assert files[0] == files[1]
 
 
+def test_more_entries_than_one_walk_holds(tmp_path, monkeypatch) -> None:
+    """Tiny frames that are not TCP, each one handed back, between TCP frames kept one by one:
+    a chunk holds more answers than the walker's list, which it then fills more than once."""
+    tcp = [traffic.tcp_frame(traffic.A4, traffic.B4, 40000 + i % 7, 5001 + i % 2, flags="S")
+           for i in range(20)]  # fmt: skip
+    odd = traffic.ethernet(b"", 0x88B5)  # 14 bytes, an experimental EtherType
+    frames = [odd if i % 4 else tcp[(i // 4) % 20] for i in range(80_000)]
+    src = tmp_path / "many.pcap"
+    traffic.write_pcap(src, frames)
+    assert src.stat().st_size > 1 << 20  # several walks in the first chunk alone
+    for expr in (None, "port 5001"):
+        out = same_both_ways(src, tmp_path, monkeypatch, expr)
+        assert out[24:] == tcpdump_records(src, tmp_path, expr)
+
+
 def test_nothing_is_left_behind(varied, tmp_path, monkeypatch) -> None:
     """The walker's fds are closed and its maps unmapped when the copy ends, by an error too."""
     src, nano = varied

@@ -96,17 +96,15 @@ def open_walker(filt, nano: bool):
     cannot be had here (the caller walks in Python): not root, no bpf_loop, any refusal."""
     if os.environ.get(ENV, "1") == "0":
         return None
-    try:
-        from pybpf import BPFError
-    except ImportError:  # pragma: no cover (pybpf ships with xdptcp)
-        return None
+    # Whatever stops it (BPFError from the kernel, OSError, a damaged package's object...), the
+    # walker is only a faster way to the same file: the Python walk takes over, without a word.
     try:
         obj = _load(filt)
-    except (BPFError, OSError, ValueError):
+    except Exception:
         return None
     try:
         walker = Walker(obj, nano)
-    except (BPFError, OSError, ValueError):
+    except Exception:
         return None
     from xdptcp.mapped import CHUNK
     from xdptcp.pcap import MAX_RECORD
