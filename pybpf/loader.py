@@ -17,7 +17,7 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import Callable, Iterable, Optional
+from typing import Any, Callable, Iterable, Mapping, Optional
 
 from pybpf import compat
 from pybpf.errors import BPFError, RelocationError, SyscallError
@@ -119,11 +119,15 @@ def load(
     log_level: Optional[int] = None,
     kernel_btf: object = None,
     pin_root: str = DEFAULT_PIN_ROOT,
+    maps: Optional[Mapping[str, Any]] = None,
 ) -> LoadedObject:
     """Make ``spec`` live. ``programs`` limits which programs are loaded (all by default);
     ``log`` receives a line for each step (``pybpf load -v``); ``log_level`` asks the verifier
     for its log on success too. Maps defined with ``pinning = LIBBPF_PIN_BY_NAME`` are pinned
-    at ``pin_root/<name>``, and reused from there when already pinned (as libbpf does)."""
+    at ``pin_root/<name>``, and reused from there when already pinned (as libbpf does).
+    ``maps``: live maps (``pybpf.maps.Map``) to use instead of creating the object's map of
+    the same name, as libbpf's ``bpf_map__reuse_fd``: each must have the shape the object
+    asks for; the object holds a duplicate of its fd, the caller still closes its own."""
     if spec.little_endian != (sys.byteorder == "little"):
         order = "little" if spec.little_endian else "big"
         raise BPFError(f"{spec.name}: the object is {order}-endian, this host is not")
@@ -131,10 +135,13 @@ def load(
     for name in wanted:
         if name not in spec.programs:
             raise BPFError(f"{spec.name}: no program named '{name}'")
+    for name in maps or ():
+        if name not in spec.maps:
+            raise BPFError(f"{spec.name}: no map named '{name}'")
     obj = LoadedObject(spec)
     try:
         _load_btf(obj, log)
-        _create_maps(obj, log, pin_root)
+        _create_maps(obj, log, pin_root, maps or {})
         code = obj.code = _core_relocate(spec, obj, log, kernel_btf)
         _load_programs(obj, [spec.programs[name] for name in wanted], code, log, log_level)
         _fill_slots(obj, log)
@@ -177,8 +184,12 @@ def _load_btf(obj: LoadedObject, log: Log) -> None:
 # --- maps ----------------------------------------------------------------------------------
 
 
-def _create_maps(obj: LoadedObject, log: Log, pin_root: str) -> None:
+def _create_maps(obj: LoadedObject, log: Log, pin_root: str, given: Mapping[str, Any]) -> None:
     for ms in obj.spec.maps.values():
+        if ms.name in given:
+            obj.maps[ms.name] = _reuse(ms, given[ms.name])
+            _say(log, f"map '{ms.name}': using the map given for it (id {obj.maps[ms.name].id})")
+            continue
         if ms.pinning == PIN_BY_NAME:
             reused = _open_pinned(ms, pin_root)
             if reused is not None:
@@ -212,9 +223,25 @@ def _open_pinned(ms: MapSpec, pin_root: str):
     path = os.path.join(pin_root, ms.name)
     if not os.path.exists(path):
         return None
+    m = Map.from_pinned(path)
+    return _same_shape(ms, m, f"the map pinned at {path}", "pinned")
+
+
+def _reuse(ms: MapSpec, given: Any):
+    """A map the caller made for ``ms`` (``load(maps=...)``), checked; the object's own fd."""
+    from pybpf.maps import Map
+
+    try:
+        m = Map.from_fd(os.dup(given.fd))
+    except OSError as e:
+        raise BPFError(f"map '{ms.name}': the map given for it: {e.strerror}") from None
+    return _same_shape(ms, m, "the map given for it", "given")
+
+
+def _same_shape(ms: MapSpec, m: Any, what: str, how: str):
+    """``m`` if it has the shape ``ms`` asks for; else it is closed and that is an error."""
     from pybpf.sys.uapi import MapFlags
 
-    m = Map.from_pinned(path)
     want = (ms.map_type, ms.key_size, ms.value_size, ms.max_entries, ms.flags)
     # The kernel adds BPF_F_RDONLY_PROG to every devmap it creates: not a difference (libbpf
     # drops it from the pinned map's flags too).
@@ -223,8 +250,8 @@ def _open_pinned(ms: MapSpec, pin_root: str):
     if want != have:
         m.close()
         raise BPFError(
-            f"map '{ms.name}': the map pinned at {path} does not match the object's definition "
-            f"(type, key, value, entries, flags: pinned {have}, object {want})"
+            f"map '{ms.name}': {what} does not match the object's definition "
+            f"(type, key, value, entries, flags: {how} {have}, object {want})"
         )
     return m
 

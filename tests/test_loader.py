@@ -299,6 +299,39 @@ def test_maps_first_then_programs_from_two_threads_load_as_libbpf_loads_them():
             obj.load_program("nope")
 
 
+def test_a_map_given_to_load_is_the_one_the_programs_use_and_stays_the_callers():
+    """``load(spec, maps={name: Map})``, as libbpf's bpf_map__reuse_fd: the object's map of that
+    name is the given one (the kernel's map id), the programs refer to it, and the caller's fd
+    outlives the object."""
+    from pybpf.maps import Map
+    from pybpf.sys.uapi import MapType
+
+    path = str(ROOT / "xdptcp" / "data" / "xdptcp.bpf.o")
+    spec = ObjectSpec.from_file(path)
+    size = spec.maps["xdptcp_ring"].max_entries
+    with Map.create(MapType.RINGBUF, 0, 0, size, name="xdptcp_ring") as ring:
+        with load(spec, maps={"xdptcp_ring": ring}) as obj:
+            assert obj.maps["xdptcp_ring"].id == ring.id
+            assert obj.maps["xdptcp_ring"].fd != ring.fd
+            for prog in obj.programs.values():
+                assert ring.id in prog.info().map_ids
+        assert Map.from_id(ring.id).close() is None  # still alive: the caller holds it
+
+
+def test_a_map_given_to_load_of_another_shape_or_name_is_refused():
+    from pybpf.maps import Map
+    from pybpf.sys.uapi import MapType
+
+    spec = ObjectSpec.from_file(str(ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"))
+    size = spec.maps["xdptcp_ring"].max_entries
+    with Map.create(MapType.RINGBUF, 0, 0, size * 2, name="xdptcp_ring") as bigger:
+        with pytest.raises(BPFError, match="map 'xdptcp_ring': the map given for it does not"):
+            load(spec, programs=[], maps={"xdptcp_ring": bigger})
+        with pytest.raises(BPFError, match="no map named 'nope'"):
+            load(spec, programs=[], maps={"nope": bigger})
+        assert Map.from_id(bigger.id).close() is None  # the caller's map is left alone
+
+
 def test_a_program_handed_to_the_verifier_in_a_thread_is_the_objects_or_closed_with_it():
     spec = ObjectSpec.from_file(str(bpf_object("tests/load_order")))
     with load(spec, programs=[]) as obj:
