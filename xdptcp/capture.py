@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import errno
 import os
-import pkgutil
 import struct
 import time
 from typing import Callable, Iterator, Optional, Sequence
@@ -59,11 +58,16 @@ class CaptureError(BPFError):
 
 def shipped_object() -> ObjectSpec:
     """The compiled capture program that ships inside the package, read as bytes: the package
-    may be a directory, or live inside a zip file (xdptcp.pyz) where it has no path. (pkgutil asks
-    the package's loader; importlib.resources would import zipfile, tempfile... at every start.)"""
-    data = pkgutil.get_data("xdptcp", f"data/{OBJECT}")
-    if data is None:
+    may be a directory, or live inside a zip file (xdptcp.pyz) where it has no path. The
+    package's loader reads it, as ``pkgutil.get_data`` would ask it to (pkgutil itself costs a
+    millisecond of every start; importlib.resources would import zipfile, tempfile...)."""
+    import xdptcp
+
+    loader = getattr(xdptcp.__spec__, "loader", None)
+    if not hasattr(loader, "get_data") or not xdptcp.__file__:
         raise CaptureError(f"the package has no data/{OBJECT}")
+    path = os.path.join(os.path.dirname(xdptcp.__file__), "data", OBJECT)
+    data = loader.get_data(path)
     return ObjectSpec.from_bytes(data, OBJECT.split(".")[0])  # named as from_file names it
 
 
@@ -141,9 +145,13 @@ class Capture:
         direction: Optional[str] = None,
         tc_mode: str = "auto",
         code: Optional[dict[str, Sequence[Instruction]]] = None,
+        prepare: Optional[Callable[[], None]] = None,
     ) -> None:
         """``direction``: "in", "out" or "inout" (tcpdump's -Q); None is "inout" where the
-        egress hook can be attached, and "in" with a notice where it cannot."""
+        egress hook can be attached, and "in" with a notice where it cannot. ``prepare``: called
+        once by ``open`` after the programs are handed to the verifier and before anything is
+        attached (the caller's work that the program does not depend on, done meanwhile); what
+        it raises undoes the capture."""
         if mode not in MODES:
             raise CaptureError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
         if direction is not None and direction not in DIRECTIONS:
@@ -157,6 +165,22 @@ class Capture:
         self.replace = replace
         self.use_link = use_link
         self.notice = notice
+        self.prepare = prepare
+        # The ring is made in a thread while the object is read: the kernel's allocating a
+        # 16 MiB ring (some 4 ms) overlaps Python's work instead of following it.
+        self.early_ring = _EarlyRing(ring_size) if ring_size and not object_path else None
+        try:
+            self._read_object(object_path, ring_size, rodata, code)
+        except BaseException:
+            self._drop_early_ring()
+            raise
+        self.obj = None
+        self.ring = None
+        self.attachments: list[Attachment] = []
+        # ifindexes whose device has no TSO: the kernel segments GSO packets after our hook
+        self.gso_split: set[int] = set()
+
+    def _read_object(self, object_path, ring_size, rodata, code) -> None:
         self.spec = ObjectSpec.from_file(object_path) if object_path else shipped_object()
         if ring_size is not None:
             self.spec.set_max_entries(RING, ring_size)
@@ -170,11 +194,6 @@ class Capture:
             self.spec.rodata["xdptcp_clock_offset"] = self.clock_offset_ns
         for name, insns in (code or {}).items():  # generated code: the compiled filter
             self.spec.replace_function(name, insns)
-        self.obj = None
-        self.ring = None
-        self.attachments: list[Attachment] = []
-        # ifindexes whose device has no TSO: the kernel segments GSO packets after our hook
-        self.gso_split: set[int] = set()
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -186,6 +205,7 @@ class Capture:
 
                 self.obj = self._load()
                 self.ring = RingBuffer.from_map(self.obj.maps[RING])
+                self._prepared()
                 for iface in self.interfaces:
                     if self.direction != "out":
                         self._attach(iface)
@@ -193,7 +213,33 @@ class Capture:
         except BaseException:
             self.close()
             raise
+        finally:
+            self._drop_early_ring()
         return self
+
+    def _prepared(self) -> None:
+        prepare, self.prepare = self.prepare, None
+        if prepare is not None:
+            prepare()
+
+    def _given_maps(self) -> dict:
+        """The ring made early, for ``load(maps=...)``, if it is the ring the object asks for
+        (else, or if it could not be made, the loader makes the ring and reports in its own
+        words)."""
+        ring = self.early_ring.result() if self.early_ring is not None else None
+        ms = self.spec.maps[RING]
+        if ring is None or (ring.type, ring.max_entries, ring.flags) != (
+            ms.map_type,
+            ms.max_entries,
+            ms.flags,
+        ):
+            return {}
+        return {RING: ring}
+
+    def _drop_early_ring(self) -> None:
+        if self.early_ring is not None:
+            self.early_ring.close()  # the object holds its own fd of it
+            self.early_ring = None
 
     def _open_side_by_side(self) -> bool:
         """Load and attach the two programs side by side: the maps first, then the tc program
@@ -203,13 +249,18 @@ class Capture:
         False when the XDP program needs loading without multi-buffer support (an older
         kernel): everything is undone and the caller loads the way that finds out."""
         self.spec.rodata["xdptcp_xdp_frags"] = 1
-        self.obj = load(self.spec, programs=[])
-        # The XDP program is linked here and verified in a thread; the egress side starts once
-        # that linking is done, so the two never wait for each other's Python. The ring is
-        # mapped while they run.
-        xdp = self.obj.load_program(PROGRAM, wait=False) if self.direction != "out" else None
+        self.obj = load(self.spec, programs=[], maps=self._given_maps())
+        # Both programs are linked here and verified in threads, the tc program first: it is
+        # verified in a third of the XDP program's time, so its tcx link (an RCU grace period
+        # under RTNL) is made while the XDP program is still verified, and the XDP attach,
+        # which waits for a grace period of its own under RTNL, does not wait for it too. The
+        # ring is mapped while they run.
         egress = _EgressSide(self)
         try:
+            xdp = None
+            if self.direction != "out":
+                xdp = self.obj.load_program(PROGRAM, wait=False)
+            egress.start()
             from pybpf.ringbuf import RingBuffer
 
             self.ring = RingBuffer.from_map(self.obj.maps[RING])
@@ -218,6 +269,7 @@ class Capture:
                 # there is dealt with after it, as before: removed or replaced only once ours
                 # has loaded)
                 found = [self._xdp_query(iface) for iface in self.interfaces]
+                self._prepared()
                 try:
                     xdp.result()
                 except SyscallError as e:
@@ -228,15 +280,20 @@ class Capture:
                     return False
                 for iface, current in zip(self.interfaces, found):
                     self._attach(iface, current)
+            else:
+                self._prepared()
         finally:
             egress.finish()
         egress.raise_error()
         return True
 
     def _egress_if_wanted(self, iface: Interface, notice=None) -> Optional[Attachment]:
-        if self.direction == "in" or self._loopback_default(iface):
+        if not self._egress_wanted(iface):
             return None
         return self._attach_egress(iface, notice)
+
+    def _egress_wanted(self, iface: Interface) -> bool:
+        return self.direction != "in" and not self._loopback_default(iface)
 
     def _add(self, att: Optional[Attachment]) -> None:
         if att is not None:
@@ -251,7 +308,7 @@ class Capture:
         wanted = [p for p, d in ((PROGRAM, "out"), (TC_PROGRAM, "in")) if self.direction != d]
         self.spec.rodata["xdptcp_xdp_frags"] = 1
         try:
-            return load(self.spec, programs=wanted)
+            return load(self.spec, programs=wanted, maps=self._given_maps())
         except SyscallError as e:
             if PROGRAM not in wanted or e.errno != errno.EINVAL:
                 raise
@@ -352,8 +409,12 @@ class Capture:
         with in_netns(iface.netns):
             return bool(netlink.link_info(iface.ifindex).flags & IFF_LOOPBACK)
 
-    def _attach_egress(self, iface: Interface, notice=None) -> Optional[Attachment]:
-        """The tc program on the egress hook: a tcx link, or a clsact filter named for us."""
+    def _attach_egress(
+        self, iface: Interface, notice=None, segments: Optional[bool] = None
+    ) -> Optional[Attachment]:
+        """The tc program on the egress hook: a tcx link, or a clsact filter named for us.
+        ``segments``: what ``device_segments`` said of the interface, if it was asked already
+        (the ioctl waits for RTNL, which an XDP attach holds for a grace period)."""
         from pybpf.link import tc
 
         notice = notice or self.notice
@@ -377,7 +438,9 @@ class Capture:
                     f"cannot capture outgoing packets on {iface.name}: {e}"
                 ) from None
             att.prog_id = prog.id
-            if device_segments(iface.name):
+            if segments is None:
+                segments = device_segments(iface.name)
+            if segments:
                 self.gso_split.add(iface.ifindex)
             return att
 
@@ -575,28 +638,80 @@ BATCH = 4096  # records per drain: bounds the memory of one batch, keeps the loo
 DECODED_BATCH = 1024
 
 
+class _EarlyRing:
+    """A ring buffer map made in a thread (``Capture.__init__``); ``result()`` waits for it:
+    the Map, or None if the kernel refused it (the loader then tries, and explains)."""
+
+    def __init__(self, size: int) -> None:
+        import threading
+
+        from pybpf.maps import Map
+
+        self.map = None
+        self.thread = threading.Thread(target=self._run, args=(Map, size), name="xdptcp-ring")
+        self.thread.start()
+
+    def _run(self, map_cls, size: int) -> None:
+        from pybpf.sys.uapi import MapType
+
+        try:
+            self.map = map_cls.create(MapType.RINGBUF, 0, 0, size, name=RING)
+        except BPFError:
+            pass
+
+    def result(self):
+        interrupted = False
+        while self.thread.is_alive():
+            try:
+                self.thread.join()
+            except KeyboardInterrupt:  # it is making the map: wait, so that it can be closed
+                interrupted = True
+        if interrupted:
+            raise KeyboardInterrupt
+        return self.map
+
+    def close(self) -> None:
+        if self.result() is not None:
+            self.map.close()
+            self.map = None
+
+
 class _EgressSide:
-    """The tc program's side of ``Capture._open_side_by_side``, in a thread: load the program,
-    attach it on each interface's egress hook. Its notices and attachments are handed over by
+    """The tc program's side of ``Capture._open_side_by_side``: the program is linked in the
+    caller's thread and verified in one of its own; a thread asks what the hooks need to know
+    meanwhile (which interfaces get one, whether tcx exists, whether the device segments GSO
+    packets: questions only, nothing on the host changes), then waits for the program and
+    attaches it on each interface's egress hook. Its notices and attachments are handed over by
     ``finish`` (which waits for it, Ctrl-C or not, so nothing it attached is left behind)."""
 
     def __init__(self, cap: Capture) -> None:
-        import threading
-
         self.cap = cap
         self.attachments: list[Attachment] = []
         self.notices: list[str] = []
         self.error: Optional[BaseException] = None
         self.thread = None
+        self.load = None
         if cap.direction != "in":
+            self.load = cap.obj.load_program(TC_PROGRAM, wait=False)
+
+    def start(self) -> None:
+        import threading
+
+        if self.load is not None:
             self.thread = threading.Thread(target=self._run, name="xdptcp-egress")
             self.thread.start()
 
     def _run(self) -> None:
         try:
-            self.cap.obj.load_program(TC_PROGRAM)
-            for iface in self.cap.interfaces:
-                att = self.cap._egress_if_wanted(iface, self.notices.append)
+            cap = self.cap
+            wanted = [(i, _segments(i)) for i in cap.interfaces if cap._egress_wanted(i)]
+            if wanted and cap.tc_mode == "auto":
+                from pybpf.link import tc
+
+                tc.tcx_supported()  # probed once, before the program is ready
+            self.load.result()
+            for iface, segments in wanted:
+                att = cap._attach_egress(iface, self.notices.append, segments)
                 if att is not None:
                     self.attachments.append(att)
         except BaseException as e:  # raised in the main thread by raise_error()
@@ -622,6 +737,11 @@ class _EgressSide:
         if self.error is not None:
             e, self.error = self.error, None
             raise e
+
+
+def _segments(iface: Interface) -> bool:
+    with in_netns(iface.netns):
+        return device_segments(iface.name)
 
 
 class FileRecords:

@@ -11,7 +11,7 @@ from pybpf.errors import BPFError
 from xdptcp.capture import LIVE_RING_SIZE, Capture, CaptureError, describe_program, interface
 from xdptcp.options import EXIT_OK, LiveOptions, OutputOptions
 from xdptcp.process import install_signal_handlers
-from xdptcp.record import capacity_for
+from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_PCAPNG, capacity_for
 from xdptcp.sinks import open_sink, print_summary
 
 
@@ -31,15 +31,26 @@ def capture_live(
         code = filt.code()
     stop = threading.Event()
     install_signal_handlers(stop)
-    # pcapng keeps each packet's direction; chosen before anything is attached, so that an
-    # unwritable file is refused first (with the default, -Q inout, it holds what was seen).
-    sink = open_sink(out, several=len(ifaces) > 1, directions=opts.direction != "in")
-    if sink.out_format and len(ifaces) == 1:
+    several, directions = len(ifaces) > 1, opts.direction != "in"
+    heads = record_heads(out, several, directions)
+    if heads[0] != OUT_NONE:
         # The program writes each record's file header itself (one interface: pcapng's
         # interface 0); the file is then written from the ring with no work per packet, and
         # lines are made by the one pass over pcap records that -r makes.
-        rodata.update(xdptcp_out=sink.out_format, xdptcp_out_nano=int(out.nano or sink.out_nano))
-        sink.ifname = ifaces[0].name
+        rodata.update(xdptcp_out=heads[0], xdptcp_out_nano=int(heads[1]))
+    sinks = []
+
+    def open_output() -> None:
+        # pcapng keeps each packet's direction (with the default, -Q inout, it holds what was
+        # seen). Opened while the XDP program is verified, before anything is attached, so that
+        # an unwritable file is refused first.
+        sink = open_sink(out, several=several, directions=directions)
+        sinks.append(sink)
+        if _heads_of(sink, out, several) != heads:  # record_heads and the sinks disagree
+            raise RuntimeError(f"the output wants record heads {_heads_of(sink, out, several)}")
+        if heads[0] != OUT_NONE:
+            sink.ifname = ifaces[0].name
+
     cap = Capture(
         ifaces,
         mode=opts.mode,
@@ -51,8 +62,16 @@ def capture_live(
         notice=lambda msg: print(f"xdptcp: {msg}", file=sys.stderr),
         direction=opts.direction,
         tc_mode=opts.tc_mode,
+        prepare=open_output,
     )
-    with cap:
+    try:
+        cap.open()
+    except BaseException:
+        for sink in sinks:
+            sink.close()
+        raise
+    sink = sinks[0]
+    try:
         print(f"xdptcp: capturing on {cap.describe()}", file=sys.stderr)
         captured, unread, error = run_loop(cap, sink, out, stop)
         # Detach before the last drain and the final counts: nothing arrives after this.
@@ -61,6 +80,8 @@ def capture_live(
         captured += late
         unread += rest
         counters = cap.counters()
+    finally:
+        cap.close()
     sink_problem = sink.close()
     for problem in problems:
         print(f"xdptcp: {problem}", file=sys.stderr)
@@ -70,6 +91,27 @@ def capture_live(
     if sink_problem:
         print(f"xdptcp: {sink_problem}", file=sys.stderr)
     return EXIT_OK
+
+
+def record_heads(out: OutputOptions, several: bool, directions: bool) -> tuple[int, bool]:
+    """``(xdptcp_out, nanoseconds)``: the file record heads the program is to write for the
+    sink ``open_sink(out, several, directions)`` makes, told before it is made (the program is
+    configured, and verified, while the sink is opened). A pcap file: pcapng when both
+    directions are captured, else classic pcap. Lines (text or JSON) are made by the walk over
+    classic pcap records, unless each starts with its interface (several interfaces); JSON's
+    ``ts_ns`` needs nanoseconds. tests/test_startup.py holds this to the sinks themselves."""
+    if several:
+        return OUT_NONE, False
+    if out.write:
+        return (OUT_PCAPNG if directions else OUT_PCAP), bool(out.nano)
+    return OUT_PCAP, bool(out.nano or out.json)
+
+
+def _heads_of(sink, out: OutputOptions, several: bool) -> tuple[int, bool]:
+    """What ``record_heads`` says, as the sink itself tells it."""
+    if several or not sink.out_format:
+        return OUT_NONE, False
+    return sink.out_format, bool(out.nano or sink.out_nano)
 
 
 POLL_MS = 100
