@@ -168,7 +168,11 @@ class Capture:
         self.prepare = prepare
         # The ring is made in a thread while the object is read: the kernel's allocating a
         # 16 MiB ring (some 4 ms) overlaps Python's work instead of following it.
-        self.early_ring = _EarlyRing(ring_size) if ring_size and not object_path else None
+        self.early_ring = None
+        if ring_size and not object_path:
+            from xdptcp.sidebyside import EarlyRing
+
+            self.early_ring = EarlyRing(ring_size, RING)
         try:
             self._read_object(object_path, ring_size, rodata, code)
         except BaseException:
@@ -255,7 +259,9 @@ class Capture:
         # under RTNL) is made while the XDP program is still verified, and the XDP attach,
         # which waits for a grace period of its own under RTNL, does not wait for it too. The
         # ring is mapped while they run.
-        egress = _EgressSide(self)
+        from xdptcp.sidebyside import EgressSide
+
+        egress = EgressSide(self, TC_PROGRAM)
         try:
             xdp = None
             if self.direction != "out":
@@ -636,112 +642,6 @@ BATCH = 4096  # records per drain: bounds the memory of one batch, keeps the loo
 # Decoded records become Python objects, then lines: a smaller batch keeps the peak of memory
 # (which the allocator keeps as resident memory afterwards) low at no cost in speed.
 DECODED_BATCH = 1024
-
-
-class _EarlyRing:
-    """A ring buffer map made in a thread (``Capture.__init__``); ``result()`` waits for it:
-    the Map, or None if the kernel refused it (the loader then tries, and explains)."""
-
-    def __init__(self, size: int) -> None:
-        import threading
-
-        from pybpf.maps import Map
-
-        self.map = None
-        self.thread = threading.Thread(target=self._run, args=(Map, size), name="xdptcp-ring")
-        self.thread.start()
-
-    def _run(self, map_cls, size: int) -> None:
-        from pybpf.sys.uapi import MapType
-
-        try:
-            self.map = map_cls.create(MapType.RINGBUF, 0, 0, size, name=RING)
-        except BPFError:
-            pass
-
-    def result(self):
-        interrupted = False
-        while self.thread.is_alive():
-            try:
-                self.thread.join()
-            except KeyboardInterrupt:  # it is making the map: wait, so that it can be closed
-                interrupted = True
-        if interrupted:
-            raise KeyboardInterrupt
-        return self.map
-
-    def close(self) -> None:
-        if self.result() is not None:
-            self.map.close()
-            self.map = None
-
-
-class _EgressSide:
-    """The tc program's side of ``Capture._open_side_by_side``: the program is linked in the
-    caller's thread and verified in one of its own; a thread asks what the hooks need to know
-    meanwhile (which interfaces get one, whether tcx exists, whether the device segments GSO
-    packets: questions only, nothing on the host changes), then waits for the program and
-    attaches it on each interface's egress hook. Its notices and attachments are handed over by
-    ``finish`` (which waits for it, Ctrl-C or not, so nothing it attached is left behind)."""
-
-    def __init__(self, cap: Capture) -> None:
-        self.cap = cap
-        self.attachments: list[Attachment] = []
-        self.notices: list[str] = []
-        self.error: Optional[BaseException] = None
-        self.thread = None
-        self.load = None
-        if cap.direction != "in":
-            self.load = cap.obj.load_program(TC_PROGRAM, wait=False)
-
-    def start(self) -> None:
-        import threading
-
-        if self.load is not None:
-            self.thread = threading.Thread(target=self._run, name="xdptcp-egress")
-            self.thread.start()
-
-    def _run(self) -> None:
-        try:
-            cap = self.cap
-            wanted = [(i, _segments(i)) for i in cap.interfaces if cap._egress_wanted(i)]
-            if wanted and cap.tc_mode == "auto":
-                from pybpf.link import tc
-
-                tc.tcx_supported()  # probed once, before the program is ready
-            self.load.result()
-            for iface, segments in wanted:
-                att = cap._attach_egress(iface, self.notices.append, segments)
-                if att is not None:
-                    self.attachments.append(att)
-        except BaseException as e:  # raised in the main thread by raise_error()
-            self.error = e
-
-    def finish(self) -> None:
-        """Wait for the thread; its attachments join the capture's after the XDP ones of the
-        same interface, as when attached one after the other."""
-        while self.thread is not None and self.thread.is_alive():
-            try:
-                self.thread.join()
-            except KeyboardInterrupt:
-                continue  # it is attaching: wait, so that close() can detach it
-        cap, order = self.cap, {id(i): n for n, i in enumerate(self.cap.interfaces)}
-        cap.attachments += self.attachments
-        cap.attachments.sort(key=lambda a: (order[id(a.iface)], a.egress))
-        self.attachments = []
-        for msg in self.notices:
-            cap.notice(msg)
-        self.notices = []
-
-    def raise_error(self) -> None:
-        if self.error is not None:
-            e, self.error = self.error, None
-            raise e
-
-
-def _segments(iface: Interface) -> bool:
-    with in_netns(iface.netns):
-        return device_segments(iface.name)
 
 
 class FileRecords:
