@@ -77,7 +77,10 @@ class RingBuffer:
         self._data = memoryview(self._prod_map)[page:]
         self._words = self._data.cast("I")  # u32 view for headers (host byte order)
         self._epoll = select.epoll()
-        self._epoll.register(map_fd, select.EPOLLIN)
+        # Edge-triggered: a wait reports wakeups that came since the last one, and sleeps even
+        # with records pending (``poll``'s ``min_bytes``); nothing is missed, as ``poll`` looks
+        # at the positions itself before it sleeps.
+        self._epoll.register(map_fd, select.EPOLLIN | select.EPOLLET)
         self._closed = False
 
     @classmethod
@@ -190,12 +193,64 @@ class RingBuffer:
         blob = parts[0] if len(parts) == 1 else b"".join(parts)
         return blob, count
 
+    def peek_fixed(
+        self, record_size: int, max_records: Optional[int] = None
+    ) -> tuple[memoryview, int, int]:
+        """``drain_fixed`` without the copy: ``(view, count, pos)``.
+
+        ``view`` is the ring's own memory holding ``count`` submitted slots of
+        ``slot_size(record_size)`` bytes (headers included), the first span of them (a DISCARD
+        record at the head is stepped over; one further on, or a BUSY one, ends the span);
+        ``pos`` is the consumer position past them. The records are not consumed: their space
+        stays the reader's, and the view valid, until ``consume(pos)`` — use them, then consume
+        promptly, as producers cannot reuse that space meanwhile. ``buffer_address(view)``
+        hands the records to a system call such as writev(2) without copying them here."""
+        slot = slot_size(record_size)
+        stride = slot >> 2
+        pattern = _U32.pack(record_size)
+        cons = self._cons[0]
+        prod = self._prod[0]
+        while cons < prod:
+            end = prod if max_records is None else min(prod, cons + max_records * slot)
+            off = cons & self._mask
+            n = max(1, (end - cons) // slot)
+            with self._words[off >> 2 : (off >> 2) + n * stride : stride] as headers:
+                snap = headers.tobytes()
+            if snap == pattern * n:
+                good, hdr = n, record_size
+            else:
+                good = _first_mismatch(snap, record_size)
+                hdr = _U32.unpack_from(snap, 4 * good)[0]
+            if good:
+                return self._data[off : off + good * slot], good, cons + good * slot
+            if hdr & BUSY:
+                break
+            if not hdr & DISCARD:
+                raise ValueError(
+                    f"ring record at position {cons} is {hdr & _LEN_MASK} bytes, "
+                    f"not the fixed size {record_size}"
+                )
+            cons += (HDR_SIZE + (hdr & _LEN_MASK) + 7) & ~7
+            self._publish(cons)  # nothing before it is held: step over the discarded record
+        return self._data[0:0], 0, cons
+
+    def consume(self, pos: int) -> None:
+        """Hand the space up to consumer position ``pos`` back to the producers (after
+        ``peek_fixed``)."""
+        if not self._cons[0] <= pos <= self._prod[0]:
+            raise ValueError(f"consumer position {pos} is outside the records read")
+        self._publish(pos)
+
     # --- waiting ----------------------------------------------------------------------------------
 
-    def poll(self, timeout_ms: int = -1) -> bool:
-        """Wait until data is available; True if there is some. Returns at once when records
-        are already pending: the kernel only wakes a consumer that has caught up."""
-        if self.available():
+    def poll(self, timeout_ms: int = -1, min_bytes: int = 1) -> bool:
+        """Wait until data is available; True if there is some. Returns at once when at least
+        ``min_bytes`` are pending (by default: any record; the kernel only wakes a consumer
+        that has caught up). With fewer pending, sleeps until the producer's next wakeup or
+        the timeout: for producers that wake the reader themselves at marks of their choice
+        (``BPF_RB_FORCE_WAKEUP``), so that a reader which keeps up takes the records in
+        batches instead of a few at a time (each batch costs a system call or two)."""
+        if self.available() >= min_bytes:
             return True
         try:
             events = self._epoll.poll(timeout_ms / 1000 if timeout_ms >= 0 else -1)
@@ -238,8 +293,60 @@ class RingBuffer:
 
 def _first_mismatch(headers: bytes, record_size: int) -> int:
     """Index of the first u32 in ``headers`` that is not a submitted record of ``record_size``
-    (the caller knows there is one)."""
-    for i, (hdr,) in enumerate(_U32.iter_unpack(headers)):
-        if hdr != record_size:
-            return i
-    raise AssertionError("no mismatching header")  # pragma: no cover
+    (the caller knows there is one). A binary search on prefixes compared whole: a reader that
+    keeps up with the producer ends nearly every span at a BUSY record, and a scan one header
+    at a time would cost more than the rest of the drain."""
+    good = _U32.pack(record_size) * (len(headers) // 4)
+    lo, hi = 0, len(headers) // 4  # the first lo headers are good, the first hi are not
+    while hi - lo > 1:
+        mid = (lo + hi) // 2
+        if headers.startswith(good[: 4 * mid]):
+            lo = mid
+        else:
+            hi = mid
+    return lo
+
+
+def buffer_address(obj: Any) -> int:
+    """The address of the first byte of a buffer object (a read-only mapping included, which
+    ``ctypes``' ``from_buffer`` refuses), through the buffer protocol's own C call. Valid while
+    ``obj``'s memory stays mapped."""
+    import ctypes
+
+    if not _GET_BUFFER:
+        _GET_BUFFER.append(_buffer_api())
+    get, release, view_type = _GET_BUFFER[0]
+    view = view_type()
+    get(obj, ctypes.byref(view), 0)  # PyBUF_SIMPLE; raises (TypeError) for a non-buffer
+    try:
+        return view.buf or 0
+    finally:
+        release(ctypes.byref(view))
+
+
+_GET_BUFFER: list = []
+
+
+def _buffer_api() -> tuple:
+    import ctypes
+
+    class PyBuffer(ctypes.Structure):  # Py_buffer, include/pybuffer.h (stable since 3.3)
+        _fields_ = [
+            ("buf", ctypes.c_void_p),
+            ("obj", ctypes.c_void_p),
+            ("len", ctypes.c_ssize_t),
+            ("itemsize", ctypes.c_ssize_t),
+            ("readonly", ctypes.c_int),
+            ("ndim", ctypes.c_int),
+            ("format", ctypes.c_char_p),
+            ("shape", ctypes.c_void_p),
+            ("strides", ctypes.c_void_p),
+            ("suboffsets", ctypes.c_void_p),
+            ("internal", ctypes.c_void_p),
+        ]
+
+    get, release = ctypes.pythonapi.PyObject_GetBuffer, ctypes.pythonapi.PyBuffer_Release
+    get.argtypes = [ctypes.py_object, ctypes.POINTER(PyBuffer), ctypes.c_int]
+    release.argtypes = [ctypes.POINTER(PyBuffer)]
+    release.restype = None
+    return get, release, PyBuffer
