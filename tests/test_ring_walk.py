@@ -34,16 +34,26 @@ def _utc(utc):
 
 
 class FakeRing:
-    """``drain_fixed`` over a prepared span of slots, a few records at a time."""
+    """``peek_fixed`` over a prepared span of slots, a few records at a time."""
 
     def __init__(self, blob: bytes, slot: int, per_drain: int) -> None:
         self.blob, self.slot, self.per_drain, self.pos = blob, slot, per_drain, 0
 
-    def drain_fixed(self, size: int, max_records=None) -> tuple[bytes, int]:
+    def peek_fixed(self, size: int, max_records=None) -> tuple[memoryview, int, int]:
         n = min(self.per_drain, max_records or self.per_drain)
         part = self.blob[self.pos : self.pos + n * self.slot]
-        self.pos += len(part)
-        return part, len(part) // self.slot
+        return memoryview(part), len(part) // self.slot, self.pos + len(part)
+
+    def consume(self, pos: int) -> None:
+        self.pos = pos
+
+    @property
+    def consumer_pos(self) -> int:
+        return self.pos
+
+    @property
+    def producer_pos(self) -> int:
+        return len(self.blob)
 
 
 def ring_span(records, capacity: int, nano: bool, rnd: random.Random) -> tuple[bytes, int]:

@@ -585,7 +585,11 @@ class Capture:
         return Counters.from_values(sum_counters(self.obj.maps[COUNTERS].lookup(b"\0\0\0\0")))
 
     def wait(self, timeout_ms: int) -> bool:
-        return self.ring.poll(timeout_ms)
+        """Until the program's next wakeup (another eighth of the ring waiting,
+        ``batched_wakeups``) or the timeout; at once when that much is waiting already. Records
+        are taken in batches of thousands under load: one reader that came back for every few
+        records would spend more on the calls than on the records."""
+        return self.ring.poll(timeout_ms, wakeup_step(self.ring.size))
 
     def _out_format(self) -> int:
         """enum xdptcp_out the program was loaded with (0 for an object without it)."""
@@ -646,11 +650,15 @@ DECODED_BATCH = 1024
 
 class FileRecords:
     """Records drained from the ring whose heads the program wrote in the output file's form:
-    record ``i`` is ``blob[start + i * slot :]``, ``lengths[i] + extra`` bytes long."""
+    record ``i`` is ``blob[start + i * slot :]``, ``lengths[i] + extra`` bytes long.
+
+    ``blob`` is the ring's own memory (``file_batches``), valid until the batch generator is
+    resumed; ``owned()`` is the same records in bytes of their own, for a reader that keeps
+    them longer (the text and JSON walks)."""
 
     __slots__ = ("blob", "start", "slot", "lengths", "extra")
 
-    def __init__(self, blob: bytes, start: int, slot: int, lengths: list, extra: int) -> None:
+    def __init__(self, blob, start: int, slot: int, lengths: list, extra: int) -> None:
         self.blob, self.start, self.slot, self.lengths, self.extra = (
             blob, start, slot, lengths, extra
         )  # fmt: skip
@@ -658,33 +666,59 @@ class FileRecords:
     def __len__(self) -> int:
         return len(self.lengths)
 
+    def owned(self) -> FileRecords:
+        if isinstance(self.blob, bytes):
+            return self
+        return FileRecords(self.blob.tobytes(), self.start, self.slot, self.lengths, self.extra)
+
+    def _pieces(self, limit: Optional[int]) -> tuple[range, list]:
+        lengths = self.lengths if limit is None else self.lengths[:limit]
+        if self.extra:
+            lengths = [n + self.extra for n in lengths]
+        return range(self.start, self.start + len(lengths) * self.slot, self.slot), lengths
+
     def join(self, limit: Optional[int] = None) -> bytes:
         """The first ``limit`` records (all by default) back to back, as the file holds them."""
-        blob, extra = self.blob, self.extra
-        lengths = self.lengths if limit is None else self.lengths[:limit]
-        offsets = range(self.start, len(blob), self.slot)
-        if extra:
-            return b"".join([blob[o : o + n + extra] for o, n in zip(offsets, lengths)])
+        blob = self.blob
+        offsets, lengths = self._pieces(limit)
         return b"".join([blob[o : o + n] for o, n in zip(offsets, lengths)])
+
+    def write_to(self, fd: int, limit: Optional[int] = None) -> None:
+        """``join(limit)`` written to ``fd``, gathered by the kernel from where the records lie
+        (writev): no copy of the records is made here."""
+        from pybpf.ringbuf import buffer_address
+        from xdptcp.process import write_gathered
+
+        offsets, lengths = self._pieces(limit)
+        write_gathered(fd, self.blob, buffer_address(self.blob), offsets, lengths)
 
 
 def file_batches(ring, size: int, out: int) -> Iterator[FileRecords]:
     """Drain ``ring``, whose records of ``size`` bytes carry file record heads (``out``: the
-    program's ``xdptcp_out``), in batches of :class:`FileRecords`. Per record only its length
-    is read, with one strided slice of the whole batch."""
+    program's ``xdptcp_out``), in batches of :class:`FileRecords`: the records there when it
+    starts (``Capture.wait`` decides when to come back). Per record only its length is read,
+    with one strided slice of the whole batch. A batch is the ring's memory itself, consumed
+    when the generator goes on (or is closed): nothing is copied to hand it over."""
     slot = slot_size(size)
     start = 8 + OUT_START[out]  # past the ring's own 8-byte record header
     # The u32 giving each record's length in the file: the block length (pcapng), the captured
     # length (pcap: 16 bytes of header more).
     word = (start + (8 if out == OUT_PCAP else 4)) // 4
     extra = 16 if out == OUT_PCAP else 0
-    while True:
-        blob, count = ring.drain_fixed(size, max_records=BATCH)
+    end = ring.producer_pos  # what is there now: a reader that keeps up under a flood would
+    while True:  # otherwise go on taking the few records that came meanwhile, one call each
+        room = (end - ring.consumer_pos) // slot
+        if room <= 0:
+            return
+        view, count, pos = ring.peek_fixed(size, max_records=min(room, BATCH))
         if not count:
             return
-        with memoryview(blob).cast("I") as words:
-            lengths = words[word :: slot // 4].tolist()
-        yield FileRecords(blob, start, slot, lengths, extra)
+        try:
+            with view.cast("I") as words:
+                lengths = words[word :: slot // 4].tolist()
+            yield FileRecords(view, start, slot, lengths, extra)
+        finally:
+            ring.consume(pos)
 
 
 def batched_wakeups(ring_size: int) -> dict[str, int]:
@@ -692,8 +726,13 @@ def batched_wakeups(ring_size: int) -> dict[str, int]:
     for every record: under load each wakeup is an interrupt on the CPU that runs the program.
     A quiet link is read anyway by the reader's poll timeout, so a lone packet still shows
     promptly. (``ring_size`` is a power of two: the step is one too.)"""
-    step = max(ring_size // 8, 1)
+    step = wakeup_step(ring_size)
     return {"xdptcp_wakeup_mode": WAKEUP_AVAIL_STEP, "xdptcp_wakeup_arg": step.bit_length() - 1}
+
+
+def wakeup_step(ring_size: int) -> int:
+    """Bytes waiting between two of the program's wakeups (``batched_wakeups``)."""
+    return max(ring_size // 8, 1)
 
 
 def _slot_format(capacity: int, size: int) -> str:

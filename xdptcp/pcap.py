@@ -98,6 +98,18 @@ class _Output:
     def flush(self) -> None:
         self._out.flush()
 
+    def _gather(self, records, limit: Optional[int]) -> None:
+        """Records in this file's form, still where the capture put them (``FileRecords``):
+        written by the kernel from there (writev) after what is buffered here; joined and
+        written through the buffer where the output has no descriptor."""
+        try:
+            fd = self._out.fileno()
+        except (AttributeError, OSError, ValueError):  # io.UnsupportedOperation is both
+            self._out.write(records.join(limit))
+            return
+        self._out.flush()
+        records.write_to(fd, limit)
+
     def close(self) -> None:
         if self._out is None:
             return
@@ -147,6 +159,10 @@ class PcapWriter(_Output):
         """Records already in this file's form (native byte order, this time precision, none
         longer than the snaplen), headers and bytes: written as they are."""
         self._out.write(raw)
+
+    def write_file_records(self, records, limit: Optional[int] = None) -> None:
+        """``write_records`` for ``capture.FileRecords`` (the first ``limit`` of them)."""
+        self._gather(records, limit)
 
     def copy_records(self, fd: int, offset: int, raw) -> None:
         """``write_records(raw)`` for records that are the bytes of the file ``fd`` at
@@ -229,14 +245,22 @@ class PcapngWriter(_Output):
         """Enhanced packet blocks already in this file's form (byte order, precision, interface
         id 0, no packet longer than the snaplen), all of ``ifname``: written as they are, after
         the interface's description block the first time."""
+        self._first_interface(ifname)
+        self._out.write(raw)
+        if self._is_stdout:
+            self._out.flush()
+
+    def write_block_records(self, records, limit: Optional[int], ifname: str) -> None:
+        """``write_blocks`` for ``capture.FileRecords`` (the first ``limit`` of them)."""
+        self._first_interface(ifname)
+        self._gather(records, limit)
+
+    def _first_interface(self, ifname: str) -> None:
         iface, idb = self._interface(ifname)
         if iface != 0:
             raise ValueError(f"{ifname} is not this file's first interface")
         if idb:
             self._out.write(idb)
-        self._out.write(raw)
-        if self._is_stdout:
-            self._out.flush()
 
     def write_batch(self, records: Iterable[tuple[int, str, bytes, int, int]]) -> None:
         """Many (ts_ns, ifname, data, wire_len, direction) in one write; direction is

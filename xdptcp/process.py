@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import os
 import signal
 import sys
@@ -47,3 +48,60 @@ def write_fd(fd: int, data) -> None:
         done = 0
         while done < len(view):
             done += os.write(fd, view[done:])
+
+
+IOV_MAX = 1024  # the most iovecs one writev(2) takes on Linux (UIO_MAXIOV)
+
+
+def write_gathered(fd: int, blob, address: int, offsets: range, lengths: list) -> None:
+    """Write the pieces ``blob[o : o + n]`` (for ``o, n`` in ``zip(offsets, lengths)``) back to
+    back to ``fd`` with writev(2), ``blob`` lying at ``address``: the kernel copies each piece
+    from where it lies, and the iovec array is built by C loops (``array``), not one Python
+    statement per piece. Partial writes (a pipe interrupted by a signal) are finished with
+    ``write_fd``, as ``write_all`` explains."""
+    import ctypes
+    from array import array
+
+    n = len(lengths)
+    if not n:
+        return
+    iov = array("Q", bytes(16 * n))
+    start = address + offsets.start
+    iov[0::2] = array("Q", range(start, start + n * offsets.step, offsets.step))
+    iov[1::2] = array("Q", lengths)
+    writev = _writev()
+    iov_at = iov.buffer_info()[0]
+    i = 0
+    while i < n:
+        k = min(n - i, IOV_MAX)
+        done = writev(fd, iov_at + 16 * i, k)
+        if done < 0:
+            err = ctypes.get_errno()
+            if err == errno.EINTR:
+                continue
+            raise OSError(err, os.strerror(err))
+        want = sum(iov[2 * i + 1 : 2 * (i + k) : 2])
+        if done < want:  # finish the piece it stopped in, then go on with writev
+            for j in range(i, i + k):
+                if done < lengths[j]:
+                    o = offsets[j]
+                    write_fd(fd, blob[o + done : o + lengths[j]])
+                    k = j + 1 - i
+                    break
+                done -= lengths[j]
+        i += k
+
+
+_WRITEV = []
+
+
+def _writev():
+    if not _WRITEV:
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        f = libc.writev
+        f.argtypes = [ctypes.c_int, ctypes.c_void_p, ctypes.c_int]
+        f.restype = ctypes.c_ssize_t
+        _WRITEV.append(f)
+    return _WRITEV[0]

@@ -60,6 +60,8 @@ class TextSink:
         if isinstance(batch, FileRecords):
             from xdptcp.mapped import print_ring, ring_records
 
+            batch = batch.owned()  # the walk keeps slices of it: out of the ring first
+
             if limit is None:
                 shown = print_ring(batch, self.formatter, self.out, self.out_nano, self.ifname)
                 self.unshown += len(batch) - shown
@@ -106,11 +108,10 @@ class PcapSink(TextSink):
 
     def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
         if isinstance(batch, FileRecords):
-            raw = batch.join(limit)
             if self.pcapng:
-                self.writer.write_blocks(raw, self.ifname)
+                self.writer.write_block_records(batch, limit, self.ifname)
             else:
-                self.writer.write_records(raw)
+                self.writer.write_file_records(batch, limit)
             self.writer.flush()
             n = len(batch) if limit is None else min(limit, len(batch))
             return n, n
