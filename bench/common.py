@@ -191,10 +191,16 @@ class Tool:
     is VmHWM, sampled until the process exits (a zombie has no memory to report).
     """
 
-    def __init__(self, argv: Sequence[str], stdout: Optional[IO] = None, sample_rss: bool = False):
+    def __init__(
+        self,
+        argv: Sequence[str],
+        stdout: Optional[IO] = None,
+        sample_rss: bool = False,
+        cpus: Optional[list[int]] = None,
+    ):
         self.argv = list(argv)
         self.proc = subprocess.Popen(
-            self.argv,
+            pinned(self.argv, cpus),
             stdout=stdout if stdout is not None else subprocess.DEVNULL,
             stderr=subprocess.PIPE,
             stdin=subprocess.DEVNULL,
@@ -331,6 +337,28 @@ class Tool:
             self.stop(timeout=10)
         except (ProcessLookupError, ChildProcessError):
             pass
+
+
+def cpu_split() -> tuple[Optional[list[int]], Optional[list[int]]]:
+    """(the sender's CPUs, the capture tool's CPUs): disjoint, so that the receive path's
+    softirq work, which runs on the sending CPU, is not charged to the tool being measured.
+
+    On veth the receive side's work (XDP, AF_PACKET's copy) runs in a softirq on the CPU that
+    sent the frame, and CPU time is sampled at the tick: whatever process runs on that CPU is
+    charged for it. With the sender and the tool on the same CPU the tool's figure moves with
+    the sender's rate. ``(None, None)`` (no pinning) on a single-CPU machine or when
+    ``BENCH_PIN=0``."""
+    cpus = sorted(os.sched_getaffinity(0))
+    if len(cpus) < 2 or os.environ.get("BENCH_PIN", "1") == "0":
+        return None, None
+    return cpus[:1], cpus[1:]
+
+
+def pinned(argv: Sequence[str], cpus: Optional[list[int]]) -> list[str]:
+    """``argv`` run on ``cpus`` (``taskset``), or as it is when ``cpus`` is None."""
+    if cpus is None:
+        return list(argv)
+    return ["taskset", "-c", ",".join(map(str, cpus)), *argv]
 
 
 def load_average() -> str:

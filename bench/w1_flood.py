@@ -24,10 +24,12 @@ from bench.common import (
     Hosts,
     Target,
     Tool,
+    cpu_split,
     load_average,
     make_hosts,
     median,
     object_id,
+    pinned,
     ratio,
     say,
     sh,
@@ -115,7 +117,7 @@ def replay(hosts: Hosts, pcap: Path, loops: int = 1) -> Replay:
     argv = ["tcpreplay", "-i", hosts.inner, "--topspeed", "--preload-pcap"]
     if loops > 1:
         argv.append(f"--loop={loops}")
-    out = sh(*hosts.in_ns(*argv, str(pcap))).stdout
+    out = sh(*hosts.in_ns(*pinned([*argv, str(pcap)], cpu_split()[0]))).stdout
     sent = re.search(r"Successful packets:\s+(\d+)", out)
     failed = re.search(r"Failed packets:\s+(\d+)", out)
     secs = re.search(r"sent in ([\d.]+) seconds", out)
@@ -148,7 +150,7 @@ def run_one(spec: Optional[ToolSpec], hosts: Hosts, pcap: Path, workdir: Path) -
     out = workdir / (re.sub(r"\W+", "_", spec.name) + ".out")
     out.unlink(missing_ok=True)
     stdout = open(out, "wb") if spec.stdout_is_output else None  # noqa: SIM115 (closed below)
-    tool = Tool(spec.argv(hosts.outer, out), stdout=stdout)
+    tool = Tool(spec.argv(hosts.outer, out), stdout=stdout, cpus=cpu_split()[1])
     try:
         tool.wait_ready(spec.ready)
         time.sleep(0.2)  # past the ready line: let the first poll/epoll wait begin
@@ -282,9 +284,15 @@ def report(samples: list[Sample], packets: int, repeat: int, load: str) -> str:
         "replay / none",
         "peak RSS MB",
     ]
+    sender, tools = cpu_split()
+    where = (
+        f"tcpreplay on CPU {','.join(map(str, sender))}, tools on {','.join(map(str, tools))}"
+        if sender and tools
+        else "no CPU pinning"
+    )
     title = (
         f"W1 flood: {packets:,} frames, median of {repeat} (load average before: {load}; "
-        f"xdptcp.bpf.o {object_id()})"
+        f"{where}; xdptcp.bpf.o {object_id()})"
     )
     text = table(title, header, rows)
     text += "\n" + ratios_table(m) + "\n" + targets_table("W1 targets", targets(m))
