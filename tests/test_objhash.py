@@ -33,3 +33,14 @@ def test_shipped_object_is_a_bpf_elf_with_the_capture_program() -> None:
         names = {s.name for s in symbols.iter_symbols()}
         assert {"xdptcp_ring", "xdptcp_counters", "xdptcp_filter", "xdptcp_capacity"} <= names
         assert elf.get_section_by_name(".BTF") is not None
+
+
+def test_shipped_walker_is_a_bpf_elf_with_the_walk_program() -> None:
+    from pybpf import ObjectSpec
+
+    spec = ObjectSpec.from_file(str(objhash.DATA / "xdptcp_walk.bpf.o"))
+    assert spec.programs["xdptcp_walk"].section == "syscall"
+    assert {"xdptcp_walk_in", "xdptcp_walk_out"} <= set(spec.maps)
+    from xdptcp.pcapfilter import compile_filter
+
+    spec.replace_function("xdptcp_filter", compile_filter("port 443").insns)  # the stub
