@@ -34,6 +34,7 @@ ENV = "XDPTCP_OFFLINE_KERNEL"
 FILTER_REACH = 0x10000
 STATE = 40  # struct walk_state, in front of the entries in the output value
 STOP_MORE, STOP_LIMIT, STOP_FULL, STOP_DAMAGED = 0, 1, 2, 3
+NOT_RUN = 0xFF  # ctx.stop before a run: still there after it, the program refused its input
 
 _REC = struct.Struct("=IIII").unpack_from
 
@@ -146,7 +147,13 @@ def copy_records(mp, w, out, walker: Walker, filt) -> int:
             while True:
                 ctx.pos, ctx.end = pos, end
                 ctx.limit = 0 if count is None else count - written
+                ctx.n = ctx.kept = 0
+                ctx.stop = NOT_RUN
                 run()
+                if ctx.stop == NOT_RUN:  # (open_walker checks the sizes: cannot happen)
+                    from pybpf import BPFError
+
+                    raise BPFError(f"the offline walker refused the chunk {pos}..{end}")
                 e = walker.entry_list(ctx.n)
                 for i in range(0, len(e), 2):
                     a, b = e[i], e[i + 1]
