@@ -361,3 +361,36 @@ def http_get(host: str, port: int) -> bytes:
             if not b:
                 return b"".join(got)
             got.append(b)
+
+
+def test_the_walkers_answer_for_a_chunk() -> None:
+    """The program's own answer, run on a chunk laid out by hand (``prog_run_in_place``: the
+    context read and written back in place): runs of kept records merged, records handed back,
+    and where and why it stops."""
+    keep = lambda port: traffic.tcp_frame(traffic.A4, traffic.B4, 40000, port, flags="S")  # noqa: E731
+    recs = [(0, keep(5001)), (0, keep(5001)), (0, traffic.arp_frame(traffic.A4, traffic.B4)),
+            (0, keep(6000)), (0, keep(5001)), (2_000_000, keep(5001))]  # fmt: skip
+    chunk, starts = bytearray(), []
+    for frac, frame in recs:
+        starts.append(len(chunk))
+        chunk += struct.pack("=IIII", 1, frac, len(frame), len(frame)) + frame
+    starts.append(len(chunk))
+    chunk += struct.pack("=IIII", 1, 0, 1 << 30, 60)  # longer than any pcap record
+    s = starts
+    with walk.open_walker(compile_filter("port 5001"), False) as w:
+        w.buf[: len(chunk)] = chunk
+
+        def answer(end, limit=0):
+            w.ctx.pos, w.ctx.end, w.ctx.limit = 0, end, limit
+            w.run()
+            e = w.entry_list(w.ctx.n)
+            pairs = list(zip(e[::2], e[1::2]))
+            return pairs, w.ctx.kept, w.ctx.looks, w.ctx.stop, w.ctx.pos
+
+        assert answer(len(chunk) + 16) == (
+            [(s[0], s[2]), (s[2], s[2]), (s[4], s[5]), (s[5], s[5]), (s[6], s[6])],
+            3, 3, walk.STOP_DAMAGED, s[6],
+        )  # fmt: skip
+        assert answer(len(chunk), limit=2) == ([(s[0], s[2])], 2, 0, walk.STOP_LIMIT, s[2])
+        assert answer(s[4] + 20) == ([(s[0], s[2]), (s[2], s[2])], 2, 1, walk.STOP_MORE, s[4])
+        assert answer(s[0] + 15) == ([], 0, 0, walk.STOP_MORE, 0)
