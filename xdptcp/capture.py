@@ -29,7 +29,6 @@ from pybpf.errors import BPFError, NetlinkError, SyscallError
 from pybpf.record import field_names, record
 from pybpf.record import replace as replace_fields
 from pybpf.ringbuf import slot_size
-from xdptcp.gso import device_segments
 from xdptcp.netns import in_netns
 from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_START, RECORD_HEADER_SIZE, record_size
 
@@ -445,6 +444,8 @@ class Capture:
                 ) from None
             att.prog_id = prog.id
             if segments is None:
+                from xdptcp.gso import device_segments
+
                 segments = device_segments(iface.name)
             if segments:
                 self.gso_split.add(iface.ifindex)

@@ -9,7 +9,6 @@ import threading
 from typing import Optional
 
 from pybpf.errors import BPFError
-from xdptcp.gso import device_segments
 from xdptcp.netns import in_netns
 
 
@@ -112,5 +111,7 @@ class EgressSide:
 
 
 def _segments(iface) -> bool:
+    from xdptcp.gso import device_segments
+
     with in_netns(iface.netns):
         return device_segments(iface.name)

@@ -14,10 +14,12 @@ process that made it; a bpf_link (pybpf.link.bpflink) is the alternative that do
 
 from __future__ import annotations
 
+# _socket, not socket: its wrapper class and enum conversions (with selectors) are a
+# millisecond and a half of a start, and a raw netlink socket needs none of them.
+import _socket as socket
 import errno as _errno
 import itertools
 import os
-import socket
 import struct
 from enum import IntEnum, IntFlag
 from typing import Iterator, Optional
