@@ -12,7 +12,7 @@ import sys
 
 import pytest
 
-from conftest import ROOT, bpf_object, need_tool, run, scaled
+from conftest import ROOT, bpf_object, cannot_run, need_tool, run, scaled
 from hosts import make_veth
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
@@ -215,3 +215,45 @@ def test_the_record_heads_configured_before_the_sink_is_opened_are_the_sinks(
         assert record_heads(out, several, directions) == _heads_of(sink, out, several)
     finally:
         sink.close()
+
+
+@pytest.mark.system
+def test_a_capture_opened_side_by_side_leaves_the_host_and_the_process_as_found_on_error():
+    """``Capture.open`` verifies, asks and attaches in threads, with a shorter GIL switch
+    interval meanwhile: what ``prepare`` raises (xdptcp -i's sink, opened while the XDP
+    program is verified) leaves nothing attached, and the interval is CPython's again; a
+    capture that opens attaches both hooks, and the interval is restored too."""
+    from pybpf.link import netlink, tc
+    from pybpf.sys import progcmd
+    from xdptcp.capture import LIVE_RING_SIZE, Capture, interface
+
+    if not tc.tcx_supported():
+        cannot_run("this kernel has no tcx links (Linux 6.6)")
+
+    def hooks(ifindex: int) -> tuple[int, tuple]:
+        """The kernel's answers: the XDP program id, the tcx egress programs' ids."""
+        egress = tc.Direction.EGRESS.tcx_attach_type
+        return netlink.xdp_query(ifindex).prog_id, progcmd.prog_query(ifindex, egress).prog_ids
+
+    def refuse() -> None:
+        raise OSError(13, "Permission denied", "out.pcap")
+
+    switch = sys.getswitchinterval()
+    pair = make_veth("sb")
+    try:
+        iface = interface(pair.outer)
+        cap = Capture([iface], ring_size=LIVE_RING_SIZE, prepare=refuse)
+        with pytest.raises(OSError, match="Permission denied"):
+            cap.open()
+        assert hooks(iface.ifindex) == (0, ())
+        assert sys.getswitchinterval() == switch
+        prepared = []
+        with Capture([iface], ring_size=LIVE_RING_SIZE, prepare=lambda: prepared.append(1)) as cap:
+            assert prepared == [1]
+            assert sys.getswitchinterval() == switch
+            programs = cap.obj.programs
+            ids = programs["xdp_capture"].id, (programs["tc_capture"].id,)
+            assert hooks(iface.ifindex) == ids
+        assert hooks(iface.ifindex) == (0, ())
+    finally:
+        pair.remove()

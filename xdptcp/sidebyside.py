@@ -5,11 +5,14 @@ the same maps, programs, attachments in the same order, notices and errors."""
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Optional
 
 from pybpf.errors import BPFError
 from xdptcp.netns import in_netns
+
+SWITCH_INTERVAL = 0.0005  # seconds
 
 
 class EarlyRing:
@@ -19,6 +22,11 @@ class EarlyRing:
     def __init__(self, size: int, name: str) -> None:
         from pybpf.maps import Map
 
+        # Until the capture is open, threads hand the GIL over within half a millisecond
+        # rather than CPython's 5: a thread back from the kernel (the ring made, a program
+        # verified, the tc program to attach) goes on at once, not when the other is done.
+        self.switch = sys.getswitchinterval()
+        sys.setswitchinterval(min(self.switch, SWITCH_INTERVAL))
         self.map = None
         args = (Map, size, name)
         self.thread = threading.Thread(target=self._run, args=args, name="xdptcp-ring")
@@ -44,9 +52,14 @@ class EarlyRing:
         return self.map
 
     def close(self) -> None:
-        if self.result() is not None:
-            self.map.close()
-            self.map = None
+        """Close the map (the loaded object holds its own fd of it), restore the switch
+        interval."""
+        try:
+            if self.result() is not None:
+                self.map.close()
+                self.map = None
+        finally:
+            sys.setswitchinterval(self.switch)
 
 
 class EgressSide:
