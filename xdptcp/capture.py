@@ -273,7 +273,7 @@ class Capture:
                 # what is on each interface now, asked while the verifier runs (a program found
                 # there is dealt with after it, as before: removed or replaced only once ours
                 # has loaded)
-                found = [self._xdp_query(iface) for iface in self.interfaces]
+                found = [self._link_query(iface) for iface in self.interfaces]
                 self._prepared()
                 try:
                     xdp.result()
@@ -372,22 +372,22 @@ class Capture:
 
     # --- attach / detach ------------------------------------------------------------------
 
-    def _xdp_query(self, iface: Interface):
+    def _link_query(self, iface: Interface):
+        """The interface as the kernel has it (RTM_GETLINK): what XDP program is on it, and
+        whether it is up."""
         from pybpf.link import netlink
 
         with in_netns(iface.netns):
-            return netlink.xdp_query(iface.ifindex)
+            return netlink.link_info(iface.ifindex)
 
-    def _attach(self, iface: Interface, current=None) -> None:
-        """Attach the XDP program; ``current``: what ``_xdp_query`` said is on the interface, if
-        it was asked already (attaching with XDP_FLAGS_UPDATE_IF_NOEXIST refuses a program that
+    def _attach(self, iface: Interface, link=None) -> None:
+        """Attach the XDP program; ``link``: what ``_link_query`` said of the interface, if it
+        was asked already (attaching with XDP_FLAGS_UPDATE_IF_NOEXIST refuses a program that
         arrived since)."""
-        from pybpf.link import netlink
-
+        link = link or self._link_query(iface)
         prog = self.obj.programs[PROGRAM]
         with in_netns(iface.netns):
-            if current is None:
-                current = netlink.xdp_query(iface.ifindex)
+            current = link.xdp
             restore = None
             if current.prog_id:
                 restore = self._handle_existing(iface, current)
@@ -398,7 +398,7 @@ class Capture:
             att.prog_id = prog.id
             att.restore = restore
             self.attachments.append(att)
-            if not netlink.link_info(iface.ifindex).up:  # attached, but nothing will arrive yet
+            if not link.up:  # attached, but nothing will arrive yet
                 self.notice(
                     f"{iface.name} is down: packets arrive once it is up "
                     f"(ip link set dev {iface.name} up)"
