@@ -28,7 +28,6 @@ from pybpf.asm.insn import Instruction
 from pybpf.errors import BPFError, NetlinkError, SyscallError
 from pybpf.record import field_names, record
 from pybpf.record import replace as replace_fields
-from pybpf.ringbuf import slot_size
 from xdptcp.netns import in_netns
 from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_START, RECORD_HEADER_SIZE, record_size
 
@@ -700,6 +699,8 @@ def file_batches(ring, size: int, out: int) -> Iterator[FileRecords]:
     starts (``Capture.wait`` decides when to come back). Per record only its length is read,
     with one strided slice of the whole batch. A batch is the ring's memory itself, consumed
     when the generator goes on (or is closed): nothing is copied to hand it over."""
+    from pybpf.ringbuf import slot_size
+
     slot = slot_size(size)
     start = 8 + OUT_START[out]  # past the ring's own 8-byte record header
     # The u32 giving each record's length in the file: the block length (pcapng), the captured
@@ -741,6 +742,8 @@ def _slot_format(capacity: int, size: int) -> str:
     (``size``: the record's whole reservation).
 
     Only the fields a capture needs are unpacked; the rest is skipped (``x``)."""
+    from pybpf.ringbuf import slot_size
+
     pad = slot_size(size) - 8 - RECORD_HEADER_SIZE - capacity
     # 8x ring header | ts_ns Q | ifindex I | rx_queue 4x | wire_len I | cap_len H |
     # l3_off..vlans 8x | direction B | reserved x | gso_segs H | gso_size H | reserved2 4x |
@@ -814,13 +817,15 @@ def _mode_name(attach_mode) -> str:
 
 
 def interface(name: str, netns: Optional[str] = None) -> Interface:
-    """Resolve an interface name, with a clear error for one that does not exist."""
-    from pybpf.link import netlink
+    """Resolve an interface name, with a clear error for one that does not exist. (Asked with
+    if_nametoindex, as pybpf.link.netlink.ifindex_of asks, without importing the netlink module
+    before the programs are handed to the verifier: it is imported while they are verified.)"""
+    from _socket import if_nametoindex
 
     with in_netns(netns):
         try:
-            return Interface(name, netlink.ifindex_of(name), netns)
-        except BPFError:
+            return Interface(name, if_nametoindex(name), netns)
+        except OSError:
             raise CaptureError(
                 f"no such interface '{name}' (xdptcp -D lists the interfaces)"
             ) from None
