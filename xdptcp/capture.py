@@ -273,6 +273,7 @@ class Capture:
                 # there is dealt with after it, as before: removed or replaced only once ours
                 # has loaded)
                 found = [self._link_query(iface) for iface in self.interfaces]
+                egress.wait_attaching()
                 self._prepared()
                 try:
                     xdp.result()
@@ -285,6 +286,7 @@ class Capture:
                 for iface, current in zip(self.interfaces, found):
                     self._attach(iface, current)
             else:
+                egress.wait_attaching()
                 self._prepared()
         finally:
             egress.finish()
@@ -413,12 +415,8 @@ class Capture:
         with in_netns(iface.netns):
             return bool(netlink.link_info(iface.ifindex).flags & IFF_LOOPBACK)
 
-    def _attach_egress(
-        self, iface: Interface, notice=None, segments: Optional[bool] = None
-    ) -> Optional[Attachment]:
-        """The tc program on the egress hook: a tcx link, or a clsact filter named for us.
-        ``segments``: what ``device_segments`` said of the interface, if it was asked already
-        (the ioctl waits for RTNL, which an XDP attach holds for a grace period)."""
+    def _attach_egress(self, iface: Interface, notice=None) -> Optional[Attachment]:
+        """The tc program on the egress hook: a tcx link, or a clsact filter named for us."""
         from pybpf.link import tc
 
         notice = notice or self.notice
@@ -442,11 +440,9 @@ class Capture:
                     f"cannot capture outgoing packets on {iface.name}: {e}"
                 ) from None
             att.prog_id = prog.id
-            if segments is None:
-                from xdptcp.gso import device_segments
+            from xdptcp.gso import device_segments
 
-                segments = device_segments(iface.name)
-            if segments:
+            if device_segments(iface.name):
                 self.gso_split.add(iface.ifindex)
             return att
 

@@ -10,7 +10,6 @@ import threading
 from typing import Optional
 
 from pybpf.errors import BPFError
-from xdptcp.netns import in_netns
 
 SWITCH_INTERVAL = 0.0005  # seconds
 
@@ -65,10 +64,10 @@ class EarlyRing:
 class EgressSide:
     """The tc program's side of ``Capture._open_side_by_side``: the program is linked in the
     caller's thread and verified in one of its own; a thread asks what the hooks need to know
-    meanwhile (which interfaces get one, whether tcx exists, whether the device segments GSO
-    packets: questions only, nothing on the host changes), then waits for the program and
-    attaches it on each interface's egress hook. Its notices and attachments are handed over by
-    ``finish`` (which waits for it, Ctrl-C or not, so nothing it attached is left behind)."""
+    meanwhile (which interfaces get one, whether tcx exists: questions only, nothing on the host
+    changes), then waits for the program and attaches it on each interface's egress hook. Its
+    notices and attachments are handed over by ``finish`` (which waits for it, Ctrl-C or not,
+    so nothing it attached is left behind)."""
 
     def __init__(self, cap, program: str) -> None:
         self.cap = cap  # an xdptcp.capture.Capture
@@ -77,6 +76,9 @@ class EgressSide:
         self.error: Optional[BaseException] = None
         self.thread = None
         self.load = None
+        # Set once the thread has its answers and the program, as it starts to attach: until
+        # then the caller keeps its own Python (prepare) off the GIL this thread needs.
+        self.attaching = threading.Event()
         if cap.direction != "in":
             self.load = cap.obj.load_program(program, wait=False)
 
@@ -88,18 +90,30 @@ class EgressSide:
     def _run(self) -> None:
         try:
             cap = self.cap
-            wanted = [(i, _segments(i)) for i in cap.interfaces if cap._egress_wanted(i)]
+            wanted = [i for i in cap.interfaces if cap._egress_wanted(i)]
             if wanted and cap.tc_mode == "auto":
                 from pybpf.link import tc
 
                 tc.tcx_supported()  # probed once, before the program is ready
             self.load.result()
-            for iface, segments in wanted:
-                att = cap._attach_egress(iface, self.notices.append, segments)
+            self.attaching.set()
+            for iface in wanted:
+                # (whether the device segments GSO packets is asked once attached: the ioctl
+                # waits for RTNL, which the XDP attach may hold for a grace period by then)
+                att = cap._attach_egress(iface, self.notices.append)
                 if att is not None:
                     self.attachments.append(att)
         except BaseException as e:  # raised in the main thread by raise_error()
             self.error = e
+        finally:
+            self.attaching.set()
+
+    def wait_attaching(self) -> None:
+        """Wait until the thread attaches (or is done): the tcx link waits for an RCU grace
+        period under RTNL, which the XDP attach then waits for too, so it must start as early
+        as it can; the caller's own Python (the sink) runs during that grace period."""
+        if self.thread is not None:
+            self.attaching.wait()
 
     def finish(self) -> None:
         """Wait for the thread; its attachments join the capture's after the XDP ones of the
@@ -121,10 +135,3 @@ class EgressSide:
         if self.error is not None:
             e, self.error = self.error, None
             raise e
-
-
-def _segments(iface) -> bool:
-    from xdptcp.gso import device_segments
-
-    with in_netns(iface.netns):
-        return device_segments(iface.name)
