@@ -147,9 +147,9 @@ class Capture:
     ) -> None:
         """``direction``: "in", "out" or "inout" (tcpdump's -Q); None is "inout" where the
         egress hook can be attached, and "in" with a notice where it cannot. ``prepare``: called
-        once by ``open`` after the programs are handed to the verifier and before anything is
-        attached (the caller's work that the program does not depend on, done meanwhile); what
-        it raises undoes the capture."""
+        once by ``open`` after the programs are handed to the verifier and before the XDP
+        program is attached (the caller's work that the programs do not depend on, done
+        meanwhile); what it raises undoes the capture, an egress hook attached by then too."""
         if mode not in MODES:
             raise CaptureError(f"unknown mode '{mode}' (choose from {', '.join(MODES)})")
         if direction is not None and direction not in DIRECTIONS:

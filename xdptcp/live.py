@@ -42,8 +42,9 @@ def capture_live(
 
     def open_output() -> None:
         # pcapng keeps each packet's direction (with the default, -Q inout, it holds what was
-        # seen). Opened while the XDP program is verified, before anything is attached, so that
-        # an unwritable file is refused first.
+        # seen). Opened while the XDP program is verified, before it is attached: an unwritable
+        # file is refused before any other program is touched, and the egress hook the other
+        # thread may have attached by then is removed again.
         sink = open_sink(out, several=several, directions=directions)
         sinks.append(sink)
         if _heads_of(sink, out, several) != heads:  # record_heads and the sinks disagree
