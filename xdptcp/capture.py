@@ -347,6 +347,7 @@ class Capture:
         if self.obj is not None:
             self.obj.close()
             self.obj = None
+        self._drop_early_ring()  # a capture made and closed without being opened
         return problems
 
     def __enter__(self) -> Capture:
