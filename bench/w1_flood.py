@@ -80,11 +80,19 @@ TOOLS: list[ToolSpec] = [
         False,
         "pcap",
     ),
+    ToolSpec(
+        "xdptcp -w --mode skb",
+        lambda d, o: _xdptcp("--mode", "skb", "-w", str(o))(d, o),
+        XDPTCP_READY,
+        False,
+        "pcap",
+    ),
     ToolSpec("xdptcp text", _xdptcp(), XDPTCP_READY, True, "lines"),
     ToolSpec("xdptcp --json", _xdptcp("--json"), XDPTCP_READY, True, "lines"),
 ]
 
 EMPTY_XDP = "empty XDP program"  # no tool: bpf/tests/xdp_empty.bpf.o attached, native mode
+EMPTY_XDP_SKB = "empty XDP program, skb mode"  # the same in generic XDP
 EMPTY_OBJ = ROOT / "build" / "bpf" / "tests" / "xdp_empty.bpf.o"
 _DROPS = re.compile(r"(\d+) packets? dropped by ([a-z ]+)")
 
@@ -138,15 +146,18 @@ def run_one(spec: Optional[ToolSpec], hosts: Hosts, pcap: Path, workdir: Path) -
     if spec is None:
         r = replay(hosts, pcap)
         return Sample("no capture", r.sent, None, None, _veth(hosts, before), None, r.seconds, None)
-    if spec.name == EMPTY_XDP:
-        # The floor of any XDP capture on veth: with a program attached the receiving side
-        # runs veth's XDP path (a NAPI poll per batch, an xdp_buff per frame) for every frame.
-        sh("ip", "link", "set", "dev", hosts.outer, "xdpdrv", "obj", str(EMPTY_OBJ), "sec", "xdp")
+    if spec.name in (EMPTY_XDP, EMPTY_XDP_SKB):
+        # The floor of any XDP capture on veth: with a program attached in native mode the
+        # receiving side runs veth's XDP path (a NAPI poll per batch, an xdp_buff per frame,
+        # the frame copied to a page of its own) for every frame; in skb mode the program runs
+        # on the skb in the receive path.
+        mode = "xdpdrv" if spec.name == EMPTY_XDP else "xdpgeneric"
+        sh("ip", "link", "set", "dev", hosts.outer, mode, "obj", str(EMPTY_OBJ), "sec", "xdp")
         try:
             r = replay(hosts, pcap)
         finally:
-            sh("ip", "link", "set", "dev", hosts.outer, "xdpdrv", "off")
-        return Sample(EMPTY_XDP, r.sent, None, None, _veth(hosts, before), None, r.seconds, None)
+            sh("ip", "link", "set", "dev", hosts.outer, mode, "off")
+        return Sample(spec.name, r.sent, None, None, _veth(hosts, before), None, r.seconds, None)
     out = workdir / (re.sub(r"\W+", "_", spec.name) + ".out")
     out.unlink(missing_ok=True)
     stdout = open(out, "wb") if spec.stdout_is_output else None  # noqa: SIM115 (closed below)
@@ -195,7 +206,8 @@ def run(repeat: int = 3, packets: int = 1_000_000, tools: Optional[list[str]] = 
     pcap = w1_pcap(packets)
     load = load_average()
     empty = ToolSpec(EMPTY_XDP, lambda d, o: [], "", False, "")
-    specs: list[Optional[ToolSpec]] = [None, empty]
+    empty_skb = ToolSpec(EMPTY_XDP_SKB, lambda d, o: [], "", False, "")
+    specs: list[Optional[ToolSpec]] = [None, empty, empty_skb]
     specs += [t for t in TOOLS if not tools or t.name in tools]
     samples: list[Sample] = []
     hosts = make_hosts("w")
