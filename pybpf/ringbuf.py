@@ -155,8 +155,6 @@ class RingBuffer:
         dropped from the blob, a BUSY one ends the drain, a record of another size is an error.
         """
         slot = slot_size(record_size)
-        stride = slot >> 2
-        pattern = _U32.pack(record_size)
         parts: list[bytes] = []
         count = 0
         cons = self._cons[0]
@@ -164,30 +162,17 @@ class RingBuffer:
         if max_records is not None:
             prod = min(prod, cons + max_records * slot)
         while cons < prod:
-            off = cons & self._mask
-            # Slots in the span; at least one header is there to look at (cons < prod).
-            n = max(1, (prod - cons) // slot)
-            # One snapshot of the headers: producers keep writing them while we look.
-            with self._words[off >> 2 : (off >> 2) + n * stride : stride] as headers:
-                snap = headers.tobytes()
-            if snap == pattern * n:
-                good, hdr = n, record_size
-            else:
-                good = _first_mismatch(snap, record_size)
-                hdr = _U32.unpack_from(snap, 4 * good)[0]
+            off, good, hdr = self._span(cons, prod, record_size)
             if good:
                 parts.append(self._data[off : off + good * slot].tobytes())
                 count += good
                 cons += good * slot
-            if good == n or hdr & BUSY:
+            if hdr == record_size or hdr & BUSY:  # all of them read, or one being written
                 break
             if not hdr & DISCARD:
                 if parts:  # hand over what we have; the next call reports the odd record
                     break
-                raise ValueError(
-                    f"ring record at position {cons} is {hdr & _LEN_MASK} bytes, "
-                    f"not the fixed size {record_size}"
-                )
+                raise _odd_record(cons, hdr, record_size)
             cons += (HDR_SIZE + (hdr & _LEN_MASK) + 7) & ~7
         self._publish(cons)
         blob = parts[0] if len(parts) == 1 else b"".join(parts)
@@ -206,33 +191,37 @@ class RingBuffer:
         promptly, as producers cannot reuse that space meanwhile. ``buffer_address(view)``
         hands the records to a system call such as writev(2) without copying them here."""
         slot = slot_size(record_size)
-        stride = slot >> 2
-        pattern = _U32.pack(record_size)
         cons = self._cons[0]
         prod = self._prod[0]
         while cons < prod:
             end = prod if max_records is None else min(prod, cons + max_records * slot)
-            off = cons & self._mask
-            n = max(1, (end - cons) // slot)
-            with self._words[off >> 2 : (off >> 2) + n * stride : stride] as headers:
-                snap = headers.tobytes()
-            if snap == pattern * n:
-                good, hdr = n, record_size
-            else:
-                good = _first_mismatch(snap, record_size)
-                hdr = _U32.unpack_from(snap, 4 * good)[0]
+            off, good, hdr = self._span(cons, end, record_size)
             if good:
                 return self._data[off : off + good * slot], good, cons + good * slot
             if hdr & BUSY:
                 break
             if not hdr & DISCARD:
-                raise ValueError(
-                    f"ring record at position {cons} is {hdr & _LEN_MASK} bytes, "
-                    f"not the fixed size {record_size}"
-                )
+                raise _odd_record(cons, hdr, record_size)
             cons += (HDR_SIZE + (hdr & _LEN_MASK) + 7) & ~7
             self._publish(cons)  # nothing before it is held: step over the discarded record
         return self._data[0:0], 0, cons
+
+    def _span(self, cons: int, end: int, record_size: int) -> tuple[int, int, int]:
+        """``(offset, good, hdr)`` for the slots of ``record_size`` records from position
+        ``cons`` up to ``end`` (at least one): ``good`` submitted records in a row from data
+        offset ``offset``, and ``hdr``, the header word of the slot after them —
+        ``record_size`` itself when all were good. The headers are read in one strided
+        snapshot (producers keep writing them while we look) and compared whole."""
+        slot = slot_size(record_size)
+        stride = slot >> 2
+        off = cons & self._mask
+        n = max(1, (end - cons) // slot)
+        with self._words[off >> 2 : (off >> 2) + n * stride : stride] as headers:
+            snap = headers.tobytes()
+        if snap == _U32.pack(record_size) * n:
+            return off, n, record_size
+        good = _first_mismatch(snap, record_size)
+        return off, good, _U32.unpack_from(snap, 4 * good)[0]
 
     def consume(self, pos: int) -> None:
         """Hand the space up to consumer position ``pos`` back to the producers (after
@@ -289,6 +278,13 @@ class RingBuffer:
 
     def __repr__(self) -> str:
         return f"RingBuffer(fd={self.fd}, size={self.size}, available={self.available()})"
+
+
+def _odd_record(pos: int, hdr: int, record_size: int) -> ValueError:
+    return ValueError(
+        f"ring record at position {pos} is {hdr & _LEN_MASK} bytes, "
+        f"not the fixed size {record_size}"
+    )
 
 
 def _first_mismatch(headers: bytes, record_size: int) -> int:
