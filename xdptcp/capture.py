@@ -54,8 +54,9 @@ class CaptureError(BPFError):
     """A problem the user can act on; its text is one line."""
 
 
-def shipped_object() -> ObjectSpec:
-    """The compiled capture program that ships inside the package, read as bytes: the package
+def shipped_object(name: str = OBJECT) -> ObjectSpec:
+    """A compiled program that ships inside the package (by default the capture program's
+    object; ``xdptcp.walk`` reads its own the same way), read as bytes: the package
     may be a directory, or live inside a zip file (xdptcp.pyz) where it has no path. The
     package's loader reads it, as ``pkgutil.get_data`` would ask it to (pkgutil itself costs a
     millisecond of every start; importlib.resources would import zipfile, tempfile...)."""
@@ -63,10 +64,10 @@ def shipped_object() -> ObjectSpec:
 
     loader = getattr(xdptcp.__spec__, "loader", None)
     if not hasattr(loader, "get_data") or not xdptcp.__file__:
-        raise CaptureError(f"the package has no data/{OBJECT}")
-    path = os.path.join(os.path.dirname(xdptcp.__file__), "data", OBJECT)
+        raise CaptureError(f"the package has no data/{name}")
+    path = os.path.join(os.path.dirname(xdptcp.__file__), "data", name)
     data = loader.get_data(path)
-    return ObjectSpec.from_bytes(data, OBJECT.split(".")[0])  # named as from_file names it
+    return ObjectSpec.from_bytes(data, name.split(".")[0])  # named as from_file names it
 
 
 @record(frozen=False)

@@ -117,14 +117,10 @@ def open_walker(filt, nano: bool):
 
 
 def _load(filt):
-    import pkgutil
+    from pybpf import load
+    from xdptcp.capture import shipped_object
 
-    from pybpf import ObjectSpec, load
-
-    data = pkgutil.get_data("xdptcp", f"data/{OBJECT}")
-    if data is None:
-        raise ValueError(f"the package has no data/{OBJECT}")
-    spec = ObjectSpec.from_bytes(data, OBJECT.split(".")[0])
+    spec = shipped_object(OBJECT)
     if filt is not None:
         for name, insns in filt.code().items():
             spec.replace_function(name, insns)
