@@ -79,12 +79,17 @@ def bpf_raw(cmd: BPFCmd, layout: Struct, **fields: object) -> tuple[int, int, Co
     """Like :func:`bpf` but hands back (ret, errno, attr) instead of raising."""
     packed = layout.build(fields)
     attr = ctypes.create_string_buffer(packed, len(packed))
+    ret, err = _issue(_NR_BPF, int(cmd), attr, len(packed))
+    return ret, err, layout.parse(attr.raw)
+
+
+def _issue(*args: object) -> tuple[int, int]:
+    """The bpf() system call with ``args``, again while a signal interrupts it: (ret, errno)."""
     while True:
-        ret = _libc.syscall(_NR_BPF, int(cmd), attr, len(packed))
+        ret = _libc.syscall(*args)
         err = ctypes.get_errno() if ret < 0 else 0
         if err != _errno.EINTR:
-            break
-    return ret, err, layout.parse(attr.raw)
+            return ret, err
 
 
 class Prepared:
@@ -99,13 +104,10 @@ class Prepared:
         self.what = what
 
     def __call__(self) -> int:
-        while True:
-            ret = _libc.syscall(*self._args)
-            if ret >= 0:
-                return ret
-            err = ctypes.get_errno()
-            if err != _errno.EINTR:
-                raise SyscallError(self.what, err)
+        ret, err = _issue(*self._args)
+        if ret < 0:
+            raise SyscallError(self.what, err)
+        return ret
 
 
 def own_fd(fd: int) -> int:
