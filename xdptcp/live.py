@@ -73,6 +73,7 @@ def capture_live(
         raise
     sink = sinks[0]
     try:
+        sink.ready()
         print(f"xdptcp: capturing on {cap.describe()}", file=sys.stderr)
         captured, unread, error = run_loop(cap, sink, out, stop)
         # Detach before the last drain and the final counts: nothing arrives after this.

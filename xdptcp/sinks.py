@@ -55,6 +55,19 @@ class TextSink:
         self.out_format = OUT_PCAP if walks else OUT_NONE
         self.out_nano = bool(getattr(formatter, "shows_ns", False))
         self.ifname = ""  # the one interface, when the program writes the record heads
+        if walks:  # the walk's table of number texts, made while the capture starts
+            from xdptcp.tcpdump import make_numbers_early
+
+            make_numbers_early()
+
+    def ready(self) -> None:
+        """Wait for what the sink makes in the background as it opens (the walk's table of
+        number texts): called before the capture says it is capturing, so that what a capture
+        holds from its first packet on is held by then."""
+        if self.out_format == OUT_PCAP and self.formatter is not None:
+            from xdptcp.tcpdump import numbers
+
+            numbers()
 
     def write(self, batch, limit: Optional[int] = None) -> tuple[int, int]:
         if isinstance(batch, FileRecords):
