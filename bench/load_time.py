@@ -199,6 +199,38 @@ def xdptcp_start(repeat: int) -> list[float]:
     return times
 
 
+def interpreter_rows(repeat: int) -> list[list]:
+    """The interpreter's own start, the floor under every Python row: ``python -c pass``, and
+    with ``-S`` (no ``site``: no site-packages, no .pth hooks), which no installed command gets."""
+    rows = []
+    for how, argv in (
+        ("-c pass", [PYTHON, "-c", "pass"]),
+        ("-S -c pass", [PYTHON, "-S", "-c", "pass"]),
+    ):
+        times = [whole_process(argv) for _ in range(repeat)]
+        rows.append(
+            ["(no object)", f"python {how}: the interpreter's start", _ms(median(times)), "-"]
+        )
+    return rows
+
+
+def site_hooks() -> list[str]:
+    """The .pth files in site-packages with an ``import`` line: code ``site`` runs at each start
+    of this interpreter (a package's, or the host's), counted in every whole-process row."""
+    import site
+
+    found = []
+    for d in site.getsitepackages():
+        for pth in sorted(Path(d).glob("*.pth")):
+            try:
+                lines = pth.read_text(errors="replace").splitlines()
+            except OSError:
+                continue
+            if any(line.startswith(("import ", "import\t")) for line in lines):
+                found.append(pth.name)
+    return found
+
+
 def compile_sources() -> None:
     """Write the .pyc files an installed package has. Without them (a fresh clone run with
     PYTHONDONTWRITEBYTECODE=1, as this machine's shell sets it) every process measured here would
@@ -232,6 +264,10 @@ def run(repeat: int = 5) -> str:
         rows.append(["xdptcp -i IFACE", "spawn to 'capturing on'", _ms(median(start)), "-"])
     except RuntimeError as e:
         notes.append(f"xdptcp start failed: {e}")
+    rows += interpreter_rows(repeat)
+    hooks = site_hooks()
+    if hooks:
+        notes.append(f"this interpreter's site runs at each start: {', '.join(hooks)}")
     title = (
         f"Load time, median of {repeat} (load average before: {load}; "
         f"xdptcp.bpf.o {object_id(XDPTCP_OBJ)})"
