@@ -46,7 +46,8 @@ volatile const __u32 xdptcp_snaplen = 0;
 volatile const __u32 xdptcp_capacity = XDPTCP_DEFAULT_CAPACITY;
 volatile const __u32 xdptcp_wakeup_mode = XDPTCP_WAKEUP_DEFAULT;
 volatile const __u32 xdptcp_wakeup_arg = 0;
-/* 1: call xdptcp_filter() on each TCP frame; 0: no filter, the call is dead code at load. */
+/* 1: call xdptcp_filter() (xdptcp.h) on each TCP frame; 0: no filter, the call is dead code
+ * at load. */
 volatile const __u32 xdptcp_filter_on = 0;
 /* 1 when loaded with BPF_F_XDP_HAS_FRAGS (Linux 5.18): the multi-buffer helpers may be called.
  * 0 leaves them as dead code, so the object still loads where they do not exist. */
@@ -271,28 +272,6 @@ static __always_inline int parse(void *data, void *data_end, struct frame *f)
 		return v;
 	return parse_tcp(data, data_end, f);
 }
-
-/*
- * The capture filter: a stub whose body xdptcp replaces before load with the eBPF instructions
- * it compiled from the user's pcap-filter expression (xdptcp/pcapfilter/, spliced in with
- * pybpf's ObjectSpec.replace_function). It reads the frame itself, as libpcap's filters do:
- * data and data_end bound the bytes it may read, wire_len is libpcap's `len`. Static, so the
- * verifier checks it at each call with the caller's packet pointers (a global function could
- * not take them), and both programs, XDP and tc, call the same code. The barriers keep clang
- * from dropping an argument or assuming the result. Non-zero means "capture".
- */
-static __noinline int xdptcp_filter(void *data, void *data_end, __u32 wire_len)
-{
-	int ret;
-
-	barrier_var(data);
-	barrier_var(data_end);
-	barrier_var(wire_len);
-	ret = data < data_end;
-	barrier_var(ret);
-	return ret;
-}
-
 
 /* slot: the bytes this record takes in the ring, its 8-byte header included. */
 static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c, __u64 slot)

@@ -2,7 +2,8 @@
 /*
  * Layouts shared by the xdptcp capture program (bpf/xdptcp.bpf.c) and user space
  * (xdptcp/record.py declares the same layouts with construct; a test compares them with the
- * BTF that clang emits for these structs).
+ * BTF that clang emits for these structs), and the filter stub that the capture program and the
+ * offline record walker (bpf/xdptcp_walk.bpf.c) both call.
  *
  * Every multi-byte field of a record or counter is in host byte order; the captured frame
  * bytes are as they were on the wire.
@@ -11,6 +12,7 @@
 #define XDPTCP_H
 
 #include <linux/types.h>
+#include <bpf/bpf_helpers.h>
 
 /*
  * One ring-buffer record per emitted TCP frame. The reservation is always
@@ -106,5 +108,31 @@ enum xdptcp_wakeup {
 	 * 1 << xdptcp_wakeup_arg: a few wakeups per ring's worth, however far behind the reader */
 	XDPTCP_WAKEUP_AVAIL_STEP = 3,
 };
+
+/*
+ * The capture filter: a stub whose body xdptcp replaces before load with the eBPF instructions
+ * it compiled from the user's pcap-filter expression (xdptcp/pcapfilter/, spliced in with
+ * pybpf's ObjectSpec.replace_function). It reads the frame itself, as libpcap's filters do:
+ * data and data_end bound the bytes it may read, wire_len is libpcap's `len`. Static, so the
+ * verifier checks it at each call with the caller's pointers (a global function could not take
+ * packet pointers), and both capture programs, XDP and tc, call the same code; the record walker
+ * calls the same generated code on a record in its map value. The barriers keep clang from
+ * dropping an argument or assuming the result. Non-zero means "capture".
+ *
+ * Each program calls it only when its own `xdptcp_filter_on` (.rodata, set by user space before
+ * load) is 1. That flag stays in each program's source, among the program's other settings: its
+ * place there is its offset in the program's .rodata.
+ */
+static __noinline int xdptcp_filter(void *data, void *data_end, __u32 wire_len)
+{
+	int ret;
+
+	barrier_var(data);
+	barrier_var(data_end);
+	barrier_var(wire_len);
+	ret = data < data_end;
+	barrier_var(ret);
+	return ret;
+}
 
 #endif /* XDPTCP_H */

@@ -26,6 +26,8 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
+#include "xdptcp.h" /* the xdptcp_filter() stub */
+
 char LICENSE[] SEC("license") = "GPL";
 
 /* The largest record start a chunk can hold: xdptcp.mapped's CHUNK + MAX_RECORD + 16. */
@@ -89,22 +91,8 @@ struct {
 	__type(value, struct walk_entries);
 } xdptcp_walk_out SEC(".maps");
 
-/* 1: call xdptcp_filter() on each plain TCP frame; 0: keep them all. */
+/* 1: call xdptcp_filter() (xdptcp.h) on each plain TCP frame; 0: keep them all. */
 volatile const __u32 xdptcp_filter_on = 0;
-
-/* The capture program's stub, the same signature: its body is replaced by the generated filter.
- * The barriers keep clang from dropping an argument or assuming the result. */
-static __noinline int xdptcp_filter(void *data, void *data_end, __u32 wire_len)
-{
-	int ret;
-
-	barrier_var(data);
-	barrier_var(data_end);
-	barrier_var(wire_len);
-	ret = data < data_end;
-	barrier_var(ret);
-	return ret;
-}
 
 static __always_inline int emit(struct walk_entries *out, __u32 a, __u32 b)
 {
