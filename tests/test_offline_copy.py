@@ -115,16 +115,7 @@ def test_a_damaged_file_stops_the_copy_as_the_general_path_does(
 
     monkeypatch.setattr("xdptcp.mapped.CHUNK", chunk)
     src, nano, frames = varied
-    data = bytearray(src.read_bytes())
-    third = 24  # the third record's start
-    for _ in range(2):
-        third += 16 + struct.unpack_from("=I", data, third + 8)[0]
-    if cut == "bogus":
-        struct.pack_into("=I", data, third + 8, 1 << 30)
-    else:
-        del data[third + cut :]
-    bad = tmp_path / "bad.pcap"
-    bad.write_bytes(bytes(data))
+    bad = traffic.damaged_pcap(src, tmp_path / "bad.pcap", 2, cut)  # the third record
     errors = []
     for name, copy in (
         ("fast", lambda o: _copy_through(str(bad), o, None)),

@@ -211,16 +211,7 @@ def test_a_damaged_file_ends_the_kernel_walk_as_the_python_walk(
 
     monkeypatch.setattr("xdptcp.mapped.CHUNK", chunk)
     src, nano = varied
-    data = bytearray(src.read_bytes())
-    pos = 24
-    for _ in range(5):
-        pos += 16 + struct.unpack_from("=I", data, pos + 8)[0]
-    if cut == "bogus":
-        struct.pack_into("=I", data, pos + 8, 1 << 30)
-    else:
-        del data[pos + cut :]
-    bad = tmp_path / "bad.pcap"
-    bad.write_bytes(bytes(data))
+    bad = traffic.damaged_pcap(src, tmp_path / "bad.pcap", 5, cut)  # the sixth record
     errors, files = [], []
     for kernel in (True, False):
         with pytest.raises(PcapError) as e:

@@ -424,6 +424,25 @@ def write_pcap(
     return written
 
 
+def damaged_pcap(src, dst, record: int, cut: Union[int, str]):
+    """A copy of the classic pcap file ``src`` (this machine's byte order) at ``dst``, damaged at
+    record ``record`` (0 is the first): the file ends ``cut`` bytes into that record (its header
+    or its frame cut short), or, with ``cut="bogus"``, the record claims a captured length of
+    1 GiB. Returns ``dst``."""
+    with open(src, "rb") as f:
+        data = bytearray(f.read())
+    pos = 24
+    for _ in range(record):
+        pos += 16 + struct.unpack_from("=I", data, pos + 8)[0]
+    if cut == "bogus":
+        struct.pack_into("=I", data, pos + 8, 1 << 30)
+    else:
+        del data[pos + cut :]
+    with open(dst, "wb") as f:
+        f.write(bytes(data))
+    return dst
+
+
 # --- the standard varied capture ----------------------------------------------------------------
 
 A4, B4, C4, D4 = "198.18.0.2", "198.18.0.1", "198.19.7.9", "198.18.200.33"
