@@ -95,7 +95,9 @@ def test_zipapps_carry_the_packages_the_libraries_and_their_licences(pyz: Path) 
     assert ours == set(common.package_files())  # the very files the wheel carries, see below
     assert "xdptcp/data/xdptcp.bpf.o" in names
     assert {"elftools/__init__.py", "construct/__init__.py", "__main__.py"} <= names
-    assert {"source/bpf/xdptcp.bpf.c", "source/bpf/xdptcp.h"} <= names  # the object's source
+    sources = {"source/bpf/xdptcp.bpf.c", "source/bpf/xdptcp_walk.bpf.c", "source/bpf/xdptcp.h"}
+    assert sources <= names  # the shipped objects' sources
+    assert {"xdptcp/data/xdptcp.bpf.o", "xdptcp/data/xdptcp_walk.bpf.o"} <= names
     assert any(re.match(r"pyelftools-[\d.]+\.dist-info/(licenses/)?LICENSE", n) for n in names)
     assert any(re.match(r"construct-[\d.]+\.dist-info/LICENSE", n) for n in names)
     assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
@@ -317,7 +319,10 @@ def test_deb_depends_only_on_debian_python_and_the_two_libraries(deb: Path) -> N
                 f"/usr/share/bash-completion/completions/{name}"} <= paths  # fmt: skip
     doc = "/usr/share/doc/pybpf"
     # The program's sources, gzipped over 4 kB as Debian does with documentation.
-    big = {n: (ROOT / "bpf" / n).stat().st_size > 4096 for n in ("xdptcp.h", "xdptcp.bpf.c")}
+    big = {
+        n: (ROOT / "bpf" / n).stat().st_size > 4096
+        for n in ("xdptcp.h", "xdptcp.bpf.c", "xdptcp_walk.bpf.c")
+    }
     sources = {f"{doc}/source/{name}" + (".gz" if gz else "") for name, gz in big.items()}
     assert {f"{doc}/copyright", f"{doc}/changelog.Debian.gz", *sources} <= paths
     assert not [p for p in paths if "__pycache__" in p or p.endswith(".pyc")]
