@@ -306,10 +306,10 @@ static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c, __u64 slot)
 
 /*
  * Copy the first len bytes of the frame into the record and return how many were copied.
- * Whole 8-byte words straight from packet memory, then the last few bytes one at a time: about
- * half the cost of bpf_xdp_load_bytes() for a header-sized copy (bench/prog_cost.py). Every load
- * is checked against data_end and every store against the capacity, with constant bounds the
- * verifier can follow; a word may copy up to 7 bytes past len, which stay outside cap_len.
+ * Whole 8-byte words straight from packet memory, the last of them ending at len: about half
+ * the cost of bpf_xdp_load_bytes() for a header-sized copy (bench/prog_cost.py). Every load is
+ * checked against data_end and every store against the capacity, with bounds the verifier can
+ * follow; a word may copy up to 7 bytes past len, which stay outside cap_len.
  */
 static __always_inline __u64 copy_frame(void *data, void *data_end, __u8 *dst, __u64 len,
 					__u64 capacity)
@@ -322,39 +322,39 @@ static __always_inline __u64 copy_frame(void *data, void *data_end, __u8 *dst, _
 	 */
 	int words = xdptcp_xdp_frags ? XDPTCP_DIRECT_COPY / 8 : XDPTCP_MAX_CAPACITY / 8;
 	__u64 off = 0;
+	void *src;
 	int i;
 
+	/* A snap length under 8 bytes: one word (the frame has at least an Ethernet header). */
+	if (len < 8) {
+		if (8 > capacity || data + 8 > data_end)
+			return 0;
+		*(__u64 *)dst = *(__u64 *)data;
+		return len;
+	}
+	/*
+	 * The last word first: the 8 bytes that end at len (at most the capacity, and here the
+	 * frame's length too: the caller saw to both; if not, nothing is copied). The words
+	 * from the start then only have to reach it. Copied after them byte by byte, those last
+	 * bytes were checked by the verifier once per way out of the loop (some 60 % of its work
+	 * on this program); this way, once.
+	 */
+	if (len > capacity || len > XDPTCP_MAX_CAPACITY)
+		return 0;
+	src = data + (len - 8);
+	barrier_var(src); /* checked as itself: the verifier takes no negative offset */
+	if (src + 8 > data_end)
+		return 0;
+	*(__u64 *)(dst + (len - 8)) = *(__u64 *)src;
 	for (i = 0; i < words && i < XDPTCP_MAX_CAPACITY / 8; i++) {
-		if (off >= len || off + 8 > capacity || data + off + 8 > data_end)
-			break;
+		if (off + 8 >= len)
+			return len; /* the rest is in the last word */
+		if (off + 8 > capacity || data + off + 8 > data_end)
+			return off; /* never (len is within both), but what was copied is right */
 		*(__u64 *)(dst + off) = *(__u64 *)(data + off);
 		off += 8;
 	}
-	if (off >= len)
-		return len;
-	/*
-	 * Fewer than 8 bytes are left: the copy stopped at len, at the capacity (len is at most
-	 * that) or at the packet's end (len is at most that here, the caller saw to it). One word
-	 * ending at len, over the last one copied, takes them: a loop over them would be checked
-	 * by the verifier once per way out of the loop above, some 60 % of its work on this program.
-	 */
-	if (len >= 8 && len <= capacity && len <= XDPTCP_MAX_CAPACITY) {
-		void *src = data + (len - 8);
-
-		barrier_var(src); /* checked as itself: the verifier allows no negative offset */
-		if (src + 8 > data_end)
-			return off;
-		*(__u64 *)(dst + (len - 8)) = *(__u64 *)src;
-		return len;
-	}
-	/* A snap length under 8 bytes: byte by byte (the loop above copied nothing). */
-	for (i = 0; i < 7; i++) {
-		if (off >= len || off >= capacity || data + off + 1 > data_end)
-			break;
-		dst[off] = *(__u8 *)(data + off);
-		off++;
-	}
-	return off < len ? off : len;
+	return off; /* never: the caller copies no more than the words with this loop */
 }
 
 /* The bytes reserved after data[capacity]: the pcapng block's trailer when that is the output. */
@@ -478,7 +478,7 @@ static __always_inline void emit(void *ctx, enum hook hook, void *data, void *da
 	__u64 len, copied = 0;
 	__u64 size;
 
-	if (capacity < 1 || capacity > XDPTCP_MAX_CAPACITY)
+	if (capacity < 8 || capacity > XDPTCP_MAX_CAPACITY)
 		capacity = XDPTCP_DEFAULT_CAPACITY;
 	size = sizeof(*rec) + capacity + trailer_size();
 	rec = bpf_ringbuf_reserve(&xdptcp_ring, size, 0);
