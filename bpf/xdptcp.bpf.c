@@ -321,7 +321,7 @@ static __always_inline __u64 copy_frame(void *data, void *data_end, __u8 *dst, _
 	 * look at. Without the helper the loop covers the whole capacity.
 	 */
 	int words = xdptcp_xdp_frags ? XDPTCP_DIRECT_COPY / 8 : XDPTCP_MAX_CAPACITY / 8;
-	__u64 off = 0;
+	__u64 off = 0, last;
 	void *src;
 	int i;
 
@@ -339,13 +339,17 @@ static __always_inline __u64 copy_frame(void *data, void *data_end, __u8 *dst, _
 	 * bytes were checked by the verifier once per way out of the loop (some 60 % of its work
 	 * on this program); this way, once.
 	 */
-	if (len > capacity || len > XDPTCP_MAX_CAPACITY)
+	/* The offset checked in the register that is used: a verifier before 6.8 or so does not
+	 * carry a bound learnt on len to a copy of it the compiler kept on the stack. */
+	last = len - 8;
+	barrier_var(last);
+	if (last > capacity - 8 || last > XDPTCP_MAX_CAPACITY - 8)
 		return 0;
-	src = data + (len - 8);
+	src = data + last;
 	barrier_var(src); /* checked as itself: the verifier takes no negative offset */
 	if (src + 8 > data_end)
 		return 0;
-	*(__u64 *)(dst + (len - 8)) = *(__u64 *)src;
+	*(__u64 *)(dst + last) = *(__u64 *)src;
 	for (i = 0; i < words && i < XDPTCP_MAX_CAPACITY / 8; i++) {
 		if (off + 8 >= len)
 			return len; /* the rest is in the last word */
