@@ -337,10 +337,9 @@ static __always_inline __u64 copy_frame(void *data, void *data_end, __u8 *dst, _
 	 * frame's length too: the caller saw to both; if not, nothing is copied). The words
 	 * from the start then only have to reach it. Copied after them byte by byte, those last
 	 * bytes were checked by the verifier once per way out of the loop (some 60 % of its work
-	 * on this program); this way, once.
+	 * on this program); this way, once. Its offset is checked in the register that is used:
+	 * 6.1's verifier does not carry a bound learnt on len to a copy kept on the stack.
 	 */
-	/* The offset checked in the register that is used: a verifier before 6.8 or so does not
-	 * carry a bound learnt on len to a copy of it the compiler kept on the stack. */
 	last = len - 8;
 	barrier_var(last);
 	if (last > capacity - 8 || last > XDPTCP_MAX_CAPACITY - 8)
