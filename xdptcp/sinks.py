@@ -55,6 +55,7 @@ class TextSink:
         self.out_format = OUT_PCAP if walks else OUT_NONE
         self.out_nano = bool(getattr(formatter, "shows_ns", False))
         self.ifname = ""  # the one interface, when the program writes the record heads
+        self.walks = walks
         if walks:  # the walk's table of number texts, made while the capture starts
             from xdptcp.tcpdump import make_numbers_early
 
@@ -64,7 +65,7 @@ class TextSink:
         """Wait for what the sink makes in the background as it opens (the walk's table of
         number texts): called before the capture says it is capturing, so that what a capture
         holds from its first packet on is held by then."""
-        if self.out_format == OUT_PCAP and self.formatter is not None:
+        if self.walks:
             from xdptcp.tcpdump import numbers
 
             numbers()
