@@ -13,9 +13,8 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 
-from manpage import parser_of
+from manpage import parser_of, write_main
 
 HEAD = """\
 # bash completion for {name}(8): generated from {name}.cli.build_parser() by .ci/dist/completion.py
@@ -149,19 +148,5 @@ def script(name: str) -> str:
     return simple(name, parser)
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("name", choices=("pybpf", "xdptcp"))
-    p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
-    args = p.parse_args()
-    text = script(args.name)
-    if args.output:
-        args.output.parent.mkdir(parents=True, exist_ok=True)
-        args.output.write_text(text)
-    else:
-        sys.stdout.write(text)
-    return 0
-
-
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(write_main(__doc__, ["pybpf", "xdptcp"], script))

@@ -16,6 +16,7 @@ import re
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from common import ROOT, source_date_epoch, version
 
@@ -168,12 +169,13 @@ def page(name: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def main() -> int:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("name", choices=sorted(EXTRA))
+def write_main(doc: str, names: list[str], render: Callable[[str], str]) -> int:
+    """The command line both generators share: NAME [-o FILE], the text of ``render(NAME)``."""
+    p = argparse.ArgumentParser(description=doc.splitlines()[0])
+    p.add_argument("name", choices=names)
     p.add_argument("-o", "--output", type=Path, help="file to write (default: stdout)")
     args = p.parse_args()
-    text = page(args.name)
+    text = render(args.name)
     if args.output:
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text)
@@ -183,4 +185,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(write_main(__doc__, sorted(EXTRA), page))
