@@ -13,7 +13,7 @@ from __future__ import annotations
 import struct
 import typing
 from enum import IntEnum, IntFlag
-from typing import Any, Callable, ClassVar
+from typing import Any, Callable, ClassVar, Iterable
 
 from pybpf.errors import BTFError
 from pybpf.record import record
@@ -286,31 +286,6 @@ Type = typing.Union[
 # Kinds that only qualify another type: what BTF.resolve() skips.
 MODIFIERS = (Typedef, Volatile, Const, Restrict, TypeTag)
 
-KIND_CLASS: dict[Kind, type] = {
-    cls.kind: cls
-    for cls in (
-        Int,
-        Ptr,
-        Array,
-        Struct,
-        Union,
-        Enum,
-        Fwd,
-        Typedef,
-        Volatile,
-        Const,
-        Restrict,
-        Func,
-        FuncProto,
-        Var,
-        Datasec,
-        Float,
-        DeclTag,
-        TypeTag,
-        Enum64,
-    )
-}
-
 
 # --- decoding the type section --------------------------------------------------------------
 
@@ -381,24 +356,27 @@ def _d_composite(d: TypeDecoder, name: str, vlen: int, kf: bool, size: int, cls:
 
 
 def _d_enum(d: TypeDecoder, name: str, vlen: int, kf: bool, size: int) -> Type:
-    get = d.name_of
-    values = []
-    for v_name, raw in d.take(d.u32x2, vlen):
-        if kf and raw >= 1 << 31:
-            raw -= 1 << 32
-        values.append(EnumValue(get(v_name), raw))
-    return Enum(name, size, kf, tuple(values))
+    return Enum(name, size, kf, _enum_values(d, d.take(d.u32x2, vlen), kf, 32))
 
 
 def _d_enum64(d: TypeDecoder, name: str, vlen: int, kf: bool, size: int) -> Type:
+    rows = ((v_name, hi << 32 | lo) for v_name, lo, hi in d.take(d.u32x3, vlen))
+    return Enum64(name, size, kf, _enum_values(d, rows, kf, 64))
+
+
+def _enum_values(
+    d: TypeDecoder, rows: Iterable[tuple[int, int]], signed: bool, bits: int
+) -> tuple[EnumValue, ...]:
+    # The words are unsigned on the wire; kind_flag says the enum is signed, so a value with
+    # the top bit set is negative in two's complement.
     get = d.name_of
+    top, wrap = 1 << bits - 1, 1 << bits
     values = []
-    for v_name, lo, hi in d.take(d.u32x3, vlen):
-        raw = hi << 32 | lo
-        if kf and raw >= 1 << 63:
-            raw -= 1 << 64
+    for v_name, raw in rows:
+        if signed and raw >= top:
+            raw -= wrap
         values.append(EnumValue(get(v_name), raw))
-    return Enum64(name, size, kf, tuple(values))
+    return tuple(values)
 
 
 def _d_func_proto(d: TypeDecoder, name: str, vlen: int, kf: bool, ret: int) -> Type:
