@@ -4,6 +4,7 @@ is killed)."""
 
 from __future__ import annotations
 
+import contextlib
 import errno
 import json
 import os
@@ -238,10 +239,13 @@ sys.stdin.read()
 """
 
 
-def test_links_die_with_a_killed_process() -> None:
-    path = bpf_object("tests/attach_tracing")
+@contextlib.contextmanager
+def killed_holder(script: str, *args: str) -> Iterator[tuple[subprocess.Popen, set[int]]]:
+    """A Python process running ``script``, which attaches and prints its link ids: yields it and
+    the ids, kills it (SIGKILL: no clean-up of its own) and checks that bpftool lists none of
+    its links any more."""
     holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(path)],
+        [sys.executable, "-c", script, *args],
         stdin=subprocess.PIPE,
         stdout=subprocess.PIPE,
         text=True,
@@ -249,7 +253,7 @@ def test_links_die_with_a_killed_process() -> None:
     )
     try:
         ids = {int(i) for i in holder.stdout.readline().split()}
-        assert len(ids) == 5 and ids <= set(bpftool_links())
+        yield holder, ids
     finally:
         holder.send_signal(signal.SIGKILL)
         holder.wait()
@@ -258,6 +262,11 @@ def test_links_die_with_a_killed_process() -> None:
     while ids & set(bpftool_links()) and time.monotonic() < deadline:
         time.sleep(0.05)
     assert not ids & set(bpftool_links())
+
+
+def test_links_die_with_a_killed_process() -> None:
+    with killed_holder(HOLDER, str(bpf_object("tests/attach_tracing"))) as (_, ids):
+        assert len(ids) == 5 and ids <= set(bpftool_links())
 
 
 def test_attach_all_skips_what_needs_arguments(tracing_obj) -> None:

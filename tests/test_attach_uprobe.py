@@ -7,16 +7,19 @@ from __future__ import annotations
 import os
 import re
 import shutil
-import signal
 import struct
 import subprocess
-import sys
-import time
 from pathlib import Path
 from typing import Iterator
 
 import pytest
-from test_attach_tracing import bpftool_links, bpftool_perf, start_bpftrace, stop_bpftrace
+from test_attach_tracing import (
+    bpftool_links,
+    bpftool_perf,
+    killed_holder,
+    start_bpftrace,
+    stop_bpftrace,
+)
 
 import pybpf
 from pybpf.attach import NeedsArguments, attach
@@ -25,7 +28,7 @@ from pybpf.link.uprobe import symbol_offset
 from pybpf.link.usdt import read_notes
 from pybpf.ringbuf import RingBuffer
 
-from conftest import ROOT, bpf_object, cannot_run, need_tool, run, scaled
+from conftest import ROOT, bpf_object, cannot_run, need_tool, run
 
 pytestmark = pytest.mark.system
 
@@ -217,24 +220,10 @@ sys.stdin.read()
 
 
 def test_probes_and_semaphores_are_released_when_the_holder_is_killed(probed) -> None:
-    holder = subprocess.Popen(
-        [sys.executable, "-c", HOLDER, str(bpf_object("tests/attach_uprobe")), probed],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-        cwd=ROOT,
-    )
-    try:
-        ids = {int(i) for i in holder.stdout.readline().split()}
+    path = str(bpf_object("tests/attach_uprobe"))
+    with killed_holder(HOLDER, path, probed) as (holder, ids):
         assert len(ids) == 2 and ids <= set(bpftool_links())
         assert drive(probed, "1 a")[0].split()[2] == "1"  # the semaphore, while attached
-    finally:
-        holder.send_signal(signal.SIGKILL)
-        holder.wait()
-    deadline = time.monotonic() + scaled(15)
-    while ids & set(bpftool_links()) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert not ids & set(bpftool_links())
     assert not [p for p in bpftool_perf() if p["pid"] == holder.pid]
     assert drive(probed, "1 a")[0].split()[2] == "0"
 
