@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import struct
 import subprocess
@@ -21,6 +20,7 @@ import time
 from typing import Iterator, Optional
 
 import pytest
+from background import read_until_ready, stop_all
 
 from pybpf.errors import BPFError
 from pybpf.link import netlink, tc
@@ -44,15 +44,7 @@ _running: list[subprocess.Popen] = []
 def _nothing_left_running() -> Iterator[None]:
     """A failed test must not leave an xdptcp or a tcpdump behind."""
     yield
-    while _running:
-        proc = _running.pop()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=10)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    stop_all(_running)
 
 
 @pytest.fixture
@@ -79,17 +71,7 @@ class Background:
             cmd, stdout=self.out, stderr=subprocess.PIPE, env=env, cwd=ROOT
         )
         _running.append(self.proc)
-        self.err = b""
-        deadline = time.monotonic() + scaled(30)
-        while ready not in self.err:
-            left = deadline - time.monotonic()
-            ready_fds, _, _ = select.select([self.proc.stderr], [], [], max(0, left))
-            chunk = os.read(self.proc.stderr.fileno(), 4096) if ready_fds else b""
-            if not chunk:
-                self.proc.kill()
-                _, err = self.proc.communicate()
-                raise AssertionError(f"{cmd[0]} did not start: {(self.err + err).decode()}")
-            self.err += chunk
+        self.err = read_until_ready(self.proc, ready, scaled(30), cmd[0])
 
     def stop(self, sig: int = signal.SIGINT) -> tuple[str, str, int]:
         self.proc.send_signal(sig)
@@ -311,23 +293,25 @@ def test_written_pcapng_keeps_each_packets_direction(veth, tmp_path):
 # --- nothing left behind -------------------------------------------------------------------
 
 
-def links_on(ifindex: int) -> list[int]:
-    """Types of the bpf_links attached to an interface (XDP, TCX)."""
-    found, link_id = [], 0
-    while True:
-        link_id = objcmd.link_get_next_id(link_id)
-        if link_id is None:
-            return found
+def link_infos(ifindex: int) -> Iterator[objinfo.BPFLinkInfo]:
+    """What the kernel says of each bpf_link attached to an interface."""
+    link_id = 0
+    while (link_id := objcmd.link_get_next_id(link_id)) is not None:
         try:
             fd = objcmd.link_get_fd_by_id(link_id)
         except BPFError:
-            continue
+            continue  # gone between the two calls
         try:
             info = objinfo.link_info(fd)
         finally:
             os.close(fd)
-        if info.ifindex == ifindex and info.type in (LinkType.XDP, LinkType.TCX):
-            found.append(info.type)
+        if info.ifindex == ifindex:
+            yield info
+
+
+def links_on(ifindex: int) -> list[int]:
+    """Types of the bpf_links attached to an interface (XDP, TCX)."""
+    return [i.type for i in link_infos(ifindex) if i.type in (LinkType.XDP, LinkType.TCX)]
 
 
 def hooks(pair: VethPair) -> dict[str, object]:
@@ -423,19 +407,7 @@ def test_list_interfaces_shows_both_hooks(veth):
 
 def tcx_programs(ifindex: int) -> list[int]:
     """The programs of the tcx links on an interface."""
-    found, link_id = [], 0
-    while (link_id := objcmd.link_get_next_id(link_id)) is not None:
-        try:
-            fd = objcmd.link_get_fd_by_id(link_id)
-        except BPFError:
-            continue
-        try:
-            info = objinfo.link_info(fd)
-        finally:
-            os.close(fd)
-        if info.ifindex == ifindex and info.type == LinkType.TCX:
-            found.append(info.prog_id)
-    return found
+    return [i.prog_id for i in link_infos(ifindex) if i.type == LinkType.TCX]
 
 
 @kmatrix

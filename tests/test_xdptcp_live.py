@@ -4,13 +4,13 @@ from __future__ import annotations
 
 import os
 import re
-import select
 import signal
 import subprocess
 import sys
 import time
 
 import pytest
+from background import read_until_ready, stop_all
 
 from xdptcp.record import Verdict, parse_frame
 
@@ -28,14 +28,7 @@ _running: list[subprocess.Popen] = []
 def _no_capture_left_running():
     """A failed test must not leave an xdptcp (and its XDP program) behind."""
     yield
-    while _running:
-        proc = _running.pop()
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGINT)
-            try:
-                proc.wait(timeout=scaled(10))
-            except subprocess.TimeoutExpired:
-                proc.kill()
+    stop_all(_running)
 
 
 class Xdptcp:
@@ -52,16 +45,7 @@ class Xdptcp:
         self._wait_for(b"capturing on")
 
     def _wait_for(self, what: bytes, timeout: float = scaled(20)) -> None:
-        deadline = time.monotonic() + timeout
-        while what not in self.err:
-            left = deadline - time.monotonic()
-            ready, _, _ = select.select([self.proc.stderr], [], [], max(0, left))
-            chunk = os.read(self.proc.stderr.fileno(), 4096) if ready else b""
-            if not chunk:
-                self.proc.kill()
-                out, err = self.proc.communicate()
-                raise AssertionError(f"xdptcp did not start: {(self.err + err).decode()}")
-            self.err += chunk
+        self.err = read_until_ready(self.proc, what, timeout, "xdptcp", self.err)
 
     def stop(self, sig: int = signal.SIGINT) -> tuple[str, str, int]:
         time.sleep(scaled(0.5))  # let the last frames reach the ring
