@@ -6,6 +6,7 @@ these tests keep the expensive ones that the work does not need off the path.
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -125,6 +126,62 @@ def test_pybpf_load_imports_neither_construct_nor_pdb_nor_dataclasses():
     mods = imported(["-m", "pybpf", "load", str(XDPTCP_OBJ)])
     assert "pybpf.loader" in mods
     assert not {"construct", "pdb", "bdb", "elftools", "dataclasses", "inspect"} & mods
+
+
+def pybpf_process(*args: str) -> subprocess.Popen:
+    """``python -m pybpf ARGS`` with its output to pipes, block-buffered as a user's would be
+    (without the PYTHONUNBUFFERED a test environment may set)."""
+    env = {k: v for k, v in os.environ.items() if k != "PYTHONUNBUFFERED"}
+    return subprocess.Popen([sys.executable, "-m", "pybpf", *args], cwd=ROOT, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+
+
+def test_a_pybpf_process_ends_with_all_its_output_and_its_status(capsys):
+    """The process skips the interpreter's teardown (pybpf.cli._end_process): what it writes to a
+    pipe is still all there (disasm is far more than a pipe's buffer), as the command wrote it in
+    a process that does not end; an error still exits 1 with its one line."""
+    from pybpf.cli import main
+
+    assert main(["disasm", str(XDPTCP_OBJ)]) == 0
+    expected = capsys.readouterr().out
+    out, err = pybpf_process("disasm", str(XDPTCP_OBJ)).communicate(timeout=scaled(60))
+    assert len(out) > 65536 and out.decode() == expected and err == b""
+    p = pybpf_process("load", str(ROOT / "no-such-object.o"))
+    out, err = p.communicate(timeout=scaled(60))
+    assert p.returncode == 1 and out == b""
+    assert err.decode().splitlines() == [
+        f"pybpf: error: cannot read {ROOT / 'no-such-object.o'}: No such file or directory"
+    ]
+
+
+def test_a_pybpf_process_whose_reader_goes_away_exits_quietly():
+    """``pybpf disasm OBJ | head -1``: the rest of the output has nowhere to go, which is no
+    error (status 0, nothing on stderr), whether that is found by one of the command's writes
+    (disasm's output is many buffers) or only by the flush at the process's end (inspect's
+    fits in one buffer, and its reader is gone before it is written)."""
+    for args, read_first in (
+        (("disasm", str(XDPTCP_OBJ)), True),
+        (("inspect", str(XDPTCP_OBJ)), False),
+    ):
+        p = pybpf_process(*args)
+        if read_first:
+            assert p.stdout.readline()
+        p.stdout.close()
+        assert p.wait(timeout=scaled(60)) == 0, args
+        assert p.stderr.read() == b"", args
+
+
+def test_a_pybpf_process_runs_the_atexit_handlers():
+    """What pybpf registers with atexit (cgroup programs detached, struct_ops unregistered at
+    exit) runs at the end of a pybpf process as at any other's."""
+    code = (
+        "import atexit, sys; atexit.register(lambda: print('atexit ran', flush=True)); "
+        f"sys.argv = ['pybpf', 'inspect', {str(XDPTCP_OBJ)!r}]; "
+        "from pybpf.cli import main; main()"
+    )
+    res = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=ROOT)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.splitlines()[-1] == "atexit ran"
 
 
 @pytest.mark.system
