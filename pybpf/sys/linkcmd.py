@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import os
+from typing import Optional, Sequence
 
 from pybpf.sys.attr import (
     enable_stats_attr,
@@ -19,6 +20,7 @@ from pybpf.sys.attr import (
     link_update_attr,
     raw_tracepoint_open_attr,
 )
+from pybpf.sys.layout import Struct
 from pybpf.sys.syscall import (
     addr_of,
     bpf,
@@ -34,21 +36,30 @@ from pybpf.sys.uapi import (
 # --- links ----------------------------------------------------------------------------------------
 
 
+def _link_create(
+    layout: Struct, what: str, prog_fd: int, attach_type: int, **fields: object
+) -> int:
+    """BPF_LINK_CREATE with ``layout``, the attr's variant for one kind of target: the new link's
+    fd. Every kind names the program and its attach type; the other fields are the kind's own."""
+    fd, _ = bpf(
+        BPFCmd.LINK_CREATE, layout, what, prog_fd=prog_fd, attach_type=int(attach_type), **fields
+    )
+    return own_fd(fd)
+
+
 def link_create(
     prog_fd: int, target: int, attach_type: int, *, flags: int = 0, target_btf_id: int = 0
 ) -> int:
     """BPF_LINK_CREATE. ``target`` is an fd, or an ifindex for XDP/TCX/netkit."""
-    fd, _ = bpf(
-        BPFCmd.LINK_CREATE,
+    return _link_create(
         link_create_attr,
         f"cannot create a {type_name(AttachType, attach_type)} link to target {target}",
-        prog_fd=prog_fd,
+        prog_fd,
+        attach_type,
         target_fd=target,
-        attach_type=int(attach_type),
         flags=int(flags),
         target_btf_id=target_btf_id,
     )
-    return own_fd(fd)
 
 
 def link_update(link_fd: int, new_prog_fd: int, *, flags: int = 0, old_prog_fd: int = 0) -> None:
@@ -80,16 +91,14 @@ def enable_stats(stats_type: StatsType = StatsType.RUN_TIME) -> int:
 
 def link_create_perf_event(prog_fd: int, perf_fd: int, *, bpf_cookie: int = 0) -> int:
     """BPF_LINK_CREATE with BPF_PERF_EVENT (5.15+): a link holding the perf event."""
-    fd, _ = bpf(
-        BPFCmd.LINK_CREATE,
+    return _link_create(
         link_create_perf_event_attr,
         "cannot create a PERF_EVENT link",
-        prog_fd=prog_fd,
+        prog_fd,
+        AttachType.PERF_EVENT,
         target_fd=perf_fd,
-        attach_type=int(AttachType.PERF_EVENT),
         bpf_cookie=bpf_cookie,
     )
-    return own_fd(fd)
 
 
 def link_create_tracing(
@@ -97,32 +106,28 @@ def link_create_tracing(
 ) -> int:
     """BPF_LINK_CREATE for fentry/fexit/fmod_ret/tp_btf/lsm: the target is the program's own
     attach_btf_id, given at load; ``target_btf_id`` re-targets an freplace program."""
-    fd, _ = bpf(
-        BPFCmd.LINK_CREATE,
+    return _link_create(
         link_create_tracing_attr,
         f"cannot create a {type_name(AttachType, attach_type)} link",
-        prog_fd=prog_fd,
+        prog_fd,
+        attach_type,
         target_fd=target_fd,
-        attach_type=int(attach_type),
         target_btf_id=target_btf_id,
         cookie=cookie,
     )
-    return own_fd(fd)
 
 
 def link_create_iter(prog_fd: int, iter_info: bytes = b"") -> int:
     """BPF_LINK_CREATE with BPF_TRACE_ITER; ``iter_info`` is a ``union bpf_iter_link_info``."""
     buf = ctypes.create_string_buffer(iter_info, len(iter_info)) if iter_info else None
-    fd, _ = bpf(
-        BPFCmd.LINK_CREATE,
+    return _link_create(
         link_create_iter_attr,
         "cannot create a TRACE_ITER link",
-        prog_fd=prog_fd,
-        attach_type=int(AttachType.TRACE_ITER),
+        prog_fd,
+        AttachType.TRACE_ITER,
         iter_info=addr_of(buf),
         iter_info_len=len(iter_info),
     )
-    return own_fd(fd)
 
 
 def link_create_kprobe_multi(
@@ -130,20 +135,18 @@ def link_create_kprobe_multi(
 ) -> int:
     """BPF_LINK_CREATE with BPF_TRACE_KPROBE_MULTI (5.18+, needs CONFIG_FPROBE)."""
     names = [ctypes.create_string_buffer(s.encode()) for s in symbols]
-    syms = (ctypes.c_uint64 * len(names))(*(ctypes.addressof(n) for n in names))
-    cbuf = (ctypes.c_uint64 * len(names))(*cookies) if cookies else None
-    fd, _ = bpf(
-        BPFCmd.LINK_CREATE,
+    syms = _u64s([ctypes.addressof(n) for n in names])
+    cbuf = _u64s(cookies)  # held here: the kernel reads it during the call
+    return _link_create(
         link_create_kprobe_multi_attr,
         f"cannot create a TRACE_KPROBE_MULTI link on {len(names)} functions",
-        prog_fd=prog_fd,
-        attach_type=int(AttachType.TRACE_KPROBE_MULTI),
+        prog_fd,
+        AttachType.TRACE_KPROBE_MULTI,
         kprobe_multi_flags=1 if retprobe else 0,  # BPF_F_KPROBE_MULTI_RETURN
         cnt=len(names),
-        syms=ctypes.addressof(syms),
+        syms=addr_of(syms),
         cookies=addr_of(cbuf),
     )
-    return own_fd(fd)
 
 
 def link_create_uprobe_multi(
@@ -158,22 +161,25 @@ def link_create_uprobe_multi(
     """BPF_LINK_CREATE with BPF_TRACE_UPROBE_MULTI (6.6+): one link, a uprobe at each file
     offset of one binary."""
     pbuf = ctypes.create_string_buffer(os.fsencode(path))
-    obuf = (ctypes.c_uint64 * len(offsets))(*offsets)
-    cbuf = (ctypes.c_uint64 * len(offsets))(*cookies) if cookies else None
-    fd, _ = bpf(
-        BPFCmd.LINK_CREATE,
+    obuf = _u64s(offsets)
+    cbuf = _u64s(cookies)
+    return _link_create(
         link_create_uprobe_multi_attr,
         f"cannot create a TRACE_UPROBE_MULTI link on {len(offsets)} offsets of {path}",
-        prog_fd=prog_fd,
-        attach_type=int(AttachType.TRACE_UPROBE_MULTI),
+        prog_fd,
+        AttachType.TRACE_UPROBE_MULTI,
         path=ctypes.addressof(pbuf),
-        offsets=ctypes.addressof(obuf),
+        offsets=addr_of(obuf),
         cookies=addr_of(cbuf),
         cnt=len(offsets),
         uprobe_multi_flags=1 if retprobe else 0,  # BPF_F_UPROBE_MULTI_RETURN
         pid=pid,
     )
-    return own_fd(fd)
+
+
+def _u64s(values: Sequence[int]) -> Optional[ctypes.Array]:
+    """``values`` as a C array of __u64 for the kernel to read; None (NULL) when there are none."""
+    return (ctypes.c_uint64 * len(values))(*values) if values else None
 
 
 def raw_tracepoint_open(prog_fd: int, name: str = "", *, cookie: int = 0) -> int:
@@ -201,15 +207,13 @@ def link_create_netfilter(
     prog_fd: int, pf: int, hooknum: int, priority: int, *, flags: int = 0
 ) -> int:
     """BPF_LINK_CREATE of a netfilter hook in the caller's network namespace."""
-    fd, _ = bpf(
-        BPFCmd.LINK_CREATE,
+    return _link_create(
         link_create_netfilter_attr,
         f"cannot create a NETFILTER link (pf {pf}, hook {hooknum}, priority {priority})",
-        prog_fd=prog_fd,
-        attach_type=int(AttachType.NETFILTER),
+        prog_fd,
+        AttachType.NETFILTER,
         pf=int(pf),
         hooknum=int(hooknum),
         priority=int(priority),
         netfilter_flags=int(flags),
     )
-    return own_fd(fd)
