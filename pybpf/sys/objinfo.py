@@ -5,9 +5,10 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import sys
+from typing import Any
 
 from pybpf.errors import SyscallError
-from pybpf.record import record
+from pybpf.record import field_names, record
 from pybpf.sys.attr import (
     OBJ_NAME,
     PTR,
@@ -179,6 +180,12 @@ def _get_info(fd: int, layout: Struct, kind: str, **fields: object) -> Container
     return layout.parse(buf.raw)
 
 
+def _from_info(cls: type, info: Container, **given: object) -> Any:
+    """A ``cls`` record whose fields are the kernel's info fields of the same names, except
+    those ``given`` (converted, or read from elsewhere)."""
+    return cls(**{name: given[name] if name in given else info[name] for name in field_names(cls)})
+
+
 def prog_info(fd: int) -> ProgInfo:
     first = _get_info(fd, bpf_prog_info, "program")
     # A second call with room for the map ids: the first one said how many there are.
@@ -186,23 +193,13 @@ def prog_info(fd: int) -> ProgInfo:
     info = _get_info(
         fd, bpf_prog_info, "program", nr_map_ids=first.nr_map_ids, map_ids=addr_of(ids)
     )
-    return ProgInfo(
+    return _from_info(
+        ProgInfo,
+        info,
         type=as_enum(ProgType, info.type),
-        id=info.id,
         tag=info.tag.hex(),
-        name=info.name,
-        jited_prog_len=info.jited_prog_len,
-        xlated_prog_len=info.xlated_prog_len,
-        load_time=info.load_time,
-        created_by_uid=info.created_by_uid,
         map_ids=tuple(ids[: min(info.nr_map_ids, first.nr_map_ids)]),
-        ifindex=info.ifindex,
         gpl_compatible=bool(info.gpl_compatible & 1),
-        btf_id=info.btf_id,
-        run_time_ns=info.run_time_ns,
-        run_cnt=info.run_cnt,
-        verified_insns=info.verified_insns,
-        attach_btf_id=info.attach_btf_id,
     )
 
 
@@ -222,20 +219,7 @@ def prog_xlated_insns(fd: int) -> bytes:
 
 def map_info(fd: int) -> MapInfo:
     info = _get_info(fd, bpf_map_info, "map")
-    return MapInfo(
-        type=as_enum(MapType, info.type),
-        id=info.id,
-        key_size=info.key_size,
-        value_size=info.value_size,
-        max_entries=info.max_entries,
-        map_flags=info.map_flags,
-        name=info.name,
-        ifindex=info.ifindex,
-        btf_id=info.btf_id,
-        btf_key_type_id=info.btf_key_type_id,
-        btf_value_type_id=info.btf_value_type_id,
-        map_extra=info.map_extra,
-    )
+    return _from_info(MapInfo, info, type=as_enum(MapType, info.type))
 
 
 def btf_info(fd: int) -> BTFInfo:
