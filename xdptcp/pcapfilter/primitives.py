@@ -233,14 +233,7 @@ class Primitives:
             return self.ip_host(q, v, mask, t)
         v, vlen = self._dotted(t)
         if self.word() == "/":
-            self.take()
-            n = self.tok
-            if n.kind != NUM:
-                raise self.syntax()
-            self.take()
-            bits = self._num(n)
-            if bits > 32:
-                raise self.error("mask length must be <= 32", n)
+            bits = self._mask_length(32)
             mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF if bits else 0
             return self.masked(q, v, mask, t, f"{t.text}/{bits}")
         if self.word() == "mask":
@@ -310,20 +303,25 @@ class Primitives:
             return rarp
         return ir.Or(ir.Or(hostop(ETH_IP, 12, 16), arp), rarp)
 
+    def _mask_length(self, most: int) -> int:
+        """The number after the ``/`` of ``addr/len``: a mask length of at most ``most`` bits."""
+        self.take()  # the "/"
+        n = self.tok
+        if n.kind != NUM:
+            raise self.syntax()
+        self.take()
+        bits = self._num(n)
+        if bits > most:
+            raise self.error(f"mask length must be <= {most}", n)
+        return bits
+
     def ip6_id(self, q: Quals, t: Token) -> Bool:
         kind = q.addr or "host"
         if q.addr in ("port", "portrange", "proto"):
             raise self.error(f"'{q.addr}' modifier applied to ip6 addr", t)
         bits = 128
         if self.word() == "/":
-            self.take()
-            n = self.tok
-            if n.kind != NUM:
-                raise self.syntax()
-            self.take()
-            bits = self._num(n)
-            if bits > 128:
-                raise self.error("mask length must be <= 128", n)
+            bits = self._mask_length(128)
         if q.proto not in (None, "ip6"):
             what = "link-layer" if q.proto == "link" else f"'{q.proto}'"
             raise self.error(f"{what} modifier applied to ip6 {kind}", t)
