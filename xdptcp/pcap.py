@@ -77,9 +77,22 @@ def _stdout():
 class _Output:
     """Where a capture file goes: a path (opened safely, see ``_open_no_follow``), ``-`` for
     standard output (flushed after every write, for a pipe), or a binary file given by the
-    caller (left open). Closed once; a context manager."""
+    caller (left open). Records keep at most ``snaplen`` bytes of each packet and stamps in
+    microseconds, or nanoseconds with ``nano``. The file starts with the subclass's
+    ``_header()``. Closed once; a context manager."""
 
-    def __init__(self, file_or_path: PathOrFile) -> None:
+    def __init__(
+        self,
+        file_or_path: PathOrFile,
+        snaplen: int = 262144,
+        nano: bool = False,
+        linktype: int = LINKTYPE_ETHERNET,
+    ) -> None:
+        self.snaplen = snaplen
+        self.nano = nano
+        self.linktype = linktype
+        self._div = 1 if nano else 1000  # nanoseconds (the kernel's stamps) per unit of the file
+        self._per_sec = 1_000_000_000 // self._div
         self._is_stdout = file_or_path == "-"
         self._owned = isinstance(file_or_path, (str, os.PathLike)) and not self._is_stdout
         if self._is_stdout:
@@ -89,6 +102,10 @@ class _Output:
         else:
             self._out = file_or_path
         self.name = "stdout" if self._is_stdout else str(getattr(self._out, "name", "pcap file"))
+        self._emit(self._header())
+
+    def _header(self) -> bytes:
+        raise NotImplementedError
 
     def _emit(self, data: bytes) -> None:
         self._out.write(data)
@@ -130,20 +147,9 @@ class _Output:
 class PcapWriter(_Output):
     """Writes a classic pcap file in the machine's byte order; a context manager."""
 
-    def __init__(
-        self,
-        file_or_path: PathOrFile,
-        snaplen: int = 262144,
-        nano: bool = False,
-        linktype: int = LINKTYPE_ETHERNET,
-    ) -> None:
-        self.snaplen = snaplen
-        self.nano = nano
-        self._div = 1 if nano else 1000
-        self._per_sec = 1_000_000_000 // self._div
-        super().__init__(file_or_path)
-        magic = PCAP_MAGIC_NANO if nano else PCAP_MAGIC_MICRO
-        self._emit(struct.pack("=IHHiIII", magic, 2, 4, 0, 0, snaplen, linktype))
+    def _header(self) -> bytes:
+        magic = PCAP_MAGIC_NANO if self.nano else PCAP_MAGIC_MICRO
+        return struct.pack("=IHHiIII", magic, 2, 4, 0, 0, self.snaplen, self.linktype)
 
     def _record(self, ts_ns: int, data, wire_len: int) -> bytes:
         sec, frac = divmod(ts_ns // self._div, self._per_sec)
@@ -215,21 +221,10 @@ class PcapngWriter(_Output):
     ``tcpdump -r`` and ``xdptcp -r`` read it like a pcap file. Blocks are in the machine's byte
     order, which the section header's byte-order magic tells the reader."""
 
-    def __init__(
-        self,
-        file_or_path: PathOrFile,
-        snaplen: int = 262144,
-        nano: bool = False,
-        linktype: int = LINKTYPE_ETHERNET,
-    ) -> None:
-        self.snaplen = snaplen
-        self.linktype = linktype
-        self._div = 1 if nano else 1000
-        self._tsresol = 9 if nano else 6  # if_tsresol: 10^-N seconds
-        self._ifaces: dict[str, int] = {}
-        super().__init__(file_or_path)
+    def _header(self) -> bytes:
+        self._ifaces: dict[str, int] = {}  # a new section numbers its interfaces from 0
         # Section header: byte-order magic, version 1.0, section length unknown (-1).
-        self._out.write(_block(PCAPNG_MAGIC, struct.pack("=IHHq", 0x1A2B3C4D, 1, 0, -1)))
+        return _block(PCAPNG_MAGIC, struct.pack("=IHHq", 0x1A2B3C4D, 1, 0, -1))
 
     def _interface(self, ifname: str) -> tuple[int, bytes]:
         """The interface id of ``ifname``, and its description block when it is new."""
@@ -237,7 +232,8 @@ class PcapngWriter(_Output):
             return self._ifaces[ifname], b""
         self._ifaces[ifname] = len(self._ifaces)
         opts = _option(2, ifname.encode()) if ifname else b""  # if_name
-        opts += _option(9, bytes([self._tsresol])) + _option(0, b"")  # if_tsresol, end
+        tsresol = 9 if self.nano else 6  # if_tsresol: 10^-N seconds
+        opts += _option(9, bytes([tsresol])) + _option(0, b"")  # if_tsresol, end
         idb = struct.pack("=HHI", self.linktype, 0, self.snaplen) + opts
         return self._ifaces[ifname], _block(1, idb)
 
