@@ -172,9 +172,12 @@ def _renumber(by_section: Mapping[str, Sequence], pieces: Sequence[Piece]) -> tu
     func_info and line_info where each function starts, and the rest described the old body."""
     out = []
     for p in pieces:
+        shift = p.start - p.section_start
         for rec in by_section.get(p.section, ()):
             if p.replaced and rec.insn_idx != p.section_start:
                 continue
             if p.section_start <= rec.insn_idx < p.section_start + p.length:
-                out.append(replace(rec, insn_idx=rec.insn_idx - p.section_start + p.start))
+                # a piece placed where it stood in its section (a program's own body, as a
+                # rule) keeps its records: hundreds of line_info records, not copied
+                out.append(replace(rec, insn_idx=rec.insn_idx + shift) if shift else rec)
     return tuple(out)
