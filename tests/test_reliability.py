@@ -178,6 +178,19 @@ def replay(pair: VethPair, pcap: Path, *extra: str) -> int:
     return int(m.group(1))
 
 
+def replay_until_it_exits(
+    x: Xdptcp, pair: VethPair, pcap: Path, tries: int, pause: float = 0.0
+) -> int:
+    """Replays ``pcap`` (up to ``tries`` times, ``pause`` apart) until xdptcp exits of its own
+    accord; its exit status."""
+    for _ in range(tries):
+        replay(pair, pcap)
+        if x.proc.poll() is not None:
+            break
+        time.sleep(pause)
+    return x.finish()
+
+
 def wait_lines(proc: subprocess.Popen, n: int, timeout: float = scaled(10.0)) -> list[str]:
     lines: list[str] = []
     deadline = time.monotonic() + timeout
@@ -253,12 +266,8 @@ def test_closed_pipe_ends_the_capture_quietly(pair, pcap5) -> None:
     try:
         x.attached()
         prog_id, _ = attached_prog(pair.outer)
-        for _ in range(20):  # the first write fills head; a later one finds the pipe closed
-            replay(pair, pcap5)
-            if x.proc.poll() is not None:
-                break
-            time.sleep(0.1)
-        assert x.finish() == 0
+        # The first write fills head; a later one finds the pipe closed.
+        assert replay_until_it_exits(x, pair, pcap5, tries=20, pause=0.1) == 0
     finally:
         x.kill()
         head.wait(5)
@@ -306,11 +315,7 @@ def test_full_filesystem_is_one_line_and_detaches(pair, tmp_path) -> None:
         x = Xdptcp("-i", pair.outer, "-s", "0", "-w", str(mnt / "out.pcap")).attached()
         try:
             prog_id, _ = attached_prog(pair.outer)
-            for _ in range(10):
-                replay(pair, pcap)
-                if x.proc.poll() is not None:
-                    break
-            assert x.finish() == 1
+            assert replay_until_it_exits(x, pair, pcap, tries=10) == 1
         finally:
             x.kill()
     finally:
@@ -577,12 +582,8 @@ def test_interface_down_attaches_and_says_so(pair, pcap5) -> None:
         assert any(f"{pair.outer} is down" in line and "ip link set" in line for line in x.err)
         prog_id, _ = attached_prog(pair.outer)
         run("ip", "link", "set", pair.outer, "up")
-        for _ in range(20):  # until the link is up on both ends and frames get through
-            replay(pair, pcap5)
-            if x.proc.poll() is not None:
-                break
-            time.sleep(0.2)
-        assert x.finish() == 0
+        # Until the link is up on both ends and frames get through.
+        assert replay_until_it_exits(x, pair, pcap5, tries=20, pause=0.2) == 0
     finally:
         x.kill()
     assert summary(x.stderr)["captured"] == 5
