@@ -1,13 +1,17 @@
-"""Tools the live tests run in the background: started once they say on stderr that they are
-ready, and none left running after a test, whether it passed or failed."""
+"""Processes tests run in the background: tools started once they say on stderr that they are
+ready, none left running after a test whether it passed or failed, and Python children that hold
+kernel objects until a signal ends them."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import select
 import signal
 import subprocess
+import sys
 import time
+from typing import Iterator
 
 from conftest import scaled
 
@@ -43,3 +47,18 @@ def stop_all(running: list[subprocess.Popen]) -> None:
             except subprocess.TimeoutExpired:
                 proc.kill()
                 proc.wait()
+
+
+@contextlib.contextmanager
+def signalled_child(code: str, sig: int) -> Iterator[str]:
+    """``python -c code`` in the background: yields the first line it prints (printed once it
+    holds what it made), then sends it ``sig`` and waits for it to end; killed if it does not."""
+    proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
+    try:
+        yield proc.stdout.readline()
+        proc.send_signal(sig)
+        proc.wait(10)
+    finally:
+        proc.kill()
+        proc.wait()
+        proc.stdout.close()

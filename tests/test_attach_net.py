@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Iterator
 
 import pytest
+from background import signalled_child
 
 import pybpf
 from pybpf import ObjectSpec
@@ -306,16 +307,9 @@ def test_a_cgroup_link_dies_with_its_process(cgroup: Path) -> None:
         """,
     )
     for sig in (signal.SIGKILL, signal.SIGTERM):
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-        try:
-            prog_id = int(proc.stdout.readline())
+        with signalled_child(code, sig) as first_line:
+            prog_id = int(first_line)
             assert bpftool_cgroup(cgroup) == {(prog_id, "cgroup_inet_egress")}
-            proc.send_signal(sig)
-            proc.wait(10)
-        finally:
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
         assert bpftool_cgroup(cgroup) == set()
 
 
@@ -664,16 +658,9 @@ def test_netns_netfilter_and_sockmap_links_die_with_their_process(kind: str, net
         """,
     )
     for sig in (signal.SIGKILL, signal.SIGTERM):
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-        try:
-            link_id = int(proc.stdout.readline())
+        with signalled_child(code, sig) as first_line:
+            link_id = int(first_line)
             assert bpftool_link(link_id)["id"] == link_id
-            proc.send_signal(sig)
-            proc.wait(10)
-        finally:
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
         deadline = time.monotonic() + 5
         while bpftool_link(link_id) and time.monotonic() < deadline:
             time.sleep(0.02)  # the kernel releases a link after an RCU grace period

@@ -22,6 +22,7 @@ from contextlib import contextmanager
 from typing import Iterator
 
 import pytest
+from background import signalled_child
 
 import pybpf
 from pybpf import ObjectSpec
@@ -160,34 +161,38 @@ def test_a_bpf_congestion_control_carries_a_tcp_connection() -> None:
         os.close(stats)
 
 
-@needs_links
-def test_a_struct_ops_link_dies_with_its_process() -> None:
-    name = unique_name("k")
-    code = textwrap.dedent(
-        f"""
+def struct_ops_child(obj: str, struct_ops: str, name: str, body: str) -> str:
+    """A Python program that loads bpf/tests/``obj`` with its ``struct_ops`` map's algorithm
+    renamed ``name`` (unique to the test), then runs ``body``."""
+    head = f"""
         import sys, time
         sys.path.insert(0, {str(ROOT)!r})
         import pybpf
-        spec = pybpf.ObjectSpec.from_file({str(bpf_object("tests/realworld_struct_ops_cc"))!r})
-        so = spec.struct_ops["rw_cc"]
-        spec.struct_ops["rw_cc"] = so.with_member(spec.btf, "name", {name.encode()!r})
+        spec = pybpf.ObjectSpec.from_file({str(bpf_object("tests/" + obj))!r})
+        so = spec.struct_ops[{struct_ops!r}]
+        spec.struct_ops[{struct_ops!r}] = so.with_member(spec.btf, "name", {name.encode()!r})
         obj = pybpf.load(spec)
+    """
+    return textwrap.dedent(head) + textwrap.dedent(body)
+
+
+@needs_links
+def test_a_struct_ops_link_dies_with_its_process() -> None:
+    name = unique_name("k")
+    code = struct_ops_child(
+        "realworld_struct_ops_cc",
+        "rw_cc",
+        name,
+        """
         link = obj.struct_ops["rw_cc"].register()
         print("registered", flush=True)
         time.sleep(60)
-        """
+        """,
     )
     for sig in (signal.SIGKILL, signal.SIGTERM):
-        proc = subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True)
-        try:
-            assert proc.stdout.readline().strip() == "registered"
+        with signalled_child(code, sig) as first_line:
+            assert first_line.strip() == "registered"
             assert name in available()
-            proc.send_signal(sig)
-            proc.wait(10)
-        finally:
-            proc.kill()
-            proc.wait()
-            proc.stdout.close()
         assert wait_until(lambda: name not in available()), f"{name} left after {sig.name}"
 
 
@@ -208,20 +213,16 @@ def test_a_plain_struct_ops_outlives_kill_9_until_unregistered() -> None:
     unregisters (atexit)."""
     need_tool("bpftool")
     name = unique_name("x")
-    code = textwrap.dedent(
-        f"""
-        import sys, time
-        sys.path.insert(0, {str(ROOT)!r})
-        import pybpf
-        spec = pybpf.ObjectSpec.from_file({str(bpf_object("tests/attach_struct_ops"))!r})
-        so = spec.struct_ops["plain_cc"]
-        spec.struct_ops["plain_cc"] = so.with_member(spec.btf, "name", {name.encode()!r})
-        obj = pybpf.load(spec)
+    code = struct_ops_child(
+        "attach_struct_ops",
+        "plain_cc",
+        name,
+        """
         reg = obj.struct_ops["plain_cc"].register()
         print(obj.maps["plain_cc"].id, flush=True)
         if sys.argv[1] == "wait":
             time.sleep(60)
-        """
+        """,
     )
     res = subprocess.run([sys.executable, "-c", code, "exit"], capture_output=True, text=True)
     assert res.returncode == 0, res.stderr
