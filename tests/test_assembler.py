@@ -6,6 +6,7 @@ from __future__ import annotations
 import shutil
 import subprocess
 from pathlib import Path
+from typing import Callable, Optional
 
 import pytest
 
@@ -47,15 +48,24 @@ def test_labels_resolve_forward_and_backward() -> None:
     assert listing(insns).splitlines()[2].endswith("if r0 < 0xa goto pc-2")
 
 
-def test_far_conditional_jump_becomes_inverse_over_ja() -> None:
-    a = Assembler()
-    a.jeq(R1, 7, "far")
-    for _ in range(40000):
-        a.mov(R0, 0)
+def far_target(
+    a: Assembler, gap: int, filler: Optional[Callable[[Assembler], object]] = None
+) -> list:
+    """``a``'s code (which jumps to "far"), ``gap`` filler instructions (``r0 = 0`` unless
+    ``filler`` adds another), then at "far": ``r0 = 42; exit``. Assembled."""
+    fill = filler or (lambda a: a.mov(R0, 0))
+    for _ in range(gap):
+        fill(a)
     a.label("far")
     a.mov(R0, 42)
     a.exit()
-    insns = a.assemble()
+    return a.assemble()
+
+
+def test_far_conditional_jump_becomes_inverse_over_ja() -> None:
+    a = Assembler()
+    a.jeq(R1, 7, "far")
+    insns = far_target(a, 40000)
     assert insns[0].code == Class.JMP | JmpOp.JNE | isa.Source.K and insns[0].off == 1
     assert insns[1].code == Class.JMP | JmpOp.JA
     assert insns[follow(insns, 1)] == isa.mov64_imm(0, 42)
@@ -66,12 +76,7 @@ def test_far_jset_has_no_inverse_and_takes_three_instructions() -> None:
     a = Assembler()
     a.jset(R1, 4, "far")
     a.mov(R0, 1)
-    for _ in range(33000):
-        a.mov(R0, 0)
-    a.label("far")
-    a.mov(R0, 42)
-    a.exit()
-    insns = a.assemble()
+    insns = far_target(a, 33000)
     assert [i.off for i in insns[:2]] == [1, 1] and insns[2].code == Class.JMP | JmpOp.JA
     assert insns[follow(insns, 0)] == isa.mov64_imm(0, 42)
     assert insns[target_of(insns, 1)] == isa.mov64_imm(0, 1)  # not taken: falls through
@@ -81,12 +86,7 @@ def test_a_ja_beyond_16_bits_goes_through_an_island() -> None:
     """No gotol (Linux 6.3+): a ja half way, jumped over by the code around it."""
     a = Assembler()
     a.ja("far")
-    for _ in range(70000):
-        a.mov(R0, 0)
-    a.label("far")
-    a.mov(R0, 42)
-    a.exit()
-    insns = a.assemble()
+    insns = far_target(a, 70000)
     assert all(-(1 << 15) <= i.off < (1 << 15) for i in insns)
     assert insns[follow(insns, 0)] == isa.mov64_imm(0, 42)
     islands = [j for j, i in enumerate(insns) if i.code == Class.JMP | JmpOp.JA and j]
@@ -98,15 +98,11 @@ def test_a_ja_beyond_16_bits_goes_through_an_island() -> None:
 def test_an_island_never_splits_an_ld_imm64() -> None:
     a = Assembler()
     a.ja("far")
-    for _ in range(20000):
-        a.ld_imm64(R2, 0x1122334455667788)
-    a.label("far")
-    a.exit()
-    insns = a.assemble()
+    insns = far_target(a, 20000, lambda a: a.ld_imm64(R2, 0x1122334455667788))
     for j, i in enumerate(insns):
         if i.code == 0:  # the second half must follow its first half
             assert insns[j - 1].is_ld_imm64
-    assert insns[follow(insns, 0)].code == isa.EXIT
+    assert insns[follow(insns, 0)] == isa.mov64_imm(0, 42)
 
 
 @pytest.mark.parametrize(
