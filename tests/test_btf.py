@@ -450,15 +450,21 @@ def test_func_proto_params_round_trip():
     assert btf.format(2) == "int (int a, ...)"
 
 
-def test_datasec_vars_are_sorted_by_offset():
-    btf = BTF(
+def two_globals(section: str, first: str, second: str) -> BTF:
+    """Two int globals, ``first`` (type id 2) and ``second`` (3), in DATASEC ``section`` (4) as
+    clang leaves it for libbpf to fix up: size and offsets 0."""
+    return BTF(
         [
             Int("int", 4, IntEncoding.SIGNED, 0, 32),
-            Var("b", 1, VarLinkage.GLOBAL_ALLOCATED),
-            Var("a", 1, VarLinkage.GLOBAL_ALLOCATED),
-            Datasec(".data", 0, (VarSecinfo(2, 0, 4), VarSecinfo(3, 0, 4))),
+            Var(first, 1, VarLinkage.GLOBAL_ALLOCATED),
+            Var(second, 1, VarLinkage.GLOBAL_ALLOCATED),
+            Datasec(section, 0, (VarSecinfo(2, 0, 4), VarSecinfo(3, 0, 4))),
         ]
     )
+
+
+def test_datasec_vars_are_sorted_by_offset():
+    btf = two_globals(".data", "b", "a")
     fixed = btf.with_datasec_fixup({".data": 8}, {".data": {"a": 0, "b": 4}})
     assert fixed.type(4) == Datasec(".data", 8, (VarSecinfo(3, 0, 4), VarSecinfo(2, 4, 4)))
 
@@ -474,14 +480,7 @@ def test_damaged_type_graphs_fail_cleanly():
 
 
 def test_hidden_globals_become_static_like_libbpf():
-    btf = BTF(
-        [
-            Int("int", 4, IntEncoding.SIGNED, 0, 32),
-            Var("shown", 1, VarLinkage.GLOBAL_ALLOCATED),
-            Var("secret", 1, VarLinkage.GLOBAL_ALLOCATED),
-            Datasec(".bss", 0, (VarSecinfo(2, 0, 4), VarSecinfo(3, 0, 4))),
-        ]
-    )
+    btf = two_globals(".bss", "shown", "secret")
     fixed = btf.with_datasec_fixup({".bss": 8}, {".bss": {"shown": 0, "secret": 4}}, {"secret"})
     assert fixed.type(2).linkage == VarLinkage.GLOBAL_ALLOCATED
     assert fixed.type(3).linkage == VarLinkage.STATIC
