@@ -80,12 +80,18 @@ def count(obj, index: int) -> int:
     return int.from_bytes(obj.maps["hits"][index], "little")
 
 
-@pytest.fixture
-def tracing_obj() -> Iterator:
-    spec = pybpf.ObjectSpec.from_file(str(bpf_object("tests/attach_tracing")))
+def loaded_for_this_process(name: str) -> Iterator:
+    """bpf/tests/``name`` loaded with its ``target_tgid`` set to this process, so that its
+    programs count only what the test itself does; closed after the test."""
+    spec = pybpf.ObjectSpec.from_file(str(bpf_object(f"tests/{name}")))
     spec.rodata["target_tgid"] = os.getpid()
     with pybpf.load(spec) as obj:
         yield obj
+
+
+@pytest.fixture
+def tracing_obj() -> Iterator:
+    yield from loaded_for_this_process("attach_tracing")
 
 
 def test_tracepoint_counts_every_call_and_leaves_with_its_link(tracing_obj) -> None:
@@ -355,10 +361,7 @@ HAS_KPROBES = Path("/sys/bus/event_source/devices/kprobe").exists()
 
 @pytest.fixture
 def kprobe_obj() -> Iterator:
-    spec = pybpf.ObjectSpec.from_file(str(bpf_object("tests/attach_kprobe")))
-    spec.rodata["target_tgid"] = os.getpid()
-    with pybpf.load(spec) as obj:
-        yield obj
+    yield from loaded_for_this_process("attach_kprobe")
 
 
 def unlink_some(directory: Path, n: int) -> None:

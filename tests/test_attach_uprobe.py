@@ -17,6 +17,7 @@ from test_attach_tracing import (
     bpftool_links,
     bpftool_perf,
     killed_holder,
+    loaded_for_this_process,
     start_bpftrace,
     stop_bpftrace,
 )
@@ -50,10 +51,7 @@ def probed(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 @pytest.fixture
 def uprobe_obj() -> Iterator:
-    spec = pybpf.ObjectSpec.from_file(str(bpf_object("tests/attach_uprobe")))
-    spec.rodata["target_tgid"] = os.getpid()
-    with pybpf.load(spec) as obj:
-        yield obj
+    yield from loaded_for_this_process("attach_uprobe")
 
 
 def drive(binary: str, *lines: str) -> list[str]:
