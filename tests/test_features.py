@@ -9,6 +9,7 @@ import os
 import re
 
 import pytest
+from kernelsim import refuse_map_type
 
 from pybpf import ObjectSpec, load
 from pybpf.btf.model import (
@@ -194,16 +195,9 @@ def test_without_global_data_a_program_using_it_fails_in_one_line():
 @pytest.mark.system
 def test_a_ring_buffer_on_a_kernel_without_is_one_line(monkeypatch):
     """The kernel's answer (EINVAL for the unknown map type) simulated, the probe forced."""
-    from pybpf.sys import mapcmd, uapi
+    from pybpf.sys import uapi
 
-    real = mapcmd.map_create
-
-    def before_5_8(map_type, *args, **kw):
-        if map_type == uapi.MapType.RINGBUF:
-            raise SyscallError("cannot create map", errno.EINVAL)
-        return real(map_type, *args, **kw)
-
-    monkeypatch.setattr(mapcmd, "map_create", before_5_8)
+    refuse_map_type(monkeypatch, uapi.MapType.RINGBUF)  # as before Linux 5.8
     spec = ObjectSpec.from_file(bpf_object("xdptcp"))
     with features.assume({Feature.RINGBUF: False}), pytest.raises(FeatureError) as e:
         load(spec)
@@ -236,16 +230,9 @@ def test_a_map_type_newer_than_the_kernel_is_named_with_its_linux(monkeypatch, l
     """EINVAL for an LRU hash (Linux 4.10) simulated: on a 4.9 kernel that is the type's age;
     on 5.4 it is something else, and the kernel's own answer stands."""
     from pybpf import compat
-    from pybpf.sys import mapcmd, uapi
+    from pybpf.sys import uapi
 
-    real = mapcmd.map_create
-
-    def refuse_lru(map_type, *args, **kw):
-        if map_type == uapi.MapType.LRU_HASH:
-            raise SyscallError("cannot create map", errno.EINVAL)
-        return real(map_type, *args, **kw)
-
-    monkeypatch.setattr(mapcmd, "map_create", refuse_lru)
+    refuse_map_type(monkeypatch, uapi.MapType.LRU_HASH)
     monkeypatch.setattr(compat, "running_linux", lambda: linux)
     spec = ObjectSpec.from_file(bpf_object("tests/maps_all"))
     with pytest.raises(SyscallError if not blamed else FeatureError) as e:

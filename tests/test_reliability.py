@@ -644,20 +644,11 @@ def test_bad_invocation_is_one_line(args, status, words) -> None:
 def test_kernel_without_ring_buffer_is_one_line(monkeypatch, capsys) -> None:
     """Simulated in-process: BPF_MAP_CREATE answers EINVAL for RINGBUF, as before Linux 5.8,
     and pybpf's probe (cached per process: it may have run already) says so."""
-    import errno
-
-    from pybpf.errors import SyscallError
-    from pybpf.sys import features, mapcmd, uapi
+    from pybpf.sys import features, uapi
+    from tests.kernelsim import refuse_map_type
     from xdptcp.cli import main
 
-    real = mapcmd.map_create
-
-    def old_kernel(map_type, *args, **kw):
-        if map_type == uapi.MapType.RINGBUF:
-            raise SyscallError("cannot create map (RINGBUF)", errno.EINVAL)
-        return real(map_type, *args, **kw)
-
-    monkeypatch.setattr(mapcmd, "map_create", old_kernel)
+    refuse_map_type(monkeypatch, uapi.MapType.RINGBUF)
     with features.assume({features.Feature.RINGBUF: False}):
         assert main(["-i", "lo", "-c", "1"]) == 1
     one_line(capsys.readouterr().err, "no BPF ring buffer", "Linux 5.8")
