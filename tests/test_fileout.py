@@ -36,9 +36,10 @@ def frames() -> list[bytes]:
     return out + [big[:n] for n in range(54, len(big), 7)]
 
 
-def capture(out: int, snaplen, nano: bool) -> tuple[bytes, int, int]:
+def capture(out: int, snaplen, nano: bool) -> tuple[bytes, int, int, list]:
     """Load xdptcp with the program writing ``out`` heads, run every frame through the XDP and
-    the tc program, and return (the drained span, capacity, records)."""
+    the tc program, and return (the drained span, its slot size, the number of records, the
+    records decoded)."""
     kernel_snaplen, capacity, _ = capacity_for(snaplen)
     spec = ObjectSpec.from_file(str(bpf_object("xdptcp")))
     spec.rodata.update_from(
@@ -56,7 +57,7 @@ def capture(out: int, snaplen, nano: bool) -> tuple[bytes, int, int]:
                 assert e.errno == errno.EINVAL
         blob, count = ring.drain_fixed(size)
         assert ring.available() == 0
-    return blob, capacity, count
+    return blob, size, count, decoded(blob, capacity, size)
 
 
 class Replay:
@@ -94,9 +95,7 @@ def decoded(blob: bytes, capacity: int, size: int) -> list[tuple[int, str, bytes
 @pytest.mark.parametrize("snaplen", [None, 61, 0])
 @pytest.mark.parametrize("nano", [False, True])
 def test_pcapng_blocks_written_by_the_program_equal_the_writers(snaplen, nano, to, tmp_path):
-    blob, capacity, count = capture(OUT_PCAPNG, snaplen, nano)
-    size = record_size(capacity, OUT_PCAPNG)
-    records = decoded(blob, capacity, size)
+    blob, size, count, records = capture(OUT_PCAPNG, snaplen, nano)
     assert count == len(records) > 300
     assert {d for *_, d in records} == {INGRESS, EGRESS}
     if snaplen == 0:  # whole frames (headers only: Ethernet + IP + TCP leave 2 bytes, always)
@@ -118,9 +117,7 @@ def test_pcapng_blocks_written_by_the_program_equal_the_writers(snaplen, nano, t
 @pytest.mark.parametrize("snaplen", [None, 200, 0])
 @pytest.mark.parametrize("nano", [False, True])
 def test_pcap_headers_written_by_the_program_equal_the_writers(snaplen, nano, to, tmp_path):
-    blob, capacity, count = capture(OUT_PCAP, snaplen, nano)
-    size = record_size(capacity, OUT_PCAP)
-    records = decoded(blob, capacity, size)
+    blob, size, count, records = capture(OUT_PCAP, snaplen, nano)
     w, ours = written(to, tmp_path, PcapWriter, nano=nano)
     with w:
         for batch in file_batches(Replay(blob), size, OUT_PCAP):
