@@ -249,6 +249,12 @@ def test_kernel_filter_selects_what_tcpdump_selects(veth, tmp_path, expr):
     ref_all = tcpdump_lines(sent, "-t", "-S")
     selected = selected_by(sent, frames, expr)
     expected = [ref_all[i] for i in emitted(frames) if i in selected]
+    assert_filter_prints(veth, pcap, expr, expected)
+
+
+def assert_filter_prints(veth, pcap, expr: str, expected: list[str]) -> None:
+    """``xdptcp -i OUTER -t -S EXPR`` while ``pcap`` is replayed into OUTER: it prints the
+    ``expected`` lines (a non-empty selection) and exits 0."""
     assert expected, f"{expr!r} selects nothing: the test would prove nothing"
     cap = Xdptcp("-i", veth.outer, "-t", "-S", expr)
     replay(veth, pcap)
