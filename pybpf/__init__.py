@@ -11,8 +11,6 @@ The package is laid out as the stages of loading, each importing only from those
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
-
 from pybpf.errors import (
     BPFError,
     BTFError,
@@ -25,7 +23,14 @@ from pybpf.errors import (
 )
 from pybpf.version import __version__
 
+# typing.TYPE_CHECKING, without importing typing. Every module on the way to a load does this:
+# its annotations are strings (``from __future__ import annotations``) that only a type checker
+# reads, and a type checker takes any TYPE_CHECKING to be true; importing typing would be ~3 ms
+# of every process that loads a program (tests/test_startup.py keeps it off that path).
+TYPE_CHECKING = False
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Any
+
     from pybpf.loader import LoadedObject
     from pybpf.object.spec import MapSpec, ObjectSpec, ProgramSpec
 

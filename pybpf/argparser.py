@@ -11,7 +11,10 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Any, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 
 def terminal_columns() -> int:

@@ -17,13 +17,16 @@ import argparse
 import atexit
 import os
 import sys
-from typing import NoReturn, Optional, Sequence
 
 from pybpf.argparser import ArgumentParser
 from pybpf.errors import BPFError, VerifierError
 from pybpf.loader import load
 from pybpf.object.spec import ObjectSpec
 from pybpf.version import __version__
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import NoReturn, Optional, Sequence
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:

@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, Optional
 
 from pybpf.btf.model import BTF
 from pybpf.errors import SyscallError
 from pybpf.object.spec import MapSpec, ProgramSpec
 from pybpf.record import replace
 
-Log = Optional[Callable[[str], None]]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Callable, Optional
+
+    Log = Optional[Callable[[str], None]]
 
 # Map types that are a feature of their own, by MapType name.
 _MAP_FEATURES = {"RINGBUF": "RINGBUF", "USER_RINGBUF": "USER_RINGBUF"}

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import errno as _errno
 import os
-from typing import Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 # What a user can do about the errno values the bpf() syscall and netlink answer most often.
 ERRNO_HINTS = {

@@ -17,7 +17,6 @@ from __future__ import annotations
 import errno
 import os
 import sys
-from typing import Any, Callable, Iterable, Mapping, Optional
 
 from pybpf import compat
 from pybpf.errors import BPFError, RelocationError, SyscallError
@@ -25,7 +24,11 @@ from pybpf.object.linker import LinkedProgram, link_program
 from pybpf.object.spec import MapSpec, ObjectSpec, ProgramSpec
 from pybpf.references import patch_references
 
-Log = Optional[Callable[[str], None]]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, Callable, Iterable, Mapping, Optional
+
+    Log = Optional[Callable[[str], None]]
 
 PIN_BY_NAME = 1  # __uint(pinning, LIBBPF_PIN_BY_NAME)
 DEFAULT_PIN_ROOT = "/sys/fs/bpf"  # where libbpf pins maps by name unless told otherwise

@@ -12,7 +12,6 @@ import errno
 import functools
 import os
 import sys
-from typing import Iterator, Optional, Union
 
 from pybpf.errors import SyscallError
 from pybpf.sys import mapcmd, objcmd, objinfo
@@ -20,7 +19,11 @@ from pybpf.sys.fd import FDObject
 from pybpf.sys.objinfo import MapInfo
 from pybpf.sys.uapi import BPF_ANY, PERCPU_MAP_TYPES, MapType
 
-Value = Union[bytes, list[bytes]]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Iterator, Optional, Union
+
+    Value = Union[bytes, list[bytes]]
 
 # Map types whose value, as user space writes it, is the fd of another object.
 _FD_VALUE_TYPES = frozenset(

@@ -11,7 +11,6 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-from typing import Optional, Sequence, Union
 
 from pybpf.asm.insn import Instruction, encode
 from pybpf.errors import SyscallError, VerifierError
@@ -20,6 +19,10 @@ from pybpf.sys.fd import FDObject
 from pybpf.sys.objinfo import ProgInfo
 from pybpf.sys.progcmd import TestRunResult
 from pybpf.sys.uapi import ProgType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional, Sequence, Union
 
 # The first log buffer; it grows (to log_true_size, or doubling on older kernels) on ENOSPC.
 DEFAULT_LOG_SIZE = 64 * 1024

@@ -38,7 +38,10 @@ import sys
 import types
 from _thread import get_ident
 from operator import attrgetter
-from typing import Any, Callable, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, Callable, Optional
 
 MISSING = object()  # no default (dataclasses.MISSING's role)
 

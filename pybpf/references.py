@@ -8,17 +8,18 @@ Relocation records (``pybpf.object``) say which instruction names what; the fds 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Callable, Optional
-
 from pybpf.asm import insn as isa
 from pybpf.errors import BPFError, RelocationError
 from pybpf.object.linker import LinkedProgram
 from pybpf.object.spec import ObjectSpec, ProgramSpec, Relocation, RelocKind
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Callable, Optional
+
     from pybpf.loader import LoadedObject
 
-Log = Optional[Callable[[str], None]]
+    Log = Optional[Callable[[str], None]]
 
 
 def patch_references(

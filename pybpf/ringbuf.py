@@ -25,7 +25,10 @@ from __future__ import annotations
 import mmap
 import select
 import struct
-from typing import Any, Optional, Union
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, Optional, Union
 
 BUSY = 1 << 31
 DISCARD = 1 << 30

@@ -122,10 +122,11 @@ def test_an_object_with_compressed_sections_reads_the_same(tmp_path):
 
 
 @pytest.mark.system
-def test_pybpf_load_imports_neither_construct_nor_pdb_nor_dataclasses():
+def test_pybpf_load_imports_neither_construct_nor_pdb_nor_dataclasses_nor_typing():
     mods = imported(["-m", "pybpf", "load", str(XDPTCP_OBJ)])
     assert "pybpf.loader" in mods
     assert not {"construct", "pdb", "bdb", "elftools", "dataclasses", "inspect"} & mods
+    assert "typing" not in mods  # annotations are for type checkers (pybpf/__init__.py)
 
 
 def pybpf_process(*args: str) -> subprocess.Popen:
@@ -185,7 +186,7 @@ def test_a_pybpf_process_runs_the_atexit_handlers():
 
 
 @pytest.mark.system
-def test_xdptcp_start_imports_neither_construct_nor_pdb_nor_zipfile():
+def test_xdptcp_start_imports_neither_construct_nor_pdb_nor_zipfile_nor_typing():
     pair = make_veth("st")
     try:
         proc = subprocess.Popen(
@@ -214,6 +215,7 @@ def test_xdptcp_start_imports_neither_construct_nor_pdb_nor_zipfile():
     assert {"xdptcp.capture", "pybpf.loader"} <= mods
     assert not {"construct", "pdb", "bdb", "zipfile", "tempfile"} & mods
     assert not {"elftools", "dataclasses", "inspect"} & mods  # pybpf.record, ShortTable
+    assert "typing" not in mods  # annotations are for type checkers (pybpf/__init__.py)
 
 
 @pytest.mark.parametrize("columns", [None, "50", "132", "0", "wide"])

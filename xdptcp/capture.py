@@ -21,7 +21,6 @@ import errno
 import os
 import struct
 import time
-from typing import Callable, Iterator, Optional, Sequence
 
 from pybpf import ObjectSpec, load
 from pybpf.asm.insn import Instruction
@@ -30,6 +29,10 @@ from pybpf.record import field_names, record
 from pybpf.record import replace as replace_fields
 from xdptcp.netns import in_netns
 from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_START, RECORD_HEADER_SIZE, record_size
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Callable, Iterator, Optional, Sequence
 
 PROGRAM = "xdp_capture"
 TC_PROGRAM = "tc_capture"

@@ -13,12 +13,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from typing import Optional, Sequence
 
 from pybpf.argparser import ArgumentParser
 from pybpf.errors import BPFError
 from pybpf.version import __version__
 from xdptcp.options import EXIT_ERROR, EXIT_OK, EXIT_USAGE, TS_MODES, LiveOptions, OutputOptions
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional, Sequence
 
 
 class UsageError(Exception):

@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import json
 import struct
-from typing import Optional
 
 from xdptcp.packet import Decoder, Kind, iter_options
 from xdptcp.tcpdump import (
@@ -57,6 +56,10 @@ from xdptcp.tcpdump import (
     numbers,
 )
 from xdptcp.tcpopts import OPTION_NAMES, one_block_layout
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 _TS = struct.Struct("!II")  # timestamp values, SACK blocks
 _PORTS = struct.Struct("!HH")

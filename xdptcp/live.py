@@ -5,7 +5,6 @@ from __future__ import annotations
 import sys
 import threading
 import time
-from typing import Optional, TextIO
 
 from pybpf.errors import BPFError
 from xdptcp.capture import LIVE_RING_SIZE, Capture, CaptureError, describe_program, interface
@@ -13,6 +12,10 @@ from xdptcp.options import EXIT_OK, LiveOptions, OutputOptions
 from xdptcp.process import install_signal_handlers
 from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_PCAPNG, capacity_for
 from xdptcp.sinks import open_sink, print_summary
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional, TextIO
 
 
 def capture_live(

@@ -11,7 +11,10 @@ from __future__ import annotations
 import contextlib
 import ctypes
 import os
-from typing import Iterator, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Iterator, Optional
 
 CLONE_NEWNET = 0x40000000
 _libc = ctypes.CDLL(None, use_errno=True)

@@ -7,9 +7,11 @@ command line at all.
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pybpf.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 

@@ -22,8 +22,12 @@ from __future__ import annotations
 
 import enum
 import struct
+from collections import namedtuple
 from socket import AF_INET, AF_INET6, inet_ntop
-from typing import NamedTuple, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 _ETH_TYPE = struct.Struct("!H")
 _VLAN = struct.Struct("!HH")
@@ -51,34 +55,38 @@ class Kind(enum.IntEnum):
     BAD_HDR_LEN = 3  # data offset < 5
 
 
-class Packet(NamedTuple):
-    kind: Kind
-    ip_version: int
-    src: str
-    dst: str
-    ttl: int  # hop limit for IPv6
-    vlans: tuple  # VLAN ids, outermost first
-    l3_off: int
-    l4_off: int  # where TCP starts (after IPv4 options / IPv6 extension headers)
-    tcp_len: int  # TCP header + payload length by the IP header
-    sport: int
-    dport: int
-    seq: int
-    ack: int
-    flags: int  # the 8 flag bits + AE as 0x100 (xdptcp.layouts.TCPFlag)
-    win: int
-    urg: int
-    tcp_hdr_len: int  # data offset * 4
-    payload_len: int  # tcp_len - tcp_hdr_len (may be negative for a lying header)
-    options: bytes  # the option bytes that were captured (raw; walk with iter_options)
-    cap_len: int
-    wire_len: int
-    snap_end: int  # end of the bytes a printer may read: capture cut to the IP length
-    ip_missing: int  # bytes the IP length claims beyond the wire length (tcpdump: "missing!")
-    ext: tuple  # IPv6 extension headers before TCP: (protocol, raw bytes) each
-    frag_offset: int  # bytes
-    more_frags: bool
-    first_nh: int  # IPv6 next header of the fixed header (IPPROTO_TCP for IPv4)
+Packet = namedtuple(
+    "Packet",
+    [
+        "kind",  # Kind
+        "ip_version",  # int
+        "src",  # str
+        "dst",  # str
+        "ttl",  # int: hop limit for IPv6
+        "vlans",  # tuple: VLAN ids, outermost first
+        "l3_off",  # int
+        "l4_off",  # int: where TCP starts (after IPv4 options / IPv6 extension headers)
+        "tcp_len",  # int: TCP header + payload length by the IP header
+        "sport",  # int
+        "dport",  # int
+        "seq",  # int
+        "ack",  # int
+        "flags",  # int: the 8 flag bits + AE as 0x100 (xdptcp.layouts.TCPFlag)
+        "win",  # int
+        "urg",  # int
+        "tcp_hdr_len",  # int: data offset * 4
+        "payload_len",  # int: tcp_len - tcp_hdr_len (may be negative for a lying header)
+        "options",  # bytes: the option bytes that were captured (raw; walk with iter_options)
+        "cap_len",  # int
+        "wire_len",  # int
+        "snap_end",  # int: end of the bytes a printer may read: capture cut to the IP length
+        "ip_missing",  # int: bytes the IP length claims past the wire length (tcpdump: missing!)
+        "ext",  # tuple: IPv6 extension headers before TCP: (protocol, raw bytes) each
+        "frag_offset",  # int: bytes
+        "more_frags",  # bool
+        "first_nh",  # int: IPv6 next header of the fixed header (IPPROTO_TCP for IPv4)
+    ],
+)
 
 
 def ethernet(frame) -> Optional[tuple[int, int, tuple[int, ...]]]:

@@ -19,7 +19,6 @@ import stat
 import struct
 import sys
 from collections.abc import Iterable, Iterator
-from typing import BinaryIO, Optional, Union
 
 PCAP_MAGIC_MICRO = 0xA1B2C3D4
 PCAP_MAGIC_NANO = 0xA1B23C4D
@@ -31,7 +30,11 @@ _FILE_HEADER = {"<": struct.Struct("<IHHiIII"), ">": struct.Struct(">IHHiIII")}
 _RECORD = {"<": struct.Struct("<IIII"), ">": struct.Struct(">IIII")}
 _NATIVE_RECORD = struct.Struct("=IIII")
 
-PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import BinaryIO, Optional, Union
+
+    PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
 
 
 class PcapError(Exception):

@@ -7,7 +7,10 @@ import os
 import signal
 import sys
 import threading
-from typing import TextIO
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import TextIO
 
 
 def install_signal_handlers(stop: threading.Event) -> None:

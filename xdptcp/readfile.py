@@ -8,10 +8,15 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Optional, TextIO
 
 from xdptcp.linktypes import ETHERNET, Interfaces, ethernet_view, unsupported
-from xdptcp.pcap import PathOrFile, PcapError, PcapReader
+from xdptcp.pcap import PcapError, PcapReader
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional, TextIO
+
+    from xdptcp.pcap import PathOrFile
 
 # Lines per write: a batch of JSON lines stays below glibc's mmap threshold (128 KiB), so its
 # strings come from the heap; bigger ones were mapped and unmapped per batch (page faults

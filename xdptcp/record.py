@@ -14,9 +14,13 @@ from __future__ import annotations
 
 import enum
 import struct
-from typing import NamedTuple, Optional
+from collections import namedtuple
 
 from pybpf.sys.layout import Bytes, Default, Int8un, Int16un, Int32un, Int64un, Struct
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 # struct xdptcp_record (without data[]): 72 bytes, so data[] starts 8-byte aligned.
 RECORD_HEADER = Struct(
@@ -95,26 +99,34 @@ def record_layout(capacity: int = DEFAULT_CAPACITY):
     )
 
 
-class Record(NamedTuple):
-    ts_ns: int
-    ifindex: int
-    rx_queue: int
-    wire_len: int
-    cap_len: int
-    l3_off: int
-    l4_off: int
-    l4_len: int
-    ip_version: int
-    vlans: int
-    direction: int  # INGRESS or EGRESS
-    gso_segs: int  # egress GSO packets: segments after the hook (0: leaves as it is)
-    gso_size: int  # ... payload bytes per segment
-    data: bytes  # the cap_len captured bytes, from the start of the frame
+Record = namedtuple(
+    "Record",
+    [
+        "ts_ns",  # int
+        "ifindex",  # int
+        "rx_queue",  # int
+        "wire_len",  # int
+        "cap_len",  # int
+        "l3_off",  # int
+        "l4_off",  # int
+        "l4_len",  # int
+        "ip_version",  # int
+        "vlans",  # int
+        "direction",  # int: INGRESS or EGRESS
+        "gso_segs",  # int: egress GSO packets: segments after the hook (0: leaves as it is)
+        "gso_size",  # int: ... payload bytes per segment
+        "data",  # bytes: the cap_len captured bytes, from the start of the frame
+    ],
+)
+Record.__doc__ = """One record of the ring (struct xdptcp_record), decoded."""
 
-    @property
-    def truncated(self) -> bool:
-        """True when the record holds less than the whole frame."""
-        return self.cap_len < self.wire_len
+
+def _truncated(self: Record) -> bool:
+    """True when the record holds less than the whole frame."""
+    return self.cap_len < self.wire_len
+
+
+Record.truncated = property(_truncated)
 
 
 # The hot-path twin of RECORD_HEADER: "=" is native order with no padding, like the C layout.
@@ -200,22 +212,25 @@ class Verdict(enum.Enum):
     EXT_TOO_DEEP = "ext_too_deep"
 
 
-class Frame(NamedTuple):
-    """struct frame of the C program: what the filter may look at."""
-
-    vlans: int
-    vids: tuple[int, ...]
-    ip_version: int
-    l3_off: int
-    l4_off: int
-    l4_len: int
-    saddr: bytes
-    daddr: bytes
-    sport: int
-    dport: int
-    tcp_flags: int
-    port_ok: bool  # libpcap `port`: IPv4, or IPv6 whose fixed header says TCP
-    tcp_ok: bool  # libpcap `tcp`: also IPv6 -> fragment header -> TCP
+Frame = namedtuple(
+    "Frame",
+    [
+        "vlans",  # int
+        "vids",  # tuple[int, ...]
+        "ip_version",  # int
+        "l3_off",  # int
+        "l4_off",  # int
+        "l4_len",  # int
+        "saddr",  # bytes
+        "daddr",  # bytes
+        "sport",  # int
+        "dport",  # int
+        "tcp_flags",  # int
+        "port_ok",  # bool: libpcap `port`: IPv4, or IPv6 whose fixed header says TCP
+        "tcp_ok",  # bool: libpcap `tcp`: also IPv6 -> fragment header -> TCP
+    ],
+)
+Frame.__doc__ = """struct frame of the C program: what the filter may look at."""
 
 
 _TPIDS = (0x8100, 0x88A8, 0x9100)

@@ -7,9 +7,12 @@ from __future__ import annotations
 
 import sys
 import threading
-from typing import Optional
 
 from pybpf.errors import BPFError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 SWITCH_INTERVAL = 0.0005  # seconds
 

@@ -8,12 +8,15 @@ and how many it used, so that the summary accounts for every record the kernel e
 from __future__ import annotations
 
 import sys
-from typing import Optional, TextIO
 
 from xdptcp.capture import CaptureError, Counters, FileRecords
 from xdptcp.options import OutputOptions
 from xdptcp.process import stdout_gone, write_all
 from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_PCAPNG
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional, TextIO
 
 
 def print_summary(captured: int, c: Counters, unread: int, out: TextIO, unshown: int = 0) -> None:

@@ -33,7 +33,6 @@ from __future__ import annotations
 
 import struct
 import time
-from typing import Optional
 
 from xdptcp.packet import Decoder, Kind, Packet, ethernet
 from xdptcp.pcap import MAX_RECORD
@@ -45,6 +44,10 @@ from xdptcp.tcpopts import (
     sack_plan,
     sack_plan_text,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 TS_MODES = ("default", "none", "epoch", "delta", "date", "since_first")
 M32 = 0xFFFFFFFF

@@ -7,9 +7,12 @@ proves equal to the walk.
 from __future__ import annotations
 
 import struct
-from typing import Optional
 
 from xdptcp.packet import Decoder, Packet
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 M32 = 0xFFFFFFFF
 SYN, FIN, RST, ACK, URG = 0x02, 0x01, 0x04, 0x10, 0x20

@@ -12,9 +12,12 @@ from __future__ import annotations
 import struct
 import sys
 from enum import IntEnum
-from typing import Iterable, Sequence
 
 from pybpf.record import record, replace
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Iterable, Sequence
 
 INSN_SIZE = 8
 

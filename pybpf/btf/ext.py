@@ -16,11 +16,14 @@ from __future__ import annotations
 import struct
 import sys
 from enum import IntEnum
-from typing import Callable, Iterable, Optional, Sequence
 
 from pybpf.btf.model import BTF
 from pybpf.errors import BTFError
 from pybpf.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, Optional, Sequence
 
 BTF_EXT_MAGIC = 0xEB9F
 INSN_SIZE = 8

@@ -14,12 +14,18 @@ from __future__ import annotations
 import bisect
 import functools
 from pathlib import Path
-from typing import Any, Optional
 
 from pybpf.btf.kindex import Index, host_words
-from pybpf.btf.model import KindSpec, StringTable, TypeQueries, essential_name, parse_header
-from pybpf.btf.types import Func, Kind, Type, TypeDecoder, Void
+from pybpf.btf.model import StringTable, TypeQueries, essential_name, parse_header
+from pybpf.btf.types import Func, Kind, TypeDecoder, Void
 from pybpf.errors import BTFError
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, Optional
+
+    from pybpf.btf.model import KindSpec
+    from pybpf.btf.types import Type
 
 SYSFS_BTF = Path("/sys/kernel/btf")
 

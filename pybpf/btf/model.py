@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import struct
 import sys
-from typing import Collection, Iterable, Mapping, Optional, Sequence, Union
 
 from pybpf.btf.types import (
     MODIFIERS,
@@ -41,7 +40,6 @@ from pybpf.btf.types import (
     Ptr,
     Restrict,
     Struct,
-    Type,
     TypeDecoder,
     Typedef,
     TypeTag,
@@ -56,6 +54,12 @@ from pybpf.btf.types import (
 from pybpf.btf.types import Union as UnionType
 from pybpf.errors import BTFError
 from pybpf.record import replace
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, Collection, Iterable, Mapping, Optional, Sequence, Union
+
+    from pybpf.btf.types import Type
 
 __all__ = [
     "BTF",
@@ -92,6 +96,16 @@ __all__ = [
     "Void",
     "Volatile",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Type``, re-exported from pybpf.btf.types, which makes it on first use."""
+    if name == "Type":
+        from pybpf.btf import types
+
+        return types.Type
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 BTF_MAGIC = 0xEB9F
 BTF_VERSION = 1
@@ -182,7 +196,8 @@ class _StringBuilder:
 
 # --- the BTF object -------------------------------------------------------------------------
 
-KindSpec = Union[Kind, type, None]
+if TYPE_CHECKING:
+    KindSpec = Union[Kind, type, None]
 
 
 def essential_name(name: str) -> str:

@@ -26,7 +26,6 @@ What the kernel supports is not known here (rule 1: no system calls); the caller
 from __future__ import annotations
 
 from collections import Counter
-from typing import Optional
 
 from pybpf.btf.model import (
     BTF,
@@ -44,13 +43,18 @@ from pybpf.btf.model import (
     IntEncoding,
     Member,
     Struct,
-    Type,
     Typedef,
     TypeTag,
     UnionType,
     Var,
 )
 from pybpf.record import field_names, record, replace
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from pybpf.btf.types import Type
 
 ENUM64_PLACEHOLDER = "enum64_placeholder"
 
@@ -97,7 +101,8 @@ class Sanitised:
 
 # (missing feature, what, into) for one type under ``support``, and its replacement; None when
 # the type stays. libbpf's order: the first rule that matches a type is the one applied.
-_Rule = Optional[tuple[tuple[str, str, str], Type]]
+if TYPE_CHECKING:
+    _Rule = Optional[tuple[tuple[str, str, str], Type]]
 
 
 def _rule(t: Type, s: BTFSupport, placeholder: int) -> _Rule:

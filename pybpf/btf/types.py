@@ -11,12 +11,15 @@ definitions speak, and because BTF graphs have cycles (``struct list_head { stru
 from __future__ import annotations
 
 import struct
-import typing
 from enum import IntEnum, IntFlag
-from typing import Any, Callable, ClassVar, Iterable
 
 from pybpf.errors import BTFError
 from pybpf.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    import typing
+    from typing import Any, Callable, ClassVar, Iterable
 
 
 class Kind(IntEnum):
@@ -262,7 +265,8 @@ class TypeTag:
     kind: ClassVar[Kind] = Kind.TYPE_TAG
 
 
-Type = typing.Union[
+# The kinds a decoded type is one of: ``Type``, for annotations, is their typing.Union.
+TYPE_CLASSES = (
     Void,
     Int,
     Ptr,
@@ -281,7 +285,41 @@ Type = typing.Union[
     Float,
     DeclTag,
     TypeTag,
-]
+)
+
+if TYPE_CHECKING:
+    Type = typing.Union[
+        Void,
+        Int,
+        Ptr,
+        Array,
+        Struct,
+        Enum,
+        Fwd,
+        Typedef,
+        Volatile,
+        Const,
+        Restrict,
+        Func,
+        FuncProto,
+        Var,
+        Datasec,
+        Float,
+        DeclTag,
+        TypeTag,
+    ]
+
+
+def __getattr__(name: str) -> Any:
+    """``Type``, made when it is first asked for: at import it would cost the import of
+    ``typing``, which annotations (strings here) do not need."""
+    if name == "Type":
+        import typing
+
+        globals()["Type"] = alias = typing.Union[TYPE_CLASSES]
+        return alias
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 # Kinds that only qualify another type: what BTF.resolve() skips.
 MODIFIERS = (Typedef, Volatile, Const, Restrict, TypeTag)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import errno
 import os
 import socket
-from typing import Optional, Protocol, Union
 
 from pybpf.errors import SyscallError
 from pybpf.sys import features, linkcmd, objcmd, objinfo, progcmd
@@ -19,15 +18,17 @@ from pybpf.sys.fd import FDObject
 from pybpf.sys.objinfo import BPFLinkInfo
 from pybpf.sys.uapi import AttachFlags, AttachType
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional, Protocol, Union
 
-class HasFd(Protocol):
-    """Anything with an ``fd`` attribute: a Program."""
+    class HasFd(Protocol):
+        """Anything with an ``fd`` attribute: a Program."""
 
-    @property
-    def fd(self) -> int: ...
+        @property
+        def fd(self) -> int: ...
 
-
-ProgramLike = Union[int, HasFd]
+    ProgramLike = Union[int, HasFd]
 
 
 def _fd(obj: ProgramLike) -> int:

@@ -21,14 +21,17 @@ import atexit
 import ctypes
 import os
 import weakref
-from typing import Optional, Union
+from typing import TYPE_CHECKING, Optional, Union
 
 from pybpf.errors import BPFError, SyscallError
-from pybpf.link.bpflink import Link, ProgAttachment, ProgramLike, _fd
+from pybpf.link.bpflink import Link, ProgAttachment, _fd
 from pybpf.link.support import create_link, has_link_type
 from pybpf.sys import progcmd
 from pybpf.sys.mounts import mount, mounts
 from pybpf.sys.uapi import AttachFlags, AttachType
+
+if TYPE_CHECKING:
+    from pybpf.link.bpflink import ProgramLike
 
 CgroupLike = Union[str, os.PathLike, int]
 

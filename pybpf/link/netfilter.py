@@ -9,14 +9,19 @@ fd closes. ``netns=`` makes the link from a thread that entered that namespace.
 from __future__ import annotations
 
 import errno as _errno
-from typing import Optional
 
 from pybpf.errors import SyscallError
-from pybpf.link.bpflink import Link, ProgramLike, _fd
+from pybpf.link.bpflink import Link, _fd
 from pybpf.link.netns import NetnsLike, in_netns
 from pybpf.link.support import missing_attach_type
 from pybpf.sys import linkcmd
 from pybpf.sys.uapi import AttachType, NetfilterLinkFlags, NFInetHook, NFProto
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from pybpf.link.bpflink import ProgramLike
 
 __all__ = ["netfilter_link", "NFProto", "NFInetHook", "NetfilterLinkFlags"]
 

@@ -22,11 +22,14 @@ import itertools
 import os
 import struct
 from enum import IntEnum, IntFlag
-from typing import Iterator, Optional
 
 from pybpf.errors import NetlinkError
 from pybpf.record import record
 from pybpf.sys.layout import Container, Default, Int8un, Int16un, Int32sn, Int32un, Padding, Struct
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Iterator, Optional
 
 # --- wire layouts (include/uapi/linux/netlink.h, rtnetlink.h, if_link.h), host byte order ------
 

@@ -11,11 +11,14 @@ from __future__ import annotations
 import ctypes
 import os
 import threading
-from typing import Callable, TypeVar, Union
+from typing import TYPE_CHECKING, Callable, TypeVar, Union
 
 from pybpf.errors import BPFError, SyscallError
-from pybpf.link.bpflink import Link, ProgramLike
+from pybpf.link.bpflink import Link
 from pybpf.link.support import create_link
+
+if TYPE_CHECKING:
+    from pybpf.link.bpflink import ProgramLike
 
 NetnsLike = Union[str, os.PathLike, int]
 

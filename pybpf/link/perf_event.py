@@ -15,14 +15,19 @@ from __future__ import annotations
 
 import errno
 import os
-from typing import Callable, Optional
 
 from pybpf.errors import BPFError, SyscallError
-from pybpf.link.bpflink import Link, ProgramLike, _fd
+from pybpf.link.bpflink import Link, _fd
 from pybpf.link.group import LinkGroup
 from pybpf.sys import linkcmd, perf
 from pybpf.sys.objinfo import BPFLinkInfo
 from pybpf.sys.perf import PerfAttrFlag, PerfCountSW, PerfType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Callable, Optional
+
+    from pybpf.link.bpflink import ProgramLike
 
 
 def program_name(program: ProgramLike) -> str:

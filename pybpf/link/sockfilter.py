@@ -16,10 +16,15 @@ from __future__ import annotations
 
 import errno as _errno
 import socket
-from typing import Optional
 
 from pybpf.errors import SyscallError
-from pybpf.link.bpflink import ProgramLike, _fd
+from pybpf.link.bpflink import _fd
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from pybpf.link.bpflink import ProgramLike
 
 SO_ATTACH_BPF = 50  # asm-generic/socket.h
 SO_DETACH_BPF = 27  # == SO_DETACH_FILTER: one detach for classic and eBPF filters

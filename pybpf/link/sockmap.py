@@ -11,14 +11,20 @@ map: it ends when the map is freed (its last fd closed, when no program uses it)
 from __future__ import annotations
 
 import os
-from typing import Union
 
-from pybpf.link.bpflink import HasFd, Link, ProgAttachment, ProgramLike, _fd
+from pybpf.link.bpflink import Link, ProgAttachment, _fd
 from pybpf.link.support import create_link, has_link_type
 from pybpf.sys import progcmd
 from pybpf.sys.uapi import AttachType
 
-MapLike = Union[int, HasFd]
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Union
+
+    from pybpf.link.bpflink import HasFd, ProgramLike
+
+if TYPE_CHECKING:
+    MapLike = Union[int, HasFd]
 
 SOCKMAP_ATTACH_TYPES = frozenset(
     {

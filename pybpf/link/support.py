@@ -10,11 +10,16 @@ not exist (a cgroup link needs BPF_LINK_TYPE_CGROUP, 5.7; a sockmap link BPF_LIN
 from __future__ import annotations
 
 import errno as _errno
-from typing import Optional
 
 from pybpf.errors import BPFError, SyscallError
-from pybpf.link.bpflink import Link, ProgramLike
+from pybpf.link.bpflink import Link
 from pybpf.sys.uapi import AttachType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from pybpf.link.bpflink import ProgramLike
 
 
 def kernel_knows(enum: str, value: str) -> Optional[bool]:

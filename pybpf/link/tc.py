@@ -26,7 +26,6 @@ import os
 import socket
 import struct
 from enum import Enum
-from typing import Optional, Union
 
 from pybpf.errors import BPFError, NetlinkError, SyscallError
 from pybpf.link import bpflink
@@ -42,6 +41,10 @@ from pybpf.link.netlink import (
 from pybpf.record import record
 from pybpf.sys.layout import Default, Int8un, Int32sn, Int32un, Padding, Struct
 from pybpf.sys.uapi import AttachFlags, AttachType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional, Union
 
 # --- wire layouts (include/uapi/linux/rtnetlink.h, pkt_sched.h, pkt_cls.h) -------------------
 
@@ -418,7 +421,8 @@ def tc_filter(
     return TCFilter(ifindex, d, prio, 1, created)
 
 
-TCAttachment = Union[bpflink.Link, TCFilter]
+if TYPE_CHECKING:
+    TCAttachment = Union[bpflink.Link, TCFilter]
 
 
 def tc_attach(

@@ -15,10 +15,14 @@ from __future__ import annotations
 import errno
 
 from pybpf.errors import SyscallError
-from pybpf.link.bpflink import Link, ProgramLike, _fd
+from pybpf.link.bpflink import Link, _fd
 from pybpf.link.perf_event import PerfEventLink, attach_perf_event, program_name
 from pybpf.sys import linkcmd, perf
 from pybpf.sys.perf import PerfAttrFlag, PerfType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from pybpf.link.bpflink import ProgramLike
 
 
 def tracepoint(

@@ -20,10 +20,14 @@ import io
 import os
 
 from pybpf.errors import ENOTSUPP, SyscallError
-from pybpf.link.bpflink import Link, ProgramLike, _fd
+from pybpf.link.bpflink import Link, _fd
 from pybpf.link.perf_event import program_name
 from pybpf.sys import linkcmd
 from pybpf.sys.uapi import AttachType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from pybpf.link.bpflink import ProgramLike
 
 TRACING_ATTACH_TYPES = (
     AttachType.TRACE_RAW_TP,

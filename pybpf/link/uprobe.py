@@ -25,17 +25,22 @@ import os
 import shutil
 import struct
 import subprocess
-from typing import Optional
 
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
 from pybpf.errors import BPFError, SyscallError
-from pybpf.link.bpflink import Link, ProgramLike, _fd
+from pybpf.link.bpflink import Link, _fd
 from pybpf.link.perf_event import PerfEventLink, attach_perf_event
 from pybpf.record import record
 from pybpf.sys import linkcmd, perf
 from pybpf.sys.perf import PerfAttrFlag
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from pybpf.link.bpflink import ProgramLike
 
 # Where the dynamic linker looks when /etc/ld.so.cache does not answer (ld.so(8)).
 LIBRARY_DIRS = (

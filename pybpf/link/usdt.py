@@ -18,18 +18,22 @@ from __future__ import annotations
 
 import re
 import struct
-from typing import Optional
 
 import construct as cs
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
-from pybpf.link.bpflink import ProgramLike
 from pybpf.link.group import LinkGroup
 from pybpf.link.uprobe import SymbolError, UprobeTarget, find_binary, uprobe_at, vaddr_to_offset
 from pybpf.record import record
 from pybpf.sys import mapcmd
 from pybpf.sys.objinfo import map_info
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
+
+    from pybpf.link.bpflink import ProgramLike
 
 NT_STAPSDT = 3
 

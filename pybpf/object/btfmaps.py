@@ -13,8 +13,6 @@ members encode the definition in their types, so the compiler records it in BTF:
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pybpf.btf.model import (
     BTF,
     Array,
@@ -29,6 +27,10 @@ from pybpf.btf.model import (
 )
 from pybpf.errors import BTFError
 from pybpf.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 MAP_TYPE_PROG_ARRAY = 3
 MAP_TYPE_ARRAY_OF_MAPS = 12

@@ -15,7 +15,6 @@ import os
 import struct
 import sys
 import types
-from typing import Any, Optional
 
 from pybpf.asm import insn as isa
 from pybpf.btf.ext import BTFExt
@@ -33,6 +32,10 @@ from pybpf.object.records import (
 from pybpf.object.sections import match_section
 from pybpf.object.structops import read_struct_ops
 from pybpf.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 SHT_PROGBITS = "SHT_PROGBITS"
 SHF_EXECINSTR = 0x4

@@ -22,7 +22,10 @@ from __future__ import annotations
 
 import io
 import struct
-from typing import Any, Iterator, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, Iterator, Optional
 
 SHF_COMPRESSED = 0x800
 SHN_XINDEX = 0xFFFF

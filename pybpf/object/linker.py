@@ -12,13 +12,15 @@ final instruction index, and the loader patches file descriptors into them after
 
 from __future__ import annotations
 
-from typing import Mapping, Optional, Sequence
-
 from pybpf.asm import insn as isa
 from pybpf.asm.insn import Instruction
 from pybpf.errors import RelocationError
 from pybpf.object.spec import Function, ObjectSpec, ProgramSpec, Relocation, RelocKind
 from pybpf.record import record, replace
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Mapping, Optional, Sequence
 
 
 @record

@@ -8,14 +8,16 @@ becomes a ``MapSpec`` with the names the kernel will see, libbpf's way.
 from __future__ import annotations
 
 import struct
-from typing import TYPE_CHECKING, Optional
 
 from pybpf.btf.model import BTF, Datasec, Var
 from pybpf.errors import ParseError
 from pybpf.object.btfmaps import parse_btf_maps
 from pybpf.object.records import MapSpec
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Optional
+
     from pybpf.object.elf import Section, Symbol
 
 SHT_NOBITS = "SHT_NOBITS"

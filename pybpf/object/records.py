@@ -7,10 +7,13 @@ together. Nothing here touches the kernel (rule 1 of the design).
 from __future__ import annotations
 
 from enum import Enum
-from typing import Optional
 
 from pybpf.asm.insn import Instruction
 from pybpf.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 
 class RelocKind(Enum):

@@ -8,9 +8,11 @@ What follows the ``/`` is the attach target (a kernel function for ``fentry/``, 
 
 from __future__ import annotations
 
-from typing import Optional
-
 from pybpf.record import record
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 # Program flags the section implies (values of BPF_F_* prog_flags).
 F_SLEEPABLE = 1 << 4

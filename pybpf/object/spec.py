@@ -8,8 +8,6 @@ spec can then be inspected, and have its ``.rodata`` constants changed, before
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Iterable, Optional, Union
-
 from pybpf.asm.insn import Instruction
 from pybpf.errors import BPFError
 from pybpf.object.elf import read_elf, read_elf_bytes
@@ -25,7 +23,10 @@ from pybpf.object.records import (
 from pybpf.object.structops import StructOpsSpec
 from pybpf.record import replace
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:  # pragma: no cover
+    from typing import Iterable, Optional, Union
+
     from pybpf.btf.ext import BTFExt
     from pybpf.btf.model import BTF
 
@@ -129,7 +130,8 @@ class ObjectSpec:
         return f"<ObjectSpec {self.name}: {len(self.programs)} programs, {len(self.maps)} maps>"
 
 
-Value = Union[int, bytes, bytearray, str]
+if TYPE_CHECKING:
+    Value = Union[int, bytes, bytearray, str]
 
 
 class VariableView:

@@ -15,11 +15,14 @@ read: the section's bytes, the struct's local BTF type, and which member each pr
 from __future__ import annotations
 
 import struct
-from typing import Any, Optional
 
 from pybpf.btf.model import BTF, Datasec, Struct, Var
 from pybpf.errors import BPFError, ParseError
 from pybpf.record import record, replace
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 STRUCT_OPS_SEC = ".struct_ops"
 STRUCT_OPS_LINK_SEC = ".struct_ops.link"

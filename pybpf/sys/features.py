@@ -25,7 +25,6 @@ import os
 import threading
 from collections.abc import Iterator, Mapping
 from enum import Enum
-from typing import Callable, Optional
 
 from pybpf.asm import insn as isa
 from pybpf.btf.model import (
@@ -52,6 +51,10 @@ from pybpf.sys import mapcmd, progcmd
 from pybpf.sys.attr import btf_load_attr
 from pybpf.sys.syscall import addr_of, bpf_raw, in_buf
 from pybpf.sys.uapi import AttachType, BPFCmd, MapFlags, MapType, ProgFlags, ProgType
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Callable, Optional
 
 
 @record
@@ -94,7 +97,8 @@ class Feature(Enum):
 # --- the probes ----------------------------------------------------------------------------------
 
 _MISSING = frozenset({_errno.EINVAL, _errno.E2BIG, _errno.EOPNOTSUPP, ENOTSUPP})
-Verdict = Optional[bool]  # True: present, False: missing, None: the probe could not tell
+if TYPE_CHECKING:
+    Verdict = Optional[bool]  # True: present, False: missing, None: the probe could not tell
 
 
 def _verdict(err: int) -> Verdict:

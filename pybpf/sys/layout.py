@@ -14,7 +14,10 @@ build and parse the same bytes (tests/test_syscall.py), so construct remains the
 from __future__ import annotations
 
 import struct as _struct
-from typing import Any, Optional
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any, Optional
 
 _REQUIRED = object()
 

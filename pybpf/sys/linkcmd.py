@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import os
-from typing import Optional, Sequence
 
 from pybpf.sys.attr import (
     enable_stats_attr,
@@ -32,6 +31,10 @@ from pybpf.sys.uapi import (
     BPFCmd,
     StatsType,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional, Sequence
 
 # --- links ----------------------------------------------------------------------------------------
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import os
-from typing import Optional
 
 from pybpf.errors import SyscallError
 from pybpf.sys.attr import (
@@ -21,6 +20,10 @@ from pybpf.sys.syscall import (
 from pybpf.sys.uapi import (
     BPFCmd,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 # --- pinning, ids, fds ----------------------------------------------------------------------------
 

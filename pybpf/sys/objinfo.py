@@ -5,7 +5,6 @@ from __future__ import annotations
 import ctypes
 import errno as _errno
 import sys
-from typing import Any
 
 from pybpf.errors import SyscallError
 from pybpf.record import field_names, record
@@ -29,6 +28,10 @@ from pybpf.sys.uapi import (
     MapType,
     ProgType,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Any
 
 # --- object info (BPF_OBJ_GET_INFO_BY_FD) ---------------------------------------------------------
 # The kernel copies min(info_len, its own size) bytes, so a declaration shorter than a newer

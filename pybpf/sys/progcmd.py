@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
-from typing import Optional
 
 from pybpf.errors import SyscallError
 from pybpf.record import record
@@ -30,6 +29,10 @@ from pybpf.sys.uapi import (
     AttachType,
     BPFCmd,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 # --- programs and BTF -----------------------------------------------------------------------------
 

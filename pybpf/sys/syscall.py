@@ -19,7 +19,6 @@ import errno as _errno
 import fcntl
 import os
 from enum import IntEnum
-from typing import Optional
 
 from pybpf.errors import SyscallError
 from pybpf.sys.layout import Container, Struct
@@ -27,6 +26,10 @@ from pybpf.sys.uapi import (
     BPF_OBJ_NAME_LEN,
     BPFCmd,
 )
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
 
 # The bpf() syscall number differs per architecture (asm-generic architectures share 280).
 _SYS_BPF = {
