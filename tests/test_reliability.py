@@ -240,6 +240,50 @@ def test_signal_ends_the_capture_and_detaches(pair, pcap5, sig) -> None:
     assert_nothing_left(pair.outer, prog_id)
 
 
+# A child that installs xdptcp's handlers on the flag the capture loop reads, then takes one
+# SIGINT whose handling is interrupted by a second one at its Nth function call: Ctrl-C pressed
+# twice, the second landing inside the first handler, at each place it can land in turn.
+_SECOND_SIGNAL = """
+import signal, sys
+from xdptcp import live
+from xdptcp.process import install_signal_handlers
+stop = live.StopFlag()
+install_signal_handlers(stop)
+handler = signal.getsignal(signal.SIGINT)
+calls = 0
+def second(frame, event, arg):
+    global calls
+    if event in ("call", "c_call"):
+        calls += 1
+        if calls == int(sys.argv[1]):
+            signal.raise_signal(signal.SIGINT)
+def first(signum, frame):
+    signal.signal(signal.SIGINT, handler)  # the second signal goes to xdptcp's handler
+    sys.setprofile(second)
+    try:
+        handler(signum, frame)
+    finally:
+        sys.setprofile(None)
+signal.signal(signal.SIGINT, first)
+signal.raise_signal(signal.SIGINT)
+print(stop.is_set(), calls)
+"""
+
+
+def test_a_second_signal_while_the_first_is_handled_still_stops_the_capture() -> None:
+    """The handler sets the capture loop's flag without a lock: a second signal that interrupts
+    the first handler anywhere cannot wait for a lock the first holds (a threading.Event did:
+    xdptcp hung, attached, until killed)."""
+    n, calls = 1, 1
+    while n <= calls:
+        res = subprocess.run([sys.executable, "-c", _SECOND_SIGNAL, str(n)], cwd=ROOT,
+                             capture_output=True, text=True, timeout=scaled(20))  # fmt: skip
+        assert res.returncode == 0, res.stderr
+        is_set, calls = res.stdout.split()
+        assert is_set == "True", (n, res.stdout)
+        calls, n = int(calls), n + 1
+
+
 def test_count_reached_detaches_and_accounts_for_the_rest(pair, tmp_path) -> None:
     pcap = tmp_path / "ten.pcap"
     write_pcap(pcap, frames(pair, 10))

@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import sys
-import threading
 import time
 
 from pybpf.errors import BPFError
 from xdptcp.capture import LIVE_RING_SIZE, Capture, CaptureError, describe_program, interface
 from xdptcp.options import EXIT_OK, LiveOptions, OutputOptions
-from xdptcp.process import install_signal_handlers
+from xdptcp.process import StopFlag, install_signal_handlers
 from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_PCAPNG, capacity_for
 from xdptcp.sinks import open_sink, print_summary
 
@@ -32,7 +31,7 @@ def capture_live(
     if filt is not None:
         rodata.update(filt.rodata_values())
         code = filt.code()
-    stop = threading.Event()
+    stop = StopFlag()
     install_signal_handlers(stop)
     several, directions = len(ifaces) > 1, opts.direction != "in"
     heads = record_heads(out, several, directions)
@@ -122,7 +121,7 @@ def _heads_of(sink, out: OutputOptions, several: bool) -> tuple[int, bool]:
 POLL_MS = 100
 
 
-def run_loop(cap: Capture, sink, out: OutputOptions, stop: threading.Event):
+def run_loop(cap: Capture, sink, out: OutputOptions, stop: StopFlag):
     """Drain batches until a signal, -c, or an output error. Returns (captured, unread, error)."""
     captured = unread = 0
     next_stats = time.monotonic() + 1.0

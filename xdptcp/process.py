@@ -6,14 +6,34 @@ import errno
 import os
 import signal
 import sys
-import threading
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
     from typing import TextIO
 
 
-def install_signal_handlers(stop: threading.Event) -> None:
+class StopFlag:
+    """Set by the signal handlers, read by the capture loop between two waits.
+
+    Not a ``threading.Event``: its ``set()`` takes a lock, and Python runs a signal handler in
+    the main thread between any two of its bytecodes, so a second signal (Ctrl-C pressed twice)
+    that arrives while the first handler is inside ``set()`` runs a handler that waits for the
+    lock the first one holds: forever, with the program still attached. Setting an attribute
+    takes no lock."""
+
+    __slots__ = ("_set",)
+
+    def __init__(self) -> None:
+        self._set = False
+
+    def set(self) -> None:
+        self._set = True
+
+    def is_set(self) -> bool:
+        return self._set
+
+
+def install_signal_handlers(stop: StopFlag) -> None:
     """SIGINT, SIGTERM, SIGHUP end the capture cleanly: the loop sees the flag and unwinds."""
 
     def handler(signum, frame):  # noqa: ARG001
