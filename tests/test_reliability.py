@@ -240,15 +240,13 @@ def test_signal_ends_the_capture_and_detaches(pair, pcap5, sig) -> None:
     assert_nothing_left(pair.outer, prog_id)
 
 
-# A child that installs xdptcp's handlers on the flag the capture loop reads, then takes one
+# A child that installs xdptcp's handlers as the capture does, then takes one
 # SIGINT whose handling is interrupted by a second one at its Nth function call: Ctrl-C pressed
 # twice, the second landing inside the first handler, at each place it can land in turn.
 _SECOND_SIGNAL = """
 import signal, sys
-from xdptcp import live
 from xdptcp.process import install_signal_handlers
-stop = live.StopFlag()
-install_signal_handlers(stop)
+stop = install_signal_handlers()
 handler = signal.getsignal(signal.SIGINT)
 calls = 0
 def second(frame, event, arg):

@@ -31,8 +31,7 @@ def capture_live(
     if filt is not None:
         rodata.update(filt.rodata_values())
         code = filt.code()
-    stop = StopFlag()
-    install_signal_handlers(stop)
+    stop = install_signal_handlers()
     several, directions = len(ifaces) > 1, opts.direction != "in"
     heads = record_heads(out, several, directions)
     if heads[0] != OUT_NONE:

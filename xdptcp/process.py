@@ -33,14 +33,17 @@ class StopFlag:
         return self._set
 
 
-def install_signal_handlers(stop: StopFlag) -> None:
-    """SIGINT, SIGTERM, SIGHUP end the capture cleanly: the loop sees the flag and unwinds."""
+def install_signal_handlers() -> StopFlag:
+    """SIGINT, SIGTERM, SIGHUP end the capture cleanly: they set the flag returned, which the
+    loop reads, and it unwinds."""
+    stop = StopFlag()
 
     def handler(signum, frame):  # noqa: ARG001
         stop.set()
 
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, handler)
+    return stop
 
 
 def stdout_gone() -> None:
