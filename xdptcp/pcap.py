@@ -32,7 +32,7 @@ _NATIVE_RECORD = struct.Struct("=IIII")
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
-    from typing import BinaryIO, Optional, Union
+    from typing import Any, BinaryIO, Optional, Union
 
     PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
 
@@ -224,8 +224,11 @@ class PcapngWriter(_Output):
     ``tcpdump -r`` and ``xdptcp -r`` read it like a pcap file. Blocks are in the machine's byte
     order, which the section header's byte-order magic tells the reader."""
 
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._ifaces: dict[str, int] = {}  # the section numbers its interfaces from 0
+        super().__init__(*args, **kwargs)
+
     def _header(self) -> bytes:
-        self._ifaces: dict[str, int] = {}  # a new section numbers its interfaces from 0
         # Section header: byte-order magic, version 1.0, section length unknown (-1).
         return _block(PCAPNG_MAGIC, struct.pack("=IHHq", 0x1A2B3C4D, 1, 0, -1))
 
