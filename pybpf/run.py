@@ -556,12 +556,21 @@ class Runner:
 
 def run(spec: ObjectSpec, options: RunOptions = RunOptions()) -> int:
     """The whole ``pybpf run``: start, print events until Ctrl-C/SIGTERM/duration, finish.
-    Returns the number of events printed."""
+    Returns the number of events printed.
 
-    def on_term(signum: int, frame: Any) -> None:
-        raise Stop()
+    The first SIGINT or SIGTERM ends the run; those that come while it cleans up are ignored,
+    so that a Ctrl-C pressed again cannot stop the detaching half-way: a clsact filter (tc on a
+    kernel without tcx) outlives the process, unlike a link."""
+    stopping = False
 
-    old = signal.signal(signal.SIGTERM, on_term)
+    def on_signal(signum: int, frame: Any) -> None:
+        nonlocal stopping
+        if stopping:
+            return
+        stopping = True
+        raise KeyboardInterrupt if signum == signal.SIGINT else Stop()
+
+    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
     runner = Runner(spec, options)
     try:
         with runner:
@@ -570,6 +579,9 @@ def run(spec: ObjectSpec, options: RunOptions = RunOptions()) -> int:
                 runner.loop()
             except (KeyboardInterrupt, Stop):
                 pass
+            finally:
+                stopping = True  # the end of the duration, or an error: clean-up from here on
     finally:
-        signal.signal(signal.SIGTERM, old)
+        for sig, handler in old.items():
+            signal.signal(sig, handler)
     return runner.events

@@ -129,6 +129,74 @@ def test_tc_section_without_a_hook_runs_on_the_interface_given_and_goes_away(run
     assert gone(ids) and not set(ids) & tcx_programs()
 
 
+# A pybpf run whose clean-up is hit by Ctrl-C after Ctrl-C: the tc program goes through a clsact
+# filter, as on a kernel without tcx (a filter outlives the process, unlike a link); the run is
+# ended by a first SIGINT, then one more is raised at every EVERY-th Python call of the clean-up
+# (50 at most). Prints the exit code, the filters and clsact left, and the signals raised.
+_CTRL_C_AGAIN = """
+import os, signal, socket, sys, threading
+import pybpf.link.tc as tc
+from pybpf.cli import _command
+from pybpf.run import Runner
+
+tc.tcx_supported = lambda: False
+obj, iface, every = sys.argv[1], sys.argv[2], int(sys.argv[3])
+calls = raised = 0
+
+def again(frame, event, arg):
+    global calls, raised
+    if event in ("call", "c_call"):
+        calls += 1
+        if calls % every == 0 and raised < 50:
+            raised += 1
+            signal.raise_signal(signal.SIGINT)
+
+loop, finish = Runner.loop, Runner.finish
+
+def first_ctrl_c(self):
+    threading.Timer(0.3, os.kill, (os.getpid(), signal.SIGINT)).start()
+    loop(self)
+
+def finish_under_fire(self):
+    sys.setprofile(again)
+    try:
+        finish(self)
+    finally:
+        sys.setprofile(None)
+
+Runner.loop, Runner.finish = first_ctrl_c, finish_under_fire
+rc = _command(["run", obj, "-i", iface, "--prog", "tc_udp", "--no-maps"])
+index = socket.if_nametoindex(iface)
+print("RESULT", rc, len(tc.filters(index, "ingress")), tc.has_clsact(index), raised)
+"""
+
+
+@pytest.mark.parametrize("every", [2, 7, 31, 97])
+def test_ctrl_c_pressed_again_during_the_clean_up_cannot_leave_a_tc_filter(every) -> None:
+    """The first Ctrl-C ends the run; later ones are ignored until it has detached: the
+    clsact filter and the clsact qdisc it added are gone, the exit is clean."""
+    veth = f"pybpfcc{os.getpid() % 100000}"
+    run("ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p")
+    try:
+        run("ip", "link", "set", veth, "up")
+        trace_pipe_free()
+        res = subprocess.run(
+            [sys.executable, "-c", _CTRL_C_AGAIN, str(bpf_object("tests/run_net")), veth,
+             str(every)],
+            cwd=ROOT, capture_output=True, text=True, timeout=scaled(60),
+        )  # fmt: skip
+        result = [ln for ln in res.stdout.splitlines() if ln.startswith("RESULT ")]
+        assert result, res.stdout + res.stderr
+        rc, left, clsact, raised = result[-1].split()[1:]
+        assert (rc, left, clsact) == ("0", "0", "False"), res.stderr
+        assert int(raised) > 1, "the clean-up was hit by more than one signal"
+        assert "Traceback" not in res.stderr
+        out = run("tc", "filter", "show", "dev", veth, "ingress").stdout
+        assert out.strip() == ""
+    finally:
+        run("ip", "link", "del", veth, check=False)
+
+
 def packet_socket_rmem(pid: int) -> list[int]:
     """Rmem of the AF_PACKET sockets process ``pid`` holds (/proc/net/packet by inode)."""
     inodes = set()
