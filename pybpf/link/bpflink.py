@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import errno
 import os
-import socket
+import _socket as socket  # not socket: its wrapper and enum conversions cost a start 2 ms
 
 from pybpf.errors import SyscallError
 from pybpf.sys import features, linkcmd, objcmd, objinfo, progcmd

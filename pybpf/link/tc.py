@@ -23,7 +23,7 @@ from __future__ import annotations
 import errno as _errno
 import functools
 import os
-import socket
+import _socket as socket  # not socket: its wrapper and enum conversions cost a start 2 ms
 import struct
 from enum import Enum
 
