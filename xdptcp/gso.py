@@ -21,9 +21,9 @@ of a segment are those the capture holds at that place (none, by default: xdptcp
 
 from __future__ import annotations
 
+import _socket  # not socket: its wrapper and enum conversions cost a start 2 ms
 import array
 import fcntl
-import _socket  # not socket: its wrapper and enum conversions cost a start 2 ms
 import struct
 
 from xdptcp.record import Verdict, parse_frame

@@ -22,8 +22,8 @@ from __future__ import annotations
 
 import enum
 import struct
-from collections import namedtuple
 from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
+from collections import namedtuple
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:

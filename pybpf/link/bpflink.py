@@ -8,9 +8,9 @@ an interface, netlink attach/detach on it is refused (EBUSY), which protects it 
 
 from __future__ import annotations
 
+import _socket as socket  # not socket: its wrapper and enum conversions cost a start 2 ms
 import errno
 import os
-import _socket as socket  # not socket: its wrapper and enum conversions cost a start 2 ms
 
 from pybpf.errors import SyscallError
 from pybpf.sys import features, linkcmd, objcmd, objinfo, progcmd

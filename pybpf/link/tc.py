@@ -20,10 +20,10 @@ Two kernel interfaces do it, and both are here:
 
 from __future__ import annotations
 
+import _socket as socket  # not socket: its wrapper and enum conversions cost a start 2 ms
 import errno as _errno
 import functools
 import os
-import _socket as socket  # not socket: its wrapper and enum conversions cost a start 2 ms
 import struct
 from enum import Enum
 
