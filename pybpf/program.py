@@ -101,6 +101,8 @@ class Program(FDObject):
             res = progcmd.prog_load_attempt(prog_type, bytes(code), **args)
             if res.fd >= 0:
                 return cls(res.fd, name, section)
+            if res.errno == _errno.EAGAIN:  # signals, not a refusal: a log would show a cut
+                raise progcmd.interrupted(_what(name, section))
             if res.errno in (_errno.EPERM, _errno.E2BIG, _errno.EBADF, _errno.EFAULT):
                 # Nothing the verifier would explain: no point in a second load with a log.
                 raise SyscallError(_what(name, section), res.errno)
@@ -233,6 +235,8 @@ def _load_with_log(
             continue
         if res.fd >= 0:
             return res.fd, log
+        if res.errno == _errno.EAGAIN:  # the log stops where a signal cut the verifier short
+            raise progcmd.interrupted(_what(name, section))
         if not log.strip():
             raise SyscallError(_what(name, section), res.errno)
         raise VerifierError(name or "?", section or "?", res.errno, log)

@@ -201,3 +201,99 @@ def test_log_buffer_doubles_on_kernels_without_log_true_size(monkeypatch) -> Non
     assert sizes == [1024, 2048, 4096, 8192, 16384]
     assert exc.value.errno == 13 and exc.value.log == full_log.decode()
     assert "R3 !read_ok" in str(exc.value)
+
+
+# --- a verifier interrupted by signals -------------------------------------------------------
+
+
+def _eagain_first(monkeypatch, times: int) -> list[int]:
+    """The kernel's BPF_PROG_LOAD answers EAGAIN (a signal was pending while the verifier ran)
+    ``times`` times, then as it would; the errnos it gave are listed."""
+    import errno
+
+    from pybpf.sys import progcmd
+    from pybpf.sys.uapi import BPFCmd
+
+    real, answers = progcmd.bpf_raw, []
+
+    def bpf_raw(cmd, layout, **fields):
+        if cmd == BPFCmd.PROG_LOAD and len(answers) < times:
+            answers.append(errno.EAGAIN)
+            return -1, errno.EAGAIN, layout.parse(layout.build(fields))
+        ret, err, out = real(cmd, layout, **fields)
+        answers.append(err)
+        return ret, err, out
+
+    monkeypatch.setattr(progcmd, "bpf_raw", bpf_raw)
+    return answers
+
+
+def test_a_load_a_signal_interrupts_is_issued_again(monkeypatch) -> None:
+    """The verifier gives up with EAGAIN when a signal arrives (a terminal resized, a child
+    ended): the load is issued again, as libbpf does, up to five times in all."""
+    answers = _eagain_first(monkeypatch, 4)
+    with Program.load(ProgType.XDP, long_program(50), name="again") as p:
+        assert p.tag == Program.load(ProgType.XDP, long_program(50)).tag
+    assert answers[:5] == [11, 11, 11, 11, 0]
+
+
+def test_a_load_interrupted_five_times_says_so_and_is_no_refusal(monkeypatch) -> None:
+    answers = _eagain_first(monkeypatch, 99)
+    with pytest.raises(SyscallError) as exc:
+        Program.load(ProgType.XDP, long_program(50), name="storm", section="xdp")
+    assert not isinstance(exc.value, VerifierError)  # no log load, no "rejected at insn N"
+    assert str(exc.value) == (
+        "cannot load program 'storm' (section xdp): EAGAIN (Resource temporarily unavailable): "
+        "the verifier was interrupted by a signal 5 times in a row; nothing was refused: "
+        "try again"
+    )
+    assert answers == [11] * 5
+
+
+def test_signals_while_the_verifier_runs_are_never_reported_as_a_refusal() -> None:
+    """A real signal storm (SIGUSR1 to the loading thread every 50 µs) over loads of a program
+    the verifier takes milliseconds on: the kernel answers EAGAIN, each load ends loaded or
+    with the interrupted error, never a verifier rejection."""
+    import errno
+    import signal
+    import threading
+    import time
+
+    from pybpf.sys import progcmd
+
+    seen: list[int] = []
+    real = progcmd.bpf_raw
+
+    def counting(cmd, layout, **fields):
+        ret, err, out = real(cmd, layout, **fields)
+        seen.append(err)
+        return ret, err, out
+
+    old = signal.signal(signal.SIGUSR1, lambda *_: None)
+    progcmd.bpf_raw = counting
+    stop, me = threading.Event(), threading.get_ident()
+
+    def storm() -> None:
+        while not stop.is_set():
+            signal.pthread_kill(me, signal.SIGUSR1)
+            time.sleep(0.00005)
+
+    sender = threading.Thread(target=storm)
+    sender.start()
+    outcomes = []
+    try:
+        for _ in range(5):
+            try:
+                Program.load(ProgType.XDP, long_program(200_000), name="big").close()
+                outcomes.append("loaded")
+            except SyscallError as e:
+                assert not isinstance(e, VerifierError), str(e)
+                assert e.errno == errno.EAGAIN and "interrupted by a signal" in str(e)
+                outcomes.append("interrupted")
+    finally:
+        stop.set()
+        sender.join()
+        progcmd.bpf_raw = real
+        signal.signal(signal.SIGUSR1, old)
+    assert errno.EAGAIN in seen, "the kernel never cut the verifier short"
+    assert len(outcomes) == 5

@@ -71,15 +71,18 @@ def prog_load_attempt(
     """One BPF_PROG_LOAD; never raises for a kernel refusal (the caller decides about logs).
 
     ``log_buf`` is a ctypes buffer for the verifier log; its length is the log size.
+
+    The verifier gives up with EAGAIN when a signal is pending for the loading thread (a
+    terminal resized, a child ended, a debugger's stop): the load is issued again, up to
+    ``PROG_LOAD_ATTEMPTS`` times in all, as libbpf does. EAGAIN after the last attempt is left
+    to the caller (``interrupted``).
     """
     ibuf = in_buf(insns)
     lic = ctypes.create_string_buffer(license.encode())
     fibuf = in_buf(func_info) if func_info else None
     libuf = in_buf(line_info) if line_info else None
     fda = (ctypes.c_int * len(fd_array))(*fd_array) if fd_array else None
-    ret, err, out = bpf_raw(
-        BPFCmd.PROG_LOAD,
-        prog_load_attr,
+    fields = dict(
         prog_type=int(prog_type),
         insn_cnt=len(insns) // 8,
         insns=addr_of(ibuf),
@@ -103,8 +106,27 @@ def prog_load_attempt(
         attach_btf_obj_fd=attach_prog_fd or attach_btf_obj_fd,
         fd_array=addr_of(fda),
     )
+    for _ in range(PROG_LOAD_ATTEMPTS):
+        ret, err, out = bpf_raw(BPFCmd.PROG_LOAD, prog_load_attr, **fields)
+        if err != _errno.EAGAIN:
+            break
     fd = own_fd(ret) if ret >= 0 else -1
     return ProgLoadResult(fd, err, out.log_true_size)
+
+
+# Loads a signal may interrupt before one is reported as interrupted (libbpf's count).
+PROG_LOAD_ATTEMPTS = 5
+
+
+def interrupted(what: str) -> SyscallError:
+    """The error for a load the verifier gave up on ``PROG_LOAD_ATTEMPTS`` times (EAGAIN):
+    signals kept arriving while it ran; nothing is wrong with the program."""
+    return SyscallError(
+        what,
+        _errno.EAGAIN,
+        f"the verifier was interrupted by a signal {PROG_LOAD_ATTEMPTS} times in a row; "
+        "nothing was refused: try again",
+    )
 
 
 def prog_load(prog_type: int, insns: bytes, **kwargs: object) -> int:
@@ -112,7 +134,8 @@ def prog_load(prog_type: int, insns: bytes, **kwargs: object) -> int:
     res = prog_load_attempt(prog_type, insns, **kwargs)
     if res.fd < 0:
         name = str(kwargs.get("prog_name", ""))
-        raise SyscallError(f"cannot load {quoted('program', name)}", res.errno)
+        what = f"cannot load {quoted('program', name)}"
+        raise interrupted(what) if res.errno == _errno.EAGAIN else SyscallError(what, res.errno)
     return res.fd
 
 
