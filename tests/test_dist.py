@@ -144,12 +144,13 @@ def test_zipapps_run_with_no_site_packages(
 
 
 @pytest.mark.system
-@pytest.mark.parametrize("which", ["default", "oldest"])
+@pytest.mark.parametrize("which", ["default", "oldest", "newest"])
 def test_xdptcp_zipapp_demo_captures_with_the_object_inside_it(which: str, pyz: Path) -> None:
-    """The live path (load, attach, ring buffer) under the host's python3 and under 3.9."""
-    python = default_python() if which == "default" else python_for(MINORS[0])
+    """The live path (load, attach, ring buffer) under the host's python3, 3.9 and 3.13."""
+    minor = MINORS[0] if which == "oldest" else NEWEST
+    python = default_python() if which == "default" else python_for(minor)
     if python is None:
-        cannot_run(f"no CPython 3.{MINORS[0]} on this machine")
+        cannot_run(f"no CPython 3.{minor} on this machine")
     res = run(python, "-I", "-S", str(pyz / "xdptcp.pyz"), "--demo", check=False)
     assert res.returncode == 0, res.stderr
     assert_demo_output(res)
