@@ -58,7 +58,7 @@ class RunOptions:
 
 
 class Stop(Exception):
-    """SIGTERM (or the end of the duration): end the run as Ctrl-C does."""
+    """SIGTERM or SIGHUP: end the run as Ctrl-C does."""
 
 
 # --- decoding events ---------------------------------------------------------------------------
@@ -424,7 +424,8 @@ class Runner:
     # --- loop ---
 
     def loop(self) -> None:
-        """Print events until SIGINT (KeyboardInterrupt), SIGTERM or the duration's end."""
+        """Print events until SIGINT (KeyboardInterrupt), SIGTERM, SIGHUP or the duration's
+        end."""
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
         ep = select.epoll()
         try:
@@ -558,9 +559,10 @@ def run(spec: ObjectSpec, options: RunOptions = RunOptions()) -> int:
     """The whole ``pybpf run``: start, print events until Ctrl-C/SIGTERM/duration, finish.
     Returns the number of events printed.
 
-    The first SIGINT or SIGTERM ends the run; those that come while it cleans up are ignored,
-    so that a Ctrl-C pressed again cannot stop the detaching half-way: a clsact filter (tc on a
-    kernel without tcx) outlives the process, unlike a link."""
+    The first SIGINT, SIGTERM or SIGHUP (the terminal closed) ends the run; those that come
+    while it cleans up are ignored, so that a Ctrl-C pressed again cannot stop the detaching
+    half-way: a clsact filter (tc on a kernel without tcx) outlives the process, unlike a
+    link."""
     stopping = False
 
     def on_signal(signum: int, frame: Any) -> None:
@@ -570,7 +572,8 @@ def run(spec: ObjectSpec, options: RunOptions = RunOptions()) -> int:
         stopping = True
         raise KeyboardInterrupt if signum == signal.SIGINT else Stop()
 
-    old = {sig: signal.signal(sig, on_signal) for sig in (signal.SIGINT, signal.SIGTERM)}
+    stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+    old = {sig: signal.signal(sig, on_signal) for sig in stops}
     runner = Runner(spec, options)
     try:
         with runner:

@@ -147,7 +147,7 @@ def spawn_true(n: int) -> list[int]:
 # --- ring buffer, hash map, bpf_printk --------------------------------------------------------
 
 
-@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_execsnoop_events_printk_and_maps_then_nothing_left(sig: int) -> None:
     trace_pipe_free()
     r = RunProcess(str(bpf_object("tests/run_execsnoop")), "--json")
