@@ -17,7 +17,7 @@ from xdptcp.readfile import print_file
 from xdptcp.tcpdump import TextFormatter
 
 import traffic
-from conftest import need_tool
+from conftest import ROOT, need_tool
 
 TS_FLAGS = {"-t": "none", "-tt": "epoch", "-ttt": "delta", "-tttt": "date", "-ttttt": "since_first"}
 NANO = "--time-stamp-precision=nano"
@@ -296,3 +296,63 @@ def test_print_file_counts_and_stops(varied):
     out = _Collect()
     assert print_file(path, TextFormatter(), out) == sum(f.tcp for f in frames)
     assert os.path.exists(path)
+
+
+# ---- timestamps tcpdump prints from the record's fields ---------------------------------------
+
+# (seconds, fraction) fields of classic pcap records, in the file's unit: valid ones, fractions of
+# a second or more (tcpdump's own tests/timestamp_invalid_*.pcap hold 10^6 and 2^31), seconds
+# with bit 31 set, steps back for the relative modes.
+_MICRO_FIELDS = [
+    (1418145369, 999999), (1418145370, 1000000), (1418145370, 2147483648),
+    (1418145371, 4294967295), (1418145372, 5), (2147483647, 999999), (2147483648, 1),
+    (4294967295, 0), (1418145373, 7), (1418145360, 1500000), (1418145361, 2),
+]  # fmt: skip
+_NANO_FIELDS = [
+    (1418145369, 999999999), (1418145370, 1000000000), (1418145370, 2147483648),
+    (1418145371, 4294967295), (1418145372, 5), (2147483647, 999999999), (2147483648, 1),
+    (4294967295, 0), (1418145373, 7), (1418145360, 1500000000), (1418145361, 2),
+]  # fmt: skip
+
+
+def _fields_pcap(path, nano: bool, swapped: bool) -> None:
+    """A classic pcap of one conversation's segments with those timestamp fields, in this
+    machine's byte order (read by the record walk, ``xdptcp.mapped``) or swapped (read by the
+    general reader)."""
+    import struct
+
+    order = ">" if swapped == (os.sys.byteorder == "little") else "<"
+    magic = 0xA1B23C4D if nano else 0xA1B2C3D4
+    out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 262144, 1)]
+    for i, (sec, frac) in enumerate(_NANO_FIELDS if nano else _MICRO_FIELDS):
+        f = traffic.tcp_frame("198.18.0.2", "198.18.0.1", 40000, 443, seq=1000 + i, ack=77,
+                              flags="." if i % 3 else "P.", payload=b"x" * (i % 2))  # fmt: skip
+        out.append(struct.pack(order + "IIII", sec, frac, len(f), len(f)) + f)
+    with open(path, "wb") as fh:
+        fh.write(b"".join(out))
+
+
+@pytest.mark.parametrize("swapped", [False, True], ids=["walk", "reader"])
+@pytest.mark.parametrize("nano_file", [False, True], ids=["us-file", "ns-file"])
+@pytest.mark.parametrize(
+    "args", [(), ("-t",), ("-tt",), ("-ttt",), ("-tttt",), ("-ttttt",), (NANO,), (NANO, "-tt"),
+             (NANO, "-ttt"), (NANO, "-tttt"), (NANO, "-ttttt")],
+)  # fmt: skip
+def test_timestamps_tcpdump_prints_from_the_fields_print_the_same(
+    tmp_path, args, nano_file, swapped
+):
+    """A fraction field of a second or more prints as it is (``10.1000000``), seconds with bit
+    31 set as ``[Error converting time]``, and the relative modes subtract the fields as
+    tcpdump does, in every timestamp mode, micro- and nanosecond files, both readers."""
+    path = tmp_path / "fields.pcap"
+    _fields_pcap(path, nano_file, swapped)
+    tcpdump = need_tool("tcpdump")
+    want = subprocess.run([tcpdump, "-nn", "-r", str(path), *args], capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+    ours = [a if a != NANO else "--nano" for a in args]
+    got = subprocess.run([os.sys.executable, "-m", "xdptcp", "-r", str(path), *ours],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout  # fmt: skip
+    assert got == want
+    assert want.count("\n") == len(_MICRO_FIELDS)
+    if not args:
+        assert "[Error converting time] IP" in want and ".1000000 IP" in want

@@ -37,6 +37,29 @@ if TYPE_CHECKING:
     PathOrFile = Union[str, "os.PathLike[str]", BinaryIO]
 
 
+class FieldStamp(int):
+    """The timestamp of a classic pcap record that tcpdump prints from its fields rather than
+    from the time they stand for: a fraction field of a second or more, or seconds with bit 31
+    set (a damaged or hand-made file). As an int, the nanoseconds the fields stand for (the
+    excess fraction carried into the seconds); ``sec`` and ``frac`` (in the file's unit,
+    ``nano``) are the fields as the file holds them, which tcpdump prints as they are
+    (``xdptcp.tcpdump.Clock``). libpcap reads them as signed 32-bit numbers from a file in the
+    machine's byte order and as unsigned ones from a file it byte-swaps: ``signed``."""
+
+    def __new__(cls, sec: int, frac: int, nano: bool, signed: bool = True) -> FieldStamp:
+        self = super().__new__(cls, sec * 1_000_000_000 + frac * (1 if nano else 1000))
+        self.sec, self.frac, self.nano, self.signed = sec, frac, nano, signed
+        return self
+
+
+def record_stamp(sec: int, frac: int, nano: bool) -> int:
+    """A classic pcap record's timestamp from its fields (a file in this machine's byte order):
+    nanoseconds, or a ``FieldStamp`` when tcpdump would print the fields as they are."""
+    if frac >= (1_000_000_000 if nano else 1_000_000) or sec >= 0x80000000:
+        return FieldStamp(sec, frac, nano)
+    return sec * 1_000_000_000 + frac * (1 if nano else 1000)
+
+
 class PcapError(Exception):
     """A pcap file that cannot be written or read; the message names the file and record."""
 
@@ -368,7 +391,9 @@ class PcapReader:
             return
         linktype = self.linktype
         read, rec = self._in.read, _RECORD[self._order]
-        mult = 1 if self.nano else 1000
+        nano = self.nano
+        mult, per_sec = (1, 1_000_000_000) if nano else (1000, 1_000_000)
+        native = self._order == ("<" if sys.byteorder == "little" else ">")
         n = 0
         while True:
             head = read(16)
@@ -390,7 +415,10 @@ class PcapReader:
                 raise PcapError(
                     f"{self.name}: record {n}: truncated data ({len(data)} of {incl} bytes)"
                 )
-            yield (sec * 1_000_000_000 + frac * mult, data, orig, linktype)
+            if frac < per_sec and sec < 0x80000000:
+                yield (sec * 1_000_000_000 + frac * mult, data, orig, linktype)
+            else:
+                yield (FieldStamp(sec, frac, nano, native), data, orig, linktype)
 
     def close(self) -> None:
         if self._owned and self._in is not None:

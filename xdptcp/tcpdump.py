@@ -35,7 +35,7 @@ import struct
 import time
 
 from xdptcp.packet import Decoder, Kind, Packet, ethernet
-from xdptcp.pcap import MAX_RECORD
+from xdptcp.pcap import MAX_RECORD, record_stamp
 from xdptcp.tcpopts import (
     TS_FIRST,
     fast_options,
@@ -106,6 +106,7 @@ _PORTS = struct.Struct("!HH")
 OPTION_CACHE_MAX = 4096  # option texts remembered by their bytes, per formatter
 
 FLOW_TABLE_MAX = 1 << 20  # conversations remembered; tcpdump never forgets, a live capture must
+BAD_SECONDS_NS = 0x80000000 * 1_000_000_000  # from here on tcpdump cannot convert the seconds
 
 
 class SeqTracker:
@@ -144,7 +145,14 @@ class SeqTracker:
 
 
 class Clock:
-    """ts_print() of tcpdump's util-print.c, for one output stream."""
+    """ts_print() of tcpdump's util-print.c (4.99), for one output stream.
+
+    tcpdump works on the record's two fields, seconds and the fraction in the output's unit, as
+    the capture file holds them: a fraction field of a second or more (a damaged or hand-made
+    file) prints as it is (``10.1000000``), seconds with bit 31 set print ``[Error converting
+    time]``, and the relative modes subtract the fields with one borrow. A timestamp is an int
+    of nanoseconds; a file's record whose fraction field is out of range comes as a
+    ``xdptcp.pcap.FieldStamp``, which keeps the fields. Valid timestamps take the short way."""
 
     def __init__(self, mode: str = "default", nano: bool = False) -> None:
         if mode not in TS_MODES:
@@ -153,7 +161,7 @@ class Clock:
         self._unit = 1 if nano else 1000
         self._per_sec = 1_000_000_000 // self._unit
         self._frac = "{:09d}" if nano else "{:06d}"
-        self._ref: Optional[int] = None
+        self._ref: Optional[tuple[int, int]] = None  # (seconds, fraction) of the reference
         self._sec = -1
         self._sec_text = ""
 
@@ -161,36 +169,66 @@ class Clock:
             self.stamp = self._default_micro  # the usual case, measured: keep it short
 
     def _default_micro(self, ts_ns: int) -> str:
+        if ts_ns.__class__ is not int or ts_ns >= BAD_SECONDS_NS:  # FieldStamp, or bit 31
+            return Clock.stamp(self, ts_ns)
         sec, frac = divmod(ts_ns // 1000, 1_000_000)
         if sec != self._sec:
             self._sec = sec
             self._sec_text = time.strftime("%H:%M:%S", time.localtime(sec))
         return f"{self._sec_text}.{D3[frac // 1000]}{D3[frac % 1000]} "
 
+    def fields(self, ts_ns: int) -> tuple[int, int]:
+        """(seconds, fraction in the output's unit), as libpcap hands them to tcpdump: a
+        classic pcap's fields (a ``FieldStamp``) as it reads them, signed or not, the fraction
+        scaled as C does when the file's unit is not the output's."""
+        if ts_ns.__class__ is int:
+            return divmod(ts_ns // self._unit, self._per_sec)
+        sec, frac = ts_ns.sec, ts_ns.frac  # a FieldStamp
+        if ts_ns.signed:
+            sec -= (sec & 0x80000000) << 1
+            frac -= (frac & 0x80000000) << 1
+        if ts_ns.nano and not self.nano:
+            frac = frac // 1000 if frac >= 0 else -(-frac // 1000)  # C's division: toward 0
+        elif self.nano and not ts_ns.nano:
+            frac *= 1000
+        return sec, frac
+
     def stamp(self, ts_ns: int) -> str:
         """The timestamp and its trailing space ('' for mode none)."""
         mode = self.mode
-        t = ts_ns // self._unit
-        sec, frac = divmod(t, self._per_sec)
-        if mode == "default" or mode == "date":
-            if sec != self._sec:
-                self._sec = sec
-                fmt = "%H:%M:%S" if mode == "default" else "%Y-%m-%d %H:%M:%S"
-                self._sec_text = time.strftime(fmt, time.localtime(sec))
-            return f"{self._sec_text}.{self._frac.format(frac)} "
-        if mode == "epoch":
-            return f"{sec}.{self._frac.format(frac)} "
         if mode == "none":
             return ""
+        sec, frac = self.fields(ts_ns)
+        if mode == "default" or mode == "date":
+            return self._hmsfrac(sec, frac, mode == "date", time.localtime) + " "
+        if mode == "epoch":
+            if sec & 0x80000000:
+                return "[Error converting time] "
+            return f"{sec & 0xFFFFFFFF}.{self._frac.format(frac & 0xFFFFFFFF)} "
         if self._ref is None:
-            self._ref = t
-        d = t - self._ref
+            self._ref = (sec, frac)
+        rsec, rfrac = self._ref
+        # netdissect_timevalcmp and netdissect_timevalsub: the later minus the earlier, one
+        # borrow of a second at most
+        negative = sec < rsec or (sec == rsec and frac < rfrac)
+        dsec, dfrac = (rsec - sec, rfrac - frac) if negative else (sec - rsec, frac - rfrac)
+        if dfrac < 0:
+            dsec, dfrac = dsec - 1, dfrac + self._per_sec
         if mode == "delta":
-            self._ref = t
-        sign = "-" if d < 0 else " "
-        dsec, dfrac = divmod(abs(d), self._per_sec)
-        h, rem = divmod(dsec % 86400, 3600)
-        return f"{sign}{h:02d}:{rem // 60:02d}:{rem % 60:02d}.{self._frac.format(dfrac)} "
+            self._ref = (sec, frac)
+        return ("-" if negative else " ") + self._hmsfrac(dsec, dfrac, False, time.gmtime) + " "
+
+    def _hmsfrac(self, sec: int, frac: int, date: bool, convert) -> str:
+        """ts_date_hmsfrac_print: the time of day (and the date), then the fraction."""
+        if sec & 0x80000000:
+            return "[Error converting time]"
+        if convert is time.localtime and sec == self._sec:
+            text = self._sec_text
+        else:
+            text = time.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S", convert(sec))
+            if convert is time.localtime:
+                self._sec, self._sec_text = sec, text
+        return f"{text}.{self._frac.format(frac & 0xFFFFFFFF)}"
 
 
 class TextFormatter:
@@ -331,8 +369,8 @@ class TextFormatter:
         )
         from xdptcp.readfile import BATCH
 
-        slot = mp.slot
-        mult = 1 if mp.nano else 1000
+        stamp = record_stamp
+        slot, nano = mp.slot, mp.nano
         inline_clock = self.clock.mode == "default" and not self.clock.nano and not mp.nano
         several = self.show_ifname  # lines that start with the interface: all by ``format``
         fmt, stamp_of, options = self.format, self._stamp, self._mapped_options
@@ -387,7 +425,7 @@ class TextFormatter:
                     if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
                         hlen = 0
                 if hlen < 20 or hlen > length or l4 + hlen > stop or several:  # not the common one
-                    line = fmt(sec * 1_000_000_000 + frac * mult, mm[at:stop], orig, "", "")
+                    line = fmt(stamp(sec, frac, nano), mm[at:stop], orig, "", "")
                     if line is None:
                         continue
                 else:
@@ -408,9 +446,7 @@ class TextFormatter:
                         if opts is None:
                             opts = options(mm[l4 + 20 : l4 + hlen], seq, ack, flags, key, rev)
                             if opts is None:
-                                line = fmt(
-                                    sec * 1_000_000_000 + frac * mult, mm[at:stop], orig, "", ""
-                                )
+                                line = fmt(stamp(sec, frac, nano), mm[at:stop], orig, "", "")
                                 if line is None:
                                     continue
                                 opts = False
@@ -434,8 +470,15 @@ class TextFormatter:
                             seqs = f", seq {seq}"
                         else:
                             seqs = ""
-                        if not inline_clock or frac >= 1_000_000 or flags & URG:
-                            line = stamp_of(sec * 1_000_000_000 + frac * mult) + _line(
+                        # (a fraction field of a second or more, or seconds tcpdump cannot
+                        # convert: by the clock, as tcpdump prints them)
+                        if (
+                            not inline_clock
+                            or frac >= 1_000_000
+                            or sec >= 0x80000000
+                            or (flags & URG)
+                        ):
+                            line = stamp_of(stamp(sec, frac, nano)) + _line(
                                 head, flags, seqs, ack, win, urg, opts, length
                             )
                         else:
