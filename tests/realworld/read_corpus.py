@@ -1,12 +1,14 @@
 """Compare ``xdptcp -r F`` with ``tcpdump -nn -r F tcp`` on every capture of a directory.
 
-    python tests/realworld/read_corpus.py DIR [--link-types 1,113,...] [-v]
+    python tests/realworld/read_corpus.py DIR [--link-types 1,113,...] [--flags "-S -ttt"] [-v]
 
 For captures made by others (tcpdump's own test captures, say): each file whose TCP lines
 tcpdump prints is read by both tools and compared line by line, up to ``length N`` (what
 follows is application-layer decoding, which xdptcp does not do). Prints one row per link type:
 files, files identical, files refused by xdptcp, lines compared, lines identical; ``-v`` lists
-every file that differs with its first differing line. Nothing from the corpus is kept.
+every file that differs with its first differing line. ``--flags`` gives both tools the same
+tcpdump options (-S, -t ... -ttttt, --time-stamp-precision=nano, which is xdptcp's --nano).
+Nothing from the corpus is kept.
 """
 
 from __future__ import annotations
@@ -25,6 +27,15 @@ _LENGTH = re.compile(r", length \d+")
 def upto_length(line: str) -> str:
     m = _LENGTH.search(line)
     return line[: m.end()] if m else line
+
+
+# -ttt and -ttttt start a line with the sign column: a space (or "-") before the time.
+_RELATIVE = re.compile(r" \d\d:\d\d:\d\d\.")
+
+
+def _continues(line: str) -> bool:
+    """A line that goes on with the one above (application-layer decoding, tab-indented)."""
+    return line[:1].isspace() and not _RELATIVE.match(line)
 
 
 def link_types(path: Path) -> set[int]:
@@ -60,8 +71,11 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("dir", type=Path)
     ap.add_argument("--link-types", default="0,1,9,50,101,108,113,228,229,276")
+    ap.add_argument("--flags", default="", help="tcpdump options for both tools, e.g. '-S -tt'")
     ap.add_argument("-v", action="store_true")
     args = ap.parse_args()
+    flags = args.flags.split()
+    ours = ["--nano" if f == "--time-stamp-precision=nano" else f for f in flags]
     wanted = {int(x) for x in args.link_types.split(",")}
     rows: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0, 0, 0])
     differ = []
@@ -69,20 +83,20 @@ def main() -> int:
         lts = link_types(path)
         if not lts or not lts <= wanted:
             continue
-        rc, ref, _ = run(["tcpdump", "-nn", "-r", str(path), "tcp"])
+        rc, ref, _ = run(["tcpdump", "-nn", *flags, "-r", str(path), "tcp"])
         if rc != 0 or not ref:
             continue  # tcpdump reads no TCP from it: not a TCP-bearing capture
         key = ",".join(map(str, sorted(lts)))
         row = rows[key]
         row[0] += 1
-        rc, got, err = run([sys.executable, "-m", "xdptcp", "-r", str(path)])
+        rc, got, err = run([sys.executable, "-m", "xdptcp", *ours, "-r", str(path)])
         if rc != 0:
             row[2] += 1
             differ.append(f"{path.name}: refused: {err.splitlines()[-1] if err else rc}")
             continue
         # Lines that start with white space continue the line above with application-layer
         # decoding (OpenFlow, BGP, ...): not compared, like the rest of a line after length N.
-        ref = [upto_length(x) for x in ref if not x[:1].isspace()]
+        ref = [upto_length(x) for x in ref if not _continues(x)]
         got = [upto_length(x) for x in got]
         same = sum(a == b for a, b in zip(ref, got))
         row[3] += max(len(ref), len(got))
