@@ -20,7 +20,7 @@ from xdptcp.options import OutputOptions
 from xdptcp.pcapfilter import compile_filter
 
 import traffic
-from conftest import cannot_run, need_tool
+from conftest import ROOT, cannot_run, need_tool
 
 # The kernel matrix (6.1, 6.12 guests, Python 10-20x slower there) runs the compact tests marked
 # kmatrix below: every filter through the verifier and the walk; the host runs them all.
@@ -385,3 +385,28 @@ def test_the_walkers_answer_for_a_chunk() -> None:
         assert answer(len(chunk), limit=2) == ([(s[0], s[2])], 2, 0, walk.STOP_LIMIT, s[2])
         assert answer(s[4] + 20) == ([(s[0], s[2]), (s[2], s[2])], 2, 1, walk.STOP_MORE, s[4])
         assert answer(s[0] + 15) == ([], 0, 0, walk.STOP_MORE, 0)
+
+
+def test_damaged_tcp_packets_tcpdump_prints_a_note_for_are_written_too(tmp_path, monkeypatch):
+    """An IPv4 total length of 0 (BIG TCP and TSO captures: ``IP bad-len 0``), a version nibble
+    that contradicts the EtherType (``IP6, wrong link-layer encapsulation``, ``IP6 version
+    error``): ``-r F`` prints a line for each, as tcpdump does, so ``-r F -w OUT`` writes them,
+    as ``tcpdump -r F -w OUT tcp`` does, whichever walk reads the file."""
+    good = traffic.tcp_frame("198.18.0.1", "198.18.0.2", 1000, 443, flags="A", seq=5, ack=9)
+    six = traffic.tcp_frame("2001:db8::1", "2001:db8::2", 1000, 443, flags="A", seq=5, ack=9)
+    bad_len = good[:16] + b"\x00\x00" + good[18:]  # IPv4 total length 0
+    v6_in_v4 = good[:14] + bytes([0x65]) + good[15:]  # version 6 under the IPv4 EtherType
+    v4_in_v6 = six[:14] + bytes([0x40 | six[14] & 0x0F]) + six[15:]  # version 4 under IPv6's
+    frames = [good, bad_len, good, v6_in_v4, v4_in_v6, good]
+    src = tmp_path / "damaged.pcap"
+    traffic.write_pcap(src, frames)
+    ours = same_both_ways(src, tmp_path, monkeypatch, None)
+    assert ours[24:] == tcpdump_records(src, tmp_path, None)
+    out = tmp_path / "k.pcap"
+    lines = subprocess.run(["tcpdump", "-nn", "-r", str(out)], capture_output=True, text=True,
+                           check=True).stdout.splitlines()  # fmt: skip
+    assert len(lines) == 6 and "IP bad-len 0" in lines[1], lines
+    assert "IP6, wrong link-layer encapsulation" in lines[3] and "IP6 version error" in lines[4]
+    printed = subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(src)], capture_output=True,
+                             text=True, check=True, cwd=ROOT).stdout.splitlines()  # fmt: skip
+    assert len(printed) == 6

@@ -353,8 +353,43 @@ def decode(frame, wire_len: Optional[int] = None) -> Optional[Packet]:
 
 
 def is_tcp_frame(frame, wire_len: Optional[int] = None) -> bool:
-    """True when the frame decodes as TCP: the formatters print a line for it."""
-    return Decoder().decode(frame, wire_len) is not None
+    """True when the text formatter prints a line for the frame: it decodes as TCP, or it is
+    one of the damaged TCP packets tcpdump prints a note for (``malformed_tcp_text``), which
+    libpcap's ``tcp`` selects too. What ``-r F -w OUT`` writes."""
+    return Decoder().decode(frame, wire_len) is not None or malformed_tcp_text(frame) is not None
+
+
+def malformed_tcp_text(frame) -> Optional[str]:
+    """What tcpdump prints for a TCP packet the decoder refuses, when it prints anything.
+
+    ip_print() for an IPv4 TCP packet whose total length is below its header length:
+    ``IP bad-len N`` and nothing more (the capture program emits such frames: it never trusts
+    IP length fields). And for a packet whose version nibble contradicts its EtherType, which
+    libpcap's ``tcp`` still selects (it looks at the protocol byte only), tcpdump 4.99 prints
+    what ip_print and ip6_print say: ``IP6, wrong link-layer encapsulation (invalid)`` or
+    ``IPn (invalid)`` under an IPv4 EtherType, ``IP6 version error: n != 6`` under IPv6's."""
+    link = ethernet(frame)
+    if link is None:
+        return None
+    etype, off, _ = link
+    if etype == 0x86DD and off + 40 <= len(frame) and frame[off + 6] == 6:
+        version = frame[off] >> 4
+        return f"IP6 version error: {version} != 6" if version != 6 else None
+    if etype != 0x0800 or off + 20 > len(frame):
+        return None
+    vihl, ip_len = frame[off], frame[off + 2] << 8 | frame[off + 3]
+    if frame[off + 9] == 6 and vihl >> 4 != 4:
+        return _wrong_version(vihl >> 4)
+    if vihl >> 4 != 4 or vihl & 0x0F < 5 or ip_len >= (vihl & 0x0F) * 4 or frame[off + 9] != 6:
+        return None
+    return f"IP bad-len {ip_len}"
+
+
+def _wrong_version(version: int) -> str:
+    """ip_print() for an IPv4 EtherType whose header says another version."""
+    if version == 6:
+        return "IP6, wrong link-layer encapsulation (invalid)"
+    return f"IP{version} (invalid)"
 
 
 def iter_options(opts: bytes):

@@ -34,7 +34,7 @@ from __future__ import annotations
 import struct
 import time
 
-from xdptcp.packet import Decoder, Kind, Packet, ethernet
+from xdptcp.packet import Decoder, Kind, Packet, malformed_tcp_text
 from xdptcp.pcap import MAX_RECORD, record_stamp
 from xdptcp.tcpopts import (
     TS_FIRST,
@@ -276,7 +276,7 @@ class TextFormatter:
         if body is None:
             p = self.decoder.decode(frame, wire_len)
             if p is None:
-                body = _bad_len(frame)
+                body = malformed_tcp_text(frame)
                 if body is None:
                     return None
             else:
@@ -670,36 +670,3 @@ def _rt6_text(raw: bytes, dec: Decoder) -> str:
     for i in range(length // 2):
         out += f", [{i}]{dec.addr(raw[8 + 16 * i : 24 + 16 * i])}"
     return out + ") "
-
-
-def _bad_len(frame) -> Optional[str]:
-    """What tcpdump prints for a TCP packet the decoder refuses, when it prints anything.
-
-    ip_print() for an IPv4 TCP packet whose total length is below its header length:
-    ``IP bad-len N`` and nothing more (the capture program emits such frames: it never trusts
-    IP length fields). And for a packet whose version nibble contradicts its EtherType, which
-    libpcap's ``tcp`` still selects (it looks at the protocol byte only), tcpdump 4.99 prints
-    what ip_print and ip6_print say: ``IP6, wrong link-layer encapsulation (invalid)`` or
-    ``IPn (invalid)`` under an IPv4 EtherType, ``IP6 version error: n != 6`` under IPv6's."""
-    link = ethernet(frame)
-    if link is None:
-        return None
-    etype, off, _ = link
-    if etype == 0x86DD and off + 40 <= len(frame) and frame[off + 6] == 6:
-        version = frame[off] >> 4
-        return f"IP6 version error: {version} != 6" if version != 6 else None
-    if etype != 0x0800 or off + 20 > len(frame):
-        return None
-    vihl, ip_len = frame[off], frame[off + 2] << 8 | frame[off + 3]
-    if frame[off + 9] == 6 and vihl >> 4 != 4:
-        return _wrong_version(vihl >> 4)
-    if vihl >> 4 != 4 or vihl & 0x0F < 5 or ip_len >= (vihl & 0x0F) * 4 or frame[off + 9] != 6:
-        return None
-    return f"IP bad-len {ip_len}"
-
-
-def _wrong_version(version: int) -> str:
-    """ip_print() for an IPv4 EtherType whose header says another version."""
-    if version == 6:
-        return "IP6, wrong link-layer encapsulation (invalid)"
-    return f"IP{version} (invalid)"
