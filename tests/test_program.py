@@ -250,6 +250,7 @@ def test_a_load_interrupted_five_times_says_so_and_is_no_refusal(monkeypatch) ->
     assert answers == [11] * 5
 
 
+@pytest.mark.kmatrix
 def test_signals_while_the_verifier_runs_are_never_reported_as_a_refusal() -> None:
     """A real signal storm (SIGUSR1 to the loading thread every 50 µs) over loads of a program
     the verifier takes milliseconds on: the kernel answers EAGAIN, each load ends loaded or

@@ -171,6 +171,7 @@ print("RESULT", rc, len(tc.filters(index, "ingress")), tc.has_clsact(index), rai
 """
 
 
+@pytest.mark.kmatrix
 @pytest.mark.parametrize("every", [2, 7, 31, 97])
 def test_ctrl_c_pressed_again_during_the_clean_up_cannot_leave_a_tc_filter(every) -> None:
     """The first Ctrl-C ends the run; later ones are ignored until it has detached: the
