@@ -402,9 +402,10 @@ def test_damaged_tcp_packets_tcpdump_prints_a_note_for_are_written_too(tmp_path,
     traffic.write_pcap(src, frames)
     ours = same_both_ways(src, tmp_path, monkeypatch, None)
     assert ours[24:] == tcpdump_records(src, tmp_path, None)
-    out = tmp_path / "k.pcap"
-    lines = subprocess.run(["tcpdump", "-nn", "-r", str(out)], capture_output=True, text=True,
-                           check=True).stdout.splitlines()  # fmt: skip
+    out = tmp_path / "ours.pcap"
+    out.write_bytes(ours)
+    lines = subprocess.run([need_tool("tcpdump"), "-nn", "-r", str(out)], capture_output=True,
+                           text=True, check=True).stdout.splitlines()  # fmt: skip
     assert len(lines) == 6 and "IP bad-len 0" in lines[1], lines
     assert "IP6, wrong link-layer encapsulation" in lines[3] and "IP6 version error" in lines[4]
     printed = subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(src)], capture_output=True,

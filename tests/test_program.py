@@ -232,8 +232,11 @@ def test_a_load_a_signal_interrupts_is_issued_again(monkeypatch) -> None:
     """The verifier gives up with EAGAIN when a signal arrives (a terminal resized, a child
     ended): the load is issued again, as libbpf does, up to five times in all."""
     answers = _eagain_first(monkeypatch, 4)
-    with Program.load(ProgType.XDP, long_program(50), name="again") as p:
-        assert p.tag == Program.load(ProgType.XDP, long_program(50)).tag
+    with (
+        Program.load(ProgType.XDP, long_program(50), name="again") as p,
+        Program.load(ProgType.XDP, long_program(50)) as q,
+    ):
+        assert p.tag == q.tag
     assert answers[:5] == [11, 11, 11, 11, 0]
 
 

@@ -7,6 +7,7 @@ import random
 import re
 import socket
 import subprocess
+import sys
 import threading
 import time
 
@@ -321,7 +322,7 @@ def _fields_pcap(path, nano: bool, swapped: bool) -> None:
     general reader)."""
     import struct
 
-    order = ">" if swapped == (os.sys.byteorder == "little") else "<"
+    order = ">" if swapped == (sys.byteorder == "little") else "<"
     magic = 0xA1B23C4D if nano else 0xA1B2C3D4
     out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 262144, 1)]
     for i, (sec, frac) in enumerate(_NANO_FIELDS if nano else _MICRO_FIELDS):
@@ -350,7 +351,7 @@ def test_timestamps_tcpdump_prints_from_the_fields_print_the_same(
     want = subprocess.run([tcpdump, "-nn", "-r", str(path), *args], capture_output=True,
                           text=True, check=True).stdout  # fmt: skip
     ours = [a if a != NANO else "--nano" for a in args]
-    got = subprocess.run([os.sys.executable, "-m", "xdptcp", "-r", str(path), *ours],
+    got = subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(path), *ours],
                          capture_output=True, text=True, check=True, cwd=ROOT).stdout  # fmt: skip
     assert got == want
     assert want.count("\n") == len(_MICRO_FIELDS)
