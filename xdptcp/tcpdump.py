@@ -200,7 +200,7 @@ class Clock:
             return ""
         sec, frac = self.fields(ts_ns)
         if mode == "default" or mode == "date":
-            return self._hmsfrac(sec, frac, mode == "date", time.localtime) + " "
+            return self._hmsfrac(sec, frac, mode == "date", True) + " "
         if mode == "epoch":
             if sec & 0x80000000:
                 return "[Error converting time] "
@@ -216,17 +216,19 @@ class Clock:
             dsec, dfrac = dsec - 1, dfrac + self._per_sec
         if mode == "delta":
             self._ref = (sec, frac)
-        return ("-" if negative else " ") + self._hmsfrac(dsec, dfrac, False, time.gmtime) + " "
+        return ("-" if negative else " ") + self._hmsfrac(dsec, dfrac, False, False) + " "
 
-    def _hmsfrac(self, sec: int, frac: int, date: bool, convert) -> str:
-        """ts_date_hmsfrac_print: the time of day (and the date), then the fraction."""
+    def _hmsfrac(self, sec: int, frac: int, date: bool, local: bool) -> str:
+        """ts_date_hmsfrac_print: the time of day (and the date), then the fraction; local
+        time (remembered for the second) or UTC (a relative mode's difference)."""
         if sec & 0x80000000:
             return "[Error converting time]"
-        if convert is time.localtime and sec == self._sec:
+        if local and sec == self._sec:
             text = self._sec_text
         else:
-            text = time.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S", convert(sec))
-            if convert is time.localtime:
+            tm = time.localtime(sec) if local else time.gmtime(sec)
+            text = time.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S", tm)
+            if local:
                 self._sec, self._sec_text = sec, text
         return f"{text}.{self._frac.format(frac & 0xFFFFFFFF)}"
 
