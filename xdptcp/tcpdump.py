@@ -261,6 +261,9 @@ class TextFormatter:
         self._opt_cache: dict[bytes, str] = {}  # option text by the option bytes (no SACK)
         self._ts_cache: dict[bytes, str] = {}  # what follows nop,nop,TS, by its bytes
         self._sack_plans: dict[int, tuple] = {}  # the last layout with SACK blocks, by length
+        # the same for nop,nop,TS and one block, by TCP header length: (its unpack_from, bytes
+        # before and after the block, their text), read by mapped_lines itself
+        self._sack_one: dict[int, tuple] = {}
 
     def format(
         self,
@@ -377,7 +380,7 @@ class TextFormatter:
         several = self.show_ifname  # lines that start with the interface: all by ``format``
         fmt, stamp_of, options = self.format, self._stamp, self._mapped_options
         flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
-        opt_cache, ts_cache = self._opt_cache, self._ts_cache
+        opt_cache, ts_cache, sack_one = self._opt_cache, self._ts_cache, self._sack_one
         num = numbers()  # the text of 16-bit fields (window, payload length)
         lines: list[str] = []
         left, last_sec, sec_dot = (0 if count is None else max(count, 1)), -1, ""
@@ -443,6 +446,22 @@ class TextFormatter:
                             opts = None
                             if rest is not None:
                                 opts = f", options [nop,nop,TS val {val} ecr {ecr}{rest}"
+                            else:  # one SACK block after it, in a layout seen before?
+                                one = sack_one.get(hlen)
+                                if one is not None:
+                                    _, _, _, b, sl, sr, a = one[0](mm, l4 + 20)
+                                    if b == one[1] and a == one[2]:
+                                        sb = 0  # the base as _mapped_options takes it
+                                        if flags & ACK and not absolute:
+                                            sb = seq_flows.get(key)
+                                            if sb is None or flags & SYN:
+                                                sb = (ack - 1) & M32
+                                            else:
+                                                sb = sb[0] if rev else sb[1]
+                                        opts = (
+                                            f", options [nop,nop,TS val {val} ecr {ecr}{one[3]}"
+                                            f"{{{(sl - sb) & M32}:{(sr - sb) & M32}}}{one[4]}"
+                                        )
                         else:
                             opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
                         if opts is None:
@@ -558,7 +577,12 @@ class TextFormatter:
             elif len(self._opt_cache) < OPTION_CACHE_MAX:
                 self._opt_cache[o] = text
         elif sack is not False and (not ts_first or sack >= 12):
-            self._sack_plans[len(o)] = sack_plan(o, text, head, sack, ts_first, sack_base)
+            plan = self._sack_plans[len(o)] = sack_plan(o, text, head, sack, ts_first, sack_base)
+            one = plan[-1]
+            if one is None:
+                self._sack_one.pop(len(o) + 20, None)
+            else:
+                self._sack_one[len(o) + 20] = (one.unpack_from, plan[2], plan[6], plan[7], plan[8])
         return text
 
     # -- the line after the timestamp --------------------------------------------------------

@@ -444,14 +444,14 @@ def one_block_layout(o: bytes, at: int, ts_first: bool, nblocks: int):
     (nop,nop,TS kind and length, val, ecr, bytes up to the block, its edges, bytes after)."""
     if not ts_first or nblocks != 1:
         return None
-    return struct.Struct(f"!4sII{at + 2 - 12}sII{len(o) - at - 10}s").unpack
+    return struct.Struct(f"!4sII{at + 2 - 12}sII{len(o) - at - 10}s")
 
 
 def sack_plan_text(plan: tuple, o: bytes, base: int) -> Optional[str]:
     """The text of ``o`` by ``plan``, or None when ``o`` is not of its layout."""
     ts_first, a, before, at, nblocks, tail, after, before_text, after_text, one = plan
     if one is not None:
-        tsp, val, ecr, b, s, e, f = one(o)
+        tsp, val, ecr, b, s, e, f = one.unpack(o)
         if tsp != TS_FIRST or b != before or f != after:
             return None
         s, e = (s - base) & M32, (e - base) & M32
