@@ -30,7 +30,7 @@ def _w1(args: argparse.Namespace) -> str:
 def _progcost(args: argparse.Namespace) -> str:
     from bench import prog_cost
 
-    return prog_cost.run(repeat=args.repeat or 3, runs=args.packets or 1_000_000)
+    return prog_cost.run(repeat=args.repeat or 5, runs=args.packets or 1_000_000)
 
 
 def _loadtime(args: argparse.Namespace) -> str:
