@@ -12,7 +12,9 @@ captured), make the line right there:
   direction of a conversation, keyed by the raw address and port bytes;
 * options are looked up by their bytes: lists without SACK blocks give the same text whatever
   the sequence bases, and the usual nop,nop,TS first is split off so the rest of the list is
-  found by its bytes too;
+  found by its bytes too; after nop,nop,TS, a list with one SACK block in a layout seen before
+  (by TCP header length) is found by the bytes around the block, whose edges are printed from
+  the sequence base;
 * anything else (VLAN tags, IPv4 options, extension headers, odd lengths, SACK blocks, other
   timestamp modes...) goes to the formatter's own ``format``, which tests prove this agrees with
   record for record.
