@@ -150,6 +150,28 @@ def test_json_lines_are_the_general_readers(files, name) -> None:
     assert fast == slow
 
 
+@pytest.mark.parametrize("nano", [False, True], ids=["us-file", "ns-file"])
+def test_json_of_times_past_the_fields_usual_range_is_the_general_readers(tmp_path, nano) -> None:
+    """Records in the first second of 1970, fractions of a second or more, seconds past bit 31:
+    the walk makes "ts" and "ts_ns" of these from the nanoseconds, as the general formatter."""
+    per_sec = 1_000_000_000 if nano else 1_000_000
+    fields = [(1418145369, per_sec - 1), (0, 5), (0, per_sec - 1), (1418145370, per_sec),
+              (1418145371, 0xFFFFFFFF), (2147483648, 1), (0xFFFFFFFF, 0),
+              (1418145372, 7)]  # fmt: skip
+    head = struct.pack("=IHHiIII", 0xA1B23C4D if nano else 0xA1B2C3D4, 2, 4, 0, 0, 262144, 1)
+    out = [head]
+    for i, (sec, frac) in enumerate(fields):
+        ts = [b"\x01\x01" + traffic.timestamp(i, 9)]
+        f = traffic.tcp_frame("198.18.0.2", "198.18.0.1", 40000, 443, seq=1000 + i, ack=77,
+                              flags=".", options=ts)  # fmt: skip
+        out.append(struct.pack("=IIII", sec, frac, len(f), len(f)) + f)
+    path = tmp_path / "fields.pcap"
+    path.write_bytes(b"".join(out))
+    fast, slow = both(path, JsonFormatter)
+    assert fast == slow and fast.count("\n") == len(fields)
+    assert '"ts":0.000000,"ts_ns":5' in fast if nano else '"ts":0.000005,"ts_ns":5000' in fast
+
+
 @pytest.mark.parametrize("make", [TextFormatter, JsonFormatter])
 def test_count_and_filter(files, make) -> None:
     for count in (1, 5, 1024, 1025, 3000):
