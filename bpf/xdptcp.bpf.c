@@ -306,8 +306,8 @@ static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c, __u64 slot)
 
 /*
  * Copy the first len bytes of the frame into the record and return how many were copied.
- * Whole 8-byte words straight from packet memory, the last of them ending at len: about half
- * the cost of bpf_xdp_load_bytes() for a header-sized copy (bench/prog_cost.py). Every load is
+ * Whole 8-byte words straight from packet memory, the last of them ending at len: kernels
+ * before 5.18 lack bpf_xdp_load_bytes(), and where it exists both cost the same here. Every load is
  * checked against data_end and every store against the capacity, with bounds the verifier can
  * follow; a word may copy up to 7 bytes past len, which stay outside cap_len.
  */
