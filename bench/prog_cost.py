@@ -333,17 +333,19 @@ TARGETED = ("xdptcp, ring drained", "xdptcp + filter 'port 443', ring drained", 
 def floor(results: dict[tuple[str, str], list[float]], size: str) -> float:
     """What no capture program can skip, in the same run: the empty program's run, plus the
     timestamp (``bpf_ktime_get_ns`` alone, less the empty program) plus the reservation, the
-    copy of the headers and the submission (direct copy, less the empty program)."""
+    copy of the headers and the submission (the cheaper of the helper's copy and the direct
+    one, less the empty program: a program may copy either way)."""
     empty = median(results[("empty XDP program", size)])
-    return median(results[(KTIME, size)]) + median(results[(DIRECT, size)]) - empty
+    copy = min(median(results[(COPY, size)]), median(results[(DIRECT, size)]))
+    return median(results[(KTIME, size)]) + copy - empty
 
 
 def of_own_floor(results: dict[tuple[str, str], list[float]], label: str, size: str) -> float:
     """The median over repeats of the program's time over the floor of the same repeat: the
     floor's parts are measured seconds apart, and a machine that is slower for a while is
     slower for the program and its floor alike (paired, the ratio does not see that drift)."""
-    parts = (results[(k, size)] for k in (label, KTIME, DIRECT, "empty XDP program"))
-    return median([p / (k + d - e) for p, k, d, e in zip(*parts)])
+    parts = (results[(k, size)] for k in (label, KTIME, COPY, DIRECT, "empty XDP program"))
+    return median([p / (k + min(c, d) - e) for p, k, c, d, e in zip(*parts)])
 
 
 def _default_ring() -> int:
