@@ -440,8 +440,9 @@ def sack_plan(o: bytes, text: str, head: str, at: int, ts_first: bool, base: int
 
 
 def one_block_layout(o: bytes, at: int, ts_first: bool, nblocks: int):
-    """For the usual SACK segment (nop,nop,TS first, one block): the whole list in one unpack,
-    (nop,nop,TS kind and length, val, ecr, bytes up to the block, its edges, bytes after)."""
+    """For the usual SACK segment (nop,nop,TS first, one block): the struct that unpacks the
+    whole list in one call, to (nop,nop,TS kind and length, val, ecr, bytes up to the block, its
+    edges, bytes after); the record walks unpack it from the record itself."""
     if not ts_first or nblocks != 1:
         return None
     return struct.Struct(f"!4sII{at + 2 - 12}sII{len(o) - at - 10}s")
