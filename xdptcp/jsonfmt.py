@@ -95,9 +95,6 @@ class JsonFormatter:
         self._opt_cache: dict[bytes, str] = {}  # options by their bytes (no SACK blocks)
         self._ts_cache: dict[bytes, str] = {}  # what follows nop,nop,TS, by its bytes
         self._sack_plans: dict[int, tuple] = {}  # the last layout with SACK blocks, by length
-        # the same for nop,nop,TS and one block, by TCP header length: (its unpack_from, bytes
-        # before and after the block, their text), read by mapped_lines itself
-        self._sack_one: dict[int, tuple] = {}
 
     def format(
         self,
@@ -176,7 +173,7 @@ class JsonFormatter:
         mult = 1 if mp.nano else 1000
         fmt, flows_raw, seq_flows = self.format, self._flow_raw, self.seqs._flows
         absolute, opt_cache, ts_cache = self.absolute_seq, self._opt_cache, self._ts_cache
-        sack_one = self._sack_one
+        sack_plans = self._sack_plans
         options = self._mapped_options
         num = numbers()  # the text of 16-bit fields (window, lengths, TTL)
         lines: list[str] = []
@@ -277,13 +274,15 @@ class JsonFormatter:
                     elif tsp == TS_FIRST and hlen >= 32:
                         rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
                         if rest is None:  # one SACK block after it, in a layout seen before?
-                            one = sack_one.get(hlen)
-                            if one is not None:
-                                _, _, _, b, sl, sr, a = one[0](mm, l4 + 20)
-                                if b == one[1] and a == one[2]:
+                            plan = sack_plans.get(hlen - 20)
+                            if plan is not None and plan[-1] is not None:
+                                # (_plan's fields: 2 and 6 the bytes around the block, 7 and 8
+                                # their text, -1 its one_block_layout)
+                                _, _, _, b, sl, sr, a = plan[-1].unpack_from(mm, l4 + 20)
+                                if b == plan[2] and a == plan[6]:
                                     sb = 0 if base is None else base[0] if rev else base[1]
                                     sl, sr = (sl - sb) & M32, (sr - sb) & M32
-                                    rest = f"{one[3]}[[{sl},{sr}]]{one[4]}"
+                                    rest = f"{plan[7]}[[{sl},{sr}]]{plan[8]}"
                         if rest is None:
                             opts = options(mm[l4 + 20 : l4 + hlen], base, rev)
                     else:
@@ -381,12 +380,7 @@ class JsonFormatter:
             elif len(self._opt_cache) < OPTION_CACHE_MAX:
                 self._opt_cache[o] = text
         elif len(sacks) == 1 and (not ts_first or sacks[0][0] >= 12):
-            plan = self._sack_plans[len(o)] = _plan(o, text, ts_first, *sacks[0], sack_base)
-            one = plan[-1]
-            if one is None:
-                self._sack_one.pop(len(o) + 20, None)
-            else:
-                self._sack_one[len(o) + 20] = (one.unpack_from, plan[2], plan[6], plan[7], plan[8])
+            self._sack_plans[len(o)] = _plan(o, text, ts_first, *sacks[0], sack_base)
         return text
 
 

@@ -261,9 +261,6 @@ class TextFormatter:
         self._opt_cache: dict[bytes, str] = {}  # option text by the option bytes (no SACK)
         self._ts_cache: dict[bytes, str] = {}  # what follows nop,nop,TS, by its bytes
         self._sack_plans: dict[int, tuple] = {}  # the last layout with SACK blocks, by length
-        # the same for nop,nop,TS and one block, by TCP header length: (its unpack_from, bytes
-        # before and after the block, their text), read by mapped_lines itself
-        self._sack_one: dict[int, tuple] = {}
 
     def format(
         self,
@@ -380,7 +377,7 @@ class TextFormatter:
         several = self.show_ifname  # lines that start with the interface: all by ``format``
         fmt, stamp_of, options = self.format, self._stamp, self._mapped_options
         flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
-        opt_cache, ts_cache, sack_one = self._opt_cache, self._ts_cache, self._sack_one
+        opt_cache, ts_cache, sack_plans = self._opt_cache, self._ts_cache, self._sack_plans
         num = numbers()  # the text of 16-bit fields (window, payload length)
         lines: list[str] = []
         left, last_sec, sec_dot = (0 if count is None else max(count, 1)), -1, ""
@@ -447,10 +444,12 @@ class TextFormatter:
                             if rest is not None:
                                 opts = f", options [nop,nop,TS val {val} ecr {ecr}{rest}"
                             else:  # one SACK block after it, in a layout seen before?
-                                one = sack_one.get(hlen)
-                                if one is not None:
-                                    _, _, _, b, sl, sr, a = one[0](mm, l4 + 20)
-                                    if b == one[1] and a == one[2]:
+                                plan = sack_plans.get(hlen - 20)
+                                if plan is not None and plan[-1] is not None:
+                                    # (the sack_plan's fields: 2 and 6 the bytes around the
+                                    # block, 7 and 8 their text, -1 its one_block_layout)
+                                    _, _, _, b, sl, sr, a = plan[-1].unpack_from(mm, l4 + 20)
+                                    if b == plan[2] and a == plan[6]:
                                         sb = 0  # the base as _mapped_options takes it
                                         if flags & ACK and not absolute:
                                             sb = seq_flows.get(key)
@@ -459,8 +458,8 @@ class TextFormatter:
                                             else:
                                                 sb = sb[0] if rev else sb[1]
                                         opts = (
-                                            f", options [nop,nop,TS val {val} ecr {ecr}{one[3]}"
-                                            f"{{{(sl - sb) & M32}:{(sr - sb) & M32}}}{one[4]}"
+                                            f", options [nop,nop,TS val {val} ecr {ecr}{plan[7]}"
+                                            f"{{{(sl - sb) & M32}:{(sr - sb) & M32}}}{plan[8]}"
                                         )
                         else:
                             opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
@@ -577,12 +576,7 @@ class TextFormatter:
             elif len(self._opt_cache) < OPTION_CACHE_MAX:
                 self._opt_cache[o] = text
         elif sack is not False and (not ts_first or sack >= 12):
-            plan = self._sack_plans[len(o)] = sack_plan(o, text, head, sack, ts_first, sack_base)
-            one = plan[-1]
-            if one is None:
-                self._sack_one.pop(len(o) + 20, None)
-            else:
-                self._sack_one[len(o) + 20] = (one.unpack_from, plan[2], plan[6], plan[7], plan[8])
+            self._sack_plans[len(o)] = sack_plan(o, text, head, sack, ts_first, sack_base)
         return text
 
     # -- the line after the timestamp --------------------------------------------------------
