@@ -330,22 +330,28 @@ def report(results: dict[tuple[str, str], list[float]], rings: dict[str, Optiona
 TARGETED = ("xdptcp, ring drained", "xdptcp + filter 'port 443', ring drained", WRITE)
 
 
+FLOOR_PARTS = (KTIME, COPY, DIRECT, "empty XDP program")
+
+
+def floor_of(ktime: float, helper_copy: float, direct_copy: float, empty: float) -> float:
+    """What no capture program can skip: the empty program's run, plus the timestamp
+    (``bpf_ktime_get_ns`` alone, less the empty program) plus the reservation, the copy of the
+    headers and the submission (the cheaper of the helper's copy and the direct one, less the
+    empty program: a program may copy either way)."""
+    return ktime + min(helper_copy, direct_copy) - empty
+
+
 def floor(results: dict[tuple[str, str], list[float]], size: str) -> float:
-    """What no capture program can skip, in the same run: the empty program's run, plus the
-    timestamp (``bpf_ktime_get_ns`` alone, less the empty program) plus the reservation, the
-    copy of the headers and the submission (the cheaper of the helper's copy and the direct
-    one, less the empty program: a program may copy either way)."""
-    empty = median(results[("empty XDP program", size)])
-    copy = min(median(results[(COPY, size)]), median(results[(DIRECT, size)]))
-    return median(results[(KTIME, size)]) + copy - empty
+    """``floor_of`` the medians of this run's rows."""
+    return floor_of(*(median(results[(k, size)]) for k in FLOOR_PARTS))
 
 
 def of_own_floor(results: dict[tuple[str, str], list[float]], label: str, size: str) -> float:
     """The median over repeats of the program's time over the floor of the same repeat: the
     floor's parts are measured seconds apart, and a machine that is slower for a while is
     slower for the program and its floor alike (paired, the ratio does not see that drift)."""
-    parts = (results[(k, size)] for k in (label, KTIME, COPY, DIRECT, "empty XDP program"))
-    return median([p / (k + min(c, d) - e) for p, k, c, d, e in zip(*parts)])
+    parts = zip(*(results[(k, size)] for k in FLOOR_PARTS))
+    return median([p / floor_of(*f) for p, f in zip(results[(label, size)], parts)])
 
 
 def _default_ring() -> int:
