@@ -20,8 +20,8 @@ import pytest
 from conftest import ROOT
 
 STAGES = ["errors", "asm", "btf", "object", "sys", "link", "root", "cli"]
-# Beneath every stage: the exceptions, and the decorator that makes the stages' records.
-BASE_MODULES = {"pybpf.errors", "pybpf.record"}
+# Beneath every stage: the exceptions, and the decorators that make the stages' records and enums.
+BASE_MODULES = {"pybpf.errors", "pybpf.record", "pybpf.enums"}
 CLI_MODULES = {"pybpf.cli", "pybpf.__main__", "pybpf.describe", "pybpf.argparser"}
 
 

@@ -10,8 +10,6 @@ the machine that wrote the file: the magic number tells which, so both orders ar
 
 from __future__ import annotations
 
-import enum
-
 from construct import (
     BitsInteger,
     BitStruct,
@@ -28,8 +26,11 @@ from construct import (
     this,
 )
 
+from pybpf.enums import int_enum, int_flag
 
-class EtherType(enum.IntEnum):
+
+@int_enum
+class EtherType:
     """ETH_P_* of include/uapi/linux/if_ether.h."""
 
     IP = 0x0800
@@ -44,7 +45,8 @@ class EtherType(enum.IntEnum):
 VLAN_TPIDS = frozenset((EtherType.P_8021Q, EtherType.P_8021AD, EtherType.QINQ1, EtherType.QINQ2))
 
 
-class IPProto(enum.IntEnum):
+@int_enum
+class IPProto:
     """IPPROTO_* of include/uapi/linux/in.h and in6.h."""
 
     HOPOPTS = 0
@@ -58,7 +60,8 @@ class IPProto(enum.IntEnum):
     DSTOPTS = 60
 
 
-class TCPOpt(enum.IntEnum):
+@int_enum
+class TCPOpt:
     """TCP option kinds (IANA "TCP Option Kind Numbers"; tcpdump's tcp.h names)."""
 
     EOL = 0
@@ -82,7 +85,8 @@ class TCPOpt(enum.IntEnum):
     EXPERIMENT2 = 254  # RFC 6994 shared experimental (magic 0xF989 = TFO)
 
 
-class TCPFlag(enum.IntFlag):
+@int_flag
+class TCPFlag:
     """The flag bits of the TCP header: the 8 of byte 13, and AE (ex-NS, RFC 3540/9438) as bit 8."""
 
     FIN = 0x01

@@ -20,10 +20,11 @@ The layouts are declared with construct in ``xdptcp.layouts``; this module uses 
 
 from __future__ import annotations
 
-import enum
 import struct
 from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 from collections import namedtuple
+
+from pybpf.enums import int_enum
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -48,7 +49,8 @@ _HOPOPTS, _TCP_PROTO, _ROUTING, _FRAGMENT, _DSTOPTS = 0, 6, 43, 44, 60
 _ADDR_CACHE_MAX = 1 << 16
 
 
-class Kind(enum.IntEnum):
+@int_enum
+class Kind:
     TCP = 0  # the fixed TCP header (and doff >= 5) is there
     FRAGMENT = 1  # a non-first IP fragment: addresses only
     TRUNCATED = 2  # the TCP header is cut before its 20th byte (sport/dport may be there)

@@ -26,12 +26,12 @@ islands work everywhere.) Nothing here touches the kernel.
 
 from __future__ import annotations
 
-from enum import IntEnum
 from typing import Union
 
 from pybpf.asm import insn as isa
 from pybpf.asm.helpers import HELPER_IDS
 from pybpf.asm.insn import ALUOp, Class, Instruction, JmpOp, Size, Source
+from pybpf.enums import int_enum
 from pybpf.errors import BPFError
 from pybpf.record import record
 
@@ -40,7 +40,8 @@ class AssemblerError(BPFError):
     """A mistake in generated code: a bad register, an unknown label, an immediate too wide."""
 
 
-class Reg(IntEnum):
+@int_enum
+class Reg:
     R0 = 0
     R1 = 1
     R2 = 2

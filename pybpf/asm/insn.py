@@ -11,8 +11,8 @@ from __future__ import annotations
 
 import struct
 import sys
-from enum import IntEnum
 
+from pybpf.enums import int_enum
 from pybpf.record import record, replace
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
 INSN_SIZE = 8
 
 
-class Class(IntEnum):
+@int_enum
+class Class:
     LD = 0x00
     LDX = 0x01
     ST = 0x02
@@ -33,14 +34,16 @@ class Class(IntEnum):
     ALU64 = 0x07
 
 
-class Size(IntEnum):
+@int_enum
+class Size:
     W = 0x00  # 4 bytes
     H = 0x08  # 2 bytes
     B = 0x10  # 1 byte
     DW = 0x18  # 8 bytes
 
 
-class Mode(IntEnum):
+@int_enum
+class Mode:
     IMM = 0x00
     ABS = 0x20
     IND = 0x40
@@ -49,12 +52,14 @@ class Mode(IntEnum):
     ATOMIC = 0xC0
 
 
-class Source(IntEnum):
+@int_enum
+class Source:
     K = 0x00  # immediate operand
     X = 0x08  # register operand
 
 
-class ALUOp(IntEnum):
+@int_enum
+class ALUOp:
     ADD = 0x00
     SUB = 0x10
     MUL = 0x20
@@ -71,7 +76,8 @@ class ALUOp(IntEnum):
     END = 0xD0
 
 
-class JmpOp(IntEnum):
+@int_enum
+class JmpOp:
     JA = 0x00
     JEQ = 0x10
     JGT = 0x20
@@ -88,7 +94,8 @@ class JmpOp(IntEnum):
     JSLE = 0xD0
 
 
-class PseudoSrc(IntEnum):
+@int_enum
+class PseudoSrc:
     """``src_reg`` values that tell the kernel how to read an ld_imm64 or a call."""
 
     MAP_FD = 1  # imm is a map fd

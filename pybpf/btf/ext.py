@@ -15,9 +15,9 @@ from __future__ import annotations
 
 import struct
 import sys
-from enum import IntEnum
 
 from pybpf.btf.model import BTF
+from pybpf.enums import int_enum
 from pybpf.errors import BTFError
 from pybpf.record import record
 
@@ -37,7 +37,8 @@ FUNC_INFO_REC_SIZE = 8
 LINE_INFO_REC_SIZE = 16
 
 
-class CoreReloKind(IntEnum):
+@int_enum
+class CoreReloKind:
     """``enum bpf_core_relo_kind``: what a CO-RE relocation asks of the target BTF."""
 
     FIELD_BYTE_OFFSET = 0

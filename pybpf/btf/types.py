@@ -11,8 +11,8 @@ definitions speak, and because BTF graphs have cycles (``struct list_head { stru
 from __future__ import annotations
 
 import struct
-from enum import IntEnum, IntFlag
 
+from pybpf.enums import int_enum, int_flag
 from pybpf.errors import BTFError
 from pybpf.record import record
 
@@ -22,7 +22,8 @@ if TYPE_CHECKING:
     from typing import Any, Callable, ClassVar, Iterable
 
 
-class Kind(IntEnum):
+@int_enum
+class Kind:
     """``BTF_KIND_*``: bits 24..28 of ``btf_type.info``."""
 
     UNKN = 0
@@ -47,7 +48,8 @@ class Kind(IntEnum):
     ENUM64 = 19
 
 
-class IntEncoding(IntFlag):
+@int_flag
+class IntEncoding:
     """``BTF_INT_*``: how an INT's bits are meant (bits 24..27 of its extra word)."""
 
     NONE = 0
@@ -56,7 +58,8 @@ class IntEncoding(IntFlag):
     BOOL = 4
 
 
-class FuncLinkage(IntEnum):
+@int_enum
+class FuncLinkage:
     """``BTF_FUNC_*``: a FUNC record keeps its linkage in ``vlen``."""
 
     STATIC = 0
@@ -64,7 +67,8 @@ class FuncLinkage(IntEnum):
     EXTERN = 2
 
 
-class VarLinkage(IntEnum):
+@int_enum
+class VarLinkage:
     """``BTF_VAR_*``."""
 
     STATIC = 0

@@ -21,8 +21,8 @@ import errno as _errno
 import itertools
 import os
 import struct
-from enum import IntEnum, IntFlag
 
+from pybpf.enums import int_enum, int_flag
 from pybpf.errors import NetlinkError
 from pybpf.record import record
 from pybpf.sys.layout import Container, Default, Int8un, Int16un, Int32sn, Int32un, Padding, Struct
@@ -112,7 +112,8 @@ IFLA_XDP_HW_PROG_ID = 7
 IFLA_XDP_EXPECTED_FD = 8
 
 
-class XDPFlags(IntFlag):
+@int_flag
+class XDPFlags:
     """``XDP_FLAGS_*``: where to attach (one mode at most) and how to treat an existing program."""
 
     UPDATE_IF_NOEXIST = 1 << 0
@@ -125,7 +126,8 @@ class XDPFlags(IntFlag):
 MODE_FLAGS = XDPFlags.SKB_MODE | XDPFlags.DRV_MODE | XDPFlags.HW_MODE
 
 
-class XDPAttachMode(IntEnum):
+@int_enum
+class XDPAttachMode:
     """``XDP_ATTACHED_*``: what IFLA_XDP_ATTACHED reports."""
 
     NONE = 0
@@ -135,7 +137,8 @@ class XDPAttachMode(IntEnum):
     MULTI = 4  # more than one mode at once (e.g. SKB and HW)
 
 
-class OperState(IntEnum):
+@int_enum
+class OperState:
     """RFC 2863 operational states (``IF_OPER_*``)."""
 
     UNKNOWN = 0

@@ -25,8 +25,8 @@ import errno as _errno
 import functools
 import os
 import struct
-from enum import Enum
 
+from pybpf.enums import plain_enum
 from pybpf.errors import BPFError, NetlinkError, SyscallError
 from pybpf.link import bpflink
 from pybpf.link.netlink import (
@@ -88,7 +88,8 @@ ETH_P_ALL = 0x0003
 AUTO_PRIO = 0xC000
 
 
-class Direction(Enum):
+@plain_enum
+class Direction:
     """The two hooks of an interface: what arrives, and what leaves."""
 
     INGRESS = "ingress"

@@ -6,9 +6,8 @@ together. Nothing here touches the kernel (rule 1 of the design).
 
 from __future__ import annotations
 
-from enum import Enum
-
 from pybpf.asm.insn import Instruction
+from pybpf.enums import plain_enum
 from pybpf.record import record
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
@@ -16,7 +15,8 @@ if TYPE_CHECKING:
     from typing import Optional
 
 
-class RelocKind(Enum):
+@plain_enum
+class RelocKind:
     """What a relocated instruction refers to; decided by the target's section, not the ELF type."""
 
     MAP = "map"  # ld_imm64 of a map (symbol in .maps or legacy maps)

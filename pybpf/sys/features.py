@@ -24,7 +24,6 @@ import errno as _errno
 import os
 import threading
 from collections.abc import Iterator, Mapping
-from enum import Enum
 
 from pybpf.asm import insn as isa
 from pybpf.btf.model import (
@@ -45,6 +44,7 @@ from pybpf.btf.model import (
     VarSecinfo,
 )
 from pybpf.btf.sanitize import BTFSupport
+from pybpf.enums import plain_enum
 from pybpf.errors import ENOTSUPP, FeatureError, SyscallError
 from pybpf.record import record
 from pybpf.sys import mapcmd, progcmd
@@ -65,7 +65,8 @@ class FeatureInfo:
     plural: bool = True  # "... need Linux" or "... needs Linux"
 
 
-class Feature(Enum):
+@plain_enum
+class Feature:
     """Kernel features an object may need, named as libbpf's ``FEAT_*`` where it has one."""
 
     BTF = FeatureInfo("BTF", "4.18", plural=False)

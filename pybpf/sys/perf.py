@@ -22,12 +22,12 @@ import errno as _errno
 import fcntl
 import os
 import platform
-from enum import IntEnum, IntFlag
 from pathlib import Path
 from typing import Optional
 
 import construct as cs
 
+from pybpf.enums import int_enum, int_flag
 from pybpf.errors import SyscallError
 from pybpf.sys.mounts import mount
 from pybpf.sys.syscall import own_fd
@@ -35,7 +35,8 @@ from pybpf.sys.syscall import own_fd
 # --- the constants of include/uapi/linux/perf_event.h ---------------------------------------------
 
 
-class PerfType(IntEnum):
+@int_enum
+class PerfType:
     """``enum perf_type_id`` (PERF_TYPE_*): the fixed event types; PMUs get dynamic ones."""
 
     HARDWARE = 0
@@ -46,7 +47,8 @@ class PerfType(IntEnum):
     BREAKPOINT = 5
 
 
-class PerfCountSW(IntEnum):
+@int_enum
+class PerfCountSW:
     """``enum perf_sw_ids`` (PERF_COUNT_SW_*): the kernel's software events."""
 
     CPU_CLOCK = 0
@@ -63,7 +65,8 @@ class PerfCountSW(IntEnum):
     CGROUP_SWITCHES = 11
 
 
-class PerfCountHW(IntEnum):
+@int_enum
+class PerfCountHW:
     """``enum perf_hw_id`` (PERF_COUNT_HW_*)."""
 
     CPU_CYCLES = 0
@@ -78,7 +81,8 @@ class PerfCountHW(IntEnum):
     REF_CPU_CYCLES = 9
 
 
-class PerfAttrFlag(IntFlag):
+@int_flag
+class PerfAttrFlag:
     """The one-bit fields of ``perf_event_attr`` after ``read_format``, in declaration order."""
 
     DISABLED = 1 << 0
@@ -120,7 +124,8 @@ class PerfAttrFlag(IntFlag):
     SIGTRAP = 1 << 37
 
 
-class PerfSampleType(IntFlag):
+@int_flag
+class PerfSampleType:
     """``enum perf_event_sample_format`` (PERF_SAMPLE_*), the ones BPF users meet."""
 
     IP = 1 << 0

@@ -7,7 +7,7 @@ running kernel's own BTF.
 
 from __future__ import annotations
 
-from enum import IntEnum, IntFlag
+from pybpf.enums import int_enum, int_flag
 
 BPF_OBJ_NAME_LEN = 16
 BPF_TAG_SIZE = 8
@@ -17,7 +17,8 @@ BPF_LOG_MAX = 0xFFFFFFFF >> 2
 BPF_LOG_MIN = 128
 
 
-class BPFCmd(IntEnum):
+@int_enum
+class BPFCmd:
     MAP_CREATE = 0
     MAP_LOOKUP_ELEM = 1
     MAP_UPDATE_ELEM = 2
@@ -57,7 +58,8 @@ class BPFCmd(IntEnum):
     TOKEN_CREATE = 36
 
 
-class MapType(IntEnum):
+@int_enum
+class MapType:
     UNSPEC = 0
     HASH = 1
     ARRAY = 2
@@ -105,7 +107,8 @@ PERCPU_MAP_TYPES = frozenset(
 )
 
 
-class ProgType(IntEnum):
+@int_enum
+class ProgType:
     UNSPEC = 0
     SOCKET_FILTER = 1
     KPROBE = 2
@@ -141,7 +144,8 @@ class ProgType(IntEnum):
     NETFILTER = 32
 
 
-class AttachType(IntEnum):
+@int_enum
+class AttachType:
     CGROUP_INET_INGRESS = 0
     CGROUP_INET_EGRESS = 1
     CGROUP_INET_SOCK_CREATE = 2
@@ -202,7 +206,8 @@ class AttachType(IntEnum):
     TRACE_UPROBE_SESSION = 57
 
 
-class LinkType(IntEnum):
+@int_enum
+class LinkType:
     UNSPEC = 0
     RAW_TRACEPOINT = 1
     TRACING = 2
@@ -220,7 +225,8 @@ class LinkType(IntEnum):
     SOCKMAP = 14
 
 
-class MapFlags(IntFlag):
+@int_flag
+class MapFlags:
     """``map_flags`` of BPF_MAP_CREATE (``BPF_F_*``)."""
 
     NO_PREALLOC = 1 << 0
@@ -244,7 +250,8 @@ class MapFlags(IntFlag):
     NO_USER_CONV = 1 << 18
 
 
-class ProgFlags(IntFlag):
+@int_flag
+class ProgFlags:
     """``prog_flags`` of BPF_PROG_LOAD (``BPF_F_*``)."""
 
     STRICT_ALIGNMENT = 1 << 0
@@ -257,7 +264,8 @@ class ProgFlags(IntFlag):
     TEST_REG_INVARIANTS = 1 << 7
 
 
-class UpdateFlags(IntEnum):
+@int_enum
+class UpdateFlags:
     """``flags`` of BPF_MAP_UPDATE_ELEM: BPF_ANY, BPF_NOEXIST, BPF_EXIST, BPF_F_LOCK."""
 
     ANY = 0
@@ -271,7 +279,8 @@ BPF_NOEXIST = UpdateFlags.NOEXIST
 BPF_EXIST = UpdateFlags.EXIST
 
 
-class AttachFlags(IntFlag):
+@int_flag
+class AttachFlags:
     """Flags of PROG_ATTACH / LINK_UPDATE (``BPF_F_ALLOW_*``, ``BPF_F_REPLACE``...)."""
 
     ALLOW_OVERRIDE = 1 << 0
@@ -282,7 +291,8 @@ class AttachFlags(IntFlag):
     ID = 1 << 5
 
 
-class TestRunFlags(IntFlag):
+@int_flag
+class TestRunFlags:
     """``flags`` of BPF_PROG_TEST_RUN (``BPF_F_TEST_*``)."""
 
     __test__ = False  # not a pytest class
@@ -291,11 +301,13 @@ class TestRunFlags(IntFlag):
     XDP_LIVE_FRAMES = 1 << 1
 
 
-class StatsType(IntEnum):
+@int_enum
+class StatsType:
     RUN_TIME = 0
 
 
-class NFProto(IntEnum):
+@int_enum
+class NFProto:
     """Protocol families of netfilter hooks (``NFPROTO_*`` in linux/netfilter.h)."""
 
     INET = 1
@@ -306,7 +318,8 @@ class NFProto(IntEnum):
     IPV6 = 10
 
 
-class NFInetHook(IntEnum):
+@int_enum
+class NFInetHook:
     """``enum nf_inet_hooks`` (``NF_INET_*``): where in the IP stack a netfilter hook runs."""
 
     PRE_ROUTING = 0
@@ -316,7 +329,8 @@ class NFInetHook(IntEnum):
     POST_ROUTING = 4
 
 
-class NetfilterLinkFlags(IntFlag):
+@int_flag
+class NetfilterLinkFlags:
     """``flags`` of a BPF_NETFILTER link (``BPF_F_NETFILTER_IP_DEFRAG``)."""
 
     IP_DEFRAG = 1 << 0
