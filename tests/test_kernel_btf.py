@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import mmap
 import random
 import shutil
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pybpf.btf import kernel as kernel_module
 from pybpf.btf.kconfig import (
     KconfigError,
     kconfig_map_data,
@@ -70,6 +72,48 @@ def test_flavored_kernel_names_are_candidates(full, lazy):
 
 def test_the_system_btf_is_read_once(lazy):
     assert KernelBTF.system() is lazy
+
+
+@pytest.mark.kmatrix
+def test_vmlinux_btf_is_mapped_where_the_kernel_allows_it_and_read_elsewhere(lazy):
+    """Linux 6.16 and later let /sys/kernel/btf/vmlinux be mapped (MAP_PRIVATE, PROT_READ): the
+    reader then copies none of its megabytes. Older kernels refuse, and it is read. Either way
+    the types are those of the file's bytes."""
+    with open(VMLINUX, "rb") as f:
+        try:
+            probe = mmap.mmap(
+                f.fileno(), VMLINUX.stat().st_size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ
+            )
+            probe.close()
+            allowed = True
+        except OSError:
+            allowed = False
+    mapped = [line for line in Path("/proc/self/maps").read_text().splitlines()
+              if line.endswith(str(VMLINUX))]  # fmt: skip
+    assert bool(mapped) == allowed, (allowed, mapped)
+    read = KernelBTF(VMLINUX.read_bytes())
+    assert read.count == lazy.count
+    for name in ("task_struct", "sk_buff", "xdp_md", "bpf_map", "tcphdr"):
+        ids = lazy.find_essential(name)
+        assert ids and ids == read.find_essential(name)
+        assert [lazy.type(t) for t in ids] == [read.type(t) for t in ids]
+
+
+def test_a_file_that_may_not_be_mapped_is_read(tmp_path, monkeypatch):
+    blob = tmp_path / "btf"
+    blob.write_bytes(bytes(range(256)) * 3)
+    got = kernel_module._mapped(str(blob))
+    assert isinstance(got, mmap.mmap) and got[:] == blob.read_bytes()
+
+    def refused(*args, **kwargs):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(kernel_module.mmap, "mmap", refused)
+    got = kernel_module._mapped(str(blob))
+    assert isinstance(got, bytes) and got == blob.read_bytes()
+    empty = tmp_path / "empty"
+    empty.write_bytes(b"")
+    assert kernel_module._mapped(str(empty)) == b""
 
 
 @pytest.mark.kmatrix

@@ -7,12 +7,18 @@ decodes a type only when it is asked for.
 
 Module BTF (``/sys/kernel/btf/<module>``) is *split* BTF on top of vmlinux: its ids and string
 offsets continue vmlinux's.
+
+Where the kernel allows it (vmlinux, Linux 6.16 and later), the sysfs file is mapped rather than
+read: its pages are the kernel's own copy of the BTF, so no megabytes are copied, as libbpf does
+too; elsewhere (older kernels, module BTF) it is read.
 """
 
 from __future__ import annotations
 
 import bisect
 import functools
+import mmap
+import os
 from pathlib import Path
 
 from pybpf.btf.kindex import Index, host_words
@@ -78,7 +84,7 @@ class KernelBTF(TypeQueries):
         cls, path: str, base: Optional[KernelBTF] = None, cache: bool = False
     ) -> KernelBTF:
         try:
-            data = Path(path).read_bytes()
+            data = _mapped(path) if Path(path).parent == SYSFS_BTF else Path(path).read_bytes()
         except OSError as e:
             raise BTFError(f"cannot read kernel BTF {path}: {e.strerror}") from None
         return cls(data, Path(path).name, base, cache)
@@ -243,6 +249,21 @@ def _with_triple_underscore(data: bytes) -> set[bytes]:
         out.add(data[start:end])
         pos = data.find(b"___", end)
     return out
+
+
+def _mapped(path: str) -> Any:
+    """The file mapped read-only (MAP_PRIVATE, PROT_READ: what the kernel allows for
+    /sys/kernel/btf/vmlinux since 6.16), or its bytes read where it may not be mapped. Only for
+    sysfs, whose BTF cannot change under the mapping; the mapping lives as long as what views
+    it."""
+    with open(path, "rb") as f:
+        size = os.fstat(f.fileno()).st_size
+        if size:
+            try:
+                return mmap.mmap(f.fileno(), size, flags=mmap.MAP_PRIVATE, prot=mmap.PROT_READ)
+            except (OSError, ValueError):
+                pass  # EACCES before 6.16, EINVAL/ENODEV for a file sysfs will not map
+        return f.read()
 
 
 @functools.cache
