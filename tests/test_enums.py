@@ -138,6 +138,20 @@ def test_the_decorators_keep_methods_properties_aliases_and_the_docstring():
 
 
 @pytest.mark.skipif(sys.version_info < (3, 11), reason="enum._simple_enum is CPython 3.11's")
-def test_from_3_11_the_classes_are_made_without_the_class_statement():
-    """The point of the module: the cheaper way is the one taken where it exists."""
-    assert enums._simple is not None
+def test_from_3_11_the_classes_are_made_without_the_class_statement(monkeypatch):
+    """The point of the module: the cheaper way is the one the decorators take where it exists."""
+    real, asked = enums._simple, []
+    assert real is not None
+
+    def spy(etype):
+        asked.append(etype)
+        return real(etype)
+
+    monkeypatch.setattr(enums, "_simple", spy)
+
+    @int_flag
+    class Probe:
+        A = 1
+        B = 2
+
+    assert asked == [enum.IntFlag] and Probe.A | Probe.B == 3
