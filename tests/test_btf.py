@@ -216,11 +216,18 @@ def test_enum_signedness_and_values(types_btf):
 # --- encoding ----------------------------------------------------------------------------
 
 
+def afresh(btf: BTF) -> BTF:
+    """The same types in a BTF made from them, not parsed: ``encode`` then writes every record
+    itself instead of giving back the bytes ``parse`` read."""
+    return BTF(btf.own_types, btf.strings, btf.base)
+
+
 @pytest.mark.parametrize("name", OBJECTS)
 def test_unmodified_object_btf_encodes_to_the_same_bytes(name):
     little, (data,) = elf_sections(bpf_object(name), ".BTF")
     btf = BTF.parse(data, little)
     assert btf.encode(little) == data
+    assert afresh(btf).encode(little) == data
     assert BTF.parse(btf.encode(not little)) == btf
 
 
@@ -228,7 +235,41 @@ def test_vmlinux_encodes_to_the_same_bytes():
     if not VMLINUX.exists():
         pytest.skip("kernel has no BTF")
     data = VMLINUX.read_bytes()
-    assert BTF.parse(data).encode() == data
+    btf = BTF.parse(data)
+    assert btf.encode() == data
+    assert afresh(btf).encode() == data
+
+
+def test_types_not_replaced_are_written_as_they_were_read(monkeypatch):
+    """An object's BTF goes to the kernel as it was read, but for the types changed since: only
+    those are encoded again (a thousand types from vmlinux.h are not re-encoded at each load)."""
+    from pybpf.btf import model
+
+    little, (data,) = elf_sections(bpf_object("tests/btf_types"), ".BTF")
+    btf = BTF.parse(data, little)
+    encoded = []
+    real = model.encode_type
+
+    def counting(t, o, name_offset):
+        encoded.append(t)
+        return real(t, o, name_offset)
+
+    monkeypatch.setattr(model, "encode_type", counting)
+    assert btf.encode(little) == data
+    assert encoded == []
+    tid = btf.find("int", Int)
+    changed = Typedef("renamed_int", tid)
+    added = Typedef("brand_new_name", tid)
+    last = len(btf.types) - 1
+    other = btf.replace_types({last: changed}, [added])
+    blob = other.encode(little)
+    assert encoded == [changed, added]
+    again = BTF.parse(blob, little)
+    assert again == other and again.type(last) == changed
+    assert blob == afresh(other).encode(little)
+    encoded.clear()
+    assert BTF.parse(btf.encode(not little)) == btf  # the other byte order: every type encoded
+    assert len(encoded) == len(btf.own_types)
 
 
 def test_new_names_are_appended_to_the_string_table(types_btf):
@@ -254,6 +295,7 @@ def test_big_and_little_endian_objects_read_the_same(el_path):
     el, eb = BTF.parse(el_data, True), BTF.parse(eb_data, False)
     assert el == eb
     assert eb.encode(False) == eb_data and el.encode(True) == el_data
+    assert afresh(eb).encode(False) == eb_data and afresh(el).encode(True) == el_data
 
 
 # --- header checks -------------------------------------------------------------------------

@@ -169,6 +169,19 @@ class StringTable:
             pos += len(chunk) + 1
 
 
+class _Parsed:
+    """What ``BTF.parse`` read: the byte order, the string table, the types it made and the
+    type section with where each record starts (and, last, where the section ends)."""
+
+    __slots__ = ("order", "strings", "types", "data", "starts")
+
+    def __init__(
+        self, order: str, strings: StringTable, types: list[Type], data: bytes, starts: list[int]
+    ) -> None:
+        self.order, self.strings, self.types = order, strings, types
+        self.data, self.starts = data, starts
+
+
 class _StringBuilder:
     """Offsets for names when encoding: the original table first, so offsets stay put."""
 
@@ -315,6 +328,7 @@ class BTF(TypeQueries):
         self.strings = strings
         self._by_name: Optional[dict[str, list[int]]] = None
         self._by_essential: Optional[dict[str, list[int]]] = None
+        self._parsed: Optional[_Parsed] = None  # set by parse(), kept by replace_types()
 
     # --- reading and writing ---
 
@@ -332,14 +346,35 @@ class BTF(TypeQueries):
             )
         _, type_data, raw_strings = parse_header(data, base is not None)
         strings = StringTable(raw_strings, base.strings if base is not None else None)
-        types = TypeDecoder(type_data, little, strings.get).types()
-        return cls(types, strings, base)
+        decoder = TypeDecoder(type_data, little, strings.get)
+        types = decoder.types()
+        btf = cls(types, strings, base)
+        btf._parsed = _Parsed("<" if little else ">", strings, types, type_data, decoder.starts)
+        return btf
 
     def encode(self, little_endian: bool = HOST_LITTLE) -> bytes:
-        """The blob again (only this object's own types when split); names keep their offsets."""
+        """The blob again (only this object's own types when split); names keep their offsets.
+
+        A type still the very object ``parse`` made, written in the order it was read, is its
+        record's bytes as they were read: a clang object's BTF comes back byte for byte either
+        way (tests/test_btf.py), and an object with a thousand types from vmlinux.h is written in
+        a fraction of the time. Types replaced since, and all of them in the other byte order,
+        are encoded."""
         o = "<" if little_endian else ">"
         names = _StringBuilder(self.strings)
-        type_data = b"".join(encode_type(t, o, names.offset) for t in self.own_types)
+        own = self.own_types
+        parsed = self._parsed
+        if parsed is not None and parsed.order == o and parsed.strings is self.strings:
+            kept, data, starts = parsed.types, parsed.data, parsed.starts
+            n = len(kept)
+            type_data = b"".join(
+                data[starts[i] : starts[i + 1]]
+                if i < n and t is kept[i]
+                else encode_type(t, o, names.offset)
+                for i, t in enumerate(own)
+            )
+        else:
+            type_data = b"".join(encode_type(t, o, names.offset) for t in own)
         str_data = names.data()
         header = struct.pack(
             o + _HEADER,
@@ -374,7 +409,9 @@ class BTF(TypeQueries):
             if tid < self.first_id:
                 raise BTFError(f"type id {tid} belongs to the base BTF and cannot be replaced")
         own = [changes.get(i, t) for i, t in enumerate(self.own_types, self.first_id)]
-        return BTF(own + list(added), self.strings, self.base)
+        btf = BTF(own + list(added), self.strings, self.base)
+        btf._parsed = self._parsed  # the types not replaced keep their records' bytes
+        return btf
 
     # --- questions ---
 

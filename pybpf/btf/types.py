@@ -340,15 +340,21 @@ class TypeDecoder:
         self.o = "<" if little else ">"
         self.name_of = name_of
         self.pos = 0
+        self.starts: list[int] = []
         self.u32 = struct.Struct(self.o + "I")
         self.u32x2 = struct.Struct(self.o + "II")
         self.u32x3 = struct.Struct(self.o + "III")
         self.i32 = struct.Struct(self.o + "i")
 
     def types(self) -> list[Type]:
+        """Every record, decoded; ``starts`` is left holding where each began, and the section's
+        end after them."""
         out = []
+        starts = self.starts = []
         while self.pos < len(self.data):
+            starts.append(self.pos)
             out.append(self.one())
+        starts.append(self.pos)
         return out
 
     def take(self, st: struct.Struct, count: int = 1) -> list[tuple]:
