@@ -5,12 +5,13 @@ from __future__ import annotations
 import gzip
 import os
 import random
+import struct
 from pathlib import Path
 
 import pytest
 
 from pybpf.btf import cache, kindex
-from pybpf.btf.kernel import KernelBTF
+from pybpf.btf.kernel import KernelBTF, kernel_build_id
 from pybpf.btf.model import BTF
 
 CILIUM = Path("/usr/share/gocode/src/github.com/cilium/ebpf/btf/testdata")
@@ -169,3 +170,61 @@ def test_unwritable_location_costs_only_time(blob, full, monkeypatch, tmp_path):
     blocker.write_bytes(b"")
     monkeypatch.setenv("PYBPF_CACHE_DIR", str(blocker / "cache"))  # cannot be created
     assert_answers_like(KernelBTF(blob, cache=True), full)
+
+
+# --- the running kernel's BTF: keyed by its build ID ------------------------------------------
+
+
+def test_a_kernel_with_a_build_id_is_found_without_reading_its_blob(
+    blob, full, folder, builds, monkeypatch
+):
+    """vmlinux BTF is in the kernel image the build ID is a hash of: the entry is found by that
+    ID, and the blob's megabytes are not checksummed to find it."""
+    one, two = bytes(range(20)), bytes(range(1, 21))
+    KernelBTF(blob, cache=True, build_id=one)
+
+    def no_checksum(data):
+        raise AssertionError("the whole blob was checksummed")
+
+    monkeypatch.setattr(cache, "digest", no_checksum)
+    assert_answers_like(KernelBTF(blob, cache=True, build_id=one), full)
+    assert builds == ["vmlinux"]
+    KernelBTF(blob, cache=True, build_id=two)  # another kernel: built again, and kept
+    assert builds == ["vmlinux", "vmlinux"]
+    KernelBTF(blob, cache=True, build_id=two)
+    assert builds == ["vmlinux", "vmlinux"]
+
+
+def notes(*records: tuple[bytes, int, bytes]) -> bytes:
+    """ELF notes as the kernel exports them: (name, type, descriptor), each padded to 4 bytes."""
+    out = b""
+    for name, ntype, desc in records:
+        out += struct.pack("=III", len(name), len(desc), ntype)
+        out += name + b"\0" * (-len(name) % 4) + desc + b"\0" * (-len(desc) % 4)
+    return out
+
+
+XEN = (b"Xen\0", 18, b"\0\xbf\x78\x03\0\0\0\0")
+SALT = (b"Linux\0", 0x100, b"6.1.0-42-amd64\0")
+BUILD_ID = (b"GNU\0", 3, bytes.fromhex("a3e4cd60a8ec14f02aa41b41d5b5846d3d9f1dd8"))
+
+
+@pytest.mark.parametrize(
+    "content, expected",
+    [
+        pytest.param(notes(BUILD_ID, SALT, XEN), BUILD_ID[2], id="first"),
+        pytest.param(notes(XEN, SALT, BUILD_ID), BUILD_ID[2], id="after-others"),
+        pytest.param(notes(XEN, SALT), b"", id="none"),
+        pytest.param(notes((b"GNU\0", 1, b"\0" * 16), XEN), b"", id="gnu-abi-tag-only"),
+        pytest.param(notes(XEN, BUILD_ID)[:-4], b"", id="truncated"),
+        pytest.param(b"", b"", id="empty"),
+    ],
+)
+def test_build_id_is_read_from_the_kernels_notes(tmp_path, content, expected):
+    path = tmp_path / "notes"
+    path.write_bytes(content)
+    assert kernel_build_id(str(path)) == expected
+
+
+def test_no_notes_file_is_no_build_id(tmp_path):
+    assert kernel_build_id(str(tmp_path / "missing")) == b""

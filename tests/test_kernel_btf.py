@@ -99,6 +99,36 @@ def test_vmlinux_btf_is_mapped_where_the_kernel_allows_it_and_read_elsewhere(laz
         assert [lazy.type(t) for t in ids] == [read.type(t) for t in ids]
 
 
+@pytest.mark.kmatrix
+def test_the_running_kernels_btf_index_is_found_by_its_build_id(tmp_path, monkeypatch):
+    """The kernel's GNU build ID (in /sys/kernel/notes; Kbuild links vmlinux with
+    --build-id=sha1) keys the cached vmlinux index: a later process finds the entry without
+    checksumming the blob's megabytes."""
+    from pybpf.btf import cache, kindex
+
+    if not VMLINUX.exists():
+        pytest.skip("kernel has no BTF")
+    assert len(kernel_module.kernel_build_id()) == 20
+    monkeypatch.setenv("PYBPF_CACHE_DIR", str(tmp_path))
+    first = kernel_module._system_btf.__wrapped__(str(VMLINUX))  # built and stored
+    built = []
+
+    def no_checksum(data):
+        raise AssertionError("the whole blob was checksummed")
+
+    def build(cls, *args):
+        built.append(args)
+        raise AssertionError("the index was built again")
+
+    monkeypatch.setattr(cache, "digest", no_checksum)
+    monkeypatch.setattr(kindex.Index, "build", classmethod(build))
+    again = kernel_module._system_btf.__wrapped__(str(VMLINUX))
+    assert built == []
+    assert again.count == first.count
+    for name in ("task_struct", "sk_buff", "xdp_md"):
+        assert again.find_essential(name) == first.find_essential(name) != []
+
+
 def test_a_file_that_may_not_be_mapped_is_read(tmp_path, monkeypatch):
     blob = tmp_path / "btf"
     blob.write_bytes(bytes(range(256)) * 3)

@@ -2,8 +2,9 @@
 
 vmlinux BTF never changes while a kernel runs, yet every process that does CO-RE used to walk its
 hundred thousand records again. The index of that walk (where each record starts, the types by
-name, the strings in order) is kept here between processes, keyed by a checksum of the BTF itself,
-so a new kernel (or a rebuilt one with the same version string) simply misses.
+name, the strings in order) is kept here between processes, keyed by the running kernel's build ID
+(``build_id_key``) or, for a blob without one, by a checksum of the BTF itself (``digest``), so a
+new kernel (or a rebuilt one with the same version string) simply misses.
 
 A cache that another user can write is a way to feed a privileged loader wrong type ids, so an
 entry is used only when it is safe and sound; otherwise it is ignored (and rewritten when the
@@ -56,6 +57,20 @@ def digest(data: bytes) -> bytes:
     forged ones: only the caller can write its directory (see ``_ours``)."""
     view = memoryview(data)
     h = hashlib.sha256(struct.pack("<QI", len(view), zlib.crc32(view)))
+    h.update(view[:4096])
+    h.update(view[-4096:])
+    return h.digest()
+
+
+def build_id_key(build_id: bytes, data: bytes) -> bytes:
+    """The key of the running kernel's BTF ``data``: a SHA-256 of the kernel's build ID, the
+    blob's length and its first and last 4 KiB.
+
+    The build ID is the hash the linker writes into the kernel image, computed over all of it,
+    its .BTF section included: another kernel, or the same one rebuilt with other BTF, has
+    another. So the blob's megabytes need not be read (``digest``) to tell them apart."""
+    view = memoryview(data)
+    h = hashlib.sha256(b"build-id" + struct.pack("<Q", len(view)) + build_id)
     h.update(view[:4096])
     h.update(view[-4096:])
     return h.digest()

@@ -19,6 +19,7 @@ import bisect
 import functools
 import mmap
 import os
+import struct
 from pathlib import Path
 
 from pybpf.btf.kindex import Index, host_words
@@ -45,9 +46,10 @@ class KernelBTF(TypeQueries):
         name: str = "vmlinux",
         base: Optional[KernelBTF] = None,
         cache: bool = False,
+        build_id: bytes = b"",
     ):
         """``cache``: keep this blob's index on disk between processes (``pybpf.btf.cache``);
-        ``system()`` does so for vmlinux."""
+        ``system()`` does so for vmlinux, keyed by the kernel's ``build_id`` where it has one."""
         self.name = name
         self.base = base
         # Views, not copies: vmlinux is megabytes (the strings are copied once, by StringTable).
@@ -55,7 +57,7 @@ class KernelBTF(TypeQueries):
         self.strings = StringTable(str_data, base.strings if base is not None else None)
         self.first_id = base.count if base is not None else 1
         self._words = host_words(type_data, little)
-        self._index = Index.get(data, self._words, self.strings, name, cache)
+        self._index = Index.get(data, self._words, self.strings, name, cache, build_id)
         self._starts = self._index.starts
         self._decoder = TypeDecoder(type_data, little, self.strings.get)
         self._cache: dict[int, Type] = {}
@@ -81,13 +83,13 @@ class KernelBTF(TypeQueries):
 
     @classmethod
     def from_file(
-        cls, path: str, base: Optional[KernelBTF] = None, cache: bool = False
+        cls, path: str, base: Optional[KernelBTF] = None, cache: bool = False, build_id: bytes = b""
     ) -> KernelBTF:
         try:
             data = _mapped(path) if Path(path).parent == SYSFS_BTF else Path(path).read_bytes()
         except OSError as e:
             raise BTFError(f"cannot read kernel BTF {path}: {e.strerror}") from None
-        return cls(data, Path(path).name, base, cache)
+        return cls(data, Path(path).name, base, cache, build_id)
 
     @property
     def count(self) -> int:
@@ -268,7 +270,33 @@ def _mapped(path: str) -> Any:
 
 @functools.cache
 def _system_btf(path: str) -> KernelBTF:
-    return KernelBTF.from_file(path, cache=True)
+    return KernelBTF.from_file(path, cache=True, build_id=kernel_build_id())
+
+
+NOTES = "/sys/kernel/notes"
+NT_GNU_BUILD_ID = 3
+
+
+def kernel_build_id(path: str = NOTES) -> bytes:
+    """The running kernel's GNU build ID, from the ELF notes it exports: ``Elf64_Nhdr`` records
+    (name size, descriptor size, type; then the name and the descriptor, each padded to 4
+    bytes), in the host's byte order. Empty when the file cannot be read or has none."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read()
+    except OSError:
+        return b""
+    pos = 0
+    while pos + 12 <= len(data):
+        namesz, descsz, ntype = struct.unpack_from("=III", data, pos)
+        name_at = pos + 12
+        desc_at = name_at + (namesz + 3) // 4 * 4
+        pos = desc_at + (descsz + 3) // 4 * 4
+        if pos > len(data):
+            break
+        if ntype == NT_GNU_BUILD_ID and data[name_at : name_at + namesz] == b"GNU\0":
+            return data[desc_at : desc_at + descsz]
+    return b""
 
 
 @functools.cache

@@ -55,12 +55,20 @@ class Index:
 
     @classmethod
     def get(
-        cls, data: bytes, words: Sequence[int], strings: Any, name: str, use_cache: bool
+        cls,
+        data: bytes,
+        words: Sequence[int],
+        strings: Any,
+        name: str,
+        use_cache: bool,
+        build_id: bytes = b"",
     ) -> Index:
-        """The index of ``data``, from the cache when ``use_cache`` and it holds this blob's."""
+        """The index of ``data``, from the cache when ``use_cache`` and it holds this blob's.
+        ``build_id``: the running kernel's, when ``data`` is its vmlinux BTF (the entry is then
+        found without reading the whole blob: ``cache.build_id_key``)."""
         if not use_cache:
             return cls.build(words, strings, name)
-        key = cache.digest(data)
+        key = cache.build_id_key(build_id, data) if build_id else cache.digest(data)
         entry = f"{name}.btf-index.{VERSION}"
         payload = cache.load(entry, VERSION, key)
         index = cls.from_bytes(payload, len(words)) if payload is not None else None
