@@ -219,16 +219,19 @@ def test_snaplen_and_capacity_bound_the_capture(load) -> None:
 
 @pytest.mark.parametrize("frags", [1, 0], ids=["frags", "no-frags"])
 def test_every_snap_length_copies_exactly_its_bytes(load, frags) -> None:
-    """The copy takes the word that ends at the snap length, then whole words from the start up
-    to it (one word under 8 bytes): every length, word-aligned or not, gets exactly the frame's
-    first bytes."""
+    """The copy takes the 32-byte block that ends at the snap length, then whole blocks from the
+    start up to it; under 32 bytes, the same with 8-byte words (one word under 8 bytes): every
+    length, aligned or not, gets exactly the frame's first bytes."""
     frame = edge_frames()[0] + bytes(range(200))
-    for snaplen in (1, 7, 8, 9, 15, 16, 17, 63, 64, 65, 100, 255, 256, 257):
+    lengths = (1, 7, 8, 9, 15, 16, 17, 24, 31, 32, 33, 40, 63, 64, 65, 95, 96, 97, 100, 127, 128)
+    for snaplen in (*lengths, 129, 224, 255, 256, 257):
         prog = load(xdptcp_snaplen=snaplen, xdptcp_capacity=320, xdptcp_xdp_frags=frags)
         prog.run(frame)
         (rec,) = prog.drain()
         assert (rec.cap_len, rec.data) == (snaplen, frame[:snaplen]), snaplen
-    for capacity in (61, 67):  # a capacity that is no multiple of 8 stops the words early
+    # a capacity that is no multiple of the block stops the blocks early; one under a block
+    # takes words
+    for capacity in (8, 20, 31, 33, 61, 67, 95):
         prog = load(xdptcp_snaplen=100, xdptcp_capacity=capacity, xdptcp_xdp_frags=frags)
         prog.run(frame)
         (rec,) = prog.drain()
