@@ -170,16 +170,15 @@ class StringTable:
 
 
 class _Parsed:
-    """What ``BTF.parse`` read: the byte order, the string table, the types it made and the
-    type section with where each record starts (and, last, where the section ends)."""
+    """What ``BTF.parse`` read: the byte order, the types it made and the type section with
+    where each record starts (and, last, where the section ends). Its records' name offsets are
+    into the string table of every BTF that carries it: ``parse`` and ``replace_types`` hand it
+    only to a BTF with that same table."""
 
-    __slots__ = ("order", "strings", "types", "data", "starts")
+    __slots__ = ("order", "types", "data", "starts")
 
-    def __init__(
-        self, order: str, strings: StringTable, types: list[Type], data: bytes, starts: list[int]
-    ) -> None:
-        self.order, self.strings, self.types = order, strings, types
-        self.data, self.starts = data, starts
+    def __init__(self, order: str, types: list[Type], data: bytes, starts: list[int]) -> None:
+        self.order, self.types, self.data, self.starts = order, types, data, starts
 
 
 class _StringBuilder:
@@ -349,7 +348,7 @@ class BTF(TypeQueries):
         decoder = TypeDecoder(type_data, little, strings.get)
         types = decoder.types()
         btf = cls(types, strings, base)
-        btf._parsed = _Parsed("<" if little else ">", strings, types, type_data, decoder.starts)
+        btf._parsed = _Parsed("<" if little else ">", types, type_data, decoder.starts)
         return btf
 
     def encode(self, little_endian: bool = HOST_LITTLE) -> bytes:
@@ -364,7 +363,7 @@ class BTF(TypeQueries):
         names = _StringBuilder(self.strings)
         own = self.own_types
         parsed = self._parsed
-        if parsed is not None and parsed.order == o and parsed.strings is self.strings:
+        if parsed is not None and parsed.order == o:
             kept, data, starts = parsed.types, parsed.data, parsed.starts
             n = len(kept)
             type_data = b"".join(
