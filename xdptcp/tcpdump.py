@@ -67,9 +67,9 @@ _NUMBERS_MAKER: list = []  # the thread making the table (``make_numbers_early``
 
 
 def numbers() -> tuple[str, ...]:
-    """``str(i)`` for every 16-bit ``i`` (4 MB, 5 ms to make): in an f-string, indexing it costs a
-    quarter of formatting the int (measured: 15 against 75 ns). Made here on first use, unless
-    ``make_numbers_early`` has it made already."""
+    """``str(i)`` for every 16-bit ``i`` (4 MB; 5 ms to make on one host, 15-20 ms on a slower
+    one): in an f-string, indexing it costs a quarter of formatting the int (measured: 15 against
+    75 ns). Made here on first use, unless ``make_numbers_early`` has it made already."""
     if not _NUMBERS:
         if _NUMBERS_MAKER:
             _NUMBERS_MAKER[0].join()
@@ -81,7 +81,7 @@ def numbers() -> tuple[str, ...]:
 def make_numbers_early() -> None:
     """Have ``numbers()`` made in a thread, for a live capture whose start waits in the kernel
     (verifying, attaching): its memory is then taken before the first packet, not at it, and
-    its 5 ms are spent while the starting thread waits without the GIL."""
+    its milliseconds are spent while the starting thread waits without the GIL."""
     if not _NUMBERS and not _NUMBERS_MAKER:
         import threading
 
@@ -91,7 +91,7 @@ def make_numbers_early() -> None:
 
 def _make_numbers() -> None:
     # A slice at a time: a thread that makes them in the background lets go of the GIL
-    # between slices, where one call over all 65,536 would hold it for 5 ms.
+    # between slices, where one call over all 65,536 would hold it for all of them.
     parts: list[str] = []
     for low in range(0, 1 << 16, 2048):
         parts += map(str, range(low, low + 2048))
