@@ -13,6 +13,7 @@ import pytest
 from pybpf.btf import cache, kindex
 from pybpf.btf.kernel import KernelBTF, kernel_build_id
 from pybpf.btf.model import BTF
+from pybpf.elfnote import elf_notes
 
 CILIUM = Path("/usr/share/gocode/src/github.com/cilium/ebpf/btf/testdata")
 ENTRY = f"vmlinux.btf-index.{kindex.VERSION}"
@@ -195,11 +196,11 @@ def test_a_kernel_with_a_build_id_is_found_without_reading_its_blob(
     assert builds == ["vmlinux", "vmlinux"]
 
 
-def notes(*records: tuple[bytes, int, bytes]) -> bytes:
+def notes(*records: tuple[bytes, int, bytes], order: str = "=") -> bytes:
     """ELF notes as the kernel exports them: (name, type, descriptor), each padded to 4 bytes."""
     out = b""
     for name, ntype, desc in records:
-        out += struct.pack("=III", len(name), len(desc), ntype)
+        out += struct.pack(order + "III", len(name), len(desc), ntype)
         out += name + b"\0" * (-len(name) % 4) + desc + b"\0" * (-len(desc) % 4)
     return out
 
@@ -224,6 +225,18 @@ def test_build_id_is_read_from_the_kernels_notes(tmp_path, content, expected):
     path = tmp_path / "notes"
     path.write_bytes(content)
     assert kernel_build_id(str(path)) == expected
+
+
+@pytest.mark.parametrize("order", ["<", ">"])
+def test_note_records_are_walked_in_the_files_byte_order(order):
+    usdt = (b"stapsdt\0", 3, bytes(range(29)))  # lengths 8 and 29: no padding, then 3 bytes
+    data = notes(BUILD_ID, usdt, XEN, order=order)
+    walked = [(b"GNU", 3, BUILD_ID[2]), (b"stapsdt", 3, usdt[2]), (b"Xen", 18, XEN[2])]
+    assert list(elf_notes(data, order)) == walked
+    # A record cut anywhere is not returned; the ones before it are.
+    cut = len(notes(BUILD_ID, usdt, order=order))
+    for end in range(cut, len(data)):
+        assert list(elf_notes(data[:end], order)) == walked[:2]
 
 
 def test_no_notes_file_is_no_build_id(tmp_path):

@@ -19,12 +19,12 @@ import bisect
 import functools
 import mmap
 import os
-import struct
 from pathlib import Path
 
 from pybpf.btf.kindex import Index, host_words
 from pybpf.btf.model import StringTable, TypeQueries, essential_name, parse_header
 from pybpf.btf.types import Func, Kind, TypeDecoder, Void
+from pybpf.elfnote import elf_notes
 from pybpf.errors import BTFError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
@@ -278,24 +278,16 @@ NT_GNU_BUILD_ID = 3
 
 
 def kernel_build_id(path: str = NOTES) -> bytes:
-    """The running kernel's GNU build ID, from the ELF notes it exports: ``Elf64_Nhdr`` records
-    (name size, descriptor size, type; then the name and the descriptor, each padded to 4
-    bytes), in the host's byte order. Empty when the file cannot be read or has none."""
+    """The running kernel's GNU build ID, from the ELF notes it exports (in the host's byte
+    order). Empty when the file cannot be read or has none."""
     try:
         with open(path, "rb") as f:
             data = f.read()
     except OSError:
         return b""
-    pos = 0
-    while pos + 12 <= len(data):
-        namesz, descsz, ntype = struct.unpack_from("=III", data, pos)
-        name_at = pos + 12
-        desc_at = name_at + (namesz + 3) // 4 * 4
-        pos = desc_at + (descsz + 3) // 4 * 4
-        if pos > len(data):
-            break
-        if ntype == NT_GNU_BUILD_ID and data[name_at : name_at + namesz] == b"GNU\0":
-            return data[desc_at : desc_at + descsz]
+    for owner, ntype, desc in elf_notes(data):
+        if ntype == NT_GNU_BUILD_ID and owner == b"GNU":
+            return desc
     return b""
 
 

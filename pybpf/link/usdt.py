@@ -23,6 +23,7 @@ import construct as cs
 from elftools.common.exceptions import ELFError
 from elftools.elf.elffile import ELFFile
 
+from pybpf.elfnote import elf_notes
 from pybpf.link.group import LinkGroup
 from pybpf.link.uprobe import SymbolError, UprobeTarget, find_binary, uprobe_at, vaddr_to_offset
 from pybpf.record import record
@@ -235,14 +236,8 @@ def _notes(elf: ELFFile, path: str) -> list[USDTNote]:
     base = elf.get_section_by_name(".stapsdt.base")
     order = "<" if elf.little_endian else ">"
     addr = "Q" if elf.elfclass == 64 else "I"
-    data, pos, out = sec.data(), 0, []
-    while pos + 12 <= len(data):
-        namesz, descsz, ntype = struct.unpack_from(order + "III", data, pos)
-        pos += 12
-        owner = data[pos : pos + namesz].rstrip(b"\0")
-        pos += (namesz + 3) & ~3
-        desc = data[pos : pos + descsz]
-        pos += (descsz + 3) & ~3
+    out = []
+    for owner, ntype, desc in elf_notes(sec.data(), order):
         if owner != b"stapsdt" or ntype != NT_STAPSDT:
             continue
         pc, base_addr, sema = struct.unpack_from(order + addr * 3, desc)
