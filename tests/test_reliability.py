@@ -434,6 +434,28 @@ def test_next_run_removes_a_stale_program_with_a_message(pair, pcap5) -> None:
     assert not prog_exists(stale)
 
 
+@pytest.mark.kmatrix
+def test_a_running_capture_is_not_taken_for_a_stale_one(pair, pcap5) -> None:
+    """A second xdptcp on the interface of a running one finds a program of ours that a live
+    process holds: it refuses (naming that process) and leaves it, as --detach does; the first
+    capture goes on seeing what arrives."""
+    first = Xdptcp("-i", pair.outer, "-Q", "in", "-c", "5").attached()
+    try:
+        prog_id, _ = attached_prog(pair.outer)
+        for args in (("-i", pair.outer, "-c", "1"), ("--detach", "-i", pair.outer)):
+            res = run(*XDPTCP, *args, check=False, cwd=ROOT, timeout=scaled(30))
+            assert res.returncode == 1, res.stderr
+            line = one_line(res.stderr, f"id {prog_id}", f"pid {first.proc.pid}")
+            assert "stale" not in line and "removed" not in line, line
+            assert attached_prog(pair.outer) == (prog_id, "xdp_capture")
+        replay(pair, pcap5)
+        assert first.finish() == 0
+    finally:
+        first.kill()
+    assert summary(first.stderr)["captured"] == 5
+    assert_nothing_left(pair.outer, prog_id)
+
+
 def test_detach_removes_a_stale_program(pair) -> None:
     stale = killed_capture(pair)
     res = run(*XDPTCP, "--detach", "-i", pair.outer, check=False, cwd=ROOT)

@@ -225,7 +225,13 @@ def detach_stale(names) -> int:
     """--detach: remove xdptcp programs left behind (a killed run): the XDP program and the tc
     egress filters. Never touches others'."""
     from pybpf.link import netlink
-    from xdptcp.capture import _mode_flag, _mode_name, remove_filter, stale_filters
+    from xdptcp.capture import (
+        _mode_flag,
+        _mode_name,
+        program_holders,
+        remove_filter,
+        stale_filters,
+    )
 
     for name in dict.fromkeys(names):
         iface = interface(name)
@@ -244,6 +250,12 @@ def detach_stale(names) -> int:
             raise CaptureError(
                 f"{name}: the XDP program attached (id {current.prog_id}, '{prog_name}') is not "
                 "xdptcp's; not touching it"
+            )
+        holders = program_holders(current.prog_id)
+        if holders:
+            raise CaptureError(
+                f"{name}: the xdptcp program attached (id {current.prog_id}) belongs to a "
+                f"running capture (pid {holders[0]}); stop that capture instead"
             )
         netlink.xdp_detach(iface.ifindex, _mode_flag(_mode_name(current.mode)))
         print(f"xdptcp: {name}: removed xdptcp program id {current.prog_id}", file=sys.stderr)
