@@ -153,3 +153,43 @@ def test_a_file_cut_while_it_is_copied(tmp_path) -> None:
     lines = err.decode().splitlines()
     assert len(lines) == 1 and ": truncated data (" in lines[0], err
     assert lines[0] == ref.stderr.decode().splitlines()[0]
+
+
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "pipe"])
+@pytest.mark.parametrize("expr", [None, "tcp[13] & 2 != 0"], ids=["all", "filter"])
+def test_a_file_cut_in_its_last_record_prints_every_whole_one(tmp_path, stdin, expr) -> None:
+    """A file whose last record is cut short (a killed tcpdump's): every whole record before it
+    is printed, as tcpdump prints them (lines are written in batches: the last one partly
+    filled), then the one line naming the record cut, exit 1; --json as many objects."""
+    import os
+
+    from conftest import need_tool
+
+    tcpdump = need_tool("tcpdump")
+    frames = [
+        traffic.tcp_frame("198.18.0.1", "198.18.0.2", 40000 + i % 7, 5001, seq=1000 + i,
+                          flags="S" if i % 5 == 0 else "A")
+        for i in range(300)
+    ]  # fmt: skip
+    src = tmp_path / "cut.pcap"
+    traffic.write_pcap(src, frames)
+    os.truncate(src, os.path.getsize(src) - 10)
+    env = dict(os.environ, TZ="UTC")
+    filt = [expr] if expr else []
+    ref = subprocess.run([tcpdump, "-nn", "-r", str(src), *filt], capture_output=True, env=env)
+    want = ref.stdout.decode().splitlines()
+    assert ref.returncode == 1 and "truncated dump file" in ref.stderr.decode()
+    assert len(want) == (299 if expr is None else 60)
+
+    def run(*args: str) -> subprocess.CompletedProcess:
+        cmd = [sys.executable, "-m", "xdptcp", "-r", "-" if stdin else str(src), *args, *filt]
+        with open(src, "rb") as f:
+            return subprocess.run(cmd, stdin=f if stdin else None, capture_output=True, env=env)
+
+    for args in ((), ("--json",)):
+        res = run(*args)
+        assert res.returncode == 1, res.stderr
+        got = res.stdout.decode().splitlines()
+        assert (len(got) == len(want)) if args else (got == want)
+        err = res.stderr.decode().splitlines()
+        assert len(err) == 1 and err[0].endswith(": record 300: truncated data (44 of 54 bytes)")

@@ -193,6 +193,8 @@ class JsonFormatter:
                 stop = at + incl  # the end of the captured bytes
                 if incl > MAX_RECORD or stop > end:
                     if incl > MAX_RECORD:
+                        if lines:  # the records before it are printed, then the error
+                            yield lines
                         raise damaged(mp, mp.base + pos, end - at, incl)
                     break  # the record goes on in the next chunk, or the file ends there
                 if slot:  # a ring's slots: a stride, the direction in the program's own header

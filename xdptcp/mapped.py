@@ -67,6 +67,9 @@ class MappedPcap:
 
     start, slot = 24, 0  # the first record; records back to back
     ifname, ifdirs = "", _NO_IFDIR  # what a file says of interfaces (JSON): nothing
+    # defer: a record the file's end cuts ends ``chunks`` quietly, its error left in ``damage``
+    # (``print_mapped``: the lines of the records before it are written first, as tcpdump's)
+    defer, damage = False, None
 
     def __init__(self, path: str, f, head: bytes) -> None:
         self.name, self._f, self._head = path, f, head
@@ -119,10 +122,12 @@ class MappedPcap:
                         self.base += rest
                     got = self._f.readinto(view[left : left + CHUNK])
                     if not got:
-                        if left >= 16:
-                            raise damaged(self, self.base, left - 16, _REC(buf, 0)[2])
                         if left:
-                            raise damaged(self, self.base, left, -1)
+                            want = _REC(buf, 0)[2] if left >= 16 else -1
+                            err = damaged(self, self.base, left - 16 if want >= 0 else left, want)
+                            if not self.defer:
+                                raise err
+                            self.damage = err  # raised by the caller after what it holds
                         return
                     pos, end = 0, left + got
         finally:
@@ -177,11 +182,14 @@ def print_mapped(mp: MappedPcap, formatter, out, count: Optional[int], keep: Kee
     from xdptcp.process import write_all
 
     printed = 0
+    mp.defer = True  # a record cut by the file's end: its error after the last batch
     for lines in formatter.mapped_lines(mp, keep, count):
         printed += len(lines)
         lines.append("")  # the last newline, without copying the batch again
         write_all(out, "\n".join(lines))
     out.flush()
+    if mp.damage is not None:
+        raise mp.damage
     return printed
 
 
@@ -196,6 +204,7 @@ class RingSpan:
         import json  # (not at start-up: text needs none of it)
 
         self.mm, self.start, self.slot = batch.blob, batch.start, batch.slot
+        self.damage = None  # (whole records: nothing cut)
         self.nano, self.name, self.ifname, self.base = nano, "ring", ifname, 0
         name = json.dumps(ifname)
         self.ifdirs = tuple(f'"ifname":{name},"direction":"{d}"' for d in ("in", "out", ""))

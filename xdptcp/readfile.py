@@ -49,26 +49,32 @@ def print_file(
     fmt = formatter.format
     ifaces = Interfaces()
     with PcapReader(path) as reader:
-        for ts_ns, data, wire_len, linktype in reader.packets():
-            prefix, orig_len = "", wire_len
-            if linktype != ETHERNET:
-                view = ethernet_view(linktype, data, wire_len, ifaces)
-                if view is None:
-                    check_linktype(reader.name, linktype)
+        try:
+            for ts_ns, data, wire_len, linktype in reader.packets():
+                prefix, orig_len = "", wire_len
+                if linktype != ETHERNET:
+                    view = ethernet_view(linktype, data, wire_len, ifaces)
+                    if view is None:
+                        check_linktype(reader.name, linktype)
+                        continue
+                    data, wire_len, prefix = view
+                if keep is not None and not keep(data, wire_len, linktype, orig_len):
                     continue
-                data, wire_len, prefix = view
-            if keep is not None and not keep(data, wire_len, linktype, orig_len):
-                continue
-            line = fmt(ts_ns, data, wire_len, "", prefix)
-            if line is None:
-                continue
-            lines.append(line)
-            printed += 1
-            if count is not None and printed >= count:
-                break
-            if len(lines) >= BATCH:
+                line = fmt(ts_ns, data, wire_len, "", prefix)
+                if line is None:
+                    continue
+                lines.append(line)
+                printed += 1
+                if count is not None and printed >= count:
+                    break
+                if len(lines) >= BATCH:
+                    out.write("\n".join(lines) + "\n")
+                    lines = []
+        except PcapError:  # a damaged record: the lines before it are printed, then the error
+            if lines:
                 out.write("\n".join(lines) + "\n")
-                lines = []
+                out.flush()
+            raise
     if lines:
         out.write("\n".join(lines) + "\n")
     out.flush()

@@ -394,6 +394,8 @@ class TextFormatter:
                 stop = at + incl  # the end of the captured bytes
                 if incl > MAX_RECORD or stop > end:
                     if incl > MAX_RECORD:
+                        if lines:  # the records before it are printed, then the error
+                            yield lines
                         raise damaged(mp, mp.base + pos, end - at, incl)
                     break  # the record goes on in the next chunk, or the file ends there
                 # ring slots have a stride; a file's records none
