@@ -283,8 +283,8 @@ def cmd_test_run(args: argparse.Namespace) -> int:
     spec = ObjectSpec.from_file(args.object)
     if args.program not in spec.programs:
         raise BPFError(f"{spec.name}: no program named '{args.program}'")
-    if args.repeat < 1:
-        raise BPFError("--repeat must be at least 1")
+    if not 1 <= args.repeat <= 0xFFFFFFFF:  # bpf_attr.test.repeat is a u32
+        raise BPFError(f"--repeat must be from 1 to {0xFFFFFFFF} (got {args.repeat})")
     with open(args.data, "rb") as f:
         data = f.read()
     with load(spec) as obj:  # the whole object: tail calls may jump to its other programs

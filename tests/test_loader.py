@@ -432,3 +432,14 @@ def test_cli_test_run_prints_the_programs_verdict(tmp_path):
     )
     assert res.returncode == 1
     assert res.stderr.strip() == "pybpf: error: tailcall: no program named 'nope'"
+    for repeat in ("0", str(1 << 32)):  # bpf_attr.test.repeat is a u32
+        res = subprocess.run(
+            [sys.executable, "-m", "pybpf", "test-run", path, "xdp_entry", "--data", str(data)]
+            + ["--repeat", repeat],
+            capture_output=True,
+            text=True,
+        )
+        assert res.returncode == 1
+        assert res.stderr.strip() == (
+            f"pybpf: error: --repeat must be from 1 to 4294967295 (got {repeat})"
+        )

@@ -685,6 +685,7 @@ def test_loopback_captures_in_generic_mode() -> None:
         (("--detach",), 2, ("--detach needs -i",)),
         (("-i", "lo", "--ring-size", "1000"), 2, ("--ring-size must be a power of two",)),
         (("-i", "lo", "--ring-size", "12k"), 2, ("--ring-size must be a power of two",)),
+        (("-i", "lo", "--ring-size", "4G"), 2, ("--ring-size must be at most 2G",)),
     ],
     ids=[
         "filter-not-tcp",
@@ -695,6 +696,7 @@ def test_loopback_captures_in_generic_mode() -> None:
         "detach-no-i",
         "ring-not-page",
         "ring-not-pow2",
+        "ring-over-u32",
     ],  # fmt: skip
 )
 def test_bad_invocation_is_one_line(args, status, words) -> None:

@@ -24,6 +24,9 @@ if TYPE_CHECKING:
     from typing import Optional, Sequence
 
 
+MAX_RING_SIZE = 1 << 31
+
+
 class UsageError(Exception):
     """Bad command line: one line on stderr, exit status 2."""
 
@@ -196,6 +199,9 @@ def check_usage(args: argparse.Namespace) -> None:
         raise UsageError(
             f"--ring-size must be a power of two and at least the page size, {page} (got {size})"
         )
+    if size is not None and size > MAX_RING_SIZE:
+        # max_entries is a u32: the largest power of two it holds is 2 GiB
+        raise UsageError(f"--ring-size must be at most 2G, {MAX_RING_SIZE} (got {size})")
     if args.ts > 5:
         raise UsageError("-t may be given at most five times")
     if args.json and args.write:
