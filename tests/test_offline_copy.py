@@ -3,6 +3,7 @@ file the general path (decode every frame, write each record) writes, byte for b
 
 from __future__ import annotations
 
+import os
 import struct
 import subprocess
 import sys
@@ -15,6 +16,7 @@ from xdptcp.pcapfilter import compile_filter
 from xdptcp.readfile import ethernet_frames
 
 import traffic
+from conftest import need_tool
 
 
 @pytest.fixture(scope="module", params=[False, True], ids=["micro", "nano"])
@@ -161,10 +163,6 @@ def test_a_file_cut_in_its_last_record_prints_every_whole_one(tmp_path, stdin, e
     """A file whose last record is cut short (a killed tcpdump's): every whole record before it
     is printed, as tcpdump prints them (lines are written in batches: the last one partly
     filled), then the one line naming the record cut, exit 1; --json as many objects."""
-    import os
-
-    from conftest import need_tool
-
     tcpdump = need_tool("tcpdump")
     frames = [
         traffic.tcp_frame("198.18.0.1", "198.18.0.2", 40000 + i % 7, 5001, seq=1000 + i,
