@@ -1,5 +1,5 @@
 import sys
 
-from pybpf.cli import main
+from pybpf.entry import main
 
 sys.exit(main())

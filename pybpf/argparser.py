@@ -1,4 +1,5 @@
-"""``ArgumentParser``: argparse's, without importing ``shutil`` to learn the terminal's width.
+"""``ArgumentParser``: argparse's, with usage mistakes in one line and without importing
+``shutil`` to learn the terminal's width.
 
 argparse makes a help formatter at every ``add_argument`` (to check the metavar), and each asks
 ``shutil.get_terminal_size()``; importing ``shutil`` (with ``bz2``, ``lzma``, ``fnmatch``) is
@@ -14,7 +15,7 @@ import sys
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
-    from typing import Any, Optional
+    from typing import Any, NoReturn, Optional
 
 
 def terminal_columns() -> int:
@@ -47,8 +48,18 @@ class HelpFormatter(argparse.HelpFormatter):
 
 class ArgumentParser(argparse.ArgumentParser):
     """``argparse.ArgumentParser`` with ``HelpFormatter`` as its default formatter (its
-    subcommands' parsers are of this class too)."""
+    subcommands' parsers are of this class too), whose usage errors are one line.
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
+    argparse prints the whole usage block before its message (``-c abc``: "invalid int value"
+    under a dozen lines of options); a command whose other mistakes are one line on standard
+    error says this one the same way, and points at ``--help`` for the rest. ``error_prefix``
+    is what comes between the program's name and the message: ``"error: "`` (argparse's) or
+    ``""`` for a command whose own messages are ``prog: message``."""
+
+    def __init__(self, *args: Any, error_prefix: str = "error: ", **kwargs: Any) -> None:
         kwargs.setdefault("formatter_class", HelpFormatter)
         super().__init__(*args, **kwargs)
+        self.error_prefix = error_prefix
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {self.error_prefix}{message} (see {self.prog} --help)\n")

@@ -43,9 +43,9 @@ def _command(argv: Optional[Sequence[str]]) -> int:
     args = sys.argv[1:] if argv is None else list(argv)
     # Only the command given gets its options: the others' are argparse work no command needs
     # (``pybpf --help`` lists the commands from their one-line helps, which every command has).
-    parser = build_parser(only=args[0] if args and args[0] in COMMANDS else None)
-    args = parser.parse_args(args)
     try:
+        parser = build_parser(only=args[0] if args and args[0] in COMMANDS else None)
+        args = parser.parse_args(args)
         return args.func(args)
     except BPFError as e:
         _error(str(e))

@@ -443,3 +443,17 @@ def test_cli_test_run_prints_the_programs_verdict(tmp_path):
         assert res.stderr.strip() == (
             f"pybpf: error: --repeat must be from 1 to 4294967295 (got {repeat})"
         )
+    # argparse's own mistakes are one line too (argparse prints the usage block first)
+    for args, line in (
+        (
+            ["test-run", path, "xdp_entry", "--data", str(data), "--repeat", "abc"],
+            "pybpf test-run: error: argument --repeat: invalid int value: 'abc' "
+            "(see pybpf test-run --help)",
+        ),
+        (["test-run", path], "pybpf test-run: error: the following arguments are required: "
+         "program, --data (see pybpf test-run --help)"),
+        (["nosuch"], "pybpf: error: argument COMMAND: invalid choice: 'nosuch' "),
+    ):  # fmt: skip
+        res = subprocess.run([sys.executable, "-m", "pybpf", *args], capture_output=True, text=True)
+        assert res.returncode == 2
+        assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith(line), res.stderr

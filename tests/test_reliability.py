@@ -686,6 +686,10 @@ def test_loopback_captures_in_generic_mode() -> None:
         (("-i", "lo", "--ring-size", "1000"), 2, ("--ring-size must be a power of two",)),
         (("-i", "lo", "--ring-size", "12k"), 2, ("--ring-size must be a power of two",)),
         (("-i", "lo", "--ring-size", "4G"), 2, ("--ring-size must be at most 2G",)),
+        (("-i", "lo", "-c", "abc"), 2, ("argument -c: invalid int value: 'abc'", "--help")),
+        (("-i", "lo", "--ring-size", "abcK"), 2, ("--ring-size: not a size: 'abcK'",)),
+        (("-i", "lo", "--mode", "fast"), 2, ("--mode: invalid choice: 'fast'", "'native'")),
+        (("-r", "x.pcap", "--no-such-option"), 2, ("unrecognized arguments: --no-such-option",)),
     ],
     ids=[
         "filter-not-tcp",
@@ -697,6 +701,10 @@ def test_loopback_captures_in_generic_mode() -> None:
         "ring-not-page",
         "ring-not-pow2",
         "ring-over-u32",
+        "count-not-number",
+        "ring-not-size",
+        "mode-not-choice",
+        "unknown-option",
     ],  # fmt: skip
 )
 def test_bad_invocation_is_one_line(args, status, words) -> None:

@@ -185,6 +185,44 @@ def test_a_pybpf_process_runs_the_atexit_handlers():
     assert res.stdout.splitlines()[-1] == "atexit ran"
 
 
+# Raises KeyboardInterrupt, as a SIGINT would, when the command line's modules are imported: a
+# Ctrl-C at the start of a command lands in those imports (tens of milliseconds), and it cannot
+# be timed to land there reliably with a real signal.
+INTERRUPT_IMPORTS = """\
+import sys
+
+
+class Interrupt:
+    def find_spec(self, name, path=None, target=None):
+        if name == "argparse":
+            raise KeyboardInterrupt
+
+
+sys.meta_path.insert(0, Interrupt())
+"""
+
+
+@pytest.mark.parametrize("command, status", [("xdptcp", 0), ("pybpf", 130)])
+def test_a_ctrl_c_while_a_command_starts_ends_it_without_a_traceback(tmp_path, command, status):
+    """As the console script (from the venv it was installed into), as ``python -m``: the
+    status of a Ctrl-C at any later moment (xdptcp's is tcpdump's 0), nothing on stderr."""
+    (tmp_path / "sitecustomize.py").write_text(INTERRUPT_IMPORTS)
+    env = dict(os.environ, PYTHONPATH=str(tmp_path))
+    script = os.path.join(os.path.dirname(sys.executable), command)
+    ways = [[sys.executable, "-m", command]]
+    if os.path.exists(script):  # the venv's console script (not there for a bare interpreter)
+        ways.append([script])
+    for argv in ways:
+        res = subprocess.run(
+            [*argv, "--version"], capture_output=True, text=True, cwd=ROOT, env=env
+        )
+        assert (res.returncode, res.stderr, res.stdout) == (status, "", ""), argv
+    # without the interruption, the same command runs: the test is not passed by a broken start
+    res = subprocess.run([sys.executable, "-m", command, "--version"], capture_output=True,
+                         text=True, cwd=ROOT)  # fmt: skip
+    assert res.returncode == 0 and res.stdout.startswith(command), res.stderr
+
+
 @pytest.mark.system
 def test_xdptcp_start_imports_neither_construct_nor_pdb_nor_zipfile_nor_typing_nor_socket():
     pair = make_veth("st")

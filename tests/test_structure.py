@@ -23,7 +23,7 @@ STAGES = ["errors", "asm", "btf", "object", "sys", "link", "root", "cli"]
 # Beneath every stage: the exceptions, the decorators that make the stages' records and enums,
 # and the walk over ELF note records (btf reads the kernel's, link a program's USDT probes).
 BASE_MODULES = {"pybpf.errors", "pybpf.record", "pybpf.enums", "pybpf.elfnote"}
-CLI_MODULES = {"pybpf.cli", "pybpf.__main__", "pybpf.describe", "pybpf.argparser"}
+CLI_MODULES = {"pybpf.cli", "pybpf.__main__", "pybpf.entry", "pybpf.describe", "pybpf.argparser"}
 
 
 def _stage(module: str) -> int:

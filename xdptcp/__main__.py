@@ -1,5 +1,5 @@
 import sys
 
-from xdptcp.cli import main
+from xdptcp.entry import main
 
 sys.exit(main())

@@ -34,6 +34,7 @@ class UsageError(Exception):
 def build_parser() -> argparse.ArgumentParser:
     p = ArgumentParser(
         prog="xdptcp",
+        error_prefix="",
         description="Capture TCP at XDP, the earliest point of ingress, and at the tc egress "
         "hook, and print it like tcpdump -nn.",
     )
@@ -154,9 +155,8 @@ def _size(text: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    parser = build_parser()
-    args = parser.parse_args(argv)
     try:
+        args = build_parser().parse_args(argv)
         check_usage(args)
         return run(args)
     except UsageError as e:

@@ -89,7 +89,7 @@ WRAPPER = """\
 #!/usr/bin/python3
 import sys
 
-from {name}.cli import main
+from {name}.entry import main
 
 sys.exit(main())
 """

@@ -33,7 +33,7 @@ import sys
 if sys.version_info < (3, 9):
     sys.exit("{name}: needs Python 3.9 or later (this is %d.%d)" % sys.version_info[:2])
 
-from {package}.cli import main
+from {package}.entry import main
 
 sys.exit(main())
 """

@@ -1,0 +1,17 @@
+"""The ``pybpf`` command as a process: what the console script, ``python -m pybpf``, the zipapp
+and the .deb's wrapper call.
+
+The command line and the loader it imports are imported here, inside the guard: a Ctrl-C in the
+tens of milliseconds Python takes to load them ends the process as a Ctrl-C at any later moment
+does (status 130, no traceback), rather than with a traceback from the middle of an import.
+"""
+
+from __future__ import annotations
+
+
+def main() -> int:
+    try:
+        from pybpf.cli import main as command
+    except KeyboardInterrupt:
+        return 130
+    return command()
