@@ -594,11 +594,14 @@ class Capture:
             old.close()
 
     def gone(self) -> list[str]:
-        """Interfaces deleted while capturing: the kernel took our program with them."""
+        """Interfaces deleted while capturing: the kernel took our programs with them. Each
+        named once, though it had two (in and out)."""
         from pybpf.link import netlink
 
         lost = []
         for att in self.attachments:
+            if att.iface.name in lost:
+                continue
             with in_netns(att.iface.netns):
                 try:
                     netlink.xdp_query(att.iface.ifindex)
