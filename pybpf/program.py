@@ -182,23 +182,82 @@ class Program(FDObject):
         """Run the program once (or ``repeat`` times) on ``data`` with BPF_PROG_TEST_RUN.
 
         ``duration_ns`` is the kernel's average per run; ``data_out`` the packet afterwards.
+        A packet the kernel refuses by its size is said so (``data_size_problem``).
         """
-        return progcmd.prog_test_run(
-            self.fd,
-            data,
-            data_size_out=data_size_out,
-            ctx_in=ctx_in,
-            ctx_size_out=ctx_size_out if ctx_size_out is not None else len(ctx_in or b""),
-            repeat=repeat,
-            flags=flags,
-            name=self.name,
-        )
+        try:
+            return progcmd.prog_test_run(
+                self.fd,
+                data,
+                data_size_out=data_size_out,
+                ctx_in=ctx_in,
+                ctx_size_out=ctx_size_out if ctx_size_out is not None else len(ctx_in or b""),
+                repeat=repeat,
+                flags=flags,
+                name=self.name,
+            )
+        except SyscallError as e:
+            why = data_size_problem(self.type, len(data), e.errno)
+            if why is None:
+                raise
+            raise SyscallError(e.what, e.errno, why) from None
 
     def pin(self, path: str) -> None:
         from pybpf.sys.bpffs import ensure_parent
 
         ensure_parent(str(path))
         objcmd.obj_pin(self.fd, str(path))
+
+
+# The program types whose test run is on a packet the kernel builds from the data: an skb (a
+# page: its head room, the data, the skb_shared_info after it), an XDP frame (a page, then up
+# to MAX_SKB_FRAGS pages as fragments), the flow dissector's (a page, no room). Each needs an
+# Ethernet header at least (net/bpf/test_run.c, bpf_test_init).
+_SKB_TEST_RUN = frozenset(
+    (
+        ProgType.SOCKET_FILTER,
+        ProgType.SCHED_CLS,
+        ProgType.SCHED_ACT,
+        ProgType.CGROUP_SKB,
+        ProgType.LWT_IN,
+        ProgType.LWT_OUT,
+        ProgType.LWT_XMIT,
+        ProgType.LWT_SEG6LOCAL,
+        ProgType.FLOW_DISSECTOR,
+    )
+)
+ETH_HLEN = 14
+MAX_SKB_FRAGS = 17  # the kernel's default (CONFIG_MAX_SKB_FRAGS, Linux 6.7+, may raise it)
+
+
+def data_size_problem(prog_type: int, size: int, err: int) -> Optional[str]:
+    """Why BPF_PROG_TEST_RUN refused ``size`` bytes of packet data with ``err``, when the size
+    is the likely reason; None otherwise. The kernel's own answer (EINVAL, ENOMEM) names
+    neither the data nor its limit."""
+    page = os.sysconf("SC_PAGE_SIZE")
+    if prog_type != ProgType.XDP and prog_type not in _SKB_TEST_RUN:
+        return None
+    if err == _errno.EINVAL and size < ETH_HLEN:
+        return (
+            f"{size} bytes of data: a test run's packet needs at least an Ethernet header "
+            f"({ETH_HLEN} bytes)"
+        )
+    if err == _errno.EINVAL and prog_type in _SKB_TEST_RUN and size > page - 1024:
+        return (
+            f"{size} bytes of data: the kernel runs a {program_type_name(prog_type)} program "
+            f"on one page ({page} bytes) less the packet's head and tail room"
+        )
+    if err == _errno.EINVAL and prog_type == ProgType.XDP and size > page - 1024:
+        return (
+            f"{size} bytes of data: before Linux 5.18 (fragments) an XDP test run's frame is "
+            f"one page ({page} bytes) less its head and tail room"
+        )
+    if err == _errno.ENOMEM and prog_type == ProgType.XDP and size > page:
+        return (
+            f"{size} bytes of data: an XDP frame is one page and at most {MAX_SKB_FRAGS} "
+            f"fragments of a page (about {(MAX_SKB_FRAGS + 1) * page // 1024} KiB, less head "
+            "and tail room)"
+        )
+    return None
 
 
 def _what(name: str, section: str) -> str:

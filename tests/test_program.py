@@ -81,6 +81,47 @@ def test_test_run_data_out_duration_and_repeat() -> None:
         assert p.test_run(bytes(64)).retval == XDP_DROP  # too short for the bounds check
 
 
+def _largest_accepted(p: Program, hi: int) -> int:
+    """The most bytes of data the kernel takes for a test run of ``p`` (it takes 64), by
+    bisection of the kernel's own answers."""
+    lo = 64
+    while lo + 1 < hi:
+        mid = (lo + hi) // 2
+        try:
+            p.test_run(bytes(mid))
+            lo = mid
+        except SyscallError:
+            hi = mid
+    return lo
+
+
+@pytest.mark.kmatrix
+@pytest.mark.parametrize("prog_type", [ProgType.XDP, ProgType.SCHED_CLS], ids=["xdp", "tc"])
+def test_test_run_data_the_kernel_refuses_by_its_size_is_said_so(prog_type) -> None:
+    """Less than an Ethernet header, or more than the kernel's packet holds (found here by
+    asking the kernel): the error names the data's size and the limit, where the kernel's
+    EINVAL or ENOMEM alone reads as a bad argument or a memory shortage."""
+    name = prog_type.name.lower()
+    with Program.load(prog_type, xdp_return(0), name=f"size_{name}") as p:
+        with pytest.raises(SyscallError) as short:
+            p.test_run(bytes(10))
+        assert "10 bytes of data: a test run's packet needs at least an Ethernet header" in str(
+            short.value
+        )
+        most = _largest_accepted(p, 1 << 20)
+        assert p.test_run(bytes(most)).retval == 0
+        with pytest.raises(SyscallError) as big:
+            p.test_run(bytes(most + 1))
+        text = str(big.value)
+        assert text.startswith(f"cannot test-run program 'size_{name}': ")
+        assert f": {most + 1} bytes of data: " in text, text
+        page = os.sysconf("SC_PAGE_SIZE")
+        if prog_type == ProgType.SCHED_CLS:
+            assert most < page and f"one page ({page} bytes)" in text
+        else:  # fragments (Linux 5.18): a page and up to 17 more; before, one page
+            assert ("17 fragments of a page" in text) == (most > page), text
+
+
 def test_instruction_bytes_or_list_load_the_same() -> None:
     insns = xdp_return(XDP_PASS)
     with Program.load(ProgType.XDP, insns) as a, Program.load(ProgType.XDP, I.encode(insns)) as b:
