@@ -340,6 +340,17 @@ def _set_global(spec: ObjectSpec, assignment: str) -> None:
         value: object = int(text, 0)
     except ValueError:
         value = text
+    if name not in spec.rodata and name not in spec.data:
+        # a function's static (handle_exec.____fmt, bpf_printk's format) is no setting
+        named = {
+            where: [n for n in view.names() if "." not in n]
+            for where, view in ((".rodata", spec.rodata), (".data/.bss", spec.data))
+        }
+        known = [f"{where}: {', '.join(names)}" for where, names in named.items() if names]
+        raise BPFError(
+            f"--set {name}: {spec.name} has no global variable '{name}'"
+            + (f" (known: {'; '.join(known)})" if known else " (it has none)")
+        )
     view = spec.rodata if name in spec.rodata else spec.data
     view[name] = value
 

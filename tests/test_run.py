@@ -287,7 +287,11 @@ def test_bad_options_are_one_line_errors() -> None:
         (["--prog", "nosuch"], "no program named 'nosuch'"),
         (["--event-type", "nosuch", "-d", "1"], "no struct named 'nosuch'"),
         (["-d", "0"], "--duration must be a positive number"),
-        (["--set", "nosuch=1"], "no global variable 'nosuch'"),
+        (
+            ["--set", "nosuch=1"],
+            "pybpf: error: --set nosuch: run_execsnoop has no global variable 'nosuch' "
+            "(known: .rodata: targ_ppid; .data/.bss: unused)",
+        ),
         (["--set", "targ_ppid=1" + "0" * 20], "does not fit 'targ_ppid'"),
     ]
     for args, msg in cases:
