@@ -290,6 +290,38 @@ def test_written_pcapng_keeps_each_packets_direction(veth, tmp_path):
     assert sorted(back) == sorted(ins + outs)
 
 
+@kmatrix
+def test_a_written_pcapng_names_its_interfaces_before_any_packet(veth, tmp_path):
+    """The interfaces are described when the file is opened, in the order of -i: a capture
+    that ends before its first packet (or is stopped when nothing matched) leaves a file
+    tcpdump reads (libpcap refuses a pcapng section without an interface), and the packets of
+    the second interface are its."""
+    tshark = need_tool("tshark")
+    other = make_veth("eg")
+    try:
+        empty, both = tmp_path / "none.pcapng", tmp_path / "two.pcapng"
+        _, err, rc = xdptcp("-i", veth.outer, "-w", str(empty), "tcp port 9").stop()
+        assert rc == 0, err
+        res = run("tcpdump", "-nn", "-r", str(empty), check=False)
+        assert (res.returncode, res.stdout) == (0, ""), res.stderr
+        assert f"reading from file {empty}, link-type EN10MB" in res.stderr
+        cap = xdptcp("-i", other.outer, "-i", veth.outer, "-s", "999999", "-w", str(both))
+        converse(veth)
+        _, err, rc = cap.stop()
+    finally:
+        other.remove()
+    assert rc == 0, err
+    assert "snaplen limited to 4096 bytes per packet" in err
+    fields = run(
+        tshark, "-r", str(both), "-T", "fields", "-e", "frame.interface_id",
+        "-e", "frame.interface_name",
+    ).stdout.splitlines()  # fmt: skip
+    assert fields and set(fields) == {f"1\t{veth.outer}"}
+    # what the file says of its snapshot length is what was captured: 4096, not 999999
+    res = run("tcpdump", "-nn", "-c", "1", "-r", str(both))
+    assert "snapshot length 4096" in res.stderr, res.stderr
+
+
 # --- nothing left behind -------------------------------------------------------------------
 
 

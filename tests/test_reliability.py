@@ -718,6 +718,18 @@ def test_bad_invocation_is_one_line(args, status, words) -> None:
     assert xdp_on("lo") is None
 
 
+def test_a_snaplen_beyond_libpcaps_largest_reads_as_all_of_each_packet(tmp_path) -> None:
+    """``-r F -s 999999 -w OUT``: tcpdump takes an -s above 262144 as -s 0; so does xdptcp,
+    and OUT's header says 262144, the most a reader takes, not 999999."""
+    src, out = tmp_path / "in.pcap", tmp_path / "out.pcap"
+    write_pcap(src, [tcp_frame("198.18.0.1", "198.18.0.2", 40000, 5001, payload=bytes(n))
+                     for n in (0, 1400)])  # fmt: skip
+    run(*XDPTCP, "-r", str(src), "-s", "999999", "-w", str(out), cwd=ROOT)
+    res = run(need_tool("tcpdump"), "-nn", "-r", str(out))
+    assert "snapshot length 262144" in res.stderr, res.stderr
+    assert [line.rsplit(" ", 1)[1] for line in res.stdout.splitlines()] == ["0", "1400"]
+
+
 def test_kernel_without_ring_buffer_is_one_line(monkeypatch, capsys) -> None:
     """Simulated in-process: BPF_MAP_CREATE answers EINVAL for RINGBUF, as before Linux 5.8,
     and pybpf's probe (cached per process: it may have run already) says so."""

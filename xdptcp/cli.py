@@ -26,6 +26,7 @@ if TYPE_CHECKING:
 
 
 MAX_RING_SIZE = 1 << 31
+MAXIMUM_SNAPLEN = 262144  # libpcap's and tcpdump's
 # Errors only a write gives (a read or the kernel's answer cannot): the file the output goes to.
 _WRITE_ONLY_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
@@ -225,7 +226,8 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
         ts_mode=TS_MODES[args.ts],
         nano=args.nano,
         count=args.count,
-        snaplen=args.snaplen,
+        # beyond the largest snapshot length libpcap reads (262144): -s 0, all of it, as tcpdump
+        snaplen=0 if args.snaplen is not None and args.snaplen > MAXIMUM_SNAPLEN else args.snaplen,
         stats=args.stats,
     )
 

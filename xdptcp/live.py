@@ -6,6 +6,7 @@ import sys
 import time
 
 from pybpf.errors import BPFError
+from pybpf.record import replace
 from xdptcp.capture import LIVE_RING_SIZE, Capture, CaptureError, describe_program, interface
 from xdptcp.options import EXIT_OK, LiveOptions, OutputOptions
 from xdptcp.process import StopFlag, install_signal_handlers
@@ -26,6 +27,7 @@ def capture_live(
     snaplen, capacity, notice = capacity_for(out.snaplen)
     if notice:
         print(f"xdptcp: {notice}", file=sys.stderr)
+        out = replace(out, snaplen=snaplen)  # what a file's header says too
     rodata: dict[str, object] = {"xdptcp_snaplen": snaplen, "xdptcp_capacity": capacity}
     code = {}
     if filt is not None:
@@ -52,6 +54,8 @@ def capture_live(
             raise RuntimeError(f"the output wants record heads {_heads_of(sink, out, several)}")
         if heads[0] != OUT_NONE:
             sink.ifname = ifaces[0].name
+        if getattr(sink, "pcapng", False):  # named before any packet: see describe_interfaces
+            sink.writer.describe_interfaces([iface.name for iface in ifaces])
 
     cap = Capture(
         ifaces,

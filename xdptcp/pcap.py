@@ -266,6 +266,14 @@ class PcapngWriter(_Output):
         idb = struct.pack("=HHI", self.linktype, 0, self.snaplen) + opts
         return self._ifaces[ifname], _block(1, idb)
 
+    def describe_interfaces(self, names: Iterable[str]) -> None:
+        """The description blocks of the capture's interfaces, now, in this order (ids 0, 1,
+        ...): a file that ends before its first packet still names them, and a reader of
+        pcapng (libpcap's, tcpdump's) refuses a section that has none."""
+        self._out.write(b"".join([self._interface(name)[1] for name in names]))
+        if self._is_stdout:
+            self._out.flush()
+
     def write_blocks(self, raw, ifname: str) -> None:
         """Enhanced packet blocks already in this file's form (byte order, precision, interface
         id 0, no packet longer than the snaplen), all of ``ifname``: written as they are, after
