@@ -15,6 +15,7 @@ from xdptcp.sinks import open_sink, print_summary
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
+    from collections.abc import Sized
     from typing import Optional, TextIO
 
 
@@ -127,6 +128,7 @@ POLL_MS = 100
 def run_loop(cap: Capture, sink, out: OutputOptions, stop: StopFlag):
     """Drain batches until a signal, -c, or an output error. Returns (captured, unread, error)."""
     captured = unread = 0
+    batch: Sized = ()
     next_stats = time.monotonic() + 1.0
     try:
         while not stop.is_set():
@@ -150,8 +152,9 @@ def run_loop(cap: Capture, sink, out: OutputOptions, stop: StopFlag):
                         f"{c.ring_full} dropped",
                         file=sys.stderr,
                     )
-    except BrokenPipeError:
+    except BrokenPipeError:  # the batch whose write found no reader: matched, not shown
         sink.broken()
+        unread += len(batch)
     except OSError as e:
         return captured, unread, e
     return captured, unread, None
