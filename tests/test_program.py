@@ -172,6 +172,34 @@ def test_unprivileged_style_errors_are_not_verifier_errors() -> None:
     assert not isinstance(exc.value, VerifierError) or exc.value.log
 
 
+def test_holders_are_the_other_processes_with_an_fd_of_the_object() -> None:
+    """``objinfo.holders``: bpftool's "pids" of a program or a map, from /proc. A child given
+    the fds holds both; this process is never listed; when the child ends, nobody does."""
+    import subprocess
+    import sys
+
+    from pybpf.maps import Map
+    from pybpf.sys import objinfo
+    from pybpf.sys.uapi import MapType
+
+    p = Program.load(ProgType.XDP, xdp_return(XDP_PASS), name="held")
+    m = Map.create(MapType.ARRAY, 4, 4, 1, name="held")
+    with p, m:
+        assert objinfo.holders("prog", p.id) == [] and objinfo.holders("map", m.id) == []
+        child = subprocess.Popen(
+            [sys.executable, "-c", "import sys; sys.stdin.read()"],
+            stdin=subprocess.PIPE,
+            pass_fds=(p.fd, m.fd),
+        )
+        try:
+            assert objinfo.holders("prog", p.id) == [child.pid]
+            assert objinfo.holders("map", m.id) == [child.pid]
+            assert objinfo.holders("prog", m.id) == []  # an id of the other kind
+        finally:
+            child.communicate(b"", timeout=30)
+        assert objinfo.holders("prog", p.id) == [] and objinfo.holders("map", m.id) == []
+
+
 def test_pin_from_pinned_and_from_id() -> None:
     pin_dir = Path(f"/sys/fs/bpf/pybpf-test-{os.getpid()}-p{next(_pin_counter)}")
     try:

@@ -422,6 +422,18 @@ def test_bpf_link_goes_with_a_killed_process(pair) -> None:
 
 
 @pytest.mark.kmatrix
+def captures_five_and_ends_clean(x: Xdptcp, pair: VethPair, pcap5, prog_id: int) -> None:
+    """The five frames replayed into a running ``-c 5`` capture: it captures them all, exits 0
+    and leaves nothing of ours on the interface (``prog_id`` freed)."""
+    try:
+        replay(pair, pcap5)
+        assert x.finish() == 0
+    finally:
+        x.kill()
+    assert summary(x.stderr)["captured"] == 5
+    assert_nothing_left(pair.outer, prog_id)
+
+
 def test_next_run_removes_a_stale_program_with_a_message(pair, pcap5) -> None:
     stale = killed_capture(pair)
     x = Xdptcp("-i", pair.outer, "-c", "5").attached()
@@ -431,12 +443,10 @@ def test_next_run_removes_a_stale_program_with_a_message(pair, pcap5) -> None:
         )
         new_id, _ = attached_prog(pair.outer)
         assert new_id != stale
-        replay(pair, pcap5)
-        assert x.finish() == 0
-    finally:
+    except BaseException:
         x.kill()
-    assert summary(x.stderr)["captured"] == 5
-    assert_nothing_left(pair.outer, new_id)
+        raise
+    captures_five_and_ends_clean(x, pair, pcap5, new_id)
     assert not prog_exists(stale)
 
 
@@ -454,12 +464,10 @@ def test_a_running_capture_is_not_taken_for_a_stale_one(pair, pcap5) -> None:
             line = one_line(res.stderr, f"id {prog_id}", f"pid {first.proc.pid}")
             assert "stale" not in line and "removed" not in line, line
             assert attached_prog(pair.outer) == (prog_id, "xdp_capture")
-        replay(pair, pcap5)
-        assert first.finish() == 0
-    finally:
+    except BaseException:
         first.kill()
-    assert summary(first.stderr)["captured"] == 5
-    assert_nothing_left(pair.outer, prog_id)
+        raise
+    captures_five_and_ends_clean(first, pair, pcap5, prog_id)
 
 
 def test_detach_removes_a_stale_program(pair) -> None:

@@ -122,35 +122,6 @@ def describe_program(prog_id: int) -> tuple[str, bool]:
         return "?", False
 
 
-def program_holders(prog_id: int) -> list[int]:
-    """The other processes that hold a file descriptor of program ``prog_id``: a running xdptcp
-    holds its programs for as long as it captures, so one of ours attached with no holder is a
-    killed run's, and one with a holder is a live capture's. Read from ``/proc/PID/fd`` (the
-    fd's target is ``anon_inode:bpf-prog``) and ``/proc/PID/fdinfo`` (its ``prog_id:`` line);
-    processes that go away or hide their fds (another user's, without privilege) are skipped."""
-    me, out = os.getpid(), []
-    want = f"prog_id:\t{prog_id}\n"
-    for pid in os.listdir("/proc"):
-        if not pid.isdigit() or int(pid) == me:
-            continue
-        fds = f"/proc/{pid}/fd"
-        try:
-            names = os.listdir(fds)
-        except OSError:
-            continue
-        for fd in names:
-            try:
-                if os.readlink(f"{fds}/{fd}") != "anon_inode:bpf-prog":
-                    continue
-                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
-                    if want in f.read():
-                        out.append(int(pid))
-                        break
-            except OSError:
-                continue
-    return out
-
-
 def _map_name(map_cls: type, map_id: int) -> str:
     try:
         with map_cls.from_id(map_id) as m:
@@ -506,10 +477,13 @@ class Capture:
         """Stale xdptcp program: remove it. Someone else's: refuse, or take it for --replace."""
         from pybpf.link import netlink
         from pybpf.program import Program
+        from pybpf.sys import objinfo
 
         name, ours = describe_program(current.prog_id)
         mode = _mode_name(current.mode)
-        holders = program_holders(current.prog_id) if ours else []
+        # a running xdptcp holds its programs for as long as it captures: one of ours with
+        # no holder is a killed run's, one with a holder a live capture's
+        holders = objinfo.holders("prog", current.prog_id) if ours else []
         if ours and not holders:
             netlink.xdp_detach(iface.ifindex, _mode_flag(mode))
             self.notice(

@@ -232,13 +232,8 @@ def detach_stale(names) -> int:
     """--detach: remove xdptcp programs left behind (a killed run): the XDP program and the tc
     egress filters. Never touches others'."""
     from pybpf.link import netlink
-    from xdptcp.capture import (
-        _mode_flag,
-        _mode_name,
-        program_holders,
-        remove_filter,
-        stale_filters,
-    )
+    from pybpf.sys import objinfo
+    from xdptcp.capture import _mode_flag, _mode_name, remove_filter, stale_filters
 
     for name in dict.fromkeys(names):
         iface = interface(name)
@@ -258,7 +253,7 @@ def detach_stale(names) -> int:
                 f"{name}: the XDP program attached (id {current.prog_id}, '{prog_name}') is not "
                 "xdptcp's; not touching it"
             )
-        holders = program_holders(current.prog_id)
+        holders = objinfo.holders("prog", current.prog_id)  # a running capture's
         if holders:
             raise CaptureError(
                 f"{name}: the xdptcp program attached (id {current.prog_id}) belongs to a "

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import ctypes
 import errno as _errno
+import os
 import sys
 
 from pybpf.errors import SyscallError
@@ -238,3 +239,43 @@ def link_info(fd: int) -> BPFLinkInfo:
     if link_type in (LinkType.XDP, LinkType.TCX, LinkType.NETKIT):
         ifindex = int.from_bytes(info.union[:4], sys.byteorder)
     return BPFLinkInfo(link_type, info.id, info.prog_id, ifindex)
+
+
+# --- who holds an object (/proc) ------------------------------------------------------------------
+# What bpftool lists as an object's "pids". Each fd of a BPF object is an anonymous inode whose
+# /proc/PID/fd link names its kind, and whose /proc/PID/fdinfo holds its id ("prog_id:\t7").
+
+_FD_KINDS = {
+    "prog": ("anon_inode:bpf-prog", "prog_id"),
+    "map": ("anon_inode:bpf-map", "map_id"),
+    "link": ("anon_inode:bpf_link", "link_id"),
+}
+
+
+def holders(kind: str, obj_id: int) -> list[int]:
+    """The processes other than this one that hold a file descriptor of the ``kind`` object
+    ``obj_id`` ("prog", "map" or "link"), in /proc's order. An object attached with no holder
+    is kept only by its attachment (a process that attached it and went away); processes that
+    end while they are read, or whose fds another user's privileges cannot read, are skipped."""
+    target, key = _FD_KINDS[kind]
+    me, out = os.getpid(), []
+    want = f"{key}:\t{obj_id}\n"
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit() or int(pid) == me:
+            continue
+        fds = f"/proc/{pid}/fd"
+        try:
+            names = os.listdir(fds)
+        except OSError:
+            continue
+        for fd in names:
+            try:
+                if os.readlink(f"{fds}/{fd}") != target:
+                    continue
+                with open(f"/proc/{pid}/fdinfo/{fd}") as f:
+                    if want in f.read():
+                        out.append(int(pid))
+                        break
+            except OSError:
+                continue
+    return out
