@@ -191,3 +191,32 @@ def test_a_file_cut_in_its_last_record_prints_every_whole_one(tmp_path, stdin, e
         assert (len(got) == len(want)) if args else (got == want)
         err = res.stderr.decode().splitlines()
         assert len(err) == 1 and err[0].endswith(": record 300: truncated data (44 of 54 bytes)")
+
+
+@pytest.mark.parametrize("walk", ["kernel", "python", "reader"])
+def test_cut_and_damaged_records_copy_as_tcpdump_copies_them(tmp_path, walk) -> None:
+    """``-r F -w OUT`` writes the records ``tcpdump -r F -w OUT tcp`` writes: frames a snap
+    length cut in their IP headers once the protocol byte is there (or the next header), and
+    a damaged record (original length below the captured one) unchanged, as tcpdump copies it.
+    By the kernel's walk (where it loads), Python's, and the general reader (the other byte
+    order)."""
+    tcpdump = need_tool("tcpdump")
+    frames = []
+    for frame in (traffic.tcp_frame("198.18.0.1", "198.18.0.2", 1000, 443, flags="S",
+                                    ip_options=b"\x01" * 8),
+                  traffic.tcp_frame("2001:db8::1", "2001:db8::2", 1000, 443, flags="S",
+                                    ipv6_ext=(traffic.fragment(),))):  # fmt: skip
+        frames += [(frame[:n], len(frame)) for n in range(len(frame) + 1)]
+        frames += [(frame, 10), (frame, 0), (frame, len(frame) - 1)]  # damaged
+    frames = [traffic.Frame(1_700_000_000_000_000_000 + i * 1000, d, w)
+              for i, (d, w) in enumerate(frames)]  # fmt: skip
+    src, ref, out = tmp_path / "src.pcap", tmp_path / "ref.pcap", tmp_path / "out.pcap"
+    traffic.write_pcap(src, frames, big_endian=walk == "reader")
+    subprocess.run([tcpdump, "-r", str(src), "-w", str(ref), "tcp"], check=True,
+                   capture_output=True)  # fmt: skip
+    env = dict(os.environ, XDPTCP_OFFLINE_KERNEL="0" if walk == "python" else "1")
+    subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(src), "-w", str(out)], check=True,
+                   env=env)  # fmt: skip
+    want = ref.read_bytes()[24:]  # (both write this machine's byte order)
+    assert out.read_bytes()[24:] == want
+    assert len(want) > 60 * 16

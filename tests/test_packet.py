@@ -9,7 +9,7 @@ import pytest
 from construct import StreamError
 
 from xdptcp import layouts as L
-from xdptcp.packet import Kind, decode, is_tcp_frame, iter_options
+from xdptcp.packet import Cut, Kind, cut_short, decode, is_tcp_frame, iter_options
 
 import traffic
 
@@ -89,6 +89,8 @@ def _oracle_ipv6(frame, l3, wire_len):
             ext.append((nh, frame[off : off + 8]))
             got.update(frag_offset=fh.frag.frag_off * 8, more_frags=fh.frag.mf)
             if fh.frag.frag_off:
+                if fh.nexthdr != L.IPProto.TCP:
+                    return None  # a later fragment of another protocol's packet
                 got.update(kind=Kind.FRAGMENT, ext=tuple(ext), l4_off=off + 8,
                            tcp_len=total - (off + 8 - l3))  # fmt: skip
                 return got
@@ -265,3 +267,29 @@ def test_option_walk_equals_construct():
         i += opt.length
     assert walked == expected
     assert list(iter_options(b"\x02\x01\x00"))[-1] == (2, None)
+
+
+def test_a_frame_cut_in_its_ip_header_is_tcp_once_the_protocol_is_captured():
+    """As libpcap's ``tcp`` reads it: the IPv4 protocol byte (frame byte 23), the IPv6 next
+    header (byte 20), or a first fragment header's next header (byte 54); what ``-r -w``
+    copies. Unless the frame is known to be TCP (a live record), which any cut leaves it."""
+    v4 = traffic.tcp_frame("198.18.0.1", "198.18.0.2", 1, 2)
+    v6 = traffic.tcp_frame("2001:db8::1", "2001:db8::2", 1, 2, ipv6_ext=(traffic.fragment(),))
+    assert [is_tcp_frame(v4[:n], len(v4)) for n in (22, 23, 24, 33)] == [False] * 2 + [True] * 2
+    plain6 = traffic.tcp_frame("2001:db8::1", "2001:db8::2", 1, 2)
+    assert [is_tcp_frame(plain6[:n], len(v6)) for n in (20, 21)] == [False, True]
+    assert [is_tcp_frame(v6[:n], len(v6)) for n in (21, 54, 55)] == [False, False, True]
+    assert cut_short(v4[:24]) == Cut(4, (), note="IP  [|ip]")
+    assert cut_short(plain6[:40]) == Cut(6, (), note=" [|ip6]")
+    assert cut_short(v6[:56], len(v6)).note == "IP6 2001:db8::1 > 2001:db8::2:  [|frag6]"
+    assert cut_short(v6[:56])[2:5] == ("2001:db8::1", "2001:db8::2", 64)
+    assert cut_short(v4[:5]) is None and cut_short(v4[:5], known_tcp=True).note == " [|ether]"
+    udp6 = traffic.udp_frame("2001:db8::1", "2001:db8::2")
+    assert not is_tcp_frame(udp6[:40]) and cut_short(udp6[:40], known_tcp=True) is not None
+
+
+def test_a_later_ipv6_fragment_is_tcp_only_when_its_fragment_header_says_so():
+    frag = traffic.tcp_frame("2001:db8::1", "2001:db8::2", 1, 2, ipv6_ext=(traffic.fragment(8),))
+    udp = frag[:54] + bytes([17]) + frag[55:]
+    assert decode(frag).kind == Kind.FRAGMENT
+    assert decode(udp) is None and not is_tcp_frame(udp)

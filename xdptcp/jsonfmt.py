@@ -34,9 +34,16 @@
 ``ttl`` (IPv4) or ``hlim`` (IPv6)
     time to live / hop limit
 
-Only frames with a whole fixed TCP header give an object (non-first fragments, truncated or
-bad-offset headers give None); the text formatter is the one that prints tcpdump's notes on them.
-Separators are compact (``,`` and ``:``).
+A frame whose capture ends before the end of its fixed TCP header (tcpdump's ``[|tcp]``, ``IP
+[|ip]``, `` [|ip6]``...: ``xdptcp.packet.cut_short``) gives an object with the same keys, in
+which what the capture did not reach is null, as an option cut short has ``"values": null``:
+``sport``/``dport`` need 4 bytes of TCP, the other TCP fields (``options`` too) its 20, ``src``,
+``dst`` and the TTL the fixed IP header, ``ip`` and ``vlan`` the EtherType (and the tags; a live
+record may end before them). A damaged file's record whose original length is below its
+captured length gives the object of its captured bytes, ``wire_len`` as the record says, its
+``seq``/``ack`` the header's. Later fragments and bad-offset or bad-length headers give None
+(no TCP header, cut or whole); the text formatter is the one that prints tcpdump's notes on
+them. Separators are compact (``,`` and ``:``).
 """
 
 from __future__ import annotations
@@ -44,7 +51,7 @@ from __future__ import annotations
 import json
 import struct
 
-from xdptcp.packet import Decoder, Kind, iter_options
+from xdptcp.packet import Decoder, Kind, cut_short, iter_options
 from xdptcp.tcpdump import (
     ACK,
     D3,
@@ -87,6 +94,7 @@ class JsonFormatter:
 
     def __init__(self, absolute_seq: bool = False) -> None:
         self.absolute_seq = absolute_seq
+        self.known_tcp = False  # every frame is TCP, however cut: as TextFormatter's
         self.decoder = Decoder()
         self._addrs = self.decoder._addrs
         self.seqs = SeqTracker()
@@ -120,7 +128,7 @@ class JsonFormatter:
         else:
             p = self.decoder.decode(frame, wire_len)
             if p is None or p.kind != Kind.TCP:
-                return None
+                return self._not_whole(p, ts_ns, frame, wire_len, ifname, direction)
             ver, src, dst, ttl, vlans, tcp_len, hlen, opts = (
                 p.ip_version, p.src, p.dst, p.ttl, p.vlans, p.tcp_len, p.tcp_hdr_len, p.options
             )  # fmt: skip
@@ -147,6 +155,53 @@ class JsonFormatter:
             f'"options":{_options(opts, sack_base) if opts else "[]"},"tcp_hdr_len":{hlen},'
             f'"payload_len":{tcp_len - hlen},"vlan":[{",".join(map(str, vlans))}],'
             f'"{"ttl" if ver == 4 else "hlim"}":{ttl}}}'
+        )
+
+    def damaged(self, ts_ns: int, frame, wire_len: int, cap_len: int) -> Optional[str]:
+        """The object for a damaged file's record whose original length (``wire_len``) is
+        below its captured length (``cap_len``; ``frame`` its packet as an Ethernet frame):
+        what its captured bytes decode to, with the record's lengths as it gives them. tcpdump
+        prints none of it, so it takes no part in the relative sequence numbers: its seq and
+        ack are the header's."""
+        n = len(frame)
+        line = JsonFormatter(absolute_seq=True).format(ts_ns, frame, n)
+        if line is None:
+            return None
+        lengths = f'"wire_len":{wire_len},"cap_len":{cap_len},'
+        return line.replace(f'"wire_len":{n},"cap_len":{n},', lengths, 1)
+
+    def _not_whole(self, p, ts_ns, frame, wire_len, ifname, direction) -> Optional[str]:
+        """The object for a TCP frame without its whole fixed TCP header: the capture ends in
+        the TCP, IP or link-layer headers (``Kind.TRUNCATED``, ``xdptcp.packet.cut_short``).
+        The fields it did not reach are null, as an option cut short has ``"values": null``:
+        sport and dport need 4 bytes of TCP, the other TCP fields its 20, src, dst and the TTL
+        the fixed IP header; ip and vlan only the EtherType (and the tags). None for any
+        other frame, and for a damaged record (``damaged``)."""
+        if p is not None:
+            if p.kind != Kind.TRUNCATED:
+                return None  # a later fragment, a data offset below 5: no TCP header to give
+            ports = (p.sport, p.dport) if p.l4_off + 4 <= p.snap_end else (None, None)
+            found = (p.ip_version, p.vlans, p.src, p.dst, p.ttl, *ports)
+        else:
+            if wire_len < len(frame):
+                return self.damaged(ts_ns, frame, wire_len, len(frame))
+            cut = cut_short(frame, wire_len, self.known_tcp)
+            if cut is None or cut.frag_offset:
+                return None  # (a later fragment: none when whole either)
+            found = (cut.ip_version, cut.vlans, cut.src, cut.dst, cut.ttl, None, None)
+        ver, vlans, src, dst, ttl, sport, dport = found
+        src, dst, ttl, sport, dport = ("null" if v is None else json.dumps(v)
+                                       for v in (src, dst, ttl, sport, dport))  # fmt: skip
+        vlan = "null" if vlans is None else f"[{','.join(map(str, vlans))}]"
+        sec, frac = divmod(ts_ns // 1000, 1_000_000)
+        return (
+            f'{{"ts":{sec}.{D3[frac // 1000]}{D3[frac % 1000]},"ts_ns":{ts_ns},'
+            f'"ifname":{json.dumps(ifname)},"direction":"{_DIRECTIONS.get(direction, "")}",'
+            f'"wire_len":{wire_len},"cap_len":{len(frame)},"ip":{ver or "null"},'
+            f'"src":{src},"dst":{dst},"sport":{sport},"dport":{dport},"seq":null,"ack":null,'
+            '"flags":null,"flag_names":null,"win":null,"urg":null,"options":null,'
+            f'"tcp_hdr_len":null,"payload_len":null,"vlan":{vlan},'
+            f'"{"hlim" if ver == 6 else "ttl"}":{ttl}}}'
         )
 
     def mapped_lines(self, mp, keep, count: Optional[int]):
@@ -201,7 +256,9 @@ class JsonFormatter:
                     pos, d = pos + slot, mm[at - 42]
                 else:
                     pos, d = stop, 2
-                if keep is not None and not keep(mm, at, incl, orig, orig):
+                # (the filter's data_end at the captured end: libpcap's bound, also for a
+                # damaged record whose wire length is below it)
+                if keep is not None and not keep(mm, at, incl, incl, orig):
                     continue
                 hlen = 0
                 if etype == _ETH_IP and 54 <= incl <= orig <= 0xFFFF:  # 16-bit lengths: num

@@ -182,9 +182,11 @@ class PcapWriter(_Output):
         if not 0 <= sec <= 0xFFFFFFFF:  # a damaged -r input can carry any time
             raise PcapError(f"timestamp {ts_ns} ns does not fit a pcap record (1970 to 2106)")
         incl = min(len(data), self.snaplen)
-        return _NATIVE_RECORD.pack(sec, frac, incl, max(wire_len, incl)) + bytes(data[:incl])
+        return _NATIVE_RECORD.pack(sec, frac, incl, wire_len) + bytes(data[:incl])
 
     def write(self, ts_ns: int, data, wire_len: int) -> None:
+        """One record; ``wire_len`` as given, even below the captured length (a damaged record
+        that ``-r F -w OUT`` copies keeps its lengths, as tcpdump's copy does)."""
         self._out.write(self._record(ts_ns, data, wire_len))
 
     def write_records(self, raw) -> None:

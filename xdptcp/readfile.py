@@ -51,16 +51,18 @@ def print_file(
     with PcapReader(path) as reader:
         try:
             for ts_ns, data, wire_len, linktype in reader.packets():
-                prefix, orig_len = "", wire_len
-                if linktype != ETHERNET:
-                    view = ethernet_view(linktype, data, wire_len, ifaces)
-                    if view is None:
-                        check_linktype(reader.name, linktype)
+                if linktype == ETHERNET:
+                    if (
+                        keep is not None
+                        and not keep(data, wire_len, linktype, wire_len)
+                        and (wire_len >= len(data) or not _keeps_damaged(keep, keep_in_place,
+                                                                         data, wire_len))
+                    ):  # fmt: skip
                         continue
-                    data, wire_len, prefix = view
-                if keep is not None and not keep(data, wire_len, linktype, orig_len):
-                    continue
-                line = fmt(ts_ns, data, wire_len, "", prefix)
+                    line = fmt(ts_ns, data, wire_len, "", "")
+                else:
+                    line = _other_link(formatter, keep, ifaces, reader.name, ts_ns, data,
+                                       wire_len, linktype)  # fmt: skip
                 if line is None:
                     continue
                 lines.append(line)
@@ -79,6 +81,31 @@ def print_file(
         out.write("\n".join(lines) + "\n")
     out.flush()
     return printed
+
+
+def _keeps_damaged(keep, keep_in_place, data, wire_len: int) -> bool:
+    """The filter on a damaged Ethernet record (its wire length below its captured length), as
+    libpcap runs it: loads bounded by the captured bytes, ``len`` the record's wire length."""
+    if keep_in_place is not None:
+        return bool(keep_in_place(data, 0, len(data), len(data), wire_len))
+    return keep(data, len(data), ETHERNET, wire_len)
+
+
+def _other_link(formatter, keep, ifaces, name, ts_ns, data, wire_len, linktype) -> Optional[str]:
+    """``print_file``'s line for a record of a link type other than Ethernet: its packet seen
+    as an Ethernet frame (``ethernet_view``). A damaged record (its original length below its
+    captured length) is shown by the formatter's ``damaged``, with the record's own lengths."""
+    view = ethernet_view(linktype, data, wire_len, ifaces)
+    if view is None:
+        check_linktype(name, linktype)
+        return None
+    if wire_len < len(data):  # a damaged record: the filter reads what it holds, as libpcap's
+        if keep is not None and not keep(view.frame, len(view.frame), linktype, wire_len):
+            return None
+        return formatter.damaged(ts_ns, view.frame, wire_len, len(data))
+    if keep is not None and not keep(view.frame, view.wire_len, linktype, wire_len):
+        return None
+    return formatter.format(ts_ns, view.frame, view.wire_len, "", view.prefix)
 
 
 def check_linktype(name: str, linktype: int) -> None:

@@ -47,6 +47,11 @@ class TextSink:
 
     def __init__(self, formatter, out: TextIO) -> None:
         self.formatter = formatter
+        if formatter is not None:
+            # The program found each record TCP on the whole frame, then cut it to the snap
+            # length: a record cut anywhere (-s 20) is still a TCP packet, printed as tcpdump
+            # prints it (xdptcp.packet.cut_short).
+            formatter.known_tcp = True
         self.out = out
         self.is_broken = False
         self.unshown = 0

@@ -20,6 +20,11 @@ What tcpdump does, and so do we (print-tcp.c unless said otherwise):
   ``RT6 (...)``, ``frag (0|n)``) before the ports, and then tcpdump prints the ports without
   addresses.
 - VLAN tags are not printed (tcpdump shows them only with -e).
+- A frame whose capture ends in its link-layer or IP headers prints tcpdump's note (``IP
+  [|ip]``, `` [|ip6]``, ``IP  [remaining caplen(20) < header length(28)] [|ip]``...), when
+  it is TCP as far as its bytes go (``known_tcp``: whatever they hold), and a damaged file's
+  record whose original length is below its captured length, tcpdump's ``[Invalid header:
+  len(N) < caplen(M)]`` (``xdptcp.packet``).
 
 Timestamps: ``default`` local time ``HH:MM:SS.ffffff`` (``TZ`` is honoured), ``none`` (-t),
 ``epoch`` (-tt), ``delta`` (-ttt, since the previous packet printed, with a sign column),
@@ -34,7 +39,7 @@ from __future__ import annotations
 import struct
 import time
 
-from xdptcp.packet import Decoder, Kind, Packet, malformed_tcp_text
+from xdptcp.packet import Decoder, Kind, Packet, invalid_header_text, malformed_tcp_text
 from xdptcp.pcap import MAX_RECORD, record_stamp
 from xdptcp.tcpopts import (
     TS_FIRST,
@@ -248,6 +253,10 @@ class TextFormatter:
         default), not by a snaplen the user chose, so print what tcpdump prints for the whole
         packet (only the MD5 option's words depend on it)."""
         self.payload_elided = payload_elided
+        # Every frame is TCP, whatever its capture holds: a live capture's, whose program found
+        # it TCP on the whole frame before cutting it to the snap length (``TextSink`` sets it;
+        # see ``xdptcp.packet.cut_short``). Off, a frame is TCP as libpcap's ``tcp`` reads it.
+        self.known_tcp = False
         self.clock = Clock(ts_mode, nano)
         self.shows_ns = nano  # records must carry nanoseconds
         self._stamp = self.clock.stamp
@@ -278,7 +287,9 @@ class TextFormatter:
         if body is None:
             p = self.decoder.decode(frame, wire_len)
             if p is None:
-                body = malformed_tcp_text(frame)
+                if wire_len < len(frame):
+                    return self.damaged(ts_ns, frame, wire_len, len(frame))
+                body = malformed_tcp_text(frame, wire_len, self.known_tcp)
                 if body is None:
                     return None
             else:
@@ -286,6 +297,13 @@ class TextFormatter:
         if self.show_ifname:
             return f"{self._stamp(ts_ns)}{ifname:<5} {'Out' if direction else 'In '} {body}"
         return self._stamp(ts_ns) + prefix + body
+
+    def damaged(self, ts_ns: int, frame, wire_len: int, cap_len: int) -> Optional[str]:
+        """The line for a damaged file's record whose original length (``wire_len``) is below
+        its captured length (``cap_len``; ``frame`` its packet as an Ethernet frame): what
+        tcpdump prints in its place, ``[Invalid header: len(N) < caplen(M)]``, when the bytes
+        are TCP. No timestamp: tcpdump prints none (nor is the record a ``-ttt`` reference)."""
+        return invalid_header_text(frame, wire_len, cap_len)
 
     def _fast(self, frame, wire_len: int) -> Optional[str]:
         """The common segment (``Decoder.fast``) with no options or nop,nop,TS, in one pass.
@@ -400,7 +418,9 @@ class TextFormatter:
                     break  # the record goes on in the next chunk, or the file ends there
                 # ring slots have a stride; a file's records none
                 pos = pos + slot if slot else stop
-                if keep is not None and not keep(mm, at, incl, orig, orig):
+                # (the filter's data_end at the captured end: libpcap's bound, also for a
+                # damaged record whose wire length is below it)
+                if keep is not None and not keep(mm, at, incl, incl, orig):
                     continue
                 hlen = 0
                 if etype == _ETH_IP and 54 <= incl <= orig:

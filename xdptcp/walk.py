@@ -189,7 +189,7 @@ class _Look:
             raise damaged(self.mp, base + pos, end - at, incl)
         if not is_tcp_frame(mm[at:nxt]):
             return 0
-        if self.filt is not None and not self.filt.in_place(mm, at, incl, orig, orig):
+        if self.filt is not None and not self.filt.in_place(mm, at, incl, incl, orig):
             return 0
         if frac >= self.per_sec or orig < incl:  # damaged: the writer's own record for it
             self.w.write(sec * 1_000_000_000 + frac * self.mult, mm[at:nxt], orig)
