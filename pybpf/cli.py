@@ -332,14 +332,11 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def _set_global(spec: ObjectSpec, assignment: str) -> None:
-    """``NAME=VALUE``: an int (0x.. accepted) or else a string, into .rodata or .data/.bss."""
+    """``NAME=VALUE`` into .rodata or .data/.bss, read as the variable's BTF type says
+    (``_global_value``)."""
     name, eq, text = assignment.partition("=")
     if not eq or not name:
         raise BPFError(f"--set {assignment}: expected NAME=VALUE")
-    try:
-        value: object = int(text, 0)
-    except ValueError:
-        value = text
     if name not in spec.rodata and name not in spec.data:
         # a function's static (handle_exec.____fmt, bpf_printk's format) is no setting
         named = {
@@ -352,7 +349,60 @@ def _set_global(spec: ObjectSpec, assignment: str) -> None:
             + (f" (known: {'; '.join(known)})" if known else " (it has none)")
         )
     view = spec.rodata if name in spec.rodata else spec.data
-    view[name] = value
+    view[name] = _global_value(spec, name, text)
+
+
+def _global_value(spec: ObjectSpec, name: str, text: str) -> object:
+    """What ``--set NAME=TEXT`` means for the variable's type: a number for an integer (0x,
+    0o, 0b prefixes; leading zeros are decimal, as ``atoi`` reads them in a C tool's options),
+    true/false (or 1/0) for a bool, an enumerator's name or number for an enum, the text for a
+    char array. Anything else, or a text that is not of the type, is a one-line error: a typo
+    must not become the bytes of a pid. Without BTF, a number if it reads as one, else text."""
+    from pybpf.btf.types import Array, Enum, Int, IntEncoding
+
+    var = spec.variables[name]
+    btf = spec.btf
+    t = btf.type(btf.resolve(var.type_id)) if btf is not None and var.type_id else None
+
+    def number() -> Optional[int]:
+        for base in (0, 10):
+            try:
+                return int(text.strip(), base)
+            except ValueError:
+                pass
+        return None
+
+    if t is None:
+        value = number()
+        return text if value is None else value
+    if isinstance(t, Int) and t.encoding & IntEncoding.BOOL:
+        truth = {"true": 1, "1": 1, "false": 0, "0": 0}.get(text.strip().lower())
+        if truth is None:
+            raise BPFError(f"--set {name}={text}: '{name}' is a bool: give true or false")
+        return truth
+    if isinstance(t, Enum):
+        by_name = {v.name: v.value for v in t.values}
+        value = by_name.get(text.strip(), number())
+        if value is None:
+            raise BPFError(
+                f"--set {name}={text}: '{name}' is an enum: give one of "
+                f"{', '.join(by_name)} or a number"
+            )
+        return value
+    if isinstance(t, Int):
+        value = number()
+        if value is None:
+            raise BPFError(f"--set {name}={text}: '{name}' is an integer: give a number")
+        if value < 0 and not t.encoding & IntEncoding.SIGNED:
+            raise BPFError(f"--set {name}={text}: '{name}' is unsigned")
+        return value
+    elem = btf.type(btf.resolve(t.type)) if isinstance(t, Array) else None
+    if isinstance(elem, Int) and elem.size == 1:
+        return text  # a char array: the text, zero-padded (too long is an error of its own)
+    raise BPFError(
+        f"--set {name}: '{name}' is not a number, bool, enum or char array; set it from "
+        "Python (ObjectSpec.rodata / .data)"
+    )
 
 
 if __name__ == "__main__":
