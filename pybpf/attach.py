@@ -169,6 +169,11 @@ def _tracepoint(program: AttachableProgram, target: str, **options: Any) -> Any:
     from pybpf.link.tracepoint import tracepoint
 
     category, sep, name = target.replace(":", "/").partition("/")
+    if target and (not sep or not category or not name):  # given, and not a tracepoint's name
+        raise BPFError(
+            f"program '{getattr(program, 'name', '?')}': tracepoint '{target}' is not "
+            "<category>/<name> (sched/sched_switch)"
+        )
     if not sep or not category or not name:
         raise _needs(program, "give the tracepoint as tp/<category>/<name> or target=")
     return tracepoint(program, category, name, **options)

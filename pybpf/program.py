@@ -182,7 +182,7 @@ class Program(FDObject):
         """Run the program once (or ``repeat`` times) on ``data`` with BPF_PROG_TEST_RUN.
 
         ``duration_ns`` is the kernel's average per run; ``data_out`` the packet afterwards.
-        A packet the kernel refuses by its size is said so (``data_size_problem``).
+        What the kernel refuses with a bare errno is said in words (``explain_test_run``).
         """
         try:
             return progcmd.prog_test_run(
@@ -196,7 +196,7 @@ class Program(FDObject):
                 name=self.name,
             )
         except SyscallError as e:
-            why = data_size_problem(self.type, len(data), e.errno)
+            why = explain_test_run(self.type, len(data), e.errno)
             if why is None:
                 raise
             raise SyscallError(e.what, e.errno, why) from None
@@ -229,10 +229,21 @@ ETH_HLEN = 14
 MAX_SKB_FRAGS = 17  # the kernel's default (CONFIG_MAX_SKB_FRAGS, Linux 6.7+, may raise it)
 
 
-def data_size_problem(prog_type: int, size: int, err: int) -> Optional[str]:
-    """Why BPF_PROG_TEST_RUN refused ``size`` bytes of packet data with ``err``, when the size
-    is the likely reason; None otherwise. The kernel's own answer (EINVAL, ENOMEM) names
-    neither the data nor its limit."""
+ENOTSUPP = 524  # the kernel's internal "not supported", which reaches user space as is
+
+
+def explain_test_run(prog_type: int, size: int, err: int) -> Optional[str]:
+    """Why BPF_PROG_TEST_RUN refused a run with ``err``: a program type the kernel has no test
+    run for, or ``size`` bytes of packet data when the size is the likely reason; None
+    otherwise. The kernel's own answer (ENOTSUPP, EFAULT, EINVAL, ENOMEM) names neither."""
+    if err == ENOTSUPP:
+        return f"the kernel has no test run for {program_type_name(prog_type)} programs"
+    if err == _errno.EFAULT and prog_type == ProgType.TRACING:
+        # bpf_prog_test_run_tracing answers EFAULT for every other attach type
+        return (
+            "of the tracing programs the kernel test-runs fentry, fexit and fmod_ret only (an "
+            "iterator runs when it is read)"
+        )
     page = os.sysconf("SC_PAGE_SIZE")
     if prog_type != ProgType.XDP and prog_type not in _SKB_TEST_RUN:
         return None

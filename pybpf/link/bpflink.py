@@ -101,7 +101,38 @@ def xdp_link(program: ProgramLike, ifindex: int, flags: int = 0) -> Link:
             raise SyscallError(e.what, e.errno, f"no interface with ifindex {ifindex}") from None
         if e.errno == errno.EINVAL and not features.has(features.Feature.XDP_LINK):
             raise features.missing(features.Feature.XDP_LINK, e.what) from None
+        if e.errno in (errno.EBUSY, errno.EEXIST):
+            # EBUSY: a program attached in this mode; EEXIST: in another mode, or a link
+            raise SyscallError(_xdp_what(ifindex), e.errno, _xdp_holder(ifindex)) from None
         raise
+
+
+def _xdp_what(ifindex: int) -> str:
+    try:
+        return f"cannot attach XDP to {socket.if_indextoname(ifindex)}"
+    except OSError:
+        return f"cannot attach XDP to ifindex {ifindex}"
+
+
+def _xdp_holder(ifindex: int) -> str:
+    """What holds the interface's XDP hook, as ``ip link`` would name it."""
+    from pybpf.link import netlink
+
+    try:
+        info = netlink.xdp_query(ifindex)
+    except SyscallError:
+        return "the interface already has an XDP program"
+    ids = [
+        f"id {pid} ({mode})"
+        for pid, mode in (
+            (info.skb_prog_id, "generic"),
+            (info.drv_prog_id, "native"),
+            (info.hw_prog_id, "offloaded"),
+        )
+        if pid
+    ] or ([f"id {info.prog_id}"] if info.prog_id else [])
+    held = f": {', '.join(ids)}" if ids else ""
+    return f"the interface already has an XDP program{held}; one XDP program per interface"
 
 
 def _interface_exists(ifindex: int) -> bool:

@@ -40,9 +40,27 @@ def open_netns(netns: NetnsLike) -> tuple[int, bool]:
         return netns, False
     path = netns_path(netns)
     try:
-        return os.open(path, os.O_RDONLY | os.O_CLOEXEC), True
+        fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
     except OSError as e:
         raise BPFError(f"network namespace {path}: {e.strerror}") from None
+    if _ns_type(fd) != CLONE_NEWNET:  # the kernel's own answer would be a bare EINVAL
+        os.close(fd)
+        raise BPFError(
+            f"{path} is not a network namespace (give a name of `ip netns` or /proc/PID/ns/net)"
+        )
+    return fd, True
+
+
+NS_GET_NSTYPE = 0xB703  # ioctl on a namespace file: its CLONE_NEW* type (Linux 4.11)
+
+
+def _ns_type(fd: int) -> int:
+    import fcntl
+
+    try:
+        return fcntl.ioctl(fd, NS_GET_NSTYPE)
+    except OSError:  # not a namespace file (ENOTTY)
+        return 0
 
 
 def netns_link(program: ProgramLike, netns: NetnsLike, attach_type) -> Link:

@@ -69,7 +69,10 @@ def find_binary(name: str) -> str:
     ``PATH``."""
     if "/" in name:
         if not os.path.isfile(name):
-            raise SymbolError(f"uprobe target {name}: no such file")
+            what = (
+                "a directory, not a program or library" if os.path.isdir(name) else "no such file"
+            )
+            raise SymbolError(f"uprobe target {name}: {what}")
         return os.path.abspath(name)
     found = _find_library(name) if ".so" in name else shutil.which(name)
     if found is None:
