@@ -257,12 +257,9 @@ def cmd_disasm(args: argparse.Namespace) -> int:
 def cmd_load(args: argparse.Namespace) -> int:
     spec = ObjectSpec.from_file(args.object)
     log = (lambda line: print(f"  {line}", file=sys.stderr)) if args.verbose else None
-    if args.pin:
-        from pybpf.sys import bpffs
-
-        bpffs.ensure_dir(args.pin)
     try:
-        obj = load(spec, log=log)
+        # all or nothing: a program that cannot be pinned unpins what this load pinned
+        obj = load(spec, log=log, pin_programs=args.pin)
     except VerifierError as e:
         if args.verbose:  # the whole log first, then the one-line summary as the error
             print(e.log.rstrip(), file=sys.stderr)
@@ -272,8 +269,6 @@ def cmd_load(args: argparse.Namespace) -> int:
             n = len(obj.linked[name].insns)
             ps = spec.programs[name]
             print(f"{name}: {ps.prog_type.lower()} id {prog.id} tag {prog.tag} insns {n}")
-            if args.pin:
-                prog.pin(os.path.join(args.pin, name))
         for warning in obj.warnings:
             print(f"pybpf: warning: {warning}", file=sys.stderr)
     return 0

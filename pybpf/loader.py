@@ -6,10 +6,12 @@ The steps, in the order libbpf takes them:
 2. create every map; fill the data-section maps with their initial bytes, freeze ``.rodata``;
 3. for each program: CO-RE-relocate the code, link its subprograms, patch each map reference
    with a file descriptor, and ``BPF_PROG_LOAD`` it with its func_info/line_info;
-4. fill prog arrays and map-in-map slots that the object initialised (``.values = {...}``).
+4. fill prog arrays and map-in-map slots that the object initialised (``.values = {...}``);
+5. when asked, pin every program in a directory of bpffs (``bpftool prog loadall``).
 
-If any step fails, everything created so far is closed again (in reverse order) and the error
-names the map or program, the step and the kernel's words.
+If any step fails, everything created so far is closed again (in reverse order), what the load
+pinned is unpinned (never what was pinned before it), and the error names the map or program,
+the step and the kernel's words.
 """
 
 from __future__ import annotations
@@ -72,6 +74,8 @@ class LoadedObject:
         self.btf_func_info = True  # does the kernel take func_info/line_info (BTF FUNC)?
         self.skipped_maps: dict = {}  # name -> the Feature the kernel lacks to create it
         self.code: dict = {}  # section -> its instructions after CO-RE, for load_program
+        self.pinned: list[str] = []  # what this object pinned: maps by name, pin_programs
+        self.pin_dirs: list[str] = []  # the directories it created for them
         self.pending: list = []  # load_program(wait=False) not taken yet
 
     def load_program(
@@ -85,6 +89,28 @@ class LoadedObject:
         something whose ``result()`` waits and gives the Program (or raises the load's error);
         ``close()`` waits for it too."""
         return load_program(self, name, log=log, log_level=log_level, wait=wait)
+
+    def pin_programs(self, directory: str) -> None:
+        """Pin every loaded program at ``directory/<name>`` (libbpf's bpf_object__pin_programs),
+        all or none: when one cannot be pinned (a pin of that name exists already), those pinned
+        here are unpinned again and the directories made here removed. Nothing that was in the
+        directory before is touched."""
+        from pybpf.sys import bpffs
+
+        progs = [(f"program '{name}'", p.fd, name) for name, p in self.programs.items()]
+        pinned, dirs = bpffs.pin_all(directory, progs)
+        self.pinned += pinned
+        self.pin_dirs += dirs
+
+    def unpin(self) -> None:
+        """Remove the pins this object made (its maps pinned by name, its programs pinned by
+        ``pin_programs``) and the directories made for them, once empty. A map it reused from
+        an earlier pin stays pinned: that pin is not this object's."""
+        from pybpf.sys import bpffs
+
+        bpffs.remove_pins(self.pinned, self.pin_dirs)
+        self.pinned.clear()
+        self.pin_dirs.clear()
 
     def close(self) -> None:
         """Close programs, then maps, then BTF: the reverse of creation."""
@@ -123,6 +149,7 @@ def load(
     kernel_btf: object = None,
     pin_root: str = DEFAULT_PIN_ROOT,
     maps: Optional[Mapping[str, Any]] = None,
+    pin_programs: Optional[str] = None,
 ) -> LoadedObject:
     """Make ``spec`` live. ``programs`` limits which programs are loaded (all by default);
     ``log`` receives a line for each step (``pybpf load -v``); ``log_level`` asks the verifier
@@ -130,7 +157,10 @@ def load(
     at ``pin_root/<name>``, and reused from there when already pinned (as libbpf does).
     ``maps``: live maps (``pybpf.maps.Map``) to use instead of creating the object's map of
     the same name, as libbpf's ``bpf_map__reuse_fd``: each must have the shape the object
-    asks for; the object holds a duplicate of its fd, the caller still closes its own."""
+    asks for; the object holds a duplicate of its fd, the caller still closes its own.
+    ``pin_programs``: a directory on bpffs to pin every program in once all are loaded
+    (``LoadedObject.pin_programs``); it is checked to be on bpffs before anything is loaded. If
+    the load fails at any step, what it pinned so far is unpinned again."""
     if spec.little_endian != (sys.byteorder == "little"):
         order = "little" if spec.little_endian else "big"
         raise BPFError(f"{spec.name}: the object is {order}-endian, this host is not")
@@ -141,6 +171,10 @@ def load(
     for name in maps or ():
         if name not in spec.maps:
             raise BPFError(f"{spec.name}: no map named '{name}'")
+    if pin_programs is not None:
+        from pybpf.sys import bpffs
+
+        bpffs.check_dir(pin_programs)
     obj = LoadedObject(spec)
     try:
         _load_btf(obj, log)
@@ -152,7 +186,10 @@ def load(
             from pybpf import structops
 
             structops.create_maps(obj, log)
+        if pin_programs is not None:
+            obj.pin_programs(pin_programs)
     except BaseException:
+        obj.unpin()
         obj.close()
         raise
     return obj
@@ -213,9 +250,10 @@ def _create_maps(obj: LoadedObject, log: Log, pin_root: str, given: Mapping[str,
         if ms.pinning == PIN_BY_NAME:
             from pybpf.sys import bpffs
 
-            bpffs.ensure_dir(pin_root)
-            m.pin(os.path.join(pin_root, ms.name))
-            _say(log, f"map '{ms.name}': pinned at {pin_root}/{ms.name}")
+            pinned, dirs = bpffs.pin_all(pin_root, [(f"map '{ms.name}'", m.fd, ms.name)])
+            obj.pinned += pinned
+            obj.pin_dirs += dirs
+            _say(log, f"map '{ms.name}': pinned at {pinned[0]}")
 
 
 def _open_pinned(ms: MapSpec, pin_root: str):
@@ -242,19 +280,24 @@ def _reuse(ms: MapSpec, given: Any):
 
 
 def _same_shape(ms: MapSpec, m: Any, what: str, how: str):
-    """``m`` if it has the shape ``ms`` asks for; else it is closed and that is an error."""
-    from pybpf.sys.uapi import MapFlags
+    """``m`` if it has the shape ``ms`` asks for, as libbpf's map_is_reuse_compat judges it
+    (the size the loader gives a perf event array or ring buffer is the one asked for); else it
+    is closed and that is an error."""
+    from pybpf.sys.uapi import MapFlags, MapType
 
-    want = (ms.map_type, ms.key_size, ms.value_size, ms.max_entries, ms.flags)
-    # The kernel adds BPF_F_RDONLY_PROG to every devmap it creates: not a difference (libbpf
-    # drops it from the pinned map's flags too).
-    have_flags = m.flags & ~MapFlags.RDONLY_PROG
+    want = (ms.map_type, ms.key_size, ms.value_size, _max_entries(ms, _type_name(ms)), ms.flags)
+    have_flags = m.flags
+    if m.type in (MapType.DEVMAP, MapType.DEVMAP_HASH):
+        # The kernel adds BPF_F_RDONLY_PROG to every devmap it creates: not a difference.
+        have_flags &= ~MapFlags.RDONLY_PROG
     have = (m.type, m.key_size, m.value_size, m.max_entries, int(have_flags))
-    if want != have:
+    extra = m.info().map_extra
+    if want != have or extra != ms.map_extra:
         m.close()
         raise BPFError(
             f"map '{ms.name}': {what} does not match the object's definition "
-            f"(type, key, value, entries, flags: {how} {have}, object {want})"
+            f"(type, key, value, entries, flags, extra: {how} {(*have, extra)}, "
+            f"object {(*want, ms.map_extra)})"
         )
     return m
 

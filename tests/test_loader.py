@@ -457,3 +457,129 @@ def test_cli_test_run_prints_the_programs_verdict(tmp_path):
         res = subprocess.run([sys.executable, "-m", "pybpf", *args], capture_output=True, text=True)
         assert res.returncode == 2
         assert len(res.stderr.splitlines()) == 1 and res.stderr.startswith(line), res.stderr
+
+
+def _pinned_prog_id(path: str) -> int:
+    out = subprocess.check_output(["bpftool", "-j", "prog", "show", "pinned", path])
+    return json.loads(out)["id"]
+
+
+def test_cli_load_pins_every_program_or_none():
+    """A load whose programs cannot all be pinned (one's name is taken in the directory) fails
+    naming that path, prints no program as loaded, and leaves the directory as it was: what it
+    pinned is unpinned, the earlier pin kept. bpftool prog loadall does the same (libbpf's
+    bpf_object__pin_programs unpins what it pinned when one pin fails)."""
+    need_tool("bpftool")
+    pin = f"/sys/fs/bpf/pybpf-test-{uuid.uuid4().hex[:8]}"
+    cmd = [sys.executable, "-m", "pybpf", "load", str(bpf_object("tests/subprog")), "--pin", pin]
+    try:
+        subprocess.run(cmd, check=True, capture_output=True)
+        earlier = _pinned_prog_id(f"{pin}/xdp_calls_too")
+        os.unlink(f"{pin}/xdp_calls")
+        res = subprocess.run(cmd, capture_output=True, text=True)
+        assert res.returncode == 1
+        assert res.stdout == ""
+        assert res.stderr == (
+            f"pybpf: error: cannot pin program 'xdp_calls_too' at {pin}/xdp_calls_too: "
+            "EEXIST (File exists): the path exists already\n"
+        )
+        assert os.listdir(pin) == ["xdp_calls_too"]
+        assert _pinned_prog_id(f"{pin}/xdp_calls_too") == earlier
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+
+
+def test_cli_load_pin_outside_bpffs_creates_nothing(tmp_path):
+    target = tmp_path / "pins" / "here"
+    path = str(bpf_object("tests/subprog"))
+    res = subprocess.run(
+        [sys.executable, "-m", "pybpf", "load", path, "--pin", str(target)],
+        capture_output=True,
+        text=True,
+    )
+    assert res.returncode == 1
+    assert res.stdout == ""
+    assert res.stderr.startswith(
+        f"pybpf: error: cannot pin under {target}: EINVAL (Invalid argument): "
+        f"not on a BPF filesystem ({tmp_path} is on "
+    )
+    assert len(res.stderr.splitlines()) == 1
+    assert os.listdir(tmp_path) == []
+
+
+@pytest.fixture
+def pin_root():
+    """A directory for maps pinned by name, which no other test uses."""
+    root = f"/sys/fs/bpf/pybpf-test-{uuid.uuid4().hex[:8]}"
+    yield root
+    shutil.rmtree(root, ignore_errors=True)
+
+
+PIN_BY_NAME = ["pin_config", "pin_events", "pin_seen"]
+
+
+def _pinned_map_ids(root: str) -> dict[str, int]:
+    from pybpf.maps import Map
+
+    ids = {}
+    for name in sorted(os.listdir(root)):
+        with Map.from_pinned(f"{root}/{name}") as m:
+            ids[name] = m.id
+    return ids
+
+
+def test_maps_pinned_by_name_are_reused_as_the_loader_made_them(pin_root):
+    """What libbpf compares before reusing a pinned map: a perf event array sized by the loader
+    (the source says no size), an array created BPF_F_RDONLY_PROG, a bloom filter's hash count
+    (map_extra) are all the object's definition."""
+    spec = ObjectSpec.from_file(str(bpf_object("tests/pin_by_name")))
+    with load(spec, programs=["pin_ok"], pin_root=pin_root) as first:
+        ids = {name: m.id for name, m in first.maps.items()}
+    assert _pinned_map_ids(pin_root) == ids and sorted(ids) == PIN_BY_NAME
+    with load(spec, programs=["pin_ok"], pin_root=pin_root) as second:
+        assert {name: m.id for name, m in second.maps.items()} == ids
+
+
+def test_a_pinned_map_with_another_map_extra_is_refused(pin_root):
+    from pybpf.maps import Map
+    from pybpf.sys.uapi import MapType
+
+    spec = ObjectSpec.from_file(str(bpf_object("tests/pin_by_name")))
+    with Map.create(MapType.BLOOM_FILTER, 0, 4, 64, name="pin_seen", map_extra=5) as other:
+        other.pin(f"{pin_root}/pin_seen")
+    with pytest.raises(BPFError, match="map 'pin_seen': the map pinned at .* does not match"):
+        load(spec, programs=["pin_ok"], pin_root=pin_root)
+    assert os.listdir(pin_root) == ["pin_seen"]  # the pin that was there, and only it
+
+
+def test_a_failed_load_unpins_the_maps_it_pinned_and_only_those(pin_root):
+    """As libbpf's bpf_object__load: maps a failed load pinned by name are unpinned again (and
+    the directory it made for them removed); maps it found pinned and shared stay pinned."""
+    spec = ObjectSpec.from_file(str(bpf_object("tests/pin_by_name")))
+    with pytest.raises(VerifierError, match="pin_rejected"):
+        load(spec, pin_root=pin_root)
+    assert not os.path.exists(pin_root)
+    with load(spec, programs=["pin_ok"], pin_root=pin_root):
+        ids = _pinned_map_ids(pin_root)
+    os.unlink(f"{pin_root}/pin_seen")
+    with pytest.raises(VerifierError, match="pin_rejected"):
+        load(spec, pin_root=pin_root)
+    assert _pinned_map_ids(pin_root) == {n: ids[n] for n in ("pin_config", "pin_events")}
+
+
+def test_a_load_whose_programs_cannot_be_pinned_leaves_nothing_pinned(pin_root):
+    from pybpf.maps import Map
+    from pybpf.sys.uapi import MapType
+
+    progs = f"{pin_root}/progs"
+    spec = ObjectSpec.from_file(str(bpf_object("tests/pin_by_name")))
+    with Map.create(MapType.ARRAY, 4, 4, 1, name="pin_ok") as taken:
+        taken.pin(f"{progs}/pin_ok")
+        taken_id = taken.id
+    with pytest.raises(BPFError, match=f"cannot pin program 'pin_ok' at {progs}/pin_ok: EEXIST"):
+        load(spec, programs=["pin_ok"], pin_root=pin_root, pin_programs=progs)
+    assert os.listdir(pin_root) == ["progs"]  # no map pinned by name is left
+    assert _pinned_map_ids(progs) == {"pin_ok": taken_id}
+    with load(spec, programs=["pin_ok"], pin_root=pin_root, pin_programs=f"{progs}/new") as obj:
+        assert _pinned_prog_id(f"{progs}/new/pin_ok") == obj.programs["pin_ok"].id
+    assert sorted(os.listdir(pin_root)) == [*PIN_BY_NAME, "progs"]  # pins outlive the object

@@ -28,9 +28,17 @@ if TYPE_CHECKING:
 # --- pinning, ids, fds ----------------------------------------------------------------------------
 
 
-def obj_pin(fd: int, path: str) -> None:
+def obj_pin(fd: int, path: str, what: str = "") -> None:
+    """Pin the object ``fd`` refers to at ``path``; ``what`` names it in an error ("program
+    'xdp_pass'"). A pin never replaces one: a path in use is an error that names it."""
     pbuf = ctypes.create_string_buffer(os.fsencode(path))
-    bpf(BPFCmd.OBJ_PIN, obj_attr, f"cannot pin to {path}", pathname=addr_of(pbuf), bpf_fd=fd)
+    failed = f"cannot pin {what} at {path}" if what else f"cannot pin to {path}"
+    try:
+        bpf(BPFCmd.OBJ_PIN, obj_attr, failed, pathname=addr_of(pbuf), bpf_fd=fd)
+    except SyscallError as e:
+        if e.errno != _errno.EEXIST:
+            raise
+        raise SyscallError(failed, e.errno, "the path exists already") from None
 
 
 def obj_get(path: str, file_flags: int = 0) -> int:
