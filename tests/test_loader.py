@@ -501,7 +501,7 @@ def test_cli_load_pin_outside_bpffs_creates_nothing(tmp_path):
     assert res.stdout == ""
     assert res.stderr.startswith(
         f"pybpf: error: cannot pin under {target}: EINVAL (Invalid argument): "
-        f"not on a BPF filesystem ({tmp_path} is on "
+        f"not on a bpffs mount ({tmp_path} is on "
     )
     assert len(res.stderr.splitlines()) == 1
     assert os.listdir(tmp_path) == []

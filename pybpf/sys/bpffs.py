@@ -85,8 +85,8 @@ def check_dir(path: str) -> tuple[Path, list[Path]]:
         raise SyscallError(
             f"cannot pin under {p}",
             _errno.EINVAL,
-            f"not on a BPF filesystem ({on}); pin under {BPFFS_ROOT}, or mount one: "
-            f"mount -t bpf bpf DIR",
+            f"not on a bpffs mount ({on}); pin under {BPFFS_ROOT} "
+            "(or mount a bpffs: mount -t bpf bpf DIR)",
         )
     return existing, missing
 
