@@ -126,6 +126,20 @@ class VerifierError(SyscallError):
         super().__init__(f"cannot load program '{program}' (section {section})", err, detail)
 
 
+class UnresolvedRelocationError(VerifierError, CORERelocationError):
+    """The verifier rejected a program where it reached an instruction whose CO-RE relocation
+    found nothing in the kernel's BTF. The loader poisons such an instruction instead of failing
+    (as libbpf does), so that a program that never reaches it still loads; when one does, this
+    names the relocation (kind, local type and access string) and what the kernel lacks.
+    ``relocation`` is that text; ``log`` is still the verifier's whole log."""
+
+    def __init__(self, rejected: VerifierError, relocation: str, where: str):
+        super().__init__(rejected.program, rejected.section, rejected.errno, rejected.log)
+        self.relocation = relocation
+        detail = f"{relocation}; the verifier rejected the program at {where}, which uses it"
+        SyscallError.__init__(self, rejected.what, rejected.errno, detail)
+
+
 def _failing_insn(lines: list[str]) -> Optional[int]:
     """The index of the last instruction the verifier printed before giving up."""
     for ln in reversed(lines):

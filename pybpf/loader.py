@@ -21,7 +21,7 @@ import os
 import sys
 
 from pybpf import compat
-from pybpf.errors import BPFError, RelocationError, SyscallError
+from pybpf.errors import BPFError, RelocationError, SyscallError, VerifierError
 from pybpf.object.linker import LinkedProgram, link_program
 from pybpf.object.spec import MapSpec, ObjectSpec, ProgramSpec
 from pybpf.references import patch_references
@@ -74,6 +74,7 @@ class LoadedObject:
         self.btf_func_info = True  # does the kernel take func_info/line_info (BTF FUNC)?
         self.skipped_maps: dict = {}  # name -> the Feature the kernel lacks to create it
         self.code: dict = {}  # section -> its instructions after CO-RE, for load_program
+        self.unresolved: dict = {}  # section -> {insn: core_poison.Unresolved} CO-RE poisoned
         self.pinned: list[str] = []  # what this object pinned: maps by name, pin_programs
         self.pin_dirs: list[str] = []  # the directories it created for them
         self.pending: list = []  # load_program(wait=False) not taken yet
@@ -412,9 +413,12 @@ def _core_relocate(spec: ObjectSpec, obj: LoadedObject, log: Log, kernel_btf: ob
     for section, records in relos.items():
         if section in code and records:
             _say(log, f"core: section {section}: {len(records)} relocations")
-            code[section] = tuple(
-                core.relocate(list(code[section]), records, spec.btf, kernel_btf, log)
+            insns, unresolved = core.relocate_section(
+                list(code[section]), records, spec.btf, kernel_btf, log
             )
+            code[section] = tuple(insns)
+            if unresolved:
+                obj.unresolved[section] = unresolved
     return code
 
 
@@ -545,6 +549,10 @@ class _ProgramLoad:
         self.flush(log)
         if self.error is not None:
             e, self.error = self.error, None
+            if isinstance(e, VerifierError) and obj.unresolved:
+                from pybpf.btf.core_poison import explain_rejection
+
+                explain_rejection(e, obj.linked[self.ps.name].pieces, obj.unresolved)
             if isinstance(e, SyscallError):
                 compat.explain_prog_refusal(self.ps, e)
                 _explain_missing_type(self.ps, e)

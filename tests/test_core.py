@@ -9,8 +9,13 @@ from __future__ import annotations
 
 import glob
 import json
+import re
+import shutil
 import socket
 import struct
+import subprocess
+import sys
+import uuid
 from pathlib import Path
 
 import pytest
@@ -36,8 +41,9 @@ from pybpf.btf.model import (
     Typedef,
     UnionType,
 )
-from pybpf.errors import CORERelocationError
+from pybpf.errors import CORERelocationError, UnresolvedRelocationError, VerifierError
 from pybpf.loader import load
+from pybpf.object.spec import ObjectSpec
 
 from conftest import bpf_object, need_tool, run
 
@@ -466,3 +472,105 @@ def test_module_btf_is_searched_only_when_vmlinux_has_no_candidate():
     logs: list[str] = []
     core.relocate([mov64_imm(1, 0)], [r], local, base, logs.append, modules=[module])
     assert sum("candidate #" in line for line in logs) == 1
+
+
+# --- a relocation that cannot be resolved, reached or not --------------------------------------
+
+UNRESOLVED = "tests/core_unresolved"
+
+
+def libbpf_unresolved(path: str) -> str:
+    """The relocation libbpf names when the verifier reaches one it poisoned: from bpftool prog
+    loadall's log line ``failed to resolve CO-RE relocation <byte_off> [4] struct s.a (...)``,
+    the part after the kind."""
+    pin = f"/sys/fs/bpf/pybpf-core-{uuid.uuid4().hex[:8]}"
+    try:
+        res = subprocess.run(
+            [need_tool("bpftool"), "prog", "loadall", path, pin], capture_output=True, text=True
+        )
+    finally:
+        shutil.rmtree(pin, ignore_errors=True)
+    for line in res.stderr.splitlines():
+        if line.startswith("failed to resolve CO-RE relocation <"):
+            return line.split("> ", 1)[1]
+    raise AssertionError(f"bpftool named no CO-RE relocation: {res.stderr}")
+
+
+@pytest.mark.system
+@pytest.mark.kernel_btf
+@pytest.mark.kmatrix
+@pytest.mark.parametrize("path", [UNRESOLVED, f"{CILIUM}/relocs_read-el.elf"])
+def test_a_program_that_reaches_an_unresolved_relocation_is_refused_naming_it(path):
+    """libbpf poisons the instruction and, when the verifier refuses the program there, says
+    which relocation failed; pybpf's one line names the same one (local type, access string)."""
+    path = str(bpf_object(path) if path == UNRESOLVED else path)
+    if not Path(path).exists():
+        pytest.skip(f"{path} is missing")
+    expected = libbpf_unresolved(path)
+    res = subprocess.run(
+        [sys.executable, "-m", "pybpf", "load", path], capture_output=True, text=True
+    )
+    assert res.returncode == 1
+    assert len(res.stderr.splitlines()) == 1
+    assert f": failed to resolve CO-RE relocation FIELD_BYTE_OFFSET {expected}: " in res.stderr
+    assert "; the verifier rejected the program at insn " in res.stderr
+    verbose = subprocess.run(
+        [sys.executable, "-m", "pybpf", "load", "-v", path], capture_output=True, text=True
+    )
+    assert f"invalid func unknown#{core.POISON_HELPER_ID}" in verbose.stderr  # the whole log
+    assert verbose.stderr.splitlines()[-1] == res.stderr.strip()
+
+
+@pytest.mark.system
+@pytest.mark.kernel_btf
+@pytest.mark.kmatrix
+def test_an_unresolved_relocation_names_what_the_kernel_lacks():
+    spec = ObjectSpec.from_file(str(bpf_object(UNRESOLVED)))
+    with pytest.raises(UnresolvedRelocationError) as info:
+        load(spec, programs=["reads_missing_field"])
+    err = info.value
+    assert isinstance(err, CORERelocationError) and isinstance(err, VerifierError)
+    assert re.fullmatch(
+        r"cannot load program 'reads_missing_field' \(section xdp\): EINVAL \(Invalid argument\): "
+        r"failed to resolve CO-RE relocation FIELD_BYTE_OFFSET \[\d+\] "
+        r"struct task_struct___missing\.no_such_field \(0:0 @ offset 0\): "
+        r"the kernel's struct task_struct has no field no_such_field of a compatible type; "
+        r"the verifier rejected the program at insn 0, which uses it",
+        str(err),
+    ), str(err)
+    # in a subprogram: the program's instruction number (the verifier's), and the function
+    with pytest.raises(UnresolvedRelocationError) as info:
+        load(spec, programs=["reads_missing_struct"])
+    err = info.value
+    assert "FIELD_BYTE_OFFSET" in str(
+        err
+    ) and "struct no_such_struct___x.b (0:1 @ offset 4)" in str(err)
+    assert str(err).endswith(
+        ": the kernel's BTF has no struct no_such_struct; the verifier rejected the program at "
+        f"insn {err.insn} (in second_member), which uses it"
+    )
+
+
+@pytest.mark.system
+@pytest.mark.kernel_btf
+@pytest.mark.kmatrix
+def test_an_unresolved_relocation_in_code_never_reached_loads():
+    """``if (bpf_core_field_exists(...))`` leaves the poisoned read as dead code: the program
+    loads and takes the other branch, as under libbpf."""
+    spec = ObjectSpec.from_file(str(bpf_object(UNRESOLVED)))
+    with load(spec, programs=["guards_missing_field"]) as obj:
+        assert obj.programs["guards_missing_field"].test_run(bytes(64)).retval == 2  # XDP_PASS
+        bss = next(m for n, m in obj.maps.items() if n.endswith(".bss"))
+        assert int.from_bytes(bss.lookup(0), sys.byteorder) == 7
+
+
+def test_a_rejection_elsewhere_is_not_blamed_on_a_poisoned_relocation():
+    from pybpf.btf.core_poison import poison_reached
+
+    log = "0: (85) call unknown#195896080\ninvalid func unknown#195896080\nprocessed 1 insns\n"
+    piece = type("Piece", (), dict(start=0, length=4, section="xdp", section_start=0, function="f"))
+    relo = core.Unresolved(0, K.FIELD_BYTE_OFFSET, "[2] struct s.x (0:0 @ offset 0)", "why")
+    assert poison_reached(log, [piece], {"xdp": {0: relo}}) == (str(relo), "insn 0")
+    assert poison_reached(log, [piece], {"xdp": {1: relo}}) is None  # not a poisoned insn
+    other = "0: (85) call unknown#12345\ninvalid func unknown#12345\n"
+    assert poison_reached(other, [piece], {"xdp": {0: relo}}) is None

@@ -17,7 +17,8 @@ byte offset, the size, whether it exists, an enum value...). Before loading we:
 5. patch the instruction: an ALU immediate, a load/store offset (and its size if the field was
    resized), or an ld_imm64 constant. When nothing matches, the instruction is *poisoned*: it
    becomes a call to helper 0xbad2310, harmless in dead code, and the verifier names it if
-   reached ("invalid func unknown#195896080").
+   reached ("invalid func unknown#195896080"). Each poisoning is kept as an ``Unresolved``, so
+   that the loader can say which relocation a rejected program needed, and why it failed.
 
 The rules are libbpf's (``relo_core.c``), so that an object behaves the same under both loaders.
 """
@@ -27,8 +28,14 @@ from __future__ import annotations
 import sys
 from typing import Callable, Optional, Sequence
 
-from pybpf.asm.insn import CALL, Class, Instruction, Size, Source
+from pybpf.asm.insn import Class, Instruction, Size, Source
 from pybpf.btf.compat import _kinds_compat, fields_are_compat, types_are_compat, types_match
+from pybpf.btf.core_poison import (  # noqa: F401  (POISON_HELPER_ID, poisoned: part of this stage)
+    POISON_HELPER_ID,
+    Unresolved,
+    poison,
+    poisoned,
+)
 from pybpf.btf.ext import CoreRelo, CoreReloKind
 from pybpf.btf.model import (
     Array,
@@ -44,7 +51,6 @@ from pybpf.btf.model import (
 from pybpf.errors import BTFError, CORERelocationError
 from pybpf.record import field, record, replace
 
-POISON_HELPER_ID = 0xBAD2310  # "bad relo": the verifier reports invalid func unknown#195896080
 MAX_SPEC_LEN = 64
 M64 = (1 << 64) - 1
 Log = Optional[Callable[[str], None]]
@@ -118,6 +124,8 @@ class Resolution:
     orig_type_id: int = 0
     new_type_id: int = 0
     fail_memsz_adjust: bool = False
+    why: str = ""  # when there is no value: what the target lacks
+    local: str = ""  # the local spec, described (for the error naming a poisoned relocation)
 
 
 # --- 1. parsing the local access string ---------------------------------------------------
@@ -375,6 +383,11 @@ def calc(relo: CoreRelo, local_spec: Spec, targ_spec: Optional[Spec]) -> Resolut
             res.new, res.new_sz, res.new_type_id, _ = field_value(kind, targ_spec)
             if res.orig_sz != res.new_sz:
                 res.fail_memsz_adjust = not _resize_is_safe(local_spec, targ_spec, res)
+                if res.fail_memsz_adjust:
+                    res.why = (
+                        f"the kernel's field is {res.new_sz} bytes, not {res.orig_sz}, and not "
+                        "an unsigned integer or a pointer: the access cannot be resized"
+                    )
         elif kind in TYPE_KINDS:
             res.orig = type_value(kind, local_spec)
             res.new = type_value(kind, targ_spec)
@@ -415,8 +428,9 @@ def resolve(
     libbpf, ``modules`` (split BTF of kernel modules) are searched only when ``target`` (vmlinux)
     has no candidate at all."""
     local_spec = parse_spec(local, relo)
+    described = local_spec.describe()
     say = log or (lambda _msg: None)
-    say(f"core: insn {relo.insn_idx}: {relo.kind.name} {local_spec.describe()}")
+    say(f"core: insn {relo.insn_idx}: {relo.kind.name} {described}")
     if relo.kind == CoreReloKind.TYPE_ID_LOCAL:
         return Resolution(relo.type_id, relo.type_id, validate=False)
     if not local.type(relo.type_id).name:
@@ -448,14 +462,34 @@ def resolve(
     if chosen is None:
         say(f"core:   none of {len(cands)} candidates matches")
         chosen = calc(relo, local_spec, None)
+        if chosen.poison:
+            chosen.why = _unmatched(local_spec, len(cands))
+    chosen.local = described
     return chosen
 
 
+def _unmatched(local_spec: Spec, n: int) -> str:
+    """Why no target value exists, for the error of a program that reaches the poison."""
+    local = local_spec.btf
+    root = local.resolve(local_spec.root_type_id)
+    words = local.format(root).split()
+    keyword = words[0] + " " if len(words) > 1 else ""  # struct, union, enum
+    target = f"{keyword}{essential_name(local.type(root).name)}"
+    if n == 0:
+        return f"the kernel's BTF has no {target}"
+    if local_spec.kind in ENUMVAL_KINDS:
+        item = f"value {essential_name(local_spec.accessors[0].name or '')}"
+    else:
+        path = ""
+        for acc in local_spec.accessors[1:]:
+            path += f".{acc.name}" if acc.name else f"[{acc.idx}]"
+        item = f"field {path.lstrip('.')} of a compatible type"
+    if n == 1:
+        return f"the kernel's {target} has no {item}"
+    return f"none of the kernel's {n} types {target} has a {item}"
+
+
 # --- 5. patching ---------------------------------------------------------------------------
-
-
-def poisoned() -> Instruction:
-    return Instruction(CALL, 0, 0, 0, POISON_HELPER_ID)
 
 
 def _s32(v: int) -> int:
@@ -474,7 +508,7 @@ def patch(insns: list[Instruction], idx: int, res: Resolution, relo: CoreRelo) -
     insn = insns[idx]
     cls = insn.code & 0x07
     if res.poison:
-        return _poison(insns, idx)
+        return poison(insns, idx)
     if cls in (Class.ALU, Class.ALU64):
         if insn.code & Source.X:
             raise _bad(relo, f"insn {idx} is a register ALU operation; there is no immediate")
@@ -486,7 +520,7 @@ def patch(insns: list[Instruction], idx: int, res: Resolution, relo: CoreRelo) -
         if res.new > 0x7FFF:
             raise _bad(relo, f"offset {res.new} does not fit a load/store at insn {idx}")
         if res.fail_memsz_adjust:
-            return _poison(insns, idx) + " (field changed size and type: cannot resize the access)"
+            return poison(insns, idx) + " (field changed size and type: cannot resize the access)"
         code = insn.code
         if res.new_sz != res.orig_sz:
             size = code & 0x18
@@ -523,13 +557,6 @@ def _check(relo: CoreRelo, res: Resolution, got: int, what: str) -> None:
         )
 
 
-def _poison(insns: list[Instruction], idx: int) -> str:
-    if insns[idx].is_ld_imm64 and idx + 1 < len(insns):
-        insns[idx + 1] = poisoned()  # else the verifier complains of "unknown opcode 00"
-    insns[idx] = poisoned()
-    return f"poisoned insn {idx}: call to invalid helper {POISON_HELPER_ID:#x} if reached"
-
-
 def relocate(
     insns: list[Instruction],
     relos: Sequence[CoreRelo],
@@ -539,7 +566,22 @@ def relocate(
     modules: Sequence[TypeQueries] = (),
 ) -> list[Instruction]:
     """The section's instructions with every CO-RE relocation in ``relos`` applied."""
+    return relocate_section(insns, relos, local, target, log, modules)[0]
+
+
+def relocate_section(
+    insns: list[Instruction],
+    relos: Sequence[CoreRelo],
+    local: TypeQueries,
+    target: TypeQueries,
+    log: Log = None,
+    modules: Sequence[TypeQueries] = (),
+) -> tuple[list[Instruction], dict[int, Unresolved]]:
+    """``relocate``, and the relocations it poisoned by instruction (both halves of an
+    ld_imm64). A relocation that cannot be resolved fails only the program that reaches it,
+    as with libbpf; one that is malformed or ambiguous fails the load here."""
     out = list(insns)
+    unresolved: dict[int, Unresolved] = {}
     for relo in relos:
         try:
             res = resolve(relo, local, target, log, modules)
@@ -550,4 +592,9 @@ def relocate(
         done = patch(out, relo.insn_idx, res, relo)
         if log:
             log(f"core:   {done}")
-    return out
+        if out[relo.insn_idx] == poisoned():
+            why = Unresolved(relo.insn_idx, relo.kind, res.local, res.why)
+            unresolved[relo.insn_idx] = why
+            if insns[relo.insn_idx].is_ld_imm64:
+                unresolved[relo.insn_idx + 1] = why
+    return out, unresolved
