@@ -189,6 +189,7 @@ def load(
             structops.create_maps(obj, log)
         if pin_programs is not None:
             obj.pin_programs(pin_programs)
+            _say(log, f"pinned {len(obj.programs)} programs in {pin_programs}")
     except BaseException:
         obj.unpin()
         obj.close()
