@@ -32,13 +32,30 @@ from pybpf.btf.dump import ValueReader
 from pybpf.btf.model import TypeQueries
 from pybpf.btf.types import Ptr, Struct, Union, Var
 from pybpf.errors import BPFError
-from pybpf.mapdump import dump_map, fields_line, format_bpftool, format_map
+from pybpf.mapdump import (
+    bpftool_text,
+    dump_map,
+    fields_line,
+    format_map,
+    not_listable,
+    read_elements,
+)
 from pybpf.object.spec import ObjectSpec
 from pybpf.record import record
 from pybpf.targets import Targets, attach_options, hint
 
-# Map types whose contents are not data to print at the end (read live, or fds of other objects).
-_NOT_DUMPED = {"RINGBUF", "USER_RINGBUF", "PERF_EVENT_ARRAY", "PROG_ARRAY", "STACK_TRACE"}
+# Map types whose contents are not data to print at the end: read live, or the fds of other
+# objects that user space put there. (The other kinds of pybpf.mapdump.NOT_LISTABLE are named
+# in a note saying why they are not shown.)
+_NOT_DUMPED = {
+    "RINGBUF",
+    "USER_RINGBUF",
+    "PERF_EVENT_ARRAY",
+    "PROG_ARRAY",
+    "STACK_TRACE",
+    "CGROUP_ARRAY",
+    "XSKMAP",
+}
 _PRINTK_HELPERS = {6, 177}  # bpf_trace_printk, bpf_trace_vprintk
 TRACEFS = "/sys/kernel/tracing"
 
@@ -507,29 +524,39 @@ class Runner:
             self.close()
 
     def print_maps(self) -> None:
-        btf = self.spec.btf
+        """Each map's contents, as the options say. A map user space cannot list is named in a
+        note saying why; a map that cannot be read does not keep the others from being
+        printed: its error is raised once they are (all of them in one line)."""
+        failed = []
         for name, m in self.obj.maps.items():
             ms = self.spec.maps.get(name)
             kind = _type_name(m)
-            if ms is None or kind in _NOT_DUMPED:
+            if ms is None or kind in _NOT_DUMPED or (ms.is_data_section and not self.opts.verbose):
                 continue
-            if ms.is_data_section and not self.opts.verbose:
+            why = not_listable(m)
+            if why is not None:
+                self.note(f"map {name} ({kind.lower()}) not shown: {why}")
                 continue
-            entries = dump_map(m, btf, ms.key_type_id, ms.value_type_id)
-            if self.opts.json:
-                print(
-                    json.dumps({"map": name, "type": kind.lower(), "entries": entries}),
-                    file=self.out,
-                )
-            elif self.opts.map_format == "bpftool":
-                print(f"map {name} ({kind.lower()}):", file=self.out)
-                print(format_bpftool(entries), end="", file=self.out)
-            else:
-                lines = format_map(
-                    name, kind.lower(), entries, btf, ms.value_type_id, self.opts.hist_label
-                )
-                print("\n".join(lines), file=self.out)
+            try:
+                self._print_map(name, m, kind.lower(), ms)
+            except BPFError as e:
+                failed.append(str(e))
         self.out.flush()
+        if failed:
+            raise BPFError("; ".join(failed))
+
+    def _print_map(self, name: str, m: Any, kind: str, ms: Any) -> None:
+        btf, key_id, value_id = self.spec.btf, ms.key_type_id, ms.value_type_id
+        if self.opts.json:
+            entries = dump_map(m, btf, key_id, value_id)
+            text = json.dumps({"map": name, "type": kind, "entries": entries})
+        elif self.opts.map_format == "bpftool":
+            text = f"map {name} ({kind}):\n" + bpftool_text(m, btf, key_id, value_id).rstrip("\n")
+        else:
+            elements = read_elements(m)
+            label = self.opts.hist_label
+            text = "\n".join(format_map(name, kind, elements, btf, key_id, value_id, label))
+        print(text, file=self.out)
 
     def close(self) -> None:
         self.sockets = []

@@ -164,9 +164,10 @@ def test_histogram_values_are_recognised_by_their_slots_member() -> None:
     btf = spec.btf
     assert log2_hist_slots(btf, spec.maps["hists"].value_type_id) == "slots"
     assert log2_hist_slots(btf, spec.maps["total_sleeps"].value_type_id) is None
-    value = {"slots": COUNTS, "comm": "sleepy"}
-    entries = [{"key": 42, "value": value}]
-    lines = format_map("hists", "hash", entries, btf, spec.maps["hists"].value_type_id, "usecs")
+    ms = spec.maps["hists"]
+    value = struct.pack("=26I", *COUNTS) + b"sleepy".ljust(16, b"\0")
+    elements = [(struct.pack("=I", 42), value)]
+    lines = format_map("hists", "hash", elements, btf, ms.key_type_id, ms.value_type_id, "usecs")
     assert lines[:3] == ["map hists (hash, 1 entry):", "", "key = 42  comm = sleepy"]
     assert "\n".join(lines[3:]) == LIBBPF_TOOLS_OUTPUT
 
@@ -208,3 +209,102 @@ def test_plain_text_is_bpftools_byte_for_byte() -> None:
     kinds_text = texts["kinds"]
     assert '"ptr": (nil)' in kinds_text and re.search(r'"ptr": 0x[0-9a-f]+', kinds_text)
     assert re.search(r'"a": 0x[0-9a-f]+,', kinds_text) and '"name": "bash"' in kinds_text
+
+
+# --- maps bpftool prints without BTF, maps it cannot list, elements of zeros -------------------
+
+
+@pytest.mark.system
+def test_maps_without_btf_print_as_bpftool_prints_them() -> None:
+    """A map the kernel holds without BTF value type (an array of maps, a device map, any map of
+    an object without BTF) is hex in bpftool's text: its line layouts by key and value size,
+    per-CPU values, empty slots, the count at the end."""
+    from pybpf.mapdump import bpftool_text
+    from pybpf.maps import Map
+    from pybpf.sys.uapi import MapType
+
+    spec = spec_of("tests/run_maps")
+    with pybpf.load(spec) as obj:
+        made = [
+            Map.create(MapType.ARRAY, 4, 20, 2, name="wide_value"),
+            Map.create(MapType.HASH, 20, 4, 4, name="wide_key"),
+            Map.create(MapType.HASH, 4, 40, 4, name="long_value"),
+            Map.create(MapType.PERCPU_ARRAY, 4, 24, 2, name="per_cpu"),
+            Map.create(MapType.PERCPU_HASH, 8, 4, 2, name="per_cpu_hash"),
+            Map.create(MapType.DEVMAP, 4, 4, 2, name="devices"),
+        ]
+        try:
+            made[0].update(1, bytes(range(20)))
+            made[1].update(bytes(range(20)), b"abcd")
+            made[2].update(3, bytes(range(40)))
+            made[4].update(b"12345678", b"wxyz")
+            for m in [obj.maps["outer"], *made]:
+                assert bpftool_text(m, spec.btf) == _bpftool_text(m.id), m.name
+        finally:
+            for m in made:
+                m.close()
+        outer = _bpftool_text(obj.maps["outer"].id)
+        assert outer.endswith("Found 2 elements\n")
+
+
+@pytest.mark.system
+def test_an_array_of_maps_lists_the_ids_of_its_maps() -> None:
+    from pybpf.mapdump import format_map, read_elements
+
+    spec = spec_of("tests/run_maps")
+    ms = spec.maps["outer"]
+    with pybpf.load(spec) as obj:
+        elements = read_elements(obj.maps["outer"])
+        lines = format_map("outer", "array_of_maps", elements, spec.btf, ms.key_type_id, 0)
+        ids = obj.maps["inner_a"].id, obj.maps["inner_b"].id
+    assert lines == [
+        "map outer (array_of_maps, 2 entries):",
+        f"  key=0 map_id={ids[0]}",
+        f"  key=1 map_id={ids[1]}",
+    ]
+
+
+@pytest.mark.system
+def test_maps_user_space_cannot_list_are_an_error_that_says_why() -> None:
+    """What bpftool map dump lists of them: nothing (an error per element, or no key at all),
+    though the queue holds a value (bpftool map peek shows it)."""
+    from pybpf.errors import BPFError
+    from pybpf.mapdump import NOT_LISTABLE, bpftool_text
+
+    spec = spec_of("tests/run_maps")
+    names = ["queue", "stack", "bloom", "task_store", "sk_store", "inode_store", "cgrp_store"]
+    with pybpf.load(spec) as obj:
+        obj.maps["queue"].update(b"", struct.pack("=I", 7))
+        peek = run(need_tool("bpftool"), "map", "peek", "id", str(obj.maps["queue"].id))
+        assert peek.stdout.split() == ["value:", "07", "00", "00", "00"]
+        for name in [*names, "cgroups", "xsks", "rb"]:
+            m = obj.maps[name]
+            kind = m.type.name
+            why = f"cannot list the elements of map '{name}' ({kind}): {NOT_LISTABLE[kind]}"
+            with pytest.raises(BPFError) as e:
+                dump_map(m, spec.btf)
+            assert str(e.value) == why
+            with pytest.raises(BPFError, match="cannot list"):
+                bpftool_text(m, spec.btf)
+            said = run(need_tool("bpftool"), "map", "dump", "id", str(m.id), check=False).stdout
+            assert said.endswith("Found 0 elements\n") or said.strip() == "[]", said
+
+
+def test_array_elements_of_zero_bytes_are_counted_not_listed() -> None:
+    """Elements of zeros are told by their bytes: an enum's 0 reads as its name."""
+    spec = spec_of("tests/run_maps")
+    ms = spec.maps["slots"]
+    zero, running = bytes(8), struct.pack("=iI", 1, 3)
+    elements = [(struct.pack("=I", i), running if i == 1 else zero) for i in range(4)]
+    lines = format_map("slots", "array", elements, spec.btf, ms.key_type_id, ms.value_type_id)
+    assert lines == [
+        "map slots (array, 4 entries):",
+        "  key=1 state=ST_RUNNING calls=3",
+        "  (3 elements of zeros not shown)",
+    ]
+    per_cpu = [(struct.pack("=I", i), [zero, running if i == 2 else zero]) for i in range(3)]
+    lines = format_map("p", "percpu_array", per_cpu, spec.btf, ms.key_type_id, ms.value_type_id)
+    assert lines[1:] == [  # per CPU: numbers summed, others listed
+        '  key=2 state=["ST_IDLE","ST_RUNNING"] calls=3',
+        "  (2 elements of zeros not shown)",
+    ]

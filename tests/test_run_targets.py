@@ -70,7 +70,7 @@ class StreamingRun(RunProcess):
         self.proc.send_signal(sig)
         self.proc.wait(timeout=timeout)
         self._reader.join(timeout=timeout)
-        time.sleep(0.05)  # the stderr thread's last lines
+        self._err_reader.join(timeout=5)  # the stderr thread's last lines
         return self.proc.returncode, "".join(self.out)
 
 
