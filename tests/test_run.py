@@ -16,6 +16,7 @@ import os
 import queue
 import re
 import signal
+import struct
 import subprocess
 import sys
 import threading
@@ -392,6 +393,19 @@ def test_maps_user_space_cannot_list_are_named_and_the_others_printed() -> None:
     # an array of maps holds the ids of its inner maps (the object's inner_a and inner_b)
     assert re.search(r"^map outer \(array_of_maps, 2 entries\):\n  key=0 map_id=\d+\n"
                      r"  key=1 map_id=\d+$", out, re.M), out  # fmt: skip
+
+
+def test_events_no_struct_of_the_object_fits_print_as_hex() -> None:
+    """run_maps' records have the size of a kernel type CO-RE put in its BTF, and of no struct
+    of its own: hex, not that kernel type."""
+    out, err = run_maps("--json", "--no-maps")
+    events = [json.loads(ln) for ln in out.splitlines()]
+    record = (struct.pack("=I", 5) + b"pybpf").hex().ljust(128, "0")
+    assert [e.get("data") for e in events] == [record] * 3
+    assert any("(64 bytes): the object has no struct of its own of that size" in ln for ln in err)
+    out, err = run_maps("--json", "--no-maps", "--event-type", "text_msg")
+    assert [json.loads(ln)["event"] for ln in out.splitlines()] == [{"len": 5, "text": "pybpf"}] * 3
+    assert sum("longer than struct text_msg (4 bytes)" in ln for ln in err) == 1
 
 
 def test_map_in_map_in_bpftool_format_is_bpftools_hex() -> None:
