@@ -15,8 +15,8 @@ import struct
 import pytest
 
 import pybpf
+from pybpf.events import perf_sample_size
 from pybpf.perfbuf import PerfBuffer
-from pybpf.run import perf_sample_size
 from tests.conftest import bpf_object
 
 # also in the kernel matrix: perf rings read the same on 6.1 and 6.12 (both pass there)

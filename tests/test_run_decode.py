@@ -1,4 +1,4 @@
-"""How ``pybpf run`` reads ring and perf buffer records by a struct (``pybpf.run.EventDecoder``),
+"""How ``pybpf run`` reads ring and perf buffer records by a struct (``pybpf.events.EventDecoder``),
 on the BTF and DWARF of objects built from bpf/tests, with records made here byte by byte.
 
 bpf/tests/run_maps.bpf.c sends 64-byte records: the size of ``struct trace_event_raw_sys_enter``,
@@ -17,8 +17,8 @@ from typing import Optional
 import pytest
 
 import pybpf
+from pybpf.events import EventDecoder, perf_sample_size
 from pybpf.object.dwarf import dwarf_types
-from pybpf.run import EventDecoder, perf_sample_size
 from tests.conftest import bpf_object
 
 ST_RUNNING = 1  # enum slot_state of run_maps.bpf.c
