@@ -126,9 +126,35 @@ def _disasm_options(s: argparse.ArgumentParser) -> None:
     s.set_defaults(func=cmd_disasm)
 
 
+def _map_option(s: argparse.ArgumentParser) -> None:
+    s.add_argument(
+        "--map",
+        action="append",
+        default=[],
+        metavar="NAME.FIELD=N",
+        help="size a map before load, FIELD max_entries or value_size (what a tool's own loader "
+        "sets: a stack-trace map's depth), e.g. stackmap.value_size=1016",
+    )
+
+
+def _map_sizes(spec: ObjectSpec, settings: Sequence[str]) -> None:
+    """``--map NAME.FIELD=N``: ``ObjectSpec.set_map_size``."""
+    for setting in settings:
+        target, eq, text = setting.partition("=")
+        name, dot, field = target.rpartition(".")
+        if not (eq and dot and name) or field not in ("max_entries", "value_size"):
+            raise BPFError(f"--map {setting}: expected NAME.max_entries=N or NAME.value_size=N")
+        try:
+            value = int(text, 0)
+        except ValueError:
+            raise BPFError(f"--map {setting}: {field} must be a number") from None
+        spec.set_map_size(name, **{field: value})
+
+
 def _load_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("object", help=OBJ_HELP)
     s.add_argument("--pin", metavar="DIR", help="pin each program at DIR/<name>")
+    _map_option(s)
     s.add_argument(
         "-v",
         "--verbose",
@@ -150,6 +176,7 @@ def _test_run_options(s: argparse.ArgumentParser) -> None:
 
 def _run_options(s: argparse.ArgumentParser) -> None:
     s.add_argument("object")
+    _map_option(s)
     s.add_argument(
         "--prog", action="append", default=[], metavar="NAME", help="attach only this program"
     )
@@ -256,6 +283,7 @@ def cmd_disasm(args: argparse.Namespace) -> int:
 
 def cmd_load(args: argparse.Namespace) -> int:
     spec = ObjectSpec.from_file(args.object)
+    _map_sizes(spec, args.map)
     log = (lambda line: print(f"  {line}", file=sys.stderr)) if args.verbose else None
     try:
         # all or nothing: a program that cannot be pinned unpins what this load pinned
@@ -334,6 +362,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             raise BPFError(f"--prog: program '{name}' is given twice")
     for assignment in args.set:
         _set_global(spec, assignment)
+    _map_sizes(spec, args.map)
     attach = Targets.parse_attach(args.attach)
     for name, _ in attach:
         if name not in spec.programs:

@@ -6,6 +6,7 @@ are loaded, the slots the object initialised (``.values = {...}``) filled.
 
 from __future__ import annotations
 
+import errno
 import os
 import sys
 
@@ -182,12 +183,39 @@ def _create_map(obj: LoadedObject, ms: MapSpec, inner: bool = False):
         return Map.create(**kwargs)
     except SyscallError as e:
         compat.explain_map_refusal(ms, type_name, e)
+        detail = e.detail
+        if e.errno == errno.EINVAL and detail is None:
+            detail = _left_to_the_tool(ms, type_name, max_entries)
         raise SyscallError(
-            f"cannot create map '{ms.name}' ({type_name})", e.errno, e.detail
+            f"cannot create map '{ms.name}' ({type_name})", e.errno, detail
         ) from None
     finally:
         if inner_map is not None:
             inner_map.close()  # the outer map holds its own reference to the template
+
+
+# Types whose value size is 0 by nature (the size of a ring is its max_entries).
+_NO_VALUE = {"RINGBUF", "USER_RINGBUF", "ARENA"}
+
+
+def _left_to_the_tool(ms: MapSpec, type_name: str, max_entries: int) -> Optional[str]:
+    """An EINVAL for a map the object leaves a size of at 0: libbpf-tools' stack-trace maps
+    (``profile``, ``offcputime``) get their value size and max_entries from the tool's own C
+    code before load (``bpf_map__set_value_size``, ``bpf_map__set_max_entries``)."""
+    zero = [
+        field
+        for field, value in (("value_size", ms.value_size), ("max_entries", max_entries))
+        if value == 0 and not (field == "value_size" and type_name in _NO_VALUE)
+    ]
+    if not zero:
+        return None
+    sets = " and ".join(f"{f}" for f in zero)
+    return (
+        f"its {sets} {'is' if len(zero) == 1 else 'are'} 0 in the object, for the tool's own "
+        f"loader to set before load; give {'it' if len(zero) == 1 else 'them'} with "
+        + " ".join(f"--map {ms.name}.{f}=N" for f in zero)
+        + " (ObjectSpec.set_map_size in Python)"
+    )
 
 
 def obj_map_name(ms: MapSpec) -> str:

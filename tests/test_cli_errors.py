@@ -100,3 +100,24 @@ def test_an_interface_with_an_xdp_program_is_named_with_that_program(mode, errno
         f"interface already has an XDP program: id {prog_id} ({kind}); one XDP program per "
         "interface"
     )
+
+
+def test_a_map_the_object_leaves_to_its_tool_is_sized_with_map() -> None:
+    """A stack-trace map without value_size and max_entries (libbpf-tools' profile sets them in
+    C before load): bpftool's loadall fails on it as pybpf does; pybpf's line says what is
+    missing and how to give it, and --map gives it."""
+    obj = str(bpf_object("tests/sized_by_tool"))
+    line = one_error(pybpf("load", obj))
+    assert line == (
+        "pybpf: error: cannot create map 'stacks' (STACK_TRACE): EINVAL (Invalid argument): its "
+        "value_size and max_entries are 0 in the object, for the tool's own loader to set "
+        "before load; give them with --map stacks.value_size=N --map stacks.max_entries=N "
+        "(ObjectSpec.set_map_size in Python)"
+    )
+    sized = ("--map", "stacks.value_size=1016", "--map", "stacks.max_entries=128")
+    res = pybpf("load", obj, *sized)
+    assert res.returncode == 0 and res.stdout.startswith("fork_stack: tracepoint id "), res.stderr
+    res = pybpf("run", obj, *sized, "-d", "0.3")
+    assert res.returncode == 0, res.stderr
+    line = one_error(pybpf("load", obj, "--map", "stacks.depth=3"))
+    assert line.endswith("--map stacks.depth=3: expected NAME.max_entries=N or NAME.value_size=N")

@@ -112,6 +112,21 @@ class ObjectSpec:
             raise BPFError(f"{self.name}: map '{map_name}': max_entries must be at least 1")
         self.maps[map_name] = replace(ms, max_entries=max_entries)
 
+    def set_map_size(
+        self, map_name: str, *, max_entries: Optional[int] = None, value_size: Optional[int] = None
+    ) -> None:
+        """Set what an object leaves to its tool's loader (libbpf's ``bpf_map__set_max_entries``
+        and ``bpf_map__set_value_size``): a stack-trace map's depth and count, say."""
+        if max_entries is not None:
+            self.set_max_entries(map_name, max_entries)
+        if value_size is not None:
+            ms = self.maps.get(map_name)
+            if ms is None:
+                raise BPFError(f"{self.name}: no map named '{map_name}'")
+            if value_size < 1:
+                raise BPFError(f"{self.name}: map '{map_name}': value_size must be at least 1")
+            self.maps[map_name] = replace(ms, value_size=value_size)
+
     def section_data(self, section: str) -> bytes:
         """The current initial contents of a data section (with any values set by the user)."""
         return bytes(self._data[section])
