@@ -81,3 +81,26 @@ def test_http_request_filter_is_small_and_verifies(object_bytes) -> None:
     spec.rodata.update_from(flt.rodata_values())
     with load(spec) as obj:
         assert set(obj.programs) == {"xdp_capture", "tc_capture"}
+
+
+def test_a_chain_of_2000_hosts_verifies_and_matches_the_vm(object_bytes, frames) -> None:
+    """24,000 instructions: accept and reject copied every few thousand (jumps reach 32767)."""
+    hosts = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(2000)]
+    test_generated_filter_verifies_and_matches_the_vm(
+        object_bytes, frames, " or ".join(f"host {h}" for h in hosts)
+    )
+
+
+def test_a_filter_too_large_for_the_kernel_is_one_line_naming_the_limit(object_bytes) -> None:
+    from pybpf.errors import BPFError
+    from xdptcp.pcapfilter import FilterTooLarge
+
+    flt = compile_filter(" or ".join(f"ip[16:4] = {i}" for i in range(9000)))
+    with pytest.raises(FilterTooLarge) as info:
+        flt.code()
+    assert "\n" not in str(info.value) and "8000" in str(info.value)
+    spec = ObjectSpec.from_bytes(object_bytes, "xdptcp.bpf.o")  # the kernel agrees
+    spec.replace_function("xdptcp_filter", flt.insns)
+    spec.rodata.update_from(flt.rodata_values())
+    with pytest.raises(BPFError):
+        load(spec).close()

@@ -15,12 +15,24 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Callable, Optional
 
-from pybpf.asm.insn import Instruction
+from pybpf.asm.insn import Class, Instruction, JmpOp
+from pybpf.errors import BPFError
 from xdptcp.pcapfilter import ir
 from xdptcp.pcapfilter.names import FilterError
 
 STUB = "xdptcp_filter"
 ETHERNET_LINKTYPE = 1  # the subprogram of bpf/xdptcp.bpf.c whose body is replaced
+# What the kernel's verifier takes of a filter: it follows the filter once for each place the
+# capture program calls it (about 30 states, 1,000,000 instructions in all: about 34,000 a
+# call were measured to pass on 6.18), and keeps at most 8192 branches waiting to be followed
+# (each conditional jump can leave one).
+KERNEL_MAX_INSNS = 32_000
+KERNEL_MAX_BRANCHES = 8_000
+
+
+class FilterTooLarge(BPFError):
+    """The filter compiles (``-r`` runs it) but is more than the kernel's verifier can check:
+    reported as the kernel's refusals are, before the kernel is asked."""
 
 
 @dataclass(frozen=True)
@@ -33,7 +45,15 @@ class CompiledFilter:
         return {"xdptcp_filter_on": 1}
 
     def code(self) -> dict[str, tuple[Instruction, ...]]:
-        """Generated bodies by subprogram name (``ObjectSpec.replace_function``)."""
+        """Generated bodies by subprogram name (``ObjectSpec.replace_function``); raises
+        ``FilterTooLarge`` for a filter the kernel would refuse (thousands of terms)."""
+        n, waiting = len(self.insns), branches_waiting(self.insns)
+        if n > KERNEL_MAX_INSNS or waiting > KERNEL_MAX_BRANCHES:
+            raise FilterTooLarge(
+                f"filter: too large for the kernel: {n} eBPF instructions, {waiting} branches "
+                f"left waiting on one path, where its verifier takes about {KERNEL_MAX_INSNS} "
+                f"and {KERNEL_MAX_BRANCHES} (xdptcp -r reads a file with it)"
+            )
         return {STUB: self.insns}
 
     def matches(self, frame: bytes, wire_len: Optional[int] = None) -> bool:
@@ -80,27 +100,52 @@ class CompiledFilter:
         return listing(list(self.insns))
 
 
+def branches_waiting(insns: tuple[Instruction, ...]) -> int:
+    """How many branches the verifier keeps waiting at most: it follows the fall-through of
+    each conditional jump first and keeps the jump's target for later, until the path ends
+    (an exit, or a place it has seen, taken here as seen in the same state)."""
+    seen: set[int] = set()
+    waiting, most = [0], 0
+    while waiting:
+        pc = waiting.pop()
+        while pc not in seen and pc < len(insns):
+            seen.add(pc)
+            code = insns[pc].code
+            if code & 0x07 not in (Class.JMP, Class.JMP32) or code & 0xF0 == JmpOp.CALL:
+                pc += 1
+            elif code & 0xF0 == JmpOp.EXIT:
+                break
+            elif code & 0xF0 == JmpOp.JA:
+                pc += 1 + insns[pc].off
+            else:
+                waiting.append(pc + 1 + insns[pc].off)
+                most = max(most, len(waiting))
+                pc += 1
+    return most
+
+
 def compile_filter(text: str, linktype: int = ETHERNET_LINKTYPE) -> CompiledFilter:
     """Compile ``text``; raises ``FilterError`` (one line, position and part) when it cannot.
     ``linktype``: the capture's, when it is not Ethernet (-r reads others as Ethernet)."""
     from xdptcp.pcapfilter.codegen import generate
     from xdptcp.pcapfilter.names import LINK_DESCRIPTIONS
     from xdptcp.pcapfilter.optimize import optimize
-    from xdptcp.pcapfilter.parser import parse
+    from xdptcp.pcapfilter.parser import parse, room_for_nesting
 
     link = None
     if linktype != ETHERNET_LINKTYPE:
         link = LINK_DESCRIPTIONS.get(linktype, f"DLT {linktype}")
-    node = parse(text, link)
-    graph = None
-    if node is not None:
-        never = ir.never_on_tcp(node)
-        if never is not None:
-            raise FilterError(f"{never.what}; xdptcp captures only TCP", never.pos, never.part)
-        graph = optimize(node)
-        if graph is False:  # libpcap's optimizer refuses these too, in these words
-            raise FilterError("expression rejects all packets", 0, text)
-    return CompiledFilter(text, tuple(generate(node, graph)))
+    with room_for_nesting():  # each stage recurses as deep as the filter nests
+        node = parse(text, link)
+        graph = None
+        if node is not None:
+            never = ir.never_on_tcp(node)
+            if never is not None:
+                raise FilterError(f"{never.what}; xdptcp captures only TCP", never.pos, never.part)
+            graph = optimize(node)
+            if graph is False:  # libpcap's optimizer refuses these too, in these words
+                raise FilterError("expression rejects all packets", 0, text)
+        return CompiledFilter(text, tuple(generate(node, graph)))
 
 
-__all__ = ["CompiledFilter", "FilterError", "compile_filter"]
+__all__ = ["CompiledFilter", "FilterError", "FilterTooLarge", "compile_filter"]

@@ -14,7 +14,11 @@ wire_len)`` in ``bpf/xdptcp.bpf.c``, called by the XDP and the tc program alike.
   load (the proof is carried forward through the jumps; code only jumps forward). Nothing is
   assumed about the frame's length: the kernel calls the function on whole TCP headers only,
   but ``-r`` also on frames a capture cut short, and both must mean the same;
-* results: ``accept`` returns 1, ``reject`` 0.
+* results: ``accept`` returns 1, ``reject`` 0. A jump reaches at most 32767 instructions
+  forward, so a long filter (thousands of terms) gets a copy of the two every
+  ``EXITS_EVERY`` instructions, and each jump to them goes to the next copy;
+* the boolean tree and the decision graph are walked with stacks of their own, so a filter of
+  any length is no Python recursion.
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ MAX_VAR_OFF = 0xFFEF  # bounded below MAX_PACKET_OFF (0xffff) minus the largest 
 _ALU = {"+": "add32", "-": "sub32", "*": "mul32", "&": "and32", "|": "or32", "^": "xor32"}
 _SIZE = {1: "b", 2: "h", 4: "w"}
 _NO_PROOF = ("accept", "reject")
+EXITS_EVERY = 4096  # assembler items between copies of accept/reject: far below 32767 insns
 
 
 class CodeGen:
@@ -40,6 +45,9 @@ class CodeGen:
         self._n = count()
         self.known: Optional[int] = 0  # bytes proven present here; None: unreachable
         self.pending: dict[str, list[int]] = {}  # label -> bytes proven on jumps to it
+        self.exits = {"accept": "accept", "reject": "reject"}  # the copies jumps go to now
+        self.used: set[str] = set()  # of those, the ones a jump goes to
+        self.exits_at = 0  # where in the code the last copies are
 
     def new(self, what: str) -> str:
         return f"{what}{next(self._n)}"
@@ -54,14 +62,40 @@ class CodeGen:
             self.decisions(graph)
         elif node is not None:
             self.bool(node, "accept", "reject", "accept")
-        self.place("accept")
+        a.label(self.exits["accept"])
         a.mov(R0, 1)
         a.exit()
-        if not (graph is True or (graph is None and node is None)):  # the verifier refuses
-            a.label("reject")  # unreachable code: no "reject" when nothing can reject
+        if "reject" in self.used:  # the verifier refuses unreachable code
+            a.label(self.exits["reject"])
             a.mov(R0, 0)
             a.exit()
         return a.assemble()
+
+    def to(self, target: str) -> str:
+        """The label a jump to ``target`` names: for accept and reject, their next copy."""
+        if target in self.exits:
+            self.used.add(target)
+            return self.exits[target]
+        return target
+
+    def exits_here(self, label: str) -> None:
+        """Copies of accept and reject (those jumped to since the last copies), put before
+        ``label`` when the last copies are ``EXITS_EVERY`` items back; code that would fall
+        through into ``label`` jumps over them."""
+        if len(self.a.items) - self.exits_at < EXITS_EVERY or not self.used:
+            return
+        a = self.a
+        if self.known is not None:
+            a.ja(label)
+            self.jumped(label, always=True)
+        for what, r0 in (("accept", 1), ("reject", 0)):
+            if what in self.used:
+                a.label(self.exits[what])
+                a.mov(R0, r0)
+                a.exit()
+                self.exits[what] = self.new(what)
+        self.used.clear()
+        self.exits_at = len(a.items)
 
     # --- what is proven where -----------------------------------------------------------------
 
@@ -73,6 +107,7 @@ class CodeGen:
             self.known = None
 
     def place(self, label: str) -> None:
+        self.exits_here(label)
         here = self.pending.pop(label, [])
         if self.known is not None:
             here.append(self.known)
@@ -86,7 +121,7 @@ class CodeGen:
         a = self.a
         a.mov(R9, R6)  # r9: only ever this scratch
         a.add(R9, end)
-        a.jgt(R9, R7, "reject")
+        a.jgt(R9, R7, self.to("reject"))
         self.known = max(self.known or 0, end)
 
     # --- booleans ---------------------------------------------------------------------------
@@ -97,7 +132,7 @@ class CodeGen:
 
         if isinstance(root, bool):
             if not root:
-                self.a.ja("reject")
+                self.a.ja(self.to("reject"))
                 self.jumped("reject", always=True)
             return
         order = topological(root)
@@ -114,28 +149,36 @@ class CodeGen:
             nxt = labels[id(order[i + 1])] if i + 1 < len(order) else "accept"
             self.compare(d.cmp, target(d.t), target(d.f), nxt)
 
-    def bool(self, n: ir.Bool, t: str, f: str, nxt: str) -> None:
-        """Jump to ``t`` when ``n`` holds, to ``f`` otherwise; ``nxt`` is the label that follows."""
+    def bool(self, root: ir.Bool, t: str, f: str, nxt: str) -> None:
+        """Jump to ``t`` when ``root`` holds, to ``f`` otherwise; ``nxt`` is the label that
+        follows. What is left to write is a stack of (node, t, f, nxt) and labels to place."""
         a = self.a
-        if isinstance(n, ir.Never):
-            self.bool(n.code, t, f, nxt)
-        elif isinstance(n, ir.Not):
-            self.bool(n.a, f, t, nxt)
-        elif isinstance(n, ir.Const):
-            target = t if n.value else f
-            if target != nxt:
-                a.ja(target)
-                self.jumped(target, always=True)
-        elif isinstance(n, (ir.And, ir.Or)):
-            mid = self.new("m")
-            if isinstance(n, ir.And):
-                self.bool(n.a, mid, f, mid)
+        work: list = [(root, t, f, nxt)]
+        while work:
+            item = work.pop()
+            if isinstance(item, str):
+                self.place(item)
+                continue
+            n, t, f, nxt = item
+            if isinstance(n, ir.Never):
+                work.append((n.code, t, f, nxt))
+            elif isinstance(n, ir.Not):
+                work.append((n.a, f, t, nxt))
+            elif isinstance(n, ir.Const):
+                target = t if n.value else f
+                if target != nxt:
+                    a.ja(self.to(target))
+                    self.jumped(target, always=True)
+            elif isinstance(n, (ir.And, ir.Or)):
+                steps: list = []
+                for part in n.parts[:-1]:  # each part but the last decides or goes on
+                    mid = self.new("m")
+                    steps += [(part, mid, f, mid) if isinstance(n, ir.And) else (part, t, mid, mid)]
+                    steps.append(mid)
+                steps.append((n.parts[-1], t, f, nxt))
+                work += reversed(steps)
             else:
-                self.bool(n.a, t, mid, mid)
-            self.place(mid)
-            self.bool(n.b, t, f, nxt)
-        else:
-            self.compare(n, t, f, nxt)
+                self.compare(n, t, f, nxt)
 
     def compare(self, n: ir.Cmp, t: str, f: str, nxt: str) -> None:
         a = self.a
@@ -144,13 +187,13 @@ class CodeGen:
         jump = {"eq": a.jeq32, "gt": a.jgt32, "ge": a.jge32, "set": a.jset32}[n.op]
         inverse = {"eq": a.jne32, "gt": a.jle32, "ge": a.jlt32}.get(n.op)
         if t == nxt and inverse is not None:
-            inverse(left, right, f)
+            inverse(left, right, self.to(f))
             self.jumped(f)
             return
-        jump(left, right, t)
+        jump(left, right, self.to(t))
         self.jumped(t)
         if f != nxt:
-            a.ja(f)
+            a.ja(self.to(f))
             self.jumped(f, always=True)
 
     # --- arithmetic -------------------------------------------------------------------------
@@ -189,7 +232,9 @@ class CodeGen:
             getattr(a, _ALU[n.op])(r, _imm(other))
         elif n.op in ("/", "%"):
             if not isinstance(n.b, ir.Num):
-                a.jeq32(other, 0, "reject")  # classic BPF: dividing by 0 rejects the packet
+                a.jeq32(
+                    other, 0, self.to("reject")
+                )  # classic BPF: dividing by 0 rejects the packet
             getattr(a, "div32" if n.op == "/" else "mod32")(r, other)
         else:  # << >>: 32 or more gives 0 (bpf_filter.c), the eBPF shift would wrap
             op = "lsh32" if n.op == "<<" else "rsh32"
@@ -215,13 +260,13 @@ class CodeGen:
             a.ldx(_SIZE[size], r, R6, k)
         else:
             self.value(n.off, depth)
-            a.jgt(r, MAX_VAR_OFF, "reject")
+            a.jgt(r, MAX_VAR_OFF, self.to("reject"))
             p = self.reg(depth + 1)
             a.mov(p, R6)
             a.add(p, r)  # packet pointer + bounded offset
             a.mov(r, p)
             a.add(r, size)
-            a.jgt(r, R7, "reject")
+            a.jgt(r, R7, self.to("reject"))
             a.ldx(_SIZE[size], r, p, 0)
         if size > 1:  # network byte order, as classic BPF loads
             a.emit(Instruction(Class.ALU | ALUOp.END | Source.X, r, 0, 0, 8 * size))

@@ -60,16 +60,36 @@ class Cmp:
     b: Arith
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class And:
-    a: Bool
-    b: Bool
+    """Every part holds, tested in order (``and`` short-circuits). N-ary, so a chain of
+    thousands of terms is one node, not thousands nested: ``And(And(a, b), c)`` is
+    ``And(a, b, c)``, the same test in the same order."""
+
+    parts: tuple[Bool, ...]
+
+    def __init__(self, *parts: Bool) -> None:
+        object.__setattr__(self, "parts", _flat(And, parts))
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, init=False)
 class Or:
-    a: Bool
-    b: Bool
+    """Some part holds, tested in order (``or`` short-circuits); n-ary as ``And``."""
+
+    parts: tuple[Bool, ...]
+
+    def __init__(self, *parts: Bool) -> None:
+        object.__setattr__(self, "parts", _flat(Or, parts))
+
+
+def _flat(kind: type, parts: tuple) -> tuple:
+    out: list = []
+    for p in parts:
+        if isinstance(p, kind):
+            out.extend(p.parts)
+        else:
+            out.append(p)
+    return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -123,17 +143,11 @@ def loads_checks(a: Arith, out: list) -> list:
 
 
 def all_of(parts: list) -> Optional[Bool]:
-    out = None
-    for p in parts:
-        out = p if out is None else And(out, p)
-    return out
+    return None if not parts else parts[0] if len(parts) == 1 else And(*parts)
 
 
 def any_of(parts: list) -> Optional[Bool]:
-    out = None
-    for p in parts:
-        out = p if out is None else Or(out, p)
-    return out
+    return None if not parts else parts[0] if len(parts) == 1 else Or(*parts)
 
 
 def relation(op: str, a: Arith, b: Arith, negate: bool = False) -> Bool:
@@ -150,19 +164,34 @@ def never_on_tcp(node: Bool) -> Optional[Never]:
     return _verdict(node)[0]
 
 
-def _verdict(node: Bool) -> tuple:
-    """(Never that forces false, Never that forces true) for ``node``."""
-    if isinstance(node, Never):
-        return node, None
-    if isinstance(node, Not):
-        f, t = _verdict(node.a)
-        return t, f
-    if isinstance(node, And):
-        fa, ta = _verdict(node.a)
-        fb, tb = _verdict(node.b)
-        return fa or fb, (ta and tb)
-    if isinstance(node, Or):
-        fa, ta = _verdict(node.a)
-        fb, tb = _verdict(node.b)
-        return (fa if fb else None), ta or tb
-    return None, None
+def _verdict(root: Bool) -> tuple:
+    """(Never that forces false, Never that forces true) for ``root``: the first part's of an
+    ``and`` that some part forces false, ... Worked out bottom-up with a stack of its own, so
+    a tree of any depth (``a and b or c and d ...`` nests one level a term) is no recursion."""
+    done: dict[int, tuple] = {}
+    stack = [root]
+    while stack:
+        node = stack[-1]
+        if isinstance(node, Never):
+            done[id(node)] = (node, None)
+        elif isinstance(node, (Not, And, Or)):
+            kids = (node.a,) if isinstance(node, Not) else node.parts
+            todo = [k for k in kids if id(k) not in done]
+            if todo:
+                stack.extend(reversed(todo))
+                continue
+            got = [done[id(k)] for k in kids]
+            if isinstance(node, Not):
+                done[id(node)] = got[0][::-1]
+            elif isinstance(node, And):  # false if one part is; true if every part is
+                false = next((f for f, _ in got if f is not None), None)
+                true = got[-1][1] if all(t is not None for _, t in got) else None
+                done[id(node)] = (false, true)
+            else:
+                false = got[0][0] if all(f is not None for f, _ in got) else None
+                true = next((t for _, t in got if t is not None), None)
+                done[id(node)] = (false, true)
+        else:
+            done[id(node)] = (None, None)
+        stack.pop()
+    return done[id(root)]

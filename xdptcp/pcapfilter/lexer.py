@@ -117,12 +117,15 @@ def _is_colon_address(word: str) -> bool:
 
 
 def _classify(word: str) -> str:
+    # scanner.l lists its MAC rule before numbers, IPv4 addresses and names, and flex takes
+    # the first of equally long matches: 020000000001, 0200.0000.0001, deadbeefcafe and
+    # 2.0.0.0.0.1 are MAC addresses wherever they appear
+    if _MAC.fullmatch(word) and word not in NAMED_NUMBERS:
+        return EID
     if word in NAMED_NUMBERS or _NUMBER.fullmatch(word):
         return NUM
     if _HID.fullmatch(word):
         return HID
-    if _MAC.fullmatch(word) and not word.isalpha():
-        return EID
     return ID
 
 

@@ -12,11 +12,19 @@ Arithmetic precedence (low to high): ``|``, ``&``, ``<< >>``, ``+ -``, ``* / %``
 
 Lowering happens while parsing because libpcap's ``vlan`` changes the offsets of *everything
 parsed after it* (the EtherType moves 4 bytes on, whatever the parentheses say).
+
+Length and depth: a chain of ``and``/``or`` of any length is read in a loop into one n-ary node,
+and ``not not ...`` in a loop too. Parentheses, ``[...]``, unary minus and arithmetic operators
+nest, read by recursion: up to ``MAX_NESTING`` levels (libpcap's parser stack stops near 10000
+tokens), with the room for it in Python's recursion limit (``room_for_nesting``); beyond that,
+"filter nested too deeply", one line, never a crash.
 """
 
 from __future__ import annotations
 
-from typing import Optional
+import sys
+from contextlib import contextmanager
+from typing import Iterator, Optional
 
 from xdptcp.pcapfilter import ir
 from xdptcp.pcapfilter.ir import Arith, Bin, Bool, Cmp, Len, Load, Never, Not, Num
@@ -39,6 +47,31 @@ from xdptcp.pcapfilter.names import (
 )
 from xdptcp.pcapfilter.primitives import Primitives
 
+MAX_NESTING = 1000  # levels of parentheses, [...], unary minus and arithmetic operators
+# Python frames a level takes at most in any stage (the parser's rterm-expr-term, the code
+# generator's value-binary); a level of arithmetic costs the C stack about 0.5 KiB when it is
+# hashed, so 1000 levels stay far from a crash (measured: 20000 crash in an 8 MiB thread).
+FRAMES_PER_LEVEL = 8
+_AND, _OR = ("and", "&&"), ("or", "||")
+
+
+@contextmanager
+def room_for_nesting() -> Iterator[None]:
+    """Python's recursion limit raised, while compiling, so far that ``MAX_NESTING`` levels fit
+    above the frames already in use; put back after."""
+    depth, frame = 0, sys._getframe()
+    while frame is not None:
+        depth, frame = depth + 1, frame.f_back
+    old = sys.getrecursionlimit()
+    need = depth + 100 + MAX_NESTING * FRAMES_PER_LEVEL
+    if need > old:
+        sys.setrecursionlimit(need)
+    try:
+        yield
+    finally:
+        if need > old:
+            sys.setrecursionlimit(old)
+
 
 class Parser(Primitives):
     def __init__(self, tokens: list[Token], text: str) -> None:
@@ -48,6 +81,9 @@ class Parser(Primitives):
         self.linktype = 12  # offset of the EtherType; each `vlan` adds 4
         self.linkpl = 14  # offset of the network header
         self.last: Optional[Quals] = None  # qualifiers an `and`/`or` id reuses
+        self.nesting = 0  # levels of recursion now open (MAX_NESTING at most)
+        self.arith_depth = 0  # depth of the tree of the arithmetic value read last
+        self._closing: Optional[dict[int, int]] = None  # index of '(' -> of its ')'
         # None for Ethernet; else the capture's link type, in libpcap's words: -r reads other
         # link types as Ethernet frames (xdptcp.linktypes), and libpcap refuses what needs a
         # MAC header on them
@@ -88,6 +124,26 @@ class Parser(Primitives):
         tok = tok or self.tok
         return SemanticError(message, tok.pos, tok.text)
 
+    def enter(self, tok: Token) -> None:
+        """One level deeper (a '(' or '[', a unary minus); leave with ``self.nesting -= 1``."""
+        self.nesting += 1
+        if self.nesting > MAX_NESTING:
+            raise self.too_deep(tok)
+
+    def too_deep(self, tok: Token) -> FilterError:
+        return self.error(f"filter nested too deeply (more than {MAX_NESTING} levels)", tok)
+
+    def closing(self, i: int) -> Optional[int]:
+        """The index of the ')' that closes the '(' at token ``i`` (None if none does)."""
+        if self._closing is None:
+            self._closing, opened = {}, []
+            for j, t in enumerate(self.toks):
+                if t.kind == OP and t.text == "(":
+                    opened.append(j)
+                elif t.kind == OP and t.text == ")" and opened:
+                    self._closing[opened.pop()] = j
+        return self._closing.get(i)
+
     # --- boolean structure -----------------------------------------------------------------
 
     def parse(self) -> Optional[Bool]:
@@ -99,12 +155,11 @@ class Parser(Primitives):
         return node
 
     def expr(self) -> Bool:
-        node = self.term()
-        while self.word() in ("and", "&&", "or", "||"):
-            is_and = self.take().text in ("and", "&&")
-            right = self.term_or_id()
-            node = ir.And(node, right) if is_and else ir.Or(node, right)
-        return node
+        terms, ops = [self.term()], []
+        while self.word() in (*_AND, *_OR):
+            ops.append(self.take().text in _AND)
+            terms.append(self.term_or_id())
+        return chain(terms, ops)
 
     def term_or_id(self) -> Bool:
         """After and/or: a term, or a bare id that reuses the last qualifiers."""
@@ -120,10 +175,10 @@ class Parser(Primitives):
         return self.term()
 
     def _state(self) -> tuple:
-        return self.i, self.linktype, self.linkpl, self.last
+        return self.i, self.linktype, self.linkpl, self.last, self.nesting
 
     def _restore(self, state: tuple) -> None:
-        self.i, self.linktype, self.linkpl, self.last = state
+        self.i, self.linktype, self.linkpl, self.last, self.nesting = state
 
     def _id_ahead(self) -> bool:
         j = self.i
@@ -135,10 +190,12 @@ class Parser(Primitives):
         return t.kind == ID and t.text not in KEYWORDS
 
     def term(self) -> Bool:
-        if self.word() in ("not", "!"):
+        negate = False  # `not not x` is x: thousands of `not` are one or none
+        while self.word() in ("not", "!"):
             self.take()
-            return Not(self.term())
-        return self.rterm()
+            negate = not negate
+        node = self.rterm()
+        return Not(node) if negate else node
 
     def rterm(self) -> Bool:
         start = self.i
@@ -147,9 +204,12 @@ class Parser(Primitives):
             return rel
         self.i = start
         if self.word() == "(":
-            self.take()
-            node = self.expr()
-            self.expect(")")
+            self.enter(self.take())
+            try:
+                node = self.expr()
+                self.expect(")")
+            finally:
+                self.nesting -= 1
             return node
         return self.primitive()
 
@@ -159,7 +219,7 @@ class Parser(Primitives):
         """``arth relop arth`` if the tokens at the cursor are one, else None (cursor moved)."""
         w, t = self.word(), self.tok
         starts = t.kind == NUM or w in ("-", "(", "len") or (w in PNAMES and self.word(1) == "[")
-        if not starts:
+        if not starts or (w == "(" and not self._arith_after_parens()):
             return None
         try:
             left = self.arith()
@@ -175,6 +235,18 @@ class Parser(Primitives):
         name, negate = RELOPS[op.text]
         self.last = None
         return self._never_if_foreign(ir.relation(name, left, right, negate), left, right, t)
+
+    def _arith_after_parens(self) -> bool:
+        """Can the '(' at the cursor open arithmetic? Only if an operator follows its ')':
+        ``(tcp[0] + 1) * 2 > 3``, ``(tcp[0]) = 1``. ``((((tcp))))`` is then not read once as
+        arithmetic at every level."""
+        close = self.closing(self.i)
+        if close is None:
+            return True  # let the arithmetic fail where it fails
+        after = self.toks[close + 1]
+        return after.kind == OP and (
+            after.text in RELOPS or after.text in ARITH_PREC or after.text == "^"
+        )
 
     def _never_if_foreign(self, node: Bool, a: Arith, b: Arith, tok: Token) -> Bool:
         foreign = self._foreign_load(a) or self._foreign_load(b)
@@ -192,34 +264,56 @@ class Parser(Primitives):
         return ""
 
     def arith(self, min_prec: int = 0) -> Arith:
+        """Sets ``arith_depth`` to the depth of the tree it returns (``a + b + c ...`` is as
+        deep as it is long; deeper than ``MAX_NESTING``, refused)."""
         left = self.operand()
+        depth = self.arith_depth
         while True:
             op = self.tok.text if self.tok.kind == OP else ""
             prec = ARITH_PREC.get(op)
             if prec is None or prec < min_prec:
+                self.arith_depth = depth
                 return left
             tok = self.take()
             right = self.arith(prec + 1)
             left = self.binary(op, left, right, tok)
+            depth = self.deeper(max(depth, self.arith_depth), tok)
+
+    def deeper(self, depth: int, tok: Token) -> int:
+        """The depth of a node one above a subtree ``depth`` deep, if allowed."""
+        if depth + 1 > MAX_NESTING:
+            raise self.too_deep(tok)
+        return depth + 1
 
     def operand(self) -> Arith:
         """A unary operand; a following ``^`` takes everything to its right (bison shifts)."""
         node = self.unary()
         if self.word() == "^":
             tok = self.take()
-            node = self.binary("^", node, self.arith(), tok)
+            depth = self.arith_depth
+            self.enter(tok)
+            try:
+                node = self.binary("^", node, self.arith(), tok)
+            finally:
+                self.nesting -= 1
+            self.arith_depth = self.deeper(max(depth, self.arith_depth), tok)
         return node
 
     def unary(self) -> Arith:
         t, w = self.tok, self.word()
-        if w == "-":
-            self.take()
-            return ir.Neg(self.operand())
-        if w == "(":
-            self.take()
-            node = self.arith()
-            self.expect(")")
+        if w in ("-", "("):
+            self.enter(self.take())
+            try:
+                if w == "-":
+                    node: Arith = ir.Neg(self.operand())
+                    self.arith_depth = self.deeper(self.arith_depth, t)
+                else:
+                    node = self.arith()
+                    self.expect(")")
+            finally:
+                self.nesting -= 1
             return node
+        self.arith_depth = 1
         if t.kind == NUM:
             self.take()
             return Num(self._num(t))
@@ -249,8 +343,12 @@ class Parser(Primitives):
                 f"{self.link} capture",
                 ptok,
             )
-        self.expect("[")
-        index = self.arith()
+        self.enter(self.expect("["))
+        try:
+            index = self.arith()
+        finally:
+            self.nesting -= 1
+        depth = self.arith_depth + 3  # the index, within an offset, within a load
         size = 1
         if self.word() == ":":
             self.take()
@@ -262,6 +360,9 @@ class Parser(Primitives):
             if size not in (1, 2, 4):
                 raise self.error("data size must be 1, 2, or 4", st)
         self.expect("]")
+        if depth > MAX_NESTING:
+            raise self.too_deep(ptok)
+        self.arith_depth = depth
         return self._load_of(proto, index, size, ptok)
 
     def _load_of(self, proto: str, index: Arith, size: int, ptok: Token) -> Arith:
@@ -337,4 +438,19 @@ def parse(text: str, link: Optional[str] = None) -> Optional[Bool]:
         raise FilterError(f"syntax error: illegal character {e.text!r}", e.pos, e.text) from None
     parser = Parser(tokens, text)
     parser.link = link
-    return parser.parse()
+    with room_for_nesting():
+        return parser.parse()
+
+
+def chain(terms: list[Bool], is_and: list[bool]) -> Bool:
+    """``t0 op0 t1 op1 t2 ...`` with libpcap's meaning (``and`` and ``or`` of equal precedence,
+    left to right): each run of one operator is one n-ary node, in one pass."""
+    run, kind = [terms[0]], None
+    for term, op in zip(terms[1:], is_and):
+        if kind is not None and op != kind:
+            run = [ir.And(*run) if kind else ir.Or(*run)]
+        kind = op
+        run.append(term)
+    if kind is None:
+        return run[0]
+    return ir.And(*run) if kind else ir.Or(*run)

@@ -44,6 +44,13 @@ class Primitives:
 
     def primitive(self) -> Bool:
         t, w = self.tok, self.word()
+        if w == "protochain" or (w in PNAMES and self.word(1) == "protochain"):
+            at = t if w == "protochain" else self.toks[self.i + 1]
+            raise self.error(
+                "'protochain' is not supported by xdptcp (it walks IPv6 extension headers in a "
+                "loop)",
+                at,
+            )
         if t.kind == ID and t.text in FOREIGN:
             raise self.error(
                 f"'{t.text}' is not supported by xdptcp (it sees Ethernet, VLAN, IPv4/IPv6 and "
@@ -161,20 +168,27 @@ class Primitives:
     def id_with(self, q: Quals) -> Bool:
         """An id (address, number, name) under qualifiers ``q``; ``not id``; ``(a or b)``."""
         self.last = q
-        t = self.tok
-        if self.word() in ("not", "!"):
+        negate = False  # `not not A` is A, however many
+        while self.word() in ("not", "!"):
             self.take()
+            negate = not negate
+        if negate:
             return Not(self.id_with(q))
+        t = self.tok
         if self.word() == "(":
-            self.take()
-            node = self.id_with(q)
-            while self.word() in ("and", "&&", "or", "||"):
-                is_and = self.take().text in ("and", "&&")
-                right = self.id_with(q)
-                node = ir.And(node, right) if is_and else ir.Or(node, right)
-            self.expect(")")
+            from xdptcp.pcapfilter.parser import chain
+
+            self.enter(self.take())
+            try:
+                terms, ops = [self.id_with(q)], []
+                while self.word() in ("and", "&&", "or", "||"):
+                    ops.append(self.take().text in ("and", "&&"))
+                    terms.append(self.id_with(q))
+                self.expect(")")
+            finally:
+                self.nesting -= 1
             self.last = q
-            return node
+            return chain(terms, ops)
         if t.kind == ID and t.text in KEYWORDS or t.kind not in (NUM, HID, HID6, EID, ID, ESCID):
             raise self.syntax()
         self.take()
@@ -197,9 +211,11 @@ class Primitives:
                 "Fibre Channel",
                 t,
             )
-        mac = bytes(int(x, 16) for x in t.text.replace("-", ":").replace(".", ":").split(":"))
-        if len(mac) != 6:
-            mac = bytes.fromhex(t.text.replace(".", "").replace(":", ""))
+        groups = t.text.replace("-", ":").replace(".", ":").split(":")
+        if len(groups) == 6:  # 2:0:0:0:0:1, 02-00-00-00-00-01, 02.00.00.00.00.01
+            mac = bytes(int(x, 16) for x in groups)
+        else:  # 0200.0000.0001, 020000000001
+            mac = bytes.fromhex("".join(groups))
         return self.ether_addr(mac, q.dir)
 
     def ether_addr(self, mac: bytes, dir_: Optional[str]) -> Bool:
@@ -224,6 +240,8 @@ class Primitives:
             if t.kind == NUM:
                 return self.number_id(q, self._num(t), t)
             raise self.error(f"'{q.addr}' modifier applied to ip host", t)
+        if q.proto == "link" and self.word() not in ("/", "mask"):  # `ether host 198.18.0.1`
+            raise self.error("illegal link layer address", t)
         if t.kind == NUM and self.word() not in ("/", "mask"):
             v, vlen = self._num(t), 32
             mask = 0xFFFFFFFF

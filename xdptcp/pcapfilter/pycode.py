@@ -40,7 +40,12 @@ _OPS = {ALUOp.ADD: "{d} + {s}", ALUOp.SUB: "{d} - {s}", ALUOp.MUL: "{d} * {s}",
         ALUOp.DIV: "({d} // {s} if {s} else 0)", ALUOp.MOD: "({d} % {s} if {s} else {d})",
         ALUOp.LSH: "{d} << ({s} % {bits})", ALUOp.RSH: "{d} >> ({s} % {bits})"}  # fmt: skip
 _SIMPLE = re.compile(r"[A-Za-z_]\w*|\d+")
-MAX_LINES = 3000  # beyond this many lines the paths share too much: keep vm's function
+# beyond this many lines (or as many as the program has instructions, if more) the paths share
+# too much: keep vm's function
+MAX_LINES = 3000
+# ``if``s nested deeper than this: vm's function (Python's parser stops at 100 indentation
+# levels, and each level is a frame of ``path`` here)
+MAX_DEPTH = 60
 _SCOPE = {
     "U16": struct.Struct("!H").unpack_from,
     "U32": struct.Struct("!I").unpack_from,
@@ -107,13 +112,16 @@ class State:
 class _Writer:
     def __init__(self, insns: Sequence[Instruction]) -> None:
         self.insns = insns
+        self.max_lines = max(MAX_LINES, len(insns))
         self.lines: list[str] = []
         self.temps = 0
 
     def emit(self, depth: int, text: str) -> None:
         self.lines.append("    " * depth + text)
-        if len(self.lines) > MAX_LINES:
+        if len(self.lines) > self.max_lines:
             raise Unsupported("too many paths")
+        if depth > MAX_DEPTH:
+            raise Unsupported("paths nested too deeply")
 
     def temp(self) -> str:
         self.temps += 1
