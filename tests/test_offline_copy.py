@@ -193,8 +193,9 @@ def test_a_file_cut_in_its_last_record_prints_every_whole_one(tmp_path, stdin, e
         assert len(err) == 1 and err[0].endswith(": record 300: truncated data (44 of 54 bytes)")
 
 
+@pytest.mark.parametrize("expr", [None, "port 443"], ids=["all", "filtered"])
 @pytest.mark.parametrize("walk", ["kernel", "python", "reader"])
-def test_cut_and_damaged_records_copy_as_tcpdump_copies_them(tmp_path, walk) -> None:
+def test_cut_and_damaged_records_copy_as_tcpdump_copies_them(tmp_path, walk, expr) -> None:
     """``-r F -w OUT`` writes the records ``tcpdump -r F -w OUT tcp`` writes: frames a snap
     length cut in their IP headers once the protocol byte is there (or the next header), and
     a damaged record (original length below the captured one) unchanged, as tcpdump copies it.
@@ -212,11 +213,13 @@ def test_cut_and_damaged_records_copy_as_tcpdump_copies_them(tmp_path, walk) -> 
               for i, (d, w) in enumerate(frames)]  # fmt: skip
     src, ref, out = tmp_path / "src.pcap", tmp_path / "ref.pcap", tmp_path / "out.pcap"
     traffic.write_pcap(src, frames, big_endian=walk == "reader")
-    subprocess.run([tcpdump, "-r", str(src), "-w", str(ref), "tcp"], check=True,
+    # a filter reads the bytes a damaged record holds, past its original length
+    ref_expr, filt = (f"tcp and ({expr})", [expr]) if expr else ("tcp", [])
+    subprocess.run([tcpdump, "-r", str(src), "-w", str(ref), ref_expr], check=True,
                    capture_output=True)  # fmt: skip
     env = dict(os.environ, XDPTCP_OFFLINE_KERNEL="0" if walk == "python" else "1")
-    subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(src), "-w", str(out)], check=True,
-                   env=env)  # fmt: skip
+    subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(src), "-w", str(out), *filt],
+                   check=True, env=env)  # fmt: skip
     want = ref.read_bytes()[24:]  # (both write this machine's byte order)
     assert out.read_bytes()[24:] == want
     assert len(want) > 60 * 16

@@ -34,7 +34,16 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
                 return EXIT_OK
             from xdptcp.readfile import ethernet_frames
 
-            frames = (f for f in ethernet_frames(path) if keep is None or filt.matches(f[1], f[2]))
+            frames = ethernet_frames(path)
+            if filt is not None:
+                # loads bounded by the bytes the record holds, ``len`` its wire length: as
+                # libpcap runs a filter, on a damaged record (wire length below the captured) too
+                run = filt.in_place
+                frames = (
+                    (ts, data, wire)
+                    for ts, data, wire in frames
+                    if run(data, 0, len(data), max(wire, len(data)), wire)
+                )
             _copy(out, frames)
         else:
             from xdptcp.readfile import print_file
@@ -163,7 +172,7 @@ def _copy_records(mp, w, out: OutputOptions, keep) -> int:
                 if (
                     not plain
                     and not is_tcp_frame(mm[at:nxt])
-                    or (keep is not None and not keep(mm, at, incl, orig, orig))
+                    or (keep is not None and not keep(mm, at, incl, incl, orig))
                 ):
                     if start < pos:
                         w.copy_records(fd, base + start, view[start:pos])
