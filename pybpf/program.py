@@ -103,8 +103,11 @@ class Program(FDObject):
                 return cls(res.fd, name, section)
             if res.errno == _errno.EAGAIN:  # signals, not a refusal: a log would show a cut
                 raise progcmd.interrupted(_what(name, section))
-            if res.errno in (_errno.EPERM, _errno.E2BIG, _errno.EBADF, _errno.EFAULT):
+            if res.errno in (_errno.EPERM, _errno.EBADF):
                 # Nothing the verifier would explain: no point in a second load with a log.
+                # (E2BIG and EFAULT may be the verifier's: "BPF program is too large.
+                # Processed 1000001 insn", a jump sequence too complex; the load with a log
+                # says which, and an empty log leaves the bare errno.)
                 raise SyscallError(_what(name, section), res.errno)
             log_level = LOG_LEVEL_BRANCHES
         fd, log = _load_with_log(prog_type, bytes(code), args, log_level, log_size, name, section)

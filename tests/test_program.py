@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import itertools
 import json
 import os
@@ -120,6 +121,21 @@ def test_test_run_data_the_kernel_refuses_by_its_size_is_said_so(prog_type) -> N
             assert most < page and f"one page ({page} bytes)" in text
         else:  # fragments (Linux 5.18): a page and up to 17 more; before, one page
             assert ("17 fragments of a page" in text) == (most > page), text
+
+
+def test_a_program_too_complex_for_the_verifier_says_why() -> None:
+    """E2BIG from the verifier (a loop it walks a million instructions into) comes with its
+    line; E2BIG for more instructions than the kernel takes, before any verifying, is the bare
+    errno, with no log to show."""
+    loop = [I.mov64_imm(0, 0), I.alu64_imm(I.ALUOp.ADD, 0, 1),
+            I.jmp_imm(I.JmpOp.JLT, 0, 3_000_000, -2), I.exit_insn()]  # fmt: skip
+    with pytest.raises(VerifierError) as e:
+        Program.load(ProgType.XDP, loop, name="walked")
+    assert e.value.errno == errno.E2BIG
+    assert "BPF program is too large. Processed 1000001 insn" in str(e.value)
+    with pytest.raises(SyscallError) as e:
+        Program.load(ProgType.XDP, [I.mov64_imm(0, 0)] * 1_000_001 + [I.exit_insn()])
+    assert e.value.errno == errno.E2BIG and not isinstance(e.value, VerifierError)
 
 
 def test_instruction_bytes_or_list_load_the_same() -> None:
