@@ -105,27 +105,23 @@ class ObjectSpec:
 
     def set_max_entries(self, map_name: str, max_entries: int) -> None:
         """Resize a map before load (a ring buffer's size, a table's capacity)."""
-        ms = self.maps.get(map_name)
-        if ms is None:
-            raise BPFError(f"{self.name}: no map named '{map_name}'")
-        if max_entries < 1:
-            raise BPFError(f"{self.name}: map '{map_name}': max_entries must be at least 1")
-        self.maps[map_name] = replace(ms, max_entries=max_entries)
+        self.set_map_size(map_name, max_entries=max_entries)
 
     def set_map_size(
         self, map_name: str, *, max_entries: Optional[int] = None, value_size: Optional[int] = None
     ) -> None:
-        """Set what an object leaves to its tool's loader (libbpf's ``bpf_map__set_max_entries``
-        and ``bpf_map__set_value_size``): a stack-trace map's depth and count, say."""
-        if max_entries is not None:
-            self.set_max_entries(map_name, max_entries)
-        if value_size is not None:
-            ms = self.maps.get(map_name)
-            if ms is None:
-                raise BPFError(f"{self.name}: no map named '{map_name}'")
-            if value_size < 1:
-                raise BPFError(f"{self.name}: map '{map_name}': value_size must be at least 1")
-            self.maps[map_name] = replace(ms, value_size=value_size)
+        """Size a map before load, as a tool's own loader does with libbpf's
+        ``bpf_map__set_max_entries`` and ``bpf_map__set_value_size`` (a stack-trace map's count
+        and depth, which the object may leave at 0)."""
+        ms = self.maps.get(map_name)
+        if ms is None:
+            raise BPFError(f"{self.name}: no map named '{map_name}'")
+        sizes = {"max_entries": max_entries, "value_size": value_size}
+        sizes = {field: n for field, n in sizes.items() if n is not None}
+        for field, n in sizes.items():
+            if n < 1:
+                raise BPFError(f"{self.name}: map '{map_name}': {field} must be at least 1")
+        self.maps[map_name] = replace(ms, **sizes)
 
     def section_data(self, section: str) -> bytes:
         """The current initial contents of a data section (with any values set by the user)."""
