@@ -117,6 +117,20 @@ class Never:
 Bool = Union[Cmp, And, Or, Not, Const, Never]
 
 
+def chain(terms: list[Bool], is_and: list[bool]) -> Bool:
+    """``t0 op0 t1 op1 t2 ...`` with libpcap's meaning (``and`` and ``or`` of equal precedence,
+    left to right): each run of one operator is one n-ary node, in one pass."""
+    run, kind = [terms[0]], None
+    for term, op in zip(terms[1:], is_and):
+        if kind is not None and op != kind:
+            run = [And(*run) if kind else Or(*run)]
+        kind = op
+        run.append(term)
+    if kind is None:
+        return run[0]
+    return And(*run) if kind else Or(*run)
+
+
 def plus(a: Arith, b: Arith) -> Arith:
     """``a + b`` with the constants folded (offsets like ``14 + 8`` become one number)."""
     if isinstance(a, Num) and isinstance(b, Num):

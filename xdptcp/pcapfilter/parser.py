@@ -159,7 +159,7 @@ class Parser(Primitives):
         while self.word() in (*_AND, *_OR):
             ops.append(self.take().text in _AND)
             terms.append(self.term_or_id())
-        return chain(terms, ops)
+        return ir.chain(terms, ops)
 
     def term_or_id(self) -> Bool:
         """After and/or: a term, or a bare id that reuses the last qualifiers."""
@@ -440,17 +440,3 @@ def parse(text: str, link: Optional[str] = None) -> Optional[Bool]:
     parser.link = link
     with room_for_nesting():
         return parser.parse()
-
-
-def chain(terms: list[Bool], is_and: list[bool]) -> Bool:
-    """``t0 op0 t1 op1 t2 ...`` with libpcap's meaning (``and`` and ``or`` of equal precedence,
-    left to right): each run of one operator is one n-ary node, in one pass."""
-    run, kind = [terms[0]], None
-    for term, op in zip(terms[1:], is_and):
-        if kind is not None and op != kind:
-            run = [ir.And(*run) if kind else ir.Or(*run)]
-        kind = op
-        run.append(term)
-    if kind is None:
-        return run[0]
-    return ir.And(*run) if kind else ir.Or(*run)

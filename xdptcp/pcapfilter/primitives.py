@@ -176,8 +176,6 @@ class Primitives:
             return Not(self.id_with(q))
         t = self.tok
         if self.word() == "(":
-            from xdptcp.pcapfilter.parser import chain
-
             self.enter(self.take())
             try:
                 terms, ops = [self.id_with(q)], []
@@ -188,7 +186,7 @@ class Primitives:
             finally:
                 self.nesting -= 1
             self.last = q
-            return chain(terms, ops)
+            return ir.chain(terms, ops)
         if t.kind == ID and t.text in KEYWORDS or t.kind not in (NUM, HID, HID6, EID, ID, ESCID):
             raise self.syntax()
         self.take()
