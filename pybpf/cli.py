@@ -132,8 +132,8 @@ def _map_option(s: argparse.ArgumentParser) -> None:
         action="append",
         default=[],
         metavar="NAME.FIELD=N",
-        help="size a map before load, FIELD max_entries or value_size (what a tool's own loader "
-        "sets: a stack-trace map's depth), e.g. stackmap.value_size=1016",
+        help="size a map before load (FIELD: max_entries or value_size), as a tool's own loader "
+        "does; e.g. stackmap.value_size=1016",
     )
 
 

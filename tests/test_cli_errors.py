@@ -28,10 +28,10 @@ def one_error(res) -> str:
 
 
 @pytest.mark.kmatrix
-def test_a_syscall_program_runs_on_its_context() -> None:
+def test_a_syscall_program_runs_on_its_context(tmp_path) -> None:
     """SEC("syscall"): --data is the context, handed back as the program left it (a + b)."""
     obj = str(bpf_object("tests/syscall_ctx"))
-    data = ROOT / "build" / "syscall_ctx.bin"
+    data = tmp_path / "syscall_ctx.bin"
     data.write_bytes(struct.pack("=IIQ", 2, 40, 0))
     res = pybpf("test-run", obj, "add", "--data", str(data))
     assert res.returncode == 0, res.stderr
@@ -43,8 +43,8 @@ def test_a_syscall_program_runs_on_its_context() -> None:
     assert line.endswith("--repeat: the kernel runs a syscall program once a test run")
 
 
-def test_a_program_type_the_kernel_cannot_test_run_is_named() -> None:
-    data = ROOT / "build" / "zeros64.bin"
+def test_a_program_type_the_kernel_cannot_test_run_is_named(tmp_path) -> None:
+    data = tmp_path / "zeros64.bin"
     data.write_bytes(bytes(64))
     tp = str(bpf_object("tests/run_execsnoop"))
     line = one_error(pybpf("test-run", tp, "handle_exec", "--data", str(data)))
