@@ -14,6 +14,7 @@ import pytest
 
 from tests.conftest import need_tool
 from xdptcp.pcapfilter import FilterError, compile_filter
+from xdptcp.pcapfilter.parser import MAX_NESTING as DEEP  # 1000 (400 on CPython 3.12)
 from xdptcp.record import Verdict, parse_frame
 
 # ---- frames (a private builder: enough variety to exercise every predicate) -----------------
@@ -491,7 +492,7 @@ def test_a_chain_of_5000_terms_compiles_and_selects_by_its_meaning(crowd, op: st
 @pytest.mark.parametrize(
     "expr",
     [
-        "(" * 500 + "tcp port 80" + ")" * 500,
+        "(" * (DEEP // 2) + "tcp port 80" + ")" * (DEEP // 2),
         "not " * 5001 + "port 80",
         "!" * 4000 + "port 80",
         "(" * 300 + "tcp[13] & 2 != 0" + ")" * 300,
@@ -499,8 +500,8 @@ def test_a_chain_of_5000_terms_compiles_and_selects_by_its_meaning(crowd, op: st
         "".join(f"(port {p} or " for p in range(1, 301)) + "port 22" + ")" * 300,
         " ".join(f"{'and' if i % 2 else 'or'} port {PORTS[i % 7]}" for i in range(1, 41))[3:],
         "host 198.18.0.1 or " + "(198.18.0.2 or " * 400 + "224.0.0.9" + ")" * 400,
-        "tcp[0]" + " + 1" * 990 + " > 20",
-        "-" * 900 + "tcp[0] != 0",
+        "tcp[0]" + " + 1" * (DEEP - 10) + " > 20",
+        "-" * (DEEP - 100) + "tcp[0] != 0",
     ],
     ids=["parens500", "not5001", "bang4000", "relation300", "arith200", "nested300", "mixed40",
          "id400", "sum990", "minus900"],
@@ -522,10 +523,10 @@ def test_a_mixed_chain_of_2000_terms_selects_what_tcpdump_selects(varied) -> Non
 @pytest.mark.parametrize(
     "expr, part",
     [
-        ("(" * 1001 + "tcp" + ")" * 1001, "("),
-        ("tcp[0]" + " + 1" * 1001 + " = 3", "+"),
-        ("-" * 1001 + "tcp[0] = 1", "-"),
-        ("port (" + "(" * 1000 + "80" + ")" * 1001, "("),
+        ("(" * (DEEP + 1) + "tcp" + ")" * (DEEP + 1), "("),
+        ("tcp[0]" + " + 1" * (DEEP + 1) + " = 3", "+"),
+        ("-" * (DEEP + 1) + "tcp[0] = 1", "-"),
+        ("port (" + "(" * DEEP + "80" + ")" * (DEEP + 1), "("),
         ("tcp[" * 400 + "0" + "]" * 400 + " = 1", "tcp"),
     ],
     ids=["parens", "sum", "minus", "ids", "loads"],
@@ -535,7 +536,7 @@ def test_deeper_than_1000_levels_is_one_line_naming_the_limit(expr: str, part: s
         [sys.executable, "-m", "xdptcp", "-d", expr], capture_output=True, text=True
     )
     assert done.returncode != 0 and done.stdout == ""
-    assert done.stderr.startswith("xdptcp: filter: filter nested too deeply (more than 1000")
+    assert done.stderr.startswith(f"xdptcp: filter: filter nested too deeply (more than {DEEP}")
     assert len(done.stderr.splitlines()) == 1 and f"'{part}')" in done.stderr
 
 
@@ -543,8 +544,9 @@ def test_the_deepest_filters_compile_in_a_thread() -> None:
     """1000 levels, in a thread (its own C stack): no crash hidden by the recursion limit."""
     import threading
 
-    exprs = ["(" * 1000 + "tcp" + ")" * 1000, "tcp[0]" + " + tcp[1]" * 990 + " = 3",
-             "".join(f"(port {p} or " for p in range(999)) + "port 22" + ")" * 999]  # fmt: skip
+    chain = "".join(f"(port {p} or " for p in range(DEEP - 1)) + "port 22" + ")" * (DEEP - 1)
+    exprs = ["(" * DEEP + "tcp" + ")" * DEEP, "tcp[0]" + " + tcp[1]" * (DEEP - 10) + " = 3",
+             chain]  # fmt: skip
     errors = []
 
     def run() -> None:
