@@ -159,15 +159,15 @@ def decode(data: bytes, little_endian: bool = True) -> list[Instruction]:
     """Decode raw instruction bytes of an object in the given byte order."""
     if len(data) % INSN_SIZE:
         raise ValueError(f"instruction bytes ({len(data)}) are not a multiple of {INSN_SIZE}")
-    layout = _LE if little_endian else _BE
-    out = []
-    for code, regs, off, imm in layout.iter_unpack(data):
-        if little_endian:
-            dst, src = regs & 0x0F, regs >> 4
-        else:
-            dst, src = regs >> 4, regs & 0x0F
-        out.append(Instruction(code, dst, src, off, imm))
-    return out
+    if little_endian:  # the registers byte: dst in the low nibble, src in the high one
+        return [
+            Instruction(code, regs & 0x0F, regs >> 4, off, imm)
+            for code, regs, off, imm in _LE.iter_unpack(data)
+        ]
+    return [
+        Instruction(code, regs >> 4, regs & 0x0F, off, imm)
+        for code, regs, off, imm in _BE.iter_unpack(data)
+    ]
 
 
 def encode(insns: Iterable[Instruction], little_endian: bool = _HOST_LITTLE) -> bytes:

@@ -149,7 +149,12 @@ class _Reader:
             raise BTFError(f".BTF.ext {what}: {e}") from None
 
     def groups(
-        self, what: str, off: int, length: int, min_rec: int, decode: Callable[[tuple], object]
+        self,
+        what: str,
+        off: int,
+        length: int,
+        min_rec: int,
+        decode: Callable[[Iterable[tuple]], list],
     ) -> dict:
         if length == 0:
             return {}
@@ -168,40 +173,56 @@ class _Reader:
             name_off, num = struct.unpack_from(self.order + "II", blob, pos)
             pos += 8
             section = self.string(name_off, what)
-            if num == 0 or pos + num * rec_size > len(blob):
+            end = pos + num * rec_size
+            if num == 0 or end > len(blob):
                 raise BTFError(f".BTF.ext {what}: section {section} has a bad count {num}")
-            records = [decode(rec.unpack_from(blob, pos + i * rec_size)) for i in range(num)]
+            if rec_size == min_rec:  # the records back to back: one pass in C
+                rows: Iterable[tuple] = rec.iter_unpack(blob[pos:end])
+            else:  # a newer, longer record: read the fields this version knows
+                rows = (rec.unpack_from(blob, p) for p in range(pos, end, rec_size))
+            try:
+                records = decode(rows)
+            except BTFError as e:
+                raise BTFError(f".BTF.ext {what}: {e}") from None
             out[section] = out.get(section, ()) + tuple(records)
-            pos += num * rec_size
+            pos = end
         return out
 
-    def func_info(self, r: tuple) -> FuncInfo:
-        return FuncInfo(_insn_idx(r[0]), r[1])
+    # Each decoder takes a group's records as tuples of their fields and returns the records.
 
-    def line_info(self, r: tuple) -> LineInfo:
-        insn_off, file_off, line_off, line_col = r
-        return LineInfo(
-            _insn_idx(insn_off),
-            self.string(file_off, "line_info"),
-            self.string(line_off, "line_info"),
-            line_col >> 10,  # BPF_LINE_INFO_LINE_NUM
-            line_col & 0x3FF,  # BPF_LINE_INFO_LINE_COL
-            file_off,
-            line_off,
-        )
+    def func_info(self, rows: Iterable[tuple]) -> list:
+        return [FuncInfo(_insn_idx(insn_off), type_id) for insn_off, type_id in rows]
 
-    def core_relo(self, r: tuple) -> CoreRelo:
-        insn_off, type_id, access_off, kind = r
-        try:
-            k = CoreReloKind(kind)
-        except ValueError:
-            raise BTFError(f".BTF.ext core_relo at byte {insn_off}: unknown kind {kind}") from None
-        return CoreRelo(_insn_idx(insn_off), type_id, self.string(access_off, "core_relo"), k)
+    def line_info(self, rows: Iterable[tuple]) -> list:
+        string = self.btf.strings.get
+        return [
+            LineInfo(
+                _insn_idx(insn_off),
+                string(file_off),
+                string(line_off),
+                line_col >> 10,  # BPF_LINE_INFO_LINE_NUM
+                line_col & 0x3FF,  # BPF_LINE_INFO_LINE_COL
+                file_off,
+                line_off,
+            )
+            for insn_off, file_off, line_off, line_col in rows
+        ]
+
+    def core_relo(self, rows: Iterable[tuple]) -> list:
+        string = self.btf.strings.get
+        out = []
+        for insn_off, type_id, access_off, kind in rows:
+            try:
+                k = CoreReloKind(kind)
+            except ValueError:
+                raise BTFError(f"record at byte {insn_off}: unknown kind {kind}") from None
+            out.append(CoreRelo(_insn_idx(insn_off), type_id, string(access_off), k))
+        return out
 
 
 def _insn_idx(insn_off: int) -> int:
     if insn_off % INSN_SIZE:
-        raise BTFError(f".BTF.ext record at byte offset {insn_off} is not on an instruction")
+        raise BTFError(f"record at byte offset {insn_off} is not on an instruction")
     return insn_off // INSN_SIZE
 
 
