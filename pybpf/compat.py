@@ -26,7 +26,8 @@ if TYPE_CHECKING:
 _MAP_FEATURES = {"RINGBUF": "RINGBUF", "USER_RINGBUF": "USER_RINGBUF"}
 
 
-def _say(log: Log, msg: str) -> None:
+def say(log: Log, msg: str) -> None:
+    """One step of loading told to ``log`` (``pybpf load -v``), when there is one."""
     if log is not None:
         log(msg)
 
@@ -34,14 +35,15 @@ def _say(log: Log, msg: str) -> None:
 def btf_for_kernel(btf: BTF, log: Log) -> tuple[BTF, bool]:
     """The object's BTF as the running kernel accepts it, and whether the kernel takes
     func_info/line_info (BTF FUNC, Linux 5.0)."""
-    from pybpf.btf.sanitize import sanitize
+    from pybpf.btf.sanitize import features_used, sanitize
     from pybpf.sys import features
 
-    support = features.btf_support()
+    # "func" always: it also says whether the kernel takes func_info and line_info
+    support = features.btf_support(features_used(btf) | {"func"})
     sane = sanitize(btf, support)
     for change in sane.changes:
         f = features.btf_feature(change.missing)
-        _say(log, f"btf: kernel lacks {f.value.kind} (Linux {f.since}): {change}")
+        say(log, f"btf: kernel lacks {f.value.kind} (Linux {f.since}): {change}")
     return sane.btf, support.func
 
 
@@ -68,7 +70,7 @@ def global_data_ok(ms: MapSpec, log: Log):
 
     if has(Feature.GLOBAL_DATA):
         return None
-    _say(log, f"map '{ms.name}': not created, {Feature.GLOBAL_DATA.needs()}")
+    say(log, f"map '{ms.name}': not created, {Feature.GLOBAL_DATA.needs()}")
     return Feature.GLOBAL_DATA
 
 
@@ -78,7 +80,7 @@ def map_for_kernel(ms: MapSpec, log: Log) -> MapSpec:
     from pybpf.sys.uapi import MapFlags
 
     if ms.is_data_section and ms.flags & MapFlags.MMAPABLE and not has(Feature.ARRAY_MMAP):
-        _say(log, f"map '{ms.name}': not mmap()-able, {Feature.ARRAY_MMAP.needs()}")
+        say(log, f"map '{ms.name}': not mmap()-able, {Feature.ARRAY_MMAP.needs()}")
         return replace(ms, flags=ms.flags & ~MapFlags.MMAPABLE)
     return ms
 

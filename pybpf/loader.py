@@ -21,8 +21,9 @@ import os
 import sys
 
 from pybpf import compat
+from pybpf.compat import say
 from pybpf.errors import BPFError, SyscallError, VerifierError
-from pybpf.mapload import create_maps, fill_slots, say
+from pybpf.mapload import create_maps, fill_slots
 from pybpf.object.linker import LinkedProgram, link_program
 from pybpf.object.spec import ObjectSpec, ProgramSpec
 from pybpf.references import patch_references

@@ -11,6 +11,7 @@ import os
 import sys
 
 from pybpf import compat
+from pybpf.compat import say
 from pybpf.errors import BPFError, RelocationError, SyscallError
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
@@ -43,12 +44,6 @@ _NO_BTF_KV = {
     "RINGBUF",
     "USER_RINGBUF",
 }
-
-
-def say(log: Log, msg: str) -> None:
-    """One step of loading told to ``log`` (``pybpf load -v``), when there is one."""
-    if log is not None:
-        log(msg)
 
 
 # --- maps ----------------------------------------------------------------------------------

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 from test_btf import CILIUM_EL, elf_sections, object_btf
 
+from pybpf import compat
 from pybpf.btf.model import (
     BTF,
     Const,
@@ -37,7 +38,7 @@ from pybpf.btf.model import (
     VarLinkage,
     VarSecinfo,
 )
-from pybpf.btf.sanitize import BTFSupport, sanitize
+from pybpf.btf.sanitize import BTFSupport, features_used, sanitize
 from pybpf.sys import features
 from pybpf.sys.features import Feature
 
@@ -174,3 +175,74 @@ def test_cilium_objects_of_both_byte_orders_sanitise_alike(el_path):
     eb = sanitize(BTF.parse(eb_data, False), support)
     assert el.btf == eb.btf and el.changes == eb.changes
     assert BTF.parse(eb.btf.encode(False), False) == el.btf
+
+
+# --- which probes an object needs ---------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "types, used",
+    [
+        ([Int("int", 4, IntEncoding.SIGNED, 0, 32)], set()),
+        ([Float("double", 8)], {"float"}),
+        ([Int("int", 4, IntEncoding.SIGNED, 0, 32), TypeTag("user", 1)], {"type_tag"}),
+        ([Enum64("big", 8, False, ())], {"enum64"}),
+        ([Enum("colour", 4, True, (EnumValue("BLUE", -3),))], {"enum64"}),
+        ([Enum("colour", 4, False, (EnumValue("RED", 0),))], set()),
+        ([Int("int", 4, IntEncoding.SIGNED, 0, 32), Var("x", 1)], {"datasec"}),
+        ([Int("int", 4, IntEncoding.SIGNED, 0, 32), DeclTag("tag", 1, -1)], {"decl_tag"}),
+        ([FuncProto(0, ()), Func("f", 1, FuncLinkage.STATIC)], {"func"}),
+        ([FuncProto(0, ()), Func("f", 1, FuncLinkage.GLOBAL)], {"func", "global_func"}),
+        (TYPES, set(BTFSupport.__record_fields__)),
+    ],
+    ids=[
+        "int",
+        "float",
+        "type_tag",
+        "enum64",
+        "signed",
+        "unsigned",
+        "var",
+        "decl_tag",
+        "static",
+        "global",
+        "all",
+    ],  # fmt: skip
+)
+def test_features_used_are_those_of_the_kinds_present(types, used):
+    assert features_used(BTF(types)) == used
+
+
+@pytest.mark.parametrize("missing", BTF_FEATURES, ids=lambda f: f.name)
+def test_asking_only_the_features_used_sanitises_as_asking_all(missing):
+    """btf_types.bpf.o against a kernel without one feature: the probes of the kinds the object
+    does not use change nothing of what the sanitiser makes."""
+    btf = object_btf(bpf_object("tests/btf_types"))
+    with features.assume({f: f is not missing for f in BTF_FEATURES}):
+        every = sanitize(btf, features.btf_support())
+        used = sanitize(btf, features.btf_support(features_used(btf)))
+    assert used == every
+
+
+def test_loading_probes_only_the_btf_kinds_the_object_uses(monkeypatch):
+    """Each probe is a BTF_LOAD of its own: an object without FLOAT, DECL_TAG, TYPE_TAG or
+    64-bit enums is loaded without asking the kernel about them."""
+    asked = []
+
+    def fake(feature):
+        return lambda: asked.append(feature) or True
+
+    monkeypatch.setattr(features, "_kernel", features.FeatureProbes())
+    monkeypatch.setattr(features, "_PROBES", {f: fake(f) for f in Feature})
+    btf = BTF(
+        [
+            Int("int", 4, IntEncoding.SIGNED, 0, 32),
+            FuncProto(1, ()),
+            Func("prog", 2, FuncLinkage.GLOBAL),
+            Var("x", 1, VarLinkage.GLOBAL_ALLOCATED),
+            Datasec(".data", 4, (VarSecinfo(4, 0, 4),)),
+        ]
+    )
+    out, func_info = compat.btf_for_kernel(btf, None)
+    assert out is btf and func_info
+    assert set(asked) == {Feature.BTF_FUNC, Feature.BTF_GLOBAL_FUNC, Feature.BTF_DATASEC}

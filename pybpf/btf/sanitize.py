@@ -142,6 +142,31 @@ def _datasec_struct(t: Datasec) -> Struct:
     return Struct(name, t.size, tuple(Member("", v.type_id, v.offset * 8) for v in t.vars))
 
 
+def features_used(btf: BTF) -> frozenset[str]:
+    """The :class:`BTFSupport` fields that matter to ``btf``: those of the kinds its own types
+    use (a rule above can only rewrite a type of such a kind). The others need not be asked of
+    the kernel: whatever it answers, nothing of theirs is there to rewrite."""
+    used = set()
+    for t in btf.own_types:
+        if isinstance(t, (Var, Datasec)):
+            used.add("datasec")
+        elif isinstance(t, DeclTag):
+            used.add("decl_tag")
+        elif isinstance(t, FuncProto):
+            used.add("func")
+        elif isinstance(t, Func):
+            used.add("func")
+            if t.linkage != FuncLinkage.STATIC:
+                used.add("global_func")
+        elif isinstance(t, Float):
+            used.add("float")
+        elif isinstance(t, TypeTag):
+            used.add("type_tag")
+        elif isinstance(t, Enum64) or (type(t) is Enum and t.signed):
+            used.add("enum64")
+    return frozenset(used)
+
+
 def sanitize(btf: BTF, support: BTFSupport) -> Sanitised:
     """``btf`` rewritten for a kernel with ``support``, and what was changed (by kind).
 

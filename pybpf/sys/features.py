@@ -46,7 +46,7 @@ from pybpf.btf.model import (
 from pybpf.btf.sanitize import BTFSupport
 from pybpf.enums import plain_enum
 from pybpf.errors import ENOTSUPP, FeatureError, SyscallError
-from pybpf.record import record
+from pybpf.record import field_names, record
 from pybpf.sys import mapcmd, progcmd
 from pybpf.sys.attr import btf_load_attr
 from pybpf.sys.syscall import addr_of, bpf_raw, in_buf
@@ -54,7 +54,7 @@ from pybpf.sys.uapi import AttachType, BPFCmd, MapFlags, MapType, ProgFlags, Pro
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
-    from typing import Callable, Optional
+    from typing import Callable, Iterable, Optional
 
 
 @record
@@ -303,17 +303,12 @@ def missing(feature: Feature, who: str) -> FeatureError:
     return FeatureError(f"{prefix}{feature.needs()} (this kernel is {os.uname().release})")
 
 
-def btf_support() -> BTFSupport:
-    """What the sanitiser needs to know, from the probes (BTF kinds only)."""
-    return BTFSupport(
-        func=has(Feature.BTF_FUNC),
-        datasec=has(Feature.BTF_DATASEC),
-        global_func=has(Feature.BTF_GLOBAL_FUNC),
-        float=has(Feature.BTF_FLOAT),
-        decl_tag=has(Feature.BTF_DECL_TAG),
-        type_tag=has(Feature.BTF_TYPE_TAG),
-        enum64=has(Feature.BTF_ENUM64),
-    )
+def btf_support(only: Optional[Iterable[str]] = None) -> BTFSupport:
+    """What the sanitiser needs to know, from the probes (BTF kinds only). With ``only`` (the
+    ``BTFSupport`` fields an object's BTF uses: ``sanitize.features_used``), just those are
+    probed and the rest count as present: each probe is a ``BTF_LOAD`` of its own."""
+    wanted = set(field_names(BTFSupport) if only is None else only)
+    return BTFSupport(**{name: has(btf_feature(name)) for name in wanted})
 
 
 def btf_feature(support_field: str) -> Feature:
