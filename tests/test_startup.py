@@ -325,7 +325,8 @@ def test_a_capture_opened_side_by_side_leaves_the_host_and_the_process_as_found_
     capture that opens attaches both hooks, and the interval is restored too."""
     from pybpf.link import netlink, tc
     from pybpf.sys import progcmd
-    from xdptcp.capture import LIVE_RING_SIZE, Capture, interface
+    from xdptcp.attach import interface
+    from xdptcp.capture import LIVE_RING_SIZE, Capture
 
     if not tc.tcx_supported():
         cannot_run("this kernel has no tcx links (Linux 6.6)")

@@ -1,18 +1,11 @@
 """The live capture: load the capture programs, attach them, drain the ring, detach on every exit.
 
 This module is a user of pybpf's public API like any other: it opens the shipped object, sets the
-``.rodata`` configuration, loads it, attaches the XDP program to each interface for what arrives
-(rtnetlink by default, or a bpf_link) and the tc program for what leaves (a tcx link where the
-kernel has one, else a clsact filter), and reads records from the one ring buffer in batches.
-
-The promise to the user: whatever happens — a signal, ``-c`` reached, a broken pipe, an error in
-an output writer — ``close()`` detaches what we attached, and only what we attached. A program that
-an earlier, killed xdptcp left behind is recognised (its name and its ring map's name) and removed;
-somebody else's program is never touched unless ``replace=True``, and then it is put back on exit.
-The same holds for tc: a tcx link dies with the process; a clsact filter does not, so ours are
-named ``xdptcp:PID`` (``+clsact`` when we added the qdisc) and a filter whose process is gone is
-removed by the next run, with the qdisc when it was ours and is left empty. Other filters and
-qdiscs are never touched.
+``.rodata`` configuration, loads it, has the XDP program attached to each interface for what
+arrives and the tc program for what leaves (``xdptcp.attach``, which also keeps the promise that
+only what we attached is detached), and reads records from the one ring buffer in batches.
+``close()`` detaches on every way out: a signal, ``-c`` reached, a broken pipe, an error in an
+output writer.
 """
 
 from __future__ import annotations
@@ -24,9 +17,23 @@ import time
 
 from pybpf import ObjectSpec, load
 from pybpf.asm.insn import Instruction
-from pybpf.errors import BPFError, NetlinkError, SyscallError
+from pybpf.errors import SyscallError
 from pybpf.record import field_names, record
 from pybpf.record import replace as replace_fields
+from xdptcp.attach import (
+    PROGRAM,
+    RING,
+    TC_PROGRAM,
+    Attachment,
+    CaptureError,
+    Interface,
+    attach_egress,
+    attach_xdp,
+    detach,
+    gone,
+    is_loopback,
+    link_query,
+)
 from xdptcp.netns import in_netns
 from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_START, RECORD_HEADER_SIZE, record_size
 
@@ -34,27 +41,18 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybp
 if TYPE_CHECKING:
     from typing import Callable, Iterator, Optional, Sequence
 
-PROGRAM = "xdp_capture"
-TC_PROGRAM = "tc_capture"
-RING = "xdptcp_ring"
 COUNTERS = "xdptcp_counters"
 OBJECT = "xdptcp.bpf.o"
 
 MODES = ("auto", "native", "skb")
 DIRECTIONS = ("in", "out", "inout")  # tcpdump's -Q
 TC_MODES = ("auto", "tcx", "clsact")
-FILTER_NAME = "xdptcp"  # TCA_BPF_NAME of our clsact filters: "xdptcp:PID[+clsact]"
 WAKEUP_AVAIL_STEP = 3  # XDPTCP_WAKEUP_AVAIL_STEP in bpf/xdptcp.h
 # The ring of a live capture unless --ring-size says otherwise. 16 MiB holds some 47,000 records
 # of the default size: 70 ms of a 700,000 packets/s flood, room to ride out the reader being
 # descheduled on a busy machine. (The object's own 4 MiB lost W1 packets on 2 vCPUs shared
 # with other work; the ring is mapped whole at start, so this is resident memory, not growth.)
 LIVE_RING_SIZE = 16 << 20
-IFF_LOOPBACK = 0x8  # linux/if.h
-
-
-class CaptureError(BPFError):
-    """A problem the user can act on; its text is one line."""
 
 
 def shipped_object(name: str = OBJECT) -> ObjectSpec:
@@ -73,25 +71,6 @@ def shipped_object(name: str = OBJECT) -> ObjectSpec:
     return ObjectSpec.from_bytes(data, name.split(".")[0])  # named as from_file names it
 
 
-@record(frozen=False)
-class Interface:
-    name: str
-    ifindex: int
-    netns: Optional[str] = None  # a named network namespace (used by --demo), or the current one
-
-
-@record(frozen=False)
-class Attachment:
-    iface: Interface
-    mode: str  # "native" or "skb"; egress: "tcx" or "clsact"
-    flags: int  # the mode flag used to attach: the same one must detach
-    link: object = None  # a pybpf Link when attached with bpf_link (or tcx)
-    restore: object = None  # the program we replaced (--replace), put back on exit
-    prog_id: int = 0
-    egress: bool = False  # the tc program on the egress hook
-    tc_filter: object = None  # a pybpf TCFilter (clsact): removed on close
-
-
 @record
 class Counters:
     packets: int = 0
@@ -103,31 +82,6 @@ class Counters:
     @classmethod
     def from_values(cls, values: dict[str, int]) -> Counters:
         return cls(**{k: values.get(k, 0) for k in field_names(cls)})
-
-
-def describe_program(prog_id: int) -> tuple[str, bool]:
-    """(name, is it an xdptcp capture program) for a program attached somewhere."""
-    from pybpf.maps import Map
-    from pybpf.program import Program
-
-    try:
-        with Program.from_id(prog_id) as prog:
-            info = prog.info()
-            name = info.name
-            ours = name in (PROGRAM, TC_PROGRAM) and any(
-                _map_name(Map, map_id) == RING for map_id in info.map_ids
-            )
-            return name, ours
-    except BPFError:
-        return "?", False
-
-
-def _map_name(map_cls: type, map_id: int) -> str:
-    try:
-        with map_cls.from_id(map_id) as m:
-            return m.name
-    except BPFError:
-        return ""
 
 
 class Capture:
@@ -276,7 +230,7 @@ class Capture:
                 # what is on each interface now, asked while the verifier runs (a program found
                 # there is dealt with after it, as before: removed or replaced only once ours
                 # has loaded)
-                found = [self._link_query(iface) for iface in self.interfaces]
+                found = [link_query(iface) for iface in self.interfaces]
                 egress.wait_attaching()
                 self._prepared()
                 try:
@@ -336,7 +290,7 @@ class Capture:
         problems = []
         for att in reversed(self.attachments):
             try:
-                self._detach(att)
+                detach(att)
             except Exception as e:  # keep detaching the others
                 problems.append(f"{att.iface.name}: {e}")
         self.attachments.clear()
@@ -376,214 +330,56 @@ class Capture:
             parts.append(f"{iface.name} ({', '.join(hooks)})")
         return ", ".join(parts)
 
-    # --- attach / detach ------------------------------------------------------------------
-
-    def _link_query(self, iface: Interface):
-        """The interface as the kernel has it (RTM_GETLINK): what XDP program is on it, and
-        whether it is up."""
-        from pybpf.link import netlink
-
-        with in_netns(iface.netns):
-            return netlink.link_info(iface.ifindex)
+    # --- attach / detach (xdptcp.attach) ------------------------------------------------
 
     def _attach(self, iface: Interface, link=None) -> None:
-        """Attach the XDP program; ``link``: what ``_link_query`` said of the interface, if it
-        was asked already (attaching with XDP_FLAGS_UPDATE_IF_NOEXIST refuses a program that
-        arrived since)."""
-        link = link or self._link_query(iface)
-        prog = self.obj.programs[PROGRAM]
-        with in_netns(iface.netns):
-            current = link.xdp
-            restore = None
-            if current.prog_id:
-                restore = self._handle_existing(iface, current)
-            if self.use_link:
-                att = self._attach_link(iface, prog)
-            else:
-                att = self._attach_netlink(iface, prog, restore)
-            att.prog_id = prog.id
-            att.restore = restore
-            self.attachments.append(att)
-            if not link.up:  # attached, but nothing will arrive yet
-                self.notice(
-                    f"{iface.name} is down: packets arrive once it is up "
-                    f"(ip link set dev {iface.name} up)"
-                )
+        """Attach the XDP program; ``link``: what ``link_query`` said of the interface, if it
+        was asked already."""
+        link = link or link_query(iface)
+        self.attachments.append(
+            attach_xdp(
+                self.obj.programs[PROGRAM],
+                iface,
+                link,
+                mode=self.mode,
+                use_link=self.use_link,
+                replace=self.replace,
+                notice=self.notice,
+            )
+        )
+        if not link.up:  # attached, but nothing will arrive yet
+            self.notice(
+                f"{iface.name} is down: packets arrive once it is up "
+                f"(ip link set dev {iface.name} up)"
+            )
 
     def _loopback_default(self, iface: Interface) -> bool:
         """On a loopback device every packet leaves and arrives: tcpdump (libpcap) shows only the
         arriving copy, so by default only XDP is attached there (-Q out still asks for egress)."""
-        from pybpf.link import netlink
-
-        if self.direction is not None:
-            return False
-        with in_netns(iface.netns):
-            return bool(netlink.link_info(iface.ifindex).flags & IFF_LOOPBACK)
+        return self.direction is None and is_loopback(iface)
 
     def _attach_egress(self, iface: Interface, notice=None) -> Optional[Attachment]:
-        """The tc program on the egress hook: a tcx link, or a clsact filter named for us."""
-        from pybpf.link import tc
-
-        notice = notice or self.notice
-        prog = self.obj.programs[TC_PROGRAM]
-        with in_netns(iface.netns):
-            self._remove_stale_filters(iface, notice)
-            try:
-                if self.tc_mode == "tcx" or (self.tc_mode == "auto" and tc.tcx_supported()):
-                    lk = tc.tcx_link(prog, iface.ifindex, tc.Direction.EGRESS)
-                    att = Attachment(iface, "tcx", 0, link=lk, egress=True)
-                else:
-                    att = self._attach_clsact(iface, prog)
-            except BPFError as e:
-                if self.direction is None:  # the default: what arrives is still captured
-                    notice(
-                        f"cannot capture outgoing packets on {iface.name} ({e}); "
-                        "capturing incoming packets only (-Q in)"
-                    )
-                    return None
-                raise CaptureError(
-                    f"cannot capture outgoing packets on {iface.name}: {e}"
-                ) from None
-            att.prog_id = prog.id
+        """The tc program on the egress hook (``attach.attach_egress``); a device that segments
+        GSO packets after it is noted for ``batches``."""
+        att = attach_egress(
+            self.obj.programs[TC_PROGRAM],
+            iface,
+            tc_mode=self.tc_mode,
+            asked=self.direction is not None,
+            notice=notice or self.notice,
+        )
+        if att is not None:
             from xdptcp.gso import device_segments
 
-            if device_segments(iface.name):
-                self.gso_split.add(iface.ifindex)
-            return att
-
-    def _attach_clsact(self, iface: Interface, prog) -> Attachment:
-        from pybpf.link import tc
-
-        created = tc.add_clsact(iface.ifindex)
-        name = f"{FILTER_NAME}:{os.getpid()}" + ("+clsact" if created else "")
-        try:
-            filt = tc.tc_filter(prog, iface.ifindex, tc.Direction.EGRESS, name=name)
-        except BaseException:
-            if created:
-                tc.remove_clsact_if_empty(iface.ifindex)
-            raise
-        return Attachment(iface, "clsact", 0, egress=True, tc_filter=filt)
-
-    def _remove_stale_filters(self, iface: Interface, notice) -> None:
-        """Remove the clsact filters a killed xdptcp left on the egress hook (see stale_filters)."""
-        for f in stale_filters(iface.ifindex):
-            remove_filter(iface.ifindex, f)
-            notice(
-                f"removed a stale xdptcp tc filter (program id {f.prog_id}) left on "
-                f"{iface.name} by an earlier run"
-            )
-
-    def _handle_existing(self, iface: Interface, current) -> object:
-        """Stale xdptcp program: remove it. Someone else's: refuse, or take it for --replace."""
-        from pybpf.link import netlink
-        from pybpf.program import Program
-        from pybpf.sys import objinfo
-
-        name, ours = describe_program(current.prog_id)
-        mode = _mode_name(current.mode)
-        # a running xdptcp holds its programs for as long as it captures: one of ours with
-        # no holder is a killed run's, one with a holder a live capture's
-        holders = objinfo.holders("prog", current.prog_id) if ours else []
-        if ours and not holders:
-            netlink.xdp_detach(iface.ifindex, _mode_flag(mode))
-            self.notice(
-                f"removed a stale xdptcp program (id {current.prog_id}) left on {iface.name} "
-                "by an earlier run"
-            )
-            return None
-        if not self.replace:
-            whose = f"; an xdptcp running as pid {holders[0]} captures with it" if holders else ""
-            raise CaptureError(
-                f"{iface.name} already has an XDP program attached (id {current.prog_id}, "
-                f"'{name}', {mode} mode){whose}; use --replace to replace it while capturing"
-            )
-        old = Program.from_id(current.prog_id)
-        netlink.xdp_detach(iface.ifindex, _mode_flag(mode))
-        self.notice(
-            f"replacing '{name}' (id {current.prog_id}) on {iface.name}; it is put back on exit"
-        )
-        return (old, mode)
-
-    def _attach_netlink(self, iface: Interface, prog, restore) -> Attachment:
-        from pybpf.link import netlink
-
-        modes = ("native", "skb") if self.mode == "auto" else (self.mode,)
-        last: Optional[BPFError] = None
-        for mode in modes:
-            flags = _mode_flag(mode)
-            try:
-                netlink.xdp_attach(
-                    iface.ifindex, prog.fd, flags | netlink.XDPFlags.UPDATE_IF_NOEXIST
-                )
-                return Attachment(iface, mode, flags)
-            except NetlinkError as e:
-                last = e
-        self._put_back(iface, restore)
-        hint = "; --mode skb (generic XDP) works on any interface" if self.mode == "native" else ""
-        raise CaptureError(f"cannot attach to {iface.name}: {last}{hint}")
-
-    def _attach_link(self, iface: Interface, prog) -> Attachment:
-        from pybpf.link import bpflink as link
-
-        modes = ("native", "skb") if self.mode == "auto" else (self.mode,)
-        last: Optional[BPFError] = None
-        for mode in modes:
-            try:
-                lk = link.xdp_link(prog, iface.ifindex, _mode_flag(mode))
-                return Attachment(iface, mode, _mode_flag(mode), link=lk)
-            except (SyscallError, NetlinkError) as e:
-                last = e
-        raise CaptureError(f"cannot attach to {iface.name} with bpf_link: {last}")
-
-    def _detach(self, att: Attachment) -> None:
-        from pybpf.link import netlink
-
-        if att.link is not None:
-            att.link.close()  # the last fd of a bpf_link: the kernel detaches
-            return
-        if att.tc_filter is not None:
-            with in_netns(att.iface.netns):
-                att.tc_filter.close()  # our filter, and clsact if we added it and it is empty
-            return
-        with in_netns(att.iface.netns):
-            try:
-                current = netlink.xdp_query(att.iface.ifindex)
-            except (NetlinkError, BPFError) as e:
-                if getattr(e, "errno", None) in (19, 2):  # ENODEV, ENOENT: interface gone
-                    return
-                raise
-            if current.prog_id == att.prog_id:
-                netlink.xdp_detach(att.iface.ifindex, att.flags)
-            self._put_back(att.iface, att.restore)
-
-    def _put_back(self, iface: Interface, restore) -> None:
-        from pybpf.link import netlink
-
-        if not restore:
-            return
-        old, mode = restore
-        try:
-            netlink.xdp_attach(iface.ifindex, old.fd, _mode_flag(mode))
-        finally:
-            old.close()
+            with in_netns(iface.netns):
+                if device_segments(iface.name):
+                    self.gso_split.add(iface.ifindex)
+        return att
 
     def gone(self) -> list[str]:
         """Interfaces deleted while capturing: the kernel took our programs with them. Each
         named once, though it had two (in and out)."""
-        from pybpf.link import netlink
-
-        lost = []
-        for att in self.attachments:
-            if att.iface.name in lost:
-                continue
-            with in_netns(att.iface.netns):
-                try:
-                    netlink.xdp_query(att.iface.ifindex)
-                except NetlinkError as e:
-                    if e.errno not in (errno.ENODEV, errno.ENOENT):
-                        raise
-                    lost.append(att.iface.name)
-        return lost
+        return gone(self.attachments)
 
     # --- reading --------------------------------------------------------------------------
 
@@ -773,68 +569,3 @@ def check_ringbuf_support() -> None:
             f"this kernel ({os.uname().release}) has no BPF ring buffer, which xdptcp needs to "
             f"capture: {Feature.RINGBUF.needs()}; run it on a newer kernel"
         )
-
-
-def stale_filters(ifindex: int) -> list:
-    """Our clsact egress filters whose xdptcp process is gone (killed before it could remove
-    them). A filter is ours when its program is an xdptcp capture program (name and ring map) and
-    its name is ``xdptcp:PID``; one whose PID still runs belongs to a live capture: left alone."""
-    from pybpf.link import tc
-
-    out = []
-    for f in tc.filters(ifindex, tc.Direction.EGRESS):
-        if f.kind != "bpf" or not f.name.startswith(FILTER_NAME + ":"):
-            continue
-        if not describe_program(f.prog_id)[1]:
-            continue
-        pid = f.name[len(FILTER_NAME) + 1 :].split("+")[0]
-        if pid.isdigit() and int(pid) != os.getpid() and _alive(int(pid)):
-            continue
-        out.append(f)
-    return out
-
-
-def remove_filter(ifindex: int, f) -> None:
-    """Remove one stale filter of ours, and the clsact qdisc when that run had added it and
-    nothing else is left on it."""
-    from pybpf.link import tc
-
-    tc.del_filter(ifindex, tc.Direction.EGRESS, f.prio, f.handle, f.protocol)
-    if f.name.endswith("+clsact"):
-        tc.remove_clsact_if_empty(ifindex)
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
-
-def _mode_flag(mode: str) -> int:
-    from pybpf.link.netlink import XDPFlags
-
-    return {"native": XDPFlags.DRV_MODE, "skb": XDPFlags.SKB_MODE, "hw": XDPFlags.HW_MODE}[mode]
-
-
-def _mode_name(attach_mode) -> str:
-    name = getattr(attach_mode, "name", str(attach_mode)).lower()
-    return {"drv": "native", "skb": "skb", "hw": "hw"}.get(name, "native")
-
-
-def interface(name: str, netns: Optional[str] = None) -> Interface:
-    """Resolve an interface name, with a clear error for one that does not exist. (Asked with
-    if_nametoindex, as pybpf.link.netlink.ifindex_of asks, without importing the netlink module
-    before the programs are handed to the verifier: it is imported while they are verified.)"""
-    from _socket import if_nametoindex
-
-    with in_netns(netns):
-        try:
-            return Interface(name, if_nametoindex(name), netns)
-        except OSError:
-            raise CaptureError(
-                f"no such interface '{name}' (xdptcp -D lists the interfaces)"
-            ) from None

@@ -15,7 +15,8 @@ import sys
 import threading
 import time
 
-from xdptcp.capture import Capture, CaptureError, interface
+from xdptcp.attach import CaptureError, interface
+from xdptcp.capture import Capture
 from xdptcp.options import EXIT_OK, OutputOptions
 from xdptcp.record import capacity_for
 from xdptcp.sinks import TextSink, print_summary

@@ -7,7 +7,8 @@ import time
 
 from pybpf.errors import BPFError
 from pybpf.record import replace
-from xdptcp.capture import LIVE_RING_SIZE, Capture, CaptureError, describe_program, interface
+from xdptcp.attach import CaptureError, describe_program, interface
+from xdptcp.capture import LIVE_RING_SIZE, Capture
 from xdptcp.options import EXIT_OK, LiveOptions, OutputOptions
 from xdptcp.process import StopFlag, install_signal_handlers
 from xdptcp.record import OUT_NONE, OUT_PCAP, OUT_PCAPNG, capacity_for
@@ -233,7 +234,9 @@ def detach_stale(names) -> int:
     egress filters. Never touches others'."""
     from pybpf.link import netlink
     from pybpf.sys import objinfo
-    from xdptcp.capture import _mode_flag, _mode_name, remove_filter, stale_filters
+    from xdptcp.attach import mode_flag as _mode_flag
+    from xdptcp.attach import mode_name as _mode_name
+    from xdptcp.attach import remove_filter, stale_filters
 
     for name in dict.fromkeys(names):
         iface = interface(name)
