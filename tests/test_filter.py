@@ -600,6 +600,18 @@ def test_mac_address_spellings_select_what_tcpdump_selects(varied, expr: str) ->
         ("ip6 protochain 6", "protochain", "'protochain' is not supported by xdptcp"),
         ("protochain 6", "protochain", "'protochain' is not supported by xdptcp"),
         ("tcp and ip6 protochain 43", "protochain", "'protochain' is not supported by xdptcp"),
+        # a link-layer name alone is a term only where a term may end (then libpcap says
+        # 'link layer applied in wrong context'); before anything else, a syntax error
+        ("ether 198.18.0.1", "198.18.0.1", "syntax error"),
+        ("ether 1", "1", "syntax error"),
+        ("link (tcp)", "(", "syntax error"),
+        ("ether not tcp", "not", "syntax error"),
+        # an address in two pairs of parentheses, a list in two: syntax errors at their token
+        ("host ((198.18.0.1))", "198.18.0.1", "syntax error"),
+        ("port ((80 or 81))", "or", "syntax error"),
+        ("host ((example.com))", "example.com", "syntax error"),
+        ("net 198/8", "/", "syntax error"),
+        ("host 198.18.0.0/16", "198.18.0.0", "Mask syntax for networks only"),
     ],
 )
 def test_forms_tcpdump_takes_or_refuses_get_its_words(varied, expr, part, words) -> None:

@@ -12,7 +12,7 @@ from typing import Optional
 
 from xdptcp.pcapfilter import ir
 from xdptcp.pcapfilter.ir import Bin, Bool, Cmp, Len, Load, Not, Num
-from xdptcp.pcapfilter.lexer import EID, ESCID, HID, HID6, ID, NUM, Token
+from xdptcp.pcapfilter.lexer import EID, END, ESCID, HID, HID6, ID, NUM, Token
 from xdptcp.pcapfilter.names import (
     ETH_ARP,
     ETH_IP,
@@ -32,6 +32,13 @@ from xdptcp.pcapfilter.names import (
 
 _DIRS = ("src", "dst")
 _ADDRS = ("host", "net", "port", "portrange", "proto")
+# What may follow a term: where libpcap reads a lone protocol name as one
+_TERM_ENDS = ("and", "&&", "or", "||", ")")
+# Qualifiers grammar.y takes after a protocol name, for link types xdptcp does not see
+_FOREIGN_QUALS = frozenset(
+    ["gateway", "type", "subtype", "dir", "ra", "ta"]
+    + [f"{a}{n}" for a in ("addr", "address") for n in range(1, 5)]
+)
 # What is false on every frame xdptcp captures (an IPv4/IPv6 TCP frame).
 _NEVER_PNAMES = frozenset(PNAMES) - {"ip", "ip6", "tcp", *LINK_WORDS}
 _TCP_ETHERTYPES = (ETH_IP, ETH_IP6, *VLAN_TPIDS)
@@ -51,10 +58,13 @@ class Primitives:
                 "loop)",
                 at,
             )
+        if w in PNAMES and self.word(1) in _FOREIGN_QUALS:  # `ether gateway foo`
+            t = self.toks[self.i + 1]
         if t.kind == ID and t.text in FOREIGN:
             raise self.error(
                 f"'{t.text}' is not supported by xdptcp (it sees Ethernet, VLAN, IPv4/IPv6 and "
-                "TCP frames)"
+                "TCP frames)",
+                t,
             )
         if w in ("vlan", "less", "greater", "broadcast", "multicast"):
             return self.other(None)
@@ -90,6 +100,10 @@ class Primitives:
     def pname(self, w: str, t: Token) -> Bool:
         """A protocol name alone: ``ip``, ``tcp``, ``udp``, ``arp`` ..."""
         if w in LINK_WORDS:
+            # grammar.y reads `ether` alone as a term only where a term may end (libpcap then
+            # refuses it); before anything else it is a qualifier missing its word: `ether 1`
+            if self.word() not in _TERM_ENDS and self.tok.kind != END:
+                raise self.syntax()
             raise self.error("link layer applied in wrong context", t)
         self.last = None
         if w in ("ip", "ip6", "arp", "rarp"):
@@ -151,10 +165,9 @@ class Primitives:
         if self.link:
             raise self.error(f"no VLAN support for {self.link}", self.toks[self.i - 1])
         tpid = ir.any_of([self.ethertype(v) for v in VLAN_TPIDS])
-        n = self.tok
         code = tpid
-        if n.kind == NUM:
-            self.take()
+        if self.tok.kind == NUM or self.word() == "(":  # `vlan 10`, `vlan (10)`
+            n = self.number_in_parens()
             vid = self._num(n)
             if vid > 0x0FFF:
                 raise self.error(f"VLAN tag {vid} greater than maximum 4095", n)
@@ -166,8 +179,66 @@ class Primitives:
     # --- head id ----------------------------------------------------------------------------
 
     def id_with(self, q: Quals) -> Bool:
-        """An id (address, number, name) under qualifiers ``q``; ``not id``; ``(a or b)``."""
+        """An id under qualifiers ``q``, as grammar.y's ``id`` reads it: an address, number or
+        name; ``not id``; a number in any parentheses, ``port ((80))``; or ``(first and|or id
+        ...)`` whose first is an address, name, ``not id`` or number, never a parenthesised
+        address or list: ``host (A or (B))`` but not ``host ((A))`` nor ``port ((80 or 81))``."""
         self.last = q
+        if self.word() != "(":
+            return self.nid(q)
+        self.enter(self.take())
+        try:
+            terms, ops = [self.first_id(q)], []
+            while self.word() in ("and", "&&", "or", "||"):
+                ops.append(self.take().text in ("and", "&&"))
+                terms.append(self.id_with(q))
+            self.expect(")")
+        finally:
+            self.nesting -= 1
+        self.last = q
+        return ir.chain(terms, ops)
+
+    def first_id(self, q: Quals) -> Bool:
+        """The first id inside parentheses (grammar.y's ``qid``): a ``pnum`` if it opens
+        another parenthesis, else an id without parentheses of its own (``nid``)."""
+        if self.word() == "(":
+            return self.pnum(q)
+        return self.nid(q)
+
+    def pnum(self, q: Quals) -> Bool:
+        """A number in any parentheses: ``((80))``; an address or name in them is a syntax
+        error, at its token (libpcap's parser sees it there)."""
+        if self.word() != "(":
+            if self.tok.kind != NUM:
+                raise self.syntax()
+            return self.nid(q)
+        self.enter(self.take())
+        try:
+            node = self.pnum(q)
+            self.expect(")")
+        finally:
+            self.nesting -= 1
+        return node
+
+    def number_in_parens(self) -> Token:
+        """grammar.y's ``pnum`` where a number is all it can be (``vlan ((10))``): its token."""
+        opened = 0
+        try:
+            while self.word() == "(":
+                self.enter(self.take())
+                opened += 1
+            n = self.tok
+            if n.kind != NUM:
+                raise self.syntax()
+            self.take()
+            for _ in range(opened):
+                self.expect(")")
+        finally:
+            self.nesting -= opened
+        return n
+
+    def nid(self, q: Quals) -> Bool:
+        """An id without parentheses: an address, number or name, or ``not id``."""
         negate = False  # `not not A` is A, however many
         while self.word() in ("not", "!"):
             self.take()
@@ -175,18 +246,6 @@ class Primitives:
         if negate:
             return Not(self.id_with(q))
         t = self.tok
-        if self.word() == "(":
-            self.enter(self.take())
-            try:
-                terms, ops = [self.id_with(q)], []
-                while self.word() in ("and", "&&", "or", "||"):
-                    ops.append(self.take().text in ("and", "&&"))
-                    terms.append(self.id_with(q))
-                self.expect(")")
-            finally:
-                self.nesting -= 1
-            self.last = q
-            return ir.chain(terms, ops)
         if t.kind == ID and t.text in KEYWORDS or t.kind not in (NUM, HID, HID6, EID, ID, ESCID):
             raise self.syntax()
         self.take()
@@ -234,13 +293,15 @@ class Primitives:
 
     def ip_id(self, q: Quals, t: Token) -> Bool:
         """gen_ncode/gen_mcode: ``host 198.18.0.1``, ``net 198.18``, ``net 198.18.0.0/15``."""
-        if q.addr in ("port", "portrange", "proto"):
+        # a number takes no mask: its id is made, then the '/' is a syntax error
+        with_mask = t.kind == HID and self.word() in ("/", "mask")
+        if q.addr in ("port", "portrange", "proto") and not with_mask:
             if t.kind == NUM:
                 return self.number_id(q, self._num(t), t)
             raise self.error(f"'{q.addr}' modifier applied to ip host", t)
-        if q.proto == "link" and self.word() not in ("/", "mask"):  # `ether host 198.18.0.1`
+        if q.proto == "link" and not with_mask:  # `ether host 198.18.0.1`
             raise self.error("illegal link layer address", t)
-        if t.kind == NUM and self.word() not in ("/", "mask"):
+        if t.kind == NUM:
             v, vlen = self._num(t), 32
             mask = 0xFFFFFFFF
             if q.addr == "net":
@@ -248,6 +309,7 @@ class Primitives:
                     v, mask = (v << 8) & 0xFFFFFFFF, (mask << 8) & 0xFFFFFFFF
             return self.ip_host(q, v, mask, t)
         v, vlen = self._dotted(t)
+        v = (v << (32 - vlen)) & 0xFFFFFFFF  # 198.18 is 198.18.0.0, with a mask or without
         if self.word() == "/":
             bits = self._mask_length(32)
             mask = (0xFFFFFFFF << (32 - bits)) & 0xFFFFFFFF if bits else 0
@@ -258,16 +320,16 @@ class Primitives:
             if m.kind != HID:
                 raise self.syntax()
             self.take()
-            mask, _ = self._dotted(m)
+            mask, mlen = self._dotted(m)
+            mask = (mask << (32 - mlen)) & 0xFFFFFFFF  # mask 255.255 is 255.255.0.0
             return self.masked(q, v, mask, t, f"{t.text} mask {m.text}")
-        v = (v << (32 - vlen)) & 0xFFFFFFFF
         mask = (0xFFFFFFFF << (32 - vlen)) & 0xFFFFFFFF
         return self.ip_host(q, v, mask, t)
 
     def masked(self, q: Quals, v: int, mask: int, t: Token, shown: str) -> Bool:
         if v & ~mask & 0xFFFFFFFF:
             raise self.error(f'non-network bits set in "{shown}"', t)
-        if q.addr not in (None, "net", "host"):
+        if q.addr != "net":  # `host 198.18.0.0/16` too
             raise self.error("Mask syntax for networks only", t)
         return self.ip_host(q, v, mask, t)
 
@@ -338,13 +400,15 @@ class Primitives:
         bits = 128
         if self.word() == "/":
             bits = self._mask_length(128)
-        if q.proto not in (None, "ip6"):
-            what = "link-layer" if q.proto == "link" else f"'{q.proto}'"
-            raise self.error(f"{what} modifier applied to ip6 {kind}", t)
         addr = int(ipaddress.IPv6Address(t.text))
         mask = ((1 << 128) - 1) ^ ((1 << (128 - bits)) - 1)
         if addr & ~mask:
             raise self.error(f'non-network bits set in "{t.text}/{bits}"', t)
+        if bits != 128 and q.addr != "net":  # `host 2001:db8::/32`
+            raise self.error("Mask syntax for networks only", t)
+        if q.proto not in (None, "ip6"):
+            what = "link-layer" if q.proto == "link" else f"'{q.proto}'"
+            raise self.error(f"{what} modifier applied to ip6 {kind}", t)
 
         def one(d: str) -> Bool:
             base = self.linkpl + (8 if d == "src" else 24)
