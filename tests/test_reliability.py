@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import resource
 import shutil
 import signal
 import stat
@@ -29,7 +30,7 @@ import pytest
 
 from tests.conftest import ROOT, bpf_object, need_tool, run, scaled
 from tests.hosts import VethPair, make_veth
-from tests.traffic import tcp_frame, write_pcap
+from tests.traffic import tcp_frame, varied_pcap, write_pcap
 
 pytestmark = pytest.mark.system
 XDPTCP = (sys.executable, "-m", "xdptcp")
@@ -372,6 +373,29 @@ def test_full_filesystem_is_one_line_and_detaches(pair, tmp_path) -> None:
     assert_nothing_left(pair.outer, prog_id)
 
 
+@pytest.mark.parametrize("args", [(), ("--json",), ("-c", "1000"), ("-w", "-")],
+                         ids=["text", "json", "count", "pcap"])  # fmt: skip
+def test_an_io_error_on_standard_output_names_it_and_detaches(pair, pcap5, args) -> None:
+    """Any error a write gives is named, not only a full disk: here EIO, from a terminal whose
+    other end closed under the capture. Text lines (walked in one pass, or one by one up to -c)
+    and a capture file on stdout."""
+    master, slave = os.openpty()
+    try:
+        x = Xdptcp("-i", pair.outer, *args, stdout=slave).attached()
+    finally:
+        os.close(slave)
+    os.close(master)
+    try:
+        prog_id, _ = attached_prog(pair.outer)
+        assert replay_until_it_exits(x, pair, pcap5, tries=5) == 1
+    finally:
+        x.kill()
+    errors = [line for line in x.err if "Input/output error" in line]
+    assert errors == ["xdptcp: standard output: Input/output error"], x.stderr
+    assert "Traceback" not in x.stderr and "internal error" not in x.stderr
+    assert_nothing_left(pair.outer, prog_id)
+
+
 def test_interface_deleted_while_capturing_stops_with_an_error(pair) -> None:
     x = Xdptcp("-i", pair.outer).attached()
     try:
@@ -395,6 +419,119 @@ def test_demo_leaves_no_hosts_and_no_programs() -> None:
     after = run("ip", "netns", "list").stdout
     assert not any(n in after for n in names), after
     assert not [line for line in run("ip", "-o", "link").stdout.splitlines() if "xdpdemo" in line]
+
+
+# --- a write that fails names what it was writing (-r) -------------------------------------------
+# The kernel's answer to a failed write says what went wrong, never where: each writer names its
+# own output. Three ways a write fails: a full device (ENOSPC), the file size limit (EFBIG,
+# RLIMIT_FSIZE) and a terminal whose other end is closed (EIO, which no guess from the errno
+# could take for a write error); and a closed pipe, which ends the output quietly.
+
+
+@pytest.fixture(scope="module")
+def captures(tmp_path_factory) -> dict[str, Path]:
+    """The varied capture as classic pcap (read mapped, copied without decoding) and as pcapng
+    (read record by record, each record written by the writer)."""
+    from xdptcp.pcap import PcapngWriter
+    from xdptcp.readfile import ethernet_frames
+
+    d = tmp_path_factory.mktemp("captures")
+    varied_pcap(d / "v.pcap")
+    with PcapngWriter(str(d / "v.pcapng")) as w:
+        w.write_batch((ts, "eth0", f, n, 0) for ts, f, n in ethernet_frames(str(d / "v.pcap")))
+    return {"pcap": d / "v.pcap", "pcapng": d / "v.pcapng"}
+
+
+def file_size_limit() -> None:
+    """preexec_fn: files may grow to 4 KiB, and a write beyond fails with EFBIG (Python ignores
+    SIGXFSZ, so the write returns the error rather than the signal ending the process)."""
+    resource.setrlimit(resource.RLIMIT_FSIZE, (4096, 4096))
+
+
+def read_file(*args: str, stdout, stdin=None, preexec_fn=None) -> subprocess.Popen:
+    return subprocess.Popen(
+        (*XDPTCP, *args), stdin=stdin, stdout=stdout, stderr=subprocess.PIPE, cwd=ROOT,
+        preexec_fn=preexec_fn,
+    )  # fmt: skip
+
+
+def one_write_error(proc: subprocess.Popen, stdin: bytes | None = None) -> str:
+    _, err = proc.communicate(stdin, timeout=scaled(60))
+    assert proc.returncode == 1, err
+    return one_line(err.decode())
+
+
+STDOUT_OUTPUTS = {"text": (), "json": ("--json",), "pcap": ("-w", "-")}
+
+
+@pytest.mark.parametrize("source", ["pcap", "pcapng"])
+@pytest.mark.parametrize("output", STDOUT_OUTPUTS)
+@pytest.mark.parametrize("failure", ["full", "too large", "io error"])
+def test_a_failed_write_to_standard_output_names_it(captures, tmp_path, source, output, failure):
+    args = ("-r", str(captures[source]), *STDOUT_OUTPUTS[output])
+    if failure == "full":
+        with open("/dev/full", "wb") as full:
+            proc = read_file(*args, stdout=full)
+        why = "No space left on device"
+    elif failure == "too large":
+        with open(tmp_path / "out", "wb") as out:
+            proc = read_file(*args, stdout=out, preexec_fn=file_size_limit)
+        why = "File too large"
+    else:
+        master, slave = os.openpty()
+        os.close(master)
+        proc = read_file(*args, stdout=slave)
+        os.close(slave)
+        why = "Input/output error"
+    assert one_write_error(proc) == f"xdptcp: standard output: {why}"
+
+
+@pytest.mark.parametrize("source", ["pcap", "pcapng"])
+@pytest.mark.parametrize("failure", ["full", "too large"])
+def test_a_failed_write_to_the_w_file_names_it(captures, tmp_path, source, failure) -> None:
+    out = "/dev/full" if failure == "full" else str(tmp_path / "out.pcap")
+    limit = file_size_limit if failure == "too large" else None
+    proc = read_file("-r", str(captures[source]), "-w", out, stdout=subprocess.DEVNULL,
+                     preexec_fn=limit)  # fmt: skip
+    why = "No space left on device" if failure == "full" else "File too large"
+    assert one_write_error(proc) == f"xdptcp: {out}: {why}"
+
+
+def test_an_io_error_writing_the_w_file_names_it(captures) -> None:
+    """-w names a terminal (opened by xdptcp, so the test closes its other end once it is open);
+    the capture comes on standard input once the terminal is dead: every write fails with EIO."""
+    master, slave = os.openpty()
+    tty = os.ttyname(slave)
+    proc = read_file("-r", "-", "-w", tty, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + scaled(30)
+        while not opened(proc.pid, tty):  # the writer opens the file before it reads a record
+            assert proc.poll() is None and time.monotonic() < deadline, f"{tty} not opened"
+            time.sleep(0.01)
+    finally:
+        os.close(slave)
+        os.close(master)
+    stdin = captures["pcap"].read_bytes()
+    assert one_write_error(proc, stdin) == f"xdptcp: {tty}: Input/output error"
+
+
+def opened(pid: int, path: str) -> bool:
+    fds = Path(f"/proc/{pid}/fd")
+    try:
+        return any(os.readlink(fd) == path for fd in fds.iterdir())
+    except FileNotFoundError:  # a descriptor closed while listed
+        return False
+
+
+@pytest.mark.parametrize("output", STDOUT_OUTPUTS)
+def test_a_closed_pipe_ends_r_output_quietly(captures, output) -> None:
+    """``xdptcp -r F | head`` when head has gone: EPIPE is the reader's end, not an error."""
+    r, w = os.pipe()
+    os.close(r)
+    proc = read_file("-r", str(captures["pcap"]), *STDOUT_OUTPUTS[output], stdout=w)
+    os.close(w)
+    _, err = proc.communicate(timeout=scaled(60))
+    assert (proc.returncode, err) == (0, b"")
 
 
 # --- kill -9, stale programs, somebody else's program ------------------------------------------

@@ -11,7 +11,6 @@ Everything here is argument handling and output plumbing; the work is done by
 from __future__ import annotations
 
 import argparse
-import errno
 import os
 import sys
 
@@ -27,8 +26,6 @@ if TYPE_CHECKING:
 
 MAX_RING_SIZE = 1 << 31
 MAXIMUM_SNAPLEN = 262144  # libpcap's and tcpdump's
-# Errors only a write gives (a read or the kernel's answer cannot): the file the output goes to.
-_WRITE_ONLY_ERRORS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG)
 
 
 class UsageError(Exception):
@@ -159,7 +156,6 @@ def _size(text: str) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    args = None
     try:
         args = build_parser().parse_args(argv)
         check_usage(args)
@@ -170,10 +166,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     except BPFError as e:
         print(f"xdptcp: {e}", file=sys.stderr)
         return EXIT_ERROR
-    except OSError as e:
-        if not e.filename and e.errno in _WRITE_ONLY_ERRORS and args is not None:
-            # a full disk found by a write: name what was being written
-            e.filename = args.write if args.write not in (None, "-") else "standard output"
+    except OSError as e:  # a failed write names its file itself (xdptcp.pcap.named)
         where = f"{e.filename}: " if e.filename else ""
         print(f"xdptcp: {where}{e.strerror or e}", file=sys.stderr)
         return EXIT_ERROR

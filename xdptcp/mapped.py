@@ -31,7 +31,15 @@ import struct
 import sys
 from typing import Callable, Optional
 
-from xdptcp.pcap import LINKTYPE_ETHERNET, MAX_RECORD, PCAP_MAGIC_MICRO, PCAP_MAGIC_NANO, PcapError
+from xdptcp.pcap import (
+    LINKTYPE_ETHERNET,
+    MAX_RECORD,
+    PCAP_MAGIC_MICRO,
+    PCAP_MAGIC_NANO,
+    PcapError,
+    destination,
+    named,
+)
 
 _HEAD = struct.Struct("=IHHiIII")
 _REC = struct.Struct("=IIII").unpack_from
@@ -186,8 +194,12 @@ def print_mapped(mp: MappedPcap, formatter, out, count: Optional[int], keep: Kee
     for lines in formatter.mapped_lines(mp, keep, count):
         printed += len(lines)
         lines.append("")  # the last newline, without copying the batch again
-        write_all(out, "\n".join(lines))
-    out.flush()
+        try:  # the write only: an error reading the file is not out's
+            write_all(out, "\n".join(lines))
+        except OSError as e:
+            named(e, destination(out))
+            raise
+    out.flush()  # (write_all flushed it: this one has nothing to write)
     if mp.damage is not None:
         raise mp.damage
     return printed

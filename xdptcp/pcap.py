@@ -9,11 +9,14 @@ packet blocks; other blocks are skipped.
 
 The writer opens a path with ``O_NOFOLLOW`` so that a symlink planted where the capture goes is
 never followed (writing as root through someone else's symlink would clobber its target), and
-creates the file with mode 0644 minus the umask. ``-`` writes to standard output.
+creates the file with mode 0644 minus the umask. ``-`` writes to standard output. A write that
+fails raises its OSError with the output's name as ``filename`` (the path, or ``standard output``),
+as the text writers of ``-r`` and the live sinks do (``named``).
 """
 
 from __future__ import annotations
 
+import io
 import os
 import stat
 import struct
@@ -64,6 +67,26 @@ class PcapError(Exception):
     """A pcap file that cannot be written or read; the message names the file and record."""
 
 
+STANDARD_OUTPUT = "standard output"  # what an error writing to stdout names
+
+
+def named(error: OSError, name: Optional[str]) -> None:
+    """Give ``error``, raised by a write to ``name``, that name (``filename``, which the command
+    line prints before the kernel's words): the kernel's answer to a write says what went wrong
+    (a full disk, an I/O error), never where. Called on the error path only."""
+    if name and not error.filename:
+        error.filename = name
+
+
+def destination(out) -> Optional[str]:
+    """The name a text stream's write errors are given: ``standard output`` for stdout, else the
+    name of the file it writes (None when it has none)."""
+    name = getattr(out, "name", None)
+    if name == "<stdout>":
+        return STANDARD_OUTPUT
+    return name if isinstance(name, str) else None
+
+
 class _StdoutFile:
     """Standard output for a capture file: buffered here, written with ``os.write`` to the end.
     CPython's buffered writer drops the rest of a write that a signal interrupts part way (a full
@@ -82,7 +105,11 @@ class _StdoutFile:
     def flush(self) -> None:
         from xdptcp.process import write_fd
 
-        write_fd(self._fd, self._buf)
+        try:
+            write_fd(self._fd, self._buf)
+        except OSError as e:
+            named(e, STANDARD_OUTPUT)
+            raise
         self._buf.clear()
 
     def fileno(self) -> int:
@@ -127,7 +154,10 @@ class _Output:
             self._out = _open_no_follow(os.fspath(file_or_path))
         else:
             self._out = file_or_path
-        self.name = "stdout" if self._is_stdout else str(getattr(self._out, "name", "pcap file"))
+        if self._is_stdout:
+            self.name = STANDARD_OUTPUT
+        else:  # what errors name: the path, or the name of the caller's file
+            self.name = str(getattr(self._out, "name", "pcap file"))
         self._emit(self._header())
 
     def _header(self) -> bytes:
@@ -151,7 +181,11 @@ class _Output:
             self._out.write(records.join(limit))
             return
         self._out.flush()
-        records.write_to(fd, limit)
+        try:
+            records.write_to(fd, limit)
+        except OSError as e:  # written to the descriptor here, past the file object
+            named(e, self.name)
+            raise
 
     def close(self) -> None:
         if self._out is None:
@@ -342,7 +376,31 @@ def _open_no_follow(path: str) -> BinaryIO:
     st = os.fstat(fd)
     if stat.S_ISREG(st.st_mode) and st.st_mode & 0o022:
         os.fchmod(fd, stat.S_IMODE(st.st_mode) & ~0o022)
-    return os.fdopen(fd, "wb", buffering=1 << 16)
+    return io.BufferedWriter(_OutputFile(fd, path), 1 << 16)
+
+
+class _OutputFile(io.FileIO):
+    """The descriptor of a capture file, under the file's path: an error from a write or the
+    close names the path (``named``). It lies beneath the 64 KiB buffer, so it runs once per
+    buffer written, not once per record."""
+
+    def __init__(self, fd: int, path: str) -> None:
+        super().__init__(fd, "wb")
+        self.name = path
+
+    def write(self, data) -> Optional[int]:
+        try:
+            return super().write(data)
+        except OSError as e:
+            named(e, self.name)
+            raise
+
+    def close(self) -> None:
+        try:
+            super().close()
+        except OSError as e:
+            named(e, self.name)
+            raise
 
 
 class PcapReader:

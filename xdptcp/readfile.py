@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from xdptcp.linktypes import ETHERNET, Interfaces, ethernet_view, unsupported
-from xdptcp.pcap import PcapError, PcapReader
+from xdptcp.pcap import PcapError, PcapReader, destination, named
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -70,17 +70,26 @@ def print_file(
                 if count is not None and printed >= count:
                     break
                 if len(lines) >= BATCH:
-                    out.write("\n".join(lines) + "\n")
+                    _write(out, lines, flush=False)
                     lines = []
         except PcapError:  # a damaged record: the lines before it are printed, then the error
-            if lines:
-                out.write("\n".join(lines) + "\n")
-                out.flush()
+            _write(out, lines)
             raise
-    if lines:
-        out.write("\n".join(lines) + "\n")
-    out.flush()
+    _write(out, lines)
     return printed
+
+
+def _write(out: TextIO, lines: list[str], flush: bool = True) -> None:
+    """A batch of lines (and the flush after the last); an error writing them names ``out``
+    (``pcap.named``). Apart from the reading loop: an error reading the capture is not out's."""
+    try:
+        if lines:
+            out.write("\n".join(lines) + "\n")
+        if flush:
+            out.flush()
+    except OSError as e:
+        named(e, destination(out))
+        raise
 
 
 def _keeps_damaged(keep, keep_in_place, data, wire_len: int) -> bool:

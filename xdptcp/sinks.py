@@ -105,7 +105,13 @@ class TextSink:
                     lines.append(line)
         self.unshown += used - len(lines)
         if lines:
-            write_all(self.out, "\n".join(lines) + "\n")
+            try:
+                write_all(self.out, "\n".join(lines) + "\n")
+            except OSError as e:
+                from xdptcp.pcap import destination, named
+
+                named(e, destination(self.out))
+                raise
         return len(lines), used
 
     def broken(self) -> None:
@@ -149,8 +155,8 @@ class PcapSink(TextSink):
     def close(self) -> Optional[str]:
         try:
             self.writer.close()
-        except OSError as e:
-            return f"closing the pcap file: {e.strerror}"
+        except OSError as e:  # named by the writer (xdptcp.pcap.named)
+            return f"closing {e.filename or 'the pcap file'}: {e.strerror}"
         return None
 
 
