@@ -13,12 +13,13 @@ import struct
 
 import pytest
 
+from xdptcp.clock import TS_MODES
 from xdptcp.jsonfmt import JsonFormatter
 from xdptcp.mapped import MappedPcap
 from xdptcp.pcap import PcapError
 from xdptcp.pcapfilter import compile_filter
 from xdptcp.readfile import print_file
-from xdptcp.tcpdump import TS_MODES, TextFormatter
+from xdptcp.tcpdump import TextFormatter
 
 import traffic
 

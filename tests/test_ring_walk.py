@@ -17,11 +17,12 @@ from test_mapped import option_frames
 
 from pybpf.ringbuf import slot_size
 from xdptcp.capture import file_batches
+from xdptcp.clock import TS_MODES
 from xdptcp.jsonfmt import JsonFormatter
 from xdptcp.pcap import PcapReader
 from xdptcp.record import _HEADER, OUT_PCAP, record_size
 from xdptcp.sinks import TextSink
-from xdptcp.tcpdump import TS_MODES, TextFormatter
+from xdptcp.tcpdump import TextFormatter
 
 import traffic
 

@@ -26,12 +26,10 @@ What tcpdump does, and so do we (print-tcp.c unless said otherwise):
   record whose original length is below its captured length, tcpdump's ``[Invalid header:
   len(N) < caplen(M)]`` (``xdptcp.packet``).
 
-Timestamps: ``default`` local time ``HH:MM:SS.ffffff`` (``TZ`` is honoured), ``none`` (-t),
-``epoch`` (-tt), ``delta`` (-ttt, since the previous packet printed, with a sign column),
-``date`` (-tttt), ``since_first`` (-ttttt); ``nano=True`` prints nine digits as tcpdump's
-``--time-stamp-precision=nano``. ``show_ifname`` puts the interface and the direction first as
-``tcpdump -i any`` does (``%-5s In  `` for what arrived, ``%-5s Out `` for what left); on a single
-interface tcpdump prints no direction, and neither do we.
+Timestamps print as tcpdump prints them, in the modes of -t to -ttttt (``xdptcp.clock``).
+``show_ifname`` puts the interface and the direction first as ``tcpdump -i any`` does (``%-5s In  ``
+for what arrived, ``%-5s Out `` for what left); on a single interface tcpdump prints no direction,
+and neither do we.
 """
 
 from __future__ import annotations
@@ -39,6 +37,8 @@ from __future__ import annotations
 import struct
 import time
 
+from xdptcp.clock import D3, Clock
+from xdptcp.ip6ext import ext_text
 from xdptcp.packet import Decoder, Kind, Packet, invalid_header_text, malformed_tcp_text
 from xdptcp.pcap import MAX_RECORD, record_stamp
 from xdptcp.tcpopts import (
@@ -54,7 +54,6 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybp
 if TYPE_CHECKING:
     from typing import Optional
 
-TS_MODES = ("default", "none", "epoch", "delta", "date", "since_first")
 M32 = 0xFFFFFFFF
 SYN, FIN, RST, ACK, URG = 0x02, 0x01, 0x04, 0x10, 0x20
 
@@ -63,8 +62,6 @@ _FLAG_LETTERS = ((0x01, "F"), (0x02, "S"), (0x04, "R"), (0x08, "P"), (0x10, ".")
                  (0x40, "E"), (0x80, "W"))  # fmt: skip
 FLAG_TEXT = tuple("".join(c for bit, c in _FLAG_LETTERS if f & bit) or "none" for f in range(256))
 FLAG_CLOSE = tuple(t + "]" for t in FLAG_TEXT)
-# Microseconds as two 3-digit halves: format(frac, "06d") costs more than both lookups.
-D3 = tuple(f"{i:03d}" for i in range(1000))
 
 
 _NUMBERS: list[tuple[str, ...]] = []
@@ -103,15 +100,11 @@ def _make_numbers() -> None:
     _NUMBERS.append(tuple(parts))
 
 
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
-_U64 = struct.Struct("!Q")
 _TS = struct.Struct("!II")
 _PORTS = struct.Struct("!HH")
 OPTION_CACHE_MAX = 4096  # option texts remembered by their bytes, per formatter
 
 FLOW_TABLE_MAX = 1 << 20  # conversations remembered; tcpdump never forgets, a live capture must
-BAD_SECONDS_NS = 0x80000000 * 1_000_000_000  # from here on tcpdump cannot convert the seconds
 
 
 class SeqTracker:
@@ -147,95 +140,6 @@ class SeqTracker:
         else:
             seq, ack = (seq - base[0]) & M32, (ack - base[1]) & M32
         return seq, ack, rev, base[0], base[1]
-
-
-class Clock:
-    """ts_print() of tcpdump's util-print.c (4.99), for one output stream.
-
-    tcpdump works on the record's two fields, seconds and the fraction in the output's unit, as
-    the capture file holds them: a fraction field of a second or more (a damaged or hand-made
-    file) prints as it is (``10.1000000``), seconds with bit 31 set print ``[Error converting
-    time]``, and the relative modes subtract the fields with one borrow. A timestamp is an int
-    of nanoseconds; a file's record whose fraction field is out of range comes as a
-    ``xdptcp.pcap.FieldStamp``, which keeps the fields. Valid timestamps take the short way."""
-
-    def __init__(self, mode: str = "default", nano: bool = False) -> None:
-        if mode not in TS_MODES:
-            raise ValueError(f"unknown timestamp mode '{mode}' (one of {', '.join(TS_MODES)})")
-        self.mode, self.nano = mode, nano
-        self._unit = 1 if nano else 1000
-        self._per_sec = 1_000_000_000 // self._unit
-        self._frac = "{:09d}" if nano else "{:06d}"
-        self._ref: Optional[tuple[int, int]] = None  # (seconds, fraction) of the reference
-        self._sec = -1
-        self._sec_text = ""
-
-        if mode == "default" and not nano:
-            self.stamp = self._default_micro  # the usual case, measured: keep it short
-
-    def _default_micro(self, ts_ns: int) -> str:
-        if ts_ns.__class__ is not int or ts_ns >= BAD_SECONDS_NS:  # FieldStamp, or bit 31
-            return Clock.stamp(self, ts_ns)
-        sec, frac = divmod(ts_ns // 1000, 1_000_000)
-        if sec != self._sec:
-            self._sec = sec
-            self._sec_text = time.strftime("%H:%M:%S", time.localtime(sec))
-        return f"{self._sec_text}.{D3[frac // 1000]}{D3[frac % 1000]} "
-
-    def fields(self, ts_ns: int) -> tuple[int, int]:
-        """(seconds, fraction in the output's unit), as libpcap hands them to tcpdump: a
-        classic pcap's fields (a ``FieldStamp``) as it reads them, signed or not, the fraction
-        scaled as C does when the file's unit is not the output's."""
-        if ts_ns.__class__ is int:
-            return divmod(ts_ns // self._unit, self._per_sec)
-        sec, frac = ts_ns.sec, ts_ns.frac  # a FieldStamp
-        if ts_ns.signed:
-            sec -= (sec & 0x80000000) << 1
-            frac -= (frac & 0x80000000) << 1
-        if ts_ns.nano and not self.nano:
-            frac = frac // 1000 if frac >= 0 else -(-frac // 1000)  # C's division: toward 0
-        elif self.nano and not ts_ns.nano:
-            frac *= 1000
-        return sec, frac
-
-    def stamp(self, ts_ns: int) -> str:
-        """The timestamp and its trailing space ('' for mode none)."""
-        mode = self.mode
-        if mode == "none":
-            return ""
-        sec, frac = self.fields(ts_ns)
-        if mode == "default" or mode == "date":
-            return self._hmsfrac(sec, frac, mode == "date", True) + " "
-        if mode == "epoch":
-            if sec & 0x80000000:
-                return "[Error converting time] "
-            return f"{sec & 0xFFFFFFFF}.{self._frac.format(frac & 0xFFFFFFFF)} "
-        if self._ref is None:
-            self._ref = (sec, frac)
-        rsec, rfrac = self._ref
-        # netdissect_timevalcmp and netdissect_timevalsub: the later minus the earlier, one
-        # borrow of a second at most
-        negative = sec < rsec or (sec == rsec and frac < rfrac)
-        dsec, dfrac = (rsec - sec, rfrac - frac) if negative else (sec - rsec, frac - rfrac)
-        if dfrac < 0:
-            dsec, dfrac = dsec - 1, dfrac + self._per_sec
-        if mode == "delta":
-            self._ref = (sec, frac)
-        return ("-" if negative else " ") + self._hmsfrac(dsec, dfrac, False, False) + " "
-
-    def _hmsfrac(self, sec: int, frac: int, date: bool, local: bool) -> str:
-        """ts_date_hmsfrac_print: the time of day (and the date), then the fraction; local
-        time (remembered for the second) or UTC (a relative mode's difference)."""
-        if sec & 0x80000000:
-            return "[Error converting time]"
-        if local and sec == self._sec:
-            text = self._sec_text
-        else:
-            tm = time.localtime(sec) if local else time.gmtime(sec)
-            text = time.strftime("%Y-%m-%d %H:%M:%S" if date else "%H:%M:%S", tm)
-            if local:
-                self._sec, self._sec_text = sec, text
-        return f"{text}.{self._frac.format(frac & 0xFFFFFFFF)}"
 
 
 class TextFormatter:
@@ -619,7 +523,7 @@ class TextFormatter:
             if not with_addrs:
                 ip += f"{p.src} > {p.dst}: "
             if p.ext:
-                ip += _ext_text(p, self.decoder)
+                ip += ext_text(p, self.decoder)
             if p.kind == Kind.FRAGMENT:
                 return ip[:-1]  # tcpdump stops after "frag (off|len)", no trailing space
         return ip + self.tcp(p, frame, with_addrs)
@@ -673,42 +577,3 @@ def _line(head: str, flags: int, seqs: str, ack: int, win: int, urg: int, opts: 
         f"{head}{FLAG_TEXT[flags]}]{seqs}{f', ack {ack}' if flags & ACK else ''}, "
         f"win {win}{f', urg {urg}' if flags & URG else ''}{opts}, length {n}"
     )
-
-
-def _ext_text(p: Packet, dec: Decoder) -> str:
-    """What ip6_print prints for each extension header (print-ip6opts.c, rt6, frag6)."""
-    out = ""
-    pos = p.l3_off + 40
-    for proto, raw in p.ext:
-        if proto == 0:
-            out += "HBH "
-        elif proto == 60:
-            out += "DSTOPT "
-        elif proto == 44:
-            offlg = _U16.unpack_from(raw, 2)[0] & 0xFFF8
-            rest = 40 + (p.tcp_len + (p.l4_off - p.l3_off) - 40) - (pos - p.l3_off) - 8
-            out += f"frag ({offlg}|{rest}) "
-        else:
-            out += _rt6_text(raw, dec)
-        pos += len(raw)
-    return out
-
-
-def _rt6_text(raw: bytes, dec: Decoder) -> str:
-    length, rtype, segleft = raw[1], raw[2], raw[3]
-    out = f"RT6 (len={length}, type={rtype}"
-    if rtype == 0:
-        out += " [Deprecated]"
-    out += f", segleft={segleft}"
-    if rtype == 4:
-        out += f", last-entry={raw[4]}"
-        if raw[5]:
-            out += f", flags=0x{raw[5]:x}"
-        out += f", tag={_U16.unpack_from(raw, 6)[0]:x}"
-    else:
-        reserved = _U32.unpack_from(raw, 4)[0]
-        if reserved:
-            out += f", rsv=0x{reserved:x}"
-    for i in range(length // 2):
-        out += f", [{i}]{dec.addr(raw[8 + 16 * i : 24 + 16 * i])}"
-    return out + ") "
