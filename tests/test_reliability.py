@@ -12,6 +12,7 @@ the outer end of the veth pair, where xdptcp attaches.
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import re
@@ -991,3 +992,52 @@ def test_pin_directory_and_pins_are_root_only_even_with_umask_000() -> None:
             assert stat.S_IMODE(pin.stat().st_mode) & 0o077 == 0, (pin, oct(pin.stat().st_mode))
     finally:
         run("rm", "-rf", str(pin_dir), check=False)
+
+
+class _Ring:
+    """A capture whose ring holds these batches after detaching."""
+
+    def __init__(self, *batches):
+        self._batches = batches
+
+    def batches(self):
+        return iter(self._batches)
+
+
+class _FillingSink:
+    """A sink whose disk fills at its ``fails_at``-th write."""
+
+    def __init__(self, fails_at: int, error: OSError):
+        self.is_broken = False
+        self.writes, self.fails_at, self.error = 0, fails_at, error
+
+    def write(self, batch, limit=None):
+        self.writes += 1
+        if self.writes == self.fails_at:
+            raise self.error
+        return len(batch), len(batch)
+
+    def broken(self):
+        self.is_broken = True
+
+
+def test_a_disk_that_fills_during_the_last_drain_is_reported_not_swallowed() -> None:
+    """The records left in the ring after detaching: a write that fails there ends the capture
+    with its error as one during the capture does (it was counted as a closed pipe: status 0,
+    no message), and what was not written is counted unread."""
+    from xdptcp.live import drain_rest
+
+    full = OSError(errno.ENOSPC, "No space left on device")
+    full.filename = "out.pcap"
+    sink = _FillingSink(2, full)
+    shown, unread, error = drain_rest(_Ring([1, 2], [3, 4, 5], [6]), sink, None, 0)
+    assert (shown, unread, error) == (2, 4, full)
+    assert sink.writes == 2 and not sink.is_broken  # nothing written after the failure
+
+
+def test_after_a_failed_write_the_last_drain_writes_nothing() -> None:
+    from xdptcp.live import drain_rest
+
+    sink = _FillingSink(0, OSError(errno.EIO, "Input/output error"))
+    assert drain_rest(_Ring([1, 2], [3]), sink, None, 0, writing=False) == (0, 3, None)
+    assert sink.writes == 0

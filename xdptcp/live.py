@@ -85,7 +85,10 @@ def capture_live(
         captured, unread, error = run_loop(cap, sink, out, stop)
         # Detach before the last drain and the final counts: nothing arrives after this.
         problems = cap.close_attachments()
-        late, rest = drain_rest(cap, sink, out.count, captured)
+        # after a failed write nothing more is written (an interface gone is no such error)
+        writing = not isinstance(error, OSError)
+        late, rest, late_error = drain_rest(cap, sink, out.count, captured, writing)
+        error = error or late_error
         captured += late
         unread += rest
         counters = cap.counters()
@@ -161,26 +164,34 @@ def run_loop(cap: Capture, sink, out: OutputOptions, stop: StopFlag):
     return captured, unread, None
 
 
-def drain_rest(cap: Capture, sink, count: Optional[int], captured: int) -> tuple[int, int]:
-    """Records still in the ring after detaching: written unless -c was reached or output broke.
-
-    Returns (shown, left unread): both are in the summary, nothing is silently lost."""
+def drain_rest(
+    cap: Capture, sink, count: Optional[int], captured: int, writing: bool = True
+) -> tuple[int, int, Optional[OSError]]:
+    """Records still in the ring after detaching: written unless -c was reached, the output
+    broke, or (``writing`` False) a write failed before. Returns (shown, left unread, the error
+    of a failed write): both counts are in the summary, nothing is silently lost, and a full
+    disk met here is reported as one met earlier is."""
     shown_total = unread = 0
+    error: Optional[OSError] = None
     for batch in cap.batches():
         room = None if count is None else max(0, count - captured)
-        if room == 0 or sink.is_broken:
+        if room == 0 or sink.is_broken or not writing:
             unread += len(batch)
             continue
         try:
             shown, used = sink.write(batch, room)
-        except OSError:  # BrokenPipeError included
+        except BrokenPipeError:  # the reader went away: matched, not shown
             sink.broken()
+            unread += len(batch)
+            continue
+        except OSError as e:  # a full disk, an I/O error: the rest is not written either
+            error, writing = e, False
             unread += len(batch)
             continue
         captured += shown
         shown_total += shown
         unread += len(batch) - used
-    return shown_total, unread
+    return shown_total, unread, error
 
 
 def list_interfaces(out: TextIO) -> int:

@@ -46,7 +46,7 @@ class FieldStamp(int):
     set (a damaged or hand-made file). As an int, the nanoseconds the fields stand for (the
     excess fraction carried into the seconds); ``sec`` and ``frac`` (in the file's unit,
     ``nano``) are the fields as the file holds them, which tcpdump prints as they are
-    (``xdptcp.tcpdump.Clock``). libpcap reads them as signed 32-bit numbers from a file in the
+    (``xdptcp.clock.Clock``). libpcap reads them as signed 32-bit numbers from a file in the
     machine's byte order and as unsigned ones from a file it byte-swaps: ``signed``."""
 
     def __new__(cls, sec: int, frac: int, nano: bool, signed: bool = True) -> FieldStamp:
