@@ -38,8 +38,10 @@ class RunProcess:
     """``pybpf run OBJ ARGS`` in the background; stderr read by a thread."""
 
     def __init__(self, obj: str, *args: str) -> None:
+        # -X faulthandler: a run that does not stop is made to print where each thread is
+        # (SIGABRT, in ``stop``), so that the failure says where it hung
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "pybpf", "run", obj, *args],
+            [sys.executable, "-X", "faulthandler", "-m", "pybpf", "run", obj, *args],
             cwd=ROOT,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -76,7 +78,22 @@ class RunProcess:
         self.proc.send_signal(sig)
         # stdout only: stderr is the thread's, and a second reader would take lines from it
         self.proc.stderr = None
-        out, _ = self.proc.communicate(timeout=timeout)
+        try:
+            out, _ = self.proc.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            # Where it hangs (faulthandler's dump of every thread), and no process left behind
+            # holding what the next tests need (trace_pipe, which one reader at a time may hold).
+            self.proc.send_signal(signal.SIGABRT)
+            try:
+                self.proc.communicate(timeout=10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.communicate()
+            self._err_reader.join(timeout=5)
+            pytest.fail(
+                f"pybpf run did not end within {timeout} s of {signal.Signals(sig).name}:\n"
+                + "".join(self.err)
+            )
         self._err_reader.join(timeout=5)  # its last lines
         return self.proc.returncode, out
 
