@@ -45,9 +45,12 @@ ip link set lo up
 cd "$REPO" || fail "no $REPO"
 echo "guest: tests start at $(cut -d' ' -f1 /proc/uptime) s of uptime"
 start=$(date +%s.%N)
+# A test still running after this long (no test takes a tenth of it) has every thread's stack
+# written to pytest.log: a guest that stops making progress says where.
+STUCK=$(awk "BEGIN {print int(300 * $TIME_SCALE)}")
 env CI="$CI_VALUE" PYBPF_TEST_TIME_SCALE="$TIME_SCALE" PYTHONDONTWRITEBYTECODE=1 \
     PYBPF_KMATRIX_GUEST=1 timeout -s INT "$SECONDS_LEFT" \
-    .venv/bin/python -m pytest -p no:cacheprovider -v -rfEs \
+    .venv/bin/python -m pytest -p no:cacheprovider -v -rfEs -o faulthandler_timeout="$STUCK" \
     --junitxml=/run/out/junit.xml "${PYTEST_ARGS[@]}" >/run/out/pytest.log 2>&1
 rc=$?
 end=$(date +%s.%N)
