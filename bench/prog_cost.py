@@ -99,8 +99,12 @@ def _spec(path: Path, ring: Optional[int] = None):
 
 def _configure(spec, out: int = OUT_NONE) -> None:
     # The values xdptcp itself sets: default capacity, headers only, no filter, the reader
-    # woken in batches; with ``out``, the file record heads `xdptcp -w` has the program write.
+    # woken in batches, the multi-buffer code live (as xdptcp loads "xdp.frags" where the
+    # kernel takes it: the frame's length asked of bpf_xdp_get_buff_len(), longer copies
+    # through bpf_xdp_load_bytes()); with ``out``, the file record heads `xdptcp -w` has the
+    # program write.
     values = {
+        "xdptcp_xdp_frags": 1,
         "xdptcp_snaplen": 0,
         "xdptcp_capacity": CAPACITY,
         "xdptcp_out": out,
