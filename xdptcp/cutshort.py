@@ -1,0 +1,239 @@
+"""A TCP frame whose capture ends before its TCP header, in its link-layer or IP headers, and
+what tcpdump 4.99 prints for it instead of a TCP line: `` [|ether]``, ``IP  [|ip]``, ``IP6 a > b:
+frag (0|20) ``... (print-ether.c, print-ip.c, print-ip6.c, print-rt6.c, print-frag6.c).
+
+``xdptcp.packet`` decodes the frames that reach TCP; it asks this module about the ones that do
+not (``malformed_tcp_text``) and hands out ``Cut`` and ``cut_short`` with its own names. The
+header layouts are struct twins of ``xdptcp.layouts``, as in ``xdptcp.packet``.
+"""
+
+from __future__ import annotations
+
+import struct
+from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
+from collections import namedtuple
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
+
+_VLAN = struct.Struct("!HH")
+# version/ihl, tos, tot_len, id, frag_off, ttl, protocol, check, saddr, daddr
+_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+# version/class/flow, payload_len, nexthdr, hop_limit, saddr, daddr
+_IPV6 = struct.Struct("!IHBB16s16s")
+_U16 = struct.Struct("!H")
+_U32 = struct.Struct("!I")
+
+_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
+_HOPOPTS, _TCP_PROTO, _ROUTING, _FRAGMENT, _DSTOPTS = 0, 6, 43, 44, 60
+
+
+Cut = namedtuple(
+    "Cut",
+    [
+        "ip_version",  # int: 4 or 6; 0 when the frame ends before its EtherType
+        "vlans",  # tuple: VLAN ids, outermost first; None when the frame ends in its tags
+        "src",  # str: None unless the fixed IP header was captured
+        "dst",  # str, or None: the same
+        "ttl",  # int, or None: the same (the hop limit for IPv6)
+        "note",  # str: tcpdump's text for the frame, after what it prints of the link layer
+        "frag_offset",  # int: bytes; not 0 for a later IPv6 fragment (no TCP header in it)
+    ],
+    defaults=(None, None, None, None, "", 0),
+)
+
+
+def cut_short(frame, wire_len: Optional[int] = None, known_tcp: bool = False) -> Optional[Cut]:
+    """A TCP frame whose capture (or IP length) ends before its TCP header, in its link-layer or
+    IP headers, and tcpdump 4.99's text for it: `` [|ether]``, `` [|vlan]``, ``IP  [|ip]``,
+    ``IP  [remaining caplen(20) < header length(28)] [|ip]``, `` [|ip6]``, ``IP6 a > b:
+    [|hbhopt]``, ``IP6 a > b: frag (0|20) ``... None for any other frame.
+
+    Which frames are TCP: without ``known_tcp``, those whose captured bytes say so as libpcap's
+    ``tcp`` reads them (the IPv4 protocol byte; IPv6's next header, or the one in a fragment
+    header right after the fixed header): ``tcpdump -r F tcp`` prints nothing for a frame that
+    ends before them. Behind other extension headers, the chain as ``ip6 protochain 6`` walks
+    it: a header counts once its next-header byte and the one after it (a length) are
+    captured. With ``known_tcp`` every frame is TCP: a live capture's records, which the
+    program found TCP on the whole frame before cutting them to the snap length (as the kernel
+    runs ``tcpdump -i IF -s N tcp``'s filter on the whole packet).
+    """
+    cap = len(frame)
+    if cap < 14:
+        return Cut(0, note=" [|ether]") if known_tcp and cap else None
+    etype = frame[12] << 8 | frame[13]
+    l3, vlans = 14, ()
+    while etype in _TPIDS:
+        if l3 + 4 > cap:
+            return Cut(0, note=" [|vlan]") if known_tcp else None
+        tci, etype = _VLAN.unpack_from(frame, l3)
+        vlans += (tci & 0x0FFF,)
+        l3 += 4
+    if wire_len is None or wire_len < cap:
+        wire_len = cap
+    if etype == 0x0800:
+        return _cut_ipv4(frame, l3, wire_len, vlans, known_tcp)
+    if etype == 0x86DD:
+        return _cut_ipv6(frame, l3, wire_len, vlans, known_tcp)
+    return None
+
+
+def _cut_ipv4(frame, l3: int, wire_len: int, vlans: tuple, known: bool) -> Optional[Cut]:
+    cap = len(frame)
+    if cap == l3:  # ip_print's first read, of the version, fails
+        return Cut(4, vlans, note=" [|ip]") if known else None
+    if not known and (l3 + 10 > cap or frame[l3 + 9] != _TCP_PROTO):
+        return None  # libpcap's tcp cannot read the protocol byte, or it is another's
+    if frame[l3] >> 4 != 4:
+        return None  # (malformed_tcp_text)
+    if l3 + 20 > cap:
+        return Cut(4, vlans, note="IP  [|ip]")
+    vihl, _, ip_len, _, frag, ttl, _, _, saddr, daddr = _IPV4.unpack_from(frame, l3)
+    hlen = (vihl & 0x0F) * 4
+    end = min(cap, l3 + ip_len)
+    if hlen < 20 or ip_len < hlen or frag & 0x1FFF or l3 + hlen <= end:
+        return None  # the decoder's, or malformed_tcp_text's
+    missing = missing4(ip_len, l3, cap, wire_len)
+    note = f"IP {missing} [remaining caplen({end - l3}) < header length({hlen})] [|ip]"
+    return Cut(4, vlans, inet_ntop(AF_INET, saddr), inet_ntop(AF_INET, daddr), ttl, note)
+
+
+def _cut_ipv6(frame, l3: int, wire_len: int, vlans: tuple, known: bool) -> Optional[Cut]:
+    cap = len(frame)
+    if l3 + 40 > cap:
+        if known or (l3 + 7 <= cap and frame[l3 + 6] == _TCP_PROTO):
+            return Cut(6, vlans, note=" [|ip6]")
+        return None
+    vtf, plen, nh, hlim, saddr, daddr = _IPV6.unpack_from(frame, l3)
+    if vtf >> 28 != 6 or not plen or nh == _TCP_PROTO:
+        return None  # malformed_tcp_text's, a jumbogram's, the decoder's
+    total = plen + 40
+    src, dst = inet_ntop(AF_INET6, saddr), inet_ntop(AF_INET6, daddr)
+    note = "IP6 "
+    if wire_len - l3 < total:
+        note += f"truncated-ip6 - {total - (wire_len - l3)} bytes missing!"
+    walked = _cut_ext(frame, l3, nh, total, known, f"{note}{src} > {dst}: ")
+    return None if walked is None else Cut(6, vlans, src, dst, hlim, *walked)
+
+
+def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str):
+    """ip6_print()'s walk over the extension headers, for a frame that ends before its TCP
+    header: (the note, the fragment offset), or None when it is not TCP (or not cut)."""
+    cap = len(frame)
+    end = min(cap, l3 + total)  # what tcpdump reads: the capture, cut to the IP length
+    off = l3 + 40
+    while nh != _TCP_PROTO:
+        if nh == _FRAGMENT:
+            # libpcap's tcp reads the next header of a fragment header after the fixed one;
+            # ip6 protochain, the next header and the byte after it of one further on
+            if not known and (off + (1 if off == l3 + 40 else 2) > cap or frame[off] != _TCP_PROTO):
+                return None
+            if off + 4 > end:
+                return note + " [|frag6]", 0
+            offset = _U16.unpack_from(frame, off + 2)[0] & 0xFFF8
+            note += f"frag ({offset}|{total - (off - l3) - 8})"
+            if offset:  # a later fragment: nothing of TCP in it (the decoder's when whole)
+                return None if off + 8 <= end else (note, offset)
+            note += " "
+            if off + 8 >= end:  # tcpdump stops after "frag (0|n) " when nothing follows
+                return note, 0
+            size = 8
+        elif nh in (_HOPOPTS, _DSTOPTS, _ROUTING):
+            if nh == _HOPOPTS and off != l3 + 40:
+                return None  # tcpdump: it must come first; not TCP
+            size = (frame[off + 1] + 1) * 8 if off + 2 <= end else 0
+            whole = size and off + size <= end
+            if not whole and not (known or off + 2 <= cap and frame[off] == _TCP_PROTO):
+                return None
+            if nh == _ROUTING:
+                if off >= end:  # ip6_print's own check of its first byte fails
+                    return note + " [|ip6]", 0
+                text = _rt6_cut(bytes(frame[off : off + size if whole else end]))
+                if text is None:
+                    return None  # a routing header tcpdump refuses: not TCP
+                if not whole:
+                    return note + text + " [|rt6]", 0
+                note += text + ") "
+            elif not whole:
+                return f"{note} [|{'hbhopt' if nh == _HOPOPTS else 'dstopt'}]", 0
+            elif nh == _HOPOPTS and not hbh_ok(bytes(frame[off : off + size])):
+                return None
+            else:
+                note += "HBH " if nh == _HOPOPTS else "DSTOPT "
+        else:
+            return None
+        nh, off = frame[off], off + size
+    return None  # the TCP header is reached: the decoder's
+
+
+def _rt6_cut(raw: bytes) -> Optional[str]:
+    """What rt6_print() prints of a routing header before its bytes end (without the closing
+    ``) ``); None for a header it refuses (a type but 0, 2 and 4, an odd length)."""
+    n = len(raw)
+    out = "RT6"
+    if n < 2:
+        return out
+    if raw[1] % 2:
+        return None
+    out += f" (len={raw[1]}"
+    if n < 3:
+        return out
+    rtype = raw[2]
+    if rtype not in (0, 2, 4):
+        return None
+    out += f", type={rtype}" + (" [Deprecated]" if rtype == 0 else "")
+    if n < 4:
+        return out
+    out += f", segleft={raw[3]}"
+    if rtype == 4:
+        if n < 5:
+            return out
+        out += f", last-entry={raw[4]}"
+        if n < 6:
+            return out
+        if raw[5]:
+            out += f", flags=0x{raw[5]:x}"
+        if n < 8:
+            return out
+        out += f", tag={_U16.unpack_from(raw, 6)[0]:x}"
+    else:
+        if n < 8:
+            return out
+        reserved = _U32.unpack_from(raw, 4)[0]
+        if reserved:
+            out += f", rsv=0x{reserved:x}"
+    for i in range(raw[1] // 2):
+        if 24 + 16 * i > n:
+            return out
+        out += f", [{i}]{inet_ntop(AF_INET6, raw[8 + 16 * i : 24 + 16 * i])}"
+    return out
+
+
+def missing4(ip_len: int, l3: int, cap: int, wire_len: Optional[int]) -> str:
+    """ip_print()'s note on an IPv4 total length beyond the frame's."""
+    length = (cap if wire_len is None else wire_len) - l3
+    return f"truncated-ip - {ip_len - length} bytes missing! " if ip_len > length else ""
+
+
+def hbh_ok(raw: bytes) -> bool:
+    """Hop-by-hop options tcpdump accepts silently (no jumbo: it needs a zero payload length)."""
+    i, end = 2, len(raw)
+    while i < end:
+        kind = raw[i]
+        if kind == 0:  # Pad1
+            i += 1
+            continue
+        if i + 1 >= end:
+            return False
+        size = raw[i + 1] + 2
+        if i + size > end:
+            return False
+        if kind == 0xC2:  # jumbo payload
+            return False
+        if kind == 0x05 and size != 4:  # router alert is exactly 4 bytes
+            return False
+        if kind == 0xC9 and size < 18:  # home address
+            return False
+        i += size
+    return True
