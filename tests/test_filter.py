@@ -226,6 +226,9 @@ EXPRESSIONS = [
     "tcp portrange http-https",
     "ether proto 0x800",
     "ether proto \\ip6",
+    # at most 1500 is an 802.3 length, and N the LLC SAP: after `vlan`, read in an untagged
+    # frame's IP header (its total length, then the first byte of its id)
+    "not vlan and ether proto 0",
     "len - 14 > 60 and len <= 200",
     "tcp[100] = 0 or port 80",
     "not tcp[100] = 0",
@@ -301,6 +304,8 @@ def test_empty_filter_accepts_every_tcp_frame(varied) -> None:
         ("ip proto 17", "ip", "'ip proto 17'"),
         ("udp port 53", "udp", "'udp port'"),
         ("ether proto \\arp", "ether", "'ether proto 0x0806'"),
+        ("ether proto 1", "ether", "'ether proto 1' (802.3 frames with LLC SAP 1)"),
+        ("ether proto \\iso", "ether", "'ether proto 254' (802.3 frames with LLC SAP 254)"),
         # valid pcap-filter that xdptcp cannot see
         ("mpls", "mpls", "not supported by xdptcp"),
         ("inbound", "inbound", "not supported by xdptcp"),

@@ -22,6 +22,11 @@ class SemanticError(FilterError):
 
 ETH_IP, ETH_IP6, ETH_ARP, ETH_RARP = 0x0800, 0x86DD, 0x0806, 0x8035
 VLAN_TPIDS = (0x8100, 0x88A8, 0x9100)
+# An EtherType field of at most 1500 is an 802.3 frame's length: an 802.2 LLC header follows,
+# and `ether proto N` then means its SAP (libpcap's gen_ether_linktype)
+ETHERMTU = 1500
+LLCSAP_IP, LLCSAP_IPX, LLCSAP_NETBEUI, LLCSAP_ISONS = 0x06, 0xE0, 0xF0, 0xFE
+ETH_IPX = 0x8137
 LINK_WORDS = ("ether", "link", "ppp", "slip", "fddi", "tr", "wlan")
 # pname -> (ip protocol number, which IP versions gen_proto_abbrev checks)
 TRANSPORT = {
@@ -168,6 +173,8 @@ IPPROTOS = {"ip": 0, "icmp": 1, "igmp": 2, "tcp": 6, "egp": 8, "igrp": 9, "udp":
 ETHERTYPES = {"ip": 0x0800, "ip6": 0x86DD, "arp": 0x0806, "rarp": 0x8035, "atalk": 0x809B,
               "aarp": 0x80F3, "sca": 0x6007, "lat": 0x6004, "mopdl": 0x6001, "moprc": 0x6002,
               "decnet": 0x6003, "loopback": 0x9000}  # fmt: skip
+# the names `ether proto \iso` takes when no EtherType has it (pcap_nametollc)
+LLC_SAPS = {"iso": LLCSAP_ISONS, "stp": 0x42, "ipx": LLCSAP_IPX, "netbeui": LLCSAP_NETBEUI}
 # Used when /etc/services is missing (a container): the names people type most.
 SERVICES = {"ftp-data": 20, "ftp": 21, "ssh": 22, "telnet": 23, "smtp": 25, "domain": 53,
             "http": 80, "www": 80, "pop3": 110, "sunrpc": 111, "auth": 113, "nntp": 119,

@@ -17,12 +17,19 @@ from xdptcp.pcapfilter.names import (
     ETH_ARP,
     ETH_IP,
     ETH_IP6,
+    ETH_IPX,
     ETH_RARP,
+    ETHERMTU,
     ETHERTYPES,
     FOREIGN,
     IPPROTOS,
     KEYWORDS,
     LINK_WORDS,
+    LLC_SAPS,
+    LLCSAP_IP,
+    LLCSAP_IPX,
+    LLCSAP_ISONS,
+    LLCSAP_NETBEUI,
     PNAMES,
     TRANSPORT,
     VLAN_TPIDS,
@@ -447,7 +454,7 @@ class Primitives:
             ports = [self._port_of(p, t) for p in (lo, hi)]
             return self.port(q, min(ports), max(ports), t)
         if q.addr == "proto":
-            table = ETHERTYPES if q.proto == "link" else IPPROTOS
+            table = {**LLC_SAPS, **ETHERTYPES} if q.proto == "link" else IPPROTOS
             if name not in table:
                 raise self.error(
                     f"unknown {'ether' if q.proto == 'link' else 'ip'} proto '{name}'", t
@@ -518,8 +525,8 @@ class Primitives:
         if q.dir is not None:
             raise self.error("direction applied to 'proto'", t)
         if q.proto == "link":
-            if v <= 1500:
-                raise self.error(f"ether proto {v} (an 802.3 length, LLC) is not supported", t)
+            if v <= ETHERMTU:
+                return self.llc_sap(v, q.start or t)
             code = self.ethertype(v)
             shown = f"'ether proto {v:#06x}'"
             return code if v in _TCP_ETHERTYPES else self.never(code, shown, q.start or t)
@@ -530,3 +537,22 @@ class Primitives:
             shown = f"{q.proto or ''} proto {v}".strip()
             return code if ok else self.never(code, f"'{shown}'", q.start or t)
         raise self.error(f"'{q.proto} proto' is bogus", t)
+
+    def llc_sap(self, sap: int, t: Token) -> Bool:
+        """``ether proto N`` for N <= 1500, gen_ether_linktype's 802.3 branch: no EtherType is
+        that small (the field is then an 802.3 frame's length), so N names the SAP of the 802.2
+        LLC header that follows. Never a TCP frame, unless a ``vlan`` before it moved the
+        offsets onto what an untagged frame has there (its IP header)."""
+        is_8023 = Not(Cmp("gt", Load(Num(self.linktype), 2), Num(ETHERMTU)))
+        llc = self.linkpl
+        if sap in (LLCSAP_IP, LLCSAP_ISONS, LLCSAP_NETBEUI):  # these come with DSAP = SSAP
+            code = ir.And(is_8023, self.cmp_at(llc, 2, sap << 8 | sap))
+        elif sap == LLCSAP_IPX:  # Ethernet II, SNAP, DSAP 0xe0, or Novell's raw 802.3 (0xffff)
+            snap = ir.And(self.cmp_at(llc + 4, 4, ETH_IPX), self.cmp_at(llc, 4, 0xAAAA0300))
+            llc_ipx = ir.Or(snap, self.cmp_at(llc, 1, sap), self.cmp_at(llc, 2, 0xFFFF))
+            code = ir.Or(self.ethertype(ETH_IPX), ir.And(is_8023, llc_ipx))
+        else:  # the DSAP only; one byte, so N > 255 is never equal
+            code = ir.And(is_8023, self.cmp_at(llc, 1, sap))
+        if self.linktype != 12:
+            return code
+        return self.never(code, f"'ether proto {sap}' (802.3 frames with LLC SAP {sap})", t)
