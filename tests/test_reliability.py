@@ -193,6 +193,27 @@ def replay_until_it_exits(
     return x.finish()
 
 
+def replay_until_a_write_fails(x: Xdptcp, pair: VethPair, pcap: Path, tries: int) -> int:
+    """Replays ``pcap`` until xdptcp, attached, exits with status 1 (killed whatever happens);
+    the id of the program it had attached."""
+    try:
+        prog_id, _ = attached_prog(pair.outer)
+        assert replay_until_it_exits(x, pair, pcap, tries=tries) == 1
+    finally:
+        x.kill()
+    return prog_id
+
+
+def assert_write_error_and_detached(x: Xdptcp, pair: VethPair, prog_id: int, error: str) -> None:
+    """``error`` (``output: strerror``) was said once, as ``xdptcp: error``, without a
+    traceback, and the program is gone from the interface and the kernel."""
+    strerror = error.rsplit(": ", 1)[1]
+    errors = [line for line in x.err if strerror in line]
+    assert errors == [f"xdptcp: {error}"], x.stderr
+    assert "Traceback" not in x.stderr and "internal error" not in x.stderr
+    assert_nothing_left(pair.outer, prog_id)
+
+
 def wait_lines(proc: subprocess.Popen, n: int, timeout: float = scaled(10.0)) -> list[str]:
     lines: list[str] = []
     deadline = time.monotonic() + timeout
@@ -361,17 +382,12 @@ def test_full_filesystem_is_one_line_and_detaches(pair, tmp_path) -> None:
         pcap = tmp_path / "big.pcap"
         write_pcap(pcap, frames(pair, 200, payload=bytes(1200)))
         x = Xdptcp("-i", pair.outer, "-s", "0", "-w", str(mnt / "out.pcap")).attached()
-        try:
-            prog_id, _ = attached_prog(pair.outer)
-            assert replay_until_it_exits(x, pair, pcap, tries=10) == 1
-        finally:
-            x.kill()
+        prog_id = replay_until_a_write_fails(x, pair, pcap, tries=10)
     finally:
         run("umount", str(mnt), check=False)
-    errors = [line for line in x.err if "No space left on device" in line]
-    assert errors == [f"xdptcp: {mnt / 'out.pcap'}: No space left on device"], x.stderr
-    assert "Traceback" not in x.stderr and "internal error" not in x.stderr
-    assert_nothing_left(pair.outer, prog_id)
+    assert_write_error_and_detached(
+        x, pair, prog_id, f"{mnt / 'out.pcap'}: No space left on device"
+    )
 
 
 @pytest.mark.parametrize("args", [(), ("--json",), ("-c", "1000"), ("-w", "-")],
@@ -386,15 +402,8 @@ def test_an_io_error_on_standard_output_names_it_and_detaches(pair, pcap5, args)
     finally:
         os.close(slave)
     os.close(master)
-    try:
-        prog_id, _ = attached_prog(pair.outer)
-        assert replay_until_it_exits(x, pair, pcap5, tries=5) == 1
-    finally:
-        x.kill()
-    errors = [line for line in x.err if "Input/output error" in line]
-    assert errors == ["xdptcp: standard output: Input/output error"], x.stderr
-    assert "Traceback" not in x.stderr and "internal error" not in x.stderr
-    assert_nothing_left(pair.outer, prog_id)
+    prog_id = replay_until_a_write_fails(x, pair, pcap5, tries=5)
+    assert_write_error_and_detached(x, pair, prog_id, "standard output: Input/output error")
 
 
 def test_interface_deleted_while_capturing_stops_with_an_error(pair) -> None:
