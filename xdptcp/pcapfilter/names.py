@@ -90,7 +90,6 @@ FOREIGN = frozenset(
         "metaconnect",
         "vpi",
         "vci",
-        "gateway",
         "protochain",
         "byte",
         "ifname",
@@ -140,6 +139,7 @@ KEYWORDS = (
             "greater",
             "len",
             "vlan",
+            "gateway",
         ]
     )
 )
@@ -158,6 +158,11 @@ class Quals:
     ) -> None:
         self.proto, self.dir, self.addr = proto, dir, addr
         self.start = start  # the first word of the qualifiers: where a refusal points
+
+
+# The address kind of an id after a term that leaves no qualifiers (``tcp or 80``): libpcap's
+# Q_UNDEF, which its code generator refuses for each kind of id in its own words
+UNDEF = "undef"
 
 
 # libpcap's descriptions of the link types -r reads besides Ethernet (the words of its errors)

@@ -41,6 +41,7 @@ from xdptcp.pcapfilter.names import (
     PNAMES,
     RELOPS,
     TRANSPORT,
+    UNDEF,
     FilterError,
     Quals,
     SemanticError,
@@ -165,9 +166,10 @@ class Parser(Primitives):
         return ir.chain(terms, ops)
 
     def term_or_id(self) -> Bool:
-        """After and/or: a term, or a bare id that reuses the last qualifiers."""
-        if self.last is not None and self._id_ahead():
-            last, state = self.last, self._state()
+        """After and/or: a term, or a bare id that reuses the last qualifiers (none after a
+        term that has none, such as ``tcp`` or ``vlan 10``: then libpcap refuses the id)."""
+        if self._id_ahead():
+            last, state = self.last or Quals(None, None, UNDEF), self._state()
             try:  # `or (1 = 1)` is a term: bison decides by the token after the number
                 return self.term()
             except SemanticError:

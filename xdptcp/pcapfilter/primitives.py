@@ -32,7 +32,9 @@ from xdptcp.pcapfilter.names import (
     LLCSAP_NETBEUI,
     PNAMES,
     TRANSPORT,
+    UNDEF,
     VLAN_TPIDS,
+    FilterError,
     Quals,
     service_port,
 )
@@ -43,7 +45,7 @@ _ADDRS = ("host", "net", "port", "portrange", "proto")
 _TERM_ENDS = ("and", "&&", "or", "||", ")")
 # Qualifiers grammar.y takes after a protocol name, for link types xdptcp does not see
 _FOREIGN_QUALS = frozenset(
-    ["gateway", "type", "subtype", "dir", "ra", "ta"]
+    ["type", "subtype", "dir", "ra", "ta"]
     + [f"{a}{n}" for a in ("addr", "address") for n in range(1, 5)]
 )
 # What is false on every frame xdptcp captures (an IPv4/IPv6 TCP frame).
@@ -65,7 +67,11 @@ class Primitives:
                 "loop)",
                 at,
             )
-        if w in PNAMES and self.word(1) in _FOREIGN_QUALS:  # `ether gateway foo`
+        if w == "gateway" or (w in PNAMES and self.word(1) == "gateway"):  # `ether gateway A`
+            proto = None if w == "gateway" else "link" if w in LINK_WORDS else w
+            self.i += 1 if w == "gateway" else 2
+            return self.id_with(Quals(proto, None, "gateway", t))
+        if w in PNAMES and self.word(1) in _FOREIGN_QUALS:  # `wlan type mgt`
             t = self.toks[self.i + 1]
         if t.kind == ID and t.text in FOREIGN:
             raise self.error(
@@ -306,16 +312,20 @@ class Primitives:
             if t.kind == NUM:
                 return self.number_id(q, self._num(t), t)
             raise self.error(f"'{q.addr}' modifier applied to ip host", t)
-        if q.proto == "link" and not with_mask:  # `ether host 198.18.0.1`
-            raise self.error("illegal link layer address", t)
         if t.kind == NUM:
+            if q.proto == "link":  # `ether src 5`
+                raise self.error("illegal link layer address", t)
             v, vlen = self._num(t), 32
             mask = 0xFFFFFFFF
             if q.addr == "net":
                 while v and v & 0xFF000000 == 0:
                     v, mask = (v << 8) & 0xFFFFFFFF, (mask << 8) & 0xFFFFFFFF
             return self.ip_host(q, v, mask, t)
-        v, vlen = self._dotted(t)
+        v, vlen = self._dotted(t)  # an invalid address is named before the qualifiers
+        if not with_mask and q.addr in ("gateway", UNDEF):
+            raise self.no_address(q, t)
+        if q.proto == "link" and not with_mask:  # `ether host 198.18.0.1`
+            raise self.error("illegal link layer address", t)
         v = (v << (32 - vlen)) & 0xFFFFFFFF  # 198.18 is 198.18.0.0, with a mask or without
         if self.word() == "/":
             bits = self._mask_length(32)
@@ -401,9 +411,9 @@ class Primitives:
         return bits
 
     def ip6_id(self, q: Quals, t: Token) -> Bool:
+        """gen_mcode6: ``host 2001:db8::1``, ``net 2001:db8::/32``; the address and its mask are
+        checked before the qualifiers (``port 2001:db8::1/32``: non-network bits)."""
         kind = q.addr or "host"
-        if q.addr in ("port", "portrange", "proto"):
-            raise self.error(f"'{q.addr}' modifier applied to ip6 addr", t)
         bits = 128
         if self.word() == "/":
             bits = self._mask_length(128)
@@ -411,6 +421,8 @@ class Primitives:
         mask = ((1 << 128) - 1) ^ ((1 << (128 - bits)) - 1)
         if addr & ~mask:
             raise self.error(f'non-network bits set in "{t.text}/{bits}"', t)
+        if q.addr not in (None, "host", "net"):  # `port 2001:db8::1`, `tcp or 2001:db8::1`
+            raise self.error("invalid qualifier against IPv6 address", t)
         if bits != 128 and q.addr != "net":  # `host 2001:db8::/32`
             raise self.error("Mask syntax for networks only", t)
         if q.proto not in (None, "ip6"):
@@ -438,10 +450,21 @@ class Primitives:
             return self.port(q, v, v, t)
         if q.addr == "proto":
             return self.proto(q, v, t)
-        raise self.syntax(t)
+        raise self.no_address(q, t)
+
+    def no_address(self, q: Quals, t: Token, name: bool = False) -> FilterError:
+        """gencode's refusal of an id after ``gateway`` (libpcap built with IPv6, as tcpdump's
+        is, takes no gateway), or after a term that leaves no qualifiers (``tcp or 80``)."""
+        if q.addr == UNDEF:
+            return self.error("syntax error in filter expression", t)
+        if name:
+            return self.error("'gateway' not supported in this configuration", t)
+        return self.error("'gateway' requires a name", t)
 
     def name_id(self, q: Quals, t: Token) -> Bool:
         name = t.text
+        if q.addr in ("gateway", UNDEF):
+            raise self.no_address(q, t, name=True)
         if q.addr == "port":
             port = service_port(name)
             if port is None:
