@@ -261,3 +261,44 @@ def test_damaged_ipv4_header_lengths(tmp_path):
     want = tcpdump(path, "tcp")
     assert "IP bad-hlen 16" in want and "bytes missing! bad-len 30" in want
     assert xdptcp(path) == want
+
+
+@pytest.mark.parametrize("expr", [None, "greater 100000", "tcp[13] & 16 != 0", "port 53"])
+@pytest.mark.parametrize("link", ["ethernet", "ethernet, other byte order", "raw", "cooked"])
+def test_a_record_longer_than_tcpdump_takes_prints_its_note(tmp_path, link, expr):
+    """A record whose original length is above 262144 (tcpdump's MAXIMUM_SNAPLEN; a damaged
+    file, or a BIG TCP packet): tcpdump prints ``[Invalid header: len(N) > 262144]`` in its
+    place when it passes the filter, and the packet takes no part in the relative sequence
+    numbers: the ACK after two such records is its conversation's first, its ack absolute
+    (after a packet it would be relative). 262144 itself is a packet."""
+    first = tcp_frame(A4, B4, 40000, 80, flags=".", seq=1001, ack=5000)
+    second = tcp_frame(A4, B4, 40000, 80, flags=".", seq=1001, ack=6000)
+    linktype = {"raw": 101, "cooked": 113}.get(link, 1)
+    strip = {"raw": lambda f: f[14:], "cooked": lambda f: sll(0x800) + f[14:]}.get(link)
+    records = [(first, 300_000), (second, 262_145), (second, 262_144)]
+    frames = [traffic.Frame(1_700_000_000_000_000_000 + i * 1000, strip(f) if strip else f, n)
+              for i, (f, n) in enumerate(records)]  # fmt: skip
+    path = tmp_path / "long.pcap"
+    traffic.write_pcap(path, frames, big_endian="other" in link, linktype=linktype)
+    want = tcpdump(path, "tcp" if expr is None else f"tcp and ({expr})")
+    if expr != "port 53":
+        assert want.startswith(
+            "[Invalid header: len(300000) > 262144]\n[Invalid header: len(262145) > 262144]\n"
+        ), want
+        assert "Flags [.], ack 6000," in want, want
+    args = [expr] if expr else []
+    assert xdptcp(path, *args) == want
+    with open(path, "rb") as f:  # the reader of a stream, not of a mapped file
+        res = subprocess.run([sys.executable, "-m", "xdptcp", "-r", "-", *args], stdin=f,
+                             capture_output=True, text=True, cwd=ROOT,
+                             env=dict(os.environ, TZ="UTC"))  # fmt: skip
+    assert res.returncode == 0 and res.stdout == want, res.stderr
+    # --json: an object for every record, the long ones as a damaged record's (their own
+    # numbers), the packet's ack as the text line has it
+    objs = [json.loads(line) for line in xdptcp(path, "--json", *args).splitlines()]
+    if expr == "port 53":
+        assert objs == []
+        return
+    assert [(o["wire_len"], o["ack"]) for o in objs] == [(300_000, 5000), (262_145, 6000),
+                                                          (262_144, 6000)]  # fmt: skip
+    assert objs[-1]["cap_len"] == len(frames[-1].data)  # the record's, not its Ethernet view's

@@ -159,7 +159,8 @@ class JsonFormatter:
 
     def damaged(self, ts_ns: int, frame, wire_len: int, cap_len: int) -> Optional[str]:
         """The object for a damaged file's record whose original length (``wire_len``) is
-        below its captured length (``cap_len``; ``frame`` its packet as an Ethernet frame):
+        below its captured length (``cap_len``; ``frame`` its packet as an Ethernet frame), or
+        above the longest packet tcpdump takes (``xdptcp.pcap.MAX_RECORD``):
         what its captured bytes decode to, with the record's lengths as it gives them. tcpdump
         prints none of it, so it takes no part in the relative sequence numbers: its seq and
         ack are the header's."""
@@ -167,8 +168,18 @@ class JsonFormatter:
         line = JsonFormatter(absolute_seq=True).format(ts_ns, frame, n)
         if line is None:
             return None
-        lengths = f'"wire_len":{wire_len},"cap_len":{cap_len},'
-        return line.replace(f'"wire_len":{n},"cap_len":{n},', lengths, 1)
+        return self.record_lengths(line, n, n, wire_len, cap_len)
+
+    @staticmethod
+    def record_lengths(line: str, wire_len: int, cap_len: int, rec_wire: int, rec_cap: int) -> str:
+        """``line``, the object of a frame of ``wire_len``/``cap_len`` bytes (a record's packet
+        seen as an Ethernet frame: ``xdptcp.linktypes.ethernet_view``), with the lengths of the
+        record itself, as its file gives them."""
+        return line.replace(
+            f'"wire_len":{wire_len},"cap_len":{cap_len},',
+            f'"wire_len":{rec_wire},"cap_len":{rec_cap},',
+            1,
+        )
 
     def _not_whole(self, p, ts_ns, frame, wire_len, ifname, direction) -> Optional[str]:
         """The object for a TCP frame without its whole fixed TCP header: the capture ends in
@@ -300,14 +311,18 @@ class JsonFormatter:
                     if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
                         hlen = 0
                 if hlen < 20 or hlen > length or l4 + hlen > stop:  # not the common segment
-                    line = fmt(
-                        sec * 1_000_000_000 + frac * mult,
-                        mm[at:stop],
-                        orig,
-                        ifname,
-                        "",
-                        None if d == 2 else d,
-                    )
+                    if orig <= MAX_RECORD:
+                        line = fmt(
+                            sec * 1_000_000_000 + frac * mult,
+                            mm[at:stop],
+                            orig,
+                            ifname,
+                            "",
+                            None if d == 2 else d,
+                        )
+                    else:  # longer than tcpdump takes: as a damaged record (``damaged``)
+                        line = self.damaged(sec * 1_000_000_000 + frac * mult, mm[at:stop], orig,
+                                            incl)  # fmt: skip
                     if line is None:
                         continue
                 else:

@@ -361,18 +361,23 @@ def _wrong_version(version: int) -> str:
 
 
 def invalid_header_text(frame, wire_len: int, cap_len: Optional[int] = None) -> Optional[str]:
-    """What tcpdump prints instead of a packet for a damaged file's record whose original
-    length is below its captured length (print.c's pretty_print_packet: no timestamp, nothing
-    of the packet): ``[Invalid header: len(N) < caplen(M)]``, ``[Invalid header: len==0]``.
-    None when the captured bytes are not TCP as libpcap's ``tcp`` reads them. ``wire_len`` and
-    ``cap_len`` are the record's (``frame`` may be its packet behind another link layer)."""
+    """What tcpdump prints instead of a packet for a damaged file's record (print.c's
+    pretty_print_packet: no timestamp, nothing of the packet): its original length below its
+    captured length, ``[Invalid header: len(N) < caplen(M)]`` (``[Invalid header: len==0]``),
+    or above the longest packet tcpdump takes (``xdptcp.pcap.MAX_RECORD``),
+    ``[Invalid header: len(N) > 262144]``. None when the captured bytes are not TCP as
+    libpcap's ``tcp`` reads them. ``wire_len`` and ``cap_len`` are the record's (``frame`` may
+    be its packet behind another link layer)."""
     if not is_tcp_frame(frame):
         return None
     if not wire_len:
         return "[Invalid header: len==0]"
-    return (
-        f"[Invalid header: len({wire_len}) < caplen({len(frame) if cap_len is None else cap_len})]"
-    )
+    cap_len = len(frame) if cap_len is None else cap_len
+    if wire_len > cap_len:
+        from xdptcp.pcap import MAX_RECORD
+
+        return f"[Invalid header: len({wire_len}) > {MAX_RECORD}]"
+    return f"[Invalid header: len({wire_len}) < caplen({cap_len})]"
 
 
 def iter_options(opts: bytes):

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from xdptcp.linktypes import ETHERNET, Interfaces, ethernet_view, unsupported
-from xdptcp.pcap import PcapError, PcapReader, destination, named
+from xdptcp.pcap import MAX_RECORD, PcapError, PcapReader, destination, named
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -59,7 +59,10 @@ def print_file(
                                                                          data, wire_len))
                     ):  # fmt: skip
                         continue
-                    line = fmt(ts_ns, data, wire_len, "", "")
+                    if wire_len <= MAX_RECORD:
+                        line = fmt(ts_ns, data, wire_len, "", "")
+                    else:  # longer than tcpdump takes: its note in the packet's place
+                        line = formatter.damaged(ts_ns, data, wire_len, len(data))
                 else:
                     line = _other_link(formatter, keep, ifaces, reader.name, ts_ns, data,
                                        wire_len, linktype)  # fmt: skip
@@ -103,7 +106,8 @@ def _keeps_damaged(keep, keep_in_place, data, wire_len: int) -> bool:
 def _other_link(formatter, keep, ifaces, name, ts_ns, data, wire_len, linktype) -> Optional[str]:
     """``print_file``'s line for a record of a link type other than Ethernet: its packet seen
     as an Ethernet frame (``ethernet_view``). A damaged record (its original length below its
-    captured length) is shown by the formatter's ``damaged``, with the record's own lengths."""
+    captured length, or above ``MAX_RECORD``) is shown by the formatter's ``damaged``, with the
+    record's own lengths."""
     view = ethernet_view(linktype, data, wire_len, ifaces)
     if view is None:
         check_linktype(name, linktype)
@@ -114,7 +118,12 @@ def _other_link(formatter, keep, ifaces, name, ts_ns, data, wire_len, linktype) 
         return formatter.damaged(ts_ns, view.frame, wire_len, len(data))
     if keep is not None and not keep(view.frame, view.wire_len, linktype, wire_len):
         return None
-    return formatter.format(ts_ns, view.frame, view.wire_len, "", view.prefix)
+    if wire_len > MAX_RECORD:  # longer than tcpdump takes: its note in the packet's place
+        return formatter.damaged(ts_ns, view.frame, wire_len, len(data))
+    line = formatter.format(ts_ns, view.frame, view.wire_len, "", view.prefix)
+    if line is None or view.frame is data:
+        return line
+    return formatter.record_lengths(line, view.wire_len, len(view.frame), wire_len, len(data))
 
 
 def check_linktype(name: str, linktype: int) -> None:

@@ -204,10 +204,17 @@ class TextFormatter:
 
     def damaged(self, ts_ns: int, frame, wire_len: int, cap_len: int) -> Optional[str]:
         """The line for a damaged file's record whose original length (``wire_len``) is below
-        its captured length (``cap_len``; ``frame`` its packet as an Ethernet frame): what
-        tcpdump prints in its place, ``[Invalid header: len(N) < caplen(M)]``, when the bytes
-        are TCP. No timestamp: tcpdump prints none (nor is the record a ``-ttt`` reference)."""
+        its captured length (``cap_len``; ``frame`` its packet as an Ethernet frame), or above
+        ``MAX_RECORD``: what tcpdump prints in its place, ``[Invalid header: len(N) <
+        caplen(M)]`` (``len(N) > 262144``), when the bytes are TCP. No timestamp: tcpdump
+        prints none (nor is the record a ``-ttt`` reference)."""
         return invalid_header_text(frame, wire_len, cap_len)
+
+    @staticmethod
+    def record_lengths(line: str, wire_len: int, cap_len: int, rec_wire: int, rec_cap: int) -> str:
+        """``line`` as it is: tcpdump's lines give no frame lengths (``JsonFormatter`` puts a
+        record's own in place of its Ethernet view's)."""
+        return line
 
     def _fast(self, frame, wire_len: int) -> Optional[str]:
         """The common segment (``Decoder.fast``) with no options or nop,nop,TS, in one pass.
@@ -327,7 +334,7 @@ class TextFormatter:
                 if keep is not None and not keep(mm, at, incl, incl, orig):
                     continue
                 hlen = 0
-                if etype == _ETH_IP and 54 <= incl <= orig:
+                if etype == _ETH_IP and 54 <= incl <= orig <= MAX_RECORD:
                     if at + 66 <= end:
                         vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg, \
                             tsp, val, ecr = _FAST4X(mm, at + 14)  # fmt: skip
@@ -339,7 +346,7 @@ class TextFormatter:
                     hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
                     if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
                         hlen = 0
-                elif etype == _ETH_IPV6 and 74 <= incl <= orig:
+                elif etype == _ETH_IPV6 and 74 <= incl <= orig <= MAX_RECORD:
                     if at + 86 <= end:
                         vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg, tsp, val, ecr = (
                             _FAST6X(mm, at + 14)
@@ -353,7 +360,10 @@ class TextFormatter:
                     if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
                         hlen = 0
                 if hlen < 20 or hlen > length or l4 + hlen > stop or several:  # not the common one
-                    line = fmt(stamp(sec, frac, nano), mm[at:stop], orig, "", "")
+                    if orig <= MAX_RECORD:
+                        line = fmt(stamp(sec, frac, nano), mm[at:stop], orig, "", "")
+                    else:  # longer than tcpdump takes: its note in the packet's place
+                        line = self.damaged(0, mm[at:stop], orig, incl)
                     if line is None:
                         continue
                 else:
