@@ -17,16 +17,17 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybp
 if TYPE_CHECKING:
     from typing import Optional
 
-_VLAN = struct.Struct("!HH")
+# The header layouts and numbers the cut walks read (xdptcp.packet's decoder uses them too).
+VLAN = struct.Struct("!HH")
 # version/ihl, tos, tot_len, id, frag_off, ttl, protocol, check, saddr, daddr
-_IPV4 = struct.Struct("!BBHHHBBH4s4s")
+IPV4 = struct.Struct("!BBHHHBBH4s4s")
 # version/class/flow, payload_len, nexthdr, hop_limit, saddr, daddr
-_IPV6 = struct.Struct("!IHBB16s16s")
-_U16 = struct.Struct("!H")
-_U32 = struct.Struct("!I")
+IPV6 = struct.Struct("!IHBB16s16s")
+U16 = struct.Struct("!H")
+U32 = struct.Struct("!I")
 
-_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
-_HOPOPTS, _TCP_PROTO, _ROUTING, _FRAGMENT, _DSTOPTS = 0, 6, 43, 44, 60
+TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
+HOPOPTS, TCP_PROTO, ROUTING, FRAGMENT, DSTOPTS = 0, 6, 43, 44, 60
 
 
 Cut = namedtuple(
@@ -64,10 +65,10 @@ def cut_short(frame, wire_len: Optional[int] = None, known_tcp: bool = False) ->
         return Cut(0, note=" [|ether]") if known_tcp and cap else None
     etype = frame[12] << 8 | frame[13]
     l3, vlans = 14, ()
-    while etype in _TPIDS:
+    while etype in TPIDS:
         if l3 + 4 > cap:
             return Cut(0, note=" [|vlan]") if known_tcp else None
-        tci, etype = _VLAN.unpack_from(frame, l3)
+        tci, etype = VLAN.unpack_from(frame, l3)
         vlans += (tci & 0x0FFF,)
         l3 += 4
     if wire_len is None or wire_len < cap:
@@ -83,13 +84,13 @@ def _cut_ipv4(frame, l3: int, wire_len: int, vlans: tuple, known: bool) -> Optio
     cap = len(frame)
     if cap == l3:  # ip_print's first read, of the version, fails
         return Cut(4, vlans, note=" [|ip]") if known else None
-    if not known and (l3 + 10 > cap or frame[l3 + 9] != _TCP_PROTO):
+    if not known and (l3 + 10 > cap or frame[l3 + 9] != TCP_PROTO):
         return None  # libpcap's tcp cannot read the protocol byte, or it is another's
     if frame[l3] >> 4 != 4:
         return None  # (malformed_tcp_text)
     if l3 + 20 > cap:
         return Cut(4, vlans, note="IP  [|ip]")
-    vihl, _, ip_len, _, frag, ttl, _, _, saddr, daddr = _IPV4.unpack_from(frame, l3)
+    vihl, _, ip_len, _, frag, ttl, _, _, saddr, daddr = IPV4.unpack_from(frame, l3)
     hlen = (vihl & 0x0F) * 4
     end = min(cap, l3 + ip_len)
     if hlen < 20 or ip_len < hlen or frag & 0x1FFF or l3 + hlen <= end:
@@ -102,11 +103,11 @@ def _cut_ipv4(frame, l3: int, wire_len: int, vlans: tuple, known: bool) -> Optio
 def _cut_ipv6(frame, l3: int, wire_len: int, vlans: tuple, known: bool) -> Optional[Cut]:
     cap = len(frame)
     if l3 + 40 > cap:
-        if known or (l3 + 7 <= cap and frame[l3 + 6] == _TCP_PROTO):
+        if known or (l3 + 7 <= cap and frame[l3 + 6] == TCP_PROTO):
             return Cut(6, vlans, note=" [|ip6]")
         return None
-    vtf, plen, nh, hlim, saddr, daddr = _IPV6.unpack_from(frame, l3)
-    if vtf >> 28 != 6 or not plen or nh == _TCP_PROTO:
+    vtf, plen, nh, hlim, saddr, daddr = IPV6.unpack_from(frame, l3)
+    if vtf >> 28 != 6 or not plen or nh == TCP_PROTO:
         return None  # malformed_tcp_text's, a jumbogram's, the decoder's
     total = plen + 40
     src, dst = inet_ntop(AF_INET6, saddr), inet_ntop(AF_INET6, daddr)
@@ -123,15 +124,15 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str):
     cap = len(frame)
     end = min(cap, l3 + total)  # what tcpdump reads: the capture, cut to the IP length
     off = l3 + 40
-    while nh != _TCP_PROTO:
-        if nh == _FRAGMENT:
+    while nh != TCP_PROTO:
+        if nh == FRAGMENT:
             # libpcap's tcp reads the next header of a fragment header after the fixed one;
             # ip6 protochain, the next header and the byte after it of one further on
-            if not known and (off + (1 if off == l3 + 40 else 2) > cap or frame[off] != _TCP_PROTO):
+            if not known and (off + (1 if off == l3 + 40 else 2) > cap or frame[off] != TCP_PROTO):
                 return None
             if off + 4 > end:
                 return note + " [|frag6]", 0
-            offset = _U16.unpack_from(frame, off + 2)[0] & 0xFFF8
+            offset = U16.unpack_from(frame, off + 2)[0] & 0xFFF8
             note += f"frag ({offset}|{total - (off - l3) - 8})"
             if offset:  # a later fragment: nothing of TCP in it (the decoder's when whole)
                 return None if off + 8 <= end else (note, offset)
@@ -139,14 +140,14 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str):
             if off + 8 >= end:  # tcpdump stops after "frag (0|n) " when nothing follows
                 return note, 0
             size = 8
-        elif nh in (_HOPOPTS, _DSTOPTS, _ROUTING):
-            if nh == _HOPOPTS and off != l3 + 40:
+        elif nh in (HOPOPTS, DSTOPTS, ROUTING):
+            if nh == HOPOPTS and off != l3 + 40:
                 return None  # tcpdump: it must come first; not TCP
             size = (frame[off + 1] + 1) * 8 if off + 2 <= end else 0
             whole = size and off + size <= end
-            if not whole and not (known or off + 2 <= cap and frame[off] == _TCP_PROTO):
+            if not whole and not (known or off + 2 <= cap and frame[off] == TCP_PROTO):
                 return None
-            if nh == _ROUTING:
+            if nh == ROUTING:
                 if off >= end:  # ip6_print's own check of its first byte fails
                     return note + " [|ip6]", 0
                 text = _rt6_cut(bytes(frame[off : off + size if whole else end]))
@@ -156,11 +157,11 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str):
                     return note + text + " [|rt6]", 0
                 note += text + ") "
             elif not whole:
-                return f"{note} [|{'hbhopt' if nh == _HOPOPTS else 'dstopt'}]", 0
-            elif nh == _HOPOPTS and not hbh_ok(bytes(frame[off : off + size])):
+                return f"{note} [|{'hbhopt' if nh == HOPOPTS else 'dstopt'}]", 0
+            elif nh == HOPOPTS and not hbh_ok(bytes(frame[off : off + size])):
                 return None
             else:
-                note += "HBH " if nh == _HOPOPTS else "DSTOPT "
+                note += "HBH " if nh == HOPOPTS else "DSTOPT "
         else:
             return None
         nh, off = frame[off], off + size
@@ -196,11 +197,11 @@ def _rt6_cut(raw: bytes) -> Optional[str]:
             out += f", flags=0x{raw[5]:x}"
         if n < 8:
             return out
-        out += f", tag={_U16.unpack_from(raw, 6)[0]:x}"
+        out += f", tag={U16.unpack_from(raw, 6)[0]:x}"
     else:
         if n < 8:
             return out
-        reserved = _U32.unpack_from(raw, 4)[0]
+        reserved = U32.unpack_from(raw, 4)[0]
         if reserved:
             out += f", rsv=0x{reserved:x}"
     for i in range(raw[1] // 2):

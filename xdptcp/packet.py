@@ -25,6 +25,7 @@ from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 from collections import namedtuple
 
 from pybpf.enums import int_enum
+from xdptcp import cutshort
 
 # Cut and cut_short are this module's names too: the formatters and tests import them from here.
 from xdptcp.cutshort import Cut, cut_short, hbh_ok, missing4  # noqa: F401
@@ -33,12 +34,11 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybp
 if TYPE_CHECKING:
     from typing import Optional
 
+# The header layouts and numbers the cut walks (xdptcp.cutshort) read too.
+_VLAN, _IPV4, _IPV6, _TPIDS = cutshort.VLAN, cutshort.IPV4, cutshort.IPV6, cutshort.TPIDS
+_HOPOPTS, _TCP_PROTO, _ROUTING = cutshort.HOPOPTS, cutshort.TCP_PROTO, cutshort.ROUTING
+_FRAGMENT, _DSTOPTS = cutshort.FRAGMENT, cutshort.DSTOPTS
 _ETH_TYPE = struct.Struct("!H")
-_VLAN = struct.Struct("!HH")
-# version/ihl, tos, tot_len, id, frag_off, ttl, protocol, check, saddr, daddr
-_IPV4 = struct.Struct("!BBHHHBBH4s4s")
-# version/class/flow, payload_len, nexthdr, hop_limit, saddr, daddr
-_IPV6 = struct.Struct("!IHBB16s16s")
 # source, dest, seq, ack_seq, doff/ae, flags, window, check, urg_ptr
 _TCP = struct.Struct("!HHIIBBHHH")
 _PORTS = struct.Struct("!HH")
@@ -47,8 +47,6 @@ _FAST4 = struct.Struct("!BxHxxHBB2x4s4sHHIIBBH2xH")
 _FAST6 = struct.Struct("!IHBB16s16sHHIIBBH2xH")
 _FRAG6 = struct.Struct("!BxHI")
 
-_TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
-_HOPOPTS, _TCP_PROTO, _ROUTING, _FRAGMENT, _DSTOPTS = 0, 6, 43, 44, 60
 _ADDR_CACHE_MAX = 1 << 16
 
 
