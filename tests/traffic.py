@@ -41,6 +41,7 @@ IPPROTO_TCP = 6
 IPPROTO_UDP = 17
 IPPROTO_ROUTING = 43
 IPPROTO_FRAGMENT = 44
+IPPROTO_AH = 51
 IPPROTO_ICMPV6 = 58
 IPPROTO_NONE = 59
 IPPROTO_DSTOPTS = 60
@@ -257,6 +258,13 @@ def routing(addresses: Sequence[str], rtype: int = 0, segleft: int = 0) -> ExtHe
 def fragment(offset: int = 0, more: bool = False, ident: int = 0x1234) -> ExtHeader:
     """``offset`` in bytes (a multiple of 8)."""
     return ExtHeader(IPPROTO_FRAGMENT, struct.pack("!xHI", (offset & ~7) | int(more), ident))
+
+
+def auth_header(icv: bytes = bytes(12), spi: int = 0x100, seq: int = 1) -> ExtHeader:
+    """IPsec AH (RFC 4302): its length field counts 4-byte words, minus 2. As an IPv4 payload:
+    ``bytes((next_proto,)) + auth_header().body``."""
+    length = (12 + len(icv)) // 4 - 2
+    return ExtHeader(IPPROTO_AH, struct.pack("!BHII", length, 0, spi, seq) + icv)
 
 
 def ipv6_packet(
