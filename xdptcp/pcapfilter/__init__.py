@@ -142,7 +142,7 @@ def compile_filter(text: str, linktype: int = ETHERNET_LINKTYPE) -> CompiledFilt
             never = ir.never_on_tcp(node)
             if never is not None:
                 raise FilterError(f"{never.what}; xdptcp captures only TCP", never.pos, never.part)
-            graph = optimize(node)
+            graph = None if ir.has_chain(node) else optimize(node)
             if graph is False:  # libpcap's optimizer refuses these too, in these words
                 raise FilterError("expression rejects all packets", 0, text)
         return CompiledFilter(text, tuple(generate(node, graph)))

@@ -169,6 +169,8 @@ class CodeGen:
                 if target != nxt:
                     a.ja(self.to(target))
                     self.jumped(target, always=True)
+            elif isinstance(n, ir.ProtoChain):
+                self.protochain(n, t, f, nxt)
             elif isinstance(n, (ir.And, ir.Or)):
                 steps: list = []
                 for part in n.parts[:-1]:  # each part but the last decides or goes on
@@ -260,16 +262,80 @@ class CodeGen:
             a.ldx(_SIZE[size], r, R6, k)
         else:
             self.value(n.off, depth)
-            a.jgt(r, MAX_VAR_OFF, self.to("reject"))
-            p = self.reg(depth + 1)
-            a.mov(p, R6)
-            a.add(p, r)  # packet pointer + bounded offset
-            a.mov(r, p)
-            a.add(r, size)
-            a.jgt(r, R7, self.to("reject"))
-            a.ldx(_SIZE[size], r, p, 0)
+            self.load_at(r, size, self.reg(depth + 1))
         if size > 1:  # network byte order, as classic BPF loads
             a.emit(Instruction(Class.ALU | ALUOp.END | Source.X, r, 0, 0, 8 * size))
+
+    def load_at(self, r: Reg, size: int, p: Reg) -> None:
+        """``r`` = the ``size`` bytes at the frame offset held in ``r`` (``p``: scratch)."""
+        a = self.a
+        a.jgt(r, MAX_VAR_OFF, self.to("reject"))
+        a.mov(p, R6)
+        a.add(p, r)  # packet pointer + bounded offset
+        a.mov(r, p)
+        a.add(r, size)
+        a.jgt(r, R7, self.to("reject"))
+        a.ldx(_SIZE[size], r, p, 0)
+
+    # --- protochain ---------------------------------------------------------------------------
+
+    def protochain(self, n: ir.ProtoChain, t: str, f: str, nxt: str) -> None:
+        """libpcap's protochain loop, unrolled: at most ``ir.CHAIN_DEPTH`` headers walked.
+        r0 is the protocol in hand (libpcap's A), r1 the offset from the IP header of the header
+        it names (X). IPv6 extension headers are (length + 1) * 8 bytes long and X moves past
+        them; after AH, X is (length + 2) * 4 alone, not added to where AH started: libpcap's
+        code does so, and what it selects follows from it."""
+        a, nh, x = self.a, R0, R1
+        if n.ip6:
+            self.check(n.at + 7)
+            a.ldx("b", nh, R6, n.at + 6)
+            a.mov32(x, 40)
+        else:
+            self.check(n.at + 10)
+            a.ldx("b", nh, R6, n.at + 9)
+            a.ldx("b", x, R6, n.at)
+            a.and32(x, 0xF)
+            a.lsh32(x, 2)
+        for walked in range(ir.CHAIN_DEPTH + 1):
+            a.jeq32(nh, _imm(n.proto), self.to(t))
+            self.jumped(t)
+            if walked == ir.CHAIN_DEPTH:  # the protocol after the last header walked: tested
+                break
+            if n.proto != 59:  # no next header: the chain ends here
+                a.jeq32(nh, 59, self.to(f))
+                self.jumped(f)
+            ext, step = self.new("ext"), self.new("step")
+            if n.ip6:  # hop-by-hop, destination options, routing, fragment
+                for kind in (0, 60, 43, 44):
+                    a.jeq32(nh, kind, ext)
+                    self.jumped(ext)
+            a.jne32(nh, 51, self.to(f))  # AH, or the end of the chain
+            self.jumped(f)
+            self.next_header(x, n.at, 2, 4)
+            a.mov32(x, R3)
+            if n.ip6:
+                a.ja(step)
+                self.jumped(step, always=True)
+                self.place(ext)
+                self.next_header(x, n.at, 1, 8)
+                a.add32(x, R3)
+            self.place(step)
+        if f != nxt:  # more than CHAIN_DEPTH headers before it: not found
+            a.ja(self.to(f))
+            self.jumped(f, always=True)
+
+    def next_header(self, x: Reg, at: int, plus: int, unit: int) -> None:
+        """r0 = the next header field of the header ``x`` bytes after the IP header (at frame
+        offset ``at``), r3 = (its length byte + ``plus``) * ``unit``."""
+        a = self.a
+        a.mov32(R0, x)
+        a.add32(R0, at)
+        self.load_at(R0, 1, R2)
+        a.mov32(R3, x)
+        a.add32(R3, at + 1)
+        self.load_at(R3, 1, R4)
+        a.add32(R3, plus)
+        a.mul32(R3, unit)
 
 
 def _imm(v):

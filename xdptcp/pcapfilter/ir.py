@@ -114,7 +114,40 @@ class Never:
     part: str = field(default="", compare=False)  # the word as typed
 
 
-Bool = Union[Cmp, And, Or, Not, Const, Never]
+@dataclass(frozen=True)
+class ProtoChain:
+    """libpcap's ``ip protochain N`` / ``ip6 protochain N`` after its EtherType test: from the IP
+    header at frame offset ``at``, the protocol (IPv4) or next header (IPv6) is followed through
+    the headers gen_protochain() walks, until ``proto`` (true) or a header it does not walk
+    (false). libpcap loops without end; here at most ``CHAIN_DEPTH`` headers are walked, and a
+    chain still going after them counts as not holding ``proto``."""
+
+    proto: int
+    ip6: bool
+    at: int
+
+
+# Headers a ``protochain`` walks past before it gives up (libpcap: as many as the frame holds)
+CHAIN_DEPTH = 8
+
+Bool = Union[Cmp, And, Or, Not, Const, Never, ProtoChain]
+
+
+def has_chain(root: Bool) -> bool:
+    """Does ``root`` use ``protochain``? libpcap then compiles the whole filter unoptimized
+    (its optimizer takes no loops), which changes what some filters select."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ProtoChain):
+            return True
+        if isinstance(node, (And, Or)):
+            stack.extend(node.parts)
+        elif isinstance(node, Not):
+            stack.append(node.a)
+        elif isinstance(node, Never):
+            stack.append(node.code)
+    return False
 
 
 def chain(terms: list[Bool], is_and: list[bool]) -> Bool:

@@ -40,7 +40,7 @@ from xdptcp.pcapfilter.names import (
 )
 
 _DIRS = ("src", "dst")
-_ADDRS = ("host", "net", "port", "portrange", "proto")
+_ADDRS = ("host", "net", "port", "portrange", "proto", "protochain")
 # What may follow a term: where libpcap reads a lone protocol name as one
 _TERM_ENDS = ("and", "&&", "or", "||", ")")
 # Qualifiers grammar.y takes after a protocol name, for link types xdptcp does not see
@@ -60,13 +60,6 @@ class Primitives:
 
     def primitive(self) -> Bool:
         t, w = self.tok, self.word()
-        if w == "protochain" or (w in PNAMES and self.word(1) == "protochain"):
-            at = t if w == "protochain" else self.toks[self.i + 1]
-            raise self.error(
-                "'protochain' is not supported by xdptcp (it walks IPv6 extension headers in a "
-                "loop)",
-                at,
-            )
         if w == "gateway" or (w in PNAMES and self.word(1) == "gateway"):  # `ether gateway A`
             proto = None if w == "gateway" else "link" if w in LINK_WORDS else w
             self.i += 1 if w == "gateway" else 2
@@ -94,6 +87,8 @@ class Primitives:
         dir_ = self.direction()
         addr = None
         if self.word() in _ADDRS:
+            if dir_ is not None and self.word() == "protochain":  # grammar.y takes no `src`
+                raise self.syntax()
             addr = self.take().text
         if proto is None and dir_ is None and addr is None:
             raise self.syntax(t)
@@ -308,7 +303,7 @@ class Primitives:
         """gen_ncode/gen_mcode: ``host 198.18.0.1``, ``net 198.18``, ``net 198.18.0.0/15``."""
         # a number takes no mask: its id is made, then the '/' is a syntax error
         with_mask = t.kind == HID and self.word() in ("/", "mask")
-        if q.addr in ("port", "portrange", "proto") and not with_mask:
+        if q.addr in ("port", "portrange", "proto", "protochain") and not with_mask:
             if t.kind == NUM:
                 return self.number_id(q, self._num(t), t)
             raise self.error(f"'{q.addr}' modifier applied to ip host", t)
@@ -450,6 +445,8 @@ class Primitives:
             return self.port(q, v, v, t)
         if q.addr == "proto":
             return self.proto(q, v, t)
+        if q.addr == "protochain":
+            return self.protochain(q, v, t)
         raise self.no_address(q, t)
 
     def no_address(self, q: Quals, t: Token, name: bool = False) -> FilterError:
@@ -476,6 +473,10 @@ class Primitives:
                 raise self.error(f"unknown port in range '{name}'", t)
             ports = [self._port_of(p, t) for p in (lo, hi)]
             return self.port(q, min(ports), max(ports), t)
+        if q.addr == "protochain":
+            if name not in IPPROTOS:
+                raise self.error(f"unknown ip proto '{name}'", t)
+            return self.protochain(q, IPPROTOS[name], t)
         if q.addr == "proto":
             table = {**LLC_SAPS, **ETHERTYPES} if q.proto == "link" else IPPROTOS
             if name not in table:
@@ -560,6 +561,18 @@ class Primitives:
             shown = f"{q.proto or ''} proto {v}".strip()
             return code if ok else self.never(code, f"'{shown}'", q.start or t)
         raise self.error(f"'{q.proto} proto' is bogus", t)
+
+    def protochain(self, q: Quals, v: int, t: Token) -> Bool:
+        """gen_protochain: ``ip protochain N``, ``ip6 protochain N``, ``protochain N`` (both).
+        After the IPv4 protocol, AH headers are walked; after the IPv6 next header, hop-by-hop,
+        destination options, routing, fragment (whatever its offset) and AH headers."""
+        if q.proto not in (None, "ip", "ip6"):
+            raise self.error("bad protocol applied for 'protochain'", t)
+        v4 = ir.And(self.ethertype(ETH_IP), ir.ProtoChain(v, False, self.linkpl))
+        v6 = ir.And(self.ethertype(ETH_IP6), ir.ProtoChain(v, True, self.linkpl))
+        if v != 6:  # an IPv4 TCP frame's chain ends at once, at 6
+            v4 = self.never(v4, f"'ip protochain {v}'", q.start or t)
+        return {None: ir.Or(v4, v6), "ip": v4, "ip6": v6}[q.proto]
 
     def llc_sap(self, sap: int, t: Token) -> Bool:
         """``ether proto N`` for N <= 1500, gen_ether_linktype's 802.3 branch: no EtherType is
