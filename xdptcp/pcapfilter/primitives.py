@@ -447,6 +447,10 @@ class Primitives:
             return self.proto(q, v, t)
         if q.addr == "protochain":
             return self.protochain(q, v, t)
+        if q.addr == UNDEF and self.tok.kind != END and self.word() not in _TERM_ENDS:
+            # libpcap's parser looks one token past a bare number (it may start a relation,
+            # `80 > len`) and finds none it can follow with: `tcp or 80 81` cannot be parsed
+            raise self.syntax()
         raise self.no_address(q, t)
 
     def no_address(self, q: Quals, t: Token, name: bool = False) -> FilterError:
