@@ -651,3 +651,37 @@ def test_forms_tcpdump_takes_or_refuses_get_its_words(varied, expr, part, words)
         [need_tool("tcpdump"), "-r", str(pcap), "-d", "--", expr], capture_output=True, text=True
     )
     assert ref.returncode != 0 and words in ref.stderr
+
+
+# Four `not vlan` move the EtherType and the LLC header onto an untagged IPv6 frame's source
+# address: bytes 6-7 of it (at most 1500: an 802.3 length) and 8-15 (an LLC and SNAP header)
+_MOVED = "not vlan and not vlan and not vlan and not vlan and "
+_SNAP_SOURCES = [
+    "2001:db8:0:1:aaaa:308:7:809b",  # AA AA 03, OUI 08:00:07, AppleTalk
+    "2001:db8:0:1:aaaa:300:0:80f3",  # AA AA 03, OUI 0, AARP
+    "2001:db8:0:1:aaaa:308:7:809c",  # another type
+    "2001:db8:0:1:aaaa:300:7:809b",  # another OUI
+    "2001:db8:0:809b::1",  # the EtherType itself
+    "2001:db8:0:5dd:aaaa:308:7:809b",  # 1501: not an 802.3 length
+    "2001:db8:0:5dc:aaaa:300:0:80f3",  # 1500: still one
+]
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [f"port 80 or ({_MOVED}ether proto \\atalk)", f"not ({_MOVED}ether proto \\aarp)",
+     f"port 80 or ({_MOVED}ether proto 0x809b)"],
+)  # fmt: skip
+def test_appletalk_ether_protos_take_their_snap_form_as_libpcap_does(tmp_path, expr) -> None:
+    """gen_ether_linktype: ``ether proto \\atalk`` and ``\\aarp`` also match an 802.3 frame with
+    an LLC SNAP header of their OUI (08:00:07, 0) and type."""
+    from tests import traffic as t
+
+    frames = [t.tcp_frame(s, "2001:db8::2", 40000, 443, flags="S") for s in _SNAP_SOURCES]
+    frames.append(t.tcp_frame("198.18.0.1", "198.18.0.2", 40000, 80, flags="S"))
+    pcap = tmp_path / "snap.pcap"
+    write_pcap(pcap, frames)
+    flt = compile_filter(expr)
+    mine = {i for i, f in enumerate(frames) if flt.matches(f)}
+    assert mine == tcpdump_selects(pcap, expr)
+    assert mine == xdptcp_selects(pcap, expr)  # -r, with the filter written out in Python

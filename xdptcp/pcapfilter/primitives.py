@@ -51,6 +51,8 @@ _FOREIGN_QUALS = frozenset(
 # What is false on every frame xdptcp captures (an IPv4/IPv6 TCP frame).
 _NEVER_PNAMES = frozenset(PNAMES) - {"ip", "ip6", "tcp", *LINK_WORDS}
 _TCP_ETHERTYPES = (ETH_IP, ETH_IP6, *VLAN_TPIDS)
+# gen_ether_linktype: AppleTalk and AARP also come as 802.3 frames with a SNAP header of this OUI
+_SNAP_OUIS = {0x809B: 0x080007, 0x80F3: 0}
 # IPv6 next headers that can lead to TCP in a frame xdptcp captures
 _TCP_NEXT6 = (6, 0, 43, 60, 44)
 
@@ -556,6 +558,9 @@ class Primitives:
             if v <= ETHERMTU:
                 return self.llc_sap(v, q.start or t)
             code = self.ethertype(v)
+            if v in _SNAP_OUIS:  # EtherTalk: Ethernet II, or 802.3 with this SNAP header
+                is_8023 = Not(Cmp("gt", Load(Num(self.linktype), 2), Num(ETHERMTU)))
+                code = ir.Or(ir.And(is_8023, self.snap(_SNAP_OUIS[v], v)), code)
             shown = f"'ether proto {v:#06x}'"
             return code if v in _TCP_ETHERTYPES else self.never(code, shown, q.start or t)
         if q.proto in (None, "ip", "ip6"):
@@ -578,6 +583,15 @@ class Primitives:
             v4 = self.never(v4, f"'ip protochain {v}'", q.start or t)
         return {None: ir.Or(v4, v6), "ip": v4, "ip6": v6}[q.proto]
 
+    def snap(self, oui: int, ethertype: int) -> Bool:
+        """gen_snap: the 802.2 LLC header AA AA 03 and a SNAP header of ``oui`` and
+        ``ethertype``, compared as libpcap compares them, the last four bytes first."""
+        llc = self.linkpl
+        return ir.And(
+            self.cmp_at(llc + 4, 4, (oui & 0xFFFF) << 16 | ethertype),
+            self.cmp_at(llc, 4, 0xAAAA0300 | oui >> 16),
+        )
+
     def llc_sap(self, sap: int, t: Token) -> Bool:
         """``ether proto N`` for N <= 1500, gen_ether_linktype's 802.3 branch: no EtherType is
         that small (the field is then an 802.3 frame's length), so N names the SAP of the 802.2
@@ -588,7 +602,7 @@ class Primitives:
         if sap in (LLCSAP_IP, LLCSAP_ISONS, LLCSAP_NETBEUI):  # these come with DSAP = SSAP
             code = ir.And(is_8023, self.cmp_at(llc, 2, sap << 8 | sap))
         elif sap == LLCSAP_IPX:  # Ethernet II, SNAP, DSAP 0xe0, or Novell's raw 802.3 (0xffff)
-            snap = ir.And(self.cmp_at(llc + 4, 4, ETH_IPX), self.cmp_at(llc, 4, 0xAAAA0300))
+            snap = self.snap(0, ETH_IPX)
             llc_ipx = ir.Or(snap, self.cmp_at(llc, 1, sap), self.cmp_at(llc, 2, 0xFFFF))
             code = ir.Or(self.ethertype(ETH_IPX), ir.And(is_8023, llc_ipx))
         else:  # the DSAP only; one byte, so N > 255 is never equal
