@@ -1,0 +1,191 @@
+"""Where ``xdptcp -r F``'s time goes: its record walk built up stage by stage on the W1 pcap,
+beside tcpdump's whole cost per packet on the same file, in one run.
+
+    python -m bench text_stages        (or: .venv/bin/python bench/text_stages.py [--packets N])
+
+Each stage is a loop over the file's records as ``xdptcp.mapped`` reads them (one buffer, read in
+1 MiB chunks) doing a little more than the stage before, in the way ``TextFormatter.mapped_lines``
+does it:
+
+1. walk: unpack each record's header and EtherType, step to the next;
+2. + fields: unpack the IP and TCP header fields (``_FAST4X`` / ``_FAST6X``);
+3. + per flow: look up the conversation's text and its sequence bases (two dict lookups);
+4. + line: make a line of the shape of a usual one (timestamp, addresses, flags, seq, ack, win,
+   options, length) with one f-string and keep it;
+5. mapped_lines: the real loop, every check and cache included (what ``xdptcp -r`` runs);
+6. + output: and the lines joined and written to /dev/null in batches, as ``print_mapped``.
+
+Stages 1-4 print nothing true: they measure what CPython charges for each kind of work, the
+floor under any Python loop that does it. CPU seconds (``time.process_time``) per stage, median
+of ``--repeat`` runs; tcpdump's is its process's CPU (``os.wait4``) less its start-up (the same
+run on a file with no record). The ratio column divides by tcpdump's per-packet cost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import median, table  # noqa: E402
+from bench.traffic import w1_pcap  # noqa: E402
+from xdptcp.clock import D3  # noqa: E402
+from xdptcp.mapped import (  # noqa: E402
+    _ETH_IP,
+    _ETH_IPV6,
+    _FAST4X,
+    _FAST6X,
+    _REC_ETYPE,
+    MappedPcap,
+    print_mapped,
+)
+from xdptcp.tcpdump import TextFormatter  # noqa: E402
+
+
+def _records(path: Path):
+    """(buffer, position, end) of each whole record header, as the walk sees them."""
+    mp = MappedPcap.open(str(path))
+    assert mp is not None, f"{path}: not a pcap the mapped walk reads"
+    return mp
+
+
+def walk(path: Path, upto: int) -> int:
+    """Stages 1-4 (``upto``): the loop, doing the first ``upto`` kinds of work."""
+    mp = _records(path)
+    flows: dict = {}
+    seqs: dict = {}
+    kept: list = []
+    n = 0
+    with mp:
+        for mm, pos, end in mp.chunks():
+            while pos + 30 <= end:
+                sec, frac, incl, orig, etype = _REC_ETYPE(mm, pos)
+                at = pos + 16
+                if at + incl > end:
+                    break
+                pos = at + incl
+                n += 1
+                if upto < 2:
+                    continue
+                if etype == _ETH_IP and at + 66 <= end:
+                    _, ip_len, _, _, _, raw, seq, ack, offx, flags, win, _, _, val, ecr = _FAST4X(
+                        mm, at + 14
+                    )
+                elif etype == _ETH_IPV6 and at + 86 <= end:
+                    _, ip_len, _, _, raw, seq, ack, offx, flags, win, _, _, val, ecr = _FAST6X(
+                        mm, at + 14
+                    )
+                else:
+                    continue
+                if upto < 3:
+                    continue
+                head = flows.get(raw)
+                if head is None:
+                    head = flows[raw] = f"IP {raw.hex()} > x.80: Flags ["
+                base = seqs.get(raw)
+                if base is None:
+                    base = seqs[raw] = (seq, ack)
+                if upto < 4:
+                    continue
+                kept.append(
+                    f"{sec}{D3[frac // 1000]}{D3[frac % 1000]} {head}.], seq "
+                    f"{(seq - base[0]) & 0xFFFFFFFF}:{ip_len}, ack {(ack - base[1]) & 0xFFFFFFFF}, "
+                    f"win {win}, options [nop,nop,TS val {val} ecr {ecr}], length {offx}"
+                )
+                if len(kept) >= 1024:
+                    kept = []
+            mp.rest = pos
+    return n
+
+
+def mapped_lines(path: Path) -> int:
+    """Stage 5: ``TextFormatter.mapped_lines``, the lines kept in batches and dropped."""
+    n = 0
+    with _records(path) as mp:
+        for lines in TextFormatter().mapped_lines(mp, None, None):
+            n += len(lines)
+    return n
+
+
+def with_output(path: Path) -> int:
+    """Stage 6: ``print_mapped`` to /dev/null, as ``xdptcp -r F > /dev/null``."""
+    with _records(path) as mp, open(os.devnull, "w") as out:
+        return print_mapped(mp, TextFormatter(), out, None, None)
+
+
+def tcpdump_cpu(path: Path) -> float:
+    """CPU seconds of ``tcpdump -nn -r path > /dev/null``."""
+    with open(os.devnull, "wb") as null:
+        proc = subprocess.Popen(
+            [shutil.which("tcpdump") or "tcpdump", "-nn", "-r", str(path)],
+            stdout=null,
+            stderr=subprocess.DEVNULL,
+        )
+        _, status, usage = os.wait4(proc.pid, 0)
+    if os.waitstatus_to_exitcode(status) != 0:
+        raise RuntimeError(f"tcpdump -nn -r {path} failed")
+    return usage.ru_utime + usage.ru_stime
+
+
+def cpu(fn, *args) -> tuple[float, int]:
+    start = time.process_time()
+    n = fn(*args)
+    return time.process_time() - start, n
+
+
+STAGES = [
+    ("1. walk: record header and EtherType", lambda p: walk(p, 1)),
+    ("2. + IP and TCP fields (one unpack)", lambda p: walk(p, 2)),
+    ("3. + per-flow text and sequence bases", lambda p: walk(p, 3)),
+    ("4. + a usual line's f-string, kept", lambda p: walk(p, 4)),
+    ("5. mapped_lines (all of -r's checks)", mapped_lines),
+    ("6. + join and write to /dev/null", with_output),
+]
+
+
+def run(repeat: int = 3, packets: int = 1_000_000) -> str:
+    os.environ.setdefault("TZ", ":/etc/localtime")  # as bench/__main__.py sets it for tcpdump
+    time.tzset()
+    path = w1_pcap(packets)
+    with tempfile.TemporaryDirectory() as d:
+        empty = Path(d) / "empty.pcap"
+        with open(path, "rb") as src:
+            empty.write_bytes(src.read(24))
+        runs: dict[str, list[float]] = {name: [] for name, _ in STAGES}
+        ref: list[float] = []
+        for _ in range(repeat):  # stages interleaved with tcpdump, so drift hits all alike
+            ref.append(tcpdump_cpu(path) - tcpdump_cpu(empty))
+            for name, fn in STAGES:
+                seconds, n = cpu(fn, path)
+                if n != packets:
+                    raise RuntimeError(f"{name}: {n} records, expected {packets}")
+                runs[name].append(seconds)
+    ref_us = median(ref) / packets * 1e6
+    rows = [["tcpdump -nn -r F (less its start-up)", f"{ref_us:.2f}", "1.00x"]]
+    for name, _ in STAGES:
+        us = median(runs[name]) / packets * 1e6
+        rows.append([name, f"{us:.2f}", f"{us / ref_us:.2f}x"])
+    return table(
+        f"Offline text by stage: W1, {packets:,} frames, CPU µs / packet, median of {repeat}",
+        ["stage", "µs / packet", "/ tcpdump"],
+        rows,
+    )
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--packets", type=int, default=1_000_000)
+    ap.add_argument("--repeat", type=int, default=3)
+    args = ap.parse_args()
+    print(run(args.repeat, args.packets))
+
+
+if __name__ == "__main__":
+    main()
