@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -35,6 +34,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from bench.common import median, table  # noqa: E402
+from bench.offline import _cpu  # noqa: E402
 from bench.traffic import w1_pcap  # noqa: E402
 from xdptcp.clock import D3  # noqa: E402
 from xdptcp.mapped import (  # noqa: E402
@@ -121,17 +121,8 @@ def with_output(path: Path) -> int:
 
 
 def tcpdump_cpu(path: Path) -> float:
-    """CPU seconds of ``tcpdump -nn -r path > /dev/null``."""
-    with open(os.devnull, "wb") as null:
-        proc = subprocess.Popen(
-            [shutil.which("tcpdump") or "tcpdump", "-nn", "-r", str(path)],
-            stdout=null,
-            stderr=subprocess.DEVNULL,
-        )
-        _, status, usage = os.wait4(proc.pid, 0)
-    if os.waitstatus_to_exitcode(status) != 0:
-        raise RuntimeError(f"tcpdump -nn -r {path} failed")
-    return usage.ru_utime + usage.ru_stime
+    """CPU seconds of ``tcpdump -nn -r path > /dev/null`` (``bench.offline``'s measure)."""
+    return _cpu([shutil.which("tcpdump") or "tcpdump", "-nn", "-r", str(path)], None)
 
 
 def cpu(fn, *args) -> tuple[float, int]:

@@ -559,8 +559,7 @@ class Primitives:
                 return self.llc_sap(v, q.start or t)
             code = self.ethertype(v)
             if v in _SNAP_OUIS:  # EtherTalk: Ethernet II, or 802.3 with this SNAP header
-                is_8023 = Not(Cmp("gt", Load(Num(self.linktype), 2), Num(ETHERMTU)))
-                code = ir.Or(ir.And(is_8023, self.snap(_SNAP_OUIS[v], v)), code)
+                code = ir.Or(ir.And(self.is_8023(), self.snap(_SNAP_OUIS[v], v)), code)
             shown = f"'ether proto {v:#06x}'"
             return code if v in _TCP_ETHERTYPES else self.never(code, shown, q.start or t)
         if q.proto in (None, "ip", "ip6"):
@@ -583,6 +582,10 @@ class Primitives:
             v4 = self.never(v4, f"'ip protochain {v}'", q.start or t)
         return {None: ir.Or(v4, v6), "ip": v4, "ip6": v6}[q.proto]
 
+    def is_8023(self) -> Bool:
+        """The EtherType field holds at most 1500: an 802.3 frame's length, an LLC header next."""
+        return Not(Cmp("gt", Load(Num(self.linktype), 2), Num(ETHERMTU)))
+
     def snap(self, oui: int, ethertype: int) -> Bool:
         """gen_snap: the 802.2 LLC header AA AA 03 and a SNAP header of ``oui`` and
         ``ethertype``, compared as libpcap compares them, the last four bytes first."""
@@ -597,7 +600,7 @@ class Primitives:
         that small (the field is then an 802.3 frame's length), so N names the SAP of the 802.2
         LLC header that follows. Never a TCP frame, unless a ``vlan`` before it moved the
         offsets onto what an untagged frame has there (its IP header)."""
-        is_8023 = Not(Cmp("gt", Load(Num(self.linktype), 2), Num(ETHERMTU)))
+        is_8023 = self.is_8023()
         llc = self.linkpl
         if sap in (LLCSAP_IP, LLCSAP_ISONS, LLCSAP_NETBEUI):  # these come with DSAP = SSAP
             code = ir.And(is_8023, self.cmp_at(llc, 2, sap << 8 | sap))
