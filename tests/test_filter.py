@@ -306,6 +306,12 @@ def test_empty_filter_accepts_every_tcp_frame(varied) -> None:
         ("ether proto \\arp", "ether", "'ether proto 0x0806'"),
         ("ether proto 1", "ether", "'ether proto 1' (802.3 frames with LLC SAP 1)"),
         ("ether proto \\iso", "ether", "'ether proto 254' (802.3 frames with LLC SAP 254)"),
+        # after `vlan`, where `vlan` tests that hold before it say the frame has the tags
+        ("vlan and udp", "udp", "'udp'"),
+        ("vlan 10 and vlan and (udp or arp)", "udp", "'udp'"),
+        ("(vlan and vlan) and udp port 53", "udp", "'udp port'"),
+        ("vlan and ether proto 0", "ether", "'ether proto 0' (802.3 frames with LLC SAP 0)"),
+        ("vlan and udp[0] = 1", "udp", "'udp[...]'"),
         # valid pcap-filter that xdptcp cannot see
         ("mpls", "mpls", "not supported by xdptcp"),
         ("inbound", "inbound", "not supported by xdptcp"),
@@ -685,3 +691,26 @@ def test_appletalk_ether_protos_take_their_snap_form_as_libpcap_does(tmp_path, e
     mine = {i for i, f in enumerate(frames) if flt.matches(f)}
     assert mine == tcpdump_selects(pcap, expr)
     assert mine == xdptcp_selects(pcap, expr)  # -r, with the filter written out in Python
+
+
+@pytest.mark.parametrize(
+    "expr",
+    [f"{_MOVED}ether proto \\atalk", f"{_MOVED}ether proto \\aarp",
+     "vlan or not vlan and not vlan and not vlan and ether proto \\aarp",
+     "not vlan and (vlan or len > 0) and not vlan and not vlan and ether proto \\atalk"],
+)  # fmt: skip
+def test_a_term_read_past_tags_the_frame_may_lack_is_run_not_refused(tmp_path, expr) -> None:
+    """A term that never matches TCP, read 4 bytes on per ``vlan`` before it, reads other
+    bytes on a frame without those tags: there it can match a TCP frame, and tcpdump selects
+    what the bytes say. Refused only where ``vlan`` tests that hold say the tags are there
+    (``vlan and udp``: test_refused_filter_is_one_line_naming_the_part)."""
+    from tests import traffic as t
+
+    frames = [t.tcp_frame(s, "2001:db8::2", 40000, 443, flags="S") for s in _SNAP_SOURCES]
+    pcap = tmp_path / "moved.pcap"
+    write_pcap(pcap, frames)
+    flt = compile_filter(expr)
+    mine = {i for i, f in enumerate(frames) if flt.matches(f)}
+    assert mine, "the moved term matches some of these frames"
+    assert mine == tcpdump_selects(pcap, expr)
+    assert mine == xdptcp_selects(pcap, expr)

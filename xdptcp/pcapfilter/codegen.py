@@ -160,7 +160,7 @@ class CodeGen:
                 self.place(item)
                 continue
             n, t, f, nxt = item
-            if isinstance(n, ir.Never):
+            if isinstance(n, (ir.Never, ir.Tag)):
                 work.append((n.code, t, f, nxt))
             elif isinstance(n, ir.Not):
                 work.append((n.a, f, t, nxt))

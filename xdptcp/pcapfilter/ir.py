@@ -112,6 +112,19 @@ class Never:
     what: str
     pos: int = field(default=0, compare=False)
     part: str = field(default="", compare=False)  # the word as typed
+    # the ``vlan`` tags the offsets had moved past when it was made: its code reads the protocol
+    # where it is only on a frame with that many tags, and may hold on another one's bytes
+    tags: int = field(default=0, compare=False)
+
+
+@dataclass(frozen=True)
+class Tag:
+    """``vlan [ID]``'s test (``code``): a VLAN TPID where the EtherType is after ``depth - 1``
+    tags. Kept apart so that a ``Never`` made after it is known to read a tagged frame's
+    protocol fields only where this test holds too (``never_on_tcp``)."""
+
+    code: Bool
+    depth: int
 
 
 @dataclass(frozen=True)
@@ -130,7 +143,7 @@ class ProtoChain:
 # Headers a ``protochain`` walks past before it gives up (libpcap: as many as the frame holds)
 CHAIN_DEPTH = 8
 
-Bool = Union[Cmp, And, Or, Not, Const, Never, ProtoChain]
+Bool = Union[Cmp, And, Or, Not, Const, Never, Tag, ProtoChain]
 
 
 def has_chain(root: Bool) -> bool:
@@ -145,7 +158,7 @@ def has_chain(root: Bool) -> bool:
             stack.extend(node.parts)
         elif isinstance(node, Not):
             stack.append(node.a)
-        elif isinstance(node, Never):
+        elif isinstance(node, (Never, Tag)):
             stack.append(node.code)
     return False
 
@@ -207,20 +220,96 @@ def relation(op: str, a: Arith, b: Arith, negate: bool = False) -> Bool:
 
 
 def never_on_tcp(node: Bool) -> Optional[Never]:
-    """The primitive that makes ``node`` false on every TCP frame, or None if it can match."""
+    """The primitive that makes ``node`` false on every TCP frame, or None if it can match.
+
+    A primitive made after ``vlan`` reads its fields 4 bytes on per tag: on a frame with fewer
+    tags it reads other bytes (an untagged frame's IP header), which may hold on a TCP frame.
+    Such a ``Never`` counts only where ``vlan`` tests that hold before it in an ``and`` (of its
+    own or around it) say the frame has every tag it reads past: ``vlan and udp`` is never a
+    TCP frame, ``not vlan and udp`` and ``vlan or udp`` may be, as libpcap runs them."""
     return _verdict(node)[0]
+
+
+def _tags_held(node: Bool, held: dict) -> frozenset:
+    """The tag depths that ``node`` holding proves (its ``Tag`` tests that must all hold)."""
+    if isinstance(node, Tag):
+        return frozenset((node.depth,)) | held.get(id(node.code), frozenset())
+    if isinstance(node, And):
+        out: frozenset = frozenset()
+        for p in node.parts:
+            out |= held.get(id(p), frozenset())
+        return out
+    if isinstance(node, Or):
+        sets = [held.get(id(p), frozenset()) for p in node.parts]
+        return frozenset.intersection(*sets) if sets else frozenset()
+    return frozenset()
+
+
+def _tag_context(root: Bool) -> dict:
+    """For each ``Never`` (by id): the tag depths known to be there whenever its value decides
+    anything, from the ``Tag`` tests before it in the ``and`` nodes on its way from ``root``
+    (a node met on two ways keeps what both give)."""
+    # bottom-up: what each node's holding proves
+    held: dict[int, frozenset] = {}
+    stack: list = [root]
+    while stack:
+        node = stack[-1]
+        kids = _kids(node)
+        todo = [k for k in kids if id(k) not in held]
+        if todo:
+            stack.extend(todo)
+            continue
+        held[id(node)] = _tags_held(node, held)
+        stack.pop()
+    # top-down: what holds around each node
+    context: dict[int, frozenset] = {}
+    work: list = [(root, frozenset())]
+    while work:
+        node, known = work.pop()
+        seen = context.get(id(node))
+        if seen is not None:
+            if seen <= known:
+                continue
+            known = seen & known
+        context[id(node)] = known
+        if isinstance(node, And):
+            for p in node.parts:
+                work.append((p, known))
+                known = known | held[id(p)]
+        else:
+            work.extend((k, known) for k in _kids(node))
+    return context
+
+
+def _kids(node: Bool) -> tuple:
+    if isinstance(node, (And, Or)):
+        return node.parts
+    if isinstance(node, Not):
+        return (node.a,)
+    if isinstance(node, Tag):
+        return (node.code,)
+    return ()
 
 
 def _verdict(root: Bool) -> tuple:
     """(Never that forces false, Never that forces true) for ``root``: the first part's of an
     ``and`` that some part forces false, ... Worked out bottom-up with a stack of its own, so
-    a tree of any depth (``a and b or c and d ...`` nests one level a term) is no recursion."""
+    a tree of any depth (``a and b or c and d ...`` nests one level a term) is no recursion.
+    A ``Never`` past ``vlan`` tags forces nothing where ``_tag_context`` does not find them all
+    (worked out for the first such ``Never``: most filters have none)."""
     done: dict[int, tuple] = {}
+    context: Optional[dict] = None
     stack = [root]
     while stack:
         node = stack[-1]
         if isinstance(node, Never):
-            done[id(node)] = (node, None)
+            sure = True
+            if node.tags:
+                if context is None:
+                    context = _tag_context(root)
+                known = context.get(id(node), frozenset())
+                sure = all(d in known for d in range(1, node.tags + 1))
+            done[id(node)] = (node, None) if sure else (None, None)
         elif isinstance(node, (Not, And, Or)):
             kids = (node.a,) if isinstance(node, Not) else node.parts
             todo = [k for k in kids if id(k) not in done]

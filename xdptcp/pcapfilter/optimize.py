@@ -55,8 +55,8 @@ def decision_graph(root: ir.Bool, t: Node = True, f: Node = False) -> Node:
     under_way: list[list] = []  # [node, its t, its f, index of the part being built]
     node = root
     while True:
-        while isinstance(node, (ir.Never, ir.Not)):
-            node, t, f = (node.code, t, f) if isinstance(node, ir.Never) else (node.a, f, t)
+        while isinstance(node, (ir.Never, ir.Tag, ir.Not)):
+            node, t, f = (node.a, f, t) if isinstance(node, ir.Not) else (node.code, t, f)
         if isinstance(node, (ir.And, ir.Or)):
             last = len(node.parts) - 1
             under_way.append([node, t, f, last])

@@ -256,7 +256,7 @@ class Parser(Primitives):
     def _never_if_foreign(self, node: Bool, a: Arith, b: Arith, tok: Token) -> Bool:
         foreign = self._foreign_load(a) or self._foreign_load(b)
         if foreign:
-            return Never(node, f"'{foreign}[...]': {NOT_TCP}", tok.pos, tok.text)
+            return Never(node, f"'{foreign}[...]': {NOT_TCP}", tok.pos, tok.text, self.tags())
         return node
 
     def _foreign_load(self, a: Arith) -> str:
@@ -429,7 +429,11 @@ class Parser(Primitives):
         return self.ip_proto(number_, version)
 
     def never(self, code: Bool, what: str, tok: Token) -> Bool:
-        return Never(code, f"{what}: {NOT_TCP}", tok.pos, tok.text)
+        return Never(code, f"{what}: {NOT_TCP}", tok.pos, tok.text, self.tags())
+
+    def tags(self) -> int:
+        """The ``vlan`` tags the offsets have moved past."""
+        return (self.linktype - 12) // 4
 
 
 def parse(text: str, link: Optional[str] = None) -> Optional[Bool]:

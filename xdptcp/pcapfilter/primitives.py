@@ -182,9 +182,10 @@ class Primitives:
             if vid > 0x0FFF:
                 raise self.error(f"VLAN tag {vid} greater than maximum 4095", n)
             code = ir.And(tpid, self.cmp_at(self.linkpl, 2, vid, 0x0FFF))
+        depth = self.tags() + 1
         self.linktype += 4
         self.linkpl += 4
-        return code
+        return ir.Tag(code, depth)
 
     # --- head id ----------------------------------------------------------------------------
 
@@ -598,8 +599,8 @@ class Primitives:
     def llc_sap(self, sap: int, t: Token) -> Bool:
         """``ether proto N`` for N <= 1500, gen_ether_linktype's 802.3 branch: no EtherType is
         that small (the field is then an 802.3 frame's length), so N names the SAP of the 802.2
-        LLC header that follows. Never a TCP frame, unless a ``vlan`` before it moved the
-        offsets onto what an untagged frame has there (its IP header)."""
+        LLC header that follows. Never a TCP frame (after a ``vlan``, only where the frame
+        has the tag: ``ir.never_on_tcp``)."""
         is_8023 = self.is_8023()
         llc = self.linkpl
         if sap in (LLCSAP_IP, LLCSAP_ISONS, LLCSAP_NETBEUI):  # these come with DSAP = SSAP
@@ -610,6 +611,4 @@ class Primitives:
             code = ir.Or(self.ethertype(ETH_IPX), ir.And(is_8023, llc_ipx))
         else:  # the DSAP only; one byte, so N > 255 is never equal
             code = ir.And(is_8023, self.cmp_at(llc, 1, sap))
-        if self.linktype != 12:
-            return code
         return self.never(code, f"'ether proto {sap}' (802.3 frames with LLC SAP {sap})", t)
