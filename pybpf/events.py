@@ -34,10 +34,12 @@ class EventDecoder:
        ecli, which keeps a struct used only through local pointers in the BTF);
     2. in the BTF, a struct named ``event``; then the only struct of that size among the
        object's own: not the kernel types CO-RE brought into the BTF (``task_struct`` and every
-       struct it holds), but those the object's DWARF declares outside vmlinux.h, as in 3 (an
-       object without DWARF: those the running kernel's BTF does not define);
+       struct it holds), but those the object's DWARF declares outside vmlinux.h and the
+       system's and UAPI headers, as in 3 (an object without DWARF: those the running kernel's
+       BTF does not define);
     3. in the object's DWARF (``-g``), which holds the structs the BTF leaves out: one named
-       ``event``, then the only one of that size declared outside vmlinux.h.
+       ``event``, then the only one of that size declared outside vmlinux.h and the system's
+       and UAPI headers (``struct iphdr`` of ``<linux/ip.h>`` is no program's event).
 
     Records no struct fits are shown as hex. A record of another size than the struct named
     with ``event_type`` is decoded as far as it goes (see :meth:`_unfit`)."""
@@ -107,7 +109,9 @@ class EventDecoder:
         found = self._find_in(self.btf, size, "", self._is_own) if self.btf is not None else None
         if found is None:
             dwarf = self._dwarf()
-            found = self._find_in(dwarf, size, " in the DWARF") if dwarf is not None else None
+            if dwarf is not None:
+                system = getattr(dwarf, "system", frozenset())
+                found = self._find_in(dwarf, size, " in the DWARF", lambda n: n not in system)
         if found is None:
             self.note(
                 f"events of map '{self.map_name}' ({size} bytes): the object has no struct of "
@@ -148,14 +152,16 @@ class EventDecoder:
 
     def _is_own(self, name: str) -> bool:
         """Whether a struct of the object's BTF is the object's own, not a kernel type that
-        CO-RE brought in: one its DWARF declares outside vmlinux.h (what the DWARF search
-        takes), or for an object without DWARF, one the running kernel's BTF does not define
-        (neither known: none is, and no struct is chosen by its size alone)."""
+        CO-RE brought in: one its DWARF declares outside vmlinux.h and the system's headers
+        (what the DWARF search takes), or for an object without DWARF, one the running kernel's
+        BTF does not define (neither known: none is, and no struct is chosen by its size
+        alone)."""
         if self._own is None:
             dwarf = self._dwarf()
             kernel = _kernel_btf() if dwarf is None else None
             if dwarf is not None:
                 own = {t.name for t in getattr(dwarf, "types", []) if isinstance(t, Struct)}
+                own -= getattr(dwarf, "system", frozenset())
                 self._own = own.__contains__
             elif kernel is not None:
                 self._own = lambda n: not kernel.find_all(n, Struct)

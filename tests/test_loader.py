@@ -29,6 +29,7 @@ CORPUS = [
     "tests/btf_maps",
     "tests/btf_types",
     "tests/btf_kconfig",  # .kconfig externs: LINUX_KERNEL_VERSION, CONFIG_*
+    "tests/run_uapi",  # built on <linux/*.h> rather than vmlinux.h
     # CO-RE against local preserve_access_index structs, against vmlinux.h, and many
     *(
         pytest.param(n, marks=pytest.mark.kernel_btf)

@@ -106,3 +106,34 @@ def test_a_perf_sample_padded_to_8_bytes_fits_its_struct() -> None:
     assert len(sample) == 12
     assert d.decode(sample) == {"state": "ST_RUNNING", "calls": 3}
     assert notes == []
+
+
+FLOW = struct.pack("=IIHHII", 0x0100_12C6, 0x0200_12C6, 60, 6, 3, 0)  # run_uapi's struct flow
+
+
+def test_a_struct_of_the_kernels_uapi_headers_is_not_the_programs_own_event() -> None:
+    """bpf/tests/run_uapi.bpf.c includes <linux/ip.h>: its DWARF declares struct iphdr, of the
+    size of its own struct flow (20 bytes), and its BTF holds struct xdp_md (its context)."""
+    d, notes = decoder("tests/run_uapi")
+    dwarf = d._dwarf()
+    assert {"iphdr", "ethhdr", "xdp_md"} <= dwarf.system and "flow" not in dwarf.system
+    assert [t.name for t in dwarf.types if getattr(t, "size", None) == 20] == ["iphdr", "flow"]
+    assert d.decode(FLOW) == {
+        "saddr": 0x0100_12C6, "daddr": 0x0200_12C6, "len": 60, "proto": 6, "ifindex": 3,
+        "queue": 0,
+    }  # fmt: skip
+    assert notes == [
+        "events of map 'rb' (20 bytes) decoded as struct flow in the DWARF (the only struct of "
+        "that size)"
+    ]
+    # the context, 24 bytes, is in the BTF: a record of its size is no event the object made
+    d, notes = decoder("tests/run_uapi")
+    assert d.decode(bytes(24)) is None
+    assert "no struct of its own of that size" in notes[0]
+
+
+def test_a_uapi_struct_can_still_be_named_as_the_event_type() -> None:
+    d, notes = decoder("tests/run_uapi", event_type="iphdr")
+    got = d.decode(bytes.fromhex("4500003c0000400040060000010012c6020012c6"))
+    assert (got["ttl"], got["protocol"]) == (64, 6)
+    assert notes == []

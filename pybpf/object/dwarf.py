@@ -10,7 +10,9 @@ carries anyway, spares them that.
 :func:`dwarf_types` returns a :class:`pybpf.btf.model.BTF` holding every named struct and
 union of the DWARF with the types they use, translated kind for kind (base types, typedefs,
 qualifiers, arrays, enums, pointers — the pointee is not followed: a pointer value prints as a
-number). Nothing here makes a system call (rule 1).
+number), and the names of those declared in headers of the system or of the kernel's UAPI
+(``struct iphdr`` of ``<linux/ip.h>``), which are no program's own event. Nothing here makes a
+system call (rule 1).
 """
 
 from __future__ import annotations
@@ -43,7 +45,16 @@ _DW_ATE_SIGNED_CHAR = 0x06
 _AGGREGATES = ("DW_TAG_structure_type", "DW_TAG_union_type")
 
 
-def dwarf_types(data: bytes, sizes: Optional[Collection[int]] = None) -> Optional[BTF]:
+class DwarfTypes(BTF):
+    """The DWARF's types as BTF; ``system``: the names of its structs and unions declared in a
+    system or UAPI header (``_system_header``)."""
+
+    def __init__(self, types: list, system: frozenset) -> None:
+        super().__init__(types)
+        self.system = system
+
+
+def dwarf_types(data: bytes, sizes: Optional[Collection[int]] = None) -> Optional[DwarfTypes]:
     """The named structs and unions declared at file scope in an object's DWARF (only those of
     ``sizes`` bytes if given), or None when it has no DWARF."""
     from elftools.common.exceptions import ELFError
@@ -57,35 +68,63 @@ def dwarf_types(data: bytes, sizes: Optional[Collection[int]] = None) -> Optiona
         # already hold the right offsets (and pyelftools knows no BPF relocation types).
         dwarf = elf.get_dwarf_info(relocate_dwarf_sections=False)
         builder = _Builder(elf.little_endian, sizes)
+        system = set()
         for cu in dwarf.iter_CUs():
             files = _file_names(dwarf, cu)
             for die in cu.get_top_DIE().iter_children():
-                if builder.wanted(die) and not _from_vmlinux_h(die, files):
-                    builder.id_of(die)
+                if not builder.wanted(die):
+                    continue
+                path = _decl_file(die, files)
+                if path.endswith("vmlinux.h"):
+                    continue
+                builder.id_of(die)
+                if _system_header(path):
+                    system.add(_name(die))
     except (ELFError, KeyError, ValueError, AttributeError):
         return None  # damaged or unusual DWARF: the events are shown as hex
-    return BTF(builder.types) if builder.types else None
+    return DwarfTypes(builder.types, frozenset(system)) if builder.types else None
 
 
 def _file_names(dwarf: Any, cu: Any) -> list[str]:
+    """The paths of the line program's files, each with its directory."""
     try:
         program = dwarf.line_program_for_CU(cu)
-        entries = program["file_entry"] if program is not None else []
-        return [e.name.decode(errors="replace") for e in entries]
+        if program is None:
+            return []
+        dirs = [d.decode(errors="replace") for d in program["include_directory"]]
+        # DWARF 5 numbers directories from 0 (the compilation's); earlier versions from 1
+        first = 0 if program["version"] >= 5 else 1
+        out = []
+        for e in program["file_entry"]:
+            i = e.dir_index - first
+            d = dirs[i] if 0 <= i < len(dirs) else ""
+            name = e.name.decode(errors="replace")
+            out.append(f"{d}/{name}" if d and not name.startswith("/") else name)
+        return out
     except (KeyError, AttributeError, ValueError):
         return []
 
 
-def _from_vmlinux_h(die: Any, files: list[str]) -> bool:
-    """Kernel types (from a vmlinux.h) are never a program's event: leaving them out keeps
-    "the only struct of that size" meaningful."""
+def _decl_file(die: Any, files: list[str]) -> str:
+    """The path of the file a DIE is declared in ("" when unknown)."""
     index = _attr(die, "DW_AT_decl_file")
     if index is None or not files:
-        return False
+        return ""
     # DWARF 5 numbers files from 0, earlier versions from 1 (0: none)
     version = die.cu.header.version
     i = index if version >= 5 else index - 1
-    return 0 <= i < len(files) and files[i].endswith("vmlinux.h")
+    return files[i] if 0 <= i < len(files) else ""
+
+
+def _system_header(path: str) -> bool:
+    """A header of the system (under /usr/include) or of the kernel's UAPI (in a ``linux``,
+    ``asm`` or ``asm-generic`` directory, a project's copy of them too): its structs are the
+    kernel's or the C library's, not the program's own. Kernel types from a vmlinux.h are left
+    out of the DWARF's types altogether, which keeps "the only struct of that size" meaningful."""
+    if path.startswith(("/usr/include/", "/usr/local/include/")):
+        return True
+    parent = path.rsplit("/", 2)[-2] if path.count("/") >= 1 else ""
+    return parent in ("linux", "asm", "asm-generic")
 
 
 def _name(die: Any) -> str:
