@@ -17,6 +17,7 @@ mounted for ``trace_pipe`` or a tracepoint is unmounted again at the end.
 
 from __future__ import annotations
 
+import collections
 import ctypes
 import datetime
 import errno
@@ -145,12 +146,14 @@ def _type_name(m: Any) -> str:
 
 
 class _Source:
-    """One ring or perf buffer being read, with its decoder."""
+    """One ring or perf buffer being read, with its decoder, and the records taken from it that
+    are not printed yet (``Runner.pump``)."""
 
     def __init__(self, name: str, reader: Any, decoder: EventDecoder) -> None:
         self.name = name
         self.reader = reader
         self.decoder = decoder
+        self.pending: collections.deque = collections.deque()
 
 
 class Runner:
@@ -337,11 +340,20 @@ class Runner:
             ep.close()
 
     def pump(self) -> int:
-        """Print what is pending now; the number of events printed."""
+        """Print what is pending now; the number of events printed.
+
+        A record leaves ``pending`` once its line is made: the first of a size waits for the
+        search of the object's BTF and DWARF for its struct (seconds on a slow machine), and a
+        Ctrl-C meanwhile leaves it, and those after it, to the pump of ``finish``, which runs
+        with the stop signals ignored. The ring has let go of them already."""
         n = 0
         for s in self.sources:
-            for rec in s.reader.drain():
-                self._print_event(s, rec)
+            pending = s.pending
+            pending.extend(s.reader.drain())
+            while pending:
+                line = self._event_line(s, pending[0])
+                pending.popleft()
+                self.out.write(line)
                 n += 1
             lost = s.reader.take_lost() if hasattr(s.reader, "take_lost") else 0
             if lost:
@@ -361,21 +373,20 @@ class Runner:
         return n
 
     def _emit(self, fields: dict, text: str) -> None:
+        self.out.write(self._line(fields, text))
+
+    def _line(self, fields: dict, text: str) -> str:
+        """One output line, its newline included (written in one piece)."""
         now = datetime.datetime.now()
         if self.opts.json:
-            print(
-                json.dumps({"time": now.isoformat(timespec="microseconds"), **fields}),
-                file=self.out,
-            )
-        else:
-            print(f"{now:%H:%M:%S.%f} {text}", file=self.out)
+            return json.dumps({"time": now.isoformat(timespec="microseconds"), **fields}) + "\n"
+        return f"{now:%H:%M:%S.%f} {text}\n"
 
-    def _print_event(self, s: _Source, rec: bytes) -> None:
+    def _event_line(self, s: _Source, rec: bytes) -> str:
         value = s.decoder.decode(rec)
         if value is None:
-            self._emit({"map": s.name, "data": rec.hex()}, f"{s.name} data={rec.hex()}")
-        else:
-            self._emit({"map": s.name, "event": value}, f"{s.name} {fields_line(value)}")
+            return self._line({"map": s.name, "data": rec.hex()}, f"{s.name} data={rec.hex()}")
+        return self._line({"map": s.name, "event": value}, f"{s.name} {fields_line(value)}")
 
     def _print_lost(self, s: _Source, lost: int) -> None:
         self._emit({"map": s.name, "lost": lost}, f"{s.name} lost {lost} events (ring full)")
