@@ -28,7 +28,8 @@ import pytest
 from pybpf.btf.dump import format_log2_hist
 from tests.conftest import ROOT, bpf_object, need_tool, run, scaled
 
-pytestmark = pytest.mark.system
+# Every test here runs in the kernel matrix's guests too (6.1 and 6.12), as on this machine.
+pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
 
 ATTACHED = re.compile(r"attached (.*); reading")
 PROG_ID = re.compile(r"\(prog id (\d+)\)")
@@ -383,11 +384,17 @@ NOT_LISTED = {
 }
 
 
-def run_maps(*args: str) -> tuple[str, list[str]]:
-    """run_maps.bpf.o run while this process calls getppid() three times: (stdout, stderr)."""
+def need_cgroup_storage() -> None:
+    """run_maps.bpf.c has a cgroup storage map, which Linux 6.2 brought: older kernels refuse
+    it in one line (test_features checks such refusals)."""
     release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
     if release < (6, 2):
         pytest.skip(f"run_maps.bpf.c has a cgroup storage map: Linux 6.2 (this is {release})")
+
+
+def run_maps(*args: str) -> tuple[str, list[str]]:
+    """run_maps.bpf.o run while this process calls getppid() three times: (stdout, stderr)."""
+    need_cgroup_storage()
     r = RunProcess(str(bpf_object("tests/run_maps")), "--set", f"targ_tgid={os.getpid()}", *args)
     r.wait_attached()
     for _ in range(3):
@@ -398,7 +405,6 @@ def run_maps(*args: str) -> tuple[str, list[str]]:
     return out, r.err
 
 
-@pytest.mark.kmatrix
 def test_maps_user_space_cannot_list_are_named_and_the_others_printed() -> None:
     out, err = run_maps()
     for name, kind in NOT_LISTED.items():
@@ -416,7 +422,6 @@ def test_maps_user_space_cannot_list_are_named_and_the_others_printed() -> None:
                      r"  key=1 map_id=\d+$", out, re.M), out  # fmt: skip
 
 
-@pytest.mark.kmatrix
 def test_events_no_struct_of_the_object_fits_print_as_hex() -> None:
     """run_maps' records have the size of a kernel type CO-RE put in its BTF, and of no struct
     of its own: hex, not that kernel type."""
@@ -430,7 +435,6 @@ def test_events_no_struct_of_the_object_fits_print_as_hex() -> None:
     assert sum("longer than struct text_msg (4 bytes)" in ln for ln in err) == 1
 
 
-@pytest.mark.kmatrix
 def test_map_in_map_in_bpftool_format_is_bpftools_hex() -> None:
     out, _ = run_maps("--map-format", "bpftool")
     block = out.split("map outer (array_of_maps):\n", 1)[1].split("map ", 1)[0]
@@ -443,6 +447,7 @@ def test_map_in_map_in_bpftool_format_is_bpftools_hex() -> None:
 
 
 def test_one_map_that_cannot_be_read_does_not_cut_off_the_others(monkeypatch) -> None:
+    need_cgroup_storage()
     import io
 
     import pybpf
@@ -474,6 +479,7 @@ def test_a_ctrl_c_while_the_first_event_is_decoded_loses_no_event(monkeypatch) -
     """The first record of a size is decoded after a search of the object's BTF and DWARF,
     which takes seconds on a slow machine: a Ctrl-C then must not lose the records already
     taken from the ring. They are printed as the run finishes, each once."""
+    need_cgroup_storage()
     import io
 
     import pybpf
@@ -510,7 +516,6 @@ def test_a_ctrl_c_while_the_first_event_is_decoded_loses_no_event(monkeypatch) -
 HAS_KPROBES = Path("/sys/bus/event_source/devices/kprobe").exists()
 
 
-@pytest.mark.kmatrix
 def test_kprobe_events_where_the_kernel_has_kprobes_one_line_where_not(tmp_path: Path) -> None:
     obj = str(bpf_object("tests/run_kprobe"))
     if not HAS_KPROBES:

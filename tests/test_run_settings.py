@@ -10,7 +10,7 @@ import pytest
 
 from conftest import ROOT, bpf_object, run
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.kmatrix]  # on 6.1 and 6.12 too
 
 
 def pybpf_run(*sets: str):
