@@ -5,12 +5,15 @@ hex when none fits.
 
 from __future__ import annotations
 
-from typing import Any, Callable, Iterator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Optional
 
 from pybpf.btf.dump import ValueReader
 from pybpf.btf.model import TypeQueries
 from pybpf.btf.types import MODIFIERS, Array, Int, IntEncoding, Ptr, Struct, Typedef, Union, Var
 from pybpf.errors import BPFError
+
+if TYPE_CHECKING:
+    from pybpf.object.dwarf import DwarfTypes
 
 
 def perf_sample_size(struct_size: int) -> int:
@@ -51,7 +54,7 @@ class EventDecoder:
         event_type: Optional[str] = None,
         note: Callable[[str], None] = lambda msg: None,
         map_name: str = "",
-        dwarf: Callable[[], Optional[TypeQueries]] = lambda: None,
+        dwarf: Callable[[], Optional[DwarfTypes]] = lambda: None,
     ) -> None:
         self.btf = btf
         self.perf = perf
@@ -110,7 +113,7 @@ class EventDecoder:
         if found is None:
             dwarf = self._dwarf()
             if dwarf is not None:
-                system = getattr(dwarf, "system", frozenset())
+                system = dwarf.system
                 found = self._find_in(dwarf, size, " in the DWARF", lambda n: n not in system)
         if found is None:
             self.note(
@@ -160,8 +163,8 @@ class EventDecoder:
             dwarf = self._dwarf()
             kernel = _kernel_btf() if dwarf is None else None
             if dwarf is not None:
-                own = {t.name for t in getattr(dwarf, "types", []) if isinstance(t, Struct)}
-                own -= getattr(dwarf, "system", frozenset())
+                own = {t.name for t in dwarf.types if isinstance(t, Struct)}
+                own -= dwarf.system
                 self._own = own.__contains__
             elif kernel is not None:
                 self._own = lambda n: not kernel.find_all(n, Struct)

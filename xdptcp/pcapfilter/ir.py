@@ -154,12 +154,7 @@ def has_chain(root: Bool) -> bool:
         node = stack.pop()
         if isinstance(node, ProtoChain):
             return True
-        if isinstance(node, (And, Or)):
-            stack.extend(node.parts)
-        elif isinstance(node, Not):
-            stack.append(node.a)
-        elif isinstance(node, (Never, Tag)):
-            stack.append(node.code)
+        stack.extend(_kids(node, (Never, Tag)))
     return False
 
 
@@ -281,12 +276,14 @@ def _tag_context(root: Bool) -> dict:
     return context
 
 
-def _kids(node: Bool) -> tuple:
+def _kids(node: Bool, enter: tuple = (Tag,)) -> tuple:
+    """The nodes ``node`` is made of: an ``and``'s or ``or``'s parts, a ``not``'s operand, and
+    the ``code`` of the kinds in ``enter`` (``Tag``, ``Never``: the walks differ there)."""
     if isinstance(node, (And, Or)):
         return node.parts
     if isinstance(node, Not):
         return (node.a,)
-    if isinstance(node, Tag):
+    if isinstance(node, enter):
         return (node.code,)
     return ()
 
@@ -311,7 +308,7 @@ def _verdict(root: Bool) -> tuple:
                 sure = all(d in known for d in range(1, node.tags + 1))
             done[id(node)] = (node, None) if sure else (None, None)
         elif isinstance(node, (Not, And, Or)):
-            kids = (node.a,) if isinstance(node, Not) else node.parts
+            kids = _kids(node, ())
             todo = [k for k in kids if id(k) not in done]
             if todo:
                 stack.extend(reversed(todo))
