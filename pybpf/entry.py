@@ -11,6 +11,9 @@ from __future__ import annotations
 
 def main() -> int:
     try:
+        from pybpf.gcpause import pause
+
+        pause()  # until the command has started (pybpf.gcpause)
         from pybpf.cli import main as command
     except KeyboardInterrupt:
         return 130

@@ -318,6 +318,9 @@ class Runner:
     def loop(self) -> None:
         """Print events until SIGINT (KeyboardInterrupt), SIGTERM, SIGHUP or the duration's
         end."""
+        from pybpf.gcpause import resume
+
+        resume()  # started: collect again what the events leave (pybpf.gcpause)
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
         ep = select.epoll()
         try:

@@ -6,6 +6,7 @@ import sys
 import time
 
 from pybpf.errors import BPFError
+from pybpf.gcpause import resume
 from pybpf.record import replace
 from xdptcp.attach import CaptureError, describe_program, interface
 from xdptcp.capture import LIVE_RING_SIZE, Capture
@@ -82,6 +83,7 @@ def capture_live(
     try:
         sink.ready()
         print(f"xdptcp: capturing on {cap.describe()}", file=sys.stderr)
+        resume()  # started: collect again what the packets leave (pybpf.gcpause)
         captured, unread, error = run_loop(cap, sink, out, stop)
         # Detach before the last drain and the final counts: nothing arrives after this.
         problems = cap.close_attachments()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import struct
 import sys
 
+from pybpf.gcpause import resume
 from xdptcp.options import EXIT_OK, OutputOptions
 from xdptcp.process import stdout_gone
 
@@ -28,6 +29,7 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
 
         filter_error = (FilterError,)
     keep = filt.matches_packet if filt is not None else None
+    resume()  # started: collect again what the packets leave (pybpf.gcpause)
     try:
         if out.write:
             if _copy_through(path, out, filt) is not None:
