@@ -8,10 +8,16 @@ the loader opens); ``run_uprobe.bpf.c`` its uprobe example (bare ``SEC("uprobe")
 iterator, printed once. What they print is compared with what the test did (the datagrams it
 sent, with their lengths and TTL; the values the C program computed), and "nothing left" is
 asked of the kernel.
+
+Every test runs in the kernel matrix's guests too (6.1 and 6.12). Where a kernel lacks what a
+test's object needs, the test checks what a user sees there instead: a tc program goes to a
+clsact filter without tcx links (before 6.6), which only the clean-up removes; an object with a
+uprobe_multi section (6.6) or a netfilter program (6.4) is refused in one line.
 """
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import re
@@ -29,7 +35,32 @@ import pytest
 from tests.conftest import ROOT, bpf_object, need_tool, run, scaled
 from tests.test_run import RunProcess, gone, json_lines, printk_run_ok, trace_pipe_free
 
-pytestmark = pytest.mark.system
+pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
+
+
+@functools.cache
+def _kallsyms() -> str:
+    with open("/proc/kallsyms") as f:
+        return f.read()
+
+
+def kernel_has(function: str) -> bool:
+    """Whether the running kernel has this function (``/proc/kallsyms`` lists it): the code of a
+    feature, asked of the kernel itself rather than of its release number or of pybpf's probes,
+    which are what these tests check."""
+    return re.search(rf" {re.escape(function)}(\t|$)", _kallsyms(), re.M) is not None
+
+
+def has_tcx() -> bool:
+    return kernel_has("tcx_link_attach")  # Linux 6.6
+
+
+def has_uprobe_multi() -> bool:
+    return kernel_has("bpf_uprobe_multi_link_attach")  # Linux 6.6
+
+
+def has_netfilter_programs() -> bool:
+    return kernel_has("bpf_nf_link_attach")  # Linux 6.4
 
 
 def free_udp_port() -> int:
@@ -80,15 +111,58 @@ def tcx_programs() -> set[int]:
     return {lk["prog_id"] for lk in json.loads(out or "[]") if lk.get("type") in ("tcx", 11)}
 
 
+def clsact_filters(iface: str, hook: str = "ingress") -> dict[int, dict]:
+    """The bpf filters ``tc filter show`` lists on a clsact hook of ``iface``: their options
+    (``direct-action``, ``prog``...) by program id."""
+    out = run(need_tool("tc"), "-j", "filter", "show", "dev", iface, hook).stdout
+    return {
+        f["options"]["prog"]["id"]: f["options"]
+        for f in json.loads(out or "[]")
+        if f.get("kind") == "bpf" and "prog" in f.get("options", {})
+    }
+
+
+def has_clsact(iface: str) -> bool:
+    out = run(need_tool("tc"), "-j", "qdisc", "show", "dev", iface).stdout
+    return any(q.get("kind") == "clsact" for q in json.loads(out or "[]"))
+
+
+def assert_on_tc_hook(prog_id: int, iface: str) -> None:
+    """Where ``pybpf run -i IFACE`` puts a tc program: a tcx link where the kernel has them, else
+    a direct-action filter on the interface's clsact qdisc, as ``tc filter show`` lists it."""
+    if has_tcx():
+        assert prog_id in tcx_programs(), "a tcx link, as bpftool sees it"
+        assert prog_id not in clsact_filters(iface)
+    else:
+        options = clsact_filters(iface).get(prog_id)
+        assert options is not None, "a clsact filter, as tc sees it"
+        assert options["direct-action"] and options["prog"]["name"] == "tc_udp", options
+
+
+def run_refused(*args: str) -> list[str]:
+    """The lines of a ``pybpf run`` that must fail before attaching: it exits 1, prints nothing.
+    (``-d 1``: one that is not refused ends by itself, and the test fails at once.)"""
+    res = run(sys.executable, "-m", "pybpf", "run", *args, "-d", "1", check=False, cwd=ROOT,
+              timeout=scaled(60))  # fmt: skip
+    assert (res.returncode, res.stdout) == (1, ""), res.stderr
+    return res.stderr.splitlines()
+
+
 @pytest.fixture
 def running() -> Iterator[list[RunProcess]]:
-    """The pybpf run processes a test starts, killed if the test fails before stopping them."""
+    """The pybpf run processes a test starts, ended if the test fails before stopping them: by
+    Ctrl-C, whose clean-up removes a clsact filter that kill -9 would leave on the interface for
+    the next tests to find; by kill -9 when that does not end them."""
     procs: list[RunProcess] = []
     yield procs
     for r in procs:
         if r.proc.poll() is None:
-            r.proc.kill()
-            r.proc.wait()
+            r.proc.send_signal(signal.SIGINT)
+            try:
+                r.proc.wait(timeout=scaled(10))
+            except subprocess.TimeoutExpired:
+                r.proc.kill()
+                r.proc.wait()
 
 
 def wait_until(check, timeout: float = 5.0) -> bool:
@@ -104,7 +178,10 @@ def wait_until(check, timeout: float = 5.0) -> bool:
 
 
 def test_tc_section_without_a_hook_runs_on_the_interface_given_and_goes_away(running) -> None:
+    """A tcx link, or before 6.6 a clsact filter, which the run removes with the clsact qdisc
+    it added: the program counts the same datagrams either way."""
     port = free_udp_port()
+    clsact_before = has_clsact("lo")
     trace_pipe_free()
     r = RunProcess(
         str(bpf_object("tests/run_net")), "-i", "lo", "--prog", "tc_udp",
@@ -113,7 +190,7 @@ def test_tc_section_without_a_hook_runs_on_the_interface_given_and_goes_away(run
     running.append(r)
     ids = r.wait_attached()
     assert "tc_udp" in "".join(r.err) and " on lo ingress" in "".join(r.err)
-    assert set(ids) <= tcx_programs(), "a tcx link, as bpftool sees it"
+    assert_on_tc_hook(ids[0], "lo")
     sizes = [10, 200, 1000]
     send_udp(port, sizes, ttl=42)
     time.sleep(scaled(0.5))
@@ -127,6 +204,7 @@ def test_tc_section_without_a_hook_runs_on_the_interface_given_and_goes_away(run
     ]
     assert maps["tc_seen"]["entries"][0]["value"] == len(sizes)
     assert gone(ids) and not set(ids) & tcx_programs()
+    assert has_clsact("lo") == clsact_before, "a clsact qdisc the run added is removed with it"
 
 
 # A pybpf run whose clean-up is hit by Ctrl-C after Ctrl-C: the tc program goes through a clsact
@@ -171,7 +249,6 @@ print("RESULT", rc, len(tc.filters(index, "ingress")), tc.has_clsact(index), rai
 """
 
 
-@pytest.mark.kmatrix
 @pytest.mark.parametrize("every", [2, 7, 31, 97])
 def test_ctrl_c_pressed_again_during_the_clean_up_cannot_leave_a_tc_filter(every) -> None:
     """The first Ctrl-C ends the run; later ones are ignored until it has detached: the
@@ -305,11 +382,19 @@ def test_uprobes_without_a_target_and_on_proc_self_exe_run_on_the_binary_given(
 
 
 def test_uprobe_multi_sections_take_a_glob_of_the_binary_given(uprobed: Path, running) -> None:
+    """Before 6.6, which brought uprobe_multi links, the run is refused in one line."""
     pattern = f"{uprobed}:uprobed_*"
-    r = RunProcess(
+    args = (
         str(bpf_object("tests/attach_uprobe_multi")), "--attach", f"uprobed_entry={pattern}",
         "--attach", f"uprobed_exit={pattern}", "--json", "--no-maps",
     )  # fmt: skip
+    if not has_uprobe_multi():
+        assert run_refused(*args) == [
+            f"pybpf: error: cannot attach uprobe.multi {pattern}: EINVAL (Invalid argument): "
+            "this kernel has no uprobe_multi links (6.6+)"
+        ]
+        return
+    r = RunProcess(*args)
     running.append(r)
     ids = r.wait_attached()
     p = subprocess.run([str(uprobed), "2"], capture_output=True, text=True, check=True)
@@ -446,13 +531,25 @@ def test_cgroup_option_places_cgroup_programs_for_the_run(running) -> None:
                 time.sleep(0.05)
 
 
+# attach_netns.bpf.c's netfilter program: before 6.4 the kernel has no such program type, and
+# the whole object is refused as it loads (--prog chooses what is attached, not what is loaded).
+NO_NETFILTER = (
+    "pybpf: error: program 'nf_count' (section netfilter): this kernel has no NETFILTER programs "
+    "(no BPF_PROG_TYPE_NETFILTER in its BTF)"
+)
+
+
 def test_netns_option_places_sk_lookup_and_flow_dissector_and_names_what_it_cannot(
     running,
 ) -> None:
     ns = f"pybpf-rt-{os.getpid()}"
     run("ip", "netns", "add", ns)
     try:
-        r = RunProcess(str(bpf_object("tests/attach_netns")), "--netns", ns, "--no-maps")
+        args = (str(bpf_object("tests/attach_netns")), "--netns", ns, "--no-maps")
+        if not has_netfilter_programs():
+            assert run_refused(*args) == [NO_NETFILTER]
+            return
+        r = RunProcess(*args)
         running.append(r)
         ids = r.wait_attached()
         err = "".join(r.err)
@@ -475,10 +572,14 @@ def test_a_netfilter_program_goes_to_the_hook_given_in_the_netns_given(running) 
     run("ip", "netns", "add", ns)
     try:
         run("ip", "-n", ns, "link", "set", "lo", "up")
-        r = RunProcess(
+        args = (
             str(bpf_object("tests/attach_netns")), "--netns", ns, "--prog", "nf_count",
             "--attach", "nf_count=ipv4:local_in:-100", "--json",
         )  # fmt: skip
+        if not has_netfilter_programs():
+            assert run_refused(*args) == [NO_NETFILTER]
+            return
+        r = RunProcess(*args)
         running.append(r)
         ids = r.wait_attached()
         send = (
@@ -545,7 +646,9 @@ def test_maps_in_bpftools_layout() -> None:
 @pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGKILL])
 def test_xdp_tc_and_socket_filter_on_an_interface_are_gone_after_the_run(running, sig) -> None:
     """XDP and tcx are links, the socket filter's socket is the process's: a run ended by
-    Ctrl-C or by kill -9 leaves nothing on the interface (a veth made for the test)."""
+    Ctrl-C or by kill -9 leaves nothing on the interface (a veth made for the test). Before 6.6
+    the tc program is a clsact filter, which belongs to the interface: Ctrl-C's clean-up removes
+    it and its qdisc, kill -9 leaves both until the interface goes."""
     veth = f"pybpfrt{os.getpid() % 100000}"
     run("ip", "link", "add", veth, "type", "veth", "peer", "name", veth + "p")
     try:
@@ -553,15 +656,22 @@ def test_xdp_tc_and_socket_filter_on_an_interface_are_gone_after_the_run(running
         a = RunProcess(str(bpf_object("tests/run_net")), "-i", veth, "--no-maps")
         b = RunProcess(str(bpf_object("tests/xdp_empty")), "-i", veth, "--no-maps")
         running.extend([a, b])
-        ids = a.wait_attached() + b.wait_attached()
+        ids = a.wait_attached() + b.wait_attached()  # tc_udp, sock_udp, the XDP program
         link = json.loads(run("ip", "-j", "-d", "link", "show", veth).stdout)[0]
         assert link["xdp"]["prog"]["id"] == ids[2]
-        assert set(ids[:1]) <= tcx_programs()
+        assert_on_tc_hook(ids[0], veth)
         for r in (a, b):
             r.proc.send_signal(sig)
             r.proc.wait(timeout=scaled(20))
-        assert gone(ids)
+        assert gone(ids[1:]), "the socket filter's program and the XDP one"
         link = json.loads(run("ip", "-j", "-d", "link", "show", veth).stdout)[0]
-        assert "xdp" not in link and not set(ids) & tcx_programs()
+        assert "xdp" not in link
+        if sig == signal.SIGKILL and not has_tcx():
+            # no clean-up ran: the filter keeps its program until the interface goes
+            assert list(clsact_filters(veth)) == [ids[0]] and has_clsact(veth)
+            run("ip", "link", "del", veth)
+        else:
+            assert not has_clsact(veth)
+        assert gone(ids[:1]) and not set(ids) & tcx_programs()
     finally:
         run("ip", "link", "del", veth, check=False)
