@@ -31,6 +31,7 @@ from typing import Any, Optional, TextIO
 
 from pybpf.errors import BPFError
 from pybpf.events import EventDecoder
+from pybpf.gcpause import resume
 from pybpf.mapdump import (
     bpftool_text,
     dump_map,
@@ -318,8 +319,6 @@ class Runner:
     def loop(self) -> None:
         """Print events until SIGINT (KeyboardInterrupt), SIGTERM, SIGHUP or the duration's
         end."""
-        from pybpf.gcpause import resume
-
         resume()  # started: collect again what the events leave (pybpf.gcpause)
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
         ep = select.epoll()
