@@ -1,6 +1,7 @@
 """The cyclic garbage collector while a command starts (``pybpf.gcpause``): paused from the
 process's entry, running again (with what the start made frozen) once a long command has started
-(``pybpf run``, ``xdptcp -i``, ``xdptcp -r``), and untouched for a program using the library."""
+(``pybpf run``, ``xdptcp -i``, ``xdptcp --demo``, ``xdptcp -r``), and untouched for a program
+using the library."""
 
 from __future__ import annotations
 
@@ -120,3 +121,14 @@ def test_xdptcp_i_collects_again_once_capturing() -> None:
         assert enabled and frozen > 1000
     finally:
         pair.remove()
+
+
+@pytest.mark.system
+def test_xdptcp_demo_collects_again_once_capturing() -> None:
+    r = subprocess.run(
+        command("xdptcp", "--demo"), capture_output=True, text=True, cwd=ROOT, timeout=scaled(90)
+    )
+    assert r.returncode == 0, r.stderr
+    assert "test hosts removed" in r.stderr
+    enabled, frozen = gc_state(r.stderr)
+    assert enabled and frozen > 1000

@@ -15,6 +15,7 @@ import sys
 import threading
 import time
 
+from pybpf.gcpause import resume
 from xdptcp.attach import CaptureError, interface
 from xdptcp.capture import Capture
 from xdptcp.options import EXIT_OK, OutputOptions
@@ -161,6 +162,7 @@ def run_demo(out: OutputOptions, mode: str = "auto") -> int:
         with Capture(ifaces, mode=mode, rodata=rodata, notice=say) as cap:
             where = cap.describe()
             say(f"capturing on {where}; client {hosts.ip_a} -> server {hosts.ip_b}:{SERVER_PORT}")
+            resume()  # started, as xdptcp -i is once capturing (pybpf.gcpause)
             done = threading.Event()
             talker = threading.Thread(target=_talk, args=(hosts, done), daemon=True)
             talker.start()
