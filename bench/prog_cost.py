@@ -8,9 +8,9 @@ Rows per frame size, all in the same process and run:
   them all (hundreds of MB), so each run parses, reserves, copies the headers and submits. Every
   record goes to memory not touched before, so this row includes cache misses a live capture
   with a small ring would not pay;
-- xdptcp, ring drained: the ring has xdptcp's default size and is emptied by a pybpf reader
-  between test runs of as many records as it holds (the drain is outside the kernel's timing).
-  Records land in memory that stays in the CPU caches, as with a live reader keeping up;
+- xdptcp, ring drained: the ring has the object's default size (4 MiB) and is emptied by a pybpf
+  reader between test runs of as many records as it holds (the drain is outside the kernel's
+  timing). Records land in memory that stays in the CPU caches, as with a live reader keeping up;
 - xdptcp, ring full: the ring is filled first, so each run parses, fails the reservation and
   counts ``ring_full`` (what the program costs while user space is falling behind);
 - xdptcp with a filter, ring drained: the filter compiled by xdptcp and spliced into the program,
