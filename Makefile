@@ -44,6 +44,9 @@ $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h bpf/*.h bpf/tests/*
 	@mkdir -p $(dir $@)
 	$(CLANG) $(BPF_CFLAGS) -I $(dir $<) -c $< -o $@
 
+# A test object made of another's source (an #include) is rebuilt when that source changes.
+$(BUILD)/bpf/tests/attach_netns_nonf.bpf.o: bpf/tests/attach_netns.bpf.c
+
 bpf: $(BPF_OBJS)
 
 # Rebuild the shipped object and record the hash of the sources it came from.

@@ -57,6 +57,8 @@ int dissect(struct __sk_buff *skb)
 	return BPF_FLOW_DISSECTOR_CONTINUE;
 }
 
+// (attach_netns_nonf.bpf.c is this object without it, for kernels before 6.4)
+#ifndef ATTACH_NETNS_NO_NETFILTER
 #define NF_ACCEPT 1
 
 SEC("netfilter")
@@ -66,5 +68,6 @@ int nf_count(struct bpf_nf_ctx *ctx)
 	bump(3, ctx->skb->len);
 	return NF_ACCEPT;
 }
+#endif
 
 char LICENSE[] SEC("license") = "GPL";
