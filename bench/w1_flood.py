@@ -12,6 +12,7 @@ report, its CPU seconds (user + sys from /proc), peak RSS (VmHWM) and the replay
 from __future__ import annotations
 
 import re
+import socket
 import tempfile
 import time
 from dataclasses import dataclass
@@ -94,6 +95,12 @@ TOOLS: list[ToolSpec] = [
 EMPTY_XDP = "empty XDP program"  # no tool: bpf/tests/xdp_empty.bpf.o attached, native mode
 EMPTY_XDP_SKB = "empty XDP program, skb mode"  # the same in generic XDP
 EMPTY_OBJ = ROOT / "build" / "bpf" / "tests" / "xdp_empty.bpf.o"
+# No tool: the floor of a capture that keeps a record per frame, attached as xdptcp attaches its
+# program (native and skb mode): bpf_ktime_get_ns(), a ring record of xdptcp's size reserved,
+# the frame's first 66 bytes copied into it, submitted (bench/prog_cost.py's floor program,
+# loaded with BPF_F_XDP_HAS_FRAGS as xdptcp loads its XDP program where the kernel takes it).
+FLOOR_XDP = "floor XDP program"
+FLOOR_XDP_SKB = "floor XDP program, skb mode"
 _DROPS = re.compile(r"(\d+) packets? dropped by ([a-z ]+)")
 
 
@@ -158,6 +165,9 @@ def run_one(spec: Optional[ToolSpec], hosts: Hosts, pcap: Path, workdir: Path) -
         finally:
             sh("ip", "link", "set", "dev", hosts.outer, mode, "off")
         return Sample(spec.name, r.sent, None, None, _veth(hosts, before), None, r.seconds, None)
+    if spec.name in (FLOOR_XDP, FLOOR_XDP_SKB):
+        r = _floor_replay(hosts, pcap, skb=spec.name == FLOOR_XDP_SKB)
+        return Sample(spec.name, r.sent, None, None, _veth(hosts, before), None, r.seconds, None)
     out = workdir / (re.sub(r"\W+", "_", spec.name) + ".out")
     out.unlink(missing_ok=True)
     stdout = open(out, "wb") if spec.stdout_is_output else None  # noqa: SIM115 (closed below)
@@ -197,6 +207,37 @@ def run_one(spec: Optional[ToolSpec], hosts: Hosts, pcap: Path, workdir: Path) -
     )
 
 
+def _floor_replay(hosts: Hosts, pcap: Path, skb: bool) -> Replay:
+    """One replay with the floor program attached to the outer end. Its ring holds a record
+    for every frame of the pcap, so no reservation fails for want of room (a reservation that
+    fails skips the copy, and would make the floor cheaper than it is). No reader drains it:
+    with xdptcp, stopping the reader (SIGSTOP) for the whole replay left the replay's time as
+    it was, so reading is not part of what the sender pays."""
+    from bench.prog_cost import floor_insns, ring_bytes
+    from pybpf.errors import SyscallError
+    from pybpf.link.netlink import XDPFlags, xdp_attach, xdp_detach
+    from pybpf.maps import Map
+    from pybpf.object.sections import F_XDP_HAS_FRAGS
+    from pybpf.program import Program
+    from pybpf.sys.uapi import MapType, ProgType
+
+    ifindex = socket.if_nametoindex(hosts.outer)
+    mode = XDPFlags.SKB_MODE if skb else XDPFlags.DRV_MODE
+    size = ring_bytes(count_pcap_records(pcap))
+    with Map.create(MapType.RINGBUF, 0, 0, size, name="w1_floor") as ring:
+        code = floor_insns(ring.fd, ktime=True, reserve=True, copy="direct")
+        try:
+            prog = Program.load(ProgType.XDP, code, name="w1_floor", prog_flags=F_XDP_HAS_FRAGS)
+        except SyscallError:  # a kernel before 5.18: xdptcp loads without the flag there too
+            prog = Program.load(ProgType.XDP, code, name="w1_floor")
+        with prog:
+            xdp_attach(ifindex, prog.fd, mode)
+            try:
+                return replay(hosts, pcap)
+            finally:
+                xdp_detach(ifindex, mode)
+
+
 def _veth(hosts: Hosts, before: dict[str, int]) -> int:
     after = hosts.link_stats()
     return sum(after[k] - before[k] for k in after)
@@ -207,7 +248,9 @@ def run(repeat: int = 3, packets: int = 1_000_000, tools: Optional[list[str]] = 
     load = load_average()
     empty = ToolSpec(EMPTY_XDP, lambda d, o: [], "", False, "")
     empty_skb = ToolSpec(EMPTY_XDP_SKB, lambda d, o: [], "", False, "")
-    specs: list[Optional[ToolSpec]] = [None, empty, empty_skb]
+    floor = ToolSpec(FLOOR_XDP, lambda d, o: [], "", False, "")
+    floor_skb = ToolSpec(FLOOR_XDP_SKB, lambda d, o: [], "", False, "")
+    specs: list[Optional[ToolSpec]] = [None, empty, empty_skb, floor, floor_skb]
     specs += [t for t in TOOLS if not tools or t.name in tools]
     samples: list[Sample] = []
     hosts = make_hosts("w")
@@ -308,10 +351,25 @@ def report(samples: list[Sample], packets: int, repeat: int, load: str) -> str:
     )
     text = table(title, header, rows)
     text += "\n" + ratios_table(m) + "\n" + targets_table("W1 targets", targets(m))
+    text += floor_note(m)
     errors = sorted({f"{s.tool}: {s.error}" for s in samples if s.error})
     if errors:
         text += "\nErrors:\n" + "\n".join(f"- {e}" for e in errors) + "\n"
     return text
+
+
+def floor_note(m: dict[str, dict[str, Optional[float]]]) -> str:
+    """What the replay target is measured against: the same ratio for the floor program."""
+    base = m.get("no capture", {}).get("replay")
+    native = ratio(m.get(FLOOR_XDP, {}).get("replay"), base)
+    skb = ratio(m.get(FLOOR_XDP_SKB, {}).get("replay"), base)
+    if native is None or skb is None:
+        return ""
+    return (
+        f"\nUnder the replay target: the floor XDP program alone (a timestamp, a record reserved, "
+        f"66 bytes copied, submitted) makes the replay {native:.2f}x in native mode, the mode "
+        f"`xdptcp -w` attaches in here, and {skb:.2f}x in skb mode.\n"
+    )
 
 
 def ratios_table(m: dict[str, dict[str, Optional[float]]]) -> str:
