@@ -204,6 +204,10 @@ def test_other_link_types_are_read_and_non_pcap_refused(tmp_path):
         PcapReader(path)
     with pytest.raises(PcapError, match="cannot open"):
         PcapReader(tmp_path / "absent.pcap")
+    for data, said in ((b"", "only 0 bytes"), (b"\n", "only 1 byte\\)"), (b"ab", "only 2 bytes")):
+        path.write_bytes(data)
+        with pytest.raises(PcapError, match=f"not a pcap file \\({said}"):
+            PcapReader(path)
 
 
 def test_reads_a_pcap_tcpdump_wrote(tmp_path, frames):

@@ -424,7 +424,8 @@ class PcapReader:
         head = self._in.read(24)
         if len(head) < 4:
             self.close()
-            raise PcapError(f"{self.name}: not a pcap file (only {len(head)} bytes)")
+            n = len(head)
+            raise PcapError(f"{self.name}: not a pcap file (only {n} byte{'' if n == 1 else 's'})")
         (magic,) = struct.unpack("<I", head[:4])
         self.pcapng = magic == PCAPNG_MAGIC
         if self.pcapng:
