@@ -13,7 +13,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybp
 if TYPE_CHECKING:
     from typing import Optional
 
-# What a user can do about the errno values the bpf() syscall and netlink answer most often.
+# What a user can do about the errno values the bpf() syscall and netlink answer most often (none
+# for those whose strerror text says it all: ENODEV, EBADF).
 ERRNO_HINTS = {
     _errno.EPERM: "needs root, or CAP_BPF with CAP_NET_ADMIN / CAP_PERFMON",
     _errno.EACCES: "the kernel refused access (verifier, or missing CAP_BPF/CAP_SYS_ADMIN)",
@@ -28,8 +29,6 @@ ERRNO_HINTS = {
     else 524: "not supported by this kernel or driver",
     _errno.EOPNOTSUPP: "operation not supported (driver or mode)",
     _errno.ENOMEM: "out of memory (or RLIMIT_MEMLOCK on kernels before 5.11)",
-    _errno.ENODEV: "no such device",
-    _errno.EBADF: "bad file descriptor",
     _errno.EFAULT: "bad address passed to the kernel",
 }
 
