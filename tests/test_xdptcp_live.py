@@ -346,3 +346,29 @@ def test_snaplen_captures_payload_bytes(veth, tmp_path):
     _, data, wire_len = records[0]
     assert wire_len == len(frame)
     assert data == frame[:200]
+
+
+@pytest.mark.parametrize("snap", [None, "0", "70"])
+def test_payloads_on_decoded_ports_print_as_tcpdump_live(veth, tmp_path, snap):
+    """HTTP, FTP, SMTP, WHOIS, RTSP and SSH payloads (tests/test_appproto.py's frames) replayed
+    and captured: with -s 0 the lines are tcpdump's for the whole frames, with -s 70 for the
+    frames cut to 70 bytes, and by default (headers only) for each frame cut where its TCP
+    header ends (`: HTTP` with no request line, `[|ssh]`, as with tcpdump -s at that length)."""
+    from test_appproto import frames as app_frames
+
+    frames = app_frames()
+    pcap = tmp_path / "app.pcap"
+    write_pcap(pcap, frames)
+    if snap is None:
+        cut = [(i * 1000, f[: header_end(f)], len(f)) for i, f in enumerate(frames)]
+    else:
+        n = int(snap) or len(max(frames, key=len))
+        cut = [(i * 1000, f[:n], len(f)) for i, f in enumerate(frames)]
+    write_pcap(tmp_path / "cut.pcap", cut)
+    expected = list(tcpdump_lines(tmp_path / "cut.pcap", "-t").values())
+    assert any(": HTTP" in line for line in expected)
+    cap = Xdptcp("-i", veth.outer, "-t", "-Q", "in", *(() if snap is None else ("-s", snap)))
+    replay(veth, pcap)
+    out, err, rc = cap.stop()
+    assert rc == 0, err
+    assert out.splitlines() == expected

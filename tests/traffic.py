@@ -8,8 +8,9 @@ Everything here is plain bytes on the wire, checksums correct unless asked other
 
 Addresses come only from 198.18.0.0/15 and 2001:db8::/32. Ports avoid every port tcpdump 4.99
 decodes as an application protocol (print-tcp.c: 21 22 23 25 43 53 80 139 179 323 445 554 639
-646 1723 2049 6379 6633 6653 8080 8554 10288): xdptcp prints TCP headers only, so a payload on
-such a port would make tcpdump's line longer than ours and the comparison meaningless.
+646 1723 2049 6379 6633 6653 8080 8554 10288): xdptcp ends a line as tcpdump does for some of
+them only (``xdptcp/appproto.py``; tests/test_appproto.py compares those), so a payload on the
+others would make tcpdump's line longer than ours and the comparison meaningless.
 
 ``varied_pcap`` writes the standard varied capture (deterministic for a given seed) and returns
 what it wrote, each frame marked with whether it is a TCP line (``Frame.tcp``).

@@ -37,6 +37,7 @@ from __future__ import annotations
 import struct
 import time
 
+from xdptcp.appproto import WORDLESS, decoder, note
 from xdptcp.clock import D3, Clock
 from xdptcp.ip6ext import ext_text
 from xdptcp.packet import Decoder, Kind, Packet, invalid_header_text, malformed_tcp_text
@@ -235,7 +236,7 @@ class TextFormatter:
         flow = self._flow_text.get((saddr, daddr, sport, dport))
         if flow is None:
             flow = self._new_flow(ver, saddr, daddr, sport, dport)
-        head, key, rev = flow
+        head, key, rev, app = flow
         if opts is None:
             # SACK blocks print relative to the conversation's bases: peek at them (the
             # table changes below, once we know this path prints the line).
@@ -267,10 +268,13 @@ class TextFormatter:
             seqs = f", seq {seq}"
         else:
             seqs = ""
-        return (
+        line = (
             f"{head}{FLAG_TEXT[flags]}]{seqs}{f', ack {ack}' if flags & ACK else ''}, "
             f"win {win}{f', urg {urg}' if flags & URG else ''}{opts}, length {length}"
         )
+        if app is not None and length > 0:
+            line += note(app, frame, l4 + hlen, min(len(frame), l4 + hlen + length), length)
+        return line
 
     def _new_flow(self, ver: int, saddr: bytes, daddr: bytes, sport: int, dport: int) -> tuple:
         if len(self._flow_text) >= FLOW_TABLE_MAX:
@@ -279,7 +283,8 @@ class TextFormatter:
         rev = sport > dport or (sport == dport and saddr > daddr)
         key = (dst, src, dport, sport) if rev else (src, dst, sport, dport)
         head = f"{'IP' if ver == 4 else 'IP6'} {src}.{sport} > {dst}.{dport}: Flags ["
-        flow = self._flow_text[(saddr, daddr, sport, dport)] = (head, key, rev)
+        app = decoder(sport, dport)  # the payload's decoder (xdptcp.appproto), or None
+        flow = self._flow_text[(saddr, daddr, sport, dport)] = (head, key, rev, app)
         return flow
 
     def mapped_lines(self, mp, keep, count: Optional[int]):
@@ -308,6 +313,7 @@ class TextFormatter:
         flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
         opt_cache, ts_cache, sack_plans = self._opt_cache, self._ts_cache, self._sack_plans
         num = numbers()  # the text of 16-bit fields (window, payload length)
+        wordless = WORDLESS
         lines: list[str] = []
         left, last_sec, sec_dot = (0 if count is None else max(count, 1)), -1, ""
         want = BATCH if count is None else min(BATCH, max(count, 1))  # lines before a yield
@@ -370,7 +376,7 @@ class TextFormatter:
                     flow = flows_raw.get(raw)
                     if flow is None:
                         flow = self._raw_flow(raw)
-                    head, key, rev = flow
+                    head, key, rev, app = flow
                     if hlen == 20:
                         opts = ""
                     else:
@@ -453,6 +459,13 @@ class TextFormatter:
                                     f"{FLAG_CLOSE[flags]}{seqs}, win {num[win]}{opts}, "
                                     f"length {num[length]}"
                                 )
+                        if app is not None and length > 0:  # a payload tcpdump decodes
+                            pay = l4 + hlen
+                            said = wordless.get(app)
+                            if said is not None and (pay >= stop or not 0x21 <= mm[pay] <= 0x7E):
+                                line += said  # (appproto.note's first test, inline)
+                            else:
+                                line += note(app, mm, pay, min(stop, pay + length), length)
                 lines.append(line)
                 if len(lines) >= want:  # a whole batch, or the count reached
                     if left > 0:
@@ -578,6 +591,10 @@ class TextFormatter:
         if length and p.l4_off + hlen > p.snap_end:
             avail = p.snap_end - p.l4_off
             out += f" [remaining caplen({avail}) < header length({hlen})] [|{proto}]"
+        elif length:
+            app = decoder(p.sport, p.dport)
+            if app is not None:
+                out += note(app, frame, p.l4_off + hlen, p.snap_end, length)
         return out
 
 

@@ -1,0 +1,204 @@
+"""The end of a TCP line for a payload on a port tcpdump decodes: ``: HTTP: GET / HTTP/1.1``.
+
+After ``length N``, when N is not 0, tcpdump 4.99's tcp_print (print-tcp.c) hands the payload
+to a decoder chosen by port: the first protocol in its list whose port either end uses. xdptcp
+ends the line as tcpdump does for the text protocols of that list and for SSH's version line:
+
+- HTTP (80, 8080) and RTSP (554, 8554): ``: HTTP``, then ``: `` and the first line when the
+  payload starts as a request (a method tcpdump knows) or a response (a three-digit code as
+  the second word);
+- FTP (21), SMTP (25), WHOIS (43): ``: FTP``, then ``: `` and the first line;
+- SSH (22): ``: SSH: SSH-2.0-...`` when the payload is a version line, else nothing.
+
+A line is printed only when it is printable ASCII (tabs allowed) up to a CR-LF or LF. A
+payload whose captured bytes end before the decoder is done ends with tcpdump's ``[|http]``
+note (in the decoder's name): with xdptcp's default capture, which keeps no payload, an HTTP
+segment prints ``: HTTP`` and an SSH one ``[|ssh]``, as with ``tcpdump -s`` at the same length.
+
+The other protocols of the list (telnet, BGP, DNS over TCP, SMB, NFS, ...) are not decoded:
+their lines end at ``length N``, where tcpdump goes on. Their ports still take precedence as in
+tcpdump's list (a segment from port 23 to port 80 is telnet's, not HTTP's).
+"""
+
+from __future__ import annotations
+
+import re
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
+
+# print-tcp.c's order: the first entry either port matches decides. None: a protocol tcpdump
+# decodes and xdptcp does not (its lines end at "length N").
+_ORDER: tuple[tuple[tuple[int, ...], Optional[str]], ...] = (
+    ((23,), None),  # telnet
+    ((25,), "smtp"),
+    ((43,), "whois"),
+    ((179,), None),  # BGP
+    ((1723,), None),  # PPTP
+    ((6379,), None),  # Redis (RESP)
+    ((22,), "ssh"),
+    ((139,), None),  # NetBIOS session
+    ((445,), None),  # SMB
+    ((10288,), None),  # BEEP
+    ((6633, 6653), None),  # OpenFlow
+    ((21,), "ftp"),
+    ((80, 8080), "http"),
+    ((554, 8554), "rtsp"),
+    ((53,), None),  # DNS over TCP
+    ((639,), None),  # MSDP
+    ((323,), None),  # RPKI-RTR
+    ((646,), None),  # LDP
+    ((2049,), None),  # NFS
+)
+
+# print-http.c's and print-rtsp.c's request methods.
+# fmt: off
+_HTTP_METHODS = frozenset((
+    "GET", "PUT", "COPY", "HEAD", "LOCK", "MOVE", "POLL", "POST", "BCOPY", "BMOVE", "MKCOL",
+    "TRACE", "LABEL", "MERGE", "DELETE", "SEARCH", "UNLOCK", "REPORT", "UPDATE", "NOTIFY",
+    "BDELETE", "CONNECT", "OPTIONS", "CHECKIN", "PROPFIND", "CHECKOUT", "CCM_POST", "SUBSCRIBE",
+    "PROPPATCH", "BPROPFIND", "BPROPPATCH", "UNCHECKOUT", "MKACTIVITY", "MKWORKSPACE",
+    "UNSUBSCRIBE", "RPC_CONNECT", "VERSION-CONTROL", "BASELINE-CONTROL",
+))
+_RTSP_METHODS = frozenset((
+    "DESCRIBE", "ANNOUNCE", "GET_PARAMETER", "OPTIONS", "PAUSE", "PLAY", "RECORD", "REDIRECT",
+    "SETUP", "SET_PARAMETER", "TEARDOWN",
+))
+# fmt: on
+# Request methods of the protocols that are more than requests and responses (None: every
+# payload is a request or a response).
+_METHODS = {"http": _HTTP_METHODS, "rtsp": _RTSP_METHODS, "ftp": None, "smtp": None, "whois": None}
+
+_TOKEN_MAX = 128  # fetch_token(): a 129-byte buffer, the NUL included
+
+
+def _decoders() -> dict[int, str]:
+    """Port -> the decoder of the first entry of ``_ORDER`` that names it."""
+    out: dict[int, str] = {}
+    for ports, name in _ORDER:
+        for port in ports:
+            out.setdefault(port, name or "")
+    return out
+
+
+_BY_PORT = _decoders()
+_RANK = {port: i for i, (ports, _) in enumerate(_ORDER) for port in ports}
+
+
+def decoder(sport: int, dport: int) -> Optional[str]:
+    """The decoder tcpdump picks for a segment between these ports, when xdptcp has it: "http",
+    "rtsp", "ftp", "smtp", "whois" or "ssh". None for any other port, and for a pair whose
+    first port in tcpdump's list is one xdptcp does not decode."""
+    rs, rd = _RANK.get(sport), _RANK.get(dport)
+    if rs is None and rd is None:
+        return None
+    port = sport if rd is None or (rs is not None and rs <= rd) else dport
+    return _BY_PORT[port] or None
+
+
+class _Truncated(Exception):
+    """A read past the captured bytes: tcpdump's ``[|proto]`` ends the line."""
+
+
+# Two words of printable ASCII but the space, and the spaces between them.
+_TWO_WORDS = re.compile(rb"([\x21-\x7e]*)( *)([\x21-\x7e]*)")
+_TEXT = re.compile(rb"[\x20-\x7e\t]*")  # a line of text: printable ASCII and tabs
+_VERSION = re.compile(rb"[\x20-\x7e]*")  # SSH's version line: printable ASCII
+
+
+def note(proto: str, buf, start: int, end: int, length: int) -> str:
+    """What tcpdump prints after ``length N`` for a payload of ``length`` bytes (N) decoded as
+    ``proto``, of which ``buf[start:end]`` were captured."""
+    stop = start + length
+    cap = min(end, stop)
+    first = buf[start] if start < cap else -1
+    try:
+        if proto == "ssh":
+            if first == -1:  # tcpdump reads the first byte whatever the payload's length
+                raise _Truncated("")
+            return "" if first != 0x53 else _ssh(buf, start, cap, stop)  # "S"
+        methods = _METHODS[proto]
+        if methods is not None and not 0x21 <= first <= 0x7E:  # no word: not a request
+            return _SAID[proto]
+        return _text(proto, methods, buf, start, cap, stop)
+    except _Truncated as e:
+        return f"{e.args[0]} [|{proto}]"
+
+
+_SAID = {name: f": {name.upper()}" for name in _METHODS}
+# What a protocol with request methods prints for a payload whose first byte starts no word
+# (or is not captured): its name alone. Tested first, inline, by TextFormatter.mapped_lines.
+WORDLESS = {name: said for name, said in _SAID.items() if _METHODS[name] is not None}
+
+
+def _word(buf, i: int, j: int, cap: int, stop: int) -> bool:
+    """fetch_token() found a word at ``buf[i:j]`` (a run of printable ASCII but the space):
+    one of at most _TOKEN_MAX bytes, ended by a space, tab, CR or LF, or by the payload's end
+    (not by the captured bytes' end before it)."""
+    if j == i or j - i > _TOKEN_MAX:
+        return False
+    if j < cap:
+        return buf[j] in (0x20, 0x09, 0x0D, 0x0A)
+    return j >= stop
+
+
+def _line_end(buf, start: int, cap: int, stop: int, said: str) -> Optional[int]:
+    """print_txt_line(): the end of the first line (before its CR-LF or LF) when the payload
+    starts with one of printable ASCII and tabs, else None. Raises _Truncated where tcpdump
+    stops for want of captured bytes, and for a line with no end inside the payload."""
+    j = _TEXT.match(buf, start, cap).end()
+    if j < cap:
+        c = buf[j]
+        if c == 0x0A:
+            return j
+        if c != 0x0D or j + 1 >= stop:
+            return None
+        if j + 1 >= cap:
+            raise _Truncated(said)
+        return j if buf[j + 1] == 0x0A else None
+    if j < stop:
+        raise _Truncated(said)
+    raise _Truncated(f"{said}: {bytes(buf[start:j]).decode('ascii')}")
+
+
+def _text(proto: str, methods: Optional[frozenset], buf, start: int, cap: int, stop: int) -> str:
+    """txtproto_print() without -v."""
+    said = _SAID[proto]
+    if methods is not None:
+        # A request's method, or a response's code as the second word. (After the first
+        # word fetch_token() skips spaces only: a tab, CR or LF there is no second word.)
+        m = _TWO_WORDS.match(buf, start, cap)
+        i, j = m.span(1)
+        if not _word(buf, i, j, cap, stop):
+            return said
+        if bytes(buf[i:j]).decode("ascii").upper() not in methods:
+            i, j = m.span(3)
+            if j - i != 3 or not _word(buf, i, j, cap, stop) or not bytes(buf[i:j]).isdigit():
+                return said
+    end = _line_end(buf, start, cap, stop, said)
+    return said if end is None else f"{said}: {bytes(buf[start:end]).decode('ascii')}"
+
+
+def _ssh(buf, start: int, cap: int, stop: int) -> str:
+    """ssh_print_version(): the version line, when the payload is one (it starts with "S")."""
+    for i, c in enumerate(b"SSH-"):  # tcpdump reads these four whatever the length
+        if start + i >= cap:
+            raise _Truncated("")
+        if buf[start + i] != c:
+            return ""
+    j = _VERSION.match(buf, start + 4, cap).end()
+    if j < cap:
+        c = buf[j]
+        if c == 0x0A or (c == 0x0D and j + 1 < stop and _after_cr(buf, j, cap) == 0x0A):
+            return f": SSH: {bytes(buf[start:j]).decode('ascii')}"
+        return ""
+    if j < stop:
+        raise _Truncated("")
+    return ""
+
+
+def _after_cr(buf, j: int, cap: int) -> int:
+    if j + 1 >= cap:
+        raise _Truncated("")
+    return buf[j + 1]
