@@ -10,7 +10,6 @@ are written to a file; each file is read whole and cut by ``tcpdump -s N`` at ma
 
 from __future__ import annotations
 
-import subprocess
 import sys
 
 import pytest
@@ -18,7 +17,7 @@ import pytest
 from xdptcp.appproto import decoder
 from xdptcp.tcpdump import TextFormatter
 
-from conftest import ROOT, need_tool
+from conftest import ROOT, need_tool, run
 from traffic import tcp_frame, write_pcap
 
 PAYLOADS = [
@@ -96,22 +95,11 @@ def frames() -> list[bytes]:
 
 
 def tcpdump_text(path) -> list[str]:
-    tcpdump = need_tool("tcpdump")
-    res = subprocess.run(
-        [tcpdump, "-nn", "-r", str(path), "tcp"], capture_output=True, text=True, check=True
-    )
-    return res.stdout.splitlines()
+    return run(need_tool("tcpdump"), "-nn", "-r", str(path), "tcp").stdout.splitlines()
 
 
 def xdptcp_text(path) -> list[str]:
-    res = subprocess.run(
-        [sys.executable, "-m", "xdptcp", "-r", str(path)],
-        capture_output=True,
-        text=True,
-        cwd=ROOT,
-    )
-    assert res.returncode == 0, res.stderr
-    return res.stdout.splitlines()
+    return run(sys.executable, "-m", "xdptcp", "-r", str(path), cwd=ROOT).stdout.splitlines()
 
 
 def test_the_decoder_is_tcpdumps_first_port_in_its_list() -> None:
