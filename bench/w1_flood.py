@@ -11,6 +11,7 @@ report, its CPU seconds (user + sys from /proc), peak RSS (VmHWM) and the replay
 
 from __future__ import annotations
 
+import functools
 import re
 import socket
 import tempfile
@@ -223,7 +224,7 @@ def _floor_replay(hosts: Hosts, pcap: Path, skb: bool) -> Replay:
 
     ifindex = socket.if_nametoindex(hosts.outer)
     mode = XDPFlags.SKB_MODE if skb else XDPFlags.DRV_MODE
-    size = ring_bytes(count_pcap_records(pcap))
+    size = ring_bytes(_records(pcap))
     with Map.create(MapType.RINGBUF, 0, 0, size, name="w1_floor") as ring:
         code = floor_insns(ring.fd, ktime=True, reserve=True, copy="direct")
         try:
@@ -236,6 +237,12 @@ def _floor_replay(hosts: Hosts, pcap: Path, skb: bool) -> Replay:
                 return replay(hosts, pcap)
             finally:
                 xdp_detach(ifindex, mode)
+
+
+@functools.cache
+def _records(pcap: Path) -> int:
+    """The pcap's record count, read once: each floor replay sizes its ring by it."""
+    return count_pcap_records(pcap)
 
 
 def _veth(hosts: Hosts, before: dict[str, int]) -> int:
