@@ -73,28 +73,25 @@ _METHODS = {"http": _HTTP_METHODS, "rtsp": _RTSP_METHODS, "ftp": None, "smtp": N
 _TOKEN_MAX = 128  # fetch_token(): a 129-byte buffer, the NUL included
 
 
-def _decoders() -> dict[int, str]:
-    """Port -> the decoder of the first entry of ``_ORDER`` that names it."""
-    out: dict[int, str] = {}
-    for ports, name in _ORDER:
-        for port in ports:
-            out.setdefault(port, name or "")
-    return out
-
-
-_BY_PORT = _decoders()
-_RANK = {port: i for i, (ports, _) in enumerate(_ORDER) for port in ports}
+# Port -> (its entry's place in _ORDER, the decoder or "").
+_PORTS = {port: (rank, name or "") for rank, (ports, name) in enumerate(_ORDER) for port in ports}
 
 
 def decoder(sport: int, dport: int) -> Optional[str]:
     """The decoder tcpdump picks for a segment between these ports, when xdptcp has it: "http",
     "rtsp", "ftp", "smtp", "whois" or "ssh". None for any other port, and for a pair whose
     first port in tcpdump's list is one xdptcp does not decode."""
-    rs, rd = _RANK.get(sport), _RANK.get(dport)
-    if rs is None and rd is None:
+    s, d = _PORTS.get(sport), _PORTS.get(dport)
+    if s is None and d is None:
         return None
-    port = sport if rd is None or (rs is not None and rs <= rd) else dport
-    return _BY_PORT[port] or None
+    first = s if d is None or (s is not None and s[0] <= d[0]) else d
+    return first[1] or None
+
+
+_SAID = {name: f": {name.upper()}" for name in _METHODS}
+# What a protocol with request methods prints for a payload whose first byte starts no word
+# (or is not captured): its name alone. Tested first, inline, by TextFormatter.mapped_lines.
+WORDLESS = {name: said for name, said in _SAID.items() if _METHODS[name] is not None}
 
 
 class _Truncated(Exception):
@@ -118,18 +115,12 @@ def note(proto: str, buf, start: int, end: int, length: int) -> str:
             if first == -1:  # tcpdump reads the first byte whatever the payload's length
                 raise _Truncated("")
             return "" if first != 0x53 else _ssh(buf, start, cap, stop)  # "S"
-        methods = _METHODS[proto]
-        if methods is not None and not 0x21 <= first <= 0x7E:  # no word: not a request
-            return _SAID[proto]
-        return _text(proto, methods, buf, start, cap, stop)
+        said = WORDLESS.get(proto)
+        if said is not None and not 0x21 <= first <= 0x7E:  # no word: not a request
+            return said
+        return _text(proto, buf, start, cap, stop)
     except _Truncated as e:
         return f"{e.args[0]} [|{proto}]"
-
-
-_SAID = {name: f": {name.upper()}" for name in _METHODS}
-# What a protocol with request methods prints for a payload whose first byte starts no word
-# (or is not captured): its name alone. Tested first, inline, by TextFormatter.mapped_lines.
-WORDLESS = {name: said for name, said in _SAID.items() if _METHODS[name] is not None}
 
 
 def _word(buf, i: int, j: int, cap: int, stop: int) -> bool:
@@ -162,9 +153,9 @@ def _line_end(buf, start: int, cap: int, stop: int, said: str) -> Optional[int]:
     raise _Truncated(f"{said}: {bytes(buf[start:j]).decode('ascii')}")
 
 
-def _text(proto: str, methods: Optional[frozenset], buf, start: int, cap: int, stop: int) -> str:
+def _text(proto: str, buf, start: int, cap: int, stop: int) -> str:
     """txtproto_print() without -v."""
-    said = _SAID[proto]
+    said, methods = _SAID[proto], _METHODS[proto]
     if methods is not None:
         # A request's method, or a response's code as the second word. (After the first
         # word fetch_token() skips spaces only: a tab, CR or LF there is no second word.)
@@ -188,17 +179,13 @@ def _ssh(buf, start: int, cap: int, stop: int) -> str:
         if buf[start + i] != c:
             return ""
     j = _VERSION.match(buf, start + 4, cap).end()
-    if j < cap:
-        c = buf[j]
-        if c == 0x0A or (c == 0x0D and j + 1 < stop and _after_cr(buf, j, cap) == 0x0A):
-            return f": SSH: {bytes(buf[start:j]).decode('ascii')}"
+    if j >= cap:  # no line end in the captured bytes
+        if j < stop:
+            raise _Truncated("")
         return ""
-    if j < stop:
-        raise _Truncated("")
-    return ""
-
-
-def _after_cr(buf, j: int, cap: int) -> int:
-    if j + 1 >= cap:
-        raise _Truncated("")
-    return buf[j + 1]
+    if buf[j] == 0x0D and j + 1 < stop:  # a CR-LF?
+        if j + 1 >= cap:
+            raise _Truncated("")
+        if buf[j + 1] == 0x0A:
+            return f": SSH: {bytes(buf[start:j]).decode('ascii')}"
+    return f": SSH: {bytes(buf[start:j]).decode('ascii')}" if buf[j] == 0x0A else ""
