@@ -109,9 +109,12 @@ def test_the_decoder_is_tcpdumps_first_port_in_its_list() -> None:
     assert decoder(21, 80) == "ftp"
     assert decoder(554, 80) == "http"
     assert decoder(43, 21) == "whois"
-    # a protocol tcpdump decodes and xdptcp does not: it wins, and nothing is added
-    assert decoder(23, 80) is None  # telnet
-    assert decoder(53, 5001) is None  # DNS over TCP
+    assert decoder(23, 80) == "telnet"  # telnet comes before HTTP
+    assert decoder(179, 22) == "bgp"
+    assert decoder(53, 5001) == decoder(5001, 53) == "domain"  # DNS over TCP
+    # a protocol whose line ends at "length N": it wins, and nothing is added
+    assert decoder(2049, 40000) is None  # NFS
+    assert decoder(139, 80) == "http"  # NetBIOS: not in the list of tcpdump's default build
     assert decoder(40000, 5001) is None
     assert decoder(443, 40000) is None  # no decoder in tcpdump
 
@@ -155,3 +158,95 @@ def test_the_formatters_per_frame_path_prints_as_tcpdump(tmp_path, snaplen) -> N
     written = write_cut(cut, snaplen)
     fmt = TextFormatter()
     assert [fmt.format(f.ts_ns, f.data, f.wire_len) for f in written] == tcpdump_text(cut)
+
+
+# The ports of tcpdump's other decoders, and pairs whose order in its list decides.
+OTHER_PORTS = [
+    (40000, 23),
+    (23, 80),
+    (40000, 179),
+    (179, 22),
+    (40000, 1723),
+    (6379, 40000),
+    (40000, 139),
+    (139, 80),
+    (40000, 445),
+    (40000, 10288),
+    (40000, 6633),
+    (6653, 40000),
+    (53, 40000),
+    (40000, 53),
+    (40000, 639),
+    (40000, 323),
+    (40000, 646),
+    (40000, 2049),
+]
+
+BEEP_PAYLOADS = [
+    b"MSG\0 1 2 . 0 10\r\n",
+    b"MSG 1 2 . 0 10\r\n",  # "MSG" then a space: not a match for print-beep.c
+    b"RPY 0 0 . 0 5\r\n",
+    b"ERR 0 0 . 0 5\r\n",
+    b"ANS 1 0 . 0 5 0\r\n",
+    b"NUL 1 0 . 0 0\r\n",
+    b"SEQ 1 0 4096\r\n",
+    b"END\0",
+    b"END\r\n",
+    b"RP",
+    b"rpy 0 0 . 0 5\r\n",
+]
+
+
+def header_cut(frame: bytes) -> int:
+    """The bytes of ``frame`` up to the end of its TCP header (tcp_frame's: Ethernet, IPv4 or
+    IPv6 without extension headers, TCP of 20 bytes): xdptcp's default capture."""
+    return 14 + (20 if frame[12:14] == b"\x08\x00" else 40) + 20
+
+
+def other_frames(ports, payloads) -> list[bytes]:
+    out = []
+    for i, (sport, dport) in enumerate(ports):
+        for j, payload in enumerate(payloads):
+            v6 = (i + j) % 3 == 0
+            src, dst = ("2001:db8::1", "2001:db8::2") if v6 else ("198.18.0.1", "198.18.0.2")
+            out.append(
+                tcp_frame(src, dst, sport, dport, seq=2000 + j, ack=1, flags="P.", payload=payload)
+            )
+    return out
+
+
+def test_payloads_not_captured_print_as_tcpdump_on_every_decoders_port(tmp_path) -> None:
+    """Cut at the end of the TCP header, as xdptcp captures by default: tcpdump's line on every
+    port of its list, `` [|domain]``, ``: BGP``, ``: RESP [|resp]``..."""
+    frames_ = other_frames(OTHER_PORTS + PORTS, PAYLOADS + BEEP_PAYLOADS)
+    cut = tmp_path / "headers.pcap"
+    written = write_pcap(
+        cut, [(i * 1_000_000, f[: header_cut(f)], len(f)) for i, f in enumerate(frames_)]
+    )
+    theirs = tcpdump_text(cut)
+    assert len(theirs) == len(frames_)
+    assert xdptcp_text(cut) == theirs
+    fmt = TextFormatter()  # the per-frame path, as live records take it
+    assert [fmt.format(f.ts_ns, f.data, f.wire_len) for f in written] == theirs
+    ends = (" [|domain]", ": BGP", ": RESP [|resp]", " [|telnet]", " BEEP (payload or undecoded)")
+    for end in ends:
+        assert any(line.endswith(end) for line in theirs), end
+
+
+@pytest.mark.parametrize("snaplen", [0, *SNAPLENS])
+def test_protocols_decoded_whatever_the_payload_print_as_tcpdump(tmp_path, snaplen) -> None:
+    """BGP and RPKI-RTR (their names alone without -v), BEEP (by its first four bytes) and
+    telnet (nothing for a payload that starts with anything but a command) at every cut."""
+    ports = [(40000, 179), (323, 40000), (40000, 10288), (10288, 40000), (40000, 23), (23, 22)]
+    frames_ = other_frames(ports, PAYLOADS + BEEP_PAYLOADS)
+    cut = tmp_path / "cut.pcap"
+    write_pcap(
+        cut,
+        [(i * 1_000_000, f[: snaplen or len(f)], len(f)) for i, f in enumerate(frames_)],
+        snaplen=snaplen or 262144,
+    )
+    theirs = tcpdump_text(cut)
+    assert xdptcp_text(cut) == theirs
+    if snaplen in (0, 200):
+        for said in ("MSG", "RPY", "ERR", "ANS", "NUL", "SEQ", "END"):
+            assert any(line.endswith(f" BEEP {said}") for line in theirs), said

@@ -353,10 +353,14 @@ def test_payloads_on_decoded_ports_print_as_tcpdump_live(veth, tmp_path, snap):
     """HTTP, FTP, SMTP, WHOIS, RTSP and SSH payloads (tests/test_appproto.py's frames) replayed
     and captured: with -s 0 the lines are tcpdump's for the whole frames, with -s 70 for the
     frames cut to 70 bytes, and by default (headers only) for each frame cut where its TCP
-    header ends (`: HTTP` with no request line, `[|ssh]`, as with tcpdump -s at that length)."""
+    header ends (`: HTTP` with no request line, `[|ssh]`, as with tcpdump -s at that length).
+    By default also on the ports of tcpdump's other decoders (`[|domain]`, `: BGP`...)."""
+    from test_appproto import OTHER_PORTS, PAYLOADS, other_frames
     from test_appproto import frames as app_frames
 
     frames = app_frames()
+    if snap is None:
+        frames += other_frames(OTHER_PORTS, PAYLOADS[::4])
     pcap = tmp_path / "app.pcap"
     write_pcap(pcap, frames)
     if snap is None:
@@ -367,6 +371,8 @@ def test_payloads_on_decoded_ports_print_as_tcpdump_live(veth, tmp_path, snap):
     write_pcap(tmp_path / "cut.pcap", cut)
     expected = list(tcpdump_lines(tmp_path / "cut.pcap", "-t").values())
     assert any(": HTTP" in line for line in expected)
+    if snap is None:
+        assert any(line.endswith(" [|domain]") for line in expected)
     cap = Xdptcp("-i", veth.outer, "-t", "-Q", "in", *(() if snap is None else ("-s", snap)))
     replay(veth, pcap)
     out, err, rc = cap.stop()

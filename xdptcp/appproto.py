@@ -15,9 +15,25 @@ payload whose captured bytes end before the decoder is done ends with tcpdump's 
 note (in the decoder's name): with xdptcp's default capture, which keeps no payload, an HTTP
 segment prints ``: HTTP`` and an SSH one ``[|ssh]``, as with ``tcpdump -s`` at the same length.
 
-The other protocols of the list (telnet, BGP, DNS over TCP, SMB, NFS, ...) are not decoded:
-their lines end at ``length N``, where tcpdump goes on. Their ports still take precedence as in
-tcpdump's list (a segment from port 23 to port 80 is telnet's, not HTTP's).
+The other protocols of the list are decoded as far as a line without payload bytes needs:
+
+- BGP (179) and RPKI-RTR (323): ``: BGP`` and ``, RPKI-RTR`` whatever the payload (tcpdump
+  decodes their messages only with -v);
+- BEEP (10288): ``BEEP MSG``, ``BEEP RPY``... by the first four bytes, as tcpdump tells them;
+- telnet (23), PPTP (1723), Redis (6379), OpenFlow (6633, 6653), DNS over TCP (53), MSDP (639)
+  and LDP (646): what tcpdump prints when none of the payload was captured (`` [|domain]``,
+  ``: RESP [|resp]``...), which is the line of xdptcp's default capture; and what tcpdump
+  prints before it reads the payload (DNS under 2 bytes, LDP under 19). For a telnet payload
+  that starts with anything but a command (IAC), nothing, as tcpdump. Other captured payloads of
+  these protocols are not decoded: the line ends at ``length N`` where tcpdump's goes on;
+- NFS (2049): nothing, as tcpdump for fewer than 12 payload bytes. NFS calls and replies
+  with more are not decoded.
+
+NetBIOS (139) and SMB (445) are not in the list of tcpdump built without its SMB decoder (its
+default, and Debian's build): nothing, and a segment from port 139 to port 80 is HTTP's.
+
+Their ports take precedence as in tcpdump's list (a segment from port 23 to port 80 is
+telnet's, not HTTP's).
 """
 
 from __future__ import annotations
@@ -29,28 +45,46 @@ if TYPE_CHECKING:
     from typing import Optional
 
 # print-tcp.c's order: the first entry either port matches decides. None: a protocol tcpdump
-# decodes and xdptcp does not (its lines end at "length N").
+# decodes whose line xdptcp ends at "length N" (see the module's text).
 _ORDER: tuple[tuple[tuple[int, ...], Optional[str]], ...] = (
-    ((23,), None),  # telnet
+    ((23,), "telnet"),
     ((25,), "smtp"),
     ((43,), "whois"),
-    ((179,), None),  # BGP
-    ((1723,), None),  # PPTP
-    ((6379,), None),  # Redis (RESP)
+    ((179,), "bgp"),
+    ((1723,), "pptp"),
+    ((6379,), "resp"),
     ((22,), "ssh"),
-    ((139,), None),  # NetBIOS session
-    ((445,), None),  # SMB
-    ((10288,), None),  # BEEP
-    ((6633, 6653), None),  # OpenFlow
+    # (NetBIOS 139 and SMB 445 come here in a tcpdump built with its SMB decoder: not
+    # tcpdump's default build, nor Debian's.)
+    ((10288,), "beep"),
+    ((6633, 6653), "openflow"),
     ((21,), "ftp"),
     ((80, 8080), "http"),
     ((554, 8554), "rtsp"),
-    ((53,), None),  # DNS over TCP
-    ((639,), None),  # MSDP
-    ((323,), None),  # RPKI-RTR
-    ((646,), None),  # LDP
-    ((2049,), None),  # NFS
+    ((53,), "domain"),
+    ((639,), "msdp"),
+    ((323,), "rpki-rtr"),
+    ((646,), "ldp"),
+    ((2049,), None),  # NFS: nothing for fewer than 12 payload bytes; not decoded beyond
 )
+
+# What tcpdump prints, without -v, for any payload of these.
+_ALWAYS = {"bgp": ": BGP", "rpki-rtr": ", RPKI-RTR"}
+# What tcpdump prints when none of the payload was captured, for the protocols xdptcp decodes
+# no further (their first read of the payload fails: tcpdump's "[|proto]").
+_UNCAPTURED = {
+    "telnet": " [|telnet]",
+    "pptp": ": pptp [|pptp]",
+    "resp": ": RESP [|resp]",
+    "openflow": ": OpenFlow [|openflow]",
+    "domain": " [|domain]",
+    "msdp": ": msdp [|msdp]",
+    "ldp": " [|ldp]",
+}
+# print-beep.c's first words, each compared with strncmp(word, payload, 4): the comparison takes
+# the word's NUL too, so "MSG" and "END" match only when a NUL byte follows them.
+_BEEP = {b"MSG\0": " BEEP MSG", b"RPY ": " BEEP RPY", b"ERR ": " BEEP ERR", b"ANS ": " BEEP ANS",
+         b"NUL ": " BEEP NUL", b"SEQ ": " BEEP SEQ", b"END\0": " BEEP END"}  # fmt: skip
 
 # print-http.c's and print-rtsp.c's request methods.
 # fmt: off
@@ -78,9 +112,9 @@ _PORTS = {port: (rank, name or "") for rank, (ports, name) in enumerate(_ORDER) 
 
 
 def decoder(sport: int, dport: int) -> Optional[str]:
-    """The decoder tcpdump picks for a segment between these ports, when xdptcp has it: "http",
-    "rtsp", "ftp", "smtp", "whois" or "ssh". None for any other port, and for a pair whose
-    first port in tcpdump's list is one xdptcp does not decode."""
+    """The decoder tcpdump picks for a segment between these ports ("http", "domain"...: see
+    ``_ORDER``). None for any other port, and for a pair whose first port in tcpdump's list is
+    one whose line ends at ``length N`` (NFS)."""
     s, d = _PORTS.get(sport), _PORTS.get(dport)
     if s is None and d is None:
         return None
@@ -110,6 +144,8 @@ def note(proto: str, buf, start: int, end: int, length: int) -> str:
     stop = start + length
     cap = min(end, stop)
     first = buf[start] if start < cap else -1
+    if proto not in _SAID and proto != "ssh":
+        return _undecoded(proto, buf, start, cap, length)
     try:
         if proto == "ssh":
             if first == -1:  # tcpdump reads the first byte whatever the payload's length
@@ -121,6 +157,22 @@ def note(proto: str, buf, start: int, end: int, length: int) -> str:
         return _text(proto, buf, start, cap, stop)
     except _Truncated as e:
         return f"{e.args[0]} [|{proto}]"
+
+
+def _undecoded(proto: str, buf, start: int, cap: int, length: int) -> str:
+    """``note`` for the protocols decoded no further than their first bytes."""
+    said = _ALWAYS.get(proto)
+    if said is not None:
+        return said
+    if proto == "beep":  # (fewer than four bytes captured: no word can match)
+        return _BEEP.get(bytes(buf[start : start + 4]) if cap - start >= 4 else b"",
+                         " BEEP (payload or undecoded)")  # fmt: skip
+    if proto == "domain" and length < 2:  # tested before the message's length is read
+        return f" [DNS over TCP: length {length} < 2] (invalid)"
+    if proto == "ldp" and length <= 18:  # no PDU and message header: nothing is read
+        return ""
+    # the line of a payload not captured (the first read fails), or nothing
+    return _UNCAPTURED[proto] if start >= cap else ""
 
 
 def _word(buf, i: int, j: int, cap: int, stop: int) -> bool:
