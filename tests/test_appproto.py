@@ -5,7 +5,9 @@ tcpdump 4.99 goes on after ``length N`` for a payload on some well-known ports
 tell apart (requests, responses, lines ended by CR-LF, LF, a lone CR or nothing, tabs, binary
 bytes, long words), on each port and on pairs of ports whose order in tcpdump's list decides,
 are written to a file; each file is read whole and cut by ``tcpdump -s N`` at many lengths, and
-``xdptcp -r`` must print what ``tcpdump -nn -r`` prints, line for line.
+``xdptcp -r`` must print what ``tcpdump -nn -r`` prints, line for line. The same for Redis's
+requests and replies, BGP, RPKI-RTR, BEEP and telnet payloads, and on the ports of every other
+decoder of tcpdump's list for payloads the capture does not hold (xdptcp's default capture).
 """
 
 from __future__ import annotations
@@ -250,3 +252,57 @@ def test_protocols_decoded_whatever_the_payload_print_as_tcpdump(tmp_path, snapl
     if snaplen in (0, 200):
         for said in ("MSG", "RPY", "ERR", "ANS", "NUL", "SEQ", "END"):
             assert any(line.endswith(f" BEEP {said}") for line in theirs), said
+
+
+# Redis's requests and replies (RESP), well-formed and not, for print-resp.c's every way.
+RESP_PAYLOADS = [
+    b"*3\r\n$3\r\nSET\r\n$3\r\nkey\r\n$5\r\nvalue\r\n",
+    b"*2\r\n$3\r\nGET\r\n$3\r\nkey\r\n*2\r\n$4\r\nINCR\r\n$1\r\nz\r\n",  # pipelined
+    b"+OK\r\n",
+    b"-ERR unknown command 'FOO'\r\n",
+    b":1000\r\n",
+    b"$-1\r\n",
+    b"*-1\r\n",
+    b"$0\r\n\r\n",
+    b"*0\r\n",
+    b"$-2\r\n+after\r\n",
+    b"$99999999999\r\nx\r\n",
+    b"$2147483647\r\n",
+    b"$2147483648\r\n",
+    b"$x\r\n",
+    b"$12a\r\n",
+    b"$3\rX",
+    b"$5\r\nab\r\n",
+    b"$2\r\nabc\r\nd\r\n",
+    b"*2\r\n$1\r\na\r\n",
+    b"*1\r\n*2\r\n:1\r\n:2\r\n",
+    b"PING\r\n",
+    b"\r\n\nPING\nPING\r\r\n",
+    b"SET k \x01\x7f\x80\xff\r\n",
+    b"+no end",
+    b"+\r",
+    b"*",
+    b"$",
+    b"-",
+    b"PING",
+]
+
+
+@pytest.mark.parametrize("snaplen", [0, 54, 55, 56, 57, 58, 60, 62, 64, 66, 70, 75, 80, 90, 100])
+def test_redis_payloads_print_as_tcpdump(tmp_path, snaplen) -> None:
+    """Redis (port 6379) decoded as tcpdump decodes it, whole and cut at every length."""
+    frames_ = other_frames([(40000, 6379), (6379, 40000)], RESP_PAYLOADS)
+    cut = tmp_path / "resp.pcap"
+    written = write_pcap(
+        cut,
+        [(i * 1_000_000, f[: snaplen or len(f)], len(f)) for i, f in enumerate(frames_)],
+        snaplen=snaplen or 262144,
+    )
+    theirs = tcpdump_text(cut)
+    assert xdptcp_text(cut) == theirs
+    fmt = TextFormatter()
+    assert [fmt.format(f.ts_ns, f.data, f.wire_len) for f in written] == theirs
+    if snaplen == 0:
+        assert any(line.endswith(': RESP "SET" "key" "value"') for line in theirs)
+        assert any(line.endswith(': RESP "SET k ^A^?M-^@M-^?"') for line in theirs)
+        assert any(line.endswith(': RESP length negative and not -1 "after"') for line in theirs)

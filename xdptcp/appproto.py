@@ -20,8 +20,9 @@ The other protocols of the list are decoded as far as a line without payload byt
 - BGP (179) and RPKI-RTR (323): ``: BGP`` and ``, RPKI-RTR`` whatever the payload (tcpdump
   decodes their messages only with -v);
 - BEEP (10288): ``BEEP MSG``, ``BEEP RPY``... by the first four bytes, as tcpdump tells them;
-- telnet (23), PPTP (1723), Redis (6379), OpenFlow (6633, 6653), DNS over TCP (53), MSDP (639)
-  and LDP (646): what tcpdump prints when none of the payload was captured (`` [|domain]``,
+- Redis (6379): its requests and replies as tcpdump prints them (``: RESP "SET" "key" "1"``);
+- telnet (23), PPTP (1723), OpenFlow (6633, 6653), DNS over TCP (53), MSDP (639) and LDP (646):
+  what tcpdump prints when none of the payload was captured (`` [|domain]``,
   ``: RESP [|resp]``...), which is the line of xdptcp's default capture; and what tcpdump
   prints before it reads the payload (DNS under 2 bytes, LDP under 19). For a telnet payload
   that starts with anything but a command (IAC), nothing, as tcpdump. Other captured payloads of
@@ -75,7 +76,6 @@ _ALWAYS = {"bgp": ": BGP", "rpki-rtr": ", RPKI-RTR"}
 _UNCAPTURED = {
     "telnet": " [|telnet]",
     "pptp": ": pptp [|pptp]",
-    "resp": ": RESP [|resp]",
     "openflow": ": OpenFlow [|openflow]",
     "domain": " [|domain]",
     "msdp": ": msdp [|msdp]",
@@ -167,6 +167,8 @@ def _undecoded(proto: str, buf, start: int, cap: int, length: int) -> str:
     if proto == "beep":  # (fewer than four bytes captured: no word can match)
         return _BEEP.get(bytes(buf[start : start + 4]) if cap - start >= 4 else b"",
                          " BEEP (payload or undecoded)")  # fmt: skip
+    if proto == "resp":
+        return _resp(buf, start, cap, length)
     if proto == "domain" and length < 2:  # tested before the message's length is read
         return f" [DNS over TCP: length {length} < 2] (invalid)"
     if proto == "ldp" and length <= 18:  # no PDU and message header: nothing is read
@@ -241,3 +243,163 @@ def _ssh(buf, start: int, cap: int, stop: int) -> str:
         if buf[j + 1] == 0x0A:
             return f": SSH: {bytes(buf[start:j]).decode('ascii')}"
     return f": SSH: {bytes(buf[start:j]).decode('ascii')}" if buf[j] == 0x0A else ""
+
+
+# fn_print_char(): a byte as tcpdump prints it inside text it quotes ("M-" for the high bit,
+# "^" for a control character).
+_CHAR = []
+for _c in range(256):
+    _hi, _c7 = ("M-", _c & 0x7F) if _c & 0x80 else ("", _c)
+    _CHAR.append(_hi + (chr(_c7) if 0x20 <= _c7 <= 0x7E else "^" + chr(_c7 ^ 0x40)))
+del _c, _hi, _c7
+
+
+def _quoted(buf, i: int, j: int) -> str:
+    """RESP_PRINT_SEGMENT(): `` "text"``."""
+    return ' "' + "".join([_CHAR[c] for c in bytes(buf[i:j])]) + '"'
+
+
+def _resp(buf, start: int, cap: int, length: int) -> str:
+    """resp_print() (print-resp.c): the payload's RESP items one after the other, each as
+    tcpdump prints it; where tcpdump gives up (bytes not captured, the payload's end inside an
+    item, or an item it cannot parse), what was printed and `` [|resp]``."""
+    out = [": RESP"]
+    pos, left = start, length
+    try:
+        while left > 0:
+            used = _resp_item(buf, pos, left, cap, out)
+            pos, left = pos + used, left - used
+    except _Truncated:
+        out.append(" [|resp]")
+    return "".join(out)
+
+
+def _byte(buf, i: int, cap: int) -> int:
+    """GET_U_1(): a captured byte, or tcpdump gives up."""
+    if i >= cap:
+        raise _Truncated("")
+    return buf[i]
+
+
+def _resp_item(buf, pos: int, left: int, cap: int, out: list) -> int:
+    """resp_parse(): print the item at ``pos`` (``left`` bytes of payload from there); the
+    bytes it took."""
+    if left < 1:
+        raise _Truncated("")
+    op = _byte(buf, pos, cap)
+    if op in b"+-:":  # simple string, error, integer: the text up to CR-LF
+        end = _crlf(buf, pos + 1, left - 1, cap)[0]
+        out.append(_quoted(buf, pos + 1, end))
+        return end - pos + 2
+    if op in b"$*":  # bulk string, array: a length first
+        count, at = _resp_length(buf, pos + 1, left - 1, cap)
+        rest = left - (at - pos)
+        if op == 0x24 and count >= 0:  # "$"
+            if count == 0:
+                out.append(" empty")
+            else:
+                if rest < count or at + count > cap:
+                    raise _Truncated("")
+                out.append(_quoted(buf, at, at + count))
+                at, rest = at + count, rest - count
+            at, rest = _crlf(buf, at, rest, cap)  # (whatever precedes it is skipped)
+            return at + 2 - pos
+        if op == 0x2A and count > 0:  # "*": its items
+            for _ in range(count):
+                used = _resp_item(buf, at, rest, cap, out)
+                at, rest = at + used, rest - used
+            return at - pos
+        if count == -2:
+            raise _Truncated("")
+        out.append(_RESP_LENGTHS.get(count, " invalid"))
+        return at - pos
+    # an inline command: a line, after any CRs and LFs, up to its CR or LF
+    at, rest = _cr_or_lf(buf, pos, left, cap)
+    end = at
+    while True:
+        if rest < 1:
+            raise _Truncated("")
+        if _byte(buf, end, cap) in (0x0D, 0x0A):
+            break
+        end, rest = end + 1, rest - 1
+    out.append(_quoted(buf, at, end))
+    return _cr_or_lf(buf, end, rest, cap)[0] - pos
+
+
+# resp_get_length()'s codes but -2 (the length not captured: tcpdump gives up); 0 is an empty
+# array (an empty bulk string is a length of 0 followed by its CR-LF).
+_RESP_LENGTHS = {
+    0: " empty",
+    -1: " null",
+    -3: " length too large",
+    -4: " length negative and not -1",
+}
+
+
+def _crlf(buf, at: int, rest: int, cap: int) -> tuple[int, int]:
+    """FIND_CRLF(): where the next CR-LF starts, and the payload left from there."""
+    while True:
+        if rest < 2 or at + 2 > cap:
+            raise _Truncated("")
+        if buf[at] == 0x0D and buf[at + 1] == 0x0A:
+            return at, rest
+        at, rest = at + 1, rest - 1
+
+
+def _cr_or_lf(buf, at: int, rest: int, cap: int) -> tuple[int, int]:
+    """CONSUME_CR_OR_LF(): past the CRs and LFs at ``at``, of which there must be one unless
+    the payload or the captured bytes end there."""
+    found = False
+    while True:
+        if rest == 0 or at >= cap:
+            if found:
+                return at, rest
+            raise _Truncated("")
+        if buf[at] not in (0x0D, 0x0A):
+            return at, rest
+        found, at, rest = True, at + 1, rest - 1
+
+
+_INT_MAX = 0x7FFFFFFF
+
+
+def _resp_length(buf, at: int, rest: int, cap: int) -> tuple[int, int]:
+    """resp_get_length(): (the length, where its line ends); the length is -1 for null, -3 too
+    large, -4 negative and not -1, -5 not a number, -2 cut short."""
+    if rest == 0:
+        return -2, at
+    neg = _byte(buf, at, cap) == 0x2D  # "-"
+    if neg:
+        at, rest = at + 1, rest - 1
+    value, digits, too_large = 0, False, False
+    while True:
+        if rest == 0:
+            return -2, at
+        c = _byte(buf, at, cap)
+        if not 0x30 <= c <= 0x39:
+            if not digits:
+                return -5, at + 1
+            break
+        c -= 0x30
+        if value > _INT_MAX // 10:
+            too_large = True
+        else:
+            value *= 10
+            if value == (_INT_MAX // 10) * 10 and c > _INT_MAX % 10:
+                too_large = True
+            else:
+                value += c
+        at, rest, digits = at + 1, rest - 1, True
+    if _byte(buf, at, cap) != 0x0D:
+        return -5, at + 1
+    at, rest = at + 1, rest - 1
+    if rest == 0:
+        return -2, at
+    if _byte(buf, at, cap) != 0x0A:
+        return -5, at + 1
+    at += 1
+    if neg:
+        if too_large or value != 1:
+            return -4, at
+        value = -1
+    return (-3 if too_large else value), at
