@@ -6,8 +6,9 @@ tell apart (requests, responses, lines ended by CR-LF, LF, a lone CR or nothing,
 bytes, long words), on each port and on pairs of ports whose order in tcpdump's list decides,
 are written to a file; each file is read whole and cut by ``tcpdump -s N`` at many lengths, and
 ``xdptcp -r`` must print what ``tcpdump -nn -r`` prints, line for line. The same for Redis's
-requests and replies, BGP, RPKI-RTR, BEEP and telnet payloads, and on the ports of every other
-decoder of tcpdump's list for payloads the capture does not hold (xdptcp's default capture).
+requests and replies, telnet's commands, BGP, RPKI-RTR and BEEP payloads, and on the ports of
+every other decoder of tcpdump's list for payloads the capture does not hold (xdptcp's default
+capture).
 """
 
 from __future__ import annotations
@@ -306,3 +307,46 @@ def test_redis_payloads_print_as_tcpdump(tmp_path, snaplen) -> None:
         assert any(line.endswith(': RESP "SET" "key" "value"') for line in theirs)
         assert any(line.endswith(': RESP "SET k ^A^?M-^@M-^?"') for line in theirs)
         assert any(line.endswith(': RESP length negative and not -1 "after"') for line in theirs)
+
+
+IAC, SB, SE = b"\xff", b"\xfa", b"\xf0"
+# telnet's commands (IAC ...) as a session starts them, and what print-telnet.c does with the odd.
+TELNET_PAYLOADS = [
+    IAC + b"\xfd\x18" + IAC + b"\xfd\x20" + IAC + b"\xfb\x1f",  # DO TTYPE, DO TSPEED, WILL NAWS
+    IAC + b"\xfa\x18\x01" + IAC + SE,  # SB TERMINAL TYPE SEND SE
+    IAC + b"\xfa\x18\x00xterm" + IAC + SE + b"data after",
+    IAC + b"\xfa\x1f\x00\x50\x00\x18" + IAC + SE,  # NAWS 80x24
+    IAC + b"\xfa\x25\x00\x02\x03" + IAC + SE,  # AUTHENTICATION IS KERBEROS_V5 ...
+    IAC + b"\xfa\x25\x01\x08\x09\x0a" + IAC + SE,  # a hole in the names: a number
+    IAC + b"\xfa\x26\x03\x05" + IAC + SE,  # ENCRYPT START, an unnamed type
+    IAC + b"\xfa\x26" + IAC + SE,  # nothing between
+    IAC + b"\xfa\x18\x01\x02",  # no IAC SE before the end
+    IAC + b"\xfa\x18\x01" + IAC,  # an IAC at the very end
+    IAC + b"\xfb\x63",  # an option with no name
+    IAC + IAC + b"escaped",
+    IAC + b"\xf1" + IAC + b"\xf9" + IAC + b"\xec",  # NOP, GA, EOF
+    IAC + b"\x10",  # not a command
+    IAC + b"\xfd",  # DO and the end
+    IAC,
+    b"login: ",
+    b"\x00" + IAC + b"\xfb\x01",  # data first: nothing
+]
+
+
+@pytest.mark.parametrize("snaplen", [0, 54, 55, 56, 57, 58, 60, 62, 64, 66, 70, 74, 75, 78, 80, 90])
+def test_telnet_commands_print_as_tcpdump(tmp_path, snaplen) -> None:
+    """telnet (port 23) commands decoded as tcpdump decodes them, whole and cut."""
+    frames_ = other_frames([(40000, 23), (23, 40000), (23, 80)], TELNET_PAYLOADS)
+    cut = tmp_path / "telnet.pcap"
+    write_pcap(
+        cut,
+        [(i * 1_000_000, f[: snaplen or len(f)], len(f)) for i, f in enumerate(frames_)],
+        snaplen=snaplen or 262144,
+    )
+    theirs = tcpdump_text(cut)
+    assert xdptcp_text(cut) == theirs
+    if snaplen == 0:
+        assert any(
+            line.endswith(" [telnet DO TERMINAL TYPE, DO TSPEED, WILL NAWS]") for line in theirs
+        )
+        assert any(line.endswith(" [telnet SB TERMINAL TYPE SEND SE]") for line in theirs)

@@ -21,12 +21,12 @@ The other protocols of the list are decoded as far as a line without payload byt
   decodes their messages only with -v);
 - BEEP (10288): ``BEEP MSG``, ``BEEP RPY``... by the first four bytes, as tcpdump tells them;
 - Redis (6379): its requests and replies as tcpdump prints them (``: RESP "SET" "key" "1"``);
-- telnet (23), PPTP (1723), OpenFlow (6633, 6653), DNS over TCP (53), MSDP (639) and LDP (646):
-  what tcpdump prints when none of the payload was captured (`` [|domain]``,
-  ``: RESP [|resp]``...), which is the line of xdptcp's default capture; and what tcpdump
-  prints before it reads the payload (DNS under 2 bytes, LDP under 19). For a telnet payload
-  that starts with anything but a command (IAC), nothing, as tcpdump. Other captured payloads of
-  these protocols are not decoded: the line ends at ``length N`` where tcpdump's goes on;
+- telnet (23): the commands a payload starts with (`` [telnet DO ECHO, WILL NAWS]``);
+- PPTP (1723), OpenFlow (6633, 6653), DNS over TCP (53), MSDP (639) and LDP (646): what tcpdump
+  prints when none of the payload was captured (`` [|domain]``, ``: pptp [|pptp]``...), which is
+  the line of xdptcp's default capture; and what tcpdump prints before it reads the payload (DNS
+  under 2 bytes, LDP under 19). Other captured payloads of these protocols are not decoded: the
+  line ends at ``length N`` where tcpdump's goes on;
 - NFS (2049): nothing, as tcpdump for fewer than 12 payload bytes. NFS calls and replies
   with more are not decoded.
 
@@ -74,7 +74,6 @@ _ALWAYS = {"bgp": ": BGP", "rpki-rtr": ", RPKI-RTR"}
 # What tcpdump prints when none of the payload was captured, for the protocols xdptcp decodes
 # no further (their first read of the payload fails: tcpdump's "[|proto]").
 _UNCAPTURED = {
-    "telnet": " [|telnet]",
     "pptp": ": pptp [|pptp]",
     "openflow": ": OpenFlow [|openflow]",
     "domain": " [|domain]",
@@ -132,6 +131,10 @@ class _Truncated(Exception):
     """A read past the captured bytes: tcpdump's ``[|proto]`` ends the line."""
 
 
+class _Done(Exception):
+    """telnet_parse()'s pktend: the payload ends inside a telnet command."""
+
+
 # Two words of printable ASCII but the space, and the spaces between them.
 _TWO_WORDS = re.compile(rb"([\x21-\x7e]*)( *)([\x21-\x7e]*)")
 _TEXT = re.compile(rb"[\x20-\x7e\t]*")  # a line of text: printable ASCII and tabs
@@ -169,6 +172,8 @@ def _undecoded(proto: str, buf, start: int, cap: int, length: int) -> str:
                          " BEEP (payload or undecoded)")  # fmt: skip
     if proto == "resp":
         return _resp(buf, start, cap, length)
+    if proto == "telnet":
+        return _telnet(buf, start, cap, length)
     if proto == "domain" and length < 2:  # tested before the message's length is read
         return f" [DNS over TCP: length {length} < 2] (invalid)"
     if proto == "ldp" and length <= 18:  # no PDU and message header: nothing is read
@@ -403,3 +408,103 @@ def _resp_length(buf, at: int, rest: int, cap: int) -> tuple[int, int]:
             return -4, at
         value = -1
     return (-3 if too_large else value), at
+
+
+# print-telnet.c's names: commands from 236 (xEOF) to 255 (IAC), options, and the words of the
+# suboptions it names (None: a number where the table has a hole).
+# fmt: off
+_TELCMDS = ("EOF", "SUSP", "ABORT", "EOR", "SE", "NOP", "DMARK", "BRK", "IP", "AO", "AYT", "EC",
+            "EL", "GA", "SB", "WILL", "WONT", "DO", "DONT", "IAC")
+_TELOPTS = (
+    "BINARY", "ECHO", "RCP", "SUPPRESS GO AHEAD", "NAME", "STATUS", "TIMING MARK", "RCTE", "NAOL",
+    "NAOP", "NAOCRD", "NAOHTS", "NAOHTD", "NAOFFD", "NAOVTS", "NAOVTD", "NAOLFD", "EXTEND ASCII",
+    "LOGOUT", "BYTE MACRO", "DATA ENTRY TERMINAL", "SUPDUP", "SUPDUP OUTPUT", "SEND LOCATION",
+    "TERMINAL TYPE", "END OF RECORD", "TACACS UID", "OUTPUT MARKING", "TTYLOC", "3270 REGIME",
+    "X.3 PAD", "NAWS", "TSPEED", "LFLOW", "LINEMODE", "XDISPLOC", "OLD-ENVIRON",
+    "AUTHENTICATION", "ENCRYPT", "NEW-ENVIRON",
+)
+_SUBOPTION_WORDS = {
+    37: (("IS", "SEND", "REPLY", "NAME"),
+         ("NULL", "KERBEROS_V4", "KERBEROS_V5", "SPX", "MINK", "SRP", "RSA", "SSL", None, None,
+          "LOKI", "SSA", "KEA_SJ", "KEA_SJ_INTEG", "DSS", "NTLM")),
+    38: (("IS", "SUPPORT", "REPLY", "START", "END", "REQUEST-START", "REQUEST-END", "END_KEYID",
+          "DEC_KEYID"),
+         ("NULL", "DES_CFB64", "DES_OFB64", "DES3_CFB64", "DES3_OFB64", None, "CAST5_40_CFB64",
+          "CAST5_40_OFB64", "CAST128_CFB64", "CAST128_OFB64")),
+}
+_SUBOPTION_IS = (("IS", "SEND", "INFO"),)  # any other option: its first byte only
+# fmt: on
+_IAC, _SB, _SE = 255, 250, 240
+
+
+def _hex(x: int) -> str:
+    """C's ``%#x``: ``0`` for zero, else ``0x`` and the digits."""
+    return f"{x:#x}" if x else "0"
+
+
+def _telnet(buf, start: int, cap: int, length: int) -> str:
+    """telnet_print(): the commands the payload starts with, `` [telnet DO ECHO, ...]``;
+    nothing when it starts with data."""
+    out: list[str] = []
+    pos = start
+    try:
+        while length > 0 and _byte(buf, pos, cap) == _IAC:
+            used = _telnet_command(buf, pos, length, cap, out)
+            if used < 0:
+                break
+            length = (length - used) & 0xFFFFFFFF  # (a u_int: past the payload, it wraps)
+            pos += used
+    except _Truncated:
+        return "".join(out) + " [|telnet]"  # (no closing bracket: tcpdump stops there)
+    return "".join(out) + "]" if out else ""
+
+
+def _telnet_command(buf, pos: int, left: int, cap: int, out: list) -> int:
+    """telnet_parse(): the bytes of the command at ``pos`` (-1: not one tcpdump prints), its
+    text appended to ``out`` after `` [telnet `` or ``, ``."""
+    text: list[str] = []
+    at = pos
+
+    def fetch() -> int:
+        nonlocal at, left
+        if left < 1:
+            raise _Done
+        c = _byte(buf, at, cap)
+        at, left = at + 1, left - 1
+        return c
+
+    try:
+        fetch()  # the IAC
+        c = fetch()
+        if c == _IAC:
+            text.append("IAC IAC")
+        elif c < 236:
+            return -1
+        elif c not in (251, 252, 253, 254, _SB):  # WILL, WONT, DO, DONT, SB
+            text.append(_TELCMDS[c - 236])
+        else:
+            x = fetch()
+            name = _TELOPTS[x] if x < len(_TELOPTS) else _hex(x)
+            text.append(f"{_TELCMDS[c - 236]} {name}")
+            if c == _SB:  # up to IAC SE: the suboption's bytes
+                end = at
+                while left > end + 1 - at:
+                    if _byte(buf, end, cap) == _IAC and _byte(buf, end + 1, cap) == _SE:
+                        break
+                    end += 1
+                if _byte(buf, end, cap) != _IAC:
+                    return -1
+                for words in _SUBOPTION_WORDS.get(x, _SUBOPTION_IS):
+                    if end <= at:
+                        break
+                    w = fetch()
+                    text.append(" " + (words[w] if w < len(words) and words[w] else _hex(w)))
+                while end > at:
+                    text.append(" " + _hex(fetch()))
+                text.append(" SE")
+                at += 2  # the IAC SE, whether the payload holds it or not
+    except _Done:
+        return -1
+    out.append(" [telnet " if not out else ", ")
+    out.extend(text)
+    return at - pos
