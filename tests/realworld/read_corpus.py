@@ -1,10 +1,12 @@
 """Compare ``xdptcp -r F`` with ``tcpdump -nn -r F tcp`` on every capture of a directory.
 
     python tests/realworld/read_corpus.py DIR [--link-types 1,113,...] [--flags "-S -ttt"] [-v]
+                                              [--whole]
 
 For captures made by others (tcpdump's own test captures, say): each file whose TCP lines
 tcpdump prints is read by both tools and compared line by line, up to ``length N`` (what
-follows is application-layer decoding, which xdptcp does not do). Prints one row per link type:
+follows is the payload's decoding, which xdptcp does for some protocols only:
+``xdptcp/appproto.py``); with ``--whole``, whole lines. Prints one row per link type:
 files, files identical, files refused by xdptcp, lines compared, lines identical; ``-v`` lists
 every file that differs with its first differing line. ``--flags`` gives both tools the same
 tcpdump options (-S, -t ... -ttttt, --time-stamp-precision=nano, which is xdptcp's --nano).
@@ -73,6 +75,7 @@ def main() -> int:
     ap.add_argument("--link-types", default="0,1,9,50,101,108,113,228,229,276")
     ap.add_argument("--flags", default="", help="tcpdump options for both tools, e.g. '-S -tt'")
     ap.add_argument("-v", action="store_true")
+    ap.add_argument("--whole", action="store_true", help="compare whole lines")
     args = ap.parse_args()
     flags = args.flags.split()
     ours = ["--nano" if f == "--time-stamp-precision=nano" else f for f in flags]
@@ -96,8 +99,9 @@ def main() -> int:
             continue
         # Lines that start with white space continue the line above with application-layer
         # decoding (OpenFlow, BGP, ...): not compared, like the rest of a line after length N.
-        ref = [upto_length(x) for x in ref if not _continues(x)]
-        got = [upto_length(x) for x in got]
+        ref = [x for x in ref if not _continues(x)]
+        if not args.whole:
+            ref, got = [upto_length(x) for x in ref], [upto_length(x) for x in got]
         same = sum(a == b for a, b in zip(ref, got))
         row[3] += max(len(ref), len(got))
         row[4] += same
