@@ -85,16 +85,21 @@ PORTS = [
 SNAPLENS = [54, 55, 56, 58, 60, 62, 66, 70, 75, 80, 90, 100, 120, 140, 160, 200]
 
 
-def frames() -> list[bytes]:
+def frames_on(ports, payloads, v6_every: int = 3, seq: int = 2000) -> list[bytes]:
+    """A segment of each payload between each pair of ports, some over IPv6."""
     out = []
-    for i, (sport, dport) in enumerate(PORTS):
-        for j, payload in enumerate(PAYLOADS):
-            v6 = (i + j) % 5 == 0
+    for i, (sport, dport) in enumerate(ports):
+        for j, payload in enumerate(payloads):
+            v6 = (i + j) % v6_every == 0
             src, dst = ("2001:db8::1", "2001:db8::2") if v6 else ("198.18.0.1", "198.18.0.2")
             out.append(
-                tcp_frame(src, dst, sport, dport, seq=1000 + j, ack=1, flags="P.", payload=payload)
+                tcp_frame(src, dst, sport, dport, seq=seq + j, ack=1, flags="P.", payload=payload)
             )
     return out
+
+
+def frames() -> list[bytes]:
+    return frames_on(PORTS, PAYLOADS, v6_every=5, seq=1000)
 
 
 def tcpdump_text(path) -> list[str]:
@@ -135,10 +140,12 @@ def test_payloads_on_decoded_ports_print_as_tcpdump(tmp_path) -> None:
     assert any(line.endswith(": HTTP: GET /no-line-end [|http]") for line in ours)
 
 
-def write_cut(path, snaplen: int) -> list:
-    """The frames as a capture at ``snaplen`` holds them (0: whole): each record's captured
-    bytes cut, its original length the frame's."""
-    cut = [(i * 1_000_000, f[: snaplen or len(f)], len(f)) for i, f in enumerate(frames())]
+def write_cut(path, snaplen: int, frames_=None) -> list:
+    """The frames (``frames()`` by default) as a capture at ``snaplen`` holds them (0: whole):
+    each record's captured bytes cut, its original length the frame's."""
+    cut = [
+        (i * 1_000_000, f[: snaplen or len(f)], len(f)) for i, f in enumerate(frames_ or frames())
+    ]
     return write_pcap(path, cut, snaplen=snaplen or 262144)
 
 
@@ -206,22 +213,10 @@ def header_cut(frame: bytes) -> int:
     return 14 + (20 if frame[12:14] == b"\x08\x00" else 40) + 20
 
 
-def other_frames(ports, payloads) -> list[bytes]:
-    out = []
-    for i, (sport, dport) in enumerate(ports):
-        for j, payload in enumerate(payloads):
-            v6 = (i + j) % 3 == 0
-            src, dst = ("2001:db8::1", "2001:db8::2") if v6 else ("198.18.0.1", "198.18.0.2")
-            out.append(
-                tcp_frame(src, dst, sport, dport, seq=2000 + j, ack=1, flags="P.", payload=payload)
-            )
-    return out
-
-
 def test_payloads_not_captured_print_as_tcpdump_on_every_decoders_port(tmp_path) -> None:
     """Cut at the end of the TCP header, as xdptcp captures by default: tcpdump's line on every
     port of its list, `` [|domain]``, ``: BGP``, ``: RESP [|resp]``..."""
-    frames_ = other_frames(OTHER_PORTS + PORTS, PAYLOADS + BEEP_PAYLOADS)
+    frames_ = frames_on(OTHER_PORTS + PORTS, PAYLOADS + BEEP_PAYLOADS)
     cut = tmp_path / "headers.pcap"
     written = write_pcap(
         cut, [(i * 1_000_000, f[: header_cut(f)], len(f)) for i, f in enumerate(frames_)]
@@ -241,13 +236,9 @@ def test_protocols_decoded_whatever_the_payload_print_as_tcpdump(tmp_path, snapl
     """BGP and RPKI-RTR (their names alone without -v), BEEP (by its first four bytes) and
     telnet (nothing for a payload that starts with anything but a command) at every cut."""
     ports = [(40000, 179), (323, 40000), (40000, 10288), (10288, 40000), (40000, 23), (23, 22)]
-    frames_ = other_frames(ports, PAYLOADS + BEEP_PAYLOADS)
+    frames_ = frames_on(ports, PAYLOADS + BEEP_PAYLOADS)
     cut = tmp_path / "cut.pcap"
-    write_pcap(
-        cut,
-        [(i * 1_000_000, f[: snaplen or len(f)], len(f)) for i, f in enumerate(frames_)],
-        snaplen=snaplen or 262144,
-    )
+    write_cut(cut, snaplen, frames_)
     theirs = tcpdump_text(cut)
     assert xdptcp_text(cut) == theirs
     if snaplen in (0, 200):
@@ -292,13 +283,9 @@ RESP_PAYLOADS = [
 @pytest.mark.parametrize("snaplen", [0, 54, 55, 56, 57, 58, 60, 62, 64, 66, 70, 75, 80, 90, 100])
 def test_redis_payloads_print_as_tcpdump(tmp_path, snaplen) -> None:
     """Redis (port 6379) decoded as tcpdump decodes it, whole and cut at every length."""
-    frames_ = other_frames([(40000, 6379), (6379, 40000)], RESP_PAYLOADS)
+    frames_ = frames_on([(40000, 6379), (6379, 40000)], RESP_PAYLOADS)
     cut = tmp_path / "resp.pcap"
-    written = write_pcap(
-        cut,
-        [(i * 1_000_000, f[: snaplen or len(f)], len(f)) for i, f in enumerate(frames_)],
-        snaplen=snaplen or 262144,
-    )
+    written = write_cut(cut, snaplen, frames_)
     theirs = tcpdump_text(cut)
     assert xdptcp_text(cut) == theirs
     fmt = TextFormatter()
@@ -336,13 +323,9 @@ TELNET_PAYLOADS = [
 @pytest.mark.parametrize("snaplen", [0, 54, 55, 56, 57, 58, 60, 62, 64, 66, 70, 74, 75, 78, 80, 90])
 def test_telnet_commands_print_as_tcpdump(tmp_path, snaplen) -> None:
     """telnet (port 23) commands decoded as tcpdump decodes them, whole and cut."""
-    frames_ = other_frames([(40000, 23), (23, 40000), (23, 80)], TELNET_PAYLOADS)
+    frames_ = frames_on([(40000, 23), (23, 40000), (23, 80)], TELNET_PAYLOADS)
     cut = tmp_path / "telnet.pcap"
-    write_pcap(
-        cut,
-        [(i * 1_000_000, f[: snaplen or len(f)], len(f)) for i, f in enumerate(frames_)],
-        snaplen=snaplen or 262144,
-    )
+    write_cut(cut, snaplen, frames_)
     theirs = tcpdump_text(cut)
     assert xdptcp_text(cut) == theirs
     if snaplen == 0:

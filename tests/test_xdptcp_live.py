@@ -355,12 +355,12 @@ def test_payloads_on_decoded_ports_print_as_tcpdump_live(veth, tmp_path, snap):
     frames cut to 70 bytes, and by default (headers only) for each frame cut where its TCP
     header ends (`: HTTP` with no request line, `[|ssh]`, as with tcpdump -s at that length).
     By default also on the ports of tcpdump's other decoders (`[|domain]`, `: BGP`...)."""
-    from test_appproto import OTHER_PORTS, PAYLOADS, other_frames
+    from test_appproto import OTHER_PORTS, PAYLOADS, frames_on
     from test_appproto import frames as app_frames
 
     frames = app_frames()
     if snap is None:
-        frames += other_frames(OTHER_PORTS, PAYLOADS[::4])
+        frames += frames_on(OTHER_PORTS, PAYLOADS[::4])
     pcap = tmp_path / "app.pcap"
     write_pcap(pcap, frames)
     if snap is None:
