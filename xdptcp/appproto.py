@@ -15,7 +15,7 @@ payload whose captured bytes end before the decoder is done ends with tcpdump's 
 note (in the decoder's name): with xdptcp's default capture, which keeps no payload, an HTTP
 segment prints ``: HTTP`` and an SSH one ``[|ssh]``, as with ``tcpdump -s`` at the same length.
 
-The other protocols of the list are decoded as far as a line without payload bytes needs:
+The other protocols of the list, without -v as everywhere in xdptcp:
 
 - BGP (179) and RPKI-RTR (323): ``: BGP`` and ``, RPKI-RTR`` whatever the payload (tcpdump
   decodes their messages only with -v);
