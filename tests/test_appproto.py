@@ -6,9 +6,9 @@ tell apart (requests, responses, lines ended by CR-LF, LF, a lone CR or nothing,
 bytes, long words), on each port and on pairs of ports whose order in tcpdump's list decides,
 are written to a file; each file is read whole and cut by ``tcpdump -s N`` at many lengths, and
 ``xdptcp -r`` must print what ``tcpdump -nn -r`` prints, line for line. The same for Redis's
-requests and replies, telnet's commands, BGP, RPKI-RTR and BEEP payloads, and on the ports of
-every other decoder of tcpdump's list for payloads the capture does not hold (xdptcp's default
-capture).
+requests and replies, telnet's commands, MSDP's messages, BGP, RPKI-RTR and BEEP payloads, and
+on the ports of every other decoder of tcpdump's list for payloads the capture does not hold
+(xdptcp's default capture) or holds too little of for the decoder's first read.
 """
 
 from __future__ import annotations
@@ -333,3 +333,54 @@ def test_telnet_commands_print_as_tcpdump(tmp_path, snaplen) -> None:
             line.endswith(" [telnet DO TERMINAL TYPE, DO TSPEED, WILL NAWS]") for line in theirs
         )
         assert any(line.endswith(" [telnet SB TERMINAL TYPE SEND SE]") for line in theirs)
+
+
+# MSDP's messages (print-msdp.c): each kind, with data, two in a segment, and the odd.
+MSDP_PAYLOADS = [
+    b"\x01\x00\x14\x01" + bytes(16),  # SA, one entry
+    b"\x01\x00\x20\x01" + bytes(28),  # SA with data after the entry
+    b"\x03\x00\x14\x01" + bytes(16),  # SA-Response
+    b"\x02\x00\x08\x00\xc6\x12\x00\x01",  # SA-Request for 198.18.0.1
+    b"\x04\x00\x03",  # Keepalive
+    b"\x04\x00\x05\x00\x00",  # Keepalive of another length
+    b"\x04\x00\x03\x05\x00\x06\x00\x00\x00",  # Keepalive, then a Notification
+    b"\x06\x00\x04\x00",  # a kind with no name
+    b"\x07\x00\x03\x00\x00\x02",  # then a message shorter than 3
+    b"\x08\x00\x03",  # not a kind MSDP has
+    b"\x04\x05\xdc" + bytes(1497),  # 1500 bytes: " [len 1500]"
+    b"\x04\x05\xdd" + bytes(10),  # over 1500: not MSDP
+    b"\x04\x00\x09\x00",  # longer than the payload
+    b"\x01\x00",
+]
+
+
+@pytest.mark.parametrize("snaplen", [0, 54, 55, 56, 57, 58, 60, 62, 66, 70, 74, 76, 78, 80, 90])
+def test_msdp_messages_print_as_tcpdump(tmp_path, snaplen) -> None:
+    """MSDP (port 639) decoded as tcpdump decodes it, whole and cut."""
+    frames_ = frames_on([(40000, 639), (639, 40000)], MSDP_PAYLOADS)
+    cut = tmp_path / "msdp.pcap"
+    write_cut(cut, snaplen, frames_)
+    theirs = tcpdump_text(cut)
+    assert xdptcp_text(cut) == theirs
+    if snaplen == 0:
+        assert any(line.endswith(": msdp SA 1 entries [w/data]") for line in theirs)
+        assert any(line.endswith(": msdp SA-Request for 198.18.0.1") for line in theirs)
+
+
+@pytest.mark.parametrize("kept", range(10))
+def test_payloads_too_short_for_the_first_read_print_as_tcpdump(tmp_path, kept) -> None:
+    """PPTP, OpenFlow, DNS and LDP with fewer payload bytes captured than their decoders' first
+    read takes (8, 1, 2 and 10): tcpdump's line ends with its ``[|proto]`` note. More is not
+    decoded (xdptcp prints nothing after ``length N``), so it is not compared."""
+    first_read = {1723: 8, 6633: 1, 53: 2, 646: 10}
+    frames_ = []
+    for port, need in first_read.items():
+        if kept < need:
+            frames_ += frames_on([(40000, port), (port, 40000)], PAYLOADS + [bytes(40)])
+    cut = tmp_path / "short.pcap"
+    write_pcap(
+        cut, [(i * 1_000_000, f[: header_cut(f) + kept], len(f)) for i, f in enumerate(frames_)]
+    )
+    theirs = tcpdump_text(cut)
+    assert len(theirs) == len(frames_)
+    assert xdptcp_text(cut) == theirs

@@ -22,11 +22,12 @@ The other protocols of the list, without -v as everywhere in xdptcp:
 - BEEP (10288): ``BEEP MSG``, ``BEEP RPY``... by the first four bytes, as tcpdump tells them;
 - Redis (6379): its requests and replies as tcpdump prints them (``: RESP "SET" "key" "1"``);
 - telnet (23): the commands a payload starts with (`` [telnet DO ECHO, WILL NAWS]``);
-- PPTP (1723), OpenFlow (6633, 6653), DNS over TCP (53), MSDP (639) and LDP (646): what tcpdump
-  prints when none of the payload was captured (`` [|domain]``, ``: pptp [|pptp]``...), which is
-  the line of xdptcp's default capture; and what tcpdump prints before it reads the payload (DNS
-  under 2 bytes, LDP under 19). Other captured payloads of these protocols are not decoded: the
-  line ends at ``length N`` where tcpdump's goes on;
+- MSDP (639): its messages' kinds (``: msdp SA 2 entries``);
+- PPTP (1723), OpenFlow (6633, 6653), DNS over TCP (53) and LDP (646): what tcpdump prints when
+  the capture holds too little of the payload for its first read (`` [|domain]``,
+  ``: pptp [|pptp]``...), as with xdptcp's default capture, which holds none; and what tcpdump
+  prints before it reads the payload (DNS under 2 bytes, LDP under 19). Other captured payloads
+  of these protocols are not decoded: the line ends at ``length N`` where tcpdump's goes on;
 - NFS (2049): nothing, as tcpdump for fewer than 12 payload bytes. NFS calls and replies
   with more are not decoded.
 
@@ -73,12 +74,12 @@ _ORDER: tuple[tuple[tuple[int, ...], Optional[str]], ...] = (
 _ALWAYS = {"bgp": ": BGP", "rpki-rtr": ", RPKI-RTR"}
 # What tcpdump prints when none of the payload was captured, for the protocols xdptcp decodes
 # no further (their first read of the payload fails: tcpdump's "[|proto]").
+# With the bytes its first read takes: fewer captured, and the line ends so.
 _UNCAPTURED = {
-    "pptp": ": pptp [|pptp]",
-    "openflow": ": OpenFlow [|openflow]",
-    "domain": " [|domain]",
-    "msdp": ": msdp [|msdp]",
-    "ldp": " [|ldp]",
+    "pptp": (": pptp [|pptp]", 8),  # the magic cookie, bytes 4 to 7
+    "openflow": (": OpenFlow [|openflow]", 1),
+    "domain": (" [|domain]", 2),  # the message's length
+    "ldp": (" [|ldp]", 10),  # the PDU header
 }
 # print-beep.c's first words, each compared with strncmp(word, payload, 4): the comparison takes
 # the word's NUL too, so "MSG" and "END" match only when a NUL byte follows them.
@@ -178,8 +179,11 @@ def _undecoded(proto: str, buf, start: int, cap: int, length: int) -> str:
         return f" [DNS over TCP: length {length} < 2] (invalid)"
     if proto == "ldp" and length <= 18:  # no PDU and message header: nothing is read
         return ""
+    if proto == "msdp":
+        return _msdp(buf, start, cap, length)
     # the line of a payload not captured (the first read fails), or nothing
-    return _UNCAPTURED[proto] if start >= cap else ""
+    said, first_read = _UNCAPTURED[proto]
+    return said if cap - start < first_read else ""
 
 
 def _word(buf, i: int, j: int, cap: int, stop: int) -> bool:
@@ -508,3 +512,43 @@ def _telnet_command(buf, pos: int, left: int, cap: int, out: list) -> int:
     out.append(" [telnet " if not out else ", ")
     out.extend(text)
     return at - pos
+
+
+_MSDP_KINDS = {1: " SA", 2: " SA-Request", 3: " SA-Response", 4: " Keepalive", 5: " Notification"}
+
+
+def _be16(buf, i: int, cap: int) -> int:
+    """GET_BE_U_2()."""
+    return (_byte(buf, i, cap) << 8) | _byte(buf, i + 1, cap)
+
+
+def _msdp(buf, start: int, cap: int, length: int) -> str:
+    """msdp_print(): each message's kind; `` [|msdp]`` where the payload is no MSDP message
+    (a first one of a kind or length that cannot be) or its bytes run out."""
+    out = [": msdp"]
+    pos = start
+    try:
+        kind, size = _byte(buf, pos, cap), _be16(buf, pos + 1, cap)
+        if size > 1500 or size < 3 or kind == 0 or kind > 7:
+            raise _Truncated("")
+        while length:
+            kind, size = _byte(buf, pos, cap), _be16(buf, pos + 1, cap)
+            if size > 1400:
+                out.append(f" [len {size}]")
+            if size < 3 or length < size:
+                raise _Truncated("")
+            pos, length = pos + 3, length - 3
+            out.append(_MSDP_KINDS.get(kind, f" [type={kind} len={size}]"))
+            if kind in (1, 3):
+                entries = _byte(buf, pos, cap)
+                out.append(f" {entries} entries")
+                if entries * 12 + 8 < size:
+                    out.append(" [w/data]")
+            elif kind == 2:
+                out.append(" for " + ".".join(str(_byte(buf, pos + 1 + i, cap)) for i in range(4)))
+            elif kind == 4 and size != 3:
+                out.append(f"[len={size}] ")
+            pos, length = pos + size - 3, length - (size - 3)
+    except _Truncated:
+        out.append(" [|msdp]")
+    return "".join(out)
