@@ -23,11 +23,12 @@ The other protocols of the list, without -v as everywhere in xdptcp:
 - Redis (6379): its requests and replies as tcpdump prints them (``: RESP "SET" "key" "1"``);
 - telnet (23): the commands a payload starts with (`` [telnet DO ECHO, WILL NAWS]``);
 - MSDP (639): its messages' kinds (``: msdp SA 2 entries``);
-- PPTP (1723), OpenFlow (6633, 6653), DNS over TCP (53) and LDP (646): what tcpdump prints when
-  the capture holds too little of the payload for its first read (`` [|domain]``,
-  ``: pptp [|pptp]``...), as with xdptcp's default capture, which holds none; and what tcpdump
-  prints before it reads the payload (DNS under 2 bytes, LDP under 19). Other captured payloads
-  of these protocols are not decoded: the line ends at ``length N`` where tcpdump's goes on;
+- DNS over TCP (53): queries and responses, `` 4660+ A? example.com. (29)`` (``xdptcp.dns``);
+- PPTP (1723), OpenFlow (6633, 6653) and LDP (646): what tcpdump prints when the capture holds
+  too little of the payload for its first read (``: pptp [|pptp]``...), as with xdptcp's
+  default capture, which holds none; and what tcpdump prints before it reads the payload (LDP
+  under 19 bytes). Other captured payloads of these protocols are not decoded: the line ends
+  at ``length N`` where tcpdump's goes on;
 - NFS (2049): nothing, as tcpdump for fewer than 12 payload bytes. NFS calls and replies
   with more are not decoded.
 
@@ -78,7 +79,6 @@ _ALWAYS = {"bgp": ": BGP", "rpki-rtr": ", RPKI-RTR"}
 _UNCAPTURED = {
     "pptp": (": pptp [|pptp]", 8),  # the magic cookie, bytes 4 to 7
     "openflow": (": OpenFlow [|openflow]", 1),
-    "domain": (" [|domain]", 2),  # the message's length
     "ldp": (" [|ldp]", 10),  # the PDU header
 }
 # print-beep.c's first words, each compared with strncmp(word, payload, 4): the comparison takes
@@ -175,12 +175,14 @@ def _undecoded(proto: str, buf, start: int, cap: int, length: int) -> str:
         return _resp(buf, start, cap, length)
     if proto == "telnet":
         return _telnet(buf, start, cap, length)
-    if proto == "domain" and length < 2:  # tested before the message's length is read
-        return f" [DNS over TCP: length {length} < 2] (invalid)"
     if proto == "ldp" and length <= 18:  # no PDU and message header: nothing is read
         return ""
     if proto == "msdp":
         return _msdp(buf, start, cap, length)
+    if proto == "domain":
+        from xdptcp.dns import domain
+
+        return domain(buf, start, cap, length)
     # the line of a payload not captured (the first read fails), or nothing
     said, first_read = _UNCAPTURED[proto]
     return said if cap - start < first_read else ""
@@ -254,18 +256,11 @@ def _ssh(buf, start: int, cap: int, stop: int) -> str:
     return f": SSH: {bytes(buf[start:j]).decode('ascii')}" if buf[j] == 0x0A else ""
 
 
-# fn_print_char(): a byte as tcpdump prints it inside text it quotes ("M-" for the high bit,
-# "^" for a control character).
-_CHAR = []
-for _c in range(256):
-    _hi, _c7 = ("M-", _c & 0x7F) if _c & 0x80 else ("", _c)
-    _CHAR.append(_hi + (chr(_c7) if 0x20 <= _c7 <= 0x7E else "^" + chr(_c7 ^ 0x40)))
-del _c, _hi, _c7
-
-
 def _quoted(buf, i: int, j: int) -> str:
     """RESP_PRINT_SEGMENT(): `` "text"``."""
-    return ' "' + "".join([_CHAR[c] for c in bytes(buf[i:j])]) + '"'
+    from xdptcp.dns import CHAR_TEXT
+
+    return ' "' + "".join([CHAR_TEXT[c] for c in bytes(buf[i:j])]) + '"'
 
 
 def _resp(buf, start: int, cap: int, length: int) -> str:
