@@ -149,7 +149,7 @@ def note(proto: str, buf, start: int, end: int, length: int) -> str:
     cap = min(end, stop)
     first = buf[start] if start < cap else -1
     if proto not in _SAID and proto != "ssh":
-        return _undecoded(proto, buf, start, cap, length)
+        return _other(proto, buf, start, cap, length)
     try:
         if proto == "ssh":
             if first == -1:  # tcpdump reads the first byte whatever the payload's length
@@ -163,27 +163,17 @@ def note(proto: str, buf, start: int, end: int, length: int) -> str:
         return f"{e.args[0]} [|{proto}]"
 
 
-def _undecoded(proto: str, buf, start: int, cap: int, length: int) -> str:
-    """``note`` for the protocols decoded no further than their first bytes."""
+def _other(proto: str, buf, start: int, cap: int, length: int) -> str:
+    """``note`` for the protocols of the list but the text ones and SSH."""
+    decode = _DECODERS.get(proto)
+    if decode is not None:
+        return decode(buf, start, cap, length)
     said = _ALWAYS.get(proto)
     if said is not None:
         return said
-    if proto == "beep":  # (fewer than four bytes captured: no word can match)
-        return _BEEP.get(bytes(buf[start : start + 4]) if cap - start >= 4 else b"",
-                         " BEEP (payload or undecoded)")  # fmt: skip
-    if proto == "resp":
-        return _resp(buf, start, cap, length)
-    if proto == "telnet":
-        return _telnet(buf, start, cap, length)
     if proto == "ldp" and length <= 18:  # no PDU and message header: nothing is read
         return ""
-    if proto == "msdp":
-        return _msdp(buf, start, cap, length)
-    if proto == "domain":
-        from xdptcp.dns import domain
-
-        return domain(buf, start, cap, length)
-    # the line of a payload not captured (the first read fails), or nothing
+    # the line of a payload too short for the decoder's first read, or nothing
     said, first_read = _UNCAPTURED[proto]
     return said if cap - start < first_read else ""
 
@@ -547,3 +537,20 @@ def _msdp(buf, start: int, cap: int, length: int) -> str:
     except _Truncated:
         out.append(" [|msdp]")
     return "".join(out)
+
+
+def _beep(buf, start: int, cap: int, length: int) -> str:
+    """beep_print(): the message's kind by its first word (fewer than four bytes captured:
+    none can match)."""
+    head = bytes(buf[start : start + 4]) if cap - start >= 4 else b""
+    return _BEEP.get(head, " BEEP (payload or undecoded)")
+
+
+def _domain(buf, start: int, cap: int, length: int) -> str:
+    from xdptcp.dns import domain  # (imported by the first DNS payload)
+
+    return domain(buf, start, cap, length)
+
+
+# The protocols decoded here whole (as tcpdump does without -v), each by its function.
+_DECODERS = {"beep": _beep, "resp": _resp, "telnet": _telnet, "msdp": _msdp, "domain": _domain}
