@@ -73,9 +73,9 @@ _ORDER: tuple[tuple[tuple[int, ...], Optional[str]], ...] = (
 
 # What tcpdump prints, without -v, for any payload of these.
 _ALWAYS = {"bgp": ": BGP", "rpki-rtr": ", RPKI-RTR"}
-# What tcpdump prints when none of the payload was captured, for the protocols xdptcp decodes
-# no further (their first read of the payload fails: tcpdump's "[|proto]").
-# With the bytes its first read takes: fewer captured, and the line ends so.
+# For the protocols xdptcp decodes no further: what tcpdump prints when fewer payload bytes were
+# captured than its decoder's first read takes (that read fails: tcpdump's "[|proto]"), and
+# how many it takes.
 _UNCAPTURED = {
     "pptp": (": pptp [|pptp]", 8),  # the magic cookie, bytes 4 to 7
     "openflow": (": OpenFlow [|openflow]", 1),
