@@ -368,12 +368,12 @@ def test_msdp_messages_print_as_tcpdump(tmp_path, snaplen) -> None:
         assert any(line.endswith(": msdp SA-Request for 198.18.0.1") for line in theirs)
 
 
-@pytest.mark.parametrize("kept", range(10))
+@pytest.mark.parametrize("kept", range(8))
 def test_payloads_too_short_for_the_first_read_print_as_tcpdump(tmp_path, kept) -> None:
-    """PPTP, OpenFlow and LDP with fewer payload bytes captured than their decoders' first read
-    takes (8, 1 and 10): tcpdump's line ends with its ``[|proto]`` note. More is not decoded
+    """PPTP and OpenFlow with fewer payload bytes captured than their decoders' first read
+    takes (8 and 1): tcpdump's line ends with its ``[|proto]`` note. More is not decoded
     (xdptcp prints nothing after ``length N``), so it is not compared."""
-    first_read = {1723: 8, 6633: 1, 646: 10}
+    first_read = {1723: 8, 6633: 1}
     frames_ = []
     for port, need in first_read.items():
         if kept < need:
@@ -385,3 +385,27 @@ def test_payloads_too_short_for_the_first_read_print_as_tcpdump(tmp_path, kept) 
     theirs = tcpdump_text(cut)
     assert len(theirs) == len(frames_)
     assert xdptcp_text(cut) == theirs
+
+
+# LDP PDUs (print-ldp.c): their headers, and the ones it refuses.
+LDP_PAYLOADS = [
+    b"\0\1\0\x1e\xc6\x12\0\1\0\0" + b"\x02\x01\0\x14" + bytes(20),  # an Initialization
+    b"\0\1\0\x1e\xc6\x12\0\2\0\5" + bytes(24),
+    b"\0\2\0\x1e" + bytes(30),  # version 2
+    b"\0\1\0\5" + bytes(30),  # a PDU length under 6
+    bytes(18),  # too short for a PDU and a message header: nothing
+    bytes(19),
+]
+
+
+@pytest.mark.parametrize("snaplen", [0, 54, 56, 58, 60, 62, 63, 64, 66, 70, 74, 76, 80, 84, 90])
+def test_ldp_pdus_print_as_tcpdump(tmp_path, snaplen) -> None:
+    """LDP (port 646) decoded as tcpdump decodes it without -v, whole and cut."""
+    frames_ = frames_on([(40000, 646), (646, 40000)], LDP_PAYLOADS + PAYLOADS[::3])
+    cut = tmp_path / "ldp.pcap"
+    write_cut(cut, snaplen, frames_)
+    theirs = tcpdump_text(cut)
+    assert xdptcp_text(cut) == theirs
+    if snaplen == 0:
+        shown = "length 34LDP, Label-Space-ID: 198.18.0.1:0, pdu-length: 30"
+        assert any(line.endswith(shown) for line in theirs)

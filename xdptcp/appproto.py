@@ -24,10 +24,10 @@ The other protocols of the list, without -v as everywhere in xdptcp:
 - telnet (23): the commands a payload starts with (`` [telnet DO ECHO, WILL NAWS]``);
 - MSDP (639): its messages' kinds (``: msdp SA 2 entries``);
 - DNS over TCP (53): queries and responses, `` 4660+ A? example.com. (29)`` (``xdptcp.dns``);
-- PPTP (1723), OpenFlow (6633, 6653) and LDP (646): what tcpdump prints when the capture holds
-  too little of the payload for its first read (``: pptp [|pptp]``...), as with xdptcp's
-  default capture, which holds none; and what tcpdump prints before it reads the payload (LDP
-  under 19 bytes). Other captured payloads of these protocols are not decoded: the line ends
+- LDP (646): the first PDU's header (``LDP, Label-Space-ID: 198.18.0.1:0, pdu-length: 30``);
+- PPTP (1723) and OpenFlow (6633, 6653): what tcpdump prints when the capture holds too little
+  of the payload for its first read (``: pptp [|pptp]``...), as with xdptcp's default capture,
+  which holds none. Other captured payloads of these protocols are not decoded: the line ends
   at ``length N`` where tcpdump's goes on;
 - NFS (2049): nothing, as tcpdump for fewer than 12 payload bytes. NFS calls and replies
   with more are not decoded.
@@ -79,7 +79,6 @@ _ALWAYS = {"bgp": ": BGP", "rpki-rtr": ", RPKI-RTR"}
 _UNCAPTURED = {
     "pptp": (": pptp [|pptp]", 8),  # the magic cookie, bytes 4 to 7
     "openflow": (": OpenFlow [|openflow]", 1),
-    "ldp": (" [|ldp]", 10),  # the PDU header
 }
 # print-beep.c's first words, each compared with strncmp(word, payload, 4): the comparison takes
 # the word's NUL too, so "MSG" and "END" match only when a NUL byte follows them.
@@ -171,8 +170,6 @@ def _other(proto: str, buf, start: int, cap: int, length: int) -> str:
     said = _ALWAYS.get(proto)
     if said is not None:
         return said
-    if proto == "ldp" and length <= 18:  # no PDU and message header: nothing is read
-        return ""
     # the line of a payload too short for the decoder's first read, or nothing
     said, first_read = _UNCAPTURED[proto]
     return said if cap - start < first_read else ""
@@ -552,5 +549,28 @@ def _domain(buf, start: int, cap: int, length: int) -> str:
     return domain(buf, start, cap, length)
 
 
+def _ldp(buf, start: int, cap: int, length: int) -> str:
+    """ldp_print() without -v: the first PDU's header (no space before it, as in tcpdump);
+    nothing for a payload too short for a PDU and a message header."""
+    if length <= 18:
+        return ""
+    if cap - start < 10:
+        return " [|ldp]"
+    version, size = _be16(buf, start, cap), _be16(buf, start + 2, cap)
+    if version != 1:
+        return f"LDP version {version} packet not supported"
+    if size < 6:
+        return f"LDP, pdu-length: {size} (too short, < 6)"
+    lsr = ".".join(str(b) for b in bytes(buf[start + 4 : start + 8]))
+    return f"LDP, Label-Space-ID: {lsr}:{_be16(buf, start + 8, cap)}, pdu-length: {size}"
+
+
 # The protocols decoded here whole (as tcpdump does without -v), each by its function.
-_DECODERS = {"beep": _beep, "resp": _resp, "telnet": _telnet, "msdp": _msdp, "domain": _domain}
+_DECODERS = {
+    "beep": _beep,
+    "resp": _resp,
+    "telnet": _telnet,
+    "msdp": _msdp,
+    "domain": _domain,
+    "ldp": _ldp,
+}
