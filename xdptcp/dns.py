@@ -72,11 +72,11 @@ class _Truncated(Exception):
 
 
 class _Message:
-    """One message's bytes (``buf[base:cap]`` captured, ``cap`` tcpdump's snapend) and the text
+    """The payload's bytes (those before ``cap`` captured: tcpdump's snapend) and the text
     printed so far."""
 
-    def __init__(self, buf, base: int, cap: int) -> None:
-        self.buf, self.base, self.cap = buf, base, cap
+    def __init__(self, buf, cap: int) -> None:
+        self.buf, self.cap = buf, cap
         self.out: list[str] = []
 
     def has(self, i: int, n: int = 1) -> bool:
@@ -90,14 +90,10 @@ class _Message:
         return self.buf[i]
 
     def u16(self, i: int) -> int:
+        """GET_BE_U_2()."""
         if not self.has(i, 2):
             raise _Truncated
         return (self.buf[i] << 8) | self.buf[i + 1]
-
-    def u32(self, i: int) -> int:
-        if not self.has(i, 4):
-            raise _Truncated
-        return int.from_bytes(self.buf[i : i + 4], "big")
 
     def printn(self, i: int, n: int) -> bool:
         """nd_printn(): up to ``n`` bytes as text, as many as were captured; True when the
@@ -111,7 +107,7 @@ class _Message:
 def domain(buf, start: int, cap: int, length: int) -> str:
     """What tcpdump prints after ``length N`` for the ``length`` payload bytes at ``start`` of a
     segment to or from port 53, of which those before ``cap`` were captured."""
-    m = _Message(buf, start, cap)
+    m = _Message(buf, cap)
     try:
         if length < 2:
             return f" [DNS over TCP: length {length} < 2]{_INVALID}"
