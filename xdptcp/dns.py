@@ -71,6 +71,10 @@ class _Truncated(Exception):
     """A read past the captured bytes where tcpdump's reads give up at once."""
 
 
+class _NoName(Exception):
+    """fqdn_print() returns NULL: the name is not printed further."""
+
+
 class _Message:
     """The payload's bytes (those before ``cap`` captured: tcpdump's snapend) and the text
     printed so far."""
@@ -154,18 +158,7 @@ def _message(m: _Message, np: int, length: int) -> bool:
                 return False
             cp += 4
         out.append(f" {an}/{ns}/{ar}")
-        if an:
-            cp = _rprint(m, cp, np)
-            if cp is None:
-                return False
-            an -= 1
-            while cp < m.cap and an:
-                out.append(",")
-                cp = _rprint(m, cp, np)
-                if cp is None:
-                    return False
-                an -= 1
-        if an:
+        if not _each(m, _rprint, cp, an, np, ","):
             return False
     else:  # a query
         opcode = (flags >> 11) & 0xF
@@ -190,20 +183,25 @@ def _message(m: _Message, np: int, length: int) -> bool:
             out.append(f" [{ns}n]")
         if ar:
             out.append(f" [{ar}au]")
-        if qd:
-            cp = _qprint(m, cp, np)
-            if cp is None:
-                return False
-            qd -= 1
-            while cp < m.cap and qd:
-                cp = _qprint(m, cp, np)
-                if cp is None:
-                    return False
-                qd -= 1
-        if qd:
+        if not _each(m, _qprint, cp, qd, np, ""):
             return False
     out.append(f" ({length})")
     return True
+
+
+def _each(m: _Message, item, cp: int, count: int, bp: int, between: str) -> bool:
+    """A section's ``count`` items printed by ``item``, as tcpdump's loops do: the first, then
+    the others while captured bytes are left. False where tcpdump gives up: an item it cannot
+    print, or items left when the captured bytes end."""
+    while count:
+        cp = item(m, cp, bp)
+        if cp is None:
+            return False
+        count -= 1
+        if not count or cp >= m.cap:
+            break
+        m.out.append(between)
+    return count == 0
 
 
 def _rcode(m: _Message, np: int, flags: int, qd: int, an_ns: int, ar: int) -> int:
@@ -218,27 +216,16 @@ def _rcode(m: _Message, np: int, flags: int, qd: int, an_ns: int, ar: int) -> in
         cp += 4
         if cp >= m.cap:
             return rcode
-    for _ in range(an_ns):
+    for n in range(an_ns + ar):
         cp = _nskip(m, cp)
         if cp is None:
             return rcode
-        cp += 8
-        if cp + 2 > m.cap:
-            return rcode
-        cp += 2 + m.u16(cp)
-        if cp >= m.cap:
-            return rcode
-    for _ in range(ar):
-        cp = _nskip(m, cp)
-        if cp is None or cp + 2 > m.cap:
-            return rcode
-        rtype = m.u16(cp)
-        cp += 4
-        if cp + 1 > m.cap:
-            return rcode
-        if rtype == _T_OPT:
-            return rcode | (m.u8(cp) << 4)
-        cp += 4
+        if n >= an_ns:  # an additional record: an OPT's TTL starts with the extended code
+            if cp + 5 > m.cap:
+                return rcode
+            if m.u16(cp) == _T_OPT:
+                return rcode | (m.u8(cp + 4) << 4)
+        cp += 8  # type, class, TTL
         if cp + 2 > m.cap:
             return rcode
         cp += 2 + m.u16(cp)
@@ -292,6 +279,15 @@ def _labellen(m: _Message, cp: int) -> int:
     return i
 
 
+def _label(m: _Message, cp: int) -> tuple[int, int]:
+    """The label at ``cp``: its first byte and ``_labellen``; none, and the name is not
+    printed further."""
+    size = _labellen(m, cp)
+    if size == -1:
+        raise _NoName
+    return m.buf[cp], size
+
+
 def _bitlabel(m: _Message, cp: int) -> None:
     """blabel_print(): a bit-string label as ``\\[x<hex>/<bits>]``."""
     if not m.has(cp):
@@ -310,10 +306,6 @@ def _bitlabel(m: _Message, cp: int) -> None:
     m.out.append(f"/{bits}]")
 
 
-class _NoName(Exception):
-    """fqdn_print() returns NULL."""
-
-
 def _fqdn(m: _Message, cp: int, bp: int) -> Optional[int]:
     """fqdn_print(): the name at ``cp`` (pointers are offsets from ``bp``) followed by a dot,
     ``.`` for the root; where the name ends in the record, None where tcpdump gives up."""
@@ -325,11 +317,8 @@ def _fqdn(m: _Message, cp: int, bp: int) -> Optional[int]:
 
 def _fqdn_print(m: _Message, cp: int, bp: int) -> Optional[int]:
     out = m.out
-    size = _labellen(m, cp)
-    if size == -1 or not m.has(cp):
-        raise _NoName
+    i, size = _label(m, cp)
     max_offset = (cp - bp) & 0xFFFFFFFF
-    i = m.buf[cp]
     cp += 1
     compress = False
     rp = cp + size if i & 0xC0 != 0xC0 else None  # (a pointer first: set in the loop)
@@ -350,12 +339,7 @@ def _fqdn_print(m: _Message, cp: int, bp: int) -> Optional[int]:
                 raise _NoName
             max_offset = offset
             cp = bp + offset
-            if not m.has(cp):
-                raise _NoName
-            i = m.buf[cp]
-            size = _labellen(m, cp)
-            if size == -1:
-                raise _NoName
+            i, size = _label(m, cp)
             cp += 1
             continue
         if kind == 0x40:
@@ -377,12 +361,7 @@ def _fqdn_print(m: _Message, cp: int, bp: int) -> Optional[int]:
         if chars <= _MAXCDNAME:
             out.append(".")
         chars += 1
-        if not m.has(cp):
-            raise _NoName
-        i = m.buf[cp]
-        size = _labellen(m, cp)
-        if size == -1:
-            raise _NoName
+        i, size = _label(m, cp)
         cp += 1
         if not compress:
             rp += size + 1
@@ -439,11 +418,15 @@ def _rprint(m: _Message, cp: int, bp: int) -> Optional[int]:
         out.append(" ")
         if _fqdn(m, cp, bp) is None:
             return None
-    elif rtype == _T_MX:
+    elif rtype in (_T_MX, _T_SRV):  # the name after the numbers, printed before them
+        fixed = 2 if rtype == _T_MX else 6
         out.append(" ")
-        if not m.has(cp, 2) or _fqdn(m, cp + 2, bp) is None:
+        if not m.has(cp, fixed) or _fqdn(m, cp + fixed, bp) is None:
             return None
-        out.append(f" {m.u16(cp)}")
+        if rtype == _T_MX:
+            out.append(f" {m.u16(cp)}")  # the preference
+        else:
+            out.append(f":{m.u16(cp + 4)} {m.u16(cp)} {m.u16(cp + 2)}")  # port, priority, weight
     elif rtype == _T_TXT:
         while cp < rp:
             out.append(' "')
@@ -454,11 +437,6 @@ def _rprint(m: _Message, cp: int, bp: int) -> Optional[int]:
                 return None
             cp += 1 + n
             out.append('"')
-    elif rtype == _T_SRV:
-        out.append(" ")
-        if not m.has(cp, 6) or _fqdn(m, cp + 6, bp) is None:
-            return None
-        out.append(f":{m.u16(cp + 4)} {m.u16(cp)} {m.u16(cp + 2)}")
     elif rtype == _T_AAAA:
         if not m.has(cp, 16):
             return None
