@@ -42,6 +42,9 @@ telnet's, not HTTP's).
 from __future__ import annotations
 
 import re
+from _socket import AF_INET, inet_ntop  # not socket: see xdptcp.gso
+
+from xdptcp.payload import Truncated, be16, text, u8
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -127,10 +130,6 @@ _SAID = {name: f": {name.upper()}" for name in _METHODS}
 WORDLESS = {name: said for name, said in _SAID.items() if _METHODS[name] is not None}
 
 
-class _Truncated(Exception):
-    """A read past the captured bytes: tcpdump's ``[|proto]`` ends the line."""
-
-
 class _Done(Exception):
     """telnet_parse()'s pktend: the payload ends inside a telnet command."""
 
@@ -152,13 +151,13 @@ def note(proto: str, buf, start: int, end: int, length: int) -> str:
     try:
         if proto == "ssh":
             if first == -1:  # tcpdump reads the first byte whatever the payload's length
-                raise _Truncated("")
+                raise Truncated("")
             return "" if first != 0x53 else _ssh(buf, start, cap, stop)  # "S"
         said = WORDLESS.get(proto)
         if said is not None and not 0x21 <= first <= 0x7E:  # no word: not a request
             return said
         return _text(proto, buf, start, cap, stop)
-    except _Truncated as e:
+    except Truncated as e:
         return f"{e.args[0]} [|{proto}]"
 
 
@@ -188,7 +187,7 @@ def _word(buf, i: int, j: int, cap: int, stop: int) -> bool:
 
 def _line_end(buf, start: int, cap: int, stop: int, said: str) -> Optional[int]:
     """print_txt_line(): the end of the first line (before its CR-LF or LF) when the payload
-    starts with one of printable ASCII and tabs, else None. Raises _Truncated where tcpdump
+    starts with one of printable ASCII and tabs, else None. Raises Truncated where tcpdump
     stops for want of captured bytes, and for a line with no end inside the payload."""
     j = _TEXT.match(buf, start, cap).end()
     if j < cap:
@@ -198,11 +197,11 @@ def _line_end(buf, start: int, cap: int, stop: int, said: str) -> Optional[int]:
         if c != 0x0D or j + 1 >= stop:
             return None
         if j + 1 >= cap:
-            raise _Truncated(said)
+            raise Truncated(said)
         return j if buf[j + 1] == 0x0A else None
     if j < stop:
-        raise _Truncated(said)
-    raise _Truncated(f"{said}: {bytes(buf[start:j]).decode('ascii')}")
+        raise Truncated(said)
+    raise Truncated(f"{said}: {bytes(buf[start:j]).decode('ascii')}")
 
 
 def _text(proto: str, buf, start: int, cap: int, stop: int) -> str:
@@ -227,17 +226,17 @@ def _ssh(buf, start: int, cap: int, stop: int) -> str:
     """ssh_print_version(): the version line, when the payload is one (it starts with "S")."""
     for i, c in enumerate(b"SSH-"):  # tcpdump reads these four whatever the length
         if start + i >= cap:
-            raise _Truncated("")
+            raise Truncated("")
         if buf[start + i] != c:
             return ""
     j = _VERSION.match(buf, start + 4, cap).end()
     if j >= cap:  # no line end in the captured bytes
         if j < stop:
-            raise _Truncated("")
+            raise Truncated("")
         return ""
     if buf[j] == 0x0D and j + 1 < stop:  # a CR-LF?
         if j + 1 >= cap:
-            raise _Truncated("")
+            raise Truncated("")
         if buf[j + 1] == 0x0A:
             return f": SSH: {bytes(buf[start:j]).decode('ascii')}"
     return f": SSH: {bytes(buf[start:j]).decode('ascii')}" if buf[j] == 0x0A else ""
@@ -245,9 +244,7 @@ def _ssh(buf, start: int, cap: int, stop: int) -> str:
 
 def _quoted(buf, i: int, j: int) -> str:
     """RESP_PRINT_SEGMENT(): `` "text"``."""
-    from xdptcp.dns import CHAR_TEXT
-
-    return ' "' + "".join([CHAR_TEXT[c] for c in bytes(buf[i:j])]) + '"'
+    return f' "{text(buf, i, j)}"'
 
 
 def _resp(buf, start: int, cap: int, length: int) -> str:
@@ -260,24 +257,17 @@ def _resp(buf, start: int, cap: int, length: int) -> str:
         while left > 0:
             used = _resp_item(buf, pos, left, cap, out)
             pos, left = pos + used, left - used
-    except _Truncated:
+    except Truncated:
         out.append(" [|resp]")
     return "".join(out)
-
-
-def _byte(buf, i: int, cap: int) -> int:
-    """GET_U_1(): a captured byte, or tcpdump gives up."""
-    if i >= cap:
-        raise _Truncated("")
-    return buf[i]
 
 
 def _resp_item(buf, pos: int, left: int, cap: int, out: list) -> int:
     """resp_parse(): print the item at ``pos`` (``left`` bytes of payload from there); the
     bytes it took."""
     if left < 1:
-        raise _Truncated("")
-    op = _byte(buf, pos, cap)
+        raise Truncated("")
+    op = u8(buf, pos, cap)
     if op in b"+-:":  # simple string, error, integer: the text up to CR-LF
         end = _crlf(buf, pos + 1, left - 1, cap)[0]
         out.append(_quoted(buf, pos + 1, end))
@@ -290,7 +280,7 @@ def _resp_item(buf, pos: int, left: int, cap: int, out: list) -> int:
                 out.append(" empty")
             else:
                 if rest < count or at + count > cap:
-                    raise _Truncated("")
+                    raise Truncated("")
                 out.append(_quoted(buf, at, at + count))
                 at, rest = at + count, rest - count
             at, rest = _crlf(buf, at, rest, cap)  # (whatever precedes it is skipped)
@@ -301,7 +291,7 @@ def _resp_item(buf, pos: int, left: int, cap: int, out: list) -> int:
                 at, rest = at + used, rest - used
             return at - pos
         if count == -2:
-            raise _Truncated("")
+            raise Truncated("")
         out.append(_RESP_LENGTHS.get(count, " invalid"))
         return at - pos
     # an inline command: a line, after any CRs and LFs, up to its CR or LF
@@ -309,8 +299,8 @@ def _resp_item(buf, pos: int, left: int, cap: int, out: list) -> int:
     end = at
     while True:
         if rest < 1:
-            raise _Truncated("")
-        if _byte(buf, end, cap) in (0x0D, 0x0A):
+            raise Truncated("")
+        if u8(buf, end, cap) in (0x0D, 0x0A):
             break
         end, rest = end + 1, rest - 1
     out.append(_quoted(buf, at, end))
@@ -331,7 +321,7 @@ def _crlf(buf, at: int, rest: int, cap: int) -> tuple[int, int]:
     """FIND_CRLF(): where the next CR-LF starts, and the payload left from there."""
     while True:
         if rest < 2 or at + 2 > cap:
-            raise _Truncated("")
+            raise Truncated("")
         if buf[at] == 0x0D and buf[at + 1] == 0x0A:
             return at, rest
         at, rest = at + 1, rest - 1
@@ -345,7 +335,7 @@ def _cr_or_lf(buf, at: int, rest: int, cap: int) -> tuple[int, int]:
         if rest == 0 or at >= cap:
             if found:
                 return at, rest
-            raise _Truncated("")
+            raise Truncated("")
         if buf[at] not in (0x0D, 0x0A):
             return at, rest
         found, at, rest = True, at + 1, rest - 1
@@ -359,14 +349,14 @@ def _resp_length(buf, at: int, rest: int, cap: int) -> tuple[int, int]:
     large, -4 negative and not -1, -5 not a number, -2 cut short."""
     if rest == 0:
         return -2, at
-    neg = _byte(buf, at, cap) == 0x2D  # "-"
+    neg = u8(buf, at, cap) == 0x2D  # "-"
     if neg:
         at, rest = at + 1, rest - 1
     value, digits, too_large = 0, False, False
     while True:
         if rest == 0:
             return -2, at
-        c = _byte(buf, at, cap)
+        c = u8(buf, at, cap)
         if not 0x30 <= c <= 0x39:
             if not digits:
                 return -5, at + 1
@@ -381,12 +371,12 @@ def _resp_length(buf, at: int, rest: int, cap: int) -> tuple[int, int]:
             else:
                 value += c
         at, rest, digits = at + 1, rest - 1, True
-    if _byte(buf, at, cap) != 0x0D:
+    if u8(buf, at, cap) != 0x0D:
         return -5, at + 1
     at, rest = at + 1, rest - 1
     if rest == 0:
         return -2, at
-    if _byte(buf, at, cap) != 0x0A:
+    if u8(buf, at, cap) != 0x0A:
         return -5, at + 1
     at += 1
     if neg:
@@ -434,13 +424,13 @@ def _telnet(buf, start: int, cap: int, length: int) -> str:
     out: list[str] = []
     pos = start
     try:
-        while length > 0 and _byte(buf, pos, cap) == _IAC:
+        while length > 0 and u8(buf, pos, cap) == _IAC:
             used = _telnet_command(buf, pos, length, cap, out)
             if used < 0:
                 break
             length = (length - used) & 0xFFFFFFFF  # (a u_int: past the payload, it wraps)
             pos += used
-    except _Truncated:
+    except Truncated:
         return "".join(out) + " [|telnet]"  # (no closing bracket: tcpdump stops there)
     return "".join(out) + "]" if out else ""
 
@@ -455,7 +445,7 @@ def _telnet_command(buf, pos: int, left: int, cap: int, out: list) -> int:
         nonlocal at, left
         if left < 1:
             raise _Done
-        c = _byte(buf, at, cap)
+        c = u8(buf, at, cap)
         at, left = at + 1, left - 1
         return c
 
@@ -475,10 +465,10 @@ def _telnet_command(buf, pos: int, left: int, cap: int, out: list) -> int:
             if c == _SB:  # up to IAC SE: the suboption's bytes
                 end = at
                 while left > end + 1 - at:
-                    if _byte(buf, end, cap) == _IAC and _byte(buf, end + 1, cap) == _SE:
+                    if u8(buf, end, cap) == _IAC and u8(buf, end + 1, cap) == _SE:
                         break
                     end += 1
-                if _byte(buf, end, cap) != _IAC:
+                if u8(buf, end, cap) != _IAC:
                     return -1
                 for words in _SUBOPTION_WORDS.get(x, _SUBOPTION_IS):
                     if end <= at:
@@ -499,39 +489,36 @@ def _telnet_command(buf, pos: int, left: int, cap: int, out: list) -> int:
 _MSDP_KINDS = {1: " SA", 2: " SA-Request", 3: " SA-Response", 4: " Keepalive", 5: " Notification"}
 
 
-def _be16(buf, i: int, cap: int) -> int:
-    """GET_BE_U_2()."""
-    return (_byte(buf, i, cap) << 8) | _byte(buf, i + 1, cap)
-
-
 def _msdp(buf, start: int, cap: int, length: int) -> str:
     """msdp_print(): each message's kind; `` [|msdp]`` where the payload is no MSDP message
     (a first one of a kind or length that cannot be) or its bytes run out."""
     out = [": msdp"]
     pos = start
     try:
-        kind, size = _byte(buf, pos, cap), _be16(buf, pos + 1, cap)
+        kind, size = u8(buf, pos, cap), be16(buf, pos + 1, cap)
         if size > 1500 or size < 3 or kind == 0 or kind > 7:
-            raise _Truncated("")
+            raise Truncated("")
         while length:
-            kind, size = _byte(buf, pos, cap), _be16(buf, pos + 1, cap)
+            kind, size = u8(buf, pos, cap), be16(buf, pos + 1, cap)
             if size > 1400:
                 out.append(f" [len {size}]")
             if size < 3 or length < size:
-                raise _Truncated("")
+                raise Truncated("")
             pos, length = pos + 3, length - 3
             out.append(_MSDP_KINDS.get(kind, f" [type={kind} len={size}]"))
             if kind in (1, 3):
-                entries = _byte(buf, pos, cap)
+                entries = u8(buf, pos, cap)
                 out.append(f" {entries} entries")
                 if entries * 12 + 8 < size:
                     out.append(" [w/data]")
             elif kind == 2:
-                out.append(" for " + ".".join(str(_byte(buf, pos + 1 + i, cap)) for i in range(4)))
+                if pos + 5 > cap:  # (GET_IPADDR_STRING: the whole address, or nothing)
+                    raise Truncated("")
+                out.append(" for " + inet_ntop(AF_INET, bytes(buf[pos + 1 : pos + 5])))
             elif kind == 4 and size != 3:
                 out.append(f"[len={size}] ")
             pos, length = pos + size - 3, length - (size - 3)
-    except _Truncated:
+    except Truncated:
         out.append(" [|msdp]")
     return "".join(out)
 
@@ -556,13 +543,13 @@ def _ldp(buf, start: int, cap: int, length: int) -> str:
         return ""
     if cap - start < 10:
         return " [|ldp]"
-    version, size = _be16(buf, start, cap), _be16(buf, start + 2, cap)
+    version, size = be16(buf, start, cap), be16(buf, start + 2, cap)
     if version != 1:
         return f"LDP version {version} packet not supported"
     if size < 6:
         return f"LDP, pdu-length: {size} (too short, < 6)"
-    lsr = ".".join(str(b) for b in bytes(buf[start + 4 : start + 8]))
-    return f"LDP, Label-Space-ID: {lsr}:{_be16(buf, start + 8, cap)}, pdu-length: {size}"
+    lsr = inet_ntop(AF_INET, bytes(buf[start + 4 : start + 8]))
+    return f"LDP, Label-Space-ID: {lsr}:{be16(buf, start + 8, cap)}, pdu-length: {size}"
 
 
 # The protocols decoded here whole (as tcpdump does without -v), each by its function.

@@ -17,6 +17,8 @@ from __future__ import annotations
 
 from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 
+from xdptcp.payload import Truncated, be16, text, u8
+
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
     from typing import Optional
@@ -58,18 +60,6 @@ _T_SRV, _T_A6, _T_DNAME, _T_OPT, _T_UNSPECA, _T_URI = 33, 38, 39, 41, 104, 256
 _MAXCDNAME = 255
 _INVALID = " (invalid)"
 
-# fn_print_char(): a byte as tcpdump prints it inside names and quoted text (here and in
-# xdptcp.appproto): "M-" for the high bit, "^" for a control character.
-CHAR_TEXT = []
-for _c in range(256):
-    _hi, _c7 = ("M-", _c & 0x7F) if _c & 0x80 else ("", _c)
-    CHAR_TEXT.append(_hi + (chr(_c7) if 0x20 <= _c7 <= 0x7E else "^" + chr(_c7 ^ 0x40)))
-del _c, _hi, _c7
-
-
-class _Truncated(Exception):
-    """A read past the captured bytes where tcpdump's reads give up at once."""
-
 
 class _NoName(Exception):
     """fqdn_print() returns NULL: the name is not printed further."""
@@ -88,23 +78,17 @@ class _Message:
         return i >= 0 and i + n <= self.cap
 
     def u8(self, i: int) -> int:
-        """GET_U_1()."""
-        if not self.has(i):
-            raise _Truncated
-        return self.buf[i]
+        return u8(self.buf, i, self.cap)
 
     def u16(self, i: int) -> int:
-        """GET_BE_U_2()."""
-        if not self.has(i, 2):
-            raise _Truncated
-        return (self.buf[i] << 8) | self.buf[i + 1]
+        return be16(self.buf, i, self.cap)
 
     def printn(self, i: int, n: int) -> bool:
         """nd_printn(): up to ``n`` bytes as text, as many as were captured; True when the
         captured bytes ended first."""
         j = min(i + n, self.cap) if n > 0 else i
         if j > i:
-            self.out.append("".join([CHAR_TEXT[c] for c in bytes(self.buf[i:j])]))
+            self.out.append(text(self.buf, i, j))
         return j < i + n
 
 
@@ -122,7 +106,7 @@ def domain(buf, start: int, cap: int, length: int) -> str:
         m.out.append(" ")
         if not _message(m, start + 2, length):
             m.out.append(" [|domain]")
-    except _Truncated:
+    except Truncated:
         m.out.append(" [|domain]")
     return "".join(m.out)
 

@@ -1,0 +1,37 @@
+"""Reading a payload as tcpdump's decoders read it, for ``xdptcp.appproto`` and ``xdptcp.dns``:
+extract.h's GET_U_1 and GET_BE_U_2, which give up at the first byte not captured, and
+util-print.c's fn_print_char, which prints a byte inside a name or quoted text."""
+
+from __future__ import annotations
+
+
+class Truncated(Exception):
+    """A read past the captured bytes: tcpdump gives up and ends the line with its
+    ``[|proto]`` note. The argument, when there is one, is what the decoder printed first."""
+
+
+def u8(buf, i: int, cap: int) -> int:
+    """GET_U_1(): the byte at ``i`` (the captured bytes end at ``cap``)."""
+    if i >= cap:
+        raise Truncated("")
+    return buf[i]
+
+
+def be16(buf, i: int, cap: int) -> int:
+    """GET_BE_U_2()."""
+    if i + 2 > cap:
+        raise Truncated("")
+    return (buf[i] << 8) | buf[i + 1]
+
+
+# fn_print_char(): "M-" for the high bit, "^" for a control character.
+_CHARS = []
+for _c in range(256):
+    _hi, _c7 = ("M-", _c & 0x7F) if _c & 0x80 else ("", _c)
+    _CHARS.append(_hi + (chr(_c7) if 0x20 <= _c7 <= 0x7E else "^" + chr(_c7 ^ 0x40)))
+del _c, _hi, _c7
+
+
+def text(buf, i: int, j: int) -> str:
+    """``buf[i:j]`` as tcpdump prints it, a byte at a time with fn_print_char()."""
+    return "".join([_CHARS[c] for c in bytes(buf[i:j])])
