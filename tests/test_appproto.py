@@ -368,23 +368,112 @@ def test_msdp_messages_print_as_tcpdump(tmp_path, snaplen) -> None:
         assert any(line.endswith(": msdp SA-Request for 198.18.0.1") for line in theirs)
 
 
-@pytest.mark.parametrize("kept", range(8))
-def test_payloads_too_short_for_the_first_read_print_as_tcpdump(tmp_path, kept) -> None:
-    """PPTP and OpenFlow with fewer payload bytes captured than their decoders' first read
-    takes (8 and 1): tcpdump's line ends with its ``[|proto]`` note. More is not decoded
-    (xdptcp prints nothing after ``length N``), so it is not compared."""
-    first_read = {1723: 8, 6633: 1}
-    frames_ = []
-    for port, need in first_read.items():
-        if kept < need:
-            frames_ += frames_on([(40000, port), (port, 40000)], PAYLOADS + [bytes(40)])
-    cut = tmp_path / "short.pcap"
-    write_pcap(
-        cut, [(i * 1_000_000, f[: header_cut(f) + kept], len(f)) for i, f in enumerate(frames_)]
-    )
+def pptp_message(kind: int, body: bytes, cookie: int = 0x1A2B3C4D, reserved: int = 0) -> bytes:
+    """A PPTP control message: its 12-byte header, then ``body``."""
+    head = (12 + len(body)).to_bytes(2, "big") + b"\0\1" + cookie.to_bytes(4, "big")
+    return head + kind.to_bytes(2, "big") + reserved.to_bytes(2, "big") + body
+
+
+def pptp_text(s: bytes, size: int) -> bytes:
+    return s.ljust(size, b"\0")
+
+
+# PPTP control messages (print-pptp.c): each type, with odd values where tcpdump tells them.
+PPTP_PAYLOADS = [
+    pptp_message(1, b"\1\0\0\0" + bytes([0, 0, 0, 1, 0, 0, 0, 3, 0, 0, 8, 0x70])
+                 + pptp_text(b"", 64) + pptp_text(b"Microsoft Windows NT", 64)),
+    pptp_message(1, b"\1\0\0\5" + bytes([0, 0, 0, 2, 0, 0, 0, 2, 0, 9, 0, 1])
+                 + pptp_text(b"host\x01\x80name", 64) + b"v" * 64),  # no NUL in 64 bytes
+    pptp_message(2, b"\1\0\1\0" + bytes(12) + pptp_text(b"pns", 64) + pptp_text(b"ven", 64)),
+    pptp_message(3, b"\1\0\0\0"),
+    pptp_message(3, b"\2\7\0\1"),  # both reserved fields not zero
+    pptp_message(4, b"\1\0\0\0"),
+    pptp_message(5, b"\0\0\0\7"),
+    pptp_message(6, b"\0\0\0\7\1\0\0\0"),
+    pptp_message(7, bytes([0, 1, 0, 2, 0, 0, 0, 0x64, 0, 0, 0x27, 0x10, 0, 0, 0, 3, 0, 0, 0, 2,
+                           0, 64, 0, 0, 0, 5, 0, 0]) + pptp_text(b"5551234", 64)
+                 + pptp_text(b"sub", 64)),  # a phone number longer than its length
+    pptp_message(8, bytes([0, 1, 0, 2, 1, 0, 0, 0, 0, 1, 0x86, 0xA0, 0, 64, 0, 0, 0, 0, 0, 9])),
+    pptp_message(9, bytes([0, 1, 0, 2, 0, 0, 0, 1, 0, 0, 0, 2, 0, 3, 0, 100])
+                 + pptp_text(b"12345", 64) + pptp_text(b"67890", 64) + pptp_text(b"", 64)),
+    pptp_message(10, bytes([0, 1, 0, 2, 1, 0, 0, 64, 0, 0, 0, 0])),
+    pptp_message(11, bytes([0, 2, 0, 0, 0, 0, 0x27, 0x10, 0, 64, 0, 0, 0, 0, 0, 9])),
+    pptp_message(12, b"\0\1\0\0"),
+    pptp_message(13, b"\0\1\3\0\0\0\0\0" + pptp_text(b"stats", 128)),
+    pptp_message(14, b"\0\2\0\0" + bytes(range(24))),
+    pptp_message(15, b"\0\2\0\0\xff\xff\xff\xff\0\0\0\0"),
+    pptp_message(0, b"", reserved=3),  # NOT_DEFINED, a reserved field not zero
+    pptp_message(16, b"rest"),  # no such type
+    pptp_message(5, b"\0\0\0\7", cookie=0x01020304),  # the wrong magic cookie
+    pptp_message(1, b"\1\0"),  # a message shorter than its type
+]  # fmt: skip
+
+
+@pytest.mark.parametrize("snaplen", [0, 54, 60, 62, 63, 64, 66, 67, 68, 70, 72, 74, 76, 80, 84,
+                                     90, 100, 120, 150, 200, 250])  # fmt: skip
+def test_pptp_messages_print_as_tcpdump(tmp_path, snaplen) -> None:
+    """PPTP (port 1723) decoded as tcpdump decodes it without -v, whole and cut at every field:
+    with xdptcp's default capture (no payload), ``: pptp [|pptp]``."""
+    frames_ = frames_on([(40000, 1723), (1723, 40000)], PPTP_PAYLOADS + PAYLOADS[::4])
+    cut = tmp_path / "pptp.pcap"
+    written = write_cut(cut, snaplen, frames_)
     theirs = tcpdump_text(cut)
-    assert len(theirs) == len(frames_)
     assert xdptcp_text(cut) == theirs
+    fmt = TextFormatter()
+    assert [fmt.format(f.ts_ns, f.data, f.wire_len) for f in written] == theirs
+    if snaplen == 0:
+        shown = (": pptp CTRL_MSGTYPE=SCCRQ PROTO_VER(1.0) FRAME_CAP(A) BEARER_CAP(DA) MAX_CHAN(0)"
+                 " FIRM_REV(2160) HOSTNAME() VENDOR(Microsoft Windows NT)")  # fmt: skip
+        assert any(line.endswith(shown) for line in theirs)
+
+
+def of_message(version: int, kind: int, body: bytes = b"", size: int = -1, xid: int = 1) -> bytes:
+    """An OpenFlow message: its 8-byte header (``size``, when given, instead of its length)."""
+    size = 8 + len(body) if size < 0 else size
+    return bytes([version, kind]) + size.to_bytes(2, "big") + xid.to_bytes(4, "big") + body
+
+
+# OpenFlow messages (print-openflow.c without -v: the headers), one or more to a segment.
+OPENFLOW_PAYLOADS = [
+    of_message(1, 0),  # 1.0 HELLO
+    of_message(4, 0, bytes(8), xid=0xDEADBEEF),  # 1.3 HELLO with an element
+    of_message(1, 2, b"ping") + of_message(1, 3, b"ping", xid=2),  # two messages
+    of_message(1, 5) + of_message(1, 6, bytes(24)) + of_message(1, 18),  # three
+    of_message(1, 5, bytes(4)),  # FEATURES_REQUEST has no body: invalid
+    of_message(1, 6, bytes(20)),  # FEATURES_REPLY under its minimum: invalid
+    of_message(1, 0x0B, bytes(80)) + of_message(1, 0x0B, bytes(81)),  # FLOW_REMOVED
+    of_message(4, 0x0C, bytes(72)) + of_message(4, 0x0C, bytes(71)),  # 1.3 PORT_STATUS
+    of_message(4, 0x0A, bytes(3)) + of_message(4, 0x1D, bytes(5)),  # any length
+    of_message(4, 0x1E) + of_message(1, 0x16),  # unknown types
+    of_message(2, 0) + of_message(7, 3, b"x"),  # 1.1: no types known; an unknown version
+    of_message(1, 0, size=4) + of_message(1, 0),  # too short: the rest is not read
+    of_message(1, 2, size=100),  # longer than the segment
+    of_message(1, 0) + of_message(1, 2, b"abcd")[:-6],  # the next message cut short
+    b"\x01",
+    b"\x01\x00",
+    b"\x04\x00\x00",
+    b"\x04\x00\x00\x10\x00",
+    of_message(1, 0) + b"\x01\x02\x00",  # the payload ends in a header
+]
+
+
+@pytest.mark.parametrize("snaplen", [0, 54, 55, 56, 58, 60, 62, 63, 66, 70, 74, 78, 90, 100, 120])
+def test_openflow_messages_print_as_tcpdump(tmp_path, snaplen) -> None:
+    """OpenFlow (ports 6633 and 6653) decoded as tcpdump decodes it without -v, whole and cut:
+    each message's header on a line of its own."""
+    ports = [(40000, 6653), (6633, 40000), (6653, 80)]
+    frames_ = frames_on(ports, OPENFLOW_PAYLOADS + PAYLOADS[::4])
+    cut = tmp_path / "openflow.pcap"
+    written = write_cut(cut, snaplen, frames_)
+    theirs = tcpdump_text(cut)
+    assert xdptcp_text(cut) == theirs
+    fmt = TextFormatter()
+    assert "\n".join(fmt.format(f.ts_ns, f.data, f.wire_len) for f in written).split("\n") == theirs
+    if snaplen == 0:
+        header = "\tversion 1.3, type PORT_STATUS, length 80, xid 0x00000001"
+        for line in (header, header.replace("80", "79") + " (invalid)", "\tversion 1.0, type"
+                     " HELLO, length 4 (too short!), xid 0x00000001 (invalid)"):  # fmt: skip
+            assert line in theirs, line
 
 
 # LDP PDUs (print-ldp.c): their headers, and the ones it refuses.

@@ -25,10 +25,9 @@ The other protocols of the list, without -v as everywhere in xdptcp:
 - MSDP (639): its messages' kinds (``: msdp SA 2 entries``);
 - DNS over TCP (53): queries and responses, `` 4660+ A? example.com. (29)`` (``xdptcp.dns``);
 - LDP (646): the first PDU's header (``LDP, Label-Space-ID: 198.18.0.1:0, pdu-length: 30``);
-- PPTP (1723) and OpenFlow (6633, 6653): what tcpdump prints when the capture holds too little
-  of the payload for its first read (``: pptp [|pptp]``...), as with xdptcp's default capture,
-  which holds none. Other captured payloads of these protocols are not decoded: the line ends
-  at ``length N`` where tcpdump's goes on;
+- OpenFlow (6633, 6653): each message's header, on a line of its own as in tcpdump
+  (``\n\tversion 1.0, type HELLO, length 8, xid 0x00000001``);
+- PPTP (1723): its control messages' fields (``: pptp CTRL_MSGTYPE=SCCRQ PROTO_VER(1.0) ...``);
 - NFS (2049): nothing, as tcpdump for fewer than 12 payload bytes. NFS calls and replies
   with more are not decoded.
 
@@ -44,7 +43,7 @@ from __future__ import annotations
 import re
 from _socket import AF_INET, inet_ntop  # not socket: see xdptcp.gso
 
-from xdptcp.payload import Truncated, be16, text, u8
+from xdptcp.payload import Truncated, be16, be32, text, u8
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -76,13 +75,6 @@ _ORDER: tuple[tuple[tuple[int, ...], Optional[str]], ...] = (
 
 # What tcpdump prints, without -v, for any payload of these.
 _ALWAYS = {"bgp": ": BGP", "rpki-rtr": ", RPKI-RTR"}
-# For the protocols xdptcp decodes no further: what tcpdump prints when fewer payload bytes were
-# captured than its decoder's first read takes (that read fails: tcpdump's "[|proto]"), and
-# how many it takes.
-_UNCAPTURED = {
-    "pptp": (": pptp [|pptp]", 8),  # the magic cookie, bytes 4 to 7
-    "openflow": (": OpenFlow [|openflow]", 1),
-}
 # print-beep.c's first words, each compared with strncmp(word, payload, 4): the comparison takes
 # the word's NUL too, so "MSG" and "END" match only when a NUL byte follows them.
 _BEEP = {b"MSG\0": " BEEP MSG", b"RPY ": " BEEP RPY", b"ERR ": " BEEP ERR", b"ANS ": " BEEP ANS",
@@ -166,12 +158,7 @@ def _other(proto: str, buf, start: int, cap: int, length: int) -> str:
     decode = _DECODERS.get(proto)
     if decode is not None:
         return decode(buf, start, cap, length)
-    said = _ALWAYS.get(proto)
-    if said is not None:
-        return said
-    # the line of a payload too short for the decoder's first read, or nothing
-    said, first_read = _UNCAPTURED[proto]
-    return said if cap - start < first_read else ""
+    return _ALWAYS[proto]
 
 
 def _word(buf, i: int, j: int, cap: int, stop: int) -> bool:
@@ -523,6 +510,190 @@ def _msdp(buf, start: int, cap: int, length: int) -> str:
     return "".join(out)
 
 
+_OF_VERSIONS = {1: "1.0", 2: "1.1", 3: "1.2", 4: "1.3", 5: "1.4", 6: "1.5"}
+_ANY = 0xFFFF  # a body of any length
+# print-openflow-1.0.c's and print-openflow-1.3.c's message types, by number: the name, and the
+# shortest and longest body (the message less its 8-byte header) tcpdump accepts for the type
+# (REQ_FIXLEN: one length, REQ_MINLEN: from a length up, REQ_NONE: any).
+# fmt: off
+_OF_TYPES = {
+    1: (("HELLO", 0, _ANY), ("ERROR", 4, _ANY), ("ECHO_REQUEST", 0, _ANY), ("ECHO_REPLY", 0, _ANY),
+        ("VENDOR", 4, _ANY), ("FEATURES_REQUEST", 0, 0), ("FEATURES_REPLY", 24, _ANY),
+        ("GET_CONFIG_REQUEST", 0, 0), ("GET_CONFIG_REPLY", 4, 4), ("SET_CONFIG", 4, 4),
+        ("PACKET_IN", 10, _ANY), ("FLOW_REMOVED", 80, 80), ("PORT_STATUS", 56, 56),
+        ("PACKET_OUT", 8, _ANY), ("FLOW_MOD", 64, _ANY), ("PORT_MOD", 24, 24),
+        ("STATS_REQUEST", 4, _ANY), ("STATS_REPLY", 4, _ANY), ("BARRIER_REQUEST", 0, 0),
+        ("BARRIER_REPLY", 0, 0), ("QUEUE_GET_CONFIG_REQUEST", 4, 4),
+        ("QUEUE_GET_CONFIG_REPLY", 8, _ANY)),
+    4: (("HELLO", 0, _ANY), ("ERROR", 4, _ANY), ("ECHO_REQUEST", 0, _ANY), ("ECHO_REPLY", 0, _ANY),
+        ("EXPERIMENTER", 8, _ANY), ("FEATURES_REQUEST", 0, 0), ("FEATURES_REPLY", 24, 24),
+        ("GET_CONFIG_REQUEST", 0, 0), ("GET_CONFIG_REPLY", 4, 4), ("SET_CONFIG", 4, 4),
+        ("PACKET_IN", 0, _ANY), ("FLOW_REMOVED", 0, _ANY), ("PORT_STATUS", 72, 72),
+        ("PACKET_OUT", 0, _ANY), ("FLOW_MOD", 0, _ANY), ("GROUP_MOD", 0, _ANY),
+        ("PORT_MOD", 32, 32), ("TABLE_MOD", 8, 8), ("MULTIPART_REQUEST", 0, _ANY),
+        ("MULTIPART_REPLY", 0, _ANY), ("BARRIER_REQUEST", 0, 0), ("BARRIER_REPLY", 0, 0),
+        ("QUEUE_GET_CONFIG_REQUEST", 8, 8), ("QUEUE_GET_CONFIG_REPLY", 0, _ANY),
+        ("ROLE_REQUEST", 16, 16), ("ROLE_REPLY", 16, 16), ("GET_ASYNC_REQUEST", 0, 0),
+        ("GET_ASYNC_REPLY", 24, 24), ("SET_ASYNC", 24, 24), ("METER_MOD", 0, _ANY)),
+}
+# fmt: on
+
+
+class _Partial(Exception):
+    """The payload ends inside an OpenFlow message's header."""
+
+
+def _openflow(buf, start: int, cap: int, length: int) -> str:
+    """openflow_print() without -v: each message's header on a line of its own (tcpdump decodes
+    the bodies only with -v); `` (invalid)`` after a body of a length its type cannot have,
+    `` (end of TCP payload)`` after a header the payload ends inside."""
+    out = [": OpenFlow"]
+    pos, left = start, length
+    try:
+        try:
+            while left:
+                version = u8(buf, pos, cap)
+                out.append("\n\tversion " + _OF_VERSIONS.get(version, f"unknown (0x{version:02x})"))
+                pos, left = _of_next(pos, left, 1, 1)
+                kind = u8(buf, pos, cap)
+                types = _OF_TYPES.get(version, ())
+                known = types[kind] if kind < len(types) else None
+                out.append(f", type {known[0]}" if known else f", type unknown (0x{kind:02x})")
+                pos, left = _of_next(pos, left, 1, 2)
+                size = be16(buf, pos, cap)
+                out.append(f", length {size}" if size >= 8 else f", length {size} (too short!)")
+                pos, left = _of_next(pos, left, 2, 4)
+                out.append(f", xid 0x{be32(buf, pos, cap):08x}")
+                pos, left = pos + 4, left - 4
+                if size < 8:  # the rest of the segment is not read
+                    out.append(" (invalid)")
+                    body = left
+                else:
+                    body = size - 8
+                    if known is not None and not known[1] <= body <= known[2]:
+                        out.append(" (invalid)")
+                if pos + body > cap:  # the body is read whether the segment holds it or not
+                    raise Truncated("")
+                if size < 8 or body > left:
+                    break
+                pos, left = pos + body, left - body
+        except _Partial as e:
+            out.append(" (end of TCP payload)")
+            pos, left = e.args
+            if pos + left > cap:
+                raise Truncated("") from None
+    except Truncated:
+        out.append(" [|openflow]")
+    return "".join(out)
+
+
+def _of_next(pos: int, left: int, width: int, following: int) -> tuple[int, int]:
+    """Past a header field ``width`` bytes long, to the next one, ``following`` bytes long,
+    which the payload must hold."""
+    pos, left = pos + width, left - width
+    if left < following:
+        raise _Partial(pos, left)
+    return pos, left
+
+
+_PPTP_TYPES = ("NOT_DEFINED", "SCCRQ", "SCCRP", "StopCCRQ", "StopCCRP", "ECHORQ", "ECHORP",
+               "OCRQ", "OCRP", "ICRQ", "ICRP", "ICCN", "CCRQ", "CDN", "WEN", "SLI")  # fmt: skip
+# print-pptp.c's control messages without -v: each field in turn, (label, width, how). How:
+# "u" ``LABEL(n)``; "x" ``LABEL(0x%08x)``; "-" reserved, printed only when not zero; "s" text up
+# to its first NUL; a label: text up to its first NUL and at most as long as that field says.
+_PPTP_FIELDS: dict[int, tuple[tuple[str, int, str], ...]] = {
+    1: (("PROTO_VER", 2, "ver"), ("", 2, "-"), ("FRAME_CAP", 4, "fcap"), ("BEARER_CAP", 4, "bcap"),
+        ("MAX_CHAN", 2, "u"), ("FIRM_REV", 2, "u"), ("HOSTNAME", 64, "s"), ("VENDOR", 64, "s")),
+    2: (("PROTO_VER", 2, "ver"), ("RESULT_CODE", 1, "u"), ("ERR_CODE", 1, "u"),
+        ("FRAME_CAP", 4, "fcap"), ("BEARER_CAP", 4, "bcap"), ("MAX_CHAN", 2, "u"),
+        ("FIRM_REV", 2, "u"), ("HOSTNAME", 64, "s"), ("VENDOR", 64, "s")),
+    3: (("REASON", 1, "u"), ("", 1, "-"), ("", 2, "-")),
+    4: (("RESULT_CODE", 1, "u"), ("ERR_CODE", 1, "u"), ("", 2, "-")),
+    5: (("ID", 4, "u"),),
+    6: (("ID", 4, "u"), ("RESULT_CODE", 1, "u"), ("ERR_CODE", 1, "u"), ("", 2, "-")),
+    7: (("CALL_ID", 2, "u"), ("CALL_SER_NUM", 2, "u"), ("MIN_BPS", 4, "u"), ("MAX_BPS", 4, "u"),
+        ("BEARER_TYPE", 4, "btype"), ("FRAME_TYPE", 4, "ftype"), ("RECV_WIN", 2, "u"),
+        ("PROC_DELAY", 2, "u"), ("PHONE_NO_LEN", 2, "u"), ("", 2, "-"),
+        ("PHONE_NO", 64, "PHONE_NO_LEN"), ("SUB_ADDR", 64, "s")),
+    8: (("CALL_ID", 2, "u"), ("PEER_CALL_ID", 2, "u"), ("RESULT_CODE", 1, "u"),
+        ("ERR_CODE", 1, "u"), ("CAUSE_CODE", 2, "u"), ("CONN_SPEED", 4, "u"), ("RECV_WIN", 2, "u"),
+        ("PROC_DELAY", 2, "u"), ("PHY_CHAN_ID", 4, "u")),
+    9: (("CALL_ID", 2, "u"), ("CALL_SER_NUM", 2, "u"), ("BEARER_TYPE", 4, "btype"),
+        ("PHY_CHAN_ID", 4, "u"), ("DIALED_NO_LEN", 2, "u"), ("DIALING_NO_LEN", 2, "u"),
+        ("DIALED_NO", 64, "DIALED_NO_LEN"), ("DIALING_NO", 64, "DIALING_NO_LEN"),
+        ("SUB_ADDR", 64, "s")),
+    10: (("CALL_ID", 2, "u"), ("PEER_CALL_ID", 2, "u"), ("RESULT_CODE", 1, "u"),
+         ("ERR_CODE", 1, "u"), ("RECV_WIN", 2, "u"), ("PROC_DELAY", 2, "u"), ("", 2, "-")),
+    11: (("PEER_CALL_ID", 2, "u"), ("", 2, "-"), ("CONN_SPEED", 4, "u"), ("RECV_WIN", 2, "u"),
+         ("PROC_DELAY", 2, "u"), ("FRAME_TYPE", 4, "ftype")),
+    12: (("CALL_ID", 2, "u"), ("", 2, "-")),
+    13: (("CALL_ID", 2, "u"), ("RESULT_CODE", 1, "u"), ("ERR_CODE", 1, "u"),
+         ("CAUSE_CODE", 2, "u"), ("", 2, "-"), ("CALL_STATS", 128, "s")),
+    14: (("PEER_CALL_ID", 2, "u"), ("", 2, "-"), ("CRC_ERR", 4, "u"), ("FRAMING_ERR", 4, "u"),
+         ("HARDWARE_OVERRUN", 4, "u"), ("BUFFER_OVERRUN", 4, "u"), ("TIMEOUT_ERR", 4, "u"),
+         ("ALIGN_ERR", 4, "u")),
+    15: (("PEER_CALL_ID", 2, "u"), ("", 2, "-"), ("SEND_ACCM", 4, "x"), ("RECV_ACCM", 4, "x")),
+}  # fmt: skip
+_PPTP_BEARER_TYPES = {1: "A", 2: "D", 3: "Any"}
+_PPTP_FRAME_TYPES = {1: "A", 2: "S", 3: "E"}
+_PPTP_COOKIE = 0x1A2B3C4D
+_READ = {1: u8, 2: be16, 4: be32}
+
+
+def _pptp(buf, start: int, cap: int, length: int) -> str:
+    """pptp_print() without -v: the control message's type and each of its fields in turn."""
+    out = [": pptp"]
+    try:
+        cookie = be32(buf, start + 4, cap)
+        if cookie != _PPTP_COOKIE:
+            out.append(f" UNEXPECTED Magic-Cookie!!({cookie:08x}) Magic-Cookie={cookie:08x}")
+        kind = be16(buf, start + 8, cap)
+        out.append(f" CTRL_MSGTYPE={_PPTP_TYPES[kind]}" if kind < 16 else
+                   f" UNKNOWN_CTRL_MSGTYPE({kind})")  # fmt: skip
+        _pptp_reserved(be16(buf, start + 10, cap), out)
+        pos, said = start + 12, {}
+        for label, width, how in _PPTP_FIELDS.get(kind, ()):
+            if width > 4:  # text
+                most = width if how == "s" else min(width, said[how])
+                out.append(f" {label}(")
+                end = pos
+                try:  # (a byte at a time: what was printed stays when the bytes run out)
+                    while end < pos + most and u8(buf, end, cap):
+                        end += 1
+                finally:
+                    out.append(text(buf, pos, end))
+                out.append(")")
+            else:
+                if how == "fcap":  # (pptp_framing_cap_print prints its label, then reads)
+                    out.append(f" {label}(")
+                value = said[label] = _READ[width](buf, pos, cap)
+                if how == "-":
+                    _pptp_reserved(value, out)
+                elif how == "u":
+                    out.append(f" {label}({value})")
+                elif how == "x":
+                    out.append(f" {label}(0x{value:08x})")
+                elif how == "ver":
+                    out.append(f" {label}({value >> 8}.{value & 0xFF})")
+                elif how == "fcap":
+                    out.append(f"{'A' if value & 1 else ''}{'S' if value & 2 else ''})")
+                elif how == "bcap":
+                    out.append(f" {label}({'D' if value & 2 else ''}{'A' if value & 1 else ''})")
+                else:
+                    names = _PPTP_BEARER_TYPES if how == "btype" else _PPTP_FRAME_TYPES
+                    out.append(f" {label}({names.get(value, '?')})")
+            pos += width
+    except Truncated:
+        out.append(" [|pptp]")
+    return "".join(out)
+
+
+def _pptp_reserved(value: int, out: list) -> None:
+    """PRINT_RESERVED_IF_NOT_ZERO_1/2."""
+    if value:
+        out.append(f" [ERROR: reserved={value} must be zero]")
+
+
 def _beep(buf, start: int, cap: int, length: int) -> str:
     """beep_print(): the message's kind by its first word (fewer than four bytes captured:
     none can match)."""
@@ -560,4 +731,6 @@ _DECODERS = {
     "msdp": _msdp,
     "domain": _domain,
     "ldp": _ldp,
+    "openflow": _openflow,
+    "pptp": _pptp,
 }

@@ -1,5 +1,5 @@
 """Reading a payload as tcpdump's decoders read it, for ``xdptcp.appproto`` and ``xdptcp.dns``:
-extract.h's GET_U_1 and GET_BE_U_2, which give up at the first byte not captured, and
+extract.h's GET_U_1, GET_BE_U_2 and GET_BE_U_4, which give up at the first byte not captured, and
 util-print.c's fn_print_char, which prints a byte inside a name or quoted text."""
 
 from __future__ import annotations
@@ -22,6 +22,13 @@ def be16(buf, i: int, cap: int) -> int:
     if i + 2 > cap:
         raise Truncated("")
     return (buf[i] << 8) | buf[i + 1]
+
+
+def be32(buf, i: int, cap: int) -> int:
+    """GET_BE_U_4()."""
+    if i + 4 > cap:
+        raise Truncated("")
+    return int.from_bytes(buf[i : i + 4], "big")
 
 
 # fn_print_char(): "M-" for the high bit, "^" for a control character.

@@ -40,6 +40,17 @@ def _continues(line: str) -> bool:
     return line[:1].isspace() and not _RELATIVE.match(line)
 
 
+def records(lines: list[str]) -> list[str]:
+    """The lines of each packet joined: a line and the ones that continue it."""
+    out: list[str] = []
+    for line in lines:
+        if out and _continues(line):
+            out[-1] += "\n" + line
+        else:
+            out.append(line)
+    return out
+
+
 def link_types(path: Path) -> set[int]:
     data = path.read_bytes()
     if len(data) < 24:
@@ -98,8 +109,8 @@ def main() -> int:
             differ.append(f"{path.name}: refused: {err.splitlines()[-1] if err else rc}")
             continue
         # Lines that start with white space continue the line above with application-layer
-        # decoding (OpenFlow, BGP, ...): not compared, like the rest of a line after length N.
-        ref = [x for x in ref if not _continues(x)]
+        # decoding (OpenFlow's messages): one packet's lines are compared as one.
+        ref, got = records(ref), records(got)
         if not args.whole:
             ref, got = [upto_length(x) for x in ref], [upto_length(x) for x in got]
         same = sum(a == b for a, b in zip(ref, got))
