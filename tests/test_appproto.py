@@ -6,10 +6,11 @@ tell apart (requests, responses, lines ended by CR-LF, LF, a lone CR or nothing,
 bytes, long words), on each port and on pairs of ports whose order in tcpdump's list decides,
 are written to a file; each file is read whole and cut by ``tcpdump -s N`` at many lengths, and
 ``xdptcp -r`` must print what ``tcpdump -nn -r`` prints, line for line. The same for Redis's
-requests and replies, telnet's commands, MSDP's messages, BGP, RPKI-RTR and BEEP payloads, and
-on the ports of every other decoder of tcpdump's list for payloads the capture does not hold
-(xdptcp's default capture) or holds too little of for the decoder's first read. DNS over TCP
-has its own tests, tests/test_dns.py.
+requests and replies, telnet's commands, MSDP's messages, LDP's PDUs, OpenFlow's messages,
+PPTP's control messages, BGP, RPKI-RTR and BEEP payloads, and on the ports of every decoder of
+tcpdump's list for payloads the capture does not hold (xdptcp's default capture). DNS over TCP
+has its own tests, tests/test_dns.py; mutated payloads on every port,
+tests/test_appproto_mutated.py.
 """
 
 from __future__ import annotations
