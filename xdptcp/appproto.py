@@ -539,10 +539,6 @@ _OF_TYPES = {
 # fmt: on
 
 
-class _Partial(Exception):
-    """The payload ends inside an OpenFlow message's header."""
-
-
 def _openflow(buf, start: int, cap: int, length: int) -> str:
     """openflow_print() without -v: each message's header on a line of its own (tcpdump decodes
     the bodies only with -v); `` (invalid)`` after a body of a length its type cannot have,
@@ -550,50 +546,49 @@ def _openflow(buf, start: int, cap: int, length: int) -> str:
     out = [": OpenFlow"]
     pos, left = start, length
     try:
-        try:
-            while left:
-                version = u8(buf, pos, cap)
-                out.append("\n\tversion " + _OF_VERSIONS.get(version, f"unknown (0x{version:02x})"))
-                pos, left = _of_next(pos, left, 1, 1)
-                kind = u8(buf, pos, cap)
-                types = _OF_TYPES.get(version, ())
-                known = types[kind] if kind < len(types) else None
-                out.append(f", type {known[0]}" if known else f", type unknown (0x{kind:02x})")
-                pos, left = _of_next(pos, left, 1, 2)
-                size = be16(buf, pos, cap)
-                out.append(f", length {size}" if size >= 8 else f", length {size} (too short!)")
-                pos, left = _of_next(pos, left, 2, 4)
-                out.append(f", xid 0x{be32(buf, pos, cap):08x}")
-                pos, left = pos + 4, left - 4
-                if size < 8:  # the rest of the segment is not read
+        while left:
+            version = u8(buf, pos, cap)
+            out.append("\n\tversion " + _OF_VERSIONS.get(version, f"unknown (0x{version:02x})"))
+            pos, left = pos + 1, left - 1
+            if left < 1:
+                return _of_ends_in_header(out, pos, left, cap)
+            kind = u8(buf, pos, cap)
+            types = _OF_TYPES.get(version, ())
+            known = types[kind] if kind < len(types) else None
+            out.append(f", type {known[0]}" if known else f", type unknown (0x{kind:02x})")
+            pos, left = pos + 1, left - 1
+            if left < 2:
+                return _of_ends_in_header(out, pos, left, cap)
+            size = be16(buf, pos, cap)
+            out.append(f", length {size}" if size >= 8 else f", length {size} (too short!)")
+            pos, left = pos + 2, left - 2
+            if left < 4:
+                return _of_ends_in_header(out, pos, left, cap)
+            out.append(f", xid 0x{be32(buf, pos, cap):08x}")
+            pos, left = pos + 4, left - 4
+            if size < 8:  # the rest of the segment is not read
+                out.append(" (invalid)")
+                body = left
+            else:
+                body = size - 8
+                if known is not None and not known[1] <= body <= known[2]:
                     out.append(" (invalid)")
-                    body = left
-                else:
-                    body = size - 8
-                    if known is not None and not known[1] <= body <= known[2]:
-                        out.append(" (invalid)")
-                if pos + body > cap:  # the body is read whether the segment holds it or not
-                    raise Truncated("")
-                if size < 8 or body > left:
-                    break
-                pos, left = pos + body, left - body
-        except _Partial as e:
-            out.append(" (end of TCP payload)")
-            pos, left = e.args
-            if pos + left > cap:
-                raise Truncated("") from None
+            if pos + body > cap:  # the body must be captured, even past the segment's end
+                raise Truncated("")
+            if size < 8 or body > left:
+                break
+            pos, left = pos + body, left - body
     except Truncated:
         out.append(" [|openflow]")
     return "".join(out)
 
 
-def _of_next(pos: int, left: int, width: int, following: int) -> tuple[int, int]:
-    """Past a header field ``width`` bytes long, to the next one, ``following`` bytes long,
-    which the payload must hold."""
-    pos, left = pos + width, left - width
-    if left < following:
-        raise _Partial(pos, left)
-    return pos, left
+def _of_ends_in_header(out: list, pos: int, left: int, cap: int) -> str:
+    """The payload ends inside a message's header: the rest of it must have been captured."""
+    out.append(
+        " (end of TCP payload)" if pos + left <= cap else " (end of TCP payload) [|openflow]"
+    )
+    return "".join(out)
 
 
 _PPTP_TYPES = ("NOT_DEFINED", "SCCRQ", "SCCRP", "StopCCRQ", "StopCCRP", "ECHORQ", "ECHORP",
