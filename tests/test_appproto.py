@@ -413,8 +413,8 @@ PPTP_PAYLOADS = [
 @pytest.mark.parametrize("snaplen", [0, 54, 60, 62, 63, 64, 66, 67, 68, 70, 72, 74, 76, 80, 84,
                                      90, 100, 120, 150, 200, 250])  # fmt: skip
 def test_pptp_messages_print_as_tcpdump(tmp_path, snaplen) -> None:
-    """PPTP (port 1723) decoded as tcpdump decodes it without -v, whole and cut at every field:
-    with xdptcp's default capture (no payload), ``: pptp [|pptp]``."""
+    """PPTP (port 1723) decoded as tcpdump decodes it without -v, whole and cut inside its header
+    and its fields; with xdptcp's default capture (no payload), ``: pptp [|pptp]``."""
     frames_ = frames_on([(40000, 1723), (1723, 40000)], PPTP_PAYLOADS + PAYLOADS[::4])
     cut = tmp_path / "pptp.pcap"
     written = write_cut(cut, snaplen, frames_)
