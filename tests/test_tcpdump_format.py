@@ -316,7 +316,7 @@ _NANO_FIELDS = [
 ]  # fmt: skip
 
 
-def _fields_pcap(path, nano: bool, swapped: bool) -> None:
+def _fields_pcap(path, nano: bool, swapped: bool, fields=None) -> None:
     """A classic pcap of one conversation's segments with those timestamp fields, in this
     machine's byte order (read by the record walk, ``xdptcp.mapped``) or swapped (read by the
     general reader)."""
@@ -325,7 +325,9 @@ def _fields_pcap(path, nano: bool, swapped: bool) -> None:
     order = ">" if swapped == (sys.byteorder == "little") else "<"
     magic = 0xA1B23C4D if nano else 0xA1B2C3D4
     out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 262144, 1)]
-    for i, (sec, frac) in enumerate(_NANO_FIELDS if nano else _MICRO_FIELDS):
+    if fields is None:
+        fields = _NANO_FIELDS if nano else _MICRO_FIELDS
+    for i, (sec, frac) in enumerate(fields):
         f = traffic.tcp_frame("198.18.0.2", "198.18.0.1", 40000, 443, seq=1000 + i, ack=77,
                               flags="." if i % 3 else "P.", payload=b"x" * (i % 2))  # fmt: skip
         out.append(struct.pack(order + "IIII", sec, frac, len(f), len(f)) + f)
@@ -357,3 +359,30 @@ def test_timestamps_tcpdump_prints_from_the_fields_print_the_same(
     assert want.count("\n") == len(_MICRO_FIELDS)
     if not args:
         assert "[Error converting time] IP" in want and ".1000000 IP" in want
+
+
+# A record at 0.000000 (a hand-made capture's or a clock that was never set: one of nDPI's test
+# captures starts so) followed by others; one in the middle; a nanosecond field that is 0 once
+# cut to microseconds.
+_EPOCH_FIELDS = [(0, 0), (0, 2099), (0, 2106), (7, 5), (0, 0), (3, 1), (0, 500), (9, 999)]
+
+
+@pytest.mark.parametrize("swapped", [False, True], ids=["walk", "reader"])
+@pytest.mark.parametrize("nano_file", [False, True], ids=["us-file", "ns-file"])
+@pytest.mark.parametrize("args", [("-ttt",), ("-ttttt",), (NANO, "-ttt"), (NANO, "-ttttt")])
+def test_a_reference_at_the_epoch_is_unset_as_in_tcpdump(tmp_path, args, nano_file, swapped):
+    """tcpdump's relative modes take a reference of 0 seconds and 0 fraction for no reference
+    (netdissect_timevalisset): after a packet at the epoch, the next packet is the reference,
+    and prints 0 where the difference would be its own time."""
+    path = tmp_path / "epoch.pcap"
+    _fields_pcap(path, nano_file, swapped, _EPOCH_FIELDS)
+    tcpdump = need_tool("tcpdump")
+    want = subprocess.run([tcpdump, "-nn", "-r", str(path), *args], capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+    ours = [a if a != NANO else "--nano" for a in args]
+    got = subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(path), *ours],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout  # fmt: skip
+    assert got == want
+    lines = want.splitlines()
+    assert len(lines) == len(_EPOCH_FIELDS)
+    assert lines[1].startswith(" 00:00:00.000000")  # its own reference, not 0.002099 after 0

@@ -12,10 +12,6 @@ from __future__ import annotations
 
 import time
 
-TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
-if TYPE_CHECKING:
-    from typing import Optional
-
 TS_MODES = ("default", "none", "epoch", "delta", "date", "since_first")
 # Microseconds as two 3-digit halves: format(frac, "06d") costs more than both lookups.
 D3 = tuple(f"{i:03d}" for i in range(1000))
@@ -39,7 +35,10 @@ class Clock:
         self._unit = 1 if nano else 1000
         self._per_sec = 1_000_000_000 // self._unit
         self._frac = "{:09d}" if nano else "{:06d}"
-        self._ref: Optional[tuple[int, int]] = None  # (seconds, fraction) of the reference
+        # (seconds, fraction) of the reference. tcpdump's reference is a timeval, and one of 0
+        # seconds and 0 fraction is none (netdissect_timevalisset): after a packet at the epoch
+        # the next packet becomes the reference.
+        self._ref = (0, 0)
         self._sec = -1
         self._sec_text = ""
 
@@ -83,9 +82,9 @@ class Clock:
             if sec & 0x80000000:
                 return "[Error converting time] "
             return f"{sec & 0xFFFFFFFF}.{self._frac.format(frac & 0xFFFFFFFF)} "
-        if self._ref is None:
-            self._ref = (sec, frac)
         rsec, rfrac = self._ref
+        if not (rsec or rfrac):
+            self._ref = rsec, rfrac = sec, frac
         # netdissect_timevalcmp and netdissect_timevalsub: the later minus the earlier, one
         # borrow of a second at most
         negative = sec < rsec or (sec == rsec and frac < rfrac)
