@@ -4,7 +4,8 @@
                                               [--whole]
 
 For captures made by others (tcpdump's own test captures, say): each file whose TCP lines
-tcpdump prints is read by both tools and compared line by line, up to ``length N`` (what
+tcpdump prints is read by both tools (tcpdump's filter on an Ethernet capture is ``tcp`` behind
+up to two VLAN tags, what xdptcp prints) and compared line by line, up to ``length N`` (what
 follows is the payload's decoding, which xdptcp does for some protocols only:
 ``xdptcp/appproto.py``); with ``--whole``, whole lines. Prints one row per link type:
 files, files identical, files refused by xdptcp, lines compared, lines identical; ``-v`` lists
@@ -24,6 +25,9 @@ from collections import defaultdict
 from pathlib import Path
 
 _LENGTH = re.compile(r", length \d+")
+# What xdptcp -r F prints of an Ethernet capture, in pcap-filter: TCP untagged, behind one VLAN
+# tag, or behind two (each `vlan` moves what follows it 4 bytes on).
+_TAGGED_TCP = "tcp or (vlan and (tcp or (vlan and tcp)))"
 
 
 def upto_length(line: str) -> str:
@@ -97,7 +101,10 @@ def main() -> int:
         lts = link_types(path)
         if not lts or not lts <= wanted:
             continue
-        rc, ref, _ = run(["tcpdump", "-nn", *flags, "-r", str(path), "tcp"])
+        # xdptcp prints TCP behind up to two VLAN tags; libpcap's `tcp` alone matches untagged
+        # frames only, and `vlan` exists for Ethernet's link type only.
+        expr = _TAGGED_TCP if lts == {1} else "tcp"
+        rc, ref, _ = run(["tcpdump", "-nn", *flags, "-r", str(path), expr])
         if rc != 0 or not ref:
             continue  # tcpdump reads no TCP from it: not a TCP-bearing capture
         key = ",".join(map(str, sorted(lts)))
