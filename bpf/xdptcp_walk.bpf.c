@@ -5,9 +5,10 @@
  * array map xdptcp_walk_in, and runs this program with BPF_PROG_TEST_RUN. For each record it
  * decides what xdptcp's Python walk (xdptcp/offline.py, _copy_records) decides: a plain TCP frame
  * (IPv4 without options or fragmenting, IPv6 without extension headers, untagged, whole TCP
- * header captured) that the filter accepts is kept; anything it cannot decide exactly like Python
- * (any other frame, a damaged record, a timestamp or length the writer rewrites) is handed back
- * for Python to look at. The answer goes to the mmapped map xdptcp_walk_out as a list of entries
+ * header captured) that the filter accepts is kept, its header as it lies (a timestamp field of a
+ * second or more, a wire length below the captured one: tcpdump's -w copies them so too);
+ * anything it cannot decide exactly like Python (any other frame, a record longer than any pcap
+ * record) is handed back for Python to look at. The answer goes to the mmapped map xdptcp_walk_out as a list of entries
  * (start, end), offsets in the chunk: a run of kept records lying back to back, or, with
  * start == end, "Python looks at the record at start". Entries are in file order.
  *
@@ -48,7 +49,6 @@ struct walk_ctx {
 	__u32 pos;    /* in: the first record to walk; out: the first one not walked */
 	__u32 end;    /* in: the end of the bytes in the chunk */
 	__u32 limit;  /* in: stop once kept + handed-back records reach this; 0: no limit */
-	__u32 nano;   /* in: 1 when the file's timestamps are in nanoseconds */
 	__u32 n;      /* out: entries written */
 	__u32 kept;   /* out: records kept in runs */
 	__u32 looks;  /* out: records handed back */
@@ -60,7 +60,7 @@ struct walk_buf {
 };
 
 struct walk_state {
-	__u32 pos, end, limit, per_sec;
+	__u32 pos, end, limit;
 	__u32 n, kept, looks, stop;
 	__u32 run_start, run_end;
 };
@@ -142,7 +142,7 @@ static long walk_one(__u32 index, void *unused)
 {
 	struct walk_entries *out;
 	struct walk_state *st;
-	__u32 zero = 0, pos, incl, orig, frac, nxt;
+	__u32 zero = 0, pos, incl, orig, nxt;
 	struct walk_buf *in;
 	__u8 *rec;
 
@@ -164,7 +164,6 @@ static long walk_one(__u32 index, void *unused)
 	if (!in || pos > XDPTCP_WALK_DATA || st->end - pos < 16 || st->end < pos)
 		return 1;  /* WALK_MORE: the header goes on in the next chunk */
 	rec = in->b + pos;
-	frac = *(__u32 *)(rec + 4);
 	incl = *(__u32 *)(rec + 8);
 	orig = *(__u32 *)(rec + 12);
 	if (incl > XDPTCP_MAX_RECORD) {
@@ -182,16 +181,14 @@ static long walk_one(__u32 index, void *unused)
 			st->pos = nxt;
 			return 0;
 		}
-		if (frac < st->per_sec && orig >= incl) {
-			if (st->run_end != pos) {
-				close_run(out);
-				st->run_start = pos;
-			}
-			st->run_end = nxt;
-			st->kept++;
-			st->pos = nxt;
-			return 0;
+		if (st->run_end != pos) {
+			close_run(out);
+			st->run_start = pos;
 		}
+		st->run_end = nxt;
+		st->kept++;
+		st->pos = nxt;
+		return 0;
 	}
 	close_run(out);
 	emit(out, pos, pos);
@@ -214,7 +211,6 @@ int xdptcp_walk(struct walk_ctx *ctx)
 	st->pos = pos;
 	st->end = end;
 	st->limit = ctx->limit;
-	st->per_sec = ctx->nano ? 1000000000u : 1000000u;
 	st->n = st->kept = st->looks = st->stop = 0;
 	st->run_start = st->run_end = 0;
 	bpf_loop((end - pos) / 16 + 1, walk_one, NULL, 0);

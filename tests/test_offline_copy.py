@@ -46,7 +46,8 @@ def test_copy_through_writes_what_decoding_writes(varied, tmp_path, expr, count)
 
 def test_damaged_records_are_written_as_the_writer_would(tmp_path) -> None:
     """A fraction of a second past a second, a wire length below the captured one: kept, and
-    normalised exactly as the general path does; other precisions and byte orders fall back."""
+    written exactly as the general path writes them (as they lie, as tcpdump's -w does); other
+    precisions and byte orders fall back."""
     frame = traffic.tcp_frame("198.18.0.1", "198.18.0.2", 1000, 443, flags="A")
     frame = getattr(frame, "data", frame)
     src = tmp_path / "odd.pcap"

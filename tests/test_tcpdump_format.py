@@ -361,6 +361,29 @@ def test_timestamps_tcpdump_prints_from_the_fields_print_the_same(
         assert "[Error converting time] IP" in want and ".1000000 IP" in want
 
 
+@pytest.mark.parametrize("walk", ["1", "0"], ids=["kernel-walk", "python-walk"])
+@pytest.mark.parametrize("swapped", [False, True], ids=["native", "swapped"])
+@pytest.mark.parametrize("nano_file", [False, True], ids=["us-file", "ns-file"])
+@pytest.mark.parametrize("nano", [False, True], ids=["us-out", "ns-out"])
+def test_copy_keeps_the_fields_as_tcpdump_w_does(tmp_path, nano, nano_file, swapped, walk):
+    """``-r F -w OUT`` writes a record's timestamp fields as ``tcpdump -r F -w OUT tcp`` does:
+    as libpcap read them (a fraction of a second or more, seconds with bit 31 set), scaled when
+    the output's unit is not the file's, whichever way the file is walked."""
+    src = tmp_path / "fields.pcap"
+    _fields_pcap(src, nano_file, swapped)
+    tcpdump = need_tool("tcpdump")
+    ref, out = tmp_path / "ref.pcap", tmp_path / "out.pcap"
+    precision = [NANO] if nano else []
+    subprocess.run([tcpdump, *precision, "-r", str(src), "-w", str(ref), "tcp"],
+                   capture_output=True, check=True)  # fmt: skip
+    env = {**os.environ, "XDPTCP_OFFLINE_KERNEL": walk}
+    subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(src), "-w", str(out),
+                    *(["--nano"] if nano else [])], check=True, cwd=ROOT, env=env)  # fmt: skip
+    want = ref.read_bytes()
+    assert len(want) > 24 + 16 * len(_MICRO_FIELDS)
+    assert out.read_bytes()[24:] == want[24:]
+
+
 # A record at 0.000000 (a hand-made capture's or a clock that was never set: one of nDPI's test
 # captures starts so) followed by others; one in the middle; a nanosecond field that is 0 once
 # cut to microseconds.

@@ -56,19 +56,10 @@ class Clock:
 
     def fields(self, ts_ns: int) -> tuple[int, int]:
         """(seconds, fraction in the output's unit), as libpcap hands them to tcpdump: a
-        classic pcap's fields (a ``FieldStamp``) as it reads them, signed or not, the fraction
-        scaled as C does when the file's unit is not the output's."""
+        classic pcap's fields (a ``FieldStamp``) as it reads them (``FieldStamp.fields``)."""
         if ts_ns.__class__ is int:
             return divmod(ts_ns // self._unit, self._per_sec)
-        sec, frac = ts_ns.sec, ts_ns.frac  # a FieldStamp
-        if ts_ns.signed:
-            sec -= (sec & 0x80000000) << 1
-            frac -= (frac & 0x80000000) << 1
-        if ts_ns.nano and not self.nano:
-            frac = frac // 1000 if frac >= 0 else -(-frac // 1000)  # C's division: toward 0
-        elif self.nano and not ts_ns.nano:
-            frac *= 1000
-        return sec, frac
+        return ts_ns.fields(self.nano)
 
     def stamp(self, ts_ns: int) -> str:
         """The timestamp and its trailing space ('' for mode none)."""

@@ -118,7 +118,7 @@ def _copy_through(path: str, out: OutputOptions, filt) -> int | None:
             return None
         from xdptcp.walk import copy_records, open_walker
 
-        walker = open_walker(filt, out.nano)
+        walker = open_walker(filt)
         if walker is None:
             with PcapWriter(out.write, nano=out.nano) as w:
                 return _copy_records(mp, w, out, filt.in_place if filt is not None else None)
@@ -128,17 +128,17 @@ def _copy_through(path: str, out: OutputOptions, filt) -> int | None:
 
 def _copy_records(mp, w, out: OutputOptions, keep) -> int:
     """The record walk of ``_copy_through``: runs of kept records are copied as they lie in
-    the file; ``keep(buf, at, n, wire_len, length)`` is a filter run in place
-    (``CompiledFilter.in_place``). The plain-TCP test is inlined, and for IPv4 read in the same
-    unpack as the record header (``_REC_V4``): this loop runs once per record."""
+    the file (a timestamp field of a second or more, a wire length below the captured one
+    too: tcpdump's ``-w`` writes the fields libpcap read); ``keep(buf, at, n, wire_len,
+    length)`` is a filter run in place (``CompiledFilter.in_place``). The plain-TCP test is
+    inlined, and for IPv4 read in the same unpack as the record header (``_REC_V4``): this loop
+    runs once per record."""
     from xdptcp.mapped import damaged
     from xdptcp.packet import is_tcp_frame
     from xdptcp.pcap import MAX_RECORD
 
     rec, rec4, v6 = _REC.unpack_from, _REC_V4, _V6
     eth_ip, eth_ipv6, frag_offset = _ETH_IP, _ETH_IPV6, _FRAG_OFFSET
-    per_sec = 1_000_000_000 if out.nano else 1_000_000
-    mult = 1_000_000_000 // per_sec
     count = -1 if out.count is None else out.count
     fd, written = mp.fileno(), 0
     for mm, pos, end in mp.chunks():
@@ -148,9 +148,9 @@ def _copy_records(mp, w, out: OutputOptions, keep) -> int:
         try:
             while pos < end:
                 if pos <= lim:
-                    sec, frac, incl, orig, etype, vihl, hi, lo, frag, proto, offx = rec4(mm, pos)
+                    _, _, incl, orig, etype, vihl, hi, lo, frag, proto, offx = rec4(mm, pos)
                 elif end - pos >= 16:
-                    (sec, frac, incl, orig), etype = rec(mm, pos), 0
+                    (_, _, incl, orig), etype = rec(mm, pos), 0
                 else:
                     break  # the header goes on in the next chunk
                 at = pos + 16
@@ -180,11 +180,6 @@ def _copy_records(mp, w, out: OutputOptions, keep) -> int:
                         w.copy_records(fd, base + start, view[start:pos])
                     start = pos = nxt
                     continue
-                if frac >= per_sec or orig < incl:  # damaged: the writer's own record for it
-                    if start < pos:
-                        w.copy_records(fd, base + start, view[start:pos])
-                    w.write(sec * 1_000_000_000 + frac * mult, mm[at:nxt], orig)
-                    start = nxt
                 pos = nxt
                 written += 1
                 if written == count:

@@ -54,6 +54,20 @@ class FieldStamp(int):
         self.sec, self.frac, self.nano, self.signed = sec, frac, nano, signed
         return self
 
+    def fields(self, nano: bool) -> tuple[int, int]:
+        """(seconds, fraction) as libpcap hands them to tcpdump when it reads at this time
+        precision (``nano``): signed or not, the fraction scaled as C does when the file's
+        unit is not the one asked for. tcpdump prints them, and its ``-w`` writes them."""
+        sec, frac = self.sec, self.frac
+        if self.signed:
+            sec -= (sec & 0x80000000) << 1
+            frac -= (frac & 0x80000000) << 1
+        if self.nano and not nano:
+            frac = frac // 1000 if frac >= 0 else -(-frac // 1000)  # C's division: toward 0
+        elif nano and not self.nano:
+            frac *= 1000
+        return sec, frac
+
 
 def record_stamp(sec: int, frac: int, nano: bool) -> int:
     """A classic pcap record's timestamp from its fields (a file in this machine's byte order):
@@ -212,9 +226,13 @@ class PcapWriter(_Output):
         return struct.pack("=IHHiIII", magic, 2, 4, 0, 0, self.snaplen, self.linktype)
 
     def _record(self, ts_ns: int, data, wire_len: int) -> bytes:
-        sec, frac = divmod(ts_ns // self._div, self._per_sec)
-        if not 0 <= sec <= 0xFFFFFFFF:  # a damaged -r input can carry any time
-            raise PcapError(f"timestamp {ts_ns} ns does not fit a pcap record (1970 to 2106)")
+        if ts_ns.__class__ is FieldStamp:  # a damaged -r input's fields: copied, as tcpdump -w
+            sec, frac = ts_ns.fields(self.nano)  # does (libpcap writes the 32 bits it read)
+            sec, frac = sec & 0xFFFFFFFF, frac & 0xFFFFFFFF
+        else:
+            sec, frac = divmod(ts_ns // self._div, self._per_sec)
+            if not 0 <= sec <= 0xFFFFFFFF:  # a damaged -r input can carry any time
+                raise PcapError(f"timestamp {ts_ns} ns does not fit a pcap record (1970 to 2106)")
         incl = min(len(data), self.snaplen)
         return _NATIVE_RECORD.pack(sec, frac, incl, wire_len) + bytes(data[:incl])
 

@@ -5,11 +5,10 @@ accept it, can it be copied as it lies — runs in a BPF program (``bpf/xdptcp_w
 shipped compiled as ``xdptcp/data/xdptcp_walk.bpf.o``) over a chunk of the file read straight
 into an mmapped array map. Its answer is a list of entries in file order: runs of records to
 copy as they lie (the writer's ``copy_records``), and records it hands back, which this module
-decides with the Python walk's own code (``_look``): frames other than plain TCP (VLAN tags, IP
-options, extension headers, fragments, anything not TCP), records whose timestamp or lengths the
-writer rewrites, a record longer than any pcap record. So the output is the Python walk's, byte
-for byte. The filter is the same compiled program the capture program runs, spliced into the
-walker's stub ``xdptcp_filter()``.
+decides with the Python walk's own code (``_Look``): frames other than plain TCP (VLAN tags, IP
+options, extension headers, fragments, anything not TCP), a record longer than any pcap record.
+So the output is the Python walk's, byte for byte. The filter is the same compiled program the
+capture program runs, spliced into the walker's stub ``xdptcp_filter()``.
 
 The walker is a ``BPF_PROG_TYPE_SYSCALL`` program run by ``BPF_PROG_TEST_RUN``: it needs
 ``CAP_BPF`` (root) and Linux 5.17 (``bpf_loop``; syscall programs 5.14). ``open_walker`` returns
@@ -32,7 +31,7 @@ ENV = "XDPTCP_OFFLINE_KERNEL"
 # Bytes past a record start the generated filter may load (constant offsets < 0x8000, variable
 # ones bounded to 0xffef, 4-byte loads): the input value must hold that past its last record.
 FILTER_REACH = 0x10000
-STATE = 40  # struct walk_state, in front of the entries in the output value
+STATE = 36  # struct walk_state, in front of the entries in the output value
 STOP_MORE, STOP_LIMIT, STOP_FULL, STOP_DAMAGED = 0, 1, 2, 3
 NOT_RUN = 0xFF  # ctx.stop before a run: still there after it, the program refused its input
 
@@ -43,15 +42,14 @@ class WalkCtx(ctypes.Structure):
     """``struct walk_ctx``: the program's context, in and out."""
 
     _fields_ = [
-        (name, ctypes.c_uint32)
-        for name in ("pos", "end", "limit", "nano", "n", "kept", "looks", "stop")
+        (name, ctypes.c_uint32) for name in ("pos", "end", "limit", "n", "kept", "looks", "stop")
     ]
 
 
 class Walker:
     """The loaded walker: its two maps mapped, the run prepared once. A context manager."""
 
-    def __init__(self, obj, nano: bool) -> None:
+    def __init__(self, obj) -> None:
         from pybpf.sys.progcmd import prog_run_in_place
 
         self._obj, self.buf, self._out = obj, None, None
@@ -60,7 +58,7 @@ class Walker:
             self.buf = mmap.mmap(inp.fd, _pages(inp.value_size))
             self._out = mmap.mmap(out.fd, _pages(out.value_size), prot=mmap.PROT_READ)
             self.entries = (out.value_size - STATE) // 8
-            self.ctx = WalkCtx(nano=int(nano))
+            self.ctx = WalkCtx()
             self.run = prog_run_in_place(obj.programs[PROGRAM].fd, self.ctx, PROGRAM)
         except BaseException:
             self.close()
@@ -92,7 +90,7 @@ def _pages(n: int) -> int:
     return (n + page - 1) // page * page
 
 
-def open_walker(filt, nano: bool):
+def open_walker(filt):
     """The walker with ``filt`` (a ``CompiledFilter`` or None) spliced in, or None when it
     cannot be had here (the caller walks in Python): not root, no bpf_loop, any refusal."""
     if os.environ.get(ENV, "1") == "0":
@@ -104,7 +102,7 @@ def open_walker(filt, nano: bool):
     except Exception:
         return None
     try:
-        walker = Walker(obj, nano)
+        walker = Walker(obj)
     except Exception:
         return None
     from xdptcp.mapped import CHUNK
@@ -133,9 +131,8 @@ def copy_records(mp, w, out, walker: Walker, filt) -> int:
     """``offline._copy_records`` with the walk in the kernel: the same records written, the
     same errors raised; returns how many were written."""
     count = out.count
-    per_sec = 1_000_000_000 if out.nano else 1_000_000
     fd, written, ctx, run = mp.fileno(), 0, walker.ctx, walker.run
-    look = _Look(mp, w, filt, per_sec)
+    look = _Look(mp, w, filt)
     for mm, pos, end in mp.chunks(walker.buf):
         base = mp.base
         view = memoryview(mm)
@@ -173,16 +170,15 @@ class _Look:
     """One record handed back by the walker, decided as the Python walk decides it: 1 when
     written, 0 when not; a record longer than any pcap record raises ``damaged``."""
 
-    def __init__(self, mp, w, filt, per_sec: int) -> None:
-        self.mp, self.w, self.filt, self.per_sec = mp, w, filt, per_sec
-        self.mult = 1_000_000_000 // per_sec
+    def __init__(self, mp, w, filt) -> None:
+        self.mp, self.w, self.filt = mp, w, filt
 
     def __call__(self, mm, view, base: int, pos: int, end: int) -> int:
         from xdptcp.mapped import damaged
         from xdptcp.packet import is_tcp_frame
         from xdptcp.pcap import MAX_RECORD
 
-        sec, frac, incl, orig = _REC(mm, pos)
+        _, _, incl, orig = _REC(mm, pos)
         at = pos + 16
         nxt = at + incl
         if incl > MAX_RECORD:
@@ -191,8 +187,5 @@ class _Look:
             return 0
         if self.filt is not None and not self.filt.in_place(mm, at, incl, incl, orig):
             return 0
-        if frac >= self.per_sec or orig < incl:  # damaged: the writer's own record for it
-            self.w.write(sec * 1_000_000_000 + frac * self.mult, mm[at:nxt], orig)
-        else:
-            self.w.copy_records(self.mp.fileno(), base + pos, view[pos:nxt])
+        self.w.copy_records(self.mp.fileno(), base + pos, view[pos:nxt])
         return 1
