@@ -7,8 +7,9 @@
  * (IPv4 without options or fragmenting, IPv6 without extension headers, untagged, whole TCP
  * header captured) that the filter accepts is kept, its header as it lies (a timestamp field of a
  * second or more, a wire length below the captured one: tcpdump's -w copies them so too);
- * anything it cannot decide exactly like Python (any other frame, a record longer than any pcap
- * record) is handed back for Python to look at. The answer goes to the mmapped map xdptcp_walk_out as a list of entries
+ * anything it cannot decide exactly like Python (any other frame, a record captured longer than
+ * the file's snapshot length, which libpcap hands over cut, or longer than any pcap record) is
+ * handed back for Python to look at. The answer goes to the mmapped map xdptcp_walk_out as a list of entries
  * (start, end), offsets in the chunk: a run of kept records lying back to back, or, with
  * start == end, "Python looks at the record at start". Entries are in file order.
  *
@@ -49,6 +50,7 @@ struct walk_ctx {
 	__u32 pos;    /* in: the first record to walk; out: the first one not walked */
 	__u32 end;    /* in: the end of the bytes in the chunk */
 	__u32 limit;  /* in: stop once kept + handed-back records reach this; 0: no limit */
+	__u32 snap;   /* in: the file's snapshot length; a record captured longer is handed back */
 	__u32 n;      /* out: entries written */
 	__u32 kept;   /* out: records kept in runs */
 	__u32 looks;  /* out: records handed back */
@@ -60,7 +62,7 @@ struct walk_buf {
 };
 
 struct walk_state {
-	__u32 pos, end, limit;
+	__u32 pos, end, limit, snap;
 	__u32 n, kept, looks, stop;
 	__u32 run_start, run_end;
 };
@@ -176,7 +178,7 @@ static long walk_one(__u32 index, void *unused)
 	nxt = pos + 16 + incl;
 	if (nxt > st->end)
 		return 1;  /* WALK_MORE */
-	if (plain_tcp(rec + 16, incl)) {
+	if (incl <= st->snap && plain_tcp(rec + 16, incl)) {
 		if (xdptcp_filter_on && !xdptcp_filter(rec + 16, rec + 16 + incl, orig)) {
 			st->pos = nxt;
 			return 0;
@@ -211,6 +213,7 @@ int xdptcp_walk(struct walk_ctx *ctx)
 	st->pos = pos;
 	st->end = end;
 	st->limit = ctx->limit;
+	st->snap = ctx->snap;
 	st->n = st->kept = st->looks = st->stop = 0;
 	st->run_start = st->run_end = 0;
 	bpf_loop((end - pos) / 16 + 1, walk_one, NULL, 0);

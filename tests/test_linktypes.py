@@ -8,8 +8,10 @@ file, line for line up to ``length N``.
 
 from __future__ import annotations
 
+import json
 import re
 import struct
+import subprocess
 import sys
 from pathlib import Path
 
@@ -148,21 +150,55 @@ def test_cooked_v2_lines_name_the_interface_and_direction(tmp_path: Path) -> Non
     assert {line.split()[1] for line in got} == {"lo", "?"}
 
 
-def _pcapng(path: Path, interfaces: list[int], packets: list[tuple[int, bytes]]) -> None:
-    def block(btype: int, body: bytes) -> bytes:
-        body += b"\0" * (-len(body) % 4)
-        n = 12 + len(body)
-        return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
+def _block(btype: int, body: bytes) -> bytes:
+    body += b"\0" * (-len(body) % 4)
+    n = 12 + len(body)
+    return struct.pack("<II", btype, n) + body + struct.pack("<I", n)
 
-    out = block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
+
+def _pcapng(
+    path: Path, interfaces: list[int], packets: list[tuple[int, bytes]], snaplen: int = 262144
+) -> None:
+    """Enhanced packet blocks (an interface of -1: a simple packet block, on the first)."""
+    out = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
     for linktype in interfaces:
-        out += block(1, struct.pack("<HHI", linktype, 0, 262144))
+        out += _block(1, struct.pack("<HHI", linktype, 0, snaplen))
     for i, (iface, data) in enumerate(packets):
         ts = 1_700_000_000_000_000 + i * 1000
-        out += block(
-            6, struct.pack("<IIIII", iface, ts >> 32, ts & 0xFFFFFFFF, len(data), len(data)) + data
-        )
+        if iface < 0:
+            out += _block(3, struct.pack("<I", len(data)) + data)
+            continue
+        head = struct.pack("<IIIII", iface, ts >> 32, ts & 0xFFFFFFFF, len(data), len(data))
+        out += _block(6, head + data)
     path.write_bytes(out)
+
+
+def test_pcapng_packets_longer_than_the_interfaces_snapshot(varied, tmp_path: Path) -> None:
+    """A simple packet block longer than the interface's snapshot length comes cut to it, as
+    libpcap hands it to tcpdump; an enhanced packet block captured longer is an error in
+    libpcap: the lines before it, then one line saying so, and a non-zero exit, as tcpdump."""
+    frames = _untagged([f for f in varied if f.tcp and len(f.data) > 60])[:6]
+    assert len(frames) == 6
+    simple, enhanced = tmp_path / "spb.pcapng", tmp_path / "epb.pcapng"
+    _pcapng(simple, [lt.ETHERNET], [(-1, f.data) for f in frames], snaplen=60)
+    tcpdump = need_tool("tcpdump")
+    ref = subprocess.run([tcpdump, "-nn", "-r", str(simple)], capture_output=True, text=True)
+    got = run(sys.executable, "-m", "xdptcp", "-r", str(simple))
+    assert ref.returncode == 0 and len(ref.stdout.splitlines()) == 6
+    assert got.stdout == ref.stdout
+    caps = run(sys.executable, "-m", "xdptcp", "-r", str(simple), "--json").stdout.splitlines()
+    assert [json.loads(x)["cap_len"] for x in caps] == [60] * 6
+    short = [(0, f.data[:60]) for f in frames[:3]]
+    _pcapng(enhanced, [lt.ETHERNET], [*short, (0, frames[3].data), *short], snaplen=60)
+    ref = subprocess.run([tcpdump, "-nn", "-r", str(enhanced)], capture_output=True, text=True)
+    got = run(sys.executable, "-m", "xdptcp", "-r", str(enhanced), check=False)
+    assert "bigger than snaplen of 60" in ref.stderr and ref.returncode == 1
+    assert len(ref.stdout.splitlines()) == 3 and got.stdout == ref.stdout
+    assert got.returncode == 1
+    assert got.stderr.splitlines() == [
+        f"xdptcp: {enhanced}: block 6: captured length {len(frames[3].data)} is more than the "
+        "interface's snapshot length 60; the file is damaged"
+    ]
 
 
 def test_pcapng_of_a_cooked_capture(varied, tmp_path: Path) -> None:

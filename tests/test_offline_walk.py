@@ -17,6 +17,7 @@ import pytest
 from xdptcp import walk
 from xdptcp.offline import _copy_through
 from xdptcp.options import OutputOptions
+from xdptcp.pcap import MAX_RECORD
 from xdptcp.pcapfilter import compile_filter
 
 import traffic
@@ -357,7 +358,8 @@ def http_get(host: str, port: int) -> bytes:
 def test_the_walkers_answer_for_a_chunk() -> None:
     """The program's own answer, run on a chunk laid out by hand (``prog_run_in_place``: the
     context read and written back in place): runs of kept records merged (a damaged timestamp
-    field too: copied as it lies), records handed back, and where and why it stops."""
+    field too: copied as it lies), records handed back (all of them when they are longer than
+    the file's snapshot length), and where and why it stops."""
     keep = lambda port: traffic.tcp_frame(traffic.A4, traffic.B4, 40000, port, flags="S")  # noqa: E731
     recs = [(0, keep(5001)), (0, keep(5001)), (0, traffic.arp_frame(traffic.A4, traffic.B4)),
             (0, keep(6000)), (0, keep(5001)), (2_000_000, keep(5001))]  # fmt: skip
@@ -371,8 +373,8 @@ def test_the_walkers_answer_for_a_chunk() -> None:
     with walk.open_walker(compile_filter("port 5001")) as w:
         w.buf[: len(chunk)] = chunk
 
-        def answer(end, limit=0):
-            w.ctx.pos, w.ctx.end, w.ctx.limit = 0, end, limit
+        def answer(end, limit=0, snap=MAX_RECORD):
+            w.ctx.pos, w.ctx.end, w.ctx.limit, w.ctx.snap = 0, end, limit, snap
             w.run()
             e = w.entry_list(w.ctx.n)
             pairs = list(zip(e[::2], e[1::2]))
@@ -389,6 +391,11 @@ def test_the_walkers_answer_for_a_chunk() -> None:
         assert answer(len(chunk), limit=2) == ([(s[0], s[2])], 2, 0, walk.STOP_LIMIT, s[2])
         assert answer(s[4] + 20) == ([(s[0], s[2]), (s[2], s[2])], 2, 1, walk.STOP_MORE, s[4])
         assert answer(s[0] + 15) == ([], 0, 0, walk.STOP_MORE, 0)
+        # a snapshot length below the frames': every record handed back, to be written cut
+        short = len(keep(5001)) - 1
+        assert answer(len(chunk) + 16, snap=short) == (
+            [(x, x) for x in s], 0, 7, walk.STOP_DAMAGED, s[6]
+        )  # fmt: skip
 
 
 def test_damaged_tcp_packets_tcpdump_prints_a_note_for_are_written_too(tmp_path, monkeypatch):

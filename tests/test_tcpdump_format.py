@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import random
 import re
@@ -409,3 +410,45 @@ def test_a_reference_at_the_epoch_is_unset_as_in_tcpdump(tmp_path, args, nano_fi
     lines = want.splitlines()
     assert len(lines) == len(_EPOCH_FIELDS)
     assert lines[1].startswith(" 00:00:00.000000")  # its own reference, not 0.002099 after 0
+
+
+# ---- records captured longer than the file's snapshot length -----------------------------------
+
+
+@pytest.mark.parametrize("snaplen", [40, 60, 75, 100, 0])
+@pytest.mark.parametrize("big_endian", [False, True], ids=["little", "big"])
+def test_records_longer_than_the_snapshot_read_as_libpcap_cuts_them(tmp_path, snaplen, big_endian):
+    """A record captured longer than the file header's snapshot length (a damaged or fuzzed
+    file's, or a writer's that got its header wrong) comes cut to it from libpcap: tcpdump
+    prints, filters and writes the cut packet, exactly as it reads a file whose records were
+    cut to that length. xdptcp reads the two files alike too: ``-r F`` (both walks: this
+    machine's byte order takes the record walk), with filters, ``--json`` (``cap_len``), and
+    ``-r F -w OUT`` with the kernel's walk and Python's. A snapshot length of 0 means none."""
+    frames = [f for f in traffic.varied_pcap(tmp_path / "all.pcap") if f.tcp]
+    long, cut = tmp_path / "long.pcap", tmp_path / "cut.pcap"
+    traffic.write_pcap(long, frames, snaplen=snaplen, big_endian=big_endian)
+    short = [f._replace(data=f.data[:snaplen]) for f in frames] if snaplen else frames
+    traffic.write_pcap(cut, short, snaplen=snaplen, big_endian=big_endian)
+    assert snaplen == 0 or max(len(f.data) for f in frames) > snaplen
+    tcpdump = need_tool("tcpdump")
+
+    def run(*args, **kw) -> str:
+        return subprocess.run(args, capture_output=True, text=True, check=True, **kw).stdout
+
+    assert run(tcpdump, "-nn", "-r", str(long)) == run(tcpdump, "-nn", "-r", str(cut))
+    xdptcp = [sys.executable, "-m", "xdptcp"]
+    for args in ([], ["tcp[13] & 2 != 0"], ["tcp[40:2] = 0x0101"], ["--json"], ["-S", "ip6"]):
+        ours = run(*xdptcp, "-r", str(long), *args, cwd=ROOT)
+        assert ours == run(*xdptcp, "-r", str(cut), *args, cwd=ROOT), args
+        if not args and snaplen != 40:  # (a cut inside an IPv6 extension header: no line)
+            assert ours.count("\n") >= len(frames) - 4
+        if args == ["--json"]:
+            caps = [json.loads(x)["cap_len"] for x in ours.splitlines()]
+            assert max(caps) == (snaplen or max(len(f.data) for f in frames))
+    for walk in ("1", "0"):
+        env = {**os.environ, "XDPTCP_OFFLINE_KERNEL": walk}
+        outs = [tmp_path / "out-long.pcap", tmp_path / "out-cut.pcap"]
+        for src, out in zip((long, cut), outs):
+            subprocess.run([*xdptcp, "-r", str(src), "-w", str(out)], check=True, cwd=ROOT, env=env)
+        assert outs[0].read_bytes() == outs[1].read_bytes(), f"XDPTCP_OFFLINE_KERNEL={walk}"
+        assert len(outs[0].read_bytes()) > 24 + 16 * len(frames) // 2

@@ -233,7 +233,7 @@ class JsonFormatter:
         from xdptcp.pcap import MAX_RECORD
         from xdptcp.readfile import BATCH
 
-        slot = mp.slot
+        slot, limit = mp.slot, mp.limit
         # '"ifname":..,"direction":..' by the record's direction byte (a ring's), or [2]: a file's
         ifdirs, ifname = mp.ifdirs, mp.ifname
         mult = 1 if mp.nano else 1000
@@ -257,13 +257,17 @@ class JsonFormatter:
                     break  # the header goes on in the next chunk, or the file ends there
                 at = pos + 16
                 stop = at + incl  # the end of the captured bytes
-                if incl > MAX_RECORD or stop > end:
+                if incl > limit or stop > end:
                     if incl > MAX_RECORD:
                         if lines:  # the records before it are printed, then the error
                             yield lines
                         raise damaged(mp, mp.base + pos, end - at, incl)
-                    break  # the record goes on in the next chunk, or the file ends there
-                if slot:  # a ring's slots: a stride, the direction in the program's own header
+                    if stop > end:
+                        break  # the record goes on in the next chunk, or the file ends there
+                    # longer than the file's snapshot: libpcap hands it over cut (a file's)
+                    pos, d, incl = stop, 2, limit
+                    stop = at + incl
+                elif slot:  # a ring's slots: a stride, the direction in the program's own header
                     pos, d = pos + slot, mm[at - 42]
                 else:
                     pos, d = stop, 2

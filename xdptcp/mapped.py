@@ -39,6 +39,7 @@ from xdptcp.pcap import (
     PcapError,
     destination,
     named,
+    snapshot_limit,
 )
 
 _HEAD = struct.Struct("=IHHiIII")
@@ -81,7 +82,9 @@ class MappedPcap:
 
     def __init__(self, path: str, f, head: bytes) -> None:
         self.name, self._f, self._head = path, f, head
-        magic, _, _, _, _, _, self.linktype = _HEAD.unpack_from(head)
+        magic, _, _, _, _, snaplen, self.linktype = _HEAD.unpack_from(head)
+        # a record captured longer than this is handed over cut to it, as libpcap does
+        self.limit = snapshot_limit(snaplen)
         self.nano = magic == PCAP_MAGIC_NANO
         self.rest = 0  # set by the walk: where the first record it could not finish starts
         self.base = 0  # the file offset of the buffer's first byte
@@ -217,6 +220,7 @@ class RingSpan:
 
         self.mm, self.start, self.slot = batch.blob, batch.start, batch.slot
         self.damage = None  # (whole records: nothing cut)
+        self.limit = MAX_RECORD  # (the program's records: none longer)
         self.nano, self.name, self.ifname, self.base = nano, "ring", ifname, 0
         name = json.dumps(ifname)
         self.ifdirs = tuple(f'"ifname":{name},"direction":"{d}"' for d in ("in", "out", ""))

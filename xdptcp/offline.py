@@ -133,14 +133,14 @@ def _copy_records(mp, w, out: OutputOptions, keep) -> int:
     length)`` is a filter run in place (``CompiledFilter.in_place``). The plain-TCP test is
     inlined, and for IPv4 read in the same unpack as the record header (``_REC_V4``): this loop
     runs once per record."""
-    from xdptcp.mapped import damaged
     from xdptcp.packet import is_tcp_frame
     from xdptcp.pcap import MAX_RECORD
+    from xdptcp.walk import look_record
 
     rec, rec4, v6 = _REC.unpack_from, _REC_V4, _V6
     eth_ip, eth_ipv6, frag_offset = _ETH_IP, _ETH_IPV6, _FRAG_OFFSET
     count = -1 if out.count is None else out.count
-    fd, written = mp.fileno(), 0
+    fd, written, limit = mp.fileno(), 0, mp.limit
     for mm, pos, end in mp.chunks():
         base, start = mp.base, pos
         lim = end - 63  # records from here on are read in two steps (the unpack would run off)
@@ -155,8 +155,16 @@ def _copy_records(mp, w, out: OutputOptions, keep) -> int:
                     break  # the header goes on in the next chunk
                 at = pos + 16
                 nxt = at + incl
-                if incl > MAX_RECORD:
-                    raise damaged(mp, base + pos, end - at, incl)
+                if incl > limit:  # longer than the file's snapshot, or than any record
+                    if nxt > end and incl <= MAX_RECORD:
+                        break  # the data goes on in the next chunk (or the file ends)
+                    if start < pos:
+                        w.copy_records(fd, base + start, view[start:pos])
+                    written += look_record(mp, w, keep, mm, view, base, pos, end)
+                    start = pos = nxt
+                    if written == count:
+                        return written
+                    continue
                 if nxt > end:
                     break  # the data goes on in the next chunk (or the file ends: chunks says)
                 if etype == eth_ip:  # (past a short record these are not its bytes: then

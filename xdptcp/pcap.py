@@ -29,6 +29,16 @@ PCAPNG_MAGIC = 0x0A0D0D0A  # section header block type: the start of a pcapng fi
 LINKTYPE_ETHERNET = 1
 
 MAX_RECORD = 262144  # tcpdump's MAXIMUM_SNAPLEN: no record is allowed to be longer
+
+
+def snapshot_limit(snaplen: int) -> int:
+    """The longest record libpcap hands over from a file (or a pcapng interface) whose header
+    gives this snapshot length: a record captured longer (a damaged or fuzzed file's, or one of
+    a writer that got its header wrong) comes cut to it. pcap_adjust_snapshot: 0, or more than
+    INT_MAX, is MAX_RECORD; above MAX_RECORD nothing is cut (longer records are errors)."""
+    return MAX_RECORD if snaplen == 0 or snaplen > MAX_RECORD else snaplen
+
+
 _FILE_HEADER = {"<": struct.Struct("<IHHiIII"), ">": struct.Struct(">IHHiIII")}
 _RECORD = {"<": struct.Struct("<IIII"), ">": struct.Struct(">IIII")}
 _NATIVE_RECORD = struct.Struct("=IIII")
@@ -478,7 +488,7 @@ class PcapReader:
             return
         linktype = self.linktype
         read, rec = self._in.read, _RECORD[self._order]
-        nano = self.nano
+        nano, limit = self.nano, snapshot_limit(self.snaplen)
         mult, per_sec = (1, 1_000_000_000) if nano else (1000, 1_000_000)
         native = self._order == ("<" if sys.byteorder == "little" else ">")
         n = 0
@@ -502,6 +512,8 @@ class PcapReader:
                 raise PcapError(
                     f"{self.name}: record {n}: truncated data ({len(data)} of {incl} bytes)"
                 )
+            if incl > limit:  # longer than the file's snapshot: libpcap hands it over cut
+                data = data[:limit]
             if frac < per_sec and sec < 0x80000000:
                 yield (sec * 1_000_000_000 + frac * mult, data, orig, linktype)
             else:
@@ -536,7 +548,8 @@ def _pcapng_records(f: BinaryIO, head: bytes, name: str) -> Iterator[tuple[int, 
     """Enhanced/simple packet blocks of every section, timestamps scaled by ``if_tsresol``."""
     buf = head
     order = "<"
-    ifaces: list[tuple[int, int]] = []  # (linktype, ticks per second) per interface
+    # (linktype, ticks per second, snapshot_limit of its snaplen) per interface
+    ifaces: list[tuple[int, int, int]] = []
     n = 0
     while True:
         need = 8 - len(buf)
@@ -577,16 +590,23 @@ def _pcapng_records(f: BinaryIO, head: bytes, name: str) -> Iterator[tuple[int, 
             iface, hi, lo, incl, orig = struct.unpack_from(order + "IIIII", block)
             if iface >= len(ifaces) or incl > MAX_RECORD or 20 + incl > len(block):
                 raise PcapError(f"{name}: block {n}: bad enhanced packet block")
-            linktype, per_second = ifaces[iface]
+            linktype, per_second, snap = ifaces[iface]
+            if incl > snap:  # libpcap refuses it (a classic pcap's it cuts)
+                raise PcapError(
+                    f"{name}: block {n}: captured length {incl} is more than the interface's "
+                    f"snapshot length {snap}; the file is damaged"
+                )
             yield _ns((hi << 32) | lo, per_second), block[20 : 20 + incl], orig, linktype
         elif btype == _SPB and ifaces:
             (orig,) = struct.unpack_from(order + "I", block)
-            incl = min(orig, len(block) - 8)
+            incl = min(orig, len(block) - 8, ifaces[0][2])
             yield 0, block[4 : 4 + incl], orig, ifaces[0][0]
 
 
-def _interface(block: bytes, order: str, name: str, n: int) -> tuple[int, int]:
-    linktype = struct.unpack_from(order + "H", block)[0]
+def _interface(block: bytes, order: str, name: str, n: int) -> tuple[int, int, int]:
+    if len(block) < 12:  # link type, reserved, snaplen and the closing length
+        raise PcapError(f"{name}: block {n}: bad interface description block")
+    linktype, _, snaplen = struct.unpack_from(order + "HHI", block)
     ticks, i = 1_000_000, 8
     while i + 4 <= len(block) - 4:
         code, olen = struct.unpack_from(order + "HH", block, i)
@@ -596,7 +616,7 @@ def _interface(block: bytes, order: str, name: str, n: int) -> tuple[int, int]:
             v = block[i + 4]
             ticks = 1 << (v & 0x7F) if v & 0x80 else 10**v
         i += 4 + (olen + 3) // 4 * 4
-    return linktype, ticks
+    return linktype, ticks, snapshot_limit(snaplen)
 
 
 def _ns(ticks: int, per_second: int) -> int:

@@ -306,7 +306,7 @@ class TextFormatter:
         from xdptcp.readfile import BATCH
 
         stamp = record_stamp
-        slot, nano = mp.slot, mp.nano
+        slot, nano, limit = mp.slot, mp.nano, mp.limit
         inline_clock = self.clock.mode == "default" and not self.clock.nano and not mp.nano
         several = self.show_ifname  # lines that start with the interface: all by ``format``
         fmt, stamp_of, options = self.format, self._stamp, self._mapped_options
@@ -327,14 +327,18 @@ class TextFormatter:
                     break  # the header goes on in the next chunk, or the file ends there
                 at = pos + 16
                 stop = at + incl  # the end of the captured bytes
-                if incl > MAX_RECORD or stop > end:
+                if incl > limit or stop > end:
                     if incl > MAX_RECORD:
                         if lines:  # the records before it are printed, then the error
                             yield lines
                         raise damaged(mp, mp.base + pos, end - at, incl)
-                    break  # the record goes on in the next chunk, or the file ends there
-                # ring slots have a stride; a file's records none
-                pos = pos + slot if slot else stop
+                    if stop > end:
+                        break  # the record goes on in the next chunk, or the file ends there
+                    # longer than the file's snapshot: libpcap hands it over cut (a file's)
+                    pos, incl = stop, limit
+                    stop = at + incl
+                else:  # ring slots have a stride; a file's records none
+                    pos = pos + slot if slot else stop
                 # (the filter's data_end at the captured end: libpcap's bound, also for a
                 # damaged record whose wire length is below it)
                 if keep is not None and not keep(mm, at, incl, incl, orig):

@@ -5,8 +5,9 @@ accept it, can it be copied as it lies — runs in a BPF program (``bpf/xdptcp_w
 shipped compiled as ``xdptcp/data/xdptcp_walk.bpf.o``) over a chunk of the file read straight
 into an mmapped array map. Its answer is a list of entries in file order: runs of records to
 copy as they lie (the writer's ``copy_records``), and records it hands back, which this module
-decides with the Python walk's own code (``_Look``): frames other than plain TCP (VLAN tags, IP
-options, extension headers, fragments, anything not TCP), a record longer than any pcap record.
+decides with the Python walk's own code (``look_record``): frames other than plain TCP
+(VLAN tags, IP options, extension headers, fragments, anything not TCP), a record longer than
+the file's snapshot (written cut to it, as libpcap hands it over) or than any pcap record.
 So the output is the Python walk's, byte for byte. The filter is the same compiled program the
 capture program runs, spliced into the walker's stub ``xdptcp_filter()``.
 
@@ -31,7 +32,7 @@ ENV = "XDPTCP_OFFLINE_KERNEL"
 # Bytes past a record start the generated filter may load (constant offsets < 0x8000, variable
 # ones bounded to 0xffef, 4-byte loads): the input value must hold that past its last record.
 FILTER_REACH = 0x10000
-STATE = 36  # struct walk_state, in front of the entries in the output value
+STATE = 40  # struct walk_state, in front of the entries in the output value
 STOP_MORE, STOP_LIMIT, STOP_FULL, STOP_DAMAGED = 0, 1, 2, 3
 NOT_RUN = 0xFF  # ctx.stop before a run: still there after it, the program refused its input
 
@@ -42,7 +43,8 @@ class WalkCtx(ctypes.Structure):
     """``struct walk_ctx``: the program's context, in and out."""
 
     _fields_ = [
-        (name, ctypes.c_uint32) for name in ("pos", "end", "limit", "n", "kept", "looks", "stop")
+        (name, ctypes.c_uint32)
+        for name in ("pos", "end", "limit", "snap", "n", "kept", "looks", "stop")
     ]
 
 
@@ -132,7 +134,8 @@ def copy_records(mp, w, out, walker: Walker, filt) -> int:
     same errors raised; returns how many were written."""
     count = out.count
     fd, written, ctx, run = mp.fileno(), 0, walker.ctx, walker.run
-    look = _Look(mp, w, filt)
+    ctx.snap = mp.limit
+    keep = filt.in_place if filt is not None else None
     for mm, pos, end in mp.chunks(walker.buf):
         base = mp.base
         view = memoryview(mm)
@@ -153,7 +156,7 @@ def copy_records(mp, w, out, walker: Walker, filt) -> int:
                     if a != b:
                         w.copy_records(fd, base + a, view[a:b])
                     else:
-                        written += look(mm, view, base, a, end)
+                        written += look_record(mp, w, keep, mm, view, base, a, end)
                 written += ctx.kept
                 pos = ctx.pos
                 if written == count:
@@ -166,26 +169,27 @@ def copy_records(mp, w, out, walker: Walker, filt) -> int:
     return written
 
 
-class _Look:
-    """One record handed back by the walker, decided as the Python walk decides it: 1 when
-    written, 0 when not; a record longer than any pcap record raises ``damaged``."""
+def look_record(mp, w, keep, mm, view, base: int, pos: int, end: int) -> int:
+    """One record the copy's walks do not copy in a run, decided as the general path decides
+    it: 1 when written, 0 when not. Such a record is another frame than plain TCP (the kernel
+    walker's), a record longer than the file's snapshot (written cut to it, with the fields of
+    its header, as libpcap hands it to tcpdump's ``-w``), or one longer than any pcap record
+    (``damaged``). ``mm[pos:]`` holds the whole record."""
+    from xdptcp.mapped import damaged
+    from xdptcp.packet import is_tcp_frame
+    from xdptcp.pcap import MAX_RECORD, record_stamp
 
-    def __init__(self, mp, w, filt) -> None:
-        self.mp, self.w, self.filt = mp, w, filt
-
-    def __call__(self, mm, view, base: int, pos: int, end: int) -> int:
-        from xdptcp.mapped import damaged
-        from xdptcp.packet import is_tcp_frame
-        from xdptcp.pcap import MAX_RECORD
-
-        _, _, incl, orig = _REC(mm, pos)
-        at = pos + 16
-        nxt = at + incl
-        if incl > MAX_RECORD:
-            raise damaged(self.mp, base + pos, end - at, incl)
-        if not is_tcp_frame(mm[at:nxt]):
-            return 0
-        if self.filt is not None and not self.filt.in_place(mm, at, incl, incl, orig):
-            return 0
-        self.w.copy_records(self.mp.fileno(), base + pos, view[pos:nxt])
-        return 1
+    sec, frac, incl, orig = _REC(mm, pos)
+    at = pos + 16
+    if incl > MAX_RECORD:
+        raise damaged(mp, base + pos, end - at, incl)
+    cut = min(incl, mp.limit)
+    if not is_tcp_frame(mm[at : at + cut]):
+        return 0
+    if keep is not None and not keep(mm, at, cut, cut, orig):
+        return 0
+    if cut < incl:
+        w.write(record_stamp(sec, frac, mp.nano), mm[at : at + cut], orig)
+    else:
+        w.copy_records(mp.fileno(), base + pos, view[pos : at + incl])
+    return 1
