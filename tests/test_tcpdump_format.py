@@ -317,6 +317,18 @@ _NANO_FIELDS = [
 ]  # fmt: skip
 
 
+def _read_by_both(path, args) -> tuple[str, str]:
+    """(``tcpdump -nn -r path ARGS``'s output, ``xdptcp -r path ARGS``'s), ``--nano`` for
+    tcpdump's ``--time-stamp-precision=nano``."""
+    tcpdump = need_tool("tcpdump")
+    want = subprocess.run([tcpdump, "-nn", "-r", str(path), *args], capture_output=True,
+                          text=True, check=True).stdout  # fmt: skip
+    ours = [a if a != NANO else "--nano" for a in args]
+    got = subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(path), *ours],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout  # fmt: skip
+    return want, got
+
+
 def _fields_pcap(path, nano: bool, swapped: bool, fields=None) -> None:
     """A classic pcap of one conversation's segments with those timestamp fields, in this
     machine's byte order (read by the record walk, ``xdptcp.mapped``) or swapped (read by the
@@ -350,12 +362,7 @@ def test_timestamps_tcpdump_prints_from_the_fields_print_the_same(
     tcpdump does, in every timestamp mode, micro- and nanosecond files, both readers."""
     path = tmp_path / "fields.pcap"
     _fields_pcap(path, nano_file, swapped)
-    tcpdump = need_tool("tcpdump")
-    want = subprocess.run([tcpdump, "-nn", "-r", str(path), *args], capture_output=True,
-                          text=True, check=True).stdout  # fmt: skip
-    ours = [a if a != NANO else "--nano" for a in args]
-    got = subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(path), *ours],
-                         capture_output=True, text=True, check=True, cwd=ROOT).stdout  # fmt: skip
+    want, got = _read_by_both(path, args)
     assert got == want
     assert want.count("\n") == len(_MICRO_FIELDS)
     if not args:
@@ -400,12 +407,7 @@ def test_a_reference_at_the_epoch_is_unset_as_in_tcpdump(tmp_path, args, nano_fi
     and prints 0 where the difference would be its own time."""
     path = tmp_path / "epoch.pcap"
     _fields_pcap(path, nano_file, swapped, _EPOCH_FIELDS)
-    tcpdump = need_tool("tcpdump")
-    want = subprocess.run([tcpdump, "-nn", "-r", str(path), *args], capture_output=True,
-                          text=True, check=True).stdout  # fmt: skip
-    ours = [a if a != NANO else "--nano" for a in args]
-    got = subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(path), *ours],
-                         capture_output=True, text=True, check=True, cwd=ROOT).stdout  # fmt: skip
+    want, got = _read_by_both(path, args)
     assert got == want
     lines = want.splitlines()
     assert len(lines) == len(_EPOCH_FIELDS)
