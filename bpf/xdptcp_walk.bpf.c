@@ -9,9 +9,9 @@
  * second or more, a wire length below the captured one: tcpdump's -w copies them so too);
  * anything it cannot decide exactly like Python (any other frame, a record captured longer than
  * the file's snapshot length, which libpcap hands over cut, or longer than any pcap record) is
- * handed back for Python to look at. The answer goes to the mmapped map xdptcp_walk_out as a list of entries
- * (start, end), offsets in the chunk: a run of kept records lying back to back, or, with
- * start == end, "Python looks at the record at start". Entries are in file order.
+ * handed back for Python to look at. The answer goes to the mmapped map xdptcp_walk_out as a
+ * list of entries (start, end), offsets in the chunk: a run of kept records lying back to back,
+ * or, with start == end, "Python looks at the record at start". Entries are in file order.
  *
  * The filter is the subprogram xdptcp_filter(), whose body user space replaces with the code the
  * filter compiler generates (the same code the capture program runs), called with data = the
