@@ -1,15 +1,15 @@
-"""Compare ``xdptcp -r F`` with ``tcpdump -nn -r F tcp`` on every capture of a directory.
+"""Compare ``xdptcp -r F`` with ``tcpdump -nn -r F`` on the TCP of every capture of a directory.
 
     python tests/realworld/read_corpus.py DIR [--link-types 1,113,...] [--flags "-S -ttt"] [-v]
                                               [--whole]
 
 For captures made by others (tcpdump's own test captures, say): each file whose TCP lines
-tcpdump prints is read by both tools (tcpdump's filter on an Ethernet capture is ``tcp`` behind
-up to two VLAN tags, what xdptcp prints) and compared line by line, up to ``length N`` (what
-follows is the payload's decoding, which xdptcp does for some protocols only:
-``xdptcp/appproto.py``); with ``--whole``, whole lines. Prints one row per link type:
-files, files identical, files refused by xdptcp, lines compared, lines identical; ``-v`` lists
-every file that differs with its first differing line. ``--flags`` gives both tools the same
+tcpdump prints is read by both tools (tcpdump's filter is what xdptcp prints: ``tcp``, also
+behind IPv6 extension headers and, on Ethernet, up to two VLAN tags) and compared line by line,
+up to ``length N`` (what follows is the payload's decoding, which xdptcp does for some
+protocols only: ``xdptcp/appproto.py``); with ``--whole``, whole lines. Prints one row per link
+type: files, files identical, files refused by xdptcp, lines compared, lines identical; ``-v``
+lists every file that differs with its first differing line. ``--flags`` gives both tools the same
 tcpdump options (-S, -t ... -ttttt, --time-stamp-precision=nano, which is xdptcp's --nano).
 Nothing from the corpus is kept.
 """
@@ -25,9 +25,12 @@ from collections import defaultdict
 from pathlib import Path
 
 _LENGTH = re.compile(r", length \d+")
-# What xdptcp -r F prints of an Ethernet capture, in pcap-filter: TCP untagged, behind one VLAN
-# tag, or behind two (each `vlan` moves what follows it 4 bytes on).
-_TAGGED_TCP = "tcp or (vlan and (tcp or (vlan and tcp)))"
+# What xdptcp -r F prints, in pcap-filter: TCP, also behind IPv6 extension headers (libpcap's
+# `tcp` looks at the fixed header's next header only, `protochain` walks the chain); of an
+# Ethernet capture, untagged, behind one VLAN tag, or behind two (each `vlan` moves what follows
+# it 4 bytes on).
+_TCP = "(tcp or ip6 protochain 6)"
+_TAGGED_TCP = f"{_TCP} or (vlan and ({_TCP} or (vlan and {_TCP})))"
 
 
 def upto_length(line: str) -> str:
@@ -101,9 +104,8 @@ def main() -> int:
         lts = link_types(path)
         if not lts or not lts <= wanted:
             continue
-        # xdptcp prints TCP behind up to two VLAN tags; libpcap's `tcp` alone matches untagged
-        # frames only, and `vlan` exists for Ethernet's link type only.
-        expr = _TAGGED_TCP if lts == {1} else "tcp"
+        # `vlan` exists for Ethernet's link type only
+        expr = _TAGGED_TCP if lts == {1} else _TCP
         rc, ref, _ = run(["tcpdump", "-nn", *flags, "-r", str(path), expr])
         if rc != 0 or not ref:
             continue  # tcpdump reads no TCP from it: not a TCP-bearing capture
