@@ -157,14 +157,19 @@ def _block(btype: int, body: bytes) -> bytes:
 
 
 def _pcapng(
-    path: Path, interfaces: list[int], packets: list[tuple[int, bytes]], snaplen: int = 262144
+    path: Path,
+    interfaces: list[int],
+    packets: list[tuple[int, bytes]],
+    snaplen: int = 262144,
+    start_us: int = 1_700_000_000_000_000,
 ) -> None:
-    """Enhanced packet blocks (an interface of -1: a simple packet block, on the first)."""
+    """Enhanced packet blocks (an interface of -1: a simple packet block, on the first), a
+    millisecond apart from ``start_us``."""
     out = _block(0x0A0D0D0A, struct.pack("<IHHq", 0x1A2B3C4D, 1, 0, -1))
     for linktype in interfaces:
         out += _block(1, struct.pack("<HHI", linktype, 0, snaplen))
     for i, (iface, data) in enumerate(packets):
-        ts = 1_700_000_000_000_000 + i * 1000
+        ts = start_us + i * 1000
         if iface < 0:
             out += _block(3, struct.pack("<I", len(data)) + data)
             continue
@@ -199,6 +204,25 @@ def test_pcapng_packets_longer_than_the_interfaces_snapshot(varied, tmp_path: Pa
         f"xdptcp: {enhanced}: block 6: captured length {len(frames[3].data)} is more than the "
         "interface's snapshot length 60; the file is damaged"
     ]
+
+
+@pytest.mark.parametrize("nano", [False, True], ids=["us-out", "ns-out"])
+def test_pcapng_times_past_2106_are_copied_as_tcpdump_w_copies_them(varied, tmp_path, nano):
+    """A pcapng timestamp is 64 bits; a classic pcap record's seconds are 32. For a time past
+    2106 (a fuzzed or damaged file's), ``-r F -w OUT`` writes the low 32 bits of the seconds,
+    as libpcap's writer does under tcpdump, rather than refusing the file."""
+    frames = _untagged([f for f in varied if f.tcp])[:4]
+    src, ref, out = tmp_path / "far.pcapng", tmp_path / "ref.pcap", tmp_path / "out.pcap"
+    _pcapng(src, [lt.ETHERNET], [(0, f.data) for f in frames], start_us=(2**32 + 77) * 10**6)
+    precision = ["--time-stamp-precision=nano"] if nano else []
+    subprocess.run([need_tool("tcpdump"), *precision, "-r", str(src), "-w", str(ref)],
+                   capture_output=True, check=True)  # fmt: skip
+    run(sys.executable, "-m", "xdptcp", "-r", str(src), "-w", str(out),
+        *(["--nano"] if nano else []))  # fmt: skip
+    want = ref.read_bytes()
+    assert len(want) > 24 + 16 * len(frames)
+    assert struct.unpack_from("=I", want, 24)[0] == 77  # the seconds' low 32 bits
+    assert out.read_bytes() == want
 
 
 def test_pcapng_of_a_cooked_capture(varied, tmp_path: Path) -> None:

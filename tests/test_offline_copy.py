@@ -13,7 +13,7 @@ import pytest
 from xdptcp.offline import _copy, _copy_through
 from xdptcp.options import OutputOptions
 from xdptcp.pcapfilter import compile_filter
-from xdptcp.readfile import ethernet_frames
+from xdptcp.readfile import EthernetFrames
 
 import traffic
 from conftest import need_tool
@@ -27,7 +27,8 @@ def varied(request, tmp_path_factory):
 
 
 def general(src, out: OutputOptions, keep) -> bytes:
-    _copy(out, (f for f in ethernet_frames(str(src)) if keep is None or keep(f[1], f[2])))
+    frames = EthernetFrames(str(src))
+    _copy(out, (f for f in frames if keep is None or keep(f[1], f[2])), frames.snaplen, 1)
     with open(out.write, "rb") as f:
         return f.read()
 

@@ -443,12 +443,12 @@ def captures(tmp_path_factory) -> dict[str, Path]:
     """The varied capture as classic pcap (read mapped, copied without decoding) and as pcapng
     (read record by record, each record written by the writer)."""
     from xdptcp.pcap import PcapngWriter
-    from xdptcp.readfile import ethernet_frames
+    from xdptcp.readfile import EthernetFrames
 
     d = tmp_path_factory.mktemp("captures")
     varied_pcap(d / "v.pcap")
     with PcapngWriter(str(d / "v.pcapng")) as w:
-        w.write_batch((ts, "eth0", f, n, 0) for ts, f, n in ethernet_frames(str(d / "v.pcap")))
+        w.write_batch((ts, "eth0", f, n, 0) for ts, f, n in EthernetFrames(str(d / "v.pcap")))
     return {"pcap": d / "v.pcap", "pcapng": d / "v.pcapng"}
 
 
@@ -509,20 +509,23 @@ def test_a_failed_write_to_the_w_file_names_it(captures, tmp_path, source, failu
 
 def test_an_io_error_writing_the_w_file_names_it(captures) -> None:
     """-w names a terminal (opened by xdptcp, so the test closes its other end once it is open);
-    the capture comes on standard input once the terminal is dead: every write fails with EIO."""
+    the capture comes on standard input, its records once the terminal is dead: every write
+    fails with EIO."""
     master, slave = os.openpty()
     tty = os.ttyname(slave)
     proc = read_file("-r", "-", "-w", tty, stdin=subprocess.PIPE, stdout=subprocess.DEVNULL)
+    capture = captures["pcap"].read_bytes()
     try:
+        proc.stdin.write(capture[:24])  # the file header: read before the output is opened,
+        proc.stdin.flush()  # as tcpdump reads it, then the writer opens the file
         deadline = time.monotonic() + scaled(30)
-        while not opened(proc.pid, tty):  # the writer opens the file before it reads a record
+        while not opened(proc.pid, tty):
             assert proc.poll() is None and time.monotonic() < deadline, f"{tty} not opened"
             time.sleep(0.01)
     finally:
         os.close(slave)
         os.close(master)
-    stdin = captures["pcap"].read_bytes()
-    assert one_write_error(proc, stdin) == f"xdptcp: {tty}: Input/output error"
+    assert one_write_error(proc, capture[24:]) == f"xdptcp: {tty}: Input/output error"
 
 
 def opened(pid: int, path: str) -> bool:

@@ -7,6 +7,7 @@ import os
 import random
 import re
 import socket
+import struct
 import subprocess
 import sys
 import threading
@@ -333,8 +334,6 @@ def _fields_pcap(path, nano: bool, swapped: bool, fields=None) -> None:
     """A classic pcap of one conversation's segments with those timestamp fields, in this
     machine's byte order (read by the record walk, ``xdptcp.mapped``) or swapped (read by the
     general reader)."""
-    import struct
-
     order = ">" if swapped == (sys.byteorder == "little") else "<"
     magic = 0xA1B23C4D if nano else 0xA1B2C3D4
     out = [struct.pack(order + "IHHiIII", magic, 2, 4, 0, 0, 262144, 1)]
@@ -390,6 +389,37 @@ def test_copy_keeps_the_fields_as_tcpdump_w_does(tmp_path, nano, nano_file, swap
     want = ref.read_bytes()
     assert len(want) > 24 + 16 * len(_MICRO_FIELDS)
     assert out.read_bytes()[24:] == want[24:]
+
+
+@pytest.mark.parametrize("walk", ["1", "0"], ids=["kernel-walk", "python-walk"])
+@pytest.mark.parametrize("big_endian", [False, True], ids=["native", "swapped"])
+@pytest.mark.parametrize("snaplen", [96, 1518, 65535, 0, 300000])
+@pytest.mark.parametrize("linktype", [1, 0x30000001], ids=["ethernet", "fcs-bits"])
+@pytest.mark.parametrize("packets", [5, 0])
+def test_copy_keeps_the_file_header_as_tcpdump_w_does(
+    tmp_path, packets, linktype, snaplen, big_endian, walk
+):
+    """``-r F -w OUT`` writes the file ``tcpdump -r F -w OUT`` writes, header and all: the
+    snapshot length is F's own (0 made 262144, as libpcap adjusts it; one above 262144 kept),
+    and so are the link type's upper bits (an FCS length: libpcap's linktype_ext), whichever
+    way the file is walked, a file in either byte order, with records or none."""
+    frames = [
+        traffic.tcp_frame("198.18.0.2", "198.18.0.1", 40000, 443, seq=1000 + 700 * i, ack=77,
+                          flags="P.", payload=b"x" * (700 * i))  # fmt: skip
+        for i in range(packets)
+    ]  # fmt: skip
+    src = tmp_path / "src.pcap"
+    traffic.write_pcap(src, frames, snaplen=snaplen, big_endian=big_endian, linktype=linktype)
+    tcpdump = need_tool("tcpdump")
+    ref, out = tmp_path / "ref.pcap", tmp_path / "out.pcap"
+    subprocess.run([tcpdump, "-r", str(src), "-w", str(ref)], capture_output=True, check=True)
+    env = {**os.environ, "XDPTCP_OFFLINE_KERNEL": walk}
+    subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(src), "-w", str(out)],
+                   check=True, cwd=ROOT, env=env)  # fmt: skip
+    want = ref.read_bytes()
+    assert struct.unpack_from("=II", want, 16) == (snaplen or 262144, linktype)
+    assert len(want) > 24 + 16 * packets or not packets
+    assert out.read_bytes() == want
 
 
 # A record at 0.000000 (a hand-made capture's or a clock that was never set: one of nDPI's test

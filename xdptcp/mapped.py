@@ -84,7 +84,7 @@ class MappedPcap:
         self.name, self._f, self._head = path, f, head
         magic, _, _, _, _, snaplen, self.linktype = _HEAD.unpack_from(head)
         # a record captured longer than this is handed over cut to it, as libpcap does
-        self.limit = snapshot_limit(snaplen)
+        self.snaplen, self.limit = snaplen, snapshot_limit(snaplen)
         self.nano = magic == PCAP_MAGIC_NANO
         self.rest = 0  # set by the walk: where the first record it could not finish starts
         self.base = 0  # the file offset of the buffer's first byte

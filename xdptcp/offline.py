@@ -34,9 +34,9 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
         if out.write:
             if _copy_through(path, out, filt) is not None:
                 return EXIT_OK
-            from xdptcp.readfile import ethernet_frames
+            from xdptcp.readfile import EthernetFrames
 
-            frames = ethernet_frames(path)
+            frames = source = EthernetFrames(path)
             if filt is not None:
                 # loads bounded by the bytes the record holds, ``len`` its wire length: as
                 # libpcap runs a filter, on a damaged record (wire length below the captured) too
@@ -46,7 +46,7 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
                     for ts, data, wire in frames
                     if run(data, 0, len(data), max(wire, len(data)), wire)
                 )
-            _copy(out, frames)
+            _copy(out, frames, source.snaplen, source.linktype)
         else:
             from xdptcp.readfile import print_file
 
@@ -65,12 +65,15 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
     return EXIT_OK
 
 
-def _copy(out: OutputOptions, frames) -> int:
+def _copy(out: OutputOptions, frames, snaplen: int, linktype: int) -> int:
+    """Write the TCP frames of ``frames``; the file's header says ``linktype`` and, unless
+    ``-s`` gives one, ``snaplen`` (``EthernetFrames``)."""
     from xdptcp.packet import is_tcp_frame
     from xdptcp.pcap import PcapWriter
 
     written = 0
-    with PcapWriter(out.write, snaplen=out.snaplen or 262144, nano=out.nano) as w:
+    snap = out.snaplen or snaplen
+    with PcapWriter(out.write, snaplen=snap, nano=out.nano, linktype=linktype) as w:
         for ts, data, wire_len in frames:
             if not is_tcp_frame(data):
                 continue
@@ -106,7 +109,7 @@ def _copy_through(path: str, out: OutputOptions, filt) -> int | None:
     that kind. The file is read in chunks (``MappedPcap.chunks``), not mapped: one that another
     process cuts short ends with the damaged-file error, not SIGBUS."""
     from xdptcp.mapped import MappedPcap
-    from xdptcp.pcap import LINKTYPE_ETHERNET, PcapWriter
+    from xdptcp.pcap import LINKTYPE_ETHERNET, PcapWriter, copied_snaplen
 
     if out.snaplen is not None or path == "-":
         return None
@@ -119,10 +122,11 @@ def _copy_through(path: str, out: OutputOptions, filt) -> int | None:
         from xdptcp.walk import copy_records, open_walker
 
         walker = open_walker(filt)
+        snaplen = copied_snaplen(mp.snaplen)  # the file's own, as tcpdump's copy keeps it
         if walker is None:
-            with PcapWriter(out.write, nano=out.nano) as w:
+            with PcapWriter(out.write, snaplen=snaplen, nano=out.nano) as w:
                 return _copy_records(mp, w, out, filt.in_place if filt is not None else None)
-        with walker, PcapWriter(out.write, nano=out.nano) as w:
+        with walker, PcapWriter(out.write, snaplen=snaplen, nano=out.nano) as w:
             return copy_records(mp, w, out, walker, filt)
 
 

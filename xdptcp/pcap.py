@@ -39,6 +39,13 @@ def snapshot_limit(snaplen: int) -> int:
     return MAX_RECORD if snaplen == 0 or snaplen > MAX_RECORD else snaplen
 
 
+def copied_snaplen(snaplen: int) -> int:
+    """The snapshot length in the header of ``tcpdump -r F -w OUT``'s copy of a file whose
+    header gives ``snaplen``: libpcap's pcap_adjust_snapshot (0, or more than INT_MAX, is
+    MAX_RECORD), which a copy keeps."""
+    return MAX_RECORD if snaplen == 0 or snaplen > 0x7FFFFFFF else snaplen
+
+
 _FILE_HEADER = {"<": struct.Struct("<IHHiIII"), ">": struct.Struct(">IHHiIII")}
 _RECORD = {"<": struct.Struct("<IIII"), ">": struct.Struct(">IIII")}
 _NATIVE_RECORD = struct.Struct("=IIII")
@@ -241,8 +248,9 @@ class PcapWriter(_Output):
             sec, frac = sec & 0xFFFFFFFF, frac & 0xFFFFFFFF
         else:
             sec, frac = divmod(ts_ns // self._div, self._per_sec)
-            if not 0 <= sec <= 0xFFFFFFFF:  # a damaged -r input can carry any time
-                raise PcapError(f"timestamp {ts_ns} ns does not fit a pcap record (1970 to 2106)")
+            # A pcapng input's time can lie past 2106 (or, with an interface's offset, before
+            # 1970): libpcap writes the low 32 bits of its seconds, and so does this.
+            sec &= 0xFFFFFFFF
         incl = min(len(data), self.snaplen)
         return _NATIVE_RECORD.pack(sec, frac, incl, wire_len) + bytes(data[:incl])
 
@@ -459,6 +467,7 @@ class PcapReader:
         if self.pcapng:
             self._head = head
             self.nano, self.snaplen, self.linktype = False, MAX_RECORD, LINKTYPE_ETHERNET
+            self.linktype_ext = 0
             return
         for order in "<>":
             (m,) = struct.unpack(order + "I", head[:4])
@@ -473,7 +482,8 @@ class PcapReader:
         self._order = order
         _, _, _, _, _, self.snaplen, linktype = _FILE_HEADER[order].unpack(head)
         self.nano = m == PCAP_MAGIC_NANO
-        self.linktype = linktype & 0xFFFF
+        # libpcap's linktype_ext: the upper bits (an FCS length), which a copy's header keeps
+        self.linktype, self.linktype_ext = linktype & 0xFFFF, linktype & 0xFFFF0000
 
     def __iter__(self) -> Iterator[tuple[int, bytes, int]]:
         """(ts_ns, data, wire_len) of every record, whatever its link type."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from xdptcp.linktypes import ETHERNET, Interfaces, ethernet_view, unsupported
-from xdptcp.pcap import MAX_RECORD, PcapError, PcapReader, destination, named
+from xdptcp.pcap import MAX_RECORD, PcapError, PcapReader, copied_snaplen, destination, named
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -134,17 +134,30 @@ def check_linktype(name: str, linktype: int) -> None:
         raise PcapError(f"{name}: {unsupported(linktype)}")
 
 
-def ethernet_frames(path: PathOrFile):
-    """(ts_ns, Ethernet frame, wire_len) of every IPv4/IPv6 packet of a capture of any link
-    type ``-r`` reads: what ``-r F -w OUT`` writes (XDP's view: an Ethernet capture)."""
-    ifaces = Interfaces()
-    with PcapReader(path) as reader:
-        for ts_ns, data, wire_len, linktype in reader.packets():
-            if linktype == ETHERNET:
-                yield ts_ns, data, wire_len
-                continue
-            view = ethernet_view(linktype, data, wire_len, ifaces)
-            if view is None:
-                check_linktype(reader.name, linktype)
-                continue
-            yield ts_ns, view.frame, view.wire_len
+class EthernetFrames:
+    """Iterated, (ts_ns, Ethernet frame, wire_len) of every IPv4/IPv6 packet of a capture of any
+    link type ``-r`` reads: what ``-r F -w OUT`` writes (XDP's view: an Ethernet capture). The
+    file is opened and its header read when this is made, so that a file that is no capture
+    fails before OUT is made, as in tcpdump. ``snaplen`` and ``linktype`` are the copy's
+    header's: a classic pcap of Ethernet frames keeps its own, as tcpdump's copy does; frames
+    made Ethernet, and a pcapng file's interfaces, each with its own, get MAX_RECORD and
+    Ethernet."""
+
+    def __init__(self, path: PathOrFile) -> None:
+        self._reader = r = PcapReader(path)
+        self.snaplen, self.linktype = MAX_RECORD, ETHERNET
+        if not r.pcapng and r.linktype == ETHERNET:
+            self.snaplen, self.linktype = copied_snaplen(r.snaplen), ETHERNET | r.linktype_ext
+
+    def __iter__(self):
+        ifaces = Interfaces()
+        with self._reader as reader:
+            for ts_ns, data, wire_len, linktype in reader.packets():
+                if linktype == ETHERNET:
+                    yield ts_ns, data, wire_len
+                    continue
+                view = ethernet_view(linktype, data, wire_len, ifaces)
+                if view is None:
+                    check_linktype(reader.name, linktype)
+                    continue
+                yield ts_ns, view.frame, view.wire_len
