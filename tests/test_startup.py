@@ -293,22 +293,24 @@ def test_help_is_argparses_at_every_width_without_shutil(monkeypatch, columns):
 @pytest.mark.parametrize("directions", [False, True])
 @pytest.mark.parametrize("nano", [False, True])
 @pytest.mark.parametrize("ts_mode", ["default", "none", "epoch", "delta", "date", "since_first"])
-@pytest.mark.parametrize("how", ["text", "json", "write"])
+@pytest.mark.parametrize("how", ["text", "json", "write", "dump", "write and dump"])
 def test_the_record_heads_configured_before_the_sink_is_opened_are_the_sinks(
     tmp_path, how, ts_mode, nano, directions, several
 ):
     """xdptcp -i configures the program's record heads (``xdptcp_out``) before it opens the
     sink, which it does while the program is verified: ``record_heads`` must say what the sink
     will want, in every output mode."""
+    from xdptcp.hexdump import Dump
     from xdptcp.live import _heads_of, record_heads
     from xdptcp.options import OutputOptions
     from xdptcp.sinks import open_sink
 
     out = OutputOptions(
-        write=str(tmp_path / "out.pcap") if how == "write" else None,
+        write=str(tmp_path / "out.pcap") if how.startswith("write") else None,
         json=how == "json",
         ts_mode=ts_mode,
         nano=nano,
+        dump=Dump("X") if how.endswith("dump") else None,  # (-X: ignored by -w, as by tcpdump)
     )
     sink = open_sink(out, several=several, directions=directions)
     try:

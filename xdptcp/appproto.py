@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from _socket import AF_INET, inet_ntop  # not socket: see xdptcp.gso
 
-from xdptcp.payload import Truncated, be16, be32, text, u8
+from xdptcp.payload import Jumped, Truncated, Unread, be16, be32, text, u8
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -143,14 +143,15 @@ def note(proto: str, buf, start: int, end: int, length: int) -> str:
     try:
         if proto == "ssh":
             if first == -1:  # tcpdump reads the first byte whatever the payload's length
-                raise Truncated("")
+                raise Unread("")
             return "" if first != 0x53 else _ssh(buf, start, cap, stop)  # "S"
         said = WORDLESS.get(proto)
         if said is not None and not 0x21 <= first <= 0x7E:  # no word: not a request
             return said
         return _text(proto, buf, start, cap, stop)
     except Truncated as e:
-        return f"{e.args[0]} [|{proto}]"
+        said = f"{e.args[0]} [|{proto}]"
+        return Jumped(said) if isinstance(e, Unread) else said
 
 
 def _other(proto: str, buf, start: int, cap: int, length: int) -> str:
@@ -184,11 +185,11 @@ def _line_end(buf, start: int, cap: int, stop: int, said: str) -> Optional[int]:
         if c != 0x0D or j + 1 >= stop:
             return None
         if j + 1 >= cap:
-            raise Truncated(said)
+            raise Unread(said)
         return j if buf[j + 1] == 0x0A else None
     if j < stop:
-        raise Truncated(said)
-    raise Truncated(f"{said}: {bytes(buf[start:j]).decode('ascii')}")
+        raise Unread(said)
+    raise Truncated(f"{said}: {bytes(buf[start:j]).decode('ascii')}")  # (no line end: its own)
 
 
 def _text(proto: str, buf, start: int, cap: int, stop: int) -> str:
@@ -213,17 +214,17 @@ def _ssh(buf, start: int, cap: int, stop: int) -> str:
     """ssh_print_version(): the version line, when the payload is one (it starts with "S")."""
     for i, c in enumerate(b"SSH-"):  # tcpdump reads these four whatever the length
         if start + i >= cap:
-            raise Truncated("")
+            raise Unread("")
         if buf[start + i] != c:
             return ""
     j = _VERSION.match(buf, start + 4, cap).end()
     if j >= cap:  # no line end in the captured bytes
         if j < stop:
-            raise Truncated("")
+            raise Unread("")
         return ""
     if buf[j] == 0x0D and j + 1 < stop:  # a CR-LF?
         if j + 1 >= cap:
-            raise Truncated("")
+            raise Unread("")
         if buf[j + 1] == 0x0A:
             return f": SSH: {bytes(buf[start:j]).decode('ascii')}"
     return f": SSH: {bytes(buf[start:j]).decode('ascii')}" if buf[j] == 0x0A else ""
@@ -244,8 +245,10 @@ def _resp(buf, start: int, cap: int, length: int) -> str:
         while left > 0:
             used = _resp_item(buf, pos, left, cap, out)
             pos, left = pos + used, left - used
-    except Truncated:
+    except Truncated as e:
         out.append(" [|resp]")
+        if isinstance(e, Unread):
+            return Jumped("".join(out))
     return "".join(out)
 
 
@@ -417,8 +420,9 @@ def _telnet(buf, start: int, cap: int, length: int) -> str:
                 break
             length = (length - used) & 0xFFFFFFFF  # (a u_int: past the payload, it wraps)
             pos += used
-    except Truncated:
-        return "".join(out) + " [|telnet]"  # (no closing bracket: tcpdump stops there)
+    except Truncated as e:
+        said = "".join(out) + " [|telnet]"  # (no closing bracket: tcpdump stops there)
+        return Jumped(said) if isinstance(e, Unread) else said
     return "".join(out) + "]" if out else ""
 
 
@@ -500,13 +504,15 @@ def _msdp(buf, start: int, cap: int, length: int) -> str:
                     out.append(" [w/data]")
             elif kind == 2:
                 if pos + 5 > cap:  # (GET_IPADDR_STRING: the whole address, or nothing)
-                    raise Truncated("")
+                    raise Unread("")
                 out.append(" for " + inet_ntop(AF_INET, bytes(buf[pos + 1 : pos + 5])))
             elif kind == 4 and size != 3:
                 out.append(f"[len={size}] ")
             pos, length = pos + size - 3, length - (size - 3)
-    except Truncated:
+    except Truncated as e:
         out.append(" [|msdp]")
+        if isinstance(e, Unread):
+            return Jumped("".join(out))
     return "".join(out)
 
 
@@ -574,12 +580,14 @@ def _openflow(buf, start: int, cap: int, length: int) -> str:
                 if known is not None and not known[1] <= body <= known[2]:
                     out.append(" (invalid)")
             if pos + body > cap:  # the body must be captured, even past the segment's end
-                raise Truncated("")
+                raise Unread("")  # (ND_TCHECK_LEN: abandoned)
             if size < 8 or body > left:
                 break
             pos, left = pos + body, left - body
-    except Truncated:
+    except Truncated as e:
         out.append(" [|openflow]")
+        if isinstance(e, Unread):
+            return Jumped("".join(out))
     return "".join(out)
 
 
@@ -678,8 +686,10 @@ def _pptp(buf, start: int, cap: int, length: int) -> str:
                     names = _PPTP_BEARER_TYPES if how == "btype" else _PPTP_FRAME_TYPES
                     out.append(f" {label}({names.get(value, '?')})")
             pos += width
-    except Truncated:
+    except Truncated as e:
         out.append(" [|pptp]")
+        if isinstance(e, Unread):
+            return Jumped("".join(out))
     return "".join(out)
 
 

@@ -83,6 +83,16 @@ def build_parser() -> argparse.ArgumentParser:
         default=0,
         help="accepted for tcpdump habits: output is always numeric",
     )
+    for flag, dest, what in (("-x", "hex", "hex"), ("-X", "hex_ascii", "hex and ASCII"),
+                             ("-A", "ascii", "ASCII")):  # fmt: skip
+        p.add_argument(
+            flag,
+            dest=dest,
+            action="count",
+            default=0,
+            help=f"after each line, the packet in {what} from its network header ({flag}{flag[1]}: "
+            "from its link-layer header)",
+        )
     p.add_argument("--nano", action="store_true", help="nanosecond timestamps (text and pcap)")
     p.add_argument("--json", action="store_true", help="one JSON object per packet")
     p.add_argument(
@@ -207,11 +217,23 @@ def check_usage(args: argparse.Namespace) -> None:
         raise UsageError("-t may be given at most five times")
     if args.json and args.write:
         raise UsageError("--json and -w both choose the output: pick one")
+    if args.json and (args.hex or args.hex_ascii or args.ascii):
+        raise UsageError("-x, -X and -A print after text lines, not with --json")
     if args.stats and not args.write:
         raise UsageError("--stats goes with -w (text output already shows each packet)")
 
 
 def output_options(args: argparse.Namespace) -> OutputOptions:
+    dump = None
+    if args.hex_ascii or args.hex or args.ascii:
+        from xdptcp.hexdump import Dump
+
+        dump = Dump.from_counts(args.hex_ascii, args.hex, args.ascii)
+    snaplen = args.snaplen
+    if snaplen is not None and snaplen > MAXIMUM_SNAPLEN:
+        snaplen = 0  # beyond the largest snapshot length libpcap reads: all of it, as tcpdump
+    elif snaplen is None and dump is not None and not args.read and not args.write:
+        snaplen = 0  # a dump of the headers alone would show little: as much as a record keeps
     return OutputOptions(
         write=args.write,
         json=args.json,
@@ -219,9 +241,9 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
         ts_mode=TS_MODES[args.ts],
         nano=args.nano,
         count=args.count,
-        # beyond the largest snapshot length libpcap reads (262144): -s 0, all of it, as tcpdump
-        snaplen=0 if args.snaplen is not None and args.snaplen > MAXIMUM_SNAPLEN else args.snaplen,
+        snaplen=snaplen,
         stats=args.stats,
+        dump=dump,
     )
 
 

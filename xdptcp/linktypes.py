@@ -64,11 +64,14 @@ _ZERO_MAC = bytes(6)
 
 
 class View(NamedTuple):
-    """A packet seen as an Ethernet frame, and what tcpdump prints before its network layer."""
+    """A packet seen as an Ethernet frame, and what tcpdump prints before its network layer;
+    ``header``: the length of the packet's own link-layer header, which the frame's first 14
+    bytes stand for."""
 
     frame: bytes
     wire_len: int
     prefix: str
+    header: int = 14
 
 
 def describe(linktype: int) -> str:
@@ -123,7 +126,7 @@ def ethernet_view(
         return None
     hlen, etype, src, prefix = found
     frame = _eth(_ZERO_MAC, src, etype, data[hlen:])
-    return View(frame, wire_len - hlen + 14, prefix)
+    return View(frame, wire_len - hlen + 14, prefix, hlen)
 
 
 _Found = Optional[tuple[int, int, bytes, str]]  # header length, EtherType, source MAC, prefix

@@ -13,6 +13,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybp
 if TYPE_CHECKING:
     from typing import Optional
 
+    from xdptcp.hexdump import Dump
+
 EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 
 # tcpdump's -t, -tt, -ttt, -tttt, -ttttt, by the number of t's.
@@ -31,6 +33,7 @@ class OutputOptions:
     count: Optional[int] = None  # -c: stop after this many packets
     snaplen: Optional[int] = None  # -s: None is "headers through TCP"
     stats: bool = False  # with write: a line of counts on stderr every second
+    dump: Optional[Dump] = None  # -x, -X, -A (text lines only)
 
     def formatter(self, several_interfaces: bool = False, live: bool = False):
         """The line formatter these options ask for (text or JSON)."""
@@ -47,6 +50,7 @@ class OutputOptions:
             nano=self.nano,
             # live captures stop at the TCP header unless -s says otherwise
             payload_elided=live and self.snaplen is None,
+            dump=self.dump,
         )
 
 

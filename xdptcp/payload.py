@@ -10,24 +10,34 @@ class Truncated(Exception):
     ``[|proto]`` note. The argument, when there is one, is what the decoder printed first."""
 
 
+class Unread(Truncated):
+    """``Truncated`` by one of the GET_ macros (``u8``, ``be16``, ``be32``): tcpdump's printer is
+    abandoned there (its longjmp), and -x, -X and -A then show the whole packet, its link-layer
+    header too (``Jumped``). A decoder's own test that gives up raises ``Truncated``."""
+
+
+class Jumped(str):
+    """A decoder's text that ends where an ``Unread`` stopped it."""
+
+
 def u8(buf, i: int, cap: int) -> int:
     """GET_U_1(): the byte at ``i`` (the captured bytes end at ``cap``)."""
     if i >= cap:
-        raise Truncated("")
+        raise Unread("")
     return buf[i]
 
 
 def be16(buf, i: int, cap: int) -> int:
     """GET_BE_U_2()."""
     if i + 2 > cap:
-        raise Truncated("")
+        raise Unread("")
     return (buf[i] << 8) | buf[i + 1]
 
 
 def be32(buf, i: int, cap: int) -> int:
     """GET_BE_U_4()."""
     if i + 4 > cap:
-        raise Truncated("")
+        raise Unread("")
     return int.from_bytes(buf[i : i + 4], "big")
 
 

@@ -37,7 +37,14 @@ def print_file(
     ``keep(frame, wire_len, linktype, captured length)`` selects frames (a compiled filter's
     ``matches_packet``); by default every frame. ``keep_in_place``, the same filter's
     ``in_place``, lets a classic Ethernet pcap be read mapped (``xdptcp.mapped``)."""
-    if hasattr(formatter, "mapped_lines") and (keep is None or keep_in_place is not None):
+    dump = getattr(formatter, "dump", None)  # -x, -X, -A: after each line (xdptcp.hexdump)
+    if dump is not None:
+        from xdptcp.hexdump import ethernet_header_length
+    if (
+        hasattr(formatter, "mapped_lines")
+        and dump is None
+        and (keep is None or keep_in_place is not None)
+    ):
         from xdptcp.mapped import MappedPcap, print_mapped
 
         mp = MappedPcap.open(path)
@@ -61,6 +68,8 @@ def print_file(
                         continue
                     if wire_len <= MAX_RECORD:
                         line = fmt(ts_ns, data, wire_len, "", "")
+                        if dump is not None and line is not None and wire_len >= len(data):
+                            line += dump.text(line, data, ethernet_header_length(data))
                     else:  # longer than tcpdump takes: its note in the packet's place
                         line = formatter.damaged(ts_ns, data, wire_len, len(data))
                 else:
@@ -123,6 +132,11 @@ def _other_link(formatter, keep, ifaces, name, ts_ns, data, wire_len, linktype) 
     line = formatter.format(ts_ns, view.frame, view.wire_len, "", view.prefix)
     if line is None or view.frame is data:
         return line
+    dump = getattr(formatter, "dump", None)
+    if dump is not None:  # the packet's own bytes, after its own link-layer header
+        from xdptcp.hexdump import ethernet_header_length
+
+        line += dump.text(line, data, view.header + ethernet_header_length(view.frame) - 14)
     return formatter.record_lengths(line, view.wire_len, len(view.frame), wire_len, len(data))
 
 

@@ -59,7 +59,12 @@ class TextSink:
         # batches in one pass when the program writes a pcap header in each record (OUT_PCAP),
         # in nanoseconds when its output shows them; lines that start with the interface
         # (several interfaces) are made record by record.
-        walks = hasattr(formatter, "mapped_lines") and not getattr(formatter, "show_ifname", 0)
+        self.dump = getattr(formatter, "dump", None)  # -x, -X, -A: record by record
+        walks = (
+            hasattr(formatter, "mapped_lines")
+            and not getattr(formatter, "show_ifname", 0)
+            and self.dump is None
+        )
         self.out_format = OUT_PCAP if walks else OUT_NONE
         self.out_nano = bool(getattr(formatter, "shows_ns", False))
         self.ifname = ""  # the one interface, when the program writes the record heads
@@ -90,6 +95,8 @@ class TextSink:
                 return shown, len(batch)
             batch = ring_records(batch, self.out_nano, self.ifname)
         fmt = self.formatter.format
+        if self.dump is not None:
+            fmt = self._dumped
         if limit is None:
             lines = [fmt(ts, frame, wire, ifname, "", d) for ts, ifname, frame, wire, d in batch]
             used = len(batch)
@@ -113,6 +120,15 @@ class TextSink:
                 named(e, destination(self.out))
                 raise
         return len(lines), used
+
+    def _dumped(self, ts, frame, wire_len, ifname, prefix, d) -> Optional[str]:
+        """The formatter's line and, after it, the record's bytes as -x, -X or -A asks."""
+        from xdptcp.hexdump import ethernet_header_length
+
+        line = self.formatter.format(ts, frame, wire_len, ifname, prefix, d)
+        if line is None:
+            return None
+        return line + self.dump.text(line, frame, ethernet_header_length(frame))
 
     def broken(self) -> None:
         self.is_broken = True

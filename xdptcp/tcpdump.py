@@ -41,6 +41,7 @@ from xdptcp.appproto import WORDLESS, decoder, note
 from xdptcp.clock import D3, Clock
 from xdptcp.ip6ext import ext_text
 from xdptcp.packet import Decoder, Kind, Packet, invalid_header_text, malformed_tcp_text
+from xdptcp.payload import Jumped
 from xdptcp.pcap import MAX_RECORD, record_stamp
 from xdptcp.tcpopts import (
     TS_FIRST,
@@ -153,11 +154,14 @@ class TextFormatter:
         show_ifname: bool = False,
         nano: bool = False,
         payload_elided: bool = False,
+        dump=None,
     ) -> None:
         """``payload_elided``: frames were cut after the TCP header by the capture itself (xdptcp's
         default), not by a snaplen the user chose, so print what tcpdump prints for the whole
-        packet (only the MD5 option's words depend on it)."""
+        packet (only the MD5 option's words depend on it). ``dump``: an ``xdptcp.hexdump.Dump``
+        (-x, -X, -A), which whoever has the packet's own bytes adds after its line."""
         self.payload_elided = payload_elided
+        self.dump = dump
         # Every frame is TCP, whatever its capture holds: a live capture's, whose program found
         # it TCP on the whole frame before cutting it to the snap length (``TextSink`` sets it;
         # see ``xdptcp.packet.cut_short``). Off, a frame is TCP as libpcap's ``tcp`` reads it.
@@ -200,8 +204,10 @@ class TextFormatter:
             else:
                 body = self.body(p, frame)
         if self.show_ifname:
-            return f"{self._stamp(ts_ns)}{ifname:<5} {'Out' if direction else 'In '} {body}"
-        return self._stamp(ts_ns) + prefix + body
+            line = f"{self._stamp(ts_ns)}{ifname:<5} {'Out' if direction else 'In '} {body}"
+        else:
+            line = self._stamp(ts_ns) + prefix + body
+        return Jumped(line) if body.__class__ is Jumped else line  # (for -x, -X, -A)
 
     def damaged(self, ts_ns: int, frame, wire_len: int, cap_len: int) -> Optional[str]:
         """The line for a damaged file's record whose original length (``wire_len``) is below
@@ -273,7 +279,8 @@ class TextFormatter:
             f"win {win}{f', urg {urg}' if flags & URG else ''}{opts}, length {length}"
         )
         if app is not None and length > 0:
-            line += note(app, frame, l4 + hlen, min(len(frame), l4 + hlen + length), length)
+            said = note(app, frame, l4 + hlen, min(len(frame), l4 + hlen + length), length)
+            return Jumped(line + said) if said.__class__ is Jumped else line + said
         return line
 
     def _new_flow(self, ver: int, saddr: bytes, daddr: bytes, sport: int, dport: int) -> tuple:
@@ -553,7 +560,8 @@ class TextFormatter:
                 ip += ext_text(p, self.decoder)
             if p.kind == Kind.FRAGMENT:
                 return ip[:-1]  # tcpdump stops after "frag (off|len)", no trailing space
-        return ip + self.tcp(p, frame, with_addrs)
+        tcp = self.tcp(p, frame, with_addrs)
+        return Jumped(ip + tcp) if tcp.__class__ is Jumped else ip + tcp
 
     def tcp(self, p: Packet, frame, with_addrs: bool) -> str:
         """tcp_print() of print-tcp.c."""
@@ -598,7 +606,8 @@ class TextFormatter:
         elif length:
             app = decoder(p.sport, p.dport)
             if app is not None:
-                out += note(app, frame, p.l4_off + hlen, p.snap_end, length)
+                said = note(app, frame, p.l4_off + hlen, p.snap_end, length)
+                return Jumped(out + said) if said.__class__ is Jumped else out + said
         return out
 
 
