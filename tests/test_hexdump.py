@@ -7,19 +7,18 @@ a file of every link type xdptcp reads, cut by a snap length where tcpdump aband
 
 from __future__ import annotations
 
-import signal
 import subprocess
 import sys
 
 import pytest
-from background import read_until_ready, stop_all
+from background import stop_all
 from test_linktypes import _null, _ppp, _raw, _sll, _sll2
-from test_xdptcp_live import Xdptcp, _running, replay
+from test_xdptcp_live import _running, beside_tcpdump
 
 from xdptcp import linktypes as lt
 from xdptcp.hexdump import Dump, ascii_only, ethernet_header_length, hex_and_ascii, hex_only
 
-from conftest import ROOT, need_tool, run, scaled
+from conftest import ROOT, need_tool, run
 from hosts import make_veth
 from traffic import A4, A6, B4, B6, Frame, mss, tcp_frame, timestamp, write_pcap
 
@@ -174,17 +173,7 @@ def test_a_live_capture_dumps_as_tcpdump_does(veth, tmp_path, flag) -> None:
     pcap = tmp_path / "f.pcap"
     sent = _frames()
     write_pcap(pcap, sent)
-    tcpdump = need_tool("tcpdump")
-    args = ("-Q", "in", "-t", flag)
-    dump = subprocess.Popen([tcpdump, "-i", veth.outer, *args, "-nn", "-l", "tcp or vlan"],
-                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
-    _running.append(dump)
-    read_until_ready(dump, b"listening on", scaled(20), "tcpdump")
-    cap = Xdptcp("-i", veth.outer, *args)
-    replay(veth, pcap)
-    out, err, rc = cap.stop()
-    dump.send_signal(signal.SIGINT)
-    ref = dump.communicate(timeout=scaled(10))[0].decode("latin-1")
+    out, err, rc, ref = beside_tcpdump(veth, pcap, ("-Q", "in", "-t", flag), "tcp or vlan")
     assert rc == 0, err
     assert f"{len(sent)} packets captured" in err
     assert out + "\n" == ref  # (tcpdump ends a live capture with a newline, "just in case")

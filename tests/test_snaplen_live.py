@@ -6,14 +6,12 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 
 import pytest
-from background import read_until_ready, stop_all
-from test_xdptcp_live import Xdptcp, _running, replay
+from background import stop_all
+from test_xdptcp_live import Xdptcp, _running, beside_tcpdump, replay
 
-from conftest import need_tool, scaled
+from conftest import need_tool
 from hosts import make_veth
 from traffic import (
     A4,
@@ -86,20 +84,9 @@ def test_a_snap_length_inside_the_headers_prints_tcpdumps_lines(veth, tmp_path, 
     pcap = tmp_path / "f.pcap"
     sent = frames()
     write_pcap(pcap, sent)
-    tcpdump = need_tool("tcpdump")
     args = ("-Q", "in", "-s", str(snap), "-t")
-    dump = subprocess.Popen(
-        [tcpdump, "-i", veth.outer, *args, "-nn", "-l", TCPDUMP_FILTER],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-    )
-    _running.append(dump)
-    read_until_ready(dump, b"listening on", scaled(20), "tcpdump")
-    cap = Xdptcp("-i", veth.outer, *args)
-    replay(veth, pcap)
-    out, err, rc = cap.stop()
-    dump.send_signal(signal.SIGINT)
-    ref = [ln for ln in dump.communicate(timeout=scaled(10))[0].decode().splitlines() if ln]
+    out, err, rc, ref_text = beside_tcpdump(veth, pcap, args, TCPDUMP_FILTER)
+    ref = [ln for ln in ref_text.splitlines() if ln]
     assert rc == 0, err
     assert len(ref) == len(sent)
     assert out.splitlines() == ref

@@ -87,6 +87,23 @@ def replay(pair, pcap) -> None:
     )
 
 
+def beside_tcpdump(pair, pcap, args: tuple[str, ...], tcpdump_filter: str):
+    """``xdptcp -i OUTER ARGS`` and ``tcpdump -i OUTER ARGS -nn -l FILTER`` both capturing while
+    ``pcap`` is replayed: (xdptcp's output, its stderr, its exit status, tcpdump's output)."""
+    dump = subprocess.Popen(
+        [need_tool("tcpdump"), "-i", pair.outer, *args, "-nn", "-l", tcpdump_filter],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    _running.append(dump)
+    read_until_ready(dump, b"listening on", scaled(20), "tcpdump")
+    cap = Xdptcp("-i", pair.outer, *args)
+    replay(pair, pcap)
+    out, err, rc = cap.stop()
+    dump.send_signal(signal.SIGINT)
+    return out, err, rc, dump.communicate(timeout=scaled(10))[0].decode("latin-1")
+
+
 def tcpdump_lines(pcap, *args: str) -> dict[int, str]:
     """{frame number (1-based): line} as ``tcpdump -nn -# -r`` prints them."""
     res = subprocess.run(

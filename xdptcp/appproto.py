@@ -43,7 +43,7 @@ from __future__ import annotations
 import re
 from _socket import AF_INET, inet_ntop  # not socket: see xdptcp.gso
 
-from xdptcp.payload import Jumped, Truncated, Unread, be16, be32, text, u8
+from xdptcp.payload import Truncated, Unread, be16, be32, gave_up, text, u8
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -150,8 +150,7 @@ def note(proto: str, buf, start: int, end: int, length: int) -> str:
             return said
         return _text(proto, buf, start, cap, stop)
     except Truncated as e:
-        said = f"{e.args[0]} [|{proto}]"
-        return Jumped(said) if isinstance(e, Unread) else said
+        return gave_up(f"{e.args[0]} [|{proto}]", e)
 
 
 def _other(proto: str, buf, start: int, cap: int, length: int) -> str:
@@ -246,9 +245,7 @@ def _resp(buf, start: int, cap: int, length: int) -> str:
             used = _resp_item(buf, pos, left, cap, out)
             pos, left = pos + used, left - used
     except Truncated as e:
-        out.append(" [|resp]")
-        if isinstance(e, Unread):
-            return Jumped("".join(out))
+        return gave_up("".join(out) + " [|resp]", e)
     return "".join(out)
 
 
@@ -420,9 +417,8 @@ def _telnet(buf, start: int, cap: int, length: int) -> str:
                 break
             length = (length - used) & 0xFFFFFFFF  # (a u_int: past the payload, it wraps)
             pos += used
-    except Truncated as e:
-        said = "".join(out) + " [|telnet]"  # (no closing bracket: tcpdump stops there)
-        return Jumped(said) if isinstance(e, Unread) else said
+    except Truncated as e:  # (no closing bracket: tcpdump stops there)
+        return gave_up("".join(out) + " [|telnet]", e)
     return "".join(out) + "]" if out else ""
 
 
@@ -510,9 +506,7 @@ def _msdp(buf, start: int, cap: int, length: int) -> str:
                 out.append(f"[len={size}] ")
             pos, length = pos + size - 3, length - (size - 3)
     except Truncated as e:
-        out.append(" [|msdp]")
-        if isinstance(e, Unread):
-            return Jumped("".join(out))
+        return gave_up("".join(out) + " [|msdp]", e)
     return "".join(out)
 
 
@@ -585,9 +579,7 @@ def _openflow(buf, start: int, cap: int, length: int) -> str:
                 break
             pos, left = pos + body, left - body
     except Truncated as e:
-        out.append(" [|openflow]")
-        if isinstance(e, Unread):
-            return Jumped("".join(out))
+        return gave_up("".join(out) + " [|openflow]", e)
     return "".join(out)
 
 
@@ -687,9 +679,7 @@ def _pptp(buf, start: int, cap: int, length: int) -> str:
                     out.append(f" {label}({names.get(value, '?')})")
             pos += width
     except Truncated as e:
-        out.append(" [|pptp]")
-        if isinstance(e, Unread):
-            return Jumped("".join(out))
+        return gave_up("".join(out) + " [|pptp]", e)
     return "".join(out)
 
 

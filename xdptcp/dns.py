@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 
-from xdptcp.payload import Jumped, Truncated, Unread, be16, text, u8
+from xdptcp.payload import Truncated, be16, gave_up, text, u8
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -107,9 +107,7 @@ def domain(buf, start: int, cap: int, length: int) -> str:
         if not _message(m, start + 2, length):
             m.out.append(" [|domain]")
     except Truncated as e:
-        m.out.append(" [|domain]")
-        if isinstance(e, Unread):
-            return Jumped("".join(m.out))
+        return gave_up("".join(m.out) + " [|domain]", e)
     return "".join(m.out)
 
 

@@ -32,20 +32,23 @@ def ethernet_header_length(frame) -> int:
 
 def hex_and_ascii(data) -> str:
     """-X: ``hex_and_ascii_print``."""
-    out = []
-    for off in range(0, len(data), 16):
-        chunk = bytes(data[off : off + 16])
-        groups = " ".join(chunk[i : i + 2].hex() for i in range(0, len(chunk), 2))
-        out.append(f"\n\t0x{off:04x}:  {groups:<39}  {chunk.translate(_GRAPH).decode()}")
-    return "".join(out)
+    return _hex(data, True)
 
 
 def hex_only(data) -> str:
     """-x: ``hex_print``."""
+    return _hex(data, False)
+
+
+def _hex(data, ascii_too: bool) -> str:
+    """Lines of 16 bytes: a tab, the offset, the bytes in groups of two, and with ``ascii_too``
+    the hex padded to its full width and the bytes as ASCII."""
     out = []
     for off in range(0, len(data), 16):
         chunk = bytes(data[off : off + 16])
         groups = " ".join(chunk[i : i + 2].hex() for i in range(0, len(chunk), 2))
+        if ascii_too:
+            groups = f"{groups:<39}  {chunk.translate(_GRAPH).decode()}"
         out.append(f"\n\t0x{off:04x}:  {groups}")
     return "".join(out)
 

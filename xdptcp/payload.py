@@ -20,6 +20,12 @@ class Jumped(str):
     """A decoder's text that ends where an ``Unread`` stopped it."""
 
 
+def gave_up(said: str, e: Truncated) -> str:
+    """What a decoder printed, ``[|proto]`` included, where ``e`` stopped it: ``Jumped`` when
+    a GET_ read did."""
+    return Jumped(said) if isinstance(e, Unread) else said
+
+
 def u8(buf, i: int, cap: int) -> int:
     """GET_U_1(): the byte at ``i`` (the captured bytes end at ``cap``)."""
     if i >= cap:
