@@ -11,12 +11,12 @@ newline, and prints '.' for any other byte.
 from __future__ import annotations
 
 from pybpf.record import record
+from xdptcp.cutshort import TPIDS  # the tags tcpdump's Ethernet printer walks, as packet.py does
 from xdptcp.payload import Jumped
 
 _GRAPH = bytes(c if 0x21 <= c <= 0x7E else 0x2E for c in range(256))  # ND_ASCII_ISGRAPH, else '.'
 # -A: tab, newline and space print as they are too
 _TEXT = bytes(c if 0x21 <= c <= 0x7E or c in (0x09, 0x0A, 0x20) else 0x2E for c in range(256))
-_VLAN_TPIDS = (0x8100, 0x88A8, 0x9100, 0x9200)  # the tags tcpdump's Ethernet printer walks
 # ip_print and tcp_print say this, then abandon the packet (nd_trunc_longjmp)
 _ABANDONED = " [remaining caplen("
 
@@ -25,7 +25,7 @@ def ethernet_header_length(frame) -> int:
     """The Ethernet header's length as tcpdump's Ethernet printer counts it (ndo_ll_hdr_len):
     14 bytes and 4 for each VLAN tag, as far as the frame holds them."""
     n, end = 14, len(frame)
-    while n + 4 <= end and int.from_bytes(frame[n - 2 : n], "big") in _VLAN_TPIDS:
+    while n + 4 <= end and int.from_bytes(frame[n - 2 : n], "big") in TPIDS:
         n += 4
     return n
 

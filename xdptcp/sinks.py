@@ -60,6 +60,10 @@ class TextSink:
         # in nanoseconds when its output shows them; lines that start with the interface
         # (several interfaces) are made record by record.
         self.dump = getattr(formatter, "dump", None)  # -x, -X, -A: record by record
+        if self.dump is not None:
+            from xdptcp.hexdump import ethernet_header_length
+
+            self._link_header = ethernet_header_length
         walks = (
             hasattr(formatter, "mapped_lines")
             and not getattr(formatter, "show_ifname", 0)
@@ -123,12 +127,10 @@ class TextSink:
 
     def _dumped(self, ts, frame, wire_len, ifname, prefix, d) -> Optional[str]:
         """The formatter's line and, after it, the record's bytes as -x, -X or -A asks."""
-        from xdptcp.hexdump import ethernet_header_length
-
         line = self.formatter.format(ts, frame, wire_len, ifname, prefix, d)
         if line is None:
             return None
-        return line + self.dump.text(line, frame, ethernet_header_length(frame))
+        return line + self.dump.text(line, frame, self._link_header(frame))
 
     def broken(self) -> None:
         self.is_broken = True
