@@ -98,20 +98,24 @@ def _convert(frames: list[Frame], make, family) -> list[Frame]:
     return out
 
 
-def _compare(path: Path, frames: list[Frame] | None = None) -> tuple[list[str], list[str]]:
-    """(tcpdump's lines, xdptcp's lines), up to ``length N``.
+def _compare(
+    path: Path, frames: list[Frame] | None = None, args: tuple[str, ...] = ()
+) -> tuple[list[str], list[str]]:
+    """(tcpdump's lines, xdptcp's lines), up to ``length N``, both run with ``args``.
 
     With ``frames`` (what the file holds), tcpdump runs unfiltered and its lines for the frames
     that carry TCP are kept: libpcap's ``tcp`` looks only at the first next-header of IPv6, so
     it would leave out TCP behind extension headers, which tcpdump prints and so must we."""
     tcpdump = need_tool("tcpdump")
     if frames is None:
-        ref = run(tcpdump, "-nn", "-r", str(path), "tcp").stdout.splitlines()
+        ref = run(tcpdump, "-nn", *args, "-r", str(path), "tcp").stdout.splitlines()
     else:
-        lines = run(tcpdump, "-nn", "-r", str(path)).stdout.splitlines()
+        lines = run(tcpdump, "-nn", *args, "-r", str(path)).stdout.splitlines()
         assert len(lines) == len(frames)
         ref = [line for line, f in zip(lines, frames) if f.tcp]
-    got = run(sys.executable, "-m", "xdptcp", "-r", str(path)).stdout.splitlines()
+    got = run(sys.executable, "-m", "xdptcp", *args, "-r", str(path)).stdout.splitlines()
+    if "-e" in args:  # whole lines: the link-level header says a length of its own first
+        return ref, got
     return [_upto_length(x) for x in ref], [_upto_length(x) for x in got]
 
 
@@ -128,6 +132,81 @@ def test_link_type_prints_tcpdumps_lines(name: str, varied, tmp_path: Path) -> N
     frames = write_pcap(path, frames, linktype=linktype)
     ref, got = _compare(path, frames)
     assert len(ref) > 50  # the capture holds many TCP packets of that link type
+    assert got == ref
+
+
+@pytest.mark.parametrize("name", sorted(CASES))
+def test_e_prints_the_link_level_header_as_tcpdump_e_does(name: str, varied, tmp_path) -> None:
+    """-e: each link type's header before the network layer, which then leaves out its "IP"."""
+    linktype, make, family = CASES[name]
+    frames = write_pcap(tmp_path / "e.pcap", _convert(varied, make, family), linktype=linktype)
+    ref, got = _compare(tmp_path / "e.pcap", frames, ("-e",))
+    assert len(ref) > 50
+    assert not any(re.search(r": IP6? ", line) for line in ref)  # "IP" said by the link
+    assert got == ref
+
+
+# (TPID, tag) stacks put in front of the network layer of Ethernet frames: every type
+# print-ether.c walks, priorities and the DEI bit.
+_ETHER_TAGS = (
+    (),
+    ((0x8100, 100),),
+    ((0x8100, 0x2000 | 0x1000 | 7),),
+    ((0x88A8, 200), (0x8100, 4094)),
+    ((0x9100, 0xE000 | 1),),
+)
+
+
+def test_e_on_ethernet_frames_tagged_and_cut_short(varied, tmp_path: Path) -> None:
+    """-e on Ethernet: the addresses, each tag with its type (the length said once), the
+    network layer's type; and for frames cut short in their IP or TCP header, tcpdump's
+    text after the link-level header."""
+    frames = []
+    for i, f in enumerate(_untagged(varied)):
+        stack = _ETHER_TAGS[i % len(_ETHER_TAGS)]
+        types = [t for t, _ in stack] + [struct.unpack_from("!H", f.data, 12)[0]]
+        tags = b"".join(struct.pack("!HH", tci, types[j + 1]) for j, (_, tci) in enumerate(stack))
+        data = f.data[:12] + struct.pack("!H", types[0]) + tags + f.data[14:]
+        wire = f.wire_len + len(tags)
+        if i % 7 == 3 and f.tcp:  # cut in the IP header (IPv4) or just after it
+            data = data[: 14 + len(tags) + (12 if types[-1] == ETH_P_IP else 44)]
+        frames.append(Frame(f.ts_ns, data, wire, f.tcp))
+    frames = write_pcap(tmp_path / "eth.pcap", frames)
+    ref, got = _compare(tmp_path / "eth.pcap", frames, ("-e",))
+    assert len(ref) > 50
+    assert any("802.1Q-QinQ (0x88a8), length" in line and ", DEI" not in line for line in ref)
+    assert any(", DEI, ethertype IPv" in line for line in ref)
+    assert any(line.endswith("[|ip]") for line in ref) and any("[|tcp]" in line for line in ref)
+    assert got == ref
+
+
+def _tagged(frame: bytes, make, tags: tuple[int, ...]) -> bytes:
+    """``make(frame)`` (a cooked header) with 802.1Q tags between it and the network layer,
+    as libpcap writes a tagged packet captured in cooked mode."""
+    etype, l3 = _network(frame)
+    plain = make(frame)
+    head = plain[: len(plain) - len(l3)]
+    at = 0 if make is _sll2 else len(head) - 2  # where the header's protocol field is
+    types = (0x8100,) * len(tags) + (etype,)
+    head = head[:at] + struct.pack("!H", types[0]) + head[at + 2 :]
+    body = b"".join(struct.pack("!HH", tci, types[i + 1]) for i, tci in enumerate(tags))
+    return head + body + l3
+
+
+@pytest.mark.parametrize("make", [_sll, _sll2], ids=["sll", "sll2"])
+@pytest.mark.parametrize("args", [(), ("-e",)], ids=["plain", "e"])
+def test_tags_after_a_cooked_header(make, args, varied, tmp_path: Path) -> None:
+    """print-sll.c walks 802.1Q tags after the cooked header and names the type each encloses
+    (``ethertype IPv4, ``), with or without -e; -e adds each tag's own text first."""
+    linktype = lt.LINUX_SLL if make is _sll else lt.LINUX_SLL2
+    frames = []
+    for i, f in enumerate(_untagged(varied)[:60]):
+        tags = ((5, 0x2000 | 7 | 0x1000), (100,), (4094,))[i % 3]
+        data = _tagged(f.data, make, tags)
+        frames.append(Frame(f.ts_ns, data, f.wire_len - len(f.data) + len(data), f.tcp))
+    frames = write_pcap(tmp_path / "tags.pcap", frames, linktype=linktype)
+    ref, got = _compare(tmp_path / "tags.pcap", frames, args)
+    assert len(ref) > 30 and all("ethertype IPv" in line for line in ref)
     assert got == ref
 
 

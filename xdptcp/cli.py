@@ -93,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
             help=f"after each line, the packet in {what} from its network header ({flag}{flag[1]}: "
             "from its link-layer header)",
         )
+    p.add_argument(
+        "-e",
+        dest="link_level",
+        action="store_true",
+        help="print the link-level header on each line (MAC addresses, VLAN tags, EtherType)",
+    )
     p.add_argument("--nano", action="store_true", help="nanosecond timestamps (text and pcap)")
     p.add_argument("--json", action="store_true", help="one JSON object per packet")
     p.add_argument(
@@ -219,6 +225,8 @@ def check_usage(args: argparse.Namespace) -> None:
         raise UsageError("--json and -w both choose the output: pick one")
     if args.json and (args.hex or args.hex_ascii or args.ascii):
         raise UsageError("-x, -X and -A print after text lines, not with --json")
+    if args.json and args.link_level:
+        raise UsageError("-e prints in text lines, not with --json")
     if args.stats and not args.write:
         raise UsageError("--stats goes with -w (text output already shows each packet)")
 
@@ -244,6 +252,7 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
         snaplen=snaplen,
         stats=args.stats,
         dump=dump,
+        link_level=args.link_level,
     )
 
 

@@ -56,7 +56,19 @@ _AF_INET = 2
 _AF_INET6 = frozenset({10, 24, 28, 30})
 _PPP_IP, _PPP_IPV6 = 0x0021, 0x0057
 # print-sll.c's sll_pkttype_values: what cooked v2 lines say of the packet's direction.
-_SLL_PKTTYPE = {0: "In", 1: "B", 2: "M", 3: "P", 4: "Out"}
+SLL_PKTTYPE = {0: "In", 1: "B", 2: "M", 3: "P", 4: "Out"}
+
+# print-ether.c's ethertype_values, for the types a TCP line can come through.
+ETHERTYPES = {
+    0x0800: "IPv4",
+    0x86DD: "IPv6",
+    0x8100: "802.1Q",
+    0x9100: "802.1Q-9100",
+    0x88A8: "802.1Q-QinQ",
+    0x9200: "802.1Q-9200",
+}
+_SLL_VLAN = 0x8100  # the one tag print-sll.c walks
+_SLL_P_802_2 = 4
 
 _SLL = struct.Struct("!HHH8sH")  # pkttype, hatype, halen, address, protocol
 _SLL2 = struct.Struct("!HHIHBB8s")  # protocol, reserved, ifindex, hatype, pkttype, halen, address
@@ -173,12 +185,34 @@ def _loop(data: bytes, ifaces) -> _Found:
     return None if etype is None else (4, etype, _ZERO_MAC, "")
 
 
+def tci(tag: int) -> str:
+    """addrtoname.c's ieee8021q_tci_string: a VLAN tag's identifier, priority and DEI bit."""
+    return f"vlan {tag & 0xFFF}, p {tag >> 13}{', DEI' if tag & 0x1000 else ''}"
+
+
+def cooked_tags(data, at: int, proto: int, link_level: bool = False) -> str:
+    """What print-sll.c prints for the 802.1Q tags after a cooked header (at ``at``, the
+    header's protocol ``proto``): ``ethertype IPv4, `` for each, with or without ``-e``, after
+    the tag's own text with ``-e`` (``link_level``)."""
+    out = ""
+    while proto == _SLL_VLAN and at + 4 <= len(data):
+        tag = data[at] << 8 | data[at + 1]
+        proto = data[at + 2] << 8 | data[at + 3]
+        if proto <= 1500:
+            proto = _SLL_P_802_2
+        if link_level:
+            out += f"{tci(tag)}, "
+        out += f"ethertype {ETHERTYPES.get(proto, 'Unknown')}, "
+        at += 4
+    return out
+
+
 def _sll(data: bytes, ifaces) -> _Found:
     if len(data) < _SLL.size:
         return None
     _, hatype, halen, addr, proto = _SLL.unpack_from(data)
     src = addr[:6] if hatype == 1 and halen == 6 else _ZERO_MAC
-    return _SLL.size, proto, src, ""
+    return _SLL.size, proto, src, cooked_tags(data, _SLL.size, proto)
 
 
 def _sll2(data: bytes, ifaces) -> _Found:
@@ -187,8 +221,8 @@ def _sll2(data: bytes, ifaces) -> _Found:
     proto, _, ifindex, hatype, pkttype, halen, addr = _SLL2.unpack_from(data)
     src = addr[:6] if hatype == 1 and halen == 6 else _ZERO_MAC
     name = (ifaces or Interfaces()).name(ifindex)
-    prefix = f"{name:<5} {_SLL_PKTTYPE.get(pkttype, '?'):<3} "
-    return _SLL2.size, proto, src, prefix
+    prefix = f"{name:<5} {SLL_PKTTYPE.get(pkttype, '?'):<3} "
+    return _SLL2.size, proto, src, prefix + cooked_tags(data, _SLL2.size, proto)
 
 
 def _ppp_protocol(data: bytes, at: int) -> Optional[tuple[int, int]]:

@@ -34,6 +34,7 @@ class OutputOptions:
     snaplen: Optional[int] = None  # -s: None is "headers through TCP"
     stats: bool = False  # with write: a line of counts on stderr every second
     dump: Optional[Dump] = None  # -x, -X, -A (text lines only)
+    link_level: bool = False  # -e: each text line starts with the link-level header
 
     def formatter(self, several_interfaces: bool = False, live: bool = False):
         """The line formatter these options ask for (text or JSON)."""
@@ -51,6 +52,7 @@ class OutputOptions:
             # live captures stop at the TCP header unless -s says otherwise
             payload_elided=live and self.snaplen is None,
             dump=self.dump,
+            link_level=self.link_level,
         )
 
 

@@ -43,6 +43,7 @@ def print_file(
     if (
         hasattr(formatter, "mapped_lines")
         and dump is None
+        and not getattr(formatter, "link_level", False)  # -e: line by line
         and (keep is None or keep_in_place is not None)
     ):
         from xdptcp.mapped import MappedPcap, print_mapped
@@ -129,7 +130,12 @@ def _other_link(formatter, keep, ifaces, name, ts_ns, data, wire_len, linktype) 
         return None
     if wire_len > MAX_RECORD:  # longer than tcpdump takes: its note in the packet's place
         return formatter.damaged(ts_ns, view.frame, wire_len, len(data))
-    line = formatter.format(ts_ns, view.frame, view.wire_len, "", view.prefix)
+    prefix = view.prefix
+    if getattr(formatter, "link_level", False):  # -e: the record's own link-layer header
+        from xdptcp.linklevel import other
+
+        prefix = other(linktype, data, wire_len, view)
+    line = formatter.format(ts_ns, view.frame, view.wire_len, "", prefix)
     if line is None or view.frame is data:
         return line
     dump = getattr(formatter, "dump", None)

@@ -155,13 +155,22 @@ class TextFormatter:
         nano: bool = False,
         payload_elided: bool = False,
         dump=None,
+        link_level: bool = False,
     ) -> None:
         """``payload_elided``: frames were cut after the TCP header by the capture itself (xdptcp's
         default), not by a snaplen the user chose, so print what tcpdump prints for the whole
         packet (only the MD5 option's words depend on it). ``dump``: an ``xdptcp.hexdump.Dump``
-        (-x, -X, -A), which whoever has the packet's own bytes adds after its line."""
+        (-x, -X, -A), which whoever has the packet's own bytes adds after its line.
+        ``link_level`` (-e): each line starts with the link-level header's text
+        (``xdptcp.linklevel``), and the network layer's then leaves out its ``IP `` or ``IP6 ``
+        as tcpdump's does."""
         self.payload_elided = payload_elided
         self.dump = dump
+        self.link_level = link_level
+        if link_level:
+            from xdptcp.linklevel import AnyDevice
+
+            self._any_device = AnyDevice()
         # Every frame is TCP, whatever its capture holds: a live capture's, whose program found
         # it TCP on the whole frame before cutting it to the snap length (``TextSink`` sets it;
         # see ``xdptcp.packet.cut_short``). Off, a frame is TCP as libpcap's ``tcp`` reads it.
@@ -190,8 +199,10 @@ class TextFormatter:
         direction: Optional[int] = None,
     ) -> Optional[str]:
         """tcpdump's line for an Ethernet frame; ``prefix`` is what tcpdump prints before the
-        network layer for the link type the frame came from (``xdptcp.linktypes``);
-        ``direction``: 0 arrived (In), 1 left (Out) — xdptcp.record.INGRESS/EGRESS."""
+        network layer for the link type the frame came from (``xdptcp.linktypes``; with
+        ``link_level``, ``xdptcp.linklevel``'s text, and empty for the frame's own Ethernet
+        header, which is then printed from the frame); ``direction``: 0 arrived (In), 1 left
+        (Out) — xdptcp.record.INGRESS/EGRESS."""
         body = self._fast(frame, wire_len)
         if body is None:
             p = self.decoder.decode(frame, wire_len)
@@ -203,11 +214,30 @@ class TextFormatter:
                     return None
             else:
                 body = self.body(p, frame)
+        if self.link_level:
+            return self._link_level_line(ts_ns, frame, wire_len, ifname, prefix, direction, body)
         if self.show_ifname:
             line = f"{self._stamp(ts_ns)}{ifname:<5} {'Out' if direction else 'In '} {body}"
         else:
             line = self._stamp(ts_ns) + prefix + body
         return Jumped(line) if body.__class__ is Jumped else line  # (for -x, -X, -A)
+
+    def _link_level_line(self, ts_ns, frame, wire_len, ifname, prefix, direction, body) -> str:
+        """``format``'s line with -e: the link-level header's text, then the network layer's
+        without the ``IP `` or ``IP6 `` that ip_print and ip6_print leave out with -e."""
+        if body.startswith("IP "):
+            body = Jumped(body[3:]) if body.__class__ is Jumped else body[3:]
+        elif body.startswith("IP6 "):
+            body = Jumped(body[4:]) if body.__class__ is Jumped else body[4:]
+        if self.show_ifname:
+            link = self._any_device.text(ifname, frame, wire_len) or ""
+            prefix = f"{ifname:<5} {'Out' if direction else 'In '} {link}"
+        elif not prefix:
+            from xdptcp.linklevel import ethernet
+
+            prefix = ethernet(frame, wire_len)
+        line = self._stamp(ts_ns) + prefix + body
+        return Jumped(line) if body.__class__ is Jumped else line
 
     def damaged(self, ts_ns: int, frame, wire_len: int, cap_len: int) -> Optional[str]:
         """The line for a damaged file's record whose original length (``wire_len``) is below

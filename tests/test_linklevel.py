@@ -1,0 +1,87 @@
+"""-e: the link-level header at the start of each line, as ``tcpdump -e`` prints it.
+
+Files of every link type xdptcp reads are compared with tcpdump in tests/test_linktypes.py
+(``test_e_*``); here, what a user sees live: one interface beside ``tcpdump -i IF -e``, several
+beside ``tcpdump -i any -e`` (whose cooked header the lines then show), and the one-line refusal
+with --json.
+"""
+
+from __future__ import annotations
+
+import sys
+
+import pytest
+from background import stop_all
+from test_egress import assert_same_lines, converse, nonblank, tcpdump, xdptcp
+from test_xdptcp_live import _running, beside_tcpdump
+
+from xdptcp.linklevel import ethernet
+
+from conftest import ROOT, need_tool, run
+from hosts import make_veth
+from traffic import A4, A6, B4, B6, tcp_frame, write_pcap
+
+
+def test_json_refuses_e() -> None:
+    got = run(sys.executable, "-m", "xdptcp", "-r", "-", "--json", "-e", cwd=ROOT, check=False)
+    assert got.returncode == 2
+    assert got.stderr == "xdptcp: -e prints in text lines, not with --json\n"
+
+
+def test_ethernet_text() -> None:
+    frame = tcp_frame(A4, B4, 1, 2, vlans=(5, 6))
+    src, dst = frame[6:12].hex(":"), frame[0:6].hex(":")
+    assert ethernet(frame, 80) == (
+        f"{src} > {dst}, ethertype 802.1Q (0x8100), length 80: vlan 5, p 0, "
+        "ethertype 802.1Q (0x8100), vlan 6, p 0, ethertype IPv4 (0x0800), "
+    )
+    assert ethernet(frame[:13], 80) == ""  # tcpdump prints " [|ether]" alone
+    assert ethernet(frame[:16], 80) == f"{src} > {dst}, "  # and here " [|vlan]" after them
+
+
+@pytest.fixture
+def veth():
+    need_tool("tcpreplay")
+    pair = make_veth("lnkl")
+    try:
+        yield pair
+    finally:
+        stop_all(_running)
+        pair.remove()
+
+
+@pytest.mark.system
+def test_a_live_capture_prints_the_link_level_header_as_tcpdump_does(veth, tmp_path) -> None:
+    pcap = tmp_path / "f.pcap"
+    sent = [
+        tcp_frame(A4, B4, 40000, 80, flags="S"),
+        tcp_frame(A6, B6, 40001, 443, flags="PA", payload=b"x" * 20),
+        tcp_frame(A4, B4, 40002, 22, flags="A", vlans=(100,)),
+        tcp_frame(A6, B6, 40003, 8080, flags="A", vlans=(7, 4094)),
+    ]
+    write_pcap(pcap, sent)
+    out, err, rc, ref = beside_tcpdump(veth, pcap, ("-Q", "in", "-t", "-e"), "tcp or vlan")
+    assert rc == 0, err
+    assert f"{len(sent)} packets captured" in err
+    assert "vlan 7, p 0, ethertype 802.1Q (0x8100), vlan 4094" in ref
+    assert out + "\n" == ref
+
+
+@pytest.mark.system
+def test_several_interfaces_print_the_cooked_header_as_tcpdump_any_does(veth) -> None:
+    """``tcpdump -i any -e``: the interface and direction, then its cooked v2 header (index,
+    source address, type, and the length with that 20-byte header instead of Ethernet's)."""
+    other = make_veth("lnk2")
+    try:
+        net = veth.outer_ip.rsplit(".", 1)[0] + ".0/24"
+        dump = tcpdump("-i", "any", "-t", "-e", "tcp", "and", "net", net)
+        cap = xdptcp("-i", veth.outer, "-i", other.outer, "-t", "-e", "net", net)
+        converse(veth)
+        out, err, rc = cap.stop()
+        ref, _, _ = dump.stop()
+    finally:
+        other.remove()
+    assert rc == 0, err
+    ref = [ln for ln in nonblank(ref) if ln.startswith(veth.outer)]
+    assert any(" Out ifindex " in ln for ln in ref) and any(" In  ifindex " in ln for ln in ref)
+    assert_same_lines(out.splitlines(), ref)

@@ -1,0 +1,166 @@
+"""``-e``: the link-level header at the start of each line, as ``tcpdump -nn -e`` prints it.
+
+tcpdump prints it in its link-layer printers, before the network layer, and with ``-e`` its IP
+printers leave out their own ``IP `` and ``IP6 `` (print-ip.c, print-ip6.c: "if (!eflag)"): the
+link layer has named the protocol already. So a line's network-layer text is the usual one less
+that word (``TextFormatter`` with ``link_level``), after the text made here from the packet's
+own link-layer header:
+
+- Ethernet (print-ether.c): ``SRC > DST, ethertype IPv4 (0x0800), length N: ``; each VLAN tag
+  adds ``ethertype 802.1Q (0x8100), length N: vlan V, p P[, DEI], `` before the next type,
+  which then ends in ``, `` (the length is said once);
+- Linux cooked v1 and v2 (print-sll.c): the direction (v1; v2 has it before, with the
+  interface, ``-e`` or not), v2's ``ifindex I``, the address, then ``ethertype ...,
+  length N: ``;
+- BSD loopback (print-null.c): ``AF IPv4 (2), length N: ``; raw IP (print-raw.c): ``ip: ``;
+- PPP (print-ppp.c): ``IP (0x0021), length N: ``; in HDLC framing ``ff 03 N `` before its
+  ``IP: ``; Cisco HDLC (print-chdlc.c): ``unicast, ethertype IPv4 (0x0800), length N: ``.
+
+N is the packet's length on the wire with its own link-layer header, as the record says. MAC
+addresses print as tcpdump ``-n`` prints them: six lower-case hex pairs.
+"""
+
+from __future__ import annotations
+
+import socket
+import struct
+import sys
+
+from xdptcp import linktypes as lt
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
+if TYPE_CHECKING:
+    from typing import Optional
+
+# The tags print-ether.c's loop walks.
+_ETHER_TAGS = frozenset((0x8100, 0x9100, 0x9200, 0x88A8))
+# af.c's bsd_af_values, the IP ones: AF_INET, and AF_INET6 of NetBSD/OpenBSD, FreeBSD, Darwin.
+_BSD_AF = {2: "IPv4", 24: "IPv6", 28: "IPv6", 30: "IPv6"}
+# print-ppp.c's ppptype2str for the network layers a TCP line can come through.
+_PPP_TYPES = {0x0021: "IP", 0x0057: "IP6"}
+_CHDLC_CAST = {0x0F: "unicast", 0x8F: "bcast"}
+
+
+def mac(b) -> str:
+    """tcpdump -n's text of a 6-byte hardware address."""
+    return ":".join(f"{x:02x}" for x in bytes(b[:6]))
+
+
+def ethertype(t: int) -> str:
+    return f"ethertype {lt.ETHERTYPES.get(t, 'Unknown')} (0x{t:04x})"
+
+
+def ethernet(frame, wire_len: int) -> str:
+    """What ``tcpdump -e`` prints of an Ethernet frame's header before the network layer.
+    Empty for a frame shorter than the header (tcpdump prints only `` [|ether]``); for one cut
+    short inside a tag, the text up to that tag (tcpdump's `` [|vlan]`` follows)."""
+    cap = len(frame)
+    if cap < 14:
+        return ""
+    out = f"{mac(frame[6:12])} > {mac(frame[0:6])}, "
+    etype = frame[12] << 8 | frame[13]
+    at = 14
+    said_length = False
+    while etype in _ETHER_TAGS:
+        if cap - at < 4:
+            return out
+        out += ethertype(etype) + (", " if said_length else f", length {wire_len}: ")
+        said_length = True
+        out += lt.tci(frame[at] << 8 | frame[at + 1]) + ", "
+        etype = frame[at + 2] << 8 | frame[at + 3]
+        at += 4
+    return out + ethertype(etype) + (", " if said_length else f", length {wire_len}: ")
+
+
+def _cooked(proto: int, data, at: int, wire_len: int) -> str:
+    """print-sll.c's sll_print and sll2_print from the protocol field on, and the 802.1Q tags
+    after the header (at ``at``)."""
+    if proto <= 1500:
+        said = {1: "802.3", 4: "802.2"}.get(proto, f"ethertype Unknown (0x{proto:04x})")
+    else:
+        said = ethertype(proto)
+    return f"{said}, length {wire_len}: " + lt.cooked_tags(data, at, proto, True)
+
+
+def _sll(data, wire_len: int, view) -> str:
+    pkttype, _, halen, addr, proto = struct.unpack_from("!HHH8sH", data)
+    out = f"{lt.SLL_PKTTYPE.get(pkttype, '?'):>3} " + (f"{mac(addr)} " if halen == 6 else "")
+    return out + _cooked(proto, data, 16, wire_len)
+
+
+def _sll2(data, wire_len: int, view) -> str:
+    proto, _, ifindex, _, _, halen, addr = struct.unpack_from("!HHIHBB8s", data)
+    # The interface and the direction, which tcpdump prints with -e or not, then -e's own.
+    head = view.prefix[: len(view.prefix) - len(lt.cooked_tags(data, 20, proto))]
+    out = f"{head}ifindex {ifindex} " + (f"{mac(addr)} " if halen == 6 else "")
+    return out + _cooked(proto, data, 20, wire_len)
+
+
+def _null(data, wire_len: int, view) -> str:
+    # print-null.c reads the family in this host's order (DLT_LOOP's too), and swaps it when
+    # its upper half is not zero.
+    (af,) = struct.unpack_from("=I", data)
+    if af & 0xFFFF0000:
+        af = int.from_bytes(data[:4], "big" if sys.byteorder == "little" else "little")
+    return f"AF {_BSD_AF.get(af, 'Unknown')} ({af}), length {wire_len}: "
+
+
+def _raw(data, wire_len: int, view) -> str:
+    return "ip: "
+
+
+def _ppp(data, wire_len: int, view) -> str:
+    at = 2 if data[:2] == b"\xff\x03" else 0
+    proto = data[at] if data[at] & 1 else data[at] << 8 | data[at + 1]
+    return f"{_PPP_TYPES.get(proto, 'unknown')} (0x{proto:04x}), length {wire_len}: "
+
+
+def _ppp_hdlc(data, wire_len: int, view) -> str:
+    if data[0] in _CHDLC_CAST:
+        proto = data[2] << 8 | data[3]
+        return f"{_CHDLC_CAST[data[0]]}, {ethertype(proto)}, length {wire_len}: "
+    return f"{data[0]:02x} {data[1]:02x} {wire_len} {view.prefix}"
+
+
+_TEXTS = {
+    lt.NULL: _null,
+    lt.LOOP: _null,
+    lt.PPP: _ppp,
+    lt.PPP_HDLC: _ppp_hdlc,
+    lt.RAW: _raw,
+    lt.RAW_OLD_12: _raw,
+    lt.RAW_OLD_14: _raw,
+    lt.IPV4: _raw,
+    lt.IPV6: _raw,
+    lt.LINUX_SLL: _sll,
+    lt.LINUX_SLL2: _sll2,
+}
+
+
+def other(linktype: int, data, wire_len: int, view) -> str:
+    """``-e``'s text for a record of another link type than Ethernet, which
+    ``linktypes.ethernet_view`` has read as ``view`` (so its header is whole)."""
+    return _TEXTS[linktype](data, wire_len, view)
+
+
+class AnyDevice:
+    """``-e`` with several interfaces: the cooked v2 header ``tcpdump -i any`` lines show
+    (``eth0  In  ifindex 2 SRC ethertype IPv4 (0x0800), length N: ``), made from the Ethernet
+    frame the record holds. The cooked header replaces the Ethernet one: 20 bytes for 14, and
+    its address is the frame's source; the interface's index is asked once per name."""
+
+    def __init__(self) -> None:
+        self._index: dict[str, int] = {}
+
+    def text(self, ifname: str, frame, wire_len: int) -> Optional[str]:
+        if len(frame) < 14:
+            return None
+        index = self._index.get(ifname)
+        if index is None:
+            try:
+                index = socket.if_nametoindex(ifname)
+            except OSError:
+                index = 0
+            self._index[ifname] = index
+        etype = frame[12] << 8 | frame[13]
+        return f"ifindex {index} {mac(frame[6:12])} " + _cooked(etype, frame, 14, wire_len + 6)
