@@ -21,7 +21,12 @@ Rows per frame size, all in the same process and run:
   only calls bpf_ktime_get_ns(); one that only reserves a record of xdptcp's size and submits it
   untouched; one that also copies 66 frame bytes into it with bpf_xdp_load_bytes() (as xdptcp
   does with the headers), and one that copies them with 8-byte loads and stores through the
-  packet pointer instead. Rings of xdptcp's default size, drained as above.
+  packet pointer instead. Rings of xdptcp's default size, drained as above;
+- diag: xdptcp, ring drained, without its forced wakeups: the program as in `ring drained`, but
+  waking the reader by the kernel's own rule (only a reader that has caught up, so at most the
+  first record of each test run) instead of each time another eighth of the ring is waiting.
+  The floor wakes no one; this row shows what those wakeups cost here (each is an interrupt
+  the producing CPU sends itself, irq_work, dear under a hypervisor).
 
 Frames: a 66-byte IPv4 TCP ACK with timestamps (the typical pure ACK) and a 1500-byte IPv4 TCP
 segment (20-byte header, 1446 bytes payload). Loading goes through pybpf, as xdptcp does.
@@ -46,7 +51,7 @@ from bench.common import (
 )
 from bench.traffic import TCP_ACK, TCP_PSH, Flow, frame
 from pybpf.loader import load
-from xdptcp.capture import batched_wakeups
+from xdptcp.capture import LIVE_RING_SIZE, batched_wakeups
 from xdptcp.record import OUT_NONE, OUT_PCAPNG, record_size
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
@@ -56,6 +61,7 @@ CAPACITY = 256  # xdptcp's default record capacity (xdptcp.cli.DEFAULT_CAPACITY)
 RECORD = record_size(CAPACITY) + 8  # struct xdptcp_record + data + ring-buffer header
 WRITE_RECORD = record_size(CAPACITY, OUT_PCAPNG) + 8  # ... + the pcapng block's trailer
 PAGE = 4096
+WAKEUP_KERNEL = 0  # XDPTCP_WAKEUP_DEFAULT: the kernel's rule, no forced wakeup
 XDP_PASS = 2
 MAX_RING = 1 << 30  # the largest ring this benchmark asks the kernel for
 KTIME = "diag: bpf_ktime_get_ns only"
@@ -66,6 +72,7 @@ DIRECT = f"diag: reserve + direct copy({HEADERS}) + submit, drained"
 
 
 WRITE = "xdptcp -w (pcapng blocks), ring drained"
+QUIET = "diag: xdptcp, ring drained, no forced wakeups"
 FLOOR = "floor: empty + ktime + reserve/copy/submit"
 FILTERS = {
     "xdptcp + filter 'port 443', ring drained": "port 443",
@@ -130,12 +137,15 @@ def measure(
 
 
 def measure_drained(
-    data: bytes, runs: int, expr: str = "", out: int = OUT_NONE
+    data: bytes, runs: int, expr: str = "", out: int = OUT_NONE, wakeups: bool = True
 ) -> tuple[float, int]:
     """Like :func:`measure` with xdptcp's default ring, drained between test runs; with
-    ``expr``, the filter compiled and spliced in as xdptcp does; ``out`` as with -w."""
+    ``expr``, the filter compiled and spliced in as xdptcp does; ``out`` as with -w; without
+    ``wakeups``, the reader woken by the kernel's rule alone (``QUIET``)."""
     spec = _spec(XDPTCP_OBJ, ring=None)
     _configure(spec, out)
+    if not wakeups:
+        spec.rodata["xdptcp_wakeup_mode"] = WAKEUP_KERNEL
     if expr:
         from xdptcp.pcapfilter import compile_filter
 
@@ -261,6 +271,7 @@ def run(repeat: int = 5, runs: int = 1_000_000) -> str:
         ("xdptcp, ring drained", XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
         ("xdptcp, ring full", XDPTCP_OBJ, "xdp_capture", 64 * 1024, True),
         (WRITE, XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
+        (QUIET, XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
         *((label, XDPTCP_OBJ, "xdp_capture", _default_ring(), False) for label in FILTERS),
         (KTIME, None, "", None, False),
         (RESERVE, None, "", _default_ring(), False),
@@ -282,9 +293,9 @@ def run(repeat: int = 5, runs: int = 1_000_000) -> str:
 
 def measure_case(label: str, path: Optional[Path], prog: str, ring: Optional[int],
                  prefill: bool, data: bytes, runs: int) -> float:  # fmt: skip
-    if label == "xdptcp, ring drained" or label in FILTERS or label == WRITE:
+    if label in ("xdptcp, ring drained", WRITE, QUIET) or label in FILTERS:
         out = OUT_PCAPNG if label == WRITE else OUT_NONE
-        ns, retval = measure_drained(data, runs, FILTERS.get(label, ""), out)
+        ns, retval = measure_drained(data, runs, FILTERS.get(label, ""), out, label != QUIET)
     elif path is None:
         copy = {COPY: "helper", DIRECT: "direct"}.get(label, "")
         ns, retval = measure_floor(data, runs, label == KTIME, label != KTIME, copy)
@@ -305,7 +316,8 @@ def report(results: dict[tuple[str, str], list[float]], rings: dict[str, Optiona
         med = median(values)
         ring = rings[label]
         below = med - empty if label != "empty XDP program" else None
-        of_floor = f"{of_own_floor(results, label, size):.2f}x" if label in TARGETED else None
+        judged = label in TARGETED or label == QUIET
+        of_floor = f"{of_own_floor(results, label, size):.2f}x" if judged else None
         rows.append([label, size, ring and f"{ring // 1024:,} KiB", med, min(values), below,
                      of_floor])  # fmt: skip
     for size in sizes:
@@ -327,7 +339,18 @@ def report(results: dict[tuple[str, str], list[float]], rings: dict[str, Optiona
         )  # fmt: skip
         for label in TARGETED
     ]
-    return text + "\n" + targets_table("XDP program targets", targets)
+    drained, quiet = (median(results[(k, "66 B")]) for k in ("xdptcp, ring drained", QUIET))
+    return (
+        text
+        + "\n"
+        + targets_table("XDP program targets", targets)
+        + f"\nThe reader's wakeups: {drained - quiet:.1f} ns of the 66 B frame's {drained:.1f}"
+        f" (without them the program is {of_own_floor(results, QUIET, '66 B'):.2f}x its floor,"
+        " which wakes no one). Each is an interrupt the producing CPU sends itself; the object's"
+        f" {_default_ring() >> 20} MiB ring takes one every {_default_ring() // 8 // RECORD:,}"
+        f" records here, the {LIVE_RING_SIZE >> 20} MiB ring `xdptcp -i` maps one every"
+        f" {LIVE_RING_SIZE // 8 // RECORD:,}.\n"
+    )
 
 
 # Judged against the floor: no filter, `port 443`, and the -w configuration.
