@@ -2,22 +2,25 @@
 
 Files of every link type xdptcp reads are compared with tcpdump in tests/test_linktypes.py
 (``test_e_*``); here, what a user sees live: one interface beside ``tcpdump -i IF -e``, several
-beside ``tcpdump -i any -e`` (whose cooked header the lines then show), and the one-line refusal
+beside ``tcpdump -i any`` (whose cooked header the lines then show with -e, and -xx dumps, and
+whose packet types, ``In``, ``B``, ``M``, ``P``, every line shows), and the one-line refusal
 with --json.
 """
 
 from __future__ import annotations
 
+import signal
+import subprocess
 import sys
 
 import pytest
-from background import stop_all
+from background import read_until_ready, stop_all
 from test_egress import assert_same_lines, converse, nonblank, tcpdump, xdptcp
-from test_xdptcp_live import _running, beside_tcpdump
+from test_xdptcp_live import Xdptcp, _running, beside_tcpdump, replay
 
 from xdptcp.linklevel import ethernet
 
-from conftest import ROOT, need_tool, run
+from conftest import ROOT, need_tool, run, scaled
 from hosts import make_veth
 from traffic import A4, A6, B4, B6, tcp_frame, write_pcap
 
@@ -85,3 +88,52 @@ def test_several_interfaces_print_the_cooked_header_as_tcpdump_any_does(veth) ->
     ref = [ln for ln in nonblank(ref) if ln.startswith(veth.outer)]
     assert any(" Out ifindex " in ln for ln in ref) and any(" In  ifindex " in ln for ln in ref)
     assert_same_lines(out.splitlines(), ref)
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("args", [("-e", "-XX"), ("-xx",), ()], ids=["e-XX", "xx", "plain"])
+def test_several_interfaces_show_the_packet_tcpdump_any_has(veth, tmp_path, args) -> None:
+    """Frames to this interface's address, to the broadcast address, to a multicast group and
+    to another host: ``tcpdump -i any`` says ``In``, ``B``, ``M``, ``P`` (the kernel's packet
+    type), shows each packet's cooked v2 header with -e and dumps it with -xx or -XX."""
+    other = make_veth("lnk3")
+    try:
+        with open(f"/sys/class/net/{veth.outer}/address") as f:
+            here = bytes.fromhex(f.read().strip().replace(":", ""))
+        to = [here, b"\xff" * 6, bytes.fromhex("01005e000001"), bytes.fromhex("020000000002")]
+        sent = []
+        for i, dst in enumerate(to):
+            # (A frame of two tags is left out: what the kernel's packet socket makes of it has
+            # changed between kernels.)
+            for src, dst_ip, vlans in ((A4, B4, ()), (A6, B6, ()), (A4, B4, (100,))):
+                frame = tcp_frame(src, dst_ip, 40000 + i, 80, flags="PA", payload=b"GET /\r\n",
+                                  vlans=vlans)  # fmt: skip
+                sent.append(dst + frame[6:])
+        pcap = tmp_path / "to.pcap"
+        write_pcap(pcap, sent)
+        dump = subprocess.Popen(
+            [need_tool("tcpdump"), "-i", "any", *args, "-t", "-nn", "-l", "tcp"],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+        )
+        _running.append(dump)
+        read_until_ready(dump, b"listening on", scaled(20), "tcpdump")
+        cap = Xdptcp("-i", veth.outer, "-i", other.outer, "-Q", "in", "-t", "-s", "0", *args)
+        replay(veth, pcap)
+        out, err, rc = cap.stop()
+        dump.send_signal(signal.SIGINT)
+        ref = dump.communicate(timeout=scaled(10))[0].decode("latin-1")
+    finally:
+        other.remove()
+    assert rc == 0, err
+    # tcpdump's lines (each with its dump) of that interface
+    records: list[str] = []
+    for line in ref.splitlines():
+        if line.startswith("\t") and records:
+            records[-1] += "\n" + line
+        elif line:
+            records.append(line)
+    ref = "".join(r + "\n" for r in records if r.startswith(veth.outer))
+    kinds = [line.split()[1] for line in ref.splitlines() if line.startswith(veth.outer)]
+    assert kinds == [k for k in ("In", "B", "M", "P") for _ in range(3)]
+    assert out == ref

@@ -83,13 +83,13 @@ def _cooked(proto: int, data, at: int, wire_len: int) -> str:
 
 
 def _sll(data, wire_len: int, view) -> str:
-    pkttype, _, halen, addr, proto = struct.unpack_from("!HHH8sH", data)
+    pkttype, _, halen, addr, proto = lt.SLL_HEADER.unpack_from(data)
     out = f"{lt.SLL_PKTTYPE.get(pkttype, '?'):>3} " + (f"{mac(addr)} " if halen == 6 else "")
     return out + _cooked(proto, data, 16, wire_len)
 
 
 def _sll2(data, wire_len: int, view) -> str:
-    proto, _, ifindex, _, _, halen, addr = struct.unpack_from("!HHIHBB8s", data)
+    proto, _, ifindex, _, _, halen, addr = lt.SLL2_HEADER.unpack_from(data)
     # The interface and the direction, which tcpdump prints with -e or not, then -e's own.
     head = view.prefix[: len(view.prefix) - len(lt.cooked_tags(data, 20, proto))]
     out = f"{head}ifindex {ifindex} " + (f"{mac(addr)} " if halen == 6 else "")
@@ -144,23 +144,81 @@ def other(linktype: int, data, wire_len: int, view) -> str:
 
 
 class AnyDevice:
-    """``-e`` with several interfaces: the cooked v2 header ``tcpdump -i any`` lines show
-    (``eth0  In  ifindex 2 SRC ethertype IPv4 (0x0800), length N: ``), made from the Ethernet
-    frame the record holds. The cooked header replaces the Ethernet one: 20 bytes for 14, and
-    its address is the frame's source; the interface's index is asked once per name."""
+    """Lines of several interfaces, as ``tcpdump -i any`` prints them: its packets have a Linux
+    cooked v2 header in place of the Ethernet one (20 bytes for 14), made by the kernel's packet
+    socket. Made here from the Ethernet frame a record holds and the device it came through:
+    the packet type (``In``, or for an arriving frame ``B`` broadcast, ``M`` multicast, ``P``
+    to another host's address, as eth_type_trans() tells them apart; ``Out`` for a leaving
+    one), the interface's index and hardware type, the frame's source address. Each
+    interface's facts are read once per name."""
 
     def __init__(self) -> None:
-        self._index: dict[str, int] = {}
+        self._devices: dict[str, tuple[int, int, bytes]] = {}
 
-    def text(self, ifname: str, frame, wire_len: int) -> Optional[str]:
-        if len(frame) < 14:
-            return None
-        index = self._index.get(ifname)
-        if index is None:
+    def _device(self, ifname: str) -> tuple[int, int, bytes]:
+        """(ifindex, ARPHRD_ type, hardware address) of an interface; (0, 1, b"") once gone."""
+        dev = self._devices.get(ifname)
+        if dev is None:
             try:
                 index = socket.if_nametoindex(ifname)
-            except OSError:
-                index = 0
-            self._index[ifname] = index
+                with open(f"/sys/class/net/{ifname}/type") as f:
+                    hatype = int(f.read())
+                with open(f"/sys/class/net/{ifname}/address") as f:
+                    address = bytes.fromhex(f.read().strip().replace(":", ""))
+            except (OSError, ValueError):
+                index, hatype, address = 0, 1, b""
+            dev = self._devices[ifname] = (index, hatype, address)
+        return dev
+
+    def pkttype(self, ifname: str, frame, direction: Optional[int]) -> int:
+        """PACKET_HOST (0), _BROADCAST (1), _MULTICAST (2), _OTHERHOST (3), _OUTGOING (4)."""
+        if direction:
+            return 4
+        if len(frame) < 6 or frame[0] & 1 == 0:
+            address = self._device(ifname)[2]
+            return 0 if len(frame) < 6 or not address or frame[:6] == address else 3
+        return 1 if frame[:6] == b"\xff" * 6 else 2
+
+    def direction(self, ifname: str, frame, direction: Optional[int]) -> str:
+        """The packet type as print-sll.c prints it after the interface, padded to three."""
+        return f"{lt.SLL_PKTTYPE[self.pkttype(ifname, frame, direction)]:<3}"
+
+    def text(self, ifname: str, frame, wire_len: int, direction: Optional[int]) -> str:
+        """-e's cooked v2 header (``ifindex 2 SRC ethertype IPv4 (0x0800), length N: ``)."""
+        if len(frame) < 14:
+            return ""
+        frame, wire_len = _untagged(frame, wire_len, direction)
         etype = frame[12] << 8 | frame[13]
+        index = self._device(ifname)[0]
         return f"ifindex {index} {mac(frame[6:12])} " + _cooked(etype, frame, 14, wire_len + 6)
+
+    def packet(self, ifname: str, frame, direction: Optional[int]) -> tuple[bytes, int]:
+        """The packet as tcpdump -i any has it: the cooked v2 header, then what followed the
+        Ethernet header (the tags left in it included; the header's protocol the first type);
+        and the length of its link-layer header as print-sll.c counts it (the 802.1Q tags it
+        walks included)."""
+        index, hatype, _ = self._device(ifname)
+        kind = self.pkttype(ifname, frame, direction)
+        frame = _untagged(frame, 0, direction)[0]
+        proto = frame[12] << 8 | frame[13]
+        head = lt.SLL2_HEADER.pack(proto, 0, index, hatype, kind, 6, frame[6:12] + b"\0\0")
+        packet = head + frame[14:]
+        head_len = lt.SLL2_HEADER.size
+        while proto == 0x8100 and head_len + 4 <= len(packet):
+            proto = packet[head_len + 2] << 8 | packet[head_len + 3]
+            head_len += 4
+        return packet, head_len
+
+
+# The tags the kernel takes out of an arriving frame before its packet sockets see it
+# (eth_type_vlan(): skb_vlan_untag() keeps the tag beside the packet), one per frame.
+_KERNEL_TAGS = frozenset((0x8100, 0x88A8))
+
+
+def _untagged(frame, wire_len: int, direction: Optional[int]) -> tuple[bytes, int]:
+    """An arriving frame as tcpdump -i any has it: its first tag taken out by the kernel
+    (libpcap does not put it back in a cooked v2 packet), 4 bytes shorter."""
+    frame = bytes(frame)
+    if direction or len(frame) < 18 or (frame[12] << 8 | frame[13]) not in _KERNEL_TAGS:
+        return frame, wire_len
+    return frame[:12] + frame[16:], wire_len - 4

@@ -70,8 +70,9 @@ ETHERTYPES = {
 _SLL_VLAN = 0x8100  # the one tag print-sll.c walks
 _SLL_P_802_2 = 4
 
-_SLL = struct.Struct("!HHH8sH")  # pkttype, hatype, halen, address, protocol
-_SLL2 = struct.Struct("!HHIHBB8s")  # protocol, reserved, ifindex, hatype, pkttype, halen, address
+SLL_HEADER = struct.Struct("!HHH8sH")  # pkttype, hatype, halen, address, protocol
+# protocol, reserved, ifindex, hatype, pkttype, halen, address
+SLL2_HEADER = struct.Struct("!HHIHBB8s")
 _ZERO_MAC = bytes(6)
 
 
@@ -208,21 +209,21 @@ def cooked_tags(data, at: int, proto: int, link_level: bool = False) -> str:
 
 
 def _sll(data: bytes, ifaces) -> _Found:
-    if len(data) < _SLL.size:
+    if len(data) < SLL_HEADER.size:
         return None
-    _, hatype, halen, addr, proto = _SLL.unpack_from(data)
+    _, hatype, halen, addr, proto = SLL_HEADER.unpack_from(data)
     src = addr[:6] if hatype == 1 and halen == 6 else _ZERO_MAC
-    return _SLL.size, proto, src, cooked_tags(data, _SLL.size, proto)
+    return SLL_HEADER.size, proto, src, cooked_tags(data, SLL_HEADER.size, proto)
 
 
 def _sll2(data: bytes, ifaces) -> _Found:
-    if len(data) < _SLL2.size:
+    if len(data) < SLL2_HEADER.size:
         return None
-    proto, _, ifindex, hatype, pkttype, halen, addr = _SLL2.unpack_from(data)
+    proto, _, ifindex, hatype, pkttype, halen, addr = SLL2_HEADER.unpack_from(data)
     src = addr[:6] if hatype == 1 and halen == 6 else _ZERO_MAC
     name = (ifaces or Interfaces()).name(ifindex)
     prefix = f"{name:<5} {SLL_PKTTYPE.get(pkttype, '?'):<3} "
-    return _SLL2.size, proto, src, prefix + cooked_tags(data, _SLL2.size, proto)
+    return SLL2_HEADER.size, proto, src, prefix + cooked_tags(data, SLL2_HEADER.size, proto)
 
 
 def _ppp_protocol(data: bytes, at: int) -> Optional[tuple[int, int]]:

@@ -131,6 +131,9 @@ class TextSink:
         line = self.formatter.format(ts, frame, wire_len, ifname, prefix, d)
         if line is None:
             return None
+        if self.formatter.show_ifname and len(frame) >= 14:  # tcpdump -i any's cooked packet
+            packet, header = self.formatter.any_device.packet(ifname, frame, d)
+            return line + self.dump.text(line, packet, header)
         return line + self.dump.text(line, frame, self._link_header(frame))
 
     def broken(self) -> None:

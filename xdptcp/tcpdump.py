@@ -167,10 +167,10 @@ class TextFormatter:
         self.payload_elided = payload_elided
         self.dump = dump
         self.link_level = link_level
-        if link_level:
+        if show_ifname:  # tcpdump -i any's lines: the cooked header each packet then has
             from xdptcp.linklevel import AnyDevice
 
-            self._any_device = AnyDevice()
+            self.any_device = AnyDevice()
         # Every frame is TCP, whatever its capture holds: a live capture's, whose program found
         # it TCP on the whole frame before cutting it to the snap length (``TextSink`` sets it;
         # see ``xdptcp.packet.cut_short``). Off, a frame is TCP as libpcap's ``tcp`` reads it.
@@ -217,7 +217,8 @@ class TextFormatter:
         if self.link_level:
             return self._link_level_line(ts_ns, frame, wire_len, ifname, prefix, direction, body)
         if self.show_ifname:
-            line = f"{self._stamp(ts_ns)}{ifname:<5} {'Out' if direction else 'In '} {body}"
+            kind = self.any_device.direction(ifname, frame, direction)
+            line = f"{self._stamp(ts_ns)}{ifname:<5} {kind} {body}"
         else:
             line = self._stamp(ts_ns) + prefix + body
         return Jumped(line) if body.__class__ is Jumped else line  # (for -x, -X, -A)
@@ -230,8 +231,9 @@ class TextFormatter:
         elif body.startswith("IP6 "):
             body = Jumped(body[4:]) if body.__class__ is Jumped else body[4:]
         if self.show_ifname:
-            link = self._any_device.text(ifname, frame, wire_len) or ""
-            prefix = f"{ifname:<5} {'Out' if direction else 'In '} {link}"
+            kind = self.any_device.direction(ifname, frame, direction)
+            link = self.any_device.text(ifname, frame, wire_len, direction)
+            prefix = f"{ifname:<5} {kind} {link}"
         elif not prefix:
             from xdptcp.linklevel import ethernet
 
