@@ -246,12 +246,16 @@ def test_filters_apply_to_both_directions(veth, expr):
 
 
 @kmatrix
-def test_several_interfaces_mark_in_and_out_as_tcpdump_any_does(veth):
+@pytest.mark.parametrize("e", [False, True], ids=["plain", "e"])
+def test_several_interfaces_mark_in_and_out_as_tcpdump_any_does(veth, e):
+    """Each line starts "IFACE In|Out IP a.port"; with -e, "IFACE In|Out ifindex N SRC
+    ethertype ..., length N: a.port", the cooked header tcpdump -i any's packets have."""
+    args = ("-t", "-e") if e else ("-t",)
     other = make_veth("eg")
     try:
         net = veth.outer_ip.rsplit(".", 1)[0] + ".0/24"
-        dump = tcpdump("-i", "any", "-t", "tcp", "and", "net", net)
-        cap = xdptcp("-i", veth.outer, "-i", other.outer, "-t", "net", net)
+        dump = tcpdump("-i", "any", *args, "tcp", "and", "net", net)
+        cap = xdptcp("-i", veth.outer, "-i", other.outer, *args, "net", net)
         converse(veth)
         out, err, rc = cap.stop()
         ref, _, _ = dump.stop()
@@ -259,8 +263,9 @@ def test_several_interfaces_mark_in_and_out_as_tcpdump_any_does(veth):
         other.remove()
     assert rc == 0, err
     ref = [ln for ln in nonblank(ref) if ln.startswith(veth.outer)]
-    assert any(" Out IP " in ln for ln in ref) and any(" In  IP " in ln for ln in ref)
-    assert_same_lines(out.splitlines(), ref)  # each line starts "IFACE In|Out IP a.port"
+    said = " ifindex " if e else " IP "
+    assert any(f" Out{said}" in ln for ln in ref) and any(f" In {said}" in ln for ln in ref)
+    assert_same_lines(out.splitlines(), ref)
 
 
 @kmatrix

@@ -1,10 +1,10 @@
 """-e: the link-level header at the start of each line, as ``tcpdump -e`` prints it.
 
 Files of every link type xdptcp reads are compared with tcpdump in tests/test_linktypes.py
-(``test_e_*``); here, what a user sees live: one interface beside ``tcpdump -i IF -e``, several
-beside ``tcpdump -i any`` (whose cooked header the lines then show with -e, and -xx dumps, and
-whose packet types, ``In``, ``B``, ``M``, ``P``, every line shows), and the one-line refusal
-with --json.
+(``test_e_*``), and several interfaces with -e beside ``tcpdump -i any -e`` in
+tests/test_egress.py; here, what a user sees live: one interface beside ``tcpdump -i IF -e``,
+several beside ``tcpdump -i any`` (the packet types every line shows, ``In``, ``B``, ``M``,
+``P``, and the cooked header -e shows and -xx dumps), and the one-line refusal with --json.
 """
 
 from __future__ import annotations
@@ -14,8 +14,8 @@ import subprocess
 import sys
 
 import pytest
-from background import read_until_ready, stop_all
-from test_egress import assert_same_lines, converse, nonblank, tcpdump, xdptcp
+import test_hexdump
+from background import read_until_ready
 from test_xdptcp_live import Xdptcp, _running, beside_tcpdump, replay
 
 from xdptcp.linklevel import ethernet
@@ -23,6 +23,8 @@ from xdptcp.linklevel import ethernet
 from conftest import ROOT, need_tool, run, scaled
 from hosts import make_veth
 from traffic import A4, A6, B4, B6, tcp_frame, write_pcap
+
+veth = test_hexdump.veth  # the fixture: a veth pair, tcpreplay at hand, removed after
 
 
 def test_json_refuses_e() -> None:
@@ -42,17 +44,6 @@ def test_ethernet_text() -> None:
     assert ethernet(frame[:16], 80) == f"{src} > {dst}, "  # and here " [|vlan]" after them
 
 
-@pytest.fixture
-def veth():
-    need_tool("tcpreplay")
-    pair = make_veth("lnkl")
-    try:
-        yield pair
-    finally:
-        stop_all(_running)
-        pair.remove()
-
-
 @pytest.mark.system
 def test_a_live_capture_prints_the_link_level_header_as_tcpdump_does(veth, tmp_path) -> None:
     pcap = tmp_path / "f.pcap"
@@ -68,26 +59,6 @@ def test_a_live_capture_prints_the_link_level_header_as_tcpdump_does(veth, tmp_p
     assert f"{len(sent)} packets captured" in err
     assert "vlan 7, p 0, ethertype 802.1Q (0x8100), vlan 4094" in ref
     assert out + "\n" == ref
-
-
-@pytest.mark.system
-def test_several_interfaces_print_the_cooked_header_as_tcpdump_any_does(veth) -> None:
-    """``tcpdump -i any -e``: the interface and direction, then its cooked v2 header (index,
-    source address, type, and the length with that 20-byte header instead of Ethernet's)."""
-    other = make_veth("lnk2")
-    try:
-        net = veth.outer_ip.rsplit(".", 1)[0] + ".0/24"
-        dump = tcpdump("-i", "any", "-t", "-e", "tcp", "and", "net", net)
-        cap = xdptcp("-i", veth.outer, "-i", other.outer, "-t", "-e", "net", net)
-        converse(veth)
-        out, err, rc = cap.stop()
-        ref, _, _ = dump.stop()
-    finally:
-        other.remove()
-    assert rc == 0, err
-    ref = [ln for ln in nonblank(ref) if ln.startswith(veth.outer)]
-    assert any(" Out ifindex " in ln for ln in ref) and any(" In  ifindex " in ln for ln in ref)
-    assert_same_lines(out.splitlines(), ref)
 
 
 @pytest.mark.system
