@@ -27,10 +27,14 @@ from traffic import A4, A6, B4, B6, tcp_frame, write_pcap
 veth = test_hexdump.veth  # the fixture: a veth pair, tcpreplay at hand, removed after
 
 
-def test_json_refuses_e() -> None:
-    got = run(sys.executable, "-m", "xdptcp", "-r", "-", "--json", "-e", cwd=ROOT, check=False)
+@pytest.mark.parametrize(
+    "flag, said", [("-e", "-e prints in text lines, not with --json"),
+                   ("-q", "-q shortens text lines, not --json")],
+)  # fmt: skip
+def test_json_refuses_e_and_q(flag, said) -> None:
+    got = run(sys.executable, "-m", "xdptcp", "-r", "-", "--json", flag, cwd=ROOT, check=False)
     assert got.returncode == 2
-    assert got.stderr == "xdptcp: -e prints in text lines, not with --json\n"
+    assert got.stderr == f"xdptcp: {said}\n"
 
 
 def test_ethernet_text() -> None:
@@ -45,7 +49,8 @@ def test_ethernet_text() -> None:
 
 
 @pytest.mark.system
-def test_a_live_capture_prints_the_link_level_header_as_tcpdump_does(veth, tmp_path) -> None:
+@pytest.mark.parametrize("args", [("-e",), ("-e", "-q"), ("-q",)], ids=["e", "eq", "q"])
+def test_a_live_capture_prints_the_link_level_header_as_tcpdump_does(veth, tmp_path, args):
     pcap = tmp_path / "f.pcap"
     sent = [
         tcp_frame(A4, B4, 40000, 80, flags="S"),
@@ -54,15 +59,18 @@ def test_a_live_capture_prints_the_link_level_header_as_tcpdump_does(veth, tmp_p
         tcp_frame(A6, B6, 40003, 8080, flags="A", vlans=(7, 4094)),
     ]
     write_pcap(pcap, sent)
-    out, err, rc, ref = beside_tcpdump(veth, pcap, ("-Q", "in", "-t", "-e"), "tcp or vlan")
+    out, err, rc, ref = beside_tcpdump(veth, pcap, ("-Q", "in", "-t", *args), "tcp or vlan")
     assert rc == 0, err
     assert f"{len(sent)} packets captured" in err
-    assert "vlan 7, p 0, ethertype 802.1Q (0x8100), vlan 4094" in ref
+    if args == ("-e",):
+        assert "vlan 7, p 0, ethertype 802.1Q (0x8100), vlan 4094" in ref
     assert out + "\n" == ref
 
 
 @pytest.mark.system
-@pytest.mark.parametrize("args", [("-e", "-XX"), ("-xx",), ()], ids=["e-XX", "xx", "plain"])
+@pytest.mark.parametrize(
+    "args", [("-e", "-XX"), ("-xx",), (), ("-e", "-q")], ids=["e-XX", "xx", "plain", "eq"]
+)
 def test_several_interfaces_show_the_packet_tcpdump_any_has(veth, tmp_path, args) -> None:
     """Frames to this interface's address, to the broadcast address, to a multicast group and
     to another host: ``tcpdump -i any`` says ``In``, ``B``, ``M``, ``P`` (the kernel's packet

@@ -114,7 +114,7 @@ def _compare(
         assert len(lines) == len(frames)
         ref = [line for line, f in zip(lines, frames) if f.tcp]
     got = run(sys.executable, "-m", "xdptcp", *args, "-r", str(path)).stdout.splitlines()
-    if "-e" in args:  # whole lines: the link-level header says a length of its own first
+    if "-e" in args or "-q" in args:  # whole lines: -e says a length of its own first
         return ref, got
     return [_upto_length(x) for x in ref], [_upto_length(x) for x in got]
 
@@ -135,14 +135,25 @@ def test_link_type_prints_tcpdumps_lines(name: str, varied, tmp_path: Path) -> N
     assert got == ref
 
 
+# -e, -q, and both: the link-level header, the short line, and the link-level header's short
+# form.
+E_Q = [("-e",), ("-q",), ("-e", "-q")]
+E_Q_IDS = ["e", "q", "eq"]
+
+
+@pytest.mark.parametrize("args", E_Q, ids=E_Q_IDS)
 @pytest.mark.parametrize("name", sorted(CASES))
-def test_e_prints_the_link_level_header_as_tcpdump_e_does(name: str, varied, tmp_path) -> None:
-    """-e: each link type's header before the network layer, which then leaves out its "IP"."""
+def test_e_and_q_print_as_tcpdump_does(name: str, args, varied, tmp_path) -> None:
+    """-e: each link type's header before the network layer, which then leaves out its "IP";
+    -q: "tcp N" after the ports, and with -e the link layer's shorter text."""
     linktype, make, family = CASES[name]
     frames = write_pcap(tmp_path / "e.pcap", _convert(varied, make, family), linktype=linktype)
-    ref, got = _compare(tmp_path / "e.pcap", frames, ("-e",))
+    ref, got = _compare(tmp_path / "e.pcap", frames, args)
     assert len(ref) > 50
-    assert not any(re.search(r": IP6? ", line) for line in ref)  # "IP" said by the link
+    if "-e" in args:
+        assert not any(re.search(r": IP6? ", line) for line in ref)  # "IP" said by the link
+    if "-q" in args:
+        assert sum(bool(re.search(r": tcp \d+$", line)) for line in ref) > 50
     assert got == ref
 
 
@@ -157,10 +168,11 @@ _ETHER_TAGS = (
 )
 
 
-def test_e_on_ethernet_frames_tagged_and_cut_short(varied, tmp_path: Path) -> None:
+@pytest.mark.parametrize("args", E_Q, ids=E_Q_IDS)
+def test_e_and_q_on_ethernet_frames_tagged_and_cut_short(args, varied, tmp_path: Path) -> None:
     """-e on Ethernet: the addresses, each tag with its type (the length said once), the
     network layer's type; and for frames cut short in their IP or TCP header, tcpdump's
-    text after the link-level header."""
+    text after the link-level header. -q: the short line, and the types' names alone."""
     frames = []
     for i, f in enumerate(_untagged(varied)):
         stack = _ETHER_TAGS[i % len(_ETHER_TAGS)]
@@ -172,10 +184,14 @@ def test_e_on_ethernet_frames_tagged_and_cut_short(varied, tmp_path: Path) -> No
             data = data[: 14 + len(tags) + (12 if types[-1] == ETH_P_IP else 44)]
         frames.append(Frame(f.ts_ns, data, wire, f.tcp))
     frames = write_pcap(tmp_path / "eth.pcap", frames)
-    ref, got = _compare(tmp_path / "eth.pcap", frames, ("-e",))
+    ref, got = _compare(tmp_path / "eth.pcap", frames, args)
     assert len(ref) > 50
-    assert any("802.1Q-QinQ (0x88a8), length" in line and ", DEI" not in line for line in ref)
-    assert any(", DEI, ethertype IPv" in line for line in ref)
+    if args == ("-e",):
+        assert any("802.1Q-QinQ (0x88a8), length" in line and ", DEI" not in line for line in ref)
+        assert any(", DEI, ethertype IPv" in line for line in ref)
+    elif "-e" in args:
+        assert any("802.1Q-QinQ, length" in line for line in ref)
+        assert any(", DEI, IPv6, " in line for line in ref)
     assert any(line.endswith("[|ip]") for line in ref) and any("[|tcp]" in line for line in ref)
     assert got == ref
 
@@ -194,7 +210,7 @@ def _tagged(frame: bytes, make, tags: tuple[int, ...]) -> bytes:
 
 
 @pytest.mark.parametrize("make", [_sll, _sll2], ids=["sll", "sll2"])
-@pytest.mark.parametrize("args", [(), ("-e",)], ids=["plain", "e"])
+@pytest.mark.parametrize("args", [(), *E_Q], ids=["plain", *E_Q_IDS])
 def test_tags_after_a_cooked_header(make, args, varied, tmp_path: Path) -> None:
     """print-sll.c walks 802.1Q tags after the cooked header and names the type each encloses
     (``ethertype IPv4, ``), with or without -e; -e adds each tag's own text first."""
@@ -206,7 +222,8 @@ def test_tags_after_a_cooked_header(make, args, varied, tmp_path: Path) -> None:
         frames.append(Frame(f.ts_ns, data, f.wire_len - len(f.data) + len(data), f.tcp))
     frames = write_pcap(tmp_path / "tags.pcap", frames, linktype=linktype)
     ref, got = _compare(tmp_path / "tags.pcap", frames, args)
-    assert len(ref) > 30 and all("ethertype IPv" in line for line in ref)
+    assert len(ref) > 30
+    assert all(("ethertype IPv" in line) != ("-q" in args) for line in ref)
     assert got == ref
 
 

@@ -294,7 +294,7 @@ def test_help_is_argparses_at_every_width_without_shutil(monkeypatch, columns):
 @pytest.mark.parametrize("nano", [False, True])
 @pytest.mark.parametrize("ts_mode", ["default", "none", "epoch", "delta", "date", "since_first"])
 @pytest.mark.parametrize(
-    "how", ["text", "json", "write", "dump", "write and dump", "e", "write and e"]
+    "how", ["text", "json", "write", "dump", "write and dump", "e", "write and e", "q", "json q"]
 )
 def test_the_record_heads_configured_before_the_sink_is_opened_are_the_sinks(
     tmp_path, how, ts_mode, nano, directions, several
@@ -309,11 +309,12 @@ def test_the_record_heads_configured_before_the_sink_is_opened_are_the_sinks(
 
     out = OutputOptions(
         write=str(tmp_path / "out.pcap") if how.startswith("write") else None,
-        json=how == "json",
+        json=how.startswith("json"),
         ts_mode=ts_mode,
         nano=nano,
         dump=Dump("X") if how.endswith("dump") else None,  # (-X: ignored by -w, as by tcpdump)
         link_level=how.endswith("e"),  # (-e: the same)
+        quiet=how.endswith("q"),
     )
     sink = open_sink(out, several=several, directions=directions)
     try:

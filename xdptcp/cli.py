@@ -99,6 +99,12 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="print the link-level header on each line (MAC addresses, VLAN tags, EtherType)",
     )
+    p.add_argument(
+        "-q",
+        dest="quiet",
+        action="store_true",
+        help="quiet: after the addresses and ports, only the payload's length (tcp N)",
+    )
     p.add_argument("--nano", action="store_true", help="nanosecond timestamps (text and pcap)")
     p.add_argument("--json", action="store_true", help="one JSON object per packet")
     p.add_argument(
@@ -227,6 +233,8 @@ def check_usage(args: argparse.Namespace) -> None:
         raise UsageError("-x, -X and -A print after text lines, not with --json")
     if args.json and args.link_level:
         raise UsageError("-e prints in text lines, not with --json")
+    if args.json and args.quiet:
+        raise UsageError("-q shortens text lines, not --json")
     if args.stats and not args.write:
         raise UsageError("--stats goes with -w (text output already shows each packet)")
 
@@ -253,6 +261,7 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
         stats=args.stats,
         dump=dump,
         link_level=args.link_level,
+        quiet=args.quiet,
     )
 
 

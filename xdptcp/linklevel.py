@@ -46,14 +46,18 @@ def mac(b) -> str:
     return ":".join(f"{x:02x}" for x in bytes(b[:6]))
 
 
-def ethertype(t: int) -> str:
+def ethertype(t: int, quiet: bool = False) -> str:
+    """print-ether.c's ether_type_print: with -q (``quiet``) the name alone."""
+    if quiet:
+        return lt.ETHERTYPES.get(t, f"Unknown Ethertype (0x{t:04x})")
     return f"ethertype {lt.ETHERTYPES.get(t, 'Unknown')} (0x{t:04x})"
 
 
-def ethernet(frame, wire_len: int) -> str:
+def ethernet(frame, wire_len: int, quiet: bool = False) -> str:
     """What ``tcpdump -e`` prints of an Ethernet frame's header before the network layer.
     Empty for a frame shorter than the header (tcpdump prints only `` [|ether]``); for one cut
-    short inside a tag, the text up to that tag (tcpdump's `` [|vlan]`` follows)."""
+    short inside a tag, the text up to that tag (tcpdump's `` [|vlan]`` follows). ``quiet``:
+    as with -q, the types' names alone."""
     cap = len(frame)
     if cap < 14:
         return ""
@@ -64,17 +68,19 @@ def ethernet(frame, wire_len: int) -> str:
     while etype in _ETHER_TAGS:
         if cap - at < 4:
             return out
-        out += ethertype(etype) + (", " if said_length else f", length {wire_len}: ")
+        out += ethertype(etype, quiet) + (", " if said_length else f", length {wire_len}: ")
         said_length = True
         out += lt.tci(frame[at] << 8 | frame[at + 1]) + ", "
         etype = frame[at + 2] << 8 | frame[at + 3]
         at += 4
-    return out + ethertype(etype) + (", " if said_length else f", length {wire_len}: ")
+    return out + ethertype(etype, quiet) + (", " if said_length else f", length {wire_len}: ")
 
 
-def _cooked(proto: int, data, at: int, wire_len: int) -> str:
-    """print-sll.c's sll_print and sll2_print from the protocol field on, and the 802.1Q tags
-    after the header (at ``at``)."""
+def _cooked(proto: int, data, at: int, wire_len: int, quiet: bool) -> str:
+    """print-sll.c's sll_print and sll2_print from the protocol field on (nothing with -q),
+    and the 802.1Q tags after the header (at ``at``)."""
+    if quiet:
+        return lt.cooked_tags(data, at, proto, True, quiet)
     if proto <= 1500:
         said = {1: "802.3", 4: "802.2"}.get(proto, f"ethertype Unknown (0x{proto:04x})")
     else:
@@ -82,40 +88,51 @@ def _cooked(proto: int, data, at: int, wire_len: int) -> str:
     return f"{said}, length {wire_len}: " + lt.cooked_tags(data, at, proto, True)
 
 
-def _sll(data, wire_len: int, view) -> str:
+def _sll(data, wire_len: int, view, quiet: bool) -> str:
     pkttype, _, halen, addr, proto = lt.SLL_HEADER.unpack_from(data)
     out = f"{lt.SLL_PKTTYPE.get(pkttype, '?'):>3} " + (f"{mac(addr)} " if halen == 6 else "")
-    return out + _cooked(proto, data, 16, wire_len)
+    return out + _cooked(proto, data, 16, wire_len, quiet)
 
 
-def _sll2(data, wire_len: int, view) -> str:
+def _sll2(data, wire_len: int, view, quiet: bool) -> str:
     proto, _, ifindex, _, _, halen, addr = lt.SLL2_HEADER.unpack_from(data)
     # The interface and the direction, which tcpdump prints with -e or not, then -e's own.
-    head = view.prefix[: len(view.prefix) - len(lt.cooked_tags(data, 20, proto))]
-    out = f"{head}ifindex {ifindex} " + (f"{mac(addr)} " if halen == 6 else "")
-    return out + _cooked(proto, data, 20, wire_len)
+    out = f"{_head(data, view)}ifindex {ifindex} " + (f"{mac(addr)} " if halen == 6 else "")
+    return out + _cooked(proto, data, 20, wire_len, quiet)
 
 
-def _null(data, wire_len: int, view) -> str:
+def _head(data, view) -> str:
+    """A cooked header's ``view.prefix`` less the tags' types printed after it (v2: the
+    interface and the direction; v1: nothing)."""
+    size, proto = (
+        (20, data[0] << 8 | data[1]) if view.header == 20 else (16, data[14] << 8 | data[15])
+    )
+    return view.prefix[: len(view.prefix) - len(lt.cooked_tags(data, size, proto))]
+
+
+def _null(data, wire_len: int, view, quiet: bool) -> str:
     # print-null.c reads the family in this host's order (DLT_LOOP's too), and swaps it when
     # its upper half is not zero.
     (af,) = struct.unpack_from("=I", data)
     if af & 0xFFFF0000:
         af = int.from_bytes(data[:4], "big" if sys.byteorder == "little" else "little")
+    if quiet:
+        return f"{_BSD_AF.get(af, f'Unknown AF {af}')}, length {wire_len}: "
     return f"AF {_BSD_AF.get(af, 'Unknown')} ({af}), length {wire_len}: "
 
 
-def _raw(data, wire_len: int, view) -> str:
+def _raw(data, wire_len: int, view, quiet: bool) -> str:
     return "ip: "
 
 
-def _ppp(data, wire_len: int, view) -> str:
+def _ppp(data, wire_len: int, view, quiet: bool) -> str:
     at = 2 if data[:2] == b"\xff\x03" else 0
     proto = data[at] if data[at] & 1 else data[at] << 8 | data[at + 1]
     return f"{_PPP_TYPES.get(proto, 'unknown')} (0x{proto:04x}), length {wire_len}: "
 
 
-def _ppp_hdlc(data, wire_len: int, view) -> str:
+def _ppp_hdlc(data, wire_len: int, view, quiet: bool) -> str:
+    # (print-chdlc.c and print-ppp.c print the same with -q)
     if data[0] in _CHDLC_CAST:
         proto = data[2] << 8 | data[3]
         return f"{_CHDLC_CAST[data[0]]}, {ethertype(proto)}, length {wire_len}: "
@@ -137,10 +154,15 @@ _TEXTS = {
 }
 
 
-def other(linktype: int, data, wire_len: int, view) -> str:
-    """``-e``'s text for a record of another link type than Ethernet, which
-    ``linktypes.ethernet_view`` has read as ``view`` (so its header is whole)."""
-    return _TEXTS[linktype](data, wire_len, view)
+def other(linktype: int, data, wire_len: int, view, link_level: bool, quiet: bool) -> str:
+    """What tcpdump prints before the network layer of a record of another link type than
+    Ethernet, which ``linktypes.ethernet_view`` has read as ``view`` (so its header is whole),
+    with -e (``link_level``), -q (``quiet``) or both."""
+    if link_level:
+        return _TEXTS[linktype](data, wire_len, view, quiet)
+    if quiet and linktype in (lt.LINUX_SLL, lt.LINUX_SLL2):  # without the tags' types
+        return _head(data, view)
+    return view.prefix
 
 
 class AnyDevice:
@@ -183,14 +205,16 @@ class AnyDevice:
         """The packet type as print-sll.c prints it after the interface, padded to three."""
         return f"{lt.SLL_PKTTYPE[self.pkttype(ifname, frame, direction)]:<3}"
 
-    def text(self, ifname: str, frame, wire_len: int, direction: Optional[int]) -> str:
-        """-e's cooked v2 header (``ifindex 2 SRC ethertype IPv4 (0x0800), length N: ``)."""
+    def text(self, ifname: str, frame, wire_len: int, direction: Optional[int], quiet: bool) -> str:
+        """-e's cooked v2 header (``ifindex 2 SRC ethertype IPv4 (0x0800), length N: ``; with
+        -q, ``quiet``, without the type and the length)."""
         if len(frame) < 14:
             return ""
         frame, wire_len = _untagged(frame, wire_len, direction)
         etype = frame[12] << 8 | frame[13]
         index = self._device(ifname)[0]
-        return f"ifindex {index} {mac(frame[6:12])} " + _cooked(etype, frame, 14, wire_len + 6)
+        link = _cooked(etype, frame, 14, wire_len + 6, quiet)
+        return f"ifindex {index} {mac(frame[6:12])} {link}"
 
     def packet(self, ifname: str, frame, direction: Optional[int]) -> tuple[bytes, int]:
         """The packet as tcpdump -i any has it: the cooked v2 header, then what followed the

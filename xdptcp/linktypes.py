@@ -191,10 +191,10 @@ def tci(tag: int) -> str:
     return f"vlan {tag & 0xFFF}, p {tag >> 13}{', DEI' if tag & 0x1000 else ''}"
 
 
-def cooked_tags(data, at: int, proto: int, link_level: bool = False) -> str:
+def cooked_tags(data, at: int, proto: int, link_level: bool = False, quiet: bool = False) -> str:
     """What print-sll.c prints for the 802.1Q tags after a cooked header (at ``at``, the
-    header's protocol ``proto``): ``ethertype IPv4, `` for each, with or without ``-e``, after
-    the tag's own text with ``-e`` (``link_level``)."""
+    header's protocol ``proto``): ``ethertype IPv4, `` for each, with or without ``-e`` but not
+    with -q (``quiet``), after the tag's own text with ``-e`` (``link_level``)."""
     out = ""
     while proto == _SLL_VLAN and at + 4 <= len(data):
         tag = data[at] << 8 | data[at + 1]
@@ -203,7 +203,8 @@ def cooked_tags(data, at: int, proto: int, link_level: bool = False) -> str:
             proto = _SLL_P_802_2
         if link_level:
             out += f"{tci(tag)}, "
-        out += f"ethertype {ETHERTYPES.get(proto, 'Unknown')}, "
+        if not quiet:
+            out += f"ethertype {ETHERTYPES.get(proto, 'Unknown')}, "
         at += 4
     return out
 

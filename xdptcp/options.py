@@ -35,6 +35,7 @@ class OutputOptions:
     stats: bool = False  # with write: a line of counts on stderr every second
     dump: Optional[Dump] = None  # -x, -X, -A (text lines only)
     link_level: bool = False  # -e: each text line starts with the link-level header
+    quiet: bool = False  # -q: text lines end after the ports with "tcp N"
 
     def formatter(self, several_interfaces: bool = False, live: bool = False):
         """The line formatter these options ask for (text or JSON)."""
@@ -53,6 +54,7 @@ class OutputOptions:
             payload_elided=live and self.snaplen is None,
             dump=self.dump,
             link_level=self.link_level,
+            quiet=self.quiet,
         )
 
 

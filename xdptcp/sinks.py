@@ -68,7 +68,8 @@ class TextSink:
             hasattr(formatter, "mapped_lines")
             and not getattr(formatter, "show_ifname", 0)
             and self.dump is None
-            and not getattr(formatter, "link_level", False)  # -e: record by record
+            and not getattr(formatter, "link_level", False)  # -e, -q: record by record
+            and not getattr(formatter, "quiet", False)
         )
         self.out_format = OUT_PCAP if walks else OUT_NONE
         self.out_nano = bool(getattr(formatter, "shows_ns", False))

@@ -156,6 +156,7 @@ class TextFormatter:
         payload_elided: bool = False,
         dump=None,
         link_level: bool = False,
+        quiet: bool = False,
     ) -> None:
         """``payload_elided``: frames were cut after the TCP header by the capture itself (xdptcp's
         default), not by a snaplen the user chose, so print what tcpdump prints for the whole
@@ -163,8 +164,10 @@ class TextFormatter:
         (-x, -X, -A), which whoever has the packet's own bytes adds after its line.
         ``link_level`` (-e): each line starts with the link-level header's text
         (``xdptcp.linklevel``), and the network layer's then leaves out its ``IP `` or ``IP6 ``
-        as tcpdump's does."""
+        as tcpdump's does. ``quiet`` (-q): after the addresses and ports, only ``tcp N`` (N the
+        payload's length), as tcp_print() with -q; with -e, the link layer's shorter text."""
         self.payload_elided = payload_elided
+        self.quiet = quiet
         self.dump = dump
         self.link_level = link_level
         if show_ifname:  # tcpdump -i any's lines: the cooked header each packet then has
@@ -203,7 +206,7 @@ class TextFormatter:
         ``link_level``, ``xdptcp.linklevel``'s text, and empty for the frame's own Ethernet
         header, which is then printed from the frame); ``direction``: 0 arrived (In), 1 left
         (Out) — xdptcp.record.INGRESS/EGRESS."""
-        body = self._fast(frame, wire_len)
+        body = None if self.quiet else self._fast(frame, wire_len)
         if body is None:
             p = self.decoder.decode(frame, wire_len)
             if p is None:
@@ -232,12 +235,12 @@ class TextFormatter:
             body = Jumped(body[4:]) if body.__class__ is Jumped else body[4:]
         if self.show_ifname:
             kind = self.any_device.direction(ifname, frame, direction)
-            link = self.any_device.text(ifname, frame, wire_len, direction)
+            link = self.any_device.text(ifname, frame, wire_len, direction, self.quiet)
             prefix = f"{ifname:<5} {kind} {link}"
         elif not prefix:
             from xdptcp.linklevel import ethernet
 
-            prefix = ethernet(frame, wire_len)
+            prefix = ethernet(frame, wire_len, self.quiet)
         line = self._stamp(ts_ns) + prefix + body
         return Jumped(line) if body.__class__ is Jumped else line
 
@@ -608,6 +611,11 @@ class TextFormatter:
         hlen, length = p.tcp_hdr_len, p.tcp_len
         if hlen < 20:
             return out + (f" tcp {(length - hlen) & M32} [bad hdr length {hlen} - too short, < 20]")
+        if self.quiet:
+            out += f"tcp {(length - hlen) & M32}"
+            if hlen > length:
+                out += f" [bad hdr length {hlen} - too long, > {length}]"
+            return out
         flags = p.flags & 0xFF
         out += f"Flags [{FLAG_TEXT[flags]}]"
         seq, ack, rev, thseq, thack = p.seq, p.ack, 0, 0, 0
