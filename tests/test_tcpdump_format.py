@@ -189,13 +189,22 @@ def test_flags_and_options_spelling():
     )
 
 
-def test_interface_name_as_tcpdump_any():
-    # print-sll.c (sll2_if_print): "%-5s " interface name, "%-3s " packet type; XDP sees "In".
+def test_interface_name_and_packet_type_as_tcpdump_any():
+    # print-sll.c (sll2_if_print): "%-5s " interface name, "%-3s " packet type: the kernel's,
+    # as eth_type_trans() finds it from the destination address (lo's is all zeros); "Out" for
+    # what left.
     f = traffic.tcp_frame("198.18.0.2", "198.18.0.1", 40000, 5001, flags="R", seq=9)
     fmt = TextFormatter(ts_mode="none", show_ifname=True)
-    assert fmt.format(0, f, len(f), "eth0") == (
-        "eth0  In  IP 198.18.0.2.40000 > 198.18.0.1.5001: Flags [R], seq 9, win 65535, length 0"
-    )
+    line = "IP 198.18.0.2.40000 > 198.18.0.1.5001: Flags [R], seq 9, win 65535, length 0"
+    for dst, kind in (
+        (bytes(6), "In "),
+        (b"\xff" * 6, "B  "),
+        (bytes.fromhex("01005e000001"), "M  "),
+        (bytes.fromhex("020000000002"), "P  "),
+    ):
+        assert fmt.format(0, dst + f[6:], len(f), "lo") == f"lo    {kind} {line}"
+        assert fmt.format(0, dst + f[6:], len(f), "lo", direction=1) == f"lo    Out {line}"
+    # an interface this host does not have: its address unknown, what arrived is "In"
     assert fmt.format(0, f, len(f), "veth-long0").startswith("veth-long0 In  IP ")
 
 

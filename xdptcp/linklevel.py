@@ -17,7 +17,10 @@ own link-layer header:
   ``IP: ``; Cisco HDLC (print-chdlc.c): ``unicast, ethertype IPv4 (0x0800), length N: ``.
 
 N is the packet's length on the wire with its own link-layer header, as the record says. MAC
-addresses print as tcpdump ``-n`` prints them: six lower-case hex pairs.
+addresses print as tcpdump ``-n`` prints them: six lower-case hex pairs. With ``-q`` the texts
+are shorter where tcpdump's are (``quiet``): a type by its name alone, nothing of a cooked
+header's type and length. Lines of several interfaces are ``tcpdump -i any``'s, whose packets
+have a cooked header in place of the Ethernet one: ``AnyDevice`` makes it.
 """
 
 from __future__ import annotations
