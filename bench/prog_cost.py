@@ -51,7 +51,7 @@ from bench.common import (
 )
 from bench.traffic import TCP_ACK, TCP_PSH, Flow, frame
 from pybpf.loader import load
-from xdptcp.capture import LIVE_RING_SIZE, batched_wakeups
+from xdptcp.capture import LIVE_RING_SIZE, WAKEUP_DEFAULT, batched_wakeups
 from xdptcp.record import OUT_NONE, OUT_PCAPNG, record_size
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
@@ -61,7 +61,6 @@ CAPACITY = 256  # xdptcp's default record capacity (xdptcp.cli.DEFAULT_CAPACITY)
 RECORD = record_size(CAPACITY) + 8  # struct xdptcp_record + data + ring-buffer header
 WRITE_RECORD = record_size(CAPACITY, OUT_PCAPNG) + 8  # ... + the pcapng block's trailer
 PAGE = 4096
-WAKEUP_KERNEL = 0  # XDPTCP_WAKEUP_DEFAULT: the kernel's rule, no forced wakeup
 XDP_PASS = 2
 MAX_RING = 1 << 30  # the largest ring this benchmark asks the kernel for
 KTIME = "diag: bpf_ktime_get_ns only"
@@ -145,7 +144,7 @@ def measure_drained(
     spec = _spec(XDPTCP_OBJ, ring=None)
     _configure(spec, out)
     if not wakeups:
-        spec.rodata["xdptcp_wakeup_mode"] = WAKEUP_KERNEL
+        spec.rodata["xdptcp_wakeup_mode"] = WAKEUP_DEFAULT
     if expr:
         from xdptcp.pcapfilter import compile_filter
 

@@ -47,6 +47,7 @@ OBJECT = "xdptcp.bpf.o"
 MODES = ("auto", "native", "skb")
 DIRECTIONS = ("in", "out", "inout")  # tcpdump's -Q
 TC_MODES = ("auto", "tcx", "clsact")
+WAKEUP_DEFAULT = 0  # XDPTCP_WAKEUP_DEFAULT: the kernel's rule, no forced wakeup
 WAKEUP_AVAIL_STEP = 3  # XDPTCP_WAKEUP_AVAIL_STEP in bpf/xdptcp.h
 # The ring of a live capture unless --ring-size says otherwise. 16 MiB holds some 47,000 records
 # of the default size: 70 ms of a 700,000 packets/s flood, room to ride out the reader being

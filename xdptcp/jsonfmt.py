@@ -91,6 +91,7 @@ class JsonFormatter:
     """One JSON object per TCP packet (see the module docstring for the fields)."""
 
     shows_ns = True  # "ts_ns": records must carry nanoseconds
+    walks = True  # every line can be made by the record walks (``mapped_lines``)
 
     def __init__(self, absolute_seq: bool = False) -> None:
         self.absolute_seq = absolute_seq

@@ -30,13 +30,12 @@ import struct
 import sys
 
 from xdptcp import linktypes as lt
+from xdptcp.cutshort import TPIDS  # the tags print-ether.c walks, as the decoder does
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
     from typing import Optional
 
-# The tags print-ether.c's loop walks.
-_ETHER_TAGS = frozenset((0x8100, 0x9100, 0x9200, 0x88A8))
 # af.c's bsd_af_values, the IP ones: AF_INET, and AF_INET6 of NetBSD/OpenBSD, FreeBSD, Darwin.
 _BSD_AF = {2: "IPv4", 24: "IPv6", 28: "IPv6", 30: "IPv6"}
 # print-ppp.c's ppptype2str for the network layers a TCP line can come through.
@@ -46,7 +45,7 @@ _CHDLC_CAST = {0x0F: "unicast", 0x8F: "bcast"}
 
 def mac(b) -> str:
     """tcpdump -n's text of a 6-byte hardware address."""
-    return ":".join(f"{x:02x}" for x in bytes(b[:6]))
+    return bytes(b[:6]).hex(":")
 
 
 def ethertype(t: int, quiet: bool = False) -> str:
@@ -68,7 +67,7 @@ def ethernet(frame, wire_len: int, quiet: bool = False) -> str:
     etype = frame[12] << 8 | frame[13]
     at = 14
     said_length = False
-    while etype in _ETHER_TAGS:
+    while etype in TPIDS:
         if cap - at < 4:
             return out
         out += ethertype(etype, quiet) + (", " if said_length else f", length {wire_len}: ")
@@ -100,17 +99,8 @@ def _sll(data, wire_len: int, view, quiet: bool) -> str:
 def _sll2(data, wire_len: int, view, quiet: bool) -> str:
     proto, _, ifindex, _, _, halen, addr = lt.SLL2_HEADER.unpack_from(data)
     # The interface and the direction, which tcpdump prints with -e or not, then -e's own.
-    out = f"{_head(data, view)}ifindex {ifindex} " + (f"{mac(addr)} " if halen == 6 else "")
+    out = f"{view.prefix}ifindex {ifindex} " + (f"{mac(addr)} " if halen == 6 else "")
     return out + _cooked(proto, data, 20, wire_len, quiet)
-
-
-def _head(data, view) -> str:
-    """A cooked header's ``view.prefix`` less the tags' types printed after it (v2: the
-    interface and the direction; v1: nothing)."""
-    size, proto = (
-        (20, data[0] << 8 | data[1]) if view.header == 20 else (16, data[14] << 8 | data[15])
-    )
-    return view.prefix[: len(view.prefix) - len(lt.cooked_tags(data, size, proto))]
 
 
 def _null(data, wire_len: int, view, quiet: bool) -> str:
@@ -163,9 +153,7 @@ def other(linktype: int, data, wire_len: int, view, link_level: bool, quiet: boo
     with -e (``link_level``), -q (``quiet``) or both."""
     if link_level:
         return _TEXTS[linktype](data, wire_len, view, quiet)
-    if quiet and linktype in (lt.LINUX_SLL, lt.LINUX_SLL2):  # without the tags' types
-        return _head(data, view)
-    return view.prefix
+    return view.prefix if quiet else view.prefix + view.tags
 
 
 class AnyDevice:

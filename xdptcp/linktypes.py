@@ -77,14 +77,17 @@ _ZERO_MAC = bytes(6)
 
 
 class View(NamedTuple):
-    """A packet seen as an Ethernet frame, and what tcpdump prints before its network layer;
-    ``header``: the length of the packet's own link-layer header, which the frame's first 14
-    bytes stand for."""
+    """A packet seen as an Ethernet frame, and what tcpdump prints before its network layer:
+    ``prefix`` for its link-layer header, then ``tags`` for the 802.1Q tags after a cooked
+    header (``cooked_tags``; -q leaves them out, -e prints more of them); ``header``: the
+    length of the packet's own link-layer header, which the frame's first 14 bytes stand
+    for."""
 
     frame: bytes
     wire_len: int
     prefix: str
     header: int = 14
+    tags: str = ""
 
 
 def describe(linktype: int) -> str:
@@ -139,7 +142,8 @@ def ethernet_view(
         return None
     hlen, etype, src, prefix = found
     frame = _eth(_ZERO_MAC, src, etype, data[hlen:])
-    return View(frame, wire_len - hlen + 14, prefix, hlen)
+    tags = cooked_tags(data, hlen, etype) if linktype in (LINUX_SLL, LINUX_SLL2) else ""
+    return View(frame, wire_len - hlen + 14, prefix, hlen, tags)
 
 
 _Found = Optional[tuple[int, int, bytes, str]]  # header length, EtherType, source MAC, prefix
@@ -214,7 +218,7 @@ def _sll(data: bytes, ifaces) -> _Found:
         return None
     _, hatype, halen, addr, proto = SLL_HEADER.unpack_from(data)
     src = addr[:6] if hatype == 1 and halen == 6 else _ZERO_MAC
-    return SLL_HEADER.size, proto, src, cooked_tags(data, SLL_HEADER.size, proto)
+    return SLL_HEADER.size, proto, src, ""
 
 
 def _sll2(data: bytes, ifaces) -> _Found:
@@ -224,7 +228,7 @@ def _sll2(data: bytes, ifaces) -> _Found:
     src = addr[:6] if hatype == 1 and halen == 6 else _ZERO_MAC
     name = (ifaces or Interfaces()).name(ifindex)
     prefix = f"{name:<5} {SLL_PKTTYPE.get(pkttype, '?'):<3} "
-    return SLL2_HEADER.size, proto, src, prefix + cooked_tags(data, SLL2_HEADER.size, proto)
+    return SLL2_HEADER.size, proto, src, prefix
 
 
 def _ppp_protocol(data: bytes, at: int) -> Optional[tuple[int, int]]:

@@ -115,8 +115,7 @@ def record_heads(out: OutputOptions, several: bool, directions: bool) -> tuple[i
     classic pcap records, unless each starts with its interface (several interfaces); JSON's
     ``ts_ns`` needs nanoseconds; a dump (-x, -X, -A) and the lines of -e and -q are made
     record by record. tests/test_startup.py holds this to the sinks themselves."""
-    by_record = out.dump is not None or out.link_level or (out.quiet and not out.json)
-    if several or (by_record and not out.write):
+    if several or (out.by_record and not out.write):
         return OUT_NONE, False
     if out.write:
         return (OUT_PCAPNG if directions else OUT_PCAP), bool(out.nano)

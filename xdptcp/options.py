@@ -37,6 +37,12 @@ class OutputOptions:
     link_level: bool = False  # -e: each text line starts with the link-level header
     quiet: bool = False  # -q: text lines end after the ports with "tcp N"
 
+    @property
+    def by_record(self) -> bool:
+        """Text lines the record walks cannot make (``TextFormatter.walks``): a dump after
+        each, -e's, -q's. JSON objects are all walked."""
+        return not self.json and (self.dump is not None or self.link_level or self.quiet)
+
     def formatter(self, several_interfaces: bool = False, live: bool = False):
         """The line formatter these options ask for (text or JSON)."""
         if self.json:

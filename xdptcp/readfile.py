@@ -42,9 +42,7 @@ def print_file(
         from xdptcp.hexdump import ethernet_header_length
     if (
         hasattr(formatter, "mapped_lines")
-        and dump is None
-        and not getattr(formatter, "link_level", False)  # -e, -q: line by line
-        and not getattr(formatter, "quiet", False)
+        and formatter.walks
         and (keep is None or keep_in_place is not None)
     ):
         from xdptcp.mapped import MappedPcap, print_mapped
@@ -131,12 +129,8 @@ def _other_link(formatter, keep, ifaces, name, ts_ns, data, wire_len, linktype) 
         return None
     if wire_len > MAX_RECORD:  # longer than tcpdump takes: its note in the packet's place
         return formatter.damaged(ts_ns, view.frame, wire_len, len(data))
-    prefix = view.prefix
-    link_level, quiet = getattr(formatter, "link_level", False), getattr(formatter, "quiet", False)
-    if link_level or quiet:  # -e: the record's own link-layer header; -q: less of it
-        from xdptcp.linklevel import other
-
-        prefix = other(linktype, data, wire_len, view, link_level, quiet)
+    link_prefix = getattr(formatter, "link_prefix", None)  # (JSON objects have none)
+    prefix = view.prefix if link_prefix is None else link_prefix(linktype, data, wire_len, view)
     line = formatter.format(ts_ns, view.frame, view.wire_len, "", prefix)
     if line is None or view.frame is data:
         return line

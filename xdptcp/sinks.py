@@ -64,13 +64,7 @@ class TextSink:
             from xdptcp.hexdump import ethernet_header_length
 
             self._link_header = ethernet_header_length
-        walks = (
-            hasattr(formatter, "mapped_lines")
-            and not getattr(formatter, "show_ifname", 0)
-            and self.dump is None
-            and not getattr(formatter, "link_level", False)  # -e, -q: record by record
-            and not getattr(formatter, "quiet", False)
-        )
+        walks = hasattr(formatter, "mapped_lines") and formatter.walks
         self.out_format = OUT_PCAP if walks else OUT_NONE
         self.out_nano = bool(getattr(formatter, "shows_ns", False))
         self.ifname = ""  # the one interface, when the program writes the record heads

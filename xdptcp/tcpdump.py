@@ -170,10 +170,17 @@ class TextFormatter:
         self.quiet = quiet
         self.dump = dump
         self.link_level = link_level
+        if link_level:
+            from xdptcp.linklevel import ethernet
+
+            self._ethernet = ethernet
         if show_ifname:  # tcpdump -i any's lines: the cooked header each packet then has
             from xdptcp.linklevel import AnyDevice
 
             self.any_device = AnyDevice()
+        # Lines the record walks (``mapped_lines``) can make: not those that start with the
+        # interface, carry a dump, or are -e's or -q's, which are made record by record.
+        self.walks = not (show_ifname or dump is not None or link_level or quiet)
         # Every frame is TCP, whatever its capture holds: a live capture's, whose program found
         # it TCP on the whole frame before cutting it to the snap length (``TextSink`` sets it;
         # see ``xdptcp.packet.cut_short``). Off, a frame is TCP as libpcap's ``tcp`` reads it.
@@ -238,11 +245,18 @@ class TextFormatter:
             link = self.any_device.text(ifname, frame, wire_len, direction, self.quiet)
             prefix = f"{ifname:<5} {kind} {link}"
         elif not prefix:
-            from xdptcp.linklevel import ethernet
-
-            prefix = ethernet(frame, wire_len, self.quiet)
+            prefix = self._ethernet(frame, wire_len, self.quiet)
         line = self._stamp(ts_ns) + prefix + body
         return Jumped(line) if body.__class__ is Jumped else line
+
+    def link_prefix(self, linktype: int, data, wire_len: int, view) -> str:
+        """What this formatter's lines print before the network layer of a record of another
+        link type than Ethernet (``view``: as ``linktypes.ethernet_view`` read it)."""
+        if not (self.link_level or self.quiet):
+            return view.prefix + view.tags
+        from xdptcp.linklevel import other
+
+        return other(linktype, data, wire_len, view, self.link_level, self.quiet)
 
     def damaged(self, ts_ns: int, frame, wire_len: int, cap_len: int) -> Optional[str]:
         """The line for a damaged file's record whose original length (``wire_len``) is below
