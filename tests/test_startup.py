@@ -294,8 +294,10 @@ def test_help_is_argparses_at_every_width_without_shutil(monkeypatch, columns):
 @pytest.mark.parametrize("nano", [False, True])
 @pytest.mark.parametrize("ts_mode", ["default", "none", "epoch", "delta", "date", "since_first"])
 @pytest.mark.parametrize(
-    "how", ["text", "json", "write", "dump", "write and dump", "e", "write and e", "q", "json q"]
-)
+    "how",
+    ["text", "json", "write", "dump", "write and dump", "e", "write and e", "q", "json q", "v",
+     "write and v"],
+)  # fmt: skip
 def test_the_record_heads_configured_before_the_sink_is_opened_are_the_sinks(
     tmp_path, how, ts_mode, nano, directions, several
 ):
@@ -315,6 +317,7 @@ def test_the_record_heads_configured_before_the_sink_is_opened_are_the_sinks(
         dump=Dump("X") if how.endswith("dump") else None,  # (-X: ignored by -w, as by tcpdump)
         link_level=how.endswith("e"),  # (-e: the same)
         quiet=how.endswith("q"),
+        verbose=int(how.endswith("v")),
     )
     sink = open_sink(out, several=several, directions=directions)
     try:

@@ -14,8 +14,11 @@ A line is printed only when it is printable ASCII (tabs allowed) up to a CR-LF o
 payload whose captured bytes end before the decoder is done ends with tcpdump's ``[|http]``
 note (in the decoder's name): with xdptcp's default capture, which keeps no payload, an HTTP
 segment prints ``: HTTP`` and an SSH one ``[|ssh]``, as with ``tcpdump -s`` at the same length.
+With -v the text protocols print every line of a request or response, each on a line of its
+own after ``: HTTP, length: N`` (txtproto_print()).
 
-The other protocols of the list, without -v as everywhere in xdptcp:
+The other protocols of the list, as without -v (what -v changes: DNS's records, ``xdptcp.dns``;
+PPTP's header and codes; MSDP's lengths; BGP, RPKI-RTR, OpenFlow and LDP print as without it):
 
 - BGP (179) and RPKI-RTR (323): ``: BGP`` and ``, RPKI-RTR`` whatever the payload (tcpdump
   decodes their messages only with -v);
@@ -132,12 +135,19 @@ _TEXT = re.compile(rb"[\x20-\x7e\t]*")  # a line of text: printable ASCII and ta
 _VERSION = re.compile(rb"[\x20-\x7e]*")  # SSH's version line: printable ASCII
 
 
-def note(proto: str, buf, start: int, end: int, length: int) -> str:
+def note(proto: str, buf, start: int, end: int, length: int, verbose: int = 0) -> str:
     """What tcpdump prints after ``length N`` for a payload of ``length`` bytes (N) decoded as
-    ``proto``, of which ``buf[start:end]`` were captured."""
+    ``proto``, of which ``buf[start:end]`` were captured. ``verbose`` (-v): the text protocols
+    print every line of a request or response (the others print as without -v)."""
     stop = start + length
     cap = min(end, stop)
     first = buf[start] if start < cap else -1
+    if proto == "domain":
+        from xdptcp.dns import domain  # (imported by the first DNS payload)
+
+        return domain(buf, start, cap, length, verbose)
+    if verbose and proto in ("msdp", "pptp"):
+        return (_msdp if proto == "msdp" else _pptp)(buf, start, cap, length, verbose)
     if proto not in _SAID and proto != "ssh":
         return _other(proto, buf, start, cap, length)
     try:
@@ -148,7 +158,7 @@ def note(proto: str, buf, start: int, end: int, length: int) -> str:
         said = WORDLESS.get(proto)
         if said is not None and not 0x21 <= first <= 0x7E:  # no word: not a request
             return said
-        return _text(proto, buf, start, cap, stop)
+        return _text(proto, buf, start, cap, stop, verbose)
     except Truncated as e:
         return gave_up(f"{e.args[0]} [|{proto}]", e)
 
@@ -191,8 +201,8 @@ def _line_end(buf, start: int, cap: int, stop: int, said: str) -> Optional[int]:
     raise Truncated(f"{said}: {bytes(buf[start:j]).decode('ascii')}")  # (no line end: its own)
 
 
-def _text(proto: str, buf, start: int, cap: int, stop: int) -> str:
-    """txtproto_print() without -v."""
+def _text(proto: str, buf, start: int, cap: int, stop: int, verbose: int = 0) -> str:
+    """txtproto_print()."""
     said, methods = _SAID[proto], _METHODS[proto]
     if methods is not None:
         # A request's method, or a response's code as the second word. (After the first
@@ -205,8 +215,40 @@ def _text(proto: str, buf, start: int, cap: int, stop: int) -> str:
             i, j = m.span(3)
             if j - i != 3 or not _word(buf, i, j, cap, stop) or not bytes(buf[i:j]).isdigit():
                 return said
+    if verbose:
+        return _lines(said, buf, start, cap, stop)
     end = _line_end(buf, start, cap, stop, said)
     return said if end is None else f"{said}: {bytes(buf[start:end]).decode('ascii')}"
+
+
+def _lines(said: str, buf, start: int, cap: int, stop: int) -> str:
+    """txtproto_print() with -v: the payload's length, then each line of text on a line of its
+    own, up to the first that is not text (print_txt_line())."""
+    out = f"{said}, length: {stop - start}"
+    i = start
+    while i < stop:
+        j = _TEXT.match(buf, i, cap).end()
+        if j >= cap:
+            if j < stop:
+                raise Unread(out)
+            # printable to the end, no line end: printed, then tcpdump's truncation note
+            raise Truncated(f"{out}\n\t{bytes(buf[i:j]).decode('ascii')}")
+        c = buf[j]
+        if c == 0x0D:
+            if j + 1 >= stop:
+                return out
+            if j + 1 >= cap:
+                raise Unread(out)
+            if buf[j + 1] != 0x0A:
+                return out
+            out += f"\n\t{bytes(buf[i:j]).decode('ascii')}"
+            i = j + 2
+        elif c == 0x0A:
+            out += f"\n\t{bytes(buf[i:j]).decode('ascii')}"
+            i = j + 1
+        else:
+            return out
+    return out
 
 
 def _ssh(buf, start: int, cap: int, stop: int) -> str:
@@ -476,9 +518,11 @@ def _telnet_command(buf, pos: int, left: int, cap: int, out: list) -> int:
 _MSDP_KINDS = {1: " SA", 2: " SA-Request", 3: " SA-Response", 4: " Keepalive", 5: " Notification"}
 
 
-def _msdp(buf, start: int, cap: int, length: int) -> str:
+def _msdp(buf, start: int, cap: int, length: int, verbose: int = 0) -> str:
     """msdp_print(): each message's kind; `` [|msdp]`` where the payload is no MSDP message
-    (a first one of a kind or length that cannot be) or its bytes run out."""
+    (a first one of a kind or length that cannot be) or its bytes run out. With -v each
+    message's length too (with -vv tcpdump also decodes the datagram a Source-Active message
+    carries: not here)."""
     out = [": msdp"]
     pos = start
     try:
@@ -487,7 +531,7 @@ def _msdp(buf, start: int, cap: int, length: int) -> str:
             raise Truncated("")
         while length:
             kind, size = u8(buf, pos, cap), be16(buf, pos + 1, cap)
-            if size > 1400:
+            if size > 1400 or verbose:
                 out.append(f" [len {size}]")
             if size < 3 or length < size:
                 raise Truncated("")
@@ -629,19 +673,46 @@ _PPTP_FIELDS: dict[int, tuple[tuple[str, int, str], ...]] = {
          ("ALIGN_ERR", 4, "u")),
     15: (("PEER_CALL_ID", 2, "u"), ("", 2, "-"), ("SEND_ACCM", 4, "x"), ("RECV_ACCM", 4, "x")),
 }  # fmt: skip
+# With -v: the message's kind by the header's type, and the meaning of a code by its field and
+# the control message it is in (print-pptp.c's tables).
+_PPTP_KINDS = {1: " CTRL-MSG", 2: " MGMT-MSG"}
+_PPTP_ERRORS = dict(enumerate(("None", "Not-Connected", "Bad-Format", "Bad-Value", "No-Resource",
+                               "Bad-Call-ID", "PAC-Error")))  # fmt: skip
+_PPTP_ECHO = {1: "OK", 2: "General Error"}
+_PPTP_CODES = {
+    ("RESULT_CODE", 2): {1: "Successful channel establishment", 2: "General error",
+                         3: "Command channel already exists",
+                         4: "Requester is not authorized to establish a command channel",
+                         5: "The protocol version of the requester is not supported"},
+    ("RESULT_CODE", 4): _PPTP_ECHO,
+    ("RESULT_CODE", 6): _PPTP_ECHO,
+    ("RESULT_CODE", 8): {1: "Connected", 2: "General Error", 3: "No Carrier", 4: "Busy",
+                         5: "No Dial Tone", 6: "Time-out", 7: "Do Not Accept"},
+    ("RESULT_CODE", 10): {1: "Connect", 2: "General Error", 3: "Do Not Accept"},
+    ("RESULT_CODE", 13): {1: "Lost Carrier", 2: "General Error", 3: "Admin Shutdown",
+                          4: "Request"},
+    ("REASON", 3): {1: "None", 2: "Stop-Protocol", 3: "Stop-Local-Shutdown"},
+    **{("ERR_CODE", kind): _PPTP_ERRORS for kind in (2, 4, 6, 8, 10, 13)},
+}  # fmt: skip
 _PPTP_BEARER_TYPES = {1: "A", 2: "D", 3: "Any"}
 _PPTP_FRAME_TYPES = {1: "A", 2: "S", 3: "E"}
 _PPTP_COOKIE = 0x1A2B3C4D
 _READ = {1: u8, 2: be16, 4: be32}
 
 
-def _pptp(buf, start: int, cap: int, length: int) -> str:
-    """pptp_print() without -v: the control message's type and each of its fields in turn."""
+def _pptp(buf, start: int, cap: int, length: int, verbose: int = 0) -> str:
+    """pptp_print(): the control message's type and each of its fields in turn; with -v the
+    message's length and kind, the magic cookie, and the meaning of its codes."""
     out = [": pptp"]
     try:
+        if verbose:
+            out.append(f" Length={be16(buf, start, cap)}")
+            out.append(_PPTP_KINDS.get(be16(buf, start + 2, cap), " UNKNOWN-MSG-TYPE"))
         cookie = be32(buf, start + 4, cap)
         if cookie != _PPTP_COOKIE:
-            out.append(f" UNEXPECTED Magic-Cookie!!({cookie:08x}) Magic-Cookie={cookie:08x}")
+            out.append(f" UNEXPECTED Magic-Cookie!!({cookie:08x})")
+        if verbose or cookie != _PPTP_COOKIE:
+            out.append(f" Magic-Cookie={cookie:08x}")
         kind = be16(buf, start + 8, cap)
         out.append(f" CTRL_MSGTYPE={_PPTP_TYPES[kind]}" if kind < 16 else
                    f" UNKNOWN_CTRL_MSGTYPE({kind})")  # fmt: skip
@@ -665,7 +736,9 @@ def _pptp(buf, start: int, cap: int, length: int) -> str:
                 if how == "-":
                     _pptp_reserved(value, out)
                 elif how == "u":
-                    out.append(f" {label}({value})")
+                    names = _PPTP_CODES.get((label, kind)) if verbose else None
+                    said_name = "" if names is None else f":{names.get(value, '?')}"
+                    out.append(f" {label}({value}{said_name})")
                 elif how == "x":
                     out.append(f" {label}(0x{value:08x})")
                 elif how == "ver":
@@ -696,12 +769,6 @@ def _beep(buf, start: int, cap: int, length: int) -> str:
     return _BEEP.get(head, " BEEP (payload or undecoded)")
 
 
-def _domain(buf, start: int, cap: int, length: int) -> str:
-    from xdptcp.dns import domain  # (imported by the first DNS payload)
-
-    return domain(buf, start, cap, length)
-
-
 def _ldp(buf, start: int, cap: int, length: int) -> str:
     """ldp_print() without -v: the first PDU's header (no space before it, as in tcpdump);
     nothing for a payload too short for a PDU and a message header."""
@@ -724,7 +791,6 @@ _DECODERS = {
     "resp": _resp,
     "telnet": _telnet,
     "msdp": _msdp,
-    "domain": _domain,
     "ldp": _ldp,
     "openflow": _openflow,
     "pptp": _pptp,

@@ -105,6 +105,14 @@ def build_parser() -> argparse.ArgumentParser:
         action="store_true",
         help="quiet: after the addresses and ports, only the payload's length (tcp N)",
     )
+    p.add_argument(
+        "-v",
+        dest="verbose",
+        action="count",
+        default=0,
+        help="verbose: the IP header's fields and the TCP checksum checked (-vv: each segment's "
+        "seq); with -w, the packet counts every second (as --stats)",
+    )
     p.add_argument("--nano", action="store_true", help="nanosecond timestamps (text and pcap)")
     p.add_argument("--json", action="store_true", help="one JSON object per packet")
     p.add_argument(
@@ -235,6 +243,8 @@ def check_usage(args: argparse.Namespace) -> None:
         raise UsageError("-e prints in text lines, not with --json")
     if args.json and args.quiet:
         raise UsageError("-q shortens text lines, not --json")
+    if args.json and args.verbose:
+        raise UsageError("-v adds to text lines, not to --json")
     if args.stats and not args.write:
         raise UsageError("--stats goes with -w (text output already shows each packet)")
 
@@ -248,8 +258,10 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
     snaplen = args.snaplen
     if snaplen is not None and snaplen > MAXIMUM_SNAPLEN:
         snaplen = 0  # beyond the largest snapshot length libpcap reads: all of it, as tcpdump
-    elif snaplen is None and dump is not None and not args.read and not args.write:
-        snaplen = 0  # a dump of the headers alone would show little: as much as a record keeps
+    elif snaplen is None and (dump is not None or args.verbose) and not (args.read or args.write):
+        # A dump of the headers alone would show little, and -v checks the TCP checksum, which
+        # needs the whole segment: as much as a record keeps.
+        snaplen = 0
     return OutputOptions(
         write=args.write,
         json=args.json,
@@ -258,10 +270,12 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
         nano=args.nano,
         count=args.count,
         snaplen=snaplen,
-        stats=args.stats,
+        # tcpdump -w -v counts the packets it has written once a second
+        stats=args.stats or bool(args.write and args.verbose and not args.read),
         dump=dump,
         link_level=args.link_level,
         quiet=args.quiet,
+        verbose=args.verbose,
     )
 
 

@@ -45,7 +45,9 @@ Cut = namedtuple(
 )
 
 
-def cut_short(frame, wire_len: Optional[int] = None, known_tcp: bool = False) -> Optional[Cut]:
+def cut_short(
+    frame, wire_len: Optional[int] = None, known_tcp: bool = False, verbose: int = 0
+) -> Optional[Cut]:
     """A TCP frame whose capture (or IP length) ends before its TCP header, in its link-layer or
     IP headers, and tcpdump 4.99's text for it: `` [|ether]``, `` [|vlan]``, ``IP  [|ip]``,
     ``IP  [remaining caplen(20) < header length(28)] [|ip]``, `` [|ip6]``, ``IP6 a > b:
@@ -58,7 +60,8 @@ def cut_short(frame, wire_len: Optional[int] = None, known_tcp: bool = False) ->
     it: a header counts once its next-header byte and the one after it (a length) are
     captured. With ``known_tcp`` every frame is TCP: a live capture's records, which the
     program found TCP on the whole frame before cutting them to the snap length (as the kernel
-    runs ``tcpdump -i IF -s N tcp``'s filter on the whole packet).
+    runs ``tcpdump -i IF -s N tcp``'s filter on the whole packet). ``verbose``: the note as
+    tcpdump -v prints it (``xdptcp.verbose``: the IP header's fields first).
     """
     cap = len(frame)
     if cap < 14:
@@ -74,13 +77,15 @@ def cut_short(frame, wire_len: Optional[int] = None, known_tcp: bool = False) ->
     if wire_len is None or wire_len < cap:
         wire_len = cap
     if etype == 0x0800:
-        return _cut_ipv4(frame, l3, wire_len, vlans, known_tcp)
+        return _cut_ipv4(frame, l3, wire_len, vlans, known_tcp, verbose)
     if etype == 0x86DD:
-        return _cut_ipv6(frame, l3, wire_len, vlans, known_tcp)
+        return _cut_ipv6(frame, l3, wire_len, vlans, known_tcp, verbose)
     return None
 
 
-def _cut_ipv4(frame, l3: int, wire_len: int, vlans: tuple, known: bool) -> Optional[Cut]:
+def _cut_ipv4(
+    frame, l3: int, wire_len: int, vlans: tuple, known: bool, verbose: int
+) -> Optional[Cut]:
     cap = len(frame)
     if cap == l3:  # ip_print's first read, of the version, fails
         return Cut(4, vlans, note=" [|ip]") if known else None
@@ -96,11 +101,19 @@ def _cut_ipv4(frame, l3: int, wire_len: int, vlans: tuple, known: bool) -> Optio
     if hlen < 20 or ip_len < hlen or frag & 0x1FFF or l3 + hlen <= end:
         return None  # the decoder's, or malformed_tcp_text's
     missing = missing4(ip_len, l3, cap, wire_len)
-    note = f"IP {missing} [remaining caplen({end - l3}) < header length({hlen})] [|ip]"
-    return Cut(4, vlans, inet_ntop(AF_INET, saddr), inet_ntop(AF_INET, daddr), ttl, note)
+    src, dst = inet_ntop(AF_INET, saddr), inet_ntop(AF_INET, daddr)
+    if verbose:
+        from xdptcp.verbose import ip4_cut
+
+        note = f"IP {missing}{ip4_cut(frame, l3, hlen, end, src, dst)}"
+    else:
+        note = f"IP {missing} [remaining caplen({end - l3}) < header length({hlen})] [|ip]"
+    return Cut(4, vlans, src, dst, ttl, note)
 
 
-def _cut_ipv6(frame, l3: int, wire_len: int, vlans: tuple, known: bool) -> Optional[Cut]:
+def _cut_ipv6(
+    frame, l3: int, wire_len: int, vlans: tuple, known: bool, verbose: int
+) -> Optional[Cut]:
     cap = len(frame)
     if l3 + 40 > cap:
         if known or (l3 + 7 <= cap and frame[l3 + 6] == TCP_PROTO):
@@ -114,11 +127,15 @@ def _cut_ipv6(frame, l3: int, wire_len: int, vlans: tuple, known: bool) -> Optio
     note = "IP6 "
     if wire_len - l3 < total:
         note += f"truncated-ip6 - {total - (wire_len - l3)} bytes missing!"
-    walked = _cut_ext(frame, l3, nh, total, known, f"{note}{src} > {dst}: ")
+    if verbose:
+        from xdptcp.verbose import ip6_header
+
+        note += ip6_header(frame, l3)
+    walked = _cut_ext(frame, l3, nh, total, known, f"{note}{src} > {dst}: ", verbose)
     return None if walked is None else Cut(6, vlans, src, dst, hlim, *walked)
 
 
-def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str):
+def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbose: int = 0):
     """ip6_print()'s walk over the extension headers, for a frame that ends before its TCP
     header: (the note, the fragment offset), or None when it is not TCP (or not cut)."""
     cap = len(frame)
@@ -130,10 +147,14 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str):
             # ip6 protochain, the next header and the byte after it of one further on
             if not known and (off + (1 if off == l3 + 40 else 2) > cap or frame[off] != TCP_PROTO):
                 return None
-            if off + 4 > end:
+            if off + (8 if verbose else 4) > end:  # (-v prints the identification too)
                 return note + " [|frag6]", 0
             offset = U16.unpack_from(frame, off + 2)[0] & 0xFFF8
-            note += f"frag ({offset}|{total - (off - l3) - 8})"
+            if verbose:
+                ident = U32.unpack_from(frame, off + 4)[0]
+                note += f"frag (0x{ident:08x}:{offset}|{total - (off - l3) - 8})"
+            else:
+                note += f"frag ({offset}|{total - (off - l3) - 8})"
             if offset:  # a later fragment: nothing of TCP in it (the decoder's when whole)
                 return None if off + 8 <= end else (note, offset)
             note += " "
@@ -150,7 +171,7 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str):
             if nh == ROUTING:
                 if off >= end:  # ip6_print's own check of its first byte fails
                     return note + " [|ip6]", 0
-                text = _rt6_cut(bytes(frame[off : off + size if whole else end]))
+                text = _rt6_cut(bytes(frame[off : off + size if whole else end]), verbose)
                 if text is None:
                     return None  # a routing header tcpdump refuses: not TCP
                 if not whole:
@@ -160,6 +181,16 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str):
                 return f"{note} [|{'hbhopt' if nh == HOPOPTS else 'dstopt'}]", 0
             elif nh == HOPOPTS and not hbh_ok(bytes(frame[off : off + size])):
                 return None
+            elif verbose:
+                from xdptcp.verbose import LineEnds, ip6_options
+
+                raw = bytes(frame[off : off + size])
+                try:
+                    note += ("HBH " if nh == HOPOPTS else "DSTOPT ") + ip6_options(
+                        raw, nh == HOPOPTS, total - 40
+                    )
+                except LineEnds as e:  # (destination options only: hbh_ok above)
+                    return f"{note}DSTOPT {e.args[0]} [|dstopt]", 0
             else:
                 note += "HBH " if nh == HOPOPTS else "DSTOPT "
         else:
@@ -168,9 +199,10 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str):
     return None  # the TCP header is reached: the decoder's
 
 
-def _rt6_cut(raw: bytes) -> Optional[str]:
+def _rt6_cut(raw: bytes, verbose: int = 0) -> Optional[str]:
     """What rt6_print() prints of a routing header before its bytes end (without the closing
-    ``) ``); None for a header it refuses (a type but 0, 2 and 4, an odd length)."""
+    ``) ``); None for a header it refuses (a type but 0, 2 and 4, an odd length). With -v the
+    flags and reserved word are printed even when 0."""
     n = len(raw)
     out = "RT6"
     if n < 2:
@@ -193,7 +225,7 @@ def _rt6_cut(raw: bytes) -> Optional[str]:
         out += f", last-entry={raw[4]}"
         if n < 6:
             return out
-        if raw[5]:
+        if raw[5] or verbose:
             out += f", flags=0x{raw[5]:x}"
         if n < 8:
             return out
@@ -202,7 +234,7 @@ def _rt6_cut(raw: bytes) -> Optional[str]:
         if n < 8:
             return out
         reserved = U32.unpack_from(raw, 4)[0]
-        if reserved:
+        if reserved or verbose:
             out += f", rsv=0x{reserved:x}"
     for i in range(raw[1] // 2):
         if 24 + 16 * i > n:

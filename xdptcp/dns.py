@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 
-from xdptcp.payload import Truncated, be16, gave_up, text, u8
+from xdptcp.payload import Truncated, be16, be32, gave_up, text, u8
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -57,6 +57,9 @@ _ALGORITHMS = {  # the DAU, DHU and N3U options' lists
 # fmt: on
 _T_A, _T_NS, _T_CNAME, _T_PTR, _T_MX, _T_TXT, _T_AAAA = 1, 2, 5, 12, 15, 16, 28
 _T_SRV, _T_A6, _T_DNAME, _T_OPT, _T_UNSPECA, _T_URI = 33, 38, 39, 41, 104, 256
+_T_SOA, _T_TSIG = 6, 250
+# unsigned_relts_print(): a TTL in years, weeks, days, hours, minutes and seconds (-vvv).
+_SPANS = ((31536000, "y"), (604800, "w"), (86400, "d"), (3600, "h"), (60, "m"), (1, "s"))
 _MAXCDNAME = 255
 _INVALID = " (invalid)"
 
@@ -69,8 +72,9 @@ class _Message:
     """The payload's bytes (those before ``cap`` captured: tcpdump's snapend) and the text
     printed so far."""
 
-    def __init__(self, buf, cap: int) -> None:
+    def __init__(self, buf, cap: int, verbose: int = 0) -> None:
         self.buf, self.cap = buf, cap
+        self.verbose = verbose  # -v: 1, -vv: 2, -vvv: 3
         self.out: list[str] = []
 
     def has(self, i: int, n: int = 1) -> bool:
@@ -92,10 +96,12 @@ class _Message:
         return j < i + n
 
 
-def domain(buf, start: int, cap: int, length: int) -> str:
+def domain(buf, start: int, cap: int, length: int, verbose: int = 0) -> str:
     """What tcpdump prints after ``length N`` for the ``length`` payload bytes at ``start`` of a
-    segment to or from port 53, of which those before ``cap`` were captured."""
-    m = _Message(buf, cap)
+    segment to or from port 53, of which those before ``cap`` were captured. ``verbose`` (-v):
+    each record's owner name, SOA's and TSIG's fields; -vv: the questions of a response and
+    every section; -vvv: the TTLs."""
+    m = _Message(buf, cap, verbose)
     try:
         if length < 2:
             return f" [DNS over TCP: length {length} < 2]{_INVALID}"
@@ -134,15 +140,22 @@ def _message(m: _Message, np: int, length: int) -> bool:
         )
         if qd != 1:
             out.append(f" [{qd}q]")
-        for i in range(qd):  # skipped, but for the commas
+        for i in range(qd):  # skipped without -vv, but for the commas
             if i:
                 out.append(",")
+            if m.verbose > 1:
+                out.append(" q:")
+                cp = _qprint(m, cp, np)
+                if cp is None:
+                    return False
+                continue
             cp = _nskip(m, cp)
             if cp is None:
                 return False
             cp += 4
         out.append(f" {an}/{ns}/{ar}")
-        if not _each(m, _rprint, cp, an, np, ","):
+        cp = _each(m, _rprint, cp, an, np, ",")
+        if cp is None or (m.verbose > 1 and not _more_sections(m, cp, ns, ar, np)):
             return False
     else:  # a query
         opcode = (flags >> 11) & 0xF
@@ -167,25 +180,45 @@ def _message(m: _Message, np: int, length: int) -> bool:
             out.append(f" [{ns}n]")
         if ar:
             out.append(f" [{ar}au]")
-        if not _each(m, _qprint, cp, qd, np, ""):
+        cp = _each(m, _qprint, cp, qd, np, "")
+        if cp is None:
             return False
+        if m.verbose > 1:  # the other sections
+            cp = _each(m, _rprint, cp, an, np, ",")
+            if cp is None or not _more_sections(m, cp, ns, ar, np):
+                return False
     out.append(f" ({length})")
     return True
 
 
-def _each(m: _Message, item, cp: int, count: int, bp: int, between: str) -> bool:
+def _each(m: _Message, item, cp: int, count: int, bp: int, between: str) -> Optional[int]:
     """A section's ``count`` items printed by ``item``, as tcpdump's loops do: the first, then
-    the others while captured bytes are left. False where tcpdump gives up: an item it cannot
-    print, or items left when the captured bytes end."""
+    the others while captured bytes are left; where the section ends. None where tcpdump gives
+    up: an item it cannot print, or items left when the captured bytes end."""
     while count:
         cp = item(m, cp, bp)
         if cp is None:
-            return False
+            return None
         count -= 1
         if not count or cp >= m.cap:
             break
         m.out.append(between)
-    return count == 0
+    return cp if count == 0 else None
+
+
+def _more_sections(m: _Message, cp: int, ns: int, ar: int, bp: int) -> bool:
+    """The authority and additional sections with -vv, `` ns: ...`` and `` ar: ...``, each
+    begun only while captured bytes are left; False where tcpdump gives up."""
+    for label, count in ((" ns:", ns), (" ar:", ar)):
+        if cp < m.cap and count:
+            m.out.append(label)
+            end = _each(m, _rprint, cp, count, bp, ",")
+            if end is None:
+                return False
+            cp = end
+        elif count:
+            return False
+    return True
 
 
 def _rcode(m: _Message, np: int, flags: int, qd: int, an_ns: int, ar: int) -> int:
@@ -381,12 +414,20 @@ def _rprint(m: _Message, cp: int, bp: int) -> Optional[int]:
     guess), the captured end when its name or fixed fields are not captured, None where tcpdump
     gives up."""
     out = m.out
-    at = _nskip(m, cp)
+    if m.verbose:  # the owner's name first
+        out.append(" ")
+        at = _fqdn(m, cp, bp)
+        if at is None:
+            return None
+    else:
+        at = _nskip(m, cp)
     if at is None or not m.has(at, 10):
         return m.cap
     rtype, rclass = m.u16(at), m.u16(at + 2)
     if rclass != 1 and rtype != _T_OPT:
         out.append(" " + _class(rclass))
+    if m.verbose > 2 and rtype != _T_OPT:
+        out.append(" [" + _span(int.from_bytes(m.buf[at + 4 : at + 8], "big")) + "]")
     opt_flags = m.u16(at + 6) if rtype == _T_OPT else 0
     size = m.u16(at + 8)
     cp = at + 10
@@ -449,8 +490,54 @@ def _rprint(m: _Message, cp: int, bp: int) -> Optional[int]:
             out.append("]")
     elif rtype == _T_UNSPECA and (not m.has(cp, size) or m.printn(cp, size)):
         return None
+    elif rtype == _T_SOA and m.verbose:
+        return rp if _soa(m, cp, bp) else None
+    elif rtype == _T_TSIG and m.verbose:
+        return rp if _tsig(m, cp, bp) else None
     # (SOA and TSIG: nothing without -v; TSIG's data was checked above with the rest)
     return rp
+
+
+def _span(secs: int) -> str:
+    """unsigned_relts_print()."""
+    if not secs:
+        return "0s"
+    out = ""
+    for size, unit in _SPANS:
+        if secs >= size:
+            out += f"{secs // size}{unit}"
+            secs %= size
+    return out
+
+
+def _soa(m: _Message, cp: int, bp: int) -> bool:
+    """An SOA record with -v: the two names and the five numbers."""
+    for _ in range(2):
+        m.out.append(" ")
+        cp = _fqdn(m, cp, bp)
+        if cp is None:
+            return False
+    if not m.has(cp, 20):
+        return False
+    m.out.append("".join(f" {be32(m.buf, i, m.cap)}" for i in range(cp, cp + 20, 4)))
+    return True
+
+
+def _tsig(m: _Message, cp: int, bp: int) -> bool:
+    """A TSIG record with -v: the algorithm's name, fudge, MAC length, original ID, error and
+    other length."""
+    m.out.append(" ")
+    cp = _fqdn(m, cp, bp)
+    if cp is None:
+        return False
+    cp += 6  # the time signed
+    for name in ("fudge", "maclen", "origid", "error", "otherlen"):
+        if not m.has(cp, 2):
+            return False
+        value = m.u16(cp)
+        m.out.append(f" {name}={value}")
+        cp += 2 + (value if name == "maclen" else 0)
+    return True
 
 
 def _a6(m: _Message, cp: int, bp: int) -> bool:

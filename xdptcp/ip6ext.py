@@ -35,7 +35,9 @@ def ext_text(p: Packet, dec: Decoder) -> str:
     return out
 
 
-def rt6_text(raw: bytes, dec: Decoder) -> str:
+def rt6_text(raw: bytes, dec: Decoder, verbose: bool = False) -> str:
+    """rt6_print(): with -v, the flags of a segment routing header and the reserved word of
+    the others even when 0."""
     length, rtype, segleft = raw[1], raw[2], raw[3]
     out = f"RT6 (len={length}, type={rtype}"
     if rtype == 0:
@@ -43,12 +45,12 @@ def rt6_text(raw: bytes, dec: Decoder) -> str:
     out += f", segleft={segleft}"
     if rtype == 4:
         out += f", last-entry={raw[4]}"
-        if raw[5]:
+        if raw[5] or verbose:
             out += f", flags=0x{raw[5]:x}"
         out += f", tag={_U16.unpack_from(raw, 6)[0]:x}"
     else:
         reserved = _U32.unpack_from(raw, 4)[0]
-        if reserved:
+        if reserved or verbose:
             out += f", rsv=0x{reserved:x}"
     for i in range(length // 2):
         out += f", [{i}]{dec.addr(raw[8 + 16 * i : 24 + 16 * i])}"

@@ -36,12 +36,15 @@ class OutputOptions:
     dump: Optional[Dump] = None  # -x, -X, -A (text lines only)
     link_level: bool = False  # -e: each text line starts with the link-level header
     quiet: bool = False  # -q: text lines end after the ports with "tcp N"
+    verbose: int = 0  # -v, -vv, -vvv: the IP header's fields, the TCP checksum... (text lines)
 
     @property
     def by_record(self) -> bool:
         """Text lines the record walks cannot make (``TextFormatter.walks``): a dump after
-        each, -e's, -q's. JSON objects are all walked."""
-        return not self.json and (self.dump is not None or self.link_level or self.quiet)
+        each, -e's, -q's, -v's. JSON objects are all walked."""
+        return not self.json and (
+            self.dump is not None or self.link_level or self.quiet or self.verbose > 0
+        )
 
     def formatter(self, several_interfaces: bool = False, live: bool = False):
         """The line formatter these options ask for (text or JSON)."""
@@ -61,6 +64,7 @@ class OutputOptions:
             dump=self.dump,
             link_level=self.link_level,
             quiet=self.quiet,
+            verbose=self.verbose,
         )
 
 

@@ -307,7 +307,7 @@ def is_tcp_frame(frame, wire_len: Optional[int] = None) -> bool:
 
 
 def malformed_tcp_text(
-    frame, wire_len: Optional[int] = None, known_tcp: bool = False
+    frame, wire_len: Optional[int] = None, known_tcp: bool = False, verbose: int = 0
 ) -> Optional[str]:
     """What tcpdump prints for a TCP packet the decoder refuses, when it prints anything.
 
@@ -318,7 +318,7 @@ def malformed_tcp_text(
     at the protocol byte only), what ip_print and ip6_print say: ``IP6, wrong link-layer
     encapsulation (invalid)`` or ``IPn (invalid)`` under an IPv4 EtherType, ``IP6 version
     error: n != 6`` under IPv6's. And for a TCP packet whose capture ends in its link-layer or
-    IP headers, ``cut_short``'s note (``known_tcp``: see there)."""
+    IP headers, ``cut_short``'s note (``known_tcp``, ``verbose``: see there)."""
     link = ethernet(frame)
     if link is not None:
         etype, off, _ = link
@@ -337,7 +337,7 @@ def malformed_tcp_text(
                     return f"IP bad-hlen {(vihl & 0x0F) * 4}"
                 if ip_len < (vihl & 0x0F) * 4:
                     return f"IP {missing4(ip_len, off, cap, wire_len)}bad-len {ip_len}"
-    cut = cut_short(frame, wire_len, known_tcp)
+    cut = cut_short(frame, wire_len, known_tcp, verbose)
     return None if cut is None else cut.note
 
 

@@ -157,6 +157,7 @@ class TextFormatter:
         dump=None,
         link_level: bool = False,
         quiet: bool = False,
+        verbose: int = 0,
     ) -> None:
         """``payload_elided``: frames were cut after the TCP header by the capture itself (xdptcp's
         default), not by a snaplen the user chose, so print what tcpdump prints for the whole
@@ -165,9 +166,16 @@ class TextFormatter:
         ``link_level`` (-e): each line starts with the link-level header's text
         (``xdptcp.linklevel``), and the network layer's then leaves out its ``IP `` or ``IP6 ``
         as tcpdump's does. ``quiet`` (-q): after the addresses and ports, only ``tcp N`` (N the
-        payload's length), as tcp_print() with -q; with -e, the link layer's shorter text."""
+        payload's length), as tcp_print() with -q; with -e, the link layer's shorter text.
+        ``verbose`` (-v, -vv, -vvv: 1 to 3): the IP header's fields, the TCP checksum checked,
+        a reset's text and the text protocols' every line, as tcpdump's (``xdptcp.verbose``)."""
         self.payload_elided = payload_elided
         self.quiet = quiet
+        self.verbose = verbose
+        if verbose:
+            from xdptcp import verbose as _verbose
+
+            self._v = _verbose
         self.dump = dump
         self.link_level = link_level
         if link_level:
@@ -179,8 +187,8 @@ class TextFormatter:
 
             self.any_device = AnyDevice()
         # Lines the record walks (``mapped_lines``) can make: not those that start with the
-        # interface, carry a dump, or are -e's or -q's, which are made record by record.
-        self.walks = not (show_ifname or dump is not None or link_level or quiet)
+        # interface, carry a dump, or are -e's, -q's or -v's, which are made record by record.
+        self.walks = not (show_ifname or dump is not None or link_level or quiet or verbose)
         # Every frame is TCP, whatever its capture holds: a live capture's, whose program found
         # it TCP on the whole frame before cutting it to the snap length (``TextSink`` sets it;
         # see ``xdptcp.packet.cut_short``). Off, a frame is TCP as libpcap's ``tcp`` reads it.
@@ -213,13 +221,13 @@ class TextFormatter:
         ``link_level``, ``xdptcp.linklevel``'s text, and empty for the frame's own Ethernet
         header, which is then printed from the frame); ``direction``: 0 arrived (In), 1 left
         (Out) — xdptcp.record.INGRESS/EGRESS."""
-        body = None if self.quiet else self._fast(frame, wire_len)
+        body = None if self.quiet or self.verbose else self._fast(frame, wire_len)
         if body is None:
             p = self.decoder.decode(frame, wire_len)
             if p is None:
                 if wire_len < len(frame):
                     return self.damaged(ts_ns, frame, wire_len, len(frame))
-                body = malformed_tcp_text(frame, wire_len, self.known_tcp)
+                body = malformed_tcp_text(frame, wire_len, self.known_tcp, self.verbose)
                 if body is None:
                     return None
             else:
@@ -595,6 +603,11 @@ class TextFormatter:
             ip = "IP "
             if p.ip_missing:
                 ip += f"truncated-ip - {p.ip_missing} bytes missing! "
+            if self.verbose:
+                try:
+                    ip += self._v.ip4_header(frame, p)
+                except self._v.LineEnds as e:
+                    return ip + e.args[0]
             if p.kind == Kind.FRAGMENT:
                 return f"{ip}{p.src} > {p.dst}: ip-proto-6"
             with_addrs = True
@@ -602,10 +615,17 @@ class TextFormatter:
             ip = "IP6 "
             if p.ip_missing:
                 ip += f"truncated-ip6 - {p.ip_missing} bytes missing!"
+            if self.verbose:
+                ip += self._v.ip6_header(frame, p.l3_off)
             with_addrs = p.first_nh == 6
             if not with_addrs:
                 ip += f"{p.src} > {p.dst}: "
-            if p.ext:
+            if p.ext and self.verbose:
+                try:
+                    ip += self._v.ext_verbose(frame, p, self.decoder)
+                except self._v.LineEnds as e:
+                    return ip + e.args[0]
+            elif p.ext:
                 ip += ext_text(p, self.decoder)
             if p.kind == Kind.FRAGMENT:
                 return ip[:-1]  # tcpdump stops after "frag (off|len)", no trailing space
@@ -637,8 +657,10 @@ class TextFormatter:
             seq, ack, rev, thseq, thack = self.seqs.relative(p, frame)
         if hlen > length:
             return out + f" [bad hdr length {hlen} - too long, > {length}]"
+        if self.verbose:
+            out += self._v.tcp_checksum(frame, p)
         length -= hlen
-        if length > 0 or flags & (SYN | FIN | RST):
+        if length > 0 or flags & (SYN | FIN | RST) or self.verbose > 1:
             out += f", seq {seq}" + (f":{(seq + length) & M32}" if length > 0 else "")
         if flags & ACK:
             out += f", ack {ack}"
@@ -658,9 +680,11 @@ class TextFormatter:
             avail = p.snap_end - p.l4_off
             out += f" [remaining caplen({avail}) < header length({hlen})] [|{proto}]"
         elif length:
+            if flags & RST and self.verbose:
+                return out + self._v.rst_data(frame, p.l4_off + hlen, length, p.snap_end)
             app = decoder(p.sport, p.dport)
             if app is not None:
-                said = note(app, frame, p.l4_off + hlen, p.snap_end, length)
+                said = note(app, frame, p.l4_off + hlen, p.snap_end, length, self.verbose)
                 return Jumped(out + said) if said.__class__ is Jumped else out + said
         return out
 
