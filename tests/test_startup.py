@@ -296,7 +296,7 @@ def test_help_is_argparses_at_every_width_without_shutil(monkeypatch, columns):
 @pytest.mark.parametrize(
     "how",
     ["text", "json", "write", "dump", "write and dump", "e", "write and e", "q", "json q", "v",
-     "write and v"],
+     "write and v", "#"],
 )  # fmt: skip
 def test_the_record_heads_configured_before_the_sink_is_opened_are_the_sinks(
     tmp_path, how, ts_mode, nano, directions, several
@@ -318,6 +318,7 @@ def test_the_record_heads_configured_before_the_sink_is_opened_are_the_sinks(
         link_level=how.endswith("e"),  # (-e: the same)
         quiet=how.endswith("q"),
         verbose=int(how.endswith("v")),
+        number=how == "#",
     )
     sink = open_sink(out, several=several, directions=directions)
     try:

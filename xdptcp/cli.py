@@ -113,6 +113,46 @@ def build_parser() -> argparse.ArgumentParser:
         help="verbose: the IP header's fields and the TCP checksum checked (-vv: each segment's "
         "seq); with -w, the packet counts every second (as --stats)",
     )
+    p.add_argument(
+        "-K",
+        "--dont-verify-checksums",
+        dest="verify",
+        action="store_false",
+        help="with -v, check no checksum",
+    )
+    p.add_argument(
+        "-#",
+        "--number",
+        dest="number",
+        action="store_true",
+        help="start each line with the packet's number",
+    )
+    p.add_argument(
+        "-l",
+        dest="line_buffered",
+        action="store_true",
+        help="accepted for tcpdump habits: lines are written as each batch is read",
+    )
+    p.add_argument(
+        "-U",
+        "--packet-buffered",
+        dest="packet_buffered",
+        action="store_true",
+        help="accepted for tcpdump habits: -w writes each batch as it is read",
+    )
+    p.add_argument(
+        "-p",
+        "--no-promiscuous-mode",
+        dest="no_promiscuous",
+        action="store_true",
+        help="accepted for tcpdump habits: xdptcp never makes an interface promiscuous",
+    )
+    p.add_argument(
+        "-F",
+        dest="filter_file",
+        metavar="FILE",
+        help="read the filter expression from FILE ('#' starts a comment)",
+    )
     p.add_argument("--nano", action="store_true", help="nanosecond timestamps (text and pcap)")
     p.add_argument("--json", action="store_true", help="one JSON object per packet")
     p.add_argument(
@@ -245,6 +285,10 @@ def check_usage(args: argparse.Namespace) -> None:
         raise UsageError("-q shortens text lines, not --json")
     if args.json and args.verbose:
         raise UsageError("-v adds to text lines, not to --json")
+    if args.json and args.number:
+        raise UsageError("-# numbers text lines, not --json")
+    if args.filter_file is not None and args.expression:
+        raise UsageError("give the filter in -F FILE or on the command line, not both")
     if args.stats and not args.write:
         raise UsageError("--stats goes with -w (text output already shows each packet)")
 
@@ -276,6 +320,8 @@ def output_options(args: argparse.Namespace) -> OutputOptions:
         link_level=args.link_level,
         quiet=args.quiet,
         verbose=args.verbose,
+        verify=args.verify,
+        number=args.number,
     )
 
 
@@ -302,7 +348,8 @@ def run(args: argparse.Namespace) -> int:
         from xdptcp.demo import run_demo
 
         return run_demo(out, mode=args.mode)
-    filt = compile_expression(args.expression)
+    filt = compile_expression(args.expression if args.filter_file is None else
+                              filter_file(args.filter_file))  # fmt: skip
     if args.dump:
         from xdptcp.pcapfilter import compile_filter
         from xdptcp.process import stdout_gone
@@ -323,6 +370,17 @@ def run(args: argparse.Namespace) -> int:
     from xdptcp.live import capture_live
 
     return capture_live(live_options(args), out, filt)
+
+
+def filter_file(path: str) -> list[str]:
+    """-F: the filter expression in a file, each ``#`` to the end of its line a comment, as
+    tcpdump reads it."""
+    try:
+        with open(path, "rb") as f:
+            text = f.read().decode("utf-8", "replace")
+    except OSError as e:
+        raise UsageError(f"-F {path}: {e.strerror or e}") from None
+    return [line.split("#", 1)[0] for line in text.splitlines()]
 
 
 def compile_expression(words: Sequence[str]):

@@ -37,13 +37,15 @@ class OutputOptions:
     link_level: bool = False  # -e: each text line starts with the link-level header
     quiet: bool = False  # -q: text lines end after the ports with "tcp N"
     verbose: int = 0  # -v, -vv, -vvv: the IP header's fields, the TCP checksum... (text lines)
+    verify: bool = True  # False (-K): -v checks no checksum
+    number: bool = False  # -#: each text line starts with the packet's number
 
     @property
     def by_record(self) -> bool:
         """Text lines the record walks cannot make (``TextFormatter.walks``): a dump after
-        each, -e's, -q's, -v's. JSON objects are all walked."""
-        return not self.json and (
-            self.dump is not None or self.link_level or self.quiet or self.verbose > 0
+        each, -e's, -q's, -v's, numbered ones. JSON objects are all walked."""
+        return not self.json and bool(
+            self.dump is not None or self.link_level or self.quiet or self.verbose or self.number
         )
 
     def formatter(self, several_interfaces: bool = False, live: bool = False):
@@ -65,6 +67,8 @@ class OutputOptions:
             link_level=self.link_level,
             quiet=self.quiet,
             verbose=self.verbose,
+            number=self.number,
+            verify=self.verify,
         )
 
 

@@ -158,6 +158,8 @@ class TextFormatter:
         link_level: bool = False,
         quiet: bool = False,
         verbose: int = 0,
+        number: bool = False,
+        verify: bool = True,
     ) -> None:
         """``payload_elided``: frames were cut after the TCP header by the capture itself (xdptcp's
         default), not by a snaplen the user chose, so print what tcpdump prints for the whole
@@ -168,10 +170,13 @@ class TextFormatter:
         as tcpdump's does. ``quiet`` (-q): after the addresses and ports, only ``tcp N`` (N the
         payload's length), as tcp_print() with -q; with -e, the link layer's shorter text.
         ``verbose`` (-v, -vv, -vvv: 1 to 3): the IP header's fields, the TCP checksum checked,
-        a reset's text and the text protocols' every line, as tcpdump's (``xdptcp.verbose``)."""
+        a reset's text and the text protocols' every line, as tcpdump's (``xdptcp.verbose``);
+        ``verify`` False (-K): no checksum is checked. ``number`` (-#): each line starts with the
+        packet's number, from 1, as tcpdump's ``%5u  ``."""
         self.payload_elided = payload_elided
         self.quiet = quiet
         self.verbose = verbose
+        self.verify = verify
         if verbose:
             from xdptcp import verbose as _verbose
 
@@ -187,8 +192,12 @@ class TextFormatter:
 
             self.any_device = AnyDevice()
         # Lines the record walks (``mapped_lines``) can make: not those that start with the
-        # interface, carry a dump, or are -e's, -q's or -v's, which are made record by record.
+        # interface, carry a dump, are -e's, -q's or -v's, or numbered, which are made record by
+        # record.
         self.walks = not (show_ifname or dump is not None or link_level or quiet or verbose)
+        if number:
+            self.walks = False
+            self._number(self.format, self.damaged)
         # Every frame is TCP, whatever its capture holds: a live capture's, whose program found
         # it TCP on the whole frame before cutting it to the snap length (``TextSink`` sets it;
         # see ``xdptcp.packet.cut_short``). Off, a frame is TCP as libpcap's ``tcp`` reads it.
@@ -226,7 +235,7 @@ class TextFormatter:
             p = self.decoder.decode(frame, wire_len)
             if p is None:
                 if wire_len < len(frame):
-                    return self.damaged(ts_ns, frame, wire_len, len(frame))
+                    return invalid_header_text(frame, wire_len, len(frame))  # (``damaged``)
                 body = malformed_tcp_text(frame, wire_len, self.known_tcp, self.verbose)
                 if body is None:
                     return None
@@ -256,6 +265,25 @@ class TextFormatter:
             prefix = self._ethernet(frame, wire_len, self.quiet)
         line = self._stamp(ts_ns) + prefix + body
         return Jumped(line) if body.__class__ is Jumped else line
+
+    def _number(self, format_line, damaged_line) -> None:
+        """-#: ``format`` and ``damaged`` give their lines the packet's number first."""
+        shown = 0
+
+        def numbered(make):
+            def line(*args):
+                nonlocal shown
+                text = make(*args)
+                if text is None:
+                    return None
+                shown += 1
+                said = f"{shown:5d}  {text}"
+                return Jumped(said) if text.__class__ is Jumped else said
+
+            return line
+
+        self.format = numbered(format_line)
+        self.damaged = numbered(damaged_line)
 
     def link_prefix(self, linktype: int, data, wire_len: int, view) -> str:
         """What this formatter's lines print before the network layer of a record of another
@@ -605,7 +633,7 @@ class TextFormatter:
                 ip += f"truncated-ip - {p.ip_missing} bytes missing! "
             if self.verbose:
                 try:
-                    ip += self._v.ip4_header(frame, p)
+                    ip += self._v.ip4_header(frame, p, self.verify)
                 except self._v.LineEnds as e:
                     return ip + e.args[0]
             if p.kind == Kind.FRAGMENT:
@@ -657,7 +685,7 @@ class TextFormatter:
             seq, ack, rev, thseq, thack = self.seqs.relative(p, frame)
         if hlen > length:
             return out + f" [bad hdr length {hlen} - too long, > {length}]"
-        if self.verbose:
+        if self.verbose and self.verify:
             out += self._v.tcp_checksum(frame, p)
         length -= hlen
         if length > 0 or flags & (SYN | FIN | RST) or self.verbose > 1:
