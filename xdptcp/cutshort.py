@@ -5,6 +5,10 @@ frag (0|20) ``... (print-ether.c, print-ip.c, print-ip6.c, print-rt6.c, print-fr
 ``xdptcp.packet`` decodes the frames that reach TCP; it asks this module about the ones that do
 not (``malformed_tcp_text``) and hands out ``Cut`` and ``cut_short`` with its own names. The
 header layouts are struct twins of ``xdptcp.layouts``, as in ``xdptcp.packet``.
+
+A note is a ``payload.Jumped`` where tcpdump's printer was abandoned by a read past the captured
+bytes (its longjmp), rather than by a check of its own: -x, -X and -A then show the whole
+packet, its link-layer header too.
 """
 
 from __future__ import annotations
@@ -12,6 +16,8 @@ from __future__ import annotations
 import struct
 from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 from collections import namedtuple
+
+from xdptcp.payload import Jumped
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -88,7 +94,7 @@ def _cut_ipv4(
 ) -> Optional[Cut]:
     cap = len(frame)
     if cap == l3:  # ip_print's first read, of the version, fails
-        return Cut(4, vlans, note=" [|ip]") if known else None
+        return Cut(4, vlans, note=Jumped(" [|ip]")) if known else None
     if not known and (l3 + 10 > cap or frame[l3 + 9] != TCP_PROTO):
         return None  # libpcap's tcp cannot read the protocol byte, or it is another's
     if frame[l3] >> 4 != 4:
@@ -105,7 +111,10 @@ def _cut_ipv4(
     if verbose:
         from xdptcp.verbose import ip4_cut
 
-        note = f"IP {missing}{ip4_cut(frame, l3, hlen, end, src, dst)}"
+        said = ip4_cut(frame, l3, hlen, end, src, dst)
+        note = f"IP {missing}{said}"
+        if said.__class__ is Jumped:
+            note = Jumped(note)
     else:
         note = f"IP {missing} [remaining caplen({end - l3}) < header length({hlen})] [|ip]"
     return Cut(4, vlans, src, dst, ttl, note)
@@ -148,7 +157,7 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbos
             if not known and (off + (1 if off == l3 + 40 else 2) > cap or frame[off] != TCP_PROTO):
                 return None
             if off + (8 if verbose else 4) > end:  # (-v prints the identification too)
-                return note + " [|frag6]", 0
+                return Jumped(note + " [|frag6]"), 0
             offset = U16.unpack_from(frame, off + 2)[0] & 0xFFF8
             if verbose:
                 ident = U32.unpack_from(frame, off + 4)[0]
@@ -175,10 +184,11 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbos
                 if text is None:
                     return None  # a routing header tcpdump refuses: not TCP
                 if not whole:
-                    return note + text + " [|rt6]", 0
+                    return Jumped(note + text + " [|rt6]"), 0
                 note += text + ") "
-            elif not whole:
-                return f"{note} [|{'hbhopt' if nh == HOPOPTS else 'dstopt'}]", 0
+            elif not whole:  # (its length byte not captured: a read that fails)
+                said = f"{note} [|{'hbhopt' if nh == HOPOPTS else 'dstopt'}]"
+                return (said if size else Jumped(said)), 0
             elif nh == HOPOPTS and not hbh_ok(bytes(frame[off : off + size])):
                 return None
             elif verbose:

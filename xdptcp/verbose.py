@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import struct
 
-from xdptcp.payload import text
+from xdptcp.payload import Jumped, text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -84,9 +84,10 @@ def _ip4_fields(frame, l3: int) -> str:
     return out + f"proto TCP ({proto}), length {ip_len}"
 
 
-def ip4_header(frame, p: Packet) -> str:
-    """ip_print's parenthesis with -v, up to and including the new line it ends with. Raises
-    ``LineEnds`` where tcpdump ends the line in it."""
+def ip4_header(frame, p: Packet, verify: bool = True) -> str:
+    """ip_print's parenthesis with -v, up to and including the new line it ends with (the
+    header checksum checked unless ``verify`` is False: -K). Raises ``LineEnds`` where tcpdump
+    ends the line in it."""
     l3 = p.l3_off
     hlen = (frame[l3] & 0x0F) * 4
     out = _ip4_fields(frame, l3)
@@ -96,7 +97,7 @@ def ip4_header(frame, p: Packet) -> str:
             out += f", options ({text} [truncated-option]))\n    "
             raise LineEnds(f"{out}{p.src} > {p.dst}:  [|ip]")
         out += f", options ({text})"
-    if l3 + hlen <= p.snap_end:
+    if verify and l3 + hlen <= p.snap_end:
         computed = ~ones_sum(frame[l3 : l3 + hlen]) & 0xFFFF
         if computed:
             ip_sum = frame[l3 + 10] << 8 | frame[l3 + 11]
@@ -113,7 +114,7 @@ def ip4_cut(frame, l3: int, hlen: int, end: int, src: str, dst: str) -> str:
     text, state = ip_options(bytes(frame[l3 + 20 : end]), hlen - 20)  # (state: not "ok")
     out = f"{_ip4_fields(frame, l3)}, options ({text}"
     if state == "unread":
-        return out + " [|ip]"
+        return Jumped(out + " [|ip]")
     if state == "cut":
         return f"{out} [truncated-option]))\n    {src} > {dst}:  [|ip]"
     return f"{out}))\n     [remaining caplen({end - l3}) < header length({hlen})] [|ip]"
