@@ -394,19 +394,21 @@ def test_damaged_objects_that_parse_load_or_fail_in_one_line(tmp_path: Path) -> 
 
 
 def test_damaged_pcaps_give_one_line_errors(tmp_path: Path) -> None:
-    """xdptcp -r (text, JSON, with a filter, copying with -w) over CASES mutated capture files."""
+    """xdptcp -r (text, JSON, with a filter, copying with -w, verbose) over CASES mutated capture
+    files."""
     from xdptcp.cli import main
 
     rng = random.Random(SEED + 2)
     seeds = pcap_seeds(tmp_path)
     run = Run(tmp_path, ".pcap")
     copy = tmp_path / "copy.pcap"
-    modes = ([], ["--json"], ["tcp port 5001 or ip6"], ["-w", str(copy)], ["-tttt", "-S"])
+    modes = ([], ["--json"], ["tcp port 5001 or ip6"], ["-w", str(copy)], ["-tttt", "-S"],
+             ["-vvv", "-X", "-#"])  # fmt: skip
     printed = 0
     for n in range(CASES):
         kind, blob = mutate_pcap(rng.choice(seeds), rng)
         run.path.write_bytes(blob)
-        out = run.check(n, kind, blob, main, ["-r", str(run.path), *modes[n % 5]], "xdptcp")
+        out = run.check(n, kind, blob, main, ["-r", str(run.path), *modes[n % 6]], "xdptcp")
         printed += bool(out.stdout)
     assert not run.failures, run.report()
     assert run.statuses.get(0, 0) > CASES // 10 and run.statuses.get(1, 0) > CASES // 10
@@ -428,6 +430,6 @@ def test_fuzz_corpus_regressions(path: Path) -> None:
     else:
         from xdptcp.cli import main
 
-        for extra in ([], ["--json"]):
+        for extra in ([], ["--json"], ["-vvv", "-X"]):
             out = call(main, ["-r", str(path), *extra])
             assert out.problem("xdptcp") is None, (extra, out)
