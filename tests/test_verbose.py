@@ -93,6 +93,21 @@ RESPONSE = b"HTTP/1.1 200 OK\r\nServer: x\r\nContent-Length: 2\r\n\r\nhi"
 PPTP = (struct.pack("!HHIHH", 156, 1, 0x1A2B3C4D, 2, 0) + struct.pack("!HBBIIHH", 0x100, 1, 0, 1, 1,
         1, 0) + b"pac".ljust(64, b"\0") + b"vendor".ljust(64, b"\0"))  # fmt: skip
 MSDP = b"\x04\x00\x03" * 2
+# RPKI-RTR (RFC 8210's version 0): a Serial Notify, an IPv4 and an IPv6 prefix, an Error Report
+# carrying the PDU it is about and a text, a PDU of a kind not defined.
+_NOTIFY = struct.pack("!BBHII", 0, 0, 0x1234, 12, 77)
+_V6 = bytes.fromhex("20010db8" + "00" * 12)
+RPKI = (
+    _NOTIFY
+    + struct.pack("!BBHIBBBB4sI", 0, 4, 0, 20, 1, 24, 32, 0, bytes((198, 18, 0, 0)), 64500)
+    + struct.pack("!BBHIBBBB16sI", 0, 6, 0, 32, 0, 32, 48, 0, _V6, 64501)
+    + struct.pack("!BBHII", 0, 10, 6, 8 + 4 + 12 + 4 + 5, 12)
+    + _NOTIFY
+    + struct.pack("!I", 5)
+    + b"stale"
+    + struct.pack("!BBHI", 0, 99, 0, 10)
+    + b"\x01\x02"
+)
 HTTP = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"
 
 
@@ -139,6 +154,8 @@ def frames() -> list[Frame]:
         tcp_frame(A6, B6, 40000, 53, flags="PA", payload=_dns_query()),
         tcp_frame(A4, B4, 1723, 40000, flags="PA", payload=PPTP),
         tcp_frame(A4, B4, 639, 40000, flags="PA", payload=MSDP),
+        tcp_frame(A4, B4, 323, 40000, flags="PA", payload=RPKI),
+        tcp_frame(A4, B4, 323, 40000, flags="PA", payload=RPKI[:30] + b"\x07"),  # cut PDU
         tcp_frame(A4, B4, 40000, 5001, flags="A"),  # -vv: the sequence number of a pure ACK
     ]
     ts = 1_700_000_000 * 10**9
@@ -152,6 +169,7 @@ def frames() -> list[Frame]:
     eol = tcp_frame(A4, B4, 40000, 5001, flags="A", ip_options=b"\x01\x00\x00\x00" + RR)
     frag6 = tcp_frame(A6, B6, 40000, 443, flags="A", ipv6_ext=[fragment(ident=7)])
     route6 = _routed6([C6, "2001:db8::77"])
+    rpki = tcp_frame(A4, B4, 323, 40000, flags="PA", payload=RPKI)
     for frame, cut in (
         (options, 34),
         (options, 35),
@@ -161,6 +179,8 @@ def frames() -> list[Frame]:
         (frag6, 14 + 40 + 6),
         (route6, 14 + 40 + 8),
         (route6, 14 + 40 + 30),
+        (rpki, 54 + 12 + 15),  # in a prefix
+        (rpki, 54 + 64 + 24),  # in the error text
     ):
         out.append(Frame(ts + 2 * 10**9 + cut, frame[:cut], len(frame)))
     # A destination option whose length runs past its header: tcpdump -v gives up there.
@@ -193,8 +213,19 @@ def test_each_level_prints_what_tcpdump_prints(verbose_pcap, level) -> None:
                  "[RST ^AbinM-^?ary]", ": msdp [len 3] Keepalive [len 3] Keepalive",
                  ": pptp Length=156 CTRL-MSG Magic-Cookie=1a2b3c4d CTRL_MSGTYPE=SCCRP",
                  " RESULT_CODE(1:Successful channel establishment) ERR_CODE(0:None)",
-                 "RT6 (len=4, type=0 [Deprecated], segleft=2, rsv=0x0,"):  # fmt: skip
+                 "RT6 (len=4, type=0 [Deprecated], segleft=2, rsv=0x0,",
+                 "IPV6 Prefix PDU (6), length: 32\n\t  IPv6 Prefix 2001:db8::/32-48",
+                 "IPv4 Prefix 198.18.0.0/24-32, origin-as 64500, flags 0x01",
+                 "Unknown PDU (99), length: 10\n\t  0x0000:  0063 0000 0000 000a 0102",
+                 "length: 20 (invalid)", " [|rpki_rtr]"):  # fmt: skip
         assert said in got.stdout, said
+    if level == "-v":  # (-vv dumps each PDU after its fields)
+        assert (
+            "\n\t    -----encapsulated PDU-----\n\tRPKI-RTRv0, Serial Notify PDU (0), length: 12"
+            "\n\t    Session ID: 0x1234, Serial: 77\n\t  Error text: stale"
+        ) in got.stdout
+    else:
+        assert "\n\t  0x0000:  000a 0006 0000 0021 0000 000c 0000 1234" in got.stdout
     if level != "-vvv":
         assert "example.com. A 198.18.0.9" in got.stdout
     if level != "-v":

@@ -18,7 +18,8 @@ With -v the text protocols print every line of a request or response, each on a 
 own after ``: HTTP, length: N`` (txtproto_print()).
 
 The other protocols of the list, as without -v (what -v changes: DNS's records, ``xdptcp.dns``;
-PPTP's header and codes; MSDP's lengths; BGP, RPKI-RTR, OpenFlow and LDP print as without it):
+PPTP's header and codes; MSDP's lengths; RPKI-RTR's PDUs, decoded; BGP, OpenFlow and LDP print
+as without it):
 
 - BGP (179) and RPKI-RTR (323): ``: BGP`` and ``, RPKI-RTR`` whatever the payload (tcpdump
   decodes their messages only with -v);
@@ -44,7 +45,7 @@ telnet's, not HTTP's).
 from __future__ import annotations
 
 import re
-from _socket import AF_INET, inet_ntop  # not socket: see xdptcp.gso
+from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 
 from xdptcp.payload import Truncated, Unread, be16, be32, gave_up, text, u8
 
@@ -146,8 +147,8 @@ def note(proto: str, buf, start: int, end: int, length: int, verbose: int = 0) -
         from xdptcp.dns import domain  # (imported by the first DNS payload)
 
         return domain(buf, start, cap, length, verbose)
-    if verbose and proto in ("msdp", "pptp"):
-        return (_msdp if proto == "msdp" else _pptp)(buf, start, cap, length, verbose)
+    if verbose and proto in _VERBOSE:
+        return _VERBOSE[proto](buf, start, cap, length, verbose)
     if proto not in _SAID and proto != "ssh":
         return _other(proto, buf, start, cap, length)
     try:
@@ -762,6 +763,129 @@ def _pptp_reserved(value: int, out: list) -> None:
         out.append(f" [ERROR: reserved={value} must be zero]")
 
 
+def _rpki_rtr(buf, start: int, cap: int, length: int, verbose: int) -> str:
+    """rpki_rtr_print() with -v: each PDU's header and fields, each on a line of its own; with
+    -vv (and for a PDU of a kind it does not know) its bytes in hex."""
+    out: list[str] = []
+    try:
+        while length:
+            size = _rpki_pdu(buf, start, cap, length, True, 8, verbose, out)
+            start, length = start + size, length - size
+    except Truncated as e:
+        return gave_up("".join(out) + " [|rpki_rtr]", e)
+    return "".join(out)
+
+
+_RPKI_PDUS = {0: "Serial Notify", 1: "Serial Query", 2: "Reset Query", 3: "Cache Response",
+              4: "IPV4 Prefix", 6: "IPV6 Prefix", 7: "End of Data", 8: "Cache Reset",
+              10: "Error Report"}  # fmt: skip
+_RPKI_ERRORS = dict(enumerate(("Corrupt Data", "Internal Error", "No Data Available",
+                               "Invalid Request", "Unsupported Protocol Version",
+                               "Unsupported PDU Type", "Withdrawal of Unknown Record",
+                               "Duplicate Announcement Received")))  # fmt: skip
+
+
+def _indent(n: int) -> str:
+    """indent_string(): a new line, a tab for each 8, a space for each 1 left."""
+    return "\n" + "\t" * (n // 8) + " " * (n % 8)
+
+
+def _rpki_pdu(buf, at: int, cap: int, length: int, recurse: bool, indent: int, verbose: int,
+              out: list) -> int:  # fmt: skip
+    """rpki_rtr_pdu_print(): one PDU at ``at`` of the ``length`` bytes left; its length (all
+    that is left when it cannot be decoded)."""
+    version = u8(buf, at, cap)
+    if version:
+        out.append(f"{_indent(8)}RPKI-RTRv{version} (unknown)")
+        return length
+    if length < 8:
+        out.append(f"({length} bytes is too few to decode)")
+        return _rpki_invalid(at, cap, length, out)
+    if at + 8 > cap:
+        raise Unread("")
+    kind, code, size = buf[at + 1], be16(buf, at + 2, cap), be32(buf, at + 4, cap)
+    out.append(f"{_indent(8)}RPKI-RTRv0, {_RPKI_PDUS.get(kind, 'Unknown')} PDU ({kind}), "
+               f"length: {size}")  # fmt: skip
+    if size < 8 or size > length:
+        return _rpki_invalid(at, cap, length, out)
+    fields, dump = _indent(indent + 2), False
+    if kind in (0, 1, 7):
+        if size != 12:
+            return _rpki_invalid(at, cap, length, out)
+        out.append(f"{fields}Session ID: 0x{code:04x}, Serial: {be32(buf, at + 8, cap)}")
+    elif kind in (2, 8):
+        if size != 8:
+            return _rpki_invalid(at, cap, length, out)
+    elif kind == 3:
+        if size != 8:
+            return _rpki_invalid(at, cap, length, out)
+        out.append(f"{fields}Session ID: 0x{code:04x}")
+    elif kind in (4, 6):
+        width = 4 if kind == 4 else 16
+        if size != 16 + width:
+            return _rpki_invalid(at, cap, length, out)
+        if at + 16 + width > cap:
+            raise Unread("")
+        prefix = inet_ntop(
+            AF_INET if kind == 4 else AF_INET6, bytes(buf[at + 12 : at + 12 + width])
+        )
+        flags, plen, most = buf[at + 8], buf[at + 9], buf[at + 10]
+        origin = be32(buf, at + 12 + width, cap)
+        out.append(f"{fields}IPv{kind} Prefix {prefix}/{plen}-{most}, origin-as {origin}, "
+                   f"flags 0x{flags:02x}")  # fmt: skip
+    elif kind == 10:
+        used = 8
+        if size < used + 4:
+            return _rpki_invalid(at, cap, length, out)
+        if at + used + 4 > cap:
+            raise Unread("")
+        inner = be32(buf, at + 8, cap)
+        used += 4
+        out.append(f"{fields}Error code: {_RPKI_ERRORS.get(code, 'Unknown')} ({code}), "
+                   f"Encapsulated PDU length: {inner}")  # fmt: skip
+        if inner:
+            if size < used + inner:
+                return _rpki_invalid(at, cap, length, out)
+            if not recurse:
+                if at + used + inner > cap:
+                    raise Unread("")
+            else:
+                out.append(f"{_indent(indent + 4)}-----encapsulated PDU-----")
+                _rpki_pdu(buf, at + used, cap, inner, False, indent + 2, verbose, out)
+            used += inner
+        if size < used + 4:
+            return _rpki_invalid(at, cap, length, out)
+        if at + used + 4 > cap:
+            raise Unread("")
+        text_length = be32(buf, at + used, cap)
+        used += 4
+        if text_length:
+            if size < used + text_length:
+                return _rpki_invalid(at, cap, length, out)
+            out.append(f"{fields}Error text: ")
+            end = at + used + text_length
+            out.append(text(buf, at + used, min(end, cap)))
+            if end > cap:  # nd_printn() reads a byte at a time, to the first not captured
+                raise Unread("")
+    else:
+        if at + size > cap:
+            raise Unread("")
+        dump = True
+    if verbose > 1 or dump:
+        from xdptcp.hexdump import hex_only
+
+        out.append(hex_only(buf[at : min(at + size, cap)], "\n\t  "))
+    return size
+
+
+def _rpki_invalid(at: int, cap: int, length: int, out: list) -> int:
+    """nd_print_invalid(), then the check that what is left was captured."""
+    out.append(" (invalid)")
+    if at + length > cap:
+        raise Unread("")
+    return length
+
+
 def _beep(buf, start: int, cap: int, length: int) -> str:
     """beep_print(): the message's kind by its first word (fewer than four bytes captured:
     none can match)."""
@@ -795,3 +919,6 @@ _DECODERS = {
     "openflow": _openflow,
     "pptp": _pptp,
 }
+
+# The decoders whose text -v changes, given the level.
+_VERBOSE = {"msdp": _msdp, "pptp": _pptp, "rpki-rtr": _rpki_rtr}

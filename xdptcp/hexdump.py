@@ -35,21 +35,22 @@ def hex_and_ascii(data) -> str:
     return _hex(data, True)
 
 
-def hex_only(data) -> str:
-    """-x: ``hex_print``."""
-    return _hex(data, False)
+def hex_only(data, ident: str = "\n\t") -> str:
+    """-x: ``hex_print``; with another ``ident`` before each line, tcpdump's dumps of a
+    payload's part (print_unknown_data)."""
+    return _hex(data, False, ident)
 
 
-def _hex(data, ascii_too: bool) -> str:
-    """Lines of 16 bytes: a tab, the offset, the bytes in groups of two, and with ``ascii_too``
-    the hex padded to its full width and the bytes as ASCII."""
+def _hex(data, ascii_too: bool, ident: str = "\n\t") -> str:
+    """Lines of 16 bytes: ``ident`` (a new line and a tab), the offset, the bytes in groups of
+    two, and with ``ascii_too`` the hex padded to its full width and the bytes as ASCII."""
     out = []
     for off in range(0, len(data), 16):
         chunk = bytes(data[off : off + 16])
         groups = " ".join(chunk[i : i + 2].hex() for i in range(0, len(chunk), 2))
         if ascii_too:
             groups = f"{groups:<39}  {chunk.translate(_GRAPH).decode()}"
-        out.append(f"\n\t0x{off:04x}:  {groups}")
+        out.append(f"{ident}0x{off:04x}:  {groups}")
     return "".join(out)
 
 
