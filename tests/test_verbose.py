@@ -108,6 +108,46 @@ RPKI = (
     + struct.pack("!BBHI", 0, 99, 0, 10)
     + b"\x01\x02"
 )
+
+
+def _ldp_tlv(kind: int, body: bytes) -> bytes:
+    return struct.pack("!HH", kind, len(body)) + body
+
+
+def _ldp_pdu(*messages: tuple[int, bytes]) -> bytes:
+    """An LDP PDU of messages (type, TLVs) from LSR 198.18.0.1, label space 0."""
+    body = b"".join(
+        struct.pack("!HHI", kind, len(tlvs) + 4, 0x100 + i) + tlvs
+        for i, (kind, tlvs) in enumerate(messages)
+    )
+    return struct.pack("!HH4sH", 1, len(body) + 6, bytes((198, 18, 0, 1)), 0) + body
+
+
+_VC = (
+    struct.pack("!HBI", 0x8005, 4 + 4 + 8 + 4, 7)  # Ethernet, control word; VC info length
+    + struct.pack("!I", 1001)  # VC ID
+    + b"\x01\x04\x05\xdc"  # MTU 1500
+    + b"\x03\x08eth0/1"  # a description
+    + b"\x0c\x04\x05\x06"  # VCCV
+)
+LDP = _ldp_pdu(
+    (0x0100, _ldp_tlv(0x0400, struct.pack("!HH", 15, 0xC000))
+     + _ldp_tlv(0x0401, bytes((198, 18, 0, 1))) + _ldp_tlv(0x0403, _V6)
+     + _ldp_tlv(0x0402, struct.pack("!I", 9))),
+    (0x0001, _ldp_tlv(0x4300, struct.pack("!II", 0x80000019, 0x104))
+     + _ldp_tlv(0x0503, struct.pack("!HHII", 0x800B, 0, 120000, 0))),
+    (0x0400, _ldp_tlv(0x0100, b"\x80" + _VC) + _ldp_tlv(0x0200, b"\x00\x01\x00\x10")
+     + _ldp_tlv(0x0601, b"\x05\xdc") + _ldp_tlv(0x8333, b"\xab\xcd")),
+    (0x0400, _ldp_tlv(0x0100, b"\x02\x00\x01\x15\xc6\x12\x07")
+     + _ldp_tlv(0x0100, b"\x02\x00\x01\x40")
+     + _ldp_tlv(0x0100, b"\x02\x00\x02\x40\x20\x01\x0d\xb8\x00\x00\x00\x01")
+     + _ldp_tlv(0x0200, b"\x01")),
+    (0x0401, _ldp_tlv(0x0100, b"\x01")),  # a Label Request: dumped, not decoded
+    (0x0301, _ldp_tlv(0x0101, b"\x00\x01") + struct.pack("!HH", 0x0101, 40)),  # past its end
+)  # fmt: skip
+# A message shorter than its header says it can be, then a PDU of another version.
+LDP_SHORT = (struct.pack("!HH4sH", 1, 14, bytes(4), 0) + struct.pack("!HHI", 0x0201, 2, 1)
+             + b"\0" * 4 + struct.pack("!HH4sH", 2, 6, bytes(4), 0))  # fmt: skip
 HTTP = b"GET /index.html HTTP/1.1\r\nHost: example.com\r\nAccept: */*\r\n\r\n"
 
 
@@ -156,6 +196,8 @@ def frames() -> list[Frame]:
         tcp_frame(A4, B4, 639, 40000, flags="PA", payload=MSDP),
         tcp_frame(A4, B4, 323, 40000, flags="PA", payload=RPKI),
         tcp_frame(A4, B4, 323, 40000, flags="PA", payload=RPKI[:30] + b"\x07"),  # cut PDU
+        tcp_frame(A4, B4, 646, 40000, flags="PA", payload=LDP),
+        tcp_frame(A4, B4, 646, 40000, flags="PA", payload=LDP_SHORT),
         tcp_frame(A4, B4, 40000, 5001, flags="A"),  # -vv: the sequence number of a pure ACK
     ]
     ts = 1_700_000_000 * 10**9
@@ -170,6 +212,7 @@ def frames() -> list[Frame]:
     frag6 = tcp_frame(A6, B6, 40000, 443, flags="A", ipv6_ext=[fragment(ident=7)])
     route6 = _routed6([C6, "2001:db8::77"])
     rpki = tcp_frame(A4, B4, 323, 40000, flags="PA", payload=RPKI)
+    ldp = tcp_frame(A4, B4, 646, 40000, flags="PA", payload=LDP)
     for frame, cut in (
         (options, 34),
         (options, 35),
@@ -181,6 +224,8 @@ def frames() -> list[Frame]:
         (route6, 14 + 40 + 30),
         (rpki, 54 + 12 + 15),  # in a prefix
         (rpki, 54 + 64 + 24),  # in the error text
+        (ldp, 54 + 10 + 30),  # in a message
+        (ldp, 54 + 10 + 116),  # in the Martini VC's description
     ):
         out.append(Frame(ts + 2 * 10**9 + cut, frame[:cut], len(frame)))
     # A destination option whose length runs past its header: tcpdump -v gives up there.
@@ -217,7 +262,15 @@ def test_each_level_prints_what_tcpdump_prints(verbose_pcap, level) -> None:
                  "IPV6 Prefix PDU (6), length: 32\n\t  IPv6 Prefix 2001:db8::/32-48",
                  "IPv4 Prefix 198.18.0.0/24-32, origin-as 64500, flags 0x01",
                  "Unknown PDU (99), length: 10\n\t  0x0000:  0063 0000 0000 000a 0102",
-                 "length: 20 (invalid)", " [|rpki_rtr]"):  # fmt: skip
+                 "length: 20 (invalid)", " [|rpki_rtr]",
+                 "\n\t  Hello Message (0x0100), length: 48, Message ID: 0x00000100",
+                 "\n\t      Hold Time: 15s, Flags: [Targeted Hello, Request for targeted Hellos]",
+                 "Status: 0x19, Flags: [Fatal error and don't forward], causing Message ID: ",
+                 "Martini VC FEC (0x80): Ethernet, control word, group-ID 7, VC-ID 1001,",
+                 "\n\t\t  CV Types (0x06) = [LSP Ping, BFD]", "IPv4 prefix 198.18.0.0/21",
+                 "IPv4 prefix (invalid length)", "IPv6 prefix 2001:db8:0:1::/64",
+                 " TLV contents go past end of message", "length: 2 (too short, < 4)",
+                 "Flags: [ignore if unknown] [|ldp]"):  # fmt: skip
         assert said in got.stdout, said
     if level == "-v":  # (-vv dumps each PDU after its fields)
         assert (

@@ -18,8 +18,8 @@ With -v the text protocols print every line of a request or response, each on a 
 own after ``: HTTP, length: N`` (txtproto_print()).
 
 The other protocols of the list, as without -v (what -v changes: DNS's records, ``xdptcp.dns``;
-PPTP's header and codes; MSDP's lengths; RPKI-RTR's PDUs, decoded; BGP, OpenFlow and LDP print
-as without it):
+PPTP's header and codes; MSDP's lengths; RPKI-RTR's PDUs and LDP's messages, decoded
+(``xdptcp.ldp``); BGP and OpenFlow print as without it):
 
 - BGP (179) and RPKI-RTR (323): ``: BGP`` and ``, RPKI-RTR`` whatever the payload (tcpdump
   decodes their messages only with -v);
@@ -920,5 +920,12 @@ _DECODERS = {
     "pptp": _pptp,
 }
 
+
 # The decoders whose text -v changes, given the level.
-_VERBOSE = {"msdp": _msdp, "pptp": _pptp, "rpki-rtr": _rpki_rtr}
+def _ldp_verbose(buf, start: int, cap: int, length: int, verbose: int) -> str:
+    from xdptcp.ldp import ldp  # (imported by the first LDP payload with -v)
+
+    return ldp(buf, start, cap, length, verbose)
+
+
+_VERBOSE = {"msdp": _msdp, "pptp": _pptp, "rpki-rtr": _rpki_rtr, "ldp": _ldp_verbose}
