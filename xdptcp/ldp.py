@@ -149,15 +149,10 @@ def _tlv(buf, at: int, cap: int, msg_left: int, verbose: int, out: list) -> int:
             out.append(f"\n\t      Hold Time: {hold}s, Flags: ["
                        f"{'Targeted' if flags & 0x8000 else 'Link'} Hello"
                        f"{', Request for targeted Hellos' if flags & 0x4000 else ''}]")  # fmt: skip
-        elif kind == 0x0401:
-            _need(left, 4, out)
-            out.append(f"\n\t      IPv4 Transport Address: {_addr(buf, p, cap, 4)}")
-        elif kind == 0x0403:
-            _need(left, 16, out)
-            out.append(f"\n\t      IPv6 Transport Address: {_addr(buf, p, cap, 16)}")
-        elif kind == 0x0402:
-            _need(left, 4, out)
-            out.append(f"\n\t      Sequence Number: {be32(buf, p, cap)}")
+        elif kind in _ONE_VALUE:
+            size, label, read = _ONE_VALUE[kind]
+            _need(left, size, out)
+            out.append(f"\n\t      {label}: {read(buf, p, cap)}")
         elif kind == 0x0101:
             _need(left, 2, out)
             family = be16(buf, p, cap)
@@ -178,9 +173,6 @@ def _tlv(buf, at: int, cap: int, msg_left: int, verbose: int, out: list) -> int:
                        f"[Downstream {mode}, Loop Detection {loops}]")  # fmt: skip
         elif kind == 0x0100:
             _fec(buf, p, cap, left, out)
-        elif kind == 0x0200:
-            _need(left, 4, out)
-            out.append(f"\n\t      Label: {be32(buf, p, cap) & 0xFFFFF}")
         elif kind == 0x0300:
             _need(left, 8, out)
             status = be32(buf, p, cap)
@@ -207,9 +199,6 @@ def _tlv(buf, at: int, cap: int, msg_left: int, verbose: int, out: list) -> int:
                 out.append(f", Reconnect Timeout: {reconnect}ms")
             if recovery:
                 out.append(f", Recovery Time: {recovery}ms")
-        elif kind == 0x0601:
-            _need(left, 2, out)
-            out.append(f"\n\t      MTU: {be16(buf, p, cap)}")
         elif verbose <= 1:
             _unknown(buf, p, cap, "\n\t      ", left, out)
     except _Invalid:
@@ -233,6 +222,16 @@ def _addr(buf, at: int, cap: int, width: int) -> str:
     if at + width > cap:
         raise Unread("")
     return inet_ntop(AF_INET if width == 4 else AF_INET6, bytes(buf[at : at + width]))
+
+
+# The TLVs of one value: (the length they need, its label, how it is read).
+_ONE_VALUE = {
+    0x0401: (4, "IPv4 Transport Address", lambda buf, p, cap: _addr(buf, p, cap, 4)),
+    0x0403: (16, "IPv6 Transport Address", lambda buf, p, cap: _addr(buf, p, cap, 16)),
+    0x0402: (4, "Sequence Number", be32),
+    0x0200: (4, "Label", lambda buf, p, cap: be32(buf, p, cap) & 0xFFFFF),
+    0x0601: (2, "MTU", be16),
+}
 
 
 def _fec(buf, p: int, cap: int, left: int, out: list) -> None:
