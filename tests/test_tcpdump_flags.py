@@ -84,6 +84,9 @@ def test_the_filter_from_a_file(capture, tmp_path) -> None:
     said = run(sys.executable, "-m", "xdptcp", "-F", str(gone), "-r", str(capture), cwd=ROOT,
                check=False)  # fmt: skip
     assert (said.returncode, said.stderr) == (2, f"xdptcp: -F {gone}: No such file or directory\n")
+    said = run(sys.executable, "-m", "xdptcp", "-d", "-F", str(path), "port", "53", cwd=ROOT,
+               check=False)  # fmt: skip
+    assert said.returncode == 2 and "not both" in said.stderr
     # -d shows the program the file's filter compiles to
     listing = run(sys.executable, "-m", "xdptcp", "-d", "-F", str(path), cwd=ROOT).stdout
     assert (

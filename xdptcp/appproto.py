@@ -138,8 +138,8 @@ _VERSION = re.compile(rb"[\x20-\x7e]*")  # SSH's version line: printable ASCII
 
 def note(proto: str, buf, start: int, end: int, length: int, verbose: int = 0) -> str:
     """What tcpdump prints after ``length N`` for a payload of ``length`` bytes (N) decoded as
-    ``proto``, of which ``buf[start:end]`` were captured. ``verbose`` (-v): the text protocols
-    print every line of a request or response (the others print as without -v)."""
+    ``proto``, of which ``buf[start:end]`` were captured. ``verbose``: -v's level, for the
+    decoders whose text it changes (the module's text says which)."""
     stop = start + length
     cap = min(end, stop)
     first = buf[start] if start < cap else -1

@@ -250,6 +250,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
 
 
 def check_usage(args: argparse.Namespace) -> None:
+    if args.filter_file is not None and args.expression:
+        raise UsageError("give the filter in -F FILE or on the command line, not both")
     if args.dump:
         return
     jobs = [bool(args.interface) or args.detach, bool(args.read), args.list_interfaces, args.demo]
@@ -287,8 +289,6 @@ def check_usage(args: argparse.Namespace) -> None:
         raise UsageError("-v adds to text lines, not to --json")
     if args.json and args.number:
         raise UsageError("-# numbers text lines, not --json")
-    if args.filter_file is not None and args.expression:
-        raise UsageError("give the filter in -F FILE or on the command line, not both")
     if args.stats and not args.write:
         raise UsageError("--stats goes with -w (text output already shows each packet)")
 
