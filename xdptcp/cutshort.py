@@ -17,7 +17,8 @@ import struct
 from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 from collections import namedtuple
 
-from xdptcp.payload import Jumped
+from xdptcp.ip6ext import frag_text, header_options_text
+from xdptcp.payload import Jumped, LineEnds
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -159,11 +160,7 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbos
             if off + (8 if verbose else 4) > end:  # (-v prints the identification too)
                 return Jumped(note + " [|frag6]"), 0
             offset = U16.unpack_from(frame, off + 2)[0] & 0xFFF8
-            if verbose:
-                ident = U32.unpack_from(frame, off + 4)[0]
-                note += f"frag (0x{ident:08x}:{offset}|{total - (off - l3) - 8})"
-            else:
-                note += f"frag ({offset}|{total - (off - l3) - 8})"
+            note += frag_text(bytes(frame[off : off + 8]), total - (off - l3) - 8, verbose)
             if offset:  # a later fragment: nothing of TCP in it (the decoder's when whole)
                 return None if off + 8 <= end else (note, offset)
             note += " "
@@ -191,18 +188,13 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbos
                 return (said if size else Jumped(said)), 0
             elif nh == HOPOPTS and not hbh_ok(bytes(frame[off : off + size])):
                 return None
-            elif verbose:
-                from xdptcp.verbose import LineEnds, ip6_options
-
-                raw = bytes(frame[off : off + size])
+            else:
                 try:
-                    note += ("HBH " if nh == HOPOPTS else "DSTOPT ") + ip6_options(
-                        raw, nh == HOPOPTS, total - 40
+                    note += header_options_text(
+                        nh, bytes(frame[off : off + size]), total - 40, verbose
                     )
                 except LineEnds as e:  # (destination options only: hbh_ok above)
-                    return f"{note}DSTOPT {e.args[0]} [|dstopt]", 0
-            else:
-                note += "HBH " if nh == HOPOPTS else "DSTOPT "
+                    return note + e.args[0], 0
         else:
             return None
         nh, off = frame[off], off + size

@@ -16,6 +16,13 @@ class Unread(Truncated):
     header too (``Jumped``). A decoder's own test that gives up raises ``Truncated``."""
 
 
+class LineEnds(Exception):
+    """A printer ends the line by a check of its own (tcpdump's ``goto trunc`` and return, no
+    longjmp): an IPv4 option that records more than the capture holds, a destination options
+    header whose option runs past it. The argument is the rest of the line, from where the
+    raiser's text starts."""
+
+
 class Jumped(str):
     """A decoder's text that ends where an ``Unread`` stopped it."""
 

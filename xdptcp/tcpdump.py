@@ -41,7 +41,7 @@ from xdptcp.appproto import WORDLESS, decoder, note
 from xdptcp.clock import D3, Clock
 from xdptcp.ip6ext import ext_text
 from xdptcp.packet import Decoder, Kind, Packet, invalid_header_text, malformed_tcp_text
-from xdptcp.payload import Jumped
+from xdptcp.payload import Jumped, LineEnds
 from xdptcp.pcap import MAX_RECORD, record_stamp
 from xdptcp.tcpopts import (
     TS_FIRST,
@@ -634,7 +634,7 @@ class TextFormatter:
             if self.verbose:
                 try:
                     ip += self._v.ip4_header(frame, p, self.verify)
-                except self._v.LineEnds as e:
+                except LineEnds as e:
                     return ip + e.args[0]
             if p.kind == Kind.FRAGMENT:
                 return f"{ip}{p.src} > {p.dst}: ip-proto-6"
@@ -648,13 +648,11 @@ class TextFormatter:
             with_addrs = p.first_nh == 6
             if not with_addrs:
                 ip += f"{p.src} > {p.dst}: "
-            if p.ext and self.verbose:
+            if p.ext:
                 try:
-                    ip += self._v.ext_verbose(frame, p, self.decoder)
-                except self._v.LineEnds as e:
+                    ip += ext_text(p, self.decoder, frame, self.verbose)
+                except LineEnds as e:
                     return ip + e.args[0]
-            elif p.ext:
-                ip += ext_text(p, self.decoder)
             if p.kind == Kind.FRAGMENT:
                 return ip[:-1]  # tcpdump stops after "frag (off|len)", no trailing space
         tcp = self.tcp(p, frame, with_addrs)

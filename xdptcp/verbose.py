@@ -19,14 +19,15 @@ The checksums are computed here, on the captured bytes, as tcpdump's in_cksum() 
 from __future__ import annotations
 
 import struct
+from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 
-from xdptcp.payload import Jumped, text
+from xdptcp.payload import Jumped, LineEnds, text
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
     from typing import Optional
 
-    from xdptcp.packet import Decoder, Packet
+    from xdptcp.packet import Packet
 
 _IPV4 = struct.Struct("!BBHHHBBH4s4s")
 _U16 = struct.Struct("!H")
@@ -39,12 +40,6 @@ _ECN = ("", ",ECT(1)", ",ECT(0)", ",CE")
 # ipproto.c's names of what an IPv6 header's next-header field may hold before TCP.
 _NEXT_HEADER = {0: "Options", 6: "TCP", 43: "Routing", 44: "Fragment"}
 MAX_RST_DATA = 30  # print-tcp.c's MAX_RST_DATA_LEN
-
-
-class LineEnds(Exception):
-    """tcpdump's printer ends the line here: an IPv4 option that records more than the capture
-    holds, a destination options header whose option runs past it. The argument is the rest
-    of the line, from where the raiser's text starts."""
 
 
 def ones_sum(data) -> int:
@@ -167,7 +162,7 @@ def ip_options(raw: bytes, length: int) -> tuple[str, str]:
 
 
 def _ip4(raw: bytes, at: int) -> str:
-    return ".".join(str(b) for b in raw[at : at + 4])
+    return inet_ntop(AF_INET, raw[at : at + 4])
 
 
 def _route(raw: bytes, i: int, length: int) -> Optional[str]:
@@ -277,7 +272,8 @@ def ip6_options(raw: bytes, hop_by_hop: bool, payload_len: int) -> str:
                 raise LineEnds(out + "(homeaddr: trunc)")
             if size < 18:
                 raise LineEnds(out + f"(homeaddr: invalid len {raw[i + 1]})")
-            out += f"(homeaddr: {_ip6(raw[i + 2 : i + 18])}{_sub_options(raw[i + 18 : i + size])})"
+            home = inet_ntop(AF_INET6, raw[i + 2 : i + 18])
+            out += f"(homeaddr: {home}{_sub_options(raw[i + 18 : i + size])})"
         else:
             out += f"(opt_type 0x{kind:02x}: len={raw[i + 1]})"
         i += size
@@ -298,12 +294,6 @@ def _sub_options(raw: bytes) -> str:
         out += ", padn" if kind == 1 else f", sopt_type 0x{kind:02x}: len={raw[i + 1]}"
         i += raw[i + 1] + 2
     return out
-
-
-def _ip6(raw: bytes) -> str:
-    from _socket import AF_INET6, inet_ntop
-
-    return inet_ntop(AF_INET6, raw)
 
 
 def tcp_checksum(frame, p: Packet) -> str:
@@ -376,29 +366,3 @@ def rst_data(frame, start: int, length: int, snap_end: int) -> str:
         length = MAX_RST_DATA
         out += "+"
     return out + " " + text(frame, start, min(start + length, snap_end)) + "]"
-
-
-def ext_verbose(frame, p: Packet, dec: Decoder) -> str:
-    """ip6_print's text for the extension headers with -v. Raises ``LineEnds`` (its
-    argument the line's text so far) where tcpdump gives up on a destination options header."""
-    from xdptcp.ip6ext import rt6_text
-
-    out, pos = "", p.l3_off + 40
-    plen = _U16.unpack_from(frame, p.l3_off + 4)[0]
-    for proto, raw in p.ext:
-        if proto == 0:
-            out += "HBH " + ip6_options(raw, True, plen)
-        elif proto == 60:
-            try:
-                out += "DSTOPT " + ip6_options(raw, False, plen)
-            except LineEnds as e:
-                raise LineEnds(f"{out}DSTOPT {e.args[0]} [|dstopt]") from None
-        elif proto == 44:
-            offlg = _U16.unpack_from(raw, 2)[0] & 0xFFF8
-            ident = _U32.unpack_from(raw, 4)[0]
-            rest = p.tcp_len + (p.l4_off - p.l3_off) - (pos - p.l3_off) - 8
-            out += f"frag (0x{ident:08x}:{offlg}|{rest}) "
-        else:
-            out += rt6_text(raw, dec, verbose=True)
-        pos += len(raw)
-    return out
