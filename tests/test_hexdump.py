@@ -111,6 +111,7 @@ def test_an_abandoned_packet_is_dumped_whole(tmp_path) -> None:
         Frame(1000, ended[:59], len(ended)),  # the header past its options cut: [remaining ...]
         Frame(2000, options[:60], len(options)),  # an option cut: [|tcp]>, not abandoned
         Frame(3000, request, len(request)),  # whole: from the IP header
+        Frame(4000, options[:54], len(options)),  # no option byte: options [ [|tcp], abandoned
     ]
     path = tmp_path / "cut.pcap"
     write_pcap(path, frames)
@@ -126,8 +127,9 @@ def test_an_abandoned_packet_is_dumped_whole(tmp_path) -> None:
             records.append([line])
     firsts = [r[1][1:14] for r in records]
     assert records[0][0].endswith(" [|http]") and "[remaining caplen(" in records[1][0]
+    assert records[4][0].endswith("options [ [|tcp]")
     mac = "0x0000:  " + request[:2].hex()  # the destination MAC: the whole packet
-    assert firsts == [mac, mac, "0x0000:  4500", "0x0000:  4500"]
+    assert firsts == [mac, mac, "0x0000:  4500", "0x0000:  4500", mac]
 
 
 def test_the_printers_match_tcpdumps_text() -> None:

@@ -700,7 +700,7 @@ class TextFormatter:
             )
             out += text
             if ended:
-                return out
+                return Jumped(out) if text.__class__ is Jumped else out
         out += f", length {length}"
         if length and p.l4_off + hlen > p.snap_end:
             avail = p.snap_end - p.l4_off

@@ -9,6 +9,7 @@ from __future__ import annotations
 import struct
 
 from xdptcp.packet import Decoder, Packet
+from xdptcp.payload import Jumped
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -58,8 +59,8 @@ def options_text(
     except _Trunc:
         tail = f" [|{walk.proto}]" + (">" if walk.ch else "")
         return ", options [" + "".join(walk.out) + tail, walk.proto, True
-    except _Jump:
-        return ", options [" + "".join(walk.out) + f" [|{walk.proto}]", walk.proto, True
+    except _Jump:  # (-x, -X and -A then show the whole frame: ``payload.Jumped``)
+        return Jumped(", options [" + "".join(walk.out) + f" [|{walk.proto}]"), walk.proto, True
     return ", options [" + "".join(walk.out) + "]", walk.proto, False
 
 
