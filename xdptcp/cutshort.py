@@ -17,7 +17,7 @@ import struct
 from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 from collections import namedtuple
 
-from xdptcp.ip6ext import frag_text, header_options_text
+from xdptcp.ip6ext import frag_text, header_options_text, rt6_fields
 from xdptcp.payload import Jumped, LineEnds
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
@@ -31,7 +31,6 @@ IPV4 = struct.Struct("!BBHHHBBH4s4s")
 # version/class/flow, payload_len, nexthdr, hop_limit, saddr, daddr
 IPV6 = struct.Struct("!IHBB16s16s")
 U16 = struct.Struct("!H")
-U32 = struct.Struct("!I")
 
 TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 HOPOPTS, TCP_PROTO, ROUTING, FRAGMENT, DSTOPTS = 0, 6, 43, 44, 60
@@ -177,7 +176,7 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbos
             if nh == ROUTING:
                 if off >= end:  # ip6_print's own check of its first byte fails
                     return note + " [|ip6]", 0
-                text = _rt6_cut(bytes(frame[off : off + size if whole else end]), verbose)
+                text = rt6_fields(bytes(frame[off : off + size if whole else end]), None, verbose)
                 if text is None:
                     return None  # a routing header tcpdump refuses: not TCP
                 if not whole:
@@ -199,50 +198,6 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbos
             return None
         nh, off = frame[off], off + size
     return None  # the TCP header is reached: the decoder's
-
-
-def _rt6_cut(raw: bytes, verbose: int = 0) -> Optional[str]:
-    """What rt6_print() prints of a routing header before its bytes end (without the closing
-    ``) ``); None for a header it refuses (a type but 0, 2 and 4, an odd length). With -v the
-    flags and reserved word are printed even when 0."""
-    n = len(raw)
-    out = "RT6"
-    if n < 2:
-        return out
-    if raw[1] % 2:
-        return None
-    out += f" (len={raw[1]}"
-    if n < 3:
-        return out
-    rtype = raw[2]
-    if rtype not in (0, 2, 4):
-        return None
-    out += f", type={rtype}" + (" [Deprecated]" if rtype == 0 else "")
-    if n < 4:
-        return out
-    out += f", segleft={raw[3]}"
-    if rtype == 4:
-        if n < 5:
-            return out
-        out += f", last-entry={raw[4]}"
-        if n < 6:
-            return out
-        if raw[5] or verbose:
-            out += f", flags=0x{raw[5]:x}"
-        if n < 8:
-            return out
-        out += f", tag={U16.unpack_from(raw, 6)[0]:x}"
-    else:
-        if n < 8:
-            return out
-        reserved = U32.unpack_from(raw, 4)[0]
-        if reserved or verbose:
-            out += f", rsv=0x{reserved:x}"
-    for i in range(raw[1] // 2):
-        if 24 + 16 * i > n:
-            return out
-        out += f", [{i}]{inet_ntop(AF_INET6, raw[8 + 16 * i : 24 + 16 * i])}"
-    return out
 
 
 def missing4(ip_len: int, l3: int, cap: int, wire_len: Optional[int]) -> str:

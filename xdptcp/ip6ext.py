@@ -7,11 +7,14 @@ writes them out.
 from __future__ import annotations
 
 import struct
+from _socket import AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 
 from xdptcp.payload import LineEnds
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
+    from typing import Optional
+
     from xdptcp.packet import Decoder, Packet
 
 _U16 = struct.Struct("!H")
@@ -64,23 +67,52 @@ def frag_text(raw: bytes, rest: int, verbose: int) -> str:
     return f"frag ({offset}|{rest})"
 
 
-def rt6_text(raw: bytes, dec: Decoder, verbose: bool = False) -> str:
-    """rt6_print(): with -v, the flags of a segment routing header and the reserved word of
-    the others even when 0."""
-    length, rtype, segleft = raw[1], raw[2], raw[3]
-    out = f"RT6 (len={length}, type={rtype}"
-    if rtype == 0:
-        out += " [Deprecated]"
-    out += f", segleft={segleft}"
+def rt6_text(raw: bytes, dec: Decoder, verbose: int = 0) -> str:
+    """rt6_print() for a whole routing header the decoder accepted."""
+    return rt6_fields(raw, dec.addr, verbose) + ") "
+
+
+def rt6_fields(raw: bytes, addr=None, verbose: int = 0) -> Optional[str]:
+    """What rt6_print() prints of a routing header, without its closing ``) ``, as far as
+    ``raw`` holds it (a capture may end inside it); with -v the flags of a segment routing
+    header and the reserved word of the others even when 0. None for a header tcpdump refuses
+    (a type but 0, 2 and 4, an odd length). ``addr`` formats an IPv6 address."""
+    n = len(raw)
+    out = "RT6"
+    if n < 2:
+        return out
+    if raw[1] % 2:
+        return None
+    out += f" (len={raw[1]}"
+    if n < 3:
+        return out
+    rtype = raw[2]
+    if rtype not in (0, 2, 4):
+        return None
+    out += f", type={rtype}" + (" [Deprecated]" if rtype == 0 else "")
+    if n < 4:
+        return out
+    out += f", segleft={raw[3]}"
     if rtype == 4:
+        if n < 5:
+            return out
         out += f", last-entry={raw[4]}"
+        if n < 6:
+            return out
         if raw[5] or verbose:
             out += f", flags=0x{raw[5]:x}"
+        if n < 8:
+            return out
         out += f", tag={_U16.unpack_from(raw, 6)[0]:x}"
     else:
+        if n < 8:
+            return out
         reserved = _U32.unpack_from(raw, 4)[0]
         if reserved or verbose:
             out += f", rsv=0x{reserved:x}"
-    for i in range(length // 2):
-        out += f", [{i}]{dec.addr(raw[8 + 16 * i : 24 + 16 * i])}"
-    return out + ") "
+    for i in range(raw[1] // 2):
+        if 24 + 16 * i > n:
+            return out
+        address = raw[8 + 16 * i : 24 + 16 * i]
+        out += f", [{i}]{addr(address) if addr else inet_ntop(AF_INET6, address)}"
+    return out
