@@ -872,9 +872,9 @@ def _rpki_pdu(buf, at: int, cap: int, length: int, recurse: bool, indent: int, v
             raise Unread("")
         dump = True
     if verbose > 1 or dump:
-        from xdptcp.hexdump import hex_only
+        from xdptcp.hexdump import unknown_data
 
-        out.append(hex_only(buf[at : min(at + size, cap)], "\n\t  "))
+        out.append(unknown_data(buf, at, cap, "\n\t  ", size))
     return size
 
 

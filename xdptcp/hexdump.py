@@ -41,6 +41,15 @@ def hex_only(data, ident: str = "\n\t") -> str:
     return _hex(data, False, ident)
 
 
+def unknown_data(buf, at: int, cap: int, ident: str, n: int) -> str:
+    """print_unknown_data(): as many of the ``n`` bytes at ``buf[at]`` as were captured (those
+    before ``cap``) in hex, each line led by ``ident``; a decoder's dump of what it does not
+    decode."""
+    if at > cap:
+        return f"{ident}Dissector error: print_unknown_data called with pointer past end of packet"
+    return hex_only(buf[at : min(at + n, cap)], ident)
+
+
 def _hex(data, ascii_too: bool, ident: str = "\n\t") -> str:
     """Lines of 16 bytes: ``ident`` (a new line and a tab), the offset, the bytes in groups of
     two, and with ``ascii_too`` the hex padded to its full width and the bytes as ASCII."""

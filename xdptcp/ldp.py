@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from _socket import AF_INET, AF_INET6, inet_ntop  # not socket: see xdptcp.gso
 
+from xdptcp.hexdump import unknown_data
 from xdptcp.payload import Truncated, Unread, be16, be32, gave_up, text, u8
 
 _MESSAGES = {0x0001: "Notification", 0x0100: "Hello", 0x0200: "Initialization",
@@ -109,23 +110,12 @@ def _pdu(buf, at: int, cap: int, verbose: int, out: list) -> int:
                     break
                 tlv_at, tlv_left = tlv_at + used, tlv_left - used
         elif verbose <= 1:
-            _unknown(buf, tlv_at, cap, "\n\t  ", tlv_left, out)
+            out.append(unknown_data(buf, tlv_at, cap, "\n\t  ", tlv_left))
         if verbose > 1:
-            _unknown(buf, pos + 8, cap, "\n\t  ", msg_len, out)
+            out.append(unknown_data(buf, pos + 8, cap, "\n\t  ", msg_len))
         pos += msg_len + 4
         left = (left - (msg_len + 4)) & 0xFFFF  # (an unsigned short in tcpdump)
     return pdu_len + 4
-
-
-def _unknown(buf, at: int, cap: int, ident: str, n: int, out: list) -> None:
-    """print_unknown_data(): as many of the ``n`` bytes at ``at`` as were captured, in hex."""
-    if at > cap:
-        out.append(f"{ident}Dissector error: print_unknown_data called with pointer past end of "
-                   "packet")  # fmt: skip
-        return
-    from xdptcp.hexdump import hex_only
-
-    out.append(hex_only(buf[at : min(at + n, cap)], ident))
 
 
 def _tlv(buf, at: int, cap: int, msg_left: int, verbose: int, out: list) -> int:
@@ -200,7 +190,7 @@ def _tlv(buf, at: int, cap: int, msg_left: int, verbose: int, out: list) -> int:
             if recovery:
                 out.append(f", Recovery Time: {recovery}ms")
         elif verbose <= 1:
-            _unknown(buf, p, cap, "\n\t      ", left, out)
+            out.append(unknown_data(buf, p, cap, "\n\t      ", left))
     except _Invalid:
         pass
     return tlv_len + 4
@@ -315,7 +305,7 @@ def _martini(buf, p: int, cap: int, left: int, out: list) -> None:
             out.append(f"\n\t\t  Control Channels (0x{cc:02x}) = [{_bits(_VCCV_CC, cc)}]")
             out.append(f"\n\t\t  CV Types (0x{cv:02x}) = [{_bits(_VCCV_CV, cv)}]")
         else:
-            _unknown(buf, p + 2, cap, "\n\t\t  ", size - 2, out)
+            out.append(unknown_data(buf, p + 2, cap, "\n\t\t  ", size - 2))
         info_len -= size
         p += size
 
