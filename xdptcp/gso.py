@@ -27,6 +27,7 @@ import fcntl
 import struct
 
 from xdptcp.record import Verdict, parse_frame
+from xdptcp.verbose import ones_sum
 
 SIOCETHTOOL = 0x8946
 ETHTOOL_GTSO = 0x1E  # struct ethtool_value: is any TCP segmentation offload on?
@@ -87,8 +88,4 @@ def _ipv4(h: bytearray, l3: int, total: int, i: int) -> None:
     struct.pack_into("!HH", h, l3 + 2, total, (ident + i) & 0xFFFF)
     struct.pack_into("!H", h, l3 + 10, 0)
     ihl = (h[l3] & 0x0F) * 4
-    words = struct.unpack_from(f"!{ihl // 2}H", h, l3)
-    s = sum(words)
-    while s >> 16:
-        s = (s & 0xFFFF) + (s >> 16)
-    struct.pack_into("!H", h, l3 + 10, ~s & 0xFFFF)
+    struct.pack_into("!H", h, l3 + 10, ~ones_sum(h[l3 : l3 + ihl]) & 0xFFFF)
