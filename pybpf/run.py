@@ -179,6 +179,7 @@ class Runner:
         self.events = 0
         self.sockets: list[Any] = []  # socket filters' own packet sockets, drained
         self.only_iterators = False  # then the run ends once they are read
+        self.stop_requested = False  # set by request_stop: the loop ends at its next turn
         self._later: list[str] = []  # notes said once attached
         self._tracefs_was_mounted = tracefs_mounted()
         self._finished = False
@@ -316,9 +317,14 @@ class Runner:
 
     # --- loop ---
 
+    def request_stop(self) -> None:
+        """End :meth:`loop` at its next turn (within a second). Safe from a signal handler or
+        another thread; what is still in the rings is printed by :meth:`finish`."""
+        self.stop_requested = True
+
     def loop(self) -> None:
-        """Print events until SIGINT (KeyboardInterrupt), SIGTERM, SIGHUP or the duration's
-        end."""
+        """Print events until SIGINT (KeyboardInterrupt), SIGTERM, SIGHUP, the duration's end
+        or :meth:`request_stop`."""
         resume()  # started: collect again what the events leave (pybpf.gcpause)
         deadline = None if self.opts.duration is None else time.monotonic() + self.opts.duration
         ep = select.epoll()
@@ -329,7 +335,7 @@ class Runner:
                 ep.register(self.trace_pipe.fd, select.EPOLLIN)
             for filt in self.sockets:
                 ep.register(filt.socket.fileno(), select.EPOLLIN)
-            while not self.only_iterators:
+            while not (self.only_iterators or self.stop_requested):
                 self.pump()
                 timeout = 1.0
                 if deadline is not None:
@@ -476,17 +482,22 @@ def run(spec: ObjectSpec, options: RunOptions = RunOptions()) -> int:
     half-way: a clsact filter (tc on a kernel without tcx) outlives the process, unlike a
     link."""
     stopping = False
+    runner = Runner(spec, options)
 
     def on_signal(signum: int, frame: Any) -> None:
         nonlocal stopping
         if stopping:
             return
         stopping = True
+        # The loop checks the request too: the exception raised here is lost when the signal
+        # lands where CPython only prints exceptions (a __del__, an import's module-lock
+        # callback), and a run that relied on it alone would then go on, deaf to every later
+        # signal.
+        runner.request_stop()
         raise KeyboardInterrupt if signum == signal.SIGINT else Stop()
 
     stops = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
     old = {sig: signal.signal(sig, on_signal) for sig in stops}
-    runner = Runner(spec, options)
     try:
         with runner:
             try:  # a signal just after the "attached" note, before the loop, ends it alike

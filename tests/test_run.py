@@ -342,6 +342,37 @@ def test_a_signal_right_after_attaching_still_ends_cleanly() -> None:
         assert gone(ids)
 
 
+def test_a_signal_whose_exception_is_lost_still_ends_the_run(monkeypatch) -> None:
+    """A SIGINT can land where CPython prints the handler's KeyboardInterrupt and drops it (a
+    ``__del__``, an import's module-lock callback). The run ends anyway, at once, and cleanly:
+    it does not go on to the end of its duration."""
+    from pybpf import ObjectSpec
+    from pybpf.run import Runner, RunOptions, run
+
+    start = Runner.start
+    attached: list[int] = []
+
+    def start_then_lose_a_signal(self: Runner) -> None:
+        start(self)
+        attached.extend(p.id for p in self.obj.programs.values())
+
+        class LosesIt:
+            def __del__(self) -> None:
+                signal.raise_signal(signal.SIGINT)  # the handler runs here; its raise is lost
+
+        LosesIt()
+
+    lost: list[type] = []
+    monkeypatch.setattr(Runner, "start", start_then_lose_a_signal)
+    monkeypatch.setattr(sys, "unraisablehook", lambda u: lost.append(u.exc_type))
+    spec = ObjectSpec.from_file(str(bpf_object("tests/run_execsnoop")))
+    t0 = time.monotonic()
+    run(spec, RunOptions(duration=30, show_maps=False))
+    assert time.monotonic() - t0 < 10
+    assert lost == [KeyboardInterrupt]  # the exception was lost, not delivered
+    assert attached and gone(attached)
+
+
 def test_runner_reports_samples_a_full_perf_ring_lost() -> None:
     """The Python API: a one-page perf ring flooded while nobody reads it; what did not fit is
     reported as lost, and what fit plus what was lost is what was sent."""
