@@ -321,6 +321,29 @@ def test_pcapng_times_past_2106_are_copied_as_tcpdump_w_copies_them(varied, tmp_
     assert out.read_bytes() == want
 
 
+@pytest.mark.parametrize("snaplen", [1514, 0, 300000])
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "stdin"])
+def test_pcapng_copy_has_the_first_interfaces_snapshot_length(varied, tmp_path, snaplen, stdin):
+    """``-r F.pcapng -w OUT``: libpcap gives a pcapng file the snapshot length of its first
+    interface (0 is 262144), and tcpdump's copy says it in its header; xdptcp's copy is the
+    same file, read from a path or from the standard input (which cannot seek back)."""
+    frames = _untagged([f for f in varied if f.tcp and len(f.data) <= 1514])[:5]
+    src, ref, out = tmp_path / "one.pcapng", tmp_path / "ref.pcap", tmp_path / "out.pcap"
+    _pcapng(src, [lt.ETHERNET], [(0, f.data) for f in frames], snaplen=snaplen)
+    subprocess.run([need_tool("tcpdump"), "-r", str(src), "-w", str(ref)],
+                   capture_output=True, check=True)  # fmt: skip
+    if stdin:
+        with open(src, "rb") as f:
+            subprocess.run([sys.executable, "-m", "xdptcp", "-r", "-", "-w", str(out)],
+                           stdin=f, check=True)  # fmt: skip
+    else:
+        run(sys.executable, "-m", "xdptcp", "-r", str(src), "-w", str(out))
+    want = ref.read_bytes()
+    assert struct.unpack_from("=I", want, 16)[0] == (snaplen or 262144)
+    assert len(want) > 24 + 16 * len(frames)
+    assert out.read_bytes() == want
+
+
 def test_pcapng_of_a_cooked_capture(varied, tmp_path: Path) -> None:
     frames = _untagged([f for f in varied if f.tcp])[:40]
     path = tmp_path / "cooked.pcapng"

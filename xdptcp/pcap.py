@@ -465,9 +465,12 @@ class PcapReader:
         (magic,) = struct.unpack("<I", head[:4])
         self.pcapng = magic == PCAPNG_MAGIC
         if self.pcapng:
-            self._head = head
+            self._head, first = _first_interface(self._in, head)
             self.nano, self.snaplen, self.linktype = False, MAX_RECORD, LINKTYPE_ETHERNET
             self.linktype_ext = 0
+            # libpcap takes a pcapng file's link type and snapshot length from its first
+            # interface (what ``tcpdump -r F -w OUT`` writes in the copy's header)
+            self.first_interface = first
             return
         for order in "<>":
             (m,) = struct.unpack(order + "I", head[:4])
@@ -494,7 +497,8 @@ class PcapReader:
         """(ts_ns, data, wire_len, link type) of every record: a pcapng file may hold
         interfaces of several link types."""
         if self.pcapng:
-            yield from _pcapng_records(self._in, self._head, self.name)
+            f = _Prefixed(self._head[24:], self._in) if len(self._head) > 24 else self._in
+            yield from _pcapng_records(f, self._head[:24], self.name)
             return
         linktype = self.linktype
         read, rec = self._in.read, _RECORD[self._order]
@@ -552,6 +556,51 @@ def read_pcap(path: PathOrFile) -> list[tuple[int, bytes, int]]:
 _SHB, _IDB, _SPB, _EPB = 0x0A0D0D0A, 1, 3, 6
 _BYTE_ORDER_MAGIC = 0x1A2B3C4D
 _MAX_BLOCK = MAX_RECORD + 4096  # a packet block never needs more; anything else is skipped
+
+
+_PEEK = 1 << 16  # the most bytes read ahead for the first interface
+
+
+def _first_interface(f: BinaryIO, head: bytes) -> tuple[bytes, Optional[tuple[int, int]]]:
+    """``(bytes read, (link type, snaplen))`` of the interface description block right after
+    the first section header, read ahead of the packets; None in its place when the block
+    after the section header is something else, or anything looks damaged (the records'
+    reader reports that where it comes)."""
+    if len(head) < 24:
+        return head, None
+    order = "<" if struct.unpack_from("<I", head, 8)[0] == _BYTE_ORDER_MAGIC else ">"
+    (shb_len,) = struct.unpack_from(order + "I", head, 4)
+    if shb_len < 28 or shb_len % 4 or shb_len > _PEEK:
+        return head, None
+    data = head + f.read(shb_len + 16 - len(head))  # the section header, the next block's head
+    if len(data) < shb_len + 16:
+        return data, None
+    btype, blen, linktype, _, snaplen = struct.unpack_from(order + "IIHHI", data, shb_len)
+    if btype != _IDB or blen < 20 or blen % 4 or blen > _PEEK:
+        return data, None
+    data += f.read(blen - 16)
+    if len(data) < shb_len + blen:
+        return data, None
+    return data, (linktype, snaplen)
+
+
+class _Prefixed:
+    """A file's ``read`` and forward ``seek`` with bytes already read from it in front."""
+
+    def __init__(self, prefix: bytes, f: BinaryIO) -> None:
+        self._prefix, self._f = prefix, f
+
+    def read(self, n: int) -> bytes:
+        if not self._prefix:
+            return self._f.read(n)
+        got, self._prefix = self._prefix[:n], self._prefix[n:]
+        return got + self._f.read(n - len(got)) if len(got) < n else got
+
+    def seek(self, n: int, whence: int) -> None:  # whence: os.SEEK_CUR only
+        skip = min(n, len(self._prefix))
+        self._prefix = self._prefix[skip:]
+        if n > skip:
+            self._f.seek(n - skip, whence)
 
 
 def _pcapng_records(f: BinaryIO, head: bytes, name: str) -> Iterator[tuple[int, bytes, int, int]]:

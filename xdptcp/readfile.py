@@ -155,15 +155,17 @@ class EthernetFrames:
     link type ``-r`` reads: what ``-r F -w OUT`` writes (XDP's view: an Ethernet capture). The
     file is opened and its header read when this is made, so that a file that is no capture
     fails before OUT is made, as in tcpdump. ``snaplen`` and ``linktype`` are the copy's
-    header's: a classic pcap of Ethernet frames keeps its own, as tcpdump's copy does; frames
-    made Ethernet, and a pcapng file's interfaces, each with its own, get MAX_RECORD and
-    Ethernet."""
+    header's: a classic pcap of Ethernet frames keeps its own, as tcpdump's copy does, and so
+    does a pcapng file whose first interface is Ethernet (libpcap's header for such a file is
+    that interface's); frames made Ethernet get MAX_RECORD."""
 
     def __init__(self, path: PathOrFile) -> None:
         self._reader = r = PcapReader(path)
         self.snaplen, self.linktype = MAX_RECORD, ETHERNET
         if not r.pcapng and r.linktype == ETHERNET:
             self.snaplen, self.linktype = copied_snaplen(r.snaplen), ETHERNET | r.linktype_ext
+        elif r.pcapng and r.first_interface is not None and r.first_interface[0] == ETHERNET:
+            self.snaplen = copied_snaplen(r.first_interface[1])
 
     def __iter__(self):
         ifaces = Interfaces()
