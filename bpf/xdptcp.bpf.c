@@ -9,10 +9,13 @@
  * filter decides).
  *
  * What counts as a TCP frame: Ethernet, up to XDPTCP_MAX_VLANS 802.1Q/802.1ad tags, IPv4 (IHL
- * 5..15, fragment offset 0) or IPv6 (fixed header, then at most XDPTCP_MAX_EXTHDRS of hop-by-hop,
- * routing, destination options and fragment headers with offset 0), then a TCP header with doff
- * 5..15 that lies entirely inside the frame. A TCP header cut short by the end of the frame is
- * not emitted (counted as truncated): a record never claims bytes that were not read.
+ * 5..15) or IPv6 (fixed header, then at most XDPTCP_MAX_EXTHDRS of hop-by-hop, routing,
+ * destination options and fragment headers with offset 0), then a TCP header with doff 5..15
+ * that lies entirely inside the frame. A TCP header cut short by the end of the frame is not
+ * emitted (counted as truncated): a record never claims bytes that were not read. A later
+ * fragment of a TCP packet (IPv4 protocol 6 with a non-zero offset; IPv6 whose first extension
+ * header is a fragment header with a non-zero offset and TCP next) is a TCP frame without a
+ * TCP header, as libpcap's `tcp` and so `tcpdump tcp` take it: its headers are its IP header's.
  * IP length fields are not trusted; the frame's own length is what bounds every read.
  *
  * Headers are parsed where the program can read them directly: the linear part of the frame.
@@ -96,6 +99,10 @@ enum verdict {
 	V_MALFORMED,
 	V_VLAN_TOO_DEEP,
 	V_EXT_TOO_DEEP,
+	/* A later fragment of a TCP packet: libpcap's `tcp` selects it (it reads the protocol, not
+	 * the offset), so it is captured as one, with no TCP header to read. Never counted as a
+	 * reason: parse() makes it V_TCP. */
+	V_LATER_FRAGMENT,
 };
 
 /* What the parser learned. */
@@ -148,22 +155,23 @@ static __always_inline int parse_ipv4(void *data, void *data_end, struct frame *
 	ihl = ip->ihl * 4;
 	if ((void *)ip + ihl > data_end)
 		return V_TRUNCATED;
-	if (ip->frag_off & bpf_htons(IPV4_FRAG_OFFSET_MASK))
-		return V_FRAGMENT;
 	if (ip->protocol != IPPROTO_TCP)
-		return V_NOT_TCP;
+		return ip->frag_off & bpf_htons(IPV4_FRAG_OFFSET_MASK) ? V_FRAGMENT : V_NOT_TCP;
 	f->ip_version = 4;
 	f->port_ok = 1;
 	f->tcp_ok = 1;
 	f->l4_off = f->l3_off + ihl;
+	if (ip->frag_off & bpf_htons(IPV4_FRAG_OFFSET_MASK))
+		return V_LATER_FRAGMENT;
 	return V_TCP;
 }
 
 /*
  * Walk the IPv6 extension headers this program understands: hop-by-hop (0), routing (43),
  * destination options (60) — length (hdrlen + 1) * 8 — and fragment (44, 8 bytes; only the
- * first fragment, offset 0, carries the TCP header). Anything else that is not TCP (ESP, AH,
- * no-next-header, mobility, ...) ends the walk as not TCP.
+ * first fragment, offset 0, carries the TCP header; a later one is V_LATER_FRAGMENT when it is
+ * the first extension header and says TCP next, V_FRAGMENT else). Anything else that is not TCP
+ * (ESP, AH, no-next-header, mobility, ...) ends the walk as not TCP.
  */
 static __always_inline int walk_ipv6_ext(void *data, void *data_end, struct frame *f, __u8 nexthdr,
 					 __u32 *off)
@@ -183,12 +191,13 @@ static __always_inline int walk_ipv6_ext(void *data, void *data_end, struct fram
 			*off += (h[1] + 1) * 8;
 			break;
 		case IPPROTO_FRAGMENT:
-			if (*(__u16 *)(h + 2) & bpf_htons(IPV6_FRAG_OFFSET_MASK))
-				return V_FRAGMENT;
-			/* libpcap's `tcp` looks through exactly one fragment header. */
+			/* libpcap's `tcp` looks through exactly one fragment header, whatever
+			 * its offset. */
 			if (i == 0 && h[0] == IPPROTO_TCP)
 				f->tcp_ok = 1;
 			*off += 8;
+			if (*(__u16 *)(h + 2) & bpf_htons(IPV6_FRAG_OFFSET_MASK))
+				return f->tcp_ok ? V_LATER_FRAGMENT : V_FRAGMENT;
 			break;
 		default:
 			return V_NOT_TCP;
@@ -213,10 +222,10 @@ static __always_inline int parse_ipv6(void *data, void *data_end, struct frame *
 	f->tcp_ok = f->port_ok;
 	off = f->l3_off + sizeof(*ip6);
 	v = walk_ipv6_ext(data, data_end, f, ip6->nexthdr, &off);
-	if (v != V_TCP)
+	if (v != V_TCP && v != V_LATER_FRAGMENT)
 		return v;
 	f->l4_off = off;
-	return V_TCP;
+	return v;
 }
 
 static __always_inline int parse_tcp(void *data, void *data_end, struct frame *f)
@@ -268,6 +277,8 @@ static __always_inline int parse(void *data, void *data_end, struct frame *f)
 		v = parse_ipv6(data, data_end, f);
 	else
 		return V_NOT_IP;
+	if (v == V_LATER_FRAGMENT)
+		return V_TCP; /* addresses only: the TCP header is in the first fragment */
 	if (v != V_TCP)
 		return v;
 	return parse_tcp(data, data_end, f);

@@ -74,13 +74,13 @@ enum xdptcp_out {
  */
 struct xdptcp_counters {
 	__u64 packets;       /* every frame the program ran on */
-	__u64 tcp;           /* complete TCP header inside the frame */
+	__u64 tcp;           /* complete TCP header inside the frame, or a later TCP fragment */
 	__u64 matched;       /* TCP frames the filter accepted (all of them without a filter) */
 	__u64 emitted;       /* records submitted to the ring */
 	__u64 ring_full;     /* bpf_ringbuf_reserve() failed: the record was lost */
 	__u64 not_ip;        /* ethertype after the tags is neither IPv4 nor IPv6 */
 	__u64 not_tcp;       /* IP, but the transport is not TCP (or an unwalked IPv6 header) */
-	__u64 fragments;     /* IPv4/IPv6 fragment with a non-zero offset: no TCP header in it */
+	__u64 fragments;     /* a later fragment (non-zero offset) of anything but TCP */
 	__u64 truncated;     /* a header runs past the end of the frame */
 	__u64 malformed;     /* IP version nibble wrong, IPv4 IHL < 5 or TCP doff < 5 */
 	__u64 vlan_too_deep; /* more than XDPTCP_MAX_VLANS tags */

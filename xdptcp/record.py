@@ -236,6 +236,8 @@ Frame.__doc__ = """struct frame of the C program: what the filter may look at.""
 _TPIDS = (0x8100, 0x88A8, 0x9100)
 _IPV6_EXT_LEN = (0, 43, 60)  # hop-by-hop, routing, destination options: (len + 1) * 8
 _IPV6_FRAGMENT = 44
+# V_LATER_FRAGMENT: a later fragment of a TCP packet, which parse_frame makes Verdict.TCP
+_LATER_FRAGMENT = object()
 
 
 def parse_frame(frame: bytes) -> tuple[Verdict, Optional[Frame]]:
@@ -257,6 +259,11 @@ def parse_frame(frame: bytes) -> tuple[Verdict, Optional[Frame]]:
         verdict, l3 = _ipv6(frame, off)
     else:
         return Verdict.NOT_IP, None
+    if verdict is _LATER_FRAGMENT:  # a TCP frame with no TCP header: its IP header's
+        version, l4, saddr, daddr, port_ok, tcp_ok = l3
+        return Verdict.TCP, Frame(
+            len(vids), tuple(vids), version, off, l4, 0, saddr, daddr, 0, 0, 0, port_ok, tcp_ok
+        )
     if verdict is not Verdict.TCP:
         return verdict, None
     version, l4, saddr, daddr, port_ok, tcp_ok = l3
@@ -282,12 +289,11 @@ def _ipv4(frame: bytes, off: int) -> tuple[Verdict, Optional[tuple]]:
         return Verdict.MALFORMED, None
     if off + ihl * 4 > len(frame):
         return Verdict.TRUNCATED, None
-    if int.from_bytes(frame[off + 6 : off + 8], "big") & 0x1FFF:
-        return Verdict.FRAGMENT, None
+    later = int.from_bytes(frame[off + 6 : off + 8], "big") & 0x1FFF
     if frame[off + 9] != 6:
-        return Verdict.NOT_TCP, None
+        return (Verdict.FRAGMENT if later else Verdict.NOT_TCP), None
     addrs = bytes(frame[off + 12 : off + 16]), bytes(frame[off + 16 : off + 20])
-    return Verdict.TCP, (4, off + ihl * 4, *addrs, True, True)
+    return (_LATER_FRAGMENT if later else Verdict.TCP), (4, off + ihl * 4, *addrs, True, True)
 
 
 def _ipv6(frame: bytes, off: int) -> tuple[Verdict, Optional[tuple]]:
@@ -307,9 +313,11 @@ def _ipv6(frame: bytes, off: int) -> tuple[Verdict, Optional[tuple]]:
         if nexthdr in _IPV6_EXT_LEN:
             step = (frame[pos + 1] + 1) * 8
         elif nexthdr == _IPV6_FRAGMENT:
-            if int.from_bytes(frame[pos + 2 : pos + 4], "big") & 0xFFF8:
-                return Verdict.FRAGMENT, None
             tcp_ok = tcp_ok or (i == 0 and frame[pos] == 6)
+            if int.from_bytes(frame[pos + 2 : pos + 4], "big") & 0xFFF8:
+                if not tcp_ok:
+                    return Verdict.FRAGMENT, None
+                return _LATER_FRAGMENT, (6, pos + 8, *addrs, port_ok, tcp_ok)
             step = 8
         else:
             return Verdict.NOT_TCP, None

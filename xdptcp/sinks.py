@@ -23,7 +23,8 @@ def print_summary(captured: int, c: Counters, unread: int, out: TextIO, unshown:
     """tcpdump's three lines, with xdptcp's exact meanings (see docs/xdptcp.md).
 
     Every record the kernel emitted is in exactly one of: captured (shown or written),
-    unshown (the printer has no line for it), unread (-c reached or output closed)."""
+    unshown (the printer has no line for it: JSON's for a later fragment), unread (-c reached
+    or output closed)."""
 
     def n(k: int) -> str:
         return f"{k} packet{'s' if k != 1 else ''}"
@@ -34,7 +35,8 @@ def print_summary(captured: int, c: Counters, unread: int, out: TextIO, unshown:
     if unread:
         out.write(f"{n(unread)} matched but not shown (count reached or output closed)\n")
     if unshown:
-        out.write(f"{n(unshown)} matched but not printable as TCP (malformed headers)\n")
+        # JSON has no object for a later fragment, nor for IP lengths that contradict the frame
+        out.write(f"{n(unshown)} captured with no TCP header to show\n")
     out.flush()
 
 
