@@ -191,12 +191,10 @@ class TextFormatter:
             from xdptcp.linklevel import AnyDevice
 
             self.any_device = AnyDevice()
-        # Lines the record walks (``mapped_lines``) can make: not those that start with the
-        # interface, carry a dump, are -e's, -q's or -v's, or numbered, which are made record by
-        # record.
-        self.walks = not (show_ifname or dump is not None or link_level or quiet or verbose)
+        from xdptcp.options import walked
+
+        self.walks = not show_ifname and walked(dump, link_level, quiet, verbose, number)
         if number:
-            self.walks = False
             self._number(self.format, self.damaged)
         # Every frame is TCP, whatever its capture holds: a live capture's, whose program found
         # it TCP on the whole frame before cutting it to the snap length (``TextSink`` sets it;
