@@ -344,6 +344,29 @@ def test_pcapng_copy_has_the_first_interfaces_snapshot_length(varied, tmp_path, 
     assert out.read_bytes() == want
 
 
+@pytest.mark.parametrize("stdin", [False, True], ids=["file", "stdin"])
+def test_pcapng_block_larger_than_any_packet_is_passed_over_in_a_pipe_too(varied, tmp_path, stdin):
+    """A block of a kind xdptcp does not read, larger than any packet block may be, is skipped:
+    by seeking in a file, by reading past it from the standard input (which cannot seek), as
+    tcpdump reads on over it."""
+    frames = _untagged([f for f in varied if f.tcp])[:4]
+    src = tmp_path / "big.pcapng"
+    _pcapng(src, [lt.ETHERNET], [(0, f.data) for f in frames])
+    whole = src.read_bytes()
+    at = 28 + 20  # after the section header and the interface description
+    src.write_bytes(whole[:at] + _block(0x0BAD, bytes(300_000)) + whole[at:])
+    ref = run(need_tool("tcpdump"), "-nn", "-r", str(src)).stdout
+    assert len(ref.splitlines()) == 4
+    if stdin:  # a pipe, as from `tcpdump -w - | xdptcp -r -` (a file as stdin could seek)
+        got = subprocess.run([sys.executable, "-m", "xdptcp", "-r", "-"], input=src.read_bytes(),
+                             capture_output=True)  # fmt: skip
+        got = (got.returncode, got.stderr.decode(), got.stdout.decode())
+    else:
+        res = run(sys.executable, "-m", "xdptcp", "-r", str(src), check=False)
+        got = (res.returncode, res.stderr, res.stdout)
+    assert got == (0, "", ref)
+
+
 def test_pcapng_of_a_cooked_capture(varied, tmp_path: Path) -> None:
     frames = _untagged([f for f in varied if f.tcp])[:40]
     path = tmp_path / "cooked.pcapng"

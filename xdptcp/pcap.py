@@ -585,7 +585,7 @@ def _first_interface(f: BinaryIO, head: bytes) -> tuple[bytes, Optional[tuple[in
 
 
 class _Prefixed:
-    """A file's ``read`` and forward ``seek`` with bytes already read from it in front."""
+    """A file's ``read`` and ``_skip`` with bytes already read from it in front."""
 
     def __init__(self, prefix: bytes, f: BinaryIO) -> None:
         self._prefix, self._f = prefix, f
@@ -596,11 +596,29 @@ class _Prefixed:
         got, self._prefix = self._prefix[:n], self._prefix[n:]
         return got + self._f.read(n - len(got)) if len(got) < n else got
 
-    def seek(self, n: int, whence: int) -> None:  # whence: os.SEEK_CUR only
-        skip = min(n, len(self._prefix))
-        self._prefix = self._prefix[skip:]
-        if n > skip:
-            self._f.seek(n - skip, whence)
+    def skip(self, n: int) -> None:
+        done = min(n, len(self._prefix))
+        self._prefix = self._prefix[done:]
+        if n > done:
+            _skip(self._f, n - done)
+
+
+def _skip(f: Any, n: int) -> None:
+    """Pass over ``n`` bytes of ``f``: seeking where it can, reading where it cannot (a pipe,
+    ``-r -``). Bytes the file does not have end it, as a seek past its end does."""
+    if isinstance(f, _Prefixed):
+        f.skip(n)
+        return
+    try:
+        f.seek(n, os.SEEK_CUR)
+        return
+    except (OSError, ValueError):  # io.UnsupportedOperation is both
+        pass
+    while n > 0:
+        chunk = f.read(min(n, 1 << 16))
+        if not chunk:
+            return
+        n -= len(chunk)
 
 
 def _pcapng_records(f: BinaryIO, head: bytes, name: str) -> Iterator[tuple[int, bytes, int, int]]:
@@ -632,7 +650,7 @@ def _pcapng_records(f: BinaryIO, head: bytes, name: str) -> Iterator[tuple[int, 
         body = f.read(blen - len(buf)) if btype in (_SHB, _IDB, _SPB, _EPB) else None
         if body is None:
             if blen > _MAX_BLOCK:
-                f.seek(blen - len(buf), os.SEEK_CUR)
+                _skip(f, blen - len(buf))
             else:
                 body = f.read(blen - len(buf))
                 if len(body) < blen - len(buf):
