@@ -115,7 +115,7 @@ def record_heads(out: OutputOptions, several: bool, directions: bool) -> tuple[i
     classic pcap records, unless each starts with its interface (several interfaces); JSON's
     ``ts_ns`` needs nanoseconds; a dump (-x, -X, -A) and the lines of -e and -q are made
     record by record. tests/test_startup.py holds this to the sinks themselves."""
-    if several or (out.by_record and not out.write):
+    if several or (not out.write and out.by_record):
         return OUT_NONE, False
     if out.write:
         return (OUT_PCAPNG if directions else OUT_PCAP), bool(out.nano)

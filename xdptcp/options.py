@@ -21,14 +21,6 @@ EXIT_OK, EXIT_ERROR, EXIT_USAGE = 0, 1, 2
 TS_MODES = ("default", "none", "epoch", "delta", "date", "since_first")
 
 
-def walked(dump: Optional[Dump], link_level: bool, quiet: bool, verbose: int, number: bool) -> bool:
-    """Whether the record walks (``TextFormatter.mapped_lines``) can make the text lines these
-    options ask for: not when a dump follows each line, nor for -e's, -q's, -v's or numbered
-    lines, which are made record by record. (Lines that start with the interface are made record
-    by record too: the walks know one interface.)"""
-    return not (dump is not None or link_level or quiet or verbose or number)
-
-
 @record
 class OutputOptions:
     """How packets are shown (text lines, JSON lines) or written (a pcap file)."""
@@ -50,9 +42,14 @@ class OutputOptions:
 
     @property
     def by_record(self) -> bool:
-        """Text lines the record walks cannot make (``walked``). JSON objects are all walked."""
+        """Text lines the record walks cannot make (``xdptcp.tcpdump.walked``). JSON objects
+        are all walked."""
+        if self.json:
+            return False
+        from xdptcp.tcpdump import walked
+
         o = self
-        return not o.json and not walked(o.dump, o.link_level, o.quiet, o.verbose, o.number)
+        return not walked(o.dump, o.link_level, o.quiet, o.verbose, o.number)
 
     def formatter(self, several_interfaces: bool = False, live: bool = False):
         """The line formatter these options ask for (text or JSON)."""

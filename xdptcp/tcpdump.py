@@ -56,6 +56,8 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybp
 if TYPE_CHECKING:
     from typing import Optional
 
+    from xdptcp.hexdump import Dump
+
 M32 = 0xFFFFFFFF
 SYN, FIN, RST, ACK, URG = 0x02, 0x01, 0x04, 0x10, 0x20
 
@@ -144,6 +146,14 @@ class SeqTracker:
         return seq, ack, rev, base[0], base[1]
 
 
+def walked(dump: Optional[Dump], link_level: bool, quiet: bool, verbose: int, number: bool) -> bool:
+    """Whether the record walks (``TextFormatter.mapped_lines``) can make the text lines these
+    options ask for: not when a dump follows each line, nor for -e's, -q's, -v's or numbered
+    lines, which are made record by record. (Lines that start with the interface are made record
+    by record too: the walks know one interface.)"""
+    return not (dump is not None or link_level or quiet or verbose or number)
+
+
 class TextFormatter:
     """tcpdump -nn lines for TCP frames; keeps tcpdump's per-conversation state."""
 
@@ -191,8 +201,6 @@ class TextFormatter:
             from xdptcp.linklevel import AnyDevice
 
             self.any_device = AnyDevice()
-        from xdptcp.options import walked
-
         self.walks = not show_ifname and walked(dump, link_level, quiet, verbose, number)
         if number:
             self._number(self.format, self.damaged)
