@@ -585,20 +585,24 @@ def _first_interface(f: BinaryIO, head: bytes) -> tuple[bytes, Optional[tuple[in
 
 
 class _Prefixed:
-    """A file's ``read`` and ``_skip`` with bytes already read from it in front."""
+    """A file's ``read`` and ``seek`` (forward, from the current position) with bytes already
+    read from it in front. Once those are used up, ``read`` is the file's own: the records'
+    reader calls it twice a packet."""
 
     def __init__(self, prefix: bytes, f: BinaryIO) -> None:
         self._prefix, self._f = prefix, f
 
     def read(self, n: int) -> bytes:
-        if not self._prefix:
-            return self._f.read(n)
         got, self._prefix = self._prefix[:n], self._prefix[n:]
+        if not self._prefix:
+            self.read = self._f.read  # the prefix is spent
         return got + self._f.read(n - len(got)) if len(got) < n else got
 
-    def skip(self, n: int) -> None:
+    def seek(self, n: int, whence: int) -> None:
         done = min(n, len(self._prefix))
         self._prefix = self._prefix[done:]
+        if not self._prefix:
+            self.read = self._f.read
         if n > done:
             _skip(self._f, n - done)
 
@@ -606,9 +610,6 @@ class _Prefixed:
 def _skip(f: Any, n: int) -> None:
     """Pass over ``n`` bytes of ``f``: seeking where it can, reading where it cannot (a pipe,
     ``-r -``). Bytes the file does not have end it, as a seek past its end does."""
-    if isinstance(f, _Prefixed):
-        f.skip(n)
-        return
     try:
         f.seek(n, os.SEEK_CUR)
         return
