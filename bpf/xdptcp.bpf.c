@@ -11,11 +11,17 @@
  * What counts as a TCP frame: Ethernet, up to XDPTCP_MAX_VLANS 802.1Q/802.1ad tags, IPv4 (IHL
  * 5..15) or IPv6 (fixed header, then at most XDPTCP_MAX_EXTHDRS of hop-by-hop, routing,
  * destination options and fragment headers with offset 0), then a TCP header with doff 5..15
- * that lies entirely inside the frame. A TCP header cut short by the end of the frame is not
- * emitted (counted as truncated): a record never claims bytes that were not read. A later
- * fragment of a TCP packet (IPv4 protocol 6 with a non-zero offset; IPv6 whose first extension
- * header is a fragment header with a non-zero offset and TCP next) is a TCP frame without a
- * TCP header, as libpcap's `tcp` and so `tcpdump tcp` take it: its headers are its IP header's.
+ * that lies entirely inside the frame. A later fragment of a TCP packet (IPv4 protocol 6 with
+ * a non-zero offset; IPv6 whose first extension header is a fragment header with a non-zero
+ * offset and TCP next) is a TCP frame without a TCP header, as libpcap's `tcp` and so `tcpdump
+ * tcp` take it: its headers are its IP header's. So is a frame whose headers this program
+ * cannot walk, cut short by the end of the frame itself or malformed (a version nibble that
+ * contradicts the EtherType, IPv4 IHL < 5, TCP doff < 5), when libpcap's `tcp` selects it
+ * (the IPv4 protocol byte, the IPv6 next header or the one in a fragment header right after
+ * the fixed header, says TCP): the record holds what the program can read of the frame, as
+ * far as the capacity goes, for user space to print as tcpdump does (`[|tcp]`, `IP bad-hlen
+ * 16`...). On a multi-buffer frame whose first buffer ends in its headers, that is the first
+ * buffer: the record says so (cap_len < wire_len), as a record never claims bytes not read.
  * IP length fields are not trusted; the frame's own length is what bounds every read.
  *
  * Headers are parsed where the program can read them directly: the linear part of the frame.
@@ -248,6 +254,26 @@ static __always_inline int parse_tcp(void *data, void *data_end, struct frame *f
 	return V_TCP;
 }
 
+/*
+ * libpcap's `tcp` on the bytes after the EtherType: the IPv4 protocol byte; the IPv6 next header,
+ * or the next header of a fragment header right after the fixed header. Whatever the version
+ * nibble says: the frames the parser refuses that tcpdump's `tcp` would still print.
+ */
+static __always_inline int pcap_tcp(void *data, void *data_end, __u32 l3, __u16 proto)
+{
+	__u8 *ip = data + l3;
+
+	/* (Only reads the parse has checked already: a check of its own would give the verifier
+	 * one more way to follow the filter for each.) */
+	if (proto == bpf_htons(ETH_P_IP))
+		return (void *)(ip + 20) <= data_end && ip[9] == IPPROTO_TCP;
+	if ((void *)(ip + 40) > data_end)
+		return 0;
+	if (ip[6] == IPPROTO_FRAGMENT)
+		return (void *)(ip + 48) <= data_end && ip[40] == IPPROTO_TCP;
+	return ip[6] == IPPROTO_TCP;
+}
+
 static __always_inline int parse(void *data, void *data_end, struct frame *f)
 {
 	struct ethhdr *eth = data;
@@ -279,9 +305,20 @@ static __always_inline int parse(void *data, void *data_end, struct frame *f)
 		return V_NOT_IP;
 	if (v == V_LATER_FRAGMENT)
 		return V_TCP; /* addresses only: the TCP header is in the first fragment */
-	if (v != V_TCP)
-		return v;
-	return parse_tcp(data, data_end, f);
+	if (v == V_TCP)
+		v = parse_tcp(data, data_end, f);
+	if ((v == V_TRUNCATED || v == V_MALFORMED) && pcap_tcp(data, data_end, off, proto)) {
+		/* Headers not walked: the record takes what the program can read of the frame.
+		 * (That length as a value the verifier knows nothing of, not a constant: it follows
+		 * the filter once for each way into it that it cannot prune, and this way prunes
+		 * many. Measured on 6.18, multi-buffer code live: a filter of 2000 hosts verified
+		 * in 199,000 instructions instead of the 872,000 before this path.) */
+		f->ip_version = proto == bpf_htons(ETH_P_IP) ? 4 : 6;
+		f->l4_off = 0;
+		f->l4_len = data_end - data;
+		return V_TCP;
+	}
+	return v;
 }
 
 /* slot: the bytes this record takes in the ring, its 8-byte header included. */

@@ -26,8 +26,10 @@ struct xdptcp_record {
 	__u32 wire_len;   /* the whole frame: all its buffers (XDP), skb->len (tc) */
 	__u16 cap_len;    /* bytes of data[] that hold frame bytes; never more than read */
 	__u16 l3_off;     /* offset of the IPv4/IPv6 header in the frame (14, 18 or 22) */
-	__u16 l4_off;     /* offset of the TCP header in the frame */
-	__u16 l4_len;     /* TCP header length in bytes (doff * 4, 20..60) */
+	__u16 l4_off;     /* offset of the TCP header in the frame; 0 when the headers were not
+			   * walked (a TCP frame cut short or malformed: see bpf/xdptcp.bpf.c) */
+	__u16 l4_len;     /* TCP header length in bytes (doff * 4, 20..60); 0 for a later
+			   * fragment; the bytes read when l4_off is 0 (the frame's first buffer) */
 	__u8 ip_version;  /* 4 or 6 */
 	__u8 vlans;       /* number of 802.1Q/802.1ad tags before the IP header (0..2) */
 	__u8 direction;   /* enum xdptcp_direction: which program saw the frame */
@@ -74,15 +76,20 @@ enum xdptcp_out {
  */
 struct xdptcp_counters {
 	__u64 packets;       /* every frame the program ran on */
-	__u64 tcp;           /* complete TCP header inside the frame, or a later TCP fragment */
+	__u64 tcp;           /* complete TCP header inside the frame, a later TCP fragment, or
+			      * a frame libpcap's `tcp` selects whose headers are cut short by
+			      * its end or malformed */
 	__u64 matched;       /* TCP frames the filter accepted (all of them without a filter) */
 	__u64 emitted;       /* records submitted to the ring */
 	__u64 ring_full;     /* bpf_ringbuf_reserve() failed: the record was lost */
 	__u64 not_ip;        /* ethertype after the tags is neither IPv4 nor IPv6 */
 	__u64 not_tcp;       /* IP, but the transport is not TCP (or an unwalked IPv6 header) */
-	__u64 fragments;     /* a later fragment (non-zero offset) of anything but TCP */
-	__u64 truncated;     /* a header runs past the end of the frame */
-	__u64 malformed;     /* IP version nibble wrong, IPv4 IHL < 5 or TCP doff < 5 */
+	__u64 fragments;     /* a later fragment (non-zero offset) libpcap's `tcp` does not select:
+			      * of another protocol, or IPv6 behind another extension header */
+	__u64 truncated;     /* a header runs past the end of the frame (or of the part of it
+			      * the program can read), and libpcap's `tcp` does not select it */
+	__u64 malformed;     /* IP version nibble wrong, IPv4 IHL < 5 or TCP doff < 5, and
+			      * libpcap's `tcp` does not select it */
 	__u64 vlan_too_deep; /* more than XDPTCP_MAX_VLANS tags */
 	__u64 ext_too_deep;  /* more than XDPTCP_MAX_EXTHDRS IPv6 extension headers */
 };

@@ -59,11 +59,15 @@ def object_bytes() -> bytes:
 @pytest.mark.parametrize("expr", KERNEL_SET)
 def test_generated_filter_verifies_and_matches_the_vm(object_bytes, frames, expr: str) -> None:
     """Both programs (XDP ingress, tc egress) call the same spliced filter."""
+    verifies_and_matches(object_bytes, frames, expr)
+
+
+def verifies_and_matches(object_bytes, frames, expr: str, frags: int = 0) -> None:
     flt = compile_filter(expr)
     spec = ObjectSpec.from_bytes(object_bytes, "xdptcp.bpf.o")
     for name, insns in flt.code().items():
         spec.replace_function(name, insns)
-    spec.rodata.update_from(flt.rodata_values())
+    spec.rodata.update_from({**flt.rodata_values(), "xdptcp_xdp_frags": frags})
     want = [parse_frame(f)[0] is Verdict.TCP and flt.matches(f) for f in frames]
     with load(spec) as obj:
         counters = obj.maps["xdptcp_counters"]
@@ -89,6 +93,8 @@ def test_http_request_filter_is_small_and_verifies(object_bytes) -> None:
 
 def test_a_chain_of_2000_hosts_verifies_and_matches_the_vm(object_bytes, frames) -> None:
     """24,000 instructions: accept and reject copied every few thousand (jumps reach 32767).
+    Loaded as xdptcp loads it where the kernel has multi-buffer XDP (5.18): its copy loop
+    then covers 256 bytes, not the whole capacity, for the verifier to follow.
 
     Linux 6.1's verifier walks the filter's states less sparingly: it gives up on it (and on
     1000 hosts) at its million instructions; that refusal is one line with its reason."""
@@ -96,12 +102,12 @@ def test_a_chain_of_2000_hosts_verifies_and_matches_the_vm(object_bytes, frames)
     text = " or ".join(f"host {h}" for h in hosts)
     release = tuple(int(x) for x in re.findall(r"\d+", os.uname().release)[:2])
     if release >= (6, 12):
-        test_generated_filter_verifies_and_matches_the_vm(object_bytes, frames, text)
+        verifies_and_matches(object_bytes, frames, text, frags=1)
         return
     flt = compile_filter(text)
     spec = ObjectSpec.from_bytes(object_bytes, "xdptcp.bpf.o")
     spec.replace_function("xdptcp_filter", flt.code()["xdptcp_filter"])
-    spec.rodata.update_from(flt.rodata_values())
+    spec.rodata.update_from({**flt.rodata_values(), "xdptcp_xdp_frags": 1})
     with pytest.raises(VerifierError) as info:
         load(spec).close()
     assert "BPF program is too large" in str(info.value) and "\n" not in str(info.value)

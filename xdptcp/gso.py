@@ -54,8 +54,8 @@ def segment(frame: bytes, wire_len: int, gso_size: int) -> list[tuple[bytes, int
     """The segments of one captured GSO packet as ``(captured bytes, wire length)``; the packet
     itself when it is not a whole TCP header or carries no more than one segment of payload."""
     verdict, f = parse_frame(frame)
-    if verdict is not Verdict.TCP or gso_size <= 0:
-        return [(frame, wire_len)]
+    if verdict is not Verdict.TCP or gso_size <= 0 or f.l4_len < 20 or not f.l4_off:
+        return [(frame, wire_len)]  # (no TCP header walked: a later fragment, a cut frame)
     head = f.l4_off + f.l4_len
     payload = wire_len - head
     if payload <= gso_size:

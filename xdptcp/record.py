@@ -264,21 +264,43 @@ def parse_frame(frame: bytes) -> tuple[Verdict, Optional[Frame]]:
         return Verdict.TCP, Frame(
             len(vids), tuple(vids), version, off, l4, 0, saddr, daddr, 0, 0, 0, port_ok, tcp_ok
         )
+    if verdict is Verdict.TCP:
+        version, l4, saddr, daddr, port_ok, tcp_ok = l3
+        if l4 + 20 > n:
+            verdict = Verdict.TRUNCATED
+        elif frame[l4 + 12] >> 4 < 5:
+            verdict = Verdict.MALFORMED
+        elif l4 + (frame[l4 + 12] >> 4) * 4 > n:
+            verdict = Verdict.TRUNCATED
+    if verdict in (Verdict.TRUNCATED, Verdict.MALFORMED) and _pcap_tcp(frame, off, proto):
+        # headers not walked: the record holds the frame, as far as the program reads it
+        version = 4 if proto == 0x0800 else 6
+        return Verdict.TCP, Frame(
+            len(vids), tuple(vids), version, off, 0, n, b"", b"", 0, 0, 0, True, True
+        )
     if verdict is not Verdict.TCP:
         return verdict, None
-    version, l4, saddr, daddr, port_ok, tcp_ok = l3
-    if l4 + 20 > n:
-        return Verdict.TRUNCATED, None
     doff = frame[l4 + 12] >> 4
-    if doff < 5:
-        return Verdict.MALFORMED, None
-    if l4 + doff * 4 > n:
-        return Verdict.TRUNCATED, None
     sport, dport = struct.unpack_from("!HH", frame, l4)
     return Verdict.TCP, Frame(
         len(vids), tuple(vids), version, off, l4, doff * 4, saddr, daddr,
         sport, dport, frame[l4 + 13], port_ok, tcp_ok,
     )  # fmt: skip
+
+
+def _pcap_tcp(frame: bytes, l3: int, proto: int) -> bool:
+    """libpcap's ``tcp`` after the EtherType (pcap_tcp of the C program): the IPv4 protocol
+    byte; the IPv6 next header, or a fragment header's right after the fixed header. Only
+    where the fixed header (and that fragment header) is whole: the program reads no byte its
+    parse did not check."""
+    n = len(frame)
+    if proto == 0x0800:
+        return l3 + 20 <= n and frame[l3 + 9] == 6
+    if l3 + 40 > n:
+        return False
+    if frame[l3 + 6] == _IPV6_FRAGMENT:
+        return l3 + 48 <= n and frame[l3 + 40] == 6
+    return frame[l3 + 6] == 6
 
 
 def _ipv4(frame: bytes, off: int) -> tuple[Verdict, Optional[tuple]]:

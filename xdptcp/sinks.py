@@ -35,7 +35,8 @@ def print_summary(captured: int, c: Counters, unread: int, out: TextIO, unshown:
     if unread:
         out.write(f"{n(unread)} matched but not shown (count reached or output closed)\n")
     if unshown:
-        # JSON has no object for a later fragment, nor for IP lengths that contradict the frame
+        # JSON has no object for a later fragment, malformed headers, or IP lengths that
+        # contradict the frame
         out.write(f"{n(unshown)} captured with no TCP header to show\n")
     out.flush()
 
