@@ -87,9 +87,10 @@ def replay(pair, pcap) -> None:
     )
 
 
-def beside_tcpdump(pair, pcap, args: tuple[str, ...], tcpdump_filter: str):
-    """``xdptcp -i OUTER ARGS`` and ``tcpdump -i OUTER ARGS -nn -l FILTER`` both capturing while
-    ``pcap`` is replayed: (xdptcp's output, its stderr, its exit status, tcpdump's output)."""
+def beside_tcpdump(pair, pcap, args: tuple[str, ...], tcpdump_filter: str, xdptcp_args=None):
+    """``xdptcp -i OUTER ARGS`` (or ``xdptcp_args``) and ``tcpdump -i OUTER ARGS -nn -l FILTER``
+    both capturing while ``pcap`` is replayed: (xdptcp's output, its stderr, its exit status,
+    tcpdump's output)."""
     dump = subprocess.Popen(
         [need_tool("tcpdump"), "-i", pair.outer, *args, "-nn", "-l", tcpdump_filter],
         stdout=subprocess.PIPE,
@@ -97,11 +98,22 @@ def beside_tcpdump(pair, pcap, args: tuple[str, ...], tcpdump_filter: str):
     )
     _running.append(dump)
     read_until_ready(dump, b"listening on", scaled(20), "tcpdump")
-    cap = Xdptcp("-i", pair.outer, *args)
+    cap = Xdptcp("-i", pair.outer, *(args if xdptcp_args is None else xdptcp_args))
     replay(pair, pcap)
     out, err, rc = cap.stop()
     dump.send_signal(signal.SIGINT)
     return out, err, rc, dump.communicate(timeout=scaled(10))[0].decode("latin-1")
+
+
+def beside_tcpdump_tcp(pair, pcap, args: tuple[str, ...]):
+    """``xdptcp -i OUTER -t ARGS`` beside ``tcpdump -i OUTER -t OPTIONS -nn -l 'tcp and (EXPR)'``
+    (ARGS: options, then a filter expression; --json is xdptcp's only), as ``beside_tcpdump``,
+    tcpdump's output without the empty line that ends a live capture."""
+    opts = tuple(a for a in args if a.startswith("-") and a != "--json")
+    expr = " ".join(a for a in args if not a.startswith("-"))
+    tcp = f"tcp and ({expr})" if expr else "tcp"
+    out, err, rc, ref = beside_tcpdump(pair, pcap, ("-t", *opts), tcp, ("-t", *args))
+    return out, err, rc, ref.removesuffix("\n")
 
 
 def tcpdump_lines(pcap, *args: str) -> dict[int, str]:
@@ -454,23 +466,8 @@ def test_later_fragments_are_captured_as_tcpdump_tcp_captures_them(veth, tmp_pat
     same lines; `host` selects them too, `port` does not (the port is in the first fragment);
     --json has no object for them and says so in the summary."""
     pcap = tmp_path / "fragments.pcap"
-    frames = fragmented(veth)
-    write_pcap(pcap, frames)
-    opts = tuple(a for a in args if a.startswith("-"))
-    expr = " ".join(a for a in args if not a.startswith("-"))
-    dump = subprocess.Popen(
-        [need_tool("tcpdump"), "-i", veth.outer, "-t", *(o for o in opts if o != "--json"),
-         "-nn", "-l", f"tcp and ({expr})" if expr else "tcp"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    _running.append(dump)
-    read_until_ready(dump, b"listening on", scaled(20), "tcpdump")
-    cap = Xdptcp("-i", veth.outer, "-t", *args)
-    replay(veth, pcap)
-    out, err, rc = cap.stop()
-    dump.send_signal(signal.SIGINT)
-    # tcpdump ends a live capture with an empty line, in case a line was cut short
-    ref = dump.communicate(timeout=scaled(10))[0].decode("latin-1").removesuffix("\n")
+    write_pcap(pcap, fragmented(veth))
+    out, err, rc, ref = beside_tcpdump_tcp(veth, pcap, args)
     assert rc == 0, err
     later = len(re.findall(r": ip-proto-6$|: frag \((0x0000004d:)?88\|84\)$", ref, re.M))
     if args == ("port", "5201"):
@@ -543,24 +540,11 @@ def test_cut_short_and_malformed_tcp_frames_are_captured_as_tcpdump_tcp_captures
 ):
     """A frame whose TCP header the frame itself cuts short, or whose headers are malformed,
     is still TCP to libpcap's `tcp`, and `tcpdump -i IF tcp` prints it with `[|tcp]` or a note
-    on what is wrong. xdptcp, capturing beside it, prints the same lines, and the program
-    counts as truncated only the frame whose protocol byte it cannot read."""
+    on what is wrong. xdptcp, capturing beside it, prints the same lines but one: that of the
+    frame whose protocol byte the program does not read."""
     pcap = tmp_path / "cut.pcap"
     write_pcap(pcap, cut_and_malformed(veth))
-    opts = tuple(a for a in args if a.startswith("-"))
-    expr = " ".join(a for a in args if not a.startswith("-"))
-    dump = subprocess.Popen(
-        [need_tool("tcpdump"), "-i", veth.outer, "-t", *(o for o in opts if o != "--json"),
-         "-nn", "-l", f"tcp and ({expr})" if expr else "tcp"],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-    )  # fmt: skip
-    _running.append(dump)
-    read_until_ready(dump, b"listening on", scaled(20), "tcpdump")
-    cap = Xdptcp("-i", veth.outer, "-t", *args)
-    replay(veth, pcap)
-    out, err, rc = cap.stop()
-    dump.send_signal(signal.SIGINT)
-    ref = dump.communicate(timeout=scaled(10))[0].decode("latin-1").removesuffix("\n")
+    out, err, rc, ref = beside_tcpdump_tcp(veth, pcap, args)
     assert rc == 0, err
     # The one line xdptcp does not print: the IPv4 header cut short ("IP  [|ip]"), whose
     # protocol byte the program does not read (it reads no byte its parse did not check).
