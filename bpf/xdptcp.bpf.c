@@ -21,7 +21,8 @@
  * the fixed header, says TCP): the record holds what the program can read of the frame, as
  * far as the capacity goes, for user space to print as tcpdump does (`[|tcp]`, `IP bad-hlen
  * 16`...). On a multi-buffer frame whose first buffer ends in its headers, that is the first
- * buffer: the record says so (cap_len < wire_len), as a record never claims bytes not read.
+ * buffer (the tc program first pulls an skb's headers into its linear part): the record says so
+ * (cap_len < wire_len), as a record never claims bytes that were not read.
  * IP length fields are not trusted; the frame's own length is what bounds every read.
  *
  * Headers are parsed where the program can read them directly: the linear part of the frame.
@@ -109,6 +110,9 @@ enum verdict {
 	 * the offset), so it is captured as one, with no TCP header to read. Never counted as a
 	 * reason: parse() makes it V_TCP. */
 	V_LATER_FRAGMENT,
+	/* A TCP frame whose headers were not walked (parse()): V_TCP to select_frame(), and to
+	 * the tc program a reason to pull the skb's headers first. */
+	V_UNWALKED,
 };
 
 /* What the parser learned. */
@@ -316,7 +320,7 @@ static __always_inline int parse(void *data, void *data_end, struct frame *f)
 		f->ip_version = proto == bpf_htons(ETH_P_IP) ? 4 : 6;
 		f->l4_off = 0;
 		f->l4_len = data_end - data;
-		return V_TCP;
+		return V_UNWALKED;
 	}
 	return v;
 }
@@ -661,6 +665,8 @@ static __always_inline int select_frame(struct xdptcp_counters *c, int v, void *
 					 void *data_end, __u32 wire_len)
 {
 	c->packets++;
+	if (v == V_UNWALKED)
+		v = V_TCP;
 	if (v != V_TCP) {
 		count_verdict(c, v);
 		return 0;
@@ -727,7 +733,7 @@ int tc_capture(struct __sk_buff *skb)
 	if (!c)
 		return TC_ACT_UNSPEC;
 	v = parse(data, data_end, &f);
-	if (v == V_TRUNCATED && skb->len > data_end - data) {
+	if ((v == V_TRUNCATED || v == V_UNWALKED) && skb->len > data_end - data) {
 		/* Headers in the paged part of the skb: make them linear once and parse again.
 		 * Only then: pulling unclones the skb, which TCP's own clones make costly. */
 		bpf_skb_pull_data(skb, skb->len < XDPTCP_PULL_LEN ? skb->len : XDPTCP_PULL_LEN);
