@@ -117,3 +117,20 @@ def test_counters_btf_matches_the_construct_layout() -> None:
     assert [(m["name"], m["bits_offset"] // 8) for m in btf["members"]] == [
         (name, off) for name, (off, _) in construct_offsets(COUNTERS).items()
     ]
+
+
+def test_a_gso_packet_whose_headers_were_not_walked_is_not_cut_into_segments():
+    """The program captures a TCP frame with malformed headers unwalked (l4_off 0): there is no
+    TCP header to repeat in each segment, so the record stays one packet."""
+    from xdptcp.gso import segment
+    from xdptcp.record import parse_frame
+
+    from traffic import tcp_frame
+
+    frame = bytearray(tcp_frame("198.18.0.1", "198.18.0.2", 40000, 80, payload=b"x" * 40))
+    frame[14 + 20 + 12] = 0x40  # data offset 4
+    frame = bytes(frame)
+    assert parse_frame(frame)[1].l4_off == 0
+    assert segment(frame, 3000, 1000) == [(frame, 3000)]
+    whole = tcp_frame("198.18.0.1", "198.18.0.2", 40000, 80, payload=b"x" * 40)
+    assert len(segment(whole, 14 + 20 + 20 + 3000, 1000)) == 3  # (a walked one is cut)
