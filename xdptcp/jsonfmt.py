@@ -246,8 +246,13 @@ class JsonFormatter:
         lines: list[str] = []
         left = 0 if count is None else max(count, 1)
         want = BATCH if count is None else min(BATCH, max(count, 1))  # lines before a yield
-        micro, last_sec, sec_text = not mp.nano, -1, ""
+        micro, last_sec = not mp.nano, -1
         frac_end = 1_000_000 if micro else 1_000_000_000
+        ts_head = ts_mid = ""  # '{"ts":SEC.' and ',"ts_ns":SEC', made once per second
+        ns3 = "000"  # the last three digits of "ts_ns" (a file's in microseconds: 000)
+        # what follows "ts_ns": the interface and direction, by the direction byte, to "wire_len"
+        after_ns = tuple(f',{x},"wire_len":' for x in ifdirs)
+        d3, flags_json = D3, _FLAGS_JSON
         for mm, pos, end in mp.chunks():
             while pos < end:
                 if pos + 30 <= end:
@@ -315,7 +320,8 @@ class JsonFormatter:
                     hlen, l4 = (offx >> 4) * 4, at + 54
                     if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
                         hlen = 0
-                if hlen < 20 or hlen > length or l4 + hlen > stop:  # not the common segment
+                # not the common segment, or a time outside the record fields' usual range
+                if hlen < 20 or hlen > length or l4 + hlen > stop or not sec or frac >= frac_end:
                     if orig <= MAX_RECORD:
                         line = fmt(
                             sec * 1_000_000_000 + frac * mult,
@@ -351,7 +357,8 @@ class JsonFormatter:
                     if hlen == 20:
                         opts = "[]"
                     elif tsp == TS_FIRST and hlen >= 32:
-                        rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
+                        # (nop,nop,TS alone, the usual data segment's: the list ends there)
+                        rest = "]" if hlen == 32 else ts_cache.get(mm[l4 + 32 : l4 + hlen])
                         if rest is None:  # one SACK block after it, in a layout seen before?
                             plan = sack_plans.get(hlen - 20)
                             if plan is not None and plan[-1] is not None:
@@ -368,40 +375,29 @@ class JsonFormatter:
                         opts = opt_cache.get(mm[l4 + 20 : l4 + hlen])
                         if opts is None:
                             opts = options(mm[l4 + 20 : l4 + hlen], base, rev)
-                    if sec and frac < frac_end:  # the record's fields are the text
-                        if sec != last_sec:
-                            last_sec, sec_text = sec, str(sec)
-                        if micro:
-                            usec_text = D3[frac // 1000] + D3[frac % 1000]
-                            ns = f"{sec_text}{usec_text}000"
-                        else:
-                            usec = frac // 1000
-                            usec_text = D3[usec // 1000] + D3[usec % 1000]
-                            ns = f"{sec_text}{usec_text}{D3[frac % 1000]}"
+                    if sec != last_sec:
+                        last_sec = sec
+                        ts_head, ts_mid = f'{{"ts":{sec}.', f',"ts_ns":{sec}'
+                    if micro:  # the microseconds as two groups of three digits
+                        ms, us = d3[frac // 1000], d3[frac % 1000]
                     else:
-                        ts_ns = sec * 1_000_000_000 + frac * mult
-                        ns = str(ts_ns)  # "ts" is its seconds and microseconds: cut from it
-                        if ts_ns >= 1_000_000_000:
-                            sec_text, usec_text = ns[:-9], ns[-9:-3]
-                        else:
-                            sec_text, usec_text = "0", f"{ts_ns // 1000:06d}"
-                        last_sec = -1
+                        usec = frac // 1000
+                        ms, us, ns3 = d3[usec // 1000], d3[usec % 1000], d3[frac % 1000]
                     if rest is not None:  # the same object, the options made in it
                         line = (
-                            f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},{ifdirs[d]},'
-                            f'"wire_len":{num[orig]},"cap_len":{num[incl]},{head}"seq":{seq},'
-                            f'"ack":{ack},'
-                            f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{num[win]},'
-                            f'"urg":{num[urg]},'
-                            f'"options":{_NOP_NOP_TS}{val},{ecr}]}}{rest},"tcp_hdr_len":{num[hlen]},'
+                            f"{ts_head}{ms}{us}{ts_mid}{ms}{us}{ns3}{after_ns[d]}"
+                            f'{num[orig]},"cap_len":{num[incl]},{head}"seq":{seq},"ack":{ack},'
+                            f'{flags_json[flags | (offx & 1) << 8]}"win":{num[win]},'
+                            f'"urg":{num[urg]},"options":[{{"kind":1,"name":"nop","values":[]}},'
+                            f'{{"kind":1,"name":"nop","values":[]}},{{"kind":8,"name":"TS",'
+                            f'"values":[{val},{ecr}]}}{rest},"tcp_hdr_len":{num[hlen]},'
                             f'"payload_len":{num[length - hlen]},"vlan":[],{tail}{num[ttl]}}}'
                         )
                     else:
                         line = (
-                            f'{{"ts":{sec_text}.{usec_text},"ts_ns":{ns},{ifdirs[d]},'
-                            f'"wire_len":{num[orig]},"cap_len":{num[incl]},{head}"seq":{seq},'
-                            f'"ack":{ack},'
-                            f'{_FLAGS_JSON[flags | (offx & 1) << 8]}"win":{num[win]},'
+                            f"{ts_head}{ms}{us}{ts_mid}{ms}{us}{ns3}{after_ns[d]}"
+                            f'{num[orig]},"cap_len":{num[incl]},{head}"seq":{seq},"ack":{ack},'
+                            f'{flags_json[flags | (offx & 1) << 8]}"win":{num[win]},'
                             f'"urg":{num[urg]},'
                             f'"options":{opts},"tcp_hdr_len":{num[hlen]},'
                             f'"payload_len":{num[length - hlen]},"vlan":[],{tail}{num[ttl]}}}'

@@ -483,7 +483,8 @@ class TextFormatter:
                         opts = ""
                     else:
                         if tsp == TS_FIRST and hlen >= 32:
-                            rest = ts_cache.get(mm[l4 + 32 : l4 + hlen])
+                            # (nop,nop,TS alone, the usual data segment's: the list ends)
+                            rest = "]" if hlen == 32 else ts_cache.get(mm[l4 + 32 : l4 + hlen])
                             opts = None
                             if rest is not None:
                                 opts = f", options [nop,nop,TS val {val} ecr {ecr}{rest}"
