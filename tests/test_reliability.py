@@ -803,6 +803,13 @@ def test_unknown_interface() -> None:
     one_line(res.stderr, "no such interface 'pyb-no-such0'", "xdptcp -D")
 
 
+def test_the_any_pseudo_interface_is_explained() -> None:
+    """tcpdump's ``-i any`` has no XDP counterpart: the error says what to give instead."""
+    res = run(*XDPTCP, "-i", "any", check=False, cwd=ROOT)
+    assert res.returncode == 1
+    one_line(res.stderr, "no interface 'any'", "each interface on its own", "-i, once each")
+
+
 def test_interface_down_attaches_and_says_so(pair, pcap5) -> None:
     run("ip", "link", "set", pair.outer, "down")
     x = Xdptcp("-i", pair.outer, "-c", "5").attached()

@@ -69,6 +69,11 @@ def interface(name: str, netns: Optional[str] = None) -> Interface:
         try:
             return Interface(name, if_nametoindex(name), netns)
         except OSError:
+            if name == "any":  # tcpdump's pseudo-interface: XDP has no such hook
+                raise CaptureError(
+                    "no interface 'any': XDP and tc attach to each interface on its own; "
+                    "name them with -i, once each (xdptcp -D lists the interfaces)"
+                ) from None
             raise CaptureError(
                 f"no such interface '{name}' (xdptcp -D lists the interfaces)"
             ) from None
