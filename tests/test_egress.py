@@ -280,6 +280,41 @@ def test_several_interfaces_mark_in_and_out_as_tcpdump_any_does(veth, e):
 
 
 @kmatrix
+def test_json_of_several_interfaces_names_each_packets_interface_and_direction(veth):
+    """--json on two interfaces (walked from the ring, each object given its record's
+    interface): every packet tcpdump -i any shows, on the interface and in the direction it
+    shows it, each sender's packets in its order, flags and payload lengths alike."""
+    import json
+
+    other = make_veth("ej")
+    try:
+        nets = [p.outer_ip.rsplit(".", 1)[0] + ".0/24" for p in (veth, other)]
+        filt = ["tcp", "and", "(", "net", nets[0], "or", "net", nets[1], ")"]
+        dump = tcpdump("-i", "any", "-t", *filt)
+        cap = xdptcp("-i", veth.outer, "-i", other.outer, "--json", *filt[2:])
+        converse(veth)
+        converse(other)
+        out, err, rc = cap.stop()
+        ref, _, _ = dump.stop()
+    finally:
+        other.remove()
+    assert rc == 0, err
+    mine = []
+    for obj in map(json.loads, out.splitlines()):
+        way = {"in": "In ", "out": "Out"}[obj["direction"]]
+        ends = f"{obj['src']}.{obj['sport']} > {obj['dst']}.{obj['dport']}"
+        mine.append(f"{obj['ifname']} {way} IP {ends} [{obj['flags']}] {obj['payload_len']}")
+    want = []
+    for line in nonblank(ref):
+        m = re.match(r"(\S+) +(In |Out) IP (\S+ > \S+): Flags \[([^]]*)\].*, length (\d+)", line)
+        if m and m.group(1) in (veth.outer, other.outer):
+            want.append(f"{m.group(1)} {m.group(2)} IP {m.group(3)} [{m.group(4)}] {m.group(5)}")
+    assert {ln.split()[0] for ln in want} == {veth.outer, other.outer}
+    assert any(" Out IP " in ln for ln in want) and any(" In  IP " in ln for ln in want)
+    assert_same_lines(mine, want)
+
+
+@kmatrix
 def test_written_pcapng_keeps_each_packets_direction(veth, tmp_path):
     tshark = need_tool("tshark")
     path = tmp_path / "both.pcapng"

@@ -57,20 +57,29 @@ class FakeRing:
         return len(self.blob)
 
 
-def ring_span(records, capacity: int, nano: bool, rnd: random.Random) -> tuple[bytes, int]:
+IFINDEXES = (7, 9, 9, 7, 12)  # the interfaces of several, record by record (12: not named)
+NAMES = {7: "veth-r1", 9: "a-longer-name0"}
+
+
+def ring_span(
+    records, capacity: int, nano: bool, rnd: random.Random, several: bool = False
+) -> tuple[bytes, int]:
     """The slots the program writes for ``(monotonic ns, frame, wire_len, direction)``: its
     header with write_out()'s pcap header (wall-clock time in micro- or nanoseconds), the frame
-    cut at the capacity, stale bytes after it."""
+    cut at the capacity, stale bytes after it. The interface is 7, or with ``several`` each
+    record's in ``IFINDEXES`` in turn."""
     size = record_size(capacity, OUT_PCAP)
     slot = slot_size(size)
     out = []
-    for ts, frame, wire, direction in records:
+    for i, (ts, frame, wire, direction) in enumerate(records):
         data = frame[:capacity]
         t = ts + OFFSET_NS
         if not nano:
             t //= 1000
         per_sec = 1_000_000_000 if nano else 1_000_000
-        head = _HEADER.pack(ts, 7, 0, wire, len(data), 14, 34, 20, 4, 0, direction, 0, 0, 0, 0)
+        ifindex = IFINDEXES[i % len(IFINDEXES)] if several else 7
+        head = _HEADER.pack(ts, ifindex, 0, wire, len(data), 14, 34, 20, 4, 0, direction, 0, 0,
+                            0, 0)  # fmt: skip
         head = head[:56] + struct.pack("=IIII", t // per_sec, t % per_sec, len(data), wire)
         stale = rnd.randbytes(capacity - len(data))
         rec = struct.pack("=II", size, 0) + head + data + stale
@@ -86,20 +95,28 @@ def records_of(path, capacity: int, rnd: random.Random) -> list[tuple[int, bytes
         ]
 
 
-def both(make, records, capacity: int, limit=None, per_drain: int = 37):
-    """(walked, record by record): the output and the (shown, used) of every batch."""
+def both(make, records, capacity: int, limit=None, per_drain: int = 37, several: bool = False):
+    """(walked, record by record): the output and the (shown, used) of every batch. With
+    ``several``, the records come from several interfaces (``IFINDEXES``), the walk told their
+    names by index as a capture tells it (``NAMES``), the decoded records named as
+    ``Capture.batches`` names them."""
     rnd = random.Random(3)
     ref_sink, walk_sink = TextSink(make(), io.StringIO()), TextSink(make(), io.StringIO())
     assert walk_sink.out_format == OUT_PCAP
-    walk_sink.ifname = "veth-r1"
-    blob, slot = ring_span(records, capacity, walk_sink.out_nano, rnd)
+    walk_sink.ifname = dict(NAMES) if several else "veth-r1"
+    blob, slot = ring_span(records, capacity, walk_sink.out_nano, rnd, several)
     ring = FakeRing(blob, slot, per_drain)
     walked, ref = [], []
     done = 0
+
+    def name(i: int) -> str:
+        ifindex = IFINDEXES[i % len(IFINDEXES)]
+        return (NAMES.get(ifindex) or f"if{ifindex}") if several else "veth-r1"
+
     for batch in file_batches(ring, record_size(capacity, OUT_PCAP), OUT_PCAP):
         decoded = [
-            (ts + OFFSET_NS, "veth-r1", frame[:capacity], wire, d)
-            for ts, frame, wire, d in records[done : done + len(batch)]
+            (ts + OFFSET_NS, name(done + i), frame[:capacity], wire, d)
+            for i, (ts, frame, wire, d) in enumerate(records[done : done + len(batch)])
         ]
         done += len(batch)
         room = None if limit is None else limit
@@ -158,6 +175,28 @@ def test_a_count_takes_the_same_records(files, make, limit) -> None:
     assert walked == ref
 
 
-def test_several_interfaces_are_read_record_by_record() -> None:
-    """Lines that start with the interface's name are not made by the walk."""
+def test_text_lines_of_several_interfaces_are_made_record_by_record() -> None:
+    """Lines that start with the interface's name are not made by the walk: the capture
+    program is not asked for record heads."""
+    from xdptcp.live import record_heads
+    from xdptcp.options import OutputOptions
+    from xdptcp.record import OUT_NONE
+
     assert TextSink(TextFormatter(show_ifname=True), io.StringIO()).out_format != OUT_PCAP
+    assert record_heads(OutputOptions(), several=True, directions=True)[0] == OUT_NONE
+    assert record_heads(OutputOptions(json=True), True, True) == (OUT_PCAP, True)
+
+
+@pytest.mark.parametrize("name", ["varied", "options"])
+@pytest.mark.parametrize("limit", [None, 1, 36])
+def test_json_objects_of_several_interfaces_are_the_record_by_record_ones(files, name, limit):
+    """JSON names the interface in a field: records of several interfaces are walked, each
+    object given its record's interface by index (an index not named: "ifN", as the decoded
+    records name it)."""
+    records = records_of(files[name], 256, random.Random(6))
+    walked, ref = both(JsonFormatter, records, 256, limit=limit, several=True)
+    assert walked == ref
+    if limit is None:
+        for ifname in ("veth-r1", "a-longer-name0", "if12"):
+            for d in ("in", "out"):
+                assert f'"ifname":"{ifname}","direction":"{d}"' in walked[0]

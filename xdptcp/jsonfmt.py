@@ -91,6 +91,7 @@ class JsonFormatter:
     """One JSON object per TCP packet (see the module docstring for the fields)."""
 
     shows_ns = True  # "ts_ns": records must carry nanoseconds
+    names_interfaces = True  # the interface is a field: the walk takes several interfaces
     walks = True  # every line can be made by the record walks (``mapped_lines``)
 
     def __init__(self, absolute_seq: bool = False) -> None:
@@ -227,16 +228,21 @@ class JsonFormatter:
             _FAST4X,
             _FAST6,
             _FAST6X,
+            _IFINDEX,
             _REC,
             _REC_ETYPE,
+            DIRECTION_BEFORE,
+            IFINDEX_BEFORE,
             damaged,
         )
         from xdptcp.pcap import MAX_RECORD
         from xdptcp.readfile import BATCH
 
         slot, limit = mp.slot, mp.limit
-        # '"ifname":..,"direction":..' by the record's direction byte (a ring's), or [2]: a file's
-        ifdirs, ifname = mp.ifdirs, mp.ifname
+        # '"ifname":..,"direction":..' by the record's direction byte (a ring's), or [2]: a file's;
+        # records of several interfaces (multi) by the direction byte | the ifindex << 2
+        ifdirs, ifname, multi = mp.ifdirs, mp.ifname, mp.multi
+        names = mp.names if multi else None
         mult = 1 if mp.nano else 1000
         fmt, flows_raw, seq_flows = self.format, self._flow_raw, self.seqs._flows
         absolute, opt_cache, ts_cache = self.absolute_seq, self._opt_cache, self._ts_cache
@@ -251,7 +257,8 @@ class JsonFormatter:
         ts_head = ts_mid = ""  # '{"ts":SEC.' and ',"ts_ns":SEC', made once per second
         ns3 = "000"  # the last three digits of "ts_ns" (a file's in microseconds: 000)
         # what follows "ts_ns": the interface and direction, by the direction byte, to "wire_len"
-        after_ns = tuple(f',{x},"wire_len":' for x in ifdirs)
+        # (several interfaces: made as each comes, as ifdirs)
+        after_ns = _AfterNs(ifdirs) if multi else tuple(f',{x},"wire_len":' for x in ifdirs)
         d3, flags_json = D3, _FLAGS_JSON
         for mm, pos, end in mp.chunks():
             while pos < end:
@@ -274,7 +281,9 @@ class JsonFormatter:
                     pos, d, incl = stop, 2, limit
                     stop = at + incl
                 elif slot:  # a ring's slots: a stride, the direction in the program's own header
-                    pos, d = pos + slot, mm[at - 42]
+                    pos, d = pos + slot, mm[at - DIRECTION_BEFORE]
+                    if multi:
+                        d |= _IFINDEX(mm, at - IFINDEX_BEFORE)[0] << 2
                 else:
                     pos, d = stop, 2
                 # (the filter's data_end at the captured end: libpcap's bound, also for a
@@ -327,9 +336,9 @@ class JsonFormatter:
                             sec * 1_000_000_000 + frac * mult,
                             mm[at:stop],
                             orig,
-                            ifname,
+                            names[d >> 2] if multi else ifname,
                             "",
-                            None if d == 2 else d,
+                            None if d == 2 else d & 3,
                         )
                     else:  # longer than tcpdump takes: as a damaged record (``damaged``)
                         line = self.damaged(sec * 1_000_000_000 + frac * mult, mm[at:stop], orig,
@@ -456,6 +465,19 @@ class JsonFormatter:
                 self._opt_cache[o] = text
         elif len(sacks) == 1 and (not ts_first or sacks[0][0] >= 12):
             self._sack_plans[len(o)] = _plan(o, text, ts_first, *sacks[0], sack_base)
+        return text
+
+
+class _AfterNs(dict):
+    """What follows "ts_ns" in ``mapped_lines``'s object, to "wire_len", for records of
+    several interfaces: by ``direction | ifindex << 2``, from the span's ``ifdirs``."""
+
+    def __init__(self, ifdirs) -> None:
+        super().__init__()
+        self.ifdirs = ifdirs
+
+    def __missing__(self, key: int) -> str:
+        text = self[key] = f',{self.ifdirs[key]},"wire_len":'
         return text
 
 

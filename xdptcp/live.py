@@ -55,8 +55,8 @@ def capture_live(
         sinks.append(sink)
         if _heads_of(sink, out, several) != heads:  # record_heads and the sinks disagree
             raise RuntimeError(f"the output wants record heads {_heads_of(sink, out, several)}")
-        if heads[0] != OUT_NONE:
-            sink.ifname = ifaces[0].name
+        if heads[0] != OUT_NONE:  # the walk's interface: the one, or each by its index
+            sink.ifname = {i.ifindex: i.name for i in ifaces} if several else ifaces[0].name
         if getattr(sink, "pcapng", False):  # named before any packet: see describe_interfaces
             sink.writer.describe_interfaces([iface.name for iface in ifaces])
 
@@ -111,11 +111,13 @@ def record_heads(out: OutputOptions, several: bool, directions: bool) -> tuple[i
     """``(xdptcp_out, nanoseconds)``: the file record heads the program is to write for the
     sink ``open_sink(out, several, directions)`` makes, told before it is made (the program is
     configured, and verified, while the sink is opened). A pcap file: pcapng when both
-    directions are captured, else classic pcap. Lines (text or JSON) are made by the walk over
-    classic pcap records, unless each starts with its interface (several interfaces); JSON's
-    ``ts_ns`` needs nanoseconds; a dump (-x, -X, -A) and the lines of -e and -q are made
+    directions are captured, else classic pcap; with several interfaces, none (pcapng's
+    interface ids are the sink's to give). Lines (text or JSON) are made by the walk over
+    classic pcap records, unless each text line starts with its interface (several interfaces:
+    a JSON object names it in a field, which the walk gives by the record's interface index);
+    JSON's ``ts_ns`` needs nanoseconds; a dump (-x, -X, -A) and the lines of -e and -q are made
     record by record. tests/test_startup.py holds this to the sinks themselves."""
-    if several or (not out.write and out.by_record):
+    if (several and (out.write or not out.json)) or (not out.write and out.by_record):
         return OUT_NONE, False
     if out.write:
         return (OUT_PCAPNG if directions else OUT_PCAP), bool(out.nano)
@@ -124,7 +126,9 @@ def record_heads(out: OutputOptions, several: bool, directions: bool) -> tuple[i
 
 def _heads_of(sink, out: OutputOptions, several: bool) -> tuple[int, bool]:
     """What ``record_heads`` says, as the sink itself tells it."""
-    if several or not sink.out_format:
+    if (several and not getattr(sink.formatter, "names_interfaces", False)) or (
+        not sink.out_format
+    ):
         return OUT_NONE, False
     return sink.out_format, bool(out.nano or sink.out_nano)
 

@@ -76,6 +76,7 @@ class MappedPcap:
 
     start, slot = 24, 0  # the first record; records back to back
     ifname, ifdirs = "", _NO_IFDIR  # what a file says of interfaces (JSON): nothing
+    multi = False  # (RingSpan: records of several interfaces)
     # defer: a record the file's end cuts ends ``chunks`` quietly, its error left in ``damage``
     # (``print_mapped``: the lines of the records before it are written first, as tcpdump's)
     defer, damage = False, None
@@ -208,42 +209,90 @@ def print_mapped(mp: MappedPcap, formatter, out, count: Optional[int], keep: Kee
     return printed
 
 
+# In a ring record whose program wrote a pcap record header (OUT_PCAP), the program's own
+# header's direction byte and interface index, by their distance before the frame.
+DIRECTION_BEFORE = 42
+IFINDEX_BEFORE = 64
+_IFINDEX = struct.Struct("=I").unpack_from
+
+
 class RingSpan:
     """Records drained from the ring (``capture.FileRecords``) whose program wrote a classic pcap
     record header in front of each frame (``xdptcp_out`` = ``OUT_PCAP``), seen as the walk of
     ``mapped_lines`` sees a file: ``start`` the first record header, ``slot`` the stride between
     records (the ring's 8-byte header and the program's own record header lie between them);
-    the direction byte of the program's header sits 42 bytes before the frame."""
+    the direction byte of the program's header sits 42 bytes before the frame.
 
-    def __init__(self, batch, nano: bool, ifname: str) -> None:
-        import json  # (not at start-up: text needs none of it)
+    ``ifname`` is the one interface's name, or the names by interface index (several
+    interfaces: ``multi``). ``ifdirs`` holds JSON's '"ifname":..,"direction":..' by the
+    direction byte, or by ``direction | ifindex << 2`` when there are several (``IfDirs``)."""
 
+    def __init__(self, batch, nano: bool, ifname) -> None:
         self.mm, self.start, self.slot = batch.blob, batch.start, batch.slot
         self.damage = None  # (whole records: nothing cut)
         self.limit = MAX_RECORD  # (the program's records: none longer)
-        self.nano, self.name, self.ifname, self.base = nano, "ring", ifname, 0
-        name = json.dumps(ifname)
-        self.ifdirs = tuple(f'"ifname":{name},"direction":"{d}"' for d in ("in", "out", ""))
+        self.nano, self.name, self.base = nano, "ring", 0
+        self.multi = isinstance(ifname, dict)
+        if self.multi:
+            self.names, self.ifname = IfNames(ifname), ""
+            self.ifdirs = IfDirs(self.names)
+        else:
+            self.ifname, self.ifdirs = ifname, ifdirs_of(ifname)
 
     def chunks(self):
         """The walk's buffers: the batch, whole (the program writes whole records)."""
         yield self.mm, self.start, len(self.mm)
 
 
-def print_ring(batch, formatter, out, nano: bool, ifname: str) -> int:
+def ifdirs_of(ifname: str) -> tuple[str, str, str]:
+    """JSON's interface and direction fields for ``ifname``, by the direction byte ([2]: none
+    known)."""
+    import json  # (not at start-up: text needs none of it)
+
+    name = json.dumps(ifname)
+    return tuple(f'"ifname":{name},"direction":"{d}"' for d in ("in", "out", ""))
+
+
+class IfNames(dict):
+    """Interface names by index; an index the capture did not attach to (none should come)
+    named as ``Capture.batches`` names it."""
+
+    def __missing__(self, ifindex: int) -> str:
+        return f"if{ifindex}"
+
+
+class IfDirs(dict):
+    """``ifdirs_of`` for several interfaces, by ``direction | ifindex << 2``, made for each
+    interface the first time one of its records comes."""
+
+    def __init__(self, names: IfNames) -> None:
+        super().__init__()
+        self.names = names
+
+    def __missing__(self, key: int) -> str:
+        text = self[key] = ifdirs_of(self.names[key >> 2])[key & 3]
+        return text
+
+
+def print_ring(batch, formatter, out, nano: bool, ifname) -> int:
     """The lines of a drained batch of records with pcap headers (``RingSpan``) by the
-    formatter's ``mapped_lines``, the walk ``-r`` uses; returns how many were printed."""
+    formatter's ``mapped_lines``, the walk ``-r`` uses; returns how many were printed.
+    ``ifname``: the one interface's name, or the names by interface index."""
     return print_mapped(RingSpan(batch, nano, ifname), formatter, out, None, None)
 
 
-def ring_records(batch, nano: bool, ifname: str) -> list[tuple[int, str, bytes, int, int]]:
+def ring_records(batch, nano: bool, ifname) -> list[tuple[int, str, bytes, int, int]]:
     """The same batch as a capture's decoded records ``(ts_ns, ifname, frame, wire_len,
-    direction)``, for the record-by-record path (a count to stop at)."""
+    direction)``, for the record-by-record path (a count to stop at). ``ifname`` as for
+    ``print_ring``."""
     blob, mult = batch.blob, 1 if nano else 1000
+    names = IfNames(ifname) if isinstance(ifname, dict) else None
     out = []
     for pos in range(batch.start, len(blob), batch.slot):
         sec, frac, incl, orig = _REC(blob, pos)
         at = pos + 16
+        if names is not None:
+            ifname = names[_IFINDEX(blob, at - IFINDEX_BEFORE)[0]]
         out.append((sec * 1_000_000_000 + frac * mult, ifname, blob[at : at + incl], orig,
-                    blob[at - 42]))  # fmt: skip
+                    blob[at - DIRECTION_BEFORE]))  # fmt: skip
     return out

@@ -70,7 +70,9 @@ class TextSink:
         walks = hasattr(formatter, "mapped_lines") and formatter.walks
         self.out_format = OUT_PCAP if walks else OUT_NONE
         self.out_nano = bool(getattr(formatter, "shows_ns", False))
-        self.ifname = ""  # the one interface, when the program writes the record heads
+        # when the program writes the record heads: the one interface's name, or (JSON from
+        # several interfaces) the names by interface index
+        self.ifname = ""
         self.walks = walks
         if walks:  # the walk's table of number texts, made while the capture starts
             from xdptcp.tcpdump import make_numbers_early
