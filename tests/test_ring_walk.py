@@ -175,16 +175,52 @@ def test_a_count_takes_the_same_records(files, make, limit) -> None:
     assert walked == ref
 
 
-def test_text_lines_of_several_interfaces_are_made_record_by_record() -> None:
-    """Lines that start with the interface's name are not made by the walk: the capture
-    program is not asked for record heads."""
+def test_several_interfaces_are_walked_but_for_a_file_and_the_record_by_record_lines() -> None:
+    """Lines of several interfaces are walked from the ring, whose records carry their
+    interface: the program is asked for record heads, but not for a file (pcapng's interface
+    ids are the sink's), nor for lines made record by record (-e)."""
     from xdptcp.live import record_heads
     from xdptcp.options import OutputOptions
     from xdptcp.record import OUT_NONE
 
-    assert TextSink(TextFormatter(show_ifname=True), io.StringIO()).out_format != OUT_PCAP
-    assert record_heads(OutputOptions(), several=True, directions=True)[0] == OUT_NONE
+    assert TextSink(TextFormatter(show_ifname=True), io.StringIO()).out_format == OUT_PCAP
+    assert record_heads(OutputOptions(), several=True, directions=True) == (OUT_PCAP, False)
     assert record_heads(OutputOptions(json=True), True, True) == (OUT_PCAP, True)
+    assert record_heads(OutputOptions(link_level=True), True, True)[0] == OUT_NONE
+    assert record_heads(OutputOptions(write="x.pcapng"), True, True)[0] == OUT_NONE
+
+
+def any_devices(make):
+    """``make``, its formatter told the interfaces' addresses (as AnyDevice reads them from
+    /sys): frames to 02:00:00:00:00:02 are to veth-r1's own address, to another host's on
+    a-longer-name0; if12 has none (gone)."""
+
+    def made():
+        f = make()
+        f.any_device._devices.update({
+            "veth-r1": (7, 1, bytes.fromhex("020000000002")),
+            "a-longer-name0": (9, 1, bytes.fromhex("02aabbccddee")),
+            "if12": (0, 1, b""),
+        })  # fmt: skip
+        return f
+
+    return made
+
+
+@pytest.mark.parametrize("name", ["varied", "options"])
+@pytest.mark.parametrize("limit", [None, 1, 36])
+def test_text_lines_of_several_interfaces_are_the_record_by_record_ones(files, name, limit):
+    """Each line starts with its record's interface and packet type, as tcpdump -i any's."""
+    records = records_of(files[name], 256, random.Random(7))
+    make = any_devices(lambda: TextFormatter(show_ifname=True))
+    walked, ref = both(make, records, 256, limit=limit, several=True)
+    assert walked == ref
+    if limit is None:
+        lines = walked[0].splitlines()
+        kinds = ["veth-r1 In  IP", "veth-r1 Out IP", "a-longer-name0 P   IP",
+                 "a-longer-name0 Out IP", "if12  In  IP", "if12  Out IP"]  # fmt: skip
+        for kind in kinds:
+            assert any(kind in ln for ln in lines), kind
 
 
 @pytest.mark.parametrize("name", ["varied", "options"])

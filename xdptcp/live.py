@@ -113,11 +113,10 @@ def record_heads(out: OutputOptions, several: bool, directions: bool) -> tuple[i
     configured, and verified, while the sink is opened). A pcap file: pcapng when both
     directions are captured, else classic pcap; with several interfaces, none (pcapng's
     interface ids are the sink's to give). Lines (text or JSON) are made by the walk over
-    classic pcap records, unless each text line starts with its interface (several interfaces:
-    a JSON object names it in a field, which the walk gives by the record's interface index);
-    JSON's ``ts_ns`` needs nanoseconds; a dump (-x, -X, -A) and the lines of -e and -q are made
+    classic pcap records (several interfaces: each record's by its interface index); JSON's
+    ``ts_ns`` needs nanoseconds; a dump (-x, -X, -A) and the lines of -e and -q are made
     record by record. tests/test_startup.py holds this to the sinks themselves."""
-    if (several and (out.write or not out.json)) or (not out.write and out.by_record):
+    if (several and out.write) or (not out.write and out.by_record):
         return OUT_NONE, False
     if out.write:
         return (OUT_PCAPNG if directions else OUT_PCAP), bool(out.nano)

@@ -60,8 +60,8 @@ class TextSink:
         self.unshown = 0
         # A formatter that walks pcap records (``mapped_lines``, as for ``-r``) reads the ring's
         # batches in one pass when the program writes a pcap header in each record (OUT_PCAP),
-        # in nanoseconds when its output shows them; lines that start with the interface
-        # (several interfaces) are made record by record.
+        # in nanoseconds when its output shows them; of several interfaces too, each record's
+        # interface read from the program's own header by its index (``ifname``).
         self.dump = getattr(formatter, "dump", None)  # -x, -X, -A: record by record
         if self.dump is not None:
             from xdptcp.hexdump import ethernet_header_length

@@ -149,8 +149,8 @@ class SeqTracker:
 def walked(dump: Optional[Dump], link_level: bool, quiet: bool, verbose: int, number: bool) -> bool:
     """Whether the record walks (``TextFormatter.mapped_lines``) can make the text lines these
     options ask for: not when a dump follows each line, nor for -e's, -q's, -v's or numbered
-    lines, which are made record by record. (Lines that start with the interface are made record
-    by record too: the walks know one interface.)"""
+    lines, which are made record by record. (Lines that start with the interface, as tcpdump
+    -i any's do, are walked from the ring, whose records carry it; a file's are not.)"""
     return not (dump is not None or link_level or quiet or verbose or number)
 
 
@@ -201,7 +201,9 @@ class TextFormatter:
             from xdptcp.linklevel import AnyDevice
 
             self.any_device = AnyDevice()
-        self.walks = not show_ifname and walked(dump, link_level, quiet, verbose, number)
+        self.walks = walked(dump, link_level, quiet, verbose, number)
+        # the interface starts each line: walked only where each record tells it (a ring's)
+        self.names_interfaces = show_ifname
         if number:
             self._number(self.format, self.damaged)
         # Every frame is TCP, whatever its capture holds: a live capture's, whose program found
@@ -250,11 +252,16 @@ class TextFormatter:
         if self.link_level:
             return self._link_level_line(ts_ns, frame, wire_len, ifname, prefix, direction, body)
         if self.show_ifname:
-            kind = self.any_device.direction(ifname, frame, direction)
-            line = f"{self._stamp(ts_ns)}{ifname:<5} {kind} {body}"
+            line = self._stamp(ts_ns) + self.any_prefix(ifname, frame, direction) + body
         else:
             line = self._stamp(ts_ns) + prefix + body
         return Jumped(line) if body.__class__ is Jumped else line  # (for -x, -X, -A)
+
+    def any_prefix(self, ifname: str, frame, direction: Optional[int]) -> str:
+        """What follows the time on a line of several interfaces, as tcpdump -i any prints it:
+        the interface and the packet type (which only the frame's first 6 bytes, its
+        destination, and the direction decide)."""
+        return f"{ifname:<5} {self.any_device.direction(ifname, frame, direction)} "
 
     def _link_level_line(self, ts_ns, frame, wire_len, ifname, prefix, direction, body) -> str:
         """``format``'s line with -e: the link-level header's text, then the network layer's
@@ -397,8 +404,11 @@ class TextFormatter:
             _FAST4X,
             _FAST6,
             _FAST6X,
+            _IFINDEX,
             _REC,
             _REC_ETYPE,
+            DIRECTION_BEFORE,
+            IFINDEX_BEFORE,
             damaged,
         )
         from xdptcp.readfile import BATCH
@@ -406,7 +416,13 @@ class TextFormatter:
         stamp = record_stamp
         slot, nano, limit = mp.slot, mp.nano, mp.limit
         inline_clock = self.clock.mode == "default" and not self.clock.nano and not mp.nano
-        several = self.show_ifname  # lines that start with the interface: all by ``format``
+        # Lines that start with the interface: walked from a ring whose records name theirs
+        # (multi: the interface and packet type after the time, ``any_prefix``), else all by
+        # ``format``. name and d: the record's interface and direction, for ``format``.
+        multi = self.show_ifname and mp.multi
+        several = self.show_ifname and not multi
+        names, name, d, pre = (mp.names if multi else None), "", None, ""
+        prefixes: dict = {}
         fmt, stamp_of, options = self.format, self._stamp, self._mapped_options
         flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
         opt_cache, ts_cache, sack_plans = self._opt_cache, self._ts_cache, self._sack_plans
@@ -437,6 +453,9 @@ class TextFormatter:
                     stop = at + incl
                 else:  # ring slots have a stride; a file's records none
                     pos = pos + slot if slot else stop
+                if multi:  # the program's own header: the direction and the interface
+                    d = mm[at - DIRECTION_BEFORE]
+                    name = names[_IFINDEX(mm, at - IFINDEX_BEFORE)[0]]
                 # (the filter's data_end at the captured end: libpcap's bound, also for a
                 # damaged record whose wire length is below it)
                 if keep is not None and not keep(mm, at, incl, incl, orig):
@@ -469,7 +488,7 @@ class TextFormatter:
                         hlen = 0
                 if hlen < 20 or hlen > length or l4 + hlen > stop or several:  # not the common one
                     if orig <= MAX_RECORD:
-                        line = fmt(stamp(sec, frac, nano), mm[at:stop], orig, "", "")
+                        line = fmt(stamp(sec, frac, nano), mm[at:stop], orig, name, "", d)
                     else:  # longer than tcpdump takes: its note in the packet's place
                         line = self.damaged(0, mm[at:stop], orig, incl)
                     if line is None:
@@ -511,11 +530,18 @@ class TextFormatter:
                         if opts is None:
                             opts = options(mm[l4 + 20 : l4 + hlen], seq, ack, flags, key, rev)
                             if opts is None:
-                                line = fmt(stamp(sec, frac, nano), mm[at:stop], orig, "", "")
+                                line = fmt(stamp(sec, frac, nano), mm[at:stop], orig, name, "", d)
                                 if line is None:
                                     continue
                                 opts = False
                     if opts is not False:
+                        if multi:
+                            kind = (name, mm[at : at + 6], d)  # the packet type: to whom, which way
+                            pre = prefixes.get(kind)
+                            if pre is None:
+                                if len(prefixes) >= 4096:
+                                    prefixes.clear()
+                                pre = prefixes[kind] = self.any_prefix(*kind)
                         if flags & ACK and not absolute:  # SeqTracker.lookup, as in _fast
                             base = seq_flows.get(key)
                             if base is None or flags & SYN:
@@ -543,8 +569,10 @@ class TextFormatter:
                             or sec >= 0x80000000
                             or (flags & URG)
                         ):
-                            line = stamp_of(stamp(sec, frac, nano)) + _line(
-                                head, flags, seqs, ack, win, urg, opts, length
+                            line = (
+                                stamp_of(stamp(sec, frac, nano))
+                                + pre
+                                + _line(head, flags, seqs, ack, win, urg, opts, length)
                             )
                         else:
                             if sec != last_sec:
@@ -552,13 +580,13 @@ class TextFormatter:
                                 sec_dot = time.strftime("%H:%M:%S.", time.localtime(sec))
                             if flags & ACK:
                                 line = (
-                                    f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {head}"
+                                    f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {pre}{head}"
                                     f"{FLAG_CLOSE[flags]}{seqs}, ack {ack}, win {num[win]}{opts}, "
                                     f"length {num[length]}"
                                 )
                             else:
                                 line = (
-                                    f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {head}"
+                                    f"{sec_dot}{D3[frac // 1000]}{D3[frac % 1000]} {pre}{head}"
                                     f"{FLAG_CLOSE[flags]}{seqs}, win {num[win]}{opts}, "
                                     f"length {num[length]}"
                                 )
