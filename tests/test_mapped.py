@@ -174,6 +174,54 @@ def test_json_of_times_past_the_fields_usual_range_is_the_general_readers(tmp_pa
 
 
 @pytest.mark.parametrize("make", [TextFormatter, JsonFormatter])
+def test_frames_with_one_vlan_tag_are_walked_as_the_general_reader_prints_them(tmp_path, make):
+    """Behind one 802.1Q tag (a priority and the DEI set too) the common segment is made by the
+    walk itself, as the general reader makes it: no frame goes to ``format``. Two tags, and
+    an 802.1ad one, stay the general reader's."""
+    rnd = random.Random(8)
+    frames = []
+    for i in range(400):
+        src, dst = rnd.choice((("198.18.0.1", "198.18.0.2"), ("2001:db8::1", "2001:db8::2")))
+        opts = rnd.choice(([], [b"\x01\x01" + traffic.timestamp(i, 7 * i)]))
+        frames.append(traffic.tcp_frame(src, dst, 40000, 443, seq=1000 + 100 * i, ack=77,
+                                        flags=rnd.choice(("A", "PA", "S", "SA")),
+                                        options=opts, payload=bytes(rnd.choice((0, 100))),
+                                        vlans=(rnd.choice((1, 10, 4094)),)))  # fmt: skip
+    one = tmp_path / "one-tag.pcap"
+    traffic.write_pcap(one, frames)
+    tagged = []
+    for frame in frames:  # priority 5 and the DEI in the tag control information
+        tci = struct.unpack_from("!H", frame, 14)[0] | 0xB000
+        tagged.append(frame[:14] + struct.pack("!H", tci) + frame[16:])
+    traffic.write_pcap(tmp_path / "prio.pcap", tagged)
+    calls = []
+
+    def counted():
+        f = make()
+        general = f.format
+
+        def format(*args, **kwargs):
+            calls.append(args)
+            return general(*args, **kwargs)
+
+        f.format = format
+        return f
+
+    for path in (one, tmp_path / "prio.pcap"):
+        fast, slow = both(path, counted)
+        assert fast == slow and fast.count("\n") == 400
+        if make is JsonFormatter:
+            assert '"vlan":[10],' in fast and '"vlan":[4094],' in fast
+    assert len(calls) == 2 * 400  # the general reader's, none of the walk's
+    double = tmp_path / "two-tags.pcap"
+    traffic.write_pcap(double, [traffic.tcp_frame("198.18.0.1", "198.18.0.2", 1, 2, vlans=(5, 6)),
+                                traffic.tcp_frame("198.18.0.1", "198.18.0.2", 1, 2, vlans=(5, 6),
+                                                  qinq=True)])  # fmt: skip
+    fast, slow = both(double, make)
+    assert fast == slow and fast.count("\n") == 2
+
+
+@pytest.mark.parametrize("make", [TextFormatter, JsonFormatter])
 def test_count_and_filter(files, make) -> None:
     for count in (1, 5, 1024, 1025, 3000):
         fast, slow = both(files["options"], make, count=count)

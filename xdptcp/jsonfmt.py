@@ -222,6 +222,7 @@ class JsonFormatter:
         segment made in the loop, from the raw bytes, exactly as ``format`` makes it;
         anything else by ``format``. One function on purpose: it runs once per packet."""
         from xdptcp.mapped import (
+            _ETH_8021Q,
             _ETH_IP,
             _ETH_IPV6,
             _FAST4,
@@ -229,8 +230,10 @@ class JsonFormatter:
             _FAST6,
             _FAST6X,
             _IFINDEX,
+            _INNER,
             _REC,
             _REC_ETYPE,
+            _TCI,
             DIRECTION_BEFORE,
             IFINDEX_BEFORE,
             damaged,
@@ -290,21 +293,24 @@ class JsonFormatter:
                 # damaged record whose wire length is below it)
                 if keep is not None and not keep(mm, at, incl, incl, orig):
                     continue
-                hlen = 0
-                if etype == _ETH_IP and 54 <= incl <= orig <= 0xFFFF:  # 16-bit lengths: num
-                    if at + 66 <= end:
+                hlen, ip, vlan = 0, at + 14, "[]"  # ip: where the IP header starts
+                if etype == _ETH_8021Q and at + 18 <= stop:  # one 802.1Q tag: 4 bytes more
+                    etype, ip = _INNER(mm, at + 16)[0], at + 18
+                    vlan = f"[{_TCI(mm, at + 14)[0] & 0xFFF}]"
+                if etype == _ETH_IP and ip + 40 <= stop and incl <= orig <= 0xFFFF:  # 16-bit: num
+                    if ip + 52 <= end:
                         vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg, tsp, \
-                            val, ecr = _FAST4X(mm, at + 14)  # fmt: skip
+                            val, ecr = _FAST4X(mm, ip)  # fmt: skip
                     else:
                         vihl, ip_len, frag, ttl, proto, raw, seq, ack, offx, flags, win, urg = (
-                            _FAST4(mm, at + 14)
+                            _FAST4(mm, ip)
                         )
                         tsp = None
-                    hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
-                    if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
+                    hlen, l4, length = (offx >> 4) * 4, ip + 20, ip_len - 20
+                    if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip + ip_len > at + orig:
                         hlen = 0
-                elif etype == _ETH_IPV6 and 74 <= incl <= orig <= 0xFFFF:
-                    if at + 86 <= end:
+                elif etype == _ETH_IPV6 and ip + 60 <= stop and incl <= orig <= 0xFFFF:
+                    if ip + 72 <= end:
                         (
                             vtf,
                             length,
@@ -320,14 +326,12 @@ class JsonFormatter:
                             tsp,
                             val,
                             ecr,
-                        ) = _FAST6X(mm, at + 14)
+                        ) = _FAST6X(mm, ip)
                     else:
-                        vtf, length, nh, ttl, raw, seq, ack, offx, flags, win, urg = _FAST6(
-                            mm, at + 14
-                        )
+                        vtf, length, nh, ttl, raw, seq, ack, offx, flags, win, urg = _FAST6(mm, ip)
                         tsp = None
-                    hlen, l4 = (offx >> 4) * 4, at + 54
-                    if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
+                    hlen, l4 = (offx >> 4) * 4, ip + 40
+                    if vtf >> 28 != 6 or nh != 6 or not length or ip + length + 40 > at + orig:
                         hlen = 0
                 # not the common segment, or a time outside the record fields' usual range
                 if hlen < 20 or hlen > length or l4 + hlen > stop or not sec or frac >= frac_end:
@@ -400,7 +404,7 @@ class JsonFormatter:
                             f'"urg":{num[urg]},"options":[{{"kind":1,"name":"nop","values":[]}},'
                             f'{{"kind":1,"name":"nop","values":[]}},{{"kind":8,"name":"TS",'
                             f'"values":[{val},{ecr}]}}{rest},"tcp_hdr_len":{num[hlen]},'
-                            f'"payload_len":{num[length - hlen]},"vlan":[],{tail}{num[ttl]}}}'
+                            f'"payload_len":{num[length - hlen]},"vlan":{vlan},{tail}{num[ttl]}}}'
                         )
                     else:
                         line = (
@@ -409,7 +413,7 @@ class JsonFormatter:
                             f'{flags_json[flags | (offx & 1) << 8]}"win":{num[win]},'
                             f'"urg":{num[urg]},'
                             f'"options":{opts},"tcp_hdr_len":{num[hlen]},'
-                            f'"payload_len":{num[length - hlen]},"vlan":[],{tail}{num[ttl]}}}'
+                            f'"payload_len":{num[length - hlen]},"vlan":{vlan},{tail}{num[ttl]}}}'
                         )
                 lines.append(line)
                 if len(lines) >= want:  # a whole batch, or the count reached

@@ -4,9 +4,9 @@ common case in one loop, so that a usual packet costs one pass of Python with no
 For a classic pcap of Ethernet frames in this machine's byte order (what tcpdump and xdptcp
 write here), read in chunks (``MappedPcap``), or a batch drained from the capture's ring whose
 program wrote a pcap record header into each record (``RingSpan``), the formatters'
-``mapped_lines`` walk the records and, for a frame of the common shape (``Decoder.fast``'s:
-IPv4 without options or fragmenting, IPv6 without extension headers, untagged, whole TCP header
-captured), make the line right there:
+``mapped_lines`` walk the records and, for a frame of the common shape (IPv4 without options
+or fragmenting, IPv6 without extension headers, untagged or behind one 802.1Q tag, whole TCP
+header captured), make the line right there:
 
 * the start of the line (addresses, ports) and the conversation's key are made once per
   direction of a conversation, keyed by the raw address and port bytes;
@@ -15,9 +15,10 @@ captured), make the line right there:
   found by its bytes too; after nop,nop,TS, a list with one SACK block in a layout seen before
   (by TCP header length) is found by the bytes around the block, whose edges are printed from
   the sequence base;
-* anything else (VLAN tags, IPv4 options, extension headers, odd lengths, SACK blocks, other
-  timestamp modes...) goes to the formatter's own ``format``, which tests prove this agrees with
-  record for record.
+* anything else (two VLAN tags or an 802.1ad one, a tagged frame on a text line of several
+  interfaces, IPv4 options, extension headers, odd lengths, SACK blocks, other timestamp
+  modes...) goes to the formatter's own ``format``, which tests prove this agrees with record
+  for record.
 
 The line is what ``format`` returns; lines are written in batches like ``readfile.print_file``.
 """
@@ -47,6 +48,11 @@ _REC = struct.Struct("=IIII").unpack_from
 _REC_ETYPE = struct.Struct("=IIII12xH").unpack_from  # the EtherType in this machine's order
 _ETH_IP = int.from_bytes(b"\x08\x00", sys.byteorder)
 _ETH_IPV6 = int.from_bytes(b"\x86\xdd", sys.byteorder)
+_ETH_8021Q = int.from_bytes(b"\x81\x00", sys.byteorder)
+# After one 802.1Q tag: its TCI (network order: the VLAN id is its low 12 bits), and the
+# EtherType that follows it (this machine's order, as _REC_ETYPE's).
+_TCI = struct.Struct("!H").unpack_from
+_INNER = struct.Struct("=H").unpack_from
 # From the IP header through the fixed TCP header; addresses and ports as one raw key.
 _FAST4 = struct.Struct("!BxHxxHBB2x12sIIBBH2xH").unpack_from
 _FAST6 = struct.Struct("!IHBB36sIIBBH2xH").unpack_from

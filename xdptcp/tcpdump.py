@@ -398,6 +398,7 @@ class TextFormatter:
         else by ``format``. One function on purpose: it runs once per packet, and a call costs
         more than most of what it does."""
         from xdptcp.mapped import (
+            _ETH_8021Q,
             _ETH_IP,
             _ETH_IPV6,
             _FAST4,
@@ -405,6 +406,7 @@ class TextFormatter:
             _FAST6,
             _FAST6X,
             _IFINDEX,
+            _INNER,
             _REC,
             _REC_ETYPE,
             DIRECTION_BEFORE,
@@ -460,31 +462,31 @@ class TextFormatter:
                 # damaged record whose wire length is below it)
                 if keep is not None and not keep(mm, at, incl, incl, orig):
                     continue
-                hlen = 0
-                if etype == _ETH_IP and 54 <= incl <= orig <= MAX_RECORD:
-                    if at + 66 <= end:
+                hlen, ip = 0, at + 14  # ip: where the IP header starts
+                if etype == _ETH_8021Q and at + 18 <= stop:  # one 802.1Q tag: 4 bytes more
+                    etype, ip = 0 if multi else _INNER(mm, at + 16)[0], at + 18
+                if etype == _ETH_IP and ip + 40 <= stop and incl <= orig <= MAX_RECORD:
+                    if ip + 52 <= end:
                         vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg, \
-                            tsp, val, ecr = _FAST4X(mm, at + 14)  # fmt: skip
+                            tsp, val, ecr = _FAST4X(mm, ip)  # fmt: skip
                     else:
                         vihl, ip_len, frag, _, proto, raw, seq, ack, offx, flags, win, urg = _FAST4(
-                            mm, at + 14
+                            mm, ip
                         )
                         tsp = None
-                    hlen, l4, length = (offx >> 4) * 4, at + 34, ip_len - 20
-                    if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip_len > orig - 14:
+                    hlen, l4, length = (offx >> 4) * 4, ip + 20, ip_len - 20
+                    if vihl != 0x45 or proto != 6 or frag & 0x1FFF or ip + ip_len > at + orig:
                         hlen = 0
-                elif etype == _ETH_IPV6 and 74 <= incl <= orig <= MAX_RECORD:
-                    if at + 86 <= end:
+                elif etype == _ETH_IPV6 and ip + 60 <= stop and incl <= orig <= MAX_RECORD:
+                    if ip + 72 <= end:
                         vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg, tsp, val, ecr = (
-                            _FAST6X(mm, at + 14)
+                            _FAST6X(mm, ip)
                         )
                     else:
-                        vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg = _FAST6(
-                            mm, at + 14
-                        )
+                        vtf, length, nh, _, raw, seq, ack, offx, flags, win, urg = _FAST6(mm, ip)
                         tsp = None
-                    hlen, l4 = (offx >> 4) * 4, at + 54
-                    if vtf >> 28 != 6 or nh != 6 or not length or length + 40 > orig - 14:
+                    hlen, l4 = (offx >> 4) * 4, ip + 40
+                    if vtf >> 28 != 6 or nh != 6 or not length or ip + length + 40 > at + orig:
                         hlen = 0
                 if hlen < 20 or hlen > length or l4 + hlen > stop or several:  # not the common one
                     if orig <= MAX_RECORD:
