@@ -22,7 +22,7 @@ from xdptcp.linklevel import ethernet
 
 from conftest import ROOT, need_tool, run, scaled
 from hosts import make_veth
-from traffic import A4, A6, B4, B6, tcp_frame, write_pcap
+from traffic import A4, A6, B4, B6, tcp_frame, timestamp, write_pcap
 
 veth = test_hexdump.veth  # the fixture: a veth pair, tcpreplay at hand, removed after
 
@@ -49,14 +49,20 @@ def test_ethernet_text() -> None:
 
 
 @pytest.mark.system
-@pytest.mark.parametrize("args", [("-e",), ("-e", "-q"), ("-q",)], ids=["e", "eq", "q"])
+@pytest.mark.parametrize(
+    "args", [("-e",), ("-e", "-q"), ("-q",), ()], ids=["e", "eq", "q", "plain"]
+)
 def test_a_live_capture_prints_the_link_level_header_as_tcpdump_does(veth, tmp_path, args):
+    """-e, -q, and the plain lines of tagged frames (one tag: walked from the ring), as
+    tcpdump prints them."""
     pcap = tmp_path / "f.pcap"
+    ts = [b"\x01\x01" + timestamp(7, 9)]
     sent = [
         tcp_frame(A4, B4, 40000, 80, flags="S"),
         tcp_frame(A6, B6, 40001, 443, flags="PA", payload=b"x" * 20),
         tcp_frame(A4, B4, 40002, 22, flags="A", vlans=(100,)),
         tcp_frame(A6, B6, 40003, 8080, flags="A", vlans=(7, 4094)),
+        tcp_frame(A6, B6, 40004, 443, flags="PA", vlans=(9,), options=ts, payload=b"y" * 9),
     ]
     write_pcap(pcap, sent)
     out, err, rc, ref = beside_tcpdump(veth, pcap, ("-Q", "in", "-t", *args), "tcp or vlan")
