@@ -256,24 +256,35 @@ def test_filters_apply_to_both_directions(veth, expr):
     assert_same_lines(mine, ref)
 
 
+def beside_tcpdump_any(veth, args, dump_args, expr, both):
+    """xdptcp on ``veth``'s outer end and on a second pair's (``args``, the filter ``expr``)
+    beside ``tcpdump -i any`` (``dump_args``, ``tcp and`` the same filter) while the outer end
+    converses with the inner one (and the second pair's too: ``both``): xdptcp's output,
+    stderr and exit code, tcpdump's lines, the second interface's name."""
+    other = make_veth("eg")
+    try:
+        dump = tcpdump("-i", "any", *dump_args, "tcp", "and", "(", *expr, ")")
+        cap = xdptcp("-i", veth.outer, "-i", other.outer, *args, *expr)
+        converse(veth)
+        if both:
+            converse(other)
+        out, err, rc = cap.stop()
+        ref, _, _ = dump.stop()
+    finally:
+        other.remove()
+    return out, err, rc, nonblank(ref), other.outer
+
+
 @kmatrix
 @pytest.mark.parametrize("e", [False, True], ids=["plain", "e"])
 def test_several_interfaces_mark_in_and_out_as_tcpdump_any_does(veth, e):
     """Each line starts "IFACE In|Out IP a.port"; with -e, "IFACE In|Out ifindex N SRC
     ethertype ..., length N: a.port", the cooked header tcpdump -i any's packets have."""
     args = ("-t", "-e") if e else ("-t",)
-    other = make_veth("eg")
-    try:
-        net = veth.outer_ip.rsplit(".", 1)[0] + ".0/24"
-        dump = tcpdump("-i", "any", *args, "tcp", "and", "net", net)
-        cap = xdptcp("-i", veth.outer, "-i", other.outer, *args, "net", net)
-        converse(veth)
-        out, err, rc = cap.stop()
-        ref, _, _ = dump.stop()
-    finally:
-        other.remove()
+    net = veth.outer_ip.rsplit(".", 1)[0] + ".0/24"
+    out, err, rc, ref, _ = beside_tcpdump_any(veth, args, args, ("net", net), False)
     assert rc == 0, err
-    ref = [ln for ln in nonblank(ref) if ln.startswith(veth.outer)]
+    ref = [ln for ln in ref if ln.startswith(veth.outer)]
     said = " ifindex " if e else " IP "
     assert any(f" Out{said}" in ln for ln in ref) and any(f" In {said}" in ln for ln in ref)
     assert_same_lines(out.splitlines(), ref)
@@ -286,18 +297,8 @@ def test_json_of_several_interfaces_names_each_packets_interface_and_direction(v
     shows it, each sender's packets in its order, flags and payload lengths alike."""
     import json
 
-    other = make_veth("ej")
-    try:
-        nets = [p.outer_ip.rsplit(".", 1)[0] + ".0/24" for p in (veth, other)]
-        filt = ["tcp", "and", "(", "net", nets[0], "or", "net", nets[1], ")"]
-        dump = tcpdump("-i", "any", "-t", *filt)
-        cap = xdptcp("-i", veth.outer, "-i", other.outer, "--json", *filt[2:])
-        converse(veth)
-        converse(other)
-        out, err, rc = cap.stop()
-        ref, _, _ = dump.stop()
-    finally:
-        other.remove()
+    expr = ("net", "198.18.0.0/15")  # both pairs' subnets
+    out, err, rc, ref, other = beside_tcpdump_any(veth, ("--json",), ("-t",), expr, True)
     assert rc == 0, err
     mine = []
     for obj in map(json.loads, out.splitlines()):
@@ -305,11 +306,11 @@ def test_json_of_several_interfaces_names_each_packets_interface_and_direction(v
         ends = f"{obj['src']}.{obj['sport']} > {obj['dst']}.{obj['dport']}"
         mine.append(f"{obj['ifname']} {way} IP {ends} [{obj['flags']}] {obj['payload_len']}")
     want = []
-    for line in nonblank(ref):
+    for line in ref:
         m = re.match(r"(\S+) +(In |Out) IP (\S+ > \S+): Flags \[([^]]*)\].*, length (\d+)", line)
-        if m and m.group(1) in (veth.outer, other.outer):
+        if m and m.group(1) in (veth.outer, other):
             want.append(f"{m.group(1)} {m.group(2)} IP {m.group(3)} [{m.group(4)}] {m.group(5)}")
-    assert {ln.split()[0] for ln in want} == {veth.outer, other.outer}
+    assert {ln.split()[0] for ln in want} == {veth.outer, other}
     assert any(" Out IP " in ln for ln in want) and any(" In  IP " in ln for ln in want)
     assert_same_lines(mine, want)
 
