@@ -91,7 +91,6 @@ class JsonFormatter:
     """One JSON object per TCP packet (see the module docstring for the fields)."""
 
     shows_ns = True  # "ts_ns": records must carry nanoseconds
-    names_interfaces = True  # the interface is a field: the walk takes several interfaces
     walks = True  # every line can be made by the record walks (``mapped_lines``)
 
     def __init__(self, absolute_seq: bool = False) -> None:
@@ -261,7 +260,7 @@ class JsonFormatter:
         ns3 = "000"  # the last three digits of "ts_ns" (a file's in microseconds: 000)
         # what follows "ts_ns": the interface and direction, by the direction byte, to "wire_len"
         # (several interfaces: made as each comes, as ifdirs)
-        after_ns = _AfterNs(ifdirs) if multi else tuple(f',{x},"wire_len":' for x in ifdirs)
+        after_ns = ifdirs.after_ns if multi else tuple(f',{x},"wire_len":' for x in ifdirs)
         d3, flags_json = D3, _FLAGS_JSON
         for mm, pos, end in mp.chunks():
             while pos < end:
@@ -469,19 +468,6 @@ class JsonFormatter:
                 self._opt_cache[o] = text
         elif len(sacks) == 1 and (not ts_first or sacks[0][0] >= 12):
             self._sack_plans[len(o)] = _plan(o, text, ts_first, *sacks[0], sack_base)
-        return text
-
-
-class _AfterNs(dict):
-    """What follows "ts_ns" in ``mapped_lines``'s object, to "wire_len", for records of
-    several interfaces: by ``direction | ifindex << 2``, from the span's ``ifdirs``."""
-
-    def __init__(self, ifdirs) -> None:
-        super().__init__()
-        self.ifdirs = ifdirs
-
-    def __missing__(self, key: int) -> str:
-        text = self[key] = f',{self.ifdirs[key]},"wire_len":'
         return text
 
 

@@ -56,7 +56,11 @@ def capture_live(
         if _heads_of(sink, out, several) != heads:  # record_heads and the sinks disagree
             raise RuntimeError(f"the output wants record heads {_heads_of(sink, out, several)}")
         if heads[0] != OUT_NONE:  # the walk's interface: the one, or each by its index
-            sink.ifname = {i.ifindex: i.name for i in ifaces} if several else ifaces[0].name
+            sink.ifname = ifaces[0].name
+            if several:  # (made once: what the walks make of each interface is kept in it)
+                from xdptcp.mapped import IfNames
+
+                sink.ifname = IfNames({i.ifindex: i.name for i in ifaces})
         if getattr(sink, "pcapng", False):  # named before any packet: see describe_interfaces
             sink.writer.describe_interfaces([iface.name for iface in ifaces])
 
@@ -124,10 +128,9 @@ def record_heads(out: OutputOptions, several: bool, directions: bool) -> tuple[i
 
 
 def _heads_of(sink, out: OutputOptions, several: bool) -> tuple[int, bool]:
-    """What ``record_heads`` says, as the sink itself tells it."""
-    if (several and not getattr(sink.formatter, "names_interfaces", False)) or (
-        not sink.out_format
-    ):
+    """What ``record_heads`` says, as the sink itself tells it (a file's sink has no
+    formatter)."""
+    if (several and sink.formatter is None) or not sink.out_format:
         return OUT_NONE, False
     return sink.out_format, bool(out.nano or sink.out_nano)
 

@@ -230,7 +230,8 @@ class RingSpan:
     the direction byte of the program's header sits 42 bytes before the frame.
 
     ``ifname`` is the one interface's name, or the names by interface index (several
-    interfaces: ``multi``). ``ifdirs`` holds JSON's '"ifname":..,"direction":..' by the
+    interfaces: ``multi``; an ``IfNames``, made once per capture, keeps what the walks make of
+    each interface across batches). ``ifdirs`` holds JSON's '"ifname":..,"direction":..' by the
     direction byte, or by ``direction | ifindex << 2`` when there are several (``IfDirs``)."""
 
     def __init__(self, batch, nano: bool, ifname) -> None:
@@ -240,8 +241,8 @@ class RingSpan:
         self.nano, self.name, self.base = nano, "ring", 0
         self.multi = isinstance(ifname, dict)
         if self.multi:
-            self.names, self.ifname = IfNames(ifname), ""
-            self.ifdirs = IfDirs(self.names)
+            self.names = ifname if isinstance(ifname, IfNames) else IfNames(ifname)
+            self.ifname, self.ifdirs = "", self.names.ifdirs
         else:
             self.ifname, self.ifdirs = ifname, ifdirs_of(ifname)
 
@@ -261,7 +262,11 @@ def ifdirs_of(ifname: str) -> tuple[str, str, str]:
 
 class IfNames(dict):
     """Interface names by index; an index the capture did not attach to (none should come)
-    named as ``Capture.batches`` names it."""
+    named as ``Capture.batches`` names it. Its ``ifdirs`` are JSON's fields for them."""
+
+    def __init__(self, names: dict) -> None:
+        super().__init__(names)
+        self.ifdirs = IfDirs(self)
 
     def __missing__(self, ifindex: int) -> str:
         return f"if{ifindex}"
@@ -269,14 +274,28 @@ class IfNames(dict):
 
 class IfDirs(dict):
     """``ifdirs_of`` for several interfaces, by ``direction | ifindex << 2``, made for each
-    interface the first time one of its records comes."""
+    interface the first time one of its records comes; ``after_ns`` the same with what
+    surrounds them in JSON's object (from "ts_ns" to "wire_len")."""
 
     def __init__(self, names: IfNames) -> None:
         super().__init__()
         self.names = names
+        self.after_ns = _Around(self, ',{},"wire_len":')
 
     def __missing__(self, key: int) -> str:
         text = self[key] = ifdirs_of(self.names[key >> 2])[key & 3]
+        return text
+
+
+class _Around(dict):
+    """``texts[key]`` put into ``form``, made for each key the first time it is asked."""
+
+    def __init__(self, texts: dict, form: str) -> None:
+        super().__init__()
+        self.texts, self.form = texts, form
+
+    def __missing__(self, key: int) -> str:
+        text = self[key] = self.form.format(self.texts[key])
         return text
 
 
@@ -292,7 +311,9 @@ def ring_records(batch, nano: bool, ifname) -> list[tuple[int, str, bytes, int, 
     direction)``, for the record-by-record path (a count to stop at). ``ifname`` as for
     ``print_ring``."""
     blob, mult = batch.blob, 1 if nano else 1000
-    names = IfNames(ifname) if isinstance(ifname, dict) else None
+    names = None
+    if isinstance(ifname, dict):
+        names = ifname if isinstance(ifname, IfNames) else IfNames(ifname)
     out = []
     for pos in range(batch.start, len(blob), batch.slot):
         sec, frac, incl, orig = _REC(blob, pos)

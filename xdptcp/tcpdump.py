@@ -202,8 +202,8 @@ class TextFormatter:
 
             self.any_device = AnyDevice()
         self.walks = walked(dump, link_level, quiet, verbose, number)
-        # the interface starts each line: walked only where each record tells it (a ring's)
-        self.names_interfaces = show_ifname
+        # the walk's any_prefix texts, by (interface, destination address, direction)
+        self._any_prefixes: dict[tuple, str] = {}
         if number:
             self._number(self.format, self.damaged)
         # Every frame is TCP, whatever its capture holds: a live capture's, whose program found
@@ -424,7 +424,7 @@ class TextFormatter:
         multi = self.show_ifname and mp.multi
         several = self.show_ifname and not multi
         names, name, d, pre = (mp.names if multi else None), "", None, ""
-        prefixes: dict = {}
+        prefixes = self._any_prefixes
         fmt, stamp_of, options = self.format, self._stamp, self._mapped_options
         flows_raw, seq_flows, absolute = self._flow_raw, self._seq_flows, self.absolute_seq
         opt_cache, ts_cache, sack_plans = self._opt_cache, self._ts_cache, self._sack_plans
