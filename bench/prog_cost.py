@@ -25,8 +25,10 @@ Rows per frame size, all in the same process and run:
 - diag: xdptcp, ring drained, without its forced wakeups: the program as in `ring drained`, but
   waking the reader by the kernel's own rule (only a reader that has caught up, so at most the
   first record of each test run) instead of each time another eighth of the ring is waiting.
-  The floor wakes no one; this row shows what those wakeups cost here (each is an interrupt
-  the producing CPU sends itself, irq_work, dear under a hypervisor).
+  The floor wakes no one; this row shows what the batched wakeups cost here: the program's
+  look at the ring's unread bytes every 32nd record (bpf_ringbuf_query(), a helper call) and
+  the wakeups (each an interrupt the producing CPU sends itself, irq_work, dear under a
+  hypervisor).
 
 Frames: a 66-byte IPv4 TCP ACK with timestamps (the typical pure ACK) and a 1500-byte IPv4 TCP
 segment (20-byte header, 1446 bytes payload). Loading goes through pybpf, as xdptcp does.
@@ -51,7 +53,7 @@ from bench.common import (
 )
 from bench.traffic import TCP_ACK, TCP_PSH, Flow, frame
 from pybpf.loader import load
-from xdptcp.capture import LIVE_RING_SIZE, WAKEUP_DEFAULT, batched_wakeups
+from xdptcp.capture import LIVE_RING_SIZE, WAKEUP_DEFAULT, WAKEUP_LOOK_EVERY, batched_wakeups
 from xdptcp.record import OUT_NONE, OUT_PCAPNG, record_size
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
@@ -345,7 +347,9 @@ def report(results: dict[tuple[str, str], list[float]], rings: dict[str, Optiona
         + targets_table("XDP program targets", targets)
         + f"\nThe reader's wakeups: {drained - quiet:.1f} ns of the 66 B frame's {drained:.1f}"
         f" (without them the program is {of_own_floor(results, QUIET, '66 B'):.2f}x its floor,"
-        " which wakes no one). Each is an interrupt the producing CPU sends itself; the object's"
+        " which wakes no one): the program's look at the ring's unread bytes every"
+        f" {WAKEUP_LOOK_EVERY} records (a helper call) and the wakeups themselves, each an"
+        " interrupt the producing CPU sends itself; the object's"
         f" {_default_ring() >> 20} MiB ring takes one every {_default_ring() // 8 // RECORD:,}"
         f" records here, the {LIVE_RING_SIZE >> 20} MiB ring `xdptcp -i` maps one every"
         f" {LIVE_RING_SIZE // 8 // RECORD:,}.\n"

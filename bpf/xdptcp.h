@@ -92,6 +92,8 @@ struct xdptcp_counters {
 			      * libpcap's `tcp` does not select it */
 	__u64 vlan_too_deep; /* more than XDPTCP_MAX_VLANS tags */
 	__u64 ext_too_deep;  /* more than XDPTCP_MAX_EXTHDRS IPv6 extension headers */
+	/* Not a counter: the ring's unread bytes when this CPU last looked (XDPTCP_WAKEUP_AVAIL_STEP) */
+	__u64 wake_avail;
 };
 
 /* Where a record was made: XDP sees what arrives, the tc program what leaves. */
@@ -105,14 +107,17 @@ enum xdptcp_direction {
 /* Largest data capacity user space may configure; it bounds cap_len for the verifier. */
 #define XDPTCP_MAX_CAPACITY 4096
 #define XDPTCP_DEFAULT_CAPACITY 256
+/* XDPTCP_WAKEUP_AVAIL_STEP looks at the ring once per this many records of a CPU (a power of 2) */
+#define XDPTCP_WAKEUP_LOOK_EVERY 32
 
 /* xdptcp_wakeup_mode: when the consumer is woken up after a record is submitted. */
 enum xdptcp_wakeup {
 	XDPTCP_WAKEUP_DEFAULT = 0,    /* the kernel's rule: wake when the ring was empty */
 	XDPTCP_WAKEUP_EVERY_N = 1,    /* force a wakeup every xdptcp_wakeup_arg records per CPU */
 	XDPTCP_WAKEUP_AVAIL_BYTES = 2, /* force when unread bytes >= xdptcp_wakeup_arg */
-	/* force when this record brings the unread bytes to a new multiple of
-	 * 1 << xdptcp_wakeup_arg: a few wakeups per ring's worth, however far behind the reader */
+	/* force when the unread bytes have risen past a multiple of 1 << xdptcp_wakeup_arg since
+	 * this CPU last looked (every XDPTCP_WAKEUP_LOOK_EVERY records it submits): a few wakeups
+	 * per ring's worth, however far behind the reader */
 	XDPTCP_WAKEUP_AVAIL_STEP = 3,
 };
 

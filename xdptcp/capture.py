@@ -49,6 +49,7 @@ DIRECTIONS = ("in", "out", "inout")  # tcpdump's -Q
 TC_MODES = ("auto", "tcx", "clsact")
 WAKEUP_DEFAULT = 0  # XDPTCP_WAKEUP_DEFAULT: the kernel's rule, no forced wakeup
 WAKEUP_AVAIL_STEP = 3  # XDPTCP_WAKEUP_AVAIL_STEP in bpf/xdptcp.h
+WAKEUP_LOOK_EVERY = 32  # XDPTCP_WAKEUP_LOOK_EVERY: records of a CPU between its looks
 # The ring of a live capture unless --ring-size says otherwise. 16 MiB holds some 47,000 records
 # of the default size: 70 ms of a 700,000 packets/s flood, room to ride out the reader being
 # descheduled on a busy machine. (The object's own 4 MiB lost W1 packets on 2 vCPUs shared
@@ -533,7 +534,9 @@ def batched_wakeups(ring_size: int) -> dict[str, int]:
     """The .rodata that wakes the reader each time another eighth of the ring is waiting, not
     for every record: under load each wakeup is an interrupt on the CPU that runs the program.
     A quiet link is read anyway by the reader's poll timeout, so a lone packet still shows
-    promptly. (``ring_size`` is a power of two: the step is one too.)"""
+    promptly. The program looks at the ring's unread bytes once every ``WAKEUP_LOOK_EVERY``
+    records of a CPU, so a wakeup comes at most that many records of each CPU after the mark.
+    (``ring_size`` is a power of two: the step is one too.)"""
     step = wakeup_step(ring_size)
     return {"xdptcp_wakeup_mode": WAKEUP_AVAIL_STEP, "xdptcp_wakeup_arg": step.bit_length() - 1}
 

@@ -63,7 +63,9 @@ COUNTER_NAMES = (
     "vlan_too_deep",
     "ext_too_deep",
 )
-COUNTERS = Struct(*(name / Int64un for name in COUNTER_NAMES))
+# After the counters, one field that is not a counter: the ring's unread bytes when that CPU last
+# looked (the program's XDPTCP_WAKEUP_AVAIL_STEP). Never added up nor shown.
+COUNTERS = Struct(*(name / Int64un for name in COUNTER_NAMES), "wake_avail" / Int64un)
 
 INGRESS, EGRESS = 0, 1  # enum xdptcp_direction
 DEFAULT_CAPACITY = 256  # XDPTCP_DEFAULT_CAPACITY
@@ -132,7 +134,7 @@ Record.truncated = property(_truncated)
 # The hot-path twin of RECORD_HEADER: "=" is native order with no padding, like the C layout.
 _HEADER = struct.Struct("=QIIIHHHHBBBBHHI32x")
 assert _HEADER.size == RECORD_HEADER_SIZE
-COUNTERS_STRUCT = struct.Struct("=" + "Q" * len(COUNTER_NAMES))
+COUNTERS_STRUCT = struct.Struct("=" + "Q" * (len(COUNTER_NAMES) + 1))
 
 
 def decode(buf: bytes) -> Record:
@@ -184,15 +186,15 @@ def unpack_records(
 
 def decode_counters(value: bytes) -> dict[str, int]:
     """One CPU's struct xdptcp_counters as a dict."""
-    return dict(zip(COUNTER_NAMES, COUNTERS_STRUCT.unpack_from(value)))
+    return dict(zip(COUNTER_NAMES, COUNTERS_STRUCT.unpack_from(value)))  # wake_avail left out
 
 
 def sum_counters(per_cpu: list[bytes]) -> dict[str, int]:
     """Add up the per-CPU values of the counters map into one dict."""
     total = [0] * len(COUNTER_NAMES)
     for value in per_cpu:
-        for i, n in enumerate(COUNTERS_STRUCT.unpack_from(value)):
-            total[i] += n
+        for i, n in zip(range(len(total)), COUNTERS_STRUCT.unpack_from(value)):
+            total[i] += n  # (the last field, wake_avail, is not a counter)
     return dict(zip(COUNTER_NAMES, total))
 
 
