@@ -16,7 +16,7 @@ import time
 import pytest
 
 from pybpf import ObjectSpec, load
-from tests.conftest import bpf_object
+from tests.conftest import bpf_object, scaled
 from tests.traffic import tcp_frame
 from xdptcp.capture import batched_wakeups, wakeup_step
 from xdptcp.record import record_size
@@ -61,21 +61,21 @@ def frame() -> bytes:
 def test_the_reader_sleeps_through_records_short_of_a_mark_and_wakes_at_it() -> None:
     with load_capture() as obj:
         prog, ring = obj.programs["xdp_capture"], obj.maps["xdptcp_ring"]
-        sleeper = Sleeper(ring.fd, timeout=20.0)
+        sleeper = Sleeper(ring.fd, timeout=scaled(20.0))
         sleeper.start()
-        time.sleep(0.3)  # asleep in epoll before any record is made
+        time.sleep(scaled(0.3))  # asleep in epoll before any record is made
         short = PER_MARK // 2
         prog.test_run(frame(), repeat=short)
-        time.sleep(0.5)
+        time.sleep(scaled(0.5))
         assert sleeper.woken_at is None and sleeper.is_alive(), (
             f"{short} records ({short * SLOT} bytes, under the {wakeup_step(RING)}-byte mark) "
             "woke the reader"
         )
         sent = time.monotonic()
         prog.test_run(frame(), repeat=PER_MARK)  # the unread bytes pass the first mark
-        sleeper.join(5.0)
+        sleeper.join(scaled(5.0))
         assert sleeper.woken_at is not None, "the reader slept through the mark"
-        assert sleeper.woken_at - sent < 2.0
+        assert sleeper.woken_at - sent < scaled(2.0)
 
 
 def test_a_reader_that_falls_behind_is_woken_at_each_mark_not_at_each_record() -> None:
@@ -85,18 +85,18 @@ def test_a_reader_that_falls_behind_is_woken_at_each_mark_not_at_each_record() -
         prog, ring = obj.programs["xdp_capture"], obj.maps["xdptcp_ring"]
         woken = 0
         for _ in range(3):
-            sleeper = Sleeper(ring.fd, timeout=5.0)
+            sleeper = Sleeper(ring.fd, timeout=scaled(5.0))
             # The ring is never read, and waiting data makes a level-triggered epoll report
             # at once: edge-triggered, with the readiness already there taken first, the
             # sleeper wakes only at the program's next wakeup.
             sleeper.ep.modify(ring.fd, select.EPOLLIN | select.EPOLLET)
             sleeper.ep.poll(0)
             sleeper.start()
-            time.sleep(0.3)
+            time.sleep(scaled(0.3))
             prog.test_run(frame(), repeat=PER_MARK // 4)
-            time.sleep(0.3)
+            time.sleep(scaled(0.3))
             assert sleeper.woken_at is None, "woken a quarter of a step after the last wakeup"
             prog.test_run(frame(), repeat=PER_MARK)
-            sleeper.join(5.0)
+            sleeper.join(scaled(5.0))
             woken += sleeper.woken_at is not None
         assert woken == 3
