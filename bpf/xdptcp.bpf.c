@@ -345,7 +345,8 @@ static __always_inline __u64 wakeup_flags(struct xdptcp_counters *c)
 		 * wake the reader when a mark was crossed upwards since this CPU last asked. Marks
 		 * crossed, not passed: while the reader is behind, a wakeup at every look would be
 		 * an interrupt every few packets on this CPU. The looks see the ring's total, other
-		 * CPUs' records included, so one CPU that submits steadily sees every mark; a mark
+		 * CPUs' records included, so one CPU that submits steadily sees every mark (and with
+		 * several CPUs submitting, each may wake the reader once for the same mark); a mark
 		 * missed between looks is caught at the next one, and a reader that sleeps through
 		 * both still wakes at its poll timeout.
 		 */
