@@ -17,6 +17,7 @@ import time
 import pytest
 
 from pybpf import ObjectSpec, load
+from pybpf.ringbuf import slot_size
 from tests.conftest import bpf_object, scaled
 from tests.traffic import tcp_frame
 from xdptcp.capture import batched_wakeups, wakeup_step
@@ -26,7 +27,7 @@ pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
 
 RING = 1 << 20  # the reader is woken at every 128 KiB waiting
 CAPACITY = 256
-SLOT = (8 + record_size(CAPACITY) + 7) & ~7  # a record's bytes in the ring, its header included
+SLOT = slot_size(record_size(CAPACITY))  # a record's bytes in the ring, its header included
 PER_MARK = wakeup_step(RING) // SLOT + 1  # records that reach the first mark from empty
 
 
