@@ -11,6 +11,8 @@ import os
 import shlex
 import shutil
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -63,6 +65,20 @@ def pytest_collection_modifyitems(config, items) -> None:
 def scaled(seconds: float) -> float:
     """A test's timeout or settling delay, stretched by PYBPF_TEST_TIME_SCALE on slow machines."""
     return seconds * TIME_SCALE
+
+
+@contextmanager
+def on_one_cpu() -> Iterator[int]:
+    """Run the block on one CPU, the lowest this process may use, and yield it. Perf rings and
+    the capture program's wakeup state are per CPU: a test that counts what one CPU's ring holds
+    fails now and then if the scheduler moves the process to another CPU in the middle."""
+    allowed = os.sched_getaffinity(0)
+    cpu = min(allowed)
+    os.sched_setaffinity(0, {cpu})
+    try:
+        yield cpu
+    finally:
+        os.sched_setaffinity(0, allowed)
 
 
 def cannot_run(reason: str) -> None:

@@ -25,7 +25,7 @@ from pybpf.errors import BPFError, SyscallError
 from pybpf.ringbuf import RingBuffer
 from pybpf.sys.perf import tracefs
 
-from conftest import ROOT, bpf_object, need_tool, run, scaled
+from conftest import ROOT, bpf_object, need_tool, on_one_cpu, run, scaled
 
 pytestmark = [pytest.mark.system, pytest.mark.kernel_btf]
 
@@ -213,25 +213,22 @@ def test_perf_event_samples_on_every_cpu(tracing_obj) -> None:
 
 
 def test_perf_event_by_period_on_chosen_cpus(tracing_obj) -> None:
-    """cpu-clock every 1 ms (its period counts nanoseconds) on CPU 0 only: one perf event, and
-    CPU 0, kept busy, is sampled about once per millisecond the event was on."""
+    """cpu-clock every 1 ms (its period counts nanoseconds) on one CPU only: one perf event, and
+    that CPU, kept busy, is sampled about once per millisecond the event was on."""
     from pybpf.link.perf_event import perf_event
 
     prog = tracing_obj.programs["perf_sample"]
-    allowed = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {0})
-    try:
+    with on_one_cpu() as cpu:
         start = time.monotonic()
-        with perf_event(prog, sample_period=1_000_000, cpus=[0]) as group:
+        with perf_event(prog, sample_period=1_000_000, cpus=[cpu]) as group:
             assert len(group) == 1 and bpftool_links()[group[0].id]["prog_id"] == prog.id
             end = time.monotonic() + 0.3
             while time.monotonic() < end:
                 pass
         elapsed_ms = (time.monotonic() - start) * 1000
-    finally:
-        os.sched_setaffinity(0, allowed)
     per_cpu = [int.from_bytes(v, "little") for v in tracing_obj.maps["samples"][0]]
-    assert 100 <= per_cpu[0] <= elapsed_ms * 1.1 + 10 and sum(per_cpu[1:]) == 0
+    others = per_cpu[:cpu] + per_cpu[cpu + 1 :]
+    assert 100 <= per_cpu[cpu] <= elapsed_ms * 1.1 + 10 and sum(others) == 0
 
 
 HOLDER = """

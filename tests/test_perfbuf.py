@@ -17,7 +17,7 @@ import pytest
 import pybpf
 from pybpf.events import perf_sample_size
 from pybpf.perfbuf import PerfBuffer
-from tests.conftest import bpf_object
+from tests.conftest import bpf_object, on_one_cpu
 
 # also in the kernel matrix: perf rings read the same on 6.1 and 6.12 (both pass there)
 pytestmark = [pytest.mark.system, pytest.mark.kmatrix]
@@ -29,14 +29,8 @@ SIZES = [20, 32, 44, 56]  # base_size 20 + n * size_step 12, n = seq % 4
 @pytest.fixture
 def flood():
     spec = pybpf.ObjectSpec.from_file(str(bpf_object("tests/perfbuf_flood")))
-    old = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(old)})
-    obj = pybpf.load(spec)
-    try:
+    with on_one_cpu(), pybpf.load(spec) as obj:
         yield obj
-    finally:
-        obj.close()
-        os.sched_setaffinity(0, old)
 
 
 def send(obj, n: int) -> None:

@@ -9,7 +9,6 @@ records that carry the unread bytes past the mark must wake it.
 
 from __future__ import annotations
 
-import os
 import select
 import threading
 import time
@@ -18,7 +17,7 @@ import pytest
 
 from pybpf import ObjectSpec, load
 from pybpf.ringbuf import slot_size
-from tests.conftest import bpf_object, scaled
+from tests.conftest import bpf_object, on_one_cpu, scaled
 from tests.traffic import tcp_frame
 from xdptcp.capture import batched_wakeups, wakeup_step
 from xdptcp.record import record_size
@@ -51,10 +50,8 @@ def one_cpu():
     """Every test run on one CPU: each CPU keeps its own last look at the ring, and a CPU that
     has not looked since another crossed a mark wakes the reader at its next look (a wakeup
     more, by design); these tests count the wakeups of one CPU that submits steadily."""
-    before = os.sched_getaffinity(0)
-    os.sched_setaffinity(0, {min(before)})
-    yield
-    os.sched_setaffinity(0, before)
+    with on_one_cpu():
+        yield
 
 
 def load_capture():
