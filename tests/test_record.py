@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 import random
+import re
 
 import pytest
 
-from tests.conftest import bpf_object, need_tool, run
+from tests.conftest import ROOT, bpf_object, need_tool, run
 from xdptcp.record import (
     COUNTER_NAMES,
     COUNTERS,
@@ -118,6 +119,29 @@ def test_counters_btf_matches_the_construct_layout() -> None:
     assert [(m["name"], m["bits_offset"] // 8) for m in btf["members"]] == [
         (name, off) for name, (off, _) in construct_offsets(COUNTERS).items()
     ]
+
+
+def test_the_fast_readers_find_direction_and_interface_where_the_header_puts_them() -> None:
+    """xdptcp.mapped reads a record's direction and interface index at a distance before the
+    frame (data[]), without importing this layout: those distances are the header's offsets."""
+    from xdptcp.mapped import DIRECTION_BEFORE, IFINDEX_BEFORE
+
+    offsets = construct_offsets(RECORD_HEADER)
+    assert offsets["direction"][0] == RECORD_HEADER_SIZE - DIRECTION_BEFORE
+    assert offsets["ifindex"][0] == RECORD_HEADER_SIZE - IFINDEX_BEFORE
+
+
+def test_the_wakeup_constants_are_the_headers() -> None:
+    """xdptcp.capture restates bpf/xdptcp.h's wakeup modes and look interval (a #define leaves
+    nothing in the object to read them from): the header's values are the Python ones."""
+    from xdptcp import capture
+
+    header = (ROOT / "bpf" / "xdptcp.h").read_text()
+    defined = dict(re.findall(r"#define (XDPTCP_WAKEUP_\w+) (\d+)", header))
+    enum = dict(re.findall(r"\b(XDPTCP_WAKEUP_\w+) = (\d+),", header))
+    assert int(defined["XDPTCP_WAKEUP_LOOK_EVERY"]) == capture.WAKEUP_LOOK_EVERY
+    assert int(enum["XDPTCP_WAKEUP_DEFAULT"]) == capture.WAKEUP_DEFAULT
+    assert int(enum["XDPTCP_WAKEUP_AVAIL_STEP"]) == capture.WAKEUP_AVAIL_STEP
 
 
 def test_a_gso_packet_whose_headers_were_not_walked_is_not_cut_into_segments():
