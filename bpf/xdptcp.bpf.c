@@ -670,10 +670,11 @@ static __always_inline void count_verdict(struct xdptcp_counters *c, int v)
 	}
 }
 
-/* Count a parsed frame and run the filter: 1 when it is to be emitted. Both programs decide
- * here, so both directions are counted and filtered by the same rules. */
+/* Count a parsed frame and run the filter (where the program has one): 1 when it is to be
+ * emitted. The programs all decide here, so both directions are counted and filtered by the
+ * same rules. */
 static __always_inline int select_frame(struct xdptcp_counters *c, int v, void *data,
-					 void *data_end, __u32 wire_len)
+					 void *data_end, __u32 wire_len, const int filtered)
 {
 	c->packets++;
 	if (v == V_UNWALKED)
@@ -683,7 +684,7 @@ static __always_inline int select_frame(struct xdptcp_counters *c, int v, void *
 		return 0;
 	}
 	c->tcp++;
-	if (xdptcp_filter_on && !xdptcp_filter(data, data_end, wire_len))
+	if (filtered && xdptcp_filter_on && !xdptcp_filter(data, data_end, wire_len))
 		return 0;
 	c->matched++;
 	return 1;
@@ -714,7 +715,78 @@ int xdp_capture(struct xdp_md *ctx)
 		return XDP_PASS;
 	if (xdptcp_xdp_frags)
 		o.wire_len = bpf_xdp_get_buff_len(ctx); /* every buffer of a multi-buffer frame */
-	if (!select_frame(c, parse(data, data_end, &f), data, data_end, o.wire_len))
+	if (!select_frame(c, parse(data, data_end, &f), data, data_end, o.wire_len, 1))
+		return XDP_PASS;
+	emit(ctx, HOOK_XDP, data, data_end, &f, &o, c);
+	return XDP_PASS;
+}
+
+/*
+ * 1 when the frame's first buffer (the bytes from data to data_end) is surely all of it: its IP
+ * packet, by its own header, ends right at the buffer's end, or ends in a buffer of at most 64
+ * bytes (an Ethernet frame padded to its minimum, a tag included). Bytes after the IP packet
+ * are not taken to end with the buffer: a frame may carry thousands. Not for an IPv6 jumbogram
+ * (payload length 0).
+ */
+static __always_inline int first_buffer_is_all(void *data, void *data_end, const struct frame *f)
+{
+	__u64 first = data_end - data;
+	void *ip = data + f->l3_off;
+	__u64 end;
+
+	if (f->ip_version == 4) {
+		struct iphdr *h = ip;
+
+		if ((void *)(h + 1) > data_end)
+			return 0;
+		end = bpf_ntohs(h->tot_len);
+	} else {
+		struct ipv6hdr *h = ip;
+
+		if ((void *)(h + 1) > data_end)
+			return 0;
+		end = bpf_ntohs(h->payload_len);
+		if (!end)
+			return 0;
+		end += sizeof(*h);
+	}
+	end += f->l3_off;
+	return end == first || (end <= first && first <= 64);
+}
+
+/*
+ * The XDP program for a capture without a filter (xdptcp loads one of the two). A frame's
+ * whole length, which only bpf_xdp_get_buff_len() knows for a multi-buffer frame, is a helper
+ * call that costs as much as a tenth of the program: here it is asked only when the frame may
+ * reach past its first buffer (first_buffer_is_all) or its headers were not walked. A
+ * multi-buffer frame whose IP packet ends right at its first buffer's end, or in a first buffer
+ * of at most 64 bytes, with more bytes in the buffers after, is recorded with its first
+ * buffer's length: no stack sends one, but a frame can be made so. xdp_capture asks before its
+ * filter runs, which reads libpcap's `len`. A program of its own rather than a branch on a
+ * .rodata value in xdp_capture: any such branch changed clang's code for the filtered path
+ * too, and the verifier then followed a filter of 2000 hosts past its million instructions.
+ */
+SEC("xdp.frags")
+int xdp_capture_all(struct xdp_md *ctx)
+{
+	void *data = (void *)(long)ctx->data;
+	void *data_end = (void *)(long)ctx->data_end;
+	struct xdptcp_counters *c = counters();
+	struct origin o = {
+		.wire_len = data_end - data,
+		.ifindex = ctx->ingress_ifindex,
+		.queue = ctx->rx_queue_index,
+		.direction = XDPTCP_DIR_INGRESS,
+	};
+	struct frame f = {};
+	int v;
+
+	if (!c)
+		return XDP_PASS;
+	v = parse(data, data_end, &f);
+	if (xdptcp_xdp_frags && !(v == V_TCP && first_buffer_is_all(data, data_end, &f)))
+		o.wire_len = bpf_xdp_get_buff_len(ctx);
+	if (!select_frame(c, v, data, data_end, o.wire_len, 0))
 		return XDP_PASS;
 	emit(ctx, HOOK_XDP, data, data_end, &f, &o, c);
 	return XDP_PASS;
@@ -753,7 +825,7 @@ int tc_capture(struct __sk_buff *skb)
 		__builtin_memset(&f, 0, sizeof(f));
 		v = parse(data, data_end, &f);
 	}
-	if (!select_frame(c, v, data, data_end, o.wire_len))
+	if (!select_frame(c, v, data, data_end, o.wire_len, 1))
 		return TC_ACT_UNSPEC;
 	emit(skb, HOOK_TC, data, data_end, &f, &o, c);
 	return TC_ACT_UNSPEC;

@@ -480,7 +480,7 @@ def test_list_interfaces_shows_both_hooks(veth):
             cap.stop()
         (line,) = [ln for ln in listed if ln.split(".", 1)[1].startswith(veth.outer + " ")]
         xdp_id = re.search(r"prog/xdp id (\d+)", ip_link).group(1)
-        assert re.search(rf"XDP id {xdp_id} 'xdp_capture' \((drv|skb)\) \[xdptcp\]", line)
+        assert re.search(rf"XDP id {xdp_id} 'xdp_capture_all' \((drv|skb)\) \[xdptcp\]", line)
         if mode == "clsact":
             prog_id = re.search(r"xdptcp:\S+ direct-action .*?id (\d+) name tc_capture", shown)[1]
             assert f"; tc egress bpf id {prog_id} 'tc_capture' [xdptcp] prio " in line

@@ -37,9 +37,9 @@ def frames() -> list[bytes]:
 
 
 def capture(out: int, snaplen, nano: bool) -> tuple[bytes, int, int, list]:
-    """Load xdptcp with the program writing ``out`` heads, run every frame through the XDP and
-    the tc program, and return (the drained span, its slot size, the number of records, the
-    records decoded)."""
+    """Load xdptcp with the program writing ``out`` heads, run every frame through the XDP
+    program a capture without a filter loads and the tc program, and return (the drained span,
+    its slot size, the number of records, the records decoded)."""
     kernel_snaplen, capacity, _ = capacity_for(snaplen)
     spec = ObjectSpec.from_file(str(bpf_object("xdptcp")))
     spec.rodata.update_from(
@@ -50,7 +50,7 @@ def capture(out: int, snaplen, nano: bool) -> tuple[bytes, int, int, list]:
     size = record_size(capacity, out)
     with load(spec) as obj, RingBuffer.from_map(obj.maps["xdptcp_ring"]) as ring:
         for f in frames():
-            obj.programs["xdp_capture"].test_run(f)
+            obj.programs["xdp_capture_all"].test_run(f)
             try:
                 obj.programs["tc_capture"].test_run(f)
             except SyscallError as e:  # the kernel's test run wants whole IP headers for skbs

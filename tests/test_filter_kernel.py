@@ -88,7 +88,7 @@ def test_http_request_filter_is_small_and_verifies(object_bytes) -> None:
     spec.replace_function("xdptcp_filter", flt.insns)
     spec.rodata.update_from(flt.rodata_values())
     with load(spec) as obj:
-        assert set(obj.programs) == {"xdp_capture", "tc_capture"}
+        assert set(obj.programs) == {"xdp_capture", "xdp_capture_all", "tc_capture"}
 
 
 def test_a_chain_of_2000_hosts_verifies_and_matches_the_vm(object_bytes, frames) -> None:

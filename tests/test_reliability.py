@@ -251,7 +251,7 @@ def test_signal_ends_the_capture_and_detaches(pair, pcap5, sig) -> None:
     x = Xdptcp("-i", pair.outer).attached()
     try:
         prog_id, name = attached_prog(pair.outer)
-        assert name == "xdp_capture"
+        assert name == "xdp_capture_all"  # the program of a capture without a filter
         assert replay(pair, pcap5) == 5
         lines = wait_lines(x.proc, 5)
         assert len(lines) == 5 and all(f".{SPORT} > " in line for line in lines), lines
@@ -550,13 +550,15 @@ def test_a_closed_pipe_ends_r_output_quietly(captures, output) -> None:
 # --- kill -9, stale programs, somebody else's program ------------------------------------------
 
 
-def killed_capture(pair: VethPair) -> int:
-    """An xdptcp killed with SIGKILL: its netlink attachment outlives it. Returns the prog id."""
-    x = Xdptcp("-i", pair.outer).attached()
+def killed_capture(pair: VethPair, *expression: str) -> int:
+    """An xdptcp killed with SIGKILL: its netlink attachment outlives it. Returns the prog id.
+    With a filter ``expression`` the XDP program is the filtered one, without, the other."""
+    x = Xdptcp("-i", pair.outer, *expression).attached()
     prog_id, _ = attached_prog(pair.outer)
     x.proc.send_signal(signal.SIGKILL)
     x.finish()
-    assert attached_prog(pair.outer) == (prog_id, "xdp_capture")
+    name = "xdp_capture" if expression else "xdp_capture_all"
+    assert attached_prog(pair.outer) == (prog_id, name)
     return prog_id
 
 
@@ -565,7 +567,7 @@ def test_bpf_link_goes_with_a_killed_process(pair) -> None:
     """--link: the kernel detaches when the last fd of the link closes, even after kill -9."""
     x = Xdptcp("-i", pair.outer, "--link").attached()
     prog_id, name = attached_prog(pair.outer)
-    assert name == "xdp_capture"
+    assert name == "xdp_capture_all"
     x.proc.send_signal(signal.SIGKILL)
     x.finish()
     assert_nothing_left(pair.outer, prog_id)
@@ -584,8 +586,9 @@ def captures_five_and_ends_clean(x: Xdptcp, pair: VethPair, pcap5, prog_id: int)
     assert_nothing_left(pair.outer, prog_id)
 
 
-def test_next_run_removes_a_stale_program_with_a_message(pair, pcap5) -> None:
-    stale = killed_capture(pair)
+@pytest.mark.parametrize("expression", [(), ("tcp",)], ids=["no-filter", "filter"])
+def test_next_run_removes_a_stale_program_with_a_message(pair, pcap5, expression) -> None:
+    stale = killed_capture(pair, *expression)
     x = Xdptcp("-i", pair.outer, "-c", "5").attached()
     try:
         assert any(f"removed a stale xdptcp program (id {stale})" in line for line in x.err), (
@@ -613,7 +616,7 @@ def test_a_running_capture_is_not_taken_for_a_stale_one(pair, pcap5) -> None:
             assert res.returncode == 1, res.stderr
             line = one_line(res.stderr, f"id {prog_id}", f"pid {first.proc.pid}")
             assert "stale" not in line and "removed" not in line, line
-            assert attached_prog(pair.outer) == (prog_id, "xdp_capture")
+            assert attached_prog(pair.outer) == (prog_id, "xdp_capture_all")
     except BaseException:
         first.kill()
         raise
@@ -670,7 +673,7 @@ def test_replace_captures_then_puts_the_program_back(pair, foreign, pcap5) -> No
     try:
         assert any("put back on exit" in line for line in x.err), x.stderr
         ours, name = attached_prog(pair.outer)
-        assert name == "xdp_capture"
+        assert name == "xdp_capture_all"
         replay(pair, pcap5)
         assert x.finish() == 0
     finally:

@@ -363,7 +363,7 @@ def test_a_capture_opened_side_by_side_leaves_the_host_and_the_process_as_found_
             assert prepared == [1]
             assert sys.getswitchinterval() == switch
             programs = cap.obj.programs
-            ids = programs["xdp_capture"].id, (programs["tc_capture"].id,)
+            ids = programs["xdp_capture_all"].id, (programs["tc_capture"].id,)
             assert hooks(iface.ifindex) == ids
         assert hooks(iface.ifindex) == (0, ())
         Capture([iface], ring_size=LIVE_RING_SIZE).close()  # never opened: its ring is closed

@@ -70,7 +70,7 @@ def frame() -> bytes:
 
 def test_the_reader_sleeps_through_records_short_of_a_mark_and_wakes_at_it() -> None:
     with load_capture() as obj:
-        prog, ring = obj.programs["xdp_capture"], obj.maps["xdptcp_ring"]
+        prog, ring = obj.programs["xdp_capture_all"], obj.maps["xdptcp_ring"]
         sleeper = Sleeper(ring.fd, timeout=scaled(20.0))
         sleeper.start()
         time.sleep(scaled(0.3))  # asleep in epoll before any record is made
@@ -92,7 +92,7 @@ def test_a_reader_that_falls_behind_is_woken_at_each_mark_not_at_each_record() -
     """Three marks' worth of records with the reader never reading: as many wakeups as marks
     crossed (each wakeup seen by a fresh sleeper), none in between."""
     with load_capture() as obj:
-        prog, ring = obj.programs["xdp_capture"], obj.maps["xdptcp_ring"]
+        prog, ring = obj.programs["xdp_capture_all"], obj.maps["xdptcp_ring"]
         woken = 0
         for _ in range(3):
             sleeper = Sleeper(ring.fd, timeout=scaled(5.0))

@@ -65,10 +65,10 @@ class Loaded:
     def close(self) -> None:
         shutil.rmtree(self.pin, ignore_errors=True)
 
-    def run(self, frame: bytes, repeat: int = 1) -> None:
+    def run(self, frame: bytes, repeat: int = 1, program: str = "xdp_capture") -> None:
         path = self.tmp / "frame.bin"
         path.write_bytes(frame)
-        out = run("bpftool", "prog", "run", "pinned", str(self.pin / "xdp_capture"),
+        out = run("bpftool", "prog", "run", "pinned", str(self.pin / program),
                   "data_in", str(path), "repeat", str(repeat)).stdout  # fmt: skip
         assert f"Return value: {XDP_PASS}" in out
 
@@ -188,6 +188,40 @@ def test_every_frame_is_passed_and_counted_like_the_reference(load) -> None:
             parse_frame(frame)[1].vlans,
         )
         assert rec.ts_ns > 0 and rec.ifindex == 1  # test runs arrive on the loopback device
+
+
+def multi_buffer_frames() -> list[bytes]:
+    """Frames longer than a test run's first buffer (a page less head- and tailroom): run
+    through an "xdp.frags" program, the kernel hands them over in several buffers."""
+    th = tcp_header(1234, 443, 0x18, 3)
+    v4 = ether(ipv4("198.18.0.1", "198.18.0.2", th + bytes(8900)), 0x0800)
+    v6 = ether(ipv6("2001:db8::1", "2001:db8::2", th + bytes(5000)), 0x86DD, [(0x8100, 6)])
+    padded = v4 + bytes(64)  # bytes after the IP packet, in the last buffer
+    header_only = ether(ipv4("198.18.0.1", "198.18.0.2", th), 0x0800) + bytes(6000)
+    jumbogram = bytearray(v6)
+    jumbogram[18 + 4 : 18 + 6] = b"\0\0"  # IPv6 payload length 0
+    return [v4, v6, padded, header_only, bytes(jumbogram)]
+
+
+def test_the_program_without_a_filter_records_what_the_filtered_one_records(load) -> None:
+    """xdptcp loads xdp_capture_all when there is no filter: it asks a frame's whole length of
+    the kernel only when the frame may reach past its first buffer (its IP packet does not end
+    there, or its headers were not walked). Every frame, multi-buffer ones too, gives the same
+    counters and the same records (their times aside) as xdp_capture, whose filter needs the
+    length first; and each record's wire length is the frame's."""
+    frames = runnable(varied_frames(count=120)) + edge_frames() + multi_buffer_frames()
+    got = {}
+    for program in ("xdp_capture", "xdp_capture_all"):
+        prog = load(xdptcp_xdp_frags=1, xdptcp_snaplen=128)
+        for frame in frames:
+            prog.run(frame, program=program)
+        got[program] = ([r._replace(ts_ns=0) for r in prog.drain()], prog.counters())
+    assert got["xdp_capture_all"] == got["xdp_capture"]
+    records, counters = got["xdp_capture_all"]
+    tcp = [f for f in frames if parse_frame(f)[0] is Verdict.TCP]
+    assert counters["emitted"] == len(records) == len(tcp)
+    assert [r.wire_len for r in records] == [len(f) for f in tcp]
+    assert [r.data for r in records] == [f[:128] for f in tcp]
 
 
 def test_truncation_at_every_offset_never_claims_unread_bytes(load) -> None:

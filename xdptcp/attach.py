@@ -27,8 +27,10 @@ TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybp
 if TYPE_CHECKING:
     from typing import Callable, Optional
 
-# The names in the capture object by which a program found attached is known for ours.
+# The names in the capture object by which a program found attached is known for ours: the XDP
+# program with the filter, the one a capture without a filter loads instead, and the tc program.
 PROGRAM = "xdp_capture"
+PROGRAM_ALL = "xdp_capture_all"
 TC_PROGRAM = "tc_capture"
 RING = "xdptcp_ring"
 
@@ -104,7 +106,7 @@ def describe_program(prog_id: int) -> tuple[str, bool]:
         with Program.from_id(prog_id) as prog:
             info = prog.info()
             name = info.name
-            ours = name in (PROGRAM, TC_PROGRAM) and any(
+            ours = name in (PROGRAM, PROGRAM_ALL, TC_PROGRAM) and any(
                 _map_name(Map, map_id) == RING for map_id in info.map_ids
             )
             return name, ours

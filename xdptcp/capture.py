@@ -22,6 +22,7 @@ from pybpf.record import field_names, record
 from pybpf.record import replace as replace_fields
 from xdptcp.attach import (
     PROGRAM,
+    PROGRAM_ALL,
     RING,
     TC_PROGRAM,
     Attachment,
@@ -156,6 +157,13 @@ class Capture:
             self.spec.rodata["xdptcp_clock_offset"] = self.clock_offset_ns
         for name, insns in (code or {}).items():  # generated code: the compiled filter
             self.spec.replace_function(name, insns)
+        # Without a filter, the XDP program that asks a frame's whole length only when the
+        # frame may have more than one buffer (bpf/xdptcp.bpf.c); from an object without it
+        # (one given by path), xdp_capture, whose filter call is then dead code.
+        unfiltered = not (rodata or {}).get("xdptcp_filter_on")
+        self.xdp_program = (
+            PROGRAM_ALL if unfiltered and PROGRAM_ALL in self.spec.programs else PROGRAM
+        )
 
     # --- life cycle ---------------------------------------------------------------------
 
@@ -223,7 +231,7 @@ class Capture:
         try:
             xdp = None
             if self.direction != "out":
-                xdp = self.obj.load_program(PROGRAM, wait=False)
+                xdp = self.obj.load_program(self.xdp_program, wait=False)
             egress.start()
             from pybpf.ringbuf import RingBuffer
 
@@ -271,17 +279,16 @@ class Capture:
         multi-buffer code stays dead (``xdptcp_xdp_frags`` = 0)."""
         from pybpf.object.sections import F_XDP_HAS_FRAGS
 
-        wanted = [p for p, d in ((PROGRAM, "out"), (TC_PROGRAM, "in")) if self.direction != d]
+        xdp = self.xdp_program
+        wanted = [p for p, d in ((xdp, "out"), (TC_PROGRAM, "in")) if self.direction != d]
         self.spec.rodata["xdptcp_xdp_frags"] = 1
         try:
             return load(self.spec, programs=wanted, maps=self._given_maps())
         except SyscallError as e:
-            if PROGRAM not in wanted or e.errno != errno.EINVAL:
+            if xdp not in wanted or e.errno != errno.EINVAL:
                 raise
-        ps = self.spec.programs[PROGRAM]
-        self.spec.programs[PROGRAM] = replace_fields(
-            ps, prog_flags=ps.prog_flags & ~F_XDP_HAS_FRAGS
-        )
+        ps = self.spec.programs[xdp]
+        self.spec.programs[xdp] = replace_fields(ps, prog_flags=ps.prog_flags & ~F_XDP_HAS_FRAGS)
         self.spec.rodata["xdptcp_xdp_frags"] = 0
         return load(self.spec, programs=wanted)
 
@@ -340,7 +347,7 @@ class Capture:
         link = link or link_query(iface)
         self.attachments.append(
             attach_xdp(
-                self.obj.programs[PROGRAM],
+                self.obj.programs[self.xdp_program],
                 iface,
                 link,
                 mode=self.mode,
