@@ -4,6 +4,8 @@ The kernel runs the program ``repeat`` times on the same frame and reports the m
 Rows per frame size, all in the same process and run:
 
 - empty XDP program (bpf/tests/xdp_empty.bpf.c): the floor of the test-run machinery itself;
+- the rows without a filter run xdp_capture_all, the program xdptcp loads when there is no
+  filter; the rows with one, xdp_capture;
 - xdptcp, ring with room: one test run of ``repeat`` records into a ring large enough to take
   them all (hundreds of MB), so each run parses, reserves, copies the headers and submits. Every
   record goes to memory not touched before, so this row includes cache misses a live capture
@@ -28,7 +30,11 @@ Rows per frame size, all in the same process and run:
   The floor wakes no one; this row shows what the batched wakeups cost here: the program's
   look at the ring's unread bytes every 32nd record (bpf_ringbuf_query(), a helper call) and
   the wakeups (each an interrupt the producing CPU sends itself, irq_work, dear under a
-  hypervisor).
+  hypervisor);
+- diag: xdp_capture (asks every length), no filter: the filtered program run without a filter,
+  as xdptcp ran every capture before xdp_capture_all: it asks the kernel each frame's whole
+  length (bpf_xdp_get_buff_len(), a helper call), which xdp_capture_all does only for a frame
+  that may have more than one buffer.
 
 Frames: a 66-byte IPv4 TCP ACK with timestamps (the typical pure ACK) and a 1500-byte IPv4 TCP
 segment (20-byte header, 1446 bytes payload). Loading goes through pybpf, as xdptcp does.
@@ -74,6 +80,8 @@ DIRECT = f"diag: reserve + direct copy({HEADERS}) + submit, drained"
 
 WRITE = "xdptcp -w (pcapng blocks), ring drained"
 QUIET = "diag: xdptcp, ring drained, no forced wakeups"
+UNFILTERED = "xdp_capture_all"  # the XDP program xdptcp loads when there is no filter
+ASKS_LEN = "diag: xdp_capture (asks every length), no filter, drained"
 FLOOR = "floor: empty + ktime + reserve/copy/submit"
 FILTERS = {
     "xdptcp + filter 'port 443', ring drained": "port 443",
@@ -138,11 +146,18 @@ def measure(
 
 
 def measure_drained(
-    data: bytes, runs: int, expr: str = "", out: int = OUT_NONE, wakeups: bool = True
+    data: bytes,
+    runs: int,
+    expr: str = "",
+    out: int = OUT_NONE,
+    wakeups: bool = True,
+    program: Optional[str] = None,
 ) -> tuple[float, int]:
     """Like :func:`measure` with xdptcp's default ring, drained between test runs; with
     ``expr``, the filter compiled and spliced in as xdptcp does; ``out`` as with -w; without
-    ``wakeups``, the reader woken by the kernel's rule alone (``QUIET``)."""
+    ``wakeups``, the reader woken by the kernel's rule alone (``QUIET``). The program is the
+    one xdptcp loads (xdp_capture with a filter, xdp_capture_all without) unless ``program``
+    names another."""
     spec = _spec(XDPTCP_OBJ, ring=None)
     _configure(spec, out)
     if not wakeups:
@@ -158,8 +173,9 @@ def measure_drained(
     else:
         emitted = True
     record = WRITE_RECORD if out == OUT_PCAPNG else RECORD
-    with load(spec) as obj:
-        return _drained(obj.programs["xdp_capture"], obj.maps[RING], data, runs, emitted, record)
+    program = program or ("xdp_capture" if expr else UNFILTERED)
+    with load(spec, programs=[program]) as obj:
+        return _drained(obj.programs[program], obj.maps[RING], data, runs, emitted, record)
 
 
 def _drained(prog, ring_map, data: bytes, runs: int, emitted: bool = True,
@@ -268,11 +284,12 @@ def run(repeat: int = 5, runs: int = 1_000_000) -> str:
     load = load_average()
     cases = [
         ("empty XDP program", EMPTY_OBJ, "xdp_empty", None, False),
-        ("xdptcp, ring with room", XDPTCP_OBJ, "xdp_capture", ring_bytes(runs + 64), False),
-        ("xdptcp, ring drained", XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
-        ("xdptcp, ring full", XDPTCP_OBJ, "xdp_capture", 64 * 1024, True),
-        (WRITE, XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
-        (QUIET, XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
+        ("xdptcp, ring with room", XDPTCP_OBJ, UNFILTERED, ring_bytes(runs + 64), False),
+        ("xdptcp, ring drained", XDPTCP_OBJ, UNFILTERED, _default_ring(), False),
+        ("xdptcp, ring full", XDPTCP_OBJ, UNFILTERED, 64 * 1024, True),
+        (WRITE, XDPTCP_OBJ, UNFILTERED, _default_ring(), False),
+        (QUIET, XDPTCP_OBJ, UNFILTERED, _default_ring(), False),
+        (ASKS_LEN, XDPTCP_OBJ, "xdp_capture", _default_ring(), False),
         *((label, XDPTCP_OBJ, "xdp_capture", _default_ring(), False) for label in FILTERS),
         (KTIME, None, "", None, False),
         (RESERVE, None, "", _default_ring(), False),
@@ -294,9 +311,9 @@ def run(repeat: int = 5, runs: int = 1_000_000) -> str:
 
 def measure_case(label: str, path: Optional[Path], prog: str, ring: Optional[int],
                  prefill: bool, data: bytes, runs: int) -> float:  # fmt: skip
-    if label in ("xdptcp, ring drained", WRITE, QUIET) or label in FILTERS:
+    if label in ("xdptcp, ring drained", WRITE, QUIET, ASKS_LEN) or label in FILTERS:
         out = OUT_PCAPNG if label == WRITE else OUT_NONE
-        ns, retval = measure_drained(data, runs, FILTERS.get(label, ""), out, label != QUIET)
+        ns, retval = measure_drained(data, runs, FILTERS.get(label, ""), out, label != QUIET, prog)
     elif path is None:
         copy = {COPY: "helper", DIRECT: "direct"}.get(label, "")
         ns, retval = measure_floor(data, runs, label == KTIME, label != KTIME, copy)
@@ -317,7 +334,7 @@ def report(results: dict[tuple[str, str], list[float]], rings: dict[str, Optiona
         med = median(values)
         ring = rings[label]
         below = med - empty if label != "empty XDP program" else None
-        judged = label in TARGETED or label == QUIET
+        judged = label in TARGETED or label in (QUIET, ASKS_LEN)
         of_floor = f"{of_own_floor(results, label, size):.2f}x" if judged else None
         rows.append([label, size, ring and f"{ring // 1024:,} KiB", med, min(values), below,
                      of_floor])  # fmt: skip
@@ -340,11 +357,18 @@ def report(results: dict[tuple[str, str], list[float]], rings: dict[str, Optiona
         )  # fmt: skip
         for label in TARGETED
     ]
-    drained, quiet = (median(results[(k, "66 B")]) for k in ("xdptcp, ring drained", QUIET))
+    drained, quiet, asks = (
+        median(results[(k, "66 B")]) for k in ("xdptcp, ring drained", QUIET, ASKS_LEN)
+    )
     return (
         text
         + "\n"
         + targets_table("XDP program targets", targets)
+        + "\nAsking each frame's whole length: without a filter, xdp_capture, which asks"
+        " bpf_xdp_get_buff_len() for every frame (its filter may read the length), takes"
+        f" {asks:.1f} ns on the 66 B frame; {UNFILTERED}, which xdptcp loads when there is no"
+        " filter and which asks only for a frame that may have more than one buffer,"
+        f" {drained:.1f} ns ({asks - drained:.1f} ns less).\n"
         + f"\nThe reader's wakeups: {drained - quiet:.1f} ns of the 66 B frame's {drained:.1f}"
         f" (without them the program is {of_own_floor(results, QUIET, '66 B'):.2f}x its floor,"
         " which wakes no one): the program's look at the ring's unread bytes every"
