@@ -722,26 +722,30 @@ int xdp_capture(struct xdp_md *ctx)
 }
 
 /*
- * 1 when the frame's first buffer (the bytes from data to data_end) is surely all of it: its IP
- * packet, by its own header, ends right at the buffer's end, or ends in a buffer of at most 64
- * bytes (an Ethernet frame padded to its minimum, a tag included). Bytes after the IP packet
- * are not taken to end with the buffer: a frame may carry thousands. Not for an IPv6 jumbogram
- * (payload length 0).
+ * 1 when the frame's first buffer (the bytes from data to data_end) is surely all of it: the
+ * frame is untagged IPv4 or IPv6 and its IP packet, by its own header, ends right at the
+ * buffer's end, or ends in a buffer of at most 64 bytes (an Ethernet frame padded to its
+ * minimum). Bytes after the IP packet are not taken to end with the buffer: a frame may carry
+ * thousands. Asked before the parse, of the bytes at fixed offsets: the parse's ways through a
+ * frame then meet again here, and the verifier follows each of them once. Not for an IPv6
+ * jumbogram (payload length 0), a tagged frame or anything else, which are asked.
  */
-static __always_inline int first_buffer_is_all(void *data, void *data_end, const struct frame *f)
+static __always_inline int first_buffer_is_all(void *data, void *data_end)
 {
 	__u64 first = data_end - data;
-	void *ip = data + f->l3_off;
+	struct ethhdr *eth = data;
 	__u64 end;
 
-	if (f->ip_version == 4) {
-		struct iphdr *h = ip;
+	if ((void *)(eth + 1) > data_end)
+		return 0;
+	if (eth->h_proto == bpf_htons(ETH_P_IP)) {
+		struct iphdr *h = (void *)(eth + 1);
 
 		if ((void *)(h + 1) > data_end)
 			return 0;
 		end = bpf_ntohs(h->tot_len);
-	} else {
-		struct ipv6hdr *h = ip;
+	} else if (eth->h_proto == bpf_htons(ETH_P_IPV6)) {
+		struct ipv6hdr *h = (void *)(eth + 1);
 
 		if ((void *)(h + 1) > data_end)
 			return 0;
@@ -749,8 +753,10 @@ static __always_inline int first_buffer_is_all(void *data, void *data_end, const
 		if (!end)
 			return 0;
 		end += sizeof(*h);
+	} else {
+		return 0;
 	}
-	end += f->l3_off;
+	end += sizeof(*eth);
 	return end == first || (end <= first && first <= 64);
 }
 
@@ -758,10 +764,10 @@ static __always_inline int first_buffer_is_all(void *data, void *data_end, const
  * The XDP program for a capture without a filter (xdptcp loads one of the two). A frame's
  * whole length, which only bpf_xdp_get_buff_len() knows for a multi-buffer frame, is a helper
  * call that costs as much as a tenth of the program: here it is asked only when the frame may
- * reach past its first buffer (first_buffer_is_all) or its headers were not walked. A
- * multi-buffer frame whose IP packet ends right at its first buffer's end, or in a first buffer
- * of at most 64 bytes, with more bytes in the buffers after, is recorded with its first
- * buffer's length: no stack sends one, but a frame can be made so. xdp_capture asks before its
+ * reach past its first buffer (first_buffer_is_all). A multi-buffer frame whose IP packet ends
+ * right at its first buffer's end, or in a first buffer of at most 64 bytes, with more bytes in
+ * the buffers after, is recorded with its first buffer's length: no stack sends one, but a
+ * frame can be made so. xdp_capture asks before its
  * filter runs, which reads libpcap's `len`. A program of its own rather than a branch on a
  * .rodata value in xdp_capture: any such branch changed clang's code for the filtered path
  * too, and the verifier then followed a filter of 2000 hosts past its million instructions.
@@ -783,9 +789,9 @@ int xdp_capture_all(struct xdp_md *ctx)
 
 	if (!c)
 		return XDP_PASS;
-	v = parse(data, data_end, &f);
-	if (xdptcp_xdp_frags && !(v == V_TCP && first_buffer_is_all(data, data_end, &f)))
+	if (xdptcp_xdp_frags && !first_buffer_is_all(data, data_end))
 		o.wire_len = bpf_xdp_get_buff_len(ctx);
+	v = parse(data, data_end, &f);
 	if (!select_frame(c, v, data, data_end, o.wire_len, 0))
 		return XDP_PASS;
 	emit(ctx, HOOK_XDP, data, data_end, &f, &o, c);

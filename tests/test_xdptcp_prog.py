@@ -205,8 +205,8 @@ def multi_buffer_frames() -> list[bytes]:
 
 def test_the_program_without_a_filter_records_what_the_filtered_one_records(load) -> None:
     """xdptcp loads xdp_capture_all when there is no filter: it asks a frame's whole length of
-    the kernel only when the frame may reach past its first buffer (its IP packet does not end
-    there, or its headers were not walked). Every frame, multi-buffer ones too, gives the same
+    the kernel only when the frame may reach past its first buffer (it is tagged, not IP, or its
+    IP packet does not end right there). Every frame, multi-buffer ones too, gives the same
     counters and the same records (their times aside) as xdp_capture, whose filter needs the
     length first; and each record's wire length is the frame's."""
     # (fewer varied frames in an emulated kernel-matrix guest: each is two bpftool runs)
