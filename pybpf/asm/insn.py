@@ -159,9 +159,9 @@ def decode(data: bytes, little_endian: bool = True) -> list[Instruction]:
     """Decode raw instruction bytes of an object in the given byte order."""
     if len(data) % INSN_SIZE:
         raise ValueError(f"instruction bytes ({len(data)}) are not a multiple of {INSN_SIZE}")
-    # Every instruction of an object is decoded when it is read (thousands for xdptcp's, on the
-    # way to each capture's start): the instances are made as __init__ would make them, without
-    # its call, a third faster.
+    # Every instruction of an object is decoded when it is read (thousands for a large one, on
+    # the way to every load): the instances are made as __init__ would make them, without its
+    # call, a third faster.
     new = object.__new__
     out = []
     append = out.append
