@@ -68,6 +68,19 @@ def test_flavored_kernel_names_are_candidates(full, lazy):
         name = full.type(tid).name
         assert tid in lazy.find_essential(name)
         assert lazy.find_essential(name) == full.find_essential(name)
+    # an object's flavor of a kernel name (any kernel has task_struct): the kernel's type, and
+    # the kernel's own flavors of it, whichever it has
+    task = lazy.find("task_struct", Kind.STRUCT)
+    assert task is not None
+    for name in ("task_struct___pybpf", "task_struct"):
+        found = lazy.find_essential(name)
+        assert task in found, name
+        assert found == full.find_essential(name), name
+        assert all(full.type(i).name.split("___")[0] == "task_struct" for i in found), name
+    # the flavor is what follows the last "___", as libbpf takes it: no kernel has a
+    # task_struct___a
+    assert lazy.find_essential("task_struct___a___b") == []
+    assert full.find_essential("task_struct___a___b") == []
 
 
 def test_the_system_btf_is_read_once(lazy):
