@@ -22,6 +22,11 @@ The class is still a dataclass to the standard library: ``__dataclass_fields__``
 ``replace()``, ``asdict()`` and ``is_dataclass()`` work, and import it then). pybpf itself uses
 this module's ``replace`` and ``field_names``, which need nothing of ``dataclasses``.
 
+A record's fields are its instance's ``__dict__`` entries, and nothing else is kept per
+instance: a parser that makes thousands of records at once (``pybpf.asm.insn.decode``, an
+object's instructions) may make each with ``blank(cls)`` and put every field into its
+``__dict__``, without the call to ``__init__``; the instance is then the one ``cls(...)`` makes.
+
 ``@record`` is ``@dataclass(frozen=True)``; ``@record(frozen=False)`` is ``@dataclass``;
 ``@record(eq=False)`` keeps identity comparison and hashing. ``field(...)`` takes ``default``,
 ``default_factory``, ``repr`` and ``compare`` as ``dataclasses.field`` does. A method the class
@@ -99,6 +104,10 @@ def replace(obj: Any, /, **changes: Any) -> Any:
             f"{next(iter(changes))!r}"
         )
     return obj.__class__(*values)
+
+
+# An instance with no field set yet, for a maker of many records (see the module's docstring).
+blank = object.__new__
 
 
 def field_names(obj: Any) -> tuple[str, ...]:

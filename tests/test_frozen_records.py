@@ -254,6 +254,26 @@ def test_a_replaced_record_is_a_new_equal_record():
         records.replace(p, z=1)
 
 
+def test_a_blank_record_given_its_fields_is_the_one_init_makes():
+    """What a maker of many records does (``blank`` and the fields into ``__dict__``): the
+    instance compares, hashes, prints, replaces and refuses assignment as ``__init__``'s."""
+
+    @record
+    class Point:
+        x: int
+        y: int = 0
+
+    p = records.blank(Point)
+    p.__dict__.update(x=1, y=2)
+    made = Point(1, 2)
+    assert p == made and hash(p) == hash(made) and repr(p) == repr(made)
+    assert repr(p).endswith("Point(x=1, y=2)")
+    assert vars(p) == vars(made) and dataclasses.astuple(p) == (1, 2)
+    assert records.replace(p, y=3) == Point(1, 3)
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        p.x = 5
+
+
 def test_dataclasses_field_in_a_record_is_refused():
     with pytest.raises(TypeError, match="pybpf.record.field"):
 
