@@ -234,6 +234,22 @@ def test_a_conversation_prints_tcpdumps_lines_for_each_direction(veth, direction
         assert "out: " in err and "in: " in err
 
 
+def test_big_tcp_jumbograms_leaving_print_tcpdumps_lines(veth):
+    """IPv6 BIG TCP (a GSO size above 64 KiB): the super-packets leaving are jumbograms, their
+    length in a hop-by-hop Jumbo Payload option where this kernel adds one. Their lines are
+    tcpdump's (whose `tcp` does not look behind the hop-by-hop header: it is given those
+    packets by their next header, and its lines of other protocols are left out)."""
+    run("ip", "link", "set", veth.outer, "gso_max_size", "185000")
+    mine, ref, _ = both_captures(
+        veth, ["-t", "-Q", "out"], ["-t", "-Q", "out", "tcp or ip6[6] == 0"], ipv6=True
+    )
+    ref = [ln for ln in ref if "ICMP6" not in ln]
+    assert max(lengths(ref)) > 65535
+    jumbograms = [ln for ln in ref if ": HBH " in ln]
+    assert len(jumbograms) > 5, ref
+    assert mine == ref
+
+
 @kmatrix
 def test_the_clsact_path_prints_the_same_lines(veth):
     mine, ref, err = both_captures(veth, ["-t", "--tc", "clsact", "tcp"], ["-t", "tcp"])

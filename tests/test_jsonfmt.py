@@ -216,3 +216,15 @@ def test_ifname_is_escaped(name):
     f = traffic.tcp_frame("198.18.0.1", "198.18.0.2", 40000, 5001)
     obj, _ = one(f, ifname=name)
     assert obj["ifname"] == name
+
+
+def test_a_jumbogram_has_its_jumbo_payload_length():
+    """An IPv6 jumbogram's lengths come from its hop-by-hop Jumbo Payload option, whole or as
+    a live record of its headers; one without a length tcpdump takes gives none."""
+    zoo = traffic.jumbo_zoo()
+    fmt = JsonFormatter()
+    for f in (zoo[0], zoo[2]):
+        obj = json.loads(fmt.format(1, f.data, f.wire_len))
+        assert (obj["ip"], obj["wire_len"], obj["cap_len"]) == (6, 70094, len(f.data))
+        assert (obj["tcp_hdr_len"], obj["payload_len"], obj["sport"]) == (32, 70000, 41851)
+    assert fmt.format(1, zoo[-1].data, zoo[-1].wire_len) is None

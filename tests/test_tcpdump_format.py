@@ -493,3 +493,84 @@ def test_records_longer_than_the_snapshot_read_as_libpcap_cuts_them(tmp_path, sn
             subprocess.run([*xdptcp, "-r", str(src), "-w", str(out)], check=True, cwd=ROOT, env=env)
         assert outs[0].read_bytes() == outs[1].read_bytes(), f"XDPTCP_OFFLINE_KERNEL={walk}"
         assert len(outs[0].read_bytes()) > 24 + 16 * len(frames) // 2
+
+
+@pytest.mark.parametrize("args", [(), ("-v",), ("-vv",), ("-S",), ("-q",), ("-x",)])
+def test_jumbograms_print_as_tcpdump(tmp_path, args):
+    """IPv6 jumbograms (BIG TCP's packets as kernels that add a hop-by-hop header capture
+    them), whole, cut and lying: ``xdptcp -r`` prints tcpdump's line for each that tcpdump
+    prints as TCP. It prints nothing for the three without a jumbo payload length tcpdump
+    takes, nor, in a file, for the one cut before its hop-by-hop header's length (a capture cut
+    there is not known to be TCP: `cut_short`)."""
+    zoo = traffic.jumbo_zoo()
+    path = tmp_path / "jumbo.pcap"
+    traffic.write_pcap(path, [(1_700_000_000_000_000_000 + i * 1000, f.data, f.wire_len)
+                              for i, f in enumerate(zoo)])  # fmt: skip
+    reference = tcpdump_by_packet(path, "-tt", *args)
+    got = subprocess.run([sys.executable, "-m", "xdptcp", "-r", str(path), "-tt", *args],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout  # fmt: skip
+    ours, last = {}, ""
+    for line in got.splitlines():
+        if line[:1].isspace():  # (a hex dump's lines: with the packet's)
+            ours[last] += "\n" + line
+        else:
+            last = line.split(" ", 1)[0]
+            ours[last] = line
+    assert len(reference) == len(zoo)
+    silent = {4, len(zoo) - 3, len(zoo) - 2, len(zoo) - 1}
+    for number, expected in enumerate(reference):
+        line = ours.get(expected.split(" ", 1)[0])
+        if number in silent:
+            assert line is None, f"frame {number}: {line!r}"
+            assert "Flags [" not in expected and "[|tcp]" not in expected
+        else:
+            assert line == expected, f"frame {number}"
+    assert "70000" in reference[0] and "HBH" in reference[0]
+
+
+def test_a_live_jumbogram_cut_in_its_hop_by_hop_header_prints_as_tcpdump(tmp_path):
+    """A live record is known to be TCP (the program saw the whole frame): cut before its
+    hop-by-hop header's length, or inside the header, it prints tcpdump's note."""
+    from xdptcp.packet import malformed_tcp_text
+
+    zoo = traffic.jumbo_zoo()
+    path = tmp_path / "cut.pcap"
+    frames = [zoo[4], zoo[3]]
+    traffic.write_pcap(path, [(1_700_000_000_000_000_000 + i * 1000, f.data, f.wire_len)
+                              for i, f in enumerate(frames)])  # fmt: skip
+    for verbose, args in ((0, ()), (1, ("-v",))):
+        reference = tcpdump_by_packet(path, "-t", *args)
+        notes = [malformed_tcp_text(f.data, f.wire_len, True, verbose) for f in frames]
+        assert notes == reference
+    assert reference[1].endswith("[No valid Jumbo Payload Hop-by-Hop option found] (invalid)")
+
+
+@pytest.mark.parametrize("verbose", [0, 1])
+def test_fuzzed_jumbograms_print_as_tcpdump(tmp_path, verbose):
+    """Jumbograms' headers (the rest of the frame on the wire only, as a live record), cut and
+    corrupted in their IPv6 and hop-by-hop headers: each line printed is tcpdump's; where none
+    is, tcpdump printed no TCP."""
+    rng = random.Random(13 + verbose)
+    heads = [f.data[:200] for f in traffic.jumbo_zoo()]
+    frames = []
+    for i in range(1500):
+        data = bytearray(rng.choice(heads))
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(54, len(data) + 1)]
+        for _ in range(rng.randint(0, 3)):
+            pos = rng.randrange(14 + 4, min(len(data), 14 + 40 + 16))
+            data[pos] = rng.choice((0, 1, 4, 5, 6, 0xC2, 0x60, rng.getrandbits(8)))
+        frames.append(traffic.Frame(1_700_000_000_000_000_000 + i * 1000, bytes(data), 70094))
+    path = tmp_path / "fuzz.pcap"
+    traffic.write_pcap(path, frames)
+    reference = tcpdump_by_packet(path, *(["-v"] if verbose else []))
+    fmt = TextFormatter(verbose=verbose)
+    printed = 0
+    for number, (f, expected) in enumerate(zip(frames, reference), 1):
+        ours = fmt.format(f.ts_ns, f.data, f.wire_len)
+        if ours is None:
+            assert "Flags [" not in expected, f"packet {number}: tcpdump printed TCP: {expected!r}"
+        else:
+            printed += 1
+            assert ours == expected, f"packet {number}"
+    assert printed > 700

@@ -647,6 +647,72 @@ def _ipv6_zoo() -> list[bytes]:
     ]
 
 
+def jumbo_option(value: int, length: int = 4) -> bytes:
+    """The hop-by-hop Jumbo Payload option (RFC 2675); ``length`` other than 4 is malformed."""
+    return bytes((0xC2, length)) + value.to_bytes(4, "big")[:length] + bytes(max(0, length - 4))
+
+
+def jumbogram(payload_len: int = 70000, *, extra: Sequence[ExtHeader] = (),
+              jumbo: int | None = None, options: bytes = b"", header_payload_length: int = 0,
+              cap: int | None = None) -> Frame:  # fmt: skip
+    """A TCP segment over IPv6 longer than 65535 bytes, as BIG TCP's GSO packets were captured
+    before the kernel stopped adding the hop-by-hop header: fixed payload length 0, and a
+    hop-by-hop header whose Jumbo Payload option holds the length (``jumbo``: that value
+    instead of the true one; ``options``: other options after it; ``extra``: extension headers
+    after it). ``cap``: bytes captured (the rest of the frame only on the wire)."""
+    segment = tcp_segment(A6, C6, 41851, 443, seq=5, ack=9, flags="P.", win=2128,
+                          options=(nop(), nop(), timestamp(1186840160, 4237097528)),
+                          payload=bytes(payload_len))  # fmt: skip
+    headers = (hop_by_hop(jumbo_option(0) + options), *extra)
+    length = sum(len(h.body) + 1 for h in headers) + len(segment)
+    ext = (hop_by_hop(jumbo_option(length if jumbo is None else jumbo) + options), *extra)
+    frame = ethernet(ipv6_packet(A6, C6, IPPROTO_TCP, segment, ext=ext,
+                                 payload_length=header_payload_length), ETH_P_IPV6)  # fmt: skip
+    return Frame(0, frame if cap is None else frame[:cap], len(frame))
+
+
+def jumbo_zoo() -> list[Frame]:
+    """Jumbograms carrying TCP: whole, captured in part, lying about their length, behind
+    further extension headers; the last three have no jumbo payload length tcpdump takes (it
+    prints "[No valid Jumbo Payload Hop-by-Hop option found]" and no TCP)."""
+    h = 14 + 40 + 8  # Ethernet, the fixed IPv6 header, the hop-by-hop header
+    no_jumbo = [
+        tcp_frame(
+            A6,
+            C6,
+            41851,
+            443,
+            flags="P.",
+            payload=b"x" * 100,
+            payload_length=0,
+            ipv6_ext=(hop_by_hop(opt),),
+        )  # fmt: skip
+        for opt in (b"", jumbo_option(70000, length=3))
+    ]
+    return [
+        jumbogram(),
+        jumbogram(cap=200),  # captured in part, as by a snap length
+        jumbogram(cap=h + 32),  # its headers only, as a live capture's record
+        jumbogram(cap=14 + 40 + 4),  # cut in its hop-by-hop header
+        jumbogram(cap=14 + 40 + 1),  # before that header's length
+        jumbogram(cap=h),  # right after it
+        jumbogram(cap=h + 10),  # in the TCP header
+        jumbogram(jumbo=70045),  # says more than the frame holds
+        jumbogram(jumbo=70035),  # less
+        jumbogram(jumbo=65536),  # the least a jumbogram may say
+        jumbogram(options=jumbo_option(5)),  # a second option: ignored
+        jumbogram(header_payload_length=1000),  # the fixed header's length then counts
+        jumbogram(extra=(dest_options(),)),
+        jumbogram(extra=(dest_options(),), cap=h + 4),
+        jumbogram(extra=(routing([B6], rtype=2, segleft=1),)),
+        jumbogram(extra=(fragment(0, more=True),)),
+        jumbogram(extra=(fragment(0, more=True),), cap=h + 8),
+        jumbogram(extra=(fragment(1448),)),  # a later fragment: no TCP header
+        jumbogram(payload_len=59960, jumbo=60000),  # too short for a jumbogram
+        *(Frame(0, f, len(f)) for f in no_jumbo),
+    ]
+
+
 def _noise(rng: random.Random) -> list[bytes]:
     return [
         udp_frame(A4, B4, 40001, 40002, b"udp payload"),

@@ -31,6 +31,8 @@ IPV4 = struct.Struct("!BBHHHBBH4s4s")
 # version/class/flow, payload_len, nexthdr, hop_limit, saddr, daddr
 IPV6 = struct.Struct("!IHBB16s16s")
 U16 = struct.Struct("!H")
+U32 = struct.Struct("!I")
+U64_MAX = (1 << 64) - 1
 
 TPIDS = frozenset((0x8100, 0x88A8, 0x9100, 0x9200))
 HOPOPTS, TCP_PROTO, ROUTING, FRAGMENT, DSTOPTS = 0, 6, 43, 44, 60
@@ -129,12 +131,25 @@ def _cut_ipv6(
             return Cut(6, vlans, note=" [|ip6]")
         return None
     vtf, plen, nh, hlim, saddr, daddr = IPV6.unpack_from(frame, l3)
-    if vtf >> 28 != 6 or not plen or nh == TCP_PROTO:
-        return None  # malformed_tcp_text's, a jumbogram's, the decoder's
+    if vtf >> 28 != 6 or nh == TCP_PROTO:
+        return None  # malformed_tcp_text's, the decoder's
+    jumbo = not plen
+    if jumbo:  # a jumbogram's length is in its hop-by-hop header
+        if nh != HOPOPTS:
+            return None  # (tcpdump cuts the packet at its fixed header)
+        end = min(cap, wire_len)
+        stop = l3 + 40 + (frame[l3 + 41] + 1) * 8 if l3 + 42 <= end else end + 1
+        if stop <= end:
+            raw = bytes(frame[l3 + 40 : stop])
+            plen = jumbo_length(raw) if hbh_ok(raw) else 0
+            if not plen:
+                return None  # NO_JUMBO, and nothing of TCP
+        else:  # cut in it: tcpdump walks as far as the packet goes
+            plen = wire_len - l3
     total = plen + 40
     src, dst = inet_ntop(AF_INET6, saddr), inet_ntop(AF_INET6, daddr)
     note = "IP6 "
-    if wire_len - l3 < total:
+    if wire_len - l3 < total and not jumbo:  # (a jumbogram's: where its TCP header starts)
         note += f"truncated-ip6 - {total - (wire_len - l3)} bytes missing!"
     if verbose:
         from xdptcp.verbose import ip6_header
@@ -150,6 +165,7 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbos
     cap = len(frame)
     end = min(cap, l3 + total)  # what tcpdump reads: the capture, cut to the IP length
     off = l3 + 40
+    plen = U16.unpack_from(frame, l3 + 4)[0]  # the fixed header's: 0 for a jumbogram
     while nh != TCP_PROTO:
         if nh == FRAGMENT:
             # libpcap's tcp reads the next header of a fragment header after the fixed one;
@@ -159,7 +175,9 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbos
             if off + (8 if verbose else 4) > end:  # (-v prints the identification too)
                 return Jumped(note + " [|frag6]"), 0
             offset = U16.unpack_from(frame, off + 2)[0] & 0xFFF8
-            note += frag_text(bytes(frame[off : off + 8]), total - (off - l3) - 8, verbose)
+            # (what follows by the fixed header's length: tcpdump's unsigned 64-bit difference)
+            rest = (plen + 40 - (off - l3) - 8) & U64_MAX
+            note += frag_text(bytes(frame[off : off + 8]), rest, verbose)
             if offset:  # a later fragment: nothing of TCP in it (the decoder's when whole)
                 return None if off + 8 <= end else (note, offset)
             note += " "
@@ -184,14 +202,14 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbos
                 note += text + ") "
             elif not whole:  # (its length byte not captured: a read that fails)
                 said = f"{note} [|{'hbhopt' if nh == HOPOPTS else 'dstopt'}]"
+                if size and nh == HOPOPTS and not plen:  # a jumbogram's length not found
+                    said += NO_JUMBO
                 return (said if size else Jumped(said)), 0
             elif nh == HOPOPTS and not hbh_ok(bytes(frame[off : off + size])):
                 return None
             else:
                 try:
-                    note += header_options_text(
-                        nh, bytes(frame[off : off + size]), total - 40, verbose
-                    )
+                    note += header_options_text(nh, bytes(frame[off : off + size]), plen, verbose)
                 except LineEnds as e:  # (destination options only: hbh_ok above)
                     return note + e.args[0], 0
         else:
@@ -207,7 +225,8 @@ def missing4(ip_len: int, l3: int, cap: int, wire_len: Optional[int]) -> str:
 
 
 def hbh_ok(raw: bytes) -> bool:
-    """Hop-by-hop options tcpdump accepts silently (no jumbo: it needs a zero payload length)."""
+    """Hop-by-hop options tcpdump accepts silently: each option whole, and those it checks
+    (jumbo payload, router alert, home address) of their length."""
     i, end = 2, len(raw)
     while i < end:
         kind = raw[i]
@@ -219,7 +238,7 @@ def hbh_ok(raw: bytes) -> bool:
         size = raw[i + 1] + 2
         if i + size > end:
             return False
-        if kind == 0xC2:  # jumbo payload
+        if kind == 0xC2 and size != 6:  # jumbo payload: a 32-bit length
             return False
         if kind == 0x05 and size != 4:  # router alert is exactly 4 bytes
             return False
@@ -227,3 +246,27 @@ def hbh_ok(raw: bytes) -> bool:
             return False
         i += size
     return True
+
+
+# The least payload length a Jumbo Payload option may give (RFC 2675): shorter ones fit in the
+# fixed header's 16-bit field.
+JUMBO_MIN = 65536
+NO_JUMBO = "[No valid Jumbo Payload Hop-by-Hop option found] (invalid)"
+
+
+def jumbo_length(raw: bytes) -> int:
+    """The payload length that the Jumbo Payload option of a hop-by-hop header (``raw``, whole,
+    ``hbh_ok``) gives a packet whose fixed header says 0 (a jumbogram: BIG TCP's GSO packets
+    as older kernels capture them), as tcpdump takes it: the first such option's, when it is at
+    least ``JUMBO_MIN``; 0 for none (tcpdump then prints ``NO_JUMBO``)."""
+    i, end = 2, len(raw)
+    while i + 1 < end:
+        kind = raw[i]
+        if kind == 0:
+            i += 1
+            continue
+        if kind == 0xC2 and i + 6 <= end:
+            value = U32.unpack_from(raw, i + 2)[0]
+            return value if value >= JUMBO_MIN else 0
+        i += raw[i + 1] + 2
+    return 0

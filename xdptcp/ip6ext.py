@@ -19,6 +19,7 @@ if TYPE_CHECKING:
 
 _U16 = struct.Struct("!H")
 _U32 = struct.Struct("!I")
+_U64_MAX = (1 << 64) - 1
 
 
 def ext_text(p: Packet, dec: Decoder, frame=None, verbose: int = 0) -> str:
@@ -27,8 +28,9 @@ def ext_text(p: Packet, dec: Decoder, frame=None, verbose: int = 0) -> str:
     (its argument the text of the headers so far) where -v's walk over a destination options
     header gives up."""
     out = ""
-    pos = p.l3_off + 40
-    plen = _U16.unpack_from(frame, p.l3_off + 4)[0] if verbose else 0
+    l3 = p.l3_off
+    pos = l3 + 40
+    plen = _U16.unpack_from(frame, l3 + 4)[0] if frame is not None else -1
     for proto, raw in p.ext:
         if proto in (0, 60):
             try:
@@ -36,7 +38,10 @@ def ext_text(p: Packet, dec: Decoder, frame=None, verbose: int = 0) -> str:
             except LineEnds as e:
                 raise LineEnds(out + e.args[0]) from None
         elif proto == 44:
-            out += frag_text(raw, p.tcp_len + (p.l4_off - pos) - 8, verbose) + " "
+            # what follows the fragment header by the fixed header's payload length, even a
+            # jumbogram's 0 (tcpdump's unsigned 64-bit difference)
+            rest = p.tcp_len + (p.l4_off - pos) if plen else 40 - (pos - l3)
+            out += frag_text(raw, (rest - 8) & _U64_MAX, verbose) + " "
         else:
             out += rt6_text(raw, dec, verbose)
         pos += len(raw)

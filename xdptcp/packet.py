@@ -28,7 +28,7 @@ from pybpf.enums import int_enum
 from xdptcp import cutshort
 
 # Cut and cut_short are this module's names too: the formatters and tests import them from here.
-from xdptcp.cutshort import Cut, cut_short, hbh_ok, missing4  # noqa: F401
+from xdptcp.cutshort import Cut, cut_short, hbh_ok, jumbo_length, missing4  # noqa: F401
 
 TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing: see pybpf/__init__.py
 if TYPE_CHECKING:
@@ -216,12 +216,15 @@ class Decoder:
             return None
         length = wire_len - l3
         first_nh = nh
+        if not plen and nh == _HOPOPTS:
+            plen = _jumbo(frame, l3, min(cap, wire_len))
         if plen:
             total = plen + 40
             missing = total - length if length < total else 0
             snap_end = min(cap, l3 + total)
         else:
-            # No jumbo payload on Ethernet: tcpdump then cuts the packet at the fixed header.
+            # No payload length and no jumbo payload option (BIG TCP's GSO packets as newer
+            # kernels capture them): tcpdump then cuts the packet at the fixed header.
             total, missing, snap_end = 40, 0, min(cap, l3 + 40)
         src, dst = self.addr(saddr), self.addr(daddr)
         off, ext = l3 + 40, ()
@@ -280,6 +283,18 @@ def _short(kind, version, src, dst, ttl, vlans, l3, l4, tcp_len, cap, wire_len, 
     return Packet(kind, version, src, dst, ttl, vlans, l3, l4, tcp_len, 0, 0, 0, 0, 0, 0, 0, 0, 0,
                   b"", cap, wire_len, snap_end, missing, ext, frag_off, more,
                   first_nh)  # fmt: skip
+
+
+def _jumbo(frame, l3: int, end: int) -> int:
+    """The payload length of a jumbogram (the fixed header's is 0) from the Jumbo Payload option
+    of its hop-by-hop header, which ends before ``end``; 0 when there is none tcpdump takes."""
+    if l3 + 42 > end:
+        return 0
+    stop = l3 + 40 + (frame[l3 + 41] + 1) * 8
+    if stop > end:
+        return 0
+    raw = bytes(frame[l3 + 40 : stop])
+    return jumbo_length(raw) if hbh_ok(raw) else 0
 
 
 def _routing_ok(raw: bytes) -> bool:

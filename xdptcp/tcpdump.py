@@ -677,9 +677,12 @@ class TextFormatter:
                 return f"{ip}{p.src} > {p.dst}: ip-proto-6"
             with_addrs = True
         else:
-            ip = "IP6 "
+            ip, missing = "IP6 ", ""
             if p.ip_missing:
-                ip += f"truncated-ip6 - {p.ip_missing} bytes missing!"
+                missing = f"truncated-ip6 - {p.ip_missing} bytes missing!"
+                l3 = p.l3_off
+                if frame[l3 + 4] or frame[l3 + 5]:  # (a jumbogram's: after its extension headers)
+                    ip, missing = ip + missing, ""
             if self.verbose:
                 ip += self._v.ip6_header(frame, p.l3_off)
             with_addrs = p.first_nh == 6
@@ -692,6 +695,7 @@ class TextFormatter:
                     return ip + e.args[0]
             if p.kind == Kind.FRAGMENT:
                 return ip[:-1]  # tcpdump stops after "frag (off|len)", no trailing space
+            ip += missing
         tcp = self.tcp(p, frame, with_addrs)
         return Jumped(ip + tcp) if tcp.__class__ is Jumped else ip + tcp
 
