@@ -234,20 +234,29 @@ def test_a_conversation_prints_tcpdumps_lines_for_each_direction(veth, direction
         assert "out: " in err and "in: " in err
 
 
-def test_big_tcp_jumbograms_leaving_print_tcpdumps_lines(veth):
+@pytest.mark.parametrize("tso", ["on", "off"])
+def test_big_tcp_jumbograms_leaving_print_tcpdumps_lines(veth, tso):
     """IPv6 BIG TCP (a GSO size above 64 KiB): the super-packets leaving are jumbograms, their
-    length in a hop-by-hop Jumbo Payload option where this kernel adds one. Their lines are
-    tcpdump's (whose `tcp` does not look behind the hop-by-hop header: it is given those
-    packets by their next header, and its lines of other protocols are left out)."""
+    length in a hop-by-hop Jumbo Payload option where this kernel adds one. With TSO their
+    lines are tcpdump's; without it, tcpdump shows the segments the kernel cut after taking
+    that header off, and so does xdptcp. (tcpdump's `tcp` does not look behind a hop-by-hop
+    header: it is given those packets by their next header, its lines of other protocols left
+    out.)"""
     run("ip", "link", "set", veth.outer, "gso_max_size", "185000")
-    mine, ref, _ = both_captures(
+    if tso == "off":
+        run(need_tool("ethtool"), "-K", veth.outer, "tso", "off")
+    mine, ref, err = both_captures(
         veth, ["-t", "-Q", "out"], ["-t", "-Q", "out", "tcp or ip6[6] == 0"], ipv6=True
     )
     ref = [ln for ln in ref if "ICMP6" not in ln]
-    assert max(lengths(ref)) > 65535
-    jumbograms = [ln for ln in ref if ": HBH " in ln]
-    assert len(jumbograms) > 5, ref
     assert mine == ref
+    jumbograms = [ln for ln in ref if ": HBH " in ln]
+    if tso == "on":
+        assert len(jumbograms) > 5 and max(lengths(ref)) > 65535, ref
+    else:  # more segments than packets of 64 KiB could make (at most 46 of 1428 bytes each)
+        assert not jumbograms and max(lengths(ref)) == 1428
+        seen = int(re.search(r"(\d+) packets received by filter", err).group(1))
+        assert len(ref) > 46 * seen, err
 
 
 @kmatrix

@@ -159,3 +159,27 @@ def test_a_gso_packet_whose_headers_were_not_walked_is_not_cut_into_segments():
     assert segment(frame, 3000, 1000) == [(frame, 3000)]
     whole = tcp_frame("198.18.0.1", "198.18.0.2", 40000, 80, payload=b"x" * 40)
     assert len(segment(whole, 14 + 20 + 20 + 3000, 1000)) == 3  # (a walked one is cut)
+
+
+def test_a_big_tcp_packet_is_cut_without_its_hop_by_hop_header():
+    """An IPv6 BIG TCP packet leaves the egress hook with a hop-by-hop header holding its
+    length; the kernel takes that header off before it cuts the packet, so the segments (and
+    tcpdump's lines of them) have none. Another hop-by-hop header stays."""
+    from xdptcp.gso import segment
+    from xdptcp.packet import Kind, decode
+
+    from traffic import dest_options, jumbogram
+
+    big = jumbogram(payload_len=70000)
+    head = 14 + 40 + 8 + 32
+    segments = segment(big.data[:head], big.wire_len, 1428)
+    assert len(segments) == 50  # 70000 bytes: 49 of 1428, and 28
+    for i, (frame, wire_len) in enumerate(segments):
+        p = decode(frame, wire_len)
+        size = 1428 if i < 49 else 28
+        assert (p.kind, p.ext, p.first_nh) == (Kind.TCP, (), 6)
+        assert (p.payload_len, p.ip_missing) == (size, 0)
+        assert p.seq == 5 + i * 1428 and wire_len == head - 8 + size
+        assert frame[14 + 4 : 14 + 6] == (32 + size).to_bytes(2, "big")
+    other = jumbogram(payload_len=70000, extra=(dest_options(),))  # not the kernel's header
+    assert all(decode(f, w).ext for f, w in segment(other.data[:200], other.wire_len, 1428))

@@ -13,7 +13,9 @@ records ``gso_segs`` and ``gso_size`` (the skb's); :func:`segment` cuts a captur
   ``i * gso_size``;
 * CWR stays on the first segment only, FIN and PSH on the last only;
 * IPv4: total length per segment, the id incremented per segment, the header checksum redone;
-  IPv6: the payload length per segment.
+  IPv6: the payload length per segment, and a BIG TCP packet's hop-by-hop header (the Jumbo
+  Payload option that holds its length over 64 KiB) taken off first, as ``ipv6_gso_segment``
+  does.
 
 TCP checksums are left as they were (tcpdump does not check them by default). The payload bytes
 of a segment are those the capture holds at that place (none, by default: xdptcp keeps headers).
@@ -32,6 +34,10 @@ from xdptcp.verbose import ones_sum
 SIOCETHTOOL = 0x8946
 ETHTOOL_GTSO = 0x1E  # struct ethtool_value: is any TCP segmentation offload on?
 CWR, PSH, FIN = 0x80, 0x08, 0x01
+# An IPv6 GSO packet longer than this (its link-layer header counted, as the skb's length) may
+# carry BIG TCP's hop-by-hop header: TCP next, no more than the one Jumbo Payload option.
+BIG = 65536
+JUMBO_HBH = b"\x06\x00\xc2"
 M32 = 0xFFFFFFFF
 
 
@@ -56,6 +62,17 @@ def segment(frame: bytes, wire_len: int, gso_size: int) -> list[tuple[bytes, int
     verdict, f = parse_frame(frame)
     if verdict is not Verdict.TCP or gso_size <= 0 or f.l4_len < 20 or not f.l4_off:
         return [(frame, wire_len)]  # (no TCP header walked: a later fragment, a cut frame)
+    l3 = f.l3_off
+    if (
+        f.ip_version == 6
+        and wire_len > BIG
+        and frame[l3 + 6] == 0
+        and frame[l3 + 40 : l3 + 43] == JUMBO_HBH
+        and f.l4_off == l3 + 48
+    ):
+        # BIG TCP's hop-by-hop header, which the kernel takes off before it cuts the packet
+        frame = frame[: l3 + 6] + b"\x06" + frame[l3 + 7 : l3 + 40] + frame[l3 + 48 :]
+        return segment(frame, wire_len - 8, gso_size)
     head = f.l4_off + f.l4_len
     payload = wire_len - head
     if payload <= gso_size:
