@@ -550,17 +550,9 @@ def test_fuzzed_jumbograms_print_as_tcpdump(tmp_path, verbose):
     """Jumbograms' headers (the rest of the frame on the wire only, as a live record), cut and
     corrupted in their IPv6 and hop-by-hop headers: each line printed is tcpdump's; where none
     is, tcpdump printed no TCP."""
-    rng = random.Random(13 + verbose)
-    heads = [f.data[:200] for f in traffic.jumbo_zoo()]
-    frames = []
-    for i in range(1500):
-        data = bytearray(rng.choice(heads))
-        if rng.random() < 0.3:
-            data = data[: rng.randrange(54, len(data) + 1)]
-        for _ in range(rng.randint(0, 3)):
-            pos = rng.randrange(14 + 4, min(len(data), 14 + 40 + 16))
-            data[pos] = rng.choice((0, 1, 4, 5, 6, 0xC2, 0x60, rng.getrandbits(8)))
-        frames.append(traffic.Frame(1_700_000_000_000_000_000 + i * 1000, bytes(data), 70094))
+    heads = traffic.mutated_jumbogram_heads(random.Random(13 + verbose), 1500)
+    frames = [traffic.Frame(1_700_000_000_000_000_000 + i * 1000, data, 70094)
+              for i, data in enumerate(heads)]  # fmt: skip
     path = tmp_path / "fuzz.pcap"
     traffic.write_pcap(path, frames)
     reference = tcpdump_by_packet(path, *(["-v"] if verbose else []))

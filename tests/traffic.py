@@ -713,6 +713,23 @@ def jumbo_zoo() -> list[Frame]:
     ]
 
 
+def mutated_jumbogram_heads(rng: random.Random, n: int) -> list[bytes]:
+    """``n`` frames made of a ``jumbo_zoo`` frame's first 200 bytes (a live record's headers:
+    the rest on the wire only), cut short or with bytes of the IPv6 and hop-by-hop headers
+    changed."""
+    heads = [f.data[:200] for f in jumbo_zoo()]
+    out = []
+    for _ in range(n):
+        data = bytearray(rng.choice(heads))
+        if rng.random() < 0.3:
+            data = data[: rng.randrange(54, len(data) + 1)]
+        for _ in range(rng.randint(0, 3)):
+            pos = rng.randrange(14 + 4, min(len(data), 14 + 40 + 16))
+            data[pos] = rng.choice((0, 1, 4, 5, 6, 0xC2, 0x60, rng.getrandbits(8)))
+        out.append(bytes(data))
+    return out
+
+
 def _noise(rng: random.Random) -> list[bytes]:
     return [
         udp_frame(A4, B4, 40001, 40002, b"udp payload"),
