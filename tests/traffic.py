@@ -655,9 +655,9 @@ def jumbo_option(value: int, length: int = 4) -> bytes:
 def jumbogram(payload_len: int = 70000, *, extra: Sequence[ExtHeader] = (),
               jumbo: int | None = None, options: bytes = b"", header_payload_length: int = 0,
               cap: int | None = None) -> Frame:  # fmt: skip
-    """A TCP segment over IPv6 longer than 65535 bytes, as BIG TCP's GSO packets were captured
-    before the kernel stopped adding the hop-by-hop header: fixed payload length 0, and a
-    hop-by-hop header whose Jumbo Payload option holds the length (``jumbo``: that value
+    """A TCP segment over IPv6 longer than 65535 bytes, as a capture gets BIG TCP's GSO packets
+    from a kernel that adds a hop-by-hop header to them (6.1 to 6.18 do): fixed payload length
+    0, and a hop-by-hop header whose Jumbo Payload option holds the length (``jumbo``: that value
     instead of the true one; ``options``: other options after it; ``extra``: extension headers
     after it). ``cap``: bytes captured (the rest of the frame only on the wire)."""
     segment = tcp_segment(A6, C6, 41851, 443, seq=5, ack=9, flags="P.", win=2128,
@@ -676,19 +676,11 @@ def jumbo_zoo() -> list[Frame]:
     further extension headers; the last three have no jumbo payload length tcpdump takes (it
     prints "[No valid Jumbo Payload Hop-by-Hop option found]" and no TCP)."""
     h = 14 + 40 + 8  # Ethernet, the fixed IPv6 header, the hop-by-hop header
-    no_jumbo = [
-        tcp_frame(
-            A6,
-            C6,
-            41851,
-            443,
-            flags="P.",
-            payload=b"x" * 100,
-            payload_length=0,
-            ipv6_ext=(hop_by_hop(opt),),
-        )  # fmt: skip
-        for opt in (b"", jumbo_option(70000, length=3))
-    ]
+    no_jumbo = []
+    for opt in (b"", jumbo_option(70000, length=3)):
+        f = tcp_frame(A6, C6, 41851, 443, flags="P.", payload=b"x" * 100, payload_length=0,
+                      ipv6_ext=(hop_by_hop(opt),))  # fmt: skip
+        no_jumbo.append(Frame(0, f, len(f)))
     return [
         jumbogram(),
         jumbogram(cap=200),  # captured in part, as by a snap length
@@ -709,7 +701,7 @@ def jumbo_zoo() -> list[Frame]:
         jumbogram(extra=(fragment(0, more=True),), cap=h + 8),
         jumbogram(extra=(fragment(1448),)),  # a later fragment: no TCP header
         jumbogram(payload_len=59960, jumbo=60000),  # too short for a jumbogram
-        *(Frame(0, f, len(f)) for f in no_jumbo),
+        *no_jumbo,
     ]
 
 

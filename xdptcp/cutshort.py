@@ -257,8 +257,9 @@ NO_JUMBO = "[No valid Jumbo Payload Hop-by-Hop option found] (invalid)"
 def jumbo_length(raw: bytes) -> int:
     """The payload length that the Jumbo Payload option of a hop-by-hop header (``raw``, whole,
     ``hbh_ok``) gives a packet whose fixed header says 0 (a jumbogram: BIG TCP's GSO packets
-    as older kernels capture them), as tcpdump takes it: the first such option's, when it is at
-    least ``JUMBO_MIN``; 0 for none (tcpdump then prints ``NO_JUMBO``)."""
+    as a capture gets them from a kernel that adds the header), as tcpdump takes it: the first
+    such option's, when it is at least ``JUMBO_MIN``; 0 for none (tcpdump then prints
+    ``NO_JUMBO``)."""
     i, end = 2, len(raw)
     while i + 1 < end:
         kind = raw[i]

@@ -223,8 +223,9 @@ class Decoder:
             missing = total - length if length < total else 0
             snap_end = min(cap, l3 + total)
         else:
-            # No payload length and no jumbo payload option (BIG TCP's GSO packets as newer
-            # kernels capture them): tcpdump then cuts the packet at the fixed header.
+            # No payload length and no jumbo payload option (as BIG TCP's GSO packets are
+            # captured where the kernel adds no hop-by-hop header to them): tcpdump then cuts
+            # the packet at the fixed header.
             total, missing, snap_end = 40, 0, min(cap, l3 + 40)
         src, dst = self.addr(saddr), self.addr(daddr)
         off, ext = l3 + 40, ()
