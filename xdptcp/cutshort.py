@@ -139,12 +139,9 @@ def _cut_ipv6(
             return None  # (tcpdump cuts the packet at its fixed header)
         end = min(cap, wire_len)
         stop = l3 + 40 + (frame[l3 + 41] + 1) * 8 if l3 + 42 <= end else end + 1
-        if stop <= end:
-            raw = bytes(frame[l3 + 40 : stop])
-            plen = jumbo_length(raw) if hbh_ok(raw) else 0
-            if not plen:
-                return None  # NO_JUMBO, and nothing of TCP
-        else:  # cut in it: tcpdump walks as far as the packet goes
+        raw = bytes(frame[l3 + 40 : stop]) if stop <= end else b""
+        plen = jumbo_length(raw) if raw and hbh_ok(raw) else 0
+        if not plen:  # none there, or cut in it: tcpdump walks as far as the packet goes
             plen = wire_len - l3
     total = plen + 40
     src, dst = inet_ntop(AF_INET6, saddr), inet_ntop(AF_INET6, daddr)
@@ -205,8 +202,8 @@ def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbos
                 if size and nh == HOPOPTS and not plen:  # a jumbogram's length not found
                     said += NO_JUMBO
                 return (said if size else Jumped(said)), 0
-            elif nh == HOPOPTS and not hbh_ok(bytes(frame[off : off + size])):
-                return None
+            elif nh == HOPOPTS and hbh_note(bytes(frame[off : off + size]), plen, 0) is not None:
+                return None  # tcpdump stops at it (malformed_tcp_text's)
             else:
                 try:
                     note += header_options_text(nh, bytes(frame[off : off + size]), plen, verbose)
@@ -227,25 +224,72 @@ def missing4(ip_len: int, l3: int, cap: int, wire_len: Optional[int]) -> str:
 def hbh_ok(raw: bytes) -> bool:
     """Hop-by-hop options tcpdump accepts silently: each option whole, and those it checks
     (jumbo payload, router alert, home address) of their length."""
-    i, end = 2, len(raw)
+    return hbh_refused(raw) is None
+
+
+def hbh_refused(raw: bytes) -> Optional[str]:
+    """Where tcpdump's ip6_opt_process gives up on a hop-by-hop header (``raw``, whole): what it
+    prints then without -v (``(rtalert: invalid len 1)``, or nothing for an option that runs
+    past the header); None when it reads every option."""
+    return _hbh_walk(raw)[0]
+
+
+def _hbh_walk(raw: bytes) -> tuple[Optional[str], int]:
+    """ip6_opt_process() over a whole hop-by-hop header: (``hbh_refused``'s text, the payload
+    length of the first Jumbo Payload option read before it gives up, 0 for none or one below
+    ``JUMBO_MIN``)."""
+    i, end, jumbo, seen = 2, len(raw), 0, False
     while i < end:
         kind = raw[i]
         if kind == 0:  # Pad1
             i += 1
             continue
         if i + 1 >= end:
-            return False
+            return "", jumbo
         size = raw[i + 1] + 2
         if i + size > end:
-            return False
-        if kind == 0xC2 and size != 6:  # jumbo payload: a 32-bit length
-            return False
-        if kind == 0x05 and size != 4:  # router alert is exactly 4 bytes
-            return False
-        if kind == 0xC9 and size < 18:  # home address
-            return False
+            return "", jumbo
+        if kind == 0x05:  # router alert is exactly 4 bytes
+            if end - i < 4:
+                return "(rtalert: trunc)", jumbo
+            if size != 4:
+                return f"(rtalert: invalid len {raw[i + 1]})", jumbo
+        elif kind == 0xC2:  # jumbo payload: a 32-bit length
+            if end - i < 6:
+                return "(jumbo: trunc)", jumbo
+            if size != 6:
+                return f"(jumbo: invalid len {raw[i + 1]})", jumbo
+            if not seen:  # (a later one is "already seen")
+                value = U32.unpack_from(raw, i + 2)[0]
+                jumbo, seen = (value if value >= JUMBO_MIN else 0), True
+        elif kind == 0xC9:  # home address
+            if end - i < 18:
+                return "(homeaddr: trunc)", jumbo
+            if size < 18:
+                return f"(homeaddr: invalid len {raw[i + 1]})", jumbo
         i += size
-    return True
+    return None, jumbo
+
+
+def hbh_note(raw: bytes, payload_len: int, verbose: int) -> Optional[str]:
+    """tcpdump's text for a whole hop-by-hop header it does not step over: one whose options it
+    gives up on (`` [|hbhopt]`` after them), or, where the fixed header's payload length is 0,
+    one without a jumbo payload length (``NO_JUMBO``). None for a header it steps over."""
+    refused, jumbo = _hbh_walk(raw)
+    if refused is None and (payload_len or jumbo):
+        return None
+    if verbose:
+        from xdptcp.verbose import ip6_options
+
+        try:
+            text = ip6_options(raw, True, payload_len)
+        except LineEnds as e:
+            text = e.args[0]
+    else:
+        text = refused or ""
+    if refused is not None:
+        text += " [|hbhopt]"
+    return "HBH " + text + ("" if payload_len or jumbo else NO_JUMBO)
 
 
 # The least payload length a Jumbo Payload option may give (RFC 2675): shorter ones fit in the
@@ -260,14 +304,4 @@ def jumbo_length(raw: bytes) -> int:
     as a capture gets them from a kernel that adds the header), as tcpdump takes it: the first
     such option's, when it is at least ``JUMBO_MIN``; 0 for none (tcpdump then prints
     ``NO_JUMBO``)."""
-    i, end = 2, len(raw)
-    while i + 1 < end:
-        kind = raw[i]
-        if kind == 0:
-            i += 1
-            continue
-        if kind == 0xC2 and i + 6 <= end:
-            value = U32.unpack_from(raw, i + 2)[0]
-            return value if value >= JUMBO_MIN else 0
-        i += raw[i + 1] + 2
-    return 0
+    return _hbh_walk(raw)[1]

@@ -339,6 +339,10 @@ def malformed_tcp_text(
     if link is not None:
         etype, off, _ = link
         cap = len(frame)
+        if etype == 0x86DD and off + 42 <= cap and frame[off + 6] == _HOPOPTS:
+            said = _hbh_stop(frame, off, wire_len, known_tcp, verbose)
+            if said is not None:
+                return said
         if etype == 0x86DD and off + 40 <= cap and _tcp6(frame, off, known_tcp):
             version = frame[off] >> 4
             if version != 6:
@@ -355,6 +359,30 @@ def malformed_tcp_text(
                     return f"IP {missing4(ip_len, off, cap, wire_len)}bad-len {ip_len}"
     cut = cut_short(frame, wire_len, known_tcp, verbose)
     return None if cut is None else cut.note
+
+
+def _hbh_stop(frame, l3: int, wire_len: Optional[int], known: bool, verbose: int) -> Optional[str]:
+    """ip6_print() for a TCP packet whose whole hop-by-hop header it stops at: options it gives
+    up on, or no jumbo payload length where the fixed header's is 0 (``cutshort.hbh_note``)."""
+    vtf, plen, _, _, saddr, daddr = _IPV6.unpack_from(frame, l3)
+    length = (len(frame) if wire_len is None else wire_len) - l3
+    stop = l3 + 40 + (frame[l3 + 41] + 1) * 8
+    if vtf >> 28 != 6 or stop > min(len(frame), l3 + (plen + 40 if plen else length)):
+        return None  # (cut in it: cut_short's)
+    if not (known or frame[l3 + 40] == _TCP_PROTO):
+        return None
+    note = cutshort.hbh_note(bytes(frame[l3 + 40 : stop]), plen, verbose)
+    if note is None:
+        return None
+    head = "IP6 "
+    if plen and length < plen + 40:
+        head += f"truncated-ip6 - {plen + 40 - length} bytes missing!"
+    if verbose:
+        from xdptcp.verbose import ip6_header
+
+        head += ip6_header(frame, l3)
+    src, dst = inet_ntop(AF_INET6, saddr), inet_ntop(AF_INET6, daddr)
+    return f"{head}{src} > {dst}: {note}"
 
 
 def _tcp6(frame, l3: int, known: bool) -> bool:
