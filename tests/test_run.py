@@ -178,7 +178,7 @@ def test_execsnoop_events_printk_and_maps_then_nothing_left(sig: int) -> None:
     pids = spawn_true(3)
     time.sleep(0.5)
     rc, out = r.stop(sig)
-    assert rc == 0, r.err
+    assert rc == 0, "".join(r.err)  # (the whole of stderr: its error is the last line)
     printk_run_ok(r)
     events, printk, maps = json_lines(out)
     ours = [e["event"] for e in events if e["event"]["pid"] in pids]
@@ -236,7 +236,7 @@ def test_sigsnoop_events_through_a_perf_buffer() -> None:
     finally:
         child.kill()
     rc, out = r.stop()
-    assert rc == 0, r.err
+    assert rc == 0, "".join(r.err)  # (the whole of stderr: its error is the last line)
     events, _, maps = json_lines(out)
     mine = [e["event"] for e in events if e["event"]["pid"] == os.getpid()]
     sent = [(e["tpid"], e["sig"]) for e in mine if e["tpid"] == child.pid]
@@ -265,7 +265,7 @@ def test_runqlat_like_histogram_drawn_at_the_end() -> None:
     subprocess.run([sys.executable, "-c", code], check=True)
     time.sleep(0.2)
     rc, out = r.stop()
-    assert rc == 0, r.err
+    assert rc == 0, "".join(r.err)  # (the whole of stderr: its error is the last line)
     counts = [0] * 26
     for s in sleeps:
         counts[int(s * 1_000_000).bit_length() - 1] += 1
@@ -338,7 +338,7 @@ def test_a_signal_right_after_attaching_still_ends_cleanly() -> None:
         r = RunProcess(str(bpf_object("tests/run_execsnoop")), "--no-maps")
         ids = r.wait_attached()
         rc, _ = r.stop(signal.SIGINT)
-        assert rc == 0, r.err
+        assert rc == 0, "".join(r.err)
         assert gone(ids)
 
 
@@ -434,7 +434,7 @@ def run_maps(*args: str) -> tuple[str, list[str]]:
         os.getppid()
     time.sleep(0.3)
     rc, out = r.stop()
-    assert rc == 0, r.err
+    assert rc == 0, "".join(r.err)  # (the whole of stderr: its error is the last line)
     return out, r.err
 
 
@@ -570,7 +570,7 @@ def test_kprobe_events_where_the_kernel_has_kprobes_one_line_where_not(tmp_path:
         os.close(dir_fd)
     time.sleep(scaled(0.5))
     rc, out = r.stop(timeout=scaled(20))
-    assert rc == 0, r.err
+    assert rc == 0, "".join(r.err)  # (the whole of stderr: its error is the last line)
     events, _, maps = json_lines(out)
     assert [e["event"] for e in events] == [
         {"pid": os.getpid(), "filename": victim.name},
