@@ -140,20 +140,26 @@ def _cut_ipv6(
         end = min(cap, wire_len)
         stop = l3 + 40 + (frame[l3 + 41] + 1) * 8 if l3 + 42 <= end else end + 1
         raw = bytes(frame[l3 + 40 : stop]) if stop <= end else b""
-        plen = jumbo_length(raw) if raw and hbh_ok(raw) else 0
+        plen = jumbo_length(raw) if raw else 0
         if not plen:  # none there, or cut in it: tcpdump walks as far as the packet goes
             plen = wire_len - l3
     total = plen + 40
     src, dst = inet_ntop(AF_INET6, saddr), inet_ntop(AF_INET6, daddr)
-    note = "IP6 "
-    if wire_len - l3 < total and not jumbo:  # (a jumbogram's: where its TCP header starts)
-        note += f"truncated-ip6 - {total - (wire_len - l3)} bytes missing!"
+    # (a jumbogram's missing bytes are told where its TCP header starts)
+    head = ip6_head(frame, l3, 0 if jumbo else total - (wire_len - l3), src, dst, verbose)
+    walked = _cut_ext(frame, l3, nh, total, known, head, verbose)
+    return None if walked is None else Cut(6, vlans, src, dst, hlim, *walked)
+
+
+def ip6_head(frame, l3: int, missing: int, src: str, dst: str, verbose: int) -> str:
+    """ip6_print()'s text before what follows the fixed header: ``IP6``, the note of the
+    ``missing`` bytes (when there are any), -v's fields of the header, the addresses."""
+    head = f"IP6 truncated-ip6 - {missing} bytes missing!" if missing > 0 else "IP6 "
     if verbose:
         from xdptcp.verbose import ip6_header
 
-        note += ip6_header(frame, l3)
-    walked = _cut_ext(frame, l3, nh, total, known, f"{note}{src} > {dst}: ", verbose)
-    return None if walked is None else Cut(6, vlans, src, dst, hlim, *walked)
+        head += ip6_header(frame, l3)
+    return f"{head}{src} > {dst}: "
 
 
 def _cut_ext(frame, l3: int, nh: int, total: int, known: bool, note: str, verbose: int = 0):
@@ -224,20 +230,14 @@ def missing4(ip_len: int, l3: int, cap: int, wire_len: Optional[int]) -> str:
 def hbh_ok(raw: bytes) -> bool:
     """Hop-by-hop options tcpdump accepts silently: each option whole, and those it checks
     (jumbo payload, router alert, home address) of their length."""
-    return hbh_refused(raw) is None
-
-
-def hbh_refused(raw: bytes) -> Optional[str]:
-    """Where tcpdump's ip6_opt_process gives up on a hop-by-hop header (``raw``, whole): what it
-    prints then without -v (``(rtalert: invalid len 1)``, or nothing for an option that runs
-    past the header); None when it reads every option."""
-    return _hbh_walk(raw)[0]
+    return _hbh_walk(raw)[0] is None
 
 
 def _hbh_walk(raw: bytes) -> tuple[Optional[str], int]:
-    """ip6_opt_process() over a whole hop-by-hop header: (``hbh_refused``'s text, the payload
-    length of the first Jumbo Payload option read before it gives up, 0 for none or one below
-    ``JUMBO_MIN``)."""
+    """ip6_opt_process() over a whole hop-by-hop header (``raw``): (where it gives up, what it
+    prints then without -v: ``(rtalert: invalid len 1)``, or "" for an option that runs past
+    the header, None when it reads every option; the payload length of the first Jumbo Payload
+    option read before it gives up, 0 for none or one below ``JUMBO_MIN``)."""
     i, end, jumbo, seen = 2, len(raw), 0, False
     while i < end:
         kind = raw[i]
@@ -299,9 +299,10 @@ NO_JUMBO = "[No valid Jumbo Payload Hop-by-Hop option found] (invalid)"
 
 
 def jumbo_length(raw: bytes) -> int:
-    """The payload length that the Jumbo Payload option of a hop-by-hop header (``raw``, whole,
-    ``hbh_ok``) gives a packet whose fixed header says 0 (a jumbogram: BIG TCP's GSO packets
-    as a capture gets them from a kernel that adds the header), as tcpdump takes it: the first
-    such option's, when it is at least ``JUMBO_MIN``; 0 for none (tcpdump then prints
-    ``NO_JUMBO``)."""
-    return _hbh_walk(raw)[1]
+    """The payload length that the Jumbo Payload option of a hop-by-hop header (``raw``, whole)
+    gives a packet whose fixed header says 0 (a jumbogram: BIG TCP's GSO packets as a capture
+    gets them from a kernel that adds the header), as tcpdump takes it: the first such
+    option's, when it is at least ``JUMBO_MIN``; 0 for none, or for a header whose options
+    tcpdump gives up on (``hbh_ok`` false; tcpdump then prints ``hbh_note``)."""
+    refused, jumbo = _hbh_walk(raw)
+    return jumbo if refused is None else 0

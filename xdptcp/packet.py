@@ -295,7 +295,7 @@ def _jumbo(frame, l3: int, end: int) -> int:
     if stop > end:
         return 0
     raw = bytes(frame[l3 + 40 : stop])
-    return jumbo_length(raw) if hbh_ok(raw) else 0
+    return jumbo_length(raw)
 
 
 def _routing_ok(raw: bytes) -> bool:
@@ -374,15 +374,9 @@ def _hbh_stop(frame, l3: int, wire_len: Optional[int], known: bool, verbose: int
     note = cutshort.hbh_note(bytes(frame[l3 + 40 : stop]), plen, verbose)
     if note is None:
         return None
-    head = "IP6 "
-    if plen and length < plen + 40:
-        head += f"truncated-ip6 - {plen + 40 - length} bytes missing!"
-    if verbose:
-        from xdptcp.verbose import ip6_header
-
-        head += ip6_header(frame, l3)
     src, dst = inet_ntop(AF_INET6, saddr), inet_ntop(AF_INET6, daddr)
-    return f"{head}{src} > {dst}: {note}"
+    missing = plen + 40 - length if plen else 0
+    return cutshort.ip6_head(frame, l3, missing, src, dst, verbose) + note
 
 
 def _tcp6(frame, l3: int, known: bool) -> bool:
