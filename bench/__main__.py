@@ -2,8 +2,8 @@
 
 With no name, the five benchmarks of the performance issue run in sequence and their tables are
 printed on stdout (progress goes to stderr). Other ``bench/*.py`` scripts present in the tree
-(``ringbuf_drain``, ``core_resolve``, ``format_speed``, ``text_stages``) can be run by name too:
-they are run as their own process with no arguments.
+(``ringbuf_drain``, ``core_resolve``, ``format_speed``, ``text_stages``, ``progcost_ab``) can
+be run by name too: they are run as their own process with no arguments.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from typing import Callable, Optional, Sequence
 
 from bench.common import PYTHON, ROOT, say
 
-EXTRAS = ("ringbuf_drain", "core_resolve", "format_speed", "text_stages")
+EXTRAS = ("ringbuf_drain", "core_resolve", "format_speed", "text_stages", "progcost_ab")
 
 
 def _w1(args: argparse.Namespace) -> str:

@@ -152,13 +152,14 @@ def measure_drained(
     out: int = OUT_NONE,
     wakeups: bool = True,
     program: Optional[str] = None,
+    path: Optional[Path] = None,
 ) -> tuple[float, int]:
     """Like :func:`measure` with xdptcp's default ring, drained between test runs; with
     ``expr``, the filter compiled and spliced in as xdptcp does; ``out`` as with -w; without
     ``wakeups``, the reader woken by the kernel's rule alone (``QUIET``). The program is the
     one xdptcp loads (xdp_capture with a filter, xdp_capture_all without) unless ``program``
-    names another."""
-    spec = _spec(XDPTCP_OBJ, ring=None)
+    names another; the object is xdptcp's shipped one unless ``path`` names another build."""
+    spec = _spec(path or XDPTCP_OBJ, ring=None)
     _configure(spec, out)
     if not wakeups:
         spec.rodata["xdptcp_wakeup_mode"] = WAKEUP_DEFAULT
