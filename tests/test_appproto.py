@@ -305,6 +305,8 @@ TELNET_PAYLOADS = [
     IAC + b"\xfa\x18\x01" + IAC + SE,  # SB TERMINAL TYPE SEND SE
     IAC + b"\xfa\x18\x00xterm" + IAC + SE + b"data after",
     IAC + b"\xfa\x1f\x00\x50\x00\x18" + IAC + SE,  # NAWS 80x24
+    IAC + b"\xfa\x18\x00xterm-256color" + IAC + SE + IAC + b"\xfb\x18",  # -X: two hex lines
+    IAC + b"\xfa\x18\x00xterm-256colour" + IAC + SE,  # an odd length after them
     IAC + b"\xfa\x25\x00\x02\x03" + IAC + SE,  # AUTHENTICATION IS KERBEROS_V5 ...
     IAC + b"\xfa\x25\x01\x08\x09\x0a" + IAC + SE,  # a hole in the names: a number
     IAC + b"\xfa\x26\x03\x05" + IAC + SE,  # ENCRYPT START, an unnamed type
@@ -335,6 +337,32 @@ def test_telnet_commands_print_as_tcpdump(tmp_path, snaplen) -> None:
             line.endswith(" [telnet DO TERMINAL TYPE, DO TSPEED, WILL NAWS]") for line in theirs
         )
         assert any(line.endswith(" [telnet SB TERMINAL TYPE SEND SE]") for line in theirs)
+
+
+@pytest.mark.parametrize("snaplen", [0, 56, 57, 58, 60, 62, 66, 70, 74, 78, 80, 90])
+@pytest.mark.parametrize("flags", [["-X", "-vvv"], ["-XX", "-vvv"], ["-x", "-vvv"], ["-X", "-vv"]])
+def test_telnet_commands_dumped_in_hex_with_X_and_vvv_print_as_tcpdump(
+    tmp_path, snaplen, flags
+) -> None:
+    """-X with -vvv: after ``Telnet:``, each command's bytes in hex at their offset in the
+    payload, then its text, as tcpdump prints them; whole and cut (a cut inside a command's
+    bytes ends the dump there). Not with -x, nor with -vv: the usual `` [telnet ...]``."""
+    cut = tmp_path / "telnet.pcap"
+    write_cut(cut, snaplen, frames_on([(40000, 23), (23, 40000)], TELNET_PAYLOADS))
+    tool = need_tool("tcpdump")
+    theirs = run(tool, "-nn", *flags, "-r", str(cut), "tcp").stdout.splitlines()
+    ours = run(sys.executable, "-m", "xdptcp", "-r", str(cut), *flags, cwd=ROOT).stdout
+    assert ours.splitlines() == theirs
+    if snaplen == 0:
+        hexed = flags[0] in ("-X", "-XX") and flags[1] == "-vvv"
+        assert ("Telnet:" in theirs) == hexed
+        if hexed:
+            assert "0x0000:  fffd 18               \tDO TERMINAL TYPE" in theirs
+            # a command of 20 bytes on two lines, its text on a line of its own; the next
+            # command at its offset
+            at = theirs.index("0x0010:  6f72 fff0")
+            assert theirs[at + 1].startswith("\t\t\t\tSB TERMINAL TYPE IS 0x78 ")
+            assert theirs[at + 2] == "0x0014:  fffb 18               \tWILL TERMINAL TYPE"
 
 
 # MSDP's messages (print-msdp.c): each kind, with data, two in a segment, and the odd.

@@ -19,13 +19,14 @@ own after ``: HTTP, length: N`` (txtproto_print()).
 
 The other protocols of the list, as without -v (what -v changes: DNS's records, ``xdptcp.dns``;
 PPTP's header and codes; MSDP's lengths; RPKI-RTR's PDUs and LDP's messages, decoded
-(``xdptcp.ldp``); BGP and OpenFlow print as without it):
+(``xdptcp.ldp``); telnet's commands in hex with -X -vvv; BGP and OpenFlow print as without it):
 
 - BGP (179) and RPKI-RTR (323): ``: BGP`` and ``, RPKI-RTR`` whatever the payload (tcpdump
   decodes their messages only with -v);
 - BEEP (10288): ``BEEP MSG``, ``BEEP RPY``... by the first four bytes, as tcpdump tells them;
 - Redis (6379): its requests and replies as tcpdump prints them (``: RESP "SET" "key" "1"``);
-- telnet (23): the commands a payload starts with (`` [telnet DO ECHO, WILL NAWS]``);
+- telnet (23): the commands a payload starts with (`` [telnet DO ECHO, WILL NAWS]``; with -X
+  and -vvv each on a line of its own, its bytes in hex first, as tcpdump dumps them);
 - MSDP (639): its messages' kinds (``: msdp SA 2 entries``);
 - DNS over TCP (53): queries and responses, `` 4660+ A? example.com. (29)`` (``xdptcp.dns``);
 - LDP (646): the first PDU's header (``LDP, Label-Space-ID: 198.18.0.1:0, pdu-length: 30``);
@@ -136,13 +137,17 @@ _TEXT = re.compile(rb"[\x20-\x7e\t]*")  # a line of text: printable ASCII and ta
 _VERSION = re.compile(rb"[\x20-\x7e]*")  # SSH's version line: printable ASCII
 
 
-def note(proto: str, buf, start: int, end: int, length: int, verbose: int = 0) -> str:
+def note(proto: str, buf, start: int, end: int, length: int, verbose: int = 0,
+         hexed: bool = False) -> str:  # fmt: skip
     """What tcpdump prints after ``length N`` for a payload of ``length`` bytes (N) decoded as
     ``proto``, of which ``buf[start:end]`` were captured. ``verbose``: -v's level, for the
-    decoders whose text it changes (the module's text says which)."""
+    decoders whose text it changes (the module's text says which); ``hexed``: -X was given,
+    which with -vvv has telnet's commands dumped in hex too."""
     stop = start + length
     cap = min(end, stop)
     first = buf[start] if start < cap else -1
+    if proto == "telnet" and hexed and verbose > 2:
+        return _telnet(buf, start, cap, length, True)
     if proto == "domain":
         from xdptcp.dns import domain  # (imported by the first DNS payload)
 
@@ -448,27 +453,56 @@ def _hex(x: int) -> str:
     return f"{x:#x}" if x else "0"
 
 
-def _telnet(buf, start: int, cap: int, length: int) -> str:
+def _telnet(buf, start: int, cap: int, length: int, hexed: bool = False) -> str:
     """telnet_print(): the commands the payload starts with, `` [telnet DO ECHO, ...]``;
-    nothing when it starts with data."""
+    nothing when it starts with data. ``hexed`` (-X -vvv): after ``\nTelnet:``, each command
+    on a line of its own, its bytes in hex (at their offset in the payload) before its text."""
     out: list[str] = []
     pos = start
     try:
         while length > 0 and u8(buf, pos, cap) == _IAC:
-            used = _telnet_command(buf, pos, length, cap, out)
+            text: list[str] = []
+            used = _telnet_command(buf, pos, length, cap, text)
             if used < 0:
                 break
+            if hexed:
+                if not out:
+                    out.append("\nTelnet:")
+                _hex_lines(buf, pos, used, pos - start, cap, out)
+                out.append("\n\t\t\t\t" if used > 8 else " " * ((8 - used) * 3) + "\t")
+            else:
+                out.append(", " if out else " [telnet ")
+            out.extend(text)
             length = (length - used) & 0xFFFFFFFF  # (a u_int: past the payload, it wraps)
             pos += used
     except Truncated as e:  # (no closing bracket: tcpdump stops there)
         return gave_up("".join(out) + " [|telnet]", e)
-    return "".join(out) + "]" if out else ""
+    if not out:
+        return ""
+    return "".join(out) + ("\n" if hexed else "]")
 
 
-def _telnet_command(buf, pos: int, left: int, cap: int, out: list) -> int:
+def _hex_lines(buf, at: int, size: int, offset: int, cap: int, out: list) -> None:
+    """hex_print_with_offset(): ``size`` bytes from ``at`` as 16-bit words, eight a line, each
+    line after ``\n`` and the offset of its first byte (from ``offset``); as far as the capture
+    goes (``cap``), then ``Unread`` if it ends first (tcpdump's longjmp)."""
+    n = min(size, max(cap - at, 0))
+    words = n // 2
+    for i in range(words):
+        if i % 8 == 0:
+            out.append(f"\n0x{offset + 2 * i:04x}: ")
+        out.append(f" {buf[at + 2 * i]:02x}{buf[at + 2 * i + 1]:02x}")
+    if n & 1:
+        if words % 8 == 0:
+            out.append(f"\n0x{offset + 2 * words:04x}: ")
+        out.append(f" {buf[at + n - 1]:02x}")
+    if n < size:
+        raise Unread("")
+
+
+def _telnet_command(buf, pos: int, left: int, cap: int, text: list) -> int:
     """telnet_parse(): the bytes of the command at ``pos`` (-1: not one tcpdump prints), its
-    text appended to ``out`` after `` [telnet `` or ``, ``."""
-    text: list[str] = []
+    text appended to ``text``."""
     at = pos
 
     def fetch() -> int:
@@ -511,8 +545,6 @@ def _telnet_command(buf, pos: int, left: int, cap: int, out: list) -> int:
                 at += 2  # the IAC SE, whether the payload holds it or not
     except _Done:
         return -1
-    out.append(" [telnet " if not out else ", ")
-    out.extend(text)
     return at - pos
 
 

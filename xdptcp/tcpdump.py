@@ -751,7 +751,8 @@ class TextFormatter:
                 return out + self._v.rst_data(frame, p.l4_off + hlen, length, p.snap_end)
             app = decoder(p.sport, p.dport)
             if app is not None:
-                said = note(app, frame, p.l4_off + hlen, p.snap_end, length, self.verbose)
+                said = note(app, frame, p.l4_off + hlen, p.snap_end, length, self.verbose,
+                            self.dump is not None and self.dump.kind == "X")  # fmt: skip
                 return Jumped(out + said) if said.__class__ is Jumped else out + said
         return out
 
