@@ -486,16 +486,10 @@ def _hex_lines(buf, at: int, size: int, offset: int, cap: int, out: list) -> Non
     """hex_print_with_offset(): ``size`` bytes from ``at`` as 16-bit words, eight a line, each
     line after ``\n`` and the offset of its first byte (from ``offset``); as far as the capture
     goes (``cap``), then ``Unread`` if it ends first (tcpdump's longjmp)."""
+    from xdptcp.hexdump import hex_only
+
     n = min(size, max(cap - at, 0))
-    words = n // 2
-    for i in range(words):
-        if i % 8 == 0:
-            out.append(f"\n0x{offset + 2 * i:04x}: ")
-        out.append(f" {buf[at + 2 * i]:02x}{buf[at + 2 * i + 1]:02x}")
-    if n & 1:
-        if words % 8 == 0:
-            out.append(f"\n0x{offset + 2 * words:04x}: ")
-        out.append(f" {buf[at + n - 1]:02x}")
+    out.append(hex_only(buf[at : at + n], "\n", offset))
     if n < size:
         raise Unread("")
 

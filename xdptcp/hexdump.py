@@ -35,10 +35,11 @@ def hex_and_ascii(data) -> str:
     return _hex(data, True)
 
 
-def hex_only(data, ident: str = "\n\t") -> str:
+def hex_only(data, ident: str = "\n\t", offset: int = 0) -> str:
     """-x: ``hex_print``; with another ``ident`` before each line, tcpdump's dumps of a
-    payload's part (print_unknown_data)."""
-    return _hex(data, False, ident)
+    payload's part (print_unknown_data); with ``offset``, the lines numbered from it
+    (hex_print_with_offset)."""
+    return _hex(data, False, ident, offset)
 
 
 def unknown_data(buf, at: int, cap: int, ident: str, n: int) -> str:
@@ -50,7 +51,7 @@ def unknown_data(buf, at: int, cap: int, ident: str, n: int) -> str:
     return hex_only(buf[at : min(at + n, cap)], ident)
 
 
-def _hex(data, ascii_too: bool, ident: str = "\n\t") -> str:
+def _hex(data, ascii_too: bool, ident: str = "\n\t", offset: int = 0) -> str:
     """Lines of 16 bytes: ``ident`` (a new line and a tab), the offset, the bytes in groups of
     two, and with ``ascii_too`` the hex padded to its full width and the bytes as ASCII."""
     out = []
@@ -59,7 +60,7 @@ def _hex(data, ascii_too: bool, ident: str = "\n\t") -> str:
         groups = " ".join(chunk[i : i + 2].hex() for i in range(0, len(chunk), 2))
         if ascii_too:
             groups = f"{groups:<39}  {chunk.translate(_GRAPH).decode()}"
-        out.append(f"{ident}0x{off:04x}:  {groups}")
+        out.append(f"{ident}0x{offset + off:04x}:  {groups}")
     return "".join(out)
 
 
