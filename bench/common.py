@@ -36,6 +36,16 @@ def sh(*args: str, check: bool = True) -> subprocess.CompletedProcess:
     return subprocess.run(args, check=check, capture_output=True, text=True)
 
 
+def compile_sources() -> None:
+    """Write the .pyc files an installed package has, before any xdptcp or pybpf process is
+    measured. Without them (a fresh clone run with PYTHONDONTWRITEBYTECODE=1, as some shells
+    set it) each process compiles the modules it imports from source: at its start, and, for
+    the modules a capture imports at its first packet, while packets arrive (W1 live text on a
+    fresh clone here: 1.98 against 1.75 µs of CPU a captured packet, 98.8 against 100 %
+    captured, start-up 0.16 against 0.10 s)."""
+    subprocess.run([PYTHON, "-m", "compileall", "-q", "pybpf", "xdptcp"], cwd=ROOT, check=True)
+
+
 # --- test hosts ----------------------------------------------------------------------------------
 
 

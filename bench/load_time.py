@@ -36,6 +36,7 @@ from bench.common import (
     ROOT,
     Target,
     Tool,
+    compile_sources,
     load_average,
     make_hosts,
     median,
@@ -229,13 +230,6 @@ def site_hooks() -> list[str]:
             if any(line.startswith(("import ", "import\t")) for line in lines):
                 found.append(pth.name)
     return found
-
-
-def compile_sources() -> None:
-    """Write the .pyc files an installed package has. Without them (a fresh clone run with
-    PYTHONDONTWRITEBYTECODE=1, as this machine's shell sets it) every process measured here would
-    compile pybpf and xdptcp from source first."""
-    subprocess.run([PYTHON, "-m", "compileall", "-q", "pybpf", "xdptcp"], cwd=ROOT, check=True)
 
 
 def run(repeat: int = 5) -> str:

@@ -22,6 +22,7 @@ from bench.common import (
     PYTHON,
     ROOT,
     Target,
+    compile_sources,
     load_average,
     median,
     ratio,
@@ -67,6 +68,7 @@ def commands(pcap: Path, tmp: Path) -> dict[str, list[str]]:
 
 
 def run(repeat: int = 3, packets: int = 1_000_000) -> str:
+    compile_sources()
     load = load_average()
     pcap = w1_pcap(packets)
     times: dict[str, list[float]] = {}

@@ -25,6 +25,7 @@ from bench.common import (
     Target,
     Tool,
     ToolRun,
+    compile_sources,
     load_average,
     make_hosts,
     object_id,
@@ -54,6 +55,7 @@ class Soak:
 
 
 def run(packets: int = 10_000_000, modes: Sequence[str] = tuple(MODES)) -> str:
+    compile_sources()
     per_loop = min(packets, W1_FRAMES)
     loops = max(1, -(-packets // per_loop))
     pcap = w1_pcap(per_loop)

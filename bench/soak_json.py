@@ -31,7 +31,17 @@ import time
 from pathlib import Path
 from typing import Optional
 
-from bench.common import PYTHON, Tool, load_average, make_hosts, rss_kb, say, table, xdp_attached
+from bench.common import (
+    PYTHON,
+    Tool,
+    compile_sources,
+    load_average,
+    make_hosts,
+    rss_kb,
+    say,
+    table,
+    xdp_attached,
+)
 from bench.traffic import w1_pcap
 
 READY = "xdptcp: capturing on"
@@ -80,6 +90,7 @@ def sent_by(output: str) -> int:
 
 
 def run(minutes: float, frames: int, min_free_gb: float) -> tuple[str, bool]:
+    compile_sources()
     seconds = max(10, round(minutes * 60))
     pcap = w1_pcap(frames)
     load = load_average()

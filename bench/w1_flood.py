@@ -26,6 +26,7 @@ from bench.common import (
     Hosts,
     Target,
     Tool,
+    compile_sources,
     cpu_split,
     load_average,
     make_hosts,
@@ -251,6 +252,7 @@ def _veth(hosts: Hosts, before: dict[str, int]) -> int:
 
 
 def run(repeat: int = 3, packets: int = 1_000_000, tools: Optional[list[str]] = None) -> str:
+    compile_sources()
     pcap = w1_pcap(packets)
     load = load_average()
     empty = ToolSpec(EMPTY_XDP, lambda d, o: [], "", False, "")
