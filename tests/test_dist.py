@@ -91,7 +91,7 @@ def test_zipapps_built_twice_are_the_same_bytes(pyz: Path, tmp_path: Path) -> No
 def test_zipapps_carry_the_packages_the_libraries_and_their_licences(pyz: Path) -> None:
     with zipfile.ZipFile(pyz / "xdptcp.pyz") as z:
         names = set(z.namelist())
-    ours = {n for n in names if n.split("/")[0] in ("pybpf", "xdptcp")}
+    ours = {n for n in names if n.split("/")[0] in ("pybpf", "xdptcp") and n[-4:] != ".pyc"}
     assert ours == set(common.package_files())  # the very files the wheel carries, see below
     assert "xdptcp/data/xdptcp.bpf.o" in names
     assert {"elftools/__init__.py", "construct/__init__.py", "__main__.py"} <= names
@@ -100,11 +100,39 @@ def test_zipapps_carry_the_packages_the_libraries_and_their_licences(pyz: Path) 
     assert {"xdptcp/data/xdptcp.bpf.o", "xdptcp/data/xdptcp_walk.bpf.o"} <= names
     assert any(re.match(r"pyelftools-[\d.]+\.dist-info/(licenses/)?LICENSE", n) for n in names)
     assert any(re.match(r"construct-[\d.]+\.dist-info/LICENSE", n) for n in names)
-    assert not [n for n in names if "__pycache__" in n or n.endswith(".pyc")]
+    # each module compiled beside its source (zipimport's layout), none in a __pycache__
+    modules = {n for n in names if n.endswith(".py") and n != "__main__.py"}
+    assert {n for n in names if n.endswith(".pyc")} == {n + "c" for n in modules}
+    assert {"xdptcp/cli.pyc", "elftools/__init__.pyc", "construct/core.pyc"} <= names
+    assert not [n for n in names if "__pycache__" in n]
     with zipfile.ZipFile(pyz / "pybpf.pyz") as z:
         assert not [n for n in z.namelist() if n.startswith("xdptcp/")]
     assert os.access(pyz / "xdptcp.pyz", os.X_OK)
     assert (pyz / "xdptcp.pyz").read_bytes().startswith(b"#!/usr/bin/env python3\n")
+
+
+def test_zipapp_runs_its_compiled_modules_under_the_python_that_built_it_and_sources_else(
+    pyz: Path, tmp_path: Path
+) -> None:
+    """The .pyc files are what the building CPython runs (zipimport writes none, so without
+    them each run compiles every module it imports); any other CPython finds their magic number
+    is not its own and runs the sources. Shown with a copy whose one source says which ran."""
+    altered = tmp_path / "altered.pyz"
+    with zipfile.ZipFile(pyz / "xdptcp.pyz") as src, zipfile.ZipFile(altered, "w") as dst:
+        for name in src.namelist():
+            data = src.read(name)
+            if name == "xdptcp/entry.py":
+                data = b"def main():\n    print('from the source')\n    return 0\n"
+            dst.writestr(name, data)
+    built = sys.version_info[:2]
+    assert run(sys.executable, "-I", "-S", str(altered), "--version").stdout == (
+        f"xdptcp {VERSION}\n"
+    )
+    others = [python_for(m) for m in MINORS if (3, m) != built and python_for(m)]
+    if not others:
+        cannot_run(f"no CPython 3.9-3.13 on this machine but {built[0]}.{built[1]}")
+    for python in others:
+        assert run(python, "-I", "-S", str(altered), "--version").stdout == "from the source\n"
 
 
 @pytest.mark.parametrize("minor", MINORS, ids=[f"3.{m}" for m in MINORS])

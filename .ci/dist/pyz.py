@@ -13,7 +13,9 @@ file's local mtime, so it is not used for the body).
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
+import marshal
 import subprocess
 import sys
 import time
@@ -80,6 +82,21 @@ def entries(packages: tuple[str, ...], wheels: list[Path], main_py: str) -> dict
     return out
 
 
+def with_bytecode(files: dict[str, bytes]) -> dict[str, bytes]:
+    """Each module also compiled, for the interpreter that builds the archive: a ``.pyc`` beside
+    its ``.py`` (the layout zipimport reads; it writes no bytecode of its own, so without these
+    every run compiles every module it imports). Hash-based and unchecked (PEP 552): the header
+    holds the source's hash, not a time, so two builds are the same bytes. Another CPython's
+    zipimport finds a magic number that is not its own and compiles the ``.py`` instead."""
+    out = dict(files)
+    for name, source in files.items():
+        if name.endswith(".py") and name != "__main__.py":
+            code = compile(source, name, "exec", dont_inherit=True)
+            head = importlib.util.MAGIC_NUMBER + (0b01).to_bytes(4, "little")
+            out[name + "c"] = head + importlib.util.source_hash(source) + marshal.dumps(code)
+    return out
+
+
 def write_zip(files: dict[str, bytes], epoch: int) -> bytes:
     stamp = time.gmtime(max(epoch, 315532800))[:6]  # zip times start in 1980
     buf = io.BytesIO()
@@ -96,7 +113,7 @@ def write_zip(files: dict[str, bytes], epoch: int) -> bytes:
 def build(name: str, out_dir: Path, wheels: list[Path], epoch: int) -> Path:
     packages, what = APPS[name]
     main_py = MAIN.format(name=name, what=what, package=name)
-    body = write_zip(entries(packages, wheels, main_py), epoch)
+    body = write_zip(with_bytecode(entries(packages, wheels, main_py)), epoch)
     target = out_dir / f"{name}.pyz"
     tmp = target.with_suffix(".pyz.tmp")
     zipapp.create_archive(io.BytesIO(body), str(tmp), interpreter="/usr/bin/env python3")
