@@ -15,7 +15,8 @@ Rows per object (xdptcp's shipped object; the test object with the most CO-RE re
 - ``python -m pybpf load OBJ``: the whole process, interpreter start and imports included;
 - ``bpftool prog loadall OBJ DIR``: the whole process (libbpf), pins removed afterwards.
 
-And ``xdptcp -i IFACE``: wall time from spawning the process to its "capturing on" line.
+And ``xdptcp -i IFACE``: wall time from spawning the process to its "capturing on" line; the
+same for the zipapp (``.ci/dist/pyz.py``), with its modules compiled and with sources only.
 
     python -m bench loadtime [--repeat 5]
 """
@@ -29,7 +30,7 @@ import struct
 import subprocess
 import time
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from bench.common import (
     PYTHON,
@@ -181,15 +182,15 @@ def object_rows(
     return rows, m
 
 
-def xdptcp_start(repeat: int) -> list[float]:
-    """Seconds from spawning ``xdptcp -i IFACE`` to its "capturing on" line."""
+def xdptcp_start(repeat: int, command: Sequence[str] = (PYTHON, "-m", "xdptcp")) -> list[float]:
+    """Seconds from spawning ``xdptcp -i IFACE`` (``command``) to its "capturing on" line."""
     hosts = make_hosts("l")
     times = []
     try:
         for i in range(repeat):
-            say(f"loadtime repeat {i + 1}/{repeat}: xdptcp start to attached")
+            say(f"loadtime repeat {i + 1}/{repeat}: {Path(command[-1]).name} start to attached")
             t0 = time.perf_counter()
-            tool = Tool([PYTHON, "-m", "xdptcp", "-i", hosts.outer])
+            tool = Tool([*command, "-i", hosts.outer])
             try:
                 tool.wait_ready(XDPTCP_READY)
                 times.append(time.perf_counter() - t0)
@@ -198,6 +199,32 @@ def xdptcp_start(repeat: int) -> list[float]:
     finally:
         hosts.remove()
     return times
+
+
+def pyz_rows(repeat: int, notes: list[str]) -> list[list]:
+    """``xdptcp.pyz -i IFACE`` run by this interpreter (``-I -S``: nothing from site-packages),
+    spawn to capturing: the zipapp as ``make pyz`` builds it, each module compiled for the
+    building interpreter, and built ``--no-bytecode`` (sources only, compiled at each start).
+    The builds go to build/bench/; the libraries' wheels come from PyPI once."""
+    rows = []
+    for how, extra in (("compiled modules", ()), ("--no-bytecode", ("--no-bytecode",))):
+        out = ROOT / "build" / "bench" / ("pyz" if not extra else "pyz-sources")
+        built = subprocess.run(
+            [PYTHON, str(ROOT / ".ci" / "dist" / "pyz.py"), "--out", str(out), *extra, "xdptcp"],
+            capture_output=True,
+            text=True,
+        )
+        if built.returncode != 0:
+            notes.append(f"xdptcp.pyz ({how}) not built: {built.stderr.strip()[-200:]}")
+            continue
+        try:
+            start = xdptcp_start(repeat, (PYTHON, "-I", "-S", str(out / "xdptcp.pyz")))
+        except RuntimeError as e:
+            notes.append(f"xdptcp.pyz ({how}) start failed: {e}")
+            continue
+        rows.append([f"xdptcp.pyz -i IFACE, {how}", "spawn to 'capturing on'",
+                     _ms(median(start)), "-"])  # fmt: skip
+    return rows
 
 
 def interpreter_rows(repeat: int) -> list[list]:
@@ -258,6 +285,7 @@ def run(repeat: int = 5) -> str:
         rows.append(["xdptcp -i IFACE", "spawn to 'capturing on'", _ms(median(start)), "-"])
     except RuntimeError as e:
         notes.append(f"xdptcp start failed: {e}")
+    rows += pyz_rows(repeat, notes)
     rows += interpreter_rows(repeat)
     hooks = site_hooks()
     if hooks:

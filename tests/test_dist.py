@@ -135,6 +135,20 @@ def test_zipapp_runs_its_compiled_modules_under_the_python_that_built_it_and_sou
         assert run(python, "-I", "-S", str(altered), "--version").stdout == "from the source\n"
 
 
+def test_zipapp_built_with_no_bytecode_carries_sources_only_and_runs(
+    pyz: Path, tmp_path: Path
+) -> None:
+    build("pyz.py", tmp_path, "--no-bytecode", "xdptcp")
+    with (
+        zipfile.ZipFile(tmp_path / "xdptcp.pyz") as small,
+        zipfile.ZipFile(pyz / "xdptcp.pyz") as z,
+    ):
+        assert set(small.namelist()) == {n for n in z.namelist() if not n.endswith(".pyc")}
+    assert not (tmp_path / "pybpf.pyz").exists()  # only the one named
+    res = run(sys.executable, "-I", "-S", str(tmp_path / "xdptcp.pyz"), "--version")
+    assert res.stdout == f"xdptcp {VERSION}\n"
+
+
 @pytest.mark.parametrize("minor", MINORS, ids=[f"3.{m}" for m in MINORS])
 def test_zipapps_run_with_no_site_packages(
     minor: int, pyz: Path, capture_file: Path, tmp_path: Path

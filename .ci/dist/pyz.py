@@ -1,6 +1,6 @@
 """Build xdptcp.pyz and pybpf.pyz: single-file zipapps carrying pyelftools and construct.
 
-    python .ci/dist/pyz.py [--out dist] [--wheels build/dist/wheels]
+    python .ci/dist/pyz.py [--out dist] [--wheels build/dist/wheels] [--no-bytecode] [NAME...]
 
 Each runs as ``python3 xdptcp.pyz ...`` (or ``./xdptcp.pyz``) under any CPython 3.9+, with no
 site-packages (``python3 -I -S`` works): the two libraries come from their PyPI wheels, pinned
@@ -110,10 +110,11 @@ def write_zip(files: dict[str, bytes], epoch: int) -> bytes:
     return buf.getvalue()
 
 
-def build(name: str, out_dir: Path, wheels: list[Path], epoch: int) -> Path:
+def build(name: str, out_dir: Path, wheels: list[Path], epoch: int, bytecode: bool = True) -> Path:
     packages, what = APPS[name]
     main_py = MAIN.format(name=name, what=what, package=name)
-    body = write_zip(with_bytecode(entries(packages, wheels, main_py)), epoch)
+    files = entries(packages, wheels, main_py)
+    body = write_zip(with_bytecode(files) if bytecode else files, epoch)
     target = out_dir / f"{name}.pyz"
     tmp = target.with_suffix(".pyz.tmp")
     zipapp.create_archive(io.BytesIO(body), str(tmp), interpreter="/usr/bin/env python3")
@@ -127,6 +128,11 @@ def main() -> int:
     p.add_argument("--out", type=Path, default=ROOT / "dist")
     p.add_argument("--wheels", type=Path, default=ROOT / "build" / "dist" / "wheels")
     p.add_argument("names", nargs="*", metavar="NAME", help=f"of {', '.join(APPS)} (default: all)")
+    p.add_argument(
+        "--no-bytecode",
+        action="store_true",
+        help="sources only: a third of the size, and every module compiled at each start",
+    )
     args = p.parse_args()
     args.out.mkdir(parents=True, exist_ok=True)
     wheels = fetch_wheels(args.wheels)
@@ -134,7 +140,7 @@ def main() -> int:
     for name in args.names or APPS:
         if name not in APPS:
             p.error(f"no zipapp named {name!r}")
-        target = build(name, args.out, wheels, epoch)
+        target = build(name, args.out, wheels, epoch, bytecode=not args.no_bytecode)
         print(f"{target.relative_to(ROOT) if target.is_relative_to(ROOT) else target}: "
               f"{target.stat().st_size} bytes")  # fmt: skip
     return 0
