@@ -86,12 +86,14 @@ def with_bytecode(files: dict[str, bytes]) -> dict[str, bytes]:
     """Each module also compiled, for the interpreter that builds the archive: a ``.pyc`` beside
     its ``.py`` (the layout zipimport reads; it writes no bytecode of its own, so without these
     every run compiles every module it imports). Hash-based and unchecked (PEP 552): the header
-    holds the source's hash, not a time, so two builds are the same bytes. Another CPython's
-    zipimport finds a magic number that is not its own and compiles the ``.py`` instead."""
+    holds the source's hash, not a time, and the code is compiled at optimization level 0
+    whatever the builder's -O or PYTHONOPTIMIZE, so two builds are the same bytes (and
+    ``assert`` stays, as in a run from source). Another CPython's zipimport finds a magic
+    number that is not its own and compiles the ``.py`` instead."""
     out = dict(files)
     for name, source in files.items():
         if name.endswith(".py") and name != "__main__.py":
-            code = compile(source, name, "exec", dont_inherit=True)
+            code = compile(source, name, "exec", dont_inherit=True, optimize=0)
             head = importlib.util.MAGIC_NUMBER + (0b01).to_bytes(4, "little")
             out[name + "c"] = head + importlib.util.source_hash(source) + marshal.dumps(code)
     return out
