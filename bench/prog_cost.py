@@ -31,10 +31,11 @@ Rows per frame size, all in the same process and run:
   look at the ring's unread bytes every 32nd record (bpf_ringbuf_query(), a helper call) and
   the wakeups (each an interrupt the producing CPU sends itself, irq_work, dear under a
   hypervisor);
-- diag: xdp_capture (asks every length), no filter: the filtered program run without a filter,
-  as xdptcp ran every capture before xdp_capture_all: it asks the kernel each frame's whole
-  length (bpf_xdp_get_buff_len(), a helper call), which xdp_capture_all does only for a frame
-  that may have more than one buffer.
+- diag: xdptcp + filter 'port 443', asking every length: as the `port 443` row, but the
+  program asks the kernel each frame's whole length before the filter runs
+  (bpf_xdp_get_buff_len(), a helper call), as it does for a filter that reads libpcap's `len`
+  (and as it did for every filter before 2026-12-06 evening); for `port 443` it asks only of a
+  frame that may have more than one buffer, as without a filter.
 
 Frames: a 66-byte IPv4 TCP ACK with timestamps (the typical pure ACK) and a 1500-byte IPv4 TCP
 segment (20-byte header, 1446 bytes payload). Loading goes through pybpf, as xdptcp does.
@@ -81,7 +82,7 @@ DIRECT = f"diag: reserve + direct copy({HEADERS}) + submit, drained"
 WRITE = "xdptcp -w (pcapng blocks), ring drained"
 QUIET = "diag: xdptcp, ring drained, no forced wakeups"
 UNFILTERED = "xdp_capture_all"  # the XDP program xdptcp loads when there is no filter
-ASKS_LEN = "diag: xdp_capture (asks every length), no filter, drained"
+ASKS_LEN = "diag: xdptcp + filter 'port 443', asking every length, drained"
 FLOOR = "floor: empty + ktime + reserve/copy/submit"
 FILTERS = {
     "xdptcp + filter 'port 443', ring drained": "port 443",
@@ -153,12 +154,14 @@ def measure_drained(
     wakeups: bool = True,
     program: Optional[str] = None,
     path: Optional[Path] = None,
+    rodata: Optional[dict] = None,
 ) -> tuple[float, int]:
     """Like :func:`measure` with xdptcp's default ring, drained between test runs; with
     ``expr``, the filter compiled and spliced in as xdptcp does; ``out`` as with -w; without
     ``wakeups``, the reader woken by the kernel's rule alone (``QUIET``). The program is the
     one xdptcp loads (xdp_capture with a filter, xdp_capture_all without) unless ``program``
-    names another; the object is xdptcp's shipped one unless ``path`` names another build."""
+    names another; the object is xdptcp's shipped one unless ``path`` names another build;
+    ``rodata``: values set after xdptcp's."""
     spec = _spec(path or XDPTCP_OBJ, ring=None)
     _configure(spec, out)
     if not wakeups:
@@ -173,6 +176,7 @@ def measure_drained(
         emitted = flt.matches(data)
     else:
         emitted = True
+    spec.rodata.update_from(rodata or {})
     record = WRITE_RECORD if out == OUT_PCAPNG else RECORD
     program = program or ("xdp_capture" if expr else UNFILTERED)
     with load(spec, programs=[program]) as obj:
@@ -302,7 +306,7 @@ def run(repeat: int = 5, runs: int = 1_000_000) -> str:
     for i in range(repeat):
         for size, plain in frames().items():
             for label, path, prog, ring, prefill in cases:
-                data = to_443[size] if label in FILTERS else plain
+                data = to_443[size] if label in FILTERS or label == ASKS_LEN else plain
                 say(f"progcost repeat {i + 1}/{repeat}: {label}, {size} frame, {runs:,} runs")
                 ns = measure_case(label, path, prog, ring, prefill, data, runs)
                 results.setdefault((label, size), []).append(ns)
@@ -314,7 +318,9 @@ def measure_case(label: str, path: Optional[Path], prog: str, ring: Optional[int
                  prefill: bool, data: bytes, runs: int) -> float:  # fmt: skip
     if label in ("xdptcp, ring drained", WRITE, QUIET, ASKS_LEN) or label in FILTERS:
         out = OUT_PCAPNG if label == WRITE else OUT_NONE
-        ns, retval = measure_drained(data, runs, FILTERS.get(label, ""), out, label != QUIET, prog)
+        expr = "port 443" if label == ASKS_LEN else FILTERS.get(label, "")
+        asks = {"xdptcp_filter_len": 1} if label == ASKS_LEN else None
+        ns, retval = measure_drained(data, runs, expr, out, label != QUIET, prog, rodata=asks)
     elif path is None:
         copy = {COPY: "helper", DIRECT: "direct"}.get(label, "")
         ns, retval = measure_floor(data, runs, label == KTIME, label != KTIME, copy)
@@ -358,18 +364,18 @@ def report(results: dict[tuple[str, str], list[float]], rings: dict[str, Optiona
         )  # fmt: skip
         for label in TARGETED
     ]
-    drained, quiet, asks = (
-        median(results[(k, "66 B")]) for k in ("xdptcp, ring drained", QUIET, ASKS_LEN)
+    port_443 = "xdptcp + filter 'port 443', ring drained"
+    drained, quiet, asks, guesses = (
+        median(results[(k, "66 B")]) for k in ("xdptcp, ring drained", QUIET, ASKS_LEN, port_443)
     )
     return (
         text
         + "\n"
         + targets_table("XDP program targets", targets)
-        + "\nAsking each frame's whole length: without a filter, xdp_capture, which asks"
-        " bpf_xdp_get_buff_len() for every frame (its filter may read the length), takes"
-        f" {asks:.1f} ns on the 66 B frame; {UNFILTERED}, which xdptcp loads when there is no"
-        " filter and which asks only for a frame that may have more than one buffer,"
-        f" {drained:.1f} ns ({asks - drained:.1f} ns less).\n"
+        + "\nAsking each frame's whole length: with `port 443`, which does not read libpcap's"
+        " `len`, the program asks bpf_xdp_get_buff_len() only of a frame that may have more"
+        f" than one buffer and takes {guesses:.1f} ns on the 66 B frame; asking every frame"
+        f" first, as for a filter that reads `len`, {asks:.1f} ns ({asks - guesses:+.1f} ns).\n"
         + f"\nThe reader's wakeups: {drained - quiet:.1f} ns of the 66 B frame's {drained:.1f}"
         f" (without them the program is {of_own_floor(results, QUIET, '66 B'):.2f}x its floor,"
         " which wakes no one): the program's look at the ring's unread bytes every"

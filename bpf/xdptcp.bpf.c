@@ -56,9 +56,13 @@ volatile const __u32 xdptcp_snaplen = 0;
 volatile const __u32 xdptcp_capacity = XDPTCP_DEFAULT_CAPACITY;
 volatile const __u32 xdptcp_wakeup_mode = XDPTCP_WAKEUP_DEFAULT;
 volatile const __u32 xdptcp_wakeup_arg = 0;
-/* 1: call xdptcp_filter() (xdptcp.h) on each TCP frame; 0: no filter, the call is dead code
- * at load. */
+/* 1: call xdptcp_filter() (xdptcp.h): the XDP program on each frame, the tc program on each TCP
+ * frame; 0: no filter, the call is dead code at load. */
 volatile const __u32 xdptcp_filter_on = 0;
+/* 1: the filter may read libpcap's `len` (`len`, `greater`, `less`), and the XDP program asks
+ * every frame's whole length before the filter runs; 0: it does not, and the length is asked
+ * only of a frame that may span buffers. */
+volatile const __u32 xdptcp_filter_len = 1;
 /* 1 when loaded with BPF_F_XDP_HAS_FRAGS (Linux 5.18): the multi-buffer helpers may be called.
  * 0 leaves them as dead code, so the object still loads where they do not exist. */
 volatile const __u32 xdptcp_xdp_frags = 0;
@@ -670,11 +674,13 @@ static __always_inline void count_verdict(struct xdptcp_counters *c, int v)
 	}
 }
 
-/* Count a parsed frame and run the filter (where the program has one): 1 when it is to be
- * emitted. The programs all decide here, so both directions are counted and filtered by the
- * same rules. */
+/* Count a parsed frame and decide: 1 when it is to be emitted. `selected`: the filter's answer
+ * where the program asked it before the parse (XDP); `filtered`: the filter is asked here, of
+ * TCP frames only (tc). The programs all decide here, so both directions are counted and
+ * filtered by the same rules. */
 static __always_inline int select_frame(struct xdptcp_counters *c, int v, void *data,
-					 void *data_end, __u32 wire_len, const int filtered)
+					 void *data_end, __u32 wire_len, const int filtered,
+					 int selected)
 {
 	c->packets++;
 	if (v == V_UNWALKED)
@@ -686,6 +692,8 @@ static __always_inline int select_frame(struct xdptcp_counters *c, int v, void *
 	c->tcp++;
 	if (filtered && xdptcp_filter_on && !xdptcp_filter(data, data_end, wire_len))
 		return 0;
+	if (!selected)
+		return 0;
 	c->matched++;
 	return 1;
 }
@@ -695,30 +703,6 @@ static __always_inline struct xdptcp_counters *counters(void)
 	__u32 zero = 0;
 
 	return bpf_map_lookup_elem(&xdptcp_counters, &zero);
-}
-
-SEC("xdp.frags")
-int xdp_capture(struct xdp_md *ctx)
-{
-	void *data = (void *)(long)ctx->data;
-	void *data_end = (void *)(long)ctx->data_end;
-	struct xdptcp_counters *c = counters();
-	struct origin o = {
-		.wire_len = data_end - data,
-		.ifindex = ctx->ingress_ifindex,
-		.queue = ctx->rx_queue_index,
-		.direction = XDPTCP_DIR_INGRESS,
-	};
-	struct frame f = {};
-
-	if (!c)
-		return XDP_PASS;
-	if (xdptcp_xdp_frags)
-		o.wire_len = bpf_xdp_get_buff_len(ctx); /* every buffer of a multi-buffer frame */
-	if (!select_frame(c, parse(data, data_end, &f), data, data_end, o.wire_len, 1))
-		return XDP_PASS;
-	emit(ctx, HOOK_XDP, data, data_end, &f, &o, c);
-	return XDP_PASS;
 }
 
 /*
@@ -761,21 +745,27 @@ static __always_inline int first_buffer_is_all(void *data, void *data_end)
 }
 
 /*
- * The XDP program for a capture without a filter (xdptcp loads one of the two). A frame's
- * whole length, which only bpf_xdp_get_buff_len() knows for a multi-buffer frame, is a helper
- * call that costs as much as a tenth of the program: here it is asked only when the frame may
- * reach past its first buffer (first_buffer_is_all). A multi-buffer frame whose IP packet ends
- * right at its first buffer's end, or in a first buffer of at most 64 bytes, with more bytes in
- * the buffers after, is recorded with its first buffer's length: no stack sends one, but a
- * frame can be made so. xdp_capture asks before its filter runs, which reads libpcap's `len`.
- * A program of its own rather than a branch on a .rodata value in xdp_capture: any such branch
- * changed clang's code for the filtered path too, and the verifier then followed a filter of
- * 2000 hosts past its million instructions. Nor does xdp_capture ask through a global function
- * that decides as this program does (one path for the verifier): the call cost as much as the
- * helper call it saved.
+ * The XDP programs' one body: xdp_capture is this with the filter, xdp_capture_all without
+ * (xdptcp loads one of the two). The filter, where there is one, runs first, on the frame as it
+ * arrived: the verifier then follows it once, from the program's one state there, not once for
+ * each way through the parser that reaches it (a filter of 2000 hosts is some 24,000
+ * instructions). Its answer is read back from the counters' map value, where the verifier knows
+ * nothing of it: as the constant 0 or 1 it returned, the answer would make two states of every
+ * state after it, and the parser would be followed once for each.
+ *
+ * A frame's whole length (libpcap's `len`, the record's wire length) is known for a
+ * multi-buffer frame only to bpf_xdp_get_buff_len(), a helper call (some 6 ns a frame here:
+ * bench/README). It is asked of every frame only for a filter that reads it
+ * (xdptcp_filter_len); else only of a frame that may reach past its first buffer
+ * (first_buffer_is_all). A multi-buffer frame whose IP packet ends right at its first buffer's
+ * end, or in a first buffer of at most 64 bytes, with more bytes in the buffers after, is then
+ * recorded with its first buffer's length: no stack sends one, but a frame can be made so.
+ *
+ * Two programs rather than one with a branch on xdptcp_filter_on: such a branch changed clang's
+ * code for the path without a filter too, and the verifier followed that path through nearly
+ * twice the instructions (15,600 against 8,700).
  */
-SEC("xdp.frags")
-int xdp_capture_all(struct xdp_md *ctx)
+static __always_inline int capture_xdp(struct xdp_md *ctx, const int filtered)
 {
 	void *data = (void *)(long)ctx->data;
 	void *data_end = (void *)(long)ctx->data_end;
@@ -787,17 +777,37 @@ int xdp_capture_all(struct xdp_md *ctx)
 		.direction = XDPTCP_DIR_INGRESS,
 	};
 	struct frame f = {};
-	int v;
+	int v, selected = 1, asked = 0;
 
 	if (!c)
 		return XDP_PASS;
-	if (xdptcp_xdp_frags && !first_buffer_is_all(data, data_end))
+	if (filtered && xdptcp_filter_on) {
+		if (xdptcp_filter_len && xdptcp_xdp_frags) {
+			o.wire_len = bpf_xdp_get_buff_len(ctx);
+			asked = 1;
+		}
+		c->filter_answer = xdptcp_filter(data, data_end, o.wire_len);
+		selected = *(volatile __u64 *)&c->filter_answer;
+	}
+	if (xdptcp_xdp_frags && !asked && !first_buffer_is_all(data, data_end))
 		o.wire_len = bpf_xdp_get_buff_len(ctx);
 	v = parse(data, data_end, &f);
-	if (!select_frame(c, v, data, data_end, o.wire_len, 0))
+	if (!select_frame(c, v, data, data_end, o.wire_len, 0, selected))
 		return XDP_PASS;
 	emit(ctx, HOOK_XDP, data, data_end, &f, &o, c);
 	return XDP_PASS;
+}
+
+SEC("xdp.frags")
+int xdp_capture(struct xdp_md *ctx)
+{
+	return capture_xdp(ctx, 1);
+}
+
+SEC("xdp.frags")
+int xdp_capture_all(struct xdp_md *ctx)
+{
+	return capture_xdp(ctx, 0);
 }
 
 /* Enough for Ethernet, two tags, IPv6 with a few extension headers and the longest TCP header. */
@@ -833,7 +843,7 @@ int tc_capture(struct __sk_buff *skb)
 		__builtin_memset(&f, 0, sizeof(f));
 		v = parse(data, data_end, &f);
 	}
-	if (!select_frame(c, v, data, data_end, o.wire_len, 1))
+	if (!select_frame(c, v, data, data_end, o.wire_len, 1, 1))
 		return TC_ACT_UNSPEC;
 	emit(skb, HOOK_TC, data, data_end, &f, &o, c);
 	return TC_ACT_UNSPEC;

@@ -58,8 +58,13 @@ def object_bytes() -> bytes:
 
 @pytest.mark.parametrize("expr", KERNEL_SET)
 def test_generated_filter_verifies_and_matches_the_vm(object_bytes, frames, expr: str) -> None:
-    """Both programs (XDP ingress, tc egress) call the same spliced filter."""
-    verifies_and_matches(object_bytes, frames, expr)
+    """Both programs (XDP ingress, tc egress) call the same spliced filter. Loaded as xdptcp
+    loads them where the kernel has multi-buffer XDP (5.18): the XDP program asks a frame's
+    whole length before the filter when the filter reads it, and else works it out from the
+    headers; every fifth filter also as on older kernels, without the helpers."""
+    verifies_and_matches(object_bytes, frames, expr, frags=1)
+    if KERNEL_SET.index(expr) % 5 == 0:
+        verifies_and_matches(object_bytes, frames, expr, frags=0)
 
 
 def verifies_and_matches(object_bytes, frames, expr: str, frags: int = 0) -> None:
@@ -79,6 +84,58 @@ def verifies_and_matches(object_bytes, frames, expr: str, frags: int = 0) -> Non
                 got.append(now - matched == 1)
                 matched = now
             assert [i for i, (g, w) in enumerate(zip(got, want)) if g != w] == [], prog_name
+
+
+def test_a_filter_that_reads_len_is_told_a_multi_buffer_frames_whole_length(object_bytes):
+    """libpcap's `len` is the whole frame's length, which only bpf_xdp_get_buff_len() knows for
+    a frame in several buffers: the XDP program asks it of every frame, before the filter, when
+    the filter reads `len` (`greater`, `less`). For a filter that does not, it asks only of a
+    frame that may reach past its first buffer. A frame made to look whole in its first buffer
+    (its IP packet ends right there, and more bytes follow in the next) is then recorded with
+    its first buffer's length, as without a filter: the limit bpf/xdptcp.bpf.c names."""
+    from pybpf.ringbuf import RingBuffer
+    from tests.test_filter import ether, ipv4, tcp_header
+    from xdptcp.record import decode
+
+    def frame(first: int, more: int) -> bytes:
+        """An IPv4 TCP frame whose IP packet ends at byte ``first``, then ``more`` bytes."""
+        th = tcp_header(40000, 443, 0x10)
+        return ether(ipv4("198.18.0.1", "198.18.0.2", th + bytes(first - 54)), 0x800) + bytes(more)
+
+    def capture(expr: str, frames: list[bytes]) -> list[tuple[int, int]]:
+        """(matched, recorded wire length or 0) for each frame."""
+        flt = compile_filter(expr)
+        spec = ObjectSpec.from_bytes(object_bytes, "xdptcp.bpf.o")
+        spec.replace_function("xdptcp_filter", flt.code()["xdptcp_filter"])
+        spec.rodata.update_from({**flt.rodata_values(), "xdptcp_xdp_frags": 1})
+        out = []
+        with load(spec, programs=["xdp_capture"]) as obj:
+            prog, counters = obj.programs["xdp_capture"], obj.maps["xdptcp_counters"]
+            with RingBuffer.from_map(obj.maps["xdptcp_ring"]) as ring:
+                for f in frames:
+                    before = sum_counters(counters[0])["matched"]
+                    prog.test_run(f)
+                    records = [decode(r) for r in ring.drain()]
+                    matched = sum_counters(counters[0])["matched"] - before
+                    out.append((matched, records[0].wire_len if records else 0))
+        return out
+
+    assert not compile_filter("tcp").reads_len and compile_filter("greater 4000").reads_len
+    # The kernel's test run puts the first page's worth of a long frame (less its head- and
+    # tailroom) in the first buffer: found as the one place where the frame looks whole.
+    more = 600
+    probes = capture("tcp", [frame(first, more) for first in range(3000, 4097)])
+    short = [first for first, (_, wire) in zip(range(3000, 4097), probes) if wire != first + more]
+    assert len(short) == 1, short
+    first = short[0]
+    assert probes[first - 3000] == (1, first)  # taken for the first buffer's length
+    whole = frame(first, more)
+    # Told the whole length, `greater` selects it, and the record has it.
+    assert capture(f"greater {first + 1}", [whole, frame(first + 8, more)]) == [
+        (1, first + more),
+        (1, first + 8 + more),
+    ]
+    assert capture(f"less {first}", [whole]) == [(0, 0)]
 
 
 def test_http_request_filter_is_small_and_verifies(object_bytes) -> None:

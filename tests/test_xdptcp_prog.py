@@ -207,14 +207,16 @@ def test_the_program_without_a_filter_records_what_the_filtered_one_records(load
     """xdptcp loads xdp_capture_all when there is no filter: it asks a frame's whole length of
     the kernel only when the frame may reach past its first buffer (it is tagged, not IP, or its
     IP packet does not end right there). Every frame, multi-buffer ones too, gives the same
-    counters and the same records (their times aside) as xdp_capture, whose filter needs the
-    length first; and each record's wire length is the frame's."""
+    counters and the same records (their times aside) as xdp_capture with a filter that reads
+    the length, for which the length is asked of every frame (here the object's own filter,
+    which takes every frame); and each record's wire length is the frame's."""
     # (fewer varied frames in an emulated kernel-matrix guest: each is two bpftool runs)
     varied = runnable(varied_frames(count=30 if IN_GUEST else 120))
     frames = varied + edge_frames() + multi_buffer_frames()
     got = {}
     for program in ("xdp_capture", "xdp_capture_all"):
-        prog = load(xdptcp_xdp_frags=1, xdptcp_snaplen=128)
+        prog = load(xdptcp_xdp_frags=1, xdptcp_snaplen=128, xdptcp_filter_on=1,
+                    xdptcp_filter_len=1)  # fmt: skip
         for frame in frames:
             prog.run(frame, program=program)
         got[program] = ([r._replace(ts_ns=0) for r in prog.drain()], prog.counters())

@@ -157,9 +157,9 @@ class Capture:
             self.spec.rodata["xdptcp_clock_offset"] = self.clock_offset_ns
         for name, insns in (code or {}).items():  # generated code: the compiled filter
             self.spec.replace_function(name, insns)
-        # Without a filter, the XDP program that asks a frame's whole length only when the
-        # frame may have more than one buffer (bpf/xdptcp.bpf.c); from an object without it
-        # (one given by path), xdp_capture, whose filter call is then dead code.
+        # Without a filter, the XDP program made without the filter's call (bpf/xdptcp.bpf.c);
+        # from an object without it (one given by path), xdp_capture, whose filter call is
+        # then dead code.
         unfiltered = not (rodata or {}).get("xdptcp_filter_on")
         self.xdp_program = (
             PROGRAM_ALL if unfiltered and PROGRAM_ALL in self.spec.programs else PROGRAM

@@ -63,9 +63,12 @@ COUNTER_NAMES = (
     "vlan_too_deep",
     "ext_too_deep",
 )
-# After the counters, one field that is not a counter: the ring's unread bytes when that CPU last
-# looked (the program's XDPTCP_WAKEUP_AVAIL_STEP). Never added up nor shown.
-COUNTERS = Struct(*(name / Int64un for name in COUNTER_NAMES), "wake_avail" / Int64un)
+# After the counters, two fields that are not counters: the ring's unread bytes when that CPU
+# last looked (the program's XDPTCP_WAKEUP_AVAIL_STEP), and the filter's answer for the frame at
+# hand (the XDP program reads it back from there). Never added up nor shown.
+COUNTERS = Struct(
+    *(name / Int64un for name in COUNTER_NAMES), "wake_avail" / Int64un, "filter_answer" / Int64un
+)
 
 INGRESS, EGRESS = 0, 1  # enum xdptcp_direction
 DEFAULT_CAPACITY = 256  # XDPTCP_DEFAULT_CAPACITY
@@ -134,7 +137,7 @@ Record.truncated = property(_truncated)
 # The hot-path twin of RECORD_HEADER: "=" is native order with no padding, like the C layout.
 _HEADER = struct.Struct("=QIIIHHHHBBBBHHI32x")
 assert _HEADER.size == RECORD_HEADER_SIZE
-COUNTERS_STRUCT = struct.Struct("=" + "Q" * (len(COUNTER_NAMES) + 1))
+COUNTERS_STRUCT = struct.Struct("=" + "Q" * (len(COUNTER_NAMES) + 2))
 
 
 def decode(buf: bytes) -> Record:
@@ -186,7 +189,7 @@ def unpack_records(
 
 def decode_counters(value: bytes) -> dict[str, int]:
     """One CPU's struct xdptcp_counters as a dict."""
-    return dict(zip(COUNTER_NAMES, COUNTERS_STRUCT.unpack_from(value)))  # wake_avail left out
+    return dict(zip(COUNTER_NAMES, COUNTERS_STRUCT.unpack_from(value)))  # the last two left out
 
 
 def sum_counters(per_cpu: list[bytes]) -> dict[str, int]:
@@ -194,7 +197,7 @@ def sum_counters(per_cpu: list[bytes]) -> dict[str, int]:
     total = [0] * len(COUNTER_NAMES)
     for value in per_cpu:
         for i, n in zip(range(len(total)), COUNTERS_STRUCT.unpack_from(value)):
-            total[i] += n  # (the last field, wake_avail, is not a counter)
+            total[i] += n  # (the last two fields are not counters)
     return dict(zip(COUNTER_NAMES, total))
 
 

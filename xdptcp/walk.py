@@ -125,7 +125,8 @@ def _load(filt):
         for name, insns in filt.code().items():
             spec.replace_function(name, insns)
         for name, value in filt.rodata_values().items():
-            spec.rodata[name] = value
+            if name in spec.rodata:  # (the walker asks no frame's length: it has the record's)
+                spec.rodata[name] = value
     return load(spec)
 
 

@@ -26,9 +26,10 @@ ETHERNET_LINKTYPE = 1  # the subprogram of bpf/xdptcp.bpf.c whose body is replac
 # the capture program at the call it cannot prune, within 1,000,000 instructions in all, and
 # keeps at most 8192 branches waiting to be followed (each conditional jump can leave one).
 # The bound below was measured on 6.18 when the program reached the call in about 30 states
-# (about 34,000 instructions a state passed); the program as xdptcp loads it there now takes
-# a 24,000-instruction filter (2000 hosts) in about 200,000, but 6.1's verifier still refuses
-# that one, and without the multi-buffer code (kernels before 5.18) it takes more.
+# (about 34,000 instructions a state passed). The XDP program now calls the filter before its
+# parser, and 6.18 takes a 24,000-instruction filter (2000 hosts) in about 42,000 (200,000
+# when the call came after the parser); 6.1's verifier still refuses that one, and the tc
+# program, which calls the filter after its parser, is checked as before.
 KERNEL_MAX_INSNS = 32_000
 KERNEL_MAX_BRANCHES = 8_000
 
@@ -44,8 +45,15 @@ class CompiledFilter:
     insns: tuple[Instruction, ...]
 
     def rodata_values(self) -> dict[str, int]:
-        """The ``.rodata`` switch that makes the program call the filter."""
-        return {"xdptcp_filter_on": 1}
+        """The ``.rodata`` switches: the program calls the filter, and its XDP program asks each
+        frame's whole length before the filter runs only when the filter reads it."""
+        return {"xdptcp_filter_on": 1, "xdptcp_filter_len": int(self.reads_len)}
+
+    @cached_property
+    def reads_len(self) -> bool:
+        """Does the filter read libpcap's ``len`` (``len``, ``greater``, ``less``)? The generated
+        code keeps the length in r8 and reads that register for nothing else (``codegen``)."""
+        return any(insn.src == 8 for insn in self.insns)
 
     def code(self) -> dict[str, tuple[Instruction, ...]]:
         """Generated bodies by subprogram name (``ObjectSpec.replace_function``); raises
