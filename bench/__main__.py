@@ -2,8 +2,9 @@
 
 With no name, the five benchmarks of the performance issue run in sequence and their tables are
 printed on stdout (progress goes to stderr). Other ``bench/*.py`` scripts present in the tree
-(``ringbuf_drain``, ``core_resolve``, ``format_speed``, ``text_stages``, ``progcost_ab``) can
-be run by name too: they are run as their own process with no arguments.
+(``ringbuf_drain``, ``core_resolve``, ``format_speed``, ``text_stages``, ``progcost_ab``,
+``filter_verify``) can be run by name too: they are run as their own process with no
+arguments.
 """
 
 from __future__ import annotations
@@ -18,7 +19,14 @@ from typing import Callable, Optional, Sequence
 
 from bench.common import PYTHON, ROOT, say
 
-EXTRAS = ("ringbuf_drain", "core_resolve", "format_speed", "text_stages", "progcost_ab")
+EXTRAS = (
+    "ringbuf_drain",
+    "core_resolve",
+    "format_speed",
+    "text_stages",
+    "progcost_ab",
+    "filter_verify",
+)
 
 
 def _w1(args: argparse.Namespace) -> str:

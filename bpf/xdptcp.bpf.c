@@ -754,7 +754,7 @@ static __always_inline int first_buffer_is_all(void *data, void *data_end)
  * state after it, and the parser would be followed once for each.
  *
  * A frame's whole length (libpcap's `len`, the record's wire length) is known for a
- * multi-buffer frame only to bpf_xdp_get_buff_len(), a helper call (some 6 ns a frame here:
+ * multi-buffer frame only to bpf_xdp_get_buff_len(), a helper call (some 11 ns a frame here:
  * bench/README). It is asked of every frame only for a filter that reads it
  * (xdptcp_filter_len); else only of a frame that may reach past its first buffer
  * (first_buffer_is_all). A multi-buffer frame whose IP packet ends right at its first buffer's
