@@ -29,8 +29,8 @@ from typing import Optional, Sequence
 if __package__ in (None, ""):  # run as a script: the tree's root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, load_average, object_id, say, table  # noqa: E402
-from bench.progcost_ab import BUILT, SHIPPED, shipped_at_head  # noqa: E402
+from bench.common import load_average, object_id, say, table  # noqa: E402
+from bench.progcost_ab import objects_to_compare  # noqa: E402
 
 
 def hosts(n: int) -> str:
@@ -84,14 +84,14 @@ def run(a: Path, b: Path, repeat: int, labels: Sequence[str] = ()) -> str:
             say(f"filter_verify: {label}, load {i + 1}/{repeat}")
             for build in ("A", "B") if i % 2 == 0 else ("B", "A"):
                 got[build].append(load_once(a if build == "A" else b, expr))
-        cells = []
+        cells, counts = [], []
         for build in ("A", "B"):
             insns, _, refused = got[build][0]
+            counts.append(insns)
             ms = statistics.median(t for _, t, _ in got[build]) * 1000
             cells += [refused or f"{insns:,}", ms]
-        ratio = cells[0].replace(",", "").isdigit() and cells[2].replace(",", "").isdigit()
-        share = f"{int(cells[2].replace(',', '')) / int(cells[0].replace(',', '')):.2f}x"
-        rows.append([label, *cells, share if ratio else "-"])
+        ratio = f"{counts[1] / counts[0]:.2f}x" if all(counts) else "-"
+        rows.append([label, *cells, ratio])
     title = (
         f"Filter verification, xdptcp's XDP program: A {names['A']} ({object_id(a)}), "
         f"B {names['B']} ({object_id(b)}), median of {repeat} loads "
@@ -112,15 +112,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     if args.repeat < 1:
         p.error("--repeat must be at least 1")
     with tempfile.TemporaryDirectory() as tmp:
-        if args.objects:
-            (a, b), labels = args.objects, ()
-        else:
-            a, b = shipped_at_head(Path(tmp) / "head.bpf.o"), BUILT
-            labels = (f"{SHIPPED} at HEAD", str(BUILT.relative_to(ROOT)))
-        for path in (a, b):
-            if not path.is_file():
-                hint = ": run `make bpf` first" if path == BUILT else ""
-                raise SystemExit(f"filter_verify: {path}: no such object{hint}")
+        a, b, labels = objects_to_compare(args.objects, Path(tmp), "filter_verify")
         print(run(a, b, args.repeat, labels))
     return 0
 

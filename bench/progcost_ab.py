@@ -64,6 +64,21 @@ def shipped_at_head(into: Path) -> Path:
     return into
 
 
+def objects_to_compare(objects: Sequence[Path], tmp: Path, tool: str) -> tuple[Path, Path, tuple]:
+    """A and B, and their labels: the two ``objects`` named, or else the object HEAD ships
+    (written into ``tmp``) and the one ``make bpf`` built. One line for a missing object."""
+    if objects:
+        (a, b), labels = objects, ()
+    else:
+        a, b = shipped_at_head(tmp / "head.bpf.o"), BUILT
+        labels = (f"{SHIPPED} at HEAD", str(BUILT.relative_to(ROOT)))
+    for path in (a, b):
+        if not path.is_file():
+            hint = ": run `make bpf` first" if path == BUILT else ""
+            raise SystemExit(f"{tool}: {path}: no such object{hint}")
+    return a, b, labels
+
+
 def run(a: Path, b: Path, rounds: int, runs: int, expr: str, program: Optional[str],
         frame_size: int, write: bool, labels: Sequence[str] = ()) -> str:  # fmt: skip
     """The table: ``labels`` name A and B (default: their paths)."""
@@ -127,15 +142,7 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
         except FilterError as e:
             p.error(f"--filter: {e}")
     with tempfile.TemporaryDirectory() as tmp:
-        if args.objects:
-            (a, b), labels = args.objects, ()
-        else:
-            a, b = shipped_at_head(Path(tmp) / "head.bpf.o"), BUILT
-            labels = (f"{SHIPPED} at HEAD", str(BUILT.relative_to(ROOT)))
-        for path in (a, b):
-            if not path.is_file():
-                hint = ": run `make bpf` first" if path == BUILT else ""
-                raise SystemExit(f"progcost_ab: {path}: no such object{hint}")
+        a, b, labels = objects_to_compare(args.objects, Path(tmp), "progcost_ab")
         from pybpf.errors import BPFError
 
         try:
