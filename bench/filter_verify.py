@@ -1,13 +1,14 @@
-"""What a filter costs at load: the kernel verifier's work on xdptcp's XDP program, two builds.
+"""What a filter costs at load: the kernel verifier's work on xdptcp's programs, two builds.
 
 The verifier follows a static subprogram, such as the spliced filter, once for each state of
 its caller at the call that it cannot prune: where the program calls the filter decides how
 often a filter of thousands of terms is followed, how long the load takes, and whether the
 kernel takes the filter at all (a million instructions is its limit). Per filter, each build's
-XDP program is loaded as xdptcp loads it (the program for the case, its multi-buffer code live,
-the filter spliced in with its .rodata switches) and the table gives the instructions the
-verifier processed (``verified_insns``, the kernel's own count) and the load's wall time (the
-median of ``--repeat`` loads, A and B alternating), or the kernel's refusal.
+XDP program (the one xdptcp loads for the case) and tc program are loaded as xdptcp loads them
+(multi-buffer code live, the filter spliced in with its .rodata switches), one at a time, and
+the table gives the instructions the verifier processed (``verified_insns``, the kernel's own
+count) and the load's wall time (the median of ``--repeat`` loads, A and B alternating), or the
+kernel's refusal.
 
     python -m bench filter_verify            # the object HEAD ships against build/bpf's
     python bench/filter_verify.py [A.o B.o] [--repeat 3]
@@ -47,11 +48,12 @@ FILTERS = {
 }
 
 
-def load_once(path: Path, expr: str) -> tuple[int, float, str]:
-    """(verified instructions, seconds, "") for one load, or (0, seconds, the refusal)."""
+def load_once(path: Path, expr: str, tc: bool) -> tuple[int, float, str]:
+    """(verified instructions, seconds, "") for one load of the XDP program (or with ``tc``,
+    the tc program), or (0, seconds, the refusal)."""
     from pybpf import ObjectSpec, load
     from pybpf.errors import BPFError
-    from xdptcp.attach import PROGRAM, PROGRAM_ALL
+    from xdptcp.attach import PROGRAM, PROGRAM_ALL, TC_PROGRAM
 
     spec = ObjectSpec.from_file(str(path))
     values = {"xdptcp_xdp_frags": 1}
@@ -65,6 +67,7 @@ def load_once(path: Path, expr: str) -> tuple[int, float, str]:
     values = {k: v for k, v in values.items() if k in spec.rodata}  # (an older build's)
     spec.rodata.update_from(values)
     name = PROGRAM if expr or PROGRAM_ALL not in spec.programs else PROGRAM_ALL
+    name = TC_PROGRAM if tc else name
     start = time.perf_counter()
     try:
         with load(spec, programs=[name]) as obj:
@@ -78,12 +81,12 @@ def run(a: Path, b: Path, repeat: int, labels: Sequence[str] = ()) -> str:
     load = load_average()
     names = dict(zip("AB", labels or (str(a), str(b))))
     rows = []
-    for label, expr in FILTERS.items():
+    for (label, expr), program in ((f, p) for f in FILTERS.items() for p in ("XDP", "tc")):
         got: dict[str, list] = {"A": [], "B": []}
         for i in range(repeat):
-            say(f"filter_verify: {label}, load {i + 1}/{repeat}")
+            say(f"filter_verify: {label}, {program} program, load {i + 1}/{repeat}")
             for build in ("A", "B") if i % 2 == 0 else ("B", "A"):
-                got[build].append(load_once(a if build == "A" else b, expr))
+                got[build].append(load_once(a if build == "A" else b, expr, program == "tc"))
         cells, counts = [], []
         for build in ("A", "B"):
             insns, _, refused = got[build][0]
@@ -91,14 +94,14 @@ def run(a: Path, b: Path, repeat: int, labels: Sequence[str] = ()) -> str:
             ms = statistics.median(t for _, t, _ in got[build]) * 1000
             cells += [refused or f"{insns:,}", ms]
         ratio = f"{counts[1] / counts[0]:.2f}x" if all(counts) else "-"
-        rows.append([label, *cells, ratio])
+        rows.append([label, program, *cells, ratio])
     title = (
-        f"Filter verification, xdptcp's XDP program: A {names['A']} ({object_id(a)}), "
+        f"Filter verification, xdptcp's programs: A {names['A']} ({object_id(a)}), "
         f"B {names['B']} ({object_id(b)}), median of {repeat} loads "
         f"(load average before: {load})"
     )
-    header = ["filter", "A verified insns", "A load ms", "B verified insns", "B load ms",
-              "B / A insns"]  # fmt: skip
+    header = ["filter", "program", "A verified insns", "A load ms", "B verified insns",
+              "B load ms", "B / A insns"]  # fmt: skip
     return table(title, header, rows)
 
 

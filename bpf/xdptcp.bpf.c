@@ -56,8 +56,8 @@ volatile const __u32 xdptcp_snaplen = 0;
 volatile const __u32 xdptcp_capacity = XDPTCP_DEFAULT_CAPACITY;
 volatile const __u32 xdptcp_wakeup_mode = XDPTCP_WAKEUP_DEFAULT;
 volatile const __u32 xdptcp_wakeup_arg = 0;
-/* 1: call xdptcp_filter() (xdptcp.h): the XDP program on each frame, the tc program on each TCP
- * frame; 0: no filter, the call is dead code at load. */
+/* 1: call xdptcp_filter() (xdptcp.h) on each frame; 0: no filter, the call is dead code at
+ * load. */
 volatile const __u32 xdptcp_filter_on = 0;
 /* 1: the filter may read libpcap's `len` (`len`, `greater`, `less`), and the XDP program asks
  * every frame's whole length before the filter runs; 0: it does not, and the length is asked
@@ -674,13 +674,10 @@ static __always_inline void count_verdict(struct xdptcp_counters *c, int v)
 	}
 }
 
-/* Count a parsed frame and decide: 1 when it is to be emitted. `selected`: the filter's answer
- * where the program asked it before the parse (XDP); `filtered`: the filter is asked here, of
- * TCP frames only (tc). The programs all decide here, so both directions are counted and
+/* Count a parsed frame and decide: 1 when it is to be emitted, `selected` being the filter's
+ * answer (1 without a filter). Both programs decide here, so both directions are counted and
  * filtered by the same rules. */
-static __always_inline int select_frame(struct xdptcp_counters *c, int v, void *data,
-					 void *data_end, __u32 wire_len, const int filtered,
-					 int selected)
+static __always_inline int select_frame(struct xdptcp_counters *c, int v, int selected)
 {
 	c->packets++;
 	if (v == V_UNWALKED)
@@ -690,12 +687,27 @@ static __always_inline int select_frame(struct xdptcp_counters *c, int v, void *
 		return 0;
 	}
 	c->tcp++;
-	if (filtered && xdptcp_filter_on && !xdptcp_filter(data, data_end, wire_len))
-		return 0;
 	if (!selected)
 		return 0;
 	c->matched++;
 	return 1;
+}
+
+/*
+ * The filter's answer for the frame. Both programs ask before they parse, on the frame as it
+ * came: the verifier follows the filter (thousands of instructions, for thousands of terms)
+ * once for each state of the program at the call, and before the parser the program is in one
+ * state, after it in as many as there are ways through it. The answer is read back from the
+ * counters' map value, where the verifier knows nothing of it: as the constant 0 or 1 the
+ * filter returned, it would make two states of every state after it, and the parser would be
+ * followed once for each. (The map value is this CPU's, and nothing else runs our programs on
+ * this CPU between the store and the load.)
+ */
+static __always_inline int ask_filter(struct xdptcp_counters *c, void *data, void *data_end,
+				      __u32 wire_len)
+{
+	c->filter_answer = xdptcp_filter(data, data_end, wire_len);
+	return *(volatile __u64 *)&c->filter_answer;
 }
 
 static __always_inline struct xdptcp_counters *counters(void)
@@ -746,12 +758,7 @@ static __always_inline int first_buffer_is_all(void *data, void *data_end)
 
 /*
  * The XDP programs' one body: xdp_capture is this with the filter, xdp_capture_all without
- * (xdptcp loads one of the two). The filter, where there is one, runs first, on the frame as it
- * arrived: the verifier then follows it once, from the program's one state there, not once for
- * each way through the parser that reaches it (a filter of 2000 hosts is some 24,000
- * instructions). Its answer is read back from the counters' map value, where the verifier knows
- * nothing of it: as the constant 0 or 1 it returned, the answer would make two states of every
- * state after it, and the parser would be followed once for each.
+ * (xdptcp loads one of the two). The filter, where there is one, is asked first (ask_filter).
  *
  * A frame's whole length (libpcap's `len`, the record's wire length) is known for a
  * multi-buffer frame only to bpf_xdp_get_buff_len(), a helper call (some 11 ns a frame here:
@@ -786,13 +793,12 @@ static __always_inline int capture_xdp(struct xdp_md *ctx, const int filtered)
 			o.wire_len = bpf_xdp_get_buff_len(ctx);
 			asked = 1;
 		}
-		c->filter_answer = xdptcp_filter(data, data_end, o.wire_len);
-		selected = *(volatile __u64 *)&c->filter_answer;
+		selected = ask_filter(c, data, data_end, o.wire_len);
 	}
 	if (xdptcp_xdp_frags && !asked && !first_buffer_is_all(data, data_end))
 		o.wire_len = bpf_xdp_get_buff_len(ctx);
 	v = parse(data, data_end, &f);
-	if (!select_frame(c, v, data, data_end, o.wire_len, 0, selected))
+	if (!select_frame(c, v, selected))
 		return XDP_PASS;
 	emit(ctx, HOOK_XDP, data, data_end, &f, &o, c);
 	return XDP_PASS;
@@ -829,21 +835,26 @@ int tc_capture(struct __sk_buff *skb)
 		.gso_size = skb->gso_size,
 	};
 	struct frame f = {};
-	int v;
+	int v, selected = 1;
 
 	if (!c)
 		return TC_ACT_UNSPEC;
+	if (xdptcp_filter_on)
+		selected = ask_filter(c, data, data_end, o.wire_len);
 	v = parse(data, data_end, &f);
 	if ((v == V_TRUNCATED || v == V_UNWALKED) && skb->len > data_end - data) {
-		/* Headers in the paged part of the skb: make them linear once and parse again.
-		 * Only then: pulling unclones the skb, which TCP's own clones make costly. */
+		/* Headers in the paged part of the skb: make them linear once, then ask the filter
+		 * again and parse again. Only then: pulling unclones the skb, which TCP's own
+		 * clones make costly. */
 		bpf_skb_pull_data(skb, skb->len < XDPTCP_PULL_LEN ? skb->len : XDPTCP_PULL_LEN);
 		data = (void *)(long)skb->data;
 		data_end = (void *)(long)skb->data_end;
 		__builtin_memset(&f, 0, sizeof(f));
+		if (xdptcp_filter_on)
+			selected = ask_filter(c, data, data_end, o.wire_len);
 		v = parse(data, data_end, &f);
 	}
-	if (!select_frame(c, v, data, data_end, o.wire_len, 1, 1))
+	if (!select_frame(c, v, selected))
 		return TC_ACT_UNSPEC;
 	emit(skb, HOOK_TC, data, data_end, &f, &o, c);
 	return TC_ACT_UNSPEC;

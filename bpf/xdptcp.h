@@ -94,7 +94,7 @@ struct xdptcp_counters {
 	__u64 ext_too_deep;  /* more than XDPTCP_MAX_EXTHDRS IPv6 extension headers */
 	/* Not a counter: the ring's unread bytes when this CPU last looked (XDPTCP_WAKEUP_AVAIL_STEP) */
 	__u64 wake_avail;
-	/* Not a counter: the filter's answer for the frame at hand (XDP: see bpf/xdptcp.bpf.c) */
+	/* Not a counter: the filter's answer for the frame at hand (ask_filter, bpf/xdptcp.bpf.c) */
 	__u64 filter_answer;
 };
 

@@ -1,4 +1,4 @@
-"""bench/filter_verify.py: the verifier's work on xdptcp's XDP program, per filter, two builds."""
+"""bench/filter_verify.py: the verifier's work on xdptcp's programs, per filter, two builds."""
 
 from __future__ import annotations
 
@@ -25,15 +25,19 @@ def test_an_object_against_itself_gives_the_kernels_count_for_each_filter(tmp_pa
     )  # fmt: skip
     assert p.returncode == 0, p.stderr
     assert f"A {obj} ({object_id(obj)}), B {copy} ({object_id(copy)})" in p.stdout
-    row = r"^\| (.+?) +\| +([\d,]+) \| +([\d.]+) \| +([\d,]+) \| +([\d.]+) \| +([\d.]+)x \|$"
-    rows = {r[0]: r[1:] for r in re.findall(row, p.stdout, re.M)}
-    assert list(rows) == list(filter_verify.FILTERS)
-    for label, (a, _, b, _, ratio) in rows.items():
-        assert a == b and ratio == "1.00", label  # the same object: the same count
-    count = {label: int(r[0].replace(",", "")) for label, r in rows.items()}
-    # A filter adds to the program, and a longer one more: the verifier follows the filter.
-    assert count["(none)"] < count["port 443"] < count["80 hosts"] < count["1000 hosts"]
-    assert count["1000 hosts"] < count["2000 hosts"] < 1_000_000
+    row = (
+        r"^\| (.+?) +\| (XDP|tc) +\| +([\d,]+) \| +([\d.]+) \| +([\d,]+) \| +([\d.]+) \| "
+        r"+([\d.]+)x \|$"
+    )
+    rows = {(r[0], r[1]): r[2:] for r in re.findall(row, p.stdout, re.M)}
+    assert list(rows) == [(f, prog) for f in filter_verify.FILTERS for prog in ("XDP", "tc")]
+    for key, (a, _, b, _, ratio) in rows.items():
+        assert a == b and ratio == "1.00", key  # the same object: the same count
+    for prog in ("XDP", "tc"):
+        count = {f: int(r[0].replace(",", "")) for (f, p_), r in rows.items() if p_ == prog}
+        # A filter adds to the program, and a longer one more: the verifier follows it.
+        assert count["(none)"] < count["port 443"] < count["80 hosts"] < count["1000 hosts"]
+        assert count["1000 hosts"] < count["2000 hosts"] < 1_000_000, prog
 
 
 @pytest.mark.parametrize(
