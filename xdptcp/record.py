@@ -65,7 +65,7 @@ COUNTER_NAMES = (
 )
 # After the counters, two fields that are not counters: the ring's unread bytes when that CPU
 # last looked (the program's XDPTCP_WAKEUP_AVAIL_STEP), and the filter's answer for the frame at
-# hand (the XDP program reads it back from there). Never added up nor shown.
+# hand (both programs read it back from there). Never added up nor shown.
 COUNTERS = Struct(
     *(name / Int64un for name in COUNTER_NAMES), "wake_avail" / Int64un, "filter_answer" / Int64un
 )

@@ -20,8 +20,8 @@ from pybpf.errors import BPFError
 from xdptcp.pcapfilter import ir
 from xdptcp.pcapfilter.names import FilterError
 
-STUB = "xdptcp_filter"
-ETHERNET_LINKTYPE = 1  # the subprogram of bpf/xdptcp.bpf.c whose body is replaced
+STUB = "xdptcp_filter"  # the subprogram of bpf/xdptcp.bpf.c whose body is replaced
+ETHERNET_LINKTYPE = 1
 # What the kernel's verifier takes of a filter: it follows the filter once for each state of
 # the capture program at the call it cannot prune, within 1,000,000 instructions in all, and
 # keeps at most 8192 branches waiting to be followed (each conditional jump can leave one).
