@@ -63,6 +63,17 @@ def test_generated_filter_verifies_and_matches_the_vm(object_bytes, frames, expr
         verifies_and_matches(object_bytes, frames, expr, frags=0)
 
 
+@pytest.mark.parametrize("expr", KERNEL_SET[::4])
+def test_a_filter_laid_out_spread_verifies_and_matches_the_vm(
+    object_bytes, frames, monkeypatch, expr: str
+) -> None:
+    """Every fourth of them laid out spread, as the long filters are (``codegen.generate``)."""
+    from xdptcp.pcapfilter import codegen
+
+    monkeypatch.setattr(codegen, "SPREAD_FROM", -1)
+    verifies_and_matches(object_bytes, frames, expr, frags=1)
+
+
 def verifies_and_matches(object_bytes, frames, expr: str, frags: int = 0) -> None:
     flt = compile_filter(expr)
     spec = ObjectSpec.from_bytes(object_bytes, "xdptcp.bpf.o")
@@ -144,24 +155,30 @@ def test_http_request_filter_is_small_and_verifies(object_bytes) -> None:
         assert set(obj.programs) == {"xdp_capture", "xdp_capture_all", "tc_capture"}
 
 
-def test_a_chain_of_2000_hosts_verifies_and_matches_the_vm(object_bytes, frames) -> None:
-    """24,000 instructions: accept and reject copied every few thousand (jumps reach 32767).
+def test_a_chain_of_3000_hosts_verifies_and_matches_the_vm(object_bytes, frames) -> None:
+    """48,000 instructions: accept and reject copied every few thousand (jumps reach 32767).
     Loaded as xdptcp loads it where the kernel has multi-buffer XDP (5.18): its copy loop
     then covers 256 bytes, not the whole capacity, for the verifier to follow.
 
     Both programs ask the filter before their parser, where they are in one state, so the
-    verifier follows the filter once: Linux 6.1's verifier takes it too (it gave up on 1000
-    hosts at its million instructions when the filter came after the parser)."""
-    hosts = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(2000)]
+    verifier follows the filter once (Linux 6.1's gave up on 1000 hosts at its million
+    instructions when the filter came after the parser). Each term jumps on to the next and
+    falls through to its way out, so the verifier keeps a few branches waiting: with jumps out,
+    the tc program, which asks the filter again after pulling headers, left more than 8192
+    waiting at 3000 hosts ("The sequence of 8193 jumps is too complex")."""
+    hosts = [f"198.18.{i // 250}.{i % 250 + 1}" for i in range(3000)]
     text = " or ".join(f"host {h}" for h in hosts)
     verifies_and_matches(object_bytes, frames, text, frags=1)
 
 
 def test_a_filter_too_large_for_the_kernel_is_one_line_naming_the_limit(object_bytes) -> None:
+    """Alternatives joined by `and` leave the verifier branches waiting, two a pair (the first
+    alternative's jumps forward: to the next pair when it holds, and to the second alternative
+    for a frame that is not IPv4): 4500 pairs leave 9000, more than the kernel keeps (8192)."""
     from pybpf.errors import BPFError
     from xdptcp.pcapfilter import FilterTooLarge
 
-    flt = compile_filter(" or ".join(f"ip[16:4] = {i}" for i in range(9000)))
+    flt = compile_filter(" and ".join(f"(ip[16:4] != {i} or ip[12:4] != {i})" for i in range(4500)))
     with pytest.raises(FilterTooLarge) as info:
         flt.code()
     assert "\n" not in str(info.value) and "8000" in str(info.value)
