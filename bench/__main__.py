@@ -26,6 +26,7 @@ EXTRAS = (
     "text_stages",
     "progcost_ab",
     "filter_verify",
+    "codegen_ab",
 )
 
 
