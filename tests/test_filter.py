@@ -598,10 +598,10 @@ def test_a_1000_term_filter_compiles_in_reasonable_time() -> None:
 
 def test_a_chain_of_thousands_of_terms_leaves_the_verifier_few_branches_waiting() -> None:
     """The verifier keeps at most 8192 branches waiting on one path, and follows a jump's
-    fall-through first. Each term's way out to accept (and each bounds check's to reject)
-    falls through to a `ja`, and its conditional jump goes on to the next term: a chain of
-    4000 hosts or 1500 ports leaves a few waiting, where jumps out left one a jump (8,005 and
-    9,007, more than the kernel takes)."""
+    fall-through first. Chains this long are laid out spread: each term's way out to accept
+    (and each bounds check's to reject) falls through to a `ja`, and its conditional jump goes
+    on to the next term. 4000 hosts or 1500 ports leave a few waiting, where jumps out left one
+    a jump (8,005 and 9,006, more than the kernel takes)."""
     from xdptcp.pcapfilter.codegen import branches_waiting
 
     hosts = " or ".join(f"host {h}" for h in many_hosts(4000))
@@ -611,8 +611,9 @@ def test_a_chain_of_thousands_of_terms_leaves_the_verifier_few_branches_waiting(
 
 
 def test_a_filter_past_the_kernels_size_is_refused_before_loading_in_one_line() -> None:
-    """10,000 hosts load on every kernel tested (test_filter_live); 10,500 are past the bound
-    measured there, and refused before the kernel is asked, naming it. -r still runs them."""
+    """10,000 hosts load in both programs on Linux 6.1 and 6.18 (test_filter_live runs them on
+    the host's kernel); 10,500 are past the bound set from that, and refused before the kernel
+    is asked, in one line naming it. -r still runs them."""
     from xdptcp.pcapfilter import KERNEL_MAX_INSNS, FilterTooLarge
 
     hosts = [f"198.18.{100 + i // 250}.{i % 250 + 1}" for i in range(10_500)]
