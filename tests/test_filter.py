@@ -246,6 +246,18 @@ def test_compiled_filter_selects_what_tcpdump_selects(varied, expr: str) -> None
     assert ours == tcpdump_selects(pcap, expr) & tcp
 
 
+def test_spreading_a_short_filter_changes_its_code(monkeypatch) -> None:
+    """The tests below force the spread layout through ``SPREAD_FROM``; were that to stop
+    working they would compare a layout with itself. `port 443` spread has a `ja` out after
+    each test that can end it, and the same meaning."""
+    from xdptcp.pcapfilter import codegen
+
+    usual = compile_filter("port 443").insns
+    monkeypatch.setattr(codegen, "SPREAD_FROM", -1)
+    spread = compile_filter("port 443").insns
+    assert len(spread) > len(usual) + 5
+
+
 @pytest.mark.parametrize("expr", EXPRESSIONS)
 def test_a_filter_laid_out_spread_selects_the_same(varied, monkeypatch, expr: str) -> None:
     """Each filter laid out spread, as the long ones are (``codegen.generate``): every frame,
