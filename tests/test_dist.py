@@ -135,6 +135,38 @@ def test_zipapp_runs_its_compiled_modules_under_the_python_that_built_it_and_sou
         assert run(python, "-I", "-S", str(altered), "--version").stdout == "from the source\n"
 
 
+def test_zipapp_imports_a_module_wanted_by_two_threads_at_once(pyz: Path, tmp_path: Path) -> None:
+    """A capture attaches in a second thread while the first goes on, and both may import the
+    same module for the first time (pybpf.link.netlink). CPython 3.9's zipimport ran a module
+    with the old ``load_module()``: in sys.modules before its code had run, and not marked as
+    being run, so the other thread took it half-made ("module 'pybpf.link.netlink' has no
+    attribute 'link_info'"). Shown with a module that takes a while to run, imported by a
+    thread and by the main thread meanwhile, under every CPython present."""
+    altered = tmp_path / "altered.pyz"
+    entry = (
+        "import threading, time\n"
+        "def main():\n"
+        "    t = threading.Thread(target=__import__, args=('xdptcp.slow',))\n"
+        "    t.start()\n"
+        "    time.sleep(0.2)\n"
+        "    from xdptcp import slow\n"
+        "    print(slow.VALUE)\n"
+        "    t.join()\n"
+        "    return 0\n"
+    )
+    with zipfile.ZipFile(pyz / "xdptcp.pyz") as src, zipfile.ZipFile(altered, "w") as dst:
+        for name in src.namelist():
+            if name != "xdptcp/entry.pyc":  # the building CPython runs the source below too
+                dst.writestr(name, entry if name == "xdptcp/entry.py" else src.read(name))
+        dst.writestr("xdptcp/slow.py", "import time\ntime.sleep(0.6)\nVALUE = 'made whole'\n")
+    pythons = {python_for(m) for m in MINORS} | {sys.executable}
+    for python in sorted(p for p in pythons if p):
+        res = run(python, "-I", "-S", str(altered), check=False)
+        assert (res.returncode, res.stdout) == (0, "made whole\n"), (python, res.stderr)
+    if python_for(MINORS[0]) is None:
+        cannot_run("no CPython 3.9 on this machine: the one whose zipimport needs the help")
+
+
 def test_zipapp_built_with_no_bytecode_carries_sources_only_and_runs(
     pyz: Path, tmp_path: Path
 ) -> None:

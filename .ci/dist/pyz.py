@@ -34,6 +34,24 @@ import sys
 
 if sys.version_info < (3, 9):
     sys.exit("{name}: needs Python 3.9 or later (this is %d.%d)" % sys.version_info[:2])
+if sys.version_info < (3, 10):
+    # 3.9's zipimport runs a module with load_module(): the module is in sys.modules before its
+    # code has run, not marked as running, and another thread importing it meanwhile takes it
+    # half-made. With exec_module() (3.10's zipimport has it) the import system makes that
+    # thread wait for the module, as for modules loaded from files.
+    import zipimport
+
+    class ZipImporter(zipimport.zipimporter):
+        def create_module(self, spec):
+            return None
+
+        def exec_module(self, module):
+            exec(self.get_code(module.__name__), module.__dict__)
+
+    sys.path_hooks[sys.path_hooks.index(zipimport.zipimporter)] = ZipImporter
+    for path, finder in list(sys.path_importer_cache.items()):
+        if type(finder) is zipimport.zipimporter:
+            del sys.path_importer_cache[path]
 
 from {package}.entry import main
 
