@@ -85,7 +85,10 @@ def _program(spec: ObjectSpec, p: ProgramSpec) -> dict[str, Any]:
         d["link_error"] = problem
         return d
     d["linked_insns"] = len(linked.insns)
-    d["subprograms"] = [piece.function for piece in linked.pieces[1:]]
+    d["subprograms"] = linked.subprograms
+    inlined = [piece.function for piece in linked.pieces if piece.inlined]
+    if inlined:
+        d["inlined"] = inlined
     relocs = [
         {
             "insn": r.insn_idx,
@@ -250,15 +253,21 @@ def disassemble_program(spec: ObjectSpec, prog: ProgramSpec) -> list[str]:
     for i, kind, callee in linked.calls:
         notes[i] = f"{kind} {callee}"
     lines_at = {li.insn_idx: li for li in linked.line_info}
-    starts = {p.start: p for p in linked.pieces}
+    starts = {p.start: p for p in linked.pieces if p.length}
     out = [f"{prog.name} ({prog.prog_type or 'unknown type'}, section {prog.section}):"]
     insns = linked.insns
     i = 0
     while i < len(insns):
         if i in starts and i:
             p = starts[i]
-            how = f", replaced by {p.length} generated instructions" if p.replaced else ""
-            out.append(f"{p.function} (from {p.section}{how}):")
+            if p.inlined:
+                out.append(f"{p.function} (inlined: {p.length} generated instructions in place "
+                           "of the call, each exit a jump past them):")  # fmt: skip
+            elif p.continues:
+                out.append(f"{p.function} (continued):")
+            else:
+                how = f", replaced by {p.length} generated instructions" if p.replaced else ""
+                out.append(f"{p.function} (from {p.section}{how}):")
         li = lines_at.get(i)
         if li is not None and li.line_text.strip():
             out.append(

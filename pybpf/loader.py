@@ -368,7 +368,7 @@ class _ProgramLoad:
         say(
             log,
             f"program '{name}': loaded {self.ps.prog_type} id {prog.id} tag {prog.tag}, "
-            f"{len(insns)} instructions ({len(obj.linked[name].pieces) - 1} subprograms appended)",
+            f"{len(insns)} instructions ({len(obj.linked[name].subprograms)} subprograms appended)",
         )
 
     def discard(self) -> None:
@@ -387,7 +387,11 @@ def _prepare_program(obj: LoadedObject, ps: ProgramSpec, code: dict, log: Log) -
     if not ps.prog_type:
         raise BPFError(f"program '{ps.name}': section '{ps.section}' names no known program type")
     linked = link_program(obj.spec, ps, code)
-    pieces = ", ".join(f"{p.function} ({p.section})" for p in linked.pieces)
+    pieces = ", ".join(
+        f"{p.function} ({'inlined' if p.inlined else p.section})"
+        for p in linked.pieces
+        if not p.continues
+    )
     say(log, f"program '{ps.name}': linked {len(linked.insns)} instructions: {pieces}")
     insns = patch_references(obj, linked, log)
     obj.linked[ps.name] = linked

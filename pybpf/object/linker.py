@@ -15,6 +15,7 @@ from __future__ import annotations
 from pybpf.asm import insn as isa
 from pybpf.asm.insn import Instruction
 from pybpf.errors import RelocationError
+from pybpf.object import inline
 from pybpf.object.spec import Function, ObjectSpec, ProgramSpec, Relocation, RelocKind
 from pybpf.record import record, replace
 
@@ -33,6 +34,8 @@ class Piece:
     length: int
     start: int  # index of its first instruction in the linked program
     replaced: bool = False  # generated code spliced in place of the compiled body
+    inlined: bool = False  # that code put in place of a call to it (``pybpf.object.inline``)
+    continues: bool = False  # the rest of the function after an inlined body
 
 
 @record
@@ -45,6 +48,11 @@ class LinkedProgram:
     func_info: tuple = ()  # btf_ext.FuncInfo records, renumbered
     line_info: tuple = ()  # btf_ext.LineInfo records, renumbered
     calls: tuple[tuple[int, str, str], ...] = ()  # (insn_idx, "call"/"func", callee)
+
+    @property
+    def subprograms(self) -> list[str]:
+        """The functions appended after the program's own instructions, in order."""
+        return [p.function for p in self.pieces[1:] if not (p.inlined or p.continues)]
 
     def source_of(self, idx: int) -> tuple[str, int]:
         """(section, index in section) of linked instruction ``idx``."""
@@ -72,6 +80,9 @@ class _Linker:
         self.refs: list[Relocation] = []
         self.calls: list[tuple[int, str, str]] = []
         self.relocs = {sec: {r.insn_idx: r for r in rels} for sec, rels in spec.relocations.items()}
+        self.inline_at: list[tuple[int, Function]] = []  # (call's index, callee) to inline
+        self.grown: dict[int, int] = {}  # piece start -> instructions its inlined bodies add
+        self._live: dict[int, list[int]] = {}  # piece start -> registers live after each insn
 
     def fail(self, piece: Piece, idx: int, msg: str) -> RelocationError:
         return RelocationError(
@@ -93,6 +104,9 @@ class _Linker:
                 continue
             target = self.target_index(piece, i, ins, rel)
             callee = self.function_at(piece, i, target)
+            if ins.is_call and target == callee.insn_start and self.may_inline(piece, at, callee):
+                self.inline_at.append((at, callee))
+                continue
             if callee.name not in self.placed:
                 self.append(callee)
             dest = self.placed[callee.name] + (target - callee.insn_start)
@@ -116,6 +130,55 @@ class _Linker:
             # the symbol is the section and imm is the callee's index minus one.
             return rel.offset // isa.INSN_SIZE + ins.imm + 1
         return (rel.offset + ins.imm) // isa.INSN_SIZE  # function address: byte offsets
+
+    def may_inline(self, piece: Piece, at: int, callee: Function) -> bool:
+        """Whether the call at ``at`` may become the replaced callee's body (see inline)."""
+        body = self.spec.replaced.get(callee.name)
+        # (a global function is checked on its own by the verifier, once for all its callers:
+        # in place, it would be checked at each call, in each state that reaches it)
+        if body is None or callee.is_global or len(body) > inline.INLINE_MAX:
+            return False
+        if not inline.body_reads_only_arguments(body):
+            return False
+        lo, hi = piece.start, piece.start + piece.length
+        if at == lo:  # (the function's records start at its first instruction: keep it a call)
+            return False
+        live = self._live.get(lo)
+        if live is None:
+            live = self._live[lo] = inline.live_out(self.insns, lo, hi)
+        if live[at - lo] & inline.R6_R9:
+            return False
+        grown = self.grown.get(lo, 0) + len(body) - 1
+        if not inline.fits(inline.crossing_span(self.insns, lo, hi, at), grown, len(body)):
+            return False
+        self.grown[lo] = grown
+        return True
+
+    def expand_inlined(self) -> None:
+        """Put each body in place of its call, the last first: the indices before a call
+        stay, those after it grow by the body's length less the call."""
+        for at, callee in sorted(self.inline_at, key=lambda site: site[0], reverse=True):
+            body = self.spec.replaced[callee.name]
+            grow = len(body) - 1
+            self.insns = inline.expand(self.insns, at, body)
+            self.refs = [replace(r, insn_idx=r.insn_idx + grow) if r.insn_idx > at else r
+                         for r in self.refs]  # fmt: skip
+            self.calls = [(i + grow if i > at else i, kind, name) for i, kind, name in self.calls]
+            pieces: list[Piece] = []
+            for p in self.pieces:
+                if p.start > at:
+                    pieces.append(replace(p, start=p.start + grow))
+                elif at < p.start + p.length:  # the caller's piece: before, the body, after
+                    k = at - p.start
+                    pieces.append(replace(p, length=k))
+                    pieces.append(Piece(callee.name, callee.section, callee.insn_start,
+                                        len(body), at, True, True))  # fmt: skip
+                    pieces.append(replace(p, section_start=p.section_start + k + 1,
+                                          length=p.length - k - 1, start=at + len(body),
+                                          continues=True))  # fmt: skip
+                else:
+                    pieces.append(p)
+            self.pieces = pieces  # (a part may be empty: a call first or last in its function)
 
     def function_at(self, piece: Piece, i: int, target: int) -> Function:
         for f in self.spec.functions.values():
@@ -151,6 +214,7 @@ def link_program(
     """
     linker = _Linker(spec, prog, code if code is not None else spec.sections)
     linker.link(linker.pieces[0])
+    linker.expand_inlined()
     pieces = tuple(linker.pieces)
     func_info = line_info = ()
     if spec.btf_ext is not None:
@@ -175,6 +239,8 @@ def _renumber(by_section: Mapping[str, Sequence], pieces: Sequence[Piece]) -> tu
     out = []
     for p in pieces:
         shift = p.start - p.section_start
+        if p.inlined:  # no longer a function: its records described the stub
+            continue
         for rec in by_section.get(p.section, ()):
             if p.replaced and rec.insn_idx != p.section_start:
                 continue

@@ -1,0 +1,208 @@
+"""A spliced body put in place of a call to it (``pybpf.object.inline``): where the caller keeps
+nothing in r6-r9 across the call, and only there; the jumps around it renumbered; the same
+results in the kernel as with the call, and no call left in what the kernel runs."""
+
+from __future__ import annotations
+
+import pytest
+
+from pybpf import ObjectSpec, load
+from pybpf.asm import insn as isa
+from pybpf.asm.assembler import R0, R1, R2, R6, R7, R10, Assembler
+from pybpf.asm.insn import Class, Instruction, JmpOp
+from pybpf.object import inline
+from pybpf.object.linker import link_program
+from tests.conftest import bpf_object
+
+JA = Class.JMP | JmpOp.JA
+
+
+def inline_spec(**bodies: list) -> ObjectSpec:
+    spec = ObjectSpec.from_file(str(bpf_object("tests/inline")))
+    for name, insns in bodies.items():
+        spec.replace_function(name, insns)
+    return spec
+
+
+def pick_body() -> list:
+    """pick(a, b) = a * 10 + b, with two exits."""
+    a = Assembler()
+    a.mov(R0, R1)
+    a.mul(R0, 10)
+    a.jeq(R2, 0, "none")
+    a.add(R0, R2)
+    a.exit()
+    a.label("none")
+    a.exit()
+    return a.assemble()
+
+
+def kept_body() -> list:
+    """kept(a, 3) = a * 3 (clang passes no 3: it made kept() take one argument)."""
+    a = Assembler()
+    a.mov(R0, R1)
+    a.mul(R0, 3)
+    a.exit()
+    return a.assemble()
+
+
+def calls_in(insns) -> int:
+    return sum(1 for ins in insns if ins.is_pseudo_call)
+
+
+# --- liveness, renumbering ------------------------------------------------------------------
+
+
+def test_liveness_sees_a_register_read_after_a_call_on_some_path() -> None:
+    a = Assembler()
+    a.mov(R6, 1)
+    a.call("ktime_get_ns")  # (index 1)
+    a.jeq(R0, 0, "skip")
+    a.mov(R0, R6)  # r6 read on this path only
+    a.label("skip")
+    a.exit()
+    insns = a.assemble()
+    live = inline.live_out(insns, 0, len(insns))
+    assert live[1] & inline.R6_R9 == 1 << 6
+    a = Assembler()
+    a.call("ktime_get_ns")
+    a.mov(R6, 2)  # written before any read: dead after the call
+    a.mov(R0, R6)
+    a.exit()
+    insns = a.assemble()
+    assert inline.live_out(insns, 0, len(insns))[0] & inline.R6_R9 == 0
+
+
+def test_liveness_follows_a_loop_back() -> None:
+    a = Assembler()
+    a.mov(R7, 0)
+    a.label("top")
+    a.call("ktime_get_ns")  # (index 1) r7 is read at the top of the next round
+    a.add(R7, 1)
+    a.jlt(R7, 10, "top")
+    a.mov(R0, 0)
+    a.exit()
+    insns = a.assemble()
+    assert inline.live_out(insns, 0, len(insns))[1] & (1 << 7)
+
+
+def test_a_body_that_reads_more_than_its_arguments_or_uses_the_stack_is_not_put_in_place() -> None:
+    a = Assembler()
+    a.mov(R0, R6)  # the caller's r6 would be read
+    a.exit()
+    assert not inline.body_reads_only_arguments(a.assemble())
+    a = Assembler()
+    a.stx("dw", R10, -8, R1)
+    a.mov(R0, 0)
+    a.exit()
+    assert not inline.body_reads_only_arguments(a.assemble())
+    assert inline.body_reads_only_arguments(pick_body())
+
+
+def test_expand_renumbers_the_jumps_around_the_call_and_turns_exits_into_jumps_past_the_body() -> (
+    None
+):
+    mov = isa.mov64_imm
+    insns = [
+        isa.jmp_imm(JmpOp.JEQ, 1, 0, 3),  # 0: over the call, to 4
+        isa.jmp_imm(JmpOp.JEQ, 1, 1, 1),  # 1: to the call itself
+        mov(0, 1),  # 2
+        Instruction(isa.CALL, src=isa.PSEUDO_CALL, imm=2),  # 3: the call (to 6)
+        mov(0, 2),  # 4
+        Instruction(JA, off=-5),  # 5: back to 1
+        isa.exit_insn(),  # 6: the stub
+    ]
+    body = pick_body()  # 6 instructions, exits at 4 and 5
+    out = inline.expand(insns, 3, body)
+    n = len(body)
+    assert len(out) == len(insns) + n - 1
+    assert out[3 : 3 + n] == inline.in_place(body)
+    assert [ins.code for ins in out[3 : 3 + n]].count(isa.EXIT) == 0
+    assert out[3 + 4] == Instruction(JA, off=1) and out[3 + 5] == Instruction(JA, off=0)
+    assert 0 + 1 + out[0].off == 3 + n  # the jump over the call lands after the body
+    assert 1 + 1 + out[1].off == 3  # the jump to the call lands on the body's first
+    assert (3 + n + 1) + 1 + out[3 + n + 1].off == 1  # the jump back still reaches 1
+
+
+def test_a_jump_that_would_no_longer_reach_or_a_long_body_keeps_the_call() -> None:
+    assert inline.fits(32767 - 100, 100, 101)
+    assert not inline.fits(32767 - 100, 101, 102)
+    assert inline.fits(0, 4095, 4096) and not inline.fits(0, 4096, 4097)
+
+
+# --- linking ----------------------------------------------------------------------------------
+
+
+def test_the_asm_call_sites_take_the_body_and_the_plain_call_keeps_its_call() -> None:
+    spec = inline_spec(pick=pick_body(), kept=kept_body())
+    before = link_program(inline_spec(), spec.programs["xdp_inline"])  # stubs as compiled
+    linked = link_program(spec, spec.programs["xdp_inline"])
+    inlined = [p for p in linked.pieces if p.inlined]
+    assert [p.function for p in inlined] == ["pick", "pick"]
+    for p in inlined:
+        assert linked.insns[p.start : p.start + p.length] == tuple(inline.in_place(pick_body()))
+    # kept(): the caller reads r6-r9 after it, so it is still called, and appended
+    assert linked.subprograms == ["kept"]
+    assert [callee for _, _, callee in linked.calls] == ["kept"]
+    (call,) = [i for i, _, _ in linked.calls]
+    (kept,) = [p for p in linked.pieces if p.function == "kept"]
+    assert call + 1 + linked.insns[call].imm == kept.start
+    # func_info: the program and kept(), none for pick(); line_info in order, none in a body
+    assert [f.insn_idx for f in linked.func_info] == [0, kept.start]
+    lines = [li.insn_idx for li in linked.line_info]
+    assert lines == sorted(lines) and lines[0] == 0
+    assert not [i for i in lines for p in inlined if p.start <= i < p.start + p.length]
+    # the map references moved with the code after each body
+    assert len(linked.relocations) == len(before.relocations)
+    for r in linked.relocations:
+        assert linked.insns[r.insn_idx].is_ld_imm64
+    # not inlined without a replaced body: the stub is a function like any other
+    assert before.subprograms == ["pick", "kept"] and not any(p.inlined for p in before.pieces)
+
+
+def test_a_global_function_is_not_put_in_place() -> None:
+    """The verifier checks a global function once, on its own, for all callers: in place it
+    would be checked at each call. (tests/subprog's global_add, whose caller keeps nothing in
+    r6-r9 across the call.)"""
+    spec = ObjectSpec.from_file(str(bpf_object("tests/subprog")))
+    spec.replace_function("global_add", kept_body())
+    linked = link_program(spec, spec.programs["xdp_calls"])
+    assert "global_add" in linked.subprograms and not any(p.inlined for p in linked.pieces)
+
+
+def test_pybpf_disasm_shows_the_body_in_place() -> None:
+    from pybpf.describe import describe, disassemble_program
+
+    spec = inline_spec(pick=pick_body())
+    out = "\n".join(disassemble_program(spec, spec.programs["xdp_inline"]))
+    assert out.count("pick (inlined: 6 generated instructions in place of the call") == 2
+    assert out.count("xdp_inline (continued):") == 2
+    (prog,) = describe(spec)["programs"]
+    assert prog["inlined"] == ["pick", "pick"] and prog["subprograms"] == ["kept"]
+
+
+# --- in the kernel ----------------------------------------------------------------------------
+
+
+def run_inline(spec: ObjectSpec, frame_len: int) -> tuple[list[int], int]:
+    """The three results for a frame, and how many bpf-to-bpf calls the kernel runs."""
+    with load(spec, programs=["xdp_inline"]) as obj:
+        prog = obj.programs["xdp_inline"]
+        assert prog.test_run(bytes(frame_len)).retval == 2  # XDP_PASS
+        results = [int.from_bytes(obj.maps["results"][k], "little") for k in range(3)]
+        return results, calls_in(isa.decode(prog.xlated()))
+
+
+@pytest.mark.system
+@pytest.mark.parametrize("frame_len", [60, 200])
+def test_in_place_the_kernel_gives_what_the_calls_gave(
+    frame_len: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    spec = inline_spec(pick=pick_body(), kept=kept_body())
+    in_place, calls = run_inline(spec, frame_len)
+    want = [frame_len * 10 + 1, frame_len * 10 + 2 if frame_len <= 100 else 7, frame_len * 4]
+    assert in_place == want
+    assert calls == 1  # kept() only
+    monkeypatch.setattr(inline, "fits", lambda *args: False)  # every call kept
+    called, calls = run_inline(inline_spec(pick=pick_body(), kept=kept_body()), frame_len)
+    assert called == want and calls == 3
