@@ -179,7 +179,7 @@ static long walk_one(__u32 index, void *unused)
 	if (nxt > st->end)
 		return 1;  /* WALK_MORE */
 	if (incl <= st->snap && plain_tcp(rec + 16, incl)) {
-		if (xdptcp_filter_on && !xdptcp_filter(rec + 16, rec + 16 + incl, orig)) {
+		if (xdptcp_filter_on && !call_filter(rec + 16, rec + 16 + incl, orig)) {
 			st->pos = nxt;
 			return 0;
 		}

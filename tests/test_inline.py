@@ -206,3 +206,33 @@ def test_in_place_the_kernel_gives_what_the_calls_gave(
     monkeypatch.setattr(inline, "fits", lambda *args: False)  # every call kept
     called, calls = run_inline(inline_spec(pick=pick_body(), kept=kept_body()), frame_len)
     assert called == want and calls == 3
+
+
+# --- xdptcp's capture programs ----------------------------------------------------------------
+
+
+IN_PLACE = {"xdp_capture": 1, "xdptcp_walk": 1}
+
+
+@pytest.mark.parametrize("hosts, sites", [(1, IN_PLACE), (330, IN_PLACE), (340, {})])
+def test_xdptcps_filter_is_put_in_place_of_each_call_unless_it_is_long(
+    hosts: int, sites: dict
+) -> None:
+    """The XDP program and the record walker call the filter so that its body can take the
+    call's place (bpf/xdptcp.h, call_filter); the tc program calls it plainly (see ask_filter_
+    called in bpf/xdptcp.bpf.c). Up to ``INLINE_MAX`` instructions: 330 hosts (3,997) go in
+    place, 340 (4,117) stay a function."""
+    from xdptcp.pcapfilter import compile_filter
+
+    flt = compile_filter(" or ".join(f"host 198.18.{n // 250}.{n % 250 + 1}" for n in range(hosts)))
+    for obj, programs in (
+        ("xdptcp", ("xdp_capture", "tc_capture")),
+        ("xdptcp_walk", ("xdptcp_walk",)),
+    ):
+        spec = ObjectSpec.from_file(str(bpf_object(obj)))
+        spec.replace_function("xdptcp_filter", flt.code()["xdptcp_filter"])
+        for name in programs:
+            linked = link_program(spec, spec.programs[name])
+            inlined = [p for p in linked.pieces if p.inlined]
+            assert len(inlined) == sites.get(name, 0), name
+            assert ("xdptcp_filter" in linked.subprograms) == (not inlined), name
