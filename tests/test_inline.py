@@ -53,7 +53,7 @@ def calls_in(insns) -> int:
 # --- liveness, renumbering ------------------------------------------------------------------
 
 
-def test_liveness_sees_a_register_read_after_a_call_on_some_path() -> None:
+def test_a_register_read_after_a_call_on_some_path_is_found() -> None:
     a = Assembler()
     a.mov(R6, 1)
     a.call("ktime_get_ns")  # (index 1)
@@ -62,18 +62,18 @@ def test_liveness_sees_a_register_read_after_a_call_on_some_path() -> None:
     a.label("skip")
     a.exit()
     insns = a.assemble()
-    live = inline.live_out(insns, 0, len(insns))
-    assert live[1] & inline.R6_R9 == 1 << 6
+    assert inline.read_before_written(insns, 0, len(insns), 2, inline.R6_R9)
+    assert not inline.read_before_written(insns, 0, len(insns), 2, 1 << 7)
     a = Assembler()
     a.call("ktime_get_ns")
-    a.mov(R6, 2)  # written before any read: dead after the call
+    a.mov(R6, 2)  # written before any read: free after the call
     a.mov(R0, R6)
     a.exit()
     insns = a.assemble()
-    assert inline.live_out(insns, 0, len(insns))[0] & inline.R6_R9 == 0
+    assert not inline.read_before_written(insns, 0, len(insns), 1, inline.R6_R9)
 
 
-def test_liveness_follows_a_loop_back() -> None:
+def test_a_read_is_found_round_a_loop() -> None:
     a = Assembler()
     a.mov(R7, 0)
     a.label("top")
@@ -83,7 +83,8 @@ def test_liveness_follows_a_loop_back() -> None:
     a.mov(R0, 0)
     a.exit()
     insns = a.assemble()
-    assert inline.live_out(insns, 0, len(insns))[1] & (1 << 7)
+    assert inline.read_before_written(insns, 0, len(insns), 2, 1 << 7)
+    assert not inline.read_before_written(insns, 0, len(insns), 2, 1 << 8)
 
 
 def test_a_body_that_reads_more_than_its_arguments_or_uses_the_stack_is_not_put_in_place() -> None:
@@ -194,6 +195,7 @@ def run_inline(spec: ObjectSpec, frame_len: int) -> tuple[list[int], int]:
 
 
 @pytest.mark.system
+@pytest.mark.kmatrix
 @pytest.mark.parametrize("frame_len", [60, 200])
 def test_in_place_the_kernel_gives_what_the_calls_gave(
     frame_len: int, monkeypatch: pytest.MonkeyPatch

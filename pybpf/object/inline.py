@@ -82,13 +82,30 @@ def uses_defs(ins: Instruction) -> tuple[int, int]:
     return _ALL, 0  # unknown: taken to read everything
 
 
+# (plain ints: an enum's member costs a lookup each time, and these run once an instruction)
+_JMP_CLASSES = (int(Class.JMP), int(Class.JMP32))
+_CALL_EXIT = (int(JmpOp.CALL), int(JmpOp.EXIT))
+_GOTOL = int(Class.JMP32 | JmpOp.JA)  # a ja with a 32-bit offset, in imm
+_CALL, _LD_IMM64, _FUNC = int(isa.CALL), int(isa.LD_IMM64), int(PseudoSrc.FUNC)
+
+
+def _offset_in(code: int) -> Optional[str]:
+    """Which field of an instruction with this opcode holds a relative target: "off" for a
+    jump, "imm" for gotol; None for anything else (calls and function references: see target)."""
+    if code & 0x07 not in _JMP_CLASSES or code & 0xF0 in _CALL_EXIT:
+        return None
+    return "imm" if code == _GOTOL else "off"
+
+
 def target(insns: Sequence[Instruction], i: int) -> Optional[int]:
     """The instruction a jump, a bpf-to-bpf call or a function reference at ``i`` leads to."""
     ins = insns[i]
-    if ins.is_jump:
-        gotol = ins.cls == Class.JMP32 and ins.code & 0xF0 == JmpOp.JA
-        return i + 1 + (ins.imm if gotol else ins.off)
-    if ins.is_pseudo_call or (ins.is_ld_imm64 and ins.src == PseudoSrc.FUNC):
+    field = _offset_in(ins.code)
+    if field is not None:
+        return i + 1 + (ins.imm if field == "imm" else ins.off)
+    if (ins.code == _CALL and ins.src == isa.PSEUDO_CALL) or (
+        ins.code == _LD_IMM64 and ins.src == _FUNC
+    ):
         return i + 1 + ins.imm
     return None
 
@@ -105,36 +122,37 @@ def _successors(insns: Sequence[Instruction], i: int) -> tuple[int, ...]:
     return (i + 1,)
 
 
-def live_out(insns: Sequence[Instruction], lo: int, hi: int) -> list[int]:
-    """The registers live after each instruction of the function at ``insns[lo:hi]`` (index
-    ``i - lo``): read on some path before being written. A path that leaves the function
-    (which a function's own jumps never do) is taken to read every register."""
-    n = hi - lo
-    use, defs = [0] * n, [0] * n
-    for i in range(n):
-        use[i], defs[i] = uses_defs(insns[lo + i])
-    succ = [tuple(s - lo for s in _successors(insns, lo + i)) for i in range(n)]
-    live_in, out = [0] * n, [0] * n
-    changed = True
-    while changed:  # backward, to a fixed point (a loop's back edge needs a second pass)
-        changed = False
-        for i in range(n - 1, -1, -1):
-            o = 0
-            for s in succ[i]:
-                o |= live_in[s] if 0 <= s < n else _ALL
-            li = use[i] | (o & ~defs[i])
-            if o != out[i] or li != live_in[i]:
-                out[i], live_in[i], changed = o, li, True
-    return out
+def read_before_written(
+    insns: Sequence[Instruction], lo: int, hi: int, start: int, regs: int
+) -> bool:
+    """Whether some path of the function at ``insns[lo:hi]`` from instruction ``start`` reads
+    one of ``regs`` (a mask of r0-r10) before writing it. Each path is followed only until it
+    has written them all, a few instructions as a rule, so this costs next to nothing beside a
+    pass over the whole function. A path that leaves the function (which a function's own
+    jumps never do) is taken to read them."""
+    seen: set[tuple[int, int]] = set()
+    todo = [(start, regs)]
+    while todo:
+        pc, pending = todo.pop()
+        if (pc, pending) in seen:
+            continue
+        seen.add((pc, pending))
+        if not lo <= pc < hi:
+            return True
+        use, defs = uses_defs(insns[pc])
+        if use & pending:
+            return True
+        pending &= ~defs
+        if pending:
+            todo.extend((s, pending) for s in _successors(insns, pc))
+    return False
 
 
 def body_reads_only_arguments(body: Sequence[Instruction]) -> bool:
     """The body reads no register but r1-r5 before writing it, and never names r10."""
     if any(ins.dst == 10 or ins.src == 10 for ins in body if not ins.is_ld_imm64):
         return False
-    use, defs = uses_defs(body[0])
-    live_in = use | (live_out(body, 0, len(body))[0] & ~defs)
-    return not live_in & ~ARGS
+    return not read_before_written(body, 0, len(body), 0, _ALL & ~ARGS)
 
 
 def crossing_span(insns: Sequence[Instruction], lo: int, hi: int, at: int) -> int:
@@ -143,10 +161,8 @@ def crossing_span(insns: Sequence[Instruction], lo: int, hi: int, at: int) -> in
     most = 0
     for i in range(lo, hi):
         ins = insns[i]
-        if not ins.is_jump or (ins.cls == Class.JMP32 and ins.code & 0xF0 == JmpOp.JA):
-            continue  # (gotol: a 32-bit offset)
-        if (i > at) != (i + 1 + ins.off > at):
-            most = max(most, abs(ins.off))
+        if _offset_in(ins.code) == "off" and (i > at) != (i + 1 + ins.off > at):
+            most = max(most, abs(ins.off))  # (gotol's offset is 32 bits)
     return most
 
 
@@ -173,12 +189,9 @@ def expand(insns: Sequence[Instruction], at: int, body: Sequence[Instruction]) -
             out.extend(in_place(body))
             continue
         t = target(insns, i)
-        if t is not None:
+        if t is not None and (i > at) != (t > at):  # (else its offset stays)
             off = moved(t) - moved(i) - 1
-            if ins.is_jump and not (ins.cls == Class.JMP32 and ins.code & 0xF0 == JmpOp.JA):
-                ins = ins.with_(off=off)
-            else:
-                ins = ins.with_(imm=off)
+            ins = ins.with_(off=off) if _offset_in(ins.code) == "off" else ins.with_(imm=off)
         out.append(ins)
     return out
 

@@ -82,7 +82,6 @@ class _Linker:
         self.relocs = {sec: {r.insn_idx: r for r in rels} for sec, rels in spec.relocations.items()}
         self.inline_at: list[tuple[int, Function]] = []  # (call's index, callee) to inline
         self.grown: dict[int, int] = {}  # piece start -> instructions its inlined bodies add
-        self._live: dict[int, list[int]] = {}  # piece start -> registers live after each insn
 
     def fail(self, piece: Piece, idx: int, msg: str) -> RelocationError:
         return RelocationError(
@@ -143,10 +142,7 @@ class _Linker:
         lo, hi = piece.start, piece.start + piece.length
         if at == lo:  # (the function's records start at its first instruction: keep it a call)
             return False
-        live = self._live.get(lo)
-        if live is None:
-            live = self._live[lo] = inline.live_out(self.insns, lo, hi)
-        if live[at - lo] & inline.R6_R9:
+        if inline.read_before_written(self.insns, lo, hi, at + 1, inline.R6_R9):
             return False
         grown = self.grown.get(lo, 0) + len(body) - 1
         if not inline.fits(inline.crossing_span(self.insns, lo, hi, at), grown, len(body)):
