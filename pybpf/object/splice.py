@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING, Iterable
 from pybpf.asm import insn as isa
 from pybpf.asm.insn import Instruction
 from pybpf.errors import BPFError
+from pybpf.object import inline
 
 if TYPE_CHECKING:  # pragma: no cover
     from pybpf.object.spec import ObjectSpec
@@ -67,8 +68,6 @@ def _check_insn(where: str, body: tuple[Instruction, ...], i: int, ins: Instruct
             "relocations (pass values in registers or set .rodata instead)"
         )
     if ins.is_jump:
-        target = (
-            i + 1 + (ins.imm if ins.cls == isa.Class.JMP32 and ins.code & 0xF0 == 0 else ins.off)
-        )
+        target = inline.target(body, i)
         if not 0 <= target < len(body):
             raise SpliceError(f"{where}: instruction {i} jumps to {target}, outside the new body")
