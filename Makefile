@@ -19,7 +19,7 @@ BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
 SHIPPED    := xdptcp/data/xdptcp.bpf.o
 SHIPPED_WALK := xdptcp/data/xdptcp_walk.bpf.o
 
-.PHONY: all venv bpf test lint demo bench clean shipped deb pyz dist man kmatrix pymatrix
+.PHONY: all venv bpf bpf-cflags test lint demo bench clean shipped deb pyz dist man kmatrix pymatrix
 
 all: bpf
 
@@ -48,6 +48,10 @@ $(BUILD)/bpf/%.bpf.o: bpf/%.bpf.c $(wildcard bpf/include/*.h bpf/*.h bpf/tests/*
 $(BUILD)/bpf/tests/attach_netns_nonf.bpf.o: bpf/tests/attach_netns.bpf.c
 
 bpf: $(BPF_OBJS)
+
+# The flags the objects are built with (bench/progcost_parts.py builds variants of the program).
+bpf-cflags:
+	@echo $(BPF_CFLAGS)
 
 # Rebuild the shipped object and record the hash of the sources it came from.
 shipped: $(BUILD)/bpf/xdptcp.bpf.o $(BUILD)/bpf/xdptcp_walk.bpf.o venv

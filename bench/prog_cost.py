@@ -162,6 +162,27 @@ def measure_drained(
     one xdptcp loads (xdp_capture with a filter, xdp_capture_all without) unless ``program``
     names another; the object is xdptcp's shipped one unless ``path`` names another build;
     ``rodata``: values set after xdptcp's."""
+    from contextlib import ExitStack
+
+    with ExitStack() as stack:
+        run = open_drained(stack, path, expr, data, out, wakeups, program, rodata)
+        return run(runs)
+
+
+def open_drained(
+    stack,
+    path: Optional[Path] = None,
+    expr: str = "",
+    data: bytes = b"",
+    out: int = OUT_NONE,
+    wakeups: bool = True,
+    program: Optional[str] = None,
+    rodata: Optional[dict] = None,
+):
+    """:func:`measure_drained`'s program loaded, and closed by the ExitStack ``stack``: a
+    function of the number of runs that runs it on ``data`` with its ring drained and gives
+    (ns per run, return value). For benchmarks that measure builds in turn many times over,
+    without loading them each time."""
     spec = _spec(path or XDPTCP_OBJ, ring=None)
     _configure(spec, out)
     if not wakeups:
@@ -180,8 +201,30 @@ def measure_drained(
     spec.rodata.update_from(rodata or {})
     record = WRITE_RECORD if out == OUT_PCAPNG else RECORD
     program = program or ("xdp_capture" if expr else UNFILTERED)
-    with load(spec, programs=[program]) as obj:
-        return _drained(obj.programs[program], obj.maps[RING], data, runs, emitted, record)
+    obj = stack.enter_context(load(spec, programs=[program]))
+    prog, ring = obj.programs[program], obj.maps[RING]
+    return lambda runs: _drained(prog, ring, data, runs, emitted, record)
+
+
+def open_floor(stack, data: bytes, ktime: bool, reserve: bool, copy: str = ""):
+    """:func:`measure_floor`'s program loaded, as :func:`open_drained`."""
+    from pybpf.maps import Map
+    from pybpf.program import Program
+    from pybpf.sys.uapi import MapType, ProgType
+
+    ring = stack.enter_context(
+        Map.create(MapType.RINGBUF, 0, 0, _default_ring(), name="bench_ring")
+    )
+    code = floor_insns(ring.fd, ktime, reserve, copy)
+    prog = stack.enter_context(Program.load(ProgType.XDP, code, name="bench_floor"))
+    if reserve:
+        return lambda runs: _drained(prog, ring, data, runs)
+
+    def run(runs: int) -> tuple[float, int]:
+        result = prog.test_run(data, repeat=runs)
+        return float(result.duration_ns), result.retval
+
+    return run
 
 
 def _drained(prog, ring_map, data: bytes, runs: int, emitted: bool = True,
@@ -266,17 +309,10 @@ def _copy_insns(how: str) -> list:
 def measure_floor(
     data: bytes, runs: int, ktime: bool, reserve: bool, copy: str = ""
 ) -> tuple[float, int]:
-    from pybpf.maps import Map
-    from pybpf.program import Program
-    from pybpf.sys.uapi import MapType, ProgType
+    from contextlib import ExitStack
 
-    with Map.create(MapType.RINGBUF, 0, 0, _default_ring(), name="bench_ring") as ring:
-        code = floor_insns(ring.fd, ktime, reserve, copy)
-        with Program.load(ProgType.XDP, code, name="bench_floor") as prog:
-            if reserve:
-                return _drained(prog, ring, data, runs)
-            result = prog.test_run(data, repeat=runs)
-            return float(result.duration_ns), result.retval
+    with ExitStack() as stack:
+        return open_floor(stack, data, ktime, reserve, copy)(runs)
 
 
 def run(repeat: int = 5, runs: int = 1_000_000) -> str:

@@ -3,14 +3,19 @@ BPF_PROG_TEST_RUN, A and B alternating, for a change to bpf/ smaller than progco
 
 ``progcost`` measures each of its rows a few times, a minute or more apart. The speed of a
 shared machine drifts by several nanoseconds a frame over such a span, so a change of a few
-nanoseconds is lost between its repeats. Here every round measures A and then B, or B and then
-A (the order is swapped each round, so neither always runs first), each as progcost's `ring
-drained` rows measure xdptcp (the object's default ring, configured as xdptcp configures it,
-emptied between test runs). The table gives each build's median and best round and the median
-of the rounds' differences B − A: what B changes, with the drift taken out of each pair.
+nanoseconds is lost between its repeats. Here both builds are loaded once and every round
+measures A and then B, or B and then A (the order is swapped each round, so neither always runs
+first), each as progcost's `ring drained` rows measure xdptcp (the object's default ring,
+configured as xdptcp configures it, emptied between test runs). Rounds are short and many
+(200 of 50,000 runs by default): the two measurements of a round are milliseconds apart. Both
+are loaded anew every 20 rounds: where the kernel puts a program and its ring moves a load's
+speed by a nanosecond or two (an object against itself, loaded once, measured 2 ns apart in 126
+of 200 rounds here), and ten loads of each average that out. The
+table gives each build's median and best round and the median of the rounds' differences
+B − A: what B changes, with the drift taken out of each pair.
 
     python -m bench progcost_ab              # the object HEAD ships against build/bpf's
-    python bench/progcost_ab.py [A.o B.o] [--rounds 25] [--runs 300000] [--filter EXPR]
+    python bench/progcost_ab.py [A.o B.o] [--rounds 200] [--runs 50000] [--filter EXPR]
                                 [--program NAME] [--frame 66|1500] [--write]
 
 With no objects, A is the object HEAD ships (xdptcp/data/xdptcp.bpf.o as committed) and B the
@@ -28,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional, Sequence
 
@@ -38,6 +44,7 @@ from bench.common import ROOT, load_average, object_id, say, table  # noqa: E402
 
 BUILT = ROOT / "build" / "bpf" / "xdptcp.bpf.o"
 SHIPPED = "xdptcp/data/xdptcp.bpf.o"
+XDP_PASS = 2
 PAYLOAD = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"  # (progcost's filter rows' frame)
 
 
@@ -62,6 +69,32 @@ def shipped_at_head(into: Path) -> Path:
         raise SystemExit(f"progcost_ab: cannot read {SHIPPED} at HEAD: {e}") from None
     into.write_bytes(blob)
     return into
+
+
+RELOAD_EVERY = 20  # rounds between loads of the builds
+
+
+def in_turn(openers: dict, orders: Sequence[Sequence[str]], runs: int, tool: str,
+            reload_every: int = RELOAD_EVERY) -> dict[str, list[float]]:  # fmt: skip
+    """Each round of ``orders`` measures the builds it names in that order, ``runs`` runs each:
+    ns per run by build, a value per round. ``openers`` load a build (as
+    ``prog_cost.open_drained``) and give its measuring function. The builds are loaded anew
+    every ``reload_every`` rounds: within a load a round is only test runs, its measurements
+    milliseconds apart; across loads, where the kernel puts a program and its ring, which moves
+    one load's speed by a nanosecond or two for as long as it lives, is averaged out."""
+    ns: dict[str, list[float]] = {build: [] for build in openers}
+    for start in range(0, len(orders), reload_every):
+        block = orders[start : start + reload_every]
+        say(f"{tool} rounds {start + 1}-{start + len(block)} of {len(orders)}")
+        with ExitStack() as stack:
+            measure = {build: opener(stack) for build, opener in openers.items()}
+            for order in block:
+                for build in order:
+                    took, retval = measure[build](runs)
+                    if retval != XDP_PASS:
+                        raise SystemExit(f"{tool}: {build} returned {retval}, not XDP_PASS")
+                    ns[build].append(took)
+    return ns
 
 
 def objects_to_compare(objects: Sequence[Path], tmp: Path, tool: str) -> tuple[Path, Path, tuple]:
@@ -91,16 +124,12 @@ def run(a: Path, b: Path, rounds: int, runs: int, expr: str, program: Optional[s
     name = program or ("xdp_capture" if expr else prog_cost.UNFILTERED)
     load = load_average()
     paths = {"A": a, "B": b}
-    ns: dict[str, list[float]] = {"A": [], "B": []}
-    for i, order in enumerate(rounds_order(rounds)):
-        say(f"progcost_ab round {i + 1}/{rounds}: {order[0]} then {order[1]}")
-        for build in order:
-            took, retval = prog_cost.measure_drained(
-                data, runs, expr, out, True, name, paths[build]
-            )
-            if retval != prog_cost.XDP_PASS:
-                raise SystemExit(f"progcost_ab: {build} returned {retval}, not XDP_PASS")
-            ns[build].append(took)
+    openers = {
+        build: (lambda stack, build=build: prog_cost.open_drained(
+            stack, paths[build], expr, data, out, True, name))
+        for build in "AB"
+    }  # fmt: skip
+    ns = in_turn(openers, rounds_order(rounds), runs, "progcost_ab")
     diff, faster = paired(ns["A"], ns["B"])
     what = f"{name}" + (f", filter '{expr}'" if expr else "") + (", pcapng blocks" if write else "")
     names = dict(zip("AB", labels or (str(a), str(b))))
@@ -123,8 +152,8 @@ def run(a: Path, b: Path, rounds: int, runs: int, expr: str, program: Optional[s
 def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="bench/progcost_ab.py", description=__doc__.split("\n")[0])
     p.add_argument("objects", nargs="*", type=Path, help="A and B (default: HEAD's, build's)")
-    p.add_argument("--rounds", type=int, default=25)
-    p.add_argument("--runs", type=int, default=300_000, help="test runs per measurement")
+    p.add_argument("--rounds", type=int, default=200)
+    p.add_argument("--runs", type=int, default=50_000, help="test runs per measurement")
     p.add_argument("--filter", default="", help="a pcap-filter expression, spliced in")
     p.add_argument("--program", help="the program to run (default: the one xdptcp loads)")
     p.add_argument("--frame", type=int, choices=(66, 1500), default=66)

@@ -49,7 +49,7 @@ def test_an_object_against_itself_prints_both_rows_and_the_rounds(tmp_path) -> N
         r"faster in [0-3] of 3 rounds\."
     )
     assert re.search(said, p.stdout), p.stdout
-    assert p.stderr.count("progcost_ab round ") == 3
+    assert p.stderr.count("progcost_ab rounds 1-3 of 3") == 1
 
 
 @pytest.mark.parametrize(
@@ -77,3 +77,23 @@ def test_a_missing_object_is_named(tmp_path) -> None:
     )  # fmt: skip
     assert p.returncode == 1
     assert p.stderr.strip() == f"progcost_ab: {tmp_path / 'a.o'}: no such object"
+
+
+def test_builds_are_measured_in_each_rounds_order_and_loaded_anew_every_block() -> None:
+    opened, ran = [], []
+
+    def opener(build):
+        def open_(stack):
+            opened.append(build)
+            stack.callback(lambda: opened.append(f"closed {build}"))
+            return lambda runs: ran.append((build, runs)) or (10.0 + len(ran), 2)
+
+        return open_
+
+    orders = progcost_ab.rounds_order(5)
+    ns = progcost_ab.in_turn({"A": opener("A"), "B": opener("B")}, orders, 7, "t", reload_every=2)
+    assert [b for b, _ in ran] == [b for order in orders for b in order]
+    assert {runs for _, runs in ran} == {7}
+    assert ns == {"A": [11.0, 14.0, 15.0, 18.0, 19.0], "B": [12.0, 13.0, 16.0, 17.0, 20.0]}
+    # three loads of each (rounds 1-2, 3-4, 5), each closed before the next
+    assert opened == ["A", "B", "closed B", "closed A"] * 3

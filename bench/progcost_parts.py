@@ -1,0 +1,255 @@
+"""Where the XDP program's time above its floor goes: xdptcp's program built from the working
+tree, against builds of it with one part taken out, and against the floor, all measured in
+turn within each round.
+
+``progcost`` holds the program to its floor: the time stamp, the reservation, the copy of the
+headers and the submission, which no capture can skip. This says what the rest costs, part by
+part. Each round measures every build once, the order rotated from round to round (so no build
+always runs first), each as progcost's `ring drained` row measures xdptcp (``xdp_capture_all``,
+the 66-byte frame, the object's default ring, configured as xdptcp configures it, emptied
+between test runs); the floor is one program doing the floor's work (``progcost``'s diagnostic
+parts in one: ``bpf_ktime_get_ns``, a reservation of xdptcp's record, the 66 bytes copied with
+8-byte loads and stores, the submission). For each build the table gives its median, its best
+round, and the median of the rounds' own differences from the whole program: what the part
+taken out costs, with the machine's drift taken out of each pair.
+
+    python -m bench progcost_parts
+    python bench/progcost_parts.py [--rounds 200] [--runs 50000]
+
+A part is taken out of a copy of ``bpf/xdptcp.bpf.c`` by replacing a piece of its text, each
+found exactly once (else the script names the part and stops: the source changed under it),
+and the copy is built with the Makefile's flags (``make bpf-cflags``). Such a build is a
+measurement, not a capture program: without the parse, every frame is taken for the bench's
+IPv4 TCP frame. Needs root, clang and ``make bpf``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+from typing import Optional, Sequence
+
+if __package__ in (None, ""):  # run as a script: the tree's root on the path
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from bench.common import ROOT, load_average, table  # noqa: E402
+
+SOURCE = "xdptcp.bpf.c"
+PROGRAM = "program"  # the whole program, as the working tree builds it
+FLOOR = "floor program"
+ALL = "all five parts"
+
+# The parse: the offsets of the bench's frame (IPv4, TCP with 12 bytes of options), each through
+# a register the compiler knows nothing of, so that what follows is built as for a parsed frame.
+_CONSTANT_FRAME = """\
+	{
+		__u32 l3 = 14, l4 = 34, l4_len = 32;
+
+		barrier_var(l3);
+		barrier_var(l4);
+		barrier_var(l4_len);
+		f.l3_off = l3;
+		f.l4_off = l4;
+		f.l4_len = l4_len;
+		f.ip_version = 4;
+		v = V_TCP;
+	}
+	if (!select_frame(c, v, selected))
+		return XDP_PASS;
+	emit(ctx, HOOK_XDP"""
+
+RECORD_FIELDS = """\
+	rec->ifindex = o->ifindex;
+	rec->rx_queue = o->queue;
+	rec->wire_len = o->wire_len;
+	rec->l3_off = f->l3_off;
+	rec->l4_off = f->l4_off;
+	rec->l4_len = f->l4_len;
+	rec->ip_version = f->ip_version;
+	rec->vlans = f->vlans;
+	rec->direction = o->direction;
+	rec->reserved = 0;
+	rec->gso_segs = o->gso_segs;
+	rec->gso_size = o->gso_size;
+	rec->reserved2 = 0;
+"""
+
+# name: (what is taken out, the (text, replacement) pairs that take it out)
+PARTS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
+    "parse": (
+        "the walk through the Ethernet, IP and TCP headers (the frame's offsets given)",
+        (
+            (
+                "\tv = parse(data, data_end, &f);\n\tif (!select_frame(c, v, selected))\n"
+                "\t\treturn XDP_PASS;\n\temit(ctx, HOOK_XDP",
+                _CONSTANT_FRAME,
+            ),
+        ),
+    ),
+    "wakeups": (
+        "the reader's batched wakeups (the kernel's own rule instead, as the floor's)",
+        (("\tbpf_ringbuf_submit(rec, wakeup_flags(c));", "\tbpf_ringbuf_submit(rec, 0);"),),
+    ),
+    "first buffer": (
+        "the look at whether the frame's first buffer is all of it",
+        (
+            (
+                "if (xdptcp_xdp_frags && !asked && !first_buffer_is_all(data, data_end))",
+                "if (xdptcp_xdp_frags && !asked && 0)",
+            ),
+        ),
+    ),
+    "counts": (
+        "a captured frame's counts: packets, tcp, matched (emitted stays: the wakeups count by it)",
+        (("\tc->packets++;\n", ""), ("\tc->tcp++;\n", ""), ("\tc->matched++;\n", "")),
+    ),
+    "record fields": (
+        "the record header's fields but its time and captured length",
+        ((RECORD_FIELDS, ""),),
+    ),
+}
+
+
+class PartsError(Exception):
+    """A part's text not found once in the source, or a build that failed: one line."""
+
+
+def take_out(source: str, name: str) -> str:
+    """``source`` with the part ``name`` taken out (ALL: every part)."""
+    names = list(PARTS) if name == ALL else [name]
+    for part in names:
+        for old, new in PARTS[part][1]:
+            found = source.count(old)
+            if found != 1:
+                first = old.strip().splitlines()[0]
+                raise PartsError(
+                    f"part '{part}': '{first}' is found {found} times in bpf/{SOURCE}, not once "
+                    "(the source changed: update bench/progcost_parts.py)"
+                )
+            source = source.replace(old, new)
+    return source
+
+
+def bpf_cflags() -> list[str]:
+    """The flags ``make bpf`` builds the objects with."""
+    p = subprocess.run(
+        ["make", "-s", "--no-print-directory", "-C", str(ROOT), "bpf-cflags"],
+        capture_output=True, text=True,
+    )  # fmt: skip
+    if p.returncode != 0 or not p.stdout.strip():
+        raise PartsError(f"make bpf-cflags failed: {p.stderr.strip() or 'no output'}")
+    return p.stdout.split()
+
+
+def build(name: str, tmp: Path, cflags: Sequence[str]) -> Path:
+    """The working tree's program with ``name`` taken out (PROGRAM: nothing), built into
+    ``tmp``. The copy of bpf/ holds its top-level sources; bpf/include is the tree's."""
+    src = tmp / name.replace(" ", "_")
+    src.mkdir()
+    for path in (ROOT / "bpf").iterdir():
+        if path.suffix in (".c", ".h"):
+            text = path.read_text()
+            if path.name == SOURCE and name != PROGRAM:
+                text = take_out(text, name)
+            (src / path.name).write_text(text)
+    out = src / "xdptcp.bpf.o"
+    cmd = ["clang", *cflags, "-I", str(src), "-c", str(src / SOURCE), "-o", str(out)]
+    try:
+        p = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+    except OSError as e:
+        raise PartsError(f"clang: {e.strerror}") from None
+    if p.returncode != 0:
+        last = (p.stderr.strip().splitlines() or ["no output"])[-1]
+        raise PartsError(f"building without '{name}' failed: {last}")
+    return out
+
+
+def rotations(names: Sequence[str], rounds: int) -> list[list[str]]:
+    """The order of the builds in each round: each round starts one further along."""
+    return [[names[(i + j) % len(names)] for j in range(len(names))] for i in range(rounds)]
+
+
+def less_than_program(program: Sequence[float], other: Sequence[float]) -> tuple[float, int]:
+    """The median of the rounds' differences program − other, and in how many rounds the
+    program was the slower."""
+    diffs = [p - o for p, o in zip(program, other)]
+    return statistics.median(diffs), sum(d > 0 for d in diffs)
+
+
+def run(rounds: int, runs: int) -> str:
+    from bench import prog_cost
+    from bench.progcost_ab import in_turn
+
+    cflags = bpf_cflags()
+    data = prog_cost.frames()["66 B"]
+    names = [PROGRAM, *PARTS, ALL, FLOOR]
+    load_before = load_average()
+    with tempfile.TemporaryDirectory() as tmp:
+        objects = {name: build(name, Path(tmp), cflags) for name in names if name != FLOOR}
+        openers = {
+            name: (lambda stack: prog_cost.open_floor(stack, data, True, True, "direct"))
+            if name == FLOOR
+            else (lambda stack, path=objects[name]: prog_cost.open_drained(stack, path, data=data))
+            for name in names
+        }  # fmt: skip
+        ns = in_turn(openers, rotations(names, rounds), runs, "progcost_parts")
+    whole = ns[PROGRAM]
+    rows = []
+    for name in names:
+        what = (
+            "xdp_capture_all as the working tree builds it" if name == PROGRAM
+            else "bpf_ktime_get_ns, reserve, copy 66 bytes, submit" if name == FLOOR
+            else "every part below the program at once" if name == ALL
+            else PARTS[name][0]
+        )  # fmt: skip
+        less, slower = less_than_program(whole, ns[name])
+        cells = ("-", "-") if name == PROGRAM else (f"{less:+.2f}", f"{slower} of {rounds}")
+        label = name if name in (PROGRAM, FLOOR, ALL) else f"without {name}"
+        rows.append((label, what, statistics.median(ns[name]), min(ns[name]), *cells))
+    title = (
+        f"XDP program cost by part, all builds in turn each round: xdp_capture_all, 66 B frame, "
+        f"{rounds} rounds of {runs:,} runs each (load average before: {load_before})"
+    )
+    text = table(
+        title,
+        ["build", "taken out", "median ns", "best ns", "program − build, ns", "program slower in"],
+        rows,
+    )
+    above, _ = less_than_program(whole, ns[FLOOR])
+    ratio = statistics.median(p / f for p, f in zip(whole, ns[FLOOR]))
+    parts = sum(less_than_program(whole, ns[n])[0] for n in PARTS)
+    together, _ = less_than_program(whole, ns[ALL])
+    left, _ = less_than_program(ns[ALL], ns[FLOOR])
+    return (
+        f"{text.rstrip()}\n\nThe program is {above:.2f} ns above the floor program (the median "
+        f"of the rounds' differences), {ratio:.3f}× it (the median of the rounds' ratios). The "
+        f"five parts, each taken out alone, add up to {parts:.2f} ns; taken out at once they are "
+        f"{together:.2f} ns. With all five out the build is still {left:.2f} ns above the floor: "
+        "what remains of the program (the counters' lookup, its settings read, the record's "
+        "length worked out and the bounds checks on it, its stores of the frame's length and "
+        "counts).\n"
+    )
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="bench/progcost_parts.py", description=__doc__.split("\n")[0])
+    p.add_argument("--rounds", type=int, default=200)
+    p.add_argument("--runs", type=int, default=50_000, help="test runs per measurement")
+    args = p.parse_args(argv)
+    if args.rounds < 1 or args.runs < 1:
+        p.error("--rounds and --runs must be at least 1")
+    from pybpf.errors import BPFError
+
+    try:
+        print(run(args.rounds, args.runs))
+    except (PartsError, BPFError) as e:
+        raise SystemExit(f"progcost_parts: {e}") from None
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
