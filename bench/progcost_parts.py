@@ -14,7 +14,11 @@ round, and the median of the rounds' own differences from the whole program: wha
 taken out costs, with the machine's drift taken out of each pair.
 
     python -m bench progcost_parts
-    python bench/progcost_parts.py [--rounds 200] [--runs 50000]
+    python bench/progcost_parts.py [--rounds 200] [--runs 50000] [--filter EXPR] [--write]
+
+``--filter`` splices a filter in as xdptcp does (the program is then xdp_capture, on a frame to
+port 443 with "GET " in its payload, as progcost's filter rows; one more row is the same build
+without the filter), ``--write`` has the program write pcapng blocks, as ``xdptcp -w``.
 
 A part is taken out of a copy of ``bpf/xdptcp.bpf.c`` by replacing a piece of its text, each
 found exactly once (else the script names the part and stops: the source changed under it),
@@ -42,6 +46,7 @@ SOURCE = "xdptcp.bpf.c"
 PROGRAM = "program"  # the whole program, as the working tree builds it
 FLOOR = "floor program"
 ALL = "all five parts"
+FILTER = "filter"
 
 # The parse: the offsets of the bench's frame (IPv4, TCP with 12 bytes of options), each through
 # a register the compiler knows nothing of, so that what follows is built as for a parsed frame.
@@ -180,28 +185,39 @@ def less_than_program(program: Sequence[float], other: Sequence[float]) -> tuple
     return statistics.median(diffs), sum(d > 0 for d in diffs)
 
 
-def run(rounds: int, runs: int) -> str:
+def run(rounds: int, runs: int, expr: str = "", write: bool = False) -> str:
+    """The table. With ``expr``, the program is xdp_capture with that filter spliced in (on a
+    frame to port 443 that it selects, as progcost's filter rows), and one more row is the same
+    build without it (xdp_capture_all); with ``write``, the program writes pcapng blocks."""
     from bench import prog_cost
-    from bench.progcost_ab import in_turn
+    from bench.progcost_ab import PAYLOAD, in_turn
+    from xdptcp.record import OUT_NONE, OUT_PCAPNG
 
     cflags = bpf_cflags()
-    data = prog_cost.frames()["66 B"]
-    names = [PROGRAM, *PARTS, ALL, FLOOR]
+    data = (prog_cost.frames(443, PAYLOAD) if expr else prog_cost.frames())["66 B"]
+    out = OUT_PCAPNG if write else OUT_NONE
+    names = [PROGRAM, *PARTS, *([FILTER] if expr else []), ALL, FLOOR]
     load_before = load_average()
     with tempfile.TemporaryDirectory() as tmp:
-        objects = {name: build(name, Path(tmp), cflags) for name in names if name != FLOOR}
-        openers = {
-            name: (lambda stack: prog_cost.open_floor(stack, data, True, True, "direct"))
-            if name == FLOOR
-            else (lambda stack, path=objects[name]: prog_cost.open_drained(stack, path, data=data))
-            for name in names
-        }  # fmt: skip
+        objects = {n: build(n, Path(tmp), cflags) for n in names if n not in (FLOOR, FILTER)}
+        objects[FILTER] = objects[PROGRAM]
+
+        def opener(name: str):
+            if name == FLOOR:
+                return lambda stack: prog_cost.open_floor(stack, data, True, True, "direct")
+            flt = "" if name == FILTER else expr
+            return lambda stack: prog_cost.open_drained(stack, objects[name], flt, data, out)
+
+        openers = {name: opener(name) for name in names}
         ns = in_turn(openers, rotations(names, rounds), runs, "progcost_parts")
     whole = ns[PROGRAM]
+    program = f"xdp_capture, filter '{expr}'" if expr else "xdp_capture_all"
+    program += ", pcapng blocks" if write else ""
     rows = []
     for name in names:
         what = (
-            "xdp_capture_all as the working tree builds it" if name == PROGRAM
+            f"{program} as the working tree builds it" if name == PROGRAM
+            else "the filter (the same build's xdp_capture_all)" if name == FILTER
             else "bpf_ktime_get_ns, reserve, copy 66 bytes, submit" if name == FLOOR
             else "every part below the program at once" if name == ALL
             else PARTS[name][0]
@@ -211,7 +227,7 @@ def run(rounds: int, runs: int) -> str:
         label = name if name in (PROGRAM, FLOOR, ALL) else f"without {name}"
         rows.append((label, what, statistics.median(ns[name]), min(ns[name]), *cells))
     title = (
-        f"XDP program cost by part, all builds in turn each round: xdp_capture_all, 66 B frame, "
+        f"XDP program cost by part, all builds in turn each round: {program}, 66 B frame, "
         f"{rounds} rounds of {runs:,} runs each (load average before: {load_before})"
     )
     text = table(
@@ -221,14 +237,16 @@ def run(rounds: int, runs: int) -> str:
     )
     above, _ = less_than_program(whole, ns[FLOOR])
     ratio = statistics.median(p / f for p, f in zip(whole, ns[FLOOR]))
-    parts = sum(less_than_program(whole, ns[n])[0] for n in PARTS)
+    alone = [n for n in names if n not in (PROGRAM, ALL, FLOOR)]
+    parts = sum(less_than_program(whole, ns[n])[0] for n in alone)
     together, _ = less_than_program(whole, ns[ALL])
     left, _ = less_than_program(ns[ALL], ns[FLOOR])
     return (
         f"{text.rstrip()}\n\nThe program is {above:.2f} ns above the floor program (the median "
         f"of the rounds' differences), {ratio:.3f}× it (the median of the rounds' ratios). The "
-        f"five parts, each taken out alone, add up to {parts:.2f} ns; taken out at once they are "
-        f"{together:.2f} ns. With all five out the build is still {left:.2f} ns above the floor: "
+        f"{len(alone)} parts, each taken out alone, add up to {parts:.2f} ns; the five of the C "
+        f"source taken out at once are {together:.2f} ns. With those five out the build is "
+        f"still {left:.2f} ns above the floor: "
         "what remains of the program (the counters' lookup, its settings read, the record's "
         "length worked out and the bounds checks on it, its stores of the frame's length and "
         "counts).\n"
@@ -239,13 +257,22 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     p = argparse.ArgumentParser(prog="bench/progcost_parts.py", description=__doc__.split("\n")[0])
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--runs", type=int, default=50_000, help="test runs per measurement")
+    p.add_argument("--filter", default="", help="a pcap-filter expression, spliced in")
+    p.add_argument("--write", action="store_true", help="pcapng blocks, as xdptcp -w")
     args = p.parse_args(argv)
     if args.rounds < 1 or args.runs < 1:
         p.error("--rounds and --runs must be at least 1")
+    if args.filter:
+        from xdptcp.pcapfilter import FilterError, compile_filter
+
+        try:
+            compile_filter(args.filter)
+        except FilterError as e:
+            p.error(f"--filter: {e}")
     from pybpf.errors import BPFError
 
     try:
-        print(run(args.rounds, args.runs))
+        print(run(args.rounds, args.runs, args.filter, args.write))
     except (PartsError, BPFError) as e:
         raise SystemExit(f"progcost_parts: {e}") from None
     return 0
