@@ -249,7 +249,7 @@ def run(rounds: int, runs: int, expr: str = "", write: bool = False) -> str:
         f"still {left:.2f} ns above the floor: "
         "what remains of the program (the counters' lookup, its settings read, the record's "
         "length worked out and the bounds checks on it, its stores of the frame's length and "
-        "counts).\n"
+        f"counts{', the pcapng block around the record' if write else ''}).\n"
     )
 
 
