@@ -149,18 +149,16 @@ def run(a: Path, b: Path, rounds: int, runs: int, expr: str, program: Optional[s
     )
 
 
-def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/progcost_ab.py", description=__doc__.split("\n")[0])
-    p.add_argument("objects", nargs="*", type=Path, help="A and B (default: HEAD's, build's)")
+def add_round_arguments(p: argparse.ArgumentParser) -> None:
+    """The options of the benchmarks that measure builds in rounds (this one, progcost_parts)."""
     p.add_argument("--rounds", type=int, default=200)
     p.add_argument("--runs", type=int, default=50_000, help="test runs per measurement")
     p.add_argument("--filter", default="", help="a pcap-filter expression, spliced in")
-    p.add_argument("--program", help="the program to run (default: the one xdptcp loads)")
-    p.add_argument("--frame", type=int, choices=(66, 1500), default=66)
     p.add_argument("--write", action="store_true", help="pcapng blocks, as xdptcp -w")
-    args = p.parse_args(argv)
-    if len(args.objects) not in (0, 2):
-        p.error("give two objects (A and B), or none")
+
+
+def check_round_arguments(p: argparse.ArgumentParser, args: argparse.Namespace) -> None:
+    """One line and exit 2 for a bad value of ``add_round_arguments``'s options."""
     if args.rounds < 1 or args.runs < 1:
         p.error("--rounds and --runs must be at least 1")
     if args.filter:
@@ -170,6 +168,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             compile_filter(args.filter)
         except FilterError as e:
             p.error(f"--filter: {e}")
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    p = argparse.ArgumentParser(prog="bench/progcost_ab.py", description=__doc__.split("\n")[0])
+    p.add_argument("objects", nargs="*", type=Path, help="A and B (default: HEAD's, build's)")
+    add_round_arguments(p)
+    p.add_argument("--program", help="the program to run (default: the one xdptcp loads)")
+    p.add_argument("--frame", type=int, choices=(66, 1500), default=66)
+    args = p.parse_args(argv)
+    if len(args.objects) not in (0, 2):
+        p.error("give two objects (A and B), or none")
+    check_round_arguments(p, args)
     with tempfile.TemporaryDirectory() as tmp:
         a, b, labels = objects_to_compare(args.objects, Path(tmp), "progcost_ab")
         from pybpf.errors import BPFError

@@ -67,21 +67,10 @@ _CONSTANT_FRAME = """\
 		return XDP_PASS;
 	emit(ctx, HOOK_XDP"""
 
-RECORD_FIELDS = """\
-	rec->ifindex = o->ifindex;
-	rec->rx_queue = o->queue;
-	rec->wire_len = o->wire_len;
-	rec->l3_off = f->l3_off;
-	rec->l4_off = f->l4_off;
-	rec->l4_len = f->l4_len;
-	rec->ip_version = f->ip_version;
-	rec->vlans = f->vlans;
-	rec->direction = o->direction;
-	rec->reserved = 0;
-	rec->gso_segs = o->gso_segs;
-	rec->gso_size = o->gso_size;
-	rec->reserved2 = 0;
-"""
+
+class Span(tuple):
+    """The lines from one to another, both included: ``Span((first, last))``."""
+
 
 # name: (what is taken out, the (text, replacement) pairs that take it out)
 PARTS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
@@ -114,7 +103,7 @@ PARTS: dict[str, tuple[str, tuple[tuple[str, str], ...]]] = {
     ),
     "record fields": (
         "the record header's fields but its time and captured length",
-        ((RECORD_FIELDS, ""),),
+        ((Span(("\trec->ifindex = o->ifindex;\n", "\trec->reserved2 = 0;\n")), ""),),
     ),
 }
 
@@ -123,11 +112,23 @@ class PartsError(Exception):
     """A part's text not found once in the source, or a build that failed: one line."""
 
 
+def text_of(source: str, old) -> str:
+    """The text a part replaces: ``old`` itself, or for a Span, the text of ``source`` from
+    its first line to its last (where that is not found: the lines joined by an ellipsis)."""
+    if not isinstance(old, Span):
+        return old
+    first, last = old
+    start = source.find(first)
+    end = source.find(last, start) if start >= 0 else -1
+    return source[start : end + len(last)] if end >= 0 else f"{first}...\n{last}"
+
+
 def take_out(source: str, name: str) -> str:
     """``source`` with the part ``name`` taken out (ALL: every part)."""
     names = list(PARTS) if name == ALL else [name]
     for part in names:
         for old, new in PARTS[part][1]:
+            old = text_of(source, old)
             found = source.count(old)
             if found != 1:
                 first = old.strip().splitlines()[0]
@@ -254,21 +255,12 @@ def run(rounds: int, runs: int, expr: str = "", write: bool = False) -> str:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
-    p = argparse.ArgumentParser(prog="bench/progcost_parts.py", description=__doc__.split("\n")[0])
-    p.add_argument("--rounds", type=int, default=200)
-    p.add_argument("--runs", type=int, default=50_000, help="test runs per measurement")
-    p.add_argument("--filter", default="", help="a pcap-filter expression, spliced in")
-    p.add_argument("--write", action="store_true", help="pcapng blocks, as xdptcp -w")
-    args = p.parse_args(argv)
-    if args.rounds < 1 or args.runs < 1:
-        p.error("--rounds and --runs must be at least 1")
-    if args.filter:
-        from xdptcp.pcapfilter import FilterError, compile_filter
+    from bench.progcost_ab import add_round_arguments, check_round_arguments
 
-        try:
-            compile_filter(args.filter)
-        except FilterError as e:
-            p.error(f"--filter: {e}")
+    p = argparse.ArgumentParser(prog="bench/progcost_parts.py", description=__doc__.split("\n")[0])
+    add_round_arguments(p)
+    args = p.parse_args(argv)
+    check_round_arguments(p, args)
     from pybpf.errors import BPFError
 
     try:

@@ -53,16 +53,18 @@ def test_an_object_against_itself_prints_both_rows_and_the_rounds(tmp_path) -> N
 
 
 @pytest.mark.parametrize(
-    "args, said",
+    "script, args, said",
     [
-        (["only-one.o"], "give two objects (A and B), or none"),
-        (["--filter", "port"], "--filter: "),
-        (["--rounds", "0"], "--rounds and --runs must be at least 1"),
+        ("progcost_ab", ["only-one.o"], "give two objects (A and B), or none"),
+        ("progcost_ab", ["--filter", "port"], "--filter: "),
+        ("progcost_ab", ["--rounds", "0"], "--rounds and --runs must be at least 1"),
+        ("progcost_parts", ["--runs", "0"], "--rounds and --runs must be at least 1"),
+        ("progcost_parts", ["--filter", "port"], "--filter: "),
     ],
 )
-def test_bad_arguments_are_one_line_and_exit_2(args, said) -> None:
+def test_bad_arguments_are_one_line_and_exit_2(script, args, said) -> None:
     p = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "progcost_ab.py"), *args],
+        [sys.executable, str(ROOT / "bench" / f"{script}.py"), *args],
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert p.returncode == 2 and said in p.stderr.splitlines()[-1], p.stderr

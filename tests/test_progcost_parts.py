@@ -20,20 +20,32 @@ def test_each_part_is_found_once_in_the_program_and_taken_out(name) -> None:
     out = parts.take_out(SOURCE, name)
     assert out != SOURCE
     for old, new in parts.PARTS[name][1]:
+        old = parts.text_of(SOURCE, old)
         assert SOURCE.count(old) == 1
         assert (old in out) is (old in new)  # gone, unless the replacement keeps it
     # the other parts are still there
     for other in parts.PARTS:
         if other != name:
-            assert all(old in out for old, _ in parts.PARTS[other][1]), other
+            assert all(parts.text_of(SOURCE, old) in out for old, _ in parts.PARTS[other][1])
 
 
 def test_all_parts_at_once_take_out_every_one() -> None:
     out = parts.take_out(SOURCE, parts.ALL)
     for name in parts.PARTS:
         assert parts.take_out(SOURCE, name) != SOURCE
-        assert all(old not in out for old, _ in parts.PARTS[name][1]), name
+        assert all(parts.text_of(SOURCE, old) not in out for old, _ in parts.PARTS[name][1])
     assert "c->emitted++;" in out and "bpf_ringbuf_submit(rec, 0);" in out
+    assert "rec->ts_ns = bpf_ktime_get_ns();" in out and "rec->l4_len" not in out
+
+
+def test_a_span_is_the_text_from_its_first_line_to_its_last() -> None:
+    ((span, _),) = parts.PARTS["record fields"][1]
+    text = parts.text_of(SOURCE, span)
+    assert text.startswith("\trec->ifindex = o->ifindex;\n") and text.endswith("reserved2 = 0;\n")
+    assert len(text.splitlines()) == 13
+    cut = SOURCE.replace("\trec->reserved2 = 0;\n", "")
+    with pytest.raises(parts.PartsError, match="'rec->ifindex = o->ifindex;' is found 0 times"):
+        parts.take_out(cut, "record fields")
 
 
 def test_a_part_the_source_no_longer_has_is_named() -> None:
@@ -99,17 +111,4 @@ def test_with_a_filter_the_filter_is_one_more_part() -> None:
     assert "The 6 parts, each taken out alone" in " ".join(out.split())
 
 
-@pytest.mark.parametrize(
-    "args, said",
-    [
-        (["--runs", "0"], "--rounds and --runs must be at least 1"),
-        (["--filter", "port"], "--filter: "),
-    ],
-)
-def test_bad_arguments_are_one_line_and_exit_2(args, said) -> None:
-    p = subprocess.run(
-        [sys.executable, str(ROOT / "bench" / "progcost_parts.py"), *args],
-        capture_output=True, text=True, timeout=60,
-    )  # fmt: skip
-    assert p.returncode == 2 and said in p.stderr.splitlines()[-1], p.stderr
-    assert "Traceback" not in p.stderr
+# (bad arguments: tests/test_progcost_ab.py, for both scripts)
