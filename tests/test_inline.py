@@ -142,14 +142,21 @@ def test_the_asm_call_sites_take_the_body_and_the_plain_call_keeps_its_call() ->
     assert [p.function for p in inlined] == ["pick", "pick"]
     for p in inlined:
         assert linked.insns[p.start : p.start + p.length] == tuple(inline.in_place(pick_body()))
-    # kept(): the caller reads r6-r9 after it, so it is still called, and appended
-    assert linked.subprograms == ["kept"]
-    assert [callee for _, _, callee in linked.calls] == ["kept"]
-    (call,) = [i for i, _, _ in linked.calls]
-    (kept,) = [p for p in linked.pieces if p.function == "kept"]
-    assert call + 1 + linked.insns[call].imm == kept.start
-    # func_info: the program and kept(), none for pick(); line_info in order, none in a body
-    assert [f.insn_idx for f in linked.func_info] == [0, kept.start]
+    # kept(): the caller reads r6-r9 after it, so it is still called, and appended; first()
+    # calls pick() as its first instruction (where first's func_info and line_info begin), so
+    # that call stays too, and pick() is appended as well
+    assert linked.subprograms == ["kept", "first", "pick"]
+    assert [callee for _, _, callee in linked.calls] == ["kept", "first", "pick"]
+    starts = {p.function: p.start for p in linked.pieces if not p.inlined}
+    for call, _, callee in linked.calls:
+        assert call + 1 + linked.insns[call].imm == starts[callee]
+    assert linked.insns[starts["first"]].is_pseudo_call  # the call kept at first's start
+    assert linked.insns[starts["pick"] : starts["pick"] + len(pick_body())] == tuple(pick_body())
+    # func_info: the program and each function called, none for pick() in place; line_info in
+    # order, none in a body put in place
+    assert [f.insn_idx for f in linked.func_info] == [
+        0, starts["kept"], starts["first"], starts["pick"]
+    ]  # fmt: skip
     lines = [li.insn_idx for li in linked.line_info]
     assert lines == sorted(lines) and lines[0] == 0
     assert not [i for i in lines for p in inlined if p.start <= i < p.start + p.length]
@@ -158,7 +165,7 @@ def test_the_asm_call_sites_take_the_body_and_the_plain_call_keeps_its_call() ->
     for r in linked.relocations:
         assert linked.insns[r.insn_idx].is_ld_imm64
     # not inlined without a replaced body: the stub is a function like any other
-    assert before.subprograms == ["pick", "kept"] and not any(p.inlined for p in before.pieces)
+    assert before.subprograms == ["pick", "kept", "first"] and not any(p.inlined for p in before.pieces)
 
 
 def test_a_global_function_is_not_put_in_place() -> None:
@@ -179,7 +186,8 @@ def test_pybpf_disasm_shows_the_body_in_place() -> None:
     assert out.count("pick (inlined: 6 generated instructions in place of the call") == 2
     assert out.count("xdp_inline (continued):") == 2
     (prog,) = describe(spec)["programs"]
-    assert prog["inlined"] == ["pick", "pick"] and prog["subprograms"] == ["kept"]
+    assert prog["inlined"] == ["pick", "pick"]
+    assert prog["subprograms"] == ["kept", "first", "pick"]
 
 
 # --- in the kernel ----------------------------------------------------------------------------
@@ -190,7 +198,7 @@ def run_inline(spec: ObjectSpec, frame_len: int) -> tuple[list[int], int]:
     with load(spec, programs=["xdp_inline"]) as obj:
         prog = obj.programs["xdp_inline"]
         assert prog.test_run(bytes(frame_len)).retval == 2  # XDP_PASS
-        results = [int.from_bytes(obj.maps["results"][k], "little") for k in range(3)]
+        results = [int.from_bytes(obj.maps["results"][k], "little") for k in range(4)]
         return results, calls_in(isa.decode(prog.xlated()))
 
 
@@ -202,12 +210,13 @@ def test_in_place_the_kernel_gives_what_the_calls_gave(
 ) -> None:
     spec = inline_spec(pick=pick_body(), kept=kept_body())
     in_place, calls = run_inline(spec, frame_len)
-    want = [frame_len * 10 + 1, frame_len * 10 + 2 if frame_len <= 100 else 7, frame_len * 4]
+    a = frame_len * 10 + 1
+    want = [a, frame_len * 10 + 2 if frame_len <= 100 else 7, frame_len * 4, frame_len * 10 + a + 5]
     assert in_place == want
-    assert calls == 1  # kept() only
+    assert calls == 3  # kept(), first() and its call of pick()
     monkeypatch.setattr(inline, "fits", lambda *args: False)  # every call kept
     called, calls = run_inline(inline_spec(pick=pick_body(), kept=kept_body()), frame_len)
-    assert called == want and calls == 3
+    assert called == want and calls == 5
 
 
 # --- xdptcp's capture programs ----------------------------------------------------------------

@@ -1,6 +1,7 @@
-// Calls the loader may put a spliced body in place of (pybpf.object.inline), and one it may not.
+// Calls the loader may put a spliced body in place of (pybpf.object.inline), and two it may not.
 // pick() is called from an asm statement that says it changes r6-r9, so nothing is kept in them
-// across the call; kept() by a plain C call, with the frame's length kept in r6-r9 across it.
+// across the call; kept() by a plain C call, with the frame's length kept in r6-r9 across it;
+// first() calls pick() as its first instruction, where the function's own records begin.
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 
@@ -35,6 +36,11 @@ static __always_inline __u64 call_pick(__u64 a, __u64 b)
 	return r0;
 }
 
+static __noinline __u64 first(__u64 a, __u64 b)
+{
+	return call_pick(a, b) + 5;
+}
+
 static __always_inline void store(__u32 key, __u64 value)
 {
 	__u64 *slot = bpf_map_lookup_elem(&results, &key);
@@ -57,6 +63,7 @@ int xdp_inline(struct xdp_md *ctx)
 	store(0, a);
 	store(1, b);
 	store(2, kept(len, 3) + len);
+	store(3, first(len, a));
 	return XDP_PASS;
 }
 
