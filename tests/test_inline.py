@@ -165,7 +165,9 @@ def test_the_asm_call_sites_take_the_body_and_the_plain_call_keeps_its_call() ->
     for r in linked.relocations:
         assert linked.insns[r.insn_idx].is_ld_imm64
     # not inlined without a replaced body: the stub is a function like any other
-    assert before.subprograms == ["pick", "kept", "first"] and not any(p.inlined for p in before.pieces)
+    assert before.subprograms == ["pick", "kept", "first"] and not any(
+        p.inlined for p in before.pieces
+    )
 
 
 def test_a_global_function_is_not_put_in_place() -> None:
