@@ -45,8 +45,9 @@ segment (20-byte header, 1446 bytes payload). Loading goes through pybpf, as xdp
 
 from __future__ import annotations
 
+from contextlib import ExitStack
 from pathlib import Path
-from typing import Optional
+from typing import Optional, Sequence
 
 from bench.common import (
     ROOT,
@@ -133,6 +134,37 @@ def _configure(spec, out: int = OUT_NONE) -> None:
             spec.rodata[name] = value
 
 
+RELOAD_EVERY = 20  # rounds between loads of the builds
+
+
+def in_turn(openers: dict, orders: Sequence[Sequence[str]], runs: int, tool: str,
+            reload_every: int = RELOAD_EVERY) -> dict[str, list[float]]:  # fmt: skip
+    """Each round of ``orders`` measures the builds it names in that order, ``runs`` runs each:
+    ns per run by build, a value per round. ``openers`` load a build (as
+    ``prog_cost.open_drained``) and give its measuring function. The builds are loaded anew
+    every ``reload_every`` rounds: within a load a round is only test runs, its measurements
+    milliseconds apart; across loads, where the kernel puts a program and its ring, which moves
+    one load's speed by a nanosecond or two for as long as it lives, is averaged out."""
+    ns: dict[str, list[float]] = {build: [] for build in openers}
+    for start in range(0, len(orders), reload_every):
+        block = orders[start : start + reload_every]
+        say(f"{tool} rounds {start + 1}-{start + len(block)} of {len(orders)}")
+        with ExitStack() as stack:
+            measure = {build: opener(stack) for build, opener in openers.items()}
+            for order in block:
+                for build in order:
+                    took, retval = measure[build](runs)
+                    if retval != XDP_PASS:
+                        raise SystemExit(f"{tool}: {build} returned {retval}, not XDP_PASS")
+                    ns[build].append(took)
+    return ns
+
+
+def rotations(names: Sequence, rounds: int) -> list[list]:
+    """The order of the builds in each round: each round starts one further along."""
+    return [[names[(i + j) % len(names)] for j in range(len(names))] for i in range(rounds)]
+
+
 def measure(
     path: Path, program: str, data: bytes, runs: int, ring: Optional[int], prefill: bool = False
 ) -> tuple[float, int]:
@@ -162,8 +194,6 @@ def measure_drained(
     one xdptcp loads (xdp_capture with a filter, xdp_capture_all without) unless ``program``
     names another; the object is xdptcp's shipped one unless ``path`` names another build;
     ``rodata``: values set after xdptcp's."""
-    from contextlib import ExitStack
-
     with ExitStack() as stack:
         run = open_drained(stack, path, expr, data, out, wakeups, program, rodata)
         return run(runs)
@@ -309,8 +339,6 @@ def _copy_insns(how: str) -> list:
 def measure_floor(
     data: bytes, runs: int, ktime: bool, reserve: bool, copy: str = ""
 ) -> tuple[float, int]:
-    from contextlib import ExitStack
-
     with ExitStack() as stack:
         return open_floor(stack, data, ktime, reserve, copy)(runs)
 

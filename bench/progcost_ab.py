@@ -33,18 +33,16 @@ import statistics
 import subprocess
 import sys
 import tempfile
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Optional, Sequence
 
 if __package__ in (None, ""):  # run as a script: the tree's root on the path
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from bench.common import ROOT, load_average, object_id, say, table  # noqa: E402
+from bench.common import ROOT, load_average, object_id, table  # noqa: E402
 
 BUILT = ROOT / "build" / "bpf" / "xdptcp.bpf.o"
 SHIPPED = "xdptcp/data/xdptcp.bpf.o"
-XDP_PASS = 2
 PAYLOAD = b"GET / HTTP/1.1\r\nHost: bench\r\n\r\n"  # (progcost's filter rows' frame)
 
 
@@ -69,32 +67,6 @@ def shipped_at_head(into: Path) -> Path:
         raise SystemExit(f"progcost_ab: cannot read {SHIPPED} at HEAD: {e}") from None
     into.write_bytes(blob)
     return into
-
-
-RELOAD_EVERY = 20  # rounds between loads of the builds
-
-
-def in_turn(openers: dict, orders: Sequence[Sequence[str]], runs: int, tool: str,
-            reload_every: int = RELOAD_EVERY) -> dict[str, list[float]]:  # fmt: skip
-    """Each round of ``orders`` measures the builds it names in that order, ``runs`` runs each:
-    ns per run by build, a value per round. ``openers`` load a build (as
-    ``prog_cost.open_drained``) and give its measuring function. The builds are loaded anew
-    every ``reload_every`` rounds: within a load a round is only test runs, its measurements
-    milliseconds apart; across loads, where the kernel puts a program and its ring, which moves
-    one load's speed by a nanosecond or two for as long as it lives, is averaged out."""
-    ns: dict[str, list[float]] = {build: [] for build in openers}
-    for start in range(0, len(orders), reload_every):
-        block = orders[start : start + reload_every]
-        say(f"{tool} rounds {start + 1}-{start + len(block)} of {len(orders)}")
-        with ExitStack() as stack:
-            measure = {build: opener(stack) for build, opener in openers.items()}
-            for order in block:
-                for build in order:
-                    took, retval = measure[build](runs)
-                    if retval != XDP_PASS:
-                        raise SystemExit(f"{tool}: {build} returned {retval}, not XDP_PASS")
-                    ns[build].append(took)
-    return ns
 
 
 def objects_to_compare(objects: Sequence[Path], tmp: Path, tool: str) -> tuple[Path, Path, tuple]:
@@ -129,7 +101,7 @@ def run(a: Path, b: Path, rounds: int, runs: int, expr: str, program: Optional[s
             stack, paths[build], expr, data, out, True, name))
         for build in "AB"
     }  # fmt: skip
-    ns = in_turn(openers, rounds_order(rounds), runs, "progcost_ab")
+    ns = prog_cost.in_turn(openers, rounds_order(rounds), runs, "progcost_ab")
     diff, faster = paired(ns["A"], ns["B"])
     what = f"{name}" + (f", filter '{expr}'" if expr else "") + (", pcapng blocks" if write else "")
     names = dict(zip("AB", labels or (str(a), str(b))))

@@ -174,11 +174,6 @@ def build(name: str, tmp: Path, cflags: Sequence[str]) -> Path:
     return out
 
 
-def rotations(names: Sequence[str], rounds: int) -> list[list[str]]:
-    """The order of the builds in each round: each round starts one further along."""
-    return [[names[(i + j) % len(names)] for j in range(len(names))] for i in range(rounds)]
-
-
 def less_than_program(program: Sequence[float], other: Sequence[float]) -> tuple[float, int]:
     """The median of the rounds' differences program − other, and in how many rounds the
     program was the slower."""
@@ -191,7 +186,7 @@ def run(rounds: int, runs: int, expr: str = "", write: bool = False) -> str:
     frame to port 443 that it selects, as progcost's filter rows), and one more row is the same
     build without it (xdp_capture_all); with ``write``, the program writes pcapng blocks."""
     from bench import prog_cost
-    from bench.progcost_ab import PAYLOAD, in_turn
+    from bench.progcost_ab import PAYLOAD
     from xdptcp.record import OUT_NONE, OUT_PCAPNG
 
     cflags = bpf_cflags()
@@ -210,7 +205,7 @@ def run(rounds: int, runs: int, expr: str = "", write: bool = False) -> str:
             return lambda stack: prog_cost.open_drained(stack, objects[name], flt, data, out)
 
         openers = {name: opener(name) for name in names}
-        ns = in_turn(openers, rotations(names, rounds), runs, "progcost_parts")
+        ns = prog_cost.in_turn(openers, prog_cost.rotations(names, rounds), runs, "progcost_parts")
     whole = ns[PROGRAM]
     program = f"xdp_capture, filter '{expr}'" if expr else "xdp_capture_all"
     program += ", pcapng blocks" if write else ""

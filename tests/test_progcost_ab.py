@@ -9,7 +9,7 @@ import sys
 
 import pytest
 
-from bench import progcost_ab
+from bench import prog_cost, progcost_ab
 from bench.common import ROOT, object_id
 from tests.conftest import bpf_object
 
@@ -93,7 +93,7 @@ def test_builds_are_measured_in_each_rounds_order_and_loaded_anew_every_block() 
         return open_
 
     orders = progcost_ab.rounds_order(5)
-    ns = progcost_ab.in_turn({"A": opener("A"), "B": opener("B")}, orders, 7, "t", reload_every=2)
+    ns = prog_cost.in_turn({"A": opener("A"), "B": opener("B")}, orders, 7, "t", reload_every=2)
     assert [b for b, _ in ran] == [b for order in orders for b in order]
     assert {runs for _, runs in ran} == {7}
     assert ns == {"A": [11.0, 14.0, 15.0, 18.0, 19.0], "B": [12.0, 13.0, 16.0, 17.0, 20.0]}

@@ -9,6 +9,7 @@ import sys
 
 import pytest
 
+from bench import prog_cost
 from bench import progcost_parts as parts
 from bench.common import ROOT
 
@@ -59,7 +60,7 @@ def test_a_part_the_source_no_longer_has_is_named() -> None:
 
 
 def test_each_build_runs_first_in_turn() -> None:
-    order = parts.rotations(["p", "a", "b"], 4)
+    order = prog_cost.rotations(["p", "a", "b"], 4)
     assert order == [["p", "a", "b"], ["a", "b", "p"], ["b", "p", "a"], ["p", "a", "b"]]
 
 
