@@ -3,14 +3,14 @@ BPF_PROG_TEST_RUN, A and B alternating, for a change to bpf/ smaller than progco
 
 ``progcost`` measures each of its rows a few times, a minute or more apart. The speed of a
 shared machine drifts by several nanoseconds a frame over such a span, so a change of a few
-nanoseconds is lost between its repeats. Here both builds are loaded once and every round
-measures A and then B, or B and then A (the order is swapped each round, so neither always runs
-first), each as progcost's `ring drained` rows measure xdptcp (the object's default ring,
-configured as xdptcp configures it, emptied between test runs). Rounds are short and many
-(200 of 50,000 runs by default): the two measurements of a round are milliseconds apart. Both
+nanoseconds is lost between its repeats. Here both builds are loaded side by side and every
+round measures A and then B, or B and then A (the order is swapped each round, so neither always
+runs first), each as progcost's `ring drained` rows measure xdptcp (the object's default ring,
+configured as xdptcp configures it, emptied between test runs). Rounds are short and many (200
+of 50,000 runs by default): the two measurements of a round are milliseconds apart. Both builds
 are loaded anew every 20 rounds: where the kernel puts a program and its ring moves a load's
-speed by a nanosecond or two (an object against itself, loaded once, measured 2 ns apart in 126
-of 200 rounds here), and ten loads of each average that out. The
+speed by a nanosecond or two (an object against itself, loaded once for all the rounds,
+measured 2 ns apart in 126 of 200 rounds here), and ten loads of each average that out. The
 table gives each build's median and best round and the median of the rounds' differences
 B − A: what B changes, with the drift taken out of each pair.
 
