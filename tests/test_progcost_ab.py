@@ -99,3 +99,24 @@ def test_builds_are_measured_in_each_rounds_order_and_loaded_anew_every_block() 
     assert ns == {"A": [11.0, 14.0, 15.0, 18.0, 19.0], "B": [12.0, 13.0, 16.0, 17.0, 20.0]}
     # three loads of each (rounds 1-2, 3-4, 5), each closed before the next
     assert opened == ["A", "B", "closed B", "closed A"] * 3
+
+
+def test_progcosts_targets_are_the_median_of_paired_ratios_to_a_floor_program(monkeypatch) -> None:
+    seen = {}
+
+    def in_turn(openers, orders, runs, tool, reload_every=prog_cost.RELOAD_EVERY):
+        seen.update(builds=sorted(openers), orders=orders, runs=runs)
+        # the program: 110, 120, 130 ns; the floor drifts with it, 100, 100, 104
+        return {"xdptcp, ring drained": [110.0, 120.0, 130.0],
+                prog_cost.FLOOR_PROGRAM: [100.0, 100.0, 104.0]}  # fmt: skip
+
+    monkeypatch.setattr(prog_cost, "in_turn", in_turn)
+    ratio = prog_cost.paired_with_floor("xdptcp, ring drained", b"", rounds=3, runs=7)
+    assert ratio == 1.2  # the median of 1.10, 1.20, 1.25
+    assert seen["builds"] == sorted(["xdptcp, ring drained", prog_cost.FLOOR_PROGRAM])
+    assert seen["orders"] == [
+        ["xdptcp, ring drained", prog_cost.FLOOR_PROGRAM],
+        [prog_cost.FLOOR_PROGRAM, "xdptcp, ring drained"],
+        ["xdptcp, ring drained", prog_cost.FLOOR_PROGRAM],
+    ]
+    assert seen["runs"] == 7
