@@ -400,8 +400,7 @@ def paired_with_floor(label: str, data: bytes, rounds: int = PAIRED_ROUNDS,
         label: lambda stack: open_case(stack, label, data),
         FLOOR_PROGRAM: lambda stack: open_floor(stack, data, True, True, "direct"),
     }
-    orders = [[label, FLOOR_PROGRAM] if i % 2 == 0 else [FLOOR_PROGRAM, label]
-              for i in range(rounds)]  # fmt: skip
+    orders = rotations([label, FLOOR_PROGRAM], rounds)  # (two builds: each first in turn)
     ns = in_turn(openers, orders, runs, f"progcost paired: {label}")
     return median([p / f for p, f in zip(ns[label], ns[FLOOR_PROGRAM])])
 

@@ -54,7 +54,9 @@ def paired(a: Sequence[float], b: Sequence[float]) -> tuple[float, int]:
 
 def rounds_order(n: int) -> list[tuple[str, str]]:
     """Which build runs first in each of ``n`` rounds: A then B, B then A, and so on."""
-    return [("A", "B") if i % 2 == 0 else ("B", "A") for i in range(n)]
+    from bench.prog_cost import rotations
+
+    return [tuple(order) for order in rotations(("A", "B"), n)]
 
 
 def shipped_at_head(into: Path) -> Path:
