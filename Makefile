@@ -97,9 +97,11 @@ man: venv
 deb: venv
 	$(PY) .ci/dist/deb.py --out $(DIST)
 
-# xdptcp.pyz and pybpf.pyz: one file each, pyelftools and construct inside.
+# xdptcp.pyz and pybpf.pyz: one file each, pyelftools and construct inside. PYZ_PYTHONS: other
+# CPythons 3.9+ to compile the modules for too (make pyz PYZ_PYTHONS="python3.9 python3.12").
+PYZ_PYTHONS ?=
 pyz: venv
-	$(PY) .ci/dist/pyz.py --out $(DIST)
+	$(PY) .ci/dist/pyz.py --out $(DIST) $(addprefix --python=,$(PYZ_PYTHONS))
 
 # The wheel (with the compiled capture object) and the sdist.
 dist: venv

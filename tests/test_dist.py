@@ -75,6 +75,44 @@ def pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
+def other_pythons() -> list[str]:
+    """Every CPython 3.9-3.13 present but the one running the tests."""
+    built = sys.version_info[:2]
+    return [p for m in MINORS if (3, m) != built and (p := python_for(m))]
+
+
+@pytest.fixture(scope="module")
+def pyz_all(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The zipapps with their modules compiled for every other CPython present too."""
+    out = tmp_path_factory.mktemp("pyz-all")
+    build("pyz.py", out, *(f"--python={p}" for p in other_pythons()))
+    return out
+
+
+COMPILES = """\
+import collections, runpy, sys
+compiled, pyz = collections.Counter(), sys.argv[1]
+def hook(event, args):
+    if event == "compile" and isinstance(args[1], str) and args[1].startswith(pyz + "/"):
+        compiled[args[1][len(pyz) + 1 :]] += 1
+sys.addaudithook(hook)
+sys.argv = [pyz, "--version"]
+try:
+    runpy.run_path(sys.argv[0], run_name="__main__")
+except SystemExit:
+    pass
+print(sorted(compiled.items()))
+"""
+
+
+def compiles(python: str, pyz: Path) -> list[tuple[str, int]]:
+    """The archive's files that ``python`` compiles to run ``xdptcp.pyz --version``, and how
+    many times each (the interpreter's own audit event, raised by every compile)."""
+    out = run(python, "-I", "-S", "-c", COMPILES, str(pyz)).stdout.splitlines()
+    assert out[0] == f"xdptcp {VERSION}", out
+    return eval(out[1])
+
+
 @pytest.fixture(scope="module")
 def capture_file(tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("pcap") / "varied.pcap"
@@ -135,6 +173,56 @@ def test_zipapp_runs_its_compiled_modules_under_the_python_that_built_it_and_sou
         assert run(python, "-I", "-S", str(altered), "--version").stdout == "from the source\n"
 
 
+def test_zipapp_with_python_runs_modules_compiled_for_each_and_compiles_none(
+    pyz: Path, pyz_all: Path
+) -> None:
+    """Built with ``--python`` for each other CPython, every one of them runs the modules
+    compiled for it: at start only ``__main__.py`` is compiled (runpy compiles it twice, as any
+    script's). Without, another CPython compiles each module it imports once: zipimport's own
+    finder compiled each twice (once to name its file, once to run it)."""
+    others = other_pythons()
+    if not others:
+        cannot_run("no CPython 3.9-3.13 on this machine but the one running the tests")
+    main_only = [("__main__.py", 2)]
+    for python in [sys.executable, *others]:
+        assert compiles(python, pyz_all / "xdptcp.pyz") == main_only, python
+    for python in others:
+        once = compiles(python, pyz / "xdptcp.pyz")
+        assert ("xdptcp/entry.py", 1) in once and ("pybpf/__init__.py", 1) in once, once
+        assert {n for _, n in once} == {1, 2} and len(once) > 5, (python, once)
+    assert compiles(sys.executable, pyz / "xdptcp.pyz") == main_only
+    with zipfile.ZipFile(pyz_all / "xdptcp.pyz") as z, zipfile.ZipFile(pyz / "xdptcp.pyz") as z1:
+        names = set(z.namelist())
+        assert names > set(z1.namelist())
+        tags = {n.split("/")[1] for n in names - set(z1.namelist())}
+        assert {n.split("/")[0] for n in names - set(z1.namelist())} == {"__bytecode__"}
+    assert len(tags) == len(others), tags
+    for tag in tags:
+        assert f"__bytecode__/{tag}/xdptcp/entry.pyc" in names
+        assert f"__bytecode__/{tag}/elftools/__init__.pyc" in names
+
+
+def test_zipapps_built_with_python_twice_are_the_same_bytes(pyz_all: Path, tmp_path: Path) -> None:
+    build("pyz.py", tmp_path, *(f"--python={p}" for p in other_pythons()))
+    for name in ("xdptcp.pyz", "pybpf.pyz"):
+        assert (tmp_path / name).read_bytes() == (pyz_all / name).read_bytes(), name
+
+
+@pytest.mark.parametrize(
+    "args, said",
+    [
+        (["--python", "/nonexistent/python3"], "pyz: "),
+        (["--python", sys.executable, "--no-bytecode"], "not both"),
+    ],
+)
+def test_pyz_bad_python_is_one_line(args: list[str], said: str, tmp_path: Path) -> None:
+    res = run(sys.executable, str(ROOT / ".ci" / "dist" / "pyz.py"), "--out", str(tmp_path),
+              *args, "xdptcp", check=False)  # fmt: skip
+    assert res.returncode != 0 and said in res.stderr.splitlines()[-1], res.stderr
+    assert "Traceback" not in res.stderr, res.stderr
+    assert not (tmp_path / "xdptcp.pyz").exists()
+
+
 def test_zipapp_imports_a_module_wanted_by_two_threads_at_once(pyz: Path, tmp_path: Path) -> None:
     """A capture attaches in a second thread while the first goes on, and both may import the
     same module for the first time (pybpf.link.netlink). CPython 3.9's zipimport ran a module
@@ -183,8 +271,11 @@ def test_zipapp_built_with_no_bytecode_carries_sources_only_and_runs(
 
 @pytest.mark.parametrize("minor", MINORS, ids=[f"3.{m}" for m in MINORS])
 def test_zipapps_run_with_no_site_packages(
-    minor: int, pyz: Path, capture_file: Path, tmp_path: Path
+    minor: int, pyz_all: Path, capture_file: Path, tmp_path: Path
 ) -> None:
+    """Each CPython runs the modules compiled for it (``pyz_all``; without them, the sources:
+    test_xdptcp_zipapp_demo_captures_with_the_object_inside_it)."""
+    pyz = pyz_all
     python = python_for(minor)
     if python is None:
         if minor in (9, NEWEST):  # the oldest and the newest promised must run under CI
