@@ -16,7 +16,8 @@ Rows per object (xdptcp's shipped object; the test object with the most CO-RE re
 - ``bpftool prog loadall OBJ DIR``: the whole process (libbpf), pins removed afterwards.
 
 And ``xdptcp -i IFACE``: wall time from spawning the process to its "capturing on" line; the
-same for the zipapp (``.ci/dist/pyz.py``), with its modules compiled and with sources only.
+same for the zipapp (``.ci/dist/pyz.py``), with its modules compiled and with sources only, and
+run by another CPython present: built as ``make pyz`` builds it, and built ``--python`` for it.
 
     python -m bench loadtime [--repeat 5]
 """
@@ -28,6 +29,7 @@ import os
 import shutil
 import struct
 import subprocess
+import sys
 import time
 from pathlib import Path
 from typing import Optional, Sequence
@@ -50,6 +52,7 @@ from bench.common import (
 from bench.w1_flood import XDPTCP_READY
 
 XDPTCP_OBJ = ROOT / "xdptcp" / "data" / "xdptcp.bpf.o"
+PYTHON_VERSION = "{}.{}".format(*sys.version_info[:2])
 TEST_OBJS = ROOT / "build" / "bpf" / "tests"
 BPFFS = Path("/sys/fs/bpf")
 
@@ -201,14 +204,43 @@ def xdptcp_start(repeat: int, command: Sequence[str] = (PYTHON, "-m", "xdptcp"))
     return times
 
 
+def other_python() -> Optional[tuple[str, str]]:
+    """The newest CPython 3.9-3.13 present other than this one (pyenv's, else on PATH), and
+    its version: the interpreter of the zipapp rows for a host whose CPython did not build it."""
+    import glob
+
+    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    for minor in (13, 12, 11, 10, 9):
+        if (3, minor) == sys.version_info[:2]:
+            continue
+        found = sorted(glob.glob(f"{pyenv}/versions/3.{minor}.*/bin/python3"))
+        python = found[-1] if found else shutil.which(f"python3.{minor}")
+        if python:
+            return python, f"3.{minor}"
+    return None
+
+
 def pyz_rows(repeat: int, notes: list[str]) -> list[list]:
-    """``xdptcp.pyz -i IFACE`` run by this interpreter (``-I -S``: nothing from site-packages),
-    spawn to capturing: the zipapp as ``make pyz`` builds it, each module compiled for the
-    building interpreter, and built ``--no-bytecode`` (sources only, compiled at each start).
-    The builds go to build/bench/; the libraries' wheels come from PyPI once."""
+    """``xdptcp.pyz -i IFACE`` run with ``-I -S`` (nothing from site-packages), spawn to
+    capturing: by this interpreter, the zipapp as ``make pyz`` builds it (each module compiled
+    for the building interpreter) and built ``--no-bytecode`` (sources only, compiled at each
+    start); by another CPython (``other_python``), the ``make pyz`` build (its modules compiled
+    for another version: it compiles the sources) and one built ``--python`` for it too. The
+    builds go to build/bench/; the libraries' wheels come from PyPI once."""
+    other = other_python()
+    if other is None:
+        notes.append("no CPython 3.9-3.13 but this one: the zipapp rows under another left out")
+    runs = [("compiled modules", (), PYTHON, "pyz"), ("--no-bytecode", ("--no-bytecode",),
+            PYTHON, "pyz-sources")]  # fmt: skip
+    if other is not None:
+        python, version = other
+        runs += [
+            (f"under {version}, compiled for {PYTHON_VERSION} only", (), python, "pyz"),
+            (f"under {version}, --python for it", (f"--python={python}",), python, "pyz-other"),
+        ]
     rows = []
-    for how, extra in (("compiled modules", ()), ("--no-bytecode", ("--no-bytecode",))):
-        out = ROOT / "build" / "bench" / ("pyz" if not extra else "pyz-sources")
+    for how, extra, python, out_name in runs:
+        out = ROOT / "build" / "bench" / out_name
         built = subprocess.run(
             [PYTHON, str(ROOT / ".ci" / "dist" / "pyz.py"), "--out", str(out), *extra, "xdptcp"],
             capture_output=True,
@@ -218,7 +250,7 @@ def pyz_rows(repeat: int, notes: list[str]) -> list[list]:
             notes.append(f"xdptcp.pyz ({how}) not built: {built.stderr.strip()[-200:]}")
             continue
         try:
-            start = xdptcp_start(repeat, (PYTHON, "-I", "-S", str(out / "xdptcp.pyz")))
+            start = xdptcp_start(repeat, (python, "-I", "-S", str(out / "xdptcp.pyz")))
         except RuntimeError as e:
             notes.append(f"xdptcp.pyz ({how}) start failed: {e}")
             continue
