@@ -202,6 +202,33 @@ def test_zipapp_with_python_runs_modules_compiled_for_each_and_compiles_none(
         assert f"__bytecode__/{tag}/elftools/__init__.pyc" in names
 
 
+SOURCE_LINE = """\
+import linecache, runpy, sys
+pyz = sys.argv[1]
+sys.argv = [pyz, "--version"]
+try:
+    runpy.run_path(pyz, run_name="__main__")
+except SystemExit:
+    pass
+module = sys.modules["xdptcp.entry"]
+code = module.main.__code__
+print(module.__file__)
+print(code.co_filename)
+print(linecache.getline(code.co_filename, code.co_firstlineno, module.__dict__).strip())
+"""
+
+
+def test_zipapp_code_names_its_source_in_the_archive(pyz: Path, pyz_all: Path) -> None:
+    """Whichever way a module came (compiled by the building CPython, by another with
+    ``--python``, or from its source), its code is named by the source's path in the archive,
+    so a traceback shows the lines."""
+    pythons = [sys.executable, *other_pythons()]
+    for python, build in [(p, b) for p in pythons for b in (pyz, pyz_all)]:
+        where = f"{build / 'xdptcp.pyz'}/xdptcp/entry.py"
+        out = run(python, "-I", "-S", "-c", SOURCE_LINE, str(build / "xdptcp.pyz")).stdout
+        assert out.splitlines()[1:] == [where, where, "def main() -> int:"], (python, build)
+
+
 def test_zipapps_built_with_python_twice_are_the_same_bytes(pyz_all: Path, tmp_path: Path) -> None:
     build("pyz.py", tmp_path, *(f"--python={p}" for p in other_pythons()))
     for name in ("xdptcp.pyz", "pybpf.pyz"):

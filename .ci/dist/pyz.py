@@ -57,16 +57,19 @@ class ZipImporter(zipimport.zipimporter):
         return self.archive + "/" + self._source(fullname)
 
     def get_code(self, fullname):
+        # This CPython's compiled module, else the building one's if it is this one, named by
+        # the source's path (a traceback shows its lines), else the source compiled
         source = self._source(fullname)
-        try:
-            data = self.get_data(TREE + source + "c")
-        except OSError:
-            data = b""
-        if data[:4] != MAGIC_NUMBER:
-            return super().get_code(fullname)
-        code = marshal.loads(memoryview(data)[16:])
-        _imp._fix_co_filename(code, self.archive + "/" + source)
-        return code
+        for pyc in (TREE + source + "c", source + "c"):
+            try:
+                data = self.get_data(pyc)
+            except OSError:
+                continue
+            if data[:4] == MAGIC_NUMBER:
+                code = marshal.loads(memoryview(data)[16:])
+                _imp._fix_co_filename(code, self.archive + "/" + source)
+                return code
+        return super().get_code(fullname)
 
     if sys.version_info < (3, 10):
         # 3.9's zipimport runs a module with load_module(): the module is in sys.modules
