@@ -30,7 +30,7 @@ from common import BPF_SOURCES, ROOT, package_files, source_date_epoch
 VENDOR = Path(__file__).with_name("vendor.txt")
 VENDORED_TOPS = ("elftools/", "construct/")  # what the zipapps take from the wheels
 
-MAIN = """\\
+MAIN = """\
 # {name}.pyz: {what}, with pyelftools and construct, in one file.
 import sys
 
