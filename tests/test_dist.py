@@ -14,6 +14,7 @@ dependencies come from PyPI and Debian's archive).
 
 from __future__ import annotations
 
+import ast
 import fcntl
 import functools
 import glob
@@ -110,7 +111,7 @@ def compiles(python: str, pyz: Path) -> list[tuple[str, int]]:
     many times each (the interpreter's own audit event, raised by every compile)."""
     out = run(python, "-I", "-S", "-c", COMPILES, str(pyz)).stdout.splitlines()
     assert out[0] == f"xdptcp {VERSION}", out
-    return eval(out[1])
+    return ast.literal_eval(out[1])
 
 
 @pytest.fixture(scope="module")
