@@ -236,6 +236,15 @@ def test_zipapps_built_with_python_twice_are_the_same_bytes(pyz_all: Path, tmp_p
         assert (tmp_path / name).read_bytes() == (pyz_all / name).read_bytes(), name
 
 
+def test_make_pyz_passes_each_of_pyz_pythons_as_python() -> None:
+    said = run("make", "-n", "-C", str(ROOT), "pyz", "PYZ_PYTHONS=python3.9 /opt/py/bin/python3")
+    pyz_line = [line for line in said.stdout.splitlines() if ".ci/dist/pyz.py" in line]
+    assert len(pyz_line) == 1, said.stdout
+    assert pyz_line[0].endswith("--python=python3.9 --python=/opt/py/bin/python3"), pyz_line
+    plain = run("make", "-n", "-C", str(ROOT), "pyz").stdout
+    assert "--python" not in plain and ".ci/dist/pyz.py --out" in plain, plain
+
+
 @pytest.mark.parametrize(
     "args, said",
     [
