@@ -116,22 +116,70 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # time.localtime (localtime_r) does not stat.
     os.environ.setdefault("TZ", TZ)
     bpffs_before = set(os.listdir(BPFFS))
+    mounts_before = mounts_at(BPFFS)
     try:
         return _run_all(names, args)
     finally:
         _remove_new_empty_dirs(bpffs_before)
+        problem = restore_mounts(mounts_before)
+        if problem:
+            say(problem)
 
 
 BPFFS = "/sys/fs/bpf"
+# what a kernel with bpf_preload shows in every bpffs, from its mount on: not left by anyone
+KERNEL_ENTRIES = frozenset({"maps.debug", "progs.debug"})
 TZ = ":/etc/localtime"
 
 
-def _remove_new_empty_dirs(before: set) -> None:
-    """xdpdump (libxdp) makes /sys/fs/bpf/xdp for its pins: leave bpffs as it was found."""
-    for entry in set(os.listdir(BPFFS)) - before:
-        path = os.path.join(BPFFS, entry)
-        if os.path.isdir(path) and not os.listdir(path):
+def _remove_new_empty_dirs(before: set, root: str = BPFFS) -> None:
+    """What the references made under ``root`` and left with nothing in it: xdpdump (libxdp)
+    makes xdp/ for its pins; iproute2 makes tc/globals/, with ip and xdp linked to tc/. New
+    symbolic links go, and new directories that hold no more than empty directories: leave
+    bpffs as it was found (a pin is a file, and stays)."""
+    new = sorted(set(os.listdir(root)) - before)
+    for entry in new:
+        path = os.path.join(root, entry)
+        if os.path.islink(path):
+            os.unlink(path)
+    for entry in new:
+        path = os.path.join(root, entry)
+        if os.path.isdir(path) and not os.path.islink(path) and _only_dirs(path):
+            for top, dirs, _ in os.walk(path, topdown=False):
+                for d in dirs:
+                    os.rmdir(os.path.join(top, d))
             os.rmdir(path)
+
+
+def _only_dirs(path: str) -> bool:
+    return all(not files for _, _, files in os.walk(path))
+
+
+def mounts_at(path: str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
+    """The filesystem types mounted at ``path``, the oldest first."""
+    with open(mountinfo) as f:
+        rows = [line.split() for line in f]
+    return [r[r.index("-") + 1] for r in rows if r[4] == path]
+
+
+def _umount(path: str) -> None:
+    subprocess.run(["umount", path], check=True, capture_output=True)
+
+
+def restore_mounts(before: list[str], path: str = BPFFS, mounts=mounts_at, umount=_umount) -> str:
+    """Take off what the reference tools mounted at ``path`` during the run: bpftool mounts
+    bpffs there to pin (loadtime's bpftool row), and iproute2 first binds the directory onto
+    itself to mount it privately (`ip link set ... xdp obj`, W1's empty program). Only when
+    they left nothing in it; otherwise the reason, for the log."""
+    now = mounts(path)
+    if now[: len(before)] != before or len(now) == len(before):
+        return ""
+    held = sorted(set(os.listdir(path)) - KERNEL_ENTRIES)
+    if held:
+        return f"left bpffs mounted at {path}: it holds {', '.join(held)}"
+    for _ in range(len(now) - len(before)):
+        umount(path)
+    return ""
 
 
 def _run_all(names: list, args: argparse.Namespace) -> int:
