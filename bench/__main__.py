@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Optional, Sequence
 
-from bench.common import PYTHON, ROOT, say
+from bench.common import PYTHON, ROOT, private_bpffs, say
 
 EXTRAS = (
     "ringbuf_drain",
@@ -115,20 +115,18 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     # host where system calls are dear: the reference runs at its fastest. Python's
     # time.localtime (localtime_r) does not stat.
     os.environ.setdefault("TZ", TZ)
-    bpffs_before = set(os.listdir(BPFFS))
-    mounts_before = mounts_at(BPFFS)
+    # bpftool (loadtime) and iproute2 (W1's empty program) mount bpffs to pin, and libxdp and
+    # iproute2 make directories in it: in a bpffs of the run's own, all of it goes with the run.
+    if private_bpffs():
+        return _run_all(names, args)
+    bpffs_before = set(os.listdir(BPFFS))  # (no namespace to be had: the host's bpffs)
     try:
         return _run_all(names, args)
     finally:
         _remove_new_empty_dirs(bpffs_before)
-        problem = restore_mounts(mounts_before)
-        if problem:
-            say(problem)
 
 
 BPFFS = "/sys/fs/bpf"
-# what a kernel with bpf_preload shows in every bpffs, from its mount on: not left by anyone
-KERNEL_ENTRIES = frozenset({"maps.debug", "progs.debug"})
 TZ = ":/etc/localtime"
 
 
@@ -153,33 +151,6 @@ def _remove_new_empty_dirs(before: set, root: str = BPFFS) -> None:
 
 def _only_dirs(path: str) -> bool:
     return all(not files for _, _, files in os.walk(path))
-
-
-def mounts_at(path: str, mountinfo: str = "/proc/self/mountinfo") -> list[str]:
-    """The filesystem types mounted at ``path``, the oldest first."""
-    with open(mountinfo) as f:
-        rows = [line.split() for line in f]
-    return [r[r.index("-") + 1] for r in rows if r[4] == path]
-
-
-def _umount(path: str) -> None:
-    subprocess.run(["umount", path], check=True, capture_output=True)
-
-
-def restore_mounts(before: list[str], path: str = BPFFS, mounts=mounts_at, umount=_umount) -> str:
-    """Take off what the reference tools mounted at ``path`` during the run: bpftool mounts
-    bpffs there to pin (loadtime's bpftool row), and iproute2 first binds the directory onto
-    itself to mount it privately (`ip link set ... xdp obj`, W1's empty program). Only when
-    they left nothing in it; otherwise the reason, for the log."""
-    now = mounts(path)
-    if now[: len(before)] != before or len(now) == len(before):
-        return ""
-    held = sorted(set(os.listdir(path)) - KERNEL_ENTRIES)
-    if held:
-        return f"left bpffs mounted at {path}: it holds {', '.join(held)}"
-    for _ in range(len(now) - len(before)):
-        umount(path)
-    return ""
 
 
 def _run_all(names: list, args: argparse.Namespace) -> int:

@@ -27,6 +27,31 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 _names = itertools.count()
 
 
+def private_bpffs() -> bool:
+    """Give this process a bpffs of its own at /sys/fs/bpf, in a mount namespace of its own;
+    False where it cannot (not root, or no CAP_SYS_ADMIN, as in some containers).
+
+    What is pinned or mounted there from then on (pybpf's pins, bpftool's and iproute2's
+    bpffs mounts, iproute2's tc/ and xdp/ directories) belongs to this process and the ones it
+    starts, which inherit the namespace, and goes with them: the host's bpffs, or its absence
+    on a freshly booted machine, is left exactly as it was. The test session (tests/conftest.py)
+    and the benchmarks (bench/__main__.py) both run in one."""
+    if os.geteuid() != 0:
+        return False
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    clone_newns, ms_rec, ms_private = 0x00020000, 0x4000, 0x40000
+    if libc.unshare(clone_newns) != 0:
+        return False
+    # Private, not slave: a bpffs the host mounts later must not land on top of ours.
+    if libc.mount(None, b"/", None, ms_rec | ms_private, None) != 0:
+        raise OSError(ctypes.get_errno(), "cannot make the mount namespace private")
+    if libc.mount(b"bpf", b"/sys/fs/bpf", b"bpf", 0, None) != 0:
+        raise OSError(ctypes.get_errno(), "cannot mount a bpffs of our own at /sys/fs/bpf")
+    return True
+
+
 def say(msg: str) -> None:
     """Progress goes to stderr so that stdout carries only the tables."""
     print(f"bench: {msg}", file=sys.stderr, flush=True)

@@ -28,7 +28,7 @@ IN_GUEST = bool(os.environ.get("PYBPF_KMATRIX_GUEST"))
 
 
 def _private_bpffs() -> None:
-    """Give this test session a bpffs of its own at /sys/fs/bpf, in a mount namespace of its own.
+    """Give this test session a bpffs of its own at /sys/fs/bpf (``bench.common.private_bpffs``).
 
     Tests pin (maps pinned by name, iproute2's tc/ and xdp/ directories, explicit pins) and the
     fixture below removes whatever a test added; with several sessions on one host (a developer's
@@ -36,21 +36,14 @@ def _private_bpffs() -> None:
     another's pins. A bpffs mount is a separate instance, so each session's pins are its own, and
     the host's bpffs (or its absence, on a freshly booted machine) is left exactly as it was. The
     tests of a host without bpffs make their own namespaces with it unmounted. Every process a
-    test starts (bpftool, xdptcp, ip) inherits the namespace. PYBPF_TEST_SHARED_BPFFS=1 keeps the
-    host's mount table."""
-    if os.geteuid() != 0 or os.environ.get("PYBPF_TEST_SHARED_BPFFS") == "1":
+    test starts (bpftool, xdptcp, ip) inherits the namespace. Where it cannot be had (in a
+    container without CAP_SYS_ADMIN, say) the host's bpffs is used as before.
+    PYBPF_TEST_SHARED_BPFFS=1 keeps the host's mount table."""
+    if os.environ.get("PYBPF_TEST_SHARED_BPFFS") == "1":
         return
-    import ctypes
+    from bench.common import private_bpffs
 
-    libc = ctypes.CDLL(None, use_errno=True)
-    clone_newns, ms_rec, ms_private = 0x00020000, 0x4000, 0x40000
-    if libc.unshare(clone_newns) != 0:
-        return  # e.g. in a container without CAP_SYS_ADMIN: the host's bpffs is used as before
-    # Private, not slave: a bpffs the host mounts later must not land on top of ours.
-    if libc.mount(None, b"/", None, ms_rec | ms_private, None) != 0:
-        raise OSError(ctypes.get_errno(), "cannot make the test mount namespace private")
-    if libc.mount(b"bpf", b"/sys/fs/bpf", b"bpf", 0, None) != 0:
-        raise OSError(ctypes.get_errno(), "cannot mount a bpffs for the tests at /sys/fs/bpf")
+    private_bpffs()
 
 
 def pytest_configure(config) -> None:
