@@ -27,6 +27,18 @@ CLK_TCK = os.sysconf("SC_CLK_TCK")
 _names = itertools.count()
 
 
+def cpython(minor: int) -> Optional[str]:
+    """A CPython 3.minor on this machine: pyenv's newest first, else ``python3.minor`` on the
+    PATH."""
+    import glob
+    import shutil
+
+    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
+    found = sorted(glob.glob(f"{pyenv}/versions/3.{minor}.*/bin/python3"),
+                   key=lambda p: int(p.split(f"/3.{minor}.")[1].split("/")[0]))  # fmt: skip
+    return found[-1] if found else shutil.which(f"python3.{minor}")
+
+
 def private_bpffs() -> bool:
     """Give this process a bpffs of its own at /sys/fs/bpf, in a mount namespace of its own;
     False where it cannot (not root, or no CAP_SYS_ADMIN, as in some containers).

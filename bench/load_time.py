@@ -40,6 +40,7 @@ from bench.common import (
     Target,
     Tool,
     compile_sources,
+    cpython,
     load_average,
     make_hosts,
     median,
@@ -207,14 +208,8 @@ def xdptcp_start(repeat: int, command: Sequence[str] = (PYTHON, "-m", "xdptcp"))
 def other_python() -> Optional[tuple[str, str]]:
     """The newest CPython 3.9-3.13 present other than this one (pyenv's, else on PATH), and
     its version: the interpreter of the zipapp rows for a host whose CPython did not build it."""
-    import glob
-
-    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
     for minor in (13, 12, 11, 10, 9):
-        if (3, minor) == sys.version_info[:2]:
-            continue
-        found = sorted(glob.glob(f"{pyenv}/versions/3.{minor}.*/bin/python3"))
-        python = found[-1] if found else shutil.which(f"python3.{minor}")
+        python = cpython(minor) if (3, minor) != sys.version_info[:2] else None
         if python:
             return python, f"3.{minor}"
     return None

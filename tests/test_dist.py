@@ -17,16 +17,16 @@ from __future__ import annotations
 import ast
 import fcntl
 import functools
-import glob
 import os
 import re
-import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import pytest
+
+from bench.common import cpython
 
 from conftest import ROOT, bpf_object, cannot_run, need_tool, run
 from traffic import varied_pcap
@@ -44,9 +44,7 @@ DEB_DEPS = ("python3-pyelftools", "python3-construct")
 
 def python_for(minor: int) -> str | None:
     """A CPython 3.minor: pyenv's first (the machine keeps one of each there), else on PATH."""
-    pyenv = os.environ.get("PYENV_ROOT", os.path.expanduser("~/.pyenv"))
-    found = sorted(glob.glob(f"{pyenv}/versions/3.{minor}.*/bin/python3"))
-    return found[-1] if found else shutil.which(f"python3.{minor}")
+    return cpython(minor)
 
 
 def default_python() -> str:
