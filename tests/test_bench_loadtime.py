@@ -46,3 +46,25 @@ def test_zipapp_rows_time_each_build_under_each_cpython() -> None:
     for build, has in (("pyz-other", True), ("pyz", False)):
         with zipfile.ZipFile(load_time.ROOT / "build" / "bench" / build / "xdptcp.pyz") as z:
             assert (tag in z.namelist()) is has, build
+
+
+def test_the_spawn_row_is_the_median_of_more_spawns_than_the_other_rows(monkeypatch) -> None:
+    """xdptcp -i's spawn is timed ``SPAWN_REPEAT`` times as often as the other rows, and the
+    table's title says of how many its median is."""
+    asked = []
+
+    def start(repeat, command=None):
+        asked.append(repeat)
+        return [0.09 + i / 1000 for i in range(repeat)]
+
+    monkeypatch.setattr(load_time, "compile_sources", lambda: None)
+    monkeypatch.setattr(load_time, "object_rows", lambda *a, **k: ([], {}))
+    monkeypatch.setattr(load_time, "pick_core_object", lambda: (None, "none here"))
+    monkeypatch.setattr(load_time, "xdptcp_start", start)
+    monkeypatch.setattr(load_time, "pyz_rows", lambda repeat, notes: [])
+    monkeypatch.setattr(load_time, "interpreter_rows", lambda repeat: [])
+    out = load_time.run(3)
+    assert asked == [3 * load_time.SPAWN_REPEAT] and load_time.SPAWN_REPEAT > 1
+    assert f"median of 3, xdptcp -i's of {3 * load_time.SPAWN_REPEAT} " in out
+    row = next(line for line in out.splitlines() if line.startswith("| xdptcp -i IFACE "))
+    assert " 95.5 " in row  # the median of 90..101 ms
