@@ -68,3 +68,20 @@ def test_the_spawn_row_is_the_median_of_more_spawns_than_the_other_rows(monkeypa
     assert f"median of 3, xdptcp -i's of {3 * load_time.SPAWN_REPEAT} " in out
     row = next(line for line in out.splitlines() if line.startswith("| xdptcp -i IFACE "))
     assert " 95.5 " in row  # the median of 90..101 ms
+
+
+def test_the_spawn_is_timed_as_a_user_runs_xdptcp(tmp_path) -> None:
+    """The console script beside the interpreter when its first line names that interpreter;
+    ``python -m xdptcp`` without one, or when it is another interpreter's."""
+    python = tmp_path / "bin" / "python"
+    python.parent.mkdir()
+    assert load_time.console_script(str(python)) == (str(python), "-m", "xdptcp")
+    script = python.parent / "xdptcp"
+    script.write_text(f"#!{python}\nimport sys\n")
+    assert load_time.console_script(str(python)) == (str(script),)
+    script.write_text("#!/usr/bin/python3\nimport sys\n")
+    assert load_time.console_script(str(python)) == (str(python), "-m", "xdptcp")
+    # (the venv the tests run from has one: make venv installs the package)
+    installed = load_time.Path(load_time.PYTHON).parent / "xdptcp"
+    if installed.exists():
+        assert load_time.console_script() == (str(installed),)
