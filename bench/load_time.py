@@ -17,9 +17,8 @@ Rows per object (xdptcp's shipped object; the test object with the most CO-RE re
 
 And ``xdptcp -i IFACE``: wall time from spawning the process (``console_script``) to its
 "capturing on" line (the median of ``SPAWN_REPEAT`` times the repeats: see there); the same
-for the zipapp
-(``.ci/dist/pyz.py``), with its modules compiled and with sources only, and run by another
-CPython present: built as ``make pyz`` builds it, and built ``--python`` for it.
+for the zipapp (``.ci/dist/pyz.py``), with its modules compiled and with sources only, and run
+by another CPython present: built as ``make pyz`` builds it, and built ``--python`` for it.
 
     python -m bench loadtime [--repeat 5]
 """
