@@ -42,11 +42,6 @@ NEWEST = MINORS[-1]
 DEB_DEPS = ("python3-pyelftools", "python3-construct")
 
 
-def python_for(minor: int) -> str | None:
-    """A CPython 3.minor: pyenv's first (the machine keeps one of each there), else on PATH."""
-    return cpython(minor)
-
-
 def default_python() -> str:
     return "/usr/bin/python3" if os.path.exists("/usr/bin/python3") else sys.executable
 
@@ -77,7 +72,7 @@ def pyz(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def other_pythons() -> list[str]:
     """Every CPython 3.9-3.13 present but the one running the tests."""
     built = sys.version_info[:2]
-    return [p for m in MINORS if (3, m) != built and (p := python_for(m))]
+    return [p for m in MINORS if (3, m) != built and (p := cpython(m))]
 
 
 @pytest.fixture(scope="module")
@@ -165,7 +160,7 @@ def test_zipapp_runs_its_compiled_modules_under_the_python_that_built_it_and_sou
     assert run(sys.executable, "-I", "-S", str(altered), "--version").stdout == (
         f"xdptcp {VERSION}\n"
     )
-    others = [python_for(m) for m in MINORS if (3, m) != built and python_for(m)]
+    others = other_pythons()
     if not others:
         cannot_run(f"no CPython 3.9-3.13 on this machine but {built[0]}.{built[1]}")
     for python in others:
@@ -282,11 +277,11 @@ def test_zipapp_imports_a_module_wanted_by_two_threads_at_once(pyz: Path, tmp_pa
             if name != "xdptcp/entry.pyc":  # the building CPython runs the source below too
                 dst.writestr(name, entry if name == "xdptcp/entry.py" else src.read(name))
         dst.writestr("xdptcp/slow.py", "import time\ntime.sleep(0.6)\nVALUE = 'made whole'\n")
-    pythons = {python_for(m) for m in MINORS} | {sys.executable}
+    pythons = {cpython(m) for m in MINORS} | {sys.executable}
     for python in sorted(p for p in pythons if p):
         res = run(python, "-I", "-S", str(altered), check=False)
         assert (res.returncode, res.stdout) == (0, "made whole\n"), (python, res.stderr)
-    if python_for(MINORS[0]) is None:
+    if cpython(MINORS[0]) is None:
         cannot_run("no CPython 3.9 on this machine: the one whose zipimport needs the help")
 
 
@@ -311,7 +306,7 @@ def test_zipapps_run_with_no_site_packages(
     """Each CPython runs the modules compiled for it (``pyz_all``; without them, the sources:
     test_xdptcp_zipapp_demo_captures_with_the_object_inside_it)."""
     pyz = pyz_all
-    python = python_for(minor)
+    python = cpython(minor)
     if python is None:
         if minor in (9, NEWEST):  # the oldest and the newest promised must run under CI
             cannot_run(f"no CPython 3.{minor} on this machine")
@@ -348,7 +343,7 @@ def test_zipapps_run_with_no_site_packages(
 def test_xdptcp_zipapp_demo_captures_with_the_object_inside_it(which: str, pyz: Path) -> None:
     """The live path (load, attach, ring buffer) under the host's python3, 3.9 and 3.13."""
     minor = MINORS[0] if which == "oldest" else NEWEST
-    python = default_python() if which == "default" else python_for(minor)
+    python = default_python() if which == "default" else cpython(minor)
     if python is None:
         cannot_run(f"no CPython 3.{minor} on this machine")
     res = run(python, "-I", "-S", str(pyz / "xdptcp.pyz"), "--demo", check=False)
