@@ -191,12 +191,19 @@ def cpu_seconds(pid: int, children: bool = False) -> float:
 
     With ``children``, the time of reaped children (cutime + cstime) is added.
     """
+    return sum(user_system_seconds(pid, children))
+
+
+def user_system_seconds(pid: int, children: bool = False) -> tuple[float, float]:
+    """``cpu_seconds`` as its two parts: the time ``pid`` ran its own code (user) and the time
+    the kernel ran for it, in its system calls and faults (system)."""
     text = Path(f"/proc/{pid}/stat").read_text()
     # The command name is in parentheses and may contain spaces: split after the last ')'.
     fields = text[text.rindex(")") + 2 :].split()
     utime, stime, cutime, cstime = (int(f) for f in fields[11:15])
-    ticks = utime + stime + (cutime + cstime if children else 0)
-    return ticks / CLK_TCK
+    if children:
+        utime, stime = utime + cutime, stime + cstime
+    return utime / CLK_TCK, stime / CLK_TCK
 
 
 def peak_rss_kb(pid: int) -> Optional[int]:
@@ -229,6 +236,7 @@ class ToolRun:
     peak_rss_kb: int
     stderr: str
     rss_samples: list[tuple[float, int]] = field(default_factory=list)
+    system_s: Optional[float] = None  # of cpu_s, the kernel's time in the tool's system calls
 
 
 class Tool:
@@ -370,10 +378,12 @@ class Tool:
                 deadline = time.monotonic() + 10
             time.sleep(0.01)
         self._done.set()
-        cpu = cpu_seconds(self.pid, children=True)
+        user, system = user_system_seconds(self.pid, children=True)
         rc = self.proc.wait()
         self._drain_stderr()
-        self._result = ToolRun(rc, cpu, self._hwm, self.stderr_text(), list(self._rss))
+        self._result = ToolRun(
+            rc, user + system, self._hwm, self.stderr_text(), list(self._rss), system
+        )
         return self._result
 
     def _drain_stderr(self) -> None:

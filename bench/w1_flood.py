@@ -4,7 +4,8 @@ For every tool, in every repeat (tools interleaved so that drift on the machine 
 start the tool on the outer end and wait for its "ready" line, replay the W1 pcap with
 ``tcpreplay --topspeed`` from inside the namespace, wait until the tool stops using CPU (drained),
 SIGINT it, and record packets captured (pcap records or output lines), the tool's own drop
-report, its CPU seconds (user + sys from /proc), peak RSS (VmHWM) and the replay's wall time.
+report, its CPU seconds (user + sys from /proc; the sys part, the kernel's time in the tool's
+system calls and faults, also on its own), peak RSS (VmHWM) and the replay's wall time.
 
     python -m bench w1 [--repeat 3] [--packets 1000000]
 """
@@ -120,6 +121,7 @@ class Sample:
     peak_rss_kb: Optional[int]
     error: str = ""
     startup_cpu_s: Optional[float] = None  # CPU used before the replay began (start-up)
+    system_s: Optional[float] = None  # of cpu_s, the kernel's, in the tool's system calls
 
 
 @dataclass
@@ -206,6 +208,7 @@ def run_one(spec: Optional[ToolSpec], hosts: Hosts, pcap: Path, workdir: Path) -
         res.peak_rss_kb,
         error,
         startup,
+        res.system_s,
     )
 
 
@@ -293,6 +296,7 @@ def summarize(samples: list[Sample]) -> dict[str, dict[str, Optional[float]]]:
             "veth": median([s.veth_drops for s in mine]),
             "cpu": median([s.cpu_s for s in mine]),
             "startup": median([s.startup_cpu_s for s in mine]),
+            "system": median([s.system_s for s in mine]),
             "us_per_pkt": median([_us_per_packet(s) for s in mine]),
             "replay": median([s.replay_s for s in mine]),
             "rss": median([s.peak_rss_kb / 1024 if s.peak_rss_kb else None for s in mine]),
@@ -327,6 +331,7 @@ def report(samples: list[Sample], packets: int, repeat: int, load: str) -> str:
                 _int(v["veth"]),
                 v["cpu"],
                 v["startup"],
+                v["system"],
                 v["us_per_pkt"],
                 v["replay"],
                 _x(ratio(v["replay"], base)),
@@ -343,6 +348,7 @@ def report(samples: list[Sample], packets: int, repeat: int, load: str) -> str:
         "veth drops",
         "CPU s",
         "of which start-up",
+        "of which system",
         "µs / captured",
         "replay s",
         "replay / none",
