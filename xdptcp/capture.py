@@ -220,11 +220,12 @@ class Capture:
         kernel): everything is undone and the caller loads the way that finds out."""
         self.spec.rodata["xdptcp_xdp_frags"] = 1
         self.obj = load(self.spec, programs=[], maps=self._given_maps())
-        # Both programs are linked here and verified in threads, the tc program first: it is
-        # verified in a third of the XDP program's time, so its tcx link (an RCU grace period
-        # under RTNL) is made while the XDP program is still verified, and the XDP attach,
-        # which waits for a grace period of its own under RTNL, does not wait for it too. The
-        # ring is mapped while they run.
+        # Both programs are linked here and verified in threads side by side, the tc program
+        # first; the tc program's tcx link (an RCU grace period under RTNL) is made as soon as
+        # it is verified, and the XDP attach, which waits for a grace period of its own under
+        # RTNL, follows it. The ring is mapped while they run. (Alone, each is verified in 7-9
+        # ms here, side by side in 11-15. Verifying the tc program alone first, and the XDP
+        # program during the tcx link's grace period, made the start slower: bench/RESULTS.md.)
         from xdptcp.sidebyside import EgressSide
 
         egress = EgressSide(self, TC_PROGRAM)
