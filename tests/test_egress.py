@@ -235,6 +235,29 @@ def test_a_conversation_prints_tcpdumps_lines_for_each_direction(veth, direction
         assert "out: " in err and "in: " in err
 
 
+@pytest.mark.parametrize("mode, while_capturing", [("native", "off"), ("skb", "on")])
+def test_native_xdp_on_a_veth_turns_its_peers_tso_off_while_it_captures(
+    veth, mode, while_capturing
+):
+    """What docs/xdptcp.md says of a veth under each XDP mode: while a native program is
+    attached, the kernel takes TSO from the peer (so TCP's large packets cross cut to the MTU,
+    and `-Q in` sees segments where tcpdump alone sees super-packets); generic XDP leaves the
+    peer alone. Either way the peer is as it was once xdptcp has exited."""
+    ethtool = need_tool("ethtool")
+
+    def peer_tso() -> str:
+        out = veth.in_ns(ethtool, "-k", veth.inner).stdout
+        return re.search(r"^tcp-segmentation-offload: (\w+)", out, re.M).group(1)
+
+    assert peer_tso() == "on"
+    cap = xdptcp("-i", veth.outer, "-Q", "in", "--mode", mode, "tcp")
+    assert f"in: {mode} XDP" in cap.err.decode()
+    assert peer_tso() == while_capturing
+    _, err, code = cap.stop()
+    assert code == 0, err
+    assert peer_tso() == "on"
+
+
 # (Linux 6.1 makes packets of more than 64 KiB only for a device with TSO: on it, without TSO,
 # the test would not see any, and it runs on this machine's kernel only.)
 @pytest.mark.parametrize("tso", [pytest.param("on", marks=kmatrix), "off"])
