@@ -3,9 +3,9 @@
 W1 replays small frames; this is the other traffic a veth carries: a connection sending as
 fast as it can, with TSO on the sending end (a veth's default), so that TCP hands the pair
 packets of up to 64 KiB. Native XDP on a veth changes that: while a native program is attached,
-the kernel turns TSO off on the peer (`ethtool -k`: `tcp-segmentation-offload: off [fixed]`),
-so the sender cuts every packet to the MTU itself before it crosses. Generic (skb) XDP leaves
-the peer alone.
+the kernel turns TSO off on the peer (`ethtool -k`: `tx-tcp-segmentation: off [fixed]`), so
+the sender cuts every packet to the MTU itself before it crosses. Generic (skb) XDP leaves the
+peer alone.
 
 For each tool, in every repeat (tools interleaved): start it on the outer end and wait for its
 ready line, note the peer's TSO, send ``--megabytes`` from inside the namespace to a receiver on
@@ -49,15 +49,13 @@ NO_CAPTURE = "no capture"
 # its file small (xdptcp keeps headers only): the frames' lengths are counted, not their bytes
 TOOLS: list[tuple[str, list[str], str]] = [
     ("tcpdump -w", ["tcpdump", "-s", "128", "-i", "{dev}", "-w", "{out}"], "listening on"),
-    (
-        "xdptcp -w",
-        [PYTHON, "-m", "xdptcp", "-i", "{dev}", "-Q", "in", "-w", "{out}"],
-        "xdptcp: capturing on",
-    ),
-    (
-        "xdptcp -w --mode skb",
-        [PYTHON, "-m", "xdptcp", "-i", "{dev}", "-Q", "in", "--mode", "skb", "-w", "{out}"],
-        "xdptcp: capturing on",
+    *(
+        (
+            f"xdptcp -w --mode {mode}",
+            [PYTHON, "-m", "xdptcp", "-i", "{dev}", "-Q", "in", "--mode", mode, "-w", "{out}"],
+            "xdptcp: capturing on",
+        )
+        for mode in ("native", "skb")
     ),
 ]
 
@@ -103,7 +101,7 @@ def pcap_frames(path: Path) -> tuple[int, int]:
 
 
 def peer_tso(hosts: Hosts) -> str:
-    """The inner end's TSO, as ``ethtool -k`` says it: "on", or "off [fixed]" under native XDP."""
+    """The inner end's TSO, as ``ethtool -k`` says it: "on", or "off" under native XDP."""
     out = sh(*hosts.in_ns("ethtool", "-k", hosts.inner)).stdout
     for line in out.splitlines():
         if line.startswith("tcp-segmentation-offload:"):
