@@ -16,7 +16,6 @@ Outside CI an interpreter that is missing is reported in one line and skipped; u
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
 import os
 import re
@@ -27,6 +26,9 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+from bench.common import cpython  # noqa: E402 (as tests/test_dist.py and bench/load_time.py find them)
+
 MINORS = (9, 10, 11, 12, 13)
 REQUIRED_IN_CI = (9, 13)
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -40,21 +42,6 @@ PYTEST_ARGS = (
     "--ignore=tests/test_dist.py",
     "--ignore=tests/test_fuzz.py",
 )
-
-
-def find(minor: int) -> str | None:
-    """The newest CPython 3.<minor>: pyenv's builds first, then the PATH."""
-    found = sorted(
-        glob.glob(f"/root/.pyenv/versions/3.{minor}.*/bin/python3"),
-        key=lambda p: int(p.split(f"3.{minor}.")[1].split("/")[0]),
-    )
-    if found:
-        return found[-1]
-    for d in os.environ.get("PATH", "").split(os.pathsep):
-        p = Path(d) / f"python3.{minor}"
-        if p.exists():
-            return str(p)
-    return None
 
 
 def venv(minor: int, python: str) -> Path:
@@ -118,7 +105,7 @@ def main() -> int:
         if (3, minor) == default and not args.all:
             print(f"pymatrix: CPython 3.{minor} is the default: make test runs it")
             continue
-        python = find(minor)
+        python = cpython(minor)
         if python is None:
             line = f"pymatrix: CPython 3.{minor} not found (pyenv or python3.{minor}): not tested"
             print(line, file=sys.stderr)
