@@ -97,6 +97,7 @@ class Hosts:
     ns: str
     outer: str
     inner: str
+    outer_addr: str = ""  # the outer end's IPv4 address (make_hosts gives it one)
 
     def in_ns(self, *args: str) -> list[str]:
         """A command line that runs ``args`` inside the namespace."""
@@ -148,7 +149,8 @@ def make_hosts(tag: str, mtu: int = 1500) -> Hosts:
     """
     uid = f"{os.getpid() % 10000}{next(_names)}"
     subnet = 200 + (os.getpid() + int(uid[-1])) % 50
-    hosts = Hosts(ns=f"bench{tag}{uid}", outer=f"bn{tag}{uid}o"[:15], inner=f"bn{tag}{uid}i"[:15])
+    hosts = Hosts(ns=f"bench{tag}{uid}", outer=f"bn{tag}{uid}o"[:15], inner=f"bn{tag}{uid}i"[:15],
+                  outer_addr=f"198.19.{subnet}.1")  # fmt: skip
     try:
         sh("ip", "netns", "add", hosts.ns)
         sh(
@@ -169,7 +171,7 @@ def make_hosts(tag: str, mtu: int = 1500) -> Hosts:
         sh("ip", "link", "set", hosts.inner, "netns", hosts.ns)
         for dev, run in ((hosts.outer, []), (hosts.inner, hosts.in_ns())):
             sh(*run, "sysctl", "-qw", f"net.ipv6.conf.{dev}.disable_ipv6=1")
-        sh("ip", "addr", "add", f"198.19.{subnet}.1/24", "dev", hosts.outer)
+        sh("ip", "addr", "add", f"{hosts.outer_addr}/24", "dev", hosts.outer)
         sh(*hosts.in_ns("ip", "addr", "add", f"198.19.{subnet}.2/24", "dev", hosts.inner))
         sh("ip", "link", "set", hosts.outer, "up")
         sh(*hosts.in_ns("ip", "link", "set", hosts.inner, "up"))

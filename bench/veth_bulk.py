@@ -45,19 +45,18 @@ from bench.common import (
 
 PORT = 5001
 NO_CAPTURE = "no capture"
-# (name, argv with {dev} and {out} to fill in, ready marker); the snap length of tcpdump keeps
+# name: (argv with {dev} and {out} to fill in, ready marker); the snap length of tcpdump keeps
 # its file small (xdptcp keeps headers only): the frames' lengths are counted, not their bytes
-TOOLS: list[tuple[str, list[str], str]] = [
-    ("tcpdump -w", ["tcpdump", "-s", "128", "-i", "{dev}", "-w", "{out}"], "listening on"),
-    *(
-        (
-            f"xdptcp -w --mode {mode}",
+TOOLS: dict[str, tuple[list[str], str]] = {
+    "tcpdump -w": (["tcpdump", "-s", "128", "-i", "{dev}", "-w", "{out}"], "listening on"),
+    **{
+        f"xdptcp -w --mode {mode}": (
             [PYTHON, "-m", "xdptcp", "-i", "{dev}", "-Q", "in", "--mode", mode, "-w", "{out}"],
             "xdptcp: capturing on",
         )
         for mode in ("native", "skb")
-    ),
-]
+    },
+}
 
 RECEIVER = """\
 import socket, sys
@@ -133,15 +132,14 @@ def _times(value: Optional[float]) -> str:
 
 def run(repeat: int = 5, megabytes: int = 1000) -> str:
     sender_cpus, tool_cpus = cpu_split()
-    names = [NO_CAPTURE] + [t[0] for t in TOOLS]
+    names = [NO_CAPTURE, *TOOLS]
     seconds: dict[str, list[float]] = {n: [] for n in names}
     frames: dict[str, list[int]] = {n: [] for n in names}
     largest: dict[str, list[int]] = {n: [] for n in names}
     tso: dict[str, set[str]] = {n: set() for n in names}
     load = load_average()
     with make_hosts("vb") as hosts, tempfile.TemporaryDirectory(prefix="bench-bulk-") as tmp:
-        address = sh("ip", "-4", "-o", "addr", "show", "dev", hosts.outer).stdout.split()[3]
-        address = address.split("/")[0]
+        address = hosts.outer_addr
         for r in range(repeat):
             for name in names:
                 say(f"veth_bulk: repeat {r + 1}/{repeat}: {name}")
@@ -149,7 +147,7 @@ def run(repeat: int = 5, megabytes: int = 1000) -> str:
                     tso[name].add(peer_tso(hosts))
                     seconds[name].append(transfer(hosts, address, megabytes, sender_cpus))
                     continue
-                argv, ready = next((a, m) for n, a, m in TOOLS if n == name)
+                argv, ready = TOOLS[name]
                 out = Path(tmp) / "out.pcap"
                 tool = Tool([a.format(dev=hosts.outer, out=out) for a in argv], cpus=tool_cpus)
                 try:
@@ -171,7 +169,7 @@ def run(repeat: int = 5, megabytes: int = 1000) -> str:
     for name in names:
         s = median(seconds[name])
         rows.append([
-            name, f"{len(seconds[name])}/{repeat}", s, _times(ratio(s, base)),
+            name, s, _times(ratio(s, base)),
             f"{median(frames[name]):,.0f}" if frames[name] else "-",
             f"{median(largest[name]):,.0f}" if largest[name] else "-",
             ", ".join(sorted(tso[name])),
@@ -180,7 +178,7 @@ def run(repeat: int = 5, megabytes: int = 1000) -> str:
     return table(
         f"veth bulk transfer: {megabytes} MiB, median of {repeat} (load average before: "
         f"{load}; {where})",
-        ["tool", "runs ok", "transfer s", "/ no capture", "records", "largest frame",
+        ["tool", "transfer s", "/ no capture", "records", "largest frame",
          "peer TSO while capturing"],
         rows,
     )  # fmt: skip
