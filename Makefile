@@ -14,10 +14,11 @@ BPF_CFLAGS := -O2 -g -target bpf -Wall -Wno-unused-function -I bpf/include -I $(
               -I /usr/include/$(MULTIARCH)
 BPF_SRCS   := $(shell find bpf -name '*.bpf.c' | sort)
 BPF_OBJS   := $(patsubst bpf/%.bpf.c,$(BUILD)/bpf/%.bpf.o,$(BPF_SRCS))
-# The capture program and the offline record walker ship inside the package: a user's host has
+# The capture program and the offline record walker and text walk ship inside the package: a user's host has
 # no clang.
 SHIPPED    := xdptcp/data/xdptcp.bpf.o
 SHIPPED_WALK := xdptcp/data/xdptcp_walk.bpf.o
+SHIPPED_TEXT := xdptcp/data/xdptcp_text.bpf.o
 
 .PHONY: all venv bpf bpf-cflags test lint demo bench clean shipped deb pyz dist man kmatrix pymatrix
 
@@ -54,9 +55,10 @@ bpf-cflags:
 	@echo $(BPF_CFLAGS)
 
 # Rebuild the shipped object and record the hash of the sources it came from.
-shipped: $(BUILD)/bpf/xdptcp.bpf.o $(BUILD)/bpf/xdptcp_walk.bpf.o venv
+shipped: $(BUILD)/bpf/xdptcp.bpf.o $(BUILD)/bpf/xdptcp_walk.bpf.o $(BUILD)/bpf/xdptcp_text.bpf.o venv
 	cp $(BUILD)/bpf/xdptcp.bpf.o $(SHIPPED)
 	cp $(BUILD)/bpf/xdptcp_walk.bpf.o $(SHIPPED_WALK)
+	cp $(BUILD)/bpf/xdptcp_text.bpf.o $(SHIPPED_TEXT)
 	$(PY) -m xdptcp.objhash --write
 
 lint: venv

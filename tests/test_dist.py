@@ -127,9 +127,11 @@ def test_zipapps_carry_the_packages_the_libraries_and_their_licences(pyz: Path) 
     assert ours == set(common.package_files())  # the very files the wheel carries, see below
     assert "xdptcp/data/xdptcp.bpf.o" in names
     assert {"elftools/__init__.py", "construct/__init__.py", "__main__.py"} <= names
-    sources = {"source/bpf/xdptcp.bpf.c", "source/bpf/xdptcp_walk.bpf.c", "source/bpf/xdptcp.h"}
+    sources = {"source/bpf/xdptcp.bpf.c", "source/bpf/xdptcp_walk.bpf.c",
+               "source/bpf/xdptcp_text.bpf.c", "source/bpf/xdptcp.h"}  # fmt: skip
     assert sources <= names  # the shipped objects' sources
-    assert {"xdptcp/data/xdptcp.bpf.o", "xdptcp/data/xdptcp_walk.bpf.o"} <= names
+    assert {"xdptcp/data/xdptcp.bpf.o", "xdptcp/data/xdptcp_walk.bpf.o",
+            "xdptcp/data/xdptcp_text.bpf.o"} <= names  # fmt: skip
     assert any(re.match(r"pyelftools-[\d.]+\.dist-info/(licenses/)?LICENSE", n) for n in names)
     assert any(re.match(r"construct-[\d.]+\.dist-info/LICENSE", n) for n in names)
     # each module compiled beside its source (zipimport's layout), none in a __pycache__
@@ -517,7 +519,7 @@ def test_deb_depends_only_on_debian_python_and_the_two_libraries(deb: Path) -> N
     # The program's sources, gzipped over 4 kB as Debian does with documentation.
     big = {
         n: (ROOT / "bpf" / n).stat().st_size > 4096
-        for n in ("xdptcp.h", "xdptcp.bpf.c", "xdptcp_walk.bpf.c")
+        for n in ("xdptcp.h", "xdptcp.bpf.c", "xdptcp_walk.bpf.c", "xdptcp_text.bpf.c")
     }
     sources = {f"{doc}/source/{name}" + (".gz" if gz else "") for name, gz in big.items()}
     assert {f"{doc}/copyright", f"{doc}/changelog.Debian.gz", *sources} <= paths

@@ -35,6 +35,18 @@ def test_shipped_object_is_a_bpf_elf_with_the_capture_program() -> None:
         assert elf.get_section_by_name(".BTF") is not None
 
 
+def test_shipped_text_walk_is_a_bpf_elf_with_its_two_programs() -> None:
+    from pybpf import ObjectSpec
+
+    spec = ObjectSpec.from_file(str(objhash.DATA / "xdptcp_text.bpf.o"))
+    assert {n: p.section for n, p in spec.programs.items()} == {
+        "xdptcp_text": "syscall",
+        "xdptcp_text_clear": "syscall",
+    }
+    assert {"xdptcp_text_in", "xdptcp_text_conv", "xdptcp_text_heads"} <= set(spec.maps)
+    assert "xt" in spec.variables
+
+
 def test_shipped_walker_is_a_bpf_elf_with_the_walk_program() -> None:
     from pybpf import ObjectSpec
 

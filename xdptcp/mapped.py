@@ -193,16 +193,23 @@ def damaged(mp, at: int, have: int, want: int) -> PcapError:
     return PcapError(f"{path}: record {n}: truncated data ({have} of {want} bytes)")
 
 
-def print_mapped(mp: MappedPcap, formatter, out, count: Optional[int], keep: Keep) -> int:
+def print_mapped(
+    mp: MappedPcap, formatter, out, count: Optional[int], keep: Keep, kernel=None
+) -> int:
     """``print_file`` on a mapped pcap: the lines of ``formatter`` (a ``TextFormatter`` or a
     ``JsonFormatter``, which make them: ``mapped_lines``) in batches of ``readfile.BATCH``, as
-    ``print_file`` writes them; returns how many were printed."""
+    ``print_file`` writes them; returns how many were printed. ``kernel``: a function that
+    gives the same batches with the lines made in the kernel, or None where it cannot
+    (``xdptcp.textwalk.kernel_batches``); its batches say how many records' lines they hold."""
     from xdptcp.process import write_all
 
     printed = 0
     mp.defer = True  # a record cut by the file's end: its error after the last batch
-    for lines in formatter.mapped_lines(mp, keep, count):
-        printed += len(lines)
+    batches = kernel(formatter, mp, keep, count) if kernel is not None else None
+    if batches is None:
+        batches = formatter.mapped_lines(mp, keep, count)
+    for lines in batches:
+        printed += getattr(lines, "records", len(lines))
         lines.append("")  # the last newline, without copying the batch again
         try:  # the write only: an error reading the file is not out's
             write_all(out, "\n".join(lines))

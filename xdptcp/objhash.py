@@ -1,7 +1,8 @@
-"""The shipped-object check: are ``xdptcp/data/xdptcp.bpf.o`` (the capture program) and
-``xdptcp_walk.bpf.o`` (the offline record walker) built from the current sources?
+"""The shipped-object check: are ``xdptcp/data/xdptcp.bpf.o`` (the capture program),
+``xdptcp_walk.bpf.o`` (the offline record walker) and ``xdptcp_text.bpf.o`` (the offline text
+walk) built from the current sources?
 
-A user's host has no clang, so both ship compiled. Its sources' sha256 is
+A user's host has no clang, so all three ship compiled. Its sources' sha256 is
 recorded next to it (``xdptcp/data/xdptcp.bpf.o.sha256``) by ``make shipped``, which runs
 ``python -m xdptcp.objhash --write``; a test compares the record with the sources so that a
 change to the C code without a rebuild of the shipped object fails.
@@ -14,7 +15,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = ("bpf/xdptcp.bpf.c", "bpf/xdptcp.h", "bpf/xdptcp_walk.bpf.c")
+SOURCES = ("bpf/xdptcp.bpf.c", "bpf/xdptcp.h", "bpf/xdptcp_walk.bpf.c", "bpf/xdptcp_text.bpf.c")
 DATA = Path(__file__).resolve().parent / "data"
 OBJECT = DATA / "xdptcp.bpf.o"
 HASH_FILE = DATA / "xdptcp.bpf.o.sha256"

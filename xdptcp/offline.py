@@ -49,9 +49,11 @@ def read_file(path: str, out: OutputOptions, filt=None) -> int:
             _copy(out, frames, source.snaplen, source.linktype)
         else:
             from xdptcp.readfile import print_file
+            from xdptcp.textwalk import kernel_batches
 
             in_place = filt.in_place if filt is not None else None
-            print_file(path, out.formatter(), sys.stdout, out.count, keep, in_place)
+            print_file(path, out.formatter(), sys.stdout, out.count, keep, in_place,
+                       kernel_batches)  # fmt: skip
     except PcapError as e:  # a missing or damaged file: exit 1 like tcpdump, its name in the text
         from xdptcp.capture import CaptureError  # not imported before: it loads pybpf
 

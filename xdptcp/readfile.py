@@ -31,12 +31,14 @@ def print_file(
     count: Optional[int] = None,
     keep: Optional[Callable[[bytes, int, int, int], bool]] = None,
     keep_in_place: Optional[Callable[[object, int, int, int, int], int]] = None,
+    kernel=None,
 ) -> int:
     """Print the TCP packets of ``path`` to ``out``; stop after ``count``. Returns how many.
 
     ``keep(frame, wire_len, linktype, captured length)`` selects frames (a compiled filter's
     ``matches_packet``); by default every frame. ``keep_in_place``, the same filter's
-    ``in_place``, lets a classic Ethernet pcap be read mapped (``xdptcp.mapped``)."""
+    ``in_place``, lets a classic Ethernet pcap be read mapped (``xdptcp.mapped``), and
+    ``kernel`` have the kernel make its lines there (``xdptcp.mapped.print_mapped``)."""
     dump = getattr(formatter, "dump", None)  # -x, -X, -A: after each line (xdptcp.hexdump)
     if dump is not None:
         from xdptcp.hexdump import ethernet_header_length
@@ -50,7 +52,7 @@ def print_file(
         mp = MappedPcap.open(path)
         if mp is not None:
             with mp:
-                return print_mapped(mp, formatter, out, count, keep_in_place)
+                return print_mapped(mp, formatter, out, count, keep_in_place, kernel)
     printed = 0
     lines: list[str] = []
     fmt = formatter.format

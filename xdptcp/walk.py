@@ -48,17 +48,40 @@ class WalkCtx(ctypes.Structure):
     ]
 
 
-class Walker:
-    """The loaded walker: its two maps mapped, the run prepared once. A context manager."""
+class MappedObject:
+    """A loaded object with an input map (``buf``) and an output one (``_out``) mapped, which
+    closing unmaps before it closes the object. A context manager."""
+
+    def __init__(self, obj) -> None:
+        self._obj, self.buf, self._out = obj, None, None
+
+    def close(self) -> None:
+        for m in (self._out, self.buf):
+            if m is not None:
+                try:
+                    m.close()
+                except BufferError:  # a view kept by an exception's frames: freed with them
+                    pass
+        self._obj.close()
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
+
+
+class Walker(MappedObject):
+    """The loaded walker: its two maps mapped, the run prepared once."""
 
     def __init__(self, obj) -> None:
         from pybpf.sys.progcmd import prog_run_in_place
 
-        self._obj, self.buf, self._out = obj, None, None
+        super().__init__(obj)
         try:
             inp, out = obj.maps[IN_MAP], obj.maps[OUT_MAP]
-            self.buf = mmap.mmap(inp.fd, _pages(inp.value_size))
-            self._out = mmap.mmap(out.fd, _pages(out.value_size), prot=mmap.PROT_READ)
+            self.buf = mmap.mmap(inp.fd, pages(inp.value_size))
+            self._out = mmap.mmap(out.fd, pages(out.value_size), prot=mmap.PROT_READ)
             self.entries = (out.value_size - STATE) // 8
             self.ctx = WalkCtx()
             self.run = prog_run_in_place(obj.programs[PROGRAM].fd, self.ctx, PROGRAM)
@@ -71,23 +94,9 @@ class Walker:
         with memoryview(self._out) as v, v[STATE : STATE + 8 * n] as part, part.cast("I") as e:
             return e.tolist()
 
-    def close(self) -> None:
-        for m in (self._out, self.buf):
-            if m is not None:
-                try:
-                    m.close()
-                except BufferError:  # a view kept by an exception's frames: freed with them
-                    pass
-        self._obj.close()
 
-    def __enter__(self) -> Walker:
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.close()
-
-
-def _pages(n: int) -> int:
+def pages(n: int) -> int:
+    """``n`` bytes rounded up to whole pages: what mmap maps of a map value of ``n``."""
     page = mmap.PAGESIZE
     return (n + page - 1) // page * page
 

@@ -13,9 +13,9 @@ ROOT = Path(__file__).resolve().parents[2]
 PACKAGES = ("pybpf", "xdptcp")
 # Non-Python files the packages carry: mirrors [tool.setuptools.package-data] in pyproject.toml.
 PACKAGE_DATA = {"xdptcp": ("data/*.bpf.o", "data/*.sha256")}
-# The sources of the compiled objects (GPL-2.0: the capture programs, the offline record walker),
+# The sources of the compiled objects (GPL-2.0: the capture programs, the offline walks),
 # shipped beside them by the .deb and xdptcp.pyz.
-BPF_SOURCES = ("bpf/xdptcp.bpf.c", "bpf/xdptcp_walk.bpf.c", "bpf/xdptcp.h")
+BPF_SOURCES = ("bpf/xdptcp.bpf.c", "bpf/xdptcp_walk.bpf.c", "bpf/xdptcp_text.bpf.c", "bpf/xdptcp.h")
 # 1980-01-01, the earliest time a zip entry can hold: used when the tree is not a git clone.
 ZIP_EPOCH = 315532800
 

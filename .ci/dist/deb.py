@@ -106,9 +106,9 @@ Requires-Dist: construct
 COPYRIGHT = """\
 Format: https://www.debian.org/doc/packaging-manuals/copyright-format/1.0/
 Upstream-Name: pybpf
-Comment: xdptcp.bpf.o and xdptcp_walk.bpf.o are compiled with clang from
- xdptcp.bpf.c, xdptcp_walk.bpf.c and xdptcp.h, which are in
- /usr/share/doc/pybpf/source.
+Comment: xdptcp.bpf.o, xdptcp_walk.bpf.o and xdptcp_text.bpf.o are compiled with
+ clang from xdptcp.bpf.c, xdptcp_walk.bpf.c, xdptcp_text.bpf.c and xdptcp.h, which are
+ in /usr/share/doc/pybpf/source.
 
 Files: *
 Copyright: {year} the pybpf and xdptcp authors
