@@ -3,8 +3,8 @@
 With no name, the five benchmarks of the performance issue run in sequence and their tables are
 printed on stdout (progress goes to stderr). Other ``bench/*.py`` scripts present in the tree
 (``ringbuf_drain``, ``core_resolve``, ``format_speed``, ``text_stages``, ``progcost_ab``,
-``filter_verify``, ``codegen_ab``, ``progcost_parts``, ``veth_bulk``, ``kernel_text``) can be run
-by name too: they are run as their own process with no arguments.
+``filter_verify``, ``codegen_ab``, ``progcost_parts``, ``veth_bulk``) can be run by name too:
+they are run as their own process with no arguments.
 """
 
 from __future__ import annotations
@@ -29,7 +29,6 @@ EXTRAS = (
     "codegen_ab",
     "progcost_parts",
     "veth_bulk",
-    "kernel_text",
 )
 
 
