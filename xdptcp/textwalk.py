@@ -427,7 +427,7 @@ def _make_head(formatter, walker, mm, pos: int) -> None:
     at = pos + 16 + 14
     src, dst = bytes(mm[at + 8 : at + 24]), bytes(mm[at + 24 : at + 40])
     sport, dport = struct.unpack_from("!HH", mm, at + 40)
-    addr = formatter.decoder.addr
-    head = f"IP6 {addr(src)}.{sport} > {addr(dst)}.{dport}: Flags [".encode("ascii")
+    # the formatter's own start of the line for the direction (what its fast path prints)
+    head = formatter._new_flow(6, src, dst, sport, dport)[0].encode("ascii")
     key = _KEY.pack(6, 0, sport, dport, src, dst)
     mapcmd.map_update_elem(walker.heads.fd, key, struct.pack("=I124s", len(head), head))
